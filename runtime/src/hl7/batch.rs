@@ -1,0 +1,287 @@
+//! Batches and files: `[FHS] {BHS {MSH…} BTS} [FTS]`, or plain messages one after another.
+//!
+//! The envelope is checked, not guessed: a segment outside any message, a batch opened inside
+//! another, a missing trailer or a trailer count that disagrees is an error naming its byte.
+
+use super::error::{ParseError, ParseErrorKind};
+use super::message::{Bounds, Message, ParseOptions, preview, segment_id, split_segments};
+
+const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// An envelope segment (FHS, BHS, BTS, FTS) as written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EnvelopeSegment<'a> {
+    /// The segment's bytes, terminator excluded.
+    pub raw: &'a [u8],
+    /// Its byte offset in the input.
+    pub offset: usize,
+}
+
+impl EnvelopeSegment<'_> {
+    /// `FHS`, `BHS`, `BTS` or `FTS`.
+    pub fn id(&self) -> &str {
+        std::str::from_utf8(self.raw.get(..3).unwrap_or_default()).unwrap_or_default()
+    }
+}
+
+/// The messages of a batch or file, with the envelope segments that surrounded them.
+#[derive(Debug, Clone)]
+pub struct Batch<'a> {
+    /// The messages in order.
+    pub messages: Vec<Message<'a>>,
+    /// FHS/BHS/BTS/FTS segments in order (empty for plain concatenated messages).
+    pub envelope: Vec<EnvelopeSegment<'a>>,
+}
+
+struct OpenBatch {
+    offset: usize,
+    messages: usize,
+}
+
+/// Splits an input holding one message, several messages, a batch or a file into messages.
+pub fn parse_batch<'a>(input: &'a [u8], options: &ParseOptions) -> Result<Batch<'a>, ParseError> {
+    let has_bom = input.starts_with(UTF8_BOM);
+    let start = if has_bom { 3 } else { 0 };
+    let lines = split_segments(input, start, options.line_endings)?;
+
+    let mut batch = Batch {
+        messages: Vec::new(),
+        envelope: Vec::new(),
+    };
+    let mut current: Vec<Bounds> = Vec::new();
+    let mut file_open: Option<usize> = None;
+    let mut file_closed: Option<usize> = None;
+    let mut open_batch: Option<OpenBatch> = None;
+    let mut batches_in_file = 0usize;
+
+    let flush = |current: &mut Vec<Bounds>,
+                 batch: &mut Batch<'a>,
+                 open_batch: &mut Option<OpenBatch>|
+     -> Result<(), ParseError> {
+        if current.is_empty() {
+            return Ok(());
+        }
+        let first = current[0].start == start;
+        let message =
+            Message::from_segments(input, std::mem::take(current), options, has_bom && first)?;
+        batch.messages.push(message);
+        if let Some(open) = open_batch {
+            open.messages += 1;
+        }
+        Ok(())
+    };
+
+    for (index, line) in lines.iter().enumerate() {
+        if let Some(closed) = file_closed {
+            return Err(batch_error(
+                line.start,
+                format!("segment after the file trailer FTS at byte {closed}"),
+            ));
+        }
+        let envelope = EnvelopeSegment {
+            raw: &input[line.start..line.end],
+            offset: line.start,
+        };
+        match segment_id(input, line) {
+            b"FHS" => {
+                if index != 0 {
+                    return Err(batch_error(
+                        line.start,
+                        "FHS (file header) must be the first segment".into(),
+                    ));
+                }
+                file_open = Some(line.start);
+                batch.envelope.push(envelope);
+            }
+            b"BHS" => {
+                flush(&mut current, &mut batch, &mut open_batch)?;
+                if let Some(open) = &open_batch {
+                    return Err(batch_error(
+                        line.start,
+                        format!(
+                            "BHS opens a batch while the batch opened at byte {} is still open (no BTS)",
+                            open.offset
+                        ),
+                    ));
+                }
+                if file_open.is_none() && !batch.messages.is_empty() {
+                    return Err(batch_error(
+                        line.start,
+                        "BHS after messages that belong to no batch".into(),
+                    ));
+                }
+                open_batch = Some(OpenBatch {
+                    offset: line.start,
+                    messages: 0,
+                });
+                batch.envelope.push(envelope);
+            }
+            b"BTS" => {
+                flush(&mut current, &mut batch, &mut open_batch)?;
+                let Some(open) = open_batch.take() else {
+                    return Err(batch_error(
+                        line.start,
+                        "BTS without a BHS before it".into(),
+                    ));
+                };
+                check_count(
+                    &envelope,
+                    open.messages,
+                    "BTS-1 (batch message count)",
+                    "messages",
+                )?;
+                batches_in_file += 1;
+                batch.envelope.push(envelope);
+            }
+            b"FTS" => {
+                flush(&mut current, &mut batch, &mut open_batch)?;
+                if let Some(open) = &open_batch {
+                    return Err(batch_error(
+                        line.start,
+                        format!(
+                            "FTS while the batch opened at byte {} has no BTS",
+                            open.offset
+                        ),
+                    ));
+                }
+                if file_open.is_none() {
+                    return Err(batch_error(line.start, "FTS without an FHS".into()));
+                }
+                check_count(
+                    &envelope,
+                    batches_in_file,
+                    "FTS-1 (file batch count)",
+                    "batches",
+                )?;
+                file_closed = Some(line.start);
+                batch.envelope.push(envelope);
+            }
+            b"MSH" => {
+                flush(&mut current, &mut batch, &mut open_batch)?;
+                if file_open.is_some() && open_batch.is_none() {
+                    return Err(batch_error(
+                        line.start,
+                        "MSH inside a file (FHS) but outside a batch (BHS…BTS)".into(),
+                    ));
+                }
+                current.push(*line);
+            }
+            other => {
+                if current.is_empty() {
+                    return Err(batch_error(
+                        line.start,
+                        format!(
+                            "segment {:?} is outside any message (no MSH before it)",
+                            preview(other)
+                        ),
+                    ));
+                }
+                current.push(*line);
+            }
+        }
+    }
+    flush(&mut current, &mut batch, &mut open_batch)?;
+    if let Some(open) = open_batch {
+        return Err(batch_error(
+            input.len(),
+            format!("the batch opened at byte {} has no BTS", open.offset),
+        ));
+    }
+    if let (Some(opened), None) = (file_open, file_closed) {
+        return Err(batch_error(
+            input.len(),
+            format!("the file opened at byte {opened} has no FTS"),
+        ));
+    }
+    if batch.messages.is_empty() {
+        return Err(batch_error(
+            start,
+            "no MSH segment: the input holds no message".into(),
+        ));
+    }
+    Ok(batch)
+}
+
+fn batch_error(offset: usize, what: String) -> ParseError {
+    ParseError::new(offset, ParseErrorKind::Batch(what))
+}
+
+/// Checks a trailer's count field (BTS-1 / FTS-1) when the sender filled it in.
+fn check_count(
+    trailer: &EnvelopeSegment<'_>,
+    actual: usize,
+    field_name: &str,
+    unit: &str,
+) -> Result<(), ParseError> {
+    let raw = trailer.raw;
+    let Some(&sep) = raw.get(3) else {
+        return Ok(());
+    };
+    let first = raw[4..].split(|&b| b == sep).next().unwrap_or_default();
+    if first.is_empty() {
+        return Ok(());
+    }
+    let declared = std::str::from_utf8(first)
+        .ok()
+        .and_then(|s| s.trim().parse::<usize>().ok());
+    match declared {
+        Some(n) if n == actual => Ok(()),
+        Some(n) => Err(batch_error(
+            trailer.offset + 4,
+            format!("{field_name} says {n} but the envelope holds {actual} {unit}"),
+        )),
+        None => Err(batch_error(
+            trailer.offset + 4,
+            format!("{field_name} {:?} is not a number", preview(first)),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<Batch<'_>, ParseError> {
+        parse_batch(s.as_bytes(), &ParseOptions::default())
+    }
+
+    const MSG_A: &str = "MSH|^~\\&|A||B||20240101||ADT^A28|1|P|2.4\rPID|1\r";
+    const MSG_B: &str = "MSH|^~\\&|A||B||20240101||ADT^A31|2|P|2.4\rPID|2\r";
+
+    #[test]
+    fn splits_plain_messages_and_envelopes() {
+        let plain = format!("{MSG_A}{MSG_B}");
+        assert_eq!(parse(&plain).unwrap().messages.len(), 2);
+        let file = format!("FHS|^~\\&\rBHS|^~\\&\r{MSG_A}{MSG_B}BTS|2\rFTS|1\r");
+        let batch = parse(&file).unwrap();
+        assert_eq!(batch.messages.len(), 2);
+        assert_eq!(batch.messages[1].control_id(), "2");
+        let ids: Vec<_> = batch.envelope.iter().map(|e| e.id()).collect();
+        assert_eq!(ids, ["FHS", "BHS", "BTS", "FTS"]);
+    }
+
+    #[test]
+    fn reports_structural_errors_at_their_byte() {
+        let cases = [
+            (format!("BHS|^~\\&\rPID|1\rBTS\r"), 9, "outside any message"),
+            (
+                format!("BHS|^~\\&\r{MSG_A}BHS|^~\\&\rBTS\r"),
+                9 + MSG_A.len(),
+                "still open",
+            ),
+            (
+                format!("BHS|^~\\&\r{MSG_A}BTS|3\r"),
+                9 + MSG_A.len() + 4,
+                "says 3",
+            ),
+            (format!("{MSG_A}BTS\r"), MSG_A.len(), "without a BHS"),
+            (format!("BHS|^~\\&\r{MSG_A}"), 9 + MSG_A.len(), "no BTS"),
+            (format!("FHS|^~\\&\r{MSG_A}FTS\r"), 9, "outside a batch"),
+        ];
+        for (input, offset, words) in cases {
+            let err = parse(&input).unwrap_err();
+            assert_eq!(err.offset, offset, "{input:?}: {err}");
+            assert!(err.to_string().contains(words), "{err}");
+        }
+    }
+}
