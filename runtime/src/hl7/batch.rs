@@ -167,6 +167,15 @@ pub fn parse_batch<'a>(input: &'a [u8], options: &ParseOptions) -> Result<Batch<
                 current.push(*line);
             }
             other => {
+                if index == 0 {
+                    return Err(ParseError::new(
+                        line.start,
+                        ParseErrorKind::NotHl7(format!(
+                            "expected MSH (or FHS/BHS) at the start, found {:?}",
+                            preview(envelope.raw)
+                        )),
+                    ));
+                }
                 if current.is_empty() {
                     return Err(batch_error(
                         line.start,
@@ -263,7 +272,7 @@ mod tests {
     #[test]
     fn reports_structural_errors_at_their_byte() {
         let cases = [
-            (format!("BHS|^~\\&\rPID|1\rBTS\r"), 9, "outside any message"),
+            ("BHS|^~\\&\rPID|1\rBTS\r".to_string(), 9, "outside any message"),
             (
                 format!("BHS|^~\\&\r{MSG_A}BHS|^~\\&\rBTS\r"),
                 9 + MSG_A.len(),

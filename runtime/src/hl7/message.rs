@@ -9,6 +9,7 @@ use std::borrow::Cow;
 use super::charset::Charset;
 use super::delimiters::{Delimiters, show_byte};
 use super::error::{ParseError, ParseErrorKind};
+use super::escape;
 use super::span::{Field, Pieces, Span, fields_of};
 
 const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
@@ -163,12 +164,17 @@ impl<'a> Message<'a> {
             .filter(|c| !c.is_empty());
         let charset = match declared {
             None => self.encoding.charset,
-            Some(name) => Charset::from_hl7_name(name.raw()).ok_or_else(|| {
-                ParseError::new(
-                    name.offset(),
-                    ParseErrorKind::UnsupportedCharset(String::from_utf8_lossy(name.raw()).into()),
-                )
-            })?,
+            Some(name) => {
+                // The name may hold an escaped delimiter (`8859\R\1` when `/` is one). Escape
+                // sequences are ASCII, so decoding as latin1 cannot fail before the charset
+                // is known.
+                let text = escape::decode(name.raw(), &self.encoding.delimiters, Charset::Latin1)
+                    .map(|d| d.text.into_owned())
+                    .unwrap_or_default();
+                Charset::from_hl7_name(text.as_bytes()).ok_or_else(|| {
+                    ParseError::new(name.offset(), ParseErrorKind::UnsupportedCharset(text))
+                })?
+            }
         };
         if has_bom && charset != Charset::Utf8 {
             return Err(ParseError::new(

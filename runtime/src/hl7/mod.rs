@@ -15,6 +15,7 @@ pub mod escape;
 mod message;
 mod path;
 mod span;
+pub mod timestamp;
 
 pub use ack::{
     AckCode, AckCondition, AckError, AckMode, AckReadError, AckReceipt, AckRequest, ReportedError,

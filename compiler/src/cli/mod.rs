@@ -1,0 +1,86 @@
+//! Command-line entry point: argument parsing and the exit-code contract.
+//!
+//! Exit codes (DESIGN.md): 0 ok, 1 the input has errors, 2 usage or I/O error.
+
+mod ack;
+mod input;
+mod inspect;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Why a command failed, mapped to the exit-code contract.
+#[derive(Debug)]
+pub enum Failure {
+    /// The input has errors (exit 1).
+    Input(String),
+    /// Usage or I/O error (exit 2).
+    Usage(String),
+}
+
+impl Failure {
+    fn exit_code(&self) -> ExitCode {
+        match self {
+            Self::Input(_) => ExitCode::from(1),
+            Self::Usage(_) => ExitCode::from(2),
+        }
+    }
+
+    fn message(&self) -> &str {
+        match self {
+            Self::Input(m) | Self::Usage(m) => m,
+        }
+    }
+}
+
+/// hl7gw: validate customer integration specs, generate gateways, and work with HL7 v2.
+#[derive(Debug, Parser)]
+#[command(name = "hl7gw", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Show the structure of HL7 v2 messages (a message, a batch or a file).
+    Inspect(inspect::InspectArgs),
+    /// Write the acknowledgement for HL7 v2 messages.
+    Ack(ack::AckArgs),
+}
+
+/// Runs the CLI with the process arguments and returns the exit code.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // clap prints help/version (exit 0) and usage errors (exit 2) itself.
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let result = match cli.command {
+        Command::Inspect(args) => inspect::run(&args, &mut out),
+        Command::Ack(args) => ack::run(&args, &mut out),
+    };
+    let flushed = out.flush();
+    match (result, flushed) {
+        (Ok(()), Ok(())) => ExitCode::SUCCESS,
+        (Ok(()), Err(e)) => {
+            eprintln!("error: writing output: {e}");
+            ExitCode::from(2)
+        }
+        (Err(failure), _) => {
+            eprintln!("error: {}", failure.message());
+            failure.exit_code()
+        }
+    }
+}
