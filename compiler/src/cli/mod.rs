@@ -5,6 +5,9 @@
 mod ack;
 mod input;
 mod inspect;
+mod schema;
+mod specs;
+mod validate;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -18,6 +21,8 @@ pub enum Failure {
     Input(String),
     /// Usage or I/O error (exit 2).
     Usage(String),
+    /// The command already reported what went wrong; exit with this code.
+    Quiet(u8),
 }
 
 impl Failure {
@@ -25,12 +30,14 @@ impl Failure {
         match self {
             Self::Input(_) => ExitCode::from(1),
             Self::Usage(_) => ExitCode::from(2),
+            Self::Quiet(code) => ExitCode::from(*code),
         }
     }
 
-    fn message(&self) -> &str {
+    fn message(&self) -> Option<&str> {
         match self {
-            Self::Input(m) | Self::Usage(m) => m,
+            Self::Input(m) | Self::Usage(m) => Some(m),
+            Self::Quiet(_) => None,
         }
     }
 }
@@ -49,6 +56,10 @@ enum Command {
     Inspect(inspect::InspectArgs),
     /// Write the acknowledgement for HL7 v2 messages.
     Ack(ack::AckArgs),
+    /// Write the spec's JSON Schema (draft-07), as checked in at specs/schema.json.
+    Schema(schema::SchemaArgs),
+    /// Check customer specs and report every problem with its file, line and column.
+    Validate(validate::ValidateArgs),
 }
 
 /// Runs the CLI with the process arguments and returns the exit code.
@@ -70,6 +81,8 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Inspect(args) => inspect::run(&args, &mut out),
         Command::Ack(args) => ack::run(&args, &mut out),
+        Command::Schema(args) => schema::run(&args, &mut out),
+        Command::Validate(args) => validate::run(&args, &mut out),
     };
     let flushed = out.flush();
     match (result, flushed) {
@@ -79,7 +92,9 @@ pub fn main() -> ExitCode {
             ExitCode::from(2)
         }
         (Err(failure), _) => {
-            eprintln!("error: {}", failure.message());
+            if let Some(message) = failure.message() {
+                eprintln!("error: {message}");
+            }
             failure.exit_code()
         }
     }

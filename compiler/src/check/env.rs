@@ -1,0 +1,238 @@
+//! Environment checks: TEST and PROD both present and separate, processing ids, host-name
+//! convention, and that each direction the spec uses has its endpoint.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use super::CheckOptions;
+use crate::diag::Diagnostic;
+use crate::spec::{EnvName, Environment, LoadedSpec, ProcessingId};
+
+pub(super) fn check(spec: &LoadedSpec, _options: &CheckOptions, out: &mut Vec<Diagnostic>) {
+    let s = &spec.spec;
+    for (name, present) in [
+        ("test", s.environments.test.is_some()),
+        ("prod", s.environments.prod.is_some()),
+    ] {
+        if !present {
+            out.push(
+                spec.at_key(
+                    Diagnostic::error(
+                        "env-missing",
+                        format!("the `{name}` environment is missing"),
+                    )
+                    .detail(
+                        "every customer has separate TEST and PROD environments; describe both",
+                    ),
+                    "/environments",
+                ),
+            );
+        }
+    }
+    for (env, e) in s.environments.iter() {
+        let base = format!("/environments/{}", env.as_str());
+        let expected = match env {
+            EnvName::Test => ProcessingId::T,
+            EnvName::Prod => ProcessingId::P,
+        };
+        if e.processing_id != expected {
+            out.push(spec.at_value(
+                Diagnostic::error(
+                    "env-processing-id",
+                    format!(
+                        "{} expects processing id {:?}, not {:?}",
+                        env.as_str().to_uppercase(),
+                        expected,
+                        e.processing_id
+                    ),
+                )
+                .detail("MSH-11 tells TEST traffic (T) from PROD traffic (P); a T message reaching PROD, or the reverse, must be rejected"),
+                &format!("{base}/processing_id"),
+            ));
+        }
+        check_directions(spec, env, e, &base, out);
+        if let Some(r) = &e.receive {
+            let host = format!(
+                "{}{}.api.{}",
+                s.customer.code,
+                match env {
+                    EnvName::Test => "-test",
+                    EnvName::Prod => "",
+                },
+                s.domain
+            );
+            if !r.hostname.eq_ignore_ascii_case(&host) {
+                out.push(spec.at_value(
+                    Diagnostic::warning(
+                        "env-hostname-pattern",
+                        format!("host name `{}` does not follow the convention `{host}`", r.hostname),
+                    )
+                    .detail(format!(
+                        "endpoints are named CODE-test.api.DOMAIN and CODE.api.DOMAIN; if this one differs on purpose, acknowledge it: environments.{}.acknowledge: {{ env-hostname-pattern: \"the reason\" }}",
+                        env.as_str()
+                    )),
+                    &format!("{base}/receive/hostname"),
+                ));
+            }
+            if r.listen.parse::<SocketAddr>().is_err() {
+                out.push(
+                    spec.at_value(
+                        Diagnostic::error(
+                            "env-listen",
+                            format!("`{}` is not an address and port", r.listen),
+                        )
+                        .detail(
+                            "write IP:PORT, e.g. 0.0.0.0:443 or 127.0.0.1:8443 ([::]:443 for IPv6)",
+                        ),
+                        &format!("{base}/receive/listen"),
+                    ),
+                );
+            }
+            if !r.path.starts_with('/') {
+                out.push(spec.at_value(
+                    Diagnostic::error("env-path", format!("path `{}` must start with /", r.path)),
+                    &format!("{base}/receive/path"),
+                ));
+            }
+            if r.allowed_clients.is_empty() {
+                out.push(spec.at_value(
+                    Diagnostic::error("env-no-clients", "no allowed client subjects")
+                        .detail("name the customer engine's certificate subject, e.g. CN=tie.trust.nhs.uk; a certificate from the client CA alone is not enough"),
+                    &format!("{base}/receive/allowed_clients"),
+                ));
+            }
+        }
+    }
+    check_nothing_shared(spec, out);
+}
+
+/// Inbound types need a receiver and outbound types a sender, in every environment.
+fn check_directions(
+    spec: &LoadedSpec,
+    env: EnvName,
+    e: &Environment,
+    base: &str,
+    out: &mut Vec<Diagnostic>,
+) {
+    let s = &spec.spec;
+    if !s.inbound.is_empty() && e.receive.is_none() {
+        out.push(spec.at_key(
+            Diagnostic::error(
+                "env-no-receive",
+                format!(
+                    "{} has no `receive` side but the spec declares inbound messages",
+                    env.as_str().to_uppercase()
+                ),
+            ),
+            base,
+        ));
+    }
+    if !s.outbound.is_empty() && e.send.is_none() {
+        out.push(spec.at_key(
+            Diagnostic::error(
+                "env-no-send",
+                format!(
+                    "{} has no `send` side but the spec declares outbound messages",
+                    env.as_str().to_uppercase()
+                ),
+            ),
+            base,
+        ));
+    }
+}
+
+/// No certificate, key, endpoint, store or listen address may serve both environments.
+fn check_nothing_shared(spec: &LoadedSpec, out: &mut Vec<Diagnostic>) {
+    let mut seen: HashMap<(String, String), String> = HashMap::new();
+    for (env, e) in spec.spec.environments.iter() {
+        let base = format!("/environments/{}", env.as_str());
+        let mut items: Vec<(&str, String, String)> =
+            vec![("store", normalize_path(&e.store), format!("{base}/store"))];
+        if let Some(r) = &e.receive {
+            items.extend([
+                (
+                    "listen address",
+                    r.listen.clone(),
+                    format!("{base}/receive/listen"),
+                ),
+                (
+                    "host name",
+                    r.hostname.to_ascii_lowercase(),
+                    format!("{base}/receive/hostname"),
+                ),
+                (
+                    "certificate",
+                    normalize_path(&r.tls.cert),
+                    format!("{base}/receive/tls/cert"),
+                ),
+                (
+                    "key",
+                    normalize_path(&r.tls.key),
+                    format!("{base}/receive/tls/key"),
+                ),
+                (
+                    "CA",
+                    normalize_path(&r.tls.client_ca),
+                    format!("{base}/receive/tls/client_ca"),
+                ),
+            ]);
+        }
+        if let Some(sd) = &e.send {
+            items.extend([
+                (
+                    "endpoint URL",
+                    sd.url.to_ascii_lowercase(),
+                    format!("{base}/send/url"),
+                ),
+                (
+                    "certificate",
+                    normalize_path(&sd.tls.cert),
+                    format!("{base}/send/tls/cert"),
+                ),
+                (
+                    "key",
+                    normalize_path(&sd.tls.key),
+                    format!("{base}/send/tls/key"),
+                ),
+                (
+                    "CA",
+                    normalize_path(&sd.tls.server_ca),
+                    format!("{base}/send/tls/server_ca"),
+                ),
+            ]);
+        }
+        let mut own: HashMap<(String, String), ()> = HashMap::new();
+        for (kind, value, pointer) in items {
+            let class = match kind {
+                "certificate" | "key" | "CA" => "file",
+                other => other,
+            };
+            let key = (class.to_string(), value.clone());
+            if own.insert(key.clone(), ()).is_some() {
+                continue; // the same file twice inside one environment is allowed (e.g. one CA)
+            }
+            if let Some(first) = seen.get(&key) {
+                out.push(spec.at_value(
+                    Diagnostic::error(
+                        "env-shared",
+                        format!("TEST and PROD share the {kind} `{value}`"),
+                    )
+                    .detail(format!(
+                        "PROD and TEST must share nothing, so a test message can never reach the live system; the other use is at {first}"
+                    )),
+                    &pointer,
+                ));
+            } else {
+                seen.insert(key, pointer_to_dotted(&pointer));
+            }
+        }
+    }
+}
+
+fn normalize_path(p: &str) -> String {
+    p.trim_start_matches("./").to_string()
+}
+
+fn pointer_to_dotted(p: &str) -> String {
+    p.trim_start_matches('/').replace('/', ".")
+}

@@ -1,0 +1,101 @@
+//! Semantic checks of a loaded spec, beyond what the schema can say: HL7 (message types,
+//! paths and datatypes against the dictionary), mappings, environments, network,
+//! certificates and spec-test files. Each check reports diagnostics placed at the spec
+//! value it concerns.
+
+mod env;
+mod network;
+mod samples;
+
+use time::Date;
+
+use crate::diag::{Diagnostic, Severity};
+use crate::spec::{EnvName, LoadedSpec};
+
+/// What to check.
+#[derive(Debug, Clone, Copy)]
+pub struct CheckOptions {
+    /// Only this environment's endpoint checks (certificates, network); both when `None`.
+    pub env: Option<EnvName>,
+    /// The date certificates are judged against.
+    pub today: Date,
+}
+
+/// A warning the spec acknowledged, with the reason it gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Acknowledged {
+    /// The warning.
+    pub diagnostic: Diagnostic,
+    /// The reason from the spec.
+    pub reason: String,
+}
+
+/// The outcome of checking one spec.
+#[derive(Debug, Clone, Default)]
+pub struct CheckReport {
+    /// Errors and unacknowledged warnings, sorted by position.
+    pub diagnostics: Vec<Diagnostic>,
+    /// Warnings the spec acknowledged.
+    pub acknowledged: Vec<Acknowledged>,
+}
+
+/// Runs every check on a spec.
+pub fn check_spec(spec: &LoadedSpec, options: &CheckOptions) -> CheckReport {
+    let mut found = Vec::new();
+    env::check(spec, options, &mut found);
+    network::check(spec, options, &mut found);
+    samples::check(spec, &mut found);
+    apply_acknowledgements(spec, found)
+}
+
+/// The environment a pointer belongs to (`/environments/test/...`).
+fn env_of(pointer: Option<&str>) -> Option<EnvName> {
+    let rest = pointer?.strip_prefix("/environments/")?;
+    match rest.split('/').next()? {
+        "test" => Some(EnvName::Test),
+        "prod" => Some(EnvName::Prod),
+        _ => None,
+    }
+}
+
+/// Moves warnings the spec acknowledged (per environment, by code) out of the findings, and
+/// flags acknowledgements that match nothing so stale ones do not linger.
+fn apply_acknowledgements(spec: &LoadedSpec, found: Vec<Diagnostic>) -> CheckReport {
+    let mut report = CheckReport::default();
+    let mut used: Vec<(EnvName, String)> = Vec::new();
+    for d in found {
+        let ack = env_of(d.pointer.as_deref()).and_then(|env| {
+            let e = spec.spec.environments.get(env)?;
+            e.acknowledge
+                .get(&d.code)
+                .map(|reason| (env, reason.clone()))
+        });
+        match ack {
+            Some((env, reason)) if d.severity == Severity::Warning => {
+                used.push((env, d.code.clone()));
+                report.acknowledged.push(Acknowledged {
+                    diagnostic: d,
+                    reason,
+                });
+            }
+            _ => report.diagnostics.push(d),
+        }
+    }
+    for (env, environment) in spec.spec.environments.iter() {
+        for code in environment.acknowledge.keys() {
+            if !used.iter().any(|(e, c)| *e == env && c == code) {
+                let pointer = format!("/environments/{}/acknowledge/{code}", env.as_str());
+                report.diagnostics.push(spec.at_key(
+                    Diagnostic::warning(
+                        "ack-unused",
+                        format!("acknowledgement of `{code}` matches no warning"),
+                    )
+                    .detail("remove it, or check the warning code; only warnings can be acknowledged, never errors"),
+                    &pointer,
+                ));
+            }
+        }
+    }
+    crate::diag::sort(&mut report.diagnostics);
+    report
+}

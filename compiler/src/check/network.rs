@@ -1,0 +1,168 @@
+//! Network checks: URLs are https, IP ranges parse, PROD is never open to the world, and
+//! overlapping or sloppy ranges are pointed out.
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+use super::CheckOptions;
+use crate::diag::Diagnostic;
+use crate::spec::{EnvName, LoadedSpec, Sink};
+
+pub(super) fn check(spec: &LoadedSpec, options: &CheckOptions, out: &mut Vec<Diagnostic>) {
+    for (env, e) in spec.spec.environments.iter() {
+        if options.env.is_some_and(|only| only != env) {
+            continue;
+        }
+        let base = format!("/environments/{}", env.as_str());
+        if let Some(send) = &e.send
+            && let Err(why) = check_https_url(&send.url)
+        {
+            out.push(
+                spec.at_value(
+                    Diagnostic::error("net-url", format!("send URL `{}`: {why}", send.url)).detail(
+                        "HL7 travels to the customer's engine over HTTPS with mutual TLS only",
+                    ),
+                    &format!("{base}/send/url"),
+                ),
+            );
+        }
+        if let Some(Sink::Webhook { url }) = &e.sink
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            out.push(spec.at_value(
+                Diagnostic::error(
+                    "net-url",
+                    format!("webhook URL `{url}` is not an http(s) URL"),
+                ),
+                &format!("{base}/sink/webhook/url"),
+            ));
+        }
+        if let Some(receive) = &e.receive {
+            check_ranges(
+                spec,
+                env,
+                &receive.allowed_ips,
+                &format!("{base}/receive/allowed_ips"),
+                out,
+            );
+        }
+    }
+}
+
+/// `https://host[:port][/path]` with a non-empty host and a numeric port.
+fn check_https_url(url: &str) -> Result<(), String> {
+    let Some(rest) = url.strip_prefix("https://") else {
+        return Err("must start with https://".into());
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if authority.contains('@') {
+        return Err("must not carry credentials; authentication is by client certificate".into());
+    }
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        match v6.split_once(']') {
+            Some((h, p)) => (h, p.strip_prefix(':')),
+            None => return Err("unclosed [ in the host".into()),
+        }
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        }
+    };
+    if host.is_empty() {
+        return Err("has no host".into());
+    }
+    if let Some(p) = port
+        && p.parse::<u16>().map_or(true, |n| n == 0)
+    {
+        return Err(format!("port `{p}` is not a port number"));
+    }
+    Ok(())
+}
+
+fn check_ranges(
+    spec: &LoadedSpec,
+    env: EnvName,
+    ranges: &[String],
+    base: &str,
+    out: &mut Vec<Diagnostic>,
+) {
+    if ranges.is_empty() {
+        out.push(spec.at_value(
+            Diagnostic::error("net-no-ranges", "no allowed IP ranges")
+                .detail("list the customer engine's agreed source ranges, e.g. 10.20.0.0/24; connections from elsewhere are closed before TLS"),
+            base,
+        ));
+    }
+    let mut parsed: Vec<(usize, IpNet)> = Vec::new();
+    for (i, text) in ranges.iter().enumerate() {
+        let pointer = format!("{base}/{i}");
+        let net = match text.parse::<IpNet>() {
+            Ok(n) => n,
+            Err(_) => match text.parse::<IpAddr>() {
+                Ok(addr) => IpNet::from(addr),
+                Err(_) => {
+                    out.push(spec.at_value(
+                        Diagnostic::error("net-range", format!("`{text}` is not an IP range"))
+                            .detail("write CIDR notation, e.g. 10.20.0.0/24 or 2001:db8::/48, or a single address"),
+                        &pointer,
+                    ));
+                    continue;
+                }
+            },
+        };
+        if net.prefix_len() == 0 {
+            let d = Diagnostic::error("net-open-range", format!("`{text}` allows every address"))
+                .detail("PROD must only accept the customer's agreed ranges");
+            if env == EnvName::Prod {
+                out.push(spec.at_value(d, &pointer));
+            } else {
+                let mut w = d;
+                w.severity = crate::diag::Severity::Warning;
+                w.detail = "TEST open to every address: acceptable only on an isolated network; acknowledge it with a reason if intended".into();
+                out.push(spec.at_value(w, &pointer));
+            }
+        }
+        if net.trunc() != net {
+            out.push(
+                spec.at_value(
+                    Diagnostic::warning(
+                        "net-host-bits",
+                        format!("`{text}` has host bits set; it means {}", net.trunc()),
+                    )
+                    .detail("write the network address so the range reads as what it allows"),
+                    &pointer,
+                ),
+            );
+        }
+        for (j, other) in &parsed {
+            if other.contains(&net.trunc()) || net.trunc().contains(other) {
+                out.push(spec.at_value(
+                    Diagnostic::warning(
+                        "net-overlap",
+                        format!("`{text}` overlaps `{}`", ranges[*j]),
+                    )
+                    .detail("overlapping ranges usually mean a typo or a range that is wider than agreed"),
+                    &pointer,
+                ));
+            }
+        }
+        parsed.push((i, net.trunc()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn https_urls() {
+        assert!(check_https_url("https://tie.trust.nhs.uk:9443/hl7").is_ok());
+        assert!(check_https_url("https://[2001:db8::1]:443/x").is_ok());
+        assert!(check_https_url("http://tie/x").is_err());
+        assert!(check_https_url("https://:443/x").is_err());
+        assert!(check_https_url("https://h:99999/").is_err());
+        assert!(check_https_url("https://user:pw@h/").is_err());
+    }
+}

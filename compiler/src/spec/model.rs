@@ -1,0 +1,442 @@
+//! The customer spec: one YAML file per customer (an NHS Trust). These types are the single
+//! source of truth: the loader reads YAML into them, `hl7gw schema` writes their JSON Schema
+//! (doc comments become descriptions), and the checks and code generator walk them.
+
+use indexmap::IndexMap;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::units::{ByteSize, Duration, FailurePolicy};
+
+/// A customer integration spec: the HL7 v2 messages one customer exchanges with EMS, how
+/// their fields map to typed records, and the TEST and PROD endpoints and certificates.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "hl7gw customer spec")]
+pub struct Spec {
+    /// Who the customer is.
+    pub customer: Customer,
+    /// The EMS domain, e.g. `example-ems.cloud`: the endpoints are named
+    /// `CODE-test.api.DOMAIN` (TEST) and `CODE.api.DOMAIN` (PROD).
+    pub domain: String,
+    /// The HL7 v2 version the customer's engine sends (MSH-12), quoted: "2.4", "2.5.1".
+    pub hl7_version: String,
+    /// The messaging model the customer bought.
+    pub model: MessagingModel,
+    /// The TEST and PROD environments. Both are required and share nothing.
+    pub environments: Environments,
+    /// Code tables from the customer's EMS configuration: table name → code → meaning.
+    /// A mapped value not in its table is an error (HL7 error 103), never a guess.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    #[schemars(with = "IndexMap<String, IndexMap<String, String>>")]
+    pub tables: IndexMap<Name, IndexMap<String, String>>,
+    /// Typed records: record name → field name → mapping.
+    pub records: IndexMap<Name, Record>,
+    /// Messages the customer's engine sends to EMS: `TYPE^TRIGGER` → binding.
+    #[serde(default)]
+    pub inbound: IndexMap<MessageType, MessageBinding>,
+    /// Messages EMS sends to the customer's engine: `TYPE^TRIGGER` → binding.
+    #[serde(default)]
+    pub outbound: IndexMap<MessageType, MessageBinding>,
+    /// Spec tests, run by `hl7gw test` and compiled into the generated crate.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tests: Vec<SpecTest>,
+}
+
+/// A snake_case name that becomes a Rust identifier (records, fields, tables).
+pub type Name = String;
+
+/// An HL7 message type and trigger event, `ADT^A28`.
+pub type MessageType = String;
+
+/// The customer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Customer {
+    /// Short lower-case code used in host names, crate names and file names, e.g. `demo`.
+    #[schemars(regex(pattern = r"^[a-z][a-z0-9-]{1,30}$"))]
+    pub code: String,
+    /// The customer's full name, e.g. `Demo NHS Foundation Trust`.
+    pub name: String,
+}
+
+/// The messaging models EMS sells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum MessagingModel {
+    /// ADT^A28, A31, A40 in; ORU^R01 with a PDF report out.
+    Basic,
+    /// SIU in; creates a ServiceRequest.
+    Scheduling,
+    /// REF in; creates a ServiceRequest.
+    Referral,
+    /// ORM or OMG in, ORR and ORU out (vetting and booking); creates a ServiceRequest.
+    Orders,
+}
+
+impl MessagingModel {
+    /// The spelling used in specs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Basic => "basic",
+            Self::Scheduling => "scheduling",
+            Self::Referral => "referral",
+            Self::Orders => "orders",
+        }
+    }
+
+    /// True for the models whose inbound messages create a ServiceRequest.
+    pub fn creates_service_request(self) -> bool {
+        !matches!(self, Self::Basic)
+    }
+}
+
+/// The two environments.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Environments {
+    /// TEST: the customer's test engine, processing id T.
+    pub test: Option<Environment>,
+    /// PROD: the live engine, processing id P.
+    pub prod: Option<Environment>,
+}
+
+impl Environments {
+    /// The environments that are present, with their names.
+    pub fn iter(&self) -> impl Iterator<Item = (EnvName, &Environment)> {
+        [(EnvName::Test, &self.test), (EnvName::Prod, &self.prod)]
+            .into_iter()
+            .filter_map(|(n, e)| e.as_ref().map(|e| (n, e)))
+    }
+
+    /// One environment by name.
+    pub fn get(&self, name: EnvName) -> Option<&Environment> {
+        match name {
+            EnvName::Test => self.test.as_ref(),
+            EnvName::Prod => self.prod.as_ref(),
+        }
+    }
+}
+
+/// An environment's name.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum EnvName {
+    /// TEST.
+    Test,
+    /// PROD.
+    Prod,
+}
+
+impl EnvName {
+    /// `test` or `prod`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Test => "test",
+            Self::Prod => "prod",
+        }
+    }
+}
+
+/// MSH-11 processing id (HL7 table 0103).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum ProcessingId {
+    /// Production.
+    P,
+    /// Training / test.
+    T,
+    /// Debugging.
+    D,
+}
+
+/// One environment: what it receives, what it sends, where it stores.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Environment {
+    /// MSH-11 expected on every message in this environment (T for TEST, P for PROD); a
+    /// message with another value is rejected with AR.
+    pub processing_id: ProcessingId,
+    /// The receiving side: the customer's engine POSTs HL7 to the gateway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receive: Option<ReceiveSide>,
+    /// The sending side: the gateway POSTs HL7 to the customer's engine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub send: Option<SendSide>,
+    /// The SQLite file holding this environment's queue, audit trail and inbox.
+    pub store: String,
+    /// Where accepted inbound records go. Default: the inbox (EMS pulls them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sink: Option<Sink>,
+    /// Warnings accepted for this environment: warning code → the reason, recorded in the
+    /// go-live report. Only warnings can be acknowledged, never errors.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub acknowledge: IndexMap<String, String>,
+}
+
+/// The receiving endpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiveSide {
+    /// Local address and port to listen on, e.g. `0.0.0.0:443` or `127.0.0.1:8443`.
+    pub listen: String,
+    /// URL path the engine POSTs to, e.g. `/hl7`.
+    pub path: String,
+    /// The public host name, e.g. `demo-test.api.example-ems.cloud`; the server certificate
+    /// must name it.
+    pub hostname: String,
+    /// Server certificate, key, and the CA that signs the customer's client certificates.
+    pub tls: ServerTls,
+    /// Client certificate subjects allowed after the handshake, e.g. `CN=tie-test.demo.nhs.uk`
+    /// or `DNS:tie-test.demo.nhs.uk`.
+    pub allowed_clients: Vec<String>,
+    /// IP ranges (CIDR) allowed to connect; others are closed before the TLS handshake.
+    pub allowed_ips: Vec<String>,
+    /// Largest request body accepted (413 above it). Default 20MiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_body: Option<ByteSize>,
+    /// MSH-5 expected on inbound messages, when the customer fills it in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receiving_application: Option<String>,
+    /// MSH-6 expected on inbound messages, when the customer fills it in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receiving_facility: Option<String>,
+}
+
+/// The receiver's TLS material (PEM files, paths relative to the spec file).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ServerTls {
+    /// Server certificate chain (leaf first).
+    pub cert: String,
+    /// Server private key.
+    pub key: String,
+    /// CA certificate(s) that sign the customer engine's client certificates.
+    pub client_ca: String,
+}
+
+/// The sending endpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SendSide {
+    /// The customer engine's HTTPS URL, e.g. `https://tie-test.demo.nhs.uk:9443/hl7/ems`.
+    pub url: String,
+    /// Client certificate, key, and the CA that signs the engine's server certificate.
+    pub tls: ClientTls,
+    /// How long to wait for the ACK of one message. Default 30s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Duration>,
+    /// Delay between retries: doubles from `first` up to `max`, with jitter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backoff: Option<Backoff>,
+    /// After a connection failure. Default `retry`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_connect_error: Option<FailurePolicy>,
+    /// After no ACK within `timeout`. Default `retry`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_timeout: Option<FailurePolicy>,
+    /// After an HTTP 5xx. Default `retry`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_5xx: Option<FailurePolicy>,
+    /// After an HTTP 4xx (the body was not processed as HL7). Default `hold`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_4xx: Option<FailurePolicy>,
+    /// After an unreadable ACK, or an MSA-2 that does not match the sent MSH-10. Default
+    /// `retry`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_bad_ack: Option<FailurePolicy>,
+    /// After AE or CE. Default `hold` (an operator decides).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_ae: Option<FailurePolicy>,
+    /// After AR or CR. Default `hold`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_ar: Option<FailurePolicy>,
+}
+
+/// The sender's TLS material (PEM files, paths relative to the spec file).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClientTls {
+    /// Client certificate chain presented to the customer's engine.
+    pub cert: String,
+    /// Client private key.
+    pub key: String,
+    /// CA certificate(s) that sign the engine's server certificate. Never a disabled check.
+    pub server_ca: String,
+}
+
+/// Retry delays.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Backoff {
+    /// First delay. Default 1s.
+    pub first: Duration,
+    /// Largest delay. Default 5m.
+    pub max: Duration,
+}
+
+/// Where accepted inbound records go.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase", deny_unknown_fields)]
+pub enum Sink {
+    /// Records stay in the store; EMS pulls them through the local inbox API.
+    Inbox {},
+    /// POST each record as JSON to an internal URL; AA only after a 2xx.
+    Webhook {
+        /// The internal URL.
+        url: String,
+    },
+    /// Forward the HL7 to a local engine over MLLP and relay its ACK.
+    Mllp {
+        /// `host:port` of the local engine.
+        addr: String,
+    },
+}
+
+/// A typed record: field name → mapping.
+pub type Record = IndexMap<Name, FieldSpec>;
+
+/// One field of a record: either mapped from an HL7 path (`from` and `type`) or a nested
+/// record (`record`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FieldSpec {
+    /// HL7 path, 1-based: `PID-5.1`, `PID-3[CX.5=NH].1`, `OBX[OBX-2=ED]-5.5`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// A nested record, by name, instead of `from`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record: Option<Name>,
+    /// The field's type (with `from`).
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<FieldType>,
+    /// A message without this value is answered AE with HL7 error 101.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub required: bool,
+    /// Every repetition (or segment occurrence) becomes a list entry.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub repeated: bool,
+    /// Longest accepted value in characters (string and id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_len: Option<u32>,
+    /// For `type: code`: HL7 code → EMS value. A code not in the map is error 103.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub map: Option<IndexMap<String, String>>,
+    /// For `type: code`: the name of a table in `tables`. A code not in it is error 103.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table: Option<Name>,
+    /// For `type: base64`: the media type of the decoded bytes, e.g. `application/pdf`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media: Option<String>,
+    /// For `type: base64`: the largest decoded size accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_bytes: Option<ByteSize>,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// Field types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FieldType {
+    /// Text.
+    String,
+    /// A coded identifier kept as written (HL7 ID/IS).
+    Id,
+    /// A date, `YYYY[MM[DD]]`.
+    Date,
+    /// A date and time with HL7's precisions and an optional UTC offset.
+    Datetime,
+    /// A code checked against `map` or `table`.
+    Code,
+    /// An NHS number: 10 digits with a modulus-11 check digit.
+    NhsNumber,
+    /// A decimal number.
+    Number,
+    /// Base64 data (e.g. a PDF in an ED field), decoded with a size limit.
+    Base64,
+}
+
+impl FieldType {
+    /// The spelling used in specs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::String => "string",
+            Self::Id => "id",
+            Self::Date => "date",
+            Self::Datetime => "datetime",
+            Self::Code => "code",
+            Self::NhsNumber => "nhs_number",
+            Self::Number => "number",
+            Self::Base64 => "base64",
+        }
+    }
+}
+
+/// How a message type is handled.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MessageBinding {
+    /// The record the message maps to (inbound) or is built from (outbound).
+    pub record: Name,
+    /// For merges (ADT^A40): the path of the prior identifier, e.g. `MRG-1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merge: Option<String>,
+}
+
+/// A spec test: a message file and what the gateway must answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SpecTest {
+    /// What the test shows, e.g. `A28 maps the NHS number`.
+    pub name: String,
+    /// The HL7 message file, relative to the spec file.
+    pub message: String,
+    /// The expected outcome.
+    pub expect: Expectation,
+}
+
+/// Expected outcome of a spec test.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Expectation {
+    /// The ACK code: AA, AE or AR (CA, CE, CR in enhanced mode).
+    pub ack: AckCodeName,
+    /// Expected record values: field name → value (nested records by their field name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record: Option<serde_json::Map<String, serde_json::Value>>,
+    /// The expected error, for AE and AR.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ExpectedError>,
+}
+
+/// MSA-1 codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum AckCodeName {
+    /// Application accept.
+    AA,
+    /// Application error.
+    AE,
+    /// Application reject.
+    AR,
+    /// Commit accept.
+    CA,
+    /// Commit error.
+    CE,
+    /// Commit reject.
+    CR,
+}
+
+/// An expected ERR.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectedError {
+    /// HL7 table 0357 code: 101 required field missing, 102 data type error, 103 table
+    /// value not found, 200 unsupported message type, 207 application error.
+    pub code: u16,
+    /// Where, as a path: `PID-3`, `OBR-4`.
+    pub location: String,
+}
