@@ -3,6 +3,7 @@
 //! One module per concern; this release carries the command line ([`cli`]) with the HL7
 //! tools `inspect` and `ack`, built on [`hl7gw_runtime::hl7`].
 
+pub mod certs;
 pub mod check;
 pub mod cli;
 pub mod diag;

@@ -3,6 +3,7 @@
 //! certificates and spec-test files. Each check reports diagnostics placed at the spec
 //! value it concerns.
 
+mod certs;
 mod env;
 mod network;
 mod samples;
@@ -44,6 +45,7 @@ pub fn check_spec(spec: &LoadedSpec, options: &CheckOptions) -> CheckReport {
     let mut found = Vec::new();
     env::check(spec, options, &mut found);
     network::check(spec, options, &mut found);
+    certs::check(spec, options, &mut found);
     samples::check(spec, &mut found);
     apply_acknowledgements(spec, found)
 }

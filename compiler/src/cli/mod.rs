@@ -3,6 +3,7 @@
 //! Exit codes (DESIGN.md): 0 ok, 1 the input has errors, 2 usage or I/O error.
 
 mod ack;
+mod certs;
 mod input;
 mod inspect;
 mod schema;
@@ -60,6 +61,8 @@ enum Command {
     Schema(schema::SchemaArgs),
     /// Check customer specs and report every problem with its file, line and column.
     Validate(validate::ValidateArgs),
+    /// Certificates for development and local tests.
+    Certs(certs::CertsArgs),
 }
 
 /// Runs the CLI with the process arguments and returns the exit code.
@@ -83,6 +86,7 @@ pub fn main() -> ExitCode {
         Command::Ack(args) => ack::run(&args, &mut out),
         Command::Schema(args) => schema::run(&args, &mut out),
         Command::Validate(args) => validate::run(&args, &mut out),
+        Command::Certs(args) => certs::run(&args, &mut out),
     };
     let flushed = out.flush();
     match (result, flushed) {

@@ -542,7 +542,7 @@ mod tests {
             ("a: !custom 1\n", "yaml-tag", 1, 4),
             ("a: 1\n---\nb: 2\n", "yaml-multiple-documents", 2, 1),
             ("a: [1, 2\n", "yaml-syntax", 2, 1),
-            ("a:\n\tb: 1\n", "yaml-syntax", 2, 1),
+            ("a:\n\tb: 1\n", "yaml-syntax", 2, 2),
         ];
         for (text, code, line, column) in cases {
             let errs = read(text).unwrap_err();
