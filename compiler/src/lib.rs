@@ -7,5 +7,6 @@ pub mod certs;
 pub mod check;
 pub mod cli;
 pub mod diag;
+pub mod dict;
 pub mod schema;
 pub mod spec;

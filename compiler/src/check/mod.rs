@@ -5,6 +5,8 @@
 
 mod certs;
 mod env;
+mod hl7;
+mod mapping;
 mod network;
 mod samples;
 
@@ -43,6 +45,8 @@ pub struct CheckReport {
 /// Runs every check on a spec.
 pub fn check_spec(spec: &LoadedSpec, options: &CheckOptions) -> CheckReport {
     let mut found = Vec::new();
+    mapping::check(spec, &mut found);
+    hl7::check(spec, &mut found);
     env::check(spec, options, &mut found);
     network::check(spec, options, &mut found);
     certs::check(spec, options, &mut found);

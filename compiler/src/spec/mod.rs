@@ -7,3 +7,18 @@ pub mod units;
 
 pub use loader::{LoadedSpec, SourceMap, load_spec};
 pub use model::*;
+
+/// The Rust type name for a record name: `order_update` → `OrderUpdate`.
+pub fn type_name(record: &str) -> String {
+    record
+        .split('_')
+        .filter(|part| !part.is_empty())
+        .map(|part| {
+            let mut chars = part.chars();
+            match chars.next() {
+                Some(first) => first.to_ascii_uppercase().to_string() + chars.as_str(),
+                None => String::new(),
+            }
+        })
+        .collect()
+}

@@ -272,7 +272,11 @@ mod tests {
     #[test]
     fn reports_structural_errors_at_their_byte() {
         let cases = [
-            ("BHS|^~\\&\rPID|1\rBTS\r".to_string(), 9, "outside any message"),
+            (
+                "BHS|^~\\&\rPID|1\rBTS\r".to_string(),
+                9,
+                "outside any message",
+            ),
             (
                 format!("BHS|^~\\&\r{MSG_A}BHS|^~\\&\rBTS\r"),
                 9 + MSG_A.len(),

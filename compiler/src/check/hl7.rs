@@ -1,0 +1,297 @@
+//! HL7 checks against the embedded dictionary (`crate::dict`): the version exists, every
+//! declared message type exists in it, every mapped path names a segment that can occur in
+//! the messages using the record, a field and component that exist, and a datatype that
+//! fits the field's type (a `date` from a CX field is an error).
+
+use std::collections::{BTreeSet, HashMap};
+
+use hl7gw_runtime::hl7::{Path, RepetitionSelector, SegmentSelector};
+
+use super::mapping::{span_inside, split_message_type};
+use crate::diag::Diagnostic;
+use crate::dict::{self, VersionDict};
+use crate::spec::loader::escape_pointer;
+use crate::spec::{FieldType, LoadedSpec};
+
+pub(super) fn check(spec: &LoadedSpec, out: &mut Vec<Diagnostic>) {
+    let s = &spec.spec;
+    let Some(vd) = dict::version(&s.hl7_version) else {
+        out.push(
+            spec.at_value(
+                Diagnostic::error(
+                    "hl7-version-unknown",
+                    format!("HL7 version `{}` is not known", s.hl7_version),
+                )
+                .detail(format!("known versions: {}", dict::versions().join(", "))),
+                "/hl7_version",
+            ),
+        );
+        return;
+    };
+    for (direction, bindings) in [("inbound", &s.inbound), ("outbound", &s.outbound)] {
+        for (message_type, binding) in bindings {
+            let pointer = format!("/{direction}/{}", escape_pointer(message_type));
+            let Some((code, trigger)) = split_message_type(message_type) else {
+                continue;
+            };
+            if !vd.message_type_exists(code, trigger) {
+                out.push(spec.at_key(
+                    Diagnostic::error(
+                        "hl7-message-type-unknown",
+                        format!("{message_type} does not exist in HL7 v{}", vd.version()),
+                    )
+                    .detail("check the message code and trigger event against the customer's interface specification"),
+                    &pointer,
+                ));
+                continue;
+            }
+            if let Some(merge) = &binding.merge
+                && let Ok(path) = Path::parse(merge)
+            {
+                check_path(
+                    spec,
+                    vd,
+                    &path,
+                    None,
+                    std::slice::from_ref(message_type),
+                    &format!("{pointer}/merge"),
+                    out,
+                );
+            }
+        }
+    }
+    let users = record_users(spec);
+    for (record_name, record) in &s.records {
+        let messages: Vec<String> = users
+            .get(record_name.as_str())
+            .map(|set| set.iter().cloned().collect())
+            .unwrap_or_default();
+        for (field_name, field) in record {
+            let Some(from) = &field.from else { continue };
+            let Ok(path) = Path::parse(from) else {
+                continue;
+            };
+            let pointer = format!(
+                "/records/{}/{}/from",
+                escape_pointer(record_name),
+                escape_pointer(field_name)
+            );
+            check_path(spec, vd, &path, field.kind, &messages, &pointer, out);
+        }
+    }
+}
+
+/// Record name → the message types that use it, directly or through nesting.
+fn record_users(spec: &LoadedSpec) -> HashMap<&str, BTreeSet<String>> {
+    let s = &spec.spec;
+    let mut users: HashMap<&str, BTreeSet<String>> = HashMap::new();
+    for bindings in [&s.inbound, &s.outbound] {
+        for (message_type, binding) in bindings {
+            let mut stack = vec![binding.record.as_str()];
+            let mut seen = BTreeSet::new();
+            while let Some(name) = stack.pop() {
+                if !seen.insert(name) {
+                    continue;
+                }
+                users.entry(name).or_default().insert(message_type.clone());
+                if let Some(record) = s.records.get(name) {
+                    stack.extend(record.values().filter_map(|f| f.record.as_deref()));
+                }
+            }
+        }
+    }
+    users
+}
+
+fn check_path(
+    spec: &LoadedSpec,
+    vd: &VersionDict,
+    path: &Path,
+    kind: Option<FieldType>,
+    messages: &[String],
+    pointer: &str,
+    out: &mut Vec<Diagnostic>,
+) {
+    let version = vd.version();
+    let text = path.to_string();
+    let whole = |d: Diagnostic| {
+        d.at(
+            &spec.source.file,
+            span_inside(spec, pointer, 0, text.len()),
+            Some(pointer),
+        )
+    };
+    let segment = path.segment.as_str();
+    if segment.starts_with('Z') {
+        // Z-segments are the customer's own; the dictionary cannot know them.
+        return;
+    }
+    if vd.segment(segment).is_none() {
+        out.push(whole(
+            Diagnostic::error(
+                "hl7-path-unknown",
+                format!("segment {segment} does not exist in HL7 v{version}"),
+            )
+            .detail("check the segment identifier; customer-specific segments start with Z"),
+        ));
+        return;
+    }
+    let structures: Vec<(String, String)> = messages
+        .iter()
+        .filter_map(|m| {
+            let (code, trigger) = split_message_type(m)?;
+            Some((m.clone(), vd.structure_for(code, trigger)?.to_string()))
+        })
+        .collect();
+    let known: Vec<&(String, String)> = structures
+        .iter()
+        .filter(|(_, id)| vd.structure(id).is_some())
+        .collect();
+    if !known.is_empty()
+        && !known
+            .iter()
+            .any(|(_, id)| vd.structure(id).is_some_and(|st| st.may_contain(segment)))
+    {
+        let names: Vec<String> = known.iter().map(|(m, id)| format!("{m} ({id})")).collect();
+        out.push(whole(
+            Diagnostic::error(
+                "hl7-segment-not-in-message",
+                format!("segment {segment} does not occur in {} in HL7 v{version}", names.join(", ")),
+            )
+            .detail("the record is used by these message types; a path into a segment they never carry can never find a value"),
+        ));
+    }
+    if let Some(SegmentSelector::Where(filter)) = &path.segment_selector
+        && let Err(e) =
+            vd.component_datatype(segment, filter.field, filter.component, filter.subcomponent)
+    {
+        out.push(whole(Diagnostic::error(
+            "hl7-path-unknown",
+            format!("segment filter of `{text}`: {e}"),
+        )));
+    }
+    let field_type = match vd.component_datatype(segment, path.field, None, None) {
+        Ok(t) => t,
+        Err(e) => {
+            out.push(whole(Diagnostic::error(
+                "hl7-path-unknown",
+                format!("`{text}`: {e}"),
+            )));
+            return;
+        }
+    };
+    if let Some(RepetitionSelector::Where(filter)) = &path.repetition {
+        if filter.datatype != field_type && field_type != dict::VARIES {
+            out.push(whole(
+                Diagnostic::error(
+                    "hl7-filter-datatype",
+                    format!(
+                        "`{text}` filters on {}, but {segment}-{} is {field_type} in HL7 v{version}",
+                        filter.datatype, path.field
+                    ),
+                )
+                .detail(format!("write the filter as [{field_type}.N=value]")),
+            ));
+        } else if let Err(e) = vd.component_datatype(
+            segment,
+            path.field,
+            Some(filter.component),
+            filter.subcomponent,
+        ) {
+            out.push(whole(Diagnostic::error(
+                "hl7-path-unknown",
+                format!("filter of `{text}`: {e}"),
+            )));
+        }
+    }
+    let datatype =
+        match vd.component_datatype(segment, path.field, path.component, path.subcomponent) {
+            Ok(t) => t,
+            Err(e) => {
+                out.push(whole(Diagnostic::error(
+                    "hl7-path-unknown",
+                    format!("`{text}`: {e}"),
+                )));
+                return;
+            }
+        };
+    // TS.1 holds the timestamp itself (ST in some versions' tables).
+    let timestamp_value =
+        field_type == "TS" && path.component == Some(1) && path.subcomponent.is_none();
+    if let Some(kind) = kind
+        && !(timestamp_value && matches!(kind, FieldType::Date | FieldType::Datetime))
+    {
+        check_type_fits(vd, &text, datatype, kind, whole, out);
+    }
+}
+
+/// Datatypes that carry a date or a date and time.
+const DATE_TYPES: &[&str] = &["DT", "DTM", "TS"];
+/// Datatypes that carry a number.
+const NUMBER_TYPES: &[&str] = &["NM", "SI"];
+
+fn check_type_fits(
+    vd: &VersionDict,
+    text: &str,
+    datatype: &str,
+    kind: FieldType,
+    whole: impl Fn(Diagnostic) -> Diagnostic,
+    out: &mut Vec<Diagnostic>,
+) {
+    if datatype == dict::VARIES {
+        return; // OBX-5: OBX-2 names the type at run time
+    }
+    let primitive = vd.datatype(datatype).is_none_or(|d| d.is_primitive());
+    let fits = match kind {
+        FieldType::Date | FieldType::Datetime => DATE_TYPES.contains(&datatype),
+        FieldType::Number => NUMBER_TYPES.contains(&datatype) || primitive,
+        _ => primitive,
+    };
+    if fits {
+        if kind == FieldType::Number && !NUMBER_TYPES.contains(&datatype) {
+            out.push(whole(
+                Diagnostic::warning(
+                    "hl7-type-loose",
+                    format!("`{text}` is {datatype}, mapped as a number"),
+                )
+                .detail("every value must be numeric, or the message is answered AE 102"),
+            ));
+        }
+        return;
+    }
+    let hint = match vd.datatype(datatype) {
+        Some(d) if !d.is_primitive() => {
+            let first = d
+                .component(1)
+                .map(|c| {
+                    format!(
+                        ", e.g. {text}.1 ({})",
+                        c.name.to_lowercase().replace('_', " ")
+                    )
+                })
+                .unwrap_or_default();
+            format!(
+                "{datatype} is a composite type: name the component that holds the value{first}"
+            )
+        }
+        _ => format!(
+            "a {} needs a field of type {}",
+            kind.as_str(),
+            match kind {
+                FieldType::Date | FieldType::Datetime => DATE_TYPES.join(", "),
+                _ => "a simple type such as ST, ID or IS".into(),
+            }
+        ),
+    };
+    out.push(whole(
+        Diagnostic::error(
+            "hl7-type-mismatch",
+            format!(
+                "`{text}` is {datatype} in HL7 v{}, which cannot be read as {}",
+                vd.version(),
+                kind.as_str()
+            ),
+        )
+        .detail(hint),
+    ));
+}

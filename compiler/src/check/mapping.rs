@@ -1,0 +1,604 @@
+//! Mapping checks that need no HL7 dictionary: record references, field options that belong
+//! together, names that become Rust identifiers, paths that parse, message bindings, the
+//! messaging model's required message types, and the ServiceRequest minimum dataset.
+
+use std::collections::{HashMap, HashSet};
+
+use hl7gw_runtime::hl7::Path;
+
+use crate::diag::{Diagnostic, Span};
+use crate::spec::loader::escape_pointer;
+use crate::spec::{FieldSpec, FieldType, LoadedSpec, MessagingModel, Record};
+
+pub(super) fn check(spec: &LoadedSpec, out: &mut Vec<Diagnostic>) {
+    check_names(spec, out);
+    for (record_name, record) in &spec.spec.records {
+        for (field_name, field) in record {
+            let pointer = format!(
+                "/records/{}/{}",
+                escape_pointer(record_name),
+                escape_pointer(field_name)
+            );
+            check_field(spec, field, &pointer, out);
+        }
+    }
+    check_cycles(spec, out);
+    check_bindings(spec, out);
+    check_model(spec, out);
+    check_service_request(spec, out);
+}
+
+/// Rust keywords that cannot name a generated field or type.
+const RUST_KEYWORDS: &[&str] = &[
+    "as", "async", "await", "box", "break", "const", "continue", "crate", "dyn", "else", "enum",
+    "extern", "false", "fn", "for", "gen", "if", "impl", "in", "let", "loop", "match", "mod",
+    "move", "mut", "pub", "ref", "return", "self", "static", "struct", "super", "trait", "true",
+    "try", "type", "unsafe", "use", "where", "while", "yield", "abstract", "become", "do", "final",
+    "macro", "override", "priv", "typeof", "unsized", "virtual",
+];
+
+fn is_snake_case(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && !name.ends_with('_')
+        && !name.contains("__")
+}
+
+fn check_name(spec: &LoadedSpec, kind: &str, name: &str, pointer: &str, out: &mut Vec<Diagnostic>) {
+    if !is_snake_case(name) {
+        out.push(spec.at_key(
+            Diagnostic::error("name-invalid", format!("{kind} name `{name}` is not snake_case"))
+                .detail("names become Rust identifiers in the generated gateway: lower-case letters, digits and single underscores, starting with a letter, e.g. birth_date"),
+            pointer,
+        ));
+    } else if RUST_KEYWORDS.contains(&name) {
+        out.push(
+            spec.at_key(
+                Diagnostic::error(
+                    "name-reserved",
+                    format!("{kind} name `{name}` is a Rust keyword"),
+                )
+                .detail("pick another name, e.g. add a word: `order_type` instead of `type`"),
+                pointer,
+            ),
+        );
+    }
+}
+
+fn check_names(spec: &LoadedSpec, out: &mut Vec<Diagnostic>) {
+    let s = &spec.spec;
+    for name in s.tables.keys() {
+        check_name(
+            spec,
+            "table",
+            name,
+            &format!("/tables/{}", escape_pointer(name)),
+            out,
+        );
+    }
+    // Record names become type names: `order_update` → `OrderUpdate`; two names that give
+    // the same type name would collide.
+    let mut type_names: HashMap<String, &str> = HashMap::new();
+    for (name, record) in &s.records {
+        let pointer = format!("/records/{}", escape_pointer(name));
+        check_name(spec, "record", name, &pointer, out);
+        let type_name = crate::spec::type_name(name);
+        if let Some(other) = type_names.insert(type_name.clone(), name) {
+            out.push(spec.at_key(
+                Diagnostic::error(
+                    "name-duplicate",
+                    format!(
+                        "records `{other}` and `{name}` both become the Rust type `{type_name}`"
+                    ),
+                ),
+                &pointer,
+            ));
+        }
+        for field in record.keys() {
+            check_name(
+                spec,
+                "field",
+                field,
+                &format!("{pointer}/{}", escape_pointer(field)),
+                out,
+            );
+        }
+    }
+}
+
+fn check_field(spec: &LoadedSpec, f: &FieldSpec, pointer: &str, out: &mut Vec<Diagnostic>) {
+    let s = &spec.spec;
+    let err = |code: &str, summary: String, detail: &str, at: &str| {
+        spec.at_key(Diagnostic::error(code, summary).detail(detail), at)
+    };
+    match (&f.from, &f.record) {
+        (Some(_), Some(_)) => out.push(err(
+            "field-from-and-record",
+            "a field takes either `from` (an HL7 path) or `record` (a nested record), not both".into(),
+            "keep one",
+            pointer,
+        )),
+        (None, None) => out.push(err(
+            "field-no-source",
+            "the field has neither `from` nor `record`".into(),
+            "map it from an HL7 path (`from: PID-5.1`, with a `type`) or nest a record (`record: patient`)",
+            pointer,
+        )),
+        (None, Some(record)) => {
+            if !s.records.contains_key(record) {
+                out.push(spec.at_value(
+                    Diagnostic::error("record-unknown", format!("no record named `{record}`"))
+                        .detail(known("records", s.records.keys())),
+                    &format!("{pointer}/record"),
+                ));
+            }
+            if f.kind.is_some() {
+                out.push(err(
+                    "field-type-with-record",
+                    "a nested record has no `type`".into(),
+                    "remove `type`; the nested record's fields carry their own types",
+                    &format!("{pointer}/type"),
+                ));
+            }
+        }
+        (Some(path), None) => {
+            check_path(spec, path, &format!("{pointer}/from"), out);
+            if f.kind.is_none() {
+                out.push(err(
+                    "field-no-type",
+                    "a mapped field needs a `type`".into(),
+                    "one of: string, id, date, datetime, code, nhs_number, number, base64",
+                    pointer,
+                ));
+            }
+        }
+    }
+    let kind = f.kind;
+    let is = |t: FieldType| kind == Some(t);
+    if is(FieldType::Code) {
+        match (&f.map, &f.table) {
+            (Some(_), Some(_)) => out.push(err(
+                "code-map-and-table",
+                "a code takes either `map` or `table`, not both".into(),
+                "keep one",
+                pointer,
+            )),
+            (None, None) => out.push(err(
+                "code-no-values",
+                "a code needs `map` (HL7 code → EMS value) or `table` (a name from `tables`)".into(),
+                "a value not in the map or table is answered with error 103, so the accepted values must be listed",
+                pointer,
+            )),
+            (Some(map), None) if map.is_empty() => out.push(err(
+                "code-no-values",
+                "the code map is empty".into(),
+                "list the accepted codes",
+                &format!("{pointer}/map"),
+            )),
+            (None, Some(table)) if !s.tables.contains_key(table) => out.push(spec.at_value(
+                Diagnostic::error("table-unknown", format!("no table named `{table}`"))
+                    .detail(known("tables", s.tables.keys())),
+                &format!("{pointer}/table"),
+            )),
+            _ => {}
+        }
+    } else {
+        for (key, present) in [("map", f.map.is_some()), ("table", f.table.is_some())] {
+            if present {
+                out.push(err(
+                    "option-needs-code",
+                    format!("`{key}` applies only to `type: code`"),
+                    "set `type: code`, or remove it",
+                    &format!("{pointer}/{key}"),
+                ));
+            }
+        }
+    }
+    if let Some(max) = f.max_len {
+        if !(is(FieldType::String) || is(FieldType::Id)) {
+            out.push(err(
+                "option-wrong-type",
+                "`max_len` applies only to string and id fields".into(),
+                "remove it",
+                &format!("{pointer}/max_len"),
+            ));
+        } else if max == 0 {
+            out.push(spec.at_value(
+                Diagnostic::error("max-len-zero", "`max_len: 0` would reject every value"),
+                &format!("{pointer}/max_len"),
+            ));
+        }
+    }
+    if is(FieldType::Base64) {
+        if f.media.is_none() {
+            out.push(err(
+                "base64-no-media",
+                "a base64 field needs `media`, e.g. application/pdf".into(),
+                "EMS stores the decoded bytes with this media type",
+                pointer,
+            ));
+        }
+        if f.max_bytes.is_none() {
+            out.push(err(
+                "base64-no-limit",
+                "a base64 field needs `max_bytes`, e.g. 20MiB".into(),
+                "without a limit one message could exhaust the gateway's memory",
+                pointer,
+            ));
+        }
+    } else {
+        for (key, present) in [
+            ("media", f.media.is_some()),
+            ("max_bytes", f.max_bytes.is_some()),
+        ] {
+            if present {
+                out.push(err(
+                    "option-wrong-type",
+                    format!("`{key}` applies only to `type: base64`"),
+                    "remove it",
+                    &format!("{pointer}/{key}"),
+                ));
+            }
+        }
+    }
+}
+
+/// The span of character `at` (0-based) inside a string value, allowing for its quote.
+pub(super) fn span_inside(spec: &LoadedSpec, pointer: &str, at: usize, len: usize) -> Option<Span> {
+    let span = spec.source.value_span(pointer)?;
+    let quoted = matches!(
+        spec.source.text.as_bytes().get(span.start.byte),
+        Some(b'"' | b'\'')
+    );
+    let shift = at + usize::from(quoted);
+    let mut start = span.start;
+    start.byte += shift;
+    start.column += shift;
+    let mut end = start;
+    end.byte += len.max(1);
+    end.column += len.max(1);
+    Some(Span { start, end })
+}
+
+/// Parses a path; a malformed one is reported at the offending character.
+pub(super) fn check_path(
+    spec: &LoadedSpec,
+    text: &str,
+    pointer: &str,
+    out: &mut Vec<Diagnostic>,
+) -> Option<Path> {
+    match Path::parse(text) {
+        Ok(path) => Some(path),
+        Err(e) => {
+            let at = e.position.saturating_sub(1);
+            let d = Diagnostic::error("path-syntax", format!("HL7 path `{text}`: {}", e.message))
+                .detail("paths are 1-based: PID-3, PID-3[2], PID-5.1, PID-3[CX.5=NH].1, OBX[OBX-2=ED]-5.5")
+                .at(
+                    &spec.source.file,
+                    span_inside(spec, pointer, at, 1),
+                    Some(pointer),
+                );
+            out.push(d);
+            None
+        }
+    }
+}
+
+fn known<'a>(what: &str, names: impl Iterator<Item = &'a String>) -> String {
+    let list: Vec<&str> = names.map(String::as_str).collect();
+    if list.is_empty() {
+        format!("the spec defines no {what}")
+    } else {
+        format!("{what} defined: {}", list.join(", "))
+    }
+}
+
+/// A record that contains itself (directly or through others) cannot be built.
+fn check_cycles(spec: &LoadedSpec, out: &mut Vec<Diagnostic>) {
+    let records = &spec.spec.records;
+    for start in records.keys() {
+        let mut stack = vec![(start.as_str(), vec![start.as_str()])];
+        let mut seen = HashSet::new();
+        while let Some((name, chain)) = stack.pop() {
+            let Some(record) = records.get(name) else {
+                continue;
+            };
+            for nested in record.values().filter_map(|f| f.record.as_deref()) {
+                if nested == start {
+                    let mut cycle = chain.clone();
+                    cycle.push(nested);
+                    out.push(spec.at_key(
+                        Diagnostic::error(
+                            "record-cycle",
+                            format!("record `{start}` contains itself: {}", cycle.join(" → ")),
+                        ),
+                        &format!("/records/{}", escape_pointer(start)),
+                    ));
+                    stack.clear();
+                    break;
+                }
+                if seen.insert(nested) {
+                    let mut next = chain.clone();
+                    next.push(nested);
+                    stack.push((nested, next));
+                }
+            }
+        }
+    }
+}
+
+fn check_bindings(spec: &LoadedSpec, out: &mut Vec<Diagnostic>) {
+    let s = &spec.spec;
+    for (direction, bindings) in [("inbound", &s.inbound), ("outbound", &s.outbound)] {
+        for (message_type, binding) in bindings {
+            let pointer = format!("/{direction}/{}", escape_pointer(message_type));
+            if split_message_type(message_type).is_none() {
+                out.push(
+                    spec.at_key(
+                        Diagnostic::error(
+                            "message-type-syntax",
+                            format!("`{message_type}` is not TYPE^TRIGGER"),
+                        )
+                        .detail(
+                            "write the message code and trigger event, e.g. ADT^A28 or ORU^R01",
+                        ),
+                        &pointer,
+                    ),
+                );
+            }
+            if !s.records.contains_key(&binding.record) {
+                out.push(
+                    spec.at_value(
+                        Diagnostic::error(
+                            "record-unknown",
+                            format!("no record named `{}`", binding.record),
+                        )
+                        .detail(known("records", s.records.keys())),
+                        &format!("{pointer}/record"),
+                    ),
+                );
+            }
+            if let Some(merge) = &binding.merge {
+                check_path(spec, merge, &format!("{pointer}/merge"), out);
+            }
+        }
+    }
+}
+
+/// `ADT^A28` → (`ADT`, `A28`).
+pub(super) fn split_message_type(text: &str) -> Option<(&str, &str)> {
+    let (code, trigger) = text.split_once('^')?;
+    let ok = |s: &str| {
+        s.len() == 3
+            && s.bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+    };
+    (ok(code) && ok(trigger)).then_some((code, trigger))
+}
+
+/// What each messaging model needs: (direction, alternatives, description).
+fn model_requirements(model: MessagingModel) -> Vec<(&'static str, &'static [&'static str])> {
+    match model {
+        MessagingModel::Basic => vec![
+            ("inbound", &["ADT^A28"]),
+            ("inbound", &["ADT^A31"]),
+            ("inbound", &["ADT^A40"]),
+            ("outbound", &["ORU^R01"]),
+        ],
+        MessagingModel::Scheduling => vec![("inbound", &["SIU^S12"])],
+        MessagingModel::Referral => vec![("inbound", &["REF^I12"])],
+        MessagingModel::Orders => vec![
+            ("inbound", &["ORM^O01", "OMG^O19"]),
+            ("outbound", &["ORR^O02"]),
+            ("outbound", &["ORU^R01"]),
+        ],
+    }
+}
+
+fn check_model(spec: &LoadedSpec, out: &mut Vec<Diagnostic>) {
+    let s = &spec.spec;
+    for (direction, alternatives) in model_requirements(s.model) {
+        let declared = match direction {
+            "inbound" => &s.inbound,
+            _ => &s.outbound,
+        };
+        if !alternatives.iter().any(|t| declared.contains_key(*t)) {
+            out.push(
+                spec.at_value(
+                    Diagnostic::error(
+                        "model-missing-message",
+                        format!(
+                            "the {} model needs {} {direction}",
+                            s.model.as_str(),
+                            alternatives.join(" or ")
+                        ),
+                    )
+                    .detail(format!(
+                        "declare it under `{direction}:` with the record it maps to"
+                    )),
+                    "/model",
+                ),
+            );
+        }
+    }
+}
+
+/// The ServiceRequest minimum dataset (docs/spec.md): field name, accepted types, whether it
+/// must come from a table, and what it is.
+const SERVICE_REQUEST: &[(&str, &[FieldType], bool, &str)] = &[
+    (
+        "placer_id",
+        &[FieldType::String, FieldType::Id],
+        false,
+        "the placer order or referral number",
+    ),
+    (
+        "procedure",
+        &[FieldType::Code],
+        true,
+        "the requested procedure, from the procedure table",
+    ),
+    (
+        "priority",
+        &[FieldType::Code],
+        true,
+        "the priority, from the priority table",
+    ),
+    (
+        "requester",
+        &[FieldType::Code],
+        true,
+        "the requesting clinician, from the clinician table",
+    ),
+    (
+        "requested",
+        &[FieldType::Datetime],
+        false,
+        "the request date and time",
+    ),
+];
+
+const PATIENT: &[(&str, &[FieldType], &str)] = &[
+    ("nhs_number", &[FieldType::NhsNumber], "the NHS number"),
+    ("mrn", &[FieldType::String, FieldType::Id], "the local MRN"),
+    ("family", &[FieldType::String], "the family name"),
+    ("birth_date", &[FieldType::Date], "the birth date"),
+    ("sex", &[FieldType::Code], "the administrative sex"),
+];
+
+/// Inbound message codes that create the ServiceRequest in each model.
+fn service_request_codes(model: MessagingModel) -> &'static [&'static str] {
+    match model {
+        MessagingModel::Basic => &[],
+        MessagingModel::Scheduling => &["SIU"],
+        MessagingModel::Referral => &["REF"],
+        MessagingModel::Orders => &["ORM", "OMG"],
+    }
+}
+
+fn check_service_request(spec: &LoadedSpec, out: &mut Vec<Diagnostic>) {
+    let s = &spec.spec;
+    let codes = service_request_codes(s.model);
+    for (message_type, binding) in &s.inbound {
+        let Some((code, _)) = split_message_type(message_type) else {
+            continue;
+        };
+        if !codes.contains(&code) {
+            continue;
+        }
+        let Some(record) = s.records.get(&binding.record) else {
+            continue;
+        };
+        let pointer = format!("/records/{}", escape_pointer(&binding.record));
+        let mut wanted: Vec<(&str, &[FieldType], bool, &str)> = SERVICE_REQUEST.to_vec();
+        if s.model == MessagingModel::Referral {
+            wanted.push((
+                "reason",
+                &[FieldType::String, FieldType::Code],
+                false,
+                "the reason for referral",
+            ));
+        }
+        let context = format!("{message_type} creates a ServiceRequest");
+        for (name, types, needs_table, what) in wanted {
+            require_field(
+                spec,
+                record,
+                &pointer,
+                name,
+                types,
+                needs_table,
+                what,
+                &context,
+                out,
+            );
+        }
+        match record.get("patient").and_then(|f| f.record.as_ref()) {
+            None => out.push(spec.at_key(
+                Diagnostic::error(
+                    "service-request-missing",
+                    format!("{context}: record `{}` has no `patient` (a nested patient record)", binding.record),
+                )
+                .detail("add `patient: { record: patient }`; the minimum dataset is listed in docs/spec.md"),
+                &pointer,
+            )),
+            Some(patient_name) => {
+                if let Some(patient) = s.records.get(patient_name) {
+                    let patient_pointer = format!("/records/{}", escape_pointer(patient_name));
+                    for (name, types, what) in PATIENT {
+                        require_field(
+                            spec, patient, &patient_pointer, name, types, false, what, &context, out,
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn require_field(
+    spec: &LoadedSpec,
+    record: &Record,
+    pointer: &str,
+    name: &str,
+    types: &[FieldType],
+    needs_table: bool,
+    what: &str,
+    context: &str,
+    out: &mut Vec<Diagnostic>,
+) {
+    let type_list: Vec<&str> = types.iter().map(|t| t.as_str()).collect();
+    let Some(field) = record.get(name) else {
+        out.push(spec.at_key(
+            Diagnostic::error(
+                "service-request-missing",
+                format!("{context}: missing `{name}` ({what})"),
+            )
+            .detail(format!(
+                "the ServiceRequest minimum dataset (docs/spec.md) needs `{name}`: type {}{}, required: true",
+                type_list.join(" or "),
+                if needs_table { ", with a table" } else { "" }
+            )),
+            pointer,
+        ));
+        return;
+    };
+    let field_pointer = format!("{pointer}/{}", escape_pointer(name));
+    if let Some(kind) = field.kind
+        && !types.contains(&kind)
+    {
+        out.push(spec.at_value(
+            Diagnostic::error(
+                "service-request-type",
+                format!(
+                    "{context}: `{name}` must be {}, not {}",
+                    type_list.join(" or "),
+                    kind.as_str()
+                ),
+            ),
+            &format!("{field_pointer}/type"),
+        ));
+    }
+    if !field.required {
+        out.push(spec.at_key(
+            Diagnostic::error(
+                "service-request-optional",
+                format!("{context}: `{name}` must be `required: true`"),
+            )
+            .detail("a ServiceRequest without its minimum dataset cannot be created; the message must be answered AE 101 instead"),
+            &field_pointer,
+        ));
+    }
+    if needs_table && field.table.is_none() {
+        out.push(spec.at_key(
+            Diagnostic::error(
+                "service-request-table",
+                format!("{context}: `{name}` must be checked against one of the customer's tables"),
+            )
+            .detail("use `table: NAME` with a table under `tables:`, so a value outside the customer's code list is an error, not a guess"),
+            &field_pointer,
+        ));
+    }
+}

@@ -1,0 +1,91 @@
+//! The go-live report: one self-contained HTML page per customer and environment, a checklist
+//! a person ticks and signs before go-live (`hl7gw validate --format html`).
+//!
+//! The page is built from the loaded spec, the check results and the day it is judged on, and
+//! nothing else: the same inputs give the same bytes, so a report can be regenerated and
+//! compared, and its tests need no clock. Certificates are read from the files the spec names
+//! ([`crate::certs::summarize`]).
+//!
+//! Spec-test results come in as [`TestResult`]s. Until `hl7gw test` runs the tests, the
+//! report shows whether each test's message file is there and parses ([`file_checks`]).
+
+mod html;
+
+pub use html::{escape, render_html, render_html_with_tests};
+
+use hl7gw_runtime::hl7::{ParseOptions, parse_batch};
+
+use crate::spec::LoadedSpec;
+
+/// The outcome of one spec test, as the report shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TestStatus {
+    /// The test ran and the gateway answered as expected.
+    Passed,
+    /// The test ran and the answer differed from the expectation.
+    Failed,
+    /// Not run; the message file exists and parses as one HL7 message.
+    FileParses,
+    /// Not run; the message file cannot be read.
+    FileMissing,
+    /// Not run; the message file is not one readable HL7 message.
+    FileUnparsable,
+    /// No result was given for this test.
+    NotRun,
+}
+
+impl TestStatus {
+    /// The words shown in the result column.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Passed => "passed",
+            Self::Failed => "failed",
+            Self::FileParses => "file parses",
+            Self::FileMissing => "file missing",
+            Self::FileUnparsable => "file unparsable",
+            Self::NotRun => "not run",
+        }
+    }
+}
+
+/// The result of one spec test, matched to the spec's test by name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TestResult {
+    /// The test's `name` in the spec.
+    pub name: String,
+    /// What happened.
+    pub status: TestStatus,
+    /// One line of explanation (why it failed, what could not be read); may be empty.
+    pub detail: String,
+}
+
+/// The results available before tests are run: whether each test's message file exists and
+/// parses as exactly one HL7 message (the same reading as the `test-message-*` checks).
+pub fn file_checks(loaded: &LoadedSpec) -> Vec<TestResult> {
+    loaded
+        .spec
+        .tests
+        .iter()
+        .map(|test| {
+            let path = loaded.resolve(&test.message);
+            let (status, detail) = match std::fs::read(&path) {
+                Err(e) => (TestStatus::FileMissing, format!("{}: {e}", path.display())),
+                Ok(bytes) => match parse_batch(&bytes, &ParseOptions::lenient()) {
+                    Ok(batch) if batch.messages.len() == 1 => {
+                        (TestStatus::FileParses, "not run yet".to_owned())
+                    }
+                    Ok(batch) => (
+                        TestStatus::FileUnparsable,
+                        format!("holds {} messages; a spec test takes one", batch.messages.len()),
+                    ),
+                    Err(e) => (TestStatus::FileUnparsable, e.to_string()),
+                },
+            };
+            TestResult {
+                name: test.name.clone(),
+                status,
+                detail,
+            }
+        })
+        .collect()
+}
