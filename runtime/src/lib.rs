@@ -1,6 +1,10 @@
 //! hl7gw-runtime: what every generated hl7gw gateway links.
 //!
-//! One module per concern. This release carries [`hl7`], the HL7 v2 message core; the
-//! transport (TLS, receiver, sender, durable queue) builds on it.
+//! One module per concern: [`hl7`], the HL7 v2 message core, and [`mapping`], the typed
+//! primitives generated gateways and the spec-test runner share. The transport (TLS,
+//! receiver, sender, durable queue) builds on them.
 
+pub mod config;
 pub mod hl7;
+pub mod inbound;
+pub mod mapping;

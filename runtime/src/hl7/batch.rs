@@ -4,7 +4,10 @@
 //! another, a missing trailer or a trailer count that disagrees is an error naming its byte.
 
 use super::error::{ParseError, ParseErrorKind};
-use super::message::{Bounds, Message, ParseOptions, preview, segment_id, split_segments};
+use super::delimiters::Delimiters;
+use super::message::{
+    Bounds, Message, ParseOptions, check_segment_id_and_bytes, preview, segment_id, split_segments,
+};
 
 const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 
@@ -53,6 +56,8 @@ pub fn parse_batch<'a>(input: &'a [u8], options: &ParseOptions) -> Result<Batch<
     let mut file_closed: Option<usize> = None;
     let mut open_batch: Option<OpenBatch> = None;
     let mut batches_in_file = 0usize;
+    // The field separator the FHS/BHS declared; trailers must use the same.
+    let mut envelope_separator: Option<u8> = None;
 
     let flush = |current: &mut Vec<Bounds>,
                  batch: &mut Batch<'a>,
@@ -61,9 +66,8 @@ pub fn parse_batch<'a>(input: &'a [u8], options: &ParseOptions) -> Result<Batch<
         if current.is_empty() {
             return Ok(());
         }
-        let first = current[0].start == start;
-        let message =
-            Message::from_segments(input, std::mem::take(current), options, has_bom && first)?;
+        // A byte-order mark declares the whole input UTF-8, so it binds every message.
+        let message = Message::from_segments(input, std::mem::take(current), options, has_bom)?;
         batch.messages.push(message);
         if let Some(open) = open_batch {
             open.messages += 1;
@@ -82,6 +86,9 @@ pub fn parse_batch<'a>(input: &'a [u8], options: &ParseOptions) -> Result<Batch<
             raw: &input[line.start..line.end],
             offset: line.start,
         };
+        if matches!(segment_id(input, line), b"FHS" | b"BHS" | b"BTS" | b"FTS") {
+            check_envelope(input, line, &mut envelope_separator, options)?;
+        }
         match segment_id(input, line) {
             b"FHS" => {
                 if index != 0 {
@@ -211,6 +218,55 @@ pub fn parse_batch<'a>(input: &'a [u8], options: &ParseOptions) -> Result<Batch<
     Ok(batch)
 }
 
+/// Envelope segments get the same byte checks as message segments: the header's delimiters
+/// are read like MSH's, trailers must use the header's field separator, and no control bytes
+/// or bytes invalid in the default charset may hide in them.
+fn check_envelope(
+    input: &[u8],
+    line: &Bounds,
+    separator: &mut Option<u8>,
+    options: &ParseOptions,
+) -> Result<(), ParseError> {
+    let raw = &input[line.start..line.end];
+    let sep = match &raw[..3] {
+        b"FHS" | b"BHS" => {
+            let (d, _) = Delimiters::from_header(raw, line.start)?;
+            *separator = Some(d.field);
+            d.field
+        }
+        _ => match raw.get(3) {
+            None => separator.unwrap_or(b'|'),
+            Some(&b) => {
+                let expected = separator.unwrap_or(b'|');
+                if b != expected {
+                    return Err(batch_error(
+                        line.start + 3,
+                        format!(
+                            "{} uses field separator {:?}, but the header declared {:?}",
+                            String::from_utf8_lossy(&raw[..3]),
+                            char::from(b),
+                            char::from(expected)
+                        ),
+                    ));
+                }
+                b
+            }
+        },
+    };
+    check_segment_id_and_bytes(input, line, sep)?;
+    if let Some(at) = options.default_charset.first_invalid_byte(raw) {
+        return Err(ParseError::new(
+            line.start + at,
+            super::error::ParseErrorKind::Charset(format!(
+                "byte 0x{:02X} in an envelope segment is not valid {}",
+                raw[at],
+                options.default_charset.hl7_name()
+            )),
+        ));
+    }
+    Ok(())
+}
+
 fn batch_error(offset: usize, what: String) -> ParseError {
     ParseError::new(offset, ParseErrorKind::Batch(what))
 }
@@ -296,5 +352,25 @@ mod tests {
             assert_eq!(err.offset, offset, "{input:?}: {err}");
             assert!(err.to_string().contains(words), "{err}");
         }
+    }
+
+    #[test]
+    fn envelope_segments_get_the_same_byte_checks() {
+        let cases: [(&[u8], &str); 4] = [
+            (b"FHS|^~\\&|\x00x\rFTS\r", "control byte"),
+            (b"BHS|^~\\&\rBTS|1|\xff\xfe\r", "not valid"),
+            (b"BHS|^~\\&\rBTSX1\r", "field separator"),
+            (b"\xEF\xBB\xBFFHS|^~\\&\rBHS|^~\\&\rMSH|^~\\&|A||B||1||ADT^A31|1|P|2.4|||||GBR|8859/1\rBTS\rFTS\r", "byte-order mark"),
+        ];
+        for (input, words) in cases {
+            let err = parse_batch(input, &ParseOptions::default()).unwrap_err();
+            assert!(err.to_string().contains(words), "{err}");
+        }
+    }
+
+    #[test]
+    fn an_undecodable_message_type_is_refused() {
+        let err = parse(MSG_A.replace("ADT^A28", "\\XC3\\").as_str()).unwrap_err();
+        assert!(err.to_string().contains("MSH-9"), "{err}");
     }
 }

@@ -20,9 +20,6 @@ pub enum BuildError {
     /// An index of 0 (HL7 counts from 1).
     #[error("{0} numbers count from 1")]
     ZeroIndex(&'static str),
-    /// A path with a filter cannot say where to write.
-    #[error("path {0} has a filter; a value can only be written to an exact position")]
-    FilteredPath(String),
     /// Text the message's charset cannot carry.
     #[error("{0}")]
     Charset(#[from] CharsetError),
@@ -223,39 +220,37 @@ impl MessageBuilder {
         Ok(&mut self.segments[last])
     }
 
-    /// Sets a value by path (no filters). A segment occurrence that does not exist yet is
-    /// appended; missing fields, repetitions and components are added empty.
+    /// Sets a value by path. A segment occurrence that does not exist yet is appended;
+    /// missing fields, repetitions and components are added empty. A segment filter
+    /// (`OBX[OBX-2=ED]`) picks the first segment whose field holds the value, or appends one
+    /// and writes the value into it; a repetition filter (`PID-3[CX.5=NH]`) does the same
+    /// with repetitions.
     pub fn set(&mut self, path: &Path, text: &str) -> Result<&mut Self, BuildError> {
-        let occurrence = match &path.segment_selector {
-            None => 1,
-            Some(SegmentSelector::Occurrence(n)) => *n,
-            Some(SegmentSelector::Where(_)) => {
-                return Err(BuildError::FilteredPath(path.to_string()));
-            }
-        };
+        let encoding = self.encoding;
+        let index = self.segment_index(path)?;
+        let segment = &mut self.segments[index];
         let repetition = match &path.repetition {
             None => 1,
             Some(RepetitionSelector::Index(n)) => *n,
-            Some(RepetitionSelector::Where(_)) => {
-                return Err(BuildError::FilteredPath(path.to_string()));
+            Some(RepetitionSelector::Where(filter)) => {
+                let wanted = escape::encode(&filter.value, &encoding.delimiters, encoding.charset)?;
+                let sub = filter.subcomponent.unwrap_or(1);
+                let field = segment.field_mut(path.field)?;
+                let found = field.repetitions.iter().position(|r| {
+                    r.get(filter.component - 1)
+                        .and_then(|c| c.get(sub - 1))
+                        .is_some_and(|leaf| *leaf == wanted)
+                });
+                match found {
+                    Some(i) => i + 1,
+                    None => {
+                        let empty_first = field.repetitions.iter().all(|r| r.iter().flatten().all(Vec::is_empty));
+                        let n = if empty_first { 1 } else { field.repetitions.len() + 1 };
+                        segment.set(&encoding, path.field, n, filter.component, sub, &filter.value)?;
+                        n
+                    }
+                }
             }
-        };
-        let existing = self
-            .segments
-            .iter()
-            .filter(|s| s.id == path.segment)
-            .count();
-        for _ in existing..occurrence {
-            self.push_segment(&path.segment)?;
-        }
-        let encoding = self.encoding;
-        let Some(segment) = self
-            .segments
-            .iter_mut()
-            .filter(|s| s.id == path.segment)
-            .nth(occurrence - 1)
-        else {
-            return Err(BuildError::ZeroIndex("segment occurrence"));
         };
         segment.set(
             &encoding,
@@ -266,6 +261,55 @@ impl MessageBuilder {
             text,
         )?;
         Ok(self)
+    }
+
+    /// The index of the segment a path writes to, appending segments as needed.
+    fn segment_index(&mut self, path: &Path) -> Result<usize, BuildError> {
+        let encoding = self.encoding;
+        let positions: Vec<usize> = self
+            .segments
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.id == path.segment)
+            .map(|(i, _)| i)
+            .collect();
+        match &path.segment_selector {
+            None | Some(SegmentSelector::Occurrence(_)) => {
+                let occurrence = match &path.segment_selector {
+                    Some(SegmentSelector::Occurrence(n)) => *n,
+                    _ => 1,
+                };
+                if occurrence == 0 {
+                    return Err(BuildError::ZeroIndex("segment occurrence"));
+                }
+                let mut positions = positions;
+                while positions.len() < occurrence {
+                    self.push_segment(&path.segment)?;
+                    positions.push(self.segments.len() - 1);
+                }
+                Ok(positions[occurrence - 1])
+            }
+            Some(SegmentSelector::Where(filter)) => {
+                let wanted = escape::encode(&filter.value, &encoding.delimiters, encoding.charset)?;
+                let (c, s) = (filter.component.unwrap_or(1), filter.subcomponent.unwrap_or(1));
+                let found = positions.iter().copied().find(|&i| {
+                    self.segments[i]
+                        .fields
+                        .get(filter.field - 1)
+                        .and_then(|f| f.repetitions.first())
+                        .and_then(|r| r.get(c - 1))
+                        .and_then(|comp| comp.get(s - 1))
+                        .is_some_and(|leaf| *leaf == wanted)
+                });
+                if let Some(i) = found {
+                    return Ok(i);
+                }
+                self.push_segment(&path.segment)?;
+                let i = self.segments.len() - 1;
+                self.segments[i].set(&encoding, filter.field, 1, c, s, &filter.value)?;
+                Ok(i)
+            }
+        }
     }
 
     /// The message bytes, every segment ended by CR.
@@ -327,13 +371,27 @@ mod tests {
             BuildError::HeaderDelimiters
         );
         assert!(b.push_segment("pid").is_err());
-        assert!(b.set(&Path::parse("PID-3[CX.5=NH]").unwrap(), "x").is_err());
         let ascii = Encoding {
             delimiters: Delimiters::default(),
             charset: crate::hl7::Charset::Ascii,
         };
         let mut b = MessageBuilder::new(ascii);
         assert!(b.set(&Path::parse("PID-5").unwrap(), "Zoë").is_err());
+    }
+
+    #[test]
+    fn filtered_paths_find_or_create_their_target() {
+        let mut b = MessageBuilder::new(Encoding::default());
+        let p = |t: &str| Path::parse(t).unwrap();
+        b.set(&p("PID-3[CX.5=MR].1"), "D123").unwrap();
+        b.set(&p("PID-3[CX.5=NH].1"), "9449305552").unwrap();
+        b.set(&p("PID-3[CX.5=NH].4"), "NHS").unwrap();
+        b.set(&p("OBX[OBX-2=TX]-5"), "text").unwrap();
+        b.set(&p("OBX[OBX-2=ED]-5.5"), "JVBER").unwrap();
+        b.set(&p("OBX[OBX-2=ED]-5.2"), "application").unwrap();
+        let text = String::from_utf8(b.to_bytes()).unwrap();
+        assert!(text.contains("PID|||D123^^^^MR~9449305552^^^NHS^NH\r"), "{text}");
+        assert!(text.contains("OBX||TX|||text\rOBX||ED|||^application^^^JVBER\r"), "{text}");
     }
 
     #[test]

@@ -198,7 +198,16 @@ impl<'a> Message<'a> {
             .and_then(|f| f.repetition(1))
             .and_then(|r| r.component(1));
         match code {
-            Some(c) if !c.is_empty() => {}
+            Some(c) if c.text().is_ok_and(|t| !t.is_empty()) => {}
+            Some(c) if !c.is_empty() => {
+                return Err(ParseError::new(
+                    c.offset(),
+                    ParseErrorKind::Header(
+                        "MSH-9 (message type) does not decode to text (a bad escape sequence)"
+                            .into(),
+                    ),
+                ));
+            }
             other => {
                 return Err(ParseError::new(
                     other.map_or(end_of_msh, |c| c.offset()),
@@ -519,7 +528,28 @@ fn push_segment(
 }
 
 /// Checks one segment's identifier and that it carries no control bytes.
-fn check_segment(input: &[u8], b: &Bounds, field_separator: u8) -> Result<(), ParseError> {
+pub(crate) fn check_segment(input: &[u8], b: &Bounds, field_separator: u8) -> Result<(), ParseError> {
+    check_segment_id_and_bytes(input, b, field_separator)?;
+    let raw = &input[b.start..b.end];
+    if matches!(&raw[..3], b"FHS" | b"BHS" | b"BTS" | b"FTS") {
+        return Err(ParseError::new(
+            b.start,
+            ParseErrorKind::Batch(format!(
+                "batch segment {} inside a message: read the input as a batch",
+                String::from_utf8_lossy(&raw[..3])
+            )),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a segment's identifier (three upper-case letters or digits, then the field
+/// separator) and that its data holds no control bytes.
+pub(crate) fn check_segment_id_and_bytes(
+    input: &[u8],
+    b: &Bounds,
+    field_separator: u8,
+) -> Result<(), ParseError> {
     let raw = &input[b.start..b.end];
     let id_ok = raw.len() >= 3
         && raw[0].is_ascii_uppercase()
@@ -534,15 +564,6 @@ fn check_segment(input: &[u8], b: &Bounds, field_separator: u8) -> Result<(), Pa
                 "segment identifier must be three upper-case letters or digits followed by the field separator {}, found {:?}",
                 show_byte(field_separator),
                 preview(raw)
-            )),
-        ));
-    }
-    if matches!(&raw[..3], b"FHS" | b"BHS" | b"BTS" | b"FTS") {
-        return Err(ParseError::new(
-            b.start,
-            ParseErrorKind::Batch(format!(
-                "batch segment {} inside a message: read the input as a batch",
-                String::from_utf8_lossy(&raw[..3])
             )),
         ));
     }

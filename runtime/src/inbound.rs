@@ -1,0 +1,171 @@
+//! What a receiver decides about one inbound message, before and after mapping: the checks
+//! that lead to AR (wrong environment, wrong receiver, undeclared type), the mapping errors
+//! that lead to AE, and AA otherwise (CA/CE/CR in enhanced mode).
+//!
+//! Generated gateways and the compiler's spec-test runner both decide through
+//! [`evaluate`], with their own mapping function, so they answer every message the same.
+
+use serde::Serialize;
+
+use crate::hl7::ack::error_code;
+use crate::hl7::{AckCode, AckError, AckMode, Location, Message, Severity};
+use crate::mapping::MappingError;
+
+/// What the receiving side accepts.
+#[derive(Debug, Clone, Copy)]
+pub struct InboundPolicy<'p> {
+    /// Message types declared inbound, `TYPE^TRIGGER`.
+    pub declared: &'p [&'p str],
+    /// The MSH-11 processing id this environment accepts (`T` or `P`).
+    pub processing_id: &'p str,
+    /// MSH-5 expected, when the spec names it.
+    pub receiving_application: Option<&'p str>,
+    /// MSH-6 expected, when the spec names it.
+    pub receiving_facility: Option<&'p str>,
+}
+
+/// One error as reported in the outcome (and the ACK's ERR).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OutcomeError {
+    /// HL7 table 0357 code.
+    pub code: u16,
+    /// Where, as a path (`PID-3[2].1`), when known.
+    pub location: Option<String>,
+    /// What was wrong.
+    pub message: String,
+}
+
+/// The decision about one message.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Outcome {
+    /// MSA-1.
+    pub ack: String,
+    /// `TYPE^TRIGGER` from MSH-9.
+    pub message_type: String,
+    /// Errors for the ACK's ERR segments.
+    pub errors: Vec<OutcomeError>,
+    /// The mapped record, as JSON, when mapping succeeded.
+    pub record: Option<serde_json::Value>,
+}
+
+impl Outcome {
+    /// The errors as ACK errors (with locations parsed back), for building the ACK.
+    pub fn ack_errors(&self) -> Vec<AckError> {
+        self.errors
+            .iter()
+            .map(|e| AckError {
+                code: e.code,
+                severity: Severity::Error,
+                location: e
+                    .location
+                    .as_deref()
+                    .and_then(|l| crate::hl7::Path::parse(l).ok())
+                    .map(|p| p.nominal_location()),
+                message: e.message.clone(),
+            })
+            .collect()
+    }
+
+    /// The ACK code as a typed value.
+    pub fn ack_code(&self) -> AckCode {
+        AckCode::parse(&self.ack).unwrap_or(AckCode::ApplicationReject)
+    }
+}
+
+fn header_location(field: usize) -> Location {
+    Location {
+        segment: "MSH".into(),
+        occurrence: 1,
+        field,
+        repetition: 1,
+        component: None,
+        subcomponent: None,
+    }
+}
+
+/// Decides about one parsed message. `map` turns the message into the record for its type,
+/// or returns every mapping error; it runs only when the message passed the AR checks.
+pub fn evaluate(
+    message: &Message<'_>,
+    policy: &InboundPolicy<'_>,
+    map: impl FnOnce(&str, &Message<'_>) -> Result<serde_json::Value, Vec<MappingError>>,
+) -> Outcome {
+    let mode = AckMode::of(message);
+    let message_type = format!("{}^{}", message.message_code(), message.trigger_event());
+    let reject = |code: u16, field: usize, text: String| Outcome {
+        ack: mode.code_for(AckCode::ApplicationReject).as_str().into(),
+        message_type: message_type.clone(),
+        errors: vec![OutcomeError {
+            code,
+            location: Some(header_location(field).to_string()),
+            message: text,
+        }],
+        record: None,
+    };
+    let processing_id = message.processing_id();
+    if processing_id != policy.processing_id {
+        return reject(
+            error_code::UNSUPPORTED_PROCESSING_ID,
+            11,
+            format!(
+                "processing id {processing_id:?} is not accepted here; this environment takes {:?}",
+                policy.processing_id
+            ),
+        );
+    }
+    for (field, expected, what) in [
+        (5, policy.receiving_application, "receiving application"),
+        (6, policy.receiving_facility, "receiving facility"),
+    ] {
+        if let Some(expected) = expected {
+            let got = message.header_text(field, 1);
+            if got != expected {
+                return reject(
+                    error_code::APPLICATION_INTERNAL_ERROR,
+                    field,
+                    format!("{what} {got:?} is not this gateway ({expected:?})"),
+                );
+            }
+        }
+    }
+    if !policy.declared.contains(&message_type.as_str()) {
+        let code_known = policy
+            .declared
+            .iter()
+            .any(|d| d.split('^').next() == Some(&*message.message_code()));
+        return reject(
+            if code_known {
+                error_code::UNSUPPORTED_EVENT_CODE
+            } else {
+                error_code::UNSUPPORTED_MESSAGE_TYPE
+            },
+            9,
+            format!(
+                "message type {message_type} is not accepted; accepted: {}",
+                policy.declared.join(", ")
+            ),
+        );
+    }
+    match map(&message_type, message) {
+        Ok(record) => Outcome {
+            ack: mode.code_for(AckCode::ApplicationAccept).as_str().into(),
+            message_type,
+            errors: Vec::new(),
+            record: Some(record),
+        },
+        Err(errors) => Outcome {
+            ack: mode.code_for(AckCode::ApplicationError).as_str().into(),
+            message_type,
+            errors: errors.iter().map(outcome_error).collect(),
+            record: None,
+        },
+    }
+}
+
+fn outcome_error(e: &MappingError) -> OutcomeError {
+    OutcomeError {
+        code: e.code,
+        location: Some(e.location.to_string()),
+        message: format!("{}: {}", e.field, e.message),
+    }
+}
