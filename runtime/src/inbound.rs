@@ -169,3 +169,74 @@ fn outcome_error(e: &MappingError) -> OutcomeError {
         message: format!("{}: {}", e.field, e.message),
     }
 }
+
+/// Whether an expected error location (`PID-3`, `OBR-4.1`: no filters) names the actual one
+/// (`PID-3[1].1`): same segment, occurrence and field, and every level the expectation gives
+/// is equal. Spec tests use it so `PID-3` matches an error inside PID-3.
+pub fn location_matches(expected: &str, actual: &str) -> bool {
+    let (Ok(e), Ok(a)) = (crate::hl7::Path::parse(expected), crate::hl7::Path::parse(actual)) else {
+        return false;
+    };
+    let (e, a) = (e.nominal_location(), a.nominal_location());
+    let rep_given = expected.contains('[') && !expected.starts_with(&format!("{}[", e.segment));
+    e.segment == a.segment
+        && e.occurrence == a.occurrence
+        && e.field == a.field
+        && (!rep_given || e.repetition == a.repetition)
+        && e.component.is_none_or(|c| Some(c) == a.component)
+        && e.subcomponent.is_none_or(|s| Some(s) == a.subcomponent)
+}
+
+/// Compares a mapped record with a spec test's expected values: every expected key must be
+/// present and equal; a JSON string also matches a number or boolean with the same text.
+/// Returns the first difference.
+pub fn record_matches(
+    expected: &serde_json::Map<String, serde_json::Value>,
+    actual: &serde_json::Value,
+) -> Result<(), String> {
+    for (key, want) in expected {
+        let got = actual.get(key).unwrap_or(&serde_json::Value::Null);
+        let same = match (want, got) {
+            (serde_json::Value::Object(w), g @ serde_json::Value::Object(_)) => {
+                record_matches(w, g).map_err(|e| format!("{key}.{e}"))?;
+                true
+            }
+            (serde_json::Value::String(w), serde_json::Value::String(g)) => w == g,
+            (w, serde_json::Value::String(g)) => w.to_string() == *g,
+            (w, g) => w == g,
+        };
+        if !same {
+            return Err(format!("{key}: expected {want}, got {got}"));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expected_locations_match_more_precise_ones() {
+        assert!(location_matches("PID-3", "PID-3.1"));
+        assert!(location_matches("PID-3", "PID-3[2].1"));
+        assert!(location_matches("OBR-4.1", "OBR-4.1"));
+        assert!(!location_matches("OBR-4.2", "OBR-4.1"));
+        assert!(!location_matches("PID-3", "PID-4"));
+        assert!(!location_matches("OBX[2]-5", "OBX-5"));
+        assert!(location_matches("PID-3[2]", "PID-3[2].1"));
+        assert!(!location_matches("PID-3[2]", "PID-3.1"));
+    }
+
+    #[test]
+    fn records_match_on_the_expected_keys() {
+        let actual = serde_json::json!({"a": "1", "b": {"c": "x"}, "d": null});
+        let ok = serde_json::json!({"a": 1, "b": {"c": "x"}});
+        assert!(record_matches(ok.as_object().unwrap(), &actual).is_ok());
+        let bad = serde_json::json!({"b": {"c": "y"}});
+        assert_eq!(
+            record_matches(bad.as_object().unwrap(), &actual).unwrap_err(),
+            "b.c: expected \"y\", got \"x\""
+        );
+    }
+}
