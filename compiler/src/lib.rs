@@ -10,3 +10,4 @@ pub mod diag;
 pub mod dict;
 pub mod schema;
 pub mod spec;
+pub mod testrun;

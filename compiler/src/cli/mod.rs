@@ -8,6 +8,7 @@ mod input;
 mod inspect;
 mod schema;
 mod specs;
+mod test;
 mod validate;
 
 use std::io::Write;
@@ -63,6 +64,8 @@ enum Command {
     Validate(validate::ValidateArgs),
     /// Certificates for development and local tests.
     Certs(certs::CertsArgs),
+    /// Run specs' tests through the runtime's mapping (no build needed).
+    Test(test::TestArgs),
 }
 
 /// Runs the CLI with the process arguments and returns the exit code.
@@ -87,6 +90,7 @@ pub fn main() -> ExitCode {
         Command::Schema(args) => schema::run(&args, &mut out),
         Command::Validate(args) => validate::run(&args, &mut out),
         Command::Certs(args) => certs::run(&args, &mut out),
+        Command::Test(args) => test::run(&args, &mut out),
     };
     let flushed = out.flush();
     match (result, flushed) {
