@@ -8,6 +8,7 @@ pub mod check;
 pub mod cli;
 pub mod diag;
 pub mod dict;
+pub mod report;
 pub mod schema;
 pub mod spec;
 pub mod testrun;

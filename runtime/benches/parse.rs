@@ -442,6 +442,15 @@ fn format_rate(per_second: f64) -> String {
     }
 }
 
+/// `**30.2×**` when we are faster; `**1/15.5** (hl7gw slower)` when hl7-parser is.
+fn format_ratio(ratio: f64) -> String {
+    if ratio >= 1.0 {
+        format!("**{ratio:.1}×**")
+    } else {
+        format!("**1/{:.1}** (hl7gw slower)", 1.0 / ratio)
+    }
+}
+
 struct Row {
     group: &'static str,
     input: String,
@@ -449,7 +458,16 @@ struct Row {
     messages: usize,
 }
 
-fn summary(started: SystemTime, inputs: &[Input]) {
+/// The 1-minute load average (Linux), printed beside the figures: the ratios hold under
+/// load because both parsers share it, the absolute figures do not.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "unknown".to_string())
+}
+
+fn summary(started: SystemTime, load_before: &str, inputs: &[Input]) {
     let mut rows = Vec::new();
     for group in [
         "parse",
@@ -495,7 +513,7 @@ fn summary(started: SystemTime, inputs: &[Input]) {
         };
         let msg_s = |ns: f64| format_rate(row.messages as f64 / ns * 1e9);
         lines.push(format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | **{:.1}×** |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             row.group,
             row.input,
             row.bytes,
@@ -505,13 +523,17 @@ fn summary(started: SystemTime, inputs: &[Input]) {
             format_time(theirs),
             mb_s(theirs),
             msg_s(theirs),
-            theirs / ours,
+            format_ratio(theirs / ours),
         ));
     }
     if lines.is_empty() {
         println!("\nratio summary: no estimates written by this run (filtered, --test or --list)");
         return;
     }
+    println!(
+        "\nload average (1 min): {load_before} before the run, {} after",
+        load_average()
+    );
     println!(
         "\nRatios from this run (hl7-parser time / hl7gw time; MB = 10^6 bytes; msg/s = messages, or lookups, per second):\n"
     );
@@ -536,6 +558,7 @@ fn summary(started: SystemTime, inputs: &[Input]) {
 
 fn main() {
     let started = SystemTime::now();
+    let load_before = load_average();
     let inputs: Vec<Input> = fixtures::all()
         .into_iter()
         .map(|fx| Input {
@@ -557,5 +580,5 @@ fn main() {
     bench_lookup(&mut c, &inputs);
     bench_mix(&mut c, &inputs);
     c.final_summary();
-    summary(started, &inputs);
+    summary(started, &load_before, &inputs);
 }

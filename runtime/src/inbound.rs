@@ -202,7 +202,10 @@ pub fn record_matches(
                 true
             }
             (serde_json::Value::String(w), serde_json::Value::String(g)) => w == g,
-            (w, serde_json::Value::String(g)) => w.to_string() == *g,
+            (w, serde_json::Value::String(g)) => {
+                let w_text = w.to_string();
+                g.as_str() == w_text.as_str()
+            }
             (w, g) => w == g,
         };
         if !same {

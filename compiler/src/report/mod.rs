@@ -10,8 +10,10 @@
 //! report shows whether each test's message file is there and parses ([`file_checks`]).
 
 mod html;
+#[cfg(test)]
+mod tests;
 
-pub use html::{escape, render_html, render_html_with_tests};
+pub use html::{escape, has_errors, render_html, render_html_with_tests};
 
 use hl7gw_runtime::hl7::{ParseOptions, parse_batch};
 
@@ -76,7 +78,10 @@ pub fn file_checks(loaded: &LoadedSpec) -> Vec<TestResult> {
                     }
                     Ok(batch) => (
                         TestStatus::FileUnparsable,
-                        format!("holds {} messages; a spec test takes one", batch.messages.len()),
+                        format!(
+                            "holds {} messages; a spec test takes one",
+                            batch.messages.len()
+                        ),
                     ),
                     Err(e) => (TestStatus::FileUnparsable, e.to_string()),
                 },

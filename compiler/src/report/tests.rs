@@ -1,0 +1,204 @@
+use std::path::{Path, PathBuf};
+
+use time::{Date, Month};
+
+use super::*;
+use crate::check::{CheckOptions, check_spec};
+use crate::spec::loader::load_spec_text;
+use crate::spec::{EnvName, LoadedSpec, load_spec};
+
+fn day(y: i32, m: u8, d: u8) -> Date {
+    Date::from_calendar_date(y, Month::try_from(m).expect("month"), d).expect("date")
+}
+
+fn demo_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../specs/demo.yaml")
+}
+
+fn demo() -> LoadedSpec {
+    load_spec(&demo_path(), "specs/demo.yaml").expect("demo spec loads")
+}
+
+/// The demo spec's text with one replacement, loaded as if it sat next to the demo spec (so
+/// its certificate and message paths resolve).
+fn demo_with(from: &str, to: &str) -> LoadedSpec {
+    let text = std::fs::read_to_string(demo_path()).expect("demo spec readable");
+    assert!(text.contains(from), "demo spec has no {from:?}");
+    load_spec_text(text.replacen(from, to, 1), &demo_path(), "specs/demo.yaml")
+        .expect("modified demo spec loads")
+}
+
+fn render(loaded: &LoadedSpec, env: EnvName) -> String {
+    let today = day(2026, 11, 27);
+    let report = check_spec(
+        loaded,
+        &CheckOptions {
+            env: Some(env),
+            today,
+        },
+    );
+    render_html(loaded, env, &report, today)
+}
+
+#[test]
+fn escape_covers_the_five_characters() {
+    assert_eq!(
+        escape(r#"<a href="x" title='y'>&amp;</a>"#),
+        "&lt;a href=&quot;x&quot; title=&#39;y&#39;&gt;&amp;amp;&lt;/a&gt;"
+    );
+    assert_eq!(escape("plain £ text"), "plain £ text");
+    assert_eq!(escape(""), "");
+}
+
+#[test]
+fn customer_name_with_script_is_escaped() {
+    let loaded = demo_with(
+        "name: Demo NHS Foundation Trust",
+        "name: \"Evil <script>alert('x')</script> & Co\"",
+    );
+    let html = render(&loaded, EnvName::Test);
+    assert!(
+        !html.contains("<script"),
+        "unescaped script tag in the report"
+    );
+    assert!(html.contains("Evil &lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; Co"));
+    // The only place markup could be injected is text; no stray tag survives anywhere.
+    assert!(!html.contains("</script>"));
+}
+
+#[test]
+fn every_section_is_present() {
+    let html = render(&demo(), EnvName::Test);
+    for id in [
+        "report-header",
+        "status",
+        "checklist",
+        "certificates",
+        "endpoints",
+        "allowed-clients",
+        "ip-ranges",
+        "environment",
+        "message-types",
+        "mapped-fields",
+        "spec-tests",
+        "findings",
+        "acknowledged",
+        "signatures",
+        "sign-engineer",
+        "sign-trust",
+        "cert-receive-server",
+        "cert-receive-client-ca",
+        "cert-send-client",
+        "cert-send-server-ca",
+        "endpoint-receive",
+        "endpoint-send",
+        "record-patient",
+    ] {
+        assert!(html.contains(&format!("id=\"{id}\"")), "missing id {id}");
+    }
+    assert!(html.starts_with("<!DOCTYPE html>"));
+    assert!(
+        html.contains("class=\"ready\""),
+        "demo spec should be READY"
+    );
+    assert!(html.contains(">READY<"));
+    assert!(html.contains("https://demo-test.api.example-ems.cloud/hl7"));
+    assert!(html.contains("https://localhost:9443/hl7/ems"));
+    assert!(html.contains("<span class=\"cert-expiry\">2036-11-24</span>"));
+    assert!(html.contains("CN=tie-test.demo.nhs.uk"));
+    assert!(html.contains("127.0.0.0/8"));
+    assert!(html.contains("ORM^O01"));
+    assert!(html.contains("ORR^O02"));
+    assert!(html.contains("PID-3[CX.5=NH].1"));
+    assert!(html.contains("an order maps to a ServiceRequest"));
+    assert!(html.contains("file parses"));
+    assert!(html.contains("Demo NHS Foundation Trust"));
+    // Self-contained: nothing fetched, nothing run.
+    assert!(!html.contains("<script"));
+    assert!(!html.contains("<link"));
+    assert!(!html.contains("src="));
+    assert!(!html.contains("url("));
+    assert!(html.contains("@media print"));
+    // The PROD report shows PROD's endpoints, not TEST's.
+    let prod = render(&demo(), EnvName::Prod);
+    assert!(prod.contains("https://demo.api.example-ems.cloud/hl7"));
+    assert!(prod.contains("https://tie.demo.nhs.uk/hl7/ems"));
+    assert!(!prod.contains("demo-test.api"));
+}
+
+#[test]
+fn same_inputs_give_the_same_bytes() {
+    let a = render(&demo(), EnvName::Prod);
+    let b = render(&demo(), EnvName::Prod);
+    assert_eq!(a, b);
+}
+
+#[test]
+fn errors_make_it_not_ready_and_are_listed() {
+    let loaded = demo_with("cert: certs/test/server.crt", "cert: certs/test/nope.crt");
+    let html = render(&loaded, EnvName::Test);
+    assert!(html.contains("id=\"status\" class=\"not-ready\""));
+    assert!(html.contains("NOT READY"));
+    assert!(html.contains("check-item fail\" id=\"cert-receive-server\""));
+    assert!(html.contains("cert-missing"));
+    assert!(
+        html.contains("specs/demo.yaml:"),
+        "findings carry file:line:column"
+    );
+    // The other environment's report is not affected by TEST's error.
+    let prod = render(&loaded, EnvName::Prod);
+    assert!(prod.contains("id=\"status\" class=\"ready\""));
+}
+
+#[test]
+fn expiring_certificate_is_amber_with_days_left() {
+    let loaded = demo();
+    let today = day(2036, 11, 10);
+    let report = check_spec(
+        &loaded,
+        &CheckOptions {
+            env: Some(EnvName::Test),
+            today,
+        },
+    );
+    let html = render_html(&loaded, EnvName::Test, &report, today);
+    assert!(html.contains("expires in 14 days"));
+    assert!(html.contains("check-item warn\" id=\"cert-receive-server\""));
+}
+
+#[test]
+fn given_test_results_replace_the_file_checks() {
+    let loaded = demo();
+    let today = day(2026, 11, 27);
+    let report = check_spec(&loaded, &CheckOptions { env: None, today });
+    let results = vec![TestResult {
+        name: "an order maps to a ServiceRequest".to_owned(),
+        status: TestStatus::Failed,
+        detail: "expected AA, got AE".to_owned(),
+    }];
+    let html = render_html_with_tests(&loaded, EnvName::Test, &report, today, &results);
+    assert!(html.contains(">failed<"));
+    assert!(html.contains("expected AA, got AE"));
+    let none = render_html_with_tests(&loaded, EnvName::Test, &report, today, &[]);
+    assert!(none.contains(">not run<"));
+}
+
+#[test]
+fn missing_test_file_is_reported() {
+    let loaded = demo_with(
+        "message: ../examples/messages/orm_o01.hl7",
+        "message: ../examples/messages/absent.hl7",
+    );
+    let results = file_checks(&loaded);
+    assert_eq!(results.len(), loaded.spec.tests.len());
+    for r in &results {
+        let expected = if r.name == "an order maps to a ServiceRequest" {
+            TestStatus::FileMissing
+        } else {
+            TestStatus::FileParses
+        };
+        assert_eq!(r.status, expected, "{}", r.name);
+    }
+    let html = render(&loaded, EnvName::Test);
+    assert!(html.contains(">file missing<"));
+}

@@ -1,0 +1,448 @@
+//! The go-live report in a real browser: `hl7gw validate --format html` writes the demo
+//! spec's report, headless Chromium renders it, and the rendered DOM and a screenshot show
+//! the sign-off checklist.
+//!
+//! Chromium comes from Debian (`apt-get install -y chromium`). Without it the browser test
+//! prints "skipped: chromium not installed" and passes, unless `HL7GW_REQUIRE_BROWSER` is set
+//! (CI sets it), in which case it fails. `HL7GW_CHROMIUM` names another binary.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::fs::File;
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Longest a Chromium run may take before it is killed.
+const BROWSER_TIMEOUT: Duration = Duration::from_secs(60);
+const WIDTH: u32 = 1280;
+const HEIGHT: u32 = 2000;
+/// The checklist heading's background (`--blue` in the report's CSS); nothing else on the
+/// page is filled with it.
+const CHECKLIST_BLUE: [u8; 3] = [0x00, 0x5e, 0xb8];
+/// The header band (`--dark`).
+const HEADER_DARK: [u8; 3] = [0x00, 0x30, 0x87];
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("compiler/ has a parent")
+        .to_path_buf()
+}
+
+fn hl7gw(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_hl7gw"))
+        .current_dir(repo_root())
+        .args(args)
+        .output()
+        .expect("hl7gw runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Chromium from `HL7GW_CHROMIUM`, or `chromium` / `chromium-browser` on the PATH.
+fn find_chromium() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("HL7GW_CHROMIUM") {
+        return Some(PathBuf::from(p));
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .flat_map(|dir| ["chromium", "chromium-browser"].map(|name| dir.join(name)))
+        .find(|p| p.is_file())
+}
+
+/// Runs Chromium headless on `url` with `extra` arguments, stdout to `stdout`, in its own
+/// process group, killed (group and all) after [`BROWSER_TIMEOUT`].
+fn run_chromium(
+    chromium: &Path,
+    work: &Path,
+    name: &str,
+    extra: &[String],
+    url: &str,
+) -> ExitStatus {
+    let profile = work.join(format!("profile-{name}"));
+    let stdout = work.join(format!("{name}.stdout"));
+    let stderr = work.join(format!("{name}.stderr"));
+    let mut cmd = Command::new(chromium);
+    cmd.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--hide-scrollbars",
+    ])
+    .arg(format!("--user-data-dir={}", profile.display()))
+    .args(extra)
+    .arg(url)
+    .stdin(Stdio::null())
+    .stdout(File::create(&stdout).expect("stdout file"))
+    .stderr(File::create(&stderr).expect("stderr file"));
+    #[cfg(unix)]
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    let mut child = cmd.spawn().expect("chromium starts");
+    let pid = child.id();
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("waiting for chromium") {
+            break Some(status);
+        }
+        if started.elapsed() > BROWSER_TIMEOUT {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // Chromium's helper processes share its process group: end them too, by group id.
+    kill_group(pid);
+    let Some(status) = status else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!(
+            "chromium ({name}) did not finish within {BROWSER_TIMEOUT:?}; stderr:\n{}",
+            std::fs::read_to_string(&stderr).unwrap_or_default()
+        );
+    };
+    assert!(
+        status.success(),
+        "chromium ({name}) failed with {status}; stderr:\n{}",
+        std::fs::read_to_string(&stderr).unwrap_or_default()
+    );
+    status
+}
+
+fn kill_group(pid: u32) {
+    #[cfg(unix)]
+    {
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{pid}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+    #[cfg(not(unix))]
+    let _ = pid;
+}
+
+/// An RGB screenshot.
+struct Image {
+    width: u32,
+    height: u32,
+    /// 3 or 4 bytes a pixel.
+    channels: usize,
+    data: Vec<u8>,
+}
+
+impl Image {
+    fn read(path: &Path) -> Image {
+        let file = BufReader::new(File::open(path).expect("screenshot exists"));
+        let mut decoder = png::Decoder::new(file);
+        decoder.set_transformations(png::Transformations::normalize_to_color8());
+        let mut reader = decoder.read_info().expect("screenshot is a PNG");
+        let mut data = vec![0; reader.output_buffer_size().expect("buffer size")];
+        let info = reader.next_frame(&mut data).expect("PNG decodes");
+        let channels = match info.color_type {
+            png::ColorType::Rgb => 3,
+            png::ColorType::Rgba => 4,
+            other => panic!("unexpected PNG colour type {other:?}"),
+        };
+        data.truncate(info.buffer_size());
+        Image {
+            width: info.width,
+            height: info.height,
+            channels,
+            data,
+        }
+    }
+
+    fn pixel(&self, x: u32, y: u32) -> [u8; 3] {
+        let i = (y as usize * self.width as usize + x as usize) * self.channels;
+        [self.data[i], self.data[i + 1], self.data[i + 2]]
+    }
+
+    /// Pixels within `tolerance` of `colour`: how many and their bounding box
+    /// (x0, y0, x1, y1).
+    fn find(&self, colour: [u8; 3], tolerance: u8) -> (usize, (u32, u32, u32, u32)) {
+        let mut count = 0;
+        let mut bbox = (u32::MAX, u32::MAX, 0, 0);
+        for y in 0..self.height {
+            for x in 0..self.width {
+                let p = self.pixel(x, y);
+                if p.iter()
+                    .zip(colour)
+                    .all(|(a, b)| a.abs_diff(b) <= tolerance)
+                {
+                    count += 1;
+                    bbox = (bbox.0.min(x), bbox.1.min(y), bbox.2.max(x), bbox.3.max(y));
+                }
+            }
+        }
+        (count, bbox)
+    }
+
+    /// Rows holding at least `min` pixels within `tolerance` of `colour`.
+    fn wide_rows(&self, colour: [u8; 3], tolerance: u8, min: usize) -> Vec<u32> {
+        (0..self.height)
+            .filter(|&y| {
+                (0..self.width)
+                    .filter(|&x| {
+                        self.pixel(x, y)
+                            .iter()
+                            .zip(colour)
+                            .all(|(a, b)| a.abs_diff(b) <= tolerance)
+                    })
+                    .count()
+                    >= min
+            })
+            .collect()
+    }
+
+    /// Dark (text-like) pixels in rows `y0..y1`.
+    fn dark_pixels(&self, y0: u32, y1: u32) -> usize {
+        (y0..y1.min(self.height))
+            .flat_map(|y| (0..self.width).map(move |x| (x, y)))
+            .filter(|&(x, y)| {
+                let [r, g, b] = self.pixel(x, y);
+                u32::from(r) + u32::from(g) + u32::from(b) < 3 * 110
+            })
+            .count()
+    }
+}
+
+#[test]
+fn go_live_report_renders_in_chromium() {
+    let Some(chromium) = find_chromium() else {
+        if std::env::var_os("HL7GW_REQUIRE_BROWSER").is_some() {
+            panic!(
+                "HL7GW_REQUIRE_BROWSER is set but chromium is not installed \
+                 (Debian: apt-get install -y chromium; or set HL7GW_CHROMIUM)"
+            );
+        }
+        println!("skipped: chromium not installed");
+        return;
+    };
+    let work = tempfile::tempdir().expect("temp dir");
+    let report = work.path().join("demo-test.html");
+    let out = hl7gw(&[
+        "validate",
+        "specs/demo.yaml",
+        "--format",
+        "html",
+        "--env",
+        "test",
+        "--today",
+        "2026-11-27",
+        "-o",
+        report.to_str().expect("UTF-8 temp path"),
+    ]);
+    assert!(
+        out.status.success(),
+        "validate failed: {}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert_eq!(text(&out.stdout).trim(), report.display().to_string());
+    let url = format!("file://{}", report.display());
+
+    // The DOM as Chromium parsed and laid it out.
+    run_chromium(
+        &chromium,
+        work.path(),
+        "dom",
+        &["--dump-dom".to_owned()],
+        &url,
+    );
+    let dom = std::fs::read_to_string(work.path().join("dom.stdout")).expect("DOM dump");
+    for needle in [
+        "id=\"checklist\"",
+        "Sign-off checklist",
+        "id=\"certificates\"",
+        "id=\"cert-receive-server\"",
+        "<span class=\"cert-expiry\">2036-11-24</span>",
+        "<span class=\"endpoint-url\">https://demo-test.api.example-ems.cloud/hl7</span>",
+        "<span class=\"endpoint-url\">https://localhost:9443/hl7/ems</span>",
+        "id=\"allowed-clients\"",
+        "CN=tie-test.demo.nhs.uk",
+        "id=\"ip-ranges\"",
+        "127.0.0.0/8",
+        "id=\"message-types\"",
+        "ORM^O01",
+        "id=\"mapped-fields\"",
+        "PID-3[CX.5=NH].1",
+        "id=\"spec-tests\"",
+        "an order maps to a ServiceRequest",
+        "id=\"status\" class=\"ready\"",
+        "id=\"signatures\"",
+        "Trust representative",
+    ] {
+        assert!(dom.contains(needle), "rendered DOM lacks {needle:?}");
+    }
+    let items = dom.matches("class=\"check-item").count();
+    assert!(
+        items >= 15,
+        "only {items} checklist items in the rendered DOM"
+    );
+    // Chromium serialises what it parsed: the table bodies it builds are there.
+    assert!(dom.contains("</tbody>"));
+
+    // The screenshot: the requested size, and the checklist visibly drawn.
+    let shot = work.path().join("report.png");
+    run_chromium(
+        &chromium,
+        work.path(),
+        "shot",
+        &[
+            format!("--screenshot={}", shot.display()),
+            format!("--window-size={WIDTH},{HEIGHT}"),
+        ],
+        &url,
+    );
+    let image = Image::read(&shot);
+    assert_eq!(
+        (image.width, image.height),
+        (WIDTH, HEIGHT),
+        "screenshot size"
+    );
+    let (blue, blue_box) = image.find(CHECKLIST_BLUE, 6);
+    assert!(
+        blue > 10_000,
+        "checklist heading not drawn ({blue} pixels of its colour)"
+    );
+    let (x0, y0, x1, y1) = blue_box;
+    assert!(x1 - x0 > 500, "checklist heading too narrow: {blue_box:?}");
+    assert!(
+        y1 - y0 < 80,
+        "checklist heading colour spread over {blue_box:?}"
+    );
+    // The header band: rows filled with its colour, all above the checklist heading.
+    let band_rows = image.wide_rows(HEADER_DARK, 6, 500);
+    let above = band_rows.iter().filter(|&&y| y < y0).count();
+    assert!(
+        above > 50,
+        "header band not drawn above the checklist ({above} rows)"
+    );
+    // The checklist's items: text and boxes below its heading.
+    let dark = image.dark_pixels(y1, y1 + 600);
+    assert!(
+        dark > 5_000,
+        "no checklist content under the heading ({dark} dark pixels)"
+    );
+}
+
+#[test]
+fn html_writes_one_report_per_environment_into_a_folder() {
+    let work = tempfile::tempdir().expect("temp dir");
+    let dir = work.path().join("reports");
+    let out = hl7gw(&[
+        "validate",
+        "specs/demo.yaml",
+        "--format",
+        "html",
+        "--today",
+        "2026-11-27",
+        "-o",
+        dir.to_str().expect("UTF-8 temp path"),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let test = dir.join("demo-test.html");
+    let prod = dir.join("demo-prod.html");
+    assert_eq!(
+        text(&out.stdout),
+        format!("{}\n{}\n", test.display(), prod.display())
+    );
+    let test_html = std::fs::read_to_string(&test).expect("test report");
+    let prod_html = std::fs::read_to_string(&prod).expect("prod report");
+    assert!(test_html.contains("TEST environment"));
+    assert!(prod_html.contains("PROD environment"));
+    assert!(prod_html.contains("https://demo.api.example-ems.cloud/hl7"));
+
+    // Same inputs, same bytes.
+    let again = hl7gw(&[
+        "validate",
+        "specs/demo.yaml",
+        "--format",
+        "html",
+        "--today",
+        "2026-11-27",
+        "-o",
+        dir.to_str().expect("UTF-8 temp path"),
+    ]);
+    assert!(again.status.success());
+    assert_eq!(
+        std::fs::read_to_string(&test).expect("test report"),
+        test_html
+    );
+}
+
+#[test]
+fn html_usage_errors() {
+    let work = tempfile::tempdir().expect("temp dir");
+    // -o is required.
+    let out = hl7gw(&["validate", "specs/demo.yaml", "--format", "html"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("-o"));
+    // One .html file cannot hold two environments.
+    let file = work.path().join("one.html");
+    let out = hl7gw(&[
+        "validate",
+        "specs/demo.yaml",
+        "--format",
+        "html",
+        "-o",
+        file.to_str().expect("UTF-8 temp path"),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(!file.exists());
+    // Exactly one spec.
+    let out = hl7gw(&[
+        "validate",
+        "specs/demo.yaml",
+        "specs/demo.yaml",
+        "--format",
+        "html",
+        "-o",
+        work.path().to_str().expect("UTF-8 temp path"),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+}
+
+#[test]
+fn html_report_with_errors_is_written_and_exits_1() {
+    let work = tempfile::tempdir().expect("temp dir");
+    // The demo spec with its TEST server certificate missing, copied into the temp folder
+    // with its other files named by absolute path.
+    let root = repo_root();
+    let specs = root.join("specs");
+    let spec_text = std::fs::read_to_string(specs.join("demo.yaml"))
+        .expect("demo spec")
+        .replace(
+            "cert: certs/test/server.crt",
+            "cert: certs/test/absent-server.crt",
+        )
+        .replace("certs/", &format!("{}/certs/", specs.display()))
+        .replace("../examples/", &format!("{}/examples/", root.display()));
+    let spec = work.path().join("demo-copy.yaml");
+    std::fs::write(&spec, spec_text).expect("write spec copy");
+    let file = work.path().join("bad.html");
+    let out = hl7gw(&[
+        "validate",
+        spec.to_str().expect("UTF-8 path"),
+        "--format",
+        "html",
+        "--env",
+        "test",
+        "--today",
+        "2026-11-27",
+        "-o",
+        file.to_str().expect("UTF-8 temp path"),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let html = std::fs::read_to_string(&file).expect("NOT READY report written");
+    assert!(html.contains("NOT READY"));
+    assert!(html.contains("cert-missing"));
+}
