@@ -6,6 +6,7 @@
 pub mod certs;
 pub mod check;
 pub mod cli;
+pub mod codegen;
 pub mod diag;
 pub mod dict;
 pub mod report;

@@ -174,7 +174,10 @@ fn outcome_error(e: &MappingError) -> OutcomeError {
 /// (`PID-3[1].1`): same segment, occurrence and field, and every level the expectation gives
 /// is equal. Spec tests use it so `PID-3` matches an error inside PID-3.
 pub fn location_matches(expected: &str, actual: &str) -> bool {
-    let (Ok(e), Ok(a)) = (crate::hl7::Path::parse(expected), crate::hl7::Path::parse(actual)) else {
+    let (Ok(e), Ok(a)) = (
+        crate::hl7::Path::parse(expected),
+        crate::hl7::Path::parse(actual),
+    ) else {
         return false;
     };
     let (e, a) = (e.nominal_location(), a.nominal_location());

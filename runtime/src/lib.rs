@@ -5,6 +5,13 @@
 //! receiver, sender, durable queue) builds on them.
 
 pub mod config;
+pub mod dedup;
 pub mod hl7;
 pub mod inbound;
 pub mod mapping;
+pub mod metrics;
+pub mod mllp;
+pub mod server;
+pub mod sink;
+pub mod store;
+pub mod tls;

@@ -68,14 +68,22 @@ fn env_of(pointer: Option<&str>) -> Option<EnvName> {
 /// flags acknowledgements that match nothing so stale ones do not linger.
 fn apply_acknowledgements(spec: &LoadedSpec, found: Vec<Diagnostic>) -> CheckReport {
     let mut report = CheckReport::default();
-    let mut used: Vec<(EnvName, String)> = Vec::new();
+    // `None` stands for the spec-wide `acknowledge:`.
+    let mut used: Vec<(Option<EnvName>, String)> = Vec::new();
     for d in found {
-        let ack = env_of(d.pointer.as_deref()).and_then(|env| {
-            let e = spec.spec.environments.get(env)?;
-            e.acknowledge
+        let ack = match env_of(d.pointer.as_deref()) {
+            Some(env) => spec
+                .spec
+                .environments
+                .get(env)
+                .and_then(|e| e.acknowledge.get(&d.code))
+                .map(|reason| (Some(env), reason.clone())),
+            None => spec
+                .spec
+                .acknowledge
                 .get(&d.code)
-                .map(|reason| (env, reason.clone()))
-        });
+                .map(|reason| (None, reason.clone())),
+        };
         match ack {
             Some((env, reason)) if d.severity == Severity::Warning => {
                 used.push((env, d.code.clone()));
@@ -87,10 +95,19 @@ fn apply_acknowledgements(spec: &LoadedSpec, found: Vec<Diagnostic>) -> CheckRep
             _ => report.diagnostics.push(d),
         }
     }
-    for (env, environment) in spec.spec.environments.iter() {
-        for code in environment.acknowledge.keys() {
+    let places = spec
+        .spec
+        .environments
+        .iter()
+        .map(|(env, e)| (Some(env), &e.acknowledge))
+        .chain(std::iter::once((None, &spec.spec.acknowledge)));
+    for (env, acknowledge) in places {
+        for code in acknowledge.keys() {
             if !used.iter().any(|(e, c)| *e == env && c == code) {
-                let pointer = format!("/environments/{}/acknowledge/{code}", env.as_str());
+                let pointer = match env {
+                    Some(env) => format!("/environments/{}/acknowledge/{code}", env.as_str()),
+                    None => format!("/acknowledge/{code}"),
+                };
                 report.diagnostics.push(spec.at_key(
                     Diagnostic::warning(
                         "ack-unused",

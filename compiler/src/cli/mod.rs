@@ -4,6 +4,7 @@
 
 mod ack;
 mod certs;
+mod generate;
 mod input;
 mod inspect;
 mod schema;
@@ -64,6 +65,8 @@ enum Command {
     Validate(validate::ValidateArgs),
     /// Certificates for development and local tests.
     Certs(certs::CertsArgs),
+    /// Generate one gateway crate per spec (`--check`: name the stale files, write nothing).
+    Generate(generate::GenerateArgs),
     /// Run specs' tests through the runtime's mapping (no build needed).
     Test(test::TestArgs),
 }
@@ -90,6 +93,7 @@ pub fn main() -> ExitCode {
         Command::Schema(args) => schema::run(&args, &mut out),
         Command::Validate(args) => validate::run(&args, &mut out),
         Command::Certs(args) => certs::run(&args, &mut out),
+        Command::Generate(args) => generate::run(&args, &mut out),
         Command::Test(args) => test::run(&args, &mut out),
     };
     let flushed = out.flush();

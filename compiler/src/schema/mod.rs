@@ -111,6 +111,25 @@ fn describe(e: &jsonschema::ValidationError<'_>, schema: &Value, source: &Source
                 .detail(detail)
                 .at(file, source.key_span(&child), Some(&child))
         }
+        ValidationErrorKind::FalseSchema => {
+            // `inbox: { x: 1 }`: a mapping that takes no keys at all. The validator may place
+            // the error at the mapping rather than at its key, so name its first key.
+            let child = source
+                .child_keys(&pointer)
+                .into_iter()
+                .next()
+                .map(|(p, _)| p)
+                .unwrap_or_else(|| pointer.clone());
+            let key = child
+                .rsplit('/')
+                .next()
+                .unwrap_or_default()
+                .replace("~1", "/")
+                .replace("~0", "~");
+            Diagnostic::error("schema-unknown-key", format!("unknown key `{key}`"))
+                .detail("this mapping takes no keys")
+                .at(file, source.key_span(&child), Some(&child))
+        }
         ValidationErrorKind::Required { property } => {
             let name = property.as_str().unwrap_or_default().to_string();
             let where_ = if pointer.is_empty() {
@@ -181,6 +200,13 @@ fn describe(e: &jsonschema::ValidationError<'_>, schema: &Value, source: &Source
                 }),
             )
         }
+        ValidationErrorKind::OneOfNotValid { context }
+            if let Some(inner) = chosen_branch(e, context, schema) =>
+        {
+            // `sink: { webhook: { url, typo } }`: the object names its form, so report what is
+            // wrong inside that form, at its place.
+            describe(inner, schema, source)
+        }
         ValidationErrorKind::OneOfMultipleValid { .. }
         | ValidationErrorKind::OneOfNotValid { .. } => {
             let choices = one_of_choices(schema, e.schema_path().as_str());
@@ -246,6 +272,25 @@ fn resolve<'s>(schema: &'s Value, path: &str) -> Option<&'s Value> {
         node = schema.pointer(target.strip_prefix('#')?)?;
     }
     Some(node)
+}
+
+/// For an object that names one of a `oneOf`'s single-key forms, the first error inside
+/// that form.
+fn chosen_branch<'e>(
+    e: &jsonschema::ValidationError<'_>,
+    context: &'e [Vec<jsonschema::ValidationError<'static>>],
+    schema: &Value,
+) -> Option<&'e jsonschema::ValidationError<'static>> {
+    let object = e.instance().as_ref().as_object()?;
+    let branches = resolve(schema, e.schema_path().as_str())?.as_array()?;
+    let index = branches.iter().position(|b| {
+        b.get("required")
+            .and_then(Value::as_array)
+            .and_then(|r| r.first())
+            .and_then(Value::as_str)
+            .is_some_and(|key| object.contains_key(key))
+    })?;
+    context.get(index)?.first()
 }
 
 /// The alternatives of a `oneOf`: constants (`basic: ADT^A28, …`) or single-key objects

@@ -52,6 +52,21 @@ impl SourceMap {
             .or_else(|| self.value_span(pointer))
     }
 
+    /// The keys directly inside the mapping at `pointer`, in source order.
+    pub fn child_keys(&self, pointer: &str) -> Vec<(String, Span)> {
+        let prefix = format!("{pointer}/");
+        let mut keys: Vec<(String, Span)> = self
+            .keys
+            .iter()
+            .filter_map(|(p, span)| {
+                let rest = p.strip_prefix(&prefix)?;
+                (!rest.contains('/')).then(|| (p.clone(), *span))
+            })
+            .collect();
+        keys.sort_by_key(|(_, span)| span.start.byte);
+        keys
+    }
+
     /// When the value at `pointer` was written as a plain scalar that YAML read as a number,
     /// boolean or null, the text as written.
     pub fn plain_text(&self, pointer: &str) -> Option<&str> {
@@ -131,7 +146,9 @@ pub fn load_spec_text(
         }),
         Err(e) => {
             let pointer = to_pointer(e.path());
-            let d = Diagnostic::error("schema-type", e.inner().to_string());
+            // The schema accepted the shape; what remains are values that do not convert
+            // (a duration too long to hold, for instance).
+            let d = Diagnostic::error("schema-format", e.inner().to_string());
             Err(vec![d.at(
                 display,
                 source.value_span(&pointer),
@@ -209,6 +226,18 @@ enum Frame {
 /// YAML text → JSON value and source map, or the YAML-level errors.
 fn read_yaml(text: String, file: &str) -> Result<(Value, SourceMap), Vec<Diagnostic>> {
     let positions = Positions::new(&text);
+    if let Some(tab) = indentation_tab(&text) {
+        let end = Pos {
+            column: tab.column + 1,
+            byte: tab.byte + 1,
+            ..tab
+        };
+        return Err(vec![
+            Diagnostic::error("yaml-syntax", "a tab in the indentation")
+                .detail("YAML indents with spaces only; a tab here would change which mapping the line belongs to")
+                .at(file, Some(Span { start: tab, end }), None),
+        ]);
+    }
     let mut source = SourceMap {
         file: file.to_string(),
         ..SourceMap::default()
@@ -421,6 +450,29 @@ fn read_yaml(text: String, file: &str) -> Result<(Value, SourceMap), Vec<Diagnos
     Ok((root, source))
 }
 
+/// The first tab in a line's leading white space, found before parsing because the parser
+/// reads such lines in surprising ways (specs use no block scalars, where tabs could be
+/// content).
+fn indentation_tab(text: &str) -> Option<Pos> {
+    let mut byte = 0;
+    for (index, line) in text.split_inclusive('\n').enumerate() {
+        let indent = line.len() - line.trim_start_matches([' ', '\t']).len();
+        let rest = line[indent..].trim_end();
+        if !rest.is_empty()
+            && !rest.starts_with('#')
+            && let Some(at) = line[..indent].find('\t')
+        {
+            return Some(Pos {
+                line: index + 1,
+                column: line[..at].chars().count() + 1,
+                byte: byte + at,
+            });
+        }
+        byte += line.len();
+    }
+    None
+}
+
 fn anchor_error(file: &str, span: Span) -> Diagnostic {
     Diagnostic::error("yaml-anchor", "YAML anchors (&name) are not allowed in a spec")
         .detail("write each value out in full; anchors and aliases would silently share values between places, e.g. between TEST and PROD")
@@ -542,7 +594,8 @@ mod tests {
             ("a: !custom 1\n", "yaml-tag", 1, 4),
             ("a: 1\n---\nb: 2\n", "yaml-multiple-documents", 2, 1),
             ("a: [1, 2\n", "yaml-syntax", 2, 1),
-            ("a:\n\tb: 1\n", "yaml-syntax", 2, 2),
+            ("a:\n\tb: 1\n", "yaml-syntax", 2, 1),
+            ("a:\n  \t  b: 1\n", "yaml-syntax", 2, 3),
         ];
         for (text, code, line, column) in cases {
             let errs = read(text).unwrap_err();

@@ -41,6 +41,11 @@ pub struct Spec {
     /// Spec tests, run by `hl7gw test` and compiled into the generated crate.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tests: Vec<SpecTest>,
+    /// Warnings accepted for the spec as a whole (those not about one environment, such as
+    /// `hl7-type-loose`): warning code → the reason, recorded in the go-live report.
+    /// Environment warnings are acknowledged under their environment.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub acknowledge: IndexMap<String, String>,
 }
 
 /// A snake_case name that becomes a Rust identifier (records, fields, tables).

@@ -50,7 +50,12 @@ impl TryFrom<String> for Duration {
             )
         };
         let digits = text.bytes().take_while(u8::is_ascii_digit).count();
-        let number: u64 = text[..digits].parse().map_err(|_| err())?;
+        if digits == 0 {
+            return Err(err());
+        }
+        let number: u64 = text[..digits]
+            .parse()
+            .map_err(|_| format!("{text:?} is too long a duration"))?;
         let unit_millis: u64 = match &text[digits..] {
             "ms" => 1,
             "s" => 1_000,
@@ -134,7 +139,12 @@ impl TryFrom<String> for ByteSize {
             )
         };
         let digits = text.bytes().take_while(u8::is_ascii_digit).count();
-        let number: u64 = text[..digits].parse().map_err(|_| err())?;
+        if digits == 0 {
+            return Err(err());
+        }
+        let number: u64 = text[..digits]
+            .parse()
+            .map_err(|_| format!("{text:?} is too large"))?;
         let unit: u64 = match &text[digits..] {
             "" | "B" => 1,
             "KB" => 1_000,

@@ -3,8 +3,8 @@
 //! The envelope is checked, not guessed: a segment outside any message, a batch opened inside
 //! another, a missing trailer or a trailer count that disagrees is an error naming its byte.
 
-use super::error::{ParseError, ParseErrorKind};
 use super::delimiters::Delimiters;
+use super::error::{ParseError, ParseErrorKind};
 use super::message::{
     Bounds, Message, ParseOptions, check_segment_id_and_bytes, preview, segment_id, split_segments,
 };

@@ -244,9 +244,23 @@ impl MessageBuilder {
                 match found {
                     Some(i) => i + 1,
                     None => {
-                        let empty_first = field.repetitions.iter().all(|r| r.iter().flatten().all(Vec::is_empty));
-                        let n = if empty_first { 1 } else { field.repetitions.len() + 1 };
-                        segment.set(&encoding, path.field, n, filter.component, sub, &filter.value)?;
+                        let empty_first = field
+                            .repetitions
+                            .iter()
+                            .all(|r| r.iter().flatten().all(Vec::is_empty));
+                        let n = if empty_first {
+                            1
+                        } else {
+                            field.repetitions.len() + 1
+                        };
+                        segment.set(
+                            &encoding,
+                            path.field,
+                            n,
+                            filter.component,
+                            sub,
+                            &filter.value,
+                        )?;
                         n
                     }
                 }
@@ -291,7 +305,10 @@ impl MessageBuilder {
             }
             Some(SegmentSelector::Where(filter)) => {
                 let wanted = escape::encode(&filter.value, &encoding.delimiters, encoding.charset)?;
-                let (c, s) = (filter.component.unwrap_or(1), filter.subcomponent.unwrap_or(1));
+                let (c, s) = (
+                    filter.component.unwrap_or(1),
+                    filter.subcomponent.unwrap_or(1),
+                );
                 let found = positions.iter().copied().find(|&i| {
                     self.segments[i]
                         .fields
@@ -390,8 +407,14 @@ mod tests {
         b.set(&p("OBX[OBX-2=ED]-5.5"), "JVBER").unwrap();
         b.set(&p("OBX[OBX-2=ED]-5.2"), "application").unwrap();
         let text = String::from_utf8(b.to_bytes()).unwrap();
-        assert!(text.contains("PID|||D123^^^^MR~9449305552^^^NHS^NH\r"), "{text}");
-        assert!(text.contains("OBX||TX|||text\rOBX||ED|||^application^^^JVBER\r"), "{text}");
+        assert!(
+            text.contains("PID|||D123^^^^MR~9449305552^^^NHS^NH\r"),
+            "{text}"
+        );
+        assert!(
+            text.contains("OBX||TX|||text\rOBX||ED|||^application^^^JVBER\r"),
+            "{text}"
+        );
     }
 
     #[test]

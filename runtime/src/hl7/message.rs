@@ -528,7 +528,11 @@ fn push_segment(
 }
 
 /// Checks one segment's identifier and that it carries no control bytes.
-pub(crate) fn check_segment(input: &[u8], b: &Bounds, field_separator: u8) -> Result<(), ParseError> {
+pub(crate) fn check_segment(
+    input: &[u8],
+    b: &Bounds,
+    field_separator: u8,
+) -> Result<(), ParseError> {
     check_segment_id_and_bytes(input, b, field_separator)?;
     let raw = &input[b.start..b.end];
     if matches!(&raw[..3], b"FHS" | b"BHS" | b"BTS" | b"FTS") {

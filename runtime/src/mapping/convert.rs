@@ -56,9 +56,10 @@ pub fn datetime(hit: &Hit<'_>) -> Result<HlDateTime, Problem> {
 /// a value not listed is error 103 naming the code (codes are not patient data).
 pub fn code(hit: &Hit<'_>, codes: &[&str], list_name: &str) -> Result<usize, Problem> {
     let value = value_text(hit)?;
-    codes.iter().position(|c| *c == value).ok_or_else(|| {
-        Problem::not_in_table(format!("code {value:?} is not in {list_name}"))
-    })
+    codes
+        .iter()
+        .position(|c| *c == value)
+        .ok_or_else(|| Problem::not_in_table(format!("code {value:?} is not in {list_name}")))
 }
 
 /// An NHS number with a valid check digit.

@@ -14,9 +14,7 @@ mod convert;
 mod outbound;
 mod values;
 
-pub use convert::{
-    base64, code, date, datetime, field_text, nhs_number, number, text, value_text,
-};
+pub use convert::{base64, code, date, datetime, field_text, nhs_number, number, text, value_text};
 pub use outbound::{OutboundHeader, new_message};
 pub use values::{HlDate, HlDateTime, HlNumber, NhsNumber};
 
@@ -71,7 +69,11 @@ fn location_text<S: serde::Serializer>(l: &Location, s: S) -> Result<S::Ok, S::E
 
 impl fmt::Display for MappingError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} at {}: {} ({})", self.field, self.location, self.message, self.code)
+        write!(
+            f,
+            "{} at {}: {} ({})",
+            self.field, self.location, self.message, self.code
+        )
     }
 }
 
@@ -192,7 +194,10 @@ fn value_text_raw<'a>(hit: &Hit<'a>) -> &'a [u8] {
         (Some(_), None) => &[enc.subcomponent],
         (None, None) => &[enc.repetition, enc.component, enc.subcomponent],
     };
-    let end = raw.iter().position(|b| stops.contains(b)).unwrap_or(raw.len());
+    let end = raw
+        .iter()
+        .position(|b| stops.contains(b))
+        .unwrap_or(raw.len());
     &raw[..end]
 }
 
@@ -219,7 +224,12 @@ pub fn single<'a, T>(
     match convert(hit) {
         Ok(value) => Some(value),
         Err(problem) => {
-            errors.push(problem.code, hit.location.clone(), rule.name, problem.message);
+            errors.push(
+                problem.code,
+                hit.location.clone(),
+                rule.name,
+                problem.message,
+            );
             None
         }
     }
@@ -246,9 +256,12 @@ pub fn repeated<'a, T>(
     for hit in &hits {
         match convert(hit) {
             Ok(v) => values.push(v),
-            Err(problem) => {
-                errors.push(problem.code, hit.location.clone(), rule.name, problem.message)
-            }
+            Err(problem) => errors.push(
+                problem.code,
+                hit.location.clone(),
+                rule.name,
+                problem.message,
+            ),
         }
     }
     values

@@ -118,25 +118,32 @@ impl HlDateTime {
             );
         }
         let date = HlDate::parse(&main[..main.len().min(8)])?;
-        let part = |range: std::ops::Range<usize>, max: u16, what: &str| -> Result<Option<u8>, String> {
-            if main.len() < range.end {
-                return Ok(None);
-            }
-            let v = digits(main, range).ok_or(format!("the {what} is not 2 digits"))?;
-            if v > max {
-                return Err(format!("the {what} is out of range"));
-            }
-            Ok(u8::try_from(v).ok())
-        };
+        let part =
+            |range: std::ops::Range<usize>, max: u16, what: &str| -> Result<Option<u8>, String> {
+                if main.len() < range.end {
+                    return Ok(None);
+                }
+                let v = digits(main, range).ok_or(format!("the {what} is not 2 digits"))?;
+                if v > max {
+                    return Err(format!("the {what} is out of range"));
+                }
+                Ok(u8::try_from(v).ok())
+            };
         let hour = part(8..10, 23, "hour")?;
         let minute = part(10..12, 59, "minute")?;
         let second = part(12..14, 59, "second")?;
         let fraction = match fraction {
             None => None,
-            Some(f) if main.len() == 14 && (1..=4).contains(&f.len()) && f.bytes().all(|b| b.is_ascii_digit()) => {
+            Some(f)
+                if main.len() == 14
+                    && (1..=4).contains(&f.len())
+                    && f.bytes().all(|b| b.is_ascii_digit()) =>
+            {
                 Some(f.to_string())
             }
-            Some(_) => return Err("a fraction of a second needs full seconds and 1 to 4 digits".into()),
+            Some(_) => {
+                return Err("a fraction of a second needs full seconds and 1 to 4 digits".into());
+            }
         };
         let offset_minutes = match offset {
             None => None,
@@ -208,7 +215,9 @@ impl NhsNumber {
             c => c,
         };
         if check != d[9] {
-            return Err("not a valid NHS number (the modulus-11 check digit does not match)".into());
+            return Err(
+                "not a valid NHS number (the modulus-11 check digit does not match)".into(),
+            );
         }
         Ok(Self(digits))
     }
@@ -239,7 +248,9 @@ impl HlNumber {
             match b {
                 b'0'..=b'9' => digit = true,
                 b'.' => dots += 1,
-                _ => return Err("a number is digits with an optional sign and decimal point".into()),
+                _ => {
+                    return Err("a number is digits with an optional sign and decimal point".into());
+                }
             }
         }
         if !digit || dots > 1 {
@@ -302,15 +313,27 @@ mod tests {
         for (text, iso) in cases {
             assert_eq!(HlDateTime::parse(text).unwrap().to_string(), iso, "{text}");
         }
-        for bad in ["202601011", "20260101246000", "20260101120000+1", "2026010112.5", "20260101120000.12345"] {
+        for bad in [
+            "202601011",
+            "20260101246000",
+            "20260101120000+1",
+            "2026010112.5",
+            "20260101120000.12345",
+        ] {
             assert!(HlDateTime::parse(bad).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn nhs_numbers_need_their_check_digit() {
-        assert_eq!(NhsNumber::parse("9449305552").unwrap().as_str(), "9449305552");
-        assert_eq!(NhsNumber::parse("944 930 5552").unwrap().as_str(), "9449305552");
+        assert_eq!(
+            NhsNumber::parse("9449305552").unwrap().as_str(),
+            "9449305552"
+        );
+        assert_eq!(
+            NhsNumber::parse("944 930 5552").unwrap().as_str(),
+            "9449305552"
+        );
         assert!(NhsNumber::parse("9449305553").is_err());
         assert!(NhsNumber::parse("94493055").is_err());
         assert!(NhsNumber::parse("944-930-5552").is_err());

@@ -1,0 +1,187 @@
+//! Generator edge cases: names that collide, fields named like the generated code's
+//! parameters, empty records, repeated values, records built for several message types.
+
+use std::path::Path;
+
+use super::{GeneratedCrate, generate};
+use crate::spec::loader::load_spec_text;
+
+/// A spec that passes the schema (not the model checks: `generate` does not need them).
+pub(super) const EDGE: &str = r##"
+customer: { code: edge, name: "Edge \"Quoted\" Trust" }
+domain: example-ems.cloud
+hl7_version: "2.5.1"
+model: basic
+environments:
+  test:
+    processing_id: T
+    store: var/edge-test.sqlite
+    receive:
+      listen: 127.0.0.1:8443
+      path: /hl7
+      hostname: edge-test.api.example-ems.cloud
+      tls: { cert: c, key: k, client_ca: ca }
+      allowed_clients: []
+      allowed_ips: []
+      receiving_facility: EMS-HOST
+    sink: { webhook: { url: "http://127.0.0.1:9000/records" } }
+  prod:
+    processing_id: P
+    store: var/edge-prod.sqlite
+    send:
+      url: https://tie.edge.nhs.uk/hl7
+      tls: { cert: c, key: k, server_ca: ca }
+      on_5xx: retry(3)
+      on_ae: skip
+tables:
+  string: { A: a }
+records:
+  attachment:
+    message: { from: PID-5.1, type: string, required: true }
+    errors: { from: PID-5.2, type: string }
+    doc: { from: "OBX[OBX-2=ED]-5.5", type: base64, media: application/pdf, max_bytes: 1KiB, repeated: true }
+    flavour: { from: PID-8, type: code, map: { ab: x, AB: y, "2WW": z, self: s } }
+    kind: { from: "PID-3[CX.5=NH].1", type: code, table: string, repeated: true }
+    when: { from: PID-7, type: datetime }
+    born: { from: PID-7, type: date, repeated: true }
+    weight: { from: "OBX[2]-5", type: number }
+  empty: {}
+inbound:
+  ADT^A28: { record: empty }
+outbound:
+  ORU^R01: { record: attachment }
+  ORU^R30: { record: empty }
+  ORU^R31: { record: attachment }
+tests:
+  - name: "loop"
+    message: m.hl7
+    expect: { ack: AA, record: { message: "a\"#b" } }
+  - name: loop
+    message: m.hl7
+    expect: { ack: AE, error: { code: 103, location: "PID-3[2]" } }
+"##;
+
+fn edge() -> GeneratedCrate {
+    let loaded = match load_spec_text(EDGE.to_string(), Path::new("specs/edge.yaml"), "edge") {
+        Ok(loaded) => loaded,
+        Err(d) => panic!("{d:#?}"),
+    };
+    match generate(&loaded, "specs/edge.yaml", "00") {
+        Ok(generated) => generated,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+fn file<'g>(generated: &'g GeneratedCrate, name: &str) -> &'g str {
+    generated.files.get(name).map_or("", String::as_str)
+}
+
+#[test]
+fn colliding_names_get_numbers() {
+    let generated = edge();
+    let records = file(&generated, "src/records.rs");
+    assert!(records.contains("pub struct Attachment {"), "{records}");
+    assert!(records.contains("pub struct Attachment2 {"), "{records}");
+    assert!(records.contains("pub doc: Vec<Attachment2>"), "{records}");
+    assert!(records.contains("pub enum String2 {"), "{records}");
+    assert!(records.contains("pub kind: Vec<String2>"), "{records}");
+    for variant in ["    Ab,", "    Ab2,", "    Code2ww,", "    Self_,"] {
+        assert!(records.contains(variant), "{variant} in {records}");
+    }
+}
+
+#[test]
+fn fields_named_like_parameters_keep_their_names() {
+    let generated = edge();
+    let records = file(&generated, "src/records.rs");
+    assert!(records.contains("let message_value = mapping::single("));
+    assert!(records.contains("let errors_value = mapping::single("));
+    assert!(records.contains("message: message_value?,"));
+    assert!(records.contains("errors: errors_value,"));
+    assert!(records.contains("pub message: String,"));
+}
+
+#[test]
+fn empty_records_and_several_outbound_types() {
+    let generated = edge();
+    let records = file(&generated, "src/records.rs");
+    assert!(records.contains("let _ = (message, errors);"));
+    assert!(records.contains("pub fn to_hl7_oru_r01("));
+    assert!(records.contains("pub fn to_hl7_oru_r31("));
+    assert!(
+        records.contains("\"ORU^R30\", Some(\"ORU_R30\")"),
+        "{records}"
+    );
+    // Repeated values go to successive repetitions, or segment occurrences when the path
+    // already picks a repetition.
+    assert!(records.contains("RepetitionSelector::Index(index + 1)"));
+    assert!(records.contains("SegmentSelector::Occurrence(index + 1)"));
+}
+
+#[test]
+fn configuration_fills_in_defaults() {
+    let generated = edge();
+    let config = file(&generated, "src/config.rs");
+    assert!(
+        config.contains("on_5xx: FailurePolicy::RetryThenHold(3),"),
+        "{config}"
+    );
+    assert!(config.contains("on_ae: FailurePolicy::Skip,"));
+    assert!(config.contains("on_ar: FailurePolicy::Hold,"));
+    assert!(config.contains("timeout_ms: 30000,"));
+    assert!(config.contains("max_body: 20971520,"));
+    assert!(config.contains("receiving_facility: Some(\"EMS-HOST\"),"));
+    assert!(config.contains("SinkConfig::Webhook {"));
+    assert!(config.contains("url: \"http://127.0.0.1:9000/records\","));
+}
+
+#[test]
+fn test_functions_are_unique_and_escaped() {
+    let generated = edge();
+    let tests = file(&generated, "tests/spec_tests.rs");
+    assert!(tests.contains("fn test_loop()"), "{tests}");
+    assert!(tests.contains("fn test_loop_2()"), "{tests}");
+    assert!(
+        tests.contains(r###"r##"{"message":"a\"#b"}"##"###),
+        "{tests}"
+    );
+    assert!(tests.contains("/../../specs/m.hl7"), "{tests}");
+}
+
+#[test]
+fn scaffolding_escapes_the_customer_name() {
+    let generated = edge();
+    let cargo = file(&generated, "Cargo.toml");
+    assert!(
+        cargo.contains(
+            r#"description = "HL7 gateway for Edge \"Quoted\" Trust, generated by hl7gw.""#
+        ),
+        "{cargo}"
+    );
+    let main = file(&generated, "src/main.rs");
+    assert!(
+        main.contains(r#"about = "The HL7 gateway of Edge \"Quoted\" Trust, generated by hl7gw.""#)
+    );
+    assert!(main.starts_with("// @generated by hl7gw from specs/edge.yaml (sha256 00)."));
+}
+
+#[test]
+fn a_repeated_nested_record_is_refused() {
+    let text = EDGE.replace(
+        "  empty: {}",
+        "  empty: {}\n  list: { items: { record: empty, repeated: true } }",
+    );
+    let loaded = match load_spec_text(text, Path::new("specs/edge.yaml"), "edge") {
+        Ok(loaded) => loaded,
+        Err(d) => panic!("{d:#?}"),
+    };
+    let Err(e) = generate(&loaded, "specs/edge.yaml", "00") else {
+        panic!("generated a repeated nested record");
+    };
+    assert!(e.message.contains("records.list.items"), "{e}");
+}
+
+#[test]
+fn the_output_depends_only_on_the_spec() {
+    assert_eq!(edge(), edge());
+}

@@ -1,0 +1,148 @@
+//! Token helpers: doc comments, HL7 path literals, JSON literals, and the final pretty print.
+
+use hl7gw_runtime::hl7::{Path, RepetitionSelector, SegmentSelector};
+use proc_macro2::{Literal, TokenStream};
+use quote::quote;
+
+use super::CodegenError;
+
+/// `#[doc = " line"]` for each line of `text` (`///` once printed).
+pub fn doc(text: &str) -> TokenStream {
+    let lines = text.lines().map(|line| {
+        let line = if line.is_empty() {
+            String::new()
+        } else {
+            format!(" {line}")
+        };
+        quote! { #[doc = #line] }
+    });
+    quote! { #(#lines)* }
+}
+
+/// `#![doc = " line"]` for each line of `text` (`//!` once printed).
+pub fn inner_doc(text: &str) -> TokenStream {
+    let lines = text.lines().map(|line| {
+        let line = if line.is_empty() {
+            String::new()
+        } else {
+            format!(" {line}")
+        };
+        quote! { #![doc = #line] }
+    });
+    quote! { #(#lines)* }
+}
+
+/// An unsuffixed integer literal.
+pub fn usize_lit(n: usize) -> Literal {
+    Literal::usize_unsuffixed(n)
+}
+
+fn opt_usize(n: Option<usize>) -> TokenStream {
+    match n {
+        Some(n) => {
+            let n = usize_lit(n);
+            quote! { Some(#n) }
+        }
+        None => quote! { None },
+    }
+}
+
+/// A `hl7::Path { … }` struct literal equal to `path` (the generated code builds paths this
+/// way instead of parsing text at run time).
+pub fn path_literal(path: &Path) -> TokenStream {
+    let segment = &path.segment;
+    let segment_selector = match &path.segment_selector {
+        None => quote! { None },
+        Some(SegmentSelector::Occurrence(n)) => {
+            let n = usize_lit(*n);
+            quote! { Some(hl7::SegmentSelector::Occurrence(#n)) }
+        }
+        Some(SegmentSelector::Where(filter)) => {
+            let field = usize_lit(filter.field);
+            let component = opt_usize(filter.component);
+            let subcomponent = opt_usize(filter.subcomponent);
+            let value = &filter.value;
+            quote! {
+                Some(hl7::SegmentSelector::Where(hl7::SegmentFilter {
+                    field: #field,
+                    component: #component,
+                    subcomponent: #subcomponent,
+                    value: String::from(#value),
+                }))
+            }
+        }
+    };
+    let repetition = match &path.repetition {
+        None => quote! { None },
+        Some(RepetitionSelector::Index(n)) => {
+            let n = usize_lit(*n);
+            quote! { Some(hl7::RepetitionSelector::Index(#n)) }
+        }
+        Some(RepetitionSelector::Where(filter)) => {
+            let datatype = &filter.datatype;
+            let component = usize_lit(filter.component);
+            let subcomponent = opt_usize(filter.subcomponent);
+            let value = &filter.value;
+            quote! {
+                Some(hl7::RepetitionSelector::Where(hl7::RepetitionFilter {
+                    datatype: String::from(#datatype),
+                    component: #component,
+                    subcomponent: #subcomponent,
+                    value: String::from(#value),
+                }))
+            }
+        }
+    };
+    let field = usize_lit(path.field);
+    let component = opt_usize(path.component);
+    let subcomponent = opt_usize(path.subcomponent);
+    quote! {
+        hl7::Path {
+            segment: String::from(#segment),
+            segment_selector: #segment_selector,
+            field: #field,
+            repetition: #repetition,
+            component: #component,
+            subcomponent: #subcomponent,
+        }
+    }
+}
+
+/// Pretty-prints a file's tokens with prettyplease, after `header` (comment lines). Items are
+/// printed one by one and separated by a blank line (consecutive `use` items stay together),
+/// which prettyplease alone does not do.
+pub fn render_file(header: &str, tokens: TokenStream, what: &str) -> Result<String, CodegenError> {
+    let mut file: syn::File = syn::parse2(tokens)
+        .map_err(|e| CodegenError::new(format!("generated {what} does not parse: {e}")))?;
+    let items = std::mem::take(&mut file.items);
+    let mut out = String::from(header);
+    out.push_str(&prettyplease::unparse(&file));
+    let has_inner_attrs = out.len() > header.len();
+    let mut previous_was_use: Option<bool> = None;
+    file.attrs.clear();
+    for item in items {
+        let is_use = matches!(item, syn::Item::Use(_));
+        let blank = match previous_was_use {
+            None => has_inner_attrs,
+            Some(previous) => !(previous && is_use),
+        };
+        if blank {
+            out.push('\n');
+        }
+        previous_was_use = Some(is_use);
+        file.items = vec![item];
+        out.push_str(&prettyplease::unparse(&file));
+    }
+    Ok(out)
+}
+
+/// A raw string literal (`r#"…"#`) holding `text`, with enough `#` to be unambiguous.
+pub fn raw_string(text: &str) -> Result<TokenStream, CodegenError> {
+    let mut hashes = String::from("#");
+    while text.contains(&format!("\"{hashes}")) {
+        hashes.push('#');
+    }
+    format!("r{hashes}\"{text}\"{hashes}")
+        .parse()
+        .map_err(|e| CodegenError::new(format!("a raw string literal does not lex: {e}")))
+}

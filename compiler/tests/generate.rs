@@ -1,0 +1,220 @@
+//! `hl7gw generate`: the checked-in crates under `generated/` are fresh, generation is
+//! byte-identical from run to run, `--check` names every stale file, and snapshots of the
+//! generated `records.rs` and `config.rs` of every spec in `specs/`.
+//!
+//! The snapshots live in `compiler/tests/snapshots/`. CI runs with `INSTA_UPDATE=no`, so a
+//! changed snapshot fails the test without writing a `.snap.new` file. After an intended
+//! change to the generator: `INSTA_UPDATE=always cargo test -p hl7gw --test generate` (or
+//! `cargo insta review`), review the diff of the `.snap` files, then `hl7gw generate specs/`
+//! to refresh `generated/`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the compiler crate is inside the repository")
+        .to_path_buf()
+}
+
+fn hl7gw(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_hl7gw"))
+        .args(args)
+        .current_dir(repo())
+        .output()
+        .expect("hl7gw runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Every file under `dir`, by `/`-separated relative path, with its bytes.
+fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut files = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(current) = stack.pop() {
+        for entry in std::fs::read_dir(&current).expect("readable folder") {
+            let entry = entry.expect("readable entry");
+            let path = entry.path();
+            if entry.file_type().expect("file type").is_dir() {
+                stack.push(path);
+            } else {
+                let rel = path.strip_prefix(dir).expect("inside the tree");
+                let rel: Vec<String> = rel
+                    .components()
+                    .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                    .collect();
+                files.insert(rel.join("/"), std::fs::read(&path).expect("readable file"));
+            }
+        }
+    }
+    files
+}
+
+/// The spec files in `specs/`, in name order.
+fn specs() -> Vec<PathBuf> {
+    let mut specs: Vec<PathBuf> = std::fs::read_dir(repo().join("specs"))
+        .expect("specs/")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+        .collect();
+    specs.sort();
+    specs
+}
+
+#[test]
+fn the_checked_in_crates_are_fresh() {
+    let out = hl7gw(&["generate", "--check", "specs/"]);
+    assert!(
+        out.status.success(),
+        "generated/ is stale: run `hl7gw generate specs/`\n{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn two_runs_write_identical_trees_equal_to_generated() {
+    let first = tempfile::tempdir().expect("temp dir");
+    let second = tempfile::tempdir().expect("temp dir");
+    for dir in [first.path(), second.path()] {
+        let dir = dir.to_string_lossy().into_owned();
+        let out = hl7gw(&["generate", "specs/", "--out", &dir]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+    let a = tree(first.path());
+    let b = tree(second.path());
+    assert!(!a.is_empty());
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    for (name, bytes) in &a {
+        assert!(b.get(name) == Some(bytes), "{name} differs between runs");
+    }
+    let checked_in = tree(&repo().join("generated"));
+    assert_eq!(
+        a.keys().collect::<Vec<_>>(),
+        checked_in.keys().collect::<Vec<_>>(),
+        "generated/ holds other files than `hl7gw generate specs/` writes"
+    );
+    for (name, bytes) in &a {
+        assert!(
+            checked_in.get(name) == Some(bytes),
+            "generated/{name} differs from what `hl7gw generate specs/` writes"
+        );
+    }
+    // Nothing machine-specific leaks into the output.
+    let root = repo().to_string_lossy().into_owned();
+    for (name, bytes) in &a {
+        assert!(
+            !text(bytes).contains(&root),
+            "{name} names the checkout's absolute path"
+        );
+    }
+}
+
+#[test]
+fn check_names_each_stale_file_and_generate_repairs_them() {
+    let out_dir = tempfile::tempdir().expect("temp dir");
+    let dir = out_dir.path().to_string_lossy().into_owned();
+    let first = hl7gw(&["generate", "specs/", "--out", &dir]);
+    assert!(first.status.success(), "{}", text(&first.stderr));
+    let fresh = hl7gw(&["generate", "--check", "specs/", "--out", &dir]);
+    assert!(fresh.status.success(), "{}", text(&fresh.stdout));
+
+    let demo = out_dir.path().join("demo");
+    let records = demo.join("src/records.rs");
+    let mut tampered = std::fs::read_to_string(&records).expect("records.rs");
+    tampered.push_str("// a hand edit\n");
+    std::fs::write(&records, tampered).expect("write");
+    std::fs::remove_file(demo.join("README.md")).expect("remove");
+    std::fs::write(demo.join("src/extra.rs"), "// not generated\n").expect("write");
+
+    let stale = hl7gw(&["generate", "--check", "specs/", "--out", &dir]);
+    assert_eq!(stale.status.code(), Some(1), "{}", text(&stale.stderr));
+    let stdout = text(&stale.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{stdout}");
+    for (file, how) in [
+        ("README.md", "missing"),
+        ("src/extra.rs", "not generated from the spec"),
+        ("src/records.rs", "differs from the spec"),
+    ] {
+        let path = demo.join(file).display().to_string();
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("stale: ") && l.contains(&path) && l.contains(how)),
+            "{file} is not named as {how}:\n{stdout}"
+        );
+    }
+    assert!(text(&stale.stderr).contains("3 generated file(s) are stale"));
+
+    let repaired = hl7gw(&["generate", "specs/", "--out", &dir]);
+    assert!(repaired.status.success(), "{}", text(&repaired.stderr));
+    let again = hl7gw(&["generate", "--check", "specs/", "--out", &dir]);
+    assert!(again.status.success(), "{}", text(&again.stdout));
+}
+
+#[test]
+fn check_names_a_crate_whose_spec_is_gone() {
+    // Inside the workspace (target/tmp), so the headers' spec paths can be resolved.
+    let out_dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("temp dir");
+    let dir = out_dir.path().to_string_lossy().into_owned();
+    let first = hl7gw(&["generate", "specs/", "--out", &dir]);
+    assert!(first.status.success(), "{}", text(&first.stderr));
+    let ghost = out_dir.path().join("ghost");
+    std::fs::create_dir_all(&ghost).expect("mkdir");
+    std::fs::write(
+        ghost.join("Cargo.toml"),
+        "# @generated by hl7gw from specs/ghost.yaml (sha256 00). Do not edit: run hl7gw generate.\n",
+    )
+    .expect("write");
+    let stale = hl7gw(&["generate", "--check", "specs/", "--out", &dir]);
+    assert_eq!(stale.status.code(), Some(1));
+    assert!(
+        text(&stale.stdout).contains("specs/ghost.yaml, which is gone"),
+        "{}",
+        text(&stale.stdout)
+    );
+}
+
+#[test]
+fn a_spec_with_errors_generates_nothing() {
+    let out_dir = tempfile::tempdir().expect("temp dir");
+    let spec = out_dir.path().join("broken.yaml");
+    std::fs::write(&spec, "customer: { code: broken, name: Broken }\n").expect("write");
+    let target = out_dir.path().join("out");
+    let out = hl7gw(&[
+        "generate",
+        &spec.to_string_lossy(),
+        "--out",
+        &target.to_string_lossy(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(!target.exists());
+}
+
+#[test]
+fn snapshots_of_the_generated_records_and_config() {
+    let specs = specs();
+    assert!(!specs.is_empty());
+    for spec in specs {
+        let generated = match hl7gw::codegen::generate_file(&spec) {
+            Ok(generated) => generated,
+            Err(e) => panic!("{}: {e:?}", spec.display()),
+        };
+        for file in ["src/records.rs", "src/config.rs"] {
+            let content = generated.files.get(file).expect("generated");
+            let name = format!(
+                "{}__{}",
+                generated.code,
+                file.trim_start_matches("src/").replace('.', "_")
+            );
+            insta::assert_snapshot!(name, content);
+        }
+    }
+}

@@ -1,0 +1,179 @@
+//! Duplicates: the key a committed message is known by, and a per-key lock for messages in
+//! flight.
+//!
+//! A message whose sending application (MSH-3), sending facility (MSH-4) and control ID
+//! (MSH-10) were already committed is not processed again: the receiver answers the ACK it
+//! stored with the original ([`crate::store::Store::find_duplicate`]). That makes a sender's
+//! retry after a lost ACK safe.
+//!
+//! MSH-3 and MSH-4 are taken whole, as sent (all HD components, escapes undecoded): two
+//! senders that share a namespace ID but differ in universal ID are different senders. A
+//! difference in how a retry writes them only means it is processed again, never that one
+//! message is answered with another's ACK.
+//!
+//! [`InFlight`] closes the window between "not a duplicate yet" and "committed": a retry that
+//! arrives while the original is still being delivered (the sender's timeout was shorter than
+//! the sink's) waits for the original, then finds it committed and gets its ACK, instead of
+//! delivering the message downstream a second time. The lock is per process; across a crash
+//! the store's unique index is the backstop.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use crate::hl7::Message;
+
+/// MSH-3, MSH-4 and MSH-10 of a message.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct DedupKey {
+    /// MSH-3 as sent.
+    pub sending_application: String,
+    /// MSH-4 as sent.
+    pub sending_facility: String,
+    /// MSH-10, decoded.
+    pub control_id: String,
+}
+
+impl DedupKey {
+    /// A key from its parts.
+    pub fn new(
+        sending_application: impl Into<String>,
+        sending_facility: impl Into<String>,
+        control_id: impl Into<String>,
+    ) -> Self {
+        Self {
+            sending_application: sending_application.into(),
+            sending_facility: sending_facility.into(),
+            control_id: control_id.into(),
+        }
+    }
+
+    /// The key of a parsed message. The control ID may be empty; the store refuses to commit
+    /// such a message (the receiver rejects it: its ACK could not name it in MSA-2).
+    pub fn of(message: &Message<'_>) -> Self {
+        let whole = |n: usize| {
+            message
+                .msh()
+                .field(n)
+                .map(|f| String::from_utf8_lossy(f.raw()).trim().to_owned())
+                .unwrap_or_default()
+        };
+        Self {
+            sending_application: whole(3),
+            sending_facility: whole(4),
+            control_id: message.control_id().trim().to_owned(),
+        }
+    }
+}
+
+impl fmt::Display for DedupKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}|{}|{}",
+            self.sending_application, self.sending_facility, self.control_id
+        )
+    }
+}
+
+type Slot = Arc<tokio::sync::Mutex<()>>;
+
+/// Per-key locks for messages being processed. Entries exist only while held or awaited.
+#[derive(Debug, Default)]
+pub struct InFlight {
+    slots: Mutex<HashMap<DedupKey, Slot>>,
+}
+
+impl InFlight {
+    /// No keys in flight.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Waits until no other holder has `key`, then holds it until the guard drops.
+    pub async fn acquire(self: &Arc<Self>, key: &DedupKey) -> InFlightGuard {
+        let slot = {
+            let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+            Arc::clone(slots.entry(key.clone()).or_default())
+        };
+        let guard = slot.lock_owned().await;
+        InFlightGuard {
+            owner: Arc::clone(self),
+            key: key.clone(),
+            guard: Some(guard),
+        }
+    }
+
+    /// How many keys are held or awaited.
+    pub fn len(&self) -> usize {
+        self.slots.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// True when no key is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Holds a key of an [`InFlight`] until dropped.
+#[derive(Debug)]
+pub struct InFlightGuard {
+    owner: Arc<InFlight>,
+    key: DedupKey,
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        let mut slots = self.owner.slots.lock().unwrap_or_else(|e| e.into_inner());
+        // Release first; then, with the map locked (nobody can clone the slot meanwhile), drop
+        // the entry when the map holds the only reference left: no holder, nobody waiting.
+        self.guard = None;
+        if slots
+            .get(&self.key)
+            .is_some_and(|slot| Arc::strong_count(slot) == 1)
+        {
+            slots.remove(&self.key);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn a_second_holder_waits_and_entries_go_away() {
+        let inflight = Arc::new(InFlight::new());
+        let key = DedupKey::new("APP", "FAC", "1");
+        let first = inflight.acquire(&key).await;
+        let other = inflight.acquire(&DedupKey::new("APP", "FAC", "2")).await;
+        assert_eq!(inflight.len(), 2);
+        let waiting = {
+            let inflight = Arc::clone(&inflight);
+            let key = key.clone();
+            tokio::spawn(async move {
+                let _g = inflight.acquire(&key).await;
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!waiting.is_finished());
+        drop(first);
+        tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("second holder got the key")
+            .expect("task");
+        drop(other);
+        assert!(inflight.is_empty());
+    }
+
+    #[test]
+    fn key_of_a_message_takes_msh3_and_msh4_whole() {
+        let raw = b"MSH|^~\\&|EPIC^1.2.3^ISO|RX1|GW|EMS|20240101||ADT^A28|MSG 1 |P|2.4\r";
+        let message = Message::parse(raw).expect("parses");
+        let key = DedupKey::of(&message);
+        assert_eq!(key, DedupKey::new("EPIC^1.2.3^ISO", "RX1", "MSG 1"));
+        assert_eq!(key.to_string(), "EPIC^1.2.3^ISO|RX1|MSG 1");
+    }
+}

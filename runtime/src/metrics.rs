@@ -1,0 +1,407 @@
+//! The gateway's metrics, rendered in the Prometheus text format (version 0.0.4) by the
+//! operations port's `GET /metrics`.
+//!
+//! A small registry of its own (atomics and a few locked maps) rather than a metrics crate:
+//! the set of series is fixed and small, and the text format is simple. Labelled counters cap
+//! their number of series ([`MAX_SERIES`]); values past the cap are counted under `other`, so
+//! a sender cannot grow the registry without bound with invented message types.
+//!
+//! | metric | type | labels |
+//! |---|---|---|
+//! | `hl7gw_messages_total` | counter | `type` (`ADT^A28`), `ack` (`AA`, `AE`, …) |
+//! | `hl7gw_http_responses_total` | counter | `status` |
+//! | `hl7gw_request_seconds` | histogram | |
+//! | `hl7gw_tls_failures_total` | counter | `reason` (see [`TlsFailure`](crate::tls::TlsFailure)) |
+//! | `hl7gw_connections_rejected_total` | counter | `reason` (`ip`, `subject`, `capacity`) |
+//! | `hl7gw_connections_accepted_total` | counter | |
+//! | `hl7gw_connections_open` | gauge | |
+//! | `hl7gw_store_errors_total` | counter | |
+//!
+//! Nothing here ever holds message content: only types, codes, statuses and durations.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Most label combinations one labelled counter keeps; later ones count as `other`.
+pub const MAX_SERIES: usize = 256;
+
+/// Upper bounds (seconds) of the request latency histogram's buckets.
+pub const LATENCY_BUCKETS: [f64; 14] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
+];
+
+/// Reasons a connection is closed before any HTTP, for
+/// `hl7gw_connections_rejected_total{reason}`.
+pub mod reject {
+    /// The peer's IP is outside the allowlist (closed before TLS).
+    pub const IP: &str = "ip";
+    /// The client certificate names no allowed subject (closed after the handshake).
+    pub const SUBJECT: &str = "subject";
+    /// Too many open connections.
+    pub const CAPACITY: &str = "capacity";
+}
+
+/// A counter with labels.
+#[derive(Debug, Default)]
+struct Labelled {
+    series: Mutex<BTreeMap<Vec<String>, u64>>,
+}
+
+impl Labelled {
+    fn inc(&self, labels: &[&str]) {
+        let mut series = self
+            .series
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let key: Vec<String> = labels.iter().map(|l| (*l).to_owned()).collect();
+        if let Some(n) = series.get_mut(&key) {
+            *n += 1;
+            return;
+        }
+        let key = if series.len() >= MAX_SERIES {
+            vec!["other".to_owned(); labels.len()]
+        } else {
+            key
+        };
+        *series.entry(key).or_insert(0) += 1;
+    }
+
+    fn get(&self, labels: &[&str]) -> u64 {
+        let series = self
+            .series
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        series
+            .iter()
+            .find(|(k, _)| k.iter().map(String::as_str).eq(labels.iter().copied()))
+            .map_or(0, |(_, n)| *n)
+    }
+
+    fn ensure(&self, labels: &[&str]) {
+        let mut series = self
+            .series
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let key: Vec<String> = labels.iter().map(|l| (*l).to_owned()).collect();
+        series.entry(key).or_insert(0);
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str, label_names: &[&str]) {
+        header(out, name, help, "counter");
+        let series = self
+            .series
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (values, n) in series.iter() {
+            out.push_str(name);
+            out.push('{');
+            for (i, (label, value)) in label_names.iter().zip(values).enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                let _ = write!(out, "{label}=\"{}\"", escape_label(value));
+            }
+            let _ = writeln!(out, "}} {n}");
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Histogram {
+    /// Cumulative counts are computed at render time; these are per bucket.
+    buckets: [AtomicU64; LATENCY_BUCKETS.len()],
+    count: AtomicU64,
+    sum_micros: AtomicU64,
+}
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Self {
+            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+            count: AtomicU64::new(0),
+            sum_micros: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Histogram {
+    fn observe(&self, value: Duration) {
+        let secs = value.as_secs_f64();
+        if let Some(i) = LATENCY_BUCKETS.iter().position(|b| secs <= *b)
+            && let Some(bucket) = self.buckets.get(i)
+        {
+            bucket.fetch_add(1, Ordering::Relaxed);
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        let micros = u64::try_from(value.as_micros()).unwrap_or(u64::MAX);
+        self.sum_micros.fetch_add(micros, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        header(out, name, help, "histogram");
+        let mut cumulative = 0u64;
+        for (bound, bucket) in LATENCY_BUCKETS.iter().zip(&self.buckets) {
+            cumulative += bucket.load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+        }
+        let count = self.count.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        // Microseconds to seconds: precision loss only past 2^53 µs (285 years).
+        #[allow(clippy::cast_precision_loss)]
+        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "{name}_sum {sum}");
+        let _ = writeln!(out, "{name}_count {count}");
+    }
+}
+
+fn header(out: &mut String, name: &str, help: &str, kind: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+fn escape_label(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The registry. Share it as `Arc<Metrics>` between the receiver, the processing and the
+/// operations port.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    messages: Labelled,
+    responses: Labelled,
+    tls_failures: Labelled,
+    rejected: Labelled,
+    latency: Histogram,
+    store_errors: AtomicU64,
+    accepted: AtomicU64,
+    open: AtomicI64,
+}
+
+impl Metrics {
+    /// An empty registry, with the TLS failure and rejection reasons present at zero (so
+    /// that alert rules see the series before the first failure).
+    pub fn new() -> Self {
+        let m = Self::default();
+        for reason in crate::tls::TlsFailure::ALL {
+            m.tls_failures.ensure(&[reason.as_str()]);
+        }
+        for reason in [reject::IP, reject::SUBJECT, reject::CAPACITY] {
+            m.rejected.ensure(&[reason]);
+        }
+        m
+    }
+
+    /// One message answered with an ACK: its type (`ADT^A28`) and the ACK code (`AA`).
+    pub fn message(&self, message_type: &str, ack: &str) {
+        self.messages.inc(&[message_type, ack]);
+    }
+
+    /// One HTTP response.
+    pub fn http_response(&self, status: u16) {
+        self.responses.inc(&[&status.to_string()]);
+    }
+
+    /// How long one request took, from its headers to its response.
+    pub fn request_latency(&self, elapsed: Duration) {
+        self.latency.observe(elapsed);
+    }
+
+    /// One failed TLS handshake.
+    pub fn tls_failure(&self, reason: crate::tls::TlsFailure) {
+        self.tls_failures.inc(&[reason.as_str()]);
+    }
+
+    /// One connection closed before HTTP (reasons in [`reject`]).
+    pub fn connection_rejected(&self, reason: &str) {
+        self.rejected.inc(&[reason]);
+    }
+
+    /// One store failure (the processing reports these).
+    pub fn store_error(&self) {
+        self.store_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// One TCP connection accepted (before the IP check).
+    pub fn connection_accepted(&self) {
+        self.accepted.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A connection began to be served (after the IP check).
+    pub fn connection_opened(&self) {
+        self.open.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A served connection ended.
+    pub fn connection_closed(&self) {
+        self.open.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Messages counted with this type and ACK code.
+    pub fn messages_count(&self, message_type: &str, ack: &str) -> u64 {
+        self.messages.get(&[message_type, ack])
+    }
+
+    /// Responses counted with this status.
+    pub fn responses_count(&self, status: u16) -> u64 {
+        self.responses.get(&[&status.to_string()])
+    }
+
+    /// TLS failures counted for this reason.
+    pub fn tls_failures_count(&self, reason: crate::tls::TlsFailure) -> u64 {
+        self.tls_failures.get(&[reason.as_str()])
+    }
+
+    /// Rejected connections counted for this reason.
+    pub fn rejected_count(&self, reason: &str) -> u64 {
+        self.rejected.get(&[reason])
+    }
+
+    /// Store errors counted.
+    pub fn store_errors_count(&self) -> u64 {
+        self.store_errors.load(Ordering::Relaxed)
+    }
+
+    /// Requests observed by the latency histogram.
+    pub fn requests_count(&self) -> u64 {
+        self.latency.count.load(Ordering::Relaxed)
+    }
+
+    /// Connections being served now.
+    pub fn open_connections(&self) -> i64 {
+        self.open.load(Ordering::Relaxed)
+    }
+
+    /// Everything, in the Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        self.messages.render(
+            &mut out,
+            "hl7gw_messages_total",
+            "HL7 messages answered with an ACK, by message type and ACK code.",
+            &["type", "ack"],
+        );
+        self.responses.render(
+            &mut out,
+            "hl7gw_http_responses_total",
+            "HTTP responses by status code.",
+            &["status"],
+        );
+        self.latency.render(
+            &mut out,
+            "hl7gw_request_seconds",
+            "Time from a request's headers to its response.",
+        );
+        self.tls_failures.render(
+            &mut out,
+            "hl7gw_tls_failures_total",
+            "Failed TLS handshakes by reason.",
+            &["reason"],
+        );
+        self.rejected.render(
+            &mut out,
+            "hl7gw_connections_rejected_total",
+            "Connections closed before HTTP: IP not allowed, client subject not allowed, capacity.",
+            &["reason"],
+        );
+        header(
+            &mut out,
+            "hl7gw_connections_accepted_total",
+            "TCP connections accepted, before any check.",
+            "counter",
+        );
+        let _ = writeln!(
+            out,
+            "hl7gw_connections_accepted_total {}",
+            self.accepted.load(Ordering::Relaxed)
+        );
+        header(
+            &mut out,
+            "hl7gw_connections_open",
+            "Connections being served.",
+            "gauge",
+        );
+        let _ = writeln!(
+            out,
+            "hl7gw_connections_open {}",
+            self.open.load(Ordering::Relaxed)
+        );
+        header(
+            &mut out,
+            "hl7gw_store_errors_total",
+            "Failures of the message store.",
+            "counter",
+        );
+        let _ = writeln!(
+            out,
+            "hl7gw_store_errors_total {}",
+            self.store_errors.load(Ordering::Relaxed)
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tls::TlsFailure;
+
+    #[test]
+    fn renders_prometheus_text() {
+        let m = Metrics::new();
+        m.message("ADT^A28", "AA");
+        m.message("ADT^A28", "AA");
+        m.message("ORM^O01", "AE");
+        m.http_response(200);
+        m.tls_failure(TlsFailure::UnknownCa);
+        m.connection_rejected(reject::IP);
+        m.store_error();
+        m.request_latency(Duration::from_millis(30));
+        m.request_latency(Duration::from_secs(500));
+        let text = m.render();
+        assert!(text.contains("hl7gw_messages_total{type=\"ADT^A28\",ack=\"AA\"} 2\n"));
+        assert!(text.contains("hl7gw_messages_total{type=\"ORM^O01\",ack=\"AE\"} 1\n"));
+        assert!(text.contains("hl7gw_http_responses_total{status=\"200\"} 1\n"));
+        assert!(text.contains("hl7gw_tls_failures_total{reason=\"unknown_ca\"} 1\n"));
+        assert!(text.contains("hl7gw_tls_failures_total{reason=\"expired\"} 0\n"));
+        assert!(text.contains("hl7gw_connections_rejected_total{reason=\"ip\"} 1\n"));
+        assert!(text.contains("hl7gw_store_errors_total 1\n"));
+        assert!(text.contains("hl7gw_request_seconds_bucket{le=\"0.025\"} 0\n"));
+        assert!(text.contains("hl7gw_request_seconds_bucket{le=\"0.05\"} 1\n"));
+        assert!(text.contains("hl7gw_request_seconds_bucket{le=\"120\"} 1\n"));
+        assert!(text.contains("hl7gw_request_seconds_bucket{le=\"+Inf\"} 2\n"));
+        assert!(text.contains("hl7gw_request_seconds_count 2\n"));
+        assert!(text.contains("hl7gw_request_seconds_sum 500.03\n"));
+        assert!(text.contains("# TYPE hl7gw_request_seconds histogram\n"));
+        assert_eq!(m.messages_count("ADT^A28", "AA"), 2);
+        // Every line is a comment or `name{labels} value`.
+        for line in text.lines() {
+            assert!(
+                line.starts_with("# ") || line.starts_with("hl7gw_"),
+                "{line}"
+            );
+        }
+    }
+
+    #[test]
+    fn labels_are_escaped_and_capped() {
+        let m = Metrics::new();
+        m.message("A\"B\\C\nD", "AA");
+        assert!(m.render().contains("type=\"A\\\"B\\\\C\\nD\",ack=\"AA\""));
+        for i in 0..(MAX_SERIES + 10) {
+            m.message(&format!("T{i}"), "AA");
+        }
+        assert!(m.messages_count("other", "other") >= 10);
+    }
+}

@@ -1,0 +1,522 @@
+//! The receiver: HL7 v2 over HTTPS with mutual TLS, generic over what processes a message
+//! (a [`Handler`]).
+//!
+//! # One connection, step by step
+//!
+//! 1. **Accept.** The peer's IP is checked against [`Settings::allowed_ips`] right after
+//!    `accept`, before a single byte is read: outside the list, the socket is closed (the
+//!    client sees EOF or a reset, never a ServerHello) and counted as
+//!    `hl7gw_connections_rejected_total{reason="ip"}`. IPv4-mapped IPv6 addresses
+//!    (`::ffff:10.0.0.1`, from a dual-stack listener) are checked as IPv4. An empty list
+//!    admits nobody. Past [`Settings::max_connections`] open connections, new ones are closed
+//!    the same way (`reason="capacity"`).
+//! 2. **TLS handshake**, bounded by [`Settings::handshake_timeout`]: TLS 1.2 or 1.3, client
+//!    certificate required and verified against the client CA (see [`crate::tls`]). Failures
+//!    are counted by reason in `hl7gw_tls_failures_total`.
+//! 3. **Subject check.** The client certificate's names (`CN=…`, `DNS:…`) must match one of
+//!    [`Settings::allowed_clients`]; otherwise the connection is closed (a TLS close_notify,
+//!    then FIN) and counted as `reason="subject"`. An empty list admits nobody.
+//! 4. **HTTP**: HTTP/2 when ALPN chose `h2`, HTTP/1.1 otherwise, with keep-alive. Engines
+//!    differ (`../shared/design/PEERS.md`): HAPI closes after each request, Mirth keeps the
+//!    connection and reuses it; both work.
+//!
+//! # Time limits
+//!
+//! - [`Settings::header_timeout`]: from the first byte of a request to the end of its headers
+//!   (HTTP/1.1). Past it the connection is dropped.
+//! - [`Settings::body_timeout`]: from the end of the headers to the end of the body. Past it:
+//!   `408 Request Timeout` and the connection is closed.
+//! - [`Settings::idle_timeout`]: a connection with no request in progress and no byte of a new
+//!   one for this long is closed gracefully (HTTP/2: GOAWAY).
+//! - The handler itself is not timed: it answers when the message is committed (or not).
+//!
+//! These are enforced by a small per-connection watchdog rather than hyper's
+//! `header_read_timeout`, because hyper starts that timer as soon as a keep-alive connection
+//! waits for its next request, which would make the header limit an idle limit too.
+//!
+//! # The status-code contract (DESIGN.md)
+//!
+//! Every response has a `text/plain; charset=utf-8` body saying what was wrong, except the 200
+//! ACK. Checks run in this order, and the body is read only after all of the first four pass
+//! (so a client sending `Expect: 100-continue` gets its `100 Continue` only then):
+//!
+//! | status | when |
+//! |---|---|
+//! | 404 | the path is not [`Settings::path`] (the query string is ignored) |
+//! | 405 | the method is not POST (with `Allow: POST`) |
+//! | 413 | the declared `Content-Length` is over [`Settings::max_body`], or the body grows past it |
+//! | 415 | the Content-Type or its charset is not supported (see [`MediaType`]) |
+//! | 408 | the body did not arrive within [`Settings::body_timeout`] |
+//! | 400 | the body is empty (after removing MLLP framing) or the handler says it is not HL7 |
+//! | 503 | the handler cannot commit the message: the sender should retry |
+//! | 200 | an ACK, whatever its code (AA, AE, AR…): never 4xx/5xx for an AE/AR outcome |
+//!
+//! After a 404, 405, 408, 413 or 415 on HTTP/1.1 the response carries `Connection: close`: the
+//! body was not read, so the connection cannot carry another request.
+//!
+//! # Content types
+//!
+//! Accepted: `application/hl7-v2`, `application/hl7-v2+er7`, `x-application/hl7-v2+er7` and
+//! `text/plain` (case-insensitive), each with an optional `charset` of UTF-8, ISO-8859-1
+//! (latin1, InterSystems' default) or US-ASCII. Another charset is a 415, never a guess. A
+//! request **without** Content-Type is accepted as `text/plain` with no charset (the handler
+//! falls back to MSH-18 or UTF-8): InterSystems' HTTP operation sends none by default and
+//! BizTalk's is unknown, and refusing them would only turn a working message into a support
+//! call. The charset reaches the handler as [`Hl7Request::charset`].
+//!
+//! The ACK's Content-Type follows [`Settings::response_content_type`]: by default the
+//! request's media type (`text/plain` in, `text/plain` out, so Mirth's HTTP Sender does not
+//! Base64-encode it; `application/hl7-v2` in, `application/hl7-v2` out, as HAPI requires),
+//! with `; charset=` the ACK's charset. A request without Content-Type gets `text/plain`.
+//!
+//! # Bodies
+//!
+//! MLLP framing bytes around the message (InterSystems' default framing) are removed before
+//! the handler sees the body ([`crate::mllp::strip_http_body`]); segment separators (CR, LF,
+//! CRLF) are passed through unchanged for the parser's lenient mode.
+//!
+//! # Logs
+//!
+//! One `tracing` event per response at INFO: request id, peer IP, client subject, status,
+//! sizes, latency, and for an ACK the message type and ACK code. Never a body, never a
+//! header value that could hold patient data, never the handler's error text (that goes to
+//! the sender only).
+
+mod conn;
+mod http;
+mod ops;
+
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use ipnet::IpNet;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tracing::{info, warn};
+
+use crate::config::ReceiveConfig;
+use crate::hl7::Charset;
+use crate::metrics::{Metrics, reject};
+
+pub use ops::{OpsServer, serve_ops};
+
+/// A media type the receiver accepts (and answers with).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MediaType {
+    /// `application/hl7-v2` (HAPI, the HL7 over HTTP specification).
+    Hl7V2,
+    /// `application/hl7-v2+er7`.
+    Hl7V2Er7,
+    /// `x-application/hl7-v2+er7`.
+    XHl7V2Er7,
+    /// `text/plain` (Mirth's and Rhapsody's default).
+    TextPlain,
+}
+
+impl MediaType {
+    /// Every accepted media type.
+    pub const ALL: [MediaType; 4] = [
+        Self::Hl7V2,
+        Self::Hl7V2Er7,
+        Self::XHl7V2Er7,
+        Self::TextPlain,
+    ];
+
+    /// The media type's name, lowercase.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Hl7V2 => "application/hl7-v2",
+            Self::Hl7V2Er7 => "application/hl7-v2+er7",
+            Self::XHl7V2Er7 => "x-application/hl7-v2+er7",
+            Self::TextPlain => "text/plain",
+        }
+    }
+
+    /// Parses a media type name (no parameters), ignoring case and surrounding spaces.
+    pub fn parse(name: &str) -> Option<Self> {
+        let name = name.trim();
+        Self::ALL
+            .into_iter()
+            .find(|m| m.as_str().eq_ignore_ascii_case(name))
+    }
+}
+
+impl std::fmt::Display for MediaType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The Content-Type of ACK responses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ResponseContentType {
+    /// The request's media type; `text/plain` when the request had none.
+    #[default]
+    FollowRequest,
+    /// Always this one.
+    Fixed(MediaType),
+}
+
+/// How the receiver listens and what it admits.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Address to listen on (port 0 picks a free port; see [`Receiver::local_addr`]).
+    pub listen: SocketAddr,
+    /// The one URL path engines POST to, e.g. `/hl7`.
+    pub path: String,
+    /// IP ranges allowed to connect. Empty: nobody.
+    pub allowed_ips: Vec<IpNet>,
+    /// Client certificate subjects allowed (`CN=…`, `DNS:…`; see
+    /// [`crate::tls::matching_subject`]). Empty: nobody.
+    pub allowed_clients: Vec<String>,
+    /// Largest body in bytes (MLLP framing included).
+    pub max_body: u64,
+    /// Time to receive a request's headers, from its first byte.
+    pub header_timeout: Duration,
+    /// Time to receive a request's body, after its headers.
+    pub body_timeout: Duration,
+    /// Time a connection may stay open with no request.
+    pub idle_timeout: Duration,
+    /// Time for the TLS handshake.
+    pub handshake_timeout: Duration,
+    /// On shutdown, time for requests in progress to finish before connections are dropped.
+    pub shutdown_timeout: Duration,
+    /// Most connections served at once.
+    pub max_connections: usize,
+    /// The Content-Type of ACKs.
+    pub response_content_type: ResponseContentType,
+}
+
+impl Settings {
+    /// Default largest body: 20 MiB (a PDF report in OBX-5 is the big case).
+    pub const DEFAULT_MAX_BODY: u64 = 20 * 1024 * 1024;
+
+    /// Settings with the defaults: nobody allowed yet, 20 MiB bodies, 30 s for headers,
+    /// 60 s for the body, 120 s idle, 10 s for the handshake, 30 s to shut down,
+    /// 256 connections, the ACK's Content-Type following the request's.
+    pub fn new(listen: SocketAddr, path: impl Into<String>) -> Self {
+        Self {
+            listen,
+            path: path.into(),
+            allowed_ips: Vec::new(),
+            allowed_clients: Vec::new(),
+            max_body: Self::DEFAULT_MAX_BODY,
+            header_timeout: Duration::from_secs(30),
+            body_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(120),
+            handshake_timeout: Duration::from_secs(10),
+            shutdown_timeout: Duration::from_secs(30),
+            max_connections: 256,
+            response_content_type: ResponseContentType::FollowRequest,
+        }
+    }
+
+    /// Settings from a generated gateway's receive configuration, with the default time
+    /// limits. An allowed IP may be a range (`10.0.0.0/24`) or one address.
+    pub fn from_receive(config: &ReceiveConfig) -> Result<Self, SettingsError> {
+        let listen = config
+            .listen
+            .parse()
+            .map_err(|_| SettingsError::Listen(config.listen.to_owned()))?;
+        let mut settings = Self::new(listen, config.path);
+        settings.allowed_ips = config
+            .allowed_ips
+            .iter()
+            .map(|text| parse_ip_range(text))
+            .collect::<Result<_, _>>()?;
+        settings.allowed_clients = config
+            .allowed_clients
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+        settings.max_body = config.max_body;
+        Ok(settings)
+    }
+}
+
+/// An IP range (`10.0.0.0/24`) or one address (`10.0.0.1`, as a /32 or /128).
+pub fn parse_ip_range(text: &str) -> Result<IpNet, SettingsError> {
+    let text = text.trim();
+    text.parse::<IpNet>()
+        .or_else(|_| text.parse::<IpAddr>().map(IpNet::from))
+        .map_err(|_| SettingsError::IpRange(text.to_owned()))
+}
+
+/// A receive configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// The listen address is not `IP:PORT`.
+    #[error("listen address `{0}` is not IP:PORT")]
+    Listen(String),
+    /// An allowed IP range is not CIDR or an address.
+    #[error("allowed IP `{0}` is neither a CIDR range nor an address")]
+    IpRange(String),
+}
+
+/// The receiver could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// Could not listen.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+/// One HL7 message as received, for the [`Handler`].
+#[derive(Debug, Clone)]
+pub struct Hl7Request {
+    /// The body with any MLLP framing removed; never empty. Segment separators as sent.
+    pub body: Bytes,
+    /// The Content-Type's charset parameter, when there was one.
+    pub charset: Option<Charset>,
+    /// The Content-Type's media type; `None` when the request had no Content-Type.
+    pub media_type: Option<MediaType>,
+    /// Who sent it.
+    pub peer_ip: IpAddr,
+    /// The allowed-client entry the client certificate matched (`CN=…` or `DNS:…`).
+    pub peer_subject: String,
+    /// This request's id, also in the response's `X-Request-Id` and the logs.
+    pub request_id: String,
+}
+
+/// An ACK to send back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ack {
+    /// The ACK message, already encoded in `charset`.
+    pub body: Vec<u8>,
+    /// Its charset, named in the response's Content-Type.
+    pub charset: Charset,
+    /// The acknowledged message's type, `TYPE^TRIGGER` (for metrics and logs), or
+    /// `unknown`.
+    pub message_type: String,
+    /// The ACK code, MSA-1 (`AA`, `AE`, `AR`, `CA`, `CE`, `CR`).
+    pub code: String,
+}
+
+/// What the handler decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Hl7Response {
+    /// 200 with the ACK, whatever its code.
+    Ack(Ack),
+    /// 400: the body is not HL7 (MSH unreadable). The text says what was wrong; it goes to
+    /// the sender only, never to the logs.
+    NotHl7(String),
+    /// 503: the gateway cannot commit the message now (store down, disk full); the sender
+    /// retries. The text goes to the sender only.
+    Unavailable(String),
+}
+
+/// What processes messages: parse, decide, store, build the ACK.
+///
+/// Called once per request whose transport checks passed. Must answer AA only once the
+/// message is durably committed.
+pub trait Handler: Send + Sync + 'static {
+    /// Processes one message.
+    fn handle(&self, request: Hl7Request) -> impl Future<Output = Hl7Response> + Send;
+}
+
+/// Everything the connection tasks share.
+struct Shared<H> {
+    settings: Settings,
+    tls: Arc<rustls::ServerConfig>,
+    handler: H,
+    metrics: Arc<Metrics>,
+    /// Prefix of request ids: the start time, so ids stay unique across restarts.
+    id_prefix: String,
+    next_id: AtomicU64,
+}
+
+impl<H> Shared<H> {
+    fn request_id(&self) -> String {
+        let n = self.next_id.fetch_add(1, Ordering::Relaxed);
+        format!("{}-{n}", self.id_prefix)
+    }
+}
+
+/// A bound receiver, ready to [`run`](Self::run).
+pub struct Receiver<H> {
+    listener: TcpListener,
+    shared: Arc<Shared<H>>,
+}
+
+impl<H: Handler> Receiver<H> {
+    /// Binds the listening socket.
+    pub async fn bind(
+        settings: Settings,
+        tls: Arc<rustls::ServerConfig>,
+        handler: H,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, ServerError> {
+        let listener =
+            TcpListener::bind(settings.listen)
+                .await
+                .map_err(|source| ServerError::Bind {
+                    addr: settings.listen,
+                    source,
+                })?;
+        let started = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        Ok(Self {
+            listener,
+            shared: Arc::new(Shared {
+                settings,
+                tls,
+                handler,
+                metrics,
+                id_prefix: format!("{started:x}"),
+                next_id: AtomicU64::new(1),
+            }),
+        })
+    }
+
+    /// The address actually bound.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting, lets requests in progress
+    /// finish (up to [`Settings::shutdown_timeout`]) and returns.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
+        let Self { listener, shared } = self;
+        let settings = &shared.settings;
+        if settings.allowed_ips.is_empty() {
+            warn!("receiver: no allowed IPs; every connection will be refused");
+        }
+        if settings.allowed_clients.is_empty() {
+            warn!("receiver: no allowed client subjects; every client will be refused");
+        }
+        info!(
+            listen = %listener.local_addr().map_or_else(|_| settings.listen.to_string(), |a| a.to_string()),
+            path = %settings.path,
+            "receiver listening"
+        );
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let mut tasks = JoinSet::new();
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                biased;
+                () = &mut shutdown => break,
+                Some(done) = tasks.join_next(), if !tasks.is_empty() => {
+                    if let Err(e) = done
+                        && e.is_panic()
+                    {
+                        warn!("receiver: a connection task panicked");
+                    }
+                }
+                accepted = listener.accept() => match accepted {
+                    Ok((tcp, peer)) => {
+                        shared.metrics.connection_accepted();
+                        let ip = canonical_ip(peer.ip());
+                        if !settings.allowed_ips.iter().any(|net| net.contains(&ip)) {
+                            shared.metrics.connection_rejected(reject::IP);
+                            info!(peer_ip = %ip, "connection refused: IP not allowed");
+                            drop(tcp);
+                            continue;
+                        }
+                        if tasks.len() >= settings.max_connections {
+                            shared.metrics.connection_rejected(reject::CAPACITY);
+                            warn!(peer_ip = %ip, open = tasks.len(), "connection refused: too many connections");
+                            drop(tcp);
+                            continue;
+                        }
+                        tasks.spawn(conn::serve_connection(
+                            shared.clone(),
+                            tcp,
+                            ip,
+                            stop_rx.clone(),
+                        ));
+                    }
+                    Err(e) => {
+                        // Out of file descriptors and the like: wait rather than spin.
+                        warn!(error = %e, "receiver: accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                },
+            }
+        }
+        drop(listener);
+        info!(
+            connections = tasks.len(),
+            "receiver shutting down: no new connections"
+        );
+        let _ = stop_tx.send(true);
+        let drained = tokio::time::timeout(settings.shutdown_timeout, async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            warn!(
+                connections = tasks.len(),
+                "receiver: connections still open after the shutdown timeout; dropping them"
+            );
+            tasks.shutdown().await;
+        }
+        info!("receiver stopped");
+        Ok(())
+    }
+}
+
+/// Binds and runs a receiver until `shutdown` completes ([`Receiver::bind`] then
+/// [`Receiver::run`]).
+pub async fn serve<H: Handler>(
+    settings: Settings,
+    tls: Arc<rustls::ServerConfig>,
+    handler: H,
+    metrics: Arc<Metrics>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServerError> {
+    Receiver::bind(settings, tls, handler, metrics)
+        .await?
+        .run(shutdown)
+        .await
+}
+
+/// IPv4-mapped IPv6 addresses as IPv4, everything else unchanged.
+pub fn canonical_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        IpAddr::V4(_) => ip,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn media_types_parse_ignoring_case() {
+        assert_eq!(
+            MediaType::parse("Application/HL7-v2"),
+            Some(MediaType::Hl7V2)
+        );
+        assert_eq!(
+            MediaType::parse(" x-application/hl7-v2+er7 "),
+            Some(MediaType::XHl7V2Er7)
+        );
+        assert_eq!(MediaType::parse("application/json"), None);
+    }
+
+    #[test]
+    fn ip_ranges_and_mapped_addresses() {
+        assert_eq!(
+            parse_ip_range("10.0.0.1").unwrap(),
+            "10.0.0.1/32".parse::<IpNet>().unwrap()
+        );
+        assert!(parse_ip_range("10.0.0.0/33").is_err());
+        let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
+        assert_eq!(canonical_ip(mapped), "10.0.0.1".parse::<IpAddr>().unwrap());
+        let v6: IpAddr = "::1".parse().unwrap();
+        assert_eq!(canonical_ip(v6), v6);
+    }
+}

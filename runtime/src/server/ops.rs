@@ -1,0 +1,174 @@
+//! The operations port: plain HTTP/1.1 on a separate, local address (bind it to loopback or
+//! a management network: it has no TLS and no authentication).
+//!
+//! - `GET /healthz`: `200 ok` when the health check passes, `503 unavailable` otherwise.
+//! - `GET /metrics`: the [`Metrics`] in the Prometheus text format.
+//!
+//! Anything else: 404, or 405 for another method on those paths.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tracing::{info, warn};
+
+use super::ServerError;
+use crate::metrics::Metrics;
+
+/// How long the operations port waits for a request's headers.
+const OPS_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long, on shutdown, open operations connections (a scrape) get to finish.
+const OPS_SHUTDOWN: Duration = Duration::from_secs(2);
+
+/// A bound operations server, ready to [`run`](Self::run).
+pub struct OpsServer<F> {
+    listener: TcpListener,
+    metrics: Arc<Metrics>,
+    health: Arc<F>,
+}
+
+impl<F> OpsServer<F>
+where
+    F: Fn() -> bool + Send + Sync + 'static,
+{
+    /// Binds the operations port.
+    pub async fn bind(
+        addr: SocketAddr,
+        metrics: Arc<Metrics>,
+        health: F,
+    ) -> Result<Self, ServerError> {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServerError::Bind { addr, source })?;
+        Ok(Self {
+            listener,
+            metrics,
+            health: Arc::new(health),
+        })
+    }
+
+    /// The address actually bound.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` completes.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
+        let Self {
+            listener,
+            metrics,
+            health,
+        } = self;
+        info!(listen = %listener.local_addr().map_or_else(|_| "?".to_owned(), |a| a.to_string()), "operations port listening");
+        let mut tasks = JoinSet::new();
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                biased;
+                () = &mut shutdown => break,
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                accepted = listener.accept() => match accepted {
+                    Ok((tcp, _)) => {
+                        let metrics = metrics.clone();
+                        let health = health.clone();
+                        tasks.spawn(async move {
+                            let service = hyper::service::service_fn(move |request| {
+                                let reply = answer(&request, &metrics, &*health);
+                                async move { Ok::<_, Infallible>(reply) }
+                            });
+                            let mut http = hyper::server::conn::http1::Builder::new();
+                            http.timer(TokioTimer::new()).header_read_timeout(OPS_TIMEOUT);
+                            let _ = http.serve_connection(TokioIo::new(tcp), service).await;
+                        });
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "operations port: accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                },
+            }
+        }
+        drop(listener);
+        if tokio::time::timeout(OPS_SHUTDOWN, async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await
+        .is_err()
+        {
+            tasks.shutdown().await;
+        }
+        Ok(())
+    }
+}
+
+/// Binds and runs the operations port until `shutdown` completes.
+pub async fn serve_ops<F>(
+    addr: SocketAddr,
+    metrics: Arc<Metrics>,
+    health: F,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServerError>
+where
+    F: Fn() -> bool + Send + Sync + 'static,
+{
+    OpsServer::bind(addr, metrics, health)
+        .await?
+        .run(shutdown)
+        .await
+}
+
+fn answer(
+    request: &Request<Incoming>,
+    metrics: &Metrics,
+    health: &dyn Fn() -> bool,
+) -> Response<Full<Bytes>> {
+    let path = request.uri().path();
+    if path != "/healthz" && path != "/metrics" {
+        return text(
+            StatusCode::NOT_FOUND,
+            "not found: GET /healthz or /metrics\n",
+        );
+    }
+    if request.method() != Method::GET && request.method() != Method::HEAD {
+        let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "use GET\n");
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return response;
+    }
+    if path == "/healthz" {
+        if health() {
+            text(StatusCode::OK, "ok\n")
+        } else {
+            text(StatusCode::SERVICE_UNAVAILABLE, "unavailable\n")
+        }
+    } else {
+        let mut response = Response::new(Full::new(Bytes::from(metrics.render())));
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        );
+        response
+    }
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}

@@ -1,0 +1,353 @@
+//! The inbox API: EMS pulls committed records over plain HTTP on a loopback address.
+//!
+//! | request | answer |
+//! |---|---|
+//! | `GET /inbox?after=<id>&limit=<n>&include_acknowledged=<bool>` | `200 {"items": [item…], "next_after": <id>}`: rows with an id above `after` (default 0), oldest first, at most `limit` (default 100, at most 1000); rows already acknowledged only with `include_acknowledged=true` |
+//! | `GET /inbox/<id>` | `200` the item plus `raw_base64`, the message exactly as received; `404` for an unknown id |
+//! | `POST /inbox/<id>/ack` | `200 {"id": …, "acknowledged_at": …}`, idempotent (the first time is kept); `404` for an unknown id |
+//!
+//! An item is `{"id", "received_at", "message_type", "sending_application",
+//! "sending_facility", "control_id", "record", "acknowledged_at"}`. Errors are
+//! `{"error": "…"}` with 400 (bad query), 404, 405 (with `Allow`) or 500.
+//!
+//! EMS's loop: list after its cursor, fetch or use the listed record, process it, POST the
+//! ack, move its cursor to `next_after`. Ids only grow, so the cursor never skips a row;
+//! listing from 0 again finds every record not yet acknowledged. Acknowledged rows become
+//! eligible for retention; unacknowledged ones are never pruned.
+//!
+//! There is no authentication: the API binds loopback addresses only ([`InboxServer::bind`]
+//! refuses any other) and so is reachable only from the gateway's host. Browsers on that
+//! host are kept out too: a request carrying an `Origin` header (a web page's fetch or form)
+//! is refused, as is one whose `Host` is not a loopback address or `localhost` (DNS
+//! rebinding).
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use base64::Engine as _;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{ALLOW, CONTENT_TYPE, HOST, HeaderValue, ORIGIN};
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+
+use crate::store::{InboxItem, Store};
+
+/// Items per list when the request gives no `limit`.
+pub const DEFAULT_LIMIT: u32 = 100;
+/// The largest `limit` accepted.
+pub const MAX_LIMIT: u32 = crate::store::INBOX_MAX_LIST;
+
+/// How long shutdown waits for requests in progress.
+const DRAIN: Duration = Duration::from_secs(5);
+
+/// Why the inbox API could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum InboxError {
+    /// The address is not a loopback address.
+    #[error(
+        "the inbox API serves loopback addresses only (127.0.0.0/8 or ::1), not {0}: \
+         it has no authentication of its own"
+    )]
+    NotLoopback(SocketAddr),
+    /// The address could not be bound.
+    #[error("inbox API {addr}: cannot listen: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// A bound inbox API, not yet serving.
+#[derive(Debug)]
+pub struct InboxServer {
+    listener: TcpListener,
+    local: SocketAddr,
+    store: Store,
+}
+
+impl InboxServer {
+    /// Binds `addr`, which must be a loopback address (port 0 picks a free port).
+    pub async fn bind(addr: SocketAddr, store: Store) -> Result<Self, InboxError> {
+        if !addr.ip().is_loopback() {
+            return Err(InboxError::NotLoopback(addr));
+        }
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| InboxError::Bind { addr, source })?;
+        let local = listener
+            .local_addr()
+            .map_err(|source| InboxError::Bind { addr, source })?;
+        Ok(Self {
+            listener,
+            local,
+            store,
+        })
+    }
+
+    /// The address bound.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting and waits up to 5 s for
+    /// requests in progress.
+    pub async fn serve(self, shutdown: impl Future<Output = ()>) {
+        let graceful = GracefulShutdown::new();
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            tokio::select! {
+                accepted = self.listener.accept() => {
+                    let (stream, peer) = match accepted {
+                        Ok(conn) => conn,
+                        Err(e) => {
+                            tracing::warn!("inbox API: accept failed: {e}");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    };
+                    let store = self.store.clone();
+                    let service = service_fn(move |request| {
+                        let store = store.clone();
+                        async move { Ok::<_, Infallible>(handle(&store, request).await) }
+                    });
+                    // With a timer, hyper bounds reading a request head (30 s by default).
+                    let connection = hyper::server::conn::http1::Builder::new()
+                        .timer(TokioTimer::new())
+                        .serve_connection(TokioIo::new(stream), service);
+                    let connection = graceful.watch(connection);
+                    tokio::spawn(async move {
+                        if let Err(e) = connection.await {
+                            tracing::debug!("inbox API connection from {peer}: {e}");
+                        }
+                    });
+                }
+                () = &mut shutdown => break,
+            }
+        }
+        drop(self.listener);
+        if tokio::time::timeout(DRAIN, graceful.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!("inbox API: requests still running after {DRAIN:?}; closing");
+        }
+    }
+}
+
+/// Binds `addr` (loopback only) and serves the inbox API until `shutdown` completes.
+pub async fn serve(
+    addr: SocketAddr,
+    store: Store,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), InboxError> {
+    InboxServer::bind(addr, store).await?.serve(shutdown).await;
+    Ok(())
+}
+
+type Reply = Response<Full<Bytes>>;
+
+fn json(status: StatusCode, value: &serde_json::Value) -> Reply {
+    let body = serde_json::to_vec(value).unwrap_or_default();
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+fn error(status: StatusCode, message: &str) -> Reply {
+    json(status, &serde_json::json!({ "error": message }))
+}
+
+fn not_allowed(allow: &'static str) -> Reply {
+    let mut response = error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+    response
+        .headers_mut()
+        .insert(ALLOW, HeaderValue::from_static(allow));
+    response
+}
+
+fn item_json(item: &InboxItem) -> serde_json::Value {
+    serde_json::to_value(item).unwrap_or(serde_json::Value::Null)
+}
+
+/// True when `Host` names a loopback address or `localhost` (with any port), or is absent.
+fn host_is_local(request: &Request<Incoming>) -> bool {
+    let Some(host) = request.headers().get(HOST) else {
+        return true;
+    };
+    let Ok(host) = host.to_str() else {
+        return false;
+    };
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        rest.split(']').next().unwrap_or_default()
+    } else {
+        host.rsplit_once(':').map_or(host, |(name, _)| name)
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+async fn handle(store: &Store, request: Request<Incoming>) -> Reply {
+    if request.headers().contains_key(ORIGIN) {
+        return error(StatusCode::FORBIDDEN, "requests from web pages are refused");
+    }
+    if !host_is_local(&request) {
+        return error(StatusCode::FORBIDDEN, "Host must be a loopback address");
+    }
+    let path = request.uri().path().to_owned();
+    let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
+    let method = request.method().clone();
+    match segments.as_slice() {
+        ["inbox"] => {
+            if method != Method::GET {
+                return not_allowed("GET");
+            }
+            list(store, request.uri().query().unwrap_or_default()).await
+        }
+        ["inbox", id] => {
+            if method != Method::GET {
+                return not_allowed("GET");
+            }
+            match id.parse::<i64>() {
+                Ok(id) => fetch(store, id).await,
+                Err(_) => error(StatusCode::NOT_FOUND, "no such inbox record"),
+            }
+        }
+        ["inbox", id, "ack"] => {
+            if method != Method::POST {
+                return not_allowed("POST");
+            }
+            match id.parse::<i64>() {
+                Ok(id) => acknowledge(store, id).await,
+                Err(_) => error(StatusCode::NOT_FOUND, "no such inbox record"),
+            }
+        }
+        _ => error(StatusCode::NOT_FOUND, "not found"),
+    }
+}
+
+struct ListQuery {
+    after: i64,
+    limit: u32,
+    include_acknowledged: bool,
+}
+
+fn parse_query(query: &str) -> Result<ListQuery, String> {
+    let mut out = ListQuery {
+        after: 0,
+        limit: DEFAULT_LIMIT,
+        include_acknowledged: false,
+    };
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match name {
+            "after" => {
+                out.after = value
+                    .parse::<i64>()
+                    .ok()
+                    .filter(|n| *n >= 0)
+                    .ok_or("after must be a record id (0 or more)")?;
+            }
+            "limit" => {
+                out.limit = value
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| (1..=MAX_LIMIT).contains(n))
+                    .ok_or(format!("limit must be 1 to {MAX_LIMIT}"))?;
+            }
+            "include_acknowledged" => {
+                out.include_acknowledged = match value {
+                    "true" | "1" => true,
+                    "false" | "0" => false,
+                    _ => return Err("include_acknowledged must be true or false".into()),
+                };
+            }
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+async fn list(store: &Store, query: &str) -> Reply {
+    let query = match parse_query(query) {
+        Ok(q) => q,
+        Err(message) => return error(StatusCode::BAD_REQUEST, &message),
+    };
+    match store
+        .inbox_list(query.after, query.limit, query.include_acknowledged)
+        .await
+    {
+        Ok(items) => {
+            let next_after = items.last().map_or(query.after, |i| i.id);
+            let items: Vec<_> = items.iter().map(item_json).collect();
+            json(
+                StatusCode::OK,
+                &serde_json::json!({ "items": items, "next_after": next_after }),
+            )
+        }
+        Err(e) => store_error(&e),
+    }
+}
+
+async fn fetch(store: &Store, id: i64) -> Reply {
+    match store.inbox_get(id).await {
+        Ok(Some(entry)) => {
+            let mut value = item_json(&entry.item);
+            if let Some(object) = value.as_object_mut() {
+                object.insert(
+                    "raw_base64".into(),
+                    base64::engine::general_purpose::STANDARD
+                        .encode(&entry.raw)
+                        .into(),
+                );
+            }
+            json(StatusCode::OK, &value)
+        }
+        Ok(None) => error(StatusCode::NOT_FOUND, "no such inbox record"),
+        Err(e) => store_error(&e),
+    }
+}
+
+async fn acknowledge(store: &Store, id: i64) -> Reply {
+    match store.inbox_ack(id).await {
+        Ok(Some(at)) => json(
+            StatusCode::OK,
+            &serde_json::json!({ "id": id, "acknowledged_at": at }),
+        ),
+        Ok(None) => error(StatusCode::NOT_FOUND, "no such inbox record"),
+        Err(e) => store_error(&e),
+    }
+}
+
+fn store_error(e: &crate::store::StoreError) -> Reply {
+    tracing::error!("inbox API: {e}");
+    error(StatusCode::INTERNAL_SERVER_ERROR, "store error")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_parsing() {
+        let q = parse_query("after=5&limit=10&include_acknowledged=true").unwrap();
+        assert_eq!((q.after, q.limit, q.include_acknowledged), (5, 10, true));
+        let q = parse_query("").unwrap();
+        assert_eq!((q.after, q.limit, q.include_acknowledged), (0, 100, false));
+        assert!(parse_query("after=-1").is_err());
+        assert!(parse_query("limit=0").is_err());
+        assert!(parse_query("limit=1001").is_err());
+        assert!(parse_query("include_acknowledged=yes").is_err());
+    }
+}

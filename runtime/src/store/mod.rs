@@ -1,0 +1,381 @@
+//! The gateway's durable store: one SQLite file per gateway and environment.
+//!
+//! # Durability
+//!
+//! Every connection runs in WAL mode with `synchronous=FULL`, so a transaction's commit has
+//! reached the disk (the WAL is fsynced) before the call that made it returns. That is what
+//! lets the receiver answer AA only after [`Store::commit_inbound`] returned `Ok`: a crash or
+//! power cut after the ACK left can no longer lose the message. [`Store::open`] refuses a
+//! file that cannot be put in WAL mode (some network file systems) instead of silently
+//! running with weaker guarantees, and [`Store::pragmas`] reports what is in force.
+//!
+//! Writers take the lock up front (`BEGIN IMMEDIATE`) and wait up to the busy timeout
+//! (5 s by default) for another process holding it, for example `sqlite3` on the same file.
+//!
+//! # Blocking and async
+//!
+//! rusqlite is blocking. A [`Store`] owns one connection behind a mutex; its `async` methods
+//! run the blocking call on tokio's blocking pool with [`tokio::task::spawn_blocking`], so an
+//! fsync never stalls the reactor. [`Store::blocking`] gives the same operations as plain
+//! blocking calls for threads outside the runtime (CLI subcommands, tests). SQLite allows one
+//! writer at a time anyway, so one connection costs nothing in write throughput; reads are
+//! short indexed lookups.
+//!
+//! # Schema and versions
+//!
+//! The schema is a list of numbered migrations ([`schema::MIGRATIONS`]); table
+//! `schema_migrations` records which were applied and when. Opening applies the missing ones
+//! in one transaction, and refuses a file written by a newer gateway (a version this build
+//! does not know). New tables (the outbound queue of issue 6) are new migrations
+//! appended to the list, never edits of old ones. `PRAGMA application_id` marks the file as
+//! an hl7gw store, so pointing the gateway at some other SQLite database fails at open.
+//!
+//! Table `inbound_messages` is the audit trail and the inbox, one row per message the
+//! gateway answered with an ACK:
+//!
+//! | column | meaning |
+//! |---|---|
+//! | `id` | `INTEGER PRIMARY KEY AUTOINCREMENT`: ids only grow and are never reused after a prune, so an inbox cursor never skips a row |
+//! | `received_at`, `committed_at` | UTC RFC 3339 with microseconds, fixed width (`2024-05-01T12:00:00.000000Z`), so text order is time order |
+//! | `peer_ip`, `peer_subject` | the TCP peer and its client certificate's subject |
+//! | `sending_application`, `sending_facility`, `control_id` | MSH-3, MSH-4, MSH-10: the [duplicate key](crate::dedup::DedupKey) |
+//! | `message_type` | MSH-9 as `ADT^A28` |
+//! | `raw` | the exact bytes received |
+//! | `record_json` | the mapped record, when mapping succeeded |
+//! | `ack`, `ack_code` | the ACK answered, byte for byte, and its MSA-1 |
+//! | `status` | `committed` (AA/CA), `error` (AE/CE), `rejected` (AR/CR) |
+//! | `sink` | who took delivery: `inbox`, `webhook`, `mllp` |
+//! | `inbox_acknowledged_at` | when EMS acknowledged an inbox row |
+//!
+//! A partial unique index on the key `WHERE status = 'committed'` makes a committed message
+//! unique; `error` and `rejected` rows are audit rows only, so a corrected message sent again
+//! with the same MSH-10 is processed, not answered with the old AE.
+//!
+//! # Retention
+//!
+//! [`Store::prune`] deletes rows received before a cutoff, except committed inbox rows EMS
+//! has not acknowledged: a record nobody has taken is never lost to retention. Once a
+//! committed row is pruned its key is forgotten, so keep retention well beyond any sender's
+//! retry window (days, not minutes).
+
+mod inbound;
+mod inbox;
+pub mod schema;
+mod time;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use rusqlite::Connection;
+
+pub use inbound::{CommitResult, InboundRecord, InboundRow, InboundStatus, StoredAck};
+pub use inbox::{InboxEntry, InboxItem, MAX_LIST as INBOX_MAX_LIST};
+pub use time::format_rfc3339;
+
+/// `PRAGMA application_id` of an hl7gw store: "hl7g" in ASCII.
+pub const APPLICATION_ID: i32 = 0x686c_3767;
+
+/// Why the store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The store's directory could not be created or the file could not be created.
+    #[error("store {path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// SQLite could not open the file.
+    #[error("store {path}: cannot open: {source}")]
+    Open {
+        /// The database file.
+        path: PathBuf,
+        /// SQLite's error.
+        source: rusqlite::Error,
+    },
+    /// The file system did not accept WAL mode.
+    #[error("store {path}: journal mode is {mode:?}, WAL is required")]
+    NotWal {
+        /// The database file.
+        path: PathBuf,
+        /// What SQLite reported instead of `wal`.
+        mode: String,
+    },
+    /// The file belongs to another application.
+    #[error("store {path}: not an hl7gw store (application_id {found:#x})")]
+    ForeignDatabase {
+        /// The database file.
+        path: PathBuf,
+        /// The `application_id` found.
+        found: i32,
+    },
+    /// The file was migrated by a newer gateway.
+    #[error(
+        "store {path}: schema version {found} is newer than this gateway knows ({supported}); \
+         run the newer gateway or restore a backup"
+    )]
+    SchemaTooNew {
+        /// The database file.
+        path: PathBuf,
+        /// The version in the file.
+        found: i64,
+        /// The newest version this build knows.
+        supported: i64,
+    },
+    /// A committed row needs a non-empty MSH-10: with an empty key, every later message
+    /// without one would be answered with this one's ACK.
+    #[error("a committed message needs a non-empty MSH-10 (message control ID)")]
+    MissingControlId,
+    /// A query failed.
+    #[error("store: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// A stored record is not JSON (the file was edited by hand) or a record could not be
+    /// written as JSON.
+    #[error("store: record JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    /// The blocking task running a store call was cancelled or panicked.
+    #[error("store: background task failed: {0}")]
+    Task(String),
+}
+
+/// Options for [`Store::open_with`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// How long a writer waits for another connection's lock before failing.
+    pub busy_timeout: Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            busy_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The pragmas in force, as SQLite reports them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pragmas {
+    /// `journal_mode`: `wal`.
+    pub journal_mode: String,
+    /// `synchronous`: 2 is FULL.
+    pub synchronous: i64,
+    /// `busy_timeout` in milliseconds.
+    pub busy_timeout_ms: i64,
+    /// `foreign_keys`: 1 when enforced.
+    pub foreign_keys: i64,
+    /// The newest applied migration.
+    pub schema_version: i64,
+}
+
+/// The store. Cheap to clone: clones share one connection.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<BlockingStore>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.inner.path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The store's operations as blocking calls; see [`Store::blocking`].
+pub struct BlockingStore {
+    path: PathBuf,
+    conn: Mutex<Connection>,
+}
+
+impl Store {
+    /// Opens (creating it and its directory when missing) the store at `path`, sets the
+    /// pragmas and applies pending migrations. Blocking: call it at startup, or inside
+    /// `spawn_blocking`.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        Self::open_with(path, &StoreOptions::default())
+    }
+
+    /// [`Store::open`] with options.
+    pub fn open_with(path: impl AsRef<Path>, options: &StoreOptions) -> Result<Self, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        create_file(&path)?;
+        let mut conn = Connection::open(&path).map_err(|source| StoreError::Open {
+            path: path.clone(),
+            source,
+        })?;
+        configure(&conn, &path, options)?;
+        schema::migrate(&mut conn, &path)?;
+        Ok(Self {
+            inner: Arc::new(BlockingStore {
+                path,
+                conn: Mutex::new(conn),
+            }),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// The blocking operations, for code outside the async runtime.
+    pub fn blocking(&self) -> &BlockingStore {
+        &self.inner
+    }
+
+    /// Runs a blocking store call on tokio's blocking pool.
+    pub(crate) async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&BlockingStore) -> Result<T, StoreError> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || f(&inner))
+            .await
+            .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+
+    /// The pragmas in force.
+    pub async fn pragmas(&self) -> Result<Pragmas, StoreError> {
+        self.run(|s| s.pragmas()).await
+    }
+
+    /// The stored ACK of the committed message with this key, if any.
+    pub async fn find_duplicate(
+        &self,
+        key: &crate::dedup::DedupKey,
+    ) -> Result<Option<StoredAck>, StoreError> {
+        let key = key.clone();
+        self.run(move |s| s.find_duplicate(&key)).await
+    }
+
+    /// Writes one inbound message and its ACK in one transaction, durable (fsynced) before
+    /// this returns. See [`BlockingStore::commit_inbound`].
+    pub async fn commit_inbound(&self, record: InboundRecord) -> Result<CommitResult, StoreError> {
+        self.run(move |s| s.commit_inbound(&record)).await
+    }
+
+    /// One row of the audit trail.
+    pub async fn inbound(&self, id: i64) -> Result<Option<InboundRow>, StoreError> {
+        self.run(move |s| s.inbound(id)).await
+    }
+
+    /// Deletes rows received more than `older_than` ago, except committed inbox rows EMS has
+    /// not acknowledged. Returns how many rows went.
+    pub async fn prune(&self, older_than: Duration) -> Result<usize, StoreError> {
+        self.run(move |s| s.prune(older_than)).await
+    }
+
+    /// The retention task: prunes rows older than `retention` now and then every `every`,
+    /// until `shutdown` completes. A failed prune is logged and tried again next time.
+    pub async fn run_retention(
+        &self,
+        retention: Duration,
+        every: Duration,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) {
+        let mut shutdown = std::pin::pin!(shutdown);
+        let mut ticks = tokio::time::interval(every.max(Duration::from_millis(10)));
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticks.tick() => match self.prune(retention).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(rows = n, "store retention: pruned old rows"),
+                    Err(e) => tracing::error!("store retention: {e}"),
+                },
+                () = &mut shutdown => return,
+            }
+        }
+    }
+
+    /// Committed inbox rows after the cursor `after` (an id), oldest first, at most `limit`;
+    /// rows EMS acknowledged are left out unless `include_acknowledged`.
+    pub async fn inbox_list(
+        &self,
+        after: i64,
+        limit: u32,
+        include_acknowledged: bool,
+    ) -> Result<Vec<InboxItem>, StoreError> {
+        self.run(move |s| s.inbox_list(after, limit, include_acknowledged))
+            .await
+    }
+
+    /// One inbox row with its raw message.
+    pub async fn inbox_get(&self, id: i64) -> Result<Option<InboxEntry>, StoreError> {
+        self.run(move |s| s.inbox_get(id)).await
+    }
+
+    /// Marks an inbox row as taken by EMS; idempotent. Returns when it was first
+    /// acknowledged, or `None` when there is no such inbox row.
+    pub async fn inbox_ack(&self, id: i64) -> Result<Option<String>, StoreError> {
+        self.run(move |s| s.inbox_ack(id)).await
+    }
+
+    /// How many committed inbox rows EMS has not acknowledged.
+    pub async fn inbox_pending(&self) -> Result<u64, StoreError> {
+        self.run(|s| s.inbox_pending()).await
+    }
+}
+
+impl BlockingStore {
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The connection. A poisoned mutex (a panic while it was held) still guards a usable
+    /// connection: every transaction here is a scoped `rusqlite::Transaction`, which rolls
+    /// back when dropped during the unwind, so recovering the guard is safe.
+    pub(crate) fn conn(&self) -> MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The pragmas in force.
+    pub fn pragmas(&self) -> Result<Pragmas, StoreError> {
+        let conn = self.conn();
+        Ok(Pragmas {
+            journal_mode: conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?,
+            synchronous: conn.query_row("PRAGMA synchronous", [], |r| r.get(0))?,
+            busy_timeout_ms: conn.query_row("PRAGMA busy_timeout", [], |r| r.get(0))?,
+            foreign_keys: conn.query_row("PRAGMA foreign_keys", [], |r| r.get(0))?,
+            schema_version: schema::current_version(&conn)?,
+        })
+    }
+}
+
+/// Creates the directory and, on Unix, the file itself with mode 0600 (it holds patient
+/// data; SQLite gives its `-wal` and `-shm` files the database file's permissions).
+fn create_file(path: &Path) -> Result<(), StoreError> {
+    let io = |source| StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path).map(drop).map_err(io)
+}
+
+fn configure(conn: &Connection, path: &Path, options: &StoreOptions) -> Result<(), StoreError> {
+    conn.busy_timeout(options.busy_timeout)?;
+    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::NotWal {
+            path: path.to_path_buf(),
+            mode,
+        });
+    }
+    conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")?;
+    Ok(())
+}
