@@ -167,6 +167,12 @@ const CASES: &[Case] = &[
         59,
         36,
     ),
+    error(
+        "field-repeated-record.yaml",
+        "field-repeated-record",
+        59,
+        36,
+    ),
     error("code-map-and-table.yaml", "code-map-and-table", 61, 5),
     error("code-no-values.yaml", "code-no-values", 58, 5),
     error("code-no-values-empty-map.yaml", "code-no-values", 58, 44),

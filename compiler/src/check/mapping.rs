@@ -133,6 +133,14 @@ fn check_field(spec: &LoadedSpec, f: &FieldSpec, pointer: &str, out: &mut Vec<Di
                     &format!("{pointer}/record"),
                 ));
             }
+            if f.repeated {
+                out.push(err(
+                    "field-repeated-record",
+                    "a nested record cannot be `repeated` (yet)".into(),
+                    "map the repeating values as repeated fields of their own, e.g. `codes: { from: OBX-3.1, type: string, repeated: true }`",
+                    &format!("{pointer}/repeated"),
+                ));
+            }
             if f.kind.is_some() {
                 out.push(err(
                     "field-type-with-record",

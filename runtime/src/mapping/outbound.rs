@@ -24,7 +24,9 @@ pub struct OutboundHeader<'h> {
 }
 
 /// A message with its MSH filled in: `message_type` is `TYPE^TRIGGER`, `structure` the
-/// message structure for MSH-9.3 (written from v2.3.1 on), UTF-8 declared in MSH-18.
+/// message structure for MSH-9.3 (written from v2.3.1 on). The text is UTF-8; MSH-18 says so
+/// (`UNICODE UTF-8`) from v2.5, the first version whose table 0211 has that value. Before
+/// v2.5 MSH-18 stays empty and the transport's `charset=UTF-8` carries it.
 pub fn new_message(
     header: &OutboundHeader<'_>,
     message_type: &str,
@@ -43,9 +45,11 @@ pub fn new_message(
         (10, header.control_id),
         (11, header.processing_id),
         (12, header.version),
-        (18, "UNICODE UTF-8"),
     ] {
         msh.set(&encoding, field, 1, 1, 1, value)?;
+    }
+    if crate::hl7::parse_version(header.version) >= (2, 5, 0) {
+        msh.set(&encoding, 18, 1, 1, 1, "UNICODE UTF-8")?;
     }
     msh.set(&encoding, 9, 1, 1, 1, code)?;
     msh.set(&encoding, 9, 1, 2, 1, trigger)?;
