@@ -4,8 +4,10 @@
 //! primitives generated gateways and the spec-test runner share. The transport (TLS,
 //! receiver, sender, durable queue) builds on them.
 
+pub mod app;
 pub mod config;
 pub mod dedup;
+pub mod gateway;
 pub mod hl7;
 pub mod inbound;
 pub mod mapping;

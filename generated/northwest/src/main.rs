@@ -2,16 +2,19 @@
 #![cfg_attr(rustfmt, rustfmt::skip)]
 //! `gw-northwest`: the HL7 gateway of North West Community Health NHS Trust, on hl7gw-runtime.
 //!
-//! `map` decides about one message as the receiver would and prints the outcome and the ACK;
-//! `config` prints an environment's configuration. `serve` and `send` arrive with the
-//! transport. Exit codes: 0 ok, 1 the input has errors, 2 usage or I/O error.
+//! `serve` receives HL7 over HTTPS with mutual TLS; `check` loads the certificates and opens
+//! the store without serving; `map` decides about one message as the receiver would and
+//! prints the outcome and the ACK; `config` prints an environment's configuration. `send`
+//! arrives with the sending side. Exit codes: 0 ok, 1 the input has errors, 2 usage or I/O
+//! error.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::SystemTime;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+use hl7gw_runtime::app::{GatewayDefinition, RunOptions};
 use hl7gw_runtime::config::EnvName;
 use hl7gw_runtime::hl7::timestamp::format_utc;
 use hl7gw_runtime::hl7::{AckRequest, Message, ParseOptions, build_ack};
@@ -41,18 +44,107 @@ enum Command {
         #[arg(long, value_parser = parse_env)]
         env: EnvName,
     },
-    /// Receive HL7 over HTTPS (arrives with the transport).
-    Serve {
-        /// test or prod.
-        #[arg(long, value_parser = parse_env)]
-        env: EnvName,
-    },
+    /// Receive HL7 over HTTPS with mutual TLS until Ctrl-C or SIGTERM.
+    Serve(RunArgs),
+    /// Load the certificates and open the store without serving.
+    Check(RunArgs),
     /// Send queued HL7 messages to the customer's engine (arrives with the transport).
     Send {
         /// test or prod.
         #[arg(long, value_parser = parse_env)]
         env: EnvName,
     },
+}
+
+/// The environment and the operator's overrides for `serve` and `check`.
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// test or prod.
+    #[arg(long, value_parser = parse_env)]
+    env: EnvName,
+    /// Listen on this IP:PORT instead of the spec's address.
+    #[arg(long)]
+    listen: Option<std::net::SocketAddr>,
+    /// Look every certificate and key up by file name in this folder.
+    #[arg(long)]
+    cert_dir: Option<PathBuf>,
+    /// The folder the spec's relative paths resolve against (default: the spec's folder).
+    #[arg(long)]
+    spec_dir: Option<PathBuf>,
+    /// Use this SQLite store instead of the spec's.
+    #[arg(long)]
+    store: Option<PathBuf>,
+    /// Operations port for /healthz and /metrics (default: 127.0.0.1, receive port + 1).
+    #[arg(long)]
+    ops_listen: Option<std::net::SocketAddr>,
+    /// Inbox API port (default: 127.0.0.1, receive port + 2).
+    #[arg(long)]
+    inbox_listen: Option<std::net::SocketAddr>,
+    /// Prune audit rows older than this many days (records EMS has not taken are kept).
+    #[arg(long, default_value_t = 90)]
+    retention_days: u64,
+}
+
+/// The spec's folder, as seen from this crate's sources.
+fn spec_dir() -> PathBuf {
+    let spec = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(gw_northwest::SPEC_PATH);
+    spec.parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+/// The generated definition and the overrides for one run.
+fn run_setup(args: &RunArgs) -> Result<(GatewayDefinition, RunOptions), Failure> {
+    let Some(environment) = gw_northwest::environment(args.env) else {
+        return Err(Failure::Input(format!(
+            "{} describes no {} environment",
+            gw_northwest::SPEC_PATH,
+            args.env.as_str()
+        )));
+    };
+    let definition = GatewayDefinition {
+        customer: gw_northwest::config::CUSTOMER_CODE,
+        environment,
+        declared: gw_northwest::INBOUND,
+        map: gw_northwest::map_inbound,
+    };
+    let options = RunOptions {
+        base_dir: args.spec_dir.clone().unwrap_or_else(spec_dir),
+        listen: args.listen,
+        cert_dir: args.cert_dir.clone(),
+        store: args.store.clone(),
+        ops_listen: args.ops_listen,
+        inbox_listen: args.inbox_listen,
+        retention: std::time::Duration::from_secs(args.retention_days.saturating_mul(86_400)),
+    };
+    Ok((definition, options))
+}
+
+/// `serve`: until Ctrl-C or SIGTERM.
+fn serve(args: &RunArgs) -> Result<u8, Failure> {
+    let (definition, options) = run_setup(args)?;
+    hl7gw_runtime::app::serve_blocking(&definition, &options)
+        .map_err(|e| Failure::Input(e.to_string()))?;
+    Ok(0)
+}
+
+/// `check`: certificates load and the store opens.
+fn check(args: &RunArgs) -> Result<u8, Failure> {
+    let (definition, options) = run_setup(args)?;
+    let report = hl7gw_runtime::app::check(&definition, &options)
+        .map_err(|e| Failure::Input(e.to_string()))?;
+    let r = &report.resolved;
+    write_out(&format!(
+        "ok: {} {}\n  listen {}\n  certificate {}\n  key {}\n  client CA {}\n  store {} ({})\n  operations {}\n",
+        gw_northwest::config::CUSTOMER_CODE,
+        args.env.as_str(),
+        r.listen,
+        r.cert.display(),
+        r.key.display(),
+        r.client_ca.display(),
+        r.store.display(),
+        report.store_pragmas,
+        r.ops_listen,
+    ))?;
+    Ok(0)
 }
 
 /// Why a command failed: 1 the input has errors, 2 usage or I/O.
@@ -76,7 +168,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Map { env, file } => map(env, &file),
         Command::Config { env } => config(env),
-        Command::Serve { env } => Err(not_yet("serve", env)),
+        Command::Serve(args) => serve(&args),
+        Command::Check(args) => check(&args),
         Command::Send { env } => Err(not_yet("send", env)),
     };
     match result {
@@ -94,7 +187,7 @@ fn main() -> ExitCode {
 
 fn not_yet(command: &str, env: EnvName) -> Failure {
     Failure::Usage(format!(
-        "`{command} --env {}` arrives with the transport; this build maps messages (`map`) and shows configuration (`config`)",
+        "`{command} --env {}` arrives with the sending side; this build receives (`serve`), checks (`check`), maps (`map`) and shows configuration (`config`)",
         env.as_str()
     ))
 }

@@ -1,0 +1,219 @@
+//! The receiving gateway's processing: what happens to one POSTed message between the
+//! transport ([`crate::server`]) and the store ([`crate::store`]).
+//!
+//! Parse (lenient line endings, the request's charset when MSH-18 is empty) → reject what
+//! cannot be acknowledged (400 when MSH is unreadable) → decide with
+//! [`inbound::evaluate`] and the generated mapping → build the ACK in the message's own
+//! version and charset → hand it to [`sink::deliver_and_commit`], which answers an already
+//! committed duplicate with its original ACK, delivers, commits durably, and only then lets
+//! the AA/CA go out. A store or sink failure answers 503 so the sender retries; nothing is
+//! half-committed.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
+
+use crate::config::Environment;
+use crate::dedup::{DedupKey, InFlight};
+use crate::hl7::ack::error_code;
+use crate::hl7::{
+    AckCode, AckError, AckMode, AckRequest, Charset, LineEndings, Location, Message, ParseOptions,
+    Severity, build_ack, timestamp,
+};
+use crate::inbound::{InboundPolicy, evaluate};
+use crate::mapping::MappingError;
+use crate::metrics::Metrics;
+use crate::server::{Ack, Handler, Hl7Request, Hl7Response};
+use crate::sink::{DeliveryItem, GatewayAck, Inbound, Sink, deliver_and_commit};
+use crate::store::Store;
+
+/// The generated mapping: `TYPE^TRIGGER` and the message → the record as JSON, or every
+/// mapping error.
+pub type MapFn = fn(&str, &Message<'_>) -> Result<serde_json::Value, Vec<MappingError>>;
+
+/// One environment's receiving gateway.
+pub struct Gateway {
+    environment: &'static Environment,
+    declared: &'static [&'static str],
+    map: MapFn,
+    store: Store,
+    sink: Sink,
+    inflight: Arc<InFlight>,
+    metrics: Arc<Metrics>,
+    ack_prefix: String,
+    next_ack: AtomicU64,
+}
+
+impl Gateway {
+    /// A gateway for `environment`, accepting `declared` message types mapped by `map`.
+    pub fn new(
+        environment: &'static Environment,
+        declared: &'static [&'static str],
+        map: MapFn,
+        store: Store,
+        sink: Sink,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let started = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0);
+        Self {
+            environment,
+            declared,
+            map,
+            store,
+            sink,
+            inflight: Arc::new(InFlight::new()),
+            metrics,
+            ack_prefix: format!("{started:x}"),
+            next_ack: AtomicU64::new(1),
+        }
+    }
+
+    /// A new MSH-10 for an ACK: unique per gateway process and ordered.
+    fn next_control_id(&self) -> String {
+        let n = self.next_ack.fetch_add(1, Ordering::Relaxed);
+        format!("ACK{}-{n}", self.ack_prefix)
+    }
+
+    /// Decides about one message body; see the module documentation.
+    pub async fn process(&self, request: Hl7Request) -> Hl7Response {
+        let received_at = SystemTime::now();
+        let options = ParseOptions {
+            line_endings: LineEndings::Lenient,
+            default_charset: request.charset.unwrap_or(Charset::Utf8),
+        };
+        let body: &[u8] = &request.body;
+        let (message, unreadable) = match Message::parse_with(body, &options) {
+            Ok(m) => (m, None),
+            Err(whole) => match header_only(body, &options) {
+                // MSH reads, the rest does not: answer AR so the sender stops and a person
+                // looks, rather than 400, which engines retry forever.
+                Some(m) => (m, Some(whole.to_string())),
+                None => return Hl7Response::NotHl7(whole.to_string()),
+            },
+        };
+        let mode = AckMode::of(&message);
+        let key = DedupKey::of(&message);
+        let (code, errors, record, message_type) = if let Some(why) = unreadable {
+            (
+                mode.code_for(AckCode::ApplicationReject),
+                vec![AckError {
+                    code: error_code::DATA_TYPE_ERROR,
+                    severity: Severity::Error,
+                    location: None,
+                    message: format!("the message cannot be read: {why}"),
+                }],
+                None,
+                format!("{}^{}", message.message_code(), message.trigger_event()),
+            )
+        } else if key.control_id.is_empty() {
+            (
+                mode.code_for(AckCode::ApplicationReject),
+                vec![AckError {
+                    code: error_code::REQUIRED_FIELD_MISSING,
+                    severity: Severity::Error,
+                    location: Some(header_location(10)),
+                    message: "MSH-10 (message control ID) is empty: the message cannot be acknowledged or deduplicated".into(),
+                }],
+                None,
+                format!("{}^{}", message.message_code(), message.trigger_event()),
+            )
+        } else {
+            let receive = self.environment.receive.as_ref();
+            let policy = InboundPolicy {
+                declared: self.declared,
+                processing_id: self.environment.processing_id,
+                receiving_application: receive.and_then(|r| r.receiving_application),
+                receiving_facility: receive.and_then(|r| r.receiving_facility),
+            };
+            let outcome = evaluate(&message, &policy, self.map);
+            (
+                outcome.ack_code(),
+                outcome.ack_errors(),
+                outcome.record,
+                outcome.message_type,
+            )
+        };
+        let stamp = timestamp::format_utc(received_at);
+        let control_id = self.next_control_id();
+        let ack = match build_ack(
+            &message,
+            &AckRequest {
+                code,
+                control_id: &control_id,
+                timestamp: &stamp,
+                errors: &errors,
+            },
+        ) {
+            Ok(ack) => ack,
+            Err(e) => {
+                // Only a value the message's charset cannot hold gets here.
+                return Hl7Response::Unavailable(format!("cannot build the ACK: {e}"));
+            }
+        };
+        let charset = message.charset();
+        let inbound = Inbound {
+            item: DeliveryItem {
+                key,
+                message_type: message_type.clone(),
+                received_at,
+                raw: body.to_vec(),
+                record,
+            },
+            peer_ip: Some(request.peer_ip),
+            peer_subject: Some(request.peer_subject.clone()),
+        };
+        match deliver_and_commit(
+            &self.store,
+            &self.sink,
+            &self.inflight,
+            inbound,
+            GatewayAck { ack, code },
+        )
+        .await
+        {
+            Ok(answer) => Hl7Response::Ack(Ack {
+                body: answer.ack,
+                charset,
+                message_type,
+                code: answer.code.as_str().to_string(),
+            }),
+            Err(e) => {
+                self.metrics.store_error();
+                tracing::warn!(request = %request.request_id, error = %e, "message not committed; answering 503");
+                Hl7Response::Unavailable(
+                    "the gateway cannot commit the message now; retry later".into(),
+                )
+            }
+        }
+    }
+}
+
+impl Handler for Gateway {
+    fn handle(&self, request: Hl7Request) -> impl Future<Output = Hl7Response> + Send {
+        self.process(request)
+    }
+}
+
+/// The message's first segment alone, when it is a readable MSH: enough to acknowledge.
+fn header_only<'a>(body: &'a [u8], options: &ParseOptions) -> Option<Message<'a>> {
+    let start = usize::from(body.starts_with(b"\xEF\xBB\xBF")) * 3;
+    let end = body[start..]
+        .iter()
+        .position(|&b| b == b'\r' || b == b'\n')
+        .map_or(body.len(), |i| start + i);
+    Message::parse_with(&body[..end], options).ok()
+}
+
+fn header_location(field: usize) -> Location {
+    Location {
+        segment: "MSH".into(),
+        occurrence: 1,
+        field,
+        repetition: 1,
+        component: None,
+        subcomponent: None,
+    }
+}
