@@ -24,7 +24,7 @@ use crate::inbound::{InboundPolicy, evaluate};
 use crate::mapping::MappingError;
 use crate::metrics::Metrics;
 use crate::server::{Ack, Handler, Hl7Request, Hl7Response};
-use crate::sink::{DeliveryItem, GatewayAck, Inbound, Sink, deliver_and_commit};
+use crate::sink::{DeliveryError, DeliveryItem, GatewayAck, Inbound, Sink, deliver_and_commit};
 use crate::store::Store;
 
 /// The generated mapping: `TYPE^TRIGGER` and the message → the record as JSON, or every
@@ -181,7 +181,11 @@ impl Gateway {
                 code: answer.code.as_str().to_string(),
             }),
             Err(e) => {
-                self.metrics.store_error();
+                // `hl7gw_store_errors_total` counts the store's failures only: a sink that
+                // refused the message (webhook down) is not a store problem.
+                if matches!(e, DeliveryError::Store(_)) {
+                    self.metrics.store_error();
+                }
                 tracing::warn!(request = %request.request_id, error = %e, "message not committed; answering 503");
                 Hl7Response::Unavailable(
                     "the gateway cannot commit the message now; retry later".into(),

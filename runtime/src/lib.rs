@@ -5,6 +5,7 @@
 //! receiver, sender, durable queue) builds on them.
 
 pub mod app;
+pub mod client;
 pub mod config;
 pub mod dedup;
 pub mod gateway;
@@ -13,6 +14,7 @@ pub mod inbound;
 pub mod mapping;
 pub mod metrics;
 pub mod mllp;
+pub mod queue;
 pub mod server;
 pub mod sink;
 pub mod store;

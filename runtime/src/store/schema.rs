@@ -23,10 +23,11 @@ pub struct Migration {
 }
 
 /// Every migration, oldest first.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    description: "inbound_messages: audit trail, duplicate key, inbox",
-    sql: r#"
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "inbound_messages: audit trail, duplicate key, inbox",
+        sql: r#"
 CREATE TABLE inbound_messages (
     id                    INTEGER PRIMARY KEY AUTOINCREMENT,
     received_at           TEXT NOT NULL,
@@ -53,7 +54,47 @@ CREATE INDEX inbound_messages_received_at ON inbound_messages (received_at);
 CREATE INDEX inbound_messages_inbox_pending ON inbound_messages (id)
     WHERE status = 'committed' AND sink = 'inbox' AND inbox_acknowledged_at IS NULL;
 "#,
-}];
+    },
+    Migration {
+        version: 2,
+        description: "outbound_messages: the sender's durable queue, one ordered stream per destination",
+        sql: r#"
+CREATE TABLE outbound_messages (
+    id               INTEGER PRIMARY KEY AUTOINCREMENT,
+    destination      TEXT NOT NULL,
+    control_id       TEXT NOT NULL CHECK (control_id <> ''),
+    message_type     TEXT NOT NULL,
+    raw              BLOB NOT NULL,
+    state            TEXT NOT NULL
+                     CHECK (state IN ('queued', 'in_flight', 'delivered', 'held', 'skipped')),
+    enqueued_at      TEXT NOT NULL,
+    attempts         INTEGER NOT NULL DEFAULT 0,
+    failures         INTEGER NOT NULL DEFAULT 0,
+    first_attempt_at TEXT,
+    last_attempt_at  TEXT,
+    failing_since    TEXT,
+    next_attempt_at  TEXT,
+    delivered_at     TEXT,
+    held_at          TEXT,
+    held_reason      TEXT,
+    skipped_at       TEXT,
+    skip_reason      TEXT,
+    released_at      TEXT,
+    last_outcome     TEXT,
+    last_http_status INTEGER,
+    last_ack_code    TEXT,
+    last_response    TEXT,
+    last_response_at TEXT
+) STRICT;
+-- The receiver de-duplicates by MSH-10, so two different messages with one MSH-10 would
+-- lose the second: one MSH-10 per destination.
+CREATE UNIQUE INDEX outbound_messages_control_id ON outbound_messages (destination, control_id);
+-- The head of a stream: its lowest pending id.
+CREATE INDEX outbound_messages_pending ON outbound_messages (destination, id)
+    WHERE state IN ('queued', 'in_flight', 'held');
+"#,
+    },
+];
 
 /// The newest version this build knows.
 pub fn latest_version() -> i64 {

@@ -1,0 +1,651 @@
+//! The sequencer: delivers one destination's stream, exactly one message in flight.
+
+use std::collections::hash_map::RandomState;
+use std::future::Future;
+use std::hash::{BuildHasher, Hasher};
+use std::pin::{Pin, pin};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::futures::Notified;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::{Pending, Queue, QueueId};
+use crate::client::{FailureClass, Outgoing, Transport};
+use crate::config::{FailurePolicy, SendConfig};
+use crate::hl7::{AckCode, Message};
+
+/// Exponential backoff: `first`, doubling after each further failure, at most `max`, with
+/// "equal jitter": the delay after the n-th failure is drawn from `[b/2, b]` where
+/// `b = min(first × 2^(n-1), max)`. So delays never exceed `max`, and the lower bound
+/// (`b/2`) never falls from one failure to the next while the upper bound grows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    /// The base delay after the first failure.
+    pub first: Duration,
+    /// The largest delay.
+    pub max: Duration,
+}
+
+impl Backoff {
+    /// From milliseconds, as the spec gives them. A `max` below `first` counts as `first`.
+    pub fn from_millis(first_ms: u64, max_ms: u64) -> Self {
+        Self {
+            first: Duration::from_millis(first_ms),
+            max: Duration::from_millis(max_ms),
+        }
+    }
+
+    /// `min(first × 2^(failures-1), max)`; `failures` counts from 1.
+    pub fn base(&self, failures: u32) -> Duration {
+        let max = self.max.max(self.first);
+        let doublings = failures.saturating_sub(1).min(63);
+        let factor = 1u64 << doublings;
+        let factor = u32::try_from(factor).unwrap_or(u32::MAX);
+        self.first.checked_mul(factor).unwrap_or(max).min(max)
+    }
+
+    /// The delay after `failures` failures, `unit` (in `[0, 1]`) placing it in `[b/2, b]`.
+    pub fn delay(&self, failures: u32, unit: f64) -> Duration {
+        let base = self.base(failures);
+        let half = base / 2;
+        let unit = if unit.is_finite() {
+            unit.clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
+        half + (base - half).mul_f64(unit)
+    }
+}
+
+/// What to do after each failure class, and the backoff for retries.
+///
+/// `RetryThenHold(n)` allows the first send plus `n` retries: it holds when the message has
+/// failed more than `n` times, counting every failed attempt of that message (whatever its
+/// class) since it was queued or last released by an operator. `Skip` keeps the message
+/// (state `skipped`, with the reason) and moves on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policies {
+    /// Connect, TLS, connection lost.
+    pub on_connect_error: FailurePolicy,
+    /// No response in time.
+    pub on_timeout: FailurePolicy,
+    /// HTTP 5xx.
+    pub on_5xx: FailurePolicy,
+    /// HTTP 4xx (and other non-2xx).
+    pub on_4xx: FailurePolicy,
+    /// Unreadable ACK or MSA-2 mismatch.
+    pub on_bad_ack: FailurePolicy,
+    /// AE / CE.
+    pub on_ae: FailurePolicy,
+    /// AR / CR.
+    pub on_ar: FailurePolicy,
+    /// Retry delays.
+    pub backoff: Backoff,
+}
+
+impl Default for Policies {
+    /// DESIGN.md's defaults: retry connect errors, timeouts, 5xx and bad ACKs; hold on
+    /// AE/CE, AR/CR and 4xx; backoff 1 s to 5 min.
+    fn default() -> Self {
+        Self {
+            on_connect_error: FailurePolicy::Retry,
+            on_timeout: FailurePolicy::Retry,
+            on_5xx: FailurePolicy::Retry,
+            on_4xx: FailurePolicy::Hold,
+            on_bad_ack: FailurePolicy::Retry,
+            on_ae: FailurePolicy::Hold,
+            on_ar: FailurePolicy::Hold,
+            backoff: Backoff::from_millis(1000, 300_000),
+        }
+    }
+}
+
+impl Policies {
+    /// The spec's policies for an environment.
+    pub fn from_config(send: &SendConfig) -> Self {
+        Self {
+            on_connect_error: send.on_connect_error,
+            on_timeout: send.on_timeout,
+            on_5xx: send.on_5xx,
+            on_4xx: send.on_4xx,
+            on_bad_ack: send.on_bad_ack,
+            on_ae: send.on_ae,
+            on_ar: send.on_ar,
+            backoff: Backoff::from_millis(send.backoff_first_ms, send.backoff_max_ms),
+        }
+    }
+
+    /// The policy for a class.
+    pub fn for_class(&self, class: FailureClass) -> FailurePolicy {
+        match class {
+            FailureClass::Connect => self.on_connect_error,
+            FailureClass::Timeout => self.on_timeout,
+            FailureClass::Http5xx => self.on_5xx,
+            FailureClass::Http4xx => self.on_4xx,
+            FailureClass::BadAck => self.on_bad_ack,
+            FailureClass::AckError => self.on_ae,
+            FailureClass::AckReject => self.on_ar,
+        }
+    }
+}
+
+fn policy_text(policy: FailurePolicy) -> String {
+    match policy {
+        FailurePolicy::Retry => "retry".to_owned(),
+        FailurePolicy::RetryThenHold(n) => format!("retry({n}) then hold"),
+        FailurePolicy::Hold => "hold".to_owned(),
+        FailurePolicy::Skip => "skip".to_owned(),
+    }
+}
+
+/// What the sequencer did about a failure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Send it again after this delay.
+    Retry(Duration),
+    /// Hold the stream, for this reason.
+    Hold(String),
+    /// Skip the message, for this reason.
+    Skip(String),
+}
+
+/// The policy decision for one failure, made inside the store transaction that records it.
+struct Decision {
+    class: FailureClass,
+    policy: FailurePolicy,
+    backoff: Backoff,
+    jitter: f64,
+    outcome: String,
+}
+
+impl Decision {
+    fn decide(self, failures: u32) -> Action {
+        let key = self.class.spec_key();
+        let policy = policy_text(self.policy);
+        let retry = Action::Retry(self.backoff.delay(failures, self.jitter));
+        match self.policy {
+            FailurePolicy::Retry => retry,
+            FailurePolicy::RetryThenHold(n) if failures <= n => retry,
+            FailurePolicy::RetryThenHold(_) => Action::Hold(format!(
+                "{failures} attempts failed ({key}: {policy}); last: {}",
+                self.outcome
+            )),
+            FailurePolicy::Hold => Action::Hold(format!("{key}: {policy}; {}", self.outcome)),
+            FailurePolicy::Skip => Action::Skip(format!(
+                "skipped by policy {key}: {policy}; {}",
+                self.outcome
+            )),
+        }
+    }
+}
+
+/// What a sequencer reports as it goes (for metrics, logs and tests).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SequencerEvent {
+    /// A message found in flight at start (its ACK may have been lost) is sent again.
+    Resumed {
+        /// The message.
+        id: QueueId,
+        /// Its MSH-10, unchanged.
+        control_id: String,
+    },
+    /// An attempt starts.
+    Sending {
+        /// The message.
+        id: QueueId,
+        /// Its MSH-10.
+        control_id: String,
+        /// 1 for the first send.
+        attempt: u32,
+    },
+    /// Accepted; the stream moves on.
+    Delivered {
+        /// The message.
+        id: QueueId,
+        /// AA or CA.
+        ack_code: Option<AckCode>,
+    },
+    /// Failed; sent again after `delay`.
+    Retrying {
+        /// The message.
+        id: QueueId,
+        /// Why.
+        class: FailureClass,
+        /// Failures so far (since queued or released).
+        failures: u32,
+        /// The backoff chosen.
+        delay: Duration,
+    },
+    /// Failed; the stream is held.
+    Held {
+        /// The message.
+        id: QueueId,
+        /// Why.
+        class: FailureClass,
+        /// The reason recorded.
+        reason: String,
+    },
+    /// Failed; skipped by policy, the stream moves on.
+    Skipped {
+        /// The message.
+        id: QueueId,
+        /// Why.
+        class: FailureClass,
+        /// The reason recorded.
+        reason: String,
+    },
+}
+
+/// Small, good-enough randomness for jitter (splitmix64 seeded from the OS via `RandomState`).
+struct Jitter(u64);
+
+impl Jitter {
+    fn new() -> Self {
+        let mut h = RandomState::new().build_hasher();
+        h.write_u128(
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or(Duration::ZERO)
+                .as_nanos(),
+        );
+        Self(h.finish())
+    }
+
+    /// In `[0, 1)`.
+    fn next(&mut self) -> f64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        // 53 random bits as a fraction.
+        (z >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// A pending backoff: the head `id` with `failures` failures waits until `until`.
+struct Wait {
+    id: QueueId,
+    failures: u32,
+    until: Instant,
+}
+
+/// Delivers one destination's stream through a [`Transport`]: takes the head, sends it,
+/// waits for the outcome, records it, and only then looks at the next message. See the
+/// [module docs](super).
+///
+/// Waiting (idle, held, backing off) ends early when this process's [`Queue`] handle
+/// changes the stream (enqueue, retry, skip) and otherwise re-reads the store every
+/// [poll interval](Sequencer::with_poll_interval), so operator commands from another
+/// process take effect within one interval.
+///
+/// **One sequencer per destination and store**: two would each send the head.
+pub struct Sequencer<T: Transport> {
+    queue: Queue,
+    destination: String,
+    transport: T,
+    policies: Policies,
+    poll: Duration,
+    events: Option<mpsc::UnboundedSender<SequencerEvent>>,
+    jitter: Jitter,
+}
+
+impl<T: Transport> std::fmt::Debug for Sequencer<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sequencer")
+            .field("destination", &self.destination)
+            .field("policies", &self.policies)
+            .field("poll", &self.poll)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The default interval at which a waiting sequencer re-reads the store.
+pub const DEFAULT_POLL: Duration = Duration::from_secs(1);
+
+enum Wake {
+    Shutdown,
+    Again,
+}
+
+impl<T: Transport> Sequencer<T> {
+    /// A sequencer for `destination`'s stream in `queue`.
+    pub fn new(
+        queue: Queue,
+        destination: impl Into<String>,
+        transport: T,
+        policies: Policies,
+    ) -> Self {
+        Self {
+            queue,
+            destination: destination.into(),
+            transport,
+            policies,
+            poll: DEFAULT_POLL,
+            events: None,
+            jitter: Jitter::new(),
+        }
+    }
+
+    /// Re-read the store at least this often while waiting (default 1 s).
+    pub fn with_poll_interval(mut self, every: Duration) -> Self {
+        self.poll = every.max(Duration::from_millis(1));
+        self
+    }
+
+    /// Report [`SequencerEvent`]s to this channel (a closed channel is ignored).
+    pub fn with_events(mut self, events: mpsc::UnboundedSender<SequencerEvent>) -> Self {
+        self.events = Some(events);
+        self
+    }
+
+    /// The transport, for inspection.
+    pub fn transport(&self) -> &T {
+        &self.transport
+    }
+
+    fn emit(&self, event: SequencerEvent) {
+        if let Some(events) = &self.events {
+            let _ = events.send(event);
+        }
+    }
+
+    /// Delivers the stream until `shutdown` completes. A message in flight at shutdown stays
+    /// `in_flight` and is sent again by the next sequencer (same bytes, same MSH-10); dropping
+    /// the future has the same effect. Store errors are logged and retried after the poll
+    /// interval; they never end the loop.
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
+        let mut shutdown = pin!(shutdown);
+        let wake = self.queue.wake_handle();
+        loop {
+            match self.queue.recover(&self.destination).await {
+                Ok(resumed) => {
+                    for m in resumed {
+                        tracing::warn!(
+                            destination = %self.destination, id = m.id, control_id = %m.control_id,
+                            "queue: message was in flight at the last stop; its ACK may be lost; sending it again with the same MSH-10"
+                        );
+                        self.emit(SequencerEvent::Resumed {
+                            id: m.id,
+                            control_id: m.control_id,
+                        });
+                    }
+                    break;
+                }
+                Err(e) => {
+                    tracing::error!(destination = %self.destination, "queue: cannot read the store: {e}");
+                    if let Wake::Shutdown = pause(None, shutdown.as_mut(), self.poll).await {
+                        return;
+                    }
+                }
+            }
+        }
+        let mut backoff: Option<Wait> = None;
+        loop {
+            // Registered before the store is read, so a change made meanwhile still wakes us.
+            let notified = wake.notified();
+            let mut notified = pin!(notified);
+            notified.as_mut().enable();
+            let head = match self.queue.head(&self.destination).await {
+                Ok(head) => head,
+                Err(e) => {
+                    tracing::error!(destination = %self.destination, "queue: cannot read the store: {e}");
+                    if let Wake::Shutdown =
+                        pause(Some(notified.as_mut()), shutdown.as_mut(), self.poll).await
+                    {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            let Some(head) = head else {
+                if let Wake::Shutdown =
+                    pause(Some(notified.as_mut()), shutdown.as_mut(), self.poll).await
+                {
+                    return;
+                }
+                continue;
+            };
+            if head.info.state == super::MessageState::Held {
+                if let Wake::Shutdown =
+                    pause(Some(notified.as_mut()), shutdown.as_mut(), self.poll).await
+                {
+                    return;
+                }
+                continue;
+            }
+            if let Some(wait) = &backoff {
+                // Still the same message with the same failure count (no operator retry)?
+                if wait.id == head.info.id && wait.failures == head.info.failures {
+                    let now = Instant::now();
+                    if now < wait.until {
+                        let left = (wait.until - now).min(self.poll);
+                        if let Wake::Shutdown =
+                            pause(Some(notified.as_mut()), shutdown.as_mut(), left).await
+                        {
+                            return;
+                        }
+                        continue;
+                    }
+                }
+            }
+            backoff = None;
+            match self.attempt(head, shutdown.as_mut()).await {
+                Step::Shutdown => return,
+                Step::Next => {}
+                Step::Backoff(wait) => backoff = Some(wait),
+                Step::StoreTrouble => {
+                    if let Wake::Shutdown = pause(None, shutdown.as_mut(), self.poll).await {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn attempt(
+        &mut self,
+        head: Pending,
+        mut shutdown: Pin<&mut impl Future<Output = ()>>,
+    ) -> Step {
+        let Pending { info, raw } = head;
+        match self.queue.begin_attempt(info.id).await {
+            Ok(true) => {}
+            // An operator skipped or held it between the read and now.
+            Ok(false) => return Step::Next,
+            Err(e) => {
+                tracing::error!(destination = %self.destination, "queue: cannot mark message {} in flight: {e}", info.id);
+                return Step::StoreTrouble;
+            }
+        }
+        let attempt = info.attempts.saturating_add(1);
+        self.emit(SequencerEvent::Sending {
+            id: info.id,
+            control_id: info.control_id.clone(),
+            attempt,
+        });
+        let charset = Message::parse(&raw)
+            .map(|m| m.charset())
+            .unwrap_or_default();
+        let outgoing = Outgoing {
+            raw: &raw,
+            control_id: &info.control_id,
+            charset,
+        };
+        let outcome = tokio::select! {
+            biased;
+            () = shutdown.as_mut() => return Step::Shutdown,
+            outcome = self.transport.send(&outgoing) => outcome,
+        };
+        let Some(class) = outcome.failure else {
+            let ack_code = outcome.ack_code;
+            return match self.queue.record_delivered(info.id, outcome).await {
+                Ok(_) => {
+                    tracing::debug!(destination = %self.destination, id = info.id, control_id = %info.control_id, attempt, "queue: delivered");
+                    self.emit(SequencerEvent::Delivered {
+                        id: info.id,
+                        ack_code,
+                    });
+                    Step::Next
+                }
+                Err(e) => {
+                    // Still in flight in the store: sent again, and answered as a duplicate.
+                    tracing::error!(destination = %self.destination, "queue: cannot record the ACK of message {}: {e}", info.id);
+                    Step::StoreTrouble
+                }
+            };
+        };
+        let decision = Decision {
+            class,
+            policy: self.policies.for_class(class),
+            backoff: self.policies.backoff,
+            jitter: self.jitter.next(),
+            outcome: outcome.to_string(),
+        };
+        let described = outcome.to_string();
+        match self
+            .queue
+            .record_failure(info.id, outcome, move |failures| decision.decide(failures))
+            .await
+        {
+            Err(e) => {
+                tracing::error!(destination = %self.destination, "queue: cannot record the outcome of message {}: {e}", info.id);
+                Step::StoreTrouble
+            }
+            // An operator acted meanwhile; their decision stands.
+            Ok(None) => Step::Next,
+            Ok(Some((failures, Action::Retry(delay)))) => {
+                tracing::warn!(
+                    destination = %self.destination, id = info.id, control_id = %info.control_id,
+                    failures, delay_ms = delay.as_millis() as u64,
+                    "queue: attempt failed, retrying: {described}"
+                );
+                self.emit(SequencerEvent::Retrying {
+                    id: info.id,
+                    class,
+                    failures,
+                    delay,
+                });
+                Step::Backoff(Wait {
+                    id: info.id,
+                    failures,
+                    until: Instant::now() + delay,
+                })
+            }
+            Ok(Some((_, Action::Hold(reason)))) => {
+                tracing::error!(
+                    destination = %self.destination, id = info.id, control_id = %info.control_id,
+                    "queue: stream held until an operator retries or skips the message: {reason}"
+                );
+                self.emit(SequencerEvent::Held {
+                    id: info.id,
+                    class,
+                    reason,
+                });
+                Step::Next
+            }
+            Ok(Some((_, Action::Skip(reason)))) => {
+                tracing::warn!(
+                    destination = %self.destination, id = info.id, control_id = %info.control_id,
+                    "queue: message skipped: {reason}"
+                );
+                self.emit(SequencerEvent::Skipped {
+                    id: info.id,
+                    class,
+                    reason,
+                });
+                Step::Next
+            }
+        }
+    }
+}
+
+enum Step {
+    Shutdown,
+    Next,
+    Backoff(Wait),
+    StoreTrouble,
+}
+
+/// Waits for a wake-up (when `notified` is given), `for_`, or shutdown.
+async fn pause(
+    notified: Option<Pin<&mut Notified<'_>>>,
+    shutdown: Pin<&mut impl Future<Output = ()>>,
+    for_: Duration,
+) -> Wake {
+    let sleep = tokio::time::sleep(for_);
+    match notified {
+        Some(notified) => tokio::select! {
+            biased;
+            () = shutdown => Wake::Shutdown,
+            () = notified => Wake::Again,
+            () = sleep => Wake::Again,
+        },
+        None => tokio::select! {
+            biased;
+            () = shutdown => Wake::Shutdown,
+            () = sleep => Wake::Again,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_max_with_bounded_jitter() {
+        let b = Backoff::from_millis(100, 1000);
+        let bases: Vec<u64> = (1..=6).map(|n| b.base(n).as_millis() as u64).collect();
+        assert_eq!(bases, [100, 200, 400, 800, 1000, 1000]);
+        assert_eq!(b.base(u32::MAX), Duration::from_millis(1000));
+        assert_eq!(b.delay(3, 0.0), Duration::from_millis(200));
+        assert_eq!(b.delay(3, 1.0), Duration::from_millis(400));
+        assert_eq!(b.delay(3, f64::NAN), Duration::from_millis(200));
+        let mut j = Jitter::new();
+        for n in 1..40 {
+            let u = j.next();
+            assert!((0.0..1.0).contains(&u));
+            let d = b.delay(n, u);
+            assert!(d <= Duration::from_millis(1000) && d >= b.base(n) / 2);
+        }
+        // max below first counts as first
+        assert_eq!(
+            Backoff::from_millis(500, 10).base(4),
+            Duration::from_millis(500)
+        );
+    }
+
+    #[test]
+    fn retry_then_hold_counts_failures() {
+        let d = |policy, failures| {
+            Decision {
+                class: FailureClass::Http5xx,
+                policy,
+                backoff: Backoff::from_millis(10, 100),
+                jitter: 0.5,
+                outcome: "http_5xx, HTTP 503".into(),
+            }
+            .decide(failures)
+        };
+        assert!(matches!(
+            d(FailurePolicy::RetryThenHold(3), 3),
+            Action::Retry(_)
+        ));
+        match d(FailurePolicy::RetryThenHold(3), 4) {
+            Action::Hold(reason) => assert!(
+                reason.contains("4 attempts failed (on_5xx: retry(3) then hold)"),
+                "{reason}"
+            ),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            d(FailurePolicy::RetryThenHold(0), 1),
+            Action::Hold(_)
+        ));
+        assert!(matches!(d(FailurePolicy::Retry, 1000), Action::Retry(_)));
+        assert!(matches!(d(FailurePolicy::Skip, 1), Action::Skip(_)));
+        assert!(matches!(d(FailurePolicy::Hold, 1), Action::Hold(_)));
+    }
+}
