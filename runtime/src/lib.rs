@@ -11,6 +11,7 @@ pub mod dedup;
 pub mod gateway;
 pub mod hl7;
 pub mod inbound;
+pub mod intake;
 pub mod mapping;
 pub mod metrics;
 pub mod mllp;

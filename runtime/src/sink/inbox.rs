@@ -153,9 +153,9 @@ pub async fn serve(
     Ok(())
 }
 
-type Reply = Response<Full<Bytes>>;
+pub(crate) type Reply = Response<Full<Bytes>>;
 
-fn json(status: StatusCode, value: &serde_json::Value) -> Reply {
+pub(crate) fn json(status: StatusCode, value: &serde_json::Value) -> Reply {
     let body = serde_json::to_vec(value).unwrap_or_default();
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
@@ -165,11 +165,11 @@ fn json(status: StatusCode, value: &serde_json::Value) -> Reply {
     response
 }
 
-fn error(status: StatusCode, message: &str) -> Reply {
+pub(crate) fn error(status: StatusCode, message: &str) -> Reply {
     json(status, &serde_json::json!({ "error": message }))
 }
 
-fn not_allowed(allow: &'static str) -> Reply {
+pub(crate) fn not_allowed(allow: &'static str) -> Reply {
     let mut response = error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
     response
         .headers_mut()
@@ -182,7 +182,7 @@ fn item_json(item: &InboxItem) -> serde_json::Value {
 }
 
 /// True when `Host` names a loopback address or `localhost` (with any port), or is absent.
-fn host_is_local(request: &Request<Incoming>) -> bool {
+pub(crate) fn host_is_local(request: &Request<Incoming>) -> bool {
     let Some(host) = request.headers().get(HOST) else {
         return true;
     };

@@ -1,0 +1,1347 @@
+//! The receiving gateway across processes on loopback (issue 5, item 7): a generated gateway
+//! (gw-demo, or gw-northwest for its webhook sink) runs in a child process; the tests are
+//! its peers. They connect over mutual TLS with the spec's development certificates or with
+//! certificates made here by rcgen, and check what comes back on the wire, in the metrics
+//! and in the SQLite store.
+//!
+//! Covered: the happy path for each inbound type; the handshake refusals (no client
+//! certificate, another CA, an expired certificate), a subject not allowed, an IP not
+//! allowed; 400 for what is not HL7; AR for a wrong processing id and for an undeclared
+//! type; AE with ERR for bad data; duplicates; a failing webhook sink; `kill -9` under load;
+//! curl; and one emulation per engine of `../shared/design/PEERS.md` (HAPI, Mirth defaults,
+//! InterSystems framed and unframed, Rhapsody, BizTalk), each ending in its success state.
+//!
+//! How the child process is run: see `receiver_support/mod.rs`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod receiver_support;
+
+use std::future::Future;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use receiver_support::engines::{
+    self, BizTalkOutcome, HapiOutcome, IrisAction, MirthStatus, RhapsodyOutcome,
+};
+use receiver_support::hl7::{self as samples, AckView};
+use receiver_support::pki::{self, Ca, CertDir, Validity};
+use receiver_support::wire::{self, Http, RawResponse, client_config, connect};
+use receiver_support::{
+    Gateway, GatewayConfig, Spec, StoredRow, child_main, committed, stored_rows,
+};
+use rustls::ClientConfig;
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// Every test body runs inside this bound.
+const TEST_LIMIT: Duration = Duration::from_secs(90);
+
+async fn bounded<F: Future>(body: F) -> F::Output {
+    tokio::time::timeout(TEST_LIMIT, body)
+        .await
+        .expect("test took too long")
+}
+
+/// The gateway child's entry point (see `receiver_support`): ignored in normal runs,
+/// selected with `--ignored --exact` by the parent, which sets the configuration.
+#[test]
+#[ignore = "runs only as the gateway child process of the other tests"]
+fn child_gateway_process() {
+    child_main();
+}
+
+/// A gateway in its own temporary directory (store and log inside). The gateway is
+/// dropped (killed, its log shown if the test failed) before the directory.
+struct Case {
+    gw: Gateway,
+    dir: tempfile::TempDir,
+}
+
+impl Case {
+    fn start(spec: Spec, configure: impl FnOnce(&mut GatewayConfig, &Path)) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = GatewayConfig::new(spec, dir.path().join("store.sqlite"));
+        configure(&mut config, dir.path());
+        let gw = Gateway::start(config, &dir.path().join("gateway.log"));
+        Self { gw, dir }
+    }
+
+    fn demo() -> Self {
+        Self::start(Spec::Demo, |_, _| {})
+    }
+
+    fn rows(&self) -> Vec<StoredRow> {
+        stored_rows(&self.gw.config.store)
+    }
+
+    fn spec(&self) -> Spec {
+        self.gw.config.spec
+    }
+
+    fn port(&self) -> u16 {
+        self.gw.listen.port()
+    }
+}
+
+/// The demo Trust's engine with the spec's certificates, no ALPN (HTTP/1.1, as Java and
+/// .NET clients).
+fn demo_engine() -> Arc<ClientConfig> {
+    client_config(&pki::demo_gateway_ca(), Some(&pki::demo_engine()), &[])
+}
+
+fn northwest_engine() -> Arc<ClientConfig> {
+    client_config(
+        &pki::northwest_gateway_ca(),
+        Some(&pki::northwest_engine()),
+        &[],
+    )
+}
+
+/// A plain POST of an HL7 body with this Content-Type.
+fn hl7_post(case: &Case, content_type: &str, body: &[u8]) -> Vec<u8> {
+    wire::post(
+        case.spec().path(),
+        &[
+            format!("Host: {}:{}", case.spec().hostname(), case.port()),
+            format!("Content-Type: {content_type}"),
+            format!("Content-Length: {}", body.len()),
+        ],
+        body,
+    )
+}
+
+/// One request on a new connection.
+async fn exchange(case: &Case, config: Arc<ClientConfig>, request: &[u8]) -> RawResponse {
+    let tls = connect(case.gw.listen, case.spec().hostname(), config)
+        .await
+        .unwrap();
+    let mut http = Http::new(tls);
+    http.send(request).await.unwrap();
+    http.read_response().await.unwrap()
+}
+
+/// A 200 and its ACK.
+fn ack_of(response: &RawResponse) -> AckView {
+    assert_eq!(
+        response.status_line,
+        "HTTP/1.1 200 OK",
+        "{}",
+        response.body_text()
+    );
+    let charset = response
+        .header("content-type")
+        .and_then(|v| v.split_once("charset="))
+        .map(|(_, c)| c.trim().to_owned());
+    let text = match charset.as_deref() {
+        Some(name) => hl7gw_runtime::hl7::Charset::from_mime_name(name)
+            .unwrap()
+            .decode(&response.body)
+            .unwrap()
+            .into_owned(),
+        None => response.body_text(),
+    };
+    AckView::read(&text).unwrap_or_else(|| panic!("not an ACK: {text:?}"))
+}
+
+fn pointer<'a>(record: &'a Option<Value>, path: &str) -> &'a str {
+    record
+        .as_ref()
+        .and_then(|r| r.pointer(path))
+        .and_then(Value::as_str)
+        .unwrap_or_else(|| panic!("no {path} in {record:?}"))
+}
+
+/// Connects and tries one request where the gateway should refuse the client: the
+/// handshake fails, or (TLS 1.3, where the client finishes its side first) the first read
+/// meets an alert or the end of the connection instead of an HTTP response. Returns what
+/// the client saw.
+async fn refused(
+    case: &Case,
+    local: Option<IpAddr>,
+    config: Arc<ClientConfig>,
+) -> Result<String, String> {
+    let tls = match wire::connect_from(local, case.gw.listen, case.spec().hostname(), config).await
+    {
+        Err(e) => return Ok(format!("handshake failed: {e}")),
+        Ok(tls) => tls,
+    };
+    let mut http = Http::new(tls);
+    let body = samples::demo_order("REFUSED-1", "COL", "SMITH", "T");
+    let request = hl7_post(case, "application/hl7-v2", body.as_bytes());
+    if let Err(e) = http.send(&request).await {
+        return Ok(format!("write failed: {e}"));
+    }
+    match http.read_to_close().await {
+        Ok(bytes) if bytes.is_empty() => Ok("closed without an answer".into()),
+        Ok(bytes) => Err(format!(
+            "the gateway answered: {:?}",
+            String::from_utf8_lossy(&bytes)
+        )),
+        Err(e) if e.kind() == io::ErrorKind::TimedOut => Err(format!("no close: {e}")),
+        Err(e) => Ok(format!("read failed: {e}")),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The happy path.
+
+#[tokio::test]
+async fn every_declared_demo_type_is_acknowledged_stored_and_listed() {
+    bounded(async {
+        let case = Case::demo();
+        let tls = connect(case.gw.listen, case.spec().hostname(), demo_engine())
+            .await
+            .unwrap();
+        let mut http = Http::new(tls);
+        let mut sent = Vec::new();
+        for (i, message_type) in gw_demo::INBOUND.iter().enumerate() {
+            let id = format!("HAPPY-{i}");
+            let (message, expect) = samples::demo_sample(message_type, &id).unwrap_or_else(|| {
+                panic!(
+                    "the demo spec declares {message_type}: add a sample to receiver_support/hl7.rs"
+                )
+            });
+            // One keep-alive connection for all of them.
+            http.send(&hl7_post(
+                &case,
+                "application/hl7-v2; charset=UTF-8",
+                &message,
+            ))
+            .await
+            .unwrap();
+            let response = http.read_response().await.unwrap();
+            assert_eq!(
+                response.header("content-type"),
+                Some("application/hl7-v2; charset=UTF-8")
+            );
+            let ack = ack_of(&response);
+            assert_eq!(ack.code(), "AA", "{message_type}: {ack:?}");
+            assert_eq!(ack.acknowledged(), id);
+            assert!(ack.field("MSH", 9).starts_with("ACK"), "{ack:?}");
+            // The ACK goes back to the sender: MSH-3/4 and 5/6 swapped.
+            assert_eq!(ack.field("MSH", 5), "TIE");
+            assert_eq!(ack.field("MSH", 11), "T");
+            assert!(ack.errors().is_empty(), "{ack:?}");
+            sent.push((message_type, id, message, expect, response.body));
+        }
+
+        let rows = case.rows();
+        assert_eq!(rows.len(), sent.len(), "{rows:?}");
+        for (message_type, id, message, expect, ack) in &sent {
+            let row = committed(&rows, id);
+            assert_eq!(row.len(), 1, "{id}");
+            let row = &row[0];
+            assert_eq!(row.message_type, **message_type);
+            assert_eq!(row.ack_code, "AA");
+            assert_eq!(&row.ack, ack, "the store holds the ACK as sent");
+            assert_eq!(&row.raw, message, "the store holds the message as received");
+            assert_eq!(row.sink, "inbox");
+            assert_eq!(row.peer_ip.as_deref(), Some("127.0.0.1"));
+            assert_eq!(row.peer_subject.as_deref(), Some("CN=tie-test.demo.nhs.uk"));
+            for (path, value) in expect.iter() {
+                assert_eq!(pointer(&row.record, path), *value, "{id} {path}");
+            }
+        }
+
+        // EMS pulls them from the inbox API, in order.
+        let listed = case.gw.inbox_get("/inbox");
+        let ids: Vec<&str> = listed["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|item| item["control_id"].as_str().unwrap())
+            .collect();
+        let expected: Vec<&str> = sent.iter().map(|(_, id, ..)| id.as_str()).collect();
+        assert_eq!(ids, expected);
+
+        for message_type in gw_demo::INBOUND {
+            case.gw.wait_for_metric(&format!(
+                "hl7gw_messages_total{{type=\"{message_type}\",ack=\"AA\"}} 1"
+            ));
+        }
+        assert_eq!(case.gw.ops_get("/healthz").0, 200);
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------------------------------
+// Who may connect.
+
+#[tokio::test]
+async fn no_client_certificate_fails_the_handshake() {
+    bounded(async {
+        let case = Case::demo();
+        let anonymous = client_config(&pki::demo_gateway_ca(), None, &[]);
+        let seen = refused(&case, None, anonymous).await.unwrap();
+        println!("client without a certificate: {seen}");
+        case.gw
+            .wait_for_metric("hl7gw_tls_failures_total{reason=\"no_client_cert\"} 1");
+        assert!(case.rows().is_empty());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn certificate_from_another_ca_fails_the_handshake() {
+    bounded(async {
+        let case = Case::demo();
+        // The allowed name, but issued by a CA the gateway does not trust.
+        let other = Ca::new("some other CA");
+        let impostor = other.client("tie-test.demo.nhs.uk", Validity::Current);
+        let config = client_config(&pki::demo_gateway_ca(), Some(&impostor), &[]);
+        let seen = refused(&case, None, config).await.unwrap();
+        println!("certificate from another CA: {seen}");
+        case.gw
+            .wait_for_metric("hl7gw_tls_failures_total{reason=\"unknown_ca\"} 1");
+        assert!(case.rows().is_empty());
+    })
+    .await;
+}
+
+/// A gateway trusting a CA made here (`--cert-dir`), so the tests can issue the client
+/// certificates it should refuse; and that CA's valid engine certificate, which must work.
+async fn cert_dir_case() -> (Case, CertDir) {
+    let mut made = None;
+    let case = Case::start(Spec::Demo, |config, dir| {
+        made = Some(CertDir::write(&dir.join("certs"), Spec::Demo.hostname()));
+        config.cert_dir = Some(dir.join("certs"));
+    });
+    let certs = made.unwrap();
+    let valid = certs.ca.client("tie-test.demo.nhs.uk", Validity::Current);
+    let config = client_config(&certs.ca.pem(), Some(&valid), &[]);
+    let body = samples::demo_order("CERTDIR-OK", "COL", "SMITH", "T");
+    let ack = ack_of(
+        &exchange(
+            &case,
+            config,
+            &hl7_post(&case, "text/plain", body.as_bytes()),
+        )
+        .await,
+    );
+    assert_eq!(
+        ack.code(),
+        "AA",
+        "the CA's valid engine certificate is accepted"
+    );
+    (case, certs)
+}
+
+#[tokio::test]
+async fn expired_client_certificate_fails_the_handshake() {
+    bounded(async {
+        let (case, certs) = cert_dir_case().await;
+        let expired = certs.ca.client("tie-test.demo.nhs.uk", Validity::Expired);
+        let config = client_config(&certs.ca.pem(), Some(&expired), &[]);
+        let seen = refused(&case, None, config).await.unwrap();
+        println!("expired client certificate: {seen}");
+        case.gw
+            .wait_for_metric("hl7gw_tls_failures_total{reason=\"expired\"} 1");
+        let rows = case.rows();
+        assert_eq!(rows.len(), 1, "only the valid client's message: {rows:?}");
+        assert_eq!(rows[0].control_id, "CERTDIR-OK");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn subject_not_allowed_is_closed_after_the_handshake() {
+    bounded(async {
+        let (case, certs) = cert_dir_case().await;
+        // A valid certificate from the trusted CA, naming someone the spec does not allow.
+        let stranger = certs.ca.client("intruder.example", Validity::Current);
+        let config = client_config(&certs.ca.pem(), Some(&stranger), &[]);
+        let tls = connect(case.gw.listen, case.spec().hostname(), config)
+            .await
+            .expect("the handshake itself succeeds");
+        let mut http = Http::new(tls);
+        let body = samples::demo_order("STRANGER-1", "COL", "SMITH", "T");
+        let _ = http
+            .send(&hl7_post(&case, "text/plain", body.as_bytes()))
+            .await;
+        let read = http.read_to_close().await;
+        assert!(
+            read.as_ref().is_ok_and(Vec::is_empty) || read.is_err(),
+            "the gateway answered a stranger: {read:?}"
+        );
+        case.gw
+            .wait_for_metric("hl7gw_connections_rejected_total{reason=\"subject\"} 1");
+        assert!(committed(&case.rows(), "STRANGER-1").is_empty());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn ip_outside_the_allowlist_is_closed_before_tls() {
+    bounded(async {
+        // The gateway listens on 127.0.0.1 and allows only 127.0.0.2.
+        let case = Case::start(Spec::Demo, |config, _| {
+            config.allowed_ips = Some(vec!["127.0.0.2/32".into()]);
+        });
+        let from_1 = Some(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)));
+        let from_2 = Some(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)));
+        let err = wire::connect_from(
+            from_1,
+            case.gw.listen,
+            case.spec().hostname(),
+            demo_engine(),
+        )
+        .await
+        .expect_err("no TLS handshake from an address outside the allowlist");
+        println!("from 127.0.0.1: {err}");
+        case.gw
+            .wait_for_metric("hl7gw_connections_rejected_total{reason=\"ip\"} 1");
+        // Nothing reached TLS.
+        assert!(
+            !case
+                .gw
+                .metrics()
+                .lines()
+                .any(|l| l.starts_with("hl7gw_tls_failures_total{") && !l.ends_with(" 0")),
+            "{}",
+            case.gw.metrics()
+        );
+
+        // From the allowed address the same engine is served.
+        let tls = wire::connect_from(
+            from_2,
+            case.gw.listen,
+            case.spec().hostname(),
+            demo_engine(),
+        )
+        .await
+        .unwrap();
+        let mut http = Http::new(tls);
+        let body = samples::demo_order("FROM-2", "COL", "SMITH", "T");
+        http.send(&hl7_post(&case, "text/plain", body.as_bytes()))
+            .await
+            .unwrap();
+        assert_eq!(ack_of(&http.read_response().await.unwrap()).code(), "AA");
+        let rows = case.rows();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].peer_ip.as_deref(), Some("127.0.0.2"));
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------------------------------
+// What the gateway says about a message.
+
+#[tokio::test]
+async fn a_body_that_is_not_hl7_is_a_400() {
+    bounded(async {
+        let case = Case::demo();
+        for body in [
+            &b"this is not an HL7 message\r\n"[..],
+            b"{\"resourceType\": \"ServiceRequest\"}",
+            b"\x0bPID|1||9449305552^^^NHS^NH\r\x1c\r",
+        ] {
+            let response =
+                exchange(&case, demo_engine(), &hl7_post(&case, "text/plain", body)).await;
+            assert_eq!(response.status_line, "HTTP/1.1 400 Bad Request");
+            assert!(
+                response
+                    .header("content-type")
+                    .is_some_and(|v| v.starts_with("text/plain")),
+                "{response:?}"
+            );
+            assert!(!response.body.is_empty());
+            assert!(!response.body_text().contains("MSA"));
+        }
+        case.gw
+            .wait_for_metric("hl7gw_http_responses_total{status=\"400\"} 3");
+        assert!(case.rows().is_empty(), "nothing stored for a non-HL7 body");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_production_message_reaching_test_is_rejected() {
+    bounded(async {
+        let case = Case::demo();
+        let body = samples::demo_order("PROD-1", "COL", "SMITH", "P");
+        let ack = ack_of(
+            &exchange(
+                &case,
+                demo_engine(),
+                &hl7_post(&case, "application/hl7-v2", body.as_bytes()),
+            )
+            .await,
+        );
+        assert_eq!(ack.code(), "AR", "{ack:?}");
+        assert_eq!(ack.acknowledged(), "PROD-1");
+        let errors = ack.errors();
+        assert_eq!(errors.len(), 1, "{ack:?}");
+        assert!(errors[0].contains("MSH^1^11^202"), "{errors:?}");
+        let rows = case.rows();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].status, "rejected");
+        assert!(committed(&rows, "PROD-1").is_empty());
+        // Not offered to EMS.
+        assert_eq!(case.gw.inbox_get("/inbox")["items"], serde_json::json!([]));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_undeclared_message_type_is_rejected() {
+    bounded(async {
+        let case = Case::demo();
+        assert!(!gw_demo::INBOUND.contains(&"SIU^S12"));
+        let ack = ack_of(
+            &exchange(
+                &case,
+                demo_engine(),
+                &hl7_post(
+                    &case,
+                    "application/hl7-v2",
+                    &samples::demo_schedule("SIU-1"),
+                ),
+            )
+            .await,
+        );
+        assert_eq!(ack.code(), "AR", "{ack:?}");
+        assert_eq!(ack.acknowledged(), "SIU-1");
+        let errors = ack.errors();
+        assert_eq!(errors.len(), 1, "{ack:?}");
+        assert!(errors[0].contains("MSH^1^9^200"), "{errors:?}");
+        let rows = case.rows();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].status, "rejected");
+        assert_eq!(rows[0].message_type, "SIU^S12");
+        assert_eq!(case.gw.inbox_get("/inbox")["items"], serde_json::json!([]));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn bad_data_is_an_error_with_err() {
+    bounded(async {
+        let case = Case::demo();
+        // XYZ is not in the customer's procedure table.
+        let body = samples::demo_order("BAD-1", "XYZ", "SMITH", "T");
+        let ack = ack_of(
+            &exchange(
+                &case,
+                demo_engine(),
+                &hl7_post(&case, "application/hl7-v2", body.as_bytes()),
+            )
+            .await,
+        );
+        assert_eq!(ack.code(), "AE", "{ack:?}");
+        assert_eq!(ack.acknowledged(), "BAD-1");
+        assert!(ack.field("MSA", 3).contains("XYZ"), "{ack:?}");
+        let errors = ack.errors();
+        assert_eq!(errors.len(), 1, "{ack:?}");
+        assert!(errors[0].starts_with("ERR|OBR^1^4^103"), "{errors:?}");
+        let rows = case.rows();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].status, "error");
+        assert_eq!(rows[0].ack_code, "AE");
+        assert_eq!(case.gw.inbox_get("/inbox")["items"], serde_json::json!([]));
+        case.gw
+            .wait_for_metric("hl7gw_messages_total{type=\"ORM^O01\",ack=\"AE\"} 1");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_duplicate_gets_the_same_ack_and_makes_one_record() {
+    bounded(async {
+        let case = Case::demo();
+        let body = samples::demo_order("DUP-1", "COL", "SMITH", "T");
+        let request = hl7_post(&case, "application/hl7-v2", body.as_bytes());
+        let first = exchange(&case, demo_engine(), &request).await;
+        assert_eq!(ack_of(&first).code(), "AA");
+        // The sender retries (it never saw the ACK, say) on a new connection.
+        let again = exchange(&case, demo_engine(), &request).await;
+        assert_eq!(again.status, 200);
+        assert_eq!(again.body, first.body, "the original ACK, byte for byte");
+
+        // Copies racing each other on four connections.
+        let body = samples::demo_order("DUP-2", "COL", "SMITH", "T");
+        let request = Arc::new(hl7_post(&case, "application/hl7-v2", body.as_bytes()));
+        let mut racers = tokio::task::JoinSet::new();
+        for _ in 0..4 {
+            let request = request.clone();
+            let addr = case.gw.listen;
+            racers.spawn(async move {
+                let tls = connect(addr, Spec::Demo.hostname(), demo_engine())
+                    .await
+                    .unwrap();
+                let mut http = Http::new(tls);
+                http.send(&request).await.unwrap();
+                http.read_response().await.unwrap()
+            });
+        }
+        let answers: Vec<RawResponse> = racers.join_all().await;
+        for answer in &answers {
+            assert_eq!(ack_of(answer).code(), "AA");
+            assert_eq!(answer.body, answers[0].body, "every copy gets the same ACK");
+        }
+
+        let rows = case.rows();
+        assert_eq!(
+            rows.len(),
+            2,
+            "one row per message, none per copy: {rows:?}"
+        );
+        assert_eq!(committed(&rows, "DUP-1")[0].ack, first.body);
+        assert_eq!(committed(&rows, "DUP-2")[0].ack, answers[0].body);
+        let listed = case.gw.inbox_get("/inbox");
+        assert_eq!(listed["items"].as_array().unwrap().len(), 2);
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------------------------------
+// A webhook sink that fails (gw-northwest's TEST environment).
+
+/// A webhook on 127.0.0.1 answering `status` (0: close without answering) and recording
+/// the JSON bodies it received.
+struct Webhook {
+    addr: SocketAddr,
+    status: Arc<AtomicU16>,
+    received: Arc<Mutex<Vec<Value>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Webhook {
+    async fn start(status: u16) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let status = Arc::new(AtomicU16::new(status));
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let (s, r) = (status.clone(), received.clone());
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (s, r) = (s.clone(), r.clone());
+                tokio::spawn(async move {
+                    let mut stream = stream;
+                    let Ok(request) = read_request(&mut stream).await else {
+                        return;
+                    };
+                    r.lock().unwrap().push(request);
+                    let code = s.load(Ordering::SeqCst);
+                    let answer = format!(
+                        "HTTP/1.1 {code} {}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                        if code < 300 {
+                            "OK"
+                        } else {
+                            "Internal Server Error"
+                        }
+                    );
+                    let _ = stream.write_all(answer.as_bytes()).await;
+                    let _ = stream.shutdown().await;
+                });
+            }
+        });
+        Self {
+            addr,
+            status,
+            received,
+            task,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}/ems/northwest/test/patients", self.addr)
+    }
+
+    fn received(&self) -> Vec<Value> {
+        self.received.lock().unwrap().clone()
+    }
+}
+
+/// Reads one HTTP request's JSON body (Content-Length framing), bounded.
+async fn read_request(stream: &mut tokio::net::TcpStream) -> io::Result<Value> {
+    let mut raw = Vec::new();
+    loop {
+        let mut chunk = [0u8; 4096];
+        let n = tokio::time::timeout(wire::IO_LIMIT, stream.read(&mut chunk))
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "webhook request"))??;
+        raw.extend_from_slice(&chunk[..n]);
+        if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            if raw.len() >= end + 4 + len {
+                return serde_json::from_slice(&raw[end + 4..end + 4 + len])
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e));
+            }
+        }
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "webhook request",
+            ));
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_failing_webhook_sink_is_a_503_and_nothing_is_committed() {
+    bounded(async {
+        let webhook = Webhook::start(500).await;
+        let case = Case::start(Spec::Northwest, |config, _| {
+            config.webhook = Some(webhook.url());
+        });
+        let send = |message_type: &'static str, id: &'static str| {
+            let (message, expect) = samples::northwest_sample(message_type, id).unwrap();
+            (
+                hl7_post(&case, "text/plain; charset=UTF-8", &message),
+                expect,
+            )
+        };
+
+        // The webhook answers 500: the sender must retry, and nothing is committed.
+        let (request, _) = send("ADT^A28", "NW-1");
+        let response = exchange(&case, northwest_engine(), &request).await;
+        assert_eq!(response.status_line, "HTTP/1.1 503 Service Unavailable");
+        assert!(!response.body_text().contains("MSA"));
+        assert_eq!(webhook.received().len(), 1, "the delivery was attempted");
+        assert!(
+            case.rows().is_empty(),
+            "nothing committed: {:?}",
+            case.rows()
+        );
+
+        // The webhook recovers: the retry is accepted, delivered and committed once.
+        webhook.status.store(200, Ordering::SeqCst);
+        let mut expected = Vec::new();
+        for (message_type, id) in [
+            ("ADT^A28", "NW-1"),
+            ("ADT^A31", "NW-2"),
+            ("ADT^A40", "NW-3"),
+        ] {
+            assert!(gw_northwest::INBOUND.contains(&message_type));
+            let (request, expect) = send(message_type, id);
+            let ack = ack_of(&exchange(&case, northwest_engine(), &request).await);
+            assert_eq!(ack.code(), "AA", "{message_type}: {ack:?}");
+            assert_eq!(ack.acknowledged(), id);
+            expected.push((message_type, id, expect));
+        }
+        let rows = case.rows();
+        assert_eq!(rows.len(), 3, "{rows:?}");
+        let delivered = webhook.received();
+        assert_eq!(delivered.len(), 4);
+        for ((message_type, id, expect), body) in expected.iter().zip(&delivered[1..]) {
+            let row = &committed(&rows, id)[0];
+            assert_eq!(row.sink, "webhook");
+            assert_eq!(body["control_id"], *id);
+            assert_eq!(body["message_type"], *message_type);
+            assert_eq!(body["sending_application"], "PAS");
+            assert_eq!(body["sending_facility"], "NWCH");
+            assert_eq!(body["record"], row.record.clone().unwrap());
+            for (path, value) in expect.iter() {
+                assert_eq!(pointer(&row.record, path), *value);
+            }
+        }
+
+        // The webhook goes away entirely (connection refused): 503 again, nothing committed.
+        let task = webhook.task;
+        task.abort();
+        let _ = task.await;
+        let (request, _) = send("ADT^A31", "NW-4");
+        let response = exchange(&case, northwest_engine(), &request).await;
+        assert_eq!(response.status, 503, "{}", response.body_text());
+        assert_eq!(case.rows().len(), 3);
+        // Two 503s, and neither was the store's fault.
+        case.gw
+            .wait_for_metric("hl7gw_http_responses_total{status=\"503\"} 2");
+        case.gw.wait_for_metric("hl7gw_store_errors_total 0");
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------------------------------
+// kill -9 under load.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_under_load_keeps_every_acknowledged_message() {
+    const CONNECTIONS: usize = 8;
+    const PER_CONNECTION: usize = 25;
+    const TOTAL: usize = CONNECTIONS * PER_CONNECTION;
+    bounded(async {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("store.sqlite");
+        let mut gw = Gateway::start(
+            GatewayConfig::new(Spec::Demo, &store),
+            &dir.path().join("gateway-1.log"),
+        );
+        let port = gw.listen.port();
+        let answered = Arc::new(Mutex::new(Vec::<(String, Vec<u8>)>::new()));
+        let count = Arc::new(AtomicUsize::new(0));
+
+        // Eight Mirth-like senders, each on its own keep-alive connection, until the
+        // gateway dies under them.
+        let mut senders = tokio::task::JoinSet::new();
+        for c in 0..CONNECTIONS {
+            let (answered, count, addr) = (answered.clone(), count.clone(), gw.listen);
+            senders.spawn(async move {
+                let Ok(tls) = connect(addr, Spec::Demo.hostname(), demo_engine()).await else {
+                    return;
+                };
+                let mut http = Http::new(tls);
+                for k in 0..PER_CONNECTION {
+                    let id = format!("LOAD-{c}-{k}");
+                    let body = samples::demo_order(&id, "COL", "SMITH", "T");
+                    let request = engines::mirth_request(
+                        Spec::Demo.path(),
+                        "127.0.0.1",
+                        port,
+                        body.as_bytes(),
+                    );
+                    if http.send(&request).await.is_err() {
+                        return;
+                    }
+                    let Ok(response) = http.read_response().await else {
+                        return;
+                    };
+                    let ack = ack_of(&response);
+                    assert_eq!((ack.code(), ack.acknowledged()), ("AA", id.as_str()));
+                    answered.lock().unwrap().push((id, response.body));
+                    count.fetch_add(1, Ordering::SeqCst);
+                }
+            });
+        }
+
+        // Kill at a point that varies from run to run, well before the end.
+        let nanos = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        let threshold = 20 + usize::try_from(nanos % 80).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while count.load(Ordering::SeqCst) < threshold {
+            assert!(
+                Instant::now() < deadline,
+                "the load did not get going: {} answered\n{}",
+                count.load(Ordering::SeqCst),
+                gw.log_tail(20)
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        gw.kill9();
+        let at_kill = count.load(Ordering::SeqCst);
+        while let Some(joined) = senders.join_next().await {
+            joined.unwrap();
+        }
+        let answered = answered.lock().unwrap().clone();
+        assert!(
+            answered.len() < TOTAL,
+            "the kill came after every message was answered"
+        );
+
+        // Restart on the same store.
+        let gw = Gateway::start(
+            GatewayConfig::new(Spec::Demo, &store),
+            &dir.path().join("gateway-2.log"),
+        );
+        let rows = stored_rows(&store);
+        for (id, ack) in &answered {
+            let row = committed(&rows, id);
+            assert_eq!(row.len(), 1, "{id} was answered AA before the kill");
+            assert_eq!(&row[0].ack, ack, "{id}: the stored ACK is the one answered");
+        }
+        let mut ids: Vec<&str> = rows.iter().map(|r| r.control_id.as_str()).collect();
+        let stored_before = ids.len();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), stored_before, "no message stored twice");
+        assert!(rows.iter().all(|r| r.status == "committed"));
+
+        // The senders retry everything not answered; to be thorough they resend it all.
+        // Those answered before the kill get their original ACK again.
+        let originals: std::collections::HashMap<String, Vec<u8>> =
+            answered.iter().cloned().collect();
+        let originals = Arc::new(originals);
+        let mut resenders = tokio::task::JoinSet::new();
+        for c in 0..CONNECTIONS {
+            let (addr, originals) = (gw.listen, originals.clone());
+            let port = gw.listen.port();
+            resenders.spawn(async move {
+                let tls = connect(addr, Spec::Demo.hostname(), demo_engine())
+                    .await
+                    .unwrap();
+                let mut http = Http::new(tls);
+                for k in 0..PER_CONNECTION {
+                    let id = format!("LOAD-{c}-{k}");
+                    let body = samples::demo_order(&id, "COL", "SMITH", "T");
+                    http.send(&engines::mirth_request(
+                        Spec::Demo.path(),
+                        "127.0.0.1",
+                        port,
+                        body.as_bytes(),
+                    ))
+                    .await
+                    .unwrap();
+                    let response = http.read_response().await.unwrap();
+                    let ack = ack_of(&response);
+                    assert_eq!((ack.code(), ack.acknowledged()), ("AA", id.as_str()));
+                    if let Some(original) = originals.get(&id) {
+                        assert_eq!(&response.body, original, "{id}: not the original ACK");
+                    }
+                }
+            });
+        }
+        while let Some(joined) = resenders.join_next().await {
+            joined.unwrap();
+        }
+        let rows = stored_rows(&store);
+        assert_eq!(rows.len(), TOTAL, "each message once");
+        for c in 0..CONNECTIONS {
+            for k in 0..PER_CONNECTION {
+                assert_eq!(committed(&rows, &format!("LOAD-{c}-{k}")).len(), 1);
+            }
+        }
+        println!(
+            "kill -9 after {at_kill} ACKs (threshold {threshold}); {} answered AA, {} stored \
+             at restart (committed, not yet answered: {})",
+            answered.len(),
+            stored_before,
+            stored_before - answered.len()
+        );
+        drop(gw);
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------------------------------
+// curl.
+
+#[test]
+fn curl_gets_its_ack() {
+    if Command::new("curl").arg("--version").output().is_err() {
+        assert!(
+            std::env::var_os("HL7GW_REQUIRE_CURL").is_none(),
+            "HL7GW_REQUIRE_CURL is set but curl cannot be run"
+        );
+        println!("skipped: curl is not installed (set HL7GW_REQUIRE_CURL to make this fail)");
+        return;
+    }
+    let case = Case::demo();
+    let trust = receiver_support::specs().join("certs/test/trust");
+    let body_file = case.dir.path().join("order.hl7");
+    let out_file = case.dir.path().join("ack.hl7");
+    std::fs::write(
+        &body_file,
+        samples::demo_order("CURL-1", "COL", "SMITH", "T"),
+    )
+    .unwrap();
+    let host = case.spec().hostname();
+    let port = case.port();
+    let output = Command::new("curl")
+        .arg("-sS")
+        .args(["--max-time", "20"])
+        .arg("--cert")
+        .arg(trust.join("tie-client.crt"))
+        .arg("--key")
+        .arg(trust.join("tie-client.key"))
+        .arg("--cacert")
+        .arg(trust.join("ems-ca.crt"))
+        .args(["--resolve", &format!("{host}:{port}:127.0.0.1")])
+        .args(["-H", "Content-Type: application/hl7-v2"])
+        .arg("--data-binary")
+        .arg(format!("@{}", body_file.display()))
+        .arg("-o")
+        .arg(&out_file)
+        .args(["-w", "%{http_code}|%{content_type}|%{http_version}"])
+        .arg(format!("https://{host}:{port}/hl7"))
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "curl failed: {report} {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let mut parts = report.split('|');
+    assert_eq!(parts.next(), Some("200"), "{report}");
+    assert_eq!(
+        parts.next(),
+        Some("application/hl7-v2; charset=UTF-8"),
+        "{report}"
+    );
+    println!("curl spoke HTTP/{}", parts.next().unwrap_or("?"));
+    let ack = AckView::read(&std::fs::read_to_string(&out_file).unwrap()).unwrap();
+    assert_eq!((ack.code(), ack.acknowledged()), ("AA", "CURL-1"));
+    assert_eq!(committed(&case.rows(), "CURL-1").len(), 1);
+}
+
+// ---------------------------------------------------------------------------------------
+// The engines of PEERS.md, each ending in its success state.
+
+#[tokio::test]
+async fn hapi_delivers_each_ack_on_a_connection_per_message() {
+    bounded(async {
+        let case = Case::demo();
+        for i in 0..2 {
+            let id = format!("HAPI-{i}");
+            let body = samples::demo_order(&id, "COL", "SMITH", "T");
+            // HohRawClientSimple: a new socket per message, closed after the response.
+            let tls = connect(case.gw.listen, case.spec().hostname(), demo_engine())
+                .await
+                .unwrap();
+            let mut http = Http::new(tls);
+            http.send(&engines::hapi_request(
+                case.spec().path(),
+                case.spec().hostname(),
+                case.port(),
+                body.as_bytes(),
+            ))
+            .await
+            .unwrap();
+            let response = http.read_response().await.unwrap();
+            let text = match engines::hapi_decide(&response) {
+                HapiOutcome::Delivered(text) => text,
+                other => panic!("HAPI would not deliver this response: {other:?}\n{response:?}"),
+            };
+            http.stream.shutdown().await.unwrap();
+            // HAPI stops here; the gateway's ACK is what the caller then reads.
+            let ack = AckView::read(&text).unwrap();
+            assert_eq!((ack.code(), ack.acknowledged()), ("AA", id.as_str()));
+        }
+        assert_eq!(case.rows().len(), 2);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn mirth_defaults_mark_each_message_sent_on_one_reused_connection() {
+    bounded(async {
+        let case = Case::demo();
+        // Mirth's URL names the IP (hostnames are never verified: NoopHostnameVerifier);
+        // Java sends no SNI for an IP literal.
+        let tls = connect(case.gw.listen, "127.0.0.1", demo_engine())
+            .await
+            .unwrap();
+        let mut http = Http::new(tls);
+        for i in 0..3 {
+            let id = format!("MIRTH-{i}");
+            let body = samples::demo_order(&id, "COL", "SMITH", "T");
+            http.send(&engines::mirth_request(
+                case.spec().path(),
+                "127.0.0.1",
+                case.port(),
+                body.as_bytes(),
+            ))
+            .await
+            .unwrap();
+            let response = http.read_response().await;
+            // Queue off, Validate Response off (the defaults), and the variant with it on:
+            // a text/plain ACK escapes the Base64 trap, so MSA is read and matches.
+            assert_eq!(
+                engines::mirth_decide(response.as_ref(), false, &id),
+                MirthStatus::Sent
+            );
+            let response = response.unwrap();
+            assert_eq!(
+                engines::mirth_decide(Ok(&response), true, &id),
+                MirthStatus::Sent,
+                "{response:?}"
+            );
+            assert_eq!(
+                response.header("content-type"),
+                Some("text/plain; charset=UTF-8")
+            );
+            // Keep-alive: the connection stays usable for the next message.
+            assert!(response.header("connection").is_none(), "{response:?}");
+        }
+        assert_eq!(case.rows().len(), 3);
+        case.gw
+            .wait_for_metric("hl7gw_connections_accepted_total 1");
+    })
+    .await;
+}
+
+/// InterSystems: latin1 body (a name with Ë), a new connection per message, the operation's
+/// ContentType setting as given; the reply parsed whatever the status, then
+/// ReplyCodeActions.
+async fn intersystems(framed: bool, content_type: &str) {
+    let case = Case::demo();
+    let id = if framed {
+        "IRIS-FRAMED"
+    } else {
+        "IRIS-UNFRAMED"
+    };
+    let message = samples::demo_order(id, "COL", "BRONTË", "T");
+    let tls = connect(case.gw.listen, case.spec().hostname(), demo_engine())
+        .await
+        .unwrap();
+    let mut http = Http::new(tls);
+    http.send(&engines::iris_request(
+        case.spec().path(),
+        case.spec().hostname(),
+        case.port(),
+        content_type,
+        &message,
+        framed,
+    ))
+    .await
+    .unwrap();
+    let response = http.read_response().await.unwrap();
+    assert_eq!(
+        engines::iris_decide(&response, id),
+        IrisAction::Completed {
+            code: "AA".into(),
+            warning: false
+        },
+        "{response:?}"
+    );
+    // The ACK comes back in the message's charset.
+    assert_eq!(
+        response.header("content-type"),
+        Some(format!("{content_type}; charset=ISO-8859-1").as_str())
+    );
+    let rows = case.rows();
+    let row = &committed(&rows, id)[0];
+    assert_eq!(pointer(&row.record, "/patient/family"), "BRONTË");
+    // Stored as received, without the MLLP framing.
+    let latin1 = hl7gw_runtime::hl7::Charset::Latin1
+        .encode(&message)
+        .unwrap()
+        .into_owned();
+    assert_eq!(row.raw, latin1);
+}
+
+#[tokio::test]
+async fn intersystems_mllp_framed_completes() {
+    bounded(intersystems(true, "application/hl7-v2")).await;
+}
+
+#[tokio::test]
+async fn intersystems_unframed_completes() {
+    bounded(intersystems(false, "text/plain")).await;
+}
+
+#[tokio::test]
+async fn rhapsody_hands_the_reply_to_its_route() {
+    bounded(async {
+        let case = Case::demo();
+        // Hostname verification on: the TEST endpoint's name must be in the certificate.
+        let tls = connect(case.gw.listen, case.spec().hostname(), demo_engine())
+            .await
+            .unwrap();
+        let mut http = Http::new(tls);
+        let body = samples::demo_order("RHAPSODY-1", "COL", "SMITH", "T");
+        http.send(&engines::rhapsody_request(
+            case.spec().path(),
+            case.spec().hostname(),
+            case.port(),
+            body.as_bytes(),
+        ))
+        .await
+        .unwrap();
+        let response = http.read_response().await.unwrap();
+        let RhapsodyOutcome::ReplyToRoute(reply) = engines::rhapsody_decide(&response) else {
+            panic!("Rhapsody would not hand this to the route: {response:?}");
+        };
+        let ack = AckView::read(&String::from_utf8(reply).unwrap()).unwrap();
+        assert_eq!((ack.code(), ack.acknowledged()), ("AA", "RHAPSODY-1"));
+        assert_eq!(case.rows().len(), 1);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn biztalk_transmits_after_100_continue_on_a_kept_alive_connection() {
+    bounded(async {
+        let case = Case::demo();
+        let tls = connect(case.gw.listen, case.spec().hostname(), demo_engine())
+            .await
+            .unwrap();
+        let mut http = Http::new(tls);
+        for i in 0..2 {
+            let id = format!("BIZTALK-{i}");
+            let body = samples::demo_order(&id, "COL", "SMITH", "T");
+            http.send(&engines::biztalk_head(
+                case.spec().path(),
+                case.spec().hostname(),
+                case.port(),
+                body.len(),
+                i == 0,
+            ))
+            .await
+            .unwrap();
+            // The gateway must say 100 Continue before the body is sent.
+            let interim = http.read_response().await.unwrap();
+            assert_eq!(interim.status_line, "HTTP/1.1 100 Continue");
+            http.send(body.as_bytes()).await.unwrap();
+            let response = http.read_response().await.unwrap();
+            assert_eq!(
+                engines::biztalk_decide(&response),
+                BizTalkOutcome::Transmitted,
+                "{response:?}"
+            );
+            // No Content-Type sent: the ACK comes back as text/plain.
+            assert_eq!(
+                response.header("content-type"),
+                Some("text/plain; charset=UTF-8")
+            );
+            let ack = ack_of(&response);
+            assert_eq!((ack.code(), ack.acknowledged()), ("AA", id.as_str()));
+        }
+        assert_eq!(case.rows().len(), 2);
+    })
+    .await;
+}
+
+/// The emulators' decision tables themselves, on answers the gateway never gives, so a
+/// passing engine test means the engine's real rules were applied.
+#[test]
+fn engine_decision_tables_follow_peers_md() {
+    let response = |status_line: &str, content_type: Option<&str>, body: &str| RawResponse {
+        status_line: status_line.to_owned(),
+        status: status_line
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap(),
+        headers: content_type
+            .map(|v| vec![("Content-Type".to_owned(), v.to_owned())])
+            .unwrap_or_default(),
+        body: body.as_bytes().to_vec(),
+    };
+    let ack = |code: &str, id: &str| {
+        format!(
+            "MSH|^~\\&|EMS|EMS-HOST|TIE|DEMO-TRUST|20261127||ACK^O01|A1|T|2.4\rMSA|{code}|{id}\r"
+        )
+    };
+    let hl7 = Some("application/hl7-v2; charset=UTF-8");
+    let text = Some("text/plain; charset=UTF-8");
+
+    // HAPI: status line and Content-Type checked, status code and MSA never.
+    use HapiOutcome as H;
+    assert!(matches!(
+        engines::hapi_decide(&response("HTTP/1.0 200 OK", hl7, &ack("AA", "X"))),
+        H::DecodeException(_)
+    ));
+    assert!(matches!(
+        engines::hapi_decide(&response("HTTP/1.1 200", hl7, &ack("AA", "X"))),
+        H::DecodeException(_)
+    ));
+    assert!(matches!(
+        engines::hapi_decide(&response("HTTP/1.1 200 OK", None, &ack("AA", "X"))),
+        H::DecodeException(_)
+    ));
+    assert!(matches!(
+        engines::hapi_decide(&response("HTTP/1.1 200 OK", text, &ack("AA", "X"))),
+        H::NonHl7Response(_)
+    ));
+    assert!(matches!(
+        engines::hapi_decide(&response(
+            "HTTP/1.1 200 OK",
+            Some("application/hl7-v2+er7"),
+            &ack("AA", "X")
+        )),
+        H::NonHl7Response(_)
+    ));
+    assert!(matches!(
+        engines::hapi_decide(&response("HTTP/1.1 500 Oops", hl7, &ack("AR", "X"))),
+        H::Delivered(_)
+    ));
+
+    // Mirth: ≥400 queued; validation reads MSA; the Base64 trap.
+    use MirthStatus as M;
+    let ok_text = response("HTTP/1.1 200 OK", text, &ack("AA", "X"));
+    assert_eq!(engines::mirth_decide(Ok(&ok_text), true, "X"), M::Sent);
+    assert!(matches!(
+        engines::mirth_decide(Ok(&response("HTTP/1.1 503 Busy", text, "")), false, "X"),
+        M::Queued(_)
+    ));
+    let io_error = io::Error::new(io::ErrorKind::ConnectionReset, "reset");
+    assert!(matches!(
+        engines::mirth_decide(Err(&io_error), false, "X"),
+        M::Queued(_)
+    ));
+    assert_eq!(
+        engines::mirth_decide(Ok(&response("HTTP/1.1 200 OK", text, "junk")), false, "X"),
+        M::Sent
+    );
+    assert!(matches!(
+        engines::mirth_decide(
+            Ok(&response("HTTP/1.1 200 OK", text, &ack("AE", "X"))),
+            true,
+            "X"
+        ),
+        M::Error(_)
+    ));
+    assert!(matches!(
+        engines::mirth_decide(Ok(&ok_text), true, "Y"),
+        M::Error(_)
+    ));
+    assert!(matches!(
+        engines::mirth_decide(
+            Ok(&response("HTTP/1.1 200 OK", hl7, &ack("AA", "X"))),
+            true,
+            "X"
+        ),
+        M::Queued(_)
+    ));
+    assert!(matches!(
+        engines::mirth_decide(Ok(&response("HTTP/1.1 200 OK", text, "")), true, "X"),
+        M::Queued(_)
+    ));
+
+    // IRIS: the body whatever the status; an empty one from the status.
+    use IrisAction as I;
+    assert_eq!(
+        engines::iris_decide(&response("HTTP/1.1 500 Oops", text, &ack("AA", "X")), "X"),
+        I::Completed {
+            code: "AA".into(),
+            warning: false
+        }
+    );
+    assert_eq!(
+        engines::iris_decide(&response("HTTP/1.1 200 OK", text, &ack("AA", "Y")), "X"),
+        I::Completed {
+            code: "AA".into(),
+            warning: true
+        }
+    );
+    assert_eq!(
+        engines::iris_decide(&response("HTTP/1.1 503 Busy", None, ""), "X"),
+        I::RetryThenFail("AR".into())
+    );
+    assert_eq!(
+        engines::iris_decide(&response("HTTP/1.1 500 Oops", None, ""), "X"),
+        I::Suspend("AE".into())
+    );
+    assert!(matches!(
+        engines::iris_decide(&response("HTTP/1.1 200 OK", text, &ack("AE", "X")), "X"),
+        I::Suspend(_)
+    ));
+    assert!(matches!(
+        engines::iris_decide(&response("HTTP/1.1 415 No", text, "unsupported"), "X"),
+        I::Error(_)
+    ));
+
+    // Rhapsody and BizTalk: the status decides.
+    assert_eq!(
+        engines::rhapsody_decide(&response("HTTP/1.1 302 Found", None, "")),
+        RhapsodyOutcome::MessageError(302)
+    );
+    assert_eq!(
+        engines::rhapsody_decide(&response("HTTP/1.1 503 Busy", None, "")),
+        RhapsodyOutcome::ConnectionFailed(503)
+    );
+    assert_eq!(
+        engines::biztalk_decide(&response("HTTP/1.1 200 OK", text, &ack("AR", "X"))),
+        BizTalkOutcome::Transmitted
+    );
+    assert_eq!(
+        engines::biztalk_decide(&response("HTTP/1.1 503 Busy", text, "")),
+        BizTalkOutcome::TransmissionFailure(503)
+    );
+}

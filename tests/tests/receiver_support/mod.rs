@@ -1,0 +1,453 @@
+//! Support for `tests/receiver.rs`: the gateway in a child process, certificates, raw
+//! HTTP over TLS, the Trusts' engine emulations, HL7 samples and a view of the store.
+//!
+//! # The gateway process
+//!
+//! The test binary re-executes itself (`std::env::current_exe()`) with [`CHILD_ENV`] set to
+//! a JSON [`GatewayConfig`] and a filter selecting the ignored test `child_gateway_process`,
+//! which calls [`child_main`]: it runs `hl7gw_runtime::app::serve` with a generated
+//! gateway's definition (gw-demo or gw-northwest, TEST environment), the repository's
+//! `specs/` folder as the base directory, every port on 127.0.0.1:0 and a temporary store,
+//! and prints the bound addresses on one [`READY`] line. It stops when its standard input
+//! closes (so it never outlives the test) or when the test kills it.
+//!
+//! Overrides the real `serve` command has no flag for are applied by editing a copy of the
+//! generated `Environment` before serving, exactly as a spec with those values would: the
+//! IP allowlist (`allowed_ips`) and the webhook sink's URL (`webhook`), so the failing
+//! webhook listens on an ephemeral port rather than northwest's fixed 8690.
+
+#![allow(dead_code)]
+
+pub mod engines;
+pub mod hl7;
+pub mod pki;
+pub mod wire;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use hl7gw_runtime::app::{GatewayDefinition, RunOptions};
+use hl7gw_runtime::config::{Environment, SinkConfig};
+use serde_json::{Value, json};
+
+/// Set in the child's environment: its [`GatewayConfig`] as JSON.
+pub const CHILD_ENV: &str = "HL7GW_E2E_GATEWAY";
+/// The test function that runs [`child_main`].
+pub const CHILD_TEST: &str = "child_gateway_process";
+/// Prefix of the child's one line announcing its addresses.
+pub const READY: &str = "HL7GW-E2E-READY ";
+
+/// How long a child may take to listen.
+const START_LIMIT: Duration = Duration::from_secs(30);
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The specs folder: the base directory relative paths in the configuration resolve against.
+pub fn specs() -> PathBuf {
+    repo().join("specs")
+}
+
+/// Which generated gateway runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Spec {
+    /// gw-demo, TEST: inbox sink, path `/hl7`.
+    Demo,
+    /// gw-northwest, TEST: webhook sink, path `/northwest/hl7/v2`.
+    Northwest,
+}
+
+impl Spec {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Demo => "demo",
+            Self::Northwest => "northwest",
+        }
+    }
+
+    /// The generated TEST environment.
+    pub fn environment(self) -> &'static Environment {
+        match self {
+            Self::Demo => &gw_demo::config::TEST,
+            Self::Northwest => &gw_northwest::config::TEST,
+        }
+    }
+
+    /// The URL path engines POST to.
+    pub fn path(self) -> &'static str {
+        self.environment().receive.map_or("/", |r| r.path)
+    }
+
+    /// The public host name of the TEST endpoint (in the server certificate).
+    pub fn hostname(self) -> &'static str {
+        self.environment()
+            .receive
+            .map_or("localhost", |r| r.hostname)
+    }
+}
+
+/// What the child serves.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    pub spec: Spec,
+    /// The SQLite store.
+    pub store: PathBuf,
+    /// `--cert-dir`: certificates and keys by file name.
+    pub cert_dir: Option<PathBuf>,
+    /// Replaces the environment's IP allowlist.
+    pub allowed_ips: Option<Vec<String>>,
+    /// Replaces the environment's sink with a webhook at this URL.
+    pub webhook: Option<String>,
+}
+
+impl GatewayConfig {
+    pub fn new(spec: Spec, store: impl Into<PathBuf>) -> Self {
+        Self {
+            spec,
+            store: store.into(),
+            cert_dir: None,
+            allowed_ips: None,
+            webhook: None,
+        }
+    }
+
+    fn to_json(&self) -> String {
+        json!({
+            "spec": self.spec.name(),
+            "store": self.store,
+            "cert_dir": self.cert_dir,
+            "allowed_ips": self.allowed_ips,
+            "webhook": self.webhook,
+        })
+        .to_string()
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The child.
+
+/// Runs the gateway when [`CHILD_ENV`] is set, then exits the process; returns at once
+/// otherwise.
+pub fn child_main() {
+    let Ok(config) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    hl7gw_runtime::app::init_logging();
+    let code = match run_child(&config) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("child gateway: {e}");
+            3
+        }
+    };
+    std::process::exit(code);
+}
+
+fn leak(text: &str) -> &'static str {
+    Box::leak(text.to_owned().into_boxed_str())
+}
+
+fn run_child(config: &str) -> Result<(), String> {
+    let config: Value = serde_json::from_str(config).map_err(|e| e.to_string())?;
+    let text = |key: &str| config.get(key).and_then(Value::as_str);
+    let (mut environment, customer, declared, map): (Environment, _, _, _) = match text("spec") {
+        Some("demo") => (
+            gw_demo::config::TEST,
+            gw_demo::config::CUSTOMER_CODE,
+            gw_demo::INBOUND,
+            gw_demo::map_inbound as hl7gw_runtime::gateway::MapFn,
+        ),
+        Some("northwest") => (
+            gw_northwest::config::TEST,
+            gw_northwest::config::CUSTOMER_CODE,
+            gw_northwest::INBOUND,
+            gw_northwest::map_inbound as hl7gw_runtime::gateway::MapFn,
+        ),
+        other => return Err(format!("unknown spec {other:?}")),
+    };
+    if let Some(ips) = config.get("allowed_ips").and_then(Value::as_array) {
+        let ips: Vec<&'static str> = ips.iter().filter_map(Value::as_str).map(leak).collect();
+        let mut receive = environment.receive.ok_or("no receive section")?;
+        receive.allowed_ips = Box::leak(ips.into_boxed_slice());
+        environment.receive = Some(receive);
+    }
+    if let Some(url) = text("webhook") {
+        environment.sink = SinkConfig::Webhook { url: leak(url) };
+    }
+    let environment: &'static Environment = Box::leak(Box::new(environment));
+    let definition = GatewayDefinition {
+        customer,
+        environment,
+        declared,
+        map,
+    };
+    let local = |port: u16| Some(SocketAddr::from(([127, 0, 0, 1], port)));
+    let options = RunOptions {
+        base_dir: specs(),
+        listen: local(0),
+        cert_dir: text("cert_dir").map(PathBuf::from),
+        store: Some(PathBuf::from(text("store").ok_or("no store")?)),
+        ops_listen: local(0),
+        inbox_listen: local(0),
+        retention: Duration::from_secs(90 * 86_400),
+    };
+
+    // Stop when the parent closes our standard input (or dies).
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    std::thread::spawn(move || {
+        let mut sink = Vec::new();
+        let _ = std::io::stdin().read_to_end(&mut sink);
+        let _ = stop.send(());
+    });
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let uses_inbox = matches!(environment.sink, SinkConfig::Inbox);
+    runtime
+        .block_on(hl7gw_runtime::app::serve(
+            &definition,
+            &options,
+            async move {
+                let _ = stopped.await;
+            },
+            move |resolved| {
+                let line = json!({
+                    "listen": resolved.listen.to_string(),
+                    "ops": resolved.ops_listen.to_string(),
+                    "inbox": uses_inbox.then(|| resolved.inbox_listen.to_string()),
+                });
+                let mut out = std::io::stdout().lock();
+                let _ = writeln!(out, "{READY}{line}");
+                let _ = out.flush();
+            },
+        ))
+        .map_err(|e| e.to_string())
+}
+
+// ---------------------------------------------------------------------------------------
+// The parent's handle on a child.
+
+/// A gateway running in a child process; killed (SIGKILL) and reaped when dropped. If the
+/// test is failing, the end of the child's log is printed.
+pub struct Gateway {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    pub config: GatewayConfig,
+    /// The HL7 receiver.
+    pub listen: SocketAddr,
+    /// `/healthz`, `/metrics`.
+    pub ops: SocketAddr,
+    /// The inbox API (inbox sink only).
+    pub inbox: Option<SocketAddr>,
+    /// The child's standard error.
+    pub log: PathBuf,
+}
+
+impl Gateway {
+    /// Starts a child and waits (bounded) until it listens. `log` receives its stderr.
+    pub fn start(config: GatewayConfig, log: &Path) -> Self {
+        let exe = std::env::current_exe().unwrap();
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap();
+        let mut child = Command::new(exe)
+            .args([CHILD_TEST, "--exact", "--ignored", "--nocapture"])
+            .env(CHILD_ENV, config.to_json())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log_file))
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel::<String>();
+        std::thread::spawn(move || {
+            // Hands over the READY line, then keeps draining so the child never blocks.
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(rest) = line.strip_prefix(READY) {
+                    let _ = tx.send(rest.to_owned());
+                }
+            }
+        });
+        let mut gateway = Self {
+            child,
+            stdin,
+            config,
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            ops: SocketAddr::from(([127, 0, 0, 1], 0)),
+            inbox: None,
+            log: log.to_path_buf(),
+        };
+        let ready = match rx.recv_timeout(START_LIMIT) {
+            Ok(line) => line,
+            Err(e) => panic!(
+                "the gateway child did not start ({e}); its log:\n{}",
+                gateway.log_tail(60)
+            ),
+        };
+        let ready: Value = serde_json::from_str(&ready).unwrap();
+        let addr = |key: &str| -> Option<SocketAddr> { ready[key].as_str()?.parse().ok() };
+        gateway.listen = addr("listen").unwrap();
+        gateway.ops = addr("ops").unwrap();
+        gateway.inbox = addr("inbox");
+        gateway
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `kill -9`, and waits for the process to be gone.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// The last `lines` lines of the child's log.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    /// `GET path` on the operations port.
+    pub fn ops_get(&self, path: &str) -> (u16, String) {
+        plain_get(self.ops, path)
+    }
+
+    /// The metrics, in the Prometheus text format.
+    pub fn metrics(&self) -> String {
+        let (status, body) = self.ops_get("/metrics");
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    /// Waits (bounded) until the metrics hold `line` (`name{labels} value`): the server
+    /// counts some events after the client has already seen their effect.
+    pub fn wait_for_metric(&self, line: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let metrics = self.metrics();
+            if metrics.lines().any(|l| l == line) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for the metric `{line}`; metrics:\n{metrics}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// `GET path` on the inbox API, parsed as JSON.
+    pub fn inbox_get(&self, path: &str) -> Value {
+        let addr = self.inbox.expect("this gateway has no inbox API");
+        let (status, body) = plain_get(addr, path);
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str(&body).unwrap()
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        drop(self.stdin.take());
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!(
+                "--- gateway child {} log (last lines) ---\n{}\n---",
+                self.log.display(),
+                self.log_tail(40)
+            );
+        }
+    }
+}
+
+/// A plain HTTP/1.1 GET on loopback, blocking and bounded: status and body.
+pub fn plain_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).unwrap();
+    let response = wire::parse_complete(&raw).unwrap();
+    (response.status, response.body_text())
+}
+
+// ---------------------------------------------------------------------------------------
+// The store, read directly.
+
+/// One row of `inbound_messages`.
+#[derive(Debug, Clone)]
+pub struct StoredRow {
+    pub id: i64,
+    pub control_id: String,
+    pub message_type: String,
+    pub status: String,
+    pub ack_code: String,
+    pub ack: Vec<u8>,
+    pub raw: Vec<u8>,
+    pub record: Option<Value>,
+    pub peer_ip: Option<String>,
+    pub peer_subject: Option<String>,
+    pub sink: String,
+}
+
+/// Every row of the store's audit trail, oldest first. Opens its own connection (WAL: a
+/// reader does not disturb the running gateway).
+pub fn stored_rows(store: &Path) -> Vec<StoredRow> {
+    let conn = rusqlite::Connection::open(store).unwrap();
+    conn.busy_timeout(Duration::from_secs(10)).unwrap();
+    let mut statement = conn
+        .prepare(
+            "SELECT id, control_id, message_type, status, ack_code, ack, raw, record_json, \
+             peer_ip, peer_subject, sink FROM inbound_messages ORDER BY id",
+        )
+        .unwrap();
+    statement
+        .query_map([], |r| {
+            let record: Option<String> = r.get(7)?;
+            Ok(StoredRow {
+                id: r.get(0)?,
+                control_id: r.get(1)?,
+                message_type: r.get(2)?,
+                status: r.get(3)?,
+                ack_code: r.get(4)?,
+                ack: r.get(5)?,
+                raw: r.get(6)?,
+                record: record.map(|text| serde_json::from_str(&text).unwrap()),
+                peer_ip: r.get(8)?,
+                peer_subject: r.get(9)?,
+                sink: r.get(10)?,
+            })
+        })
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap()
+}
+
+/// The committed rows with this control id.
+pub fn committed(rows: &[StoredRow], control_id: &str) -> Vec<StoredRow> {
+    rows.iter()
+        .filter(|r| r.control_id == control_id && r.status == "committed")
+        .cloned()
+        .collect()
+}
