@@ -5,7 +5,12 @@
 //! Relative paths in the configuration (certificates, store) resolve against the spec's
 //! folder; `--cert-dir` looks every certificate and key up by file name in another folder
 //! instead, so operators deploy without regenerating. The operations port defaults to the
-//! receive port + 1 and the inbox API to + 2, both on 127.0.0.1.
+//! receive port + 1, the inbox API to + 2, the intake API to + 3 and the intake MLLP
+//! listener to + 4, all on 127.0.0.1.
+//!
+//! An environment with a `send:` side also runs the sending gateway in the same process:
+//! the intake (EMS puts outbound messages into the durable queue) and the sequencer (one
+//! message in flight to the Trust's engine, the next only after its ACK).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -31,6 +36,12 @@ pub struct GatewayDefinition {
     pub declared: &'static [&'static str],
     /// The generated mapping.
     pub map: MapFn,
+    /// Outbound message types, `TYPE^TRIGGER`.
+    pub outbound: &'static [&'static str],
+    /// The generated builder of outbound messages from JSON records, when there is one.
+    pub build: Option<crate::intake::BuildFn>,
+    /// The spec's HL7 version, written into messages built from JSON.
+    pub version: &'static str,
 }
 
 /// The operator's overrides and the folder relative paths resolve against.
@@ -48,6 +59,10 @@ pub struct RunOptions {
     pub ops_listen: Option<SocketAddr>,
     /// Inbox API port.
     pub inbox_listen: Option<SocketAddr>,
+    /// Intake API port (outbound messages from EMS).
+    pub intake_listen: Option<SocketAddr>,
+    /// Intake MLLP port.
+    pub mllp_listen: Option<SocketAddr>,
     /// Audit rows older than this are pruned (never records EMS has not taken).
     pub retention: Duration,
 }
@@ -103,7 +118,27 @@ pub struct Resolved {
     pub client_ca: PathBuf,
     /// The store file.
     pub store: PathBuf,
+    /// The sending side, when the environment has one.
+    pub send: Option<ResolvedSend>,
 }
+
+/// The sending side's files and ports.
+#[derive(Debug, Clone)]
+pub struct ResolvedSend {
+    /// Client certificate chain.
+    pub cert: PathBuf,
+    /// Client key.
+    pub key: PathBuf,
+    /// The Trust's server CA.
+    pub server_ca: PathBuf,
+    /// Intake API.
+    pub intake_listen: SocketAddr,
+    /// Intake MLLP listener.
+    pub mllp_listen: SocketAddr,
+}
+
+/// The queue's name for an environment's one destination.
+pub const DESTINATION: &str = "engine";
 
 fn receive(def: &GatewayDefinition) -> Result<&'static ReceiveConfig, AppError> {
     def.environment
@@ -149,6 +184,13 @@ pub fn resolve(def: &GatewayDefinition, options: &RunOptions) -> Result<Resolved
             .store
             .clone()
             .unwrap_or_else(|| options.base_dir.join(def.environment.store)),
+        send: def.environment.send.as_ref().map(|send| ResolvedSend {
+            cert: file(send.cert),
+            key: file(send.key),
+            server_ca: file(send.server_ca),
+            intake_listen: options.intake_listen.unwrap_or_else(|| local(3)),
+            mllp_listen: options.mllp_listen.unwrap_or_else(|| local(4)),
+        }),
     })
 }
 
@@ -165,6 +207,10 @@ pub struct CheckReport {
 pub fn check(def: &GatewayDefinition, options: &RunOptions) -> Result<CheckReport, AppError> {
     let resolved = resolve(def, options)?;
     tls::server_config(&resolved.cert, &resolved.key, &resolved.client_ca)?;
+    if let Some(send) = &resolved.send {
+        crate::client::client_config(&send.cert, &send.key, &send.server_ca)
+            .map_err(|e| AppError::Settings(format!("send TLS: {e}")))?;
+    }
     let store = Store::open(&resolved.store).map_err(|source| AppError::Store {
         path: resolved.store.clone(),
         source,
@@ -244,6 +290,48 @@ pub async fn serve(
         None
     };
 
+    let sending = match (&def.environment.send, &mut resolved.send) {
+        (Some(send), Some(files)) => {
+            let client = crate::client::HttpsClient::from_config(
+                send,
+                &files.cert,
+                &files.key,
+                &files.server_ca,
+            )
+            .map_err(|e| AppError::Settings(format!("send: {e}")))?;
+            let queue = crate::queue::Queue::new(store.clone());
+            let intake = crate::intake::Intake::bind(
+                files.intake_listen,
+                Some(files.mllp_listen),
+                queue.clone(),
+                crate::intake::IntakeConfig {
+                    destination: DESTINATION.into(),
+                    declared: def.outbound,
+                    processing_id: def.environment.processing_id,
+                    version: def.version,
+                    sending_application: "EMS".into(),
+                    sending_facility: def.customer.to_ascii_uppercase(),
+                    build: def.build.unwrap_or(no_json_builder),
+                },
+            )
+            .await
+            .map_err(|e| AppError::Settings(e.to_string()))?;
+            if let Some(addr) = intake.http_addr() {
+                files.intake_listen = addr;
+            }
+            if let Some(addr) = intake.mllp_addr() {
+                files.mllp_listen = addr;
+            }
+            Some((
+                queue,
+                client,
+                intake,
+                crate::queue::Policies::from_config(send),
+            ))
+        }
+        _ => None,
+    };
+
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let signal = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
@@ -269,6 +357,50 @@ pub async fn serve(
             .run_retention(retention, Duration::from_secs(3600), retention_stop)
             .await;
     });
+    let mut sending_tasks = Vec::new();
+    if let Some((queue, client, intake, policies)) = sending {
+        sending_tasks.push(tokio::spawn(intake.serve(signal(stopped.clone()))));
+        let (events, mut received) = tokio::sync::mpsc::unbounded_channel();
+        let sequencer = crate::queue::Sequencer::new(queue.clone(), DESTINATION, client, policies)
+            .with_events(events);
+        sending_tasks.push(tokio::spawn(sequencer.run(signal(stopped.clone()))));
+        let latency = metrics.clone();
+        sending_tasks.push(tokio::spawn(async move {
+            let mut started = std::collections::HashMap::new();
+            while let Some(event) = received.recv().await {
+                match event {
+                    crate::queue::SequencerEvent::Sending { id, .. } => {
+                        started.insert(id, std::time::Instant::now());
+                    }
+                    crate::queue::SequencerEvent::Delivered { id, .. } => {
+                        if let Some(t0) = started.remove(&id) {
+                            latency.send_latency(t0.elapsed());
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }));
+        let gauges = metrics.clone();
+        let mut gauge_stop = stopped.clone();
+        sending_tasks.push(tokio::spawn(async move {
+            loop {
+                if let Ok(status) = queue.status(DESTINATION).await {
+                    gauges.set_queue(
+                        status.depth,
+                        status
+                            .oldest_unacknowledged_age_secs
+                            .map(Duration::from_secs),
+                        status.held,
+                    );
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(5)) => {}
+                    _ = gauge_stop.wait_for(|s| *s) => break,
+                }
+            }
+        }));
+    }
     let relay = tokio::spawn(async move {
         shutdown.await;
         let _ = stop.send(true);
@@ -280,7 +412,22 @@ pub async fn serve(
         let _ = task.await;
     }
     let _ = retention_task.await;
+    for task in sending_tasks {
+        // The latency task ends when the sequencer drops its event sender.
+        let _ = task.await;
+    }
     result.map_err(AppError::from)
+}
+
+/// Stands in for a spec without JSON intake: every JSON record is refused with the reason.
+fn no_json_builder(
+    message_type: &str,
+    _: &serde_json::Value,
+    _: &crate::mapping::OutboundHeader<'_>,
+) -> Result<Vec<u8>, String> {
+    Err(format!(
+        "this gateway takes {message_type} as HL7 only (POST /outbound with the message)"
+    ))
 }
 
 /// Ctrl-C or SIGTERM.
@@ -323,6 +470,13 @@ pub fn serve_blocking(def: &GatewayDefinition, options: &RunOptions) -> Result<(
         if matches!(def.environment.sink, SinkConfig::Inbox) {
             println!("listening {} (inbox API)", resolved.inbox_listen);
         }
+        if let Some(send) = &resolved.send {
+            println!(
+                "listening {} (intake API: POST /outbound)",
+                send.intake_listen
+            );
+            println!("listening {} (intake MLLP)", send.mllp_listen);
+        }
     }))
 }
 
@@ -342,4 +496,72 @@ pub fn init_logging() {
         .with_writer(std::io::stderr)
         .with_target(false)
         .try_init();
+}
+
+/// An operator's queue command (`gw-<code> queue … --env E`).
+#[derive(Debug, Clone)]
+pub enum QueueCommand {
+    /// Why the stream is held, since when, the last response, depth and oldest age.
+    Status,
+    /// Messages after a cursor, oldest first.
+    List {
+        /// Ids above this.
+        after: i64,
+        /// At most this many.
+        limit: u32,
+    },
+    /// One message with its bytes.
+    Show(i64),
+    /// Release a held message: it is sent again next.
+    Retry(i64),
+    /// Skip a message (kept, never deleted) and release the stream.
+    Skip(i64, Option<String>),
+}
+
+/// Runs a queue command against the environment's store and returns what to print (JSON
+/// for status, list and show; one line for retry and skip). A running gateway picks up a
+/// retry or skip within a second.
+pub fn queue_command(
+    def: &GatewayDefinition,
+    options: &RunOptions,
+    command: &QueueCommand,
+) -> Result<String, AppError> {
+    let resolved = resolve(def, options)?;
+    let store = Store::open(&resolved.store).map_err(|source| AppError::Store {
+        path: resolved.store.clone(),
+        source,
+    })?;
+    let queue = crate::queue::Queue::new(store);
+    let q = queue.blocking();
+    let failed = |e: crate::queue::QueueError| AppError::Settings(e.to_string());
+    let pretty = |v: serde_json::Value| serde_json::to_string_pretty(&v).unwrap_or_default();
+    Ok(match command {
+        QueueCommand::Status => {
+            pretty(serde_json::to_value(q.status(DESTINATION).map_err(failed)?).unwrap_or_default())
+        }
+        QueueCommand::List { after, limit } => {
+            let filter = crate::queue::ListFilter {
+                destination: Some(DESTINATION.into()),
+                after: *after,
+                limit: *limit,
+                ..crate::queue::ListFilter::default()
+            };
+            pretty(serde_json::to_value(q.list(&filter).map_err(failed)?).unwrap_or_default())
+        }
+        QueueCommand::Show(id) => match q.show(*id).map_err(failed)? {
+            Some(detail) => pretty(serde_json::json!({
+                "message": serde_json::to_value(&detail.info).unwrap_or_default(),
+                "raw": String::from_utf8_lossy(&detail.raw).replace('\r', "\n"),
+            })),
+            None => return Err(AppError::Settings(format!("no queued message {id}"))),
+        },
+        QueueCommand::Retry(id) => {
+            q.retry(*id).map_err(failed)?;
+            format!("message {id} released: it is sent again next")
+        }
+        QueueCommand::Skip(id, note) => {
+            q.skip(*id, note.as_deref()).map_err(failed)?;
+            format!("message {id} skipped (kept in the store); the stream moves on")
+        }
+    })
 }

@@ -187,6 +187,14 @@ pub struct Metrics {
     store_errors: AtomicU64,
     accepted: AtomicU64,
     open: AtomicI64,
+    /// Outbound: messages waiting (queued, in flight or held).
+    queue_depth: AtomicI64,
+    /// Outbound: age of the oldest unacknowledged message, in milliseconds.
+    oldest_unacked_ms: AtomicI64,
+    /// Outbound: 1 while the stream is held for an operator.
+    stream_held: AtomicI64,
+    /// Outbound: time from sending a message to its ACK.
+    send_latency: Histogram,
 }
 
 impl Metrics {
@@ -283,6 +291,20 @@ impl Metrics {
         self.open.load(Ordering::Relaxed)
     }
 
+    /// Outbound queue gauges, refreshed by the gateway from the queue's status.
+    pub fn set_queue(&self, depth: u64, oldest_unacked: Option<Duration>, held: bool) {
+        self.queue_depth
+            .store(i64::try_from(depth).unwrap_or(i64::MAX), Ordering::Relaxed);
+        let ms = oldest_unacked.map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        self.oldest_unacked_ms.store(ms, Ordering::Relaxed);
+        self.stream_held.store(i64::from(held), Ordering::Relaxed);
+    }
+
+    /// One outbound message's send-to-ACK time.
+    pub fn send_latency(&self, elapsed: Duration) {
+        self.send_latency.observe(elapsed);
+    }
+
     /// Everything, in the Prometheus text format.
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(4096);
@@ -303,6 +325,31 @@ impl Metrics {
             "hl7gw_request_seconds",
             "Time from a request's headers to its response.",
         );
+        self.send_latency.render(
+            &mut out,
+            "hl7gw_send_seconds",
+            "Outbound: time from sending a message to its ACK.",
+        );
+        for (name, help, value) in [
+            (
+                "hl7gw_queue_depth",
+                "Outbound messages waiting: queued, in flight or held.",
+                self.queue_depth.load(Ordering::Relaxed),
+            ),
+            (
+                "hl7gw_queue_oldest_unacked_milliseconds",
+                "Age of the oldest outbound message without an ACK.",
+                self.oldest_unacked_ms.load(Ordering::Relaxed),
+            ),
+            (
+                "hl7gw_queue_held",
+                "1 while the outbound stream is held for an operator.",
+                self.stream_held.load(Ordering::Relaxed),
+            ),
+        ] {
+            header(&mut out, name, help, "gauge");
+            let _ = writeln!(out, "{name} {value}");
+        }
         self.tls_failures.render(
             &mut out,
             "hl7gw_tls_failures_total",

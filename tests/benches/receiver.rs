@@ -241,11 +241,20 @@ struct Gateway {
 
 fn start_gateway(rt: &tokio::runtime::Runtime, pki: &Pki, data: &Path) -> Gateway {
     let environment = gw_demo::environment(EnvName::Test).expect("gw-demo has a TEST environment");
+    // The receiving side only: no sender to the Trust in this benchmark.
+    let environment: &'static hl7gw_runtime::config::Environment =
+        Box::leak(Box::new(hl7gw_runtime::config::Environment {
+            send: None,
+            ..*environment
+        }));
     let definition = GatewayDefinition {
         customer: gw_demo::config::CUSTOMER_CODE,
         environment,
         declared: gw_demo::INBOUND,
         map: gw_demo::map_inbound,
+        outbound: &[],
+        build: None,
+        version: gw_demo::config::HL7_VERSION,
     };
     let local: SocketAddr = "127.0.0.1:0".parse().unwrap();
     let store = data.join("gateway.sqlite");
@@ -256,6 +265,8 @@ fn start_gateway(rt: &tokio::runtime::Runtime, pki: &Pki, data: &Path) -> Gatewa
         store: Some(store.clone()),
         ops_listen: Some(local),
         inbox_listen: Some(local),
+        intake_listen: Some(local),
+        mllp_listen: Some(local),
         retention: Duration::from_secs(30 * 86_400),
     };
     let (ready_tx, ready_rx) = oneshot::channel::<SocketAddr>();

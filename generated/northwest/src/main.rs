@@ -2,10 +2,12 @@
 #![cfg_attr(rustfmt, rustfmt::skip)]
 //! `gw-northwest`: the HL7 gateway of North West Community Health NHS Trust, on hl7gw-runtime.
 //!
-//! `serve` receives HL7 over HTTPS with mutual TLS; `check` loads the certificates and opens
-//! the store without serving; `map` decides about one message as the receiver would and
-//! prints the outcome and the ACK; `config` prints an environment's configuration. `send`
-//! arrives with the sending side. Exit codes: 0 ok, 1 the input has errors, 2 usage or I/O
+//! `serve` runs the environment's gateway: it receives HL7 over HTTPS with mutual TLS and,
+//! when the spec sends, takes outbound messages from EMS into the durable queue and delivers
+//! them to the Trust's engine one at a time; `check` loads the certificates and opens the
+//! store without serving; `queue` shows and operates the outbound queue; `map` decides about
+//! one message as the receiver would and prints the outcome and the ACK; `config` prints an
+//! environment's configuration. Exit codes: 0 ok, 1 the input has errors, 2 usage or I/O
 //! error.
 
 use std::io::Write;
@@ -48,11 +50,52 @@ enum Command {
     Serve(RunArgs),
     /// Load the certificates and open the store without serving.
     Check(RunArgs),
-    /// Send queued HL7 messages to the customer's engine (arrives with the transport).
-    Send {
-        /// test or prod.
-        #[arg(long, value_parser = parse_env)]
-        env: EnvName,
+    /// Show and operate the outbound queue: why a stream is held, retry, skip.
+    Queue {
+        #[command(subcommand)]
+        action: QueueAction,
+    },
+}
+
+/// Queue operations.
+#[derive(Debug, Subcommand)]
+enum QueueAction {
+    /// Depth, whether the stream is held, why and since when, the last response.
+    Status(RunArgs),
+    /// Messages after a cursor, oldest first.
+    List {
+        #[command(flatten)]
+        run: RunArgs,
+        /// Ids above this.
+        #[arg(long, default_value_t = 0)]
+        after: i64,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// One message with its bytes.
+    Show {
+        #[command(flatten)]
+        run: RunArgs,
+        /// The queue id.
+        id: i64,
+    },
+    /// Release a held message: it is sent again next.
+    Retry {
+        #[command(flatten)]
+        run: RunArgs,
+        /// The queue id.
+        id: i64,
+    },
+    /// Skip a message (it is kept, never deleted) and let the stream move on.
+    Skip {
+        #[command(flatten)]
+        run: RunArgs,
+        /// The queue id.
+        id: i64,
+        /// Why, recorded with the message.
+        #[arg(long)]
+        note: Option<String>,
     },
 }
 
@@ -80,6 +123,12 @@ struct RunArgs {
     /// Inbox API port (default: 127.0.0.1, receive port + 2).
     #[arg(long)]
     inbox_listen: Option<std::net::SocketAddr>,
+    /// Intake API port for outbound messages from EMS (default: 127.0.0.1, receive port + 3).
+    #[arg(long)]
+    intake_listen: Option<std::net::SocketAddr>,
+    /// Intake MLLP port (default: 127.0.0.1, receive port + 4).
+    #[arg(long)]
+    mllp_listen: Option<std::net::SocketAddr>,
     /// Prune audit rows older than this many days (records EMS has not taken are kept).
     #[arg(long, default_value_t = 90)]
     retention_days: u64,
@@ -105,6 +154,9 @@ fn run_setup(args: &RunArgs) -> Result<(GatewayDefinition, RunOptions), Failure>
         environment,
         declared: gw_northwest::INBOUND,
         map: gw_northwest::map_inbound,
+        outbound: gw_northwest::OUTBOUND,
+        build: None,
+        version: gw_northwest::config::HL7_VERSION,
     };
     let options = RunOptions {
         base_dir: args.spec_dir.clone().unwrap_or_else(spec_dir),
@@ -113,6 +165,8 @@ fn run_setup(args: &RunArgs) -> Result<(GatewayDefinition, RunOptions), Failure>
         store: args.store.clone(),
         ops_listen: args.ops_listen,
         inbox_listen: args.inbox_listen,
+        intake_listen: args.intake_listen,
+        mllp_listen: args.mllp_listen,
         retention: std::time::Duration::from_secs(args.retention_days.saturating_mul(86_400)),
     };
     Ok((definition, options))
@@ -170,7 +224,7 @@ fn main() -> ExitCode {
         Command::Config { env } => config(env),
         Command::Serve(args) => serve(&args),
         Command::Check(args) => check(&args),
-        Command::Send { env } => Err(not_yet("send", env)),
+        Command::Queue { action } => queue(&action),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -185,11 +239,21 @@ fn main() -> ExitCode {
     }
 }
 
-fn not_yet(command: &str, env: EnvName) -> Failure {
-    Failure::Usage(format!(
-        "`{command} --env {}` arrives with the sending side; this build receives (`serve`), checks (`check`), maps (`map`) and shows configuration (`config`)",
-        env.as_str()
-    ))
+/// `queue …`: prints what the runtime answers.
+fn queue(action: &QueueAction) -> Result<u8, Failure> {
+    use hl7gw_runtime::app::QueueCommand;
+    let (run, command) = match action {
+        QueueAction::Status(run) => (run, QueueCommand::Status),
+        QueueAction::List { run, after, limit } => (run, QueueCommand::List { after: *after, limit: *limit }),
+        QueueAction::Show { run, id } => (run, QueueCommand::Show(*id)),
+        QueueAction::Retry { run, id } => (run, QueueCommand::Retry(*id)),
+        QueueAction::Skip { run, id, note } => (run, QueueCommand::Skip(*id, note.clone())),
+    };
+    let (definition, options) = run_setup(run)?;
+    let text = hl7gw_runtime::app::queue_command(&definition, &options, &command)
+        .map_err(|e| Failure::Input(e.to_string()))?;
+    write_out(&format!("{text}\n"))?;
+    Ok(0)
 }
 
 fn write_out(text: &str) -> Result<(), Failure> {

@@ -180,12 +180,17 @@ fn run_child(config: &str) -> Result<(), String> {
     if let Some(url) = text("webhook") {
         environment.sink = SinkConfig::Webhook { url: leak(url) };
     }
+    // These tests exercise the receiving side only.
+    environment.send = None;
     let environment: &'static Environment = Box::leak(Box::new(environment));
     let definition = GatewayDefinition {
         customer,
         environment,
         declared,
         map,
+        outbound: &[],
+        build: None,
+        version: "2.4",
     };
     let local = |port: u16| Some(SocketAddr::from(([127, 0, 0, 1], port)));
     let options = RunOptions {
@@ -195,6 +200,8 @@ fn run_child(config: &str) -> Result<(), String> {
         store: Some(PathBuf::from(text("store").ok_or("no store")?)),
         ops_listen: local(0),
         inbox_listen: local(0),
+        intake_listen: local(0),
+        mllp_listen: local(0),
         retention: Duration::from_secs(90 * 86_400),
     };
 
