@@ -84,6 +84,9 @@ pub struct ReceiveConfig {
     pub receiving_application: Option<&'static str>,
     /// MSH-6 expected, when named.
     pub receiving_facility: Option<&'static str>,
+    /// The ACK's Content-Type (`application/hl7-v2`, `text/plain`, …), or `None` to follow
+    /// the request's.
+    pub response_content_type: Option<&'static str>,
 }
 
 /// The sender.

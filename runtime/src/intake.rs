@@ -224,20 +224,22 @@ impl Intake {
             let mut stop = stop_rx.clone();
             tokio::spawn(async move {
                 loop {
-                    tokio::select! {
-                        accepted = listener.accept() => match accepted {
-                            Ok((stream, _)) => {
-                                let shared = mllp_shared.clone();
-                                tokio::spawn(async move { serve_mllp(stream, &shared).await });
-                            }
-                            Err(e) => {
-                                tracing::warn!("intake MLLP: accept failed: {e}");
-                                std::thread::sleep(Duration::from_millis(50));
-                            }
-                        },
-                        stopped = stop.wait_for(|s| *s) => {
-                            drop(stopped);
-                            break;
+                    // The select ends before anything is awaited: its output must not hold
+                    // the watch guard across an await (not Send).
+                    let accepted = tokio::select! {
+                        accepted = listener.accept() => accepted,
+                        _ = stop.wait_for(|s| *s) => break,
+                    };
+                    match accepted {
+                        Ok((stream, _)) => {
+                            let shared = mllp_shared.clone();
+                            tokio::spawn(async move { serve_mllp(stream, &shared).await });
+                        }
+                        Err(e) => {
+                            // Out of file descriptors and the like: wait without blocking
+                            // the runtime's thread.
+                            tracing::warn!("intake MLLP: accept failed: {e}");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
                         }
                     }
                 }

@@ -13,6 +13,7 @@ pub mod check;
 mod der;
 pub mod dev;
 mod load;
+mod plan;
 
 #[cfg(test)]
 mod tests;
@@ -25,6 +26,7 @@ pub use check::{
 };
 pub use dev::{DEV_VALIDITY_DAYS, EnvCertPlan, ReceivePlan, SendPlan, WrittenFile, make_dev_certs};
 pub use load::{read_certificates, read_private_key};
+pub use plan::{PlanError, plans};
 
 /// Why a certificate operation could not be done at all (as opposed to a [`Finding`] about
 /// a file that was read).

@@ -8,6 +8,7 @@ mod generate;
 mod input;
 mod inspect;
 mod schema;
+mod send;
 mod specs;
 mod test;
 mod validate;
@@ -69,6 +70,9 @@ enum Command {
     Generate(generate::GenerateArgs),
     /// Run specs' tests through the runtime's mapping (no build needed).
     Test(test::TestArgs),
+    /// Send HL7 messages to an endpoint one at a time, each only after the previous ACK (for
+    /// testing a Trust's endpoint before go-live).
+    Send(send::SendArgs),
 }
 
 /// Runs the CLI with the process arguments and returns the exit code.
@@ -95,6 +99,7 @@ pub fn main() -> ExitCode {
         Command::Certs(args) => certs::run(&args, &mut out),
         Command::Generate(args) => generate::run(&args, &mut out),
         Command::Test(args) => test::run(&args, &mut out),
+        Command::Send(args) => send::run(&args, &mut out),
     };
     let flushed = out.flush();
     match (result, flushed) {

@@ -171,6 +171,10 @@ fn receive(r: &ReceiveSide) -> TokenStream {
     let max_body = u64_lit(r.max_body.map_or(DEFAULT_MAX_BODY, |b| b.bytes()));
     let app = opt_str(r.receiving_application.as_ref());
     let facility = opt_str(r.receiving_facility.as_ref());
+    let content_type = match r.response_content_type.and_then(|c| c.media_type()) {
+        Some(name) => quote! { Some(#name) },
+        None => quote! { None },
+    };
     quote! {
         ReceiveConfig {
             listen: #listen,
@@ -184,6 +188,7 @@ fn receive(r: &ReceiveSide) -> TokenStream {
             max_body: #max_body,
             receiving_application: #app,
             receiving_facility: #facility,
+            response_content_type: #content_type,
         }
     }
 }

@@ -4,11 +4,12 @@
 //! |---|---|---|
 //! | `Cargo.toml` | tera | the package, linking `hl7gw-runtime` |
 //! | `README.md` | tera | what the crate is, how to build, test and run it |
-//! | `src/lib.rs` | syn/quote/prettyplease | `map_inbound`, `evaluate`, `process` |
-//! | `src/records.rs` | syn/quote/prettyplease | a struct per record, an enum per code list, `from_hl7`/`to_hl7` |
+//! | `src/lib.rs` | syn/quote/prettyplease | `map_inbound`, `evaluate`, `process`, `map_outbound`, `outbound_from_json` |
+//! | `src/records.rs` | syn/quote/prettyplease | a struct per record, an enum per code list, `from_hl7`/`to_hl7`, serde both ways |
 //! | `src/config.rs` | syn/quote/prettyplease | the environments as `'static` runtime configuration |
 //! | `src/main.rs` | tera | the gateway's command line |
 //! | `tests/spec_tests.rs` | syn/quote/prettyplease | one `#[test]` per spec test |
+//! | `tests/outbound.rs` | syn/quote/prettyplease | per outbound type, a representative record through JSON and HL7 and back (only when the spec sends) |
 //!
 //! The output depends on nothing but the spec's bytes and its path relative to the
 //! repository: no time, no absolute path, no hash-map order (the spec model keeps YAML order
@@ -27,6 +28,7 @@
 mod config_rs;
 mod lib_rs;
 mod names;
+mod outbound_tests_rs;
 mod plan;
 mod records_rs;
 mod scaffold;
@@ -267,6 +269,9 @@ pub fn generate(
     );
     files.insert("src/config.rs".to_string(), config_rs::render(&ctx)?);
     files.insert("tests/spec_tests.rs".to_string(), tests_rs::render(&ctx)?);
+    if let Some(outbound) = outbound_tests_rs::render(&ctx, &plan)? {
+        files.insert("tests/outbound.rs".to_string(), outbound);
+    }
     Ok(GeneratedCrate {
         code,
         package,

@@ -22,10 +22,6 @@ pub struct Plan {
     pub inbound: Vec<(String, usize)>,
     /// Outbound message types.
     pub outbound: Vec<Outbound>,
-    /// Whether a record that is written out has a date or datetime field.
-    pub writes_dates: bool,
-    /// Whether a record that is written out has a datetime field.
-    pub writes_datetimes: bool,
 }
 
 /// One record.
@@ -320,15 +316,12 @@ impl Plan {
             attachment,
             inbound,
             outbound,
-            writes_dates: false,
-            writes_datetimes: false,
         };
         plan.mark_written();
         Ok(plan)
     }
 
-    /// Marks the records outbound messages are built from, nested ones included, and notes
-    /// which value helpers their writers need.
+    /// Marks the records outbound messages are built from, nested ones included.
     fn mark_written(&mut self) {
         let mut stack: Vec<usize> = self.outbound.iter().map(|o| o.record_index).collect();
         while let Some(index) = stack.pop() {
@@ -340,14 +333,8 @@ impl Plan {
             }
             record.written = true;
             for field in &record.fields {
-                match field.kind {
-                    Kind::Nested { record_index } => stack.push(record_index),
-                    Kind::Date => self.writes_dates = true,
-                    Kind::DateTime => {
-                        self.writes_dates = true;
-                        self.writes_datetimes = true;
-                    }
-                    _ => {}
+                if let Kind::Nested { record_index } = field.kind {
+                    stack.push(record_index);
                 }
             }
         }

@@ -26,7 +26,7 @@ pub fn render(ctx: &Context<'_>, plan: &Plan) -> Result<String, CodegenError> {
         items.push(quote! { use hl7gw_runtime::{hl7, mapping}; });
     }
     if let Some(name) = &plan.attachment {
-        items.push(attachment(name));
+        items.push(attachment(name, &media_types(plan)));
     }
     let table_count = plan.enums.iter().filter(|e| !e.from_map).count();
     for code_enum in plan.enums.iter().take(table_count) {
@@ -43,55 +43,14 @@ pub fn render(ctx: &Context<'_>, plan: &Plan) -> Result<String, CodegenError> {
             }
         }
     }
-    if plan.writes_dates {
-        items.push(quote! {
-            /// The HL7 text of a date: `YYYY[MM[DD]]`, to the precision held.
-            fn date_text(date: &mapping::HlDate) -> String {
-                let mut text = format!("{:04}", date.year);
-                if let Some(month) = date.month {
-                    text.push_str(&format!("{month:02}"));
-                    if let Some(day) = date.day {
-                        text.push_str(&format!("{day:02}"));
-                    }
-                }
-                text
-            }
-        });
-    }
-    if plan.writes_datetimes {
-        items.push(quote! {
-            /// The HL7 text of a date and time: `YYYY[MM[DD[HH[MM[SS[.S…]]]]]][+/-ZZZZ]`, to
-            /// the precision held.
-            fn datetime_text(value: &mapping::HlDateTime) -> String {
-                let mut text = date_text(&value.date);
-                if let Some(hour) = value.hour {
-                    text.push_str(&format!("{hour:02}"));
-                    if let Some(minute) = value.minute {
-                        text.push_str(&format!("{minute:02}"));
-                        if let Some(second) = value.second {
-                            text.push_str(&format!("{second:02}"));
-                            if let Some(fraction) = &value.fraction {
-                                text.push('.');
-                                text.push_str(fraction);
-                            }
-                        }
-                    }
-                }
-                if let Some(offset) = value.offset_minutes {
-                    let sign = if offset < 0 { '-' } else { '+' };
-                    let minutes = offset.unsigned_abs();
-                    text.push_str(&format!("{sign}{:02}{:02}", minutes / 60, minutes % 60));
-                }
-                text
-            }
-        });
-    }
     let docs = inner_doc(&format!(
         "The typed records of {} (`{}`).\n\n\
          One struct per record, with typed fields; one enum per code map and table. `from_hl7`\n\
          maps an inbound message through the runtime's mapping primitives and reports every\n\
          error at once; `to_hl7` builds an outbound message. Serialized with serde, a record is\n\
-         the JSON object the spec tests and `hl7gw test` compare.",
+         the JSON object the spec tests and `hl7gw test` compare. It deserializes back from that\n\
+         JSON, which is how `outbound_from_json` reads a record EMS sends: unknown keys are\n\
+         refused, and dates, NHS numbers, numbers and codes are checked as when read from HL7.",
         ctx.spec.customer.name, ctx.spec_path
     ));
     render_file(
@@ -104,11 +63,31 @@ pub fn render(ctx: &Context<'_>, plan: &Plan) -> Result<String, CodegenError> {
     )
 }
 
-fn attachment(name: &str) -> TokenStream {
+/// The media types of the spec's base64 fields, each once, in spec order.
+fn media_types(plan: &Plan) -> Vec<String> {
+    let mut media = Vec::new();
+    for field in plan.records.iter().flat_map(|r| &r.fields) {
+        if let Kind::Base64 { media: m, .. } = &field.kind
+            && !media.contains(m)
+        {
+            media.push(m.clone());
+        }
+    }
+    media
+}
+
+fn attachment(name: &str, media: &[String]) -> TokenStream {
     let name = ident(name);
+    let count = usize_lit(media.len());
+    let unknown = match media {
+        [one] => format!("the media type is not {one}"),
+        _ => format!("the media type is not one of {}", media.join(", ")),
+    };
+    let struct_name = name.to_string();
     quote! {
         /// Decoded base64 data with the media type the spec names. As JSON:
-        /// `{"media_type": …, "data": <standard base64 with padding>}`.
+        /// `{"media_type": …, "data": <standard base64 with padding>}`; read from JSON, the
+        /// media type must be one the spec names and the data standard base64.
         #[derive(Debug, Clone, PartialEq, Eq, Hash)]
         pub struct #name {
             /// The media type, e.g. `application/pdf`.
@@ -118,9 +97,34 @@ fn attachment(name: &str) -> TokenStream {
         }
 
         impl #name {
+            /// The media types of the spec's base64 fields.
+            pub const MEDIA_TYPES: [&'static str; #count] = [#(#media),*];
+
             /// The data as standard base64 with padding.
             pub fn base64(&self) -> String {
                 base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &self.data)
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for #name {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                /// The JSON form.
+                #[derive(serde::Deserialize)]
+                #[serde(deny_unknown_fields, rename = #struct_name)]
+                struct Json<'a> {
+                    #[serde(borrow)]
+                    media_type: std::borrow::Cow<'a, str>,
+                    #[serde(borrow)]
+                    data: std::borrow::Cow<'a, str>,
+                }
+                let json = <Json<'de> as serde::Deserialize>::deserialize(deserializer)?;
+                let media_type = Self::MEDIA_TYPES
+                    .into_iter()
+                    .find(|media| *media == json.media_type)
+                    .ok_or_else(|| serde::de::Error::custom(#unknown))?;
+                let data = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, json.data.as_bytes())
+                    .map_err(|e| serde::de::Error::custom(format!("the data is not standard base64: {e}")))?;
+                Ok(Self { media_type, data })
             }
         }
 
@@ -175,6 +179,29 @@ fn enum_item(e: &CodeEnum) -> TokenStream {
     } else {
         quote! { self.code() }
     };
+    let json_values = if e.from_map { &meanings } else { &codes };
+    let what = if e.from_map {
+        "a value of"
+    } else {
+        "a code of"
+    };
+    let unknown = format!(
+        "{{text:?}} is not {}",
+        format!("{what} {list}; expected one of: {}", json_values.join(", "))
+            .replace('{', "{{")
+            .replace('}', "}}")
+    );
+    let deserialize_doc = if e.from_map {
+        "Reads the EMS value; when codes share a value, the first code in spec order."
+    } else {
+        "Reads the code."
+    };
+    let deserialize_doc = doc(deserialize_doc);
+    let serialized_of_value = if e.from_map {
+        quote! { value.value() }
+    } else {
+        quote! { value.code() }
+    };
     quote! {
         #type_doc
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -221,6 +248,17 @@ fn enum_item(e: &CodeEnum) -> TokenStream {
         impl serde::Serialize for #name {
             fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
                 serializer.serialize_str(#serialized)
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for #name {
+            #deserialize_doc
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let text = <String as serde::Deserialize>::deserialize(deserializer)?;
+                Self::ALL
+                    .into_iter()
+                    .find(|value| #serialized_of_value == text)
+                    .ok_or_else(|| serde::de::Error::custom(format!(#unknown)))
             }
         }
     }
@@ -339,8 +377,7 @@ fn text_expr(kind: &Kind, value: &TokenStream, place: bool) -> TokenStream {
     };
     match kind {
         Kind::Text { .. } => reference,
-        Kind::Date => quote! { &date_text(#reference) },
-        Kind::DateTime => quote! { &datetime_text(#reference) },
+        Kind::Date | Kind::DateTime => quote! { &#value.to_hl7() },
         Kind::NhsNumber | Kind::Number => quote! { #value.as_str() },
         Kind::Code { .. } => quote! { #value.code() },
         Kind::Base64 { .. } => quote! { &#value.base64() },
@@ -366,11 +403,18 @@ fn record_item(plan: &Plan, record: &RecordPlan) -> TokenStream {
         let d = doc(&field_doc(field));
         let n = ident(&field.name);
         let t = field_type(plan, field);
-        quote! { #d pub #n: #t }
+        let default = (field.repeated && !field.required).then(|| quote! { #[serde(default)] });
+        quote! { #d #default pub #n: #t }
     });
     let struct_doc = doc(&format!(
-        "The `{}` record. As JSON: an object with these fields, in this order.",
-        record.name
+        "The `{}` record. As JSON: an object with these fields, in this order. Read from\n\
+         JSON, a key not listed is an error and an optional field may be absent or null{}.",
+        record.name,
+        if record.fields.iter().any(|f| f.repeated && !f.required) {
+            ", an\noptional repeated field absent"
+        } else {
+            ""
+        }
     ));
 
     let reads = record.fields.iter().map(|field| read_stmt(plan, field));
@@ -450,7 +494,8 @@ fn record_item(plan: &Plan, record: &RecordPlan) -> TokenStream {
         #(#statics)*
 
         #struct_doc
-        #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+        #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
         pub struct #name {
             #(#field_defs,)*
         }

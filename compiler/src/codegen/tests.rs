@@ -185,3 +185,66 @@ fn a_repeated_nested_record_is_refused() {
 fn the_output_depends_only_on_the_spec() {
     assert_eq!(edge(), edge());
 }
+
+#[test]
+fn outbound_types_get_a_json_builder_and_its_tests() {
+    let generated = edge();
+    let lib = file(&generated, "src/lib.rs");
+    for arm in [
+        "\"ORU^R01\" => {",
+        ".to_hl7_oru_r01(header)",
+        "\"ORU^R30\" => {",
+        "read_back(&record, bytes, records::Empty::from_hl7)",
+        "declared: ORU^R01, ORU^R30, ORU^R31",
+        "\"ORU^R31\" => to_json(&records::Attachment::from_hl7(message)?)",
+    ] {
+        assert!(lib.contains(arm), "{arm} in {lib}");
+    }
+    let records = file(&generated, "src/records.rs");
+    assert!(
+        records.contains("#[serde(default)]\n    pub born: Vec<mapping::HlDate>,"),
+        "{records}"
+    );
+    assert!(records.contains("pub const MEDIA_TYPES: [&'static str; 1] = [\"application/pdf\"];"));
+    assert!(records.contains("impl<'de> serde::Deserialize<'de> for Attachment2 {"));
+    assert!(
+        !records.contains("fn date_text("),
+        "values write their own HL7 text"
+    );
+    let tests = file(&generated, "tests/outbound.rs");
+    for test in [
+        "fn oru_r01_record_with_every_field()",
+        "fn oru_r30_record_with_required_fields()",
+        "fn oru_r31_record_with_every_field()",
+        "fn an_undeclared_type_is_refused()",
+        // The record built for ORU^R30 is empty; the representative values are in spec order.
+        r##"r#"{}"#"##,
+        r#""born":["1970-01-31","1970-02"]"#,
+        r#""flavour":"x""#,
+        r#""kind":["A","A"]"#,
+        r#""doc":[{"media_type":"application/pdf","data":"ZG9jIGRhdGEgMQ=="}"#,
+    ] {
+        assert!(tests.contains(test), "{test} in {tests}");
+    }
+}
+
+#[test]
+fn a_spec_that_sends_nothing_has_no_outbound_tests() {
+    let text = EDGE.replace(
+        "outbound:\n  ORU^R01: { record: attachment }\n  ORU^R30: { record: empty }\n  ORU^R31: { record: attachment }\n",
+        "",
+    );
+    assert_ne!(text, EDGE);
+    let loaded = match load_spec_text(text, Path::new("specs/edge.yaml"), "edge") {
+        Ok(loaded) => loaded,
+        Err(d) => panic!("{d:#?}"),
+    };
+    let generated = match generate(&loaded, "specs/edge.yaml", "00") {
+        Ok(generated) => generated,
+        Err(e) => panic!("{e}"),
+    };
+    assert!(!generated.files.contains_key("tests/outbound.rs"));
+    let lib = file(&generated, "src/lib.rs");
+    assert!(lib.contains("declared: none"), "{lib}");
+    assert!(!lib.contains("fn read_back"), "{lib}");
+}

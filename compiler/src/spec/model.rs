@@ -207,6 +207,44 @@ pub struct ReceiveSide {
     /// MSH-6 expected on inbound messages, when the customer fills it in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub receiving_facility: Option<String>,
+    /// The ACK's Content-Type. Default `follow_request`: the request's own type, so Mirth's
+    /// `text/plain` gets `text/plain` (an `application/hl7-v2` answer would be base64-encoded
+    /// by Mirth's HTTP Sender). Fix it only when the customer's engine needs one type.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_content_type: Option<ResponseContentType>,
+}
+
+/// The Content-Type of ACK responses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum ResponseContentType {
+    /// The request's type (the default).
+    #[serde(rename = "follow_request")]
+    FollowRequest,
+    /// `application/hl7-v2`.
+    #[serde(rename = "application/hl7-v2")]
+    Hl7V2,
+    /// `application/hl7-v2+er7`.
+    #[serde(rename = "application/hl7-v2+er7")]
+    Hl7V2Er7,
+    /// `x-application/hl7-v2+er7`.
+    #[serde(rename = "x-application/hl7-v2+er7")]
+    XHl7V2Er7,
+    /// `text/plain`.
+    #[serde(rename = "text/plain")]
+    TextPlain,
+}
+
+impl ResponseContentType {
+    /// The media type, or `None` for "follow the request".
+    pub fn media_type(self) -> Option<&'static str> {
+        match self {
+            Self::FollowRequest => None,
+            Self::Hl7V2 => Some("application/hl7-v2"),
+            Self::Hl7V2Er7 => Some("application/hl7-v2+er7"),
+            Self::XHl7V2Er7 => Some("x-application/hl7-v2+er7"),
+            Self::TextPlain => Some("text/plain"),
+        }
+    }
 }
 
 /// The receiver's TLS material (PEM files, paths relative to the spec file).

@@ -50,6 +50,7 @@ pub const TEST: Environment = Environment {
         max_body: 20971520,
         receiving_application: Some("EMS"),
         receiving_facility: None,
+        response_content_type: None,
     }),
     send: Some(SendConfig {
         url: "https://localhost:9443/hl7/ems",
@@ -87,6 +88,7 @@ pub const PROD: Environment = Environment {
         max_body: 20971520,
         receiving_application: Some("EMS"),
         receiving_facility: None,
+        response_content_type: None,
     }),
     send: Some(SendConfig {
         url: "https://tie.demo.nhs.uk/hl7/ems",

@@ -5,7 +5,9 @@
 //! - [`records`]: the typed records, `from_hl7` per inbound and `to_hl7` per outbound message type;
 //! - [`config`]: the TEST and PROD environments as typed configuration;
 //! - [`map_inbound`], [`evaluate`], [`process`]: what the receiver answers, decided by the
-//!   runtime's [`inbound::evaluate`] with this spec's records and environments.
+//!   runtime's [`inbound::evaluate`] with this spec's records and environments;
+//! - [`outbound_from_json`]: an outbound message built from its record as JSON, checked to
+//!   read back as sent ([`map_outbound`] reads an outbound message as the Trust will).
 //!
 //! The same decisions are made by `hl7gw test` from the spec itself; the generated spec
 //! tests (`tests/spec_tests.rs`) check this crate against the spec's expectations.
@@ -21,7 +23,7 @@ use hl7gw_runtime::config::EnvName;
 use hl7gw_runtime::hl7::ack::error_code;
 use hl7gw_runtime::hl7::{Location, Message, ParseError, ParseOptions};
 use hl7gw_runtime::inbound::{self, InboundPolicy, Outcome};
-use hl7gw_runtime::mapping::MappingError;
+use hl7gw_runtime::mapping::{MappingError, OutboundHeader};
 
 /// Maps an inbound message of a declared type (`TYPE^TRIGGER`) to its record, as the
 /// JSON object the spec tests compare; or every mapping error.
@@ -52,6 +54,133 @@ fn to_json<T: serde::Serialize>(
             };
             vec![error]
         })
+}
+
+/// Maps a message of a declared outbound type (`TYPE^TRIGGER`) to its record, as JSON:
+/// what the receiving end reads from a message this gateway sends; or every mapping
+/// error.
+pub fn map_outbound(
+    message_type: &str,
+    message: &Message<'_>,
+) -> Result<serde_json::Value, Vec<MappingError>> {
+    match message_type {
+        "ORR^O02" => to_json(&records::OrderUpdate::from_hl7(message)?),
+        "ORU^R01" => to_json(&records::Report::from_hl7(message)?),
+        _ => Err(vec![unsupported(message_type)]),
+    }
+}
+
+/// Builds a message of a declared outbound type (`TYPE^TRIGGER`) from its record as
+/// JSON (the shape the record serializes to), after the MSH in `header`; the intake's
+/// builder. The record is read strictly: a key not in the record, a value of the wrong
+/// type or form, or a code not in its list is an error naming the field
+/// (`patient.nhs_number: …`). The built message must then map back to the same record
+/// under the spec's rules (lengths, sizes, required fields), or the error names each
+/// field that does not. An undeclared type is an error listing the declared ones.
+pub fn outbound_from_json(
+    message_type: &str,
+    record: &serde_json::Value,
+    header: &OutboundHeader<'_>,
+) -> Result<Vec<u8>, String> {
+    match message_type {
+        "ORR^O02" => {
+            let record: records::OrderUpdate = record_from_json(record)?;
+            let bytes = record
+                .to_hl7(header)
+                .map_err(|e| format!("the message cannot be built: {e}"))?;
+            read_back(&record, bytes, records::OrderUpdate::from_hl7)
+        }
+        "ORU^R01" => {
+            let record: records::Report = record_from_json(record)?;
+            let bytes = record
+                .to_hl7(header)
+                .map_err(|e| format!("the message cannot be built: {e}"))?;
+            read_back(&record, bytes, records::Report::from_hl7)
+        }
+        _ => {
+            Err(
+                format!(
+                    "message type {message_type} is not declared outbound; declared: ORR^O02, ORU^R01"
+                ),
+            )
+        }
+    }
+}
+
+/// A record from its JSON; the error names the field (`patient.nhs_number: …`).
+fn record_from_json<T: serde::de::DeserializeOwned>(
+    record: &serde_json::Value,
+) -> Result<T, String> {
+    serde_path_to_error::deserialize(record).map_err(|e| e.to_string())
+}
+
+/// The message, once it reads back as the record it was built from: every
+/// mapping error (`field: why`), or the first field that reads back otherwise.
+fn read_back<T: PartialEq + serde::Serialize>(
+    record: &T,
+    bytes: Vec<u8>,
+    read: fn(&Message<'_>) -> Result<T, Vec<MappingError>>,
+) -> Result<Vec<u8>, String> {
+    let back = {
+        let message = Message::parse_with(&bytes, &ParseOptions::lenient())
+            .map_err(|e| format!("the built message does not parse: {e}"))?;
+        read(&message)
+            .map_err(|errors| {
+                let each: Vec<String> = errors
+                    .iter()
+                    .map(|e| format!("{}: {}", e.field, e.message))
+                    .collect();
+                each.join("; ")
+            })?
+    };
+    if back == *record {
+        return Ok(bytes);
+    }
+    let sent = serde_json::to_value(record).unwrap_or_default();
+    let read = serde_json::to_value(&back).unwrap_or_default();
+    let field = first_difference(&sent, &read, "")
+        .unwrap_or_else(|| String::from("the record"));
+    Err(
+        format!(
+            "{field}: the message does not carry the value as sent (HL7 cannot send an empty text, and two fields at one place overwrite each other)"
+        ),
+    )
+}
+
+/// The dotted path of the first value that differs, in field order.
+fn first_difference(
+    sent: &serde_json::Value,
+    read: &serde_json::Value,
+    path: &str,
+) -> Option<String> {
+    let at = |key: &str| {
+        if path.is_empty() { key.to_string() } else { format!("{path}.{key}") }
+    };
+    match (sent, read) {
+        (serde_json::Value::Object(sent), serde_json::Value::Object(read)) => {
+            sent.iter()
+                .find_map(|(key, value)| {
+                    first_difference(
+                        value,
+                        read.get(key).unwrap_or(&serde_json::Value::Null),
+                        &at(key),
+                    )
+                })
+        }
+        (
+            serde_json::Value::Array(sent),
+            serde_json::Value::Array(read),
+        ) if sent.len() == read.len() => {
+            sent.iter()
+                .zip(read)
+                .enumerate()
+                .find_map(|(index, (sent, read))| {
+                    first_difference(sent, read, &format!("{path}[{index}]"))
+                })
+        }
+        _ if sent == read => None,
+        _ => Some(path.to_string()),
+    }
 }
 
 fn message_type_location() -> Location {

@@ -155,7 +155,7 @@ fn run_setup(args: &RunArgs) -> Result<(GatewayDefinition, RunOptions), Failure>
         declared: gw_demo::INBOUND,
         map: gw_demo::map_inbound,
         outbound: gw_demo::OUTBOUND,
-        build: None,
+        build: Some(gw_demo::outbound_from_json),
         version: gw_demo::config::HL7_VERSION,
     };
     let options = RunOptions {

@@ -4,13 +4,16 @@
 //! One struct per record, with typed fields; one enum per code map and table. `from_hl7`
 //! maps an inbound message through the runtime's mapping primitives and reports every
 //! error at once; `to_hl7` builds an outbound message. Serialized with serde, a record is
-//! the JSON object the spec tests and `hl7gw test` compare.
+//! the JSON object the spec tests and `hl7gw test` compare. It deserializes back from that
+//! JSON, which is how `outbound_from_json` reads a record EMS sends: unknown keys are
+//! refused, and dates, NHS numbers, numbers and codes are checked as when read from HL7.
 
 use std::sync::LazyLock;
 use hl7gw_runtime::{hl7, mapping};
 
 /// Decoded base64 data with the media type the spec names. As JSON:
-/// `{"media_type": …, "data": <standard base64 with padding>}`.
+/// `{"media_type": …, "data": <standard base64 with padding>}`; read from JSON, the
+/// media type must be one the spec names and the data standard base64.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Attachment {
     /// The media type, e.g. `application/pdf`.
@@ -20,9 +23,42 @@ pub struct Attachment {
 }
 
 impl Attachment {
+    /// The media types of the spec's base64 fields.
+    pub const MEDIA_TYPES: [&'static str; 1] = ["application/pdf"];
     /// The data as standard base64 with padding.
     pub fn base64(&self) -> String {
         base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &self.data)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Attachment {
+    fn deserialize<D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Self, D::Error> {
+        /// The JSON form.
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields, rename = "Attachment")]
+        struct Json<'a> {
+            #[serde(borrow)]
+            media_type: std::borrow::Cow<'a, str>,
+            #[serde(borrow)]
+            data: std::borrow::Cow<'a, str>,
+        }
+        let json = <Json<'de> as serde::Deserialize>::deserialize(deserializer)?;
+        let media_type = Self::MEDIA_TYPES
+            .into_iter()
+            .find(|media| *media == json.media_type)
+            .ok_or_else(|| serde::de::Error::custom(
+                "the media type is not application/pdf",
+            ))?;
+        let data = base64::Engine::decode(
+                &base64::engine::general_purpose::STANDARD,
+                json.data.as_bytes(),
+            )
+            .map_err(|e| serde::de::Error::custom(
+                format!("the data is not standard base64: {e}"),
+            ))?;
+        Ok(Self { media_type, data })
     }
 }
 
@@ -96,6 +132,23 @@ impl serde::Serialize for Procedure {
     }
 }
 
+impl<'de> serde::Deserialize<'de> for Procedure {
+    /// Reads the code.
+    fn deserialize<D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Self, D::Error> {
+        let text = <String as serde::Deserialize>::deserialize(deserializer)?;
+        Self::ALL
+            .into_iter()
+            .find(|value| value.code() == text)
+            .ok_or_else(|| serde::de::Error::custom(
+                format!(
+                    "{text:?} is not a code of table procedure; expected one of: OGD, COL, FSIG"
+                ),
+            ))
+    }
+}
+
 /// The codes of table `priority`: each code and its meaning in the customer's configuration.
 ///
 /// As JSON: the code.
@@ -156,6 +209,23 @@ impl serde::Serialize for Priority {
     }
 }
 
+impl<'de> serde::Deserialize<'de> for Priority {
+    /// Reads the code.
+    fn deserialize<D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Self, D::Error> {
+        let text = <String as serde::Deserialize>::deserialize(deserializer)?;
+        Self::ALL
+            .into_iter()
+            .find(|value| value.code() == text)
+            .ok_or_else(|| serde::de::Error::custom(
+                format!(
+                    "{text:?} is not a code of table priority; expected one of: R, U, 2WW"
+                ),
+            ))
+    }
+}
+
 /// The codes of table `clinician`: each code and its meaning in the customer's configuration.
 ///
 /// As JSON: the code.
@@ -209,6 +279,23 @@ impl Clinician {
 impl serde::Serialize for Clinician {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_str(self.code())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Clinician {
+    /// Reads the code.
+    fn deserialize<D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Self, D::Error> {
+        let text = <String as serde::Deserialize>::deserialize(deserializer)?;
+        Self::ALL
+            .into_iter()
+            .find(|value| value.code() == text)
+            .ok_or_else(|| serde::de::Error::custom(
+                format!(
+                    "{text:?} is not a code of table clinician; expected one of: C1234, C5678"
+                ),
+            ))
     }
 }
 
@@ -286,8 +373,10 @@ static PATIENT_SEX: LazyLock<hl7::Path> = LazyLock::new(|| hl7::Path {
     subcomponent: None,
 });
 
-/// The `patient` record. As JSON: an object with these fields, in this order.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+/// The `patient` record. As JSON: an object with these fields, in this order. Read from
+/// JSON, a key not listed is an error and an optional field may be absent or null.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Patient {
     /// From `PID-3[CX.5=NH].1`: an NHS number; required.
     pub nhs_number: mapping::NhsNumber,
@@ -399,7 +488,7 @@ impl Patient {
         if let Some(value) = &self.given {
             message.set(&PATIENT_GIVEN, value)?;
         }
-        message.set(&PATIENT_BIRTH_DATE, &date_text(&self.birth_date))?;
+        message.set(&PATIENT_BIRTH_DATE, &self.birth_date.to_hl7())?;
         message.set(&PATIENT_SEX, self.sex.code())?;
         Ok(())
     }
@@ -469,6 +558,23 @@ impl serde::Serialize for PatientSex {
     }
 }
 
+impl<'de> serde::Deserialize<'de> for PatientSex {
+    /// Reads the EMS value; when codes share a value, the first code in spec order.
+    fn deserialize<D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Self, D::Error> {
+        let text = <String as serde::Deserialize>::deserialize(deserializer)?;
+        Self::ALL
+            .into_iter()
+            .find(|value| value.value() == text)
+            .ok_or_else(|| serde::de::Error::custom(
+                format!(
+                    "{text:?} is not a value of the sex map; expected one of: male, female, unknown, other"
+                ),
+            ))
+    }
+}
+
 /// `ORC-2.1`: `service_request.placer_id`.
 static SERVICE_REQUEST_PLACER_ID: LazyLock<hl7::Path> = LazyLock::new(|| hl7::Path {
     segment: String::from("ORC"),
@@ -519,8 +625,10 @@ static SERVICE_REQUEST_REQUESTED: LazyLock<hl7::Path> = LazyLock::new(|| hl7::Pa
     subcomponent: None,
 });
 
-/// The `service_request` record. As JSON: an object with these fields, in this order.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+/// The `service_request` record. As JSON: an object with these fields, in this order. Read from
+/// JSON, a key not listed is an error and an optional field may be absent or null.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ServiceRequest {
     /// The nested record.
     pub patient: Patient,
@@ -624,8 +732,10 @@ static PATIENT_MERGE_PRIOR_MRN: LazyLock<hl7::Path> = LazyLock::new(|| hl7::Path
     subcomponent: None,
 });
 
-/// The `patient_merge` record. As JSON: an object with these fields, in this order.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+/// The `patient_merge` record. As JSON: an object with these fields, in this order. Read from
+/// JSON, a key not listed is an error and an optional field may be absent or null.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PatientMerge {
     /// The nested record.
     pub patient: Patient,
@@ -697,8 +807,10 @@ static ORDER_UPDATE_FILLER_ID: LazyLock<hl7::Path> = LazyLock::new(|| hl7::Path 
     subcomponent: None,
 });
 
-/// The `order_update` record. As JSON: an object with these fields, in this order.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+/// The `order_update` record. As JSON: an object with these fields, in this order. Read from
+/// JSON, a key not listed is an error and an optional field may be absent or null.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct OrderUpdate {
     /// The nested record.
     pub patient: Patient,
@@ -852,6 +964,23 @@ impl serde::Serialize for OrderUpdateControl {
     }
 }
 
+impl<'de> serde::Deserialize<'de> for OrderUpdateControl {
+    /// Reads the EMS value; when codes share a value, the first code in spec order.
+    fn deserialize<D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Self, D::Error> {
+        let text = <String as serde::Deserialize>::deserialize(deserializer)?;
+        Self::ALL
+            .into_iter()
+            .find(|value| value.value() == text)
+            .ok_or_else(|| serde::de::Error::custom(
+                format!(
+                    "{text:?} is not a value of the control map; expected one of: accepted, rejected, cancelled, status_changed"
+                ),
+            ))
+    }
+}
+
 /// `OBR-2.1`: `report.placer_id`.
 static REPORT_PLACER_ID: LazyLock<hl7::Path> = LazyLock::new(|| hl7::Path {
     segment: String::from("OBR"),
@@ -899,8 +1028,10 @@ static REPORT_PDF: LazyLock<hl7::Path> = LazyLock::new(|| hl7::Path {
     subcomponent: None,
 });
 
-/// The `report` record. As JSON: an object with these fields, in this order.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+/// The `report` record. As JSON: an object with these fields, in this order. Read from
+/// JSON, a key not listed is an error and an optional field may be absent or null.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Report {
     /// The nested record.
     pub patient: Patient,
@@ -1018,16 +1149,4 @@ impl Report {
         self.write(&mut message)?;
         Ok(message.to_bytes())
     }
-}
-
-/// The HL7 text of a date: `YYYY[MM[DD]]`, to the precision held.
-fn date_text(date: &mapping::HlDate) -> String {
-    let mut text = format!("{:04}", date.year);
-    if let Some(month) = date.month {
-        text.push_str(&format!("{month:02}"));
-        if let Some(day) = date.day {
-            text.push_str(&format!("{day:02}"));
-        }
-    }
-    text
 }

@@ -50,6 +50,7 @@ pub const TEST: Environment = Environment {
         max_body: 8388608,
         receiving_application: Some("EMS"),
         receiving_facility: Some("NWCH-EMS"),
+        response_content_type: None,
     }),
     send: Some(SendConfig {
         url: "https://localhost:9643/ems/northwest/results",
@@ -89,6 +90,7 @@ pub const PROD: Environment = Environment {
         max_body: 8388608,
         receiving_application: Some("EMS"),
         receiving_facility: Some("NWCH-EMS"),
+        response_content_type: None,
     }),
     send: Some(SendConfig {
         url: "https://ensemble.nwch.nhs.uk:8443/ems/northwest/results",

@@ -155,7 +155,7 @@ fn run_setup(args: &RunArgs) -> Result<(GatewayDefinition, RunOptions), Failure>
         declared: gw_northwest::INBOUND,
         map: gw_northwest::map_inbound,
         outbound: gw_northwest::OUTBOUND,
-        build: None,
+        build: Some(gw_northwest::outbound_from_json),
         version: gw_northwest::config::HL7_VERSION,
     };
     let options = RunOptions {

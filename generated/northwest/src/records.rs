@@ -4,13 +4,16 @@
 //! One struct per record, with typed fields; one enum per code map and table. `from_hl7`
 //! maps an inbound message through the runtime's mapping primitives and reports every
 //! error at once; `to_hl7` builds an outbound message. Serialized with serde, a record is
-//! the JSON object the spec tests and `hl7gw test` compare.
+//! the JSON object the spec tests and `hl7gw test` compare. It deserializes back from that
+//! JSON, which is how `outbound_from_json` reads a record EMS sends: unknown keys are
+//! refused, and dates, NHS numbers, numbers and codes are checked as when read from HL7.
 
 use std::sync::LazyLock;
 use hl7gw_runtime::{hl7, mapping};
 
 /// Decoded base64 data with the media type the spec names. As JSON:
-/// `{"media_type": …, "data": <standard base64 with padding>}`.
+/// `{"media_type": …, "data": <standard base64 with padding>}`; read from JSON, the
+/// media type must be one the spec names and the data standard base64.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Attachment {
     /// The media type, e.g. `application/pdf`.
@@ -20,9 +23,42 @@ pub struct Attachment {
 }
 
 impl Attachment {
+    /// The media types of the spec's base64 fields.
+    pub const MEDIA_TYPES: [&'static str; 1] = ["application/pdf"];
     /// The data as standard base64 with padding.
     pub fn base64(&self) -> String {
         base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &self.data)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Attachment {
+    fn deserialize<D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Self, D::Error> {
+        /// The JSON form.
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields, rename = "Attachment")]
+        struct Json<'a> {
+            #[serde(borrow)]
+            media_type: std::borrow::Cow<'a, str>,
+            #[serde(borrow)]
+            data: std::borrow::Cow<'a, str>,
+        }
+        let json = <Json<'de> as serde::Deserialize>::deserialize(deserializer)?;
+        let media_type = Self::MEDIA_TYPES
+            .into_iter()
+            .find(|media| *media == json.media_type)
+            .ok_or_else(|| serde::de::Error::custom(
+                "the media type is not application/pdf",
+            ))?;
+        let data = base64::Engine::decode(
+                &base64::engine::general_purpose::STANDARD,
+                json.data.as_bytes(),
+            )
+            .map_err(|e| serde::de::Error::custom(
+                format!("the data is not standard base64: {e}"),
+            ))?;
+        Ok(Self { media_type, data })
     }
 }
 
@@ -97,6 +133,23 @@ impl Gender {
 impl serde::Serialize for Gender {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_str(self.code())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Gender {
+    /// Reads the code.
+    fn deserialize<D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Self, D::Error> {
+        let text = <String as serde::Deserialize>::deserialize(deserializer)?;
+        Self::ALL
+            .into_iter()
+            .find(|value| value.code() == text)
+            .ok_or_else(|| serde::de::Error::custom(
+                format!(
+                    "{text:?} is not a code of table gender; expected one of: F, M, O, U"
+                ),
+            ))
     }
 }
 
@@ -258,6 +311,23 @@ impl serde::Serialize for EthnicCategory {
     }
 }
 
+impl<'de> serde::Deserialize<'de> for EthnicCategory {
+    /// Reads the code.
+    fn deserialize<D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Self, D::Error> {
+        let text = <String as serde::Deserialize>::deserialize(deserializer)?;
+        Self::ALL
+            .into_iter()
+            .find(|value| value.code() == text)
+            .ok_or_else(|| serde::de::Error::custom(
+                format!(
+                    "{text:?} is not a code of table ethnic_category; expected one of: A, B, C, D, E, F, G, H, J, K, L, M, N, P, R, S, Z, 99"
+                ),
+            ))
+    }
+}
+
 /// The codes of table `examination`: each code and its meaning in the customer's configuration.
 ///
 /// As JSON: the code.
@@ -332,6 +402,23 @@ impl serde::Serialize for Examination {
     }
 }
 
+impl<'de> serde::Deserialize<'de> for Examination {
+    /// Reads the code.
+    fn deserialize<D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Self, D::Error> {
+        let text = <String as serde::Deserialize>::deserialize(deserializer)?;
+        Self::ALL
+            .into_iter()
+            .find(|value| value.code() == text)
+            .ok_or_else(|| serde::de::Error::custom(
+                format!(
+                    "{text:?} is not a code of table examination; expected one of: EGAS, ECOL, EFS, EERCP, EEUS"
+                ),
+            ))
+    }
+}
+
 /// The codes of table `report_status`: each code and its meaning in the customer's configuration.
 ///
 /// As JSON: the code.
@@ -389,6 +476,23 @@ impl ReportStatus {
 impl serde::Serialize for ReportStatus {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_str(self.code())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for ReportStatus {
+    /// Reads the code.
+    fn deserialize<D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Self, D::Error> {
+        let text = <String as serde::Deserialize>::deserialize(deserializer)?;
+        Self::ALL
+            .into_iter()
+            .find(|value| value.code() == text)
+            .ok_or_else(|| serde::de::Error::custom(
+                format!(
+                    "{text:?} is not a code of table report_status; expected one of: P, F, C"
+                ),
+            ))
     }
 }
 
@@ -526,8 +630,11 @@ static PERSON_REGISTERED_GP: LazyLock<hl7::Path> = LazyLock::new(|| hl7::Path {
     subcomponent: None,
 });
 
-/// The `person` record. As JSON: an object with these fields, in this order.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+/// The `person` record. As JSON: an object with these fields, in this order. Read from
+/// JSON, a key not listed is an error and an optional field may be absent or null, an
+/// optional repeated field absent.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Person {
     /// From `PID-3[CX.5=NH].1`: an NHS number; required.
     pub nhs_number: mapping::NhsNumber,
@@ -546,6 +653,7 @@ pub struct Person {
     /// From `PID-11.5`: text, at most 8 characters; optional.
     pub postcode: Option<String>,
     /// From `PID-13.1`: text; every value.
+    #[serde(default)]
     pub phone_numbers: Vec<String>,
     /// From `PID-22`: a code; optional.
     pub ethnicity: Option<EthnicCategory>,
@@ -720,7 +828,7 @@ impl Person {
         if let Some(value) = &self.middle_names {
             message.set(&PERSON_MIDDLE_NAMES, value)?;
         }
-        message.set(&PERSON_DOB, &date_text(&self.dob))?;
+        message.set(&PERSON_DOB, &self.dob.to_hl7())?;
         message.set(&PERSON_GENDER, self.gender.code())?;
         if let Some(value) = &self.postcode {
             message.set(&PERSON_POSTCODE, value)?;
@@ -755,8 +863,10 @@ static PERSON_MERGE_PREVIOUS_ID: LazyLock<hl7::Path> = LazyLock::new(|| hl7::Pat
     subcomponent: None,
 });
 
-/// The `person_merge` record. As JSON: an object with these fields, in this order.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+/// The `person_merge` record. As JSON: an object with these fields, in this order. Read from
+/// JSON, a key not listed is an error and an optional field may be absent or null.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PersonMerge {
     /// The nested record.
     pub surviving: Person,
@@ -876,8 +986,10 @@ static RESULT_REPORT_PDF: LazyLock<hl7::Path> = LazyLock::new(|| hl7::Path {
     subcomponent: None,
 });
 
-/// The `result_report` record. As JSON: an object with these fields, in this order.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+/// The `result_report` record. As JSON: an object with these fields, in this order. Read from
+/// JSON, a key not listed is an error and an optional field may be absent or null.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ResultReport {
     /// The nested record.
     pub patient: Person,
@@ -1011,9 +1123,9 @@ impl ResultReport {
         message.set(&RESULT_REPORT_FILLER_ID, &self.filler_id)?;
         message.set(&RESULT_REPORT_EXAMINATION, self.examination.code())?;
         if let Some(value) = &self.performed {
-            message.set(&RESULT_REPORT_PERFORMED, &datetime_text(value))?;
+            message.set(&RESULT_REPORT_PERFORMED, &value.to_hl7())?;
         }
-        message.set(&RESULT_REPORT_REPORTED, &datetime_text(&self.reported))?;
+        message.set(&RESULT_REPORT_REPORTED, &self.reported.to_hl7())?;
         message.set(&RESULT_REPORT_STATUS, self.status.code())?;
         message.set(&RESULT_REPORT_PDF, &self.pdf.base64())?;
         for (component, text) in [(2, "application"), (3, "pdf"), (4, "Base64")] {
@@ -1037,41 +1149,4 @@ impl ResultReport {
         self.write(&mut message)?;
         Ok(message.to_bytes())
     }
-}
-
-/// The HL7 text of a date: `YYYY[MM[DD]]`, to the precision held.
-fn date_text(date: &mapping::HlDate) -> String {
-    let mut text = format!("{:04}", date.year);
-    if let Some(month) = date.month {
-        text.push_str(&format!("{month:02}"));
-        if let Some(day) = date.day {
-            text.push_str(&format!("{day:02}"));
-        }
-    }
-    text
-}
-
-/// The HL7 text of a date and time: `YYYY[MM[DD[HH[MM[SS[.S…]]]]]][+/-ZZZZ]`, to
-/// the precision held.
-fn datetime_text(value: &mapping::HlDateTime) -> String {
-    let mut text = date_text(&value.date);
-    if let Some(hour) = value.hour {
-        text.push_str(&format!("{hour:02}"));
-        if let Some(minute) = value.minute {
-            text.push_str(&format!("{minute:02}"));
-            if let Some(second) = value.second {
-                text.push_str(&format!("{second:02}"));
-                if let Some(fraction) = &value.fraction {
-                    text.push('.');
-                    text.push_str(fraction);
-                }
-            }
-        }
-    }
-    if let Some(offset) = value.offset_minutes {
-        let sign = if offset < 0 { '-' } else { '+' };
-        let minutes = offset.unsigned_abs();
-        text.push_str(&format!("{sign}{:02}{:02}", minutes / 60, minutes % 60));
-    }
-    text
 }

@@ -23,7 +23,8 @@
 //! - **TLS**: [`client_config`]: the spec's client certificate, the spec's server CA as the
 //!   only root, hostname verification on.
 //! - **Request**: `POST <path>`, `Host`, `Content-Type: application/hl7-v2; charset=<MSH-18
-//!   charset, UTF-8 by default>`, `Content-Length` (never chunked), `User-Agent: hl7gw/<ver>`.
+//!   charset, UTF-8 by default>` (another media type through [`HttpsClient::with_media_type`]),
+//!   `Content-Length` (never chunked), `User-Agent: hl7gw/<ver>`.
 //!
 //! # Outcomes
 //!
@@ -71,6 +72,9 @@ use crate::hl7::{AckCode, AckReceipt, Charset, LineEndings, Message, ParseOption
 
 /// The largest response body read (an ACK is a few hundred bytes).
 pub const DEFAULT_MAX_RESPONSE: usize = 1024 * 1024;
+
+/// The media type of requests unless [`HttpsClient::with_media_type`] says otherwise.
+pub const DEFAULT_MEDIA_TYPE: &str = "application/hl7-v2";
 
 /// The longest [`Outcome::detail`] kept, in bytes.
 pub const MAX_DETAIL: usize = 1000;
@@ -271,6 +275,9 @@ pub enum ClientError {
     /// The certificates or keys do not load.
     #[error("TLS: {0}")]
     Tls(#[from] crate::tls::TlsError),
+    /// A media type that is not `type/subtype`.
+    #[error("media type {0:?}: expected type/subtype, e.g. application/hl7-v2 or text/plain")]
+    BadMediaType(String),
 }
 
 /// The HTTPS sender: one keep-alive connection to one engine URL. See the [module docs](self).
@@ -284,6 +291,8 @@ pub struct HttpsClient {
     connector: TlsConnector,
     timeout: Duration,
     max_response: usize,
+    media_type: String,
+    last_ack: Option<Bytes>,
     conn: Option<Connection>,
     connections_opened: u64,
 }
@@ -357,6 +366,8 @@ impl HttpsClient {
             connector: TlsConnector::from(tls),
             timeout: timeout.max(Duration::from_millis(1)),
             max_response: DEFAULT_MAX_RESPONSE,
+            media_type: DEFAULT_MEDIA_TYPE.to_owned(),
+            last_ack: None,
             conn: None,
             connections_opened: 0,
         })
@@ -379,6 +390,33 @@ impl HttpsClient {
         self
     }
 
+    /// Sends this media type instead of [`DEFAULT_MEDIA_TYPE`] (e.g. `text/plain` for an
+    /// engine that wants it); `; charset=` the message's charset is still appended. A type
+    /// with parameters or bytes a header cannot hold is refused.
+    pub fn with_media_type(mut self, media_type: &str) -> Result<Self, ClientError> {
+        let media_type = media_type.trim();
+        let valid = media_type.split_once('/').is_some_and(|(kind, sub)| {
+            let token = |t: &str| {
+                !t.is_empty()
+                    && t.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b))
+            };
+            token(kind) && token(sub)
+        });
+        if !valid {
+            return Err(ClientError::BadMediaType(media_type.to_owned()));
+        }
+        self.media_type = media_type.to_owned();
+        Ok(self)
+    }
+
+    /// The body of the latest 2xx response (the ACK as the engine sent it), from the latest
+    /// [`send`](Self::send); `None` when that send got no 2xx response. Bodies of other
+    /// statuses are never kept (an engine's error page may echo the message).
+    pub fn last_ack(&self) -> Option<&[u8]> {
+        self.last_ack.as_deref()
+    }
+
     /// The URL.
     pub fn url(&self) -> &str {
         &self.url
@@ -397,6 +435,7 @@ impl HttpsClient {
     /// Sends one message; see the [module docs](self) for how outcomes are classified.
     pub async fn send(&mut self, message: &Outgoing<'_>) -> Outcome {
         let deadline = Instant::now() + self.timeout;
+        self.last_ack = None;
         let mut retried_stale = false;
         loop {
             let reused = self.conn.is_some();
@@ -483,7 +522,11 @@ impl HttpsClient {
                     if !conn.sender.is_closed() {
                         self.conn = Some(conn);
                     }
-                    return classify(status, charset, &bytes, message.control_id);
+                    let outcome = classify(status, charset, &bytes, message.control_id);
+                    if status.is_success() {
+                        self.last_ack = Some(bytes);
+                    }
+                    return outcome;
                 }
             }
         }
@@ -495,14 +538,14 @@ impl HttpsClient {
         *request.uri_mut() = self.path.clone();
         let headers = request.headers_mut();
         headers.insert(HOST, self.authority.clone());
-        headers.insert(
-            CONTENT_TYPE,
-            HeaderValue::from_static(match message.charset {
-                Charset::Utf8 => "application/hl7-v2; charset=UTF-8",
-                Charset::Latin1 => "application/hl7-v2; charset=ISO-8859-1",
-                Charset::Ascii => "application/hl7-v2; charset=US-ASCII",
-            }),
+        let content_type = format!(
+            "{}; charset={}",
+            self.media_type,
+            message.charset.mime_name()
         );
+        if let Ok(value) = HeaderValue::from_str(&content_type) {
+            headers.insert(CONTENT_TYPE, value);
+        }
         headers.insert(
             USER_AGENT,
             HeaderValue::from_static(concat!("hl7gw/", env!("CARGO_PKG_VERSION"))),
@@ -868,8 +911,26 @@ mod tests {
         assert_eq!(client.host, "::1");
         assert_eq!(client.path, "/hl7?x=1");
         let client =
-            HttpsClient::new("https://engine.example.nhs.uk", tls, Duration::ZERO).unwrap();
+            HttpsClient::new("https://engine.example.nhs.uk", tls.clone(), Duration::ZERO).unwrap();
         assert_eq!(client.port, 443);
         assert_eq!(client.path, "/");
+        let message = Outgoing {
+            raw: b"MSH|",
+            control_id: "1",
+            charset: Charset::Latin1,
+        };
+        assert_eq!(
+            client.request(&message).headers()[CONTENT_TYPE],
+            "application/hl7-v2; charset=ISO-8859-1"
+        );
+        let client = client.with_media_type("text/plain").unwrap();
+        assert_eq!(
+            client.request(&message).headers()[CONTENT_TYPE],
+            "text/plain; charset=ISO-8859-1"
+        );
+        for bad in ["", "text", "text/plain; charset=x", "a/b\r\nX: y", "/plain"] {
+            let fresh = HttpsClient::new("https://e.example", tls.clone(), Duration::ZERO).unwrap();
+            assert!(fresh.with_media_type(bad).is_err(), "{bad:?}");
+        }
     }
 }

@@ -1,8 +1,13 @@
 //! Typed values read from HL7: dates and times with their precision, NHS numbers with their
 //! check digit, and decimal numbers kept as written.
+//!
+//! As JSON each is a string: dates and times in ISO 8601 (`1970-01-31`,
+//! `2026-01-01T12:05:30.25+01:00`), NHS numbers as 10 digits, numbers as sent. Each
+//! deserializes from the string it serializes to, checked as when read from HL7.
 
 use std::fmt;
 
+use serde::de::{self, Deserialize, Deserializer, Visitor};
 use serde::{Serialize, Serializer};
 
 /// A date with HL7's precision: year, year-month, or full date (HL7 DT, or the date part of
@@ -84,6 +89,32 @@ impl HlDate {
             _ => None,
         };
         Ok(Self { year, month, day })
+    }
+
+    /// Parses the ISO 8601 forms [`Display`](fmt::Display) writes: `YYYY`, `YYYY-MM` or
+    /// `YYYY-MM-DD`.
+    pub fn parse_iso(text: &str) -> Result<Self, String> {
+        const FORM: &str = "a date is YYYY, YYYY-MM or YYYY-MM-DD";
+        let parts: Vec<&str> = text.split('-').collect();
+        let lengths: Vec<usize> = parts.iter().map(|p| p.len()).collect();
+        if !matches!(lengths.as_slice(), [4] | [4, 2] | [4, 2, 2])
+            || !parts.iter().all(|p| p.bytes().all(|b| b.is_ascii_digit()))
+        {
+            return Err(FORM.into());
+        }
+        Self::parse(&parts.concat())
+    }
+
+    /// The HL7 text (DT): `YYYY[MM[DD]]`, to the precision held.
+    pub fn to_hl7(&self) -> String {
+        let mut text = format!("{:04}", self.year);
+        if let Some(month) = self.month {
+            text.push_str(&format!("{month:02}"));
+            if let Some(day) = self.day {
+                text.push_str(&format!("{day:02}"));
+            }
+        }
+        text
     }
 }
 
@@ -168,6 +199,99 @@ impl HlDateTime {
             fraction,
             offset_minutes,
         })
+    }
+
+    /// Parses the ISO 8601 forms [`Display`](fmt::Display) writes: a date as
+    /// [`HlDate::parse_iso`] reads it, optionally `Thh`, `Thh:mm`, `Thh:mm:ss` or
+    /// `Thh:mm:ss.s` (1–4 digits) after a full date, and optionally a UTC offset `+hh:mm`,
+    /// `-hh:mm` or `Z` (read as `+00:00`). An hour written alone as `T12:00` reads back with
+    /// its minutes: the same time, one precision finer.
+    pub fn parse_iso(text: &str) -> Result<Self, String> {
+        const FORM: &str = "a date and time is YYYY-MM-DD[Thh:mm[:ss[.s…]]] or a shorter date, \
+                            with an optional +hh:mm, -hh:mm or Z offset";
+        let bytes = text.as_bytes();
+        let (main, offset) = if let Some(main) = text.strip_suffix('Z') {
+            (main, Some(String::from("+0000")))
+        } else if bytes.len() >= 6
+            && matches!(bytes.get(bytes.len() - 6), Some(b'+' | b'-'))
+            && bytes.get(bytes.len() - 3) == Some(&b':')
+        {
+            let (main, offset) = text.split_at(bytes.len() - 6);
+            let (hours, minutes) = offset.split_at(3);
+            let minutes = minutes.get(1..).unwrap_or_default();
+            if !hours
+                .bytes()
+                .skip(1)
+                .chain(minutes.bytes())
+                .all(|b| b.is_ascii_digit())
+            {
+                return Err(FORM.into());
+            }
+            (main, Some(format!("{hours}{minutes}")))
+        } else {
+            (text, None)
+        };
+        let (date, time) = match main.split_once('T') {
+            Some((date, time)) => (date, Some(time)),
+            None => (main, None),
+        };
+        let date = HlDate::parse_iso(date)?;
+        let mut hl7 = date.to_hl7();
+        if let Some(time) = time {
+            if date.day.is_none() {
+                return Err("a time needs a full date before it (YYYY-MM-DDThh:mm)".into());
+            }
+            let (clock, fraction) = match time.split_once('.') {
+                Some((clock, fraction)) => (clock, Some(fraction)),
+                None => (time, None),
+            };
+            let parts: Vec<&str> = clock.split(':').collect();
+            if !parts
+                .iter()
+                .all(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_digit()))
+                || parts.len() > 3
+                || (fraction.is_some() && parts.len() != 3)
+            {
+                return Err(FORM.into());
+            }
+            hl7.push_str(&parts.concat());
+            if let Some(fraction) = fraction {
+                if !fraction.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(FORM.into());
+                }
+                hl7.push('.');
+                hl7.push_str(fraction);
+            }
+        }
+        if let Some(offset) = offset {
+            hl7.push_str(&offset);
+        }
+        Self::parse(&hl7)
+    }
+
+    /// The HL7 text (DTM/TS): `YYYY[MM[DD[HH[MM[SS[.S…]]]]]][+/-ZZZZ]`, to the precision
+    /// held.
+    pub fn to_hl7(&self) -> String {
+        let mut text = self.date.to_hl7();
+        if let Some(hour) = self.hour {
+            text.push_str(&format!("{hour:02}"));
+            if let Some(minute) = self.minute {
+                text.push_str(&format!("{minute:02}"));
+                if let Some(second) = self.second {
+                    text.push_str(&format!("{second:02}"));
+                    if let Some(fraction) = &self.fraction {
+                        text.push('.');
+                        text.push_str(fraction);
+                    }
+                }
+            }
+        }
+        if let Some(offset) = self.offset_minutes {
+            let sign = if offset < 0 { '-' } else { '+' };
+            let minutes = offset.unsigned_abs();
+            text.push_str(&format!("{sign}{:02}{:02}", minutes / 60, minutes % 60));
+        }
+        text
     }
 }
 
@@ -287,6 +411,40 @@ macro_rules! serialize_as_text {
 }
 serialize_as_text!(HlDate, HlDateTime, NhsNumber, HlNumber);
 
+/// Reads a JSON string with `parse`; anything else is an error naming what was expected.
+struct TextVisitor<T> {
+    expecting: &'static str,
+    parse: fn(&str) -> Result<T, String>,
+}
+
+impl<T> Visitor<'_> for TextVisitor<T> {
+    type Value = T;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.expecting)
+    }
+
+    fn visit_str<E: de::Error>(self, text: &str) -> Result<T, E> {
+        (self.parse)(text).map_err(E::custom)
+    }
+}
+
+macro_rules! deserialize_from_text {
+    ($($t:ty => $expecting:literal, $parse:path;)*) => {$(
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                d.deserialize_str(TextVisitor { expecting: $expecting, parse: $parse })
+            }
+        }
+    )*};
+}
+deserialize_from_text! {
+    HlDate => "an ISO 8601 date as a string (YYYY, YYYY-MM or YYYY-MM-DD)", HlDate::parse_iso;
+    HlDateTime => "an ISO 8601 date and time as a string (YYYY-MM-DDThh:mm:ss+hh:mm)", HlDateTime::parse_iso;
+    NhsNumber => "an NHS number as a string of 10 digits", NhsNumber::parse;
+    HlNumber => "a number as a string (HL7 NM: optional sign, digits, optional point)", HlNumber::parse;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -338,6 +496,130 @@ mod tests {
         assert!(NhsNumber::parse("94493055").is_err());
         assert!(NhsNumber::parse("944-930-5552").is_err());
         assert!(NhsNumber::parse("0123456789").is_ok());
+    }
+
+    #[test]
+    fn iso_dates_read_back_what_display_writes() {
+        for hl7 in ["1970", "197001", "19700131", "20000229"] {
+            let date = HlDate::parse(hl7).unwrap();
+            assert_eq!(HlDate::parse_iso(&date.to_string()).unwrap(), date, "{hl7}");
+            assert_eq!(date.to_hl7(), hl7);
+        }
+        for bad in [
+            "",
+            "70",
+            "1970-1",
+            "1970-01-1",
+            "19700131",
+            "1970/01/31",
+            "1970-13",
+            "1900-02-29",
+            "1970-01-31T",
+            "+970-01",
+            "1970-0a",
+            "1970-01-31-",
+        ] {
+            assert!(HlDate::parse_iso(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn iso_datetimes_read_back_what_display_writes() {
+        for hl7 in [
+            "2026",
+            "202601",
+            "20260101",
+            "202601011205",
+            "20260101120530",
+            "20260101120530.25+0100",
+            "20260101120530.1234-0330",
+            "20260101-0330",
+            "2026+0100",
+            "202601+0000",
+            "202601011205+1400",
+        ] {
+            let value = HlDateTime::parse(hl7).unwrap();
+            let iso = value.to_string();
+            assert_eq!(
+                HlDateTime::parse_iso(&iso).unwrap(),
+                value,
+                "{hl7} as {iso}"
+            );
+            assert_eq!(value.to_hl7(), hl7, "{hl7}");
+        }
+        // An hour alone is written with its minutes and reads back one precision finer.
+        let hour = HlDateTime::parse("2026010112").unwrap();
+        assert_eq!(hour.to_hl7(), "2026010112");
+        let back = HlDateTime::parse_iso(&hour.to_string()).unwrap();
+        assert_eq!(back.to_hl7(), "202601011200");
+        assert_eq!(
+            HlDateTime::parse_iso("2026-01-01T12").unwrap().to_hl7(),
+            "2026010112"
+        );
+        assert_eq!(
+            HlDateTime::parse_iso("2026-01-01T12:05:30Z")
+                .unwrap()
+                .to_hl7(),
+            "20260101120530+0000"
+        );
+        for bad in [
+            "",
+            "2026-01-01T",
+            "2026-01T12:00",
+            "2026-01-01T24:00",
+            "2026-01-01T12:60",
+            "2026-01-01T12:05.5",
+            "2026-01-01T12:05:30.12345",
+            "2026-01-01T12:05:30.",
+            "2026-01-01T1:05",
+            "2026-01-01T12:05:30:00",
+            "2026-01-01 12:05",
+            "2026-01-01T12:05+1:000",
+            "2026-01-01T12:05+01:0a",
+            "2026-01-01T12:05+15:00",
+            "2026-01-01T12:05+0100",
+            "20260101120530",
+            "2026-01-01T12:05ZZ",
+            "2026-01-01T12:05:30.2a",
+            "2026-01-01T\u{e9}2:05",
+        ] {
+            assert!(HlDateTime::parse_iso(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn values_deserialize_from_the_json_they_serialize_to() {
+        fn round_trip<T>(value: &T)
+        where
+            T: Serialize + for<'de> Deserialize<'de> + PartialEq + fmt::Debug,
+        {
+            let json = serde_json::to_value(value).unwrap();
+            assert_eq!(&serde_json::from_value::<T>(json).unwrap(), value);
+        }
+        round_trip(&HlDate::parse("19700131").unwrap());
+        round_trip(&HlDate::parse("1970").unwrap());
+        round_trip(&HlDateTime::parse("20260101120530.25+0100").unwrap());
+        round_trip(&NhsNumber::parse("9449305552").unwrap());
+        round_trip(&HlNumber::parse("-12.50").unwrap());
+        let date: HlDate = serde_json::from_str("\"1970-01\"").unwrap();
+        assert_eq!(date.to_hl7(), "197001");
+
+        let error = |json: &str, what: &str| -> String {
+            let result = match what {
+                "date" => serde_json::from_str::<HlDate>(json).map(|_| ()),
+                "datetime" => serde_json::from_str::<HlDateTime>(json).map(|_| ()),
+                "nhs" => serde_json::from_str::<NhsNumber>(json).map(|_| ()),
+                _ => serde_json::from_str::<HlNumber>(json).map(|_| ()),
+            };
+            result.unwrap_err().to_string()
+        };
+        assert!(error("\"9449305553\"", "nhs").contains("check digit"));
+        assert!(error("9449305552", "nhs").contains("expected an NHS number as a string"));
+        assert!(error("\"19700131\"", "date").contains("YYYY-MM-DD"));
+        assert!(error("\"2026-01-01T25:00\"", "datetime").contains("hour"));
+        assert!(error("12.5", "number").contains("expected a number as a string"));
+        assert!(error("\"1e5\"", "number").contains("digits"));
+        assert!(error("null", "date").contains("expected an ISO 8601 date"));
     }
 
     #[test]

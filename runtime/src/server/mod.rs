@@ -234,6 +234,11 @@ impl Settings {
             .map(|s| (*s).to_owned())
             .collect();
         settings.max_body = config.max_body;
+        if let Some(name) = config.response_content_type {
+            let media = MediaType::parse(name)
+                .ok_or_else(|| SettingsError::ContentType(name.to_owned()))?;
+            settings.response_content_type = ResponseContentType::Fixed(media);
+        }
         Ok(settings)
     }
 }
@@ -255,6 +260,11 @@ pub enum SettingsError {
     /// An allowed IP range is not CIDR or an address.
     #[error("allowed IP `{0}` is neither a CIDR range nor an address")]
     IpRange(String),
+    /// The response content type is not one the receiver can answer with.
+    #[error(
+        "response content type `{0}` is not application/hl7-v2, application/hl7-v2+er7, x-application/hl7-v2+er7 or text/plain"
+    )]
+    ContentType(String),
 }
 
 /// The receiver could not run.
@@ -493,6 +503,38 @@ pub fn canonical_ip(ip: IpAddr) -> IpAddr {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn receive(content_type: Option<&'static str>) -> ReceiveConfig {
+        ReceiveConfig {
+            listen: "127.0.0.1:0",
+            path: "/hl7",
+            hostname: "localhost",
+            cert: "server.crt",
+            key: "server.key",
+            client_ca: "ca.crt",
+            allowed_clients: &["CN=tie"],
+            allowed_ips: &["127.0.0.0/8"],
+            max_body: 1024,
+            receiving_application: None,
+            receiving_facility: None,
+            response_content_type: content_type,
+        }
+    }
+
+    #[test]
+    fn the_spec_fixes_or_follows_the_response_content_type() {
+        let follow = Settings::from_receive(&receive(None)).unwrap();
+        assert_eq!(
+            follow.response_content_type,
+            ResponseContentType::FollowRequest
+        );
+        let fixed = Settings::from_receive(&receive(Some("text/plain"))).unwrap();
+        assert_eq!(
+            fixed.response_content_type,
+            ResponseContentType::Fixed(MediaType::TextPlain)
+        );
+        assert!(Settings::from_receive(&receive(Some("text/html"))).is_err());
+    }
 
     #[test]
     fn media_types_parse_ignoring_case() {

@@ -1,0 +1,124 @@
+//! The intake API: EMS hands the gateway an outbound message as HL7 or as a typed JSON
+//! record, and gets a queue id once it is on disk; what the spec does not declare, or what
+//! does not build, is refused with the reason and nothing is queued.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::Duration;
+
+use hl7gw_runtime::hl7::Message;
+use hl7gw_runtime::intake::{Intake, IntakeConfig};
+use hl7gw_runtime::queue::Queue;
+use hl7gw_runtime::store::Store;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const ORU: &str = "MSH|^~\\&|EMS|EMS-HOST|TIE|DEMO-TRUST|20260101130000||ORU^R01^ORU_R01|ORU-1|T|2.4\r\
+PID|1||9449305552^^^NHS^NH~D123456^^^DEMO^MR||SMITH^JOHN||19700101|F\r\
+OBR|1|PLC-1001|FIL-2002|COL^Colonoscopy^LOCAL\r\
+OBX|1|ED|PDF||^application^pdf^Base64^JVBERi0xLjQKJSVFT0YK\r";
+
+/// One HTTP/1.1 request on a fresh connection; returns the status and the body.
+async fn post(addr: std::net::SocketAddr, path: &str, body: &[u8]) -> (u16, serde_json::Value) {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(body).await.unwrap();
+    let mut response = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut response))
+        .await
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8(response).unwrap();
+    let status: u16 = text[9..12].parse().unwrap();
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or_default();
+    (
+        status,
+        serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hl7_and_json_records_are_queued_and_the_rest_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("gateway.sqlite")).unwrap();
+    let queue = Queue::new(store);
+    let intake = Intake::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        None,
+        queue.clone(),
+        IntakeConfig {
+            destination: "engine".into(),
+            declared: gw_demo::OUTBOUND,
+            processing_id: "T",
+            version: gw_demo::config::HL7_VERSION,
+            sending_application: "EMS".into(),
+            sending_facility: "DEMO".into(),
+            build: gw_demo::outbound_from_json,
+        },
+    )
+    .await
+    .unwrap();
+    let addr = intake.http_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(intake.serve(async {
+        let _ = stopped.await;
+    }));
+
+    // HL7 as is.
+    let (status, body) = post(addr, "/outbound", ORU.as_bytes()).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["control_id"], "ORU-1");
+    // The same bytes again: the same queue entry.
+    let (status, again) = post(addr, "/outbound", ORU.as_bytes()).await;
+    assert_eq!((status, &again["id"]), (200, &body["id"]));
+
+    // A typed record as JSON, built into HL7 by the generated code.
+    let report =
+        gw_demo::records::Report::from_hl7(&Message::parse(ORU.as_bytes()).unwrap()).unwrap();
+    let json = serde_json::json!({ "record": serde_json::to_value(&report).unwrap() });
+    let (status, queued) = post(addr, "/outbound/ORU%5ER01", json.to_string().as_bytes()).await;
+    assert_eq!(status, 201, "{queued}");
+    let id = queued["id"].as_i64().unwrap();
+    let detail = queue.show(id).await.unwrap().unwrap();
+    let built = Message::parse(&detail.raw).unwrap();
+    assert_eq!(gw_demo::records::Report::from_hl7(&built).unwrap(), report);
+    assert_eq!(built.processing_id(), "T");
+
+    // Refusals: undeclared type, bad record, wrong environment, not HL7.
+    let adt = ORU
+        .replace("ORU^R01^ORU_R01", "ADT^A28^ADT_A05")
+        .replace("ORU-1", "ADT-1");
+    let (status, why) = post(addr, "/outbound", adt.as_bytes()).await;
+    assert_eq!(status, 422);
+    assert!(
+        why["error"]
+            .as_str()
+            .unwrap()
+            .contains("not declared outbound"),
+        "{why}"
+    );
+    let mut bad = json.clone();
+    bad["record"]["patient"]["nhs_number"] = "9449305553".into();
+    let (status, why) = post(addr, "/outbound/ORU%5ER01", bad.to_string().as_bytes()).await;
+    assert_eq!(status, 422);
+    assert!(
+        why["error"].as_str().unwrap().contains("nhs_number"),
+        "{why}"
+    );
+    let prod = ORU.replace("|T|2.4", "|P|2.4").replace("ORU-1", "ORU-P");
+    let (status, _) = post(addr, "/outbound", prod.as_bytes()).await;
+    assert_eq!(status, 422);
+    let (status, _) = post(addr, "/outbound", b"hello").await;
+    assert_eq!(status, 400);
+    let status = queue.status("engine").await.unwrap();
+    assert_eq!(status.depth, 2, "only the two accepted messages are queued");
+
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .unwrap()
+        .unwrap();
+}

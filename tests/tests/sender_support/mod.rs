@@ -1,0 +1,461 @@
+//! Support for `tests/sender.rs`: the sending gateway in a child process, its intake API, the
+//! operator's `queue` commands on its store, HL7 samples, and the Trust's engine
+//! ([`trust::Trust`]) the gateway sends to.
+//!
+//! # The gateway process
+//!
+//! As in `receiver_support`: the test binary re-executes itself
+//! (`std::env::current_exe()`) with [`CHILD_ENV`] set to a JSON [`SenderConfig`] and a filter
+//! selecting the ignored test `child_sender_process`, which calls [`child_main`]. The child
+//! runs `hl7gw_runtime::app::serve` with gw-demo's TEST environment (receiver, intake API,
+//! sequencer), the repository's `specs/` folder as the base directory (so the spec's
+//! development certificates: `certs/test/client.crt` signed by the EMS CA, and
+//! `certs/test/trust-ca.crt` as the only root for the Trust's server certificate), every
+//! port on 127.0.0.1:0 and the test's store, and prints its bound addresses on one [`READY`]
+//! line. It stops when its standard input closes or when the test kills it (`kill -9`).
+//!
+//! What the real `serve` command has no flag for is applied by editing a copy of the
+//! generated `Environment`, as a spec with those values would: the send URL (the test's
+//! Trust on an ephemeral port), the ACK timeout and the backoff (milliseconds, so retries
+//! are quick).
+
+#![allow(dead_code)]
+
+pub mod trust;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use hl7gw_runtime::app::{GatewayDefinition, QueueCommand, RunOptions};
+use hl7gw_runtime::config::{Environment, SendConfig};
+use serde_json::{Value, json};
+
+/// Set in the child's environment: its [`SenderConfig`] as JSON.
+pub const CHILD_ENV: &str = "HL7GW_E2E_SENDER";
+/// The test function that runs [`child_main`].
+pub const CHILD_TEST: &str = "child_sender_process";
+/// Prefix of the child's one line announcing its addresses.
+pub const READY: &str = "HL7GW-E2E-SENDER-READY ";
+
+/// How long a child may take to listen.
+const START_LIMIT: Duration = Duration::from_secs(30);
+/// Every wait on a condition gives up after this.
+pub const WAIT_LIMIT: Duration = Duration::from_secs(30);
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The specs folder: the base directory relative paths in the configuration resolve against.
+pub fn specs() -> PathBuf {
+    repo().join("specs")
+}
+
+/// What the child serves.
+#[derive(Debug, Clone)]
+pub struct SenderConfig {
+    /// The SQLite store (queue included).
+    pub store: PathBuf,
+    /// The Trust's URL (`send.url`).
+    pub url: String,
+    /// `send.timeout_ms`.
+    pub timeout_ms: u64,
+    /// `send.backoff_first_ms`.
+    pub backoff_first_ms: u64,
+    /// `send.backoff_max_ms`.
+    pub backoff_max_ms: u64,
+}
+
+impl SenderConfig {
+    /// Sends to `url`, 10 s ACK timeout, backoff 20 ms to 100 ms.
+    pub fn new(store: impl Into<PathBuf>, url: impl Into<String>) -> Self {
+        Self {
+            store: store.into(),
+            url: url.into(),
+            timeout_ms: 10_000,
+            backoff_first_ms: 20,
+            backoff_max_ms: 100,
+        }
+    }
+
+    fn to_json(&self) -> String {
+        json!({
+            "store": self.store,
+            "url": self.url,
+            "timeout_ms": self.timeout_ms,
+            "backoff_first_ms": self.backoff_first_ms,
+            "backoff_max_ms": self.backoff_max_ms,
+        })
+        .to_string()
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The child.
+
+/// Runs the gateway when [`CHILD_ENV`] is set, then exits the process; returns at once
+/// otherwise.
+pub fn child_main() {
+    let Ok(config) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    hl7gw_runtime::app::init_logging();
+    let code = match run_child(&config) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("child sender: {e}");
+            3
+        }
+    };
+    std::process::exit(code);
+}
+
+fn leak(text: &str) -> &'static str {
+    Box::leak(text.to_owned().into_boxed_str())
+}
+
+/// gw-demo's TEST environment with the send side pointed at `url` and sped up.
+fn environment(config: &Value) -> Result<Environment, String> {
+    let number = |key: &str| {
+        config
+            .get(key)
+            .and_then(Value::as_u64)
+            .ok_or(format!("no {key}"))
+    };
+    let url = config.get("url").and_then(Value::as_str).ok_or("no url")?;
+    let mut environment = gw_demo::config::TEST;
+    let base = environment.send.ok_or("gw-demo TEST sends nothing")?;
+    environment.send = Some(SendConfig {
+        url: leak(url),
+        timeout_ms: number("timeout_ms")?,
+        backoff_first_ms: number("backoff_first_ms")?,
+        backoff_max_ms: number("backoff_max_ms")?,
+        ..base
+    });
+    Ok(environment)
+}
+
+/// gw-demo's definition for `environment`.
+fn definition(environment: &'static Environment) -> GatewayDefinition {
+    GatewayDefinition {
+        customer: gw_demo::config::CUSTOMER_CODE,
+        environment,
+        declared: gw_demo::INBOUND,
+        map: gw_demo::map_inbound,
+        outbound: gw_demo::config::OUTBOUND,
+        build: None,
+        version: gw_demo::config::HL7_VERSION,
+    }
+}
+
+fn options(store: PathBuf) -> RunOptions {
+    let local = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
+    RunOptions {
+        base_dir: specs(),
+        listen: local,
+        cert_dir: None,
+        store: Some(store),
+        ops_listen: local,
+        inbox_listen: local,
+        intake_listen: local,
+        mllp_listen: local,
+        retention: Duration::from_secs(90 * 86_400),
+    }
+}
+
+fn run_child(config: &str) -> Result<(), String> {
+    let config: Value = serde_json::from_str(config).map_err(|e| e.to_string())?;
+    let environment: &'static Environment = Box::leak(Box::new(environment(&config)?));
+    let definition = definition(environment);
+    let store = config
+        .get("store")
+        .and_then(Value::as_str)
+        .ok_or("no store")?;
+    let options = options(PathBuf::from(store));
+
+    // Stop when the parent closes our standard input (or dies).
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    std::thread::spawn(move || {
+        let mut sink = Vec::new();
+        let _ = std::io::stdin().read_to_end(&mut sink);
+        let _ = stop.send(());
+    });
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime
+        .block_on(hl7gw_runtime::app::serve(
+            &definition,
+            &options,
+            async move {
+                let _ = stopped.await;
+            },
+            move |resolved| {
+                let line = json!({
+                    "listen": resolved.listen.to_string(),
+                    "ops": resolved.ops_listen.to_string(),
+                    "intake": resolved.send.as_ref().map(|s| s.intake_listen.to_string()),
+                });
+                let mut out = std::io::stdout().lock();
+                let _ = writeln!(out, "{READY}{line}");
+                let _ = out.flush();
+            },
+        ))
+        .map_err(|e| e.to_string())
+}
+
+// ---------------------------------------------------------------------------------------
+// The parent's handle on a child.
+
+/// A sending gateway in a child process; killed (SIGKILL) and reaped when dropped. If the
+/// test is failing, the end of the child's log is printed.
+pub struct Sender {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    pub config: SenderConfig,
+    /// The intake API (`POST /outbound`).
+    pub intake: SocketAddr,
+    /// The child's standard error.
+    pub log: PathBuf,
+}
+
+impl Sender {
+    /// Starts a child and waits (bounded) until it listens. `log` receives its stderr.
+    pub fn start(config: SenderConfig, log: &Path) -> Self {
+        let exe = std::env::current_exe().unwrap();
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap();
+        let mut child = Command::new(exe)
+            .args([CHILD_TEST, "--exact", "--ignored", "--nocapture"])
+            .env(CHILD_ENV, config.to_json())
+            .env("HL7GW_LOG", "debug")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log_file))
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel::<String>();
+        std::thread::spawn(move || {
+            // Hands over the READY line, then keeps draining so the child never blocks.
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(rest) = line.strip_prefix(READY) {
+                    let _ = tx.send(rest.to_owned());
+                }
+            }
+        });
+        let mut sender = Self {
+            child,
+            stdin,
+            config,
+            intake: SocketAddr::from(([127, 0, 0, 1], 0)),
+            log: log.to_path_buf(),
+        };
+        let ready = match rx.recv_timeout(START_LIMIT) {
+            Ok(line) => line,
+            Err(e) => panic!(
+                "the sender child did not start ({e}); its log:\n{}",
+                sender.log_tail(60)
+            ),
+        };
+        let ready: Value = serde_json::from_str(&ready).unwrap();
+        sender.intake = ready["intake"]
+            .as_str()
+            .and_then(|a| a.parse().ok())
+            .expect("the child announced no intake address");
+        sender
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `kill -9`, and waits for the process to be gone.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// The child's whole log.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The last `lines` lines of the child's log.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let text = self.log_text();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    /// `POST /outbound` with an HL7 body: the status and the JSON answer.
+    pub fn post(&self, message: &[u8]) -> (u16, Value) {
+        let (status, body) = http(self.intake, "POST", "/outbound", message);
+        let value = serde_json::from_str(&body)
+            .unwrap_or_else(|e| panic!("intake answered {status} with non-JSON {body:?}: {e}"));
+        (status, value)
+    }
+
+    /// Queues `message`, which must be new: its queue id.
+    pub fn queue(&self, message: &[u8]) -> i64 {
+        let (status, answer) = self.post(message);
+        assert_eq!(status, 201, "the intake refused the message: {answer}");
+        assert_eq!(answer["created"], true, "{answer}");
+        answer["id"].as_i64().unwrap()
+    }
+
+    /// `GET /outbound`: the stream's status as the intake API reports it.
+    pub fn intake_status(&self) -> Value {
+        let (status, body) = http(self.intake, "GET", "/outbound", b"");
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str(&body).unwrap()
+    }
+
+    /// The operator's `queue` command, run from the test process on the child's store.
+    pub fn queue_command(&self, command: &QueueCommand) -> String {
+        queue_command(&self.config, command)
+    }
+
+    /// `queue status`, parsed.
+    pub fn status(&self) -> Value {
+        serde_json::from_str(&self.queue_command(&QueueCommand::Status)).unwrap()
+    }
+
+    /// `queue list`, parsed: every message of the stream, oldest first.
+    pub fn list(&self) -> Vec<Value> {
+        let text = self.queue_command(&QueueCommand::List {
+            after: 0,
+            limit: 1000,
+        });
+        serde_json::from_str(&text).unwrap()
+    }
+
+    /// Waits (bounded) until `queue status` satisfies `want`; returns it.
+    pub fn wait_status(&self, what: &str, want: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + WAIT_LIMIT;
+        loop {
+            let status = self.status();
+            if want(&status) {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; queue status:\n{status:#}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Sender {
+    fn drop(&mut self) {
+        drop(self.stdin.take());
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!(
+                "--- sender child {} log (last lines) ---\n{}\n---",
+                self.log.display(),
+                self.log_tail(40)
+            );
+        }
+    }
+}
+
+/// `gw-demo queue …` for the store of `config`, as the generated binary runs it: what it
+/// prints.
+pub fn queue_command(config: &SenderConfig, command: &QueueCommand) -> String {
+    let config = serde_json::from_str(&config.to_json()).unwrap();
+    let environment: &'static Environment = Box::leak(Box::new(environment(&config).unwrap()));
+    let store = config["store"].as_str().unwrap();
+    hl7gw_runtime::app::queue_command(
+        &definition(environment),
+        &options(PathBuf::from(store)),
+        command,
+    )
+    .unwrap_or_else(|e| panic!("queue command {command:?} failed: {e}"))
+}
+
+/// One plain HTTP/1.1 request on loopback, blocking and bounded: the status and the body.
+pub fn http(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> (u16, String) {
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Type: application/hl7-v2\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        addr.port(),
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(body).unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("not an HTTP response: {text:?}"));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {head:?}"));
+    (status, body.to_owned())
+}
+
+// ---------------------------------------------------------------------------------------
+// Messages.
+
+/// The walkthrough's ORU^R01 with a PDF report (`examples/messages/oru_r01_pdf.hl7`, MSH-11
+/// `T`), with MSH-10 set to `control_id`.
+pub fn oru(control_id: &str) -> Vec<u8> {
+    let text = std::fs::read_to_string(repo().join("examples/messages/oru_r01_pdf.hl7")).unwrap();
+    let text = text.replace("\r\n", "\r").replace('\n', "\r");
+    let (msh, rest) = text.split_once('\r').unwrap();
+    let mut fields: Vec<&str> = msh.split('|').collect();
+    assert_eq!(fields[10], "T", "the sample is a TEST message");
+    fields[9] = control_id;
+    format!("{}\r{rest}", fields.join("|")).into_bytes()
+}
+
+/// The control ids `PREFIX-001` … for `range`.
+pub fn ids(prefix: &str, range: std::ops::RangeInclusive<usize>) -> Vec<String> {
+    range.map(|n| format!("{prefix}-{n:03}")).collect()
+}
+
+/// MSH-10 of an HL7 message (fields split on `|`; MSH-1 is the separator itself).
+pub fn control_id_of(message: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(message).ok()?;
+    let msh = text.split(['\r', '\n']).next()?;
+    if !msh.starts_with("MSH") {
+        return None;
+    }
+    msh.split('|').nth(9).map(str::to_owned)
+}
+
+/// Waits (bounded) until `done()` holds, describing the state with `show()` on time-out.
+pub fn wait_until(what: &str, done: impl Fn() -> bool, show: impl Fn() -> String) {
+    let deadline = Instant::now() + WAIT_LIMIT;
+    while !done() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}; {}",
+            show()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
