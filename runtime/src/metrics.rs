@@ -405,6 +405,24 @@ mod tests {
     use crate::tls::TlsFailure;
 
     #[test]
+    fn outbound_queue_gauges_and_send_latency_render() {
+        let m = Metrics::new();
+        m.set_queue(7, Some(Duration::from_millis(1500)), true);
+        m.send_latency(Duration::from_millis(3));
+        let text = m.render();
+        assert!(text.contains("hl7gw_queue_depth 7\n"), "{text}");
+        assert!(
+            text.contains("hl7gw_queue_oldest_unacked_milliseconds 1500\n"),
+            "{text}"
+        );
+        assert!(text.contains("hl7gw_queue_held 1\n"), "{text}");
+        assert!(text.contains("hl7gw_send_seconds_count 1\n"), "{text}");
+        m.set_queue(0, None, false);
+        let text = m.render();
+        assert!(text.contains("hl7gw_queue_depth 0\n") && text.contains("hl7gw_queue_held 0\n"));
+    }
+
+    #[test]
     fn renders_prometheus_text() {
         let m = Metrics::new();
         m.message("ADT^A28", "AA");
