@@ -122,3 +122,73 @@ async fn hl7_and_json_records_are_queued_and_the_rest_refused() {
         .unwrap()
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mllp_intake_answers_a_commit_ack_once_queued() {
+    use hl7gw_runtime::hl7::{AckCode, read_ack};
+    use hl7gw_runtime::mllp::{Deframer, frame, read_message};
+
+    let dir = tempfile::tempdir().unwrap();
+    let queue = Queue::new(Store::open(dir.path().join("gateway.sqlite")).unwrap());
+    let intake = Intake::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        Some("127.0.0.1:0".parse().unwrap()),
+        queue.clone(),
+        IntakeConfig {
+            destination: "engine".into(),
+            declared: gw_demo::OUTBOUND,
+            processing_id: "T",
+            version: gw_demo::config::HL7_VERSION,
+            sending_application: "EMS".into(),
+            sending_facility: "DEMO".into(),
+            build: gw_demo::outbound_from_json,
+        },
+    )
+    .await
+    .unwrap();
+    let addr = intake.mllp_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(intake.serve(async {
+        let _ = stopped.await;
+    }));
+
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut deframer = Deframer::new(1 << 20);
+    let mut exchange = async |message: &str| {
+        stream.write_all(&frame(message.as_bytes())).await.unwrap();
+        let ack = tokio::time::timeout(
+            Duration::from_secs(10),
+            read_message(&mut stream, &mut deframer),
+        )
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+        let parsed = Message::parse(&ack).unwrap();
+        read_ack(&parsed).unwrap()
+    };
+    // Two messages on one connection: each acknowledged once it is on disk.
+    let first = exchange(ORU).await;
+    assert_eq!(
+        (first.code, first.control_id.as_str()),
+        (AckCode::ApplicationAccept, "ORU-1")
+    );
+    let second = exchange(&ORU.replace("ORU-1", "ORU-2")).await;
+    assert_eq!(second.code, AckCode::ApplicationAccept);
+    assert_eq!(queue.status("engine").await.unwrap().depth, 2);
+    // A type the spec does not send is rejected, with the reason in ERR.
+    let adt = ORU
+        .replace("ORU^R01^ORU_R01", "ADT^A28^ADT_A05")
+        .replace("ORU-1", "ADT-1");
+    let rejected = exchange(&adt).await;
+    assert_eq!(rejected.code, AckCode::ApplicationReject);
+    assert_eq!(rejected.errors[0].code, Some(200));
+    assert_eq!(queue.status("engine").await.unwrap().depth, 2);
+
+    drop(stream);
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .unwrap()
+        .unwrap();
+}
