@@ -161,8 +161,11 @@ fn check_names_each_stale_file_and_generate_repairs_them() {
 
 #[test]
 fn check_names_a_crate_whose_spec_is_gone() {
-    // Inside the workspace (target/tmp), so the headers' spec paths can be resolved.
-    let out_dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("temp dir");
+    // Inside the workspace, so the headers' spec paths can be resolved: under the
+    // repository's target/ folder even when CARGO_TARGET_DIR points elsewhere.
+    let parent = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/generate-tests");
+    std::fs::create_dir_all(&parent).expect("mkdir target/generate-tests");
+    let out_dir = tempfile::tempdir_in(&parent).expect("temp dir");
     let dir = out_dir.path().to_string_lossy().into_owned();
     let first = hl7gw(&["generate", "specs/", "--out", &dir]);
     assert!(first.status.success(), "{}", text(&first.stderr));
