@@ -2,6 +2,8 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::hl7::timestamp::civil_from_days;
+
 /// `YYYY-MM-DDTHH:MM:SS.ffffffZ` (UTC, RFC 3339, always microseconds): fixed width, so
 /// comparing the text compares the instants. Instants before 1970 clamp to the epoch.
 pub fn format_rfc3339(at: SystemTime) -> String {
@@ -16,24 +18,6 @@ pub fn format_rfc3339(at: SystemTime) -> String {
         (rem % 3600) / 60,
         rem % 60,
         since.subsec_micros()
-    )
-}
-
-/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (
-        y,
-        u32::try_from(m).unwrap_or(1),
-        u32::try_from(d).unwrap_or(1),
     )
 }
 
