@@ -245,6 +245,12 @@ const CASES: &[Case] = &[
     error("cert-ca-unreadable.yaml", "cert-ca-unreadable", 22, 20),
     error("cert-key-mismatch.yaml", "cert-key-mismatch", 21, 14),
     error(
+        "cert-chain-unverified.yaml",
+        "cert-chain-unverified",
+        21,
+        15,
+    ),
+    error(
         "cert-hostname-mismatch.yaml",
         "cert-hostname-mismatch",
         21,

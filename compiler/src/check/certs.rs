@@ -1,7 +1,8 @@
 //! Certificate checks for every TLS file the spec names: files exist and parse, keys match,
 //! the server certificate names the receive host, dates and key sizes (see
-//! [`crate::certs::check`]). The CA files named by the spec are the peer's CAs, so they are
-//! checked on their own.
+//! [`crate::certs::check`]). `client_ca` and `server_ca` are the peer's CAs, so they are
+//! checked on their own; the chain of the gateway's own certificates is verified against
+//! `issuer_ca` when the spec names it.
 
 use std::path::Path;
 
@@ -19,10 +20,11 @@ pub(super) fn check(spec: &LoadedSpec, options: &CheckOptions, out: &mut Vec<Dia
         if let Some(r) = &e.receive {
             let cert = spec.resolve(&r.tls.cert);
             let key = spec.resolve(&r.tls.key);
+            let issuer = r.tls.issuer_ca.as_deref().map(|p| spec.resolve(p));
             let findings = certs::check_bundle(&BundleToCheck {
                 cert: &cert,
                 key: Some(&key),
-                ca: None,
+                ca: issuer.as_deref(),
                 usage: Usage::Server,
                 hostname: Some(&r.hostname),
                 today: options.today,
@@ -46,10 +48,11 @@ pub(super) fn check(spec: &LoadedSpec, options: &CheckOptions, out: &mut Vec<Dia
         if let Some(s) = &e.send {
             let cert = spec.resolve(&s.tls.cert);
             let key = spec.resolve(&s.tls.key);
+            let issuer = s.tls.issuer_ca.as_deref().map(|p| spec.resolve(p));
             let findings = certs::check_bundle(&BundleToCheck {
                 cert: &cert,
                 key: Some(&key),
-                ca: None,
+                ca: issuer.as_deref(),
                 usage: Usage::Client,
                 hostname: None,
                 today: options.today,

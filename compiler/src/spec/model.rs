@@ -257,6 +257,10 @@ pub struct ServerTls {
     pub key: String,
     /// CA certificate(s) that sign the customer engine's client certificates.
     pub client_ca: String,
+    /// The CA that issued `cert` (the one the customer's engine trusts), when known:
+    /// `validate` then checks that the chain in `cert` verifies to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer_ca: Option<String>,
 }
 
 /// The sending endpoint.
@@ -307,6 +311,10 @@ pub struct ClientTls {
     pub key: String,
     /// CA certificate(s) that sign the engine's server certificate. Never a disabled check.
     pub server_ca: String,
+    /// The CA that issued `cert` (the one the customer's engine trusts), when known:
+    /// `validate` then checks that the chain in `cert` verifies to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer_ca: Option<String>,
 }
 
 /// Retry delays.
