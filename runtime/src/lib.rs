@@ -5,6 +5,7 @@
 //! receiver, sender, durable queue) builds on them.
 
 pub mod app;
+pub mod cli;
 pub mod client;
 pub mod config;
 pub mod dedup;

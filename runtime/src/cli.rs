@@ -1,0 +1,393 @@
+//! The command line every generated gateway runs (`gw-<code> serve|check|queue|map|config`).
+//! It lives here, once, so a fix reaches every customer's gateway without regenerating;
+//! the generated `main.rs` only names its crate's items in a [`Generated`].
+//!
+//! Exit codes: 0 ok, 1 the input has errors (or a message answered AE/AR by `map`), 2 usage
+//! or I/O error.
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime};
+
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+
+use crate::app::{GatewayDefinition, QueueCommand, RunOptions};
+use crate::config::{EnvName, Environment};
+use crate::gateway::MapFn;
+use crate::hl7::timestamp::format_utc;
+use crate::hl7::{AckRequest, Message, ParseOptions, build_ack};
+use crate::inbound::{InboundPolicy, evaluate};
+use crate::intake::BuildFn;
+
+/// What a generated crate hands the command line.
+#[derive(Clone, Copy)]
+pub struct Generated {
+    /// The binary's name, `gw-<code>`.
+    pub package: &'static str,
+    /// The customer's name, for `--help`.
+    pub customer_name: &'static str,
+    /// The customer's code.
+    pub customer_code: &'static str,
+    /// The spec, relative to the workspace root.
+    pub spec_path: &'static str,
+    /// The spec's SHA-256.
+    pub spec_sha256: &'static str,
+    /// The spec's HL7 version.
+    pub hl7_version: &'static str,
+    /// Inbound types.
+    pub inbound: &'static [&'static str],
+    /// Outbound types.
+    pub outbound: &'static [&'static str],
+    /// The environments.
+    pub environment: fn(EnvName) -> Option<&'static Environment>,
+    /// The generated inbound mapping.
+    pub map: MapFn,
+    /// The generated outbound builder from JSON.
+    pub build: BuildFn,
+    /// The workspace root as the crate was built (`CARGO_MANIFEST_DIR/../..`): the spec's
+    /// folder is found from it unless `--spec-dir` says otherwise.
+    pub workspace_root: &'static str,
+}
+
+#[derive(Debug, Parser)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the environment's gateway until Ctrl-C or SIGTERM: receive HL7 over HTTPS with
+    /// mutual TLS and, when the spec sends, take outbound messages from EMS and deliver them
+    /// to the Trust's engine one at a time.
+    Serve(RunArgs),
+    /// Load the certificates and open the store without serving.
+    Check(RunArgs),
+    /// Show and operate the outbound queue: why a stream is held, retry, skip.
+    Queue {
+        #[command(subcommand)]
+        action: QueueAction,
+    },
+    /// Decide about one HL7 message as the receiver would: print the outcome as JSON, then
+    /// the ACK (one segment per line).
+    Map {
+        /// The environment whose rules apply: test or prod.
+        #[arg(long, value_parser = parse_env)]
+        env: EnvName,
+        /// The message file.
+        file: PathBuf,
+    },
+    /// Print an environment's configuration.
+    Config {
+        /// test or prod.
+        #[arg(long, value_parser = parse_env)]
+        env: EnvName,
+    },
+}
+
+/// Queue operations.
+#[derive(Debug, Subcommand)]
+enum QueueAction {
+    /// Depth, whether the stream is held, why and since when, the last response.
+    Status(RunArgs),
+    /// Messages after a cursor, oldest first.
+    List {
+        #[command(flatten)]
+        run: RunArgs,
+        /// Ids above this.
+        #[arg(long, default_value_t = 0)]
+        after: i64,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// One message with its bytes.
+    Show {
+        #[command(flatten)]
+        run: RunArgs,
+        /// The queue id.
+        id: i64,
+    },
+    /// Release a held message: it is sent again next.
+    Retry {
+        #[command(flatten)]
+        run: RunArgs,
+        /// The queue id.
+        id: i64,
+    },
+    /// Skip a message (it is kept, never deleted) and let the stream move on.
+    Skip {
+        #[command(flatten)]
+        run: RunArgs,
+        /// The queue id.
+        id: i64,
+        /// Why, recorded with the message.
+        #[arg(long)]
+        note: Option<String>,
+    },
+}
+
+/// The environment and the operator's overrides.
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// test or prod.
+    #[arg(long, value_parser = parse_env)]
+    env: EnvName,
+    /// Listen on this IP:PORT instead of the spec's address.
+    #[arg(long)]
+    listen: Option<std::net::SocketAddr>,
+    /// Look every certificate and key up by file name in this folder.
+    #[arg(long)]
+    cert_dir: Option<PathBuf>,
+    /// The folder the spec's relative paths resolve against (default: the spec's folder).
+    #[arg(long)]
+    spec_dir: Option<PathBuf>,
+    /// Use this SQLite store instead of the spec's.
+    #[arg(long)]
+    store: Option<PathBuf>,
+    /// Operations port for /healthz and /metrics (default: 127.0.0.1, receive port + 1).
+    #[arg(long)]
+    ops_listen: Option<std::net::SocketAddr>,
+    /// Inbox API port (default: 127.0.0.1, receive port + 2).
+    #[arg(long)]
+    inbox_listen: Option<std::net::SocketAddr>,
+    /// Intake API port for outbound messages from EMS (default: 127.0.0.1, receive port + 3).
+    #[arg(long)]
+    intake_listen: Option<std::net::SocketAddr>,
+    /// Intake MLLP port (default: 127.0.0.1, receive port + 4).
+    #[arg(long)]
+    mllp_listen: Option<std::net::SocketAddr>,
+    /// Prune audit rows older than this many days (records EMS has not taken are kept).
+    #[arg(long, default_value_t = 90)]
+    retention_days: u64,
+}
+
+fn parse_env(text: &str) -> Result<EnvName, String> {
+    EnvName::parse(text).ok_or_else(|| format!("{text:?}: use test or prod"))
+}
+
+/// Why a command failed: 1 the input has errors, 2 usage or I/O.
+enum Failure {
+    Input(String),
+    Usage(String),
+}
+
+/// Runs the command line of a generated gateway with the process's arguments.
+pub fn main(generated: &Generated) -> ExitCode {
+    let mut out = std::io::stdout().lock();
+    ExitCode::from(run(generated, std::env::args_os(), &mut out))
+}
+
+/// Runs the command line with these arguments (the first is the program name), writing
+/// results to `out` and errors to standard error; returns the exit code.
+pub fn run(
+    generated: &Generated,
+    args: impl IntoIterator<Item = impl Into<OsString> + Clone>,
+    out: &mut dyn Write,
+) -> u8 {
+    let command = Cli::command()
+        .name(generated.package)
+        .about(format!(
+            "The HL7 gateway of {}, generated by hl7gw.",
+            generated.customer_name
+        ))
+        .version(env!("CARGO_PKG_VERSION"));
+    let cli = match command
+        .try_get_matches_from(args)
+        .and_then(|m| Cli::from_arg_matches(&m))
+    {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { 2 } else { 0 };
+        }
+    };
+    let result = match &cli.command {
+        Command::Serve(args) => serve(generated, args),
+        Command::Check(args) => check(generated, args, out),
+        Command::Queue { action } => queue(generated, action, out),
+        Command::Map { env, file } => map(generated, *env, file, out),
+        Command::Config { env } => config(generated, *env, out),
+    };
+    let flushed = out.flush();
+    match (result, flushed) {
+        (Ok(code), Ok(())) => code,
+        (Ok(_), Err(e)) => {
+            eprintln!("error: writing output: {e}");
+            2
+        }
+        (Err(Failure::Input(message)), _) => {
+            eprintln!("error: {message}");
+            1
+        }
+        (Err(Failure::Usage(message)), _) => {
+            eprintln!("error: {message}");
+            2
+        }
+    }
+}
+
+fn write(out: &mut dyn Write, text: &str) -> Result<(), Failure> {
+    out.write_all(text.as_bytes())
+        .map_err(|e| Failure::Usage(format!("writing output: {e}")))
+}
+
+fn environment(generated: &Generated, env: EnvName) -> Result<&'static Environment, Failure> {
+    (generated.environment)(env).ok_or_else(|| {
+        Failure::Input(format!(
+            "{} describes no {} environment",
+            generated.spec_path,
+            env.as_str()
+        ))
+    })
+}
+
+/// The spec's folder, as seen from the crate's sources.
+fn spec_dir(generated: &Generated) -> PathBuf {
+    let spec = Path::new(generated.workspace_root).join(generated.spec_path);
+    spec.parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+/// The generated definition and the overrides for one run.
+fn setup(
+    generated: &Generated,
+    args: &RunArgs,
+) -> Result<(GatewayDefinition, RunOptions), Failure> {
+    let definition = GatewayDefinition {
+        customer: generated.customer_code,
+        environment: environment(generated, args.env)?,
+        declared: generated.inbound,
+        map: generated.map,
+        outbound: generated.outbound,
+        build: Some(generated.build),
+        version: generated.hl7_version,
+    };
+    let options = RunOptions {
+        base_dir: args.spec_dir.clone().unwrap_or_else(|| spec_dir(generated)),
+        listen: args.listen,
+        cert_dir: args.cert_dir.clone(),
+        store: args.store.clone(),
+        ops_listen: args.ops_listen,
+        inbox_listen: args.inbox_listen,
+        intake_listen: args.intake_listen,
+        mllp_listen: args.mllp_listen,
+        retention: Duration::from_secs(args.retention_days.saturating_mul(86_400)),
+    };
+    Ok((definition, options))
+}
+
+fn serve(generated: &Generated, args: &RunArgs) -> Result<u8, Failure> {
+    let (definition, options) = setup(generated, args)?;
+    crate::app::serve_blocking(&definition, &options).map_err(|e| Failure::Input(e.to_string()))?;
+    Ok(0)
+}
+
+fn check(generated: &Generated, args: &RunArgs, out: &mut dyn Write) -> Result<u8, Failure> {
+    let (definition, options) = setup(generated, args)?;
+    let report =
+        crate::app::check(&definition, &options).map_err(|e| Failure::Input(e.to_string()))?;
+    let r = &report.resolved;
+    let mut text = format!(
+        "ok: {} {}\n  listen {}\n  certificate {}\n  key {}\n  client CA {}\n  store {} ({})\n  operations {}\n",
+        generated.customer_code,
+        args.env.as_str(),
+        r.listen,
+        r.cert.display(),
+        r.key.display(),
+        r.client_ca.display(),
+        r.store.display(),
+        report.store_pragmas,
+        r.ops_listen,
+    );
+    if let Some(send) = &r.send {
+        text.push_str(&format!(
+            "  send certificate {}\n  send key {}\n  server CA {}\n  intake {} (MLLP {})\n",
+            send.cert.display(),
+            send.key.display(),
+            send.server_ca.display(),
+            send.intake_listen,
+            send.mllp_listen,
+        ));
+    }
+    write(out, &text)?;
+    Ok(0)
+}
+
+fn queue(generated: &Generated, action: &QueueAction, out: &mut dyn Write) -> Result<u8, Failure> {
+    let (run, command) = match action {
+        QueueAction::Status(run) => (run, QueueCommand::Status),
+        QueueAction::List { run, after, limit } => (
+            run,
+            QueueCommand::List {
+                after: *after,
+                limit: *limit,
+            },
+        ),
+        QueueAction::Show { run, id } => (run, QueueCommand::Show(*id)),
+        QueueAction::Retry { run, id } => (run, QueueCommand::Retry(*id)),
+        QueueAction::Skip { run, id, note } => (run, QueueCommand::Skip(*id, note.clone())),
+    };
+    let (definition, options) = setup(generated, run)?;
+    let text = crate::app::queue_command(&definition, &options, &command)
+        .map_err(|e| Failure::Input(e.to_string()))?;
+    write(out, &format!("{text}\n"))?;
+    Ok(0)
+}
+
+/// `map`: 0 when the message is accepted, 1 when it is answered AE or AR.
+fn map(
+    generated: &Generated,
+    env: EnvName,
+    file: &Path,
+    out: &mut dyn Write,
+) -> Result<u8, Failure> {
+    let environment = environment(generated, env)?;
+    let bytes =
+        std::fs::read(file).map_err(|e| Failure::Usage(format!("{}: {e}", file.display())))?;
+    let message = Message::parse_with(&bytes, &ParseOptions::lenient())
+        .map_err(|e| Failure::Input(format!("{}: not an HL7 message: {e}", file.display())))?;
+    let receive = environment.receive.as_ref();
+    let policy = InboundPolicy {
+        declared: generated.inbound,
+        processing_id: environment.processing_id,
+        receiving_application: receive.and_then(|r| r.receiving_application),
+        receiving_facility: receive.and_then(|r| r.receiving_facility),
+    };
+    let outcome = evaluate(&message, &policy, generated.map);
+    let json = serde_json::to_string_pretty(&outcome)
+        .map_err(|e| Failure::Usage(format!("writing JSON: {e}")))?;
+    let errors = outcome.ack_errors();
+    let timestamp = format_utc(SystemTime::now());
+    let control_id = format!("ACK{}", message.control_id());
+    let ack = build_ack(
+        &message,
+        &AckRequest {
+            code: outcome.ack_code(),
+            control_id: &control_id,
+            timestamp: &timestamp,
+            errors: &errors,
+        },
+    )
+    .map_err(|e| Failure::Input(format!("the ACK cannot be built: {e}")))?;
+    let ack = String::from_utf8_lossy(&ack).replace('\r', "\n");
+    write(out, &format!("{json}\n{ack}"))?;
+    Ok(if outcome.ack_code().is_accept() { 0 } else { 1 })
+}
+
+/// `config`: the environment as the gateway will run it.
+fn config(generated: &Generated, env: EnvName, out: &mut dyn Write) -> Result<u8, Failure> {
+    let environment = environment(generated, env)?;
+    write(
+        out,
+        &format!(
+            "spec: {} (sha256 {})\ninbound: {}\noutbound: {}\n{environment:#?}\n",
+            generated.spec_path,
+            generated.spec_sha256,
+            generated.inbound.join(", "),
+            generated.outbound.join(", "),
+        ),
+    )?;
+    Ok(0)
+}
