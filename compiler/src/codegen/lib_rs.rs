@@ -29,37 +29,21 @@ pub fn render(ctx: &Context<'_>, plan: &Plan) -> Result<String, CodegenError> {
     let map_body = if plan.inbound.is_empty() {
         quote! {
             let _ = message;
-            Err(vec![unsupported(message_type)])
+            Err(vec![mapping::unsupported_type(message_type)])
         }
     } else {
         let arms = plan.inbound.iter().filter_map(|(message_type, index)| {
             let record = plan.records.get(*index)?;
             let name = ident(&record.type_name);
-            Some(quote! { #message_type => to_json(&records::#name::from_hl7(message)?) })
+            Some(quote! { #message_type => mapping::record_to_json(&records::#name::from_hl7(message)?) })
         });
         quote! {
             match message_type {
                 #(#arms,)*
-                _ => Err(vec![unsupported(message_type)]),
+                _ => Err(vec![mapping::unsupported_type(message_type)]),
             }
         }
     };
-    let to_json = (!plan.inbound.is_empty() || !plan.outbound.is_empty()).then(|| {
-        quote! {
-            /// A record as JSON; a record that does not serialize is an application error (207).
-            fn to_json<T: serde::Serialize>(record: &T) -> Result<serde_json::Value, Vec<MappingError>> {
-                serde_json::to_value(record).map_err(|e| {
-                    let error = MappingError {
-                        code: error_code::APPLICATION_INTERNAL_ERROR,
-                        location: message_type_location(),
-                        field: String::new(),
-                        message: format!("the record does not serialize: {e}"),
-                    };
-                    vec![error]
-                })
-            }
-        }
-    });
     let outbound = outbound_items(plan);
     let tokens = quote! {
         #![cfg_attr(rustfmt, rustfmt::skip)]
@@ -73,10 +57,9 @@ pub fn render(ctx: &Context<'_>, plan: &Plan) -> Result<String, CodegenError> {
         pub use config::{INBOUND, OUTBOUND, SPEC_PATH, SPEC_SHA256, environment};
 
         use hl7gw_runtime::config::EnvName;
-        use hl7gw_runtime::hl7::ack::error_code;
-        use hl7gw_runtime::hl7::{Location, Message, ParseError, ParseOptions};
+        use hl7gw_runtime::hl7::{Message, ParseError, ParseOptions};
         use hl7gw_runtime::inbound::{self, InboundPolicy, Outcome};
-        use hl7gw_runtime::mapping::{MappingError, OutboundHeader};
+        use hl7gw_runtime::mapping::{self, MappingError, OutboundHeader};
 
         /// Maps an inbound message of a declared type (`TYPE^TRIGGER`) to its record, as the
         /// JSON object the spec tests compare; or every mapping error.
@@ -87,29 +70,7 @@ pub fn render(ctx: &Context<'_>, plan: &Plan) -> Result<String, CodegenError> {
             #map_body
         }
 
-        #to_json
-
         #outbound
-
-        fn message_type_location() -> Location {
-            Location {
-                segment: String::from("MSH"),
-                occurrence: 1,
-                field: 9,
-                repetition: 1,
-                component: None,
-                subcomponent: None,
-            }
-        }
-
-        fn unsupported(message_type: &str) -> MappingError {
-            MappingError {
-                code: error_code::UNSUPPORTED_MESSAGE_TYPE,
-                location: message_type_location(),
-                field: String::new(),
-                message: format!("message type {message_type} is not mapped by this gateway"),
-            }
-        }
 
         /// What the receiver of an environment accepts: the declared inbound types, the
         /// environment's processing id, and MSH-5/MSH-6 when the spec names them. An
@@ -150,7 +111,7 @@ pub fn render(ctx: &Context<'_>, plan: &Plan) -> Result<String, CodegenError> {
     render_file(&ctx.header(), tokens, "lib.rs")
 }
 
-/// `map_outbound`, `outbound_from_json` and their helpers.
+/// `map_outbound` and `outbound_from_json`.
 fn outbound_items(plan: &Plan) -> TokenStream {
     let declared: Vec<&str> = plan
         .outbound
@@ -174,90 +135,38 @@ fn outbound_items(plan: &Plan) -> TokenStream {
         let name = ident(&record.type_name);
         let method = ident(&out.method);
         let message_type = &out.message_type;
-        map_arms.push(quote! { #message_type => to_json(&records::#name::from_hl7(message)?) });
+        map_arms.push(quote! { #message_type => mapping::record_to_json(&records::#name::from_hl7(message)?) });
         build_arms.push(quote! {
             #message_type => {
-                let record: records::#name = record_from_json(record)?;
+                let record: records::#name = mapping::record_from_json(record)?;
                 let bytes = record.#method(header).map_err(|e| format!("the message cannot be built: {e}"))?;
-                read_back(&record, bytes, records::#name::from_hl7)
+                mapping::read_back(&record, bytes, records::#name::from_hl7)
             }
         });
     }
-    let (map_body, build_body, helpers) = if plan.outbound.is_empty() {
+    let (map_body, build_body) = if plan.outbound.is_empty() {
         (
             quote! {
                 let _ = message;
-                Err(vec![unsupported(message_type)])
+                Err(vec![mapping::unsupported_type(message_type)])
             },
             quote! {
                 let _ = (record, header);
                 Err(format!(#undeclared))
             },
-            quote! {},
         )
     } else {
         (
             quote! {
                 match message_type {
                     #(#map_arms,)*
-                    _ => Err(vec![unsupported(message_type)]),
+                    _ => Err(vec![mapping::unsupported_type(message_type)]),
                 }
             },
             quote! {
                 match message_type {
                     #(#build_arms)*
                     _ => Err(format!(#undeclared)),
-                }
-            },
-            quote! {
-                /// A record from its JSON; the error names the field (`patient.nhs_number: …`).
-                fn record_from_json<T: serde::de::DeserializeOwned>(record: &serde_json::Value) -> Result<T, String> {
-                    serde_path_to_error::deserialize(record).map_err(|e| e.to_string())
-                }
-
-                /// The message, once it reads back as the record it was built from: every
-                /// mapping error (`field: why`), or the first field that reads back otherwise.
-                fn read_back<T: PartialEq + serde::Serialize>(
-                    record: &T,
-                    bytes: Vec<u8>,
-                    read: fn(&Message<'_>) -> Result<T, Vec<MappingError>>,
-                ) -> Result<Vec<u8>, String> {
-                    let back = {
-                        let message = Message::parse_with(&bytes, &ParseOptions::lenient())
-                            .map_err(|e| format!("the built message does not parse: {e}"))?;
-                        read(&message).map_err(|errors| {
-                            let each: Vec<String> = errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect();
-                            each.join("; ")
-                        })?
-                    };
-                    if back == *record {
-                        return Ok(bytes);
-                    }
-                    let sent = serde_json::to_value(record).unwrap_or_default();
-                    let read = serde_json::to_value(&back).unwrap_or_default();
-                    let field = first_difference(&sent, &read, "").unwrap_or_else(|| String::from("the record"));
-                    Err(format!(
-                        "{field}: the message does not carry the value as sent (HL7 cannot send an empty text, and two fields at one place overwrite each other)"
-                    ))
-                }
-
-                /// The dotted path of the first value that differs, in field order.
-                fn first_difference(sent: &serde_json::Value, read: &serde_json::Value, path: &str) -> Option<String> {
-                    let at = |key: &str| if path.is_empty() { key.to_string() } else { format!("{path}.{key}") };
-                    match (sent, read) {
-                        (serde_json::Value::Object(sent), serde_json::Value::Object(read)) => {
-                            sent.iter().find_map(|(key, value)| {
-                                first_difference(value, read.get(key).unwrap_or(&serde_json::Value::Null), &at(key))
-                            })
-                        }
-                        (serde_json::Value::Array(sent), serde_json::Value::Array(read)) if sent.len() == read.len() => {
-                            sent.iter().zip(read).enumerate().find_map(|(index, (sent, read))| {
-                                first_difference(sent, read, &format!("{path}[{index}]"))
-                            })
-                        }
-                        _ if sent == read => None,
-                        _ => Some(path.to_string()),
-                    }
                 }
             },
         )
@@ -287,7 +196,5 @@ fn outbound_items(plan: &Plan) -> TokenStream {
         ) -> Result<Vec<u8>, String> {
             #build_body
         }
-
-        #helpers
     }
 }

@@ -200,9 +200,9 @@ fn outbound_types_get_a_json_builder_and_its_tests() {
         "\"ORU^R01\" => {",
         ".to_hl7_oru_r01(header)",
         "\"ORU^R30\" => {",
-        "read_back(&record, bytes, records::Empty::from_hl7)",
+        "mapping::read_back(&record, bytes, records::Empty::from_hl7)",
         "declared: ORU^R01, ORU^R30, ORU^R31",
-        "\"ORU^R31\" => to_json(&records::Attachment::from_hl7(message)?)",
+        "\"ORU^R31\" => mapping::record_to_json(&records::Attachment::from_hl7(message)?)",
     ] {
         assert!(lib.contains(arm), "{arm} in {lib}");
     }
@@ -252,5 +252,5 @@ fn a_spec_that_sends_nothing_has_no_outbound_tests() {
     assert!(!generated.files.contains_key("tests/outbound.rs"));
     let lib = file(&generated, "src/lib.rs");
     assert!(lib.contains("declared: none"), "{lib}");
-    assert!(!lib.contains("fn read_back"), "{lib}");
+    assert!(!lib.contains("mapping::read_back"), "{lib}");
 }

@@ -20,10 +20,9 @@ pub mod records;
 
 pub use config::{INBOUND, OUTBOUND, SPEC_PATH, SPEC_SHA256, environment};
 use hl7gw_runtime::config::EnvName;
-use hl7gw_runtime::hl7::ack::error_code;
-use hl7gw_runtime::hl7::{Location, Message, ParseError, ParseOptions};
+use hl7gw_runtime::hl7::{Message, ParseError, ParseOptions};
 use hl7gw_runtime::inbound::{self, InboundPolicy, Outcome};
-use hl7gw_runtime::mapping::{MappingError, OutboundHeader};
+use hl7gw_runtime::mapping::{self, MappingError, OutboundHeader};
 
 /// Maps an inbound message of a declared type (`TYPE^TRIGGER`) to its record, as the
 /// JSON object the spec tests compare; or every mapping error.
@@ -32,28 +31,14 @@ pub fn map_inbound(
     message: &Message<'_>,
 ) -> Result<serde_json::Value, Vec<MappingError>> {
     match message_type {
-        "ADT^A28" => to_json(&records::Patient::from_hl7(message)?),
-        "ADT^A31" => to_json(&records::Patient::from_hl7(message)?),
-        "ADT^A40" => to_json(&records::PatientMerge::from_hl7(message)?),
-        "ORM^O01" => to_json(&records::ServiceRequest::from_hl7(message)?),
-        _ => Err(vec![unsupported(message_type)]),
+        "ADT^A28" => mapping::record_to_json(&records::Patient::from_hl7(message)?),
+        "ADT^A31" => mapping::record_to_json(&records::Patient::from_hl7(message)?),
+        "ADT^A40" => mapping::record_to_json(&records::PatientMerge::from_hl7(message)?),
+        "ORM^O01" => {
+            mapping::record_to_json(&records::ServiceRequest::from_hl7(message)?)
+        }
+        _ => Err(vec![mapping::unsupported_type(message_type)]),
     }
-}
-
-/// A record as JSON; a record that does not serialize is an application error (207).
-fn to_json<T: serde::Serialize>(
-    record: &T,
-) -> Result<serde_json::Value, Vec<MappingError>> {
-    serde_json::to_value(record)
-        .map_err(|e| {
-            let error = MappingError {
-                code: error_code::APPLICATION_INTERNAL_ERROR,
-                location: message_type_location(),
-                field: String::new(),
-                message: format!("the record does not serialize: {e}"),
-            };
-            vec![error]
-        })
 }
 
 /// Maps a message of a declared outbound type (`TYPE^TRIGGER`) to its record, as JSON:
@@ -64,9 +49,9 @@ pub fn map_outbound(
     message: &Message<'_>,
 ) -> Result<serde_json::Value, Vec<MappingError>> {
     match message_type {
-        "ORR^O02" => to_json(&records::OrderUpdate::from_hl7(message)?),
-        "ORU^R01" => to_json(&records::Report::from_hl7(message)?),
-        _ => Err(vec![unsupported(message_type)]),
+        "ORR^O02" => mapping::record_to_json(&records::OrderUpdate::from_hl7(message)?),
+        "ORU^R01" => mapping::record_to_json(&records::Report::from_hl7(message)?),
+        _ => Err(vec![mapping::unsupported_type(message_type)]),
     }
 }
 
@@ -84,18 +69,18 @@ pub fn outbound_from_json(
 ) -> Result<Vec<u8>, String> {
     match message_type {
         "ORR^O02" => {
-            let record: records::OrderUpdate = record_from_json(record)?;
+            let record: records::OrderUpdate = mapping::record_from_json(record)?;
             let bytes = record
                 .to_hl7(header)
                 .map_err(|e| format!("the message cannot be built: {e}"))?;
-            read_back(&record, bytes, records::OrderUpdate::from_hl7)
+            mapping::read_back(&record, bytes, records::OrderUpdate::from_hl7)
         }
         "ORU^R01" => {
-            let record: records::Report = record_from_json(record)?;
+            let record: records::Report = mapping::record_from_json(record)?;
             let bytes = record
                 .to_hl7(header)
                 .map_err(|e| format!("the message cannot be built: {e}"))?;
-            read_back(&record, bytes, records::Report::from_hl7)
+            mapping::read_back(&record, bytes, records::Report::from_hl7)
         }
         _ => {
             Err(
@@ -104,102 +89,6 @@ pub fn outbound_from_json(
                 ),
             )
         }
-    }
-}
-
-/// A record from its JSON; the error names the field (`patient.nhs_number: …`).
-fn record_from_json<T: serde::de::DeserializeOwned>(
-    record: &serde_json::Value,
-) -> Result<T, String> {
-    serde_path_to_error::deserialize(record).map_err(|e| e.to_string())
-}
-
-/// The message, once it reads back as the record it was built from: every
-/// mapping error (`field: why`), or the first field that reads back otherwise.
-fn read_back<T: PartialEq + serde::Serialize>(
-    record: &T,
-    bytes: Vec<u8>,
-    read: fn(&Message<'_>) -> Result<T, Vec<MappingError>>,
-) -> Result<Vec<u8>, String> {
-    let back = {
-        let message = Message::parse_with(&bytes, &ParseOptions::lenient())
-            .map_err(|e| format!("the built message does not parse: {e}"))?;
-        read(&message)
-            .map_err(|errors| {
-                let each: Vec<String> = errors
-                    .iter()
-                    .map(|e| format!("{}: {}", e.field, e.message))
-                    .collect();
-                each.join("; ")
-            })?
-    };
-    if back == *record {
-        return Ok(bytes);
-    }
-    let sent = serde_json::to_value(record).unwrap_or_default();
-    let read = serde_json::to_value(&back).unwrap_or_default();
-    let field = first_difference(&sent, &read, "")
-        .unwrap_or_else(|| String::from("the record"));
-    Err(
-        format!(
-            "{field}: the message does not carry the value as sent (HL7 cannot send an empty text, and two fields at one place overwrite each other)"
-        ),
-    )
-}
-
-/// The dotted path of the first value that differs, in field order.
-fn first_difference(
-    sent: &serde_json::Value,
-    read: &serde_json::Value,
-    path: &str,
-) -> Option<String> {
-    let at = |key: &str| {
-        if path.is_empty() { key.to_string() } else { format!("{path}.{key}") }
-    };
-    match (sent, read) {
-        (serde_json::Value::Object(sent), serde_json::Value::Object(read)) => {
-            sent.iter()
-                .find_map(|(key, value)| {
-                    first_difference(
-                        value,
-                        read.get(key).unwrap_or(&serde_json::Value::Null),
-                        &at(key),
-                    )
-                })
-        }
-        (
-            serde_json::Value::Array(sent),
-            serde_json::Value::Array(read),
-        ) if sent.len() == read.len() => {
-            sent.iter()
-                .zip(read)
-                .enumerate()
-                .find_map(|(index, (sent, read))| {
-                    first_difference(sent, read, &format!("{path}[{index}]"))
-                })
-        }
-        _ if sent == read => None,
-        _ => Some(path.to_string()),
-    }
-}
-
-fn message_type_location() -> Location {
-    Location {
-        segment: String::from("MSH"),
-        occurrence: 1,
-        field: 9,
-        repetition: 1,
-        component: None,
-        subcomponent: None,
-    }
-}
-
-fn unsupported(message_type: &str) -> MappingError {
-    MappingError {
-        code: error_code::UNSUPPORTED_MESSAGE_TYPE,
-        location: message_type_location(),
-        field: String::new(),
-        message: format!("message type {message_type} is not mapped by this gateway"),
     }
 }
 

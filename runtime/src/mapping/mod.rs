@@ -11,10 +11,12 @@
 //! absent.
 
 mod convert;
+mod json;
 mod outbound;
 mod values;
 
 pub use convert::{base64, code, date, datetime, field_text, nhs_number, number, text, value_text};
+pub use json::{read_back, record_from_json, record_to_json, unsupported_type};
 pub use outbound::{OutboundHeader, new_message};
 pub use values::{HlDate, HlDateTime, HlNumber, NhsNumber};
 
