@@ -48,16 +48,14 @@ use std::time::{Duration, Instant};
 
 use hl7gw_runtime::app::{AppError, GatewayDefinition, RunOptions};
 use hl7gw_runtime::config::EnvName;
+use hl7gw_tests::pki::{ca, leaf};
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::client::conn::http1::SendRequest;
 use hyper::header::{CONTENT_TYPE, HOST, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType,
-    ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose,
-};
+use rcgen::ExtendedKeyUsagePurpose;
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, RootCertStore};
 use tokio::net::{TcpListener, TcpStream};
@@ -121,43 +119,6 @@ impl Mode {
 // ---------------------------------------------------------------------------------------------
 // Certificates.
 
-fn ca(name: &str) -> CertifiedIssuer<'static, KeyPair> {
-    let mut params = CertificateParams::default();
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, name);
-    params.distinguished_name = dn;
-    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    params.not_before = rcgen::date_time_ymd(2020, 1, 1);
-    params.not_after = rcgen::date_time_ymd(2099, 1, 1);
-    CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap()
-}
-
-/// A leaf certificate and its key, in PEM.
-fn leaf(
-    issuer: &CertifiedIssuer<'static, KeyPair>,
-    cn: &str,
-    sans: &[&str],
-    usage: ExtendedKeyUsagePurpose,
-) -> (String, String) {
-    let mut params =
-        CertificateParams::new(sans.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>()).unwrap();
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, cn);
-    params.distinguished_name = dn;
-    params.extended_key_usages = vec![usage];
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    params.not_before = rcgen::date_time_ymd(2020, 1, 1);
-    params.not_after = rcgen::date_time_ymd(2099, 1, 1);
-    let key = KeyPair::generate().unwrap();
-    let cert = params.signed_by(&key, issuer).unwrap();
-    (cert.pem(), key.serialize_pem())
-}
-
 /// A CA, a server certificate for localhost/127.0.0.1 and a client certificate, written as
 /// the spec names them (`server.crt`, `server.key`, `trust-ca.crt`) for `--cert-dir`.
 struct Pki {
@@ -170,27 +131,27 @@ struct Pki {
 impl Pki {
     fn new() -> Self {
         let root = ca("hl7gw bench CA");
-        let (server_cert, server_key) = leaf(
+        let server = leaf(
             &root,
             "localhost",
             &["localhost", "127.0.0.1"],
             ExtendedKeyUsagePurpose::ServerAuth,
         );
-        let (client_cert_pem, client_key_pem) = leaf(
+        let client = leaf(
             &root,
             CLIENT_CN,
             &[CLIENT_CN],
             ExtendedKeyUsagePurpose::ClientAuth,
         );
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("server.crt"), server_cert).unwrap();
-        std::fs::write(dir.path().join("server.key"), server_key).unwrap();
+        std::fs::write(dir.path().join("server.crt"), server.cert_pem).unwrap();
+        std::fs::write(dir.path().join("server.key"), server.key_pem).unwrap();
         std::fs::write(dir.path().join("trust-ca.crt"), root.pem()).unwrap();
         Self {
             dir,
             ca_pem: root.pem(),
-            client_cert_pem,
-            client_key_pem,
+            client_cert_pem: client.cert_pem,
+            client_key_pem: client.key_pem,
         }
     }
 

@@ -1,3 +1,4 @@
-//! End-to-end tests of hl7gw live in `tests/tests/`: they link the compiler, the generated
-//! gateway crates and the runtime together. This library holds nothing; it exists so the
-//! package builds.
+//! Support shared by the tests and benchmarks of every crate in the workspace. The end-to-end
+//! tests themselves live in `tests/tests/` and `tests/benches/`.
+
+pub mod pki;

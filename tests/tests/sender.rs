@@ -22,10 +22,8 @@ mod sender_support;
 use std::time::Duration;
 
 use hl7gw_runtime::app::QueueCommand;
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType,
-    ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose,
-};
+use hl7gw_tests::pki::{ca, leaf};
+use rcgen::ExtendedKeyUsagePurpose;
 use sender_support::trust::{self, Reply, Trust};
 use sender_support::{Sender, SenderConfig, child_main, ids, oru, wait_until};
 use serde_json::Value;
@@ -453,9 +451,14 @@ fn kill_9_mid_stream_and_a_restart_deliver_every_message_once_in_order() {
 fn a_server_certificate_from_another_ca_sends_nothing_and_queue_status_says_why() {
     // A Trust whose server certificate (for 127.0.0.1 and localhost, so only the issuer is
     // wrong) comes from a CA the spec does not name.
-    let other = other_ca("some other CA");
-    let (cert, key) = server_cert(&other, &["localhost", "127.0.0.1"]);
-    let trust = Trust::start(trust::tls_with(&cert, &key));
+    let other = ca("some other CA");
+    let server = leaf(
+        &other,
+        "localhost",
+        &["localhost", "127.0.0.1"],
+        ExtendedKeyUsagePurpose::ServerAuth,
+    );
+    let trust = Trust::start(trust::tls_with(&server.cert_pem, &server.key_pem));
     let case = Case::start(&trust);
     let control_ids = ids("CERT", 1..=2);
     case.queue_all(&control_ids);
@@ -491,39 +494,4 @@ fn a_server_certificate_from_another_ca_sends_nothing_and_queue_status_says_why(
         failures.iter().all(|f| f.contains("UnknownCA")),
         "{failures:?}"
     );
-}
-
-// ---------------------------------------------------------------------------------------
-// Another CA, made here.
-
-fn other_ca(name: &str) -> CertifiedIssuer<'static, KeyPair> {
-    let mut params = CertificateParams::default();
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, name);
-    params.distinguished_name = dn;
-    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    params.not_before = rcgen::date_time_ymd(2020, 1, 1);
-    params.not_after = rcgen::date_time_ymd(2099, 1, 1);
-    CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap()
-}
-
-/// A server certificate for `names` from `issuer`: PEM certificate and key.
-fn server_cert(issuer: &CertifiedIssuer<'static, KeyPair>, names: &[&str]) -> (String, String) {
-    let mut params =
-        CertificateParams::new(names.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>()).unwrap();
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, names[0]);
-    params.distinguished_name = dn;
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    params.not_before = rcgen::date_time_ymd(2020, 1, 1);
-    params.not_after = rcgen::date_time_ymd(2099, 1, 1);
-    let key = KeyPair::generate().unwrap();
-    let cert = params.signed_by(&key, issuer).unwrap();
-    (cert.pem(), key.serialize_pem())
 }

@@ -15,10 +15,9 @@ use hl7gw_runtime::metrics::Metrics;
 use hl7gw_runtime::server::{
     Ack, Handler, Hl7Request, Hl7Response, Receiver, ServerError, Settings,
 };
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType,
-    ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose,
-};
+pub use hl7gw_tests::pki::Identity;
+use hl7gw_tests::pki::{Validity, ca, leaf, leaf_with_validity};
+use rcgen::ExtendedKeyUsagePurpose;
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, RootCertStore};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -48,12 +47,6 @@ pub const ACK: &[u8] =
 /// A message to send.
 pub const MESSAGE: &[u8] = b"MSH|^~\\&|TIE|TRUST|GW|EMS|20260101120000||ADT^A28^ADT_A05|MSG00001|T|2.4\rEVN|A28|20260101120000\rPID|1||12345^^^TRUST^MR||SMITH^JOHN||19700101|M\r";
 
-/// A certificate and its key, in PEM.
-pub struct Identity {
-    pub cert_pem: String,
-    pub key_pem: String,
-}
-
 /// A CA with the certificates the tests need, written into a temporary directory.
 pub struct Pki {
     pub dir: tempfile::TempDir,
@@ -69,51 +62,6 @@ pub struct Pki {
     pub expired: Identity,
 }
 
-fn ca(name: &str) -> CertifiedIssuer<'static, KeyPair> {
-    let mut params = CertificateParams::default();
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, name);
-    params.distinguished_name = dn;
-    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    params.not_before = rcgen::date_time_ymd(2020, 1, 1);
-    params.not_after = rcgen::date_time_ymd(2099, 1, 1);
-    CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap()
-}
-
-fn leaf(
-    issuer: &CertifiedIssuer<'static, KeyPair>,
-    cn: &str,
-    sans: &[&str],
-    usage: ExtendedKeyUsagePurpose,
-    expired: bool,
-) -> Identity {
-    let mut params =
-        CertificateParams::new(sans.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>()).unwrap();
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, cn);
-    params.distinguished_name = dn;
-    params.extended_key_usages = vec![usage];
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    if expired {
-        params.not_before = rcgen::date_time_ymd(2020, 1, 1);
-        params.not_after = rcgen::date_time_ymd(2021, 1, 1);
-    } else {
-        params.not_before = rcgen::date_time_ymd(2020, 1, 1);
-        params.not_after = rcgen::date_time_ymd(2099, 1, 1);
-    }
-    let key = KeyPair::generate().unwrap();
-    let cert = params.signed_by(&key, issuer).unwrap();
-    Identity {
-        cert_pem: cert.pem(),
-        key_pem: key.serialize_pem(),
-    }
-}
-
 impl Pki {
     pub fn new() -> Self {
         let root = ca("hl7gw test CA");
@@ -123,19 +71,23 @@ impl Pki {
             "localhost",
             &["localhost", "127.0.0.1"],
             ExtendedKeyUsagePurpose::ServerAuth,
-            false,
         );
         let client_usage = || ExtendedKeyUsagePurpose::ClientAuth;
-        let client = leaf(&root, CLIENT_CN, &[CLIENT_CN], client_usage(), false);
+        let client = leaf(&root, CLIENT_CN, &[CLIENT_CN], client_usage());
         let stranger = leaf(
             &root,
             "intruder.example",
             &["intruder.example"],
             client_usage(),
-            false,
         );
-        let foreign = leaf(&other, CLIENT_CN, &[CLIENT_CN], client_usage(), false);
-        let expired = leaf(&root, CLIENT_CN, &[CLIENT_CN], client_usage(), true);
+        let foreign = leaf(&other, CLIENT_CN, &[CLIENT_CN], client_usage());
+        let expired = leaf_with_validity(
+            &root,
+            CLIENT_CN,
+            &[CLIENT_CN],
+            client_usage(),
+            Validity::Expired,
+        );
         let pki = Self {
             dir: tempfile::tempdir().unwrap(),
             ca_pem: root.pem(),

@@ -2,44 +2,22 @@
 
 use std::path::Path;
 
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType,
-    ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose,
-};
+use hl7gw_tests::pki::{ca, leaf_with_validity};
+use rcgen::{CertifiedIssuer, ExtendedKeyUsagePurpose, KeyPair};
 
 use super::specs;
 use super::wire::Identity;
+
+pub use hl7gw_tests::pki::Validity;
 
 /// A certificate authority made for one test.
 pub struct Ca {
     issuer: CertifiedIssuer<'static, KeyPair>,
 }
 
-/// Whether a leaf is valid now or expired.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Validity {
-    Current,
-    /// Valid from 2020 to 2021.
-    Expired,
-}
-
 impl Ca {
     pub fn new(name: &str) -> Self {
-        let mut params = CertificateParams::default();
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, name);
-        params.distinguished_name = dn;
-        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        params.not_before = rcgen::date_time_ymd(2020, 1, 1);
-        params.not_after = rcgen::date_time_ymd(2099, 1, 1);
-        Self {
-            issuer: CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap(),
-        }
+        Self { issuer: ca(name) }
     }
 
     pub fn pem(&self) -> String {
@@ -53,25 +31,7 @@ impl Ca {
         usage: ExtendedKeyUsagePurpose,
         validity: Validity,
     ) -> Identity {
-        let mut params =
-            CertificateParams::new(sans.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>())
-                .unwrap();
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, cn);
-        params.distinguished_name = dn;
-        params.extended_key_usages = vec![usage];
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.not_before = rcgen::date_time_ymd(2020, 1, 1);
-        params.not_after = match validity {
-            Validity::Current => rcgen::date_time_ymd(2099, 1, 1),
-            Validity::Expired => rcgen::date_time_ymd(2021, 1, 1),
-        };
-        let key = KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
-        Identity {
-            cert_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
-        }
+        leaf_with_validity(&self.issuer, cn, sans, usage, validity)
     }
 
     /// A client certificate `CN=cn` (and the same DNS name).
@@ -115,7 +75,7 @@ impl CertDir {
 /// (`CN=tie-test.demo.nhs.uk`, issued by the CA the TEST gateway trusts).
 pub fn demo_engine() -> Identity {
     let dir = specs().join("certs/test/trust");
-    Identity::from_files(&dir.join("tie-client.crt"), &dir.join("tie-client.key"))
+    Identity::from_files(&dir.join("tie-client.crt"), &dir.join("tie-client.key")).unwrap()
 }
 
 /// The CA the demo Trust's engine trusts for the gateway's server certificate.
@@ -126,7 +86,7 @@ pub fn demo_gateway_ca() -> String {
 /// The northwest Trust's engine (`CN=ensemble-test.nwch.nhs.uk`).
 pub fn northwest_engine() -> Identity {
     let dir = specs().join("certs/northwest/test/trust");
-    Identity::from_files(&dir.join("tie-client.crt"), &dir.join("tie-client.key"))
+    Identity::from_files(&dir.join("tie-client.crt"), &dir.join("tie-client.key")).unwrap()
 }
 
 /// The CA the northwest engine trusts for the gateway.

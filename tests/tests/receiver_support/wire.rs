@@ -3,7 +3,6 @@
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,21 +16,7 @@ use tokio_rustls::client::TlsStream;
 /// Every connect, handshake and read is bounded by this.
 pub const IO_LIMIT: Duration = Duration::from_secs(15);
 
-/// A certificate chain and its key, in PEM.
-#[derive(Debug, Clone)]
-pub struct Identity {
-    pub cert_pem: String,
-    pub key_pem: String,
-}
-
-impl Identity {
-    pub fn from_files(cert: &Path, key: &Path) -> Self {
-        Self {
-            cert_pem: std::fs::read_to_string(cert).unwrap(),
-            key_pem: std::fs::read_to_string(key).unwrap(),
-        }
-    }
-}
+pub use hl7gw_tests::pki::Identity;
 
 /// A client trusting `roots_pem` for the server and presenting `identity` (or nothing),
 /// offering `alpn` (Java and .NET HTTP/1.1 stacks offer none).
