@@ -48,6 +48,7 @@ use std::time::{Duration, Instant};
 
 use hl7gw_runtime::app::{AppError, GatewayDefinition, RunOptions};
 use hl7gw_runtime::config::EnvName;
+use hl7gw_tests::bench::Mode;
 use hl7gw_tests::pki::{ca, leaf};
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
@@ -73,46 +74,21 @@ const CONTENT_TYPE_HL7: &str = "application/hl7-v2; charset=UTF-8";
 const CLIENT_CN: &str = "tie-test.demo.nhs.uk";
 const CONCURRENT_CLIENTS: usize = 32;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
-    /// `cargo test --all-targets`: a smoke run.
-    Test,
-    /// `--quick` or `HL7GW_BENCH_QUICK=1`.
-    Quick,
-    /// `cargo bench`.
-    Full,
+/// Warm-up and measurement per scenario, server and round; the number of rounds.
+fn durations(mode: Mode) -> (Duration, Duration, usize) {
+    match mode {
+        Mode::Test => (Duration::ZERO, Duration::from_millis(150), 1),
+        Mode::Quick => (Duration::from_millis(200), Duration::from_millis(700), 2),
+        Mode::Full => (Duration::from_millis(500), Duration::from_millis(2500), 4),
+    }
 }
 
-impl Mode {
-    fn from_args() -> Self {
-        let args: Vec<String> = std::env::args().skip(1).collect();
-        let quick = args.iter().any(|a| a == "--quick")
-            || std::env::var("HL7GW_BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
-        if quick {
-            Self::Quick
-        } else if args.iter().any(|a| a == "--bench") {
-            Self::Full
-        } else {
-            Self::Test
-        }
-    }
-
-    /// Warm-up and measurement per scenario, server and round; the number of rounds.
-    fn durations(self) -> (Duration, Duration, usize) {
-        match self {
-            Self::Test => (Duration::ZERO, Duration::from_millis(150), 1),
-            Self::Quick => (Duration::from_millis(200), Duration::from_millis(700), 2),
-            Self::Full => (Duration::from_millis(500), Duration::from_millis(2500), 4),
-        }
-    }
-
-    /// Per probe (fsync, `Store::commit_inbound`, `Gateway::process`) and round.
-    fn probe_budget(self) -> Duration {
-        match self {
-            Self::Test => Duration::from_millis(50),
-            Self::Quick => Duration::from_millis(250),
-            Self::Full => Duration::from_millis(500),
-        }
+/// Per probe (fsync, `Store::commit_inbound`, `Gateway::process`) and round.
+fn probe_budget(mode: Mode) -> Duration {
+    match mode {
+        Mode::Test => Duration::from_millis(50),
+        Mode::Quick => Duration::from_millis(250),
+        Mode::Full => Duration::from_millis(500),
     }
 }
 
@@ -804,8 +780,8 @@ fn print_timings(label: &str, t: &Timings) {
 
 fn main() {
     let mode = Mode::from_args();
-    let (warmup, measure, rounds) = mode.durations();
-    let budget = mode.probe_budget();
+    let (warmup, measure, rounds) = durations(mode);
+    let budget = probe_budget(mode);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!("receiver benchmark ({mode:?} mode)");
     println!(

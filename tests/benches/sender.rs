@@ -68,6 +68,7 @@ use hl7gw_runtime::app::{AppError, DESTINATION, GatewayDefinition, RunOptions};
 use hl7gw_runtime::config::{EnvName, Environment, ReceiveConfig, SendConfig};
 use hl7gw_runtime::queue::Queue;
 use hl7gw_runtime::store::Store;
+use hl7gw_tests::bench::Mode;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::client::conn::http1::SendRequest;
@@ -87,37 +88,12 @@ const CONTENT_TYPE_HL7: &str = "application/hl7-v2; charset=UTF-8";
 /// The receiving gateway's path (gw-demo TEST `receive.path`).
 const PATH: &str = "/hl7";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
-    /// `cargo test --all-targets`: a smoke run.
-    Test,
-    /// `--quick` or `HL7GW_BENCH_QUICK=1`.
-    Quick,
-    /// `cargo bench`.
-    Full,
-}
-
-impl Mode {
-    fn from_args() -> Self {
-        let args: Vec<String> = std::env::args().skip(1).collect();
-        let quick = args.iter().any(|a| a == "--quick")
-            || std::env::var("HL7GW_BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
-        if quick {
-            Self::Quick
-        } else if args.iter().any(|a| a == "--bench") {
-            Self::Full
-        } else {
-            Self::Test
-        }
-    }
-
-    /// Messages per batch, rounds (one batch each), time per probe and round.
-    fn sizes(self) -> (usize, usize, Duration) {
-        match self {
-            Self::Test => (100, 1, Duration::from_millis(100)),
-            Self::Quick => (1000, 2, Duration::from_millis(400)),
-            Self::Full => (2000, 5, Duration::from_millis(600)),
-        }
+/// Messages per batch, rounds (one batch each), time per probe and round.
+fn sizes(mode: Mode) -> (usize, usize, Duration) {
+    match mode {
+        Mode::Test => (100, 1, Duration::from_millis(100)),
+        Mode::Quick => (1000, 2, Duration::from_millis(400)),
+        Mode::Full => (2000, 5, Duration::from_millis(600)),
     }
 }
 
@@ -674,7 +650,7 @@ fn cpu_model() -> String {
 
 fn main() {
     let mode = Mode::from_args();
-    let (n, rounds, budget) = mode.sizes();
+    let (n, rounds, budget) = sizes(mode);
     let cores = std::thread::available_parallelism().map_or(1, |x| x.get());
     println!("sender benchmark ({mode:?} mode)");
     println!(

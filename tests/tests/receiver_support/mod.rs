@@ -23,15 +23,14 @@ pub mod hl7;
 pub mod pki;
 pub mod wire;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use hl7gw_runtime::app::{GatewayDefinition, RunOptions};
 use hl7gw_runtime::config::{Environment, SinkConfig};
+use hl7gw_tests::child::{ChildProcess, ChildSpec, on_stdin_closed};
 use serde_json::{Value, json};
 
 /// Set in the child's environment: its [`GatewayConfig`] as JSON.
@@ -40,9 +39,6 @@ pub const CHILD_ENV: &str = "HL7GW_E2E_GATEWAY";
 pub const CHILD_TEST: &str = "child_gateway_process";
 /// Prefix of the child's one line announcing its addresses.
 pub const READY: &str = "HL7GW-E2E-READY ";
-
-/// How long a child may take to listen.
-const START_LIMIT: Duration = Duration::from_secs(30);
 
 /// The repository root.
 pub fn repo() -> PathBuf {
@@ -135,18 +131,10 @@ impl GatewayConfig {
 /// Runs the gateway when [`CHILD_ENV`] is set, then exits the process; returns at once
 /// otherwise.
 pub fn child_main() {
-    let Ok(config) = std::env::var(CHILD_ENV) else {
-        return;
-    };
-    hl7gw_runtime::app::init_logging();
-    let code = match run_child(&config) {
-        Ok(()) => 0,
-        Err(e) => {
-            eprintln!("child gateway: {e}");
-            3
-        }
-    };
-    std::process::exit(code);
+    hl7gw_tests::child::child_main(CHILD_ENV, "gateway", |config| {
+        hl7gw_runtime::app::init_logging();
+        run_child(config)
+    });
 }
 
 fn leak(text: &str) -> &'static str {
@@ -205,11 +193,8 @@ fn run_child(config: &str) -> Result<(), String> {
         retention: Duration::from_secs(90 * 86_400),
     };
 
-    // Stop when the parent closes our standard input (or dies).
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    std::thread::spawn(move || {
-        let mut sink = Vec::new();
-        let _ = std::io::stdin().read_to_end(&mut sink);
+    on_stdin_closed(move || {
         let _ = stop.send(());
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -245,8 +230,7 @@ fn run_child(config: &str) -> Result<(), String> {
 /// A gateway running in a child process; killed (SIGKILL) and reaped when dropped. If the
 /// test is failing, the end of the child's log is printed.
 pub struct Gateway {
-    child: Child,
-    stdin: Option<ChildStdin>,
+    process: ChildProcess,
     pub config: GatewayConfig,
     /// The HL7 receiver.
     pub listen: SocketAddr,
@@ -254,79 +238,45 @@ pub struct Gateway {
     pub ops: SocketAddr,
     /// The inbox API (inbox sink only).
     pub inbox: Option<SocketAddr>,
-    /// The child's standard error.
-    pub log: PathBuf,
 }
 
 impl Gateway {
     /// Starts a child and waits (bounded) until it listens. `log` receives its stderr.
     pub fn start(config: GatewayConfig, log: &Path) -> Self {
-        let exe = std::env::current_exe().unwrap();
-        let log_file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .unwrap();
-        let mut child = Command::new(exe)
-            .args([CHILD_TEST, "--exact", "--ignored", "--nocapture"])
-            .env(CHILD_ENV, config.to_json())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(log_file))
-            .spawn()
-            .unwrap();
-        let stdin = child.stdin.take();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel::<String>();
-        std::thread::spawn(move || {
-            // Hands over the READY line, then keeps draining so the child never blocks.
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Some(rest) = line.strip_prefix(READY) {
-                    let _ = tx.send(rest.to_owned());
-                }
-            }
-        });
-        let mut gateway = Self {
-            child,
-            stdin,
-            config,
-            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-            ops: SocketAddr::from(([127, 0, 0, 1], 0)),
-            inbox: None,
-            log: log.to_path_buf(),
+        let spec = ChildSpec {
+            what: "gateway",
+            test: CHILD_TEST,
+            config: (CHILD_ENV, config.to_json()),
+            env: &[],
+            ready: READY,
         };
-        let ready = match rx.recv_timeout(START_LIMIT) {
-            Ok(line) => line,
-            Err(e) => panic!(
-                "the gateway child did not start ({e}); its log:\n{}",
-                gateway.log_tail(60)
-            ),
-        };
-        let ready: Value = serde_json::from_str(&ready).unwrap();
+        let (process, ready) = ChildProcess::start(spec, log);
         let addr = |key: &str| -> Option<SocketAddr> { ready[key].as_str()?.parse().ok() };
-        gateway.listen = addr("listen").unwrap();
-        gateway.ops = addr("ops").unwrap();
-        gateway.inbox = addr("inbox");
-        gateway
+        let (Some(listen), Some(ops)) = (addr("listen"), addr("ops")) else {
+            panic!("the gateway child announced no listen or ops address: {ready}");
+        };
+        Self {
+            process,
+            config,
+            listen,
+            ops,
+            inbox: addr("inbox"),
+        }
     }
 
     /// The process id.
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.process.pid()
     }
 
     /// `kill -9`, and waits for the process to be gone.
     pub fn kill9(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.process.kill9();
     }
 
     /// The last `lines` lines of the child's log.
     pub fn log_tail(&self, lines: usize) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let all: Vec<&str> = text.lines().collect();
-        all[all.len().saturating_sub(lines)..].join("\n")
+        self.process.log_tail(lines)
     }
 
     /// `GET path` on the operations port.
@@ -364,21 +314,6 @@ impl Gateway {
         let (status, body) = plain_get(addr, path);
         assert_eq!(status, 200, "{body}");
         serde_json::from_str(&body).unwrap()
-    }
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        drop(self.stdin.take());
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            eprintln!(
-                "--- gateway child {} log (last lines) ---\n{}\n---",
-                self.log.display(),
-                self.log_tail(40)
-            );
-        }
     }
 }
 

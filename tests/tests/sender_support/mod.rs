@@ -23,15 +23,14 @@
 
 pub mod trust;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use hl7gw_runtime::app::{GatewayDefinition, QueueCommand, RunOptions};
 use hl7gw_runtime::config::{Environment, SendConfig};
+use hl7gw_tests::child::{ChildProcess, ChildSpec, on_stdin_closed};
 use serde_json::{Value, json};
 
 /// Set in the child's environment: its [`SenderConfig`] as JSON.
@@ -41,8 +40,6 @@ pub const CHILD_TEST: &str = "child_sender_process";
 /// Prefix of the child's one line announcing its addresses.
 pub const READY: &str = "HL7GW-E2E-SENDER-READY ";
 
-/// How long a child may take to listen.
-const START_LIMIT: Duration = Duration::from_secs(30);
 /// Every wait on a condition gives up after this.
 pub const WAIT_LIMIT: Duration = Duration::from_secs(30);
 
@@ -101,18 +98,10 @@ impl SenderConfig {
 /// Runs the gateway when [`CHILD_ENV`] is set, then exits the process; returns at once
 /// otherwise.
 pub fn child_main() {
-    let Ok(config) = std::env::var(CHILD_ENV) else {
-        return;
-    };
-    hl7gw_runtime::app::init_logging();
-    let code = match run_child(&config) {
-        Ok(()) => 0,
-        Err(e) => {
-            eprintln!("child sender: {e}");
-            3
-        }
-    };
-    std::process::exit(code);
+    hl7gw_tests::child::child_main(CHILD_ENV, "sender", |config| {
+        hl7gw_runtime::app::init_logging();
+        run_child(config)
+    });
 }
 
 fn leak(text: &str) -> &'static str {
@@ -178,11 +167,8 @@ fn run_child(config: &str) -> Result<(), String> {
         .ok_or("no store")?;
     let options = options(PathBuf::from(store));
 
-    // Stop when the parent closes our standard input (or dies).
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    std::thread::spawn(move || {
-        let mut sink = Vec::new();
-        let _ = std::io::stdin().read_to_end(&mut sink);
+    on_stdin_closed(move || {
         let _ = stop.send(());
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -217,88 +203,51 @@ fn run_child(config: &str) -> Result<(), String> {
 /// A sending gateway in a child process; killed (SIGKILL) and reaped when dropped. If the
 /// test is failing, the end of the child's log is printed.
 pub struct Sender {
-    child: Child,
-    stdin: Option<ChildStdin>,
+    process: ChildProcess,
     pub config: SenderConfig,
     /// The intake API (`POST /outbound`).
     pub intake: SocketAddr,
-    /// The child's standard error.
-    pub log: PathBuf,
 }
 
 impl Sender {
     /// Starts a child and waits (bounded) until it listens. `log` receives its stderr.
     pub fn start(config: SenderConfig, log: &Path) -> Self {
-        let exe = std::env::current_exe().unwrap();
-        let log_file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .unwrap();
-        let mut child = Command::new(exe)
-            .args([CHILD_TEST, "--exact", "--ignored", "--nocapture"])
-            .env(CHILD_ENV, config.to_json())
-            .env("HL7GW_LOG", "debug")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(log_file))
-            .spawn()
-            .unwrap();
-        let stdin = child.stdin.take();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel::<String>();
-        std::thread::spawn(move || {
-            // Hands over the READY line, then keeps draining so the child never blocks.
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Some(rest) = line.strip_prefix(READY) {
-                    let _ = tx.send(rest.to_owned());
-                }
-            }
-        });
-        let mut sender = Self {
-            child,
-            stdin,
+        let spec = ChildSpec {
+            what: "sender",
+            test: CHILD_TEST,
+            config: (CHILD_ENV, config.to_json()),
+            env: &[("HL7GW_LOG", "debug")],
+            ready: READY,
+        };
+        let (process, ready) = ChildProcess::start(spec, log);
+        let Some(intake) = ready["intake"].as_str().and_then(|a| a.parse().ok()) else {
+            panic!("the sender child announced no intake address: {ready}");
+        };
+        Self {
+            process,
             config,
-            intake: SocketAddr::from(([127, 0, 0, 1], 0)),
-            log: log.to_path_buf(),
-        };
-        let ready = match rx.recv_timeout(START_LIMIT) {
-            Ok(line) => line,
-            Err(e) => panic!(
-                "the sender child did not start ({e}); its log:\n{}",
-                sender.log_tail(60)
-            ),
-        };
-        let ready: Value = serde_json::from_str(&ready).unwrap();
-        sender.intake = ready["intake"]
-            .as_str()
-            .and_then(|a| a.parse().ok())
-            .expect("the child announced no intake address");
-        sender
+            intake,
+        }
     }
 
     /// The process id.
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.process.pid()
     }
 
     /// `kill -9`, and waits for the process to be gone.
     pub fn kill9(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.process.kill9();
     }
 
     /// The child's whole log.
     pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        self.process.log_text()
     }
 
     /// The last `lines` lines of the child's log.
     pub fn log_tail(&self, lines: usize) -> String {
-        let text = self.log_text();
-        let all: Vec<&str> = text.lines().collect();
-        all[all.len().saturating_sub(lines)..].join("\n")
+        self.process.log_tail(lines)
     }
 
     /// `POST /outbound` with an HL7 body: the status and the JSON answer.
@@ -356,21 +305,6 @@ impl Sender {
                 "timed out waiting for {what}; queue status:\n{status:#}"
             );
             std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Sender {
-    fn drop(&mut self) {
-        drop(self.stdin.take());
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            eprintln!(
-                "--- sender child {} log (last lines) ---\n{}\n---",
-                self.log.display(),
-                self.log_tail(40)
-            );
         }
     }
 }
