@@ -1,5 +1,5 @@
 //! `hl7gw inspect` and `hl7gw ack` as a user runs them: the JSON contract, exit codes and
-//! one-line errors of DESIGN.md.
+//! one-line errors of docs/contracts.md.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 

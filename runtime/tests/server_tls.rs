@@ -1,5 +1,5 @@
 //! The receiver end to end over real TLS on 127.0.0.1: certificates from a throwaway CA,
-//! requests written byte for byte as the Trusts' engines write them (../shared/design/PEERS.md),
+//! requests written byte for byte as the Trusts' engines write them (docs/peers.md),
 //! the status-code contract, time limits, the IP allowlist, and the operations port.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]

@@ -8,7 +8,7 @@
 //! certificate, another CA, an expired certificate), a subject not allowed, an IP not
 //! allowed; 400 for what is not HL7; AR for a wrong processing id and for an undeclared
 //! type; AE with ERR for bad data; duplicates; a failing webhook sink; `kill -9` under load;
-//! curl; and one emulation per engine of `../shared/design/PEERS.md` (HAPI, Mirth defaults,
+//! curl; and one emulation per engine of `docs/peers.md` (HAPI, Mirth defaults,
 //! InterSystems framed and unframed, Rhapsody, BizTalk), each ending in its success state.
 //!
 //! How the child process is run: see `receiver_support/mod.rs`.
@@ -980,7 +980,7 @@ fn curl_gets_its_ack() {
 }
 
 // ---------------------------------------------------------------------------------------
-// The engines of PEERS.md, each ending in its success state.
+// The engines of docs/peers.md, each ending in its success state.
 
 #[tokio::test]
 async fn hapi_delivers_each_ack_on_a_connection_per_message() {

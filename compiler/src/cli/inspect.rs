@@ -1,5 +1,5 @@
 //! `hl7gw inspect`: the structure of HL7 messages, for people (`SEG-f[r].c.s = value` lines)
-//! or for programs (`--json`, one object per message in the DESIGN.md shape).
+//! or for programs (`--json`, one object per message in the shape docs/contracts.md gives).
 
 use std::io::Write;
 

@@ -1,6 +1,6 @@
 //! Command-line entry point: argument parsing and the exit-code contract.
 //!
-//! Exit codes (DESIGN.md): 0 ok, 1 the input has errors, 2 usage or I/O error.
+//! Exit codes (docs/contracts.md): 0 ok, 1 the input has errors, 2 usage or I/O error.
 
 mod ack;
 mod certs;

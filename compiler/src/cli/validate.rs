@@ -17,7 +17,7 @@ use crate::spec::{EnvName, load_spec};
 pub enum Format {
     /// Source snippets with the span underlined.
     Human,
-    /// `{"valid":…,"diagnostics":[…]}` (DESIGN.md).
+    /// `{"valid":…,"diagnostics":[…]}` (docs/contracts.md).
     Json,
     /// The go-live report: one self-contained HTML page per environment (needs `-o`).
     Html,

@@ -1,4 +1,4 @@
-//! The JSON report of DESIGN.md, in the shape of `terraform validate -json`.
+//! The JSON report of docs/contracts.md, in the shape of `terraform validate -json`.
 
 use serde::Serialize;
 

@@ -85,7 +85,7 @@ pub struct Policies {
 }
 
 impl Default for Policies {
-    /// DESIGN.md's defaults: retry connect errors, timeouts, 5xx and bad ACKs; hold on
+    /// The defaults of docs/contracts.md: retry connect errors, timeouts, 5xx and bad ACKs; hold on
     /// AE/CE, AR/CR and 4xx; backoff 1 s to 5 min.
     fn default() -> Self {
         Self {

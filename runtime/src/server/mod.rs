@@ -17,7 +17,7 @@
 //!    [`Settings::allowed_clients`]; otherwise the connection is closed (a TLS close_notify,
 //!    then FIN) and counted as `reason="subject"`. An empty list admits nobody.
 //! 4. **HTTP**: HTTP/2 when ALPN chose `h2`, HTTP/1.1 otherwise, with keep-alive. Engines
-//!    differ (`../shared/design/PEERS.md`): HAPI closes after each request, Mirth keeps the
+//!    differ (`docs/peers.md`): HAPI closes after each request, Mirth keeps the
 //!    connection and reuses it; both work.
 //!
 //! # Time limits
@@ -34,7 +34,7 @@
 //! `header_read_timeout`, because hyper starts that timer as soon as a keep-alive connection
 //! waits for its next request, which would make the header limit an idle limit too.
 //!
-//! # The status-code contract (DESIGN.md)
+//! # The status-code contract (docs/contracts.md)
 //!
 //! Every response has a `text/plain; charset=utf-8` body saying what was wrong, except the 200
 //! ACK. Checks run in this order, and the body is read only after all of the first four pass

@@ -429,7 +429,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> RawClient<S> {
     }
 }
 
-/// A request as HAPI's encoder writes it (PEERS.md §1): Content-Type with charset UTF-8,
+/// A request as HAPI's encoder writes it (docs/peers.md §1): Content-Type with charset UTF-8,
 /// Content-Length, User-Agent, Host with the port, a Date that is not RFC 1123.
 pub fn hapi_request(addr: SocketAddr, path: &str, body: &[u8]) -> Vec<u8> {
     let mut out = format!(
@@ -442,7 +442,7 @@ pub fn hapi_request(addr: SocketAddr, path: &str, body: &[u8]) -> Vec<u8> {
     out
 }
 
-/// A request as Mirth's HTTP Sender writes it with its defaults (PEERS.md §2).
+/// A request as Mirth's HTTP Sender writes it with its defaults (docs/peers.md §2).
 pub fn mirth_request(path: &str, body: &[u8]) -> Vec<u8> {
     let mut out = format!(
         "POST {path} HTTP/1.1\r\nuser-agent: Mirth Connect\r\nContent-Type: text/plain; charset=UTF-8\r\nContent-Length: {}\r\nHost: localhost\r\nConnection: Keep-Alive\r\nAccept-Encoding: gzip,deflate\r\n\r\n",

@@ -1,4 +1,4 @@
-//! The Trusts' integration engines as `../shared/design/PEERS.md` describes them: each one's
+//! The Trusts' integration engines as `docs/peers.md` describes them: each one's
 //! request bytes (header order, casing, framing, charset) and its decision table applied to
 //! the answer, ending in that engine's own states.
 
@@ -33,7 +33,7 @@ fn decode(body: &[u8], charset: Option<&str>) -> Result<String, String> {
 }
 
 // ---------------------------------------------------------------------------------------
-// HAPI hl7overhttp (PEERS.md §1).
+// HAPI hl7overhttp (docs/peers.md §1).
 
 /// `EEE, dd MMM yy HH:mm:ss z` in an English locale and the JVM's zone (UTC here): a
 /// two-digit year, not RFC 1123.
@@ -150,7 +150,7 @@ pub fn hapi_decide(response: &RawResponse) -> HapiOutcome {
 }
 
 // ---------------------------------------------------------------------------------------
-// Mirth Connect / OIE HTTP Sender with its defaults (PEERS.md §2).
+// Mirth Connect / OIE HTTP Sender with its defaults (docs/peers.md §2).
 
 /// Mirth's request: its own headers first, then Apache HttpClient's (Host with the port
 /// because it is not the default one, keep-alive, gzip/deflate accepted).
@@ -223,7 +223,7 @@ pub fn mirth_decide(
 }
 
 // ---------------------------------------------------------------------------------------
-// InterSystems Ensemble / IRIS, EnsLib.HL7.Operation.HTTPOperation (PEERS.md §3).
+// InterSystems Ensemble / IRIS, EnsLib.HL7.Operation.HTTPOperation (docs/peers.md §3).
 
 /// IRIS's request: a new `%Net.HttpRequest` per message, the body in latin1 (its default
 /// `DefCharEncoding`, MSH-18 being empty), framed with MLLP (its default `Framing`) or not.
@@ -305,7 +305,7 @@ pub fn iris_decide(response: &RawResponse, sent: &str) -> IrisAction {
 }
 
 // ---------------------------------------------------------------------------------------
-// Rhapsody HTTP Client, Out→In mode (PEERS.md §4).
+// Rhapsody HTTP Client, Out→In mode (docs/peers.md §4).
 
 /// Rhapsody's request: POST, its default Content-Type `text/plain` with the configured
 /// Content Encoding.
@@ -341,7 +341,7 @@ pub fn rhapsody_decide(response: &RawResponse) -> RhapsodyOutcome {
 }
 
 // ---------------------------------------------------------------------------------------
-// BizTalk HTTP adapter + BTAHL7 send pipeline (PEERS.md §5).
+// BizTalk HTTP adapter + BTAHL7 send pipeline (docs/peers.md §5).
 
 /// The request head .NET's HttpWebRequest writes: Host, Content-Length,
 /// `Expect: 100-continue`, `Connection: Keep-Alive` on a new connection; the body (unframed
