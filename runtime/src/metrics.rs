@@ -6,16 +6,30 @@
 //! their number of series ([`MAX_SERIES`]); values past the cap are counted under `other`, so
 //! a sender cannot grow the registry without bound with invented message types.
 //!
+//! Receiving side:
+//!
 //! | metric | type | labels |
 //! |---|---|---|
 //! | `hl7gw_messages_total` | counter | `type` (`ADT^A28`), `ack` (`AA`, `AE`, …) |
 //! | `hl7gw_http_responses_total` | counter | `status` |
-//! | `hl7gw_request_seconds` | histogram | |
+//! | `hl7gw_request_seconds` | histogram ([`LATENCY_BUCKETS`]) | |
 //! | `hl7gw_tls_failures_total` | counter | `reason` (see [`TlsFailure`](crate::tls::TlsFailure)) |
 //! | `hl7gw_connections_rejected_total` | counter | `reason` (`ip`, `subject`, `capacity`) |
 //! | `hl7gw_connections_accepted_total` | counter | |
 //! | `hl7gw_connections_open` | gauge | |
 //! | `hl7gw_store_errors_total` | counter | |
+//!
+//! Sending side (present, at zero, also in a gateway that does not send):
+//!
+//! | metric | type | what |
+//! |---|---|---|
+//! | `hl7gw_send_seconds` | histogram ([`LATENCY_BUCKETS`]) | from sending a message to its accepting ACK |
+//! | `hl7gw_queue_depth` | gauge | messages queued, in flight or held |
+//! | `hl7gw_queue_oldest_unacked_milliseconds` | gauge | age of the oldest message without an ACK |
+//! | `hl7gw_queue_held` | gauge | 1 while the stream is held for an operator |
+//!
+//! The queue gauges are refreshed from the queue's status every 5 s by the gateway
+//! ([`Metrics::set_queue`]).
 //!
 //! Nothing here ever holds message content: only types, codes, statuses and durations.
 
