@@ -230,6 +230,7 @@ const CASES: &[Case] = &[
     // Network.
     error("net-url.yaml", "net-url", 45, 12),
     error("net-url-webhook.yaml", "net-url", 51, 29),
+    error("net-url-webhook-https.yaml", "net-url", 51, 29),
     error("net-range.yaml", "net-range", 43, 21),
     error("net-open-range.yaml", "net-open-range", 43, 21),
     warning("net-open-range-test.yaml", "net-open-range", 24, 21),

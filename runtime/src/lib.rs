@@ -9,6 +9,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod dedup;
+pub mod endpoint;
 pub mod gateway;
 pub mod hl7;
 pub mod inbound;
