@@ -9,7 +9,7 @@ use time::Date;
 
 use super::Failure;
 use super::validate::{parse_date, today_utc};
-use crate::certs::{DEV_VALIDITY_DAYS, make_dev_certs, plans};
+use crate::certs::{CertError, DEV_VALIDITY_DAYS, make_dev_certs, plans};
 use crate::spec::load_spec;
 
 /// Arguments of `hl7gw certs`.
@@ -60,7 +60,12 @@ pub fn run(args: &CertsArgs, out: &mut dyn Write) -> Result<(), Failure> {
         dev.today.unwrap_or_else(today_utc),
         dev.days,
     )
-    .map_err(|e| Failure::Input(e.to_string()))?;
+    .map_err(|e| match e {
+        // A file that cannot be read or written is an I/O error (exit 2), not an error in
+        // the spec (exit 1): docs/contracts.md §1.
+        CertError::Read { .. } | CertError::Write { .. } => Failure::Usage(e.to_string()),
+        _ => Failure::Input(e.to_string()),
+    })?;
     let io = |e: std::io::Error| Failure::Usage(format!("writing output: {e}"));
     for f in &written {
         writeln!(
