@@ -223,6 +223,8 @@ const CASES: &[Case] = &[
     // Errors cannot be acknowledged: the error stays and the acknowledgement is unused.
     error("ack-error.yaml", "env-path", 18, 13).also(&["ack-unused"]),
     error("env-listen.yaml", "env-listen", 16, 15),
+    error("env-port-collision.yaml", "env-port-collision", 37, 15),
+    error("env-port-range.yaml", "env-port-range", 17, 15),
     error("env-path.yaml", "env-path", 36, 13),
     error("env-no-clients.yaml", "env-no-clients", 42, 24),
     error("env-no-receive.yaml", "env-no-receive", 32, 3),

@@ -14,6 +14,7 @@ pub mod gateway;
 pub mod hl7;
 pub mod inbound;
 pub mod intake;
+pub mod listeners;
 pub mod mapping;
 pub mod metrics;
 pub mod mllp;

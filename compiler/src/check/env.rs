@@ -4,9 +4,11 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
+use hl7gw_runtime::listeners::{self, Listener, Sides};
+
 use super::CheckOptions;
 use crate::diag::Diagnostic;
-use crate::spec::{EnvName, Environment, LoadedSpec, ProcessingId};
+use crate::spec::{EnvName, Environment, LoadedSpec, ProcessingId, Sink};
 
 pub(super) fn check(spec: &LoadedSpec, _options: &CheckOptions, out: &mut Vec<Diagnostic>) {
     let s = &spec.spec;
@@ -104,6 +106,7 @@ pub(super) fn check(spec: &LoadedSpec, _options: &CheckOptions, out: &mut Vec<Di
         }
     }
     check_nothing_shared(spec, out);
+    check_listeners(spec, out);
 }
 
 /// Inbound types need a receiver and outbound types a sender, in every environment.
@@ -138,6 +141,62 @@ fn check_directions(
             ),
             base,
         ));
+    }
+}
+
+/// Every socket each environment will bind, planned by the runtime itself
+/// (`hl7gw_runtime::listeners::plan`): a receive port whose derived ports do not fit, or a
+/// TEST socket that a PROD socket would collide with on one host, is found here rather than
+/// as "address in use" when the second gateway starts.
+fn check_listeners(spec: &LoadedSpec, out: &mut Vec<Diagnostic>) {
+    let mut planned: Vec<(EnvName, Vec<Listener>)> = Vec::new();
+    for (env, e) in spec.spec.environments.iter() {
+        let Some(r) = &e.receive else { continue };
+        let Ok(receive) = r.listen.parse::<SocketAddr>() else {
+            continue; // env-listen already says why
+        };
+        let sides = Sides {
+            inbox: matches!(e.sink, None | Some(Sink::Inbox {})),
+            send: e.send.is_some(),
+        };
+        let pointer = format!("/environments/{}/receive/listen", env.as_str());
+        match listeners::plan(receive, sides) {
+            Ok(own) => planned.push((env, own)),
+            Err(why) => out.push(spec.at_value(
+                Diagnostic::error("env-port-range", why.to_string()).detail(
+                    "the operations, inbox, intake and MLLP ports are the receive port + 1 to + 4 on 127.0.0.1",
+                ),
+                &pointer,
+            )),
+        }
+    }
+    for (i, (env, own)) in planned.iter().enumerate() {
+        for (earlier, theirs) in &planned[..i] {
+            let clash = own.iter().find_map(|a| {
+                theirs
+                    .iter()
+                    .find(|b| listeners::collide(a.addr, b.addr))
+                    .map(|b| (a, b))
+            });
+            if let Some((a, b)) = clash {
+                out.push(spec.at_value(
+                    Diagnostic::error(
+                        "env-port-collision",
+                        format!(
+                            "{}'s {} port {} collides with {}'s {} port {}",
+                            env.as_str().to_uppercase(),
+                            a.role,
+                            a.addr,
+                            earlier.as_str().to_uppercase(),
+                            b.role,
+                            b.addr
+                        ),
+                    )
+                    .detail("TEST and PROD may run on one host: give their receive ports at least 5 apart (each environment also binds receive port + 1 to + 4 on 127.0.0.1)"),
+                    &format!("/environments/{}/receive/listen", env.as_str()),
+                ));
+            }
+        }
     }
 }
 
