@@ -1,8 +1,8 @@
 //! `hl7gw certs dev` keeps the exit-code contract of docs/contracts.md §1: 1 when the spec or
 //! the existing files stand in the way, 2 when a file cannot be written.
 
-
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::path::Path;
 use std::process::{Command, Output};
 
