@@ -185,6 +185,23 @@ const CASES: &[Case] = &[
     error("name-invalid.yaml", "name-invalid", 57, 5),
     error("name-reserved.yaml", "name-reserved", 58, 5),
     error("name-duplicate.yaml", "name-duplicate", 61, 3),
+    // Names `generate` would refuse or rename with a number, judged by its own functions.
+    error("name-reserved-record.yaml", "name-reserved", 58, 3),
+    error("name-reserved-type.yaml", "name-reserved-type", 59, 3),
+    error("name-reserved-type-table.yaml", "name-reserved-type", 56, 3),
+    error("name-type-collision.yaml", "name-type-collision", 65, 5),
+    error(
+        "name-type-collision-table.yaml",
+        "name-type-collision",
+        56,
+        3,
+    ),
+    warning(
+        "name-variant-collision.yaml",
+        "name-variant-collision",
+        64,
+        109,
+    ),
     error("message-type-syntax.yaml", "message-type-syntax", 66, 3),
     error("model-missing-message.yaml", "model-missing-message", 10, 8),
     // The ServiceRequest minimum dataset (orders model).
