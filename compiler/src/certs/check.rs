@@ -35,7 +35,7 @@ use x509_parser::certificate::X509Certificate;
 use x509_parser::extensions::GeneralName;
 
 use super::CertError;
-use super::der::{self, PrivateKeyInfo, PublicKey};
+use super::keys::{PrivateKeyInfo, PublicKey, private_key_info};
 use super::load::{read_certificates, read_private_key};
 
 /// A certificate expiring within this many days (inclusive) is a warning.
@@ -296,7 +296,7 @@ fn check_dates(out: &mut Findings, which: Which, path: &Path, c: &Parsed<'_>, to
 }
 
 fn public_key(x509: &X509Certificate<'_>) -> Option<PublicKey> {
-    der::parse_spki(x509.public_key().raw)
+    PublicKey::from_spki(x509.public_key())
 }
 
 fn check_rsa_size(out: &mut Findings, which: Which, path: &Path, c: &Parsed<'_>) {
@@ -356,15 +356,6 @@ fn check_leaf_role(out: &mut Findings, path: &Path, leaf: &Parsed<'_>, usage: Us
     }
 }
 
-fn key_info(key: &PrivateKeyDer<'_>) -> PrivateKeyInfo {
-    match key {
-        PrivateKeyDer::Pkcs1(k) => der::parse_pkcs1(k.secret_pkcs1_der()),
-        PrivateKeyDer::Sec1(k) => der::parse_sec1(k.secret_sec1_der(), None),
-        PrivateKeyDer::Pkcs8(k) => der::parse_pkcs8(k.secret_pkcs8_der()),
-        _ => PrivateKeyInfo::Malformed,
-    }
-}
-
 fn check_key_match(
     out: &mut Findings,
     cert_path: &Path,
@@ -398,29 +389,22 @@ fn check_key_match(
         };
         out.error("key-mismatch", Which::Key, key_path, message);
     };
-    match key_info(key) {
+    match private_key_info(key) {
         PrivateKeyInfo::Public(k) => {
             if !k.same_key(&cert_key) {
                 mismatch(out, Some(&k));
             }
         }
-        PrivateKeyInfo::NeedsDerivation => match rcgen::KeyPair::try_from(key) {
-            Ok(pair) => {
-                if !cert_key.matches_raw(pair.public_key_raw()) {
-                    mismatch(out, None);
-                }
-            }
-            Err(_) => out.warning(
-                "key-unchecked",
-                Which::Key,
-                key_path,
-                format!(
-                    "could not check that {} belongs to {}: the key file does not carry its public key (rewrite it as PKCS#8, e.g. `openssl pkey -in KEY -out KEY.new`)",
-                    key_path.display(),
-                    cert_path.display()
-                ),
+        PrivateKeyInfo::Unchecked => out.warning(
+            "key-unchecked",
+            Which::Key,
+            key_path,
+            format!(
+                "could not check that {} belongs to {}: the key file does not carry its public key (rewrite it as PKCS#8, e.g. `openssl pkey -in KEY -out KEY.new`)",
+                key_path.display(),
+                cert_path.display()
             ),
-        },
+        ),
         PrivateKeyInfo::Malformed => out.error(
             "key-unreadable",
             Which::Key,

@@ -82,17 +82,18 @@ pub fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, Ce
 /// SEC1 `EC PRIVATE KEY`), or of a DER file.
 pub fn read_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, CertError> {
     let bytes = read_file(path)?;
+    // Before the PEM reader: an OpenSSL "traditional" encrypted key (`Proc-Type: 4,ENCRYPTED`)
+    // has headers the reader cannot decode, and would be reported as an unreadable file.
+    if contains(&bytes, b"ENCRYPTED PRIVATE KEY") || contains(&bytes, b"Proc-Type: 4,ENCRYPTED") {
+        return Err(invalid(
+            path,
+            "is encrypted with a passphrase; the gateway needs the key unencrypted (protect it with file permissions, mode 0600)",
+        ));
+    }
     match PrivateKeyDer::from_pem_slice(&bytes) {
         Ok(key) => Ok(key),
         Err(pem::Error::NoItemsFound) => {
-            if contains(&bytes, b"ENCRYPTED PRIVATE KEY")
-                || contains(&bytes, b"Proc-Type: 4,ENCRYPTED")
-            {
-                Err(invalid(
-                    path,
-                    "is encrypted with a passphrase; the gateway needs the key unencrypted (protect it with file permissions, mode 0600)",
-                ))
-            } else if contains(&bytes, b"BEGIN CERTIFICATE") {
+            if contains(&bytes, b"BEGIN CERTIFICATE") {
                 Err(invalid(
                     path,
                     "holds a certificate, not a private key (expected -----BEGIN PRIVATE KEY-----)",

@@ -6,12 +6,12 @@
 //! would pull aws-lc-rs, and two providers in one build panic). Certificates are read with
 //! `x509-parser`, chains verified with `rustls-webpki` exactly as the gateway's TLS stack will
 //! verify them at run time, and public keys are matched to private keys by reading the key
-//! structures directly ([`der`]), so that RSA keys *ring* refuses (under 2048 bits) and
-//! PKCS#1 / SEC1 files still get a precise answer.
+//! structures with x509-parser's DER reader ([`keys`]), so that RSA keys *ring* refuses
+//! (under 2048 bits) and PKCS#1 / SEC1 files still get a precise answer.
 
 pub mod check;
-mod der;
 pub mod dev;
+mod keys;
 mod load;
 mod plan;
 

@@ -566,21 +566,8 @@ fn rsa_1024_is_too_small() {
 }
 
 fn pem(label: &str, der: &[u8]) -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut b64 = String::new();
-    for chunk in der.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |acc, (i, &b)| acc | (u32::from(b) << (16 - 8 * i)));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                b64.push(ALPHABET[((n >> (18 - 6 * i)) & 0x3f) as usize] as char);
-            } else {
-                b64.push('=');
-            }
-        }
-    }
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
     let body: Vec<&str> = b64
         .as_bytes()
         .chunks(64)
@@ -599,9 +586,9 @@ fn sec1_ec_keys_are_understood() {
     let PrivateKeyDerOwned::Pkcs8(pkcs8) = own(read_private_key(&r.server_key).unwrap()) else {
         panic!("dev keys are PKCS#8");
     };
-    let sec1 = super::der::pkcs8_inner_key(&pkcs8).unwrap();
+    let sec1 = pkcs8_inner_key(&pkcs8);
     let sec1_path = dir.path().join("server-sec1.key");
-    std::fs::write(&sec1_path, pem("EC PRIVATE KEY", sec1)).unwrap();
+    std::fs::write(&sec1_path, pem("EC PRIVATE KEY", &sec1)).unwrap();
     assert_clean(&check_bundle(&bundle(
         &r.server_cert,
         Some(&sec1_path),
@@ -618,6 +605,17 @@ fn sec1_ec_keys_are_understood() {
         None,
     ));
     assert_eq!(codes(&f), ["key-mismatch"]);
+}
+
+/// The privateKey OCTET STRING of a PKCS#8 key: for an EC key, its SEC1 `ECPrivateKey`.
+fn pkcs8_inner_key(der: &[u8]) -> Vec<u8> {
+    use x509_parser::asn1_rs::{FromDer, Integer, OctetString, Sequence};
+    use x509_parser::x509::AlgorithmIdentifier;
+    let (_, seq) = Sequence::from_der(der).unwrap();
+    let (rest, _version) = Integer::from_der(&seq.content).unwrap();
+    let (rest, _algorithm) = AlgorithmIdentifier::from_der(rest).unwrap();
+    let (_, inner) = OctetString::from_der(rest).unwrap();
+    inner.as_ref().to_vec()
 }
 
 enum PrivateKeyDerOwned {
@@ -706,4 +704,159 @@ fn missing_and_unreadable_files() {
         ["cert-unreadable"]
     );
     assert!(subject_names(&[0x30, 0x00]).is_err());
+}
+
+// Key formats, against the real files of tests/data/certs (see its README for how each was
+// made): every format the loader accepts is matched to its certificate, and the ones it must
+// refuse are refused with a message that says why.
+
+/// Checks a fixture certificate and key as a server bundle for the certificate's own host,
+/// on the day after the certificate starts.
+fn check_fixture(cert: &str, key: &str) -> Vec<Finding> {
+    let cert = fixture(cert);
+    let key = fixture(key);
+    let summary = summarize(&cert).unwrap();
+    let host = summary.dns_names[0].clone();
+    check_bundle(&BundleToCheck {
+        cert: &cert,
+        key: Some(&key),
+        ca: None,
+        usage: Usage::Server,
+        hostname: Some(&host),
+        today: summary.not_before + Duration::days(1),
+    })
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Format {
+    Pkcs8,
+    Pkcs1,
+    Sec1,
+}
+
+fn format_of(key: &str) -> Format {
+    match read_private_key(&fixture(key)).unwrap() {
+        rustls_pki_types::PrivateKeyDer::Pkcs8(_) => Format::Pkcs8,
+        rustls_pki_types::PrivateKeyDer::Pkcs1(_) => Format::Pkcs1,
+        rustls_pki_types::PrivateKeyDer::Sec1(_) => Format::Sec1,
+        other => panic!("{key}: unexpected key format {other:?}"),
+    }
+}
+
+#[test]
+fn every_key_format_the_loader_accepts_matches_its_certificate() {
+    let cases = [
+        (
+            "rsa2048.crt",
+            "rsa2048.pkcs8.key",
+            Format::Pkcs8,
+            "RSA 2048",
+        ),
+        (
+            "rsa2048.crt",
+            "rsa2048.pkcs1.key",
+            Format::Pkcs1,
+            "RSA 2048",
+        ),
+        ("p256.crt", "p256.pkcs8.key", Format::Pkcs8, "ECDSA P-256"),
+        ("p256.crt", "p256.pkcs8.der", Format::Pkcs8, "ECDSA P-256"),
+        ("p256.crt", "p256.sec1.key", Format::Sec1, "ECDSA P-256"),
+        ("p256.crt", "p256.sec1.der", Format::Sec1, "ECDSA P-256"),
+        ("p256.crt.der", "p256.sec1.key", Format::Sec1, "ECDSA P-256"),
+        ("ed25519.crt", "ed25519.pkcs8.key", Format::Pkcs8, "Ed25519"),
+    ];
+    for (cert, key, format, described) in cases {
+        assert_eq!(format_of(key), format, "{key}");
+        assert_eq!(summarize(&fixture(cert)).unwrap().key, described, "{cert}");
+        let findings = check_fixture(cert, key);
+        assert!(
+            findings.is_empty(),
+            "{cert} with {key}: unexpected findings {findings:#?}"
+        );
+    }
+    // The DER certificate is the PEM one.
+    assert_eq!(
+        read_certificates(&fixture("p256.crt.der")).unwrap(),
+        read_certificates(&fixture("p256.crt")).unwrap()
+    );
+}
+
+#[test]
+fn the_wrong_key_is_a_mismatch_in_every_format() {
+    // Another key of the same type.
+    let f = check_fixture("p256.crt", "p256.other.key");
+    assert_eq!(codes(&f), ["key-mismatch"]);
+    assert!(f[0].message.contains("not a pair"), "{}", f[0].message);
+    // Another type of key, whichever way round and in whichever format.
+    for (cert, key, has, wants) in [
+        ("rsa2048.crt", "p256.sec1.key", "an ECDSA key", "an RSA key"),
+        (
+            "p256.crt",
+            "rsa2048.pkcs1.key",
+            "an RSA key",
+            "an ECDSA key",
+        ),
+        (
+            "p256.crt",
+            "ed25519.pkcs8.key",
+            "an Ed25519 key",
+            "an ECDSA key",
+        ),
+        (
+            "ed25519.crt",
+            "p256.pkcs8.der",
+            "an ECDSA key",
+            "an Ed25519 key",
+        ),
+        ("rsa2048.crt", "rsa1024.key", "", ""),
+    ] {
+        let f = check_fixture(cert, key);
+        assert_eq!(codes(&f), ["key-mismatch"], "{cert} with {key}");
+        let expected =
+            format!("the key file holds {has} but the certificate was issued for {wants}");
+        if has.is_empty() {
+            assert!(f[0].message.contains("not a pair"), "{}", f[0].message);
+        } else {
+            assert!(f[0].message.contains(&expected), "{}", f[0].message);
+        }
+    }
+}
+
+#[test]
+fn encrypted_keys_are_refused_with_a_clear_message() {
+    for key in ["p256.encrypted.key", "p256.sec1-encrypted.key"] {
+        let err = read_private_key(&fixture(key)).unwrap_err();
+        assert!(
+            err.to_string().contains("is encrypted with a passphrase"),
+            "{key}: {err}"
+        );
+        let f = check_fixture("p256.crt", key);
+        assert_eq!(codes(&f), ["key-unreadable"], "{key}");
+        assert!(f[0].message.contains("unencrypted"), "{}", f[0].message);
+    }
+}
+
+#[test]
+fn a_key_written_without_its_public_point_cannot_be_checked() {
+    assert_eq!(format_of("p256.sec1-no-public.der"), Format::Sec1);
+    let f = check_fixture("p256.crt", "p256.sec1-no-public.der");
+    assert_eq!(codes(&f), ["key-unchecked"]);
+    assert_eq!(f[0].severity, Severity::Warning);
+    assert!(f[0].message.contains("openssl pkey"), "{}", f[0].message);
+}
+
+#[test]
+fn certificates_and_keys_in_each_others_place_are_refused() {
+    let err = read_private_key(&fixture("p256.crt")).unwrap_err();
+    assert!(err.to_string().contains("holds a certificate"), "{err}");
+    let err = read_certificates(&fixture("p256.sec1.key")).unwrap_err();
+    assert!(err.to_string().contains("holds a private key"), "{err}");
+    // A DER key where the certificate belongs: DER, but not a certificate.
+    let err = read_certificates(&fixture("p256.pkcs8.der")).unwrap_err();
+    assert!(
+        err.to_string().contains("not a valid X.509 certificate"),
+        "{err}"
+    );
+    // A DER certificate where the key belongs.
+    assert!(read_private_key(&fixture("p256.crt.der")).is_err());
 }

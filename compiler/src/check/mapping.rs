@@ -1,8 +1,8 @@
 //! Mapping checks that need no HL7 dictionary: record references, field options that belong
-//! together, names that become Rust identifiers, paths that parse, message bindings, the
-//! messaging model's required message types, and the ServiceRequest minimum dataset.
+//! together, paths that parse, message bindings, the messaging model's required message
+//! types, and the ServiceRequest minimum dataset. Names are checked in [`super::names`].
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use hl7gw_runtime::hl7::Path;
 
@@ -11,7 +11,6 @@ use crate::spec::loader::escape_pointer;
 use crate::spec::{FieldSpec, FieldType, LoadedSpec, MessagingModel, Record};
 
 pub(super) fn check(spec: &LoadedSpec, out: &mut Vec<Diagnostic>) {
-    check_names(spec, out);
     for (record_name, record) in &spec.spec.records {
         for (field_name, field) in record {
             let pointer = format!(
@@ -26,85 +25,6 @@ pub(super) fn check(spec: &LoadedSpec, out: &mut Vec<Diagnostic>) {
     check_bindings(spec, out);
     check_model(spec, out);
     check_service_request(spec, out);
-}
-
-/// Rust keywords that cannot name a generated field or type.
-const RUST_KEYWORDS: &[&str] = &[
-    "as", "async", "await", "box", "break", "const", "continue", "crate", "dyn", "else", "enum",
-    "extern", "false", "fn", "for", "gen", "if", "impl", "in", "let", "loop", "match", "mod",
-    "move", "mut", "pub", "ref", "return", "self", "static", "struct", "super", "trait", "true",
-    "try", "type", "unsafe", "use", "where", "while", "yield", "abstract", "become", "do", "final",
-    "macro", "override", "priv", "typeof", "unsized", "virtual",
-];
-
-fn is_snake_case(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars.next().is_some_and(|c| c.is_ascii_lowercase())
-        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-        && !name.ends_with('_')
-        && !name.contains("__")
-}
-
-fn check_name(spec: &LoadedSpec, kind: &str, name: &str, pointer: &str, out: &mut Vec<Diagnostic>) {
-    if !is_snake_case(name) {
-        out.push(spec.at_key(
-            Diagnostic::error("name-invalid", format!("{kind} name `{name}` is not snake_case"))
-                .detail("names become Rust identifiers in the generated gateway: lower-case letters, digits and single underscores, starting with a letter, e.g. birth_date"),
-            pointer,
-        ));
-    } else if RUST_KEYWORDS.contains(&name) {
-        out.push(
-            spec.at_key(
-                Diagnostic::error(
-                    "name-reserved",
-                    format!("{kind} name `{name}` is a Rust keyword"),
-                )
-                .detail("pick another name, e.g. add a word: `order_type` instead of `type`"),
-                pointer,
-            ),
-        );
-    }
-}
-
-fn check_names(spec: &LoadedSpec, out: &mut Vec<Diagnostic>) {
-    let s = &spec.spec;
-    for name in s.tables.keys() {
-        check_name(
-            spec,
-            "table",
-            name,
-            &format!("/tables/{}", escape_pointer(name)),
-            out,
-        );
-    }
-    // Record names become type names: `order_update` → `OrderUpdate`; two names that give
-    // the same type name would collide.
-    let mut type_names: HashMap<String, &str> = HashMap::new();
-    for (name, record) in &s.records {
-        let pointer = format!("/records/{}", escape_pointer(name));
-        check_name(spec, "record", name, &pointer, out);
-        let type_name = crate::spec::type_name(name);
-        if let Some(other) = type_names.insert(type_name.clone(), name) {
-            out.push(spec.at_key(
-                Diagnostic::error(
-                    "name-duplicate",
-                    format!(
-                        "records `{other}` and `{name}` both become the Rust type `{type_name}`"
-                    ),
-                ),
-                &pointer,
-            ));
-        }
-        for field in record.keys() {
-            check_name(
-                spec,
-                "field",
-                field,
-                &format!("{pointer}/{}", escape_pointer(field)),
-                out,
-            );
-        }
-    }
 }
 
 fn check_field(spec: &LoadedSpec, f: &FieldSpec, pointer: &str, out: &mut Vec<Diagnostic>) {

@@ -7,6 +7,7 @@ mod certs;
 mod env;
 mod hl7;
 mod mapping;
+mod names;
 mod network;
 mod samples;
 
@@ -45,6 +46,7 @@ pub struct CheckReport {
 /// Runs every check on a spec.
 pub fn check_spec(spec: &LoadedSpec, options: &CheckOptions) -> CheckReport {
     let mut found = Vec::new();
+    names::check(spec, &mut found);
     mapping::check(spec, &mut found);
     hl7::check(spec, &mut found);
     env::check(spec, options, &mut found);

@@ -27,7 +27,8 @@
 
 mod config_rs;
 mod lib_rs;
-mod names;
+/// Rust names for spec names; `check` calls them too, so `validate` judges names as `generate` makes them.
+pub(crate) mod names;
 mod outbound_tests_rs;
 mod plan;
 mod records_rs;
