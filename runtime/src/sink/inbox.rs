@@ -37,7 +37,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
-use crate::store::{InboxItem, Store};
+use crate::store::{InboxItem, Store, timestamp};
 
 /// Items per list when the request gives no `limit`.
 pub const DEFAULT_LIMIT: u32 = 100;
@@ -323,7 +323,7 @@ async fn acknowledge(store: &Store, id: i64) -> Reply {
     match store.inbox_ack(id).await {
         Ok(Some(at)) => json(
             StatusCode::OK,
-            &serde_json::json!({ "id": id, "acknowledged_at": at }),
+            &serde_json::json!({ "id": id, "acknowledged_at": timestamp::format(at) }),
         ),
         Ok(None) => error(StatusCode::NOT_FOUND, "no such inbox record"),
         Err(e) => store_error(&e),
