@@ -272,7 +272,10 @@ fn commit_then_find_duplicate_returns_the_original_ack_bytes() {
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .unwrap();
-    assert_eq!(hl7gw_runtime::store::timestamp::format(row.received_at), received_at);
+    assert_eq!(
+        hl7gw_runtime::store::timestamp::format(row.received_at),
+        received_at
+    );
     assert_eq!(received_at.len(), "2024-05-01T12:00:00.000000Z".len());
     assert!(received_at.ends_with('Z') && committed_at.ends_with('Z'));
 }

@@ -483,3 +483,85 @@ impl Sqlite {
         Ok(decided)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+
+    use super::*;
+    use crate::store::StoreOptions;
+
+    const RAW: &[u8] = b"MSH|^~\\&|GW|EMS|TIE|TRUST|20260101120000||ORU^R01|MSG1|T|2.4\rPID|1\r";
+
+    fn open() -> (tempfile::TempDir, Sqlite) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Sqlite::open(&dir.path().join("q.sqlite"), &StoreOptions::default()).unwrap();
+        (dir, db)
+    }
+
+    fn new_message() -> NewMessage {
+        NewMessage {
+            control_id: "MSG1".into(),
+            message_type: "ORU^R01".into(),
+            raw: RAW.to_vec(),
+        }
+    }
+
+    #[test]
+    fn the_head_is_read_without_its_bytes_until_a_send_is_due() {
+        let (_dir, db) = open();
+        let now = timestamp::now();
+        let id = db.queue_enqueue("engine", &[new_message()], now).unwrap()[0].id;
+        let head = db.queue_head("engine", false).unwrap().unwrap();
+        assert_eq!((head.info.id, head.info.state), (id, MessageState::Queued));
+        assert!(head.raw.is_empty(), "metadata only");
+        assert_eq!(db.queue_head("engine", true).unwrap().unwrap().raw, RAW);
+        // Marking it in flight is what loads the bytes.
+        assert_eq!(
+            db.queue_begin_attempt(id, now).unwrap().as_deref(),
+            Some(RAW)
+        );
+        let row = db.queue_show(id).unwrap().unwrap().info;
+        assert_eq!((row.state, row.attempts), (MessageState::InFlight, 1));
+        assert_eq!(row.first_attempt_at, Some(now));
+        assert_eq!(db.queue_begin_attempt(9999, now).unwrap(), None);
+    }
+
+    #[test]
+    fn a_held_message_is_not_sent_and_a_skip_keeps_why_it_was_held() {
+        let (_dir, db) = open();
+        let now = timestamp::now();
+        let id = db.queue_enqueue("engine", &[new_message()], now).unwrap()[0].id;
+        db.queue_begin_attempt(id, now).unwrap();
+        let outcome = Outcome::failed(FailureClass::Http4xx, "HTTP 400");
+        let decided = db
+            .queue_record_failure(id, &outcome, now, |n| {
+                Action::Hold(format!("held after {n}"))
+            })
+            .unwrap();
+        assert_eq!(decided, Some((1, Action::Hold("held after 1".into()))));
+        assert_eq!(
+            db.queue_begin_attempt(id, now).unwrap(),
+            None,
+            "held means held"
+        );
+        let skip = Event::Skip {
+            at: now,
+            reason: "skipped by an operator".into(),
+        };
+        let row = db.queue_operator(id, skip.clone()).unwrap();
+        assert_eq!(row.state, MessageState::Skipped);
+        assert_eq!(row.held_reason.as_deref(), Some("held after 1"));
+        assert_eq!(
+            row.last_response.unwrap().failure,
+            Some(FailureClass::Http4xx)
+        );
+        assert!(matches!(
+            db.queue_operator(id, skip),
+            Err(QueueError::NotPending {
+                state: MessageState::Skipped,
+                ..
+            })
+        ));
+    }
+}
