@@ -90,6 +90,7 @@
 
 mod inbound;
 mod inbox;
+mod outbound;
 mod sqlite;
 pub mod timestamp;
 
@@ -104,12 +105,7 @@ pub use inbox::{InboxEntry, InboxItem, MAX_LIST as INBOX_MAX_LIST};
 pub use sqlite::schema;
 pub use timestamp::format_rfc3339;
 
-use crate::client::Outcome;
 use crate::dedup::DedupKey;
-use crate::queue::{
-    Action, Enqueued, Event, ListFilter, MessageDetail, MessageInfo, NewMessage, Pending,
-    QueueError, QueueId, StreamCounts,
-};
 use sqlite::Sqlite;
 
 /// `PRAGMA application_id` of an hl7gw store: "hl7g" in ASCII.
@@ -265,7 +261,7 @@ impl Store {
     /// Runs one operation for an async caller. SQLite blocks, so its calls run on tokio's
     /// blocking pool and an fsync never stalls the reactor; an async backend would await
     /// its driver here instead.
-    async fn run<T, E, F>(&self, f: F) -> Result<T, E>
+    pub(super) async fn run<T, E, F>(&self, f: F) -> Result<T, E>
     where
         T: Send + 'static,
         E: From<StoreError> + Send + 'static,
@@ -356,103 +352,6 @@ impl Store {
     /// How many committed inbox rows EMS has not acknowledged.
     pub async fn inbox_pending(&self) -> Result<u64, StoreError> {
         self.run(|s| s.inbox_pending()).await
-    }
-
-    // The outbound queue's operations; [`crate::queue::Queue`] is their public face.
-
-    pub(crate) async fn queue_enqueue(
-        &self,
-        destination: String,
-        messages: Vec<NewMessage>,
-        at: OffsetDateTime,
-    ) -> Result<Vec<Enqueued>, QueueError> {
-        self.run(move |s| s.queue_enqueue(&destination, &messages, at))
-            .await
-    }
-
-    pub(crate) async fn queue_head(
-        &self,
-        destination: String,
-        with_raw: bool,
-    ) -> Result<Option<Pending>, QueueError> {
-        self.run(move |s| s.queue_head(&destination, with_raw))
-            .await
-    }
-
-    pub(crate) async fn queue_counts(
-        &self,
-        destination: String,
-    ) -> Result<StreamCounts, QueueError> {
-        self.run(move |s| s.queue_counts(&destination)).await
-    }
-
-    pub(crate) async fn queue_destinations(&self) -> Result<Vec<String>, QueueError> {
-        self.run(|s| s.queue_destinations()).await
-    }
-
-    pub(crate) async fn queue_list(
-        &self,
-        filter: ListFilter,
-    ) -> Result<Vec<MessageInfo>, QueueError> {
-        self.run(move |s| s.queue_list(&filter)).await
-    }
-
-    pub(crate) async fn queue_show(
-        &self,
-        id: QueueId,
-    ) -> Result<Option<MessageDetail>, QueueError> {
-        self.run(move |s| s.queue_show(id)).await
-    }
-
-    pub(crate) async fn queue_operator(
-        &self,
-        id: QueueId,
-        event: Event,
-    ) -> Result<MessageInfo, QueueError> {
-        self.run(move |s| s.queue_operator(id, event)).await
-    }
-
-    pub(crate) async fn queue_prune_delivered(
-        &self,
-        cutoff: OffsetDateTime,
-    ) -> Result<usize, QueueError> {
-        self.run(move |s| s.queue_prune_delivered(cutoff)).await
-    }
-
-    pub(crate) async fn queue_recover(
-        &self,
-        destination: String,
-    ) -> Result<Vec<MessageInfo>, QueueError> {
-        self.run(move |s| s.queue_recover(&destination)).await
-    }
-
-    pub(crate) async fn queue_begin_attempt(
-        &self,
-        id: QueueId,
-        at: OffsetDateTime,
-    ) -> Result<Option<Vec<u8>>, QueueError> {
-        self.run(move |s| s.queue_begin_attempt(id, at)).await
-    }
-
-    pub(crate) async fn queue_record_delivered(
-        &self,
-        id: QueueId,
-        outcome: Outcome,
-        at: OffsetDateTime,
-    ) -> Result<bool, QueueError> {
-        self.run(move |s| s.queue_record_delivered(id, &outcome, at))
-            .await
-    }
-
-    pub(crate) async fn queue_record_failure(
-        &self,
-        id: QueueId,
-        outcome: Outcome,
-        at: OffsetDateTime,
-        decide: impl FnOnce(u32) -> Action + Send + 'static,
-    ) -> Result<Option<(u32, Action)>, QueueError> {
-        self.run(move |s| s.queue_record_failure(id, &outcome, at, decide))
-            .await
     }
 }
 
@@ -548,109 +447,6 @@ impl BlockingStore {
     pub fn inbox_pending(&self) -> Result<u64, StoreError> {
         match &self.backend {
             Backend::Sqlite(db) => db.inbox_pending(),
-        }
-    }
-
-    pub(crate) fn queue_enqueue(
-        &self,
-        destination: &str,
-        messages: &[NewMessage],
-        at: OffsetDateTime,
-    ) -> Result<Vec<Enqueued>, QueueError> {
-        match &self.backend {
-            Backend::Sqlite(db) => db.queue_enqueue(destination, messages, at),
-        }
-    }
-
-    pub(crate) fn queue_head(
-        &self,
-        destination: &str,
-        with_raw: bool,
-    ) -> Result<Option<Pending>, QueueError> {
-        match &self.backend {
-            Backend::Sqlite(db) => db.queue_head(destination, with_raw),
-        }
-    }
-
-    pub(crate) fn queue_counts(&self, destination: &str) -> Result<StreamCounts, QueueError> {
-        match &self.backend {
-            Backend::Sqlite(db) => db.queue_counts(destination),
-        }
-    }
-
-    pub(crate) fn queue_destinations(&self) -> Result<Vec<String>, QueueError> {
-        match &self.backend {
-            Backend::Sqlite(db) => db.queue_destinations(),
-        }
-    }
-
-    pub(crate) fn queue_list(&self, filter: &ListFilter) -> Result<Vec<MessageInfo>, QueueError> {
-        match &self.backend {
-            Backend::Sqlite(db) => db.queue_list(filter),
-        }
-    }
-
-    pub(crate) fn queue_show(&self, id: QueueId) -> Result<Option<MessageDetail>, QueueError> {
-        match &self.backend {
-            Backend::Sqlite(db) => db.queue_show(id),
-        }
-    }
-
-    pub(crate) fn queue_operator(
-        &self,
-        id: QueueId,
-        event: Event,
-    ) -> Result<MessageInfo, QueueError> {
-        match &self.backend {
-            Backend::Sqlite(db) => db.queue_operator(id, event),
-        }
-    }
-
-    pub(crate) fn queue_prune_delivered(
-        &self,
-        cutoff: OffsetDateTime,
-    ) -> Result<usize, QueueError> {
-        match &self.backend {
-            Backend::Sqlite(db) => db.queue_prune_delivered(cutoff),
-        }
-    }
-
-    pub(crate) fn queue_recover(&self, destination: &str) -> Result<Vec<MessageInfo>, QueueError> {
-        match &self.backend {
-            Backend::Sqlite(db) => db.queue_recover(destination),
-        }
-    }
-
-    pub(crate) fn queue_begin_attempt(
-        &self,
-        id: QueueId,
-        at: OffsetDateTime,
-    ) -> Result<Option<Vec<u8>>, QueueError> {
-        match &self.backend {
-            Backend::Sqlite(db) => db.queue_begin_attempt(id, at),
-        }
-    }
-
-    pub(crate) fn queue_record_delivered(
-        &self,
-        id: QueueId,
-        outcome: &Outcome,
-        at: OffsetDateTime,
-    ) -> Result<bool, QueueError> {
-        match &self.backend {
-            Backend::Sqlite(db) => db.queue_record_delivered(id, outcome, at),
-        }
-    }
-
-    pub(crate) fn queue_record_failure(
-        &self,
-        id: QueueId,
-        outcome: &Outcome,
-        at: OffsetDateTime,
-        decide: impl FnOnce(u32) -> Action,
-    ) -> Result<Option<(u32, Action)>, QueueError> {
-        match &self.backend {
-            Backend::Sqlite(db) => db.queue_record_failure(id, outcome, at, decide),
         }
     }
 }

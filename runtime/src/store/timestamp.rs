@@ -46,12 +46,12 @@ pub fn format(at: OffsetDateTime) -> String {
     to_micros(at).format(FORMAT).unwrap_or_default()
 }
 
-/// [`format`] of a system time; see [`from_system`].
+/// [`format()`] of a system time; see [`from_system`].
 pub fn format_rfc3339(at: SystemTime) -> String {
     format(from_system(at))
 }
 
-/// Reads [`format`]'s text back; `None` for anything else.
+/// Reads [`format()`]'s text back; `None` for anything else.
 pub fn parse(text: &str) -> Option<OffsetDateTime> {
     PrimitiveDateTime::parse(text, FORMAT)
         .ok()

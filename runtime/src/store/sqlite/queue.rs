@@ -33,6 +33,11 @@ const COLUMNS: &str = "id, destination, control_id, message_type, state, enqueue
 /// The index of `raw` when it follows [`COLUMNS`].
 const RAW: usize = 23;
 
+/// The head of stream `?1`: its lowest pending id.
+const HEAD: &str = "FROM outbound_messages
+     WHERE destination = ?1 AND state IN ('queued', 'in_flight', 'held')
+     ORDER BY id LIMIT 1";
+
 fn count(r: &rusqlite::Row<'_>, idx: usize) -> rusqlite::Result<u32> {
     let n: i64 = r.get(idx)?;
     Ok(u32::try_from(n.max(0)).unwrap_or(u32::MAX))
@@ -259,24 +264,26 @@ impl Sqlite {
         Ok(done)
     }
 
-    /// The lowest pending message of the stream; its bytes only `with_raw`.
-    pub(crate) fn queue_head(
+    /// The lowest pending message of the stream, without its bytes: what the sequencer
+    /// reads while the stream waits.
+    pub(crate) fn queue_head(&self, destination: &str) -> Result<Option<MessageInfo>, QueueError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!("SELECT {COLUMNS} {HEAD}"))?;
+        Ok(stmt.query_row([destination], info).optional()?)
+    }
+
+    /// The lowest pending message of the stream, with its bytes.
+    pub(crate) fn queue_head_with_raw(
         &self,
         destination: &str,
-        with_raw: bool,
     ) -> Result<Option<Pending>, QueueError> {
         let conn = self.conn();
-        let raw = if with_raw { ", raw" } else { "" };
-        let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {COLUMNS}{raw} FROM outbound_messages
-             WHERE destination = ?1 AND state IN ('queued', 'in_flight', 'held')
-             ORDER BY id LIMIT 1"
-        ))?;
+        let mut stmt = conn.prepare_cached(&format!("SELECT {COLUMNS}, raw {HEAD}"))?;
         Ok(stmt
             .query_row([destination], |r| {
                 Ok(Pending {
                     info: info(r)?,
-                    raw: if with_raw { r.get(RAW)? } else { Vec::new() },
+                    raw: r.get(RAW)?,
                 })
             })
             .optional()?)
@@ -512,10 +519,9 @@ mod tests {
         let (_dir, db) = open();
         let now = timestamp::now();
         let id = db.queue_enqueue("engine", &[new_message()], now).unwrap()[0].id;
-        let head = db.queue_head("engine", false).unwrap().unwrap();
-        assert_eq!((head.info.id, head.info.state), (id, MessageState::Queued));
-        assert!(head.raw.is_empty(), "metadata only");
-        assert_eq!(db.queue_head("engine", true).unwrap().unwrap().raw, RAW);
+        let head = db.queue_head("engine").unwrap().unwrap();
+        assert_eq!((head.id, head.state), (id, MessageState::Queued));
+        assert_eq!(db.queue_head_with_raw("engine").unwrap().unwrap().raw, RAW);
         // Marking it in flight is what loads the bytes.
         assert_eq!(
             db.queue_begin_attempt(id, now).unwrap().as_deref(),
