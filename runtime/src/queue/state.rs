@@ -199,8 +199,12 @@ pub fn apply(progress: &Progress, event: Event) -> Result<Progress, Refusal> {
             next.failures = failures_after_one_more(progress);
             next.failing_since = next.failing_since.or(Some(at));
             next.state = match action {
+                // Informational (the sequencer keeps the timer); a delay past the calendar's
+                // end leaves it unset rather than failing the record.
                 Action::Retry(delay) => State::Queued {
-                    next_attempt_at: Some(at + delay),
+                    next_attempt_at: time::Duration::try_from(delay)
+                        .ok()
+                        .and_then(|d| at.checked_add(d)),
                 },
                 Action::Hold(reason) => State::Held { since: at, reason },
                 Action::Skip(reason) => State::Skipped { at, reason },
