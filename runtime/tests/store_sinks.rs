@@ -262,8 +262,22 @@ fn commit_then_find_duplicate_returns_the_original_ack_bytes() {
     );
     assert_eq!(row.record, first.record);
     assert_eq!(row.sink, "inbox");
-    assert_eq!(row.received_at.len(), "2024-05-01T12:00:00.000000Z".len());
-    assert!(row.received_at.ends_with('Z') && row.committed_at.ends_with('Z'));
+    // The API's instants are typed; on disk they stay fixed-width UTC RFC 3339 text, so
+    // files written before stay readable and text order stays time order.
+    let (received_at, committed_at): (String, String) = rusqlite::Connection::open(store.path())
+        .unwrap()
+        .query_row(
+            "SELECT received_at, committed_at FROM inbound_messages WHERE id = ?1",
+            [id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(
+        hl7gw_runtime::store::timestamp::format(row.received_at),
+        received_at
+    );
+    assert_eq!(received_at.len(), "2024-05-01T12:00:00.000000Z".len());
+    assert!(received_at.ends_with('Z') && committed_at.ends_with('Z'));
 }
 
 #[test]

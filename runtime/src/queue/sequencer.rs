@@ -10,7 +10,7 @@ use tokio::sync::futures::Notified;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::{Pending, Queue, QueueId};
+use super::{Action, MessageInfo, MessageState, Queue, QueueId};
 use crate::client::{FailureClass, Outgoing, Transport};
 use crate::config::{FailurePolicy, SendConfig};
 use crate::hl7::{AckCode, Message};
@@ -137,17 +137,6 @@ fn policy_text(policy: FailurePolicy) -> String {
         FailurePolicy::Hold => "hold".to_owned(),
         FailurePolicy::Skip => "skip".to_owned(),
     }
-}
-
-/// What the sequencer did about a failure.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action {
-    /// Send it again after this delay.
-    Retry(Duration),
-    /// Hold the stream, for this reason.
-    Hold(String),
-    /// Skip the message, for this reason.
-    Skip(String),
 }
 
 /// The policy decision for one failure, made inside the store transaction that records it.
@@ -387,7 +376,9 @@ impl<T: Transport> Sequencer<T> {
             let notified = wake.notified();
             let mut notified = pin!(notified);
             notified.as_mut().enable();
-            let head = match self.queue.head(&self.destination).await {
+            // The head's row only: a held or backing-off head's bytes are not read while
+            // the stream waits; `begin_attempt` loads them when a send is due.
+            let head = match self.queue.head_info(&self.destination).await {
                 Ok(head) => head,
                 Err(e) => {
                     tracing::error!(destination = %self.destination, "queue: cannot read the store: {e}");
@@ -407,7 +398,7 @@ impl<T: Transport> Sequencer<T> {
                 }
                 continue;
             };
-            if head.info.state == super::MessageState::Held {
+            if head.state == MessageState::Held {
                 if let Wake::Shutdown =
                     pause(Some(notified.as_mut()), shutdown.as_mut(), self.poll).await
                 {
@@ -417,7 +408,7 @@ impl<T: Transport> Sequencer<T> {
             }
             if let Some(wait) = &backoff {
                 // Still the same message with the same failure count (no operator retry)?
-                if wait.id == head.info.id && wait.failures == head.info.failures {
+                if wait.id == head.id && wait.failures == head.failures {
                     let now = Instant::now();
                     if now < wait.until {
                         let left = (wait.until - now).min(self.poll);
@@ -446,19 +437,18 @@ impl<T: Transport> Sequencer<T> {
 
     async fn attempt(
         &mut self,
-        head: Pending,
+        info: MessageInfo,
         mut shutdown: Pin<&mut impl Future<Output = ()>>,
     ) -> Step {
-        let Pending { info, raw } = head;
-        match self.queue.begin_attempt(info.id).await {
-            Ok(true) => {}
+        let raw = match self.queue.begin_attempt(info.id).await {
+            Ok(Some(raw)) => raw,
             // An operator skipped or held it between the read and now.
-            Ok(false) => return Step::Next,
+            Ok(None) => return Step::Next,
             Err(e) => {
                 tracing::error!(destination = %self.destination, "queue: cannot mark message {} in flight: {e}", info.id);
                 return Step::StoreTrouble;
             }
-        }
+        };
         let attempt = info.attempts.saturating_add(1);
         self.emit(SequencerEvent::Sending {
             id: info.id,

@@ -37,7 +37,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
-use crate::store::{InboxItem, Store};
+use crate::store::{InboxItem, Store, timestamp};
 
 /// Items per list when the request gives no `limit`.
 pub const DEFAULT_LIMIT: u32 = 100;
@@ -243,7 +243,18 @@ struct ListQuery {
     include_acknowledged: bool,
 }
 
-fn parse_query(query: &str) -> Result<ListQuery, String> {
+/// Why a list query is refused (answered 400 with this text).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+enum BadQuery {
+    #[error("after must be a record id (0 or more)")]
+    After,
+    #[error("limit must be 1 to {MAX_LIMIT}")]
+    Limit,
+    #[error("include_acknowledged must be true or false")]
+    IncludeAcknowledged,
+}
+
+fn parse_query(query: &str) -> Result<ListQuery, BadQuery> {
     let mut out = ListQuery {
         after: 0,
         limit: DEFAULT_LIMIT,
@@ -257,20 +268,20 @@ fn parse_query(query: &str) -> Result<ListQuery, String> {
                     .parse::<i64>()
                     .ok()
                     .filter(|n| *n >= 0)
-                    .ok_or("after must be a record id (0 or more)")?;
+                    .ok_or(BadQuery::After)?;
             }
             "limit" => {
                 out.limit = value
                     .parse::<u32>()
                     .ok()
                     .filter(|n| (1..=MAX_LIMIT).contains(n))
-                    .ok_or(format!("limit must be 1 to {MAX_LIMIT}"))?;
+                    .ok_or(BadQuery::Limit)?;
             }
             "include_acknowledged" => {
                 out.include_acknowledged = match value {
                     "true" | "1" => true,
                     "false" | "0" => false,
-                    _ => return Err("include_acknowledged must be true or false".into()),
+                    _ => return Err(BadQuery::IncludeAcknowledged),
                 };
             }
             _ => {}
@@ -282,7 +293,7 @@ fn parse_query(query: &str) -> Result<ListQuery, String> {
 async fn list(store: &Store, query: &str) -> Reply {
     let query = match parse_query(query) {
         Ok(q) => q,
-        Err(message) => return error(StatusCode::BAD_REQUEST, &message),
+        Err(bad) => return error(StatusCode::BAD_REQUEST, &bad.to_string()),
     };
     match store
         .inbox_list(query.after, query.limit, query.include_acknowledged)
@@ -323,7 +334,7 @@ async fn acknowledge(store: &Store, id: i64) -> Reply {
     match store.inbox_ack(id).await {
         Ok(Some(at)) => json(
             StatusCode::OK,
-            &serde_json::json!({ "id": id, "acknowledged_at": at }),
+            &serde_json::json!({ "id": id, "acknowledged_at": timestamp::format(at) }),
         ),
         Ok(None) => error(StatusCode::NOT_FOUND, "no such inbox record"),
         Err(e) => store_error(&e),
@@ -349,5 +360,12 @@ mod tests {
         assert!(parse_query("limit=0").is_err());
         assert!(parse_query("limit=1001").is_err());
         assert!(parse_query("include_acknowledged=yes").is_err());
+        assert_eq!(
+            parse_query("limit=0")
+                .err()
+                .map(|e| e.to_string())
+                .as_deref(),
+            Some("limit must be 1 to 1000")
+        );
     }
 }

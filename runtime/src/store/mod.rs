@@ -1,5 +1,35 @@
 //! The gateway's durable store: one SQLite file per gateway and environment.
 //!
+//! # The boundary
+//!
+//! [`Store`] is the one interface the receiver (duplicates and commits), the inbox API, the
+//! outbound [queue](crate::queue) and retention use; none of them sees SQL. Behind it is a
+//! backend: today SQLite (`store/sqlite/`, which holds all of the SQL: schema, inbound and
+//! inbox rows, the queue), the embedded default. The records, rows, states and errors the
+//! callers see are backend-neutral and live outside it ([`InboundRecord`], [`InboxItem`],
+//! [`crate::queue::MessageInfo`], ...); instants are [`time::OffsetDateTime`] (or
+//! `SystemTime` on input), never text.
+//!
+//! The boundary is drawn at whole operations, not at SQL statements or connections, because
+//! that is what a server database (PostgreSQL, next) needs to do the same job well:
+//!
+//! - **Async.** Every operation is an `async` method on [`Store`]. SQLite's run on tokio's
+//!   blocking pool; a PostgreSQL backend (tokio-postgres or sqlx) awaits its driver
+//!   directly. [`BlockingStore`] offers the same operations to code outside the runtime.
+//! - **One call, one transaction.** Each operation is one transaction in the backend: an
+//!   inbound commit checks the duplicate key and inserts together; recording a delivery
+//!   reads the message's state, applies the pure [transition](crate::queue::apply) and
+//!   writes it together. That is where a server backend checks a fencing token (the
+//!   sequencer's lease on its stream) in the same transaction that records the delivery,
+//!   and where it can batch several commits into one round trip (group commit) without
+//!   the callers knowing.
+//! - **Decisions stay above it.** Which ACK a message gets, what a failure policy does,
+//!   whether an operator may retry: decided by the receiver, the sequencer and
+//!   [`crate::queue::state`], so a second backend only stores and loads.
+//!
+//! Adding a backend is a new variant of the private `Backend` enum and a module beside
+//! `sqlite`; the callers do not change.
+//!
 //! # Durability
 //!
 //! Every connection runs in WAL mode with `synchronous=FULL`, so a transaction's commit has
@@ -14,12 +44,12 @@
 //!
 //! # Blocking and async
 //!
-//! rusqlite is blocking. A [`Store`] owns one connection behind a mutex; its `async` methods
-//! run the blocking call on tokio's blocking pool with [`tokio::task::spawn_blocking`], so an
-//! fsync never stalls the reactor. [`Store::blocking`] gives the same operations as plain
-//! blocking calls for threads outside the runtime (CLI subcommands, tests). SQLite allows one
-//! writer at a time anyway, so one connection costs nothing in write throughput; reads are
-//! short indexed lookups.
+//! rusqlite is blocking. The SQLite backend owns one connection behind a mutex; the `async`
+//! methods run the blocking call on tokio's blocking pool with
+//! [`tokio::task::spawn_blocking`], so an fsync never stalls the reactor.
+//! [`Store::blocking`] gives the same operations as plain blocking calls for threads outside
+//! the runtime (CLI subcommands, tests). SQLite allows one writer at a time anyway, so one
+//! connection costs nothing in write throughput; reads are short indexed lookups.
 //!
 //! # Schema and versions
 //!
@@ -60,18 +90,23 @@
 
 mod inbound;
 mod inbox;
-pub mod schema;
-mod time;
+mod outbound;
+mod sqlite;
+pub mod timestamp;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rusqlite::Connection;
+use time::OffsetDateTime;
 
 pub use inbound::{CommitResult, InboundRecord, InboundRow, InboundStatus, StoredAck};
 pub use inbox::{InboxEntry, InboxItem, MAX_LIST as INBOX_MAX_LIST};
-pub use time::format_rfc3339;
+pub use sqlite::schema;
+pub use timestamp::format_rfc3339;
+
+use crate::dedup::DedupKey;
+use sqlite::Sqlite;
 
 /// `PRAGMA application_id` of an hl7gw store: "hl7g" in ASCII.
 pub const APPLICATION_ID: i32 = 0x686c_3767;
@@ -128,7 +163,7 @@ pub enum StoreError {
     /// without one would be answered with this one's ACK.
     #[error("a committed message needs a non-empty MSH-10 (message control ID)")]
     MissingControlId,
-    /// A query failed.
+    /// A query failed (SQLite backend).
     #[error("store: {0}")]
     Sqlite(#[from] rusqlite::Error),
     /// A stored record is not JSON (the file was edited by hand) or a record could not be
@@ -170,7 +205,7 @@ pub struct Pragmas {
     pub schema_version: i64,
 }
 
-/// The store. Cheap to clone: clones share one connection.
+/// The store. Cheap to clone: clones share one backend (for SQLite, one connection).
 #[derive(Clone)]
 pub struct Store {
     inner: Arc<BlockingStore>,
@@ -179,20 +214,25 @@ pub struct Store {
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store")
-            .field("path", &self.inner.path)
+            .field("path", &self.path())
             .finish_non_exhaustive()
     }
 }
 
 /// The store's operations as blocking calls; see [`Store::blocking`].
 pub struct BlockingStore {
-    path: PathBuf,
-    conn: Mutex<Connection>,
+    backend: Backend,
+}
+
+/// The backends. Each variant holds an open store; every operation dispatches here.
+enum Backend {
+    /// The embedded default.
+    Sqlite(Sqlite),
 }
 
 impl Store {
-    /// Opens (creating it and its directory when missing) the store at `path`, sets the
-    /// pragmas and applies pending migrations. Blocking: call it at startup, or inside
+    /// Opens (creating it and its directory when missing) the SQLite store at `path`, sets
+    /// the pragmas and applies pending migrations. Blocking: call it at startup, or inside
     /// `spawn_blocking`.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         Self::open_with(path, &StoreOptions::default())
@@ -200,25 +240,17 @@ impl Store {
 
     /// [`Store::open`] with options.
     pub fn open_with(path: impl AsRef<Path>, options: &StoreOptions) -> Result<Self, StoreError> {
-        let path = path.as_ref().to_path_buf();
-        create_file(&path)?;
-        let mut conn = Connection::open(&path).map_err(|source| StoreError::Open {
-            path: path.clone(),
-            source,
-        })?;
-        configure(&conn, &path, options)?;
-        schema::migrate(&mut conn, &path)?;
+        let db = Sqlite::open(path.as_ref(), options)?;
         Ok(Self {
             inner: Arc::new(BlockingStore {
-                path,
-                conn: Mutex::new(conn),
+                backend: Backend::Sqlite(db),
             }),
         })
     }
 
     /// The database file.
     pub fn path(&self) -> &Path {
-        &self.inner.path
+        self.inner.path()
     }
 
     /// The blocking operations, for code outside the async runtime.
@@ -226,16 +258,21 @@ impl Store {
         &self.inner
     }
 
-    /// Runs a blocking store call on tokio's blocking pool.
-    pub(crate) async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
+    /// Runs one operation for an async caller. SQLite blocks, so its calls run on tokio's
+    /// blocking pool and an fsync never stalls the reactor; an async backend would await
+    /// its driver here instead.
+    pub(super) async fn run<T, E, F>(&self, f: F) -> Result<T, E>
     where
         T: Send + 'static,
-        F: FnOnce(&BlockingStore) -> Result<T, StoreError> + Send + 'static,
+        E: From<StoreError> + Send + 'static,
+        F: FnOnce(&BlockingStore) -> Result<T, E> + Send + 'static,
     {
         let inner = Arc::clone(&self.inner);
-        tokio::task::spawn_blocking(move || f(&inner))
-            .await
-            .map_err(|e| StoreError::Task(e.to_string()))?
+        match &self.inner.backend {
+            Backend::Sqlite(_) => tokio::task::spawn_blocking(move || f(&inner))
+                .await
+                .map_err(|e| StoreError::Task(e.to_string()))?,
+        }
     }
 
     /// The pragmas in force.
@@ -244,10 +281,7 @@ impl Store {
     }
 
     /// The stored ACK of the committed message with this key, if any.
-    pub async fn find_duplicate(
-        &self,
-        key: &crate::dedup::DedupKey,
-    ) -> Result<Option<StoredAck>, StoreError> {
+    pub async fn find_duplicate(&self, key: &DedupKey) -> Result<Option<StoredAck>, StoreError> {
         let key = key.clone();
         self.run(move |s| s.find_duplicate(&key)).await
     }
@@ -311,7 +345,7 @@ impl Store {
 
     /// Marks an inbox row as taken by EMS; idempotent. Returns when it was first
     /// acknowledged, or `None` when there is no such inbox row.
-    pub async fn inbox_ack(&self, id: i64) -> Result<Option<String>, StoreError> {
+    pub async fn inbox_ack(&self, id: i64) -> Result<Option<OffsetDateTime>, StoreError> {
         self.run(move |s| s.inbox_ack(id)).await
     }
 
@@ -324,58 +358,95 @@ impl Store {
 impl BlockingStore {
     /// The database file.
     pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// The connection. A poisoned mutex (a panic while it was held) still guards a usable
-    /// connection: every transaction here is a scoped `rusqlite::Transaction`, which rolls
-    /// back when dropped during the unwind, so recovering the guard is safe.
-    pub(crate) fn conn(&self) -> MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+        match &self.backend {
+            Backend::Sqlite(db) => db.path(),
+        }
     }
 
     /// The pragmas in force.
     pub fn pragmas(&self) -> Result<Pragmas, StoreError> {
-        let conn = self.conn();
-        Ok(Pragmas {
-            journal_mode: conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?,
-            synchronous: conn.query_row("PRAGMA synchronous", [], |r| r.get(0))?,
-            busy_timeout_ms: conn.query_row("PRAGMA busy_timeout", [], |r| r.get(0))?,
-            foreign_keys: conn.query_row("PRAGMA foreign_keys", [], |r| r.get(0))?,
-            schema_version: schema::current_version(&conn)?,
-        })
+        match &self.backend {
+            Backend::Sqlite(db) => db.pragmas(),
+        }
     }
-}
 
-/// Creates the directory and, on Unix, the file itself with mode 0600 (it holds patient
-/// data; SQLite gives its `-wal` and `-shm` files the database file's permissions).
-fn create_file(path: &Path) -> Result<(), StoreError> {
-    let io = |source| StoreError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(io)?;
+    /// The stored ACK of the committed message with this key, if any.
+    pub fn find_duplicate(&self, key: &DedupKey) -> Result<Option<StoredAck>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(db) => db.find_duplicate(key),
+        }
     }
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(false);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    options.open(path).map(drop).map_err(io)
-}
 
-fn configure(conn: &Connection, path: &Path, options: &StoreOptions) -> Result<(), StoreError> {
-    conn.busy_timeout(options.busy_timeout)?;
-    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
-    if !mode.eq_ignore_ascii_case("wal") {
-        return Err(StoreError::NotWal {
-            path: path.to_path_buf(),
-            mode,
-        });
+    /// Writes one message and its ACK in one transaction; the row is durable (on disk) when
+    /// this returns `Ok`. Only then may the receiver answer the ACK.
+    ///
+    /// A committed record (AA/CA) whose key is already committed writes nothing and returns
+    /// [`CommitResult::Duplicate`] with the original ACK. Error and rejected records are
+    /// always written, as audit rows. A committed record with an empty MSH-10 is refused.
+    pub fn commit_inbound(&self, record: &InboundRecord) -> Result<CommitResult, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(db) => db.commit_inbound(record),
+        }
     }
-    conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")?;
-    Ok(())
+
+    /// One row of the audit trail.
+    pub fn inbound(&self, id: i64) -> Result<Option<InboundRow>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(db) => db.inbound(id),
+        }
+    }
+
+    /// Deletes rows received more than `older_than` ago; see [`BlockingStore::prune_before`].
+    pub fn prune(&self, older_than: Duration) -> Result<usize, StoreError> {
+        let cutoff = SystemTime::now()
+            .checked_sub(older_than)
+            .unwrap_or(UNIX_EPOCH);
+        self.prune_before(cutoff)
+    }
+
+    /// Deletes rows received before `cutoff`, except committed inbox rows EMS has not
+    /// acknowledged. Deletes in batches of 1000 rows, one transaction each, so a large
+    /// prune never holds the write lock long enough to delay a commit. Returns how many
+    /// rows went.
+    pub fn prune_before(&self, cutoff: SystemTime) -> Result<usize, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(db) => db.prune_before(cutoff),
+        }
+    }
+
+    /// Committed inbox rows with an id above `after`, oldest first, at most `limit` (capped
+    /// at [`INBOX_MAX_LIST`]); rows EMS acknowledged are left out unless
+    /// `include_acknowledged`.
+    pub fn inbox_list(
+        &self,
+        after: i64,
+        limit: u32,
+        include_acknowledged: bool,
+    ) -> Result<Vec<InboxItem>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(db) => db.inbox_list(after, limit, include_acknowledged),
+        }
+    }
+
+    /// One committed inbox row, acknowledged or not, with its raw message.
+    pub fn inbox_get(&self, id: i64) -> Result<Option<InboxEntry>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(db) => db.inbox_get(id),
+        }
+    }
+
+    /// Marks a committed inbox row as taken by EMS. Idempotent: acknowledging again keeps
+    /// the first time, which is returned. `None` when there is no such inbox row.
+    pub fn inbox_ack(&self, id: i64) -> Result<Option<OffsetDateTime>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(db) => db.inbox_ack(id),
+        }
+    }
+
+    /// How many committed inbox rows EMS has not acknowledged.
+    pub fn inbox_pending(&self) -> Result<u64, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(db) => db.inbox_pending(),
+        }
+    }
 }

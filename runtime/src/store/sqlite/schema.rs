@@ -9,7 +9,7 @@ use std::path::Path;
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 
-use super::{APPLICATION_ID, StoreError, time};
+use crate::store::{APPLICATION_ID, StoreError, timestamp};
 
 /// One schema change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -155,7 +155,7 @@ pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreErr
              applied_at  TEXT NOT NULL
          ) STRICT;",
     )?;
-    let now = time::format_rfc3339(std::time::SystemTime::now());
+    let now = timestamp::format(timestamp::now());
     for migration in MIGRATIONS.iter().filter(|m| m.version > found) {
         tx.execute_batch(migration.sql)?;
         tx.execute(

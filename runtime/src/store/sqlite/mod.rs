@@ -1,0 +1,169 @@
+//! The SQLite backend: one file per gateway and environment, WAL, `synchronous=FULL`. All
+//! of the store's SQL is in this module and its children (schema, inbound and inbox rows,
+//! the outbound queue); nothing outside it sees `rusqlite`, except the
+//! [`StoreError`] variants that carry SQLite's errors.
+//!
+//! rusqlite is blocking: every call here runs under one connection mutex, on the caller's
+//! thread; [`Store`](super::Store) runs them on tokio's blocking pool for async callers.
+//! SQLite allows one writer at a time anyway, so one connection costs nothing in write
+//! throughput; reads are short indexed lookups.
+
+mod inbound;
+mod inbox;
+mod queue;
+pub mod schema;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+use rusqlite::Connection;
+use time::OffsetDateTime;
+
+use super::{Pragmas, StoreError, StoreOptions, timestamp};
+
+/// An open SQLite store.
+pub(crate) struct Sqlite {
+    path: PathBuf,
+    conn: Mutex<Connection>,
+}
+
+impl Sqlite {
+    /// Opens (creating it and its directory when missing) the file, sets the pragmas and
+    /// applies pending migrations.
+    pub(crate) fn open(path: &Path, options: &StoreOptions) -> Result<Self, StoreError> {
+        let path = path.to_path_buf();
+        create_file(&path)?;
+        let mut conn = Connection::open(&path).map_err(|source| StoreError::Open {
+            path: path.clone(),
+            source,
+        })?;
+        configure(&conn, &path, options)?;
+        schema::migrate(&mut conn, &path)?;
+        Ok(Self {
+            path,
+            conn: Mutex::new(conn),
+        })
+    }
+
+    /// The database file.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The connection. A poisoned mutex (a panic while it was held) still guards a usable
+    /// connection: every transaction here is a scoped `rusqlite::Transaction`, which rolls
+    /// back when dropped during the unwind, so recovering the guard is safe.
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The pragmas in force.
+    pub(crate) fn pragmas(&self) -> Result<Pragmas, StoreError> {
+        let conn = self.conn();
+        Ok(Pragmas {
+            journal_mode: conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?,
+            synchronous: conn.query_row("PRAGMA synchronous", [], |r| r.get(0))?,
+            busy_timeout_ms: conn.query_row("PRAGMA busy_timeout", [], |r| r.get(0))?,
+            foreign_keys: conn.query_row("PRAGMA foreign_keys", [], |r| r.get(0))?,
+            schema_version: schema::current_version(&conn)?,
+        })
+    }
+}
+
+/// Creates the directory and, on Unix, the file itself with mode 0600 (it holds patient
+/// data; SQLite gives its `-wal` and `-shm` files the database file's permissions).
+fn create_file(path: &Path) -> Result<(), StoreError> {
+    let io = |source| StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path).map(drop).map_err(io)
+}
+
+fn configure(conn: &Connection, path: &Path, options: &StoreOptions) -> Result<(), StoreError> {
+    conn.busy_timeout(options.busy_timeout)?;
+    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::NotWal {
+            path: path.to_path_buf(),
+            mode,
+        });
+    }
+    conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")?;
+    Ok(())
+}
+
+/// A stored text that should be one of a few values, or a timestamp, and is not (the file
+/// was edited by hand).
+#[derive(Debug, thiserror::Error)]
+#[error("unexpected stored value {0:?}")]
+struct BadValue(String);
+
+/// The conversion error for column `idx` holding `text`.
+fn bad_value(idx: usize, text: String) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(
+        idx,
+        rusqlite::types::Type::Text,
+        Box::new(BadValue(text)),
+    )
+}
+
+/// A text column of a fixed set of values, read with `parse`.
+fn parsed<T>(
+    idx: usize,
+    text: String,
+    parse: impl FnOnce(&str) -> Option<T>,
+) -> rusqlite::Result<T> {
+    parse(&text).ok_or_else(|| bad_value(idx, text))
+}
+
+/// A timestamp column (see [`timestamp::format`]).
+fn instant(r: &rusqlite::Row<'_>, idx: usize) -> rusqlite::Result<OffsetDateTime> {
+    parsed(idx, r.get(idx)?, timestamp::parse)
+}
+
+/// A nullable timestamp column.
+fn instant_opt(r: &rusqlite::Row<'_>, idx: usize) -> rusqlite::Result<Option<OffsetDateTime>> {
+    match r.get::<_, Option<String>>(idx)? {
+        None => Ok(None),
+        Some(text) => parsed(idx, text, timestamp::parse).map(Some),
+    }
+}
+
+/// The stored text of a record's JSON, read back.
+fn parse_record(json: Option<String>) -> Result<Option<serde_json::Value>, StoreError> {
+    Ok(match json {
+        Some(text) => Some(serde_json::from_str(&text)?),
+        None => None,
+    })
+}
+
+/// Deletes in batches of 1000 rows, one `BEGIN IMMEDIATE` transaction each, so a large
+/// prune never holds the write lock long enough to delay a commit. `sql` deletes at most
+/// 1000 rows given the cutoff as `?1`. Returns how many rows went.
+fn delete_in_batches(store: &Sqlite, sql: &str, cutoff: &str) -> Result<usize, rusqlite::Error> {
+    let mut total = 0;
+    loop {
+        let deleted = {
+            let mut conn = store.conn();
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let n = tx.execute(sql, [cutoff])?;
+            tx.commit()?;
+            n
+        };
+        total += deleted;
+        if deleted < 1000 {
+            return Ok(total);
+        }
+    }
+}

@@ -1,0 +1,573 @@
+//! The outbound queue in SQLite: table `outbound_messages` (migration 2).
+//!
+//! Every change is one `BEGIN IMMEDIATE` transaction that reads the row, lets the pure
+//! [`apply`] decide, and writes the new [`Progress`] with [`save`]. The head is read without
+//! its bytes; [`Sqlite::queue_begin_attempt`] loads them in the transaction that marks the
+//! message in flight.
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use time::OffsetDateTime;
+
+use super::{Sqlite, delete_in_batches, instant, instant_opt, parsed};
+use crate::client::{FailureClass, Outcome};
+use crate::hl7::AckCode;
+use crate::queue::{
+    Action, Enqueued, Event, LastResponse, ListFilter, MAX_LIST, MessageDetail, MessageInfo,
+    MessageState, NewMessage, Pending, Progress, QueueError, QueueId, Refusal, State, StreamCounts,
+    apply, state::failures_after_one_more,
+};
+use crate::store::{StoreError, timestamp};
+
+impl From<rusqlite::Error> for QueueError {
+    fn from(e: rusqlite::Error) -> Self {
+        Self::Store(StoreError::Sqlite(e))
+    }
+}
+
+/// Every column but `raw`, in the order [`info`] reads them.
+const COLUMNS: &str = "id, destination, control_id, message_type, state, enqueued_at, attempts,
+    failures, first_attempt_at, last_attempt_at, failing_since, next_attempt_at, delivered_at,
+    held_at, held_reason, skipped_at, skip_reason, released_at, last_outcome, last_http_status,
+    last_ack_code, last_response, last_response_at";
+
+/// The index of `raw` when it follows [`COLUMNS`].
+const RAW: usize = 23;
+
+/// The head of stream `?1`: its lowest pending id.
+const HEAD: &str = "FROM outbound_messages
+     WHERE destination = ?1 AND state IN ('queued', 'in_flight', 'held')
+     ORDER BY id LIMIT 1";
+
+fn count(r: &rusqlite::Row<'_>, idx: usize) -> rusqlite::Result<u32> {
+    let n: i64 = r.get(idx)?;
+    Ok(u32::try_from(n.max(0)).unwrap_or(u32::MAX))
+}
+
+fn unsigned(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
+fn info(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageInfo> {
+    let outcome: Option<String> = r.get(18)?;
+    let last_response = match outcome {
+        None => None,
+        Some(text) => {
+            let failure = if text == "accepted" {
+                None
+            } else {
+                Some(parsed(18, text, FailureClass::parse)?)
+            };
+            let ack_code = match r.get::<_, Option<String>>(20)? {
+                None => None,
+                Some(code) => Some(parsed(20, code, AckCode::parse)?),
+            };
+            let at = match instant_opt(r, 22)? {
+                Some(at) => at,
+                None => instant(r, 5)?,
+            };
+            Some(LastResponse {
+                at,
+                failure,
+                http_status: r
+                    .get::<_, Option<i64>>(19)?
+                    .and_then(|s| u16::try_from(s).ok()),
+                ack_code,
+                text: r.get::<_, Option<String>>(21)?.unwrap_or_default(),
+            })
+        }
+    };
+    Ok(MessageInfo {
+        id: r.get(0)?,
+        destination: r.get(1)?,
+        control_id: r.get(2)?,
+        message_type: r.get(3)?,
+        state: parsed(4, r.get(4)?, MessageState::parse)?,
+        enqueued_at: instant(r, 5)?,
+        attempts: count(r, 6)?,
+        failures: count(r, 7)?,
+        first_attempt_at: instant_opt(r, 8)?,
+        last_attempt_at: instant_opt(r, 9)?,
+        failing_since: instant_opt(r, 10)?,
+        next_attempt_at: instant_opt(r, 11)?,
+        delivered_at: instant_opt(r, 12)?,
+        held_at: instant_opt(r, 13)?,
+        held_reason: r.get(14)?,
+        skipped_at: instant_opt(r, 15)?,
+        skip_reason: r.get(16)?,
+        released_at: instant_opt(r, 17)?,
+        last_response,
+    })
+}
+
+fn info_by_id(conn: &Connection, id: QueueId) -> Result<Option<MessageInfo>, QueueError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM outbound_messages WHERE id = ?1"
+    ))?;
+    Ok(stmt.query_row([id], info).optional()?)
+}
+
+fn text(at: Option<OffsetDateTime>) -> Option<String> {
+    at.map(timestamp::format)
+}
+
+/// Writes `p` to row `id`. The columns of the new state are set; `next_attempt_at` belongs
+/// to `queued` only; a queued or in-flight message has no hold; a delivered or skipped one
+/// keeps why it was held (and a delivered one when it was skipped), for the record.
+fn save(tx: &Connection, id: QueueId, p: &Progress) -> Result<(), QueueError> {
+    let none = || (false, None::<String>, None::<String>);
+    let (mut next, mut delivered, mut held, mut skipped) = (None, none(), none(), none());
+    match &p.state {
+        State::Queued { next_attempt_at } => {
+            next = text(*next_attempt_at);
+            held = (true, None, None);
+        }
+        State::InFlight { .. } => held = (true, None, None),
+        State::Delivered { at, .. } => delivered = (true, Some(timestamp::format(*at)), None),
+        State::Held { since, reason } => {
+            held = (true, Some(timestamp::format(*since)), Some(reason.clone()));
+        }
+        State::Skipped { at, reason } => {
+            skipped = (true, Some(timestamp::format(*at)), Some(reason.clone()));
+        }
+    }
+    tx.prepare_cached(
+        "UPDATE outbound_messages SET
+             state = ?2, attempts = ?3, failures = ?4, first_attempt_at = ?5,
+             last_attempt_at = ?6, failing_since = ?7, released_at = ?8, next_attempt_at = ?9,
+             delivered_at = CASE WHEN ?10 THEN ?11 ELSE delivered_at END,
+             held_at = CASE WHEN ?12 THEN ?13 ELSE held_at END,
+             held_reason = CASE WHEN ?12 THEN ?14 ELSE held_reason END,
+             skipped_at = CASE WHEN ?15 THEN ?16 ELSE skipped_at END,
+             skip_reason = CASE WHEN ?15 THEN ?17 ELSE skip_reason END
+         WHERE id = ?1",
+    )?
+    .execute(params![
+        id,
+        p.state.kind().as_str(),
+        p.attempts,
+        p.failures,
+        text(p.first_attempt_at),
+        text(p.last_attempt_at),
+        text(p.failing_since),
+        text(p.released_at),
+        next,
+        delivered.0,
+        delivered.1,
+        held.0,
+        held.1,
+        held.2,
+        skipped.0,
+        skipped.1,
+        skipped.2,
+    ])?;
+    Ok(())
+}
+
+/// Records the latest response (columns `last_outcome` … `last_response_at`).
+fn record_response(
+    tx: &Connection,
+    id: QueueId,
+    outcome: &Outcome,
+    at: OffsetDateTime,
+) -> Result<(), QueueError> {
+    tx.prepare_cached(
+        "UPDATE outbound_messages
+         SET last_outcome = ?2, last_http_status = ?3, last_ack_code = ?4,
+             last_response = ?5, last_response_at = ?6
+         WHERE id = ?1",
+    )?
+    .execute(params![
+        id,
+        outcome.failure.map_or("accepted", FailureClass::as_str),
+        outcome.http_status,
+        outcome.ack_code.map(AckCode::as_str),
+        outcome.detail,
+        timestamp::format(at),
+    ])?;
+    Ok(())
+}
+
+/// Reads row `id`, applies `event` and saves the result; the row as it was and the
+/// transition's verdict.
+fn transition(
+    tx: &Connection,
+    id: QueueId,
+    event: Event,
+) -> Result<Result<MessageInfo, Refusal>, QueueError> {
+    let row = info_by_id(tx, id)?.ok_or(QueueError::NotFound(id))?;
+    match apply(&row.progress(), event) {
+        Ok(next) => {
+            save(tx, id, &next)?;
+            Ok(Ok(row))
+        }
+        Err(refusal) => Ok(Err(refusal)),
+    }
+}
+
+fn insert(
+    tx: &Connection,
+    destination: &str,
+    message: &NewMessage,
+    at: &str,
+) -> Result<Enqueued, QueueError> {
+    let existing: Option<(QueueId, Vec<u8>)> = tx
+        .prepare_cached(
+            "SELECT id, raw FROM outbound_messages WHERE destination = ?1 AND control_id = ?2",
+        )?
+        .query_row(params![destination, message.control_id], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()?;
+    if let Some((id, stored)) = existing {
+        if stored == message.raw {
+            return Ok(Enqueued { id, created: false });
+        }
+        return Err(QueueError::DuplicateControlId {
+            destination: destination.to_owned(),
+            control_id: message.control_id.clone(),
+            existing: id,
+        });
+    }
+    tx.prepare_cached(
+        "INSERT INTO outbound_messages (destination, control_id, message_type, raw, state, enqueued_at)
+         VALUES (?1, ?2, ?3, ?4, 'queued', ?5)",
+    )?
+    .execute(params![
+        destination,
+        message.control_id,
+        message.message_type,
+        message.raw,
+        at
+    ])?;
+    Ok(Enqueued {
+        id: tx.last_insert_rowid(),
+        created: true,
+    })
+}
+
+impl Sqlite {
+    /// All or none, in one transaction.
+    pub(crate) fn queue_enqueue(
+        &self,
+        destination: &str,
+        messages: &[NewMessage],
+        at: OffsetDateTime,
+    ) -> Result<Vec<Enqueued>, QueueError> {
+        let at = timestamp::format(at);
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let done = messages
+            .iter()
+            .map(|m| insert(&tx, destination, m, &at))
+            .collect::<Result<Vec<_>, _>>()?;
+        tx.commit()?;
+        Ok(done)
+    }
+
+    /// The lowest pending message of the stream, without its bytes: what the sequencer
+    /// reads while the stream waits.
+    pub(crate) fn queue_head(&self, destination: &str) -> Result<Option<MessageInfo>, QueueError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!("SELECT {COLUMNS} {HEAD}"))?;
+        Ok(stmt.query_row([destination], info).optional()?)
+    }
+
+    /// The lowest pending message of the stream, with its bytes.
+    pub(crate) fn queue_head_with_raw(
+        &self,
+        destination: &str,
+    ) -> Result<Option<Pending>, QueueError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!("SELECT {COLUMNS}, raw {HEAD}"))?;
+        Ok(stmt
+            .query_row([destination], |r| {
+                Ok(Pending {
+                    info: info(r)?,
+                    raw: r.get(RAW)?,
+                })
+            })
+            .optional()?)
+    }
+
+    pub(crate) fn queue_counts(&self, destination: &str) -> Result<StreamCounts, QueueError> {
+        let conn = self.conn();
+        let counts = conn
+            .prepare_cached(
+                "SELECT COALESCE(SUM(state IN ('queued', 'in_flight', 'held')), 0),
+                        COALESCE(SUM(state = 'delivered'), 0),
+                        COALESCE(SUM(state = 'skipped'), 0),
+                        MAX(delivered_at)
+                 FROM outbound_messages WHERE destination = ?1",
+            )?
+            .query_row([destination], |r| {
+                Ok(StreamCounts {
+                    depth: unsigned(r.get(0)?),
+                    delivered: unsigned(r.get(1)?),
+                    skipped: unsigned(r.get(2)?),
+                    last_delivered_at: instant_opt(r, 3)?,
+                })
+            })?;
+        Ok(counts)
+    }
+
+    pub(crate) fn queue_destinations(&self) -> Result<Vec<String>, QueueError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT DISTINCT destination FROM outbound_messages ORDER BY destination",
+        )?;
+        let rows = stmt.query_map([], |r| r.get(0))?;
+        Ok(rows.collect::<Result<Vec<String>, _>>()?)
+    }
+
+    pub(crate) fn queue_list(&self, filter: &ListFilter) -> Result<Vec<MessageInfo>, QueueError> {
+        let states = if filter.states.is_empty() {
+            MessageState::ALL.to_vec()
+        } else {
+            filter.states.clone()
+        };
+        // The state names are the queue's constants, not input.
+        let in_list = states
+            .iter()
+            .map(|s| format!("'{}'", s.as_str()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "SELECT {COLUMNS} FROM outbound_messages
+             WHERE id > ?1 AND (?2 IS NULL OR destination = ?2) AND state IN ({in_list})
+             ORDER BY id LIMIT ?3"
+        );
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map(
+            params![filter.after, filter.destination, filter.limit.min(MAX_LIST)],
+            info,
+        )?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    pub(crate) fn queue_show(&self, id: QueueId) -> Result<Option<MessageDetail>, QueueError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {COLUMNS}, raw FROM outbound_messages WHERE id = ?1"
+        ))?;
+        Ok(stmt
+            .query_row([id], |r| {
+                Ok(MessageDetail {
+                    info: info(r)?,
+                    raw: r.get(RAW)?,
+                })
+            })
+            .optional()?)
+    }
+
+    /// An operator's retry or skip; the row after it.
+    pub(crate) fn queue_operator(
+        &self,
+        id: QueueId,
+        event: Event,
+    ) -> Result<MessageInfo, QueueError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        if let Err(refusal) = transition(&tx, id, event)? {
+            return Err(QueueError::NotPending {
+                id,
+                state: refusal.state(),
+            });
+        }
+        let row = info_by_id(&tx, id)?.ok_or(QueueError::NotFound(id))?;
+        tx.commit()?;
+        Ok(row)
+    }
+
+    pub(crate) fn queue_prune_delivered(
+        &self,
+        cutoff: OffsetDateTime,
+    ) -> Result<usize, QueueError> {
+        Ok(delete_in_batches(
+            self,
+            "DELETE FROM outbound_messages WHERE id IN (
+                 SELECT id FROM outbound_messages
+                 WHERE state = 'delivered' AND delivered_at < ?1 LIMIT 1000)",
+            &timestamp::format(cutoff),
+        )?)
+    }
+
+    /// Puts the stream's in-flight messages back to `queued`; returns them as they were.
+    pub(crate) fn queue_recover(&self, destination: &str) -> Result<Vec<MessageInfo>, QueueError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let found = {
+            let mut stmt = tx.prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM outbound_messages
+                 WHERE destination = ?1 AND state = 'in_flight' ORDER BY id"
+            ))?;
+            let rows = stmt.query_map([destination], info)?;
+            rows.collect::<Result<Vec<_>, _>>()?
+        };
+        for row in &found {
+            if let Ok(next) = apply(&row.progress(), Event::Restart) {
+                save(&tx, row.id, &next)?;
+            }
+        }
+        tx.commit()?;
+        Ok(found)
+    }
+
+    /// Marks the message in flight and returns its bytes; `None` when it is not sendable.
+    pub(crate) fn queue_begin_attempt(
+        &self,
+        id: QueueId,
+        at: OffsetDateTime,
+    ) -> Result<Option<Vec<u8>>, QueueError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        match transition(&tx, id, Event::Send { at }) {
+            Ok(Ok(_)) => {}
+            Ok(Err(_)) | Err(QueueError::NotFound(_)) => return Ok(None),
+            Err(e) => return Err(e),
+        }
+        let raw: Vec<u8> = tx
+            .prepare_cached("SELECT raw FROM outbound_messages WHERE id = ?1")?
+            .query_row([id], |r| r.get(0))?;
+        tx.commit()?;
+        Ok(Some(raw))
+    }
+
+    /// Records an accepting ACK; false when the message was delivered already.
+    pub(crate) fn queue_record_delivered(
+        &self,
+        id: QueueId,
+        outcome: &Outcome,
+        at: OffsetDateTime,
+    ) -> Result<bool, QueueError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let event = Event::Accepted {
+            at,
+            ack_code: outcome.ack_code,
+        };
+        match transition(&tx, id, event) {
+            Ok(Ok(_)) => {}
+            Ok(Err(_)) | Err(QueueError::NotFound(_)) => return Ok(false),
+            Err(e) => return Err(e),
+        }
+        record_response(&tx, id, outcome, at)?;
+        tx.commit()?;
+        Ok(true)
+    }
+
+    /// Records a failure and, when the message is still in flight, the policy's action.
+    pub(crate) fn queue_record_failure(
+        &self,
+        id: QueueId,
+        outcome: &Outcome,
+        at: OffsetDateTime,
+        decide: impl FnOnce(u32) -> Action,
+    ) -> Result<Option<(u32, Action)>, QueueError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        record_response(&tx, id, outcome, at)?;
+        let row = info_by_id(&tx, id)?.ok_or(QueueError::NotFound(id))?;
+        let progress = row.progress();
+        let decided = if progress.state.kind() == MessageState::InFlight {
+            let failures = failures_after_one_more(&progress);
+            let action = decide(failures);
+            let event = Event::Failed {
+                at,
+                action: action.clone(),
+            };
+            match apply(&progress, event) {
+                Ok(next) => {
+                    save(&tx, id, &next)?;
+                    Some((failures, action))
+                }
+                Err(_) => None,
+            }
+        } else {
+            None
+        };
+        tx.commit()?;
+        Ok(decided)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+
+    use super::*;
+    use crate::store::StoreOptions;
+
+    const RAW: &[u8] = b"MSH|^~\\&|GW|EMS|TIE|TRUST|20260101120000||ORU^R01|MSG1|T|2.4\rPID|1\r";
+
+    fn open() -> (tempfile::TempDir, Sqlite) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Sqlite::open(&dir.path().join("q.sqlite"), &StoreOptions::default()).unwrap();
+        (dir, db)
+    }
+
+    fn new_message() -> NewMessage {
+        NewMessage {
+            control_id: "MSG1".into(),
+            message_type: "ORU^R01".into(),
+            raw: RAW.to_vec(),
+        }
+    }
+
+    #[test]
+    fn the_head_is_read_without_its_bytes_until_a_send_is_due() {
+        let (_dir, db) = open();
+        let now = timestamp::now();
+        let id = db.queue_enqueue("engine", &[new_message()], now).unwrap()[0].id;
+        let head = db.queue_head("engine").unwrap().unwrap();
+        assert_eq!((head.id, head.state), (id, MessageState::Queued));
+        assert_eq!(db.queue_head_with_raw("engine").unwrap().unwrap().raw, RAW);
+        // Marking it in flight is what loads the bytes.
+        assert_eq!(
+            db.queue_begin_attempt(id, now).unwrap().as_deref(),
+            Some(RAW)
+        );
+        let row = db.queue_show(id).unwrap().unwrap().info;
+        assert_eq!((row.state, row.attempts), (MessageState::InFlight, 1));
+        assert_eq!(row.first_attempt_at, Some(now));
+        assert_eq!(db.queue_begin_attempt(9999, now).unwrap(), None);
+    }
+
+    #[test]
+    fn a_held_message_is_not_sent_and_a_skip_keeps_why_it_was_held() {
+        let (_dir, db) = open();
+        let now = timestamp::now();
+        let id = db.queue_enqueue("engine", &[new_message()], now).unwrap()[0].id;
+        db.queue_begin_attempt(id, now).unwrap();
+        let outcome = Outcome::failed(FailureClass::Http4xx, "HTTP 400");
+        let decided = db
+            .queue_record_failure(id, &outcome, now, |n| {
+                Action::Hold(format!("held after {n}"))
+            })
+            .unwrap();
+        assert_eq!(decided, Some((1, Action::Hold("held after 1".into()))));
+        assert_eq!(
+            db.queue_begin_attempt(id, now).unwrap(),
+            None,
+            "held means held"
+        );
+        let skip = Event::Skip {
+            at: now,
+            reason: "skipped by an operator".into(),
+        };
+        let row = db.queue_operator(id, skip.clone()).unwrap();
+        assert_eq!(row.state, MessageState::Skipped);
+        assert_eq!(row.held_reason.as_deref(), Some("held after 1"));
+        assert_eq!(
+            row.last_response.unwrap().failure,
+            Some(FailureClass::Http4xx)
+        );
+        assert!(matches!(
+            db.queue_operator(id, skip),
+            Err(QueueError::NotPending {
+                state: MessageState::Skipped,
+                ..
+            })
+        ));
+    }
+}
