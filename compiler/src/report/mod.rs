@@ -1,6 +1,10 @@
 //! The go-live report: one self-contained HTML page per customer and environment, a checklist
 //! a person ticks and signs before go-live (`hl7gw validate --format html`).
 //!
+//! The page is a view model (`view.rs`: plain values read from the spec, the check results
+//! and the environment) rendered through a tera template (`html.rs`) kept with its CSS in
+//! `compiler/templates/report/`.
+//!
 //! The page is built from the loaded spec, the check results and the day it is judged on, and
 //! nothing else: the same inputs give the same bytes, so a report can be regenerated and
 //! compared, and its tests need no clock. Certificates are read from the files the spec names
@@ -12,8 +16,10 @@
 mod html;
 #[cfg(test)]
 mod tests;
+mod view;
 
-pub use html::{escape, has_errors, render_html, render_html_with_tests};
+pub use html::{RenderError, escape, render_html, render_html_with_tests};
+pub use view::has_errors;
 
 use hl7gw_runtime::hl7::{ParseOptions, parse_batch};
 
