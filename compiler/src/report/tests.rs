@@ -293,3 +293,78 @@ fn settings_left_out_show_default_without_the_value() {
     assert!(prod.contains("<dt>ACK timeout</dt><dd>30s</dd>"));
     assert!(prod.contains("<dt>Largest body</dt><dd>20MiB</dd>"));
 }
+
+/// `text` without the part from `from` (included) up to `to` (excluded).
+fn cut(text: &str, from: &str, to: &str) -> String {
+    let start = text.find(from).expect("start marker");
+    let end = start + text[start..].find(to).expect("end marker");
+    format!("{}{}", &text[..start], &text[end..])
+}
+
+fn load_text(text: String) -> LoadedSpec {
+    load_spec_text(text, &demo_path(), "specs/demo.yaml").expect("modified demo spec loads")
+}
+
+#[test]
+fn environment_without_sides_and_missing_environment_render() {
+    let text = std::fs::read_to_string(demo_path()).expect("demo spec readable");
+    // TEST neither receives nor sends and forwards over MLLP; there is no PROD; no message
+    // type, no test.
+    let mut text = cut(&text, "    receive:", "    store:");
+    text = text.replacen(
+        "    sink: { inbox: {} }",
+        "    sink: { mllp: { addr: \"127.0.0.1:2575\" } }",
+        1,
+    );
+    text = cut(&text, "  prod:", "\ntables:");
+    text = cut(&text, "\ninbound:", "\ntests:");
+    text.truncate(text.find("\ntests:").expect("tests") + 1);
+    let loaded = load_text(text);
+    let html = render(&loaded, EnvName::Test);
+    assert!(html.contains("No certificates: this environment neither receives nor sends."));
+    assert!(html.contains("Receive: none (the Trust sends nothing"));
+    assert!(html.contains("Send: none (the gateway sends nothing"));
+    assert!(html.contains("No receive side, so no client is accepted."));
+    assert!(html.contains("No receive side, so no address is allowed in."));
+    assert!(html.contains("MLLP: forward to the local engine at <code>127.0.0.1:2575</code>"));
+    assert!(html.contains("The spec binds no message type."));
+    assert!(html.contains("The spec has no tests."));
+    let prod = render(&loaded, EnvName::Prod);
+    assert!(prod.contains("check-item fail\" id=\"environment-missing\""));
+    assert!(prod.contains("The spec does not describe the PROD environment"));
+    assert!(prod.contains("(not described)"));
+}
+
+#[test]
+fn empty_allow_lists_webhook_and_acknowledged_warnings_render() {
+    let loaded = demo_with_all(&[
+        (
+            "allowed_clients: [\"CN=tie-test.demo.nhs.uk\"]",
+            "allowed_clients: []",
+        ),
+        ("allowed_ips: [127.0.0.0/8]", "allowed_ips: []"),
+        (
+            "    sink: { inbox: {} }",
+            "    sink: { webhook: { url: \"http://127.0.0.1:8690/<in>\" } }\n    acknowledge:\n      cert-expiring-soon: \"renewal <b>booked</b>\"",
+        ),
+    ]);
+    let html = render(&loaded, EnvName::Test);
+    assert!(html.contains("No client subject is allowed: the Trust's engine cannot connect."));
+    assert!(html.contains("No IP range is allowed: nothing can connect."));
+    assert!(html.contains(
+        "webhook: POST each record as JSON to <code>http://127.0.0.1:8690/&lt;in&gt;</code>"
+    ));
+    // Certificates expiring within the warning window, accepted by the spec for TEST.
+    let today = day(2036, 11, 10);
+    let report = check_spec(
+        &loaded,
+        &CheckOptions {
+            env: Some(EnvName::Test),
+            today,
+        },
+    );
+    let html = render_html(&loaded, EnvName::Test, &report, today).expect("report renders");
+    assert!(html.contains("class=\"acknowledged-warning\""));
+    assert!(html.contains("<td>renewal &lt;b&gt;booked&lt;/b&gt;</td>"));
+    assert!(!html.contains("acknowledges no warning"));
+}
