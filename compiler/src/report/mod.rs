@@ -19,11 +19,7 @@ mod tests;
 mod view;
 
 pub use html::{RenderError, escape, render_html, render_html_with_tests};
-pub use view::has_errors;
-
-use hl7gw_runtime::hl7::{ParseOptions, parse_batch};
-
-use crate::spec::LoadedSpec;
+pub use view::{file_checks, has_errors};
 
 /// The outcome of one spec test, as the report shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -65,38 +61,4 @@ pub struct TestResult {
     pub status: TestStatus,
     /// One line of explanation (why it failed, what could not be read); may be empty.
     pub detail: String,
-}
-
-/// The results available before tests are run: whether each test's message file exists and
-/// parses as exactly one HL7 message (the same reading as the `test-message-*` checks).
-pub fn file_checks(loaded: &LoadedSpec) -> Vec<TestResult> {
-    loaded
-        .spec
-        .tests
-        .iter()
-        .map(|test| {
-            let path = loaded.resolve(&test.message);
-            let (status, detail) = match std::fs::read(&path) {
-                Err(e) => (TestStatus::FileMissing, format!("{}: {e}", path.display())),
-                Ok(bytes) => match parse_batch(&bytes, &ParseOptions::lenient()) {
-                    Ok(batch) if batch.messages.len() == 1 => {
-                        (TestStatus::FileParses, "not run yet".to_owned())
-                    }
-                    Ok(batch) => (
-                        TestStatus::FileUnparsable,
-                        format!(
-                            "holds {} messages; a spec test takes one",
-                            batch.messages.len()
-                        ),
-                    ),
-                    Err(e) => (TestStatus::FileUnparsable, e.to_string()),
-                },
-            };
-            TestResult {
-                name: test.name.clone(),
-                status,
-                detail,
-            }
-        })
-        .collect()
 }

@@ -10,6 +10,7 @@
 //! keep the order the spec gives them (it mirrors the record); findings list errors first,
 //! each kind in the check report's order (by position); acknowledged warnings by code.
 
+use hl7gw_runtime::hl7::{ParseOptions, parse_batch};
 use serde::Serialize;
 use time::Date;
 
@@ -313,6 +314,40 @@ pub struct TestRow {
     pub result: &'static str,
     pub detail: String,
     pub findings: Vec<ItemFinding>,
+}
+
+/// The results available before tests are run: whether each test's message file exists and
+/// parses as exactly one HL7 message (the same reading as the `test-message-*` checks).
+pub fn file_checks(loaded: &LoadedSpec) -> Vec<TestResult> {
+    loaded
+        .spec
+        .tests
+        .iter()
+        .map(|test| {
+            let path = loaded.resolve(&test.message);
+            let (status, detail) = match std::fs::read(&path) {
+                Err(e) => (TestStatus::FileMissing, format!("{}: {e}", path.display())),
+                Ok(bytes) => match parse_batch(&bytes, &ParseOptions::lenient()) {
+                    Ok(batch) if batch.messages.len() == 1 => {
+                        (TestStatus::FileParses, "not run yet".to_owned())
+                    }
+                    Ok(batch) => (
+                        TestStatus::FileUnparsable,
+                        format!(
+                            "holds {} messages; a spec test takes one",
+                            batch.messages.len()
+                        ),
+                    ),
+                    Err(e) => (TestStatus::FileUnparsable, e.to_string()),
+                },
+            };
+            TestResult {
+                name: test.name.clone(),
+                status,
+                detail,
+            }
+        })
+        .collect()
 }
 
 /// True when the report of `env` has errors (findings about the other environment left out,
