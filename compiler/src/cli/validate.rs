@@ -216,7 +216,8 @@ fn run_html(
                 today,
             },
         );
-        let html = crate::report::render_html(&loaded, env, &report, today);
+        let html = crate::report::render_html(&loaded, env, &report, today)
+            .map_err(|e| Failure::Usage(e.to_string()))?;
         any_errors |= crate::report::has_errors(&report, env);
         let path = if is_file {
             output.clone()

@@ -1,6 +1,10 @@
 //! The go-live report: one self-contained HTML page per customer and environment, a checklist
 //! a person ticks and signs before go-live (`hl7gw validate --format html`).
 //!
+//! The page is a view model (`view.rs`: plain values read from the spec, the check results
+//! and the environment) rendered through a tera template (`html.rs`) kept with its CSS in
+//! `compiler/templates/report/`.
+//!
 //! The page is built from the loaded spec, the check results and the day it is judged on, and
 //! nothing else: the same inputs give the same bytes, so a report can be regenerated and
 //! compared, and its tests need no clock. Certificates are read from the files the spec names
@@ -12,12 +16,10 @@
 mod html;
 #[cfg(test)]
 mod tests;
+mod view;
 
-pub use html::{escape, has_errors, render_html, render_html_with_tests};
-
-use hl7gw_runtime::hl7::{ParseOptions, parse_batch};
-
-use crate::spec::LoadedSpec;
+pub use html::{RenderError, escape, render_html, render_html_with_tests};
+pub use view::{file_checks, has_errors};
 
 /// The outcome of one spec test, as the report shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -59,38 +61,4 @@ pub struct TestResult {
     pub status: TestStatus,
     /// One line of explanation (why it failed, what could not be read); may be empty.
     pub detail: String,
-}
-
-/// The results available before tests are run: whether each test's message file exists and
-/// parses as exactly one HL7 message (the same reading as the `test-message-*` checks).
-pub fn file_checks(loaded: &LoadedSpec) -> Vec<TestResult> {
-    loaded
-        .spec
-        .tests
-        .iter()
-        .map(|test| {
-            let path = loaded.resolve(&test.message);
-            let (status, detail) = match std::fs::read(&path) {
-                Err(e) => (TestStatus::FileMissing, format!("{}: {e}", path.display())),
-                Ok(bytes) => match parse_batch(&bytes, &ParseOptions::lenient()) {
-                    Ok(batch) if batch.messages.len() == 1 => {
-                        (TestStatus::FileParses, "not run yet".to_owned())
-                    }
-                    Ok(batch) => (
-                        TestStatus::FileUnparsable,
-                        format!(
-                            "holds {} messages; a spec test takes one",
-                            batch.messages.len()
-                        ),
-                    ),
-                    Err(e) => (TestStatus::FileUnparsable, e.to_string()),
-                },
-            };
-            TestResult {
-                name: test.name.clone(),
-                status,
-                detail,
-            }
-        })
-        .collect()
 }

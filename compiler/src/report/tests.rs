@@ -37,7 +37,7 @@ fn render(loaded: &LoadedSpec, env: EnvName) -> String {
             today,
         },
     );
-    render_html(loaded, env, &report, today)
+    render_html(loaded, env, &report, today).expect("report renders")
 }
 
 #[test]
@@ -161,7 +161,7 @@ fn expiring_certificate_is_amber_with_days_left() {
             today,
         },
     );
-    let html = render_html(&loaded, EnvName::Test, &report, today);
+    let html = render_html(&loaded, EnvName::Test, &report, today).expect("report renders");
     assert!(html.contains("expires in 14 days"));
     assert!(html.contains("check-item warn\" id=\"cert-receive-server\""));
 }
@@ -176,10 +176,12 @@ fn given_test_results_replace_the_file_checks() {
         status: TestStatus::Failed,
         detail: "expected AA, got AE".to_owned(),
     }];
-    let html = render_html_with_tests(&loaded, EnvName::Test, &report, today, &results);
+    let html = render_html_with_tests(&loaded, EnvName::Test, &report, today, &results)
+        .expect("report renders");
     assert!(html.contains(">failed<"));
     assert!(html.contains("expected AA, got AE"));
-    let none = render_html_with_tests(&loaded, EnvName::Test, &report, today, &[]);
+    let none = render_html_with_tests(&loaded, EnvName::Test, &report, today, &[])
+        .expect("report renders");
     assert!(none.contains(">not run<"));
 }
 
@@ -201,4 +203,168 @@ fn missing_test_file_is_reported() {
     }
     let html = render(&loaded, EnvName::Test);
     assert!(html.contains(">file missing<"));
+}
+
+/// The demo spec's text with every replacement applied (each once), loaded as if it sat next
+/// to the demo spec.
+fn demo_with_all(replacements: &[(&str, &str)]) -> LoadedSpec {
+    let mut text = std::fs::read_to_string(demo_path()).expect("demo spec readable");
+    for (from, to) in replacements {
+        assert!(text.contains(from), "demo spec has no {from:?}");
+        text = text.replacen(from, to, 1);
+    }
+    load_spec_text(text, &demo_path(), "specs/demo.yaml").expect("modified demo spec loads")
+}
+
+#[test]
+fn script_in_any_spec_value_is_escaped() {
+    let loaded = demo_with_all(&[
+        (
+            "name: Demo NHS Foundation Trust",
+            "name: \"<script>name</script>\"",
+        ),
+        (
+            "store: var/demo-test.sqlite",
+            "store: \"var/<script>store</script>.sqlite\"",
+        ),
+        (
+            "allowed_clients: [\"CN=tie-test.demo.nhs.uk\"]",
+            "allowed_clients: [\"CN=<script>client</script>\"]",
+        ),
+        (
+            "name: an order maps to a ServiceRequest",
+            "name: \"<script>test</script>\"",
+        ),
+        ("OGD: Gastroscopy", "OGD: \"<script>table</script>\""),
+    ]);
+    let html = render(&loaded, EnvName::Test);
+    assert!(
+        !html.contains("<script"),
+        "unescaped script tag in the report"
+    );
+    for what in ["name", "store", "client", "test"] {
+        assert!(
+            html.contains(&format!("&lt;script&gt;{what}&lt;/script&gt;")),
+            "{what} not shown escaped"
+        );
+    }
+}
+
+#[test]
+fn settings_left_out_show_default_without_the_value() {
+    // The demo spec states every send and receive setting for TEST; leave some out.
+    let loaded = demo_with_all(&[
+        ("      max_body: 20MiB\n", ""),
+        ("      timeout: 30s\n", ""),
+        ("      backoff: { first: 1s, max: 5m }\n", ""),
+        ("    sink: { inbox: {} }\n", ""),
+    ]);
+    let html = render(&loaded, EnvName::Test);
+    let default = "<span class=\"default\">(default)</span>";
+    for fact in [
+        "Largest body",
+        "ACK timeout",
+        "Retry delay",
+        "ACK content type",
+    ] {
+        assert!(
+            html.contains(&format!("<dt>{fact}</dt><dd>{default}</dd>")),
+            "{fact} does not say (default)"
+        );
+    }
+    assert!(html.contains(&format!("<li>connect error: {default}</li>")));
+    assert!(html.contains(&format!("<li>4xx: {default}</li>")));
+    assert!(html.contains(&format!("Sink: {default}")));
+    // What the spec states is shown as stated.
+    assert!(html.contains("<li>AE/CE: hold</li>"));
+    assert!(html.contains("<li>AR/CR: hold</li>"));
+    // The default values themselves are the runtime's to state, not the report's.
+    for restated in [
+        "20MiB (default)",
+        "30s (default)",
+        "retry (default)",
+        "inbox (default)",
+    ] {
+        assert!(!html.contains(restated), "report restates {restated:?}");
+    }
+    assert!(!html.contains("<dt>ACK timeout</dt><dd>30s"));
+    // PROD still states its own values.
+    let prod = render(&loaded, EnvName::Prod);
+    assert!(prod.contains("<dt>ACK timeout</dt><dd>30s</dd>"));
+    assert!(prod.contains("<dt>Largest body</dt><dd>20MiB</dd>"));
+}
+
+/// `text` without the part from `from` (included) up to `to` (excluded).
+fn cut(text: &str, from: &str, to: &str) -> String {
+    let start = text.find(from).expect("start marker");
+    let end = start + text[start..].find(to).expect("end marker");
+    format!("{}{}", &text[..start], &text[end..])
+}
+
+fn load_text(text: String) -> LoadedSpec {
+    load_spec_text(text, &demo_path(), "specs/demo.yaml").expect("modified demo spec loads")
+}
+
+#[test]
+fn environment_without_sides_and_missing_environment_render() {
+    let text = std::fs::read_to_string(demo_path()).expect("demo spec readable");
+    // TEST neither receives nor sends and forwards over MLLP; there is no PROD; no message
+    // type, no test.
+    let mut text = cut(&text, "    receive:", "    store:");
+    text = text.replacen(
+        "    sink: { inbox: {} }",
+        "    sink: { mllp: { addr: \"127.0.0.1:2575\" } }",
+        1,
+    );
+    text = cut(&text, "  prod:", "\ntables:");
+    text = cut(&text, "\ninbound:", "\ntests:");
+    text.truncate(text.find("\ntests:").expect("tests") + 1);
+    let loaded = load_text(text);
+    let html = render(&loaded, EnvName::Test);
+    assert!(html.contains("No certificates: this environment neither receives nor sends."));
+    assert!(html.contains("Receive: none (the Trust sends nothing"));
+    assert!(html.contains("Send: none (the gateway sends nothing"));
+    assert!(html.contains("No receive side, so no client is accepted."));
+    assert!(html.contains("No receive side, so no address is allowed in."));
+    assert!(html.contains("MLLP: forward to the local engine at <code>127.0.0.1:2575</code>"));
+    assert!(html.contains("The spec binds no message type."));
+    assert!(html.contains("The spec has no tests."));
+    let prod = render(&loaded, EnvName::Prod);
+    assert!(prod.contains("check-item fail\" id=\"environment-missing\""));
+    assert!(prod.contains("The spec does not describe the PROD environment"));
+    assert!(prod.contains("(not described)"));
+}
+
+#[test]
+fn empty_allow_lists_webhook_and_acknowledged_warnings_render() {
+    let loaded = demo_with_all(&[
+        (
+            "allowed_clients: [\"CN=tie-test.demo.nhs.uk\"]",
+            "allowed_clients: []",
+        ),
+        ("allowed_ips: [127.0.0.0/8]", "allowed_ips: []"),
+        (
+            "    sink: { inbox: {} }",
+            "    sink: { webhook: { url: \"http://127.0.0.1:8690/<in>\" } }\n    acknowledge:\n      cert-expiring-soon: \"renewal <b>booked</b>\"",
+        ),
+    ]);
+    let html = render(&loaded, EnvName::Test);
+    assert!(html.contains("No client subject is allowed: the Trust's engine cannot connect."));
+    assert!(html.contains("No IP range is allowed: nothing can connect."));
+    assert!(html.contains(
+        "webhook: POST each record as JSON to <code>http://127.0.0.1:8690/&lt;in&gt;</code>"
+    ));
+    // Certificates expiring within the warning window, accepted by the spec for TEST.
+    let today = day(2036, 11, 10);
+    let report = check_spec(
+        &loaded,
+        &CheckOptions {
+            env: Some(EnvName::Test),
+            today,
+        },
+    );
+    let html = render_html(&loaded, EnvName::Test, &report, today).expect("report renders");
+    assert!(html.contains("class=\"acknowledged-warning\""));
+    assert!(html.contains("<td>renewal &lt;b&gt;booked&lt;/b&gt;</td>"));
+    assert!(!html.contains("acknowledges no warning"));
 }
