@@ -233,9 +233,9 @@ pub struct RecordMismatch {
     /// The dotted key (`patient.nhs_number`).
     pub key: String,
     /// The value the test expects.
-    pub expected: serde_json::Value,
+    pub expected: Box<serde_json::Value>,
     /// The value mapped (`null` when absent).
-    pub got: serde_json::Value,
+    pub got: Box<serde_json::Value>,
 }
 
 /// Compares a mapped record with a spec test's expected values: every expected key must be
@@ -265,8 +265,8 @@ pub fn record_matches(
         if !same {
             return Err(RecordMismatch {
                 key: key.clone(),
-                expected: want.clone(),
-                got: got.clone(),
+                expected: Box::new(want.clone()),
+                got: Box::new(got.clone()),
             });
         }
     }
