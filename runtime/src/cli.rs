@@ -3,7 +3,8 @@
 //! the generated `main.rs` only hands over its crate's [`GatewaySpec`].
 //!
 //! Exit codes: 0 ok, 1 the input has errors (or a message answered AE/AR by `map`), 2 usage
-//! or I/O error.
+//! or I/O error: a port already in use, a file that cannot be read, the store
+//! ([`AppError::is_io`] decides for the gateway's own errors).
 
 use std::ffi::OsString;
 use std::io::Write;
