@@ -251,3 +251,84 @@ pub fn build_record<T: DeserializeOwned + Serialize + PartialEq>(
     let bytes = to_hl7(&record, header)?;
     mapping::read_back(&record, bytes, from_hl7).map_err(OutboundError::ReadBack)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::SinkConfig;
+    use crate::hl7::AckCode;
+
+    const ADT: &[u8] =
+        b"MSH|^~\\&|TIE|TRUST|EMS|EMS|20260101120000||ADT^A28|A-1|T|2.4\rPID|1||123\r";
+
+    /// A spec with one inbound type mapped to `{"ok": true}`, TEST only, built owned.
+    fn spec() -> GatewaySpec {
+        GatewaySpec {
+            package: "gw-x".into(),
+            customer_code: "x".into(),
+            customer_name: "X".into(),
+            spec_path: "specs/x.yaml".into(),
+            spec_sha256: "00".into(),
+            hl7_version: "2.4".into(),
+            model: "basic".into(),
+            domain: "example".into(),
+            workspace_root: ".".into(),
+            test: Some(Environment {
+                name: EnvName::Test,
+                processing_id: "T".into(),
+                receive: None,
+                send: None,
+                store: String::from("x.sqlite").into(),
+                sink: SinkConfig::Inbox,
+            }),
+            prod: None,
+            inbound: vec![InboundBinding {
+                message_type: "ADT^A28".into(),
+                map: |_| Ok(serde_json::json!({"ok": true})),
+            }]
+            .into(),
+            outbound: Cow::Borrowed(&[]),
+        }
+    }
+
+    #[test]
+    fn the_spec_decides_with_its_bindings_and_environments() {
+        let spec = spec();
+        let outcome = spec.process(ADT, EnvName::Test).unwrap();
+        assert_eq!(outcome.ack, AckCode::ApplicationAccept, "{outcome:?}");
+        assert_eq!(outcome.record, Some(serde_json::json!({"ok": true})));
+        // No PROD environment: nothing is accepted there, and the TEST message is refused
+        // for its processing id first.
+        let outcome = spec.process(ADT, EnvName::Prod).unwrap();
+        assert_eq!(outcome.ack, AckCode::ApplicationReject);
+        assert_eq!(outcome.errors[0].location.as_deref(), Some("MSH-11"));
+    }
+
+    #[test]
+    fn undeclared_types_are_errors_naming_the_declared_ones() {
+        let spec = spec();
+        let message = Message::parse(ADT).unwrap();
+        let errors = spec.map_outbound("ADT^A28", &message).unwrap_err();
+        assert_eq!(
+            errors[0].code,
+            crate::hl7::ack::error_code::UNSUPPORTED_MESSAGE_TYPE
+        );
+        let header = OutboundHeader {
+            sending_application: "EMS",
+            sending_facility: "X",
+            receiving_application: "",
+            receiving_facility: "",
+            timestamp: "20260101120000",
+            control_id: "1",
+            processing_id: "T",
+            version: "2.4",
+        };
+        let error = spec
+            .build_outbound("ORU^R01", &serde_json::json!({}), &header)
+            .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "message type ORU^R01 is not declared outbound; declared: none"
+        );
+    }
+}
