@@ -17,32 +17,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::{Environment, ReceiveConfig, SinkConfig};
-use crate::gateway::{Gateway, MapFn};
+use crate::config::{EnvName, Environment, ReceiveConfig, SinkConfig};
+use crate::gateway::Gateway;
 use crate::metrics::Metrics;
 use crate::server::{self, Receiver, Settings};
 use crate::sink::{MllpSink, Sink, WebhookSink};
+use crate::spec::GatewaySpec;
 use crate::store::Store;
 use crate::tls;
-
-/// The generated parts a gateway runs with.
-#[derive(Clone, Copy)]
-pub struct GatewayDefinition {
-    /// The customer code, for logs.
-    pub customer: &'static str,
-    /// The environment being served.
-    pub environment: &'static Environment,
-    /// Inbound message types, `TYPE^TRIGGER`.
-    pub declared: &'static [&'static str],
-    /// The generated mapping.
-    pub map: MapFn,
-    /// Outbound message types, `TYPE^TRIGGER`.
-    pub outbound: &'static [&'static str],
-    /// The generated builder of outbound messages from JSON records, when there is one.
-    pub build: Option<crate::intake::BuildFn>,
-    /// The spec's HL7 version, written into messages built from JSON.
-    pub version: &'static str,
-}
 
 /// The operator's overrides and the folder relative paths resolve against.
 #[derive(Debug, Clone)]
@@ -67,9 +49,18 @@ pub struct RunOptions {
     pub retention: Duration,
 }
 
-/// Why a gateway could not start.
+/// Why a gateway could not start or a command failed: one variant per cause, so the
+/// command line can tell an input error (exit 1) from an I/O error (exit 2).
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
+    /// The spec describes no such environment.
+    #[error("{spec} describes no {env} environment")]
+    NoEnvironment {
+        /// The spec's path.
+        spec: String,
+        /// The environment asked for.
+        env: &'static str,
+    },
     /// The environment has no receiving side.
     #[error("the {0} environment receives nothing (no `receive:` in the spec)")]
     NoReceive(&'static str),
@@ -79,6 +70,15 @@ pub enum AppError {
     /// Certificates or keys do not load.
     #[error("TLS: {0}")]
     Tls(#[from] tls::TlsError),
+    /// The receive settings are unusable (an allowed IP range, a content type).
+    #[error("receive settings: {0}")]
+    Receive(#[from] server::SettingsError),
+    /// The sending side's client cannot be built (its URL, certificates or keys).
+    #[error("send: {0}")]
+    Send(#[from] crate::client::ClientError),
+    /// The webhook sink's settings are unusable.
+    #[error("webhook sink: {0}")]
+    Webhook(#[from] crate::sink::webhook::WebhookConfigError),
     /// The store does not open.
     #[error("store {path}: {source}")]
     Store {
@@ -87,18 +87,50 @@ pub enum AppError {
         /// Why.
         source: crate::store::StoreError,
     },
-    /// Settings are unusable.
-    #[error("settings: {0}")]
-    Settings(String),
-    /// A server failed.
+    /// A server failed (a port in use).
     #[error("{0}")]
     Server(#[from] server::ServerError),
-    /// The inbox API failed.
+    /// The inbox API cannot listen.
     #[error("inbox API: {0}")]
-    Inbox(String),
+    Inbox(#[from] crate::sink::inbox::InboxError),
+    /// The intake cannot listen.
+    #[error("{0}")]
+    Intake(#[from] crate::intake::IntakeError),
+    /// A queue command failed.
+    #[error("{0}")]
+    Queue(#[from] crate::queue::QueueError),
     /// The async runtime did not start.
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
+}
+
+impl AppError {
+    /// True for an I/O failure (a port in use, a file that cannot be read or written, the
+    /// store): the command line exits 2 for these and 1 for errors in the input.
+    pub fn is_io(&self) -> bool {
+        use crate::queue::QueueError;
+        use crate::sink::inbox::InboxError;
+        match self {
+            Self::Tls(tls::TlsError::Read { .. })
+            | Self::Send(crate::client::ClientError::Tls(tls::TlsError::Read { .. }))
+            | Self::Store { .. }
+            | Self::Server(_)
+            | Self::Inbox(InboxError::Bind { .. })
+            | Self::Intake(crate::intake::IntakeError::Bind { .. })
+            | Self::Queue(QueueError::Store(_))
+            | Self::Runtime(_) => true,
+            Self::NoEnvironment { .. }
+            | Self::NoReceive(_)
+            | Self::Listen(_)
+            | Self::Tls(_)
+            | Self::Receive(_)
+            | Self::Send(_)
+            | Self::Webhook(_)
+            | Self::Inbox(_)
+            | Self::Intake(_)
+            | Self::Queue(_) => false,
+        }
+    }
 }
 
 /// The files and addresses a run uses, resolved.
@@ -140,16 +172,25 @@ pub struct ResolvedSend {
 /// The queue's name for an environment's one destination.
 pub const DESTINATION: &str = "engine";
 
-fn receive(def: &GatewayDefinition) -> Result<&'static ReceiveConfig, AppError> {
-    def.environment
+/// The environment `env` of `spec`.
+pub fn environment(spec: &GatewaySpec, env: EnvName) -> Result<&Environment, AppError> {
+    spec.environment(env)
+        .ok_or_else(|| AppError::NoEnvironment {
+            spec: spec.spec_path.to_string(),
+            env: env.as_str(),
+        })
+}
+
+fn receive(environment: &Environment) -> Result<&ReceiveConfig, AppError> {
+    environment
         .receive
         .as_ref()
-        .ok_or(AppError::NoReceive(def.environment.name.as_str()))
+        .ok_or(AppError::NoReceive(environment.name.as_str()))
 }
 
 /// Resolves paths and addresses from the configuration and the overrides.
-pub fn resolve(def: &GatewayDefinition, options: &RunOptions) -> Result<Resolved, AppError> {
-    let r = receive(def)?;
+pub fn resolve(environment: &Environment, options: &RunOptions) -> Result<Resolved, AppError> {
+    let r = receive(environment)?;
     let listen = match options.listen {
         Some(a) => a,
         None => r
@@ -177,17 +218,17 @@ pub fn resolve(def: &GatewayDefinition, options: &RunOptions) -> Result<Resolved
         listen,
         ops_listen: options.ops_listen.unwrap_or_else(|| local(1)),
         inbox_listen: options.inbox_listen.unwrap_or_else(|| local(2)),
-        cert: file(r.cert),
-        key: file(r.key),
-        client_ca: file(r.client_ca),
+        cert: file(&r.cert),
+        key: file(&r.key),
+        client_ca: file(&r.client_ca),
         store: options
             .store
             .clone()
-            .unwrap_or_else(|| options.base_dir.join(def.environment.store)),
-        send: def.environment.send.as_ref().map(|send| ResolvedSend {
-            cert: file(send.cert),
-            key: file(send.key),
-            server_ca: file(send.server_ca),
+            .unwrap_or_else(|| options.base_dir.join(&*environment.store)),
+        send: environment.send.as_ref().map(|send| ResolvedSend {
+            cert: file(&send.cert),
+            key: file(&send.key),
+            server_ca: file(&send.server_ca),
             intake_listen: options.intake_listen.unwrap_or_else(|| local(3)),
             mllp_listen: options.mllp_listen.unwrap_or_else(|| local(4)),
         }),
@@ -203,13 +244,13 @@ pub struct CheckReport {
     pub store_pragmas: String,
 }
 
-/// Loads the certificates and opens the store without serving.
-pub fn check(def: &GatewayDefinition, options: &RunOptions) -> Result<CheckReport, AppError> {
-    let resolved = resolve(def, options)?;
+/// Loads the certificates and opens the store of `environment` without serving.
+pub fn check(environment: &Environment, options: &RunOptions) -> Result<CheckReport, AppError> {
+    let resolved = resolve(environment, options)?;
     tls::server_config(&resolved.cert, &resolved.key, &resolved.client_ca)?;
     if let Some(send) = &resolved.send {
         crate::client::client_config(&send.cert, &send.key, &send.server_ca)
-            .map_err(|e| AppError::Settings(format!("send TLS: {e}")))?;
+            .map_err(crate::client::ClientError::Tls)?;
     }
     let store = Store::open(&resolved.store).map_err(|source| AppError::Store {
         path: resolved.store.clone(),
@@ -229,39 +270,43 @@ pub fn check(def: &GatewayDefinition, options: &RunOptions) -> Result<CheckRepor
 fn sink_for(config: &SinkConfig) -> Result<Sink, AppError> {
     Ok(match config {
         SinkConfig::Inbox => Sink::Inbox,
-        SinkConfig::Webhook { url } => Sink::Webhook(
-            WebhookSink::new(url, Duration::from_secs(10))
-                .map_err(|e| AppError::Settings(format!("webhook sink: {e}")))?,
-        ),
-        SinkConfig::Mllp { addr } => Sink::Mllp(MllpSink::new(*addr, Duration::from_secs(30))),
+        SinkConfig::Webhook { url } => {
+            Sink::Webhook(WebhookSink::new(url, Duration::from_secs(10))?)
+        }
+        SinkConfig::Mllp { addr } => {
+            Sink::Mllp(MllpSink::new(addr.to_string(), Duration::from_secs(30)))
+        }
     })
 }
 
-/// Serves until `shutdown` completes: the receiver, the operations port, the inbox API (for
-/// the inbox sink) and retention. `ready` is called with the bound addresses once every
-/// socket listens (tests and the demo use it to find ephemeral ports).
+/// Serves environment `env` of `spec` until `shutdown` completes: the receiver, the
+/// operations port, the inbox API (for the inbox sink), retention and, when the environment
+/// sends, the intake and the sequencer. `ready` is called with the bound addresses once
+/// every socket listens (tests and the demo use it to find ephemeral ports).
 pub async fn serve(
-    def: &GatewayDefinition,
+    spec: &GatewaySpec,
+    env: EnvName,
     options: &RunOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
     ready: impl FnOnce(&Resolved) + Send,
 ) -> Result<(), AppError> {
-    let mut resolved = resolve(def, options)?;
-    let r = receive(def)?;
+    let environment = environment(spec, env)?.clone();
+    let spec = Arc::new(spec.clone());
+    let mut resolved = resolve(&environment, options)?;
+    let r = receive(&environment)?;
     let tls_config = tls::server_config(&resolved.cert, &resolved.key, &resolved.client_ca)?;
     let store = Store::open(&resolved.store).map_err(|source| AppError::Store {
         path: resolved.store.clone(),
         source,
     })?;
-    let mut settings = Settings::from_receive(r).map_err(|e| AppError::Settings(e.to_string()))?;
+    let mut settings = Settings::from_receive(r)?;
     settings.listen = resolved.listen;
     let metrics = Arc::new(Metrics::new());
-    let sink = sink_for(&def.environment.sink)?;
-    let uses_inbox = matches!(def.environment.sink, SinkConfig::Inbox);
+    let sink = sink_for(&environment.sink)?;
+    let uses_inbox = matches!(environment.sink, SinkConfig::Inbox);
     let gateway = Gateway::new(
-        def.environment,
-        def.declared,
-        def.map,
+        spec.clone(),
+        environment.clone(),
         store.clone(),
         sink,
         metrics.clone(),
@@ -281,24 +326,22 @@ pub async fn serve(
         })
     })?;
     let inbox = if uses_inbox {
-        let server = crate::sink::inbox::InboxServer::bind(resolved.inbox_listen, store.clone())
-            .await
-            .map_err(|e| AppError::Inbox(e.to_string()))?;
+        let server =
+            crate::sink::inbox::InboxServer::bind(resolved.inbox_listen, store.clone()).await?;
         resolved.inbox_listen = server.local_addr();
         Some(server)
     } else {
         None
     };
 
-    let sending = match (&def.environment.send, &mut resolved.send) {
+    let sending = match (&environment.send, &mut resolved.send) {
         (Some(send), Some(files)) => {
             let client = crate::client::HttpsClient::from_config(
                 send,
                 &files.cert,
                 &files.key,
                 &files.server_ca,
-            )
-            .map_err(|e| AppError::Settings(format!("send: {e}")))?;
+            )?;
             let queue = crate::queue::Queue::new(store.clone());
             let intake = crate::intake::Intake::bind(
                 files.intake_listen,
@@ -306,16 +349,13 @@ pub async fn serve(
                 queue.clone(),
                 crate::intake::IntakeConfig {
                     destination: DESTINATION.into(),
-                    declared: def.outbound,
-                    processing_id: def.environment.processing_id,
-                    version: def.version,
+                    spec: spec.clone(),
+                    processing_id: environment.processing_id.to_string(),
                     sending_application: "EMS".into(),
-                    sending_facility: def.customer.to_ascii_uppercase(),
-                    build: def.build.unwrap_or(no_json_builder),
+                    sending_facility: spec.customer_code.to_ascii_uppercase(),
                 },
             )
-            .await
-            .map_err(|e| AppError::Settings(e.to_string()))?;
+            .await?;
             if let Some(addr) = intake.http_addr() {
                 files.intake_listen = addr;
             }
@@ -337,8 +377,8 @@ pub async fn serve(
         let _ = rx.wait_for(|stop| *stop).await;
     };
     tracing::info!(
-        customer = def.customer,
-        env = def.environment.name.as_str(),
+        customer = &*spec.customer_code,
+        env = environment.name.as_str(),
         listen = %resolved.listen,
         ops = %resolved.ops_listen,
         inbox = ?inbox.as_ref().map(|_| resolved.inbox_listen),
@@ -419,17 +459,6 @@ pub async fn serve(
     result.map_err(AppError::from)
 }
 
-/// Stands in for a spec without JSON intake: every JSON record is refused with the reason.
-fn no_json_builder(
-    message_type: &str,
-    _: &serde_json::Value,
-    _: &crate::mapping::OutboundHeader<'_>,
-) -> Result<Vec<u8>, String> {
-    Err(format!(
-        "this gateway takes {message_type} as HL7 only (POST /outbound with the message)"
-    ))
-}
-
 /// Ctrl-C or SIGTERM.
 pub async fn termination() {
     #[cfg(unix)]
@@ -455,19 +484,24 @@ pub async fn termination() {
 
 /// Runs `serve` on a fresh multi-threaded runtime until Ctrl-C or SIGTERM, printing the
 /// bound addresses on standard output as `listening <addr>` lines for scripts.
-pub fn serve_blocking(def: &GatewayDefinition, options: &RunOptions) -> Result<(), AppError> {
+pub fn serve_blocking(
+    spec: &GatewaySpec,
+    env: EnvName,
+    options: &RunOptions,
+) -> Result<(), AppError> {
     init_logging();
+    let inbox = matches!(environment(spec, env)?.sink, SinkConfig::Inbox);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(AppError::Runtime)?;
-    runtime.block_on(serve(def, options, termination(), |resolved| {
+    runtime.block_on(serve(spec, env, options, termination(), |resolved| {
         println!("listening {} (HL7 over HTTPS)", resolved.listen);
         println!(
             "listening {} (operations: /healthz, /metrics)",
             resolved.ops_listen
         );
-        if matches!(def.environment.sink, SinkConfig::Inbox) {
+        if inbox {
             println!("listening {} (inbox API)", resolved.inbox_listen);
         }
         if let Some(send) = &resolved.send {
@@ -522,18 +556,18 @@ pub enum QueueCommand {
 /// for status, list and show; one line for retry and skip). A running gateway picks up a
 /// retry or skip within a second.
 pub fn queue_command(
-    def: &GatewayDefinition,
+    environment: &Environment,
     options: &RunOptions,
     command: &QueueCommand,
 ) -> Result<String, AppError> {
-    let resolved = resolve(def, options)?;
+    let resolved = resolve(environment, options)?;
     let store = Store::open(&resolved.store).map_err(|source| AppError::Store {
         path: resolved.store.clone(),
         source,
     })?;
     let queue = crate::queue::Queue::new(store);
     let q = queue.blocking();
-    let failed = |e: crate::queue::QueueError| AppError::Settings(e.to_string());
+    let failed = AppError::Queue;
     let pretty = |v: serde_json::Value| serde_json::to_string_pretty(&v).unwrap_or_default();
     Ok(match command {
         QueueCommand::Status => {
@@ -553,7 +587,7 @@ pub fn queue_command(
                 "message": serde_json::to_value(&detail.info).unwrap_or_default(),
                 "raw": String::from_utf8_lossy(&detail.raw).replace('\r', "\n"),
             })),
-            None => return Err(AppError::Settings(format!("no queued message {id}"))),
+            None => return Err(crate::queue::QueueError::NotFound(*id).into()),
         },
         QueueCommand::Retry(id) => {
             q.retry(*id).map_err(failed)?;

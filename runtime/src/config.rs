@@ -1,5 +1,15 @@
-//! A gateway's configuration as generated from its spec: plain `'static` data the transport
-//! reads. Generated crates define one [`Environment`] per spec environment.
+//! A gateway's configuration as generated from its spec: the data the transport reads.
+//! Generated crates define one [`Environment`] per spec environment as a `const` (every
+//! text a [`Cow::Borrowed`]); tests and tools build owned ones ([`Cow::Owned`], or
+//! `.into()` from a `String`). Nothing here needs to live for `'static`.
+
+use std::borrow::Cow;
+
+/// Text in a configuration: borrowed from the generated crate or owned.
+pub type Text = Cow<'static, str>;
+
+/// A list of texts in a configuration.
+pub type TextList = Cow<'static, [Text]>;
 
 /// Which environment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -43,63 +53,63 @@ pub enum FailurePolicy {
 }
 
 /// One environment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Environment {
     /// Which one.
     pub name: EnvName,
     /// MSH-11 accepted and written.
-    pub processing_id: &'static str,
+    pub processing_id: Text,
     /// The receiving side, when the spec has inbound messages.
     pub receive: Option<ReceiveConfig>,
     /// The sending side, when the spec has outbound messages.
     pub send: Option<SendConfig>,
     /// The SQLite store, relative to the spec's folder.
-    pub store: &'static str,
+    pub store: Text,
     /// Where accepted inbound records go.
     pub sink: SinkConfig,
 }
 
 /// The receiver.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReceiveConfig {
     /// `IP:PORT` to listen on.
-    pub listen: &'static str,
+    pub listen: Text,
     /// URL path engines POST to.
-    pub path: &'static str,
+    pub path: Text,
     /// Public host name.
-    pub hostname: &'static str,
+    pub hostname: Text,
     /// Server certificate chain (PEM), relative to the spec's folder.
-    pub cert: &'static str,
+    pub cert: Text,
     /// Server key (PEM).
-    pub key: &'static str,
+    pub key: Text,
     /// CA(s) for client certificates (PEM).
-    pub client_ca: &'static str,
+    pub client_ca: Text,
     /// Client subjects allowed after the handshake (`CN=…`, `DNS:…`).
-    pub allowed_clients: &'static [&'static str],
+    pub allowed_clients: TextList,
     /// IP ranges allowed to connect (CIDR).
-    pub allowed_ips: &'static [&'static str],
+    pub allowed_ips: TextList,
     /// Largest body in bytes.
     pub max_body: u64,
     /// MSH-5 expected, when named.
-    pub receiving_application: Option<&'static str>,
+    pub receiving_application: Option<Text>,
     /// MSH-6 expected, when named.
-    pub receiving_facility: Option<&'static str>,
+    pub receiving_facility: Option<Text>,
     /// The ACK's Content-Type (`application/hl7-v2`, `text/plain`, …), or `None` to follow
     /// the request's.
-    pub response_content_type: Option<&'static str>,
+    pub response_content_type: Option<Text>,
 }
 
 /// The sender.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SendConfig {
     /// The engine's HTTPS URL.
-    pub url: &'static str,
+    pub url: Text,
     /// Client certificate chain (PEM).
-    pub cert: &'static str,
+    pub cert: Text,
     /// Client key (PEM).
-    pub key: &'static str,
+    pub key: Text,
     /// CA(s) for the engine's server certificate (PEM).
-    pub server_ca: &'static str,
+    pub server_ca: Text,
     /// ACK timeout in milliseconds.
     pub timeout_ms: u64,
     /// First retry delay in milliseconds.
@@ -123,18 +133,18 @@ pub struct SendConfig {
 }
 
 /// Where accepted inbound records go.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SinkConfig {
     /// Kept in the store; EMS pulls them.
     Inbox,
     /// POSTed as JSON to this URL.
     Webhook {
         /// The URL.
-        url: &'static str,
+        url: Text,
     },
     /// Forwarded over MLLP to this `host:port`.
     Mllp {
         /// The address.
-        addr: &'static str,
+        addr: Text,
     },
 }

@@ -20,22 +20,17 @@ use crate::hl7::{
     AckCode, AckError, AckMode, AckRequest, Charset, LineEndings, Location, Message, ParseOptions,
     Severity, build_ack, timestamp,
 };
-use crate::inbound::{InboundPolicy, evaluate};
-use crate::mapping::MappingError;
+use crate::inbound::evaluate;
 use crate::metrics::Metrics;
 use crate::server::{Ack, Handler, Hl7Request, Hl7Response};
 use crate::sink::{DeliveryError, DeliveryItem, GatewayAck, Inbound, Sink, deliver_and_commit};
+use crate::spec::GatewaySpec;
 use crate::store::Store;
-
-/// The generated mapping: `TYPE^TRIGGER` and the message → the record as JSON, or every
-/// mapping error.
-pub type MapFn = fn(&str, &Message<'_>) -> Result<serde_json::Value, Vec<MappingError>>;
 
 /// One environment's receiving gateway.
 pub struct Gateway {
-    environment: &'static Environment,
-    declared: &'static [&'static str],
-    map: MapFn,
+    spec: Arc<GatewaySpec>,
+    environment: Environment,
     store: Store,
     sink: Sink,
     inflight: Arc<InFlight>,
@@ -45,11 +40,11 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// A gateway for `environment`, accepting `declared` message types mapped by `map`.
+    /// A gateway for `environment` (the spec's or one derived from it), accepting the
+    /// spec's inbound types mapped by its bindings.
     pub fn new(
-        environment: &'static Environment,
-        declared: &'static [&'static str],
-        map: MapFn,
+        spec: Arc<GatewaySpec>,
+        environment: Environment,
         store: Store,
         sink: Sink,
         metrics: Arc<Metrics>,
@@ -59,9 +54,8 @@ impl Gateway {
             .map(|d| d.as_millis())
             .unwrap_or(0);
         Self {
+            spec,
             environment,
-            declared,
-            map,
             store,
             sink,
             inflight: Arc::new(InFlight::new()),
@@ -121,14 +115,10 @@ impl Gateway {
                 format!("{}^{}", message.message_code(), message.trigger_event()),
             )
         } else {
-            let receive = self.environment.receive.as_ref();
-            let policy = InboundPolicy {
-                declared: self.declared,
-                processing_id: self.environment.processing_id,
-                receiving_application: receive.and_then(|r| r.receiving_application),
-                receiving_facility: receive.and_then(|r| r.receiving_facility),
-            };
-            let outcome = evaluate(&message, &policy, self.map);
+            let policy = self.spec.policy_for(&self.environment);
+            let outcome = evaluate(&message, &policy, |message_type, message| {
+                self.spec.map_inbound(message_type, message)
+            });
             (
                 outcome.ack_code(),
                 outcome.ack_errors(),

@@ -7,21 +7,52 @@
 
 use serde::Serialize;
 
+use crate::config::{EnvName, Environment};
 use crate::hl7::ack::error_code;
 use crate::hl7::{AckCode, AckError, AckMode, Location, Message, Severity};
 use crate::mapping::MappingError;
 
 /// What the receiving side accepts.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct InboundPolicy<'p> {
     /// Message types declared inbound, `TYPE^TRIGGER`.
-    pub declared: &'p [&'p str],
+    pub declared: Vec<&'p str>,
     /// The MSH-11 processing id this environment accepts (`T` or `P`).
     pub processing_id: &'p str,
     /// MSH-5 expected, when the spec names it.
     pub receiving_application: Option<&'p str>,
     /// MSH-6 expected, when the spec names it.
     pub receiving_facility: Option<&'p str>,
+}
+
+impl<'p> InboundPolicy<'p> {
+    /// What the receiver of `environment` accepts: the `declared` inbound types, the
+    /// environment's processing id, and MSH-5/MSH-6 when the spec names them. The one place
+    /// a policy is made from a configuration: the gateway, `gw-<code> map`, the generated
+    /// spec tests and `hl7gw test` all come here.
+    pub fn for_environment(declared: Vec<&'p str>, environment: &'p Environment) -> Self {
+        let receive = environment.receive.as_ref();
+        Self {
+            declared,
+            processing_id: &environment.processing_id,
+            receiving_application: receive.and_then(|r| r.receiving_application.as_deref()),
+            receiving_facility: receive.and_then(|r| r.receiving_facility.as_deref()),
+        }
+    }
+
+    /// An environment the spec does not describe: nothing is accepted, and a message is
+    /// rejected for its processing id first (`T` or `P` by the environment's name).
+    pub fn nothing(name: EnvName) -> Self {
+        Self {
+            declared: Vec::new(),
+            processing_id: match name {
+                EnvName::Test => "T",
+                EnvName::Prod => "P",
+            },
+            receiving_application: None,
+            receiving_facility: None,
+        }
+    }
 }
 
 /// One error as reported in the outcome (and the ACK's ERR).
@@ -38,8 +69,9 @@ pub struct OutcomeError {
 /// The decision about one message.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Outcome {
-    /// MSA-1.
-    pub ack: String,
+    /// MSA-1, serialised as its two-letter code.
+    #[serde(serialize_with = "ack_as_code")]
+    pub ack: AckCode,
     /// `TYPE^TRIGGER` from MSH-9.
     pub message_type: String,
     /// Errors for the ACK's ERR segments.
@@ -66,10 +98,14 @@ impl Outcome {
             .collect()
     }
 
-    /// The ACK code as a typed value.
+    /// The ACK code.
     pub fn ack_code(&self) -> AckCode {
-        AckCode::parse(&self.ack).unwrap_or(AckCode::ApplicationReject)
+        self.ack
     }
+}
+
+fn ack_as_code<S: serde::Serializer>(code: &AckCode, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(code.as_str())
 }
 
 fn header_location(field: usize) -> Location {
@@ -93,7 +129,7 @@ pub fn evaluate(
     let mode = AckMode::of(message);
     let message_type = format!("{}^{}", message.message_code(), message.trigger_event());
     let reject = |code: u16, field: usize, text: String| Outcome {
-        ack: mode.code_for(AckCode::ApplicationReject).as_str().into(),
+        ack: mode.code_for(AckCode::ApplicationReject),
         message_type: message_type.clone(),
         errors: vec![OutcomeError {
             code,
@@ -148,13 +184,13 @@ pub fn evaluate(
     }
     match map(&message_type, message) {
         Ok(record) => Outcome {
-            ack: mode.code_for(AckCode::ApplicationAccept).as_str().into(),
+            ack: mode.code_for(AckCode::ApplicationAccept),
             message_type,
             errors: Vec::new(),
             record: Some(record),
         },
         Err(errors) => Outcome {
-            ack: mode.code_for(AckCode::ApplicationError).as_str().into(),
+            ack: mode.code_for(AckCode::ApplicationError),
             message_type,
             errors: errors.iter().map(outcome_error).collect(),
             record: None,
@@ -190,18 +226,33 @@ pub fn location_matches(expected: &str, actual: &str) -> bool {
         && e.subcomponent.is_none_or(|s| Some(s) == a.subcomponent)
 }
 
+/// The first expected value a mapped record does not have.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: expected {expected}, got {got}")]
+pub struct RecordMismatch {
+    /// The dotted key (`patient.nhs_number`).
+    pub key: String,
+    /// The value the test expects.
+    pub expected: Box<serde_json::Value>,
+    /// The value mapped (`null` when absent).
+    pub got: Box<serde_json::Value>,
+}
+
 /// Compares a mapped record with a spec test's expected values: every expected key must be
 /// present and equal; a JSON string also matches a number or boolean with the same text.
 /// Returns the first difference.
 pub fn record_matches(
     expected: &serde_json::Map<String, serde_json::Value>,
     actual: &serde_json::Value,
-) -> Result<(), String> {
+) -> Result<(), RecordMismatch> {
     for (key, want) in expected {
         let got = actual.get(key).unwrap_or(&serde_json::Value::Null);
         let same = match (want, got) {
             (serde_json::Value::Object(w), g @ serde_json::Value::Object(_)) => {
-                record_matches(w, g).map_err(|e| format!("{key}.{e}"))?;
+                record_matches(w, g).map_err(|e| RecordMismatch {
+                    key: format!("{key}.{}", e.key),
+                    ..e
+                })?;
                 true
             }
             (serde_json::Value::String(w), serde_json::Value::String(g)) => w == g,
@@ -212,7 +263,11 @@ pub fn record_matches(
             (w, g) => w == g,
         };
         if !same {
-            return Err(format!("{key}: expected {want}, got {got}"));
+            return Err(RecordMismatch {
+                key: key.clone(),
+                expected: Box::new(want.clone()),
+                got: Box::new(got.clone()),
+            });
         }
     }
     Ok(())
@@ -241,7 +296,9 @@ mod tests {
         assert!(record_matches(ok.as_object().unwrap(), &actual).is_ok());
         let bad = serde_json::json!({"b": {"c": "y"}});
         assert_eq!(
-            record_matches(bad.as_object().unwrap(), &actual).unwrap_err(),
+            record_matches(bad.as_object().unwrap(), &actual)
+                .unwrap_err()
+                .to_string(),
             "b.c: expected \"y\", got \"x\""
         );
     }

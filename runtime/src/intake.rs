@@ -5,7 +5,7 @@
 //! - an HTTP API: `POST /outbound` with an HL7 message as the body, or
 //!   `POST /outbound/TYPE^TRIGGER` (the `^` may be written `%5E`) with a typed record as
 //!   JSON, `{"record": {...}, "header": {...}}` or the record alone, built into HL7 by the
-//!   generated `outbound_from_json`; answers `201 {"id", "control_id", "message_type"}` once
+//!   spec's binding ([`GatewaySpec::build_outbound`]); answers `201 {"id", "control_id", "message_type"}` once
 //!   the message is on disk (`200` with `"created": false` for an identical repeat);
 //!   `GET /outbound` gives the stream's status and `GET /outbound/ID` one message;
 //! - an MLLP listener for systems that speak MLLP: each framed message is queued and
@@ -38,9 +38,7 @@ use crate::hl7::{
 use crate::mapping::OutboundHeader;
 use crate::queue::{Queue, QueueError};
 use crate::sink::inbox::{Reply, error, host_is_local, json, not_allowed};
-
-/// The generated builder: `TYPE^TRIGGER`, the record as JSON and the header → the message.
-pub type BuildFn = fn(&str, &serde_json::Value, &OutboundHeader<'_>) -> Result<Vec<u8>, String>;
+use crate::spec::GatewaySpec;
 
 /// Largest body the intake accepts.
 const MAX_BODY: usize = 32 << 20;
@@ -50,18 +48,15 @@ const MAX_BODY: usize = 32 << 20;
 pub struct IntakeConfig {
     /// The queue's destination (one per environment).
     pub destination: String,
-    /// Outbound message types, `TYPE^TRIGGER`.
-    pub declared: &'static [&'static str],
+    /// The gateway: its outbound types (checked before queuing), its HL7 version (MSH-12
+    /// of messages built from JSON) and its builders.
+    pub spec: Arc<GatewaySpec>,
     /// MSH-11 of this environment.
-    pub processing_id: &'static str,
-    /// MSH-12 written into messages built from JSON.
-    pub version: &'static str,
-    /// MSH-3/MSH-4 written into messages built from JSON, unless the request names others.
+    pub processing_id: String,
+    /// MSH-3 written into messages built from JSON, unless the request names another.
     pub sending_application: String,
     /// MSH-4 default.
     pub sending_facility: String,
-    /// The generated JSON builder.
-    pub build: BuildFn,
 }
 
 /// Why the intake could not start.
@@ -102,10 +97,11 @@ impl Shared {
         let message = Message::parse_with(bytes, &ParseOptions::lenient())
             .map_err(|e| Refusal::NotHl7(e.to_string()))?;
         let message_type = format!("{}^{}", message.message_code(), message.trigger_event());
-        if !self.config.declared.contains(&message_type.as_str()) {
+        let declared = self.config.spec.outbound_types();
+        if !declared.contains(&message_type.as_str()) {
             return Err(Refusal::Undeclared(format!(
                 "message type {message_type} is not declared outbound; declared: {}",
-                self.config.declared.join(", ")
+                declared.join(", ")
             )));
         }
         let processing_id = message.processing_id();
@@ -404,21 +400,12 @@ async fn from_json(shared: &Shared, message_type: &str, body: &[u8]) -> Reply {
         receiving_facility: &receiving_fac,
         timestamp: &stamp,
         control_id: &control_id,
-        processing_id: config.processing_id,
-        version: config.version,
+        processing_id: &config.processing_id,
+        version: &config.spec.hl7_version,
     };
-    if !config.declared.contains(&message_type) {
-        return error(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            &format!(
-                "message type {message_type} is not declared outbound; declared: {}",
-                config.declared.join(", ")
-            ),
-        );
-    }
-    let bytes = match (config.build)(message_type, &record, &header) {
+    let bytes = match config.spec.build_outbound(message_type, &record, &header) {
         Ok(b) => b,
-        Err(why) => return error(StatusCode::UNPROCESSABLE_ENTITY, &why),
+        Err(why) => return error(StatusCode::UNPROCESSABLE_ENTITY, &why.to_string()),
     };
     match shared.queue_message(&bytes).await {
         Ok(q) => queued_reply(&q),

@@ -21,5 +21,8 @@ pub mod mllp;
 pub mod queue;
 pub mod server;
 pub mod sink;
+pub mod spec;
 pub mod store;
 pub mod tls;
+
+pub use spec::GatewaySpec;

@@ -1126,12 +1126,11 @@ async fn policies_from_the_send_config_are_honoured() {
         let engine = Engine::start(pki.engine_tls(&pki.server)).await;
         engine.script("MSG1", &[Reply::Status(503); 4]);
         engine.script("MSG2", &[Reply::Ar("duplicate order")]);
-        let url: &'static str = Box::leak(engine.url().into_boxed_str());
         let config = SendConfig {
-            url,
-            cert: "client.crt",
-            key: "client.key",
-            server_ca: "server-ca.crt",
+            url: engine.url().into(),
+            cert: "client.crt".into(),
+            key: "client.key".into(),
+            server_ca: "server-ca.crt".into(),
             timeout_ms: 5000,
             backoff_first_ms: 5,
             backoff_max_ms: 20,
@@ -1147,9 +1146,9 @@ async fn policies_from_the_send_config_are_honoured() {
         assert_eq!(policies.backoff, Backoff::from_millis(5, 20));
         let client = HttpsClient::from_config(
             &config,
-            &pki.path(config.cert),
-            &pki.path(config.key),
-            &pki.path(config.server_ca),
+            &pki.path(&config.cert),
+            &pki.path(&config.key),
+            &pki.path(&config.server_ca),
         )
         .unwrap();
         let store = temp_store();

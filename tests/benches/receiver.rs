@@ -46,7 +46,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use hl7gw_runtime::app::{AppError, GatewayDefinition, RunOptions};
+use hl7gw_runtime::app::{AppError, RunOptions};
 use hl7gw_runtime::config::EnvName;
 use hl7gw_tests::bench::Mode;
 use hl7gw_tests::pki::{ca, leaf};
@@ -177,22 +177,13 @@ struct Gateway {
 }
 
 fn start_gateway(rt: &tokio::runtime::Runtime, pki: &Pki, data: &Path) -> Gateway {
-    let environment = gw_demo::environment(EnvName::Test).expect("gw-demo has a TEST environment");
+    let mut spec = gw_demo::SPEC;
+    let environment = spec
+        .environment_mut(EnvName::Test)
+        .as_mut()
+        .expect("gw-demo has a TEST environment");
     // The receiving side only: no sender to the Trust in this benchmark.
-    let environment: &'static hl7gw_runtime::config::Environment =
-        Box::leak(Box::new(hl7gw_runtime::config::Environment {
-            send: None,
-            ..*environment
-        }));
-    let definition = GatewayDefinition {
-        customer: gw_demo::config::CUSTOMER_CODE,
-        environment,
-        declared: gw_demo::INBOUND,
-        map: gw_demo::map_inbound,
-        outbound: &[],
-        build: None,
-        version: gw_demo::config::HL7_VERSION,
-    };
+    environment.send = None;
     let local: SocketAddr = "127.0.0.1:0".parse().unwrap();
     let store = data.join("gateway.sqlite");
     let options = RunOptions {
@@ -210,7 +201,8 @@ fn start_gateway(rt: &tokio::runtime::Runtime, pki: &Pki, data: &Path) -> Gatewa
     let (stop, stopped) = oneshot::channel::<()>();
     let task = rt.spawn(async move {
         hl7gw_runtime::app::serve(
-            &definition,
+            &spec,
+            EnvName::Test,
             &options,
             async move {
                 let _ = stopped.await;
@@ -640,11 +632,10 @@ fn probe_process(
     use hl7gw_runtime::gateway::Gateway;
     use hl7gw_runtime::server::{Hl7Request, Hl7Response};
     let store = hl7gw_runtime::store::Store::open(data.join("process.sqlite")).unwrap();
-    let environment = gw_demo::environment(EnvName::Test).unwrap();
+    let environment = gw_demo::SPEC.environment(EnvName::Test).unwrap().clone();
     let gateway = Gateway::new(
+        Arc::new(gw_demo::SPEC),
         environment,
-        gw_demo::INBOUND,
-        gw_demo::map_inbound,
         store,
         hl7gw_runtime::sink::Sink::Inbox,
         Arc::new(hl7gw_runtime::metrics::Metrics::new()),
@@ -682,7 +673,7 @@ fn probe_commit(data: &Path, ids: &Ids, budget: Duration) -> Vec<u64> {
     let store = Store::open(data.join("commit.sqlite")).unwrap();
     let raw = message("TEMPLATE");
     let parsed = Message::parse_with(&raw, &ParseOptions::lenient()).unwrap();
-    let record = gw_demo::map_inbound("ORM^O01", &parsed).unwrap();
+    let record = gw_demo::SPEC.map_inbound("ORM^O01", &parsed).unwrap();
     let mut times = Vec::new();
     let until = Instant::now() + budget;
     while Instant::now() < until || times.len() < 5 {

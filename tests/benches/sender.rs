@@ -64,7 +64,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hl7gw_runtime::app::{AppError, DESTINATION, GatewayDefinition, RunOptions};
+use hl7gw_runtime::GatewaySpec;
+use hl7gw_runtime::app::{AppError, DESTINATION, RunOptions};
 use hl7gw_runtime::config::{EnvName, Environment, ReceiveConfig, SendConfig};
 use hl7gw_runtime::queue::Queue;
 use hl7gw_runtime::store::Store;
@@ -101,10 +102,6 @@ fn specs() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../specs")
 }
 
-fn leak<T>(value: T) -> &'static T {
-    Box::leak(Box::new(value))
-}
-
 fn local() -> Option<SocketAddr> {
     Some(SocketAddr::from(([127, 0, 0, 1], 0)))
 }
@@ -119,26 +116,18 @@ struct Running {
     task: tokio::task::JoinHandle<Result<(), AppError>>,
 }
 
-fn start(
-    rt: &tokio::runtime::Runtime,
-    environment: &'static Environment,
-    options: RunOptions,
-) -> Running {
-    let definition = GatewayDefinition {
-        customer: gw_demo::config::CUSTOMER_CODE,
-        environment,
-        declared: gw_demo::INBOUND,
-        map: gw_demo::map_inbound,
-        outbound: gw_demo::config::OUTBOUND,
-        build: None,
-        version: gw_demo::config::HL7_VERSION,
+fn start(rt: &tokio::runtime::Runtime, environment: Environment, options: RunOptions) -> Running {
+    let spec = GatewaySpec {
+        test: Some(environment),
+        ..gw_demo::SPEC
     };
     let store = options.store.clone().unwrap();
     let (ready_tx, ready_rx) = oneshot::channel::<SocketAddr>();
     let (stop, stopped) = oneshot::channel::<()>();
     let task = rt.spawn(async move {
         hl7gw_runtime::app::serve(
-            &definition,
+            &spec,
+            EnvName::Test,
             &options,
             async move {
                 let _ = stopped.await;
@@ -191,18 +180,16 @@ fn sender_subject() -> String {
 fn start_receiver(rt: &tokio::runtime::Runtime, data: &Path) -> Running {
     let certs = data.join("receiver-certs");
     receiver_certs(&certs);
-    let base = gw_demo::environment(EnvName::Test).expect("gw-demo has a TEST environment");
-    let receive = base.receive.expect("gw-demo TEST receives");
-    let subject: &'static str = Box::leak(sender_subject().into_boxed_str());
-    let allowed: &'static [&'static str] = Box::leak(Box::new([subject]));
-    let environment = leak(Environment {
+    let base = gw_demo::config::TEST;
+    let receive = base.receive.clone().expect("gw-demo TEST receives");
+    let environment = Environment {
         receive: Some(ReceiveConfig {
-            allowed_clients: allowed,
+            allowed_clients: vec![sender_subject().into()].into(),
             ..receive
         }),
         send: None,
-        ..*base
-    });
+        ..base
+    };
     let options = RunOptions {
         base_dir: data.to_owned(),
         listen: local(),
@@ -217,19 +204,19 @@ fn start_receiver(rt: &tokio::runtime::Runtime, data: &Path) -> Running {
     start(rt, environment, options)
 }
 
-fn sender_environment(url: &str) -> &'static Environment {
-    let base = gw_demo::environment(EnvName::Test).expect("gw-demo has a TEST environment");
-    let send = base.send.expect("gw-demo TEST sends");
-    leak(Environment {
+fn sender_environment(url: &str) -> Environment {
+    let base = gw_demo::config::TEST;
+    let send = base.send.clone().expect("gw-demo TEST sends");
+    Environment {
         send: Some(SendConfig {
-            url: Box::leak(url.to_owned().into_boxed_str()),
+            url: url.to_owned().into(),
             timeout_ms: 10_000,
             backoff_first_ms: 20,
             backoff_max_ms: 100,
             ..send
         }),
-        ..*base
-    })
+        ..base
+    }
 }
 
 fn start_sender(rt: &tokio::runtime::Runtime, data: &Path, url: &str) -> Running {

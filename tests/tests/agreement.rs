@@ -20,8 +20,8 @@ type Generated = fn(&[u8], RuntimeEnv) -> Option<Outcome>;
 
 fn gateways() -> Vec<(&'static str, Generated)> {
     vec![
-        ("demo", |b, e| gw_demo::process(b, e).ok()),
-        ("northwest", |b, e| gw_northwest::process(b, e).ok()),
+        ("demo", |b, e| gw_demo::SPEC.process(b, e).ok()),
+        ("northwest", |b, e| gw_northwest::SPEC.process(b, e).ok()),
     ]
 }
 
@@ -112,8 +112,8 @@ type GeneratedMap =
 #[test]
 fn mapping_agrees_on_every_message_of_a_declared_type() {
     let maps: [(&str, GeneratedMap); 2] = [
-        ("demo", gw_demo::map_inbound),
-        ("northwest", gw_northwest::map_inbound),
+        ("demo", |t, m| gw_demo::SPEC.map_inbound(t, m)),
+        ("northwest", |t, m| gw_northwest::SPEC.map_inbound(t, m)),
     ];
     let mut compared = 0;
     for (code, generated) in maps {

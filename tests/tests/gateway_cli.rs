@@ -5,24 +5,7 @@
 
 use std::path::PathBuf;
 
-use hl7gw_runtime::cli::{Generated, run};
-
-fn demo() -> Generated {
-    Generated {
-        package: "gw-demo",
-        customer_name: gw_demo::config::CUSTOMER_NAME,
-        customer_code: gw_demo::config::CUSTOMER_CODE,
-        spec_path: gw_demo::SPEC_PATH,
-        spec_sha256: gw_demo::SPEC_SHA256,
-        hl7_version: gw_demo::config::HL7_VERSION,
-        inbound: gw_demo::INBOUND,
-        outbound: gw_demo::OUTBOUND,
-        environment: gw_demo::environment,
-        map: gw_demo::map_inbound,
-        build: gw_demo::outbound_from_json,
-        workspace_root: concat!(env!("CARGO_MANIFEST_DIR"), "/.."),
-    }
-}
+use hl7gw_runtime::cli::run;
 
 fn example(name: &str) -> String {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -36,7 +19,7 @@ fn gw(args: &[&str]) -> (u8, String) {
     let mut out = Vec::new();
     let mut argv = vec!["gw-demo"];
     argv.extend_from_slice(args);
-    let code = run(&demo(), argv, &mut out);
+    let code = run(&gw_demo::SPEC, argv, &mut out);
     (code, String::from_utf8(out).unwrap())
 }
 
@@ -98,4 +81,35 @@ fn usage_errors_exit_2() {
     assert_eq!(gw(&["serve", "--env", "staging"]).0, 2);
     assert_eq!(gw(&["frobnicate"]).0, 2);
     assert_eq!(gw(&["map", "--env", "test", "/nonexistent.hl7"]).0, 2);
+}
+
+/// I/O failures are 2 (usage or I/O), not 1 (the input has errors): a port another process
+/// holds, a certificate file that cannot be read.
+#[test]
+fn a_port_in_use_or_an_unreadable_file_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir
+        .path()
+        .join("gateway.sqlite")
+        .to_string_lossy()
+        .into_owned();
+    // The certificates load and the store opens: only the port stands in the way.
+    assert_eq!(gw(&["check", "--env", "test", "--store", &store]).0, 0);
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let (code, out) = gw(&[
+        "serve", "--env", "test", "--store", &store, "--listen", &addr,
+    ]);
+    assert_eq!(code, 2, "serving on a port in use: {out}");
+    let missing = dir.path().join("no-such-folder");
+    let (code, out) = gw(&[
+        "check",
+        "--env",
+        "test",
+        "--store",
+        &store,
+        "--cert-dir",
+        &missing.to_string_lossy(),
+    ]);
+    assert_eq!(code, 2, "certificates that cannot be read: {out}");
 }

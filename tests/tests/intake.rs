@@ -51,12 +51,10 @@ async fn hl7_and_json_records_are_queued_and_the_rest_refused() {
         queue.clone(),
         IntakeConfig {
             destination: "engine".into(),
-            declared: gw_demo::OUTBOUND,
-            processing_id: "T",
-            version: gw_demo::config::HL7_VERSION,
+            spec: std::sync::Arc::new(gw_demo::SPEC),
+            processing_id: "T".into(),
             sending_application: "EMS".into(),
             sending_facility: "DEMO".into(),
-            build: gw_demo::outbound_from_json,
         },
     )
     .await
@@ -136,12 +134,10 @@ async fn mllp_intake_answers_a_commit_ack_once_queued() {
         queue.clone(),
         IntakeConfig {
             destination: "engine".into(),
-            declared: gw_demo::OUTBOUND,
-            processing_id: "T",
-            version: gw_demo::config::HL7_VERSION,
+            spec: std::sync::Arc::new(gw_demo::SPEC),
+            processing_id: "T".into(),
             sending_application: "EMS".into(),
             sending_facility: "DEMO".into(),
-            build: gw_demo::outbound_from_json,
         },
     )
     .await

@@ -1,4 +1,4 @@
-//! Intake from EMS as JSON: the generated `outbound_from_json` of each crate reads a typed
+//! Intake from EMS as JSON: the outbound bindings of each crate's `SPEC` read a typed
 //! record as JSON, builds its outbound message, and refuses what the spec does not allow,
 //! naming the field.
 //!
@@ -12,16 +12,24 @@ use std::path::PathBuf;
 
 use gw_demo::records::Report;
 use gw_northwest::records::ResultReport;
+use hl7gw_runtime::GatewaySpec;
 use hl7gw_runtime::hl7::{Message, Path};
-use hl7gw_runtime::intake::BuildFn;
 use hl7gw_runtime::mapping::OutboundHeader;
 use serde_json::{Value, json};
 
-/// The intake takes the generated builders as they are.
-const BUILDERS: [BuildFn; 2] = [
-    gw_demo::outbound_from_json,
-    gw_northwest::outbound_from_json,
-];
+/// The intake builds with the crates' specs as they are.
+const BUILDERS: [GatewaySpec; 2] = [gw_demo::SPEC, gw_northwest::SPEC];
+
+/// `spec` builds `message_type` from `record`; the error as the intake reports it.
+fn build(
+    spec: &GatewaySpec,
+    message_type: &str,
+    record: &Value,
+    header: &OutboundHeader<'_>,
+) -> Result<Vec<u8>, String> {
+    spec.build_outbound(message_type, record, header)
+        .map_err(|e| e.to_string())
+}
 
 fn header(version: &str) -> OutboundHeader<'_> {
     OutboundHeader {
@@ -75,7 +83,7 @@ fn demo_report() -> Value {
 fn demo_error(change: impl FnOnce(&mut Value)) -> String {
     let mut record = demo_report();
     change(&mut record);
-    match gw_demo::outbound_from_json("ORU^R01", &record, &header("2.4")) {
+    match build(&gw_demo::SPEC, "ORU^R01", &record, &header("2.4")) {
         Ok(_) => panic!("built from {record:#}"),
         Err(e) => e,
     }
@@ -84,7 +92,8 @@ fn demo_error(change: impl FnOnce(&mut Value)) -> String {
 #[test]
 fn a_demo_report_as_json_builds_its_oru_and_maps_back() {
     let json = demo_report();
-    let bytes = BUILDERS[0]("ORU^R01", &json, &header("2.4")).unwrap_or_else(|e| panic!("{e}"));
+    let bytes =
+        build(&BUILDERS[0], "ORU^R01", &json, &header("2.4")).unwrap_or_else(|e| panic!("{e}"));
     let built = Message::parse(&bytes).unwrap();
     let record: Report = serde_json::from_value(json.clone()).unwrap();
     assert_eq!(Report::from_hl7(&built), Ok(record.clone()));
@@ -118,7 +127,7 @@ fn optional_fields_may_be_absent_or_null() {
     ] {
         let mut json = demo_report();
         change(&mut json);
-        let bytes = gw_demo::outbound_from_json("ORU^R01", &json, &header("2.4"))
+        let bytes = build(&gw_demo::SPEC, "ORU^R01", &json, &header("2.4"))
             .unwrap_or_else(|e| panic!("{e}"));
         let built = Message::parse(&bytes).unwrap();
         let record = Report::from_hl7(&built).unwrap();
@@ -216,13 +225,13 @@ fn values_the_message_cannot_carry_are_refused_at_their_field() {
 
 #[test]
 fn an_undeclared_type_is_refused_listing_the_declared_ones() {
-    let error = gw_demo::outbound_from_json("ADT^A28", &demo_report(), &header("2.4"))
+    let error = build(&gw_demo::SPEC, "ADT^A28", &demo_report(), &header("2.4"))
         .expect_err("ADT^A28 is inbound only");
     assert_eq!(
         error,
         "message type ADT^A28 is not declared outbound; declared: ORR^O02, ORU^R01"
     );
-    let error = gw_northwest::outbound_from_json("ORR^O02", &json!({}), &header("2.3"))
+    let error = build(&gw_northwest::SPEC, "ORR^O02", &json!({}), &header("2.3"))
         .expect_err("northwest sends results only");
     assert_eq!(
         error,
@@ -251,7 +260,8 @@ fn a_northwest_result_report_as_json_builds_its_oru_and_maps_back() {
         serde_json::from_value::<ResultReport>(json.clone()).unwrap(),
         record
     );
-    let bytes = BUILDERS[1]("ORU^R01", &json, &header("2.3")).unwrap_or_else(|e| panic!("{e}"));
+    let bytes =
+        build(&BUILDERS[1], "ORU^R01", &json, &header("2.3")).unwrap_or_else(|e| panic!("{e}"));
     let built = Message::parse(&bytes).unwrap();
     assert_eq!(ResultReport::from_hl7(&built), Ok(record));
     assert_eq!(
@@ -269,7 +279,7 @@ fn a_northwest_record_is_refused_like_the_demo_one() {
     let build = |change: &dyn Fn(&mut Value)| {
         let mut json = json.clone();
         change(&mut json);
-        gw_northwest::outbound_from_json("ORU^R01", &json, &header("2.3")).expect_err("refused")
+        build(&gw_northwest::SPEC, "ORU^R01", &json, &header("2.3")).expect_err("refused")
     };
     let error = build(&|r| r["patient"]["shoe_size"] = json!("9"));
     assert!(
@@ -295,7 +305,7 @@ fn northwest_dates_and_times_keep_their_precision() {
     json["performed"] = json!("2026-01-14T14:15:00.5+00:00");
     json["patient"]["phone_numbers"] = json!([]);
     json["patient"]["postcode"] = Value::Null;
-    let bytes = gw_northwest::outbound_from_json("ORU^R01", &json, &header("2.3"))
+    let bytes = build(&gw_northwest::SPEC, "ORU^R01", &json, &header("2.3"))
         .unwrap_or_else(|e| panic!("{e}"));
     let built = Message::parse(&bytes).unwrap();
     assert_eq!(text(&built, "PID-7").as_deref(), Some("198503"));

@@ -201,7 +201,9 @@ async fn every_declared_demo_type_is_acknowledged_stored_and_listed() {
             .unwrap();
         let mut http = Http::new(tls);
         let mut sent = Vec::new();
-        for (i, message_type) in gw_demo::INBOUND.iter().enumerate() {
+        let spec = gw_demo::SPEC;
+        let inbound = spec.inbound_types();
+        for (i, message_type) in inbound.iter().enumerate() {
             let id = format!("HAPPY-{i}");
             let (message, expect) = samples::demo_sample(message_type, &id).unwrap_or_else(|| {
                 panic!(
@@ -261,7 +263,7 @@ async fn every_declared_demo_type_is_acknowledged_stored_and_listed() {
         let expected: Vec<&str> = sent.iter().map(|(_, id, ..)| id.as_str()).collect();
         assert_eq!(ids, expected);
 
-        for message_type in gw_demo::INBOUND {
+        for message_type in gw_demo::SPEC.inbound_types() {
             case.gw.wait_for_metric(&format!(
                 "hl7gw_messages_total{{type=\"{message_type}\",ack=\"AA\"}} 1"
             ));
@@ -493,7 +495,7 @@ async fn a_production_message_reaching_test_is_rejected() {
 async fn an_undeclared_message_type_is_rejected() {
     bounded(async {
         let case = Case::demo();
-        assert!(!gw_demo::INBOUND.contains(&"SIU^S12"));
+        assert!(!gw_demo::SPEC.inbound_types().contains(&"SIU^S12"));
         let ack = ack_of(
             &exchange(
                 &case,
@@ -724,7 +726,7 @@ async fn a_failing_webhook_sink_is_a_503_and_nothing_is_committed() {
             ("ADT^A31", "NW-2"),
             ("ADT^A40", "NW-3"),
         ] {
-            assert!(gw_northwest::INBOUND.contains(&message_type));
+            assert!(gw_northwest::SPEC.inbound_types().contains(&message_type));
             let (request, expect) = send(message_type, id);
             let ack = ack_of(&exchange(&case, northwest_engine(), &request).await);
             assert_eq!(ack.code(), "AA", "{message_type}: {ack:?}");

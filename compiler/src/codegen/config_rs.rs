@@ -1,6 +1,14 @@
-//! `src/config.rs`: the spec's environments as `'static` runtime configuration, with the
-//! spec's defaults filled in, plus the spec's identity (path, hash) and message types.
+//! `src/config.rs`: the spec's environments as runtime configuration (`const` values the
+//! crate's [`GatewaySpec`](hl7gw_runtime::GatewaySpec) holds), with the spec's defaults
+//! filled in.
+//!
+//! A spec environment becomes a runtime [`config::Environment`] here, once
+//! ([`runtime_environment`]): the generated constants are that value written out, and
+//! `hl7gw test` decides with the same value, so both read the spec's defaults from one place.
 
+use std::borrow::Cow;
+
+use hl7gw_runtime::config::{self, Text};
 use proc_macro2::{Literal, TokenStream};
 use quote::quote;
 
@@ -21,37 +29,25 @@ pub const DEFAULT_BACKOFF_MAX_MS: u64 = 300_000;
 /// Renders `src/config.rs`.
 pub fn render(ctx: &Context<'_>) -> Result<String, CodegenError> {
     let spec = ctx.spec;
+    let envs: Vec<config::Environment> = spec
+        .environments
+        .iter()
+        .map(|(name, env)| runtime_environment(name, env))
+        .collect();
     let mut uses = vec![quote! { EnvName }, quote! { Environment }];
-    let envs: Vec<_> = spec.environments.iter().collect();
-    if envs.iter().any(|(_, e)| e.send.is_some()) {
+    if envs.iter().any(|e| e.send.is_some()) {
         uses.push(quote! { FailurePolicy });
     }
-    if envs.iter().any(|(_, e)| e.receive.is_some()) {
+    if envs.iter().any(|e| e.receive.is_some()) {
         uses.push(quote! { ReceiveConfig });
     }
-    if envs.iter().any(|(_, e)| e.send.is_some()) {
+    if envs.iter().any(|e| e.send.is_some()) {
         uses.push(quote! { SendConfig });
     }
     uses.push(quote! { SinkConfig });
-    let consts = envs.iter().map(|(name, env)| env_const(*name, env));
-    let arms = [EnvName::Test, EnvName::Prod].map(|name| {
-        let variant = env_variant(name);
-        if spec.environments.get(name).is_some() {
-            let c = const_ident(name);
-            quote! { EnvName::#variant => Some(&#c) }
-        } else {
-            quote! { EnvName::#variant => None }
-        }
-    });
-    let spec_path = &ctx.spec_path;
-    let sha = &ctx.sha256;
-    let code = &spec.customer.code;
+    let consts = envs.iter().map(env_const);
     let customer = &spec.customer.name;
-    let domain = &spec.domain;
-    let version = &spec.hl7_version;
-    let model = spec.model.as_str();
-    let inbound = spec.inbound.keys();
-    let outbound = spec.outbound.keys();
+    let spec_path = &ctx.spec_path;
     let docs = inner_doc(&format!(
         "The configuration of {customer}'s gateway, from `{spec_path}`: one [`Environment`]\n\
          per spec environment, with the spec's defaults filled in. Certificate, key and store\n\
@@ -60,95 +56,171 @@ pub fn render(ctx: &Context<'_>) -> Result<String, CodegenError> {
     let tokens = quote! {
         #docs
 
+        use std::borrow::Cow;
+
         use hl7gw_runtime::config::{#(#uses),*};
 
-        /// The spec this crate was generated from, relative to the repository.
-        pub const SPEC_PATH: &str = #spec_path;
-        /// SHA-256 of the spec file's bytes when this crate was generated.
-        pub const SPEC_SHA256: &str = #sha;
-        /// The customer's code.
-        pub const CUSTOMER_CODE: &str = #code;
-        /// The customer's name.
-        pub const CUSTOMER_NAME: &str = #customer;
-        /// The EMS domain the endpoints are named under.
-        pub const DOMAIN: &str = #domain;
-        /// The HL7 version the customer's engine sends (MSH-12).
-        pub const HL7_VERSION: &str = #version;
-        /// The messaging model.
-        pub const MODEL: &str = #model;
-        /// Message types the customer's engine sends to EMS, `TYPE^TRIGGER`.
-        pub const INBOUND: &[&str] = &[#(#inbound),*];
-        /// Message types EMS sends to the customer's engine, `TYPE^TRIGGER`.
-        pub const OUTBOUND: &[&str] = &[#(#outbound),*];
-
         #(#consts)*
-
-        /// An environment by name, when the spec describes it.
-        pub fn environment(name: EnvName) -> Option<&'static Environment> {
-            match name {
-                #(#arms,)*
-            }
-        }
     };
     render_file(&ctx.header(), tokens, "config.rs")
 }
 
-fn env_variant(name: EnvName) -> proc_macro2::Ident {
+/// The runtime configuration of a spec environment, the spec's defaults filled in.
+pub fn runtime_environment(name: EnvName, env: &Environment) -> config::Environment {
+    config::Environment {
+        name: match name {
+            EnvName::Test => config::EnvName::Test,
+            EnvName::Prod => config::EnvName::Prod,
+        },
+        processing_id: Cow::Borrowed(match env.processing_id {
+            ProcessingId::P => "P",
+            ProcessingId::T => "T",
+            ProcessingId::D => "D",
+        }),
+        receive: env.receive.as_ref().map(receive),
+        send: env.send.as_ref().map(send),
+        store: text(&env.store),
+        sink: match &env.sink {
+            None | Some(Sink::Inbox {}) => config::SinkConfig::Inbox,
+            Some(Sink::Webhook { url }) => config::SinkConfig::Webhook { url: text(url) },
+            Some(Sink::Mllp { addr }) => config::SinkConfig::Mllp { addr: text(addr) },
+        },
+    }
+}
+
+fn text(value: &str) -> Text {
+    Cow::Owned(value.to_string())
+}
+
+fn texts(values: &[String]) -> config::TextList {
+    Cow::Owned(values.iter().map(|v| text(v)).collect())
+}
+
+fn receive(r: &ReceiveSide) -> config::ReceiveConfig {
+    config::ReceiveConfig {
+        listen: text(&r.listen),
+        path: text(&r.path),
+        hostname: text(&r.hostname),
+        cert: text(&r.tls.cert),
+        key: text(&r.tls.key),
+        client_ca: text(&r.tls.client_ca),
+        allowed_clients: texts(&r.allowed_clients),
+        allowed_ips: texts(&r.allowed_ips),
+        max_body: r.max_body.map_or(DEFAULT_MAX_BODY, |b| b.bytes()),
+        receiving_application: r.receiving_application.as_deref().map(text),
+        receiving_facility: r.receiving_facility.as_deref().map(text),
+        response_content_type: r
+            .response_content_type
+            .and_then(|c| c.media_type())
+            .map(text),
+    }
+}
+
+fn policy(p: Option<FailurePolicy>, default: FailurePolicy) -> config::FailurePolicy {
+    match p.unwrap_or(default) {
+        FailurePolicy::Retry => config::FailurePolicy::Retry,
+        FailurePolicy::RetryThenHold(n) => config::FailurePolicy::RetryThenHold(n),
+        FailurePolicy::Hold => config::FailurePolicy::Hold,
+        FailurePolicy::Skip => config::FailurePolicy::Skip,
+    }
+}
+
+fn send(s: &SendSide) -> config::SendConfig {
+    use FailurePolicy::{Hold, Retry};
+    config::SendConfig {
+        url: text(&s.url),
+        cert: text(&s.tls.cert),
+        key: text(&s.tls.key),
+        server_ca: text(&s.tls.server_ca),
+        timeout_ms: s.timeout.map_or(DEFAULT_TIMEOUT_MS, |d| d.as_millis()),
+        backoff_first_ms: s
+            .backoff
+            .as_ref()
+            .map_or(DEFAULT_BACKOFF_FIRST_MS, |b| b.first.as_millis()),
+        backoff_max_ms: s
+            .backoff
+            .as_ref()
+            .map_or(DEFAULT_BACKOFF_MAX_MS, |b| b.max.as_millis()),
+        on_connect_error: policy(s.on_connect_error, Retry),
+        on_timeout: policy(s.on_timeout, Retry),
+        on_5xx: policy(s.on_5xx, Retry),
+        on_4xx: policy(s.on_4xx, Hold),
+        on_bad_ack: policy(s.on_bad_ack, Retry),
+        on_ae: policy(s.on_ae, Hold),
+        on_ar: policy(s.on_ar, Hold),
+    }
+}
+
+// The runtime configuration written out as `const` Rust: every text borrowed.
+
+/// The constant's name for an environment: `TEST`, `PROD`.
+pub fn const_ident(name: config::EnvName) -> proc_macro2::Ident {
     super::names::ident(match name {
-        EnvName::Test => "Test",
-        EnvName::Prod => "Prod",
+        config::EnvName::Test => "TEST",
+        config::EnvName::Prod => "PROD",
     })
 }
 
-fn const_ident(name: EnvName) -> proc_macro2::Ident {
-    super::names::ident(match name {
-        EnvName::Test => "TEST",
-        EnvName::Prod => "PROD",
-    })
+fn text_tokens(value: &str) -> TokenStream {
+    quote! { Cow::Borrowed(#value) }
 }
 
-fn opt_str(value: Option<&String>) -> TokenStream {
+fn opt_text(value: Option<&Text>) -> TokenStream {
     match value {
-        Some(v) => quote! { Some(#v) },
+        Some(v) => {
+            let v = text_tokens(v);
+            quote! { Some(#v) }
+        }
         None => quote! { None },
     }
+}
+
+fn list_tokens(values: &[Text]) -> TokenStream {
+    let values = values.iter().map(|v| text_tokens(v));
+    quote! { Cow::Borrowed(&[#(#values),*]) }
 }
 
 fn u64_lit(n: u64) -> Literal {
     Literal::u64_unsuffixed(n)
 }
 
-fn env_const(name: EnvName, env: &Environment) -> TokenStream {
-    let c = const_ident(name);
-    let variant = env_variant(name);
-    let processing_id = match env.processing_id {
-        ProcessingId::P => "P",
-        ProcessingId::T => "T",
-        ProcessingId::D => "D",
-    };
+fn env_const(env: &config::Environment) -> TokenStream {
+    let c = const_ident(env.name);
+    let variant = super::names::ident(match env.name {
+        config::EnvName::Test => "Test",
+        config::EnvName::Prod => "Prod",
+    });
+    let processing_id = text_tokens(&env.processing_id);
     let receive = match &env.receive {
         Some(r) => {
-            let r = receive(r);
+            let r = receive_tokens(r);
             quote! { Some(#r) }
         }
         None => quote! { None },
     };
     let send = match &env.send {
         Some(s) => {
-            let s = send(s);
+            let s = send_tokens(s);
             quote! { Some(#s) }
         }
         None => quote! { None },
     };
-    let store = &env.store;
+    let store = text_tokens(&env.store);
     let sink = match &env.sink {
-        None | Some(Sink::Inbox {}) => quote! { SinkConfig::Inbox },
-        Some(Sink::Webhook { url }) => quote! { SinkConfig::Webhook { url: #url } },
-        Some(Sink::Mllp { addr }) => quote! { SinkConfig::Mllp { addr: #addr } },
+        config::SinkConfig::Inbox => quote! { SinkConfig::Inbox },
+        config::SinkConfig::Webhook { url } => {
+            let url = text_tokens(url);
+            quote! { SinkConfig::Webhook { url: #url } }
+        }
+        config::SinkConfig::Mllp { addr } => {
+            let addr = text_tokens(addr);
+            quote! { SinkConfig::Mllp { addr: #addr } }
+        }
     };
     let d = doc(&format!(
-        "The `{}` environment (MSH-11 `{processing_id}`).",
-        name.as_str()
+        "The `{}` environment (MSH-11 `{}`).",
+        env.name.as_str(),
+        env.processing_id
     ));
     quote! {
         #d
@@ -163,18 +235,22 @@ fn env_const(name: EnvName, env: &Environment) -> TokenStream {
     }
 }
 
-fn receive(r: &ReceiveSide) -> TokenStream {
-    let (listen, path, hostname) = (&r.listen, &r.path, &r.hostname);
-    let (cert, key, client_ca) = (&r.tls.cert, &r.tls.key, &r.tls.client_ca);
-    let clients = &r.allowed_clients;
-    let ips = &r.allowed_ips;
-    let max_body = u64_lit(r.max_body.map_or(DEFAULT_MAX_BODY, |b| b.bytes()));
-    let app = opt_str(r.receiving_application.as_ref());
-    let facility = opt_str(r.receiving_facility.as_ref());
-    let content_type = match r.response_content_type.and_then(|c| c.media_type()) {
-        Some(name) => quote! { Some(#name) },
-        None => quote! { None },
-    };
+fn receive_tokens(r: &config::ReceiveConfig) -> TokenStream {
+    let [listen, path, hostname, cert, key, client_ca] = [
+        &r.listen,
+        &r.path,
+        &r.hostname,
+        &r.cert,
+        &r.key,
+        &r.client_ca,
+    ]
+    .map(|t| text_tokens(t));
+    let clients = list_tokens(&r.allowed_clients);
+    let ips = list_tokens(&r.allowed_ips);
+    let max_body = u64_lit(r.max_body);
+    let app = opt_text(r.receiving_application.as_ref());
+    let facility = opt_text(r.receiving_facility.as_ref());
+    let content_type = opt_text(r.response_content_type.as_ref());
     quote! {
         ReceiveConfig {
             listen: #listen,
@@ -183,8 +259,8 @@ fn receive(r: &ReceiveSide) -> TokenStream {
             cert: #cert,
             key: #key,
             client_ca: #client_ca,
-            allowed_clients: &[#(#clients),*],
-            allowed_ips: &[#(#ips),*],
+            allowed_clients: #clients,
+            allowed_ips: #ips,
             max_body: #max_body,
             receiving_application: #app,
             receiving_facility: #facility,
@@ -193,40 +269,42 @@ fn receive(r: &ReceiveSide) -> TokenStream {
     }
 }
 
-fn policy(p: Option<FailurePolicy>, default: FailurePolicy) -> TokenStream {
-    match p.unwrap_or(default) {
-        FailurePolicy::Retry => quote! { FailurePolicy::Retry },
-        FailurePolicy::RetryThenHold(n) => {
+fn policy_tokens(p: config::FailurePolicy) -> TokenStream {
+    match p {
+        config::FailurePolicy::Retry => quote! { FailurePolicy::Retry },
+        config::FailurePolicy::RetryThenHold(n) => {
             let n = Literal::u32_unsuffixed(n);
             quote! { FailurePolicy::RetryThenHold(#n) }
         }
-        FailurePolicy::Hold => quote! { FailurePolicy::Hold },
-        FailurePolicy::Skip => quote! { FailurePolicy::Skip },
+        config::FailurePolicy::Hold => quote! { FailurePolicy::Hold },
+        config::FailurePolicy::Skip => quote! { FailurePolicy::Skip },
     }
 }
 
-fn send(s: &SendSide) -> TokenStream {
-    use FailurePolicy::{Hold, Retry};
-    let url = &s.url;
-    let (cert, key, server_ca) = (&s.tls.cert, &s.tls.key, &s.tls.server_ca);
-    let timeout = u64_lit(s.timeout.map_or(DEFAULT_TIMEOUT_MS, |d| d.as_millis()));
-    let first = u64_lit(
-        s.backoff
-            .as_ref()
-            .map_or(DEFAULT_BACKOFF_FIRST_MS, |b| b.first.as_millis()),
-    );
-    let max = u64_lit(
-        s.backoff
-            .as_ref()
-            .map_or(DEFAULT_BACKOFF_MAX_MS, |b| b.max.as_millis()),
-    );
-    let on_connect_error = policy(s.on_connect_error, Retry);
-    let on_timeout = policy(s.on_timeout, Retry);
-    let on_5xx = policy(s.on_5xx, Retry);
-    let on_4xx = policy(s.on_4xx, Hold);
-    let on_bad_ack = policy(s.on_bad_ack, Retry);
-    let on_ae = policy(s.on_ae, Hold);
-    let on_ar = policy(s.on_ar, Hold);
+fn send_tokens(s: &config::SendConfig) -> TokenStream {
+    let [url, cert, key, server_ca] =
+        [&s.url, &s.cert, &s.key, &s.server_ca].map(|t| text_tokens(t));
+    let timeout = u64_lit(s.timeout_ms);
+    let first = u64_lit(s.backoff_first_ms);
+    let max = u64_lit(s.backoff_max_ms);
+    let [
+        on_connect_error,
+        on_timeout,
+        on_5xx,
+        on_4xx,
+        on_bad_ack,
+        on_ae,
+        on_ar,
+    ] = [
+        s.on_connect_error,
+        s.on_timeout,
+        s.on_5xx,
+        s.on_4xx,
+        s.on_bad_ack,
+        s.on_ae,
+        s.on_ar,
+    ]
+    .map(policy_tokens);
     quote! {
         SendConfig {
             url: #url,

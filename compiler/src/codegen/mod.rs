@@ -4,10 +4,10 @@
 //! |---|---|---|
 //! | `Cargo.toml` | tera | the package, linking `hl7gw-runtime` |
 //! | `README.md` | tera | what the crate is, how to build, test and run it |
-//! | `src/lib.rs` | syn/quote/prettyplease | `map_inbound`, `evaluate`, `process`, `map_outbound`, `outbound_from_json` |
+//! | `src/lib.rs` | syn/quote/prettyplease | `SPEC`, the gateway as a runtime `GatewaySpec`: customer, spec, environments, message bindings |
 //! | `src/records.rs` | syn/quote/prettyplease | a struct per record, an enum per code list, `from_hl7`/`to_hl7`, serde both ways |
-//! | `src/config.rs` | syn/quote/prettyplease | the environments as `'static` runtime configuration |
-//! | `src/main.rs` | tera | the gateway's command line |
+//! | `src/config.rs` | syn/quote/prettyplease | the environments as `const` runtime configuration |
+//! | `src/main.rs` | syn/quote/prettyplease | one call: the runtime's command line with `SPEC` |
 //! | `tests/spec_tests.rs` | syn/quote/prettyplease | one `#[test]` per spec test |
 //! | `tests/outbound.rs` | syn/quote/prettyplease | per outbound type, a representative record through JSON and HL7 and back (only when the spec sends) |
 //!
@@ -47,6 +47,7 @@ use crate::spec::{LoadedSpec, Spec};
 
 pub use config_rs::{
     DEFAULT_BACKOFF_FIRST_MS, DEFAULT_BACKOFF_MAX_MS, DEFAULT_MAX_BODY, DEFAULT_TIMEOUT_MS,
+    runtime_environment,
 };
 
 /// Why a crate could not be generated.
@@ -262,7 +263,7 @@ pub fn generate(
     let mut files = BTreeMap::new();
     files.insert("Cargo.toml".to_string(), scaffold::cargo_toml(&ctx, &plan)?);
     files.insert("README.md".to_string(), scaffold::readme(&ctx, &plan)?);
-    files.insert("src/main.rs".to_string(), scaffold::main_rs(&ctx, &plan)?);
+    files.insert("src/main.rs".to_string(), lib_rs::main_rs(&ctx)?);
     files.insert("src/lib.rs".to_string(), lib_rs::render(&ctx, &plan)?);
     files.insert(
         "src/records.rs".to_string(),

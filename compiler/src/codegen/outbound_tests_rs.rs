@@ -1,6 +1,6 @@
 //! `tests/outbound.rs` (only for a spec with outbound types): per outbound message type, a
 //! representative record written by the generator from the plan, as JSON, must read into the
-//! record type, serialize back to the same JSON, and build through `outbound_from_json` into a
+//! record type, serialize back to the same JSON, and build through the crate's `SPEC` (`build_outbound`) into a
 //! message that maps back to the same record; likewise a record of its required fields only.
 //!
 //! The JSON text is written here by hand, field by field in spec order, so that it does not
@@ -43,7 +43,7 @@ pub fn render(ctx: &Context<'_>, plan: &Plan) -> Result<Option<String>, CodegenE
             let json = raw_string(&record_json(plan, record, full, 0))?;
             let d = doc(&format!(
                 "`{message_type}` built from the `{}` record with {what}:\nJSON → record → JSON{}, and \
-                 `outbound_from_json` builds a message that\nmaps back to the record.",
+                 `SPEC.build_outbound` builds a message that\nmaps back to the record.",
                 record.name,
                 if full { " unchanged" } else { " → record" }
             ));
@@ -64,7 +64,7 @@ pub fn render(ctx: &Context<'_>, plan: &Plan) -> Result<Option<String>, CodegenE
     let docs = inner_doc(&format!(
         "Outbound records of `{}` as JSON: for each outbound message type, a\n\
          representative record (every field set, then the required fields only) reads from\n\
-         JSON, serializes back, and builds through `outbound_from_json` into a message that\n\
+         JSON, serializes back, and builds through `SPEC.build_outbound` into a message that\n\
          maps back to it. The records are written by the generator from the spec's types.",
         ctx.spec_path
     ));
@@ -110,7 +110,7 @@ pub fn render(ctx: &Context<'_>, plan: &Plan) -> Result<Option<String>, CodegenE
             }
             let back: T = serde_json::from_value(again).unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(back, record, "record → JSON → record");
-            let bytes = #lib::outbound_from_json(message_type, &json, &HEADER)
+            let bytes = #lib::SPEC.build_outbound(message_type, &json, &HEADER)
                 .unwrap_or_else(|e| panic!("{message_type}: {e}"));
             let built = Message::parse(&bytes).unwrap_or_else(|e| panic!("{e}"));
             let mapped = read(&built);
@@ -122,8 +122,9 @@ pub fn render(ctx: &Context<'_>, plan: &Plan) -> Result<Option<String>, CodegenE
         /// A type the spec does not send is refused, naming the declared ones.
         #[test]
         fn an_undeclared_type_is_refused() {
-            let error = #lib::outbound_from_json(#undeclared, &serde_json::json!({}), &HEADER)
-                .expect_err("an undeclared type builds nothing");
+            let error = #lib::SPEC.build_outbound(#undeclared, &serde_json::json!({}), &HEADER)
+                .expect_err("an undeclared type builds nothing")
+                .to_string();
             assert!(error.starts_with(#expected), "{error}");
         }
     };

@@ -72,9 +72,9 @@ pub fn render(ctx: &Context<'_>) -> Result<String, CodegenError> {
             fn #name() {
                 let path = concat!(env!("CARGO_MANIFEST_DIR"), #file);
                 let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));
-                let outcome = #lib::process(&bytes, EnvName::Test)
+                let outcome = #lib::SPEC.process(&bytes, EnvName::Test)
                     .unwrap_or_else(|e| panic!("{path}: {e}"));
-                assert_eq!(outcome.ack, #ack, "{outcome:#?}");
+                assert_eq!(outcome.ack.as_str(), #ack, "{outcome:#?}");
                 #record_check
                 #error_check
             }

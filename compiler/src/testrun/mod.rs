@@ -6,7 +6,7 @@
 
 mod dynamic;
 
-use hl7gw_runtime::hl7::{Message, ParseOptions};
+use hl7gw_runtime::hl7::{Message, ParseError, ParseOptions};
 use hl7gw_runtime::inbound::{InboundPolicy, Outcome, evaluate, location_matches, record_matches};
 use serde::Serialize;
 
@@ -34,24 +34,29 @@ impl TestResult {
     }
 }
 
-/// Runs one message through the spec's inbound handling in an environment.
-pub fn process(loaded: &LoadedSpec, env: EnvName, bytes: &[u8]) -> Result<Outcome, String> {
+/// Why a message could not be decided about.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProcessError {
+    /// The spec does not describe the environment.
+    #[error("the spec has no {0} environment")]
+    NoEnvironment(&'static str),
+    /// The message does not parse.
+    #[error("{0}")]
+    Parse(#[from] ParseError),
+}
+
+/// Runs one message through the spec's inbound handling in an environment: the
+/// environment as the generated crate holds it, and the runtime's policy and decision.
+pub fn process(loaded: &LoadedSpec, env: EnvName, bytes: &[u8]) -> Result<Outcome, ProcessError> {
     let spec = &loaded.spec;
     let environment = spec
         .environments
         .get(env)
-        .ok_or_else(|| format!("the spec has no {} environment", env.as_str()))?;
-    let message =
-        Message::parse_with(bytes, &ParseOptions::lenient()).map_err(|e| e.to_string())?;
+        .map(|e| crate::codegen::runtime_environment(env, e))
+        .ok_or(ProcessError::NoEnvironment(env.as_str()))?;
+    let message = Message::parse_with(bytes, &ParseOptions::lenient())?;
     let declared: Vec<&str> = spec.inbound.keys().map(String::as_str).collect();
-    let processing_id = format!("{:?}", environment.processing_id);
-    let receive = environment.receive.as_ref();
-    let policy = InboundPolicy {
-        declared: &declared,
-        processing_id: &processing_id,
-        receiving_application: receive.and_then(|r| r.receiving_application.as_deref()),
-        receiving_facility: receive.and_then(|r| r.receiving_facility.as_deref()),
-    };
+    let policy = InboundPolicy::for_environment(declared, &environment);
     Ok(evaluate(&message, &policy, |message_type, message| {
         map_inbound(spec, message_type, message)
     }))
@@ -102,7 +107,7 @@ fn run_one(loaded: &LoadedSpec, test: &SpecTest) -> TestResult {
 pub fn check_expectations(test: &SpecTest, outcome: &Outcome) -> Vec<String> {
     let mut failures = Vec::new();
     let want_ack = format!("{:?}", test.expect.ack);
-    if outcome.ack != want_ack {
+    if outcome.ack.as_str() != want_ack {
         let errors: Vec<String> = outcome
             .errors
             .iter()
@@ -117,7 +122,7 @@ pub fn check_expectations(test: &SpecTest, outcome: &Outcome) -> Vec<String> {
             .collect();
         failures.push(format!(
             "expected ACK {want_ack}, got {}{}",
-            outcome.ack,
+            outcome.ack.as_str(),
             if errors.is_empty() {
                 String::new()
             } else {

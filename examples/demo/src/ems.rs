@@ -68,7 +68,7 @@ pub fn report_for(order: &[u8]) -> Result<BuiltReport, String> {
         timestamp: &stamp,
         control_id: &control_id,
         processing_id: &processing_id,
-        version: gw_demo::config::HL7_VERSION,
+        version: &gw_demo::SPEC.hl7_version,
     };
     let built = report
         .to_hl7(&header)

@@ -27,7 +27,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use hl7gw_runtime::app::{GatewayDefinition, Resolved, RunOptions};
+use hl7gw_runtime::GatewaySpec;
+use hl7gw_runtime::app::{Resolved, RunOptions};
 use hl7gw_runtime::config::{EnvName, Environment};
 use hl7gw_runtime::hl7::{Message, ParseOptions, read_ack};
 use tokio::sync::{mpsc, watch};
@@ -196,7 +197,7 @@ fn split_url(url: &str) -> Option<(String, u16, String)> {
 /// Everything running: how to reach it and how to stop it.
 struct Running {
     resolved: Resolved,
-    hl7_path: &'static str,
+    hl7_path: String,
     send_url: String,
     stop: watch::Sender<bool>,
     gateway: tokio::task::JoinHandle<Result<(), hl7gw_runtime::app::AppError>>,
@@ -225,8 +226,9 @@ async fn stopped(mut rx: watch::Receiver<bool>) {
 }
 
 async fn run(cli: &Cli) -> Result<Vec<String>, SetupError> {
-    let environment =
-        gw_demo::environment(EnvName::Test).ok_or("the demo spec has no TEST environment")?;
+    let environment = gw_demo::SPEC
+        .test
+        .ok_or("the demo spec has no TEST environment")?;
     let receive = environment
         .receive
         .as_ref()
@@ -242,7 +244,7 @@ async fn run(cli: &Cli) -> Result<Vec<String>, SetupError> {
         )
     })?;
     let (send_host, spec_send_port, send_path) =
-        split_url(send.url).ok_or_else(|| format!("the spec's send URL {:?}", send.url))?;
+        split_url(&send.url).ok_or_else(|| format!("the spec's send URL {:?}", send.url))?;
 
     let work = cli
         .work_dir
@@ -254,8 +256,8 @@ async fn run(cli: &Cli) -> Result<Vec<String>, SetupError> {
 
     println!(
         "hl7gw demo: {} ({}), {} environment, all on loopback",
-        gw_demo::config::CUSTOMER_NAME,
-        gw_demo::config::CUSTOMER_CODE,
+        gw_demo::SPEC.customer_name,
+        gw_demo::SPEC.customer_code,
         EnvName::Test.as_str().to_uppercase()
     );
     println!();
@@ -271,7 +273,7 @@ async fn run(cli: &Cli) -> Result<Vec<String>, SetupError> {
 
     // 2. The store.
     let store = work.join(
-        Path::new(environment.store)
+        Path::new(&*environment.store)
             .file_name()
             .unwrap_or_else(|| "demo-test.sqlite".as_ref()),
     );
@@ -322,14 +324,9 @@ async fn run(cli: &Cli) -> Result<Vec<String>, SetupError> {
     let gateway_subject = endpoint.gateway_subject().to_owned();
 
     // 4. The gateway, with the send URL pointing at the endpoint's actual port.
-    let definition = GatewayDefinition {
-        customer: gw_demo::config::CUSTOMER_CODE,
-        environment: with_send_url(environment, &send_url),
-        declared: gw_demo::INBOUND,
-        map: gw_demo::map_inbound,
-        outbound: gw_demo::OUTBOUND,
-        build: None,
-        version: gw_demo::config::HL7_VERSION,
+    let spec = GatewaySpec {
+        test: Some(with_send_url(environment.clone(), &send_url)),
+        ..gw_demo::SPEC
     };
     let options = RunOptions {
         base_dir: work.clone(),
@@ -347,7 +344,7 @@ async fn run(cli: &Cli) -> Result<Vec<String>, SetupError> {
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<Resolved>();
     let gateway_stop = stopped(stop_rx.clone());
     let mut gateway = tokio::spawn(async move {
-        hl7gw_runtime::app::serve(&definition, &options, gateway_stop, move |r| {
+        hl7gw_runtime::app::serve(&spec, EnvName::Test, &options, gateway_stop, move |r| {
             let _ = ready_tx.send(r.clone());
         })
         .await
@@ -374,7 +371,7 @@ async fn run(cli: &Cli) -> Result<Vec<String>, SetupError> {
     };
     let running = Running {
         resolved,
-        hl7_path: receive.path,
+        hl7_path: receive.path.to_string(),
         send_url,
         stop,
         gateway,
@@ -402,14 +399,12 @@ async fn run(cli: &Cli) -> Result<Vec<String>, SetupError> {
     Ok(problems)
 }
 
-/// The environment with its send URL replaced, made `'static` for the definition (once per
-/// process).
-fn with_send_url(environment: &'static Environment, url: &str) -> &'static Environment {
-    let mut copy = *environment;
-    if let Some(send) = &mut copy.send {
-        send.url = Box::leak(url.to_owned().into_boxed_str());
+/// The environment with its send URL replaced.
+fn with_send_url(mut environment: Environment, url: &str) -> Environment {
+    if let Some(send) = &mut environment.send {
+        send.url = url.to_owned().into();
     }
-    Box::leak(Box::new(copy))
+    environment
 }
 
 fn with_port_hint(message: String, option: &str) -> String {
@@ -486,7 +481,7 @@ async fn trust_sends(
     let mut accepted = Vec::new();
     let engine = match trust::Engine::new(
         running.resolved.listen,
-        running.hl7_path,
+        &running.hl7_path,
         &files.tie_client_cert,
         &files.tie_client_key,
         &files.ems_ca,

@@ -3,60 +3,34 @@
 //! per spec environment, with the spec's defaults filled in. Certificate, key and store
 //! paths are relative to the spec's folder.
 
+use std::borrow::Cow;
 use hl7gw_runtime::config::{
     EnvName, Environment, FailurePolicy, ReceiveConfig, SendConfig, SinkConfig,
 };
 
-/// The spec this crate was generated from, relative to the repository.
-pub const SPEC_PATH: &str = "specs/demo.yaml";
-
-/// SHA-256 of the spec file's bytes when this crate was generated.
-pub const SPEC_SHA256: &str = "bce57bebb6749708e92b26e24cebdc7eb07fa56524af7cfc34a7399b77a17e82";
-
-/// The customer's code.
-pub const CUSTOMER_CODE: &str = "demo";
-
-/// The customer's name.
-pub const CUSTOMER_NAME: &str = "Demo NHS Foundation Trust";
-
-/// The EMS domain the endpoints are named under.
-pub const DOMAIN: &str = "example-ems.cloud";
-
-/// The HL7 version the customer's engine sends (MSH-12).
-pub const HL7_VERSION: &str = "2.4";
-
-/// The messaging model.
-pub const MODEL: &str = "orders";
-
-/// Message types the customer's engine sends to EMS, `TYPE^TRIGGER`.
-pub const INBOUND: &[&str] = &["ADT^A28", "ADT^A31", "ADT^A40", "ORM^O01"];
-
-/// Message types EMS sends to the customer's engine, `TYPE^TRIGGER`.
-pub const OUTBOUND: &[&str] = &["ORR^O02", "ORU^R01"];
-
 /// The `test` environment (MSH-11 `T`).
 pub const TEST: Environment = Environment {
     name: EnvName::Test,
-    processing_id: "T",
+    processing_id: Cow::Borrowed("T"),
     receive: Some(ReceiveConfig {
-        listen: "127.0.0.1:8443",
-        path: "/hl7",
-        hostname: "demo-test.api.example-ems.cloud",
-        cert: "certs/test/server.crt",
-        key: "certs/test/server.key",
-        client_ca: "certs/test/trust-ca.crt",
-        allowed_clients: &["CN=tie-test.demo.nhs.uk"],
-        allowed_ips: &["127.0.0.0/8"],
+        listen: Cow::Borrowed("127.0.0.1:8443"),
+        path: Cow::Borrowed("/hl7"),
+        hostname: Cow::Borrowed("demo-test.api.example-ems.cloud"),
+        cert: Cow::Borrowed("certs/test/server.crt"),
+        key: Cow::Borrowed("certs/test/server.key"),
+        client_ca: Cow::Borrowed("certs/test/trust-ca.crt"),
+        allowed_clients: Cow::Borrowed(&[Cow::Borrowed("CN=tie-test.demo.nhs.uk")]),
+        allowed_ips: Cow::Borrowed(&[Cow::Borrowed("127.0.0.0/8")]),
         max_body: 20971520,
-        receiving_application: Some("EMS"),
+        receiving_application: Some(Cow::Borrowed("EMS")),
         receiving_facility: None,
         response_content_type: None,
     }),
     send: Some(SendConfig {
-        url: "https://localhost:9443/hl7/ems",
-        cert: "certs/test/client.crt",
-        key: "certs/test/client.key",
-        server_ca: "certs/test/trust-ca.crt",
+        url: Cow::Borrowed("https://localhost:9443/hl7/ems"),
+        cert: Cow::Borrowed("certs/test/client.crt"),
+        key: Cow::Borrowed("certs/test/client.key"),
+        server_ca: Cow::Borrowed("certs/test/trust-ca.crt"),
         timeout_ms: 30000,
         backoff_first_ms: 1000,
         backoff_max_ms: 300000,
@@ -68,33 +42,33 @@ pub const TEST: Environment = Environment {
         on_ae: FailurePolicy::Hold,
         on_ar: FailurePolicy::Hold,
     }),
-    store: "var/demo-test.sqlite",
+    store: Cow::Borrowed("var/demo-test.sqlite"),
     sink: SinkConfig::Inbox,
 };
 
 /// The `prod` environment (MSH-11 `P`).
 pub const PROD: Environment = Environment {
     name: EnvName::Prod,
-    processing_id: "P",
+    processing_id: Cow::Borrowed("P"),
     receive: Some(ReceiveConfig {
-        listen: "0.0.0.0:443",
-        path: "/hl7",
-        hostname: "demo.api.example-ems.cloud",
-        cert: "certs/prod/server.crt",
-        key: "certs/prod/server.key",
-        client_ca: "certs/prod/trust-ca.crt",
-        allowed_clients: &["CN=tie.demo.nhs.uk"],
-        allowed_ips: &["10.20.0.0/24"],
+        listen: Cow::Borrowed("0.0.0.0:443"),
+        path: Cow::Borrowed("/hl7"),
+        hostname: Cow::Borrowed("demo.api.example-ems.cloud"),
+        cert: Cow::Borrowed("certs/prod/server.crt"),
+        key: Cow::Borrowed("certs/prod/server.key"),
+        client_ca: Cow::Borrowed("certs/prod/trust-ca.crt"),
+        allowed_clients: Cow::Borrowed(&[Cow::Borrowed("CN=tie.demo.nhs.uk")]),
+        allowed_ips: Cow::Borrowed(&[Cow::Borrowed("10.20.0.0/24")]),
         max_body: 20971520,
-        receiving_application: Some("EMS"),
+        receiving_application: Some(Cow::Borrowed("EMS")),
         receiving_facility: None,
         response_content_type: None,
     }),
     send: Some(SendConfig {
-        url: "https://tie.demo.nhs.uk/hl7/ems",
-        cert: "certs/prod/client.crt",
-        key: "certs/prod/client.key",
-        server_ca: "certs/prod/trust-ca.crt",
+        url: Cow::Borrowed("https://tie.demo.nhs.uk/hl7/ems"),
+        cert: Cow::Borrowed("certs/prod/client.crt"),
+        key: Cow::Borrowed("certs/prod/client.key"),
+        server_ca: Cow::Borrowed("certs/prod/trust-ca.crt"),
         timeout_ms: 30000,
         backoff_first_ms: 1000,
         backoff_max_ms: 300000,
@@ -106,14 +80,6 @@ pub const PROD: Environment = Environment {
         on_ae: FailurePolicy::Hold,
         on_ar: FailurePolicy::Hold,
     }),
-    store: "var/demo-prod.sqlite",
+    store: Cow::Borrowed("var/demo-prod.sqlite"),
     sink: SinkConfig::Inbox,
 };
-
-/// An environment by name, when the spec describes it.
-pub fn environment(name: EnvName) -> Option<&'static Environment> {
-    match name {
-        EnvName::Test => Some(&TEST),
-        EnvName::Prod => Some(&PROD),
-    }
-}

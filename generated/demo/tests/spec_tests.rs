@@ -16,9 +16,10 @@ fn an_order_maps_to_a_servicerequest() {
         env!("CARGO_MANIFEST_DIR"), "/../../examples/messages/orm_o01.hl7"
     );
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    let outcome = gw_demo::process(&bytes, EnvName::Test)
+    let outcome = gw_demo::SPEC
+        .process(&bytes, EnvName::Test)
         .unwrap_or_else(|e| panic!("{path}: {e}"));
-    assert_eq!(outcome.ack, "AA", "{outcome:#?}");
+    assert_eq!(outcome.ack.as_str(), "AA", "{outcome:#?}");
     let expected: serde_json::Value = serde_json::from_str(
             r#"{"placer_id":"PLC-1001","procedure":"COL"}"#,
         )
@@ -38,9 +39,10 @@ fn unknown_procedure_code_is_an_error_not_a_guess() {
         env!("CARGO_MANIFEST_DIR"), "/../../examples/messages/orm_o01_bad_procedure.hl7"
     );
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    let outcome = gw_demo::process(&bytes, EnvName::Test)
+    let outcome = gw_demo::SPEC
+        .process(&bytes, EnvName::Test)
         .unwrap_or_else(|e| panic!("{path}: {e}"));
-    assert_eq!(outcome.ack, "AE", "{outcome:#?}");
+    assert_eq!(outcome.ack.as_str(), "AE", "{outcome:#?}");
     let found = outcome
         .errors
         .iter()
@@ -63,9 +65,10 @@ fn a_missing_nhs_number_is_a_required_field_error() {
         env!("CARGO_MANIFEST_DIR"), "/../../examples/messages/orm_o01_no_nhs_number.hl7"
     );
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    let outcome = gw_demo::process(&bytes, EnvName::Test)
+    let outcome = gw_demo::SPEC
+        .process(&bytes, EnvName::Test)
         .unwrap_or_else(|e| panic!("{path}: {e}"));
-    assert_eq!(outcome.ack, "AE", "{outcome:#?}");
+    assert_eq!(outcome.ack.as_str(), "AE", "{outcome:#?}");
     let found = outcome
         .errors
         .iter()
@@ -88,9 +91,10 @@ fn a28_maps_the_nhs_number() {
         env!("CARGO_MANIFEST_DIR"), "/../../examples/messages/adt_a28.hl7"
     );
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    let outcome = gw_demo::process(&bytes, EnvName::Test)
+    let outcome = gw_demo::SPEC
+        .process(&bytes, EnvName::Test)
         .unwrap_or_else(|e| panic!("{path}: {e}"));
-    assert_eq!(outcome.ack, "AA", "{outcome:#?}");
+    assert_eq!(outcome.ack.as_str(), "AA", "{outcome:#?}");
     let expected: serde_json::Value = serde_json::from_str(
             r#"{"nhs_number":"9449305552","family":"SMITH","sex":"male"}"#,
         )
@@ -110,9 +114,10 @@ fn an_a31_asking_for_enhanced_acknowledgement_gets_a_commit_accept() {
         env!("CARGO_MANIFEST_DIR"), "/../../examples/messages/adt_a31_enhanced.hl7"
     );
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    let outcome = gw_demo::process(&bytes, EnvName::Test)
+    let outcome = gw_demo::SPEC
+        .process(&bytes, EnvName::Test)
         .unwrap_or_else(|e| panic!("{path}: {e}"));
-    assert_eq!(outcome.ack, "CA", "{outcome:#?}");
+    assert_eq!(outcome.ack.as_str(), "CA", "{outcome:#?}");
     let expected: serde_json::Value = serde_json::from_str(
             r#"{"nhs_number":"9449305552","birth_date":"1970-01-01"}"#,
         )
@@ -132,9 +137,10 @@ fn an_a40_carries_the_prior_mrn() {
         env!("CARGO_MANIFEST_DIR"), "/../../examples/messages/adt_a40.hl7"
     );
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    let outcome = gw_demo::process(&bytes, EnvName::Test)
+    let outcome = gw_demo::SPEC
+        .process(&bytes, EnvName::Test)
         .unwrap_or_else(|e| panic!("{path}: {e}"));
-    assert_eq!(outcome.ack, "AA", "{outcome:#?}");
+    assert_eq!(outcome.ack.as_str(), "AA", "{outcome:#?}");
     let expected: serde_json::Value = serde_json::from_str(
             r#"{"prior_mrn":"D999999","patient":{"mrn":"D123456"}}"#,
         )
@@ -154,9 +160,10 @@ fn a_scheduling_message_is_not_part_of_this_customer_s_interface() {
         env!("CARGO_MANIFEST_DIR"), "/../../examples/messages/siu_s12.hl7"
     );
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    let outcome = gw_demo::process(&bytes, EnvName::Test)
+    let outcome = gw_demo::SPEC
+        .process(&bytes, EnvName::Test)
         .unwrap_or_else(|e| panic!("{path}: {e}"));
-    assert_eq!(outcome.ack, "AR", "{outcome:#?}");
+    assert_eq!(outcome.ack.as_str(), "AR", "{outcome:#?}");
     let found = outcome
         .errors
         .iter()

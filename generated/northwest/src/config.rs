@@ -3,60 +3,36 @@
 //! per spec environment, with the spec's defaults filled in. Certificate, key and store
 //! paths are relative to the spec's folder.
 
+use std::borrow::Cow;
 use hl7gw_runtime::config::{
     EnvName, Environment, FailurePolicy, ReceiveConfig, SendConfig, SinkConfig,
 };
 
-/// The spec this crate was generated from, relative to the repository.
-pub const SPEC_PATH: &str = "specs/northwest.yaml";
-
-/// SHA-256 of the spec file's bytes when this crate was generated.
-pub const SPEC_SHA256: &str = "6622b84dea1b515c0b92a4d654aced9f17c1adc8ea10dceefbcdb0e0e8362672";
-
-/// The customer's code.
-pub const CUSTOMER_CODE: &str = "northwest";
-
-/// The customer's name.
-pub const CUSTOMER_NAME: &str = "North West Community Health NHS Trust";
-
-/// The EMS domain the endpoints are named under.
-pub const DOMAIN: &str = "example-ems.cloud";
-
-/// The HL7 version the customer's engine sends (MSH-12).
-pub const HL7_VERSION: &str = "2.3";
-
-/// The messaging model.
-pub const MODEL: &str = "basic";
-
-/// Message types the customer's engine sends to EMS, `TYPE^TRIGGER`.
-pub const INBOUND: &[&str] = &["ADT^A28", "ADT^A31", "ADT^A40"];
-
-/// Message types EMS sends to the customer's engine, `TYPE^TRIGGER`.
-pub const OUTBOUND: &[&str] = &["ORU^R01"];
-
 /// The `test` environment (MSH-11 `T`).
 pub const TEST: Environment = Environment {
     name: EnvName::Test,
-    processing_id: "T",
+    processing_id: Cow::Borrowed("T"),
     receive: Some(ReceiveConfig {
-        listen: "127.0.0.1:8643",
-        path: "/northwest/hl7/v2",
-        hostname: "northwest-test.api.example-ems.cloud",
-        cert: "certs/northwest/test/gateway-server.crt",
-        key: "certs/northwest/test/gateway-server.key",
-        client_ca: "certs/northwest/test/tie-client-ca.crt",
-        allowed_clients: &["CN=ensemble-test.nwch.nhs.uk"],
-        allowed_ips: &["127.0.0.0/8", "::1/128"],
+        listen: Cow::Borrowed("127.0.0.1:8643"),
+        path: Cow::Borrowed("/northwest/hl7/v2"),
+        hostname: Cow::Borrowed("northwest-test.api.example-ems.cloud"),
+        cert: Cow::Borrowed("certs/northwest/test/gateway-server.crt"),
+        key: Cow::Borrowed("certs/northwest/test/gateway-server.key"),
+        client_ca: Cow::Borrowed("certs/northwest/test/tie-client-ca.crt"),
+        allowed_clients: Cow::Borrowed(&[Cow::Borrowed("CN=ensemble-test.nwch.nhs.uk")]),
+        allowed_ips: Cow::Borrowed(
+            &[Cow::Borrowed("127.0.0.0/8"), Cow::Borrowed("::1/128")],
+        ),
         max_body: 8388608,
-        receiving_application: Some("EMS"),
-        receiving_facility: Some("NWCH-EMS"),
+        receiving_application: Some(Cow::Borrowed("EMS")),
+        receiving_facility: Some(Cow::Borrowed("NWCH-EMS")),
         response_content_type: None,
     }),
     send: Some(SendConfig {
-        url: "https://localhost:9643/ems/northwest/results",
-        cert: "certs/northwest/test/gateway-client.crt",
-        key: "certs/northwest/test/gateway-client.key",
-        server_ca: "certs/northwest/test/tie-server-ca.crt",
+        url: Cow::Borrowed("https://localhost:9643/ems/northwest/results"),
+        cert: Cow::Borrowed("certs/northwest/test/gateway-client.crt"),
+        key: Cow::Borrowed("certs/northwest/test/gateway-client.key"),
+        server_ca: Cow::Borrowed("certs/northwest/test/tie-server-ca.crt"),
         timeout_ms: 15000,
         backoff_first_ms: 500,
         backoff_max_ms: 120000,
@@ -68,35 +44,42 @@ pub const TEST: Environment = Environment {
         on_ae: FailurePolicy::RetryThenHold(3),
         on_ar: FailurePolicy::Skip,
     }),
-    store: "var/northwest-test.sqlite",
+    store: Cow::Borrowed("var/northwest-test.sqlite"),
     sink: SinkConfig::Webhook {
-        url: "http://127.0.0.1:8690/ems/northwest/test/patients",
+        url: Cow::Borrowed("http://127.0.0.1:8690/ems/northwest/test/patients"),
     },
 };
 
 /// The `prod` environment (MSH-11 `P`).
 pub const PROD: Environment = Environment {
     name: EnvName::Prod,
-    processing_id: "P",
+    processing_id: Cow::Borrowed("P"),
     receive: Some(ReceiveConfig {
-        listen: "0.0.0.0:8443",
-        path: "/northwest/hl7/v2",
-        hostname: "northwest.api.example-ems.cloud",
-        cert: "certs/northwest/prod/gateway-server.crt",
-        key: "certs/northwest/prod/gateway-server.key",
-        client_ca: "certs/northwest/prod/tie-client-ca.crt",
-        allowed_clients: &["CN=ensemble.nwch.nhs.uk", "DNS:ensemble-dr.nwch.nhs.uk"],
-        allowed_ips: &["10.64.12.0/24", "10.64.13.16/28"],
+        listen: Cow::Borrowed("0.0.0.0:8443"),
+        path: Cow::Borrowed("/northwest/hl7/v2"),
+        hostname: Cow::Borrowed("northwest.api.example-ems.cloud"),
+        cert: Cow::Borrowed("certs/northwest/prod/gateway-server.crt"),
+        key: Cow::Borrowed("certs/northwest/prod/gateway-server.key"),
+        client_ca: Cow::Borrowed("certs/northwest/prod/tie-client-ca.crt"),
+        allowed_clients: Cow::Borrowed(
+            &[
+                Cow::Borrowed("CN=ensemble.nwch.nhs.uk"),
+                Cow::Borrowed("DNS:ensemble-dr.nwch.nhs.uk"),
+            ],
+        ),
+        allowed_ips: Cow::Borrowed(
+            &[Cow::Borrowed("10.64.12.0/24"), Cow::Borrowed("10.64.13.16/28")],
+        ),
         max_body: 8388608,
-        receiving_application: Some("EMS"),
-        receiving_facility: Some("NWCH-EMS"),
+        receiving_application: Some(Cow::Borrowed("EMS")),
+        receiving_facility: Some(Cow::Borrowed("NWCH-EMS")),
         response_content_type: None,
     }),
     send: Some(SendConfig {
-        url: "https://ensemble.nwch.nhs.uk:8443/ems/northwest/results",
-        cert: "certs/northwest/prod/gateway-client.crt",
-        key: "certs/northwest/prod/gateway-client.key",
-        server_ca: "certs/northwest/prod/tie-server-ca.crt",
+        url: Cow::Borrowed("https://ensemble.nwch.nhs.uk:8443/ems/northwest/results"),
+        cert: Cow::Borrowed("certs/northwest/prod/gateway-client.crt"),
+        key: Cow::Borrowed("certs/northwest/prod/gateway-client.key"),
+        server_ca: Cow::Borrowed("certs/northwest/prod/tie-server-ca.crt"),
         timeout_ms: 45000,
         backoff_first_ms: 2000,
         backoff_max_ms: 900000,
@@ -108,14 +91,6 @@ pub const PROD: Environment = Environment {
         on_ae: FailurePolicy::RetryThenHold(3),
         on_ar: FailurePolicy::Hold,
     }),
-    store: "var/northwest-prod.sqlite",
+    store: Cow::Borrowed("var/northwest-prod.sqlite"),
     sink: SinkConfig::Inbox,
 };
-
-/// An environment by name, when the spec describes it.
-pub fn environment(name: EnvName) -> Option<&'static Environment> {
-    match name {
-        EnvName::Test => Some(&TEST),
-        EnvName::Prod => Some(&PROD),
-    }
-}

@@ -2,7 +2,7 @@
 #![cfg_attr(rustfmt, rustfmt::skip)]
 //! Outbound records of `specs/northwest.yaml` as JSON: for each outbound message type, a
 //! representative record (every field set, then the required fields only) reads from
-//! JSON, serializes back, and builds through `outbound_from_json` into a message that
+//! JSON, serializes back, and builds through `SPEC.build_outbound` into a message that
 //! maps back to it. The records are written by the generator from the spec's types.
 #![allow(clippy::expect_used, clippy::panic)]
 
@@ -44,7 +44,8 @@ where
     }
     let back: T = serde_json::from_value(again).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(back, record, "record → JSON → record");
-    let bytes = gw_northwest::outbound_from_json(message_type, &json, &HEADER)
+    let bytes = gw_northwest::SPEC
+        .build_outbound(message_type, &json, &HEADER)
         .unwrap_or_else(|e| panic!("{message_type}: {e}"));
     let built = Message::parse(&bytes).unwrap_or_else(|e| panic!("{e}"));
     let mapped = read(&built);
@@ -52,7 +53,7 @@ where
 }
 
 /// `ORU^R01` built from the `result_report` record with every field set:
-/// JSON → record → JSON unchanged, and `outbound_from_json` builds a message that
+/// JSON → record → JSON unchanged, and `SPEC.build_outbound` builds a message that
 /// maps back to the record.
 #[test]
 fn oru_r01_record_with_every_field() {
@@ -65,7 +66,7 @@ fn oru_r01_record_with_every_field() {
 }
 
 /// `ORU^R01` built from the `result_report` record with only the required fields, the others left out:
-/// JSON → record → JSON → record, and `outbound_from_json` builds a message that
+/// JSON → record → JSON → record, and `SPEC.build_outbound` builds a message that
 /// maps back to the record.
 #[test]
 fn oru_r01_record_with_required_fields() {
@@ -80,12 +81,10 @@ fn oru_r01_record_with_required_fields() {
 /// A type the spec does not send is refused, naming the declared ones.
 #[test]
 fn an_undeclared_type_is_refused() {
-    let error = gw_northwest::outbound_from_json(
-            "ZZZ^Z99",
-            &serde_json::json!({}),
-            &HEADER,
-        )
-        .expect_err("an undeclared type builds nothing");
+    let error = gw_northwest::SPEC
+        .build_outbound("ZZZ^Z99", &serde_json::json!({}), &HEADER)
+        .expect_err("an undeclared type builds nothing")
+        .to_string();
     assert!(
         error.starts_with("message type ZZZ^Z99 is not declared outbound"), "{error}"
     );

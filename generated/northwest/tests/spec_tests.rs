@@ -16,9 +16,10 @@ fn a28_adds_a_person() {
         env!("CARGO_MANIFEST_DIR"), "/../../examples/messages/northwest/adt_a28.hl7"
     );
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    let outcome = gw_northwest::process(&bytes, EnvName::Test)
+    let outcome = gw_northwest::SPEC
+        .process(&bytes, EnvName::Test)
         .unwrap_or_else(|e| panic!("{path}: {e}"));
-    assert_eq!(outcome.ack, "AA", "{outcome:#?}");
+    assert_eq!(outcome.ack.as_str(), "AA", "{outcome:#?}");
     let expected: serde_json::Value = serde_json::from_str(
             r#"{"nhs_number":"9449305552","local_id":"RX10001","surname":"OKAFOR","forenames":"ADAEZE","middle_names":"CHIOMA","dob":"1985-03-12","gender":"F","postcode":"BL1 1AA","phone_numbers":["01204 555123","07700 900123"],"ethnicity":"N","gp_practice":"P82001","registered_gp":"G3426500"}"#,
         )
@@ -38,9 +39,10 @@ fn a31_updates_a_person_nhs_number_in_the_second_pid_3_repetition() {
         env!("CARGO_MANIFEST_DIR"), "/../../examples/messages/northwest/adt_a31.hl7"
     );
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    let outcome = gw_northwest::process(&bytes, EnvName::Test)
+    let outcome = gw_northwest::SPEC
+        .process(&bytes, EnvName::Test)
         .unwrap_or_else(|e| panic!("{path}: {e}"));
-    assert_eq!(outcome.ack, "AA", "{outcome:#?}");
+    assert_eq!(outcome.ack.as_str(), "AA", "{outcome:#?}");
     let expected: serde_json::Value = serde_json::from_str(
             r#"{"nhs_number":"9449310475","local_id":"RX20002","surname":"NOWAK","dob":"1962-07-04","gender":"M","postcode":"WN1 2DB","phone_numbers":["01942 555987"],"ethnicity":"C","gp_practice":"P92002"}"#,
         )
@@ -60,9 +62,10 @@ fn a40_merges_the_previous_local_id_into_the_surviving_person() {
         env!("CARGO_MANIFEST_DIR"), "/../../examples/messages/northwest/adt_a40.hl7"
     );
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    let outcome = gw_northwest::process(&bytes, EnvName::Test)
+    let outcome = gw_northwest::SPEC
+        .process(&bytes, EnvName::Test)
         .unwrap_or_else(|e| panic!("{path}: {e}"));
-    assert_eq!(outcome.ack, "AA", "{outcome:#?}");
+    assert_eq!(outcome.ack.as_str(), "AA", "{outcome:#?}");
     let expected: serde_json::Value = serde_json::from_str(
             r#"{"previous_id":"RX10077","surviving":{"nhs_number":"9449305552","local_id":"RX10001","surname":"OKAFOR"}}"#,
         )
@@ -83,9 +86,10 @@ fn a_person_without_an_nhs_number_is_refused() {
         "/../../examples/messages/northwest/adt_a28_no_nhs_number.hl7"
     );
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    let outcome = gw_northwest::process(&bytes, EnvName::Test)
+    let outcome = gw_northwest::SPEC
+        .process(&bytes, EnvName::Test)
         .unwrap_or_else(|e| panic!("{path}: {e}"));
-    assert_eq!(outcome.ack, "AE", "{outcome:#?}");
+    assert_eq!(outcome.ack.as_str(), "AE", "{outcome:#?}");
     let found = outcome
         .errors
         .iter()
@@ -109,9 +113,10 @@ fn an_nhs_number_with_a_wrong_check_digit_is_a_data_type_error() {
         "/../../examples/messages/northwest/adt_a28_bad_nhs_check_digit.hl7"
     );
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    let outcome = gw_northwest::process(&bytes, EnvName::Test)
+    let outcome = gw_northwest::SPEC
+        .process(&bytes, EnvName::Test)
         .unwrap_or_else(|e| panic!("{path}: {e}"));
-    assert_eq!(outcome.ack, "AE", "{outcome:#?}");
+    assert_eq!(outcome.ack.as_str(), "AE", "{outcome:#?}");
     let found = outcome
         .errors
         .iter()
@@ -135,9 +140,10 @@ fn a_birth_date_in_month_13_is_a_data_type_error() {
         "/../../examples/messages/northwest/adt_a28_bad_birth_date.hl7"
     );
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    let outcome = gw_northwest::process(&bytes, EnvName::Test)
+    let outcome = gw_northwest::SPEC
+        .process(&bytes, EnvName::Test)
         .unwrap_or_else(|e| panic!("{path}: {e}"));
-    assert_eq!(outcome.ack, "AE", "{outcome:#?}");
+    assert_eq!(outcome.ack.as_str(), "AE", "{outcome:#?}");
     let found = outcome
         .errors
         .iter()
@@ -161,9 +167,10 @@ fn a_gender_code_outside_the_gender_table_is_refused() {
         "/../../examples/messages/northwest/adt_a31_unknown_gender.hl7"
     );
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    let outcome = gw_northwest::process(&bytes, EnvName::Test)
+    let outcome = gw_northwest::SPEC
+        .process(&bytes, EnvName::Test)
         .unwrap_or_else(|e| panic!("{path}: {e}"));
-    assert_eq!(outcome.ack, "AE", "{outcome:#?}");
+    assert_eq!(outcome.ack.as_str(), "AE", "{outcome:#?}");
     let found = outcome
         .errors
         .iter()
@@ -187,9 +194,10 @@ fn an_ethnic_category_outside_the_table_is_refused() {
         "/../../examples/messages/northwest/adt_a31_unknown_ethnicity.hl7"
     );
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    let outcome = gw_northwest::process(&bytes, EnvName::Test)
+    let outcome = gw_northwest::SPEC
+        .process(&bytes, EnvName::Test)
         .unwrap_or_else(|e| panic!("{path}: {e}"));
-    assert_eq!(outcome.ack, "AE", "{outcome:#?}");
+    assert_eq!(outcome.ack.as_str(), "AE", "{outcome:#?}");
     let found = outcome
         .errors
         .iter()
@@ -213,9 +221,10 @@ fn a_merge_without_the_prior_id_in_mrg_1_is_refused() {
         "/../../examples/messages/northwest/adt_a40_no_prior_id.hl7"
     );
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    let outcome = gw_northwest::process(&bytes, EnvName::Test)
+    let outcome = gw_northwest::SPEC
+        .process(&bytes, EnvName::Test)
         .unwrap_or_else(|e| panic!("{path}: {e}"));
-    assert_eq!(outcome.ack, "AE", "{outcome:#?}");
+    assert_eq!(outcome.ack.as_str(), "AE", "{outcome:#?}");
     let found = outcome
         .errors
         .iter()
@@ -239,9 +248,10 @@ fn an_adt_event_the_trust_did_not_buy_is_rejected() {
         "/../../examples/messages/northwest/adt_a08_not_accepted.hl7"
     );
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    let outcome = gw_northwest::process(&bytes, EnvName::Test)
+    let outcome = gw_northwest::SPEC
+        .process(&bytes, EnvName::Test)
         .unwrap_or_else(|e| panic!("{path}: {e}"));
-    assert_eq!(outcome.ack, "AR", "{outcome:#?}");
+    assert_eq!(outcome.ack.as_str(), "AR", "{outcome:#?}");
     let found = outcome
         .errors
         .iter()
@@ -265,9 +275,10 @@ fn an_order_message_is_rejected_on_the_basic_model() {
         "/../../examples/messages/northwest/orm_o01_not_accepted.hl7"
     );
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    let outcome = gw_northwest::process(&bytes, EnvName::Test)
+    let outcome = gw_northwest::SPEC
+        .process(&bytes, EnvName::Test)
         .unwrap_or_else(|e| panic!("{path}: {e}"));
-    assert_eq!(outcome.ack, "AR", "{outcome:#?}");
+    assert_eq!(outcome.ack.as_str(), "AR", "{outcome:#?}");
     let found = outcome
         .errors
         .iter()
@@ -291,9 +302,10 @@ fn prod_traffic_reaching_test_is_rejected() {
         "/../../examples/messages/northwest/adt_a28_prod_processing_id.hl7"
     );
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    let outcome = gw_northwest::process(&bytes, EnvName::Test)
+    let outcome = gw_northwest::SPEC
+        .process(&bytes, EnvName::Test)
         .unwrap_or_else(|e| panic!("{path}: {e}"));
-    assert_eq!(outcome.ack, "AR", "{outcome:#?}");
+    assert_eq!(outcome.ack.as_str(), "AR", "{outcome:#?}");
     let found = outcome
         .errors
         .iter()

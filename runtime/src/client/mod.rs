@@ -216,7 +216,7 @@ impl HttpsClient {
         server_ca: &std::path::Path,
     ) -> Result<Self, ClientError> {
         let tls = client_config(cert, key, server_ca)?;
-        Self::new(send.url, tls, Duration::from_millis(send.timeout_ms))
+        Self::new(&send.url, tls, Duration::from_millis(send.timeout_ms))
     }
 
     /// Reads at most this many response bytes (default [`DEFAULT_MAX_RESPONSE`]).

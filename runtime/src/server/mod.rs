@@ -221,8 +221,8 @@ impl Settings {
         let listen = config
             .listen
             .parse()
-            .map_err(|_| SettingsError::Listen(config.listen.to_owned()))?;
-        let mut settings = Self::new(listen, config.path);
+            .map_err(|_| SettingsError::Listen(config.listen.to_string()))?;
+        let mut settings = Self::new(listen, &*config.path);
         settings.allowed_ips = config
             .allowed_ips
             .iter()
@@ -231,12 +231,12 @@ impl Settings {
         settings.allowed_clients = config
             .allowed_clients
             .iter()
-            .map(|s| (*s).to_owned())
+            .map(|s| s.to_string())
             .collect();
         settings.max_body = config.max_body;
-        if let Some(name) = config.response_content_type {
+        if let Some(name) = &config.response_content_type {
             let media = MediaType::parse(name)
-                .ok_or_else(|| SettingsError::ContentType(name.to_owned()))?;
+                .ok_or_else(|| SettingsError::ContentType(name.to_string()))?;
             settings.response_content_type = ResponseContentType::Fixed(media);
         }
         Ok(settings)
@@ -506,18 +506,18 @@ mod tests {
 
     fn receive(content_type: Option<&'static str>) -> ReceiveConfig {
         ReceiveConfig {
-            listen: "127.0.0.1:0",
-            path: "/hl7",
-            hostname: "localhost",
-            cert: "server.crt",
-            key: "server.key",
-            client_ca: "ca.crt",
-            allowed_clients: &["CN=tie"],
-            allowed_ips: &["127.0.0.0/8"],
+            listen: "127.0.0.1:0".into(),
+            path: "/hl7".into(),
+            hostname: "localhost".into(),
+            cert: "server.crt".into(),
+            key: "server.key".into(),
+            client_ca: "ca.crt".into(),
+            allowed_clients: vec!["CN=tie".into()].into(),
+            allowed_ips: vec!["127.0.0.0/8".into()].into(),
             max_body: 1024,
             receiving_application: None,
             receiving_facility: None,
-            response_content_type: content_type,
+            response_content_type: content_type.map(Into::into),
         }
     }
 

@@ -6,7 +6,7 @@
 //! The test binary re-executes itself (`std::env::current_exe()`) with [`CHILD_ENV`] set to
 //! a JSON [`GatewayConfig`] and a filter selecting the ignored test `child_gateway_process`,
 //! which calls [`child_main`]: it runs `hl7gw_runtime::app::serve` with a generated
-//! gateway's definition (gw-demo or gw-northwest, TEST environment), the repository's
+//! gateway's `SPEC` (gw-demo or gw-northwest, TEST environment), the repository's
 //! `specs/` folder as the base directory, every port on 127.0.0.1:0 and a temporary store,
 //! and prints the bound addresses on one [`READY`] line. It stops when its standard input
 //! closes (so it never outlives the test) or when the test kills it.
@@ -28,8 +28,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use hl7gw_runtime::app::{GatewayDefinition, RunOptions};
-use hl7gw_runtime::config::{Environment, SinkConfig};
+use hl7gw_runtime::app::RunOptions;
+use hl7gw_runtime::config::{EnvName, Environment, SinkConfig};
 use hl7gw_tests::child::{ChildProcess, ChildSpec, on_stdin_closed};
 use serde_json::{Value, json};
 
@@ -69,22 +69,25 @@ impl Spec {
 
     /// The generated TEST environment.
     pub fn environment(self) -> &'static Environment {
+        static DEMO: Environment = gw_demo::config::TEST;
+        static NORTHWEST: Environment = gw_northwest::config::TEST;
         match self {
-            Self::Demo => &gw_demo::config::TEST,
-            Self::Northwest => &gw_northwest::config::TEST,
+            Self::Demo => &DEMO,
+            Self::Northwest => &NORTHWEST,
         }
     }
 
     /// The URL path engines POST to.
     pub fn path(self) -> &'static str {
-        self.environment().receive.map_or("/", |r| r.path)
+        self.environment().receive.as_ref().map_or("/", |r| &r.path)
     }
 
     /// The public host name of the TEST endpoint (in the server certificate).
     pub fn hostname(self) -> &'static str {
         self.environment()
             .receive
-            .map_or("localhost", |r| r.hostname)
+            .as_ref()
+            .map_or("localhost", |r| &r.hostname)
     }
 }
 
@@ -137,49 +140,32 @@ pub fn child_main() {
     });
 }
 
-fn leak(text: &str) -> &'static str {
-    Box::leak(text.to_owned().into_boxed_str())
-}
-
 fn run_child(config: &str) -> Result<(), String> {
     let config: Value = serde_json::from_str(config).map_err(|e| e.to_string())?;
     let text = |key: &str| config.get(key).and_then(Value::as_str);
-    let (mut environment, customer, declared, map): (Environment, _, _, _) = match text("spec") {
-        Some("demo") => (
-            gw_demo::config::TEST,
-            gw_demo::config::CUSTOMER_CODE,
-            gw_demo::INBOUND,
-            gw_demo::map_inbound as hl7gw_runtime::gateway::MapFn,
-        ),
-        Some("northwest") => (
-            gw_northwest::config::TEST,
-            gw_northwest::config::CUSTOMER_CODE,
-            gw_northwest::INBOUND,
-            gw_northwest::map_inbound as hl7gw_runtime::gateway::MapFn,
-        ),
+    let mut spec = match text("spec") {
+        Some("demo") => gw_demo::SPEC,
+        Some("northwest") => gw_northwest::SPEC,
         other => return Err(format!("unknown spec {other:?}")),
     };
+    let environment = spec.test.as_mut().ok_or("no TEST environment")?;
     if let Some(ips) = config.get("allowed_ips").and_then(Value::as_array) {
-        let ips: Vec<&'static str> = ips.iter().filter_map(Value::as_str).map(leak).collect();
-        let mut receive = environment.receive.ok_or("no receive section")?;
-        receive.allowed_ips = Box::leak(ips.into_boxed_slice());
-        environment.receive = Some(receive);
+        let ips: Vec<_> = ips
+            .iter()
+            .filter_map(Value::as_str)
+            .map(|ip| ip.to_owned().into())
+            .collect();
+        let receive = environment.receive.as_mut().ok_or("no receive section")?;
+        receive.allowed_ips = ips.into();
     }
     if let Some(url) = text("webhook") {
-        environment.sink = SinkConfig::Webhook { url: leak(url) };
+        environment.sink = SinkConfig::Webhook {
+            url: url.to_owned().into(),
+        };
     }
     // These tests exercise the receiving side only.
     environment.send = None;
-    let environment: &'static Environment = Box::leak(Box::new(environment));
-    let definition = GatewayDefinition {
-        customer,
-        environment,
-        declared,
-        map,
-        outbound: &[],
-        build: None,
-        version: "2.4",
-    };
+    let uses_inbox = matches!(environment.sink, SinkConfig::Inbox);
     let local = |port: u16| Some(SocketAddr::from(([127, 0, 0, 1], port)));
     let options = RunOptions {
         base_dir: specs(),
@@ -202,10 +188,10 @@ fn run_child(config: &str) -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
-    let uses_inbox = matches!(environment.sink, SinkConfig::Inbox);
     runtime
         .block_on(hl7gw_runtime::app::serve(
-            &definition,
+            &spec,
+            EnvName::Test,
             &options,
             async move {
                 let _ = stopped.await;

@@ -28,8 +28,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use hl7gw_runtime::app::{GatewayDefinition, QueueCommand, RunOptions};
-use hl7gw_runtime::config::{Environment, SendConfig};
+use hl7gw_runtime::GatewaySpec;
+use hl7gw_runtime::app::{QueueCommand, RunOptions};
+use hl7gw_runtime::config::{EnvName, Environment, SendConfig};
 use hl7gw_tests::child::{ChildProcess, ChildSpec, on_stdin_closed};
 use serde_json::{Value, json};
 
@@ -104,10 +105,6 @@ pub fn child_main() {
     });
 }
 
-fn leak(text: &str) -> &'static str {
-    Box::leak(text.to_owned().into_boxed_str())
-}
-
 /// gw-demo's TEST environment with the send side pointed at `url` and sped up.
 fn environment(config: &Value) -> Result<Environment, String> {
     let number = |key: &str| {
@@ -120,7 +117,7 @@ fn environment(config: &Value) -> Result<Environment, String> {
     let mut environment = gw_demo::config::TEST;
     let base = environment.send.ok_or("gw-demo TEST sends nothing")?;
     environment.send = Some(SendConfig {
-        url: leak(url),
+        url: url.to_owned().into(),
         timeout_ms: number("timeout_ms")?,
         backoff_first_ms: number("backoff_first_ms")?,
         backoff_max_ms: number("backoff_max_ms")?,
@@ -129,16 +126,11 @@ fn environment(config: &Value) -> Result<Environment, String> {
     Ok(environment)
 }
 
-/// gw-demo's definition for `environment`.
-fn definition(environment: &'static Environment) -> GatewayDefinition {
-    GatewayDefinition {
-        customer: gw_demo::config::CUSTOMER_CODE,
-        environment,
-        declared: gw_demo::INBOUND,
-        map: gw_demo::map_inbound,
-        outbound: gw_demo::config::OUTBOUND,
-        build: None,
-        version: gw_demo::config::HL7_VERSION,
+/// gw-demo's spec with `environment` as its TEST environment.
+fn spec(environment: Environment) -> GatewaySpec {
+    GatewaySpec {
+        test: Some(environment),
+        ..gw_demo::SPEC
     }
 }
 
@@ -159,8 +151,7 @@ fn options(store: PathBuf) -> RunOptions {
 
 fn run_child(config: &str) -> Result<(), String> {
     let config: Value = serde_json::from_str(config).map_err(|e| e.to_string())?;
-    let environment: &'static Environment = Box::leak(Box::new(environment(&config)?));
-    let definition = definition(environment);
+    let spec = spec(environment(&config)?);
     let store = config
         .get("store")
         .and_then(Value::as_str)
@@ -178,7 +169,8 @@ fn run_child(config: &str) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     runtime
         .block_on(hl7gw_runtime::app::serve(
-            &definition,
+            &spec,
+            EnvName::Test,
             &options,
             async move {
                 let _ = stopped.await;
@@ -313,14 +305,10 @@ impl Sender {
 /// prints.
 pub fn queue_command(config: &SenderConfig, command: &QueueCommand) -> String {
     let config = serde_json::from_str(&config.to_json()).unwrap();
-    let environment: &'static Environment = Box::leak(Box::new(environment(&config).unwrap()));
+    let environment = environment(&config).unwrap();
     let store = config["store"].as_str().unwrap();
-    hl7gw_runtime::app::queue_command(
-        &definition(environment),
-        &options(PathBuf::from(store)),
-        command,
-    )
-    .unwrap_or_else(|e| panic!("queue command {command:?} failed: {e}"))
+    hl7gw_runtime::app::queue_command(&environment, &options(PathBuf::from(store)), command)
+        .unwrap_or_else(|e| panic!("queue command {command:?} failed: {e}"))
 }
 
 /// One plain HTTP/1.1 request on loopback, blocking and bounded: the status and the body.
