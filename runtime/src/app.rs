@@ -6,19 +6,21 @@
 //! folder; `--cert-dir` looks every certificate and key up by file name in another folder
 //! instead, so operators deploy without regenerating. The operations port defaults to the
 //! receive port + 1, the inbox API to + 2, the intake API to + 3 and the intake MLLP
-//! listener to + 4, all on 127.0.0.1.
+//! listener to + 4, all on 127.0.0.1 ([`crate::listeners::plan`], which `hl7gw validate`
+//! checks for collisions between environments).
 //!
 //! An environment with a `send:` side also runs the sending gateway in the same process:
 //! the intake (EMS puts outbound messages into the durable queue) and the sequencer (one
 //! message in flight to the Trust's engine, the next only after its ACK).
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::{EnvName, Environment, ReceiveConfig, SinkConfig};
 use crate::gateway::Gateway;
+use crate::listeners::Role;
 use crate::metrics::Metrics;
 use crate::server::{self, Receiver, Settings};
 use crate::sink::{MllpSink, Sink, WebhookSink};
@@ -67,6 +69,9 @@ pub enum AppError {
     /// A listen address does not parse.
     #[error("listen address {0:?} is not IP:PORT")]
     Listen(String),
+    /// The receive port leaves no room for the ports derived from it.
+    #[error("{0}")]
+    Ports(#[from] crate::listeners::PortRangeError),
     /// Certificates or keys do not load.
     #[error("TLS: {0}")]
     Tls(#[from] tls::TlsError),
@@ -122,6 +127,7 @@ impl AppError {
             Self::NoEnvironment { .. }
             | Self::NoReceive(_)
             | Self::Listen(_)
+            | Self::Ports(_)
             | Self::Tls(_)
             | Self::Receive(_)
             | Self::Send(_)
@@ -198,15 +204,21 @@ pub fn resolve(environment: &Environment, options: &RunOptions) -> Result<Resolv
             .parse()
             .map_err(|_| AppError::Listen(r.listen.to_string()))?,
     };
-    let local = |offset: u16| {
-        SocketAddr::new(
-            IpAddr::V4(Ipv4Addr::LOCALHOST),
-            if listen.port() == 0 {
-                0
-            } else {
-                listen.port().saturating_add(offset)
-            },
-        )
+    // The same plan `hl7gw validate` checks for collisions (runtime::listeners).
+    let planned = crate::listeners::plan(
+        listen,
+        crate::listeners::Sides {
+            inbox: matches!(environment.sink, SinkConfig::Inbox),
+            send: environment.send.is_some(),
+        },
+    )?;
+    // A listener the environment does not run is never bound; its address only fills the
+    // field.
+    let local = |role: Role| {
+        planned
+            .iter()
+            .find(|l| l.role == role)
+            .map_or_else(|| crate::listeners::derived(0), |l| l.addr)
     };
     let file = |name: &str| -> PathBuf {
         match &options.cert_dir {
@@ -216,8 +228,10 @@ pub fn resolve(environment: &Environment, options: &RunOptions) -> Result<Resolv
     };
     Ok(Resolved {
         listen,
-        ops_listen: options.ops_listen.unwrap_or_else(|| local(1)),
-        inbox_listen: options.inbox_listen.unwrap_or_else(|| local(2)),
+        ops_listen: options
+            .ops_listen
+            .unwrap_or_else(|| local(Role::Operations)),
+        inbox_listen: options.inbox_listen.unwrap_or_else(|| local(Role::Inbox)),
         cert: file(&r.cert),
         key: file(&r.key),
         client_ca: file(&r.client_ca),
@@ -229,8 +243,10 @@ pub fn resolve(environment: &Environment, options: &RunOptions) -> Result<Resolv
             cert: file(&send.cert),
             key: file(&send.key),
             server_ca: file(&send.server_ca),
-            intake_listen: options.intake_listen.unwrap_or_else(|| local(3)),
-            mllp_listen: options.mllp_listen.unwrap_or_else(|| local(4)),
+            intake_listen: options.intake_listen.unwrap_or_else(|| local(Role::Intake)),
+            mllp_listen: options
+                .mllp_listen
+                .unwrap_or_else(|| local(Role::IntakeMllp)),
         }),
     })
 }

@@ -57,7 +57,6 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::client::conn::http1;
 use hyper::header::{CONTENT_TYPE, HOST, HeaderValue, USER_AGENT};
-use hyper::http::uri::{Scheme, Uri};
 use hyper::{Method, Request};
 use hyper_util::rt::TokioIo;
 use rustls::ClientConfig;
@@ -69,6 +68,7 @@ use tokio_rustls::TlsConnector;
 pub use outcome::{FailureClass, MAX_DETAIL, Outcome};
 pub use tls::{CLIENT_ALPN, client_config, client_config_from_pem};
 
+use crate::endpoint::Endpoint;
 use crate::hl7::Charset;
 use outcome::{charset_param, classify};
 
@@ -99,13 +99,13 @@ pub trait Transport: Send {
 /// Why a client could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    /// The URL is unusable.
-    #[error("send URL {url:?}: {reason}")]
+    /// The URL is unusable (the same refusal `hl7gw validate` reports as `net-url`).
+    #[error("send URL {url:?} {reason}")]
     BadUrl {
         /// The URL.
         url: String,
         /// Why.
-        reason: String,
+        reason: crate::endpoint::EndpointError,
     },
     /// The certificates or keys do not load.
     #[error("TLS: {0}")]
@@ -117,11 +117,7 @@ pub enum ClientError {
 
 /// The HTTPS sender: one keep-alive connection to one engine URL. See the [module docs](self).
 pub struct HttpsClient {
-    url: String,
-    host: String,
-    port: u16,
-    authority: HeaderValue,
-    path: Uri,
+    endpoint: Endpoint,
     server_name: ServerName<'static>,
     connector: TlsConnector,
     timeout: Duration,
@@ -135,7 +131,7 @@ pub struct HttpsClient {
 impl fmt::Debug for HttpsClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HttpsClient")
-            .field("url", &self.url)
+            .field("url", &self.endpoint.url())
             .field("timeout", &self.timeout)
             .field("connected", &self.conn.is_some())
             .finish_non_exhaustive()
@@ -159,44 +155,14 @@ impl HttpsClient {
     /// A client posting to `url` (`https://host[:port]/path`) with the TLS configuration
     /// `tls` (see [`client_config`]), each attempt bounded by `timeout`.
     pub fn new(url: &str, tls: Arc<ClientConfig>, timeout: Duration) -> Result<Self, ClientError> {
-        let bad = |reason: &str| ClientError::BadUrl {
+        let bad = |reason| ClientError::BadUrl {
             url: url.to_owned(),
-            reason: reason.to_owned(),
+            reason,
         };
-        let uri: Uri = url
-            .parse()
-            .map_err(|e: hyper::http::uri::InvalidUri| bad(&e.to_string()))?;
-        if uri.scheme() != Some(&Scheme::HTTPS) {
-            return Err(bad("only https:// URLs are supported"));
-        }
-        let authority = uri.authority().ok_or_else(|| bad("no host"))?;
-        if authority.as_str().contains('@') {
-            return Err(bad("credentials in the URL are not supported"));
-        }
-        let host = authority
-            .host()
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_owned();
-        if host.is_empty() {
-            return Err(bad("no host"));
-        }
-        let port = authority.port_u16().unwrap_or(443);
-        let server_name = ServerName::try_from(host.clone())
-            .map_err(|_| bad("the host is not a DNS name or IP address"))?;
-        let authority_value =
-            HeaderValue::from_str(authority.as_str()).map_err(|_| bad("invalid host"))?;
-        let path: Uri = uri
-            .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .parse()
-            .map_err(|e: hyper::http::uri::InvalidUri| bad(&e.to_string()))?;
+        let endpoint = Endpoint::https(url).map_err(bad)?;
+        let server_name = endpoint.server_name().map_err(bad)?;
         Ok(Self {
-            url: url.to_owned(),
-            host,
-            port,
-            authority: authority_value,
-            path,
+            endpoint,
             server_name,
             connector: TlsConnector::from(tls),
             timeout: timeout.max(Duration::from_millis(1)),
@@ -254,7 +220,7 @@ impl HttpsClient {
 
     /// The URL.
     pub fn url(&self) -> &str {
-        &self.url
+        self.endpoint.url()
     }
 
     /// How many connections this client has opened (TLS handshakes completed).
@@ -285,14 +251,14 @@ impl HttpsClient {
                         FailureClass::Timeout,
                         format!(
                             "no response from {} within {} ms",
-                            self.url,
+                            self.endpoint.url(),
                             self.timeout.as_millis()
                         ),
                     );
                 }
                 Ok(Err(e)) if reused && e.is_canceled() && !retried_stale => {
                     // The kept-alive connection was closed before the request went out.
-                    tracing::debug!(url = %self.url, "kept-alive connection was closed; reconnecting");
+                    tracing::debug!(url = %self.endpoint.url(), "kept-alive connection was closed; reconnecting");
                     retried_stale = true;
                     continue;
                 }
@@ -301,7 +267,7 @@ impl HttpsClient {
                         FailureClass::Connect,
                         format!(
                             "connection to {} failed before a complete response: {}",
-                            self.url,
+                            self.endpoint.url(),
                             describe(&e)
                         ),
                     );
@@ -323,7 +289,7 @@ impl HttpsClient {
                                 None,
                                 format!(
                                     "the response body from {} did not complete within {} ms",
-                                    self.url,
+                                    self.endpoint.url(),
                                     self.timeout.as_millis()
                                 ),
                             );
@@ -346,7 +312,7 @@ impl HttpsClient {
                                 None,
                                 format!(
                                     "connection to {} lost while reading the response: {}",
-                                    self.url,
+                                    self.endpoint.url(),
                                     describe(e.as_ref())
                                 ),
                             );
@@ -370,9 +336,9 @@ impl HttpsClient {
     fn request(&self, message: &Outgoing<'_>) -> Request<Full<Bytes>> {
         let mut request = Request::new(Full::new(Bytes::copy_from_slice(message.raw)));
         *request.method_mut() = Method::POST;
-        *request.uri_mut() = self.path.clone();
+        *request.uri_mut() = self.endpoint.path().clone();
         let headers = request.headers_mut();
-        headers.insert(HOST, self.authority.clone());
+        headers.insert(HOST, self.endpoint.authority().clone());
         let content_type = format!(
             "{}; charset={}",
             self.media_type,
@@ -401,7 +367,7 @@ impl HttpsClient {
     }
 
     async fn connect(&mut self, deadline: Instant) -> Result<Connection, Outcome> {
-        let target = format!("{}:{}", self.host, self.port);
+        let target = format!("{}:{}", self.endpoint.host(), self.endpoint.port());
         let timed_out = |what: &str| {
             Outcome::failed(
                 FailureClass::Connect,
@@ -413,7 +379,7 @@ impl HttpsClient {
         };
         let tcp = match timeout_at(
             deadline,
-            TcpStream::connect((self.host.as_str(), self.port)),
+            TcpStream::connect((self.endpoint.host(), self.endpoint.port())),
         )
         .await
         {
@@ -453,7 +419,7 @@ impl HttpsClient {
                 }
                 Ok(Ok(pair)) => pair,
             };
-        let url = self.url.clone();
+        let url = self.endpoint.url().to_owned();
         let driver = tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::debug!(%url, "sender connection ended: {e}");
@@ -556,13 +522,13 @@ mod tests {
         }
         let client =
             HttpsClient::new("https://[::1]:8443/hl7?x=1", tls.clone(), Duration::ZERO).unwrap();
-        assert_eq!(client.port, 8443);
-        assert_eq!(client.host, "::1");
-        assert_eq!(client.path, "/hl7?x=1");
+        assert_eq!(client.endpoint.port(), 8443);
+        assert_eq!(client.endpoint.host(), "::1");
+        assert_eq!(client.endpoint.path(), "/hl7?x=1");
         let client =
             HttpsClient::new("https://engine.example.nhs.uk", tls.clone(), Duration::ZERO).unwrap();
-        assert_eq!(client.port, 443);
-        assert_eq!(client.path, "/");
+        assert_eq!(client.endpoint.port(), 443);
+        assert_eq!(client.endpoint.path(), "/");
         let message = Outgoing {
             raw: b"MSH|",
             control_id: "1",

@@ -11,8 +11,9 @@
 //! message twice keys on (`sending_application`, `sending_facility`, `control_id`).
 //!
 //! One plain-HTTP/1.1 connection per message, opened and closed within the timeout, which
-//! bounds connect, request and response head together. The URL must be `http://`: the
-//! webhook is an internal service next to the gateway (HTTPS can come later).
+//! bounds connect, request and response head together. The URL must be `http://`
+//! ([`Endpoint::http`], the parser `hl7gw validate` uses too): the webhook is an internal
+//! service next to the gateway.
 
 use std::time::Duration;
 
@@ -20,23 +21,23 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::Request;
 use hyper::header::{CONTENT_TYPE, HOST, HeaderName, HeaderValue, USER_AGENT};
-use hyper::http::uri::{Scheme, Uri};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use super::{DeliveryItem, SinkError, SinkKind, SinkOutcome};
+use crate::endpoint::Endpoint;
 use crate::store::format_rfc3339;
 
 /// A webhook URL that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum WebhookConfigError {
     /// Not a URL.
-    #[error("webhook URL {url:?}: {reason}")]
+    #[error("webhook URL {url:?} {reason}")]
     BadUrl {
         /// The URL.
         url: String,
-        /// Why.
-        reason: String,
+        /// Why (the same refusal `hl7gw validate` reports as `net-url`).
+        reason: crate::endpoint::EndpointError,
     },
     /// A header name or value that HTTP does not allow.
     #[error("webhook header {name:?}: invalid name or value")]
@@ -49,11 +50,7 @@ pub enum WebhookConfigError {
 /// POSTs records to an internal URL.
 #[derive(Debug, Clone)]
 pub struct WebhookSink {
-    url: String,
-    host: String,
-    port: u16,
-    authority: HeaderValue,
-    path: Uri,
+    endpoint: Endpoint,
     timeout: Duration,
     headers: Vec<(HeaderName, HeaderValue)>,
 }
@@ -61,41 +58,12 @@ pub struct WebhookSink {
 impl WebhookSink {
     /// A webhook posting to `url` (`http://host[:port]/path`), giving up after `timeout`.
     pub fn new(url: &str, timeout: Duration) -> Result<Self, WebhookConfigError> {
-        let bad = |reason: &str| WebhookConfigError::BadUrl {
+        let endpoint = Endpoint::http(url).map_err(|reason| WebhookConfigError::BadUrl {
             url: url.to_owned(),
-            reason: reason.to_owned(),
-        };
-        let uri: Uri = url
-            .parse()
-            .map_err(|e: hyper::http::uri::InvalidUri| bad(&e.to_string()))?;
-        if uri.scheme() != Some(&Scheme::HTTP) {
-            return Err(bad("only http:// URLs are supported (an internal service)"));
-        }
-        let authority = uri.authority().ok_or_else(|| bad("no host"))?;
-        if authority.as_str().contains('@') {
-            return Err(bad(
-                "credentials in the URL are not supported; use a header",
-            ));
-        }
-        let host = authority
-            .host()
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_owned();
-        let port = authority.port_u16().unwrap_or(80);
-        let authority_value =
-            HeaderValue::from_str(authority.as_str()).map_err(|_| bad("invalid host"))?;
-        let path: Uri = uri
-            .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .parse()
-            .map_err(|e: hyper::http::uri::InvalidUri| bad(&e.to_string()))?;
+            reason,
+        })?;
         Ok(Self {
-            url: url.to_owned(),
-            host,
-            port,
-            authority: authority_value,
-            path,
+            endpoint,
             timeout,
             headers: Vec::new(),
         })
@@ -115,7 +83,7 @@ impl WebhookSink {
 
     /// The URL.
     pub fn url(&self) -> &str {
-        &self.url
+        self.endpoint.url()
     }
 
     /// The JSON body for one message.
@@ -136,7 +104,7 @@ impl WebhookSink {
             Ok(result) => result,
             Err(_) => Err(SinkError::Timeout {
                 sink: SinkKind::Webhook,
-                target: self.url.clone(),
+                target: self.endpoint.url().to_owned(),
                 after: self.timeout,
             }),
         }
@@ -144,15 +112,15 @@ impl WebhookSink {
 
     async fn post(&self, item: &DeliveryItem) -> Result<SinkOutcome, SinkError> {
         let http = |message: String| SinkError::Http {
-            target: self.url.clone(),
+            target: self.endpoint.url().to_owned(),
             message,
         };
         let body = serde_json::to_vec(&Self::body(item)).map_err(|e| http(e.to_string()))?;
-        let stream = TcpStream::connect((self.host.as_str(), self.port))
+        let stream = TcpStream::connect((self.endpoint.host(), self.endpoint.port()))
             .await
             .map_err(|source| SinkError::Connect {
                 sink: SinkKind::Webhook,
-                target: self.url.clone(),
+                target: self.endpoint.url().to_owned(),
                 source,
             })?;
         let _ = stream.set_nodelay(true);
@@ -161,8 +129,8 @@ impl WebhookSink {
             .map_err(|e| http(e.to_string()))?;
         // Drives the connection; aborted when this call ends (or is cancelled by the timeout).
         let driver = AbortOnDrop(tokio::spawn(connection));
-        let mut request = Request::post(self.path.clone())
-            .header(HOST, self.authority.clone())
+        let mut request = Request::post(self.endpoint.path().clone())
+            .header(HOST, self.endpoint.authority().clone())
             .header(CONTENT_TYPE, "application/json")
             .header(USER_AGENT, concat!("hl7gw/", env!("CARGO_PKG_VERSION")))
             .body(Full::new(Bytes::from(body)))
@@ -180,7 +148,7 @@ impl WebhookSink {
             Ok(SinkOutcome::Accepted)
         } else {
             Err(SinkError::Status {
-                target: self.url.clone(),
+                target: self.endpoint.url().to_owned(),
                 status: status.as_u16(),
             })
         }
