@@ -15,7 +15,9 @@ use rcgen::{
 /// A certificate and its private key, in PEM.
 #[derive(Debug, Clone)]
 pub struct Identity {
+    /// The certificate (PEM).
     pub cert_pem: String,
+    /// Its private key (PEM).
     pub key_pem: String,
 }
 

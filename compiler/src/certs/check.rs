@@ -83,24 +83,31 @@ pub struct BundleToCheck<'a> {
 /// How bad a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Severity {
+    /// Blocks go-live.
     Error,
+    /// Reported; may be acknowledged with a reason.
     Warning,
 }
 
 /// Which file of a bundle a finding is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Which {
+    /// The certificate (chain) file.
     Cert,
+    /// The private key file.
     Key,
+    /// The CA file.
     Ca,
 }
 
 /// One problem found in a certificate file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Finding {
+    /// Error or warning.
     pub severity: Severity,
     /// Stable code, see the module documentation.
     pub code: &'static str,
+    /// Which file of the bundle.
     pub which: Which,
     /// The file the finding is about (as given, so relative paths stay relative).
     pub path: PathBuf,
@@ -688,8 +695,11 @@ pub fn check_ca(path: &Path, today: Date) -> Vec<Finding> {
 pub struct CertSummary {
     /// Subject, RFC 4514 style ("CN=demo-test.api.example-ems.cloud, O=…").
     pub subject: String,
+    /// Issuer, RFC 4514 style.
     pub issuer: String,
+    /// First day of validity (UTC).
     pub not_before: Date,
+    /// Last day of validity (UTC).
     pub not_after: Date,
     /// Subject alternative names of type DNS.
     pub dns_names: Vec<String>,

@@ -40,8 +40,11 @@ const ORGANIZATION: &str = "hl7gw development (not for production)";
 /// The receive side (Trust engine → gateway) of one environment, as the spec names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReceivePlan {
+    /// The gateway's server certificate.
     pub server_cert: PathBuf,
+    /// Its key.
     pub server_key: PathBuf,
+    /// The CA the Trust engine's client certificate is checked against.
     pub client_ca: PathBuf,
     /// The receive hostname the server certificate must name.
     pub hostname: String,
@@ -53,8 +56,11 @@ pub struct ReceivePlan {
 /// The send side (gateway → Trust endpoint) of one environment, as the spec names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SendPlan {
+    /// The gateway's client certificate.
     pub client_cert: PathBuf,
+    /// Its key.
     pub client_key: PathBuf,
+    /// The CA the Trust endpoint's server certificate is checked against.
     pub server_ca: PathBuf,
     /// The host of the send URL, named by the Trust endpoint's server certificate.
     pub trust_server_host: String,
@@ -67,7 +73,9 @@ pub struct EnvCertPlan {
     pub env: String,
     /// Customer code, e.g. `demo`.
     pub customer_code: String,
+    /// The receive side's files, when the environment receives.
     pub receive: Option<ReceivePlan>,
+    /// The send side's files, when the environment sends.
     pub send: Option<SendPlan>,
     /// Where the Trust-side files go, e.g. `certs/test/trust/`.
     pub peer_dir: PathBuf,
@@ -76,6 +84,7 @@ pub struct EnvCertPlan {
 /// One file `make_dev_certs` wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WrittenFile {
+    /// Where.
     pub path: PathBuf,
     /// What it is, e.g. "gateway server certificate (demo test)".
     pub description: String,

@@ -34,40 +34,66 @@ pub use plan::{PlanError, plans};
 pub enum CertError {
     /// The file does not exist.
     #[error("{} does not exist", path.display())]
-    Missing { path: PathBuf },
+    Missing {
+        /// The file.
+        path: PathBuf,
+    },
     /// The file exists but could not be read.
     #[error("{} cannot be read: {source}", path.display())]
     Read {
+        /// The file.
         path: PathBuf,
+        /// Why.
         #[source]
         source: std::io::Error,
     },
     /// The file was read but does not hold what it should.
     #[error("{}: {message}", path.display())]
-    Invalid { path: PathBuf, message: String },
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What it holds instead.
+        message: String,
+    },
     /// Bytes handed over as a certificate are not one.
     #[error("not a valid X.509 certificate: {message}")]
-    NotACertificate { message: String },
+    NotACertificate {
+        /// The parser's reason.
+        message: String,
+    },
     /// `certs dev` would replace files that already exist.
     #[error(
         "these files already exist and were left alone (nothing was written; use --force to replace them): {}",
         list_paths(paths)
     )]
-    WouldOverwrite { paths: Vec<PathBuf> },
+    WouldOverwrite {
+        /// The files that exist.
+        paths: Vec<PathBuf>,
+    },
     /// Two different certificates or keys would be written to one path.
     #[error("{} is named for two different certificates or keys ({first} and {second}); give each its own file", path.display())]
     Conflict {
+        /// The path named twice.
         path: PathBuf,
+        /// What the first use is.
         first: String,
+        /// What the second use is.
         second: String,
     },
     /// rcgen could not make a certificate or key.
     #[error("cannot make the {what}: {message}")]
-    Generate { what: String, message: String },
+    Generate {
+        /// Which certificate or key.
+        what: String,
+        /// rcgen's reason.
+        message: String,
+    },
     /// Writing an output file or creating its directory failed.
     #[error("cannot write {}: {source}", path.display())]
     Write {
+        /// The file or folder.
         path: PathBuf,
+        /// Why.
         #[source]
         source: std::io::Error,
     },

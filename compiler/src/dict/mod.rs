@@ -89,10 +89,15 @@ pub fn load(v: &str) -> Result<&'static VersionDict, DictError> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DictError {
     /// The version is not one of [`versions`].
-    UnknownVersion { version: String },
+    UnknownVersion {
+        /// The version asked for.
+        version: String,
+    },
     /// The embedded data for the version does not parse (a build defect).
     Corrupt {
+        /// The version whose data is broken.
         version: &'static str,
+        /// The JSON parser's error.
         message: String,
     },
 }
@@ -240,19 +245,24 @@ impl StructureDef {
 pub enum StructureNode {
     /// A segment; id `*` stands for any segment.
     Segment {
+        /// The segment id, `PID`.
         id: String,
+        /// Fewest occurrences (0 for optional).
         min: u32,
         /// `None` for unbounded.
         max: Option<u32>,
     },
     /// A group of segments and groups, e.g. `ORU_R01_PATIENT_RESULT`.
     Group {
+        /// The group's name.
         name: String,
+        /// Fewest occurrences (0 for optional).
         min: u32,
         /// `None` for unbounded.
         max: Option<u32>,
         /// A choice group holds exactly one of its children.
         choice: bool,
+        /// Its segments and groups, in order.
         children: Vec<StructureNode>,
     },
 }
@@ -414,8 +424,11 @@ impl VersionDict {
 /// A level of an HL7 path below the segment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Level {
+    /// `PID-3`.
     Field,
+    /// `PID-3.1`.
     Component,
+    /// `PID-3.4.1`.
     Subcomponent,
 }
 
@@ -434,34 +447,65 @@ impl fmt::Display for Level {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LookupError {
     /// `ZZZ-1`: the version defines no such segment.
-    UnknownSegment { version: String, segment: String },
+    UnknownSegment {
+        /// The HL7 version.
+        version: String,
+        /// The segment id asked for.
+        segment: String,
+    },
     /// `PID-45`: the segment has fewer fields.
     UnknownField {
+        /// The HL7 version.
         version: String,
+        /// The segment id.
         segment: String,
+        /// The field asked for.
         field: usize,
+        /// How many fields the segment has.
         count: usize,
     },
     /// `PID-3.12` or `PID-3.4.5`: the datatype at `path` has fewer components (`count`, 0 for
     /// a primitive, whose only component is itself).
     UnknownPosition {
+        /// The HL7 version.
         version: String,
+        /// The path down to the datatype.
         path: String,
+        /// The datatype there.
         datatype: String,
+        /// How many components it has.
         count: usize,
+        /// Component or subcomponent.
         level: Level,
+        /// The position asked for.
         position: usize,
     },
     /// `PID-0`, `PID-3.0`: positions count from 1.
-    ZeroPosition { path: String, level: Level },
+    ZeroPosition {
+        /// The path as written.
+        path: String,
+        /// Where the 0 stands.
+        level: Level,
+    },
     /// A subcomponent was asked for without a component.
-    SubcomponentWithoutComponent { path: String },
+    SubcomponentWithoutComponent {
+        /// The path as written.
+        path: String,
+    },
     /// The field or component is withdrawn or reserved in this version: it has no datatype.
-    Withdrawn { version: String, path: String },
+    Withdrawn {
+        /// The HL7 version.
+        version: String,
+        /// The withdrawn position.
+        path: String,
+    },
     /// The data names a datatype it does not define (a defect in the embedded data).
     UndefinedDatatype {
+        /// The HL7 version.
         version: String,
+        /// Where the datatype is named.
         path: String,
+        /// The datatype the data names.
         datatype: String,
     },
 }
