@@ -14,14 +14,7 @@ use hl7gw_runtime::hl7::{RepetitionSelector, SegmentSelector};
 /// Renders `src/records.rs`.
 pub fn render(ctx: &Context<'_>, plan: &Plan) -> Result<String, CodegenError> {
     let mut items = Vec::new();
-    let any_statics = plan
-        .records
-        .iter()
-        .any(|r| r.fields.iter().any(|f| f.path_static.is_some()));
     let any_runtime = !plan.records.is_empty() || !plan.enums.is_empty();
-    if any_statics {
-        items.push(quote! { use std::sync::LazyLock; });
-    }
     if any_runtime {
         items.push(quote! { use hl7gw_runtime::{hl7, mapping}; });
     }
@@ -395,7 +388,7 @@ fn record_item(plan: &Plan, record: &RecordPlan) -> TokenStream {
             let d = doc(&format!("`{from}`: `{}.{}`.", record.name, field.name));
             statics.push(quote! {
                 #d
-                static #static_name: LazyLock<hl7::Path> = LazyLock::new(|| #literal);
+                static #static_name: hl7::Path = #literal;
             });
         }
     }

@@ -8,7 +8,6 @@
 //! JSON, which is how `outbound_from_json` reads a record EMS sends: unknown keys are
 //! refused, and dates, NHS numbers, numbers and codes are checked as when read from HL7.
 
-use std::sync::LazyLock;
 use hl7gw_runtime::{hl7, mapping};
 
 /// Decoded base64 data with the media type the spec names. As JSON:
@@ -300,78 +299,42 @@ impl<'de> serde::Deserialize<'de> for Clinician {
 }
 
 /// `PID-3[CX.5=NH].1`: `patient.nhs_number`.
-static PATIENT_NHS_NUMBER: LazyLock<hl7::Path> = LazyLock::new(|| hl7::Path {
-    segment: String::from("PID"),
-    segment_selector: None,
-    field: 3,
-    repetition: Some(
-        hl7::RepetitionSelector::Where(hl7::RepetitionFilter {
-            datatype: String::from("CX"),
-            component: 5,
-            subcomponent: None,
-            value: String::from("NH"),
-        }),
-    ),
-    component: Some(1),
-    subcomponent: None,
-});
+static PATIENT_NHS_NUMBER: hl7::Path = hl7::Path::selected(
+        "PID",
+        None,
+        3,
+        Some(
+            hl7::RepetitionSelector::Where(
+                hl7::RepetitionFilter::new("CX", 5, None, "NH"),
+            ),
+        ),
+    )
+    .component(1);
 
 /// `PID-3[CX.5=MR].1`: `patient.mrn`.
-static PATIENT_MRN: LazyLock<hl7::Path> = LazyLock::new(|| hl7::Path {
-    segment: String::from("PID"),
-    segment_selector: None,
-    field: 3,
-    repetition: Some(
-        hl7::RepetitionSelector::Where(hl7::RepetitionFilter {
-            datatype: String::from("CX"),
-            component: 5,
-            subcomponent: None,
-            value: String::from("MR"),
-        }),
-    ),
-    component: Some(1),
-    subcomponent: None,
-});
+static PATIENT_MRN: hl7::Path = hl7::Path::selected(
+        "PID",
+        None,
+        3,
+        Some(
+            hl7::RepetitionSelector::Where(
+                hl7::RepetitionFilter::new("CX", 5, None, "MR"),
+            ),
+        ),
+    )
+    .component(1);
 
 /// `PID-5.1.1`: `patient.family`.
-static PATIENT_FAMILY: LazyLock<hl7::Path> = LazyLock::new(|| hl7::Path {
-    segment: String::from("PID"),
-    segment_selector: None,
-    field: 5,
-    repetition: None,
-    component: Some(1),
-    subcomponent: Some(1),
-});
+static PATIENT_FAMILY: hl7::Path = hl7::Path::new("PID", 5).component(1).subcomponent(1);
 
 /// `PID-5.2`: `patient.given`.
-static PATIENT_GIVEN: LazyLock<hl7::Path> = LazyLock::new(|| hl7::Path {
-    segment: String::from("PID"),
-    segment_selector: None,
-    field: 5,
-    repetition: None,
-    component: Some(2),
-    subcomponent: None,
-});
+static PATIENT_GIVEN: hl7::Path = hl7::Path::new("PID", 5).component(2);
 
 /// `PID-7`: `patient.birth_date`.
-static PATIENT_BIRTH_DATE: LazyLock<hl7::Path> = LazyLock::new(|| hl7::Path {
-    segment: String::from("PID"),
-    segment_selector: None,
-    field: 7,
-    repetition: None,
-    component: None,
-    subcomponent: None,
-});
+static PATIENT_BIRTH_DATE: hl7::Path = hl7::Path::new("PID", 7);
 
 /// `PID-8`: `patient.sex`.
-static PATIENT_SEX: LazyLock<hl7::Path> = LazyLock::new(|| hl7::Path {
-    segment: String::from("PID"),
-    segment_selector: None,
-    field: 8,
-    repetition: None,
-    component: None,
-    subcomponent: None,
-});
+static PATIENT_SEX: hl7::Path = hl7::Path::new("PID", 8);
 
 /// The `patient` record. As JSON: an object with these fields, in this order. Read from
 /// JSON, a key not listed is an error and an optional field may be absent or null.
@@ -576,54 +539,19 @@ impl<'de> serde::Deserialize<'de> for PatientSex {
 }
 
 /// `ORC-2.1`: `service_request.placer_id`.
-static SERVICE_REQUEST_PLACER_ID: LazyLock<hl7::Path> = LazyLock::new(|| hl7::Path {
-    segment: String::from("ORC"),
-    segment_selector: None,
-    field: 2,
-    repetition: None,
-    component: Some(1),
-    subcomponent: None,
-});
+static SERVICE_REQUEST_PLACER_ID: hl7::Path = hl7::Path::new("ORC", 2).component(1);
 
 /// `OBR-4.1`: `service_request.procedure`.
-static SERVICE_REQUEST_PROCEDURE: LazyLock<hl7::Path> = LazyLock::new(|| hl7::Path {
-    segment: String::from("OBR"),
-    segment_selector: None,
-    field: 4,
-    repetition: None,
-    component: Some(1),
-    subcomponent: None,
-});
+static SERVICE_REQUEST_PROCEDURE: hl7::Path = hl7::Path::new("OBR", 4).component(1);
 
 /// `ORC-7.6`: `service_request.priority`.
-static SERVICE_REQUEST_PRIORITY: LazyLock<hl7::Path> = LazyLock::new(|| hl7::Path {
-    segment: String::from("ORC"),
-    segment_selector: None,
-    field: 7,
-    repetition: None,
-    component: Some(6),
-    subcomponent: None,
-});
+static SERVICE_REQUEST_PRIORITY: hl7::Path = hl7::Path::new("ORC", 7).component(6);
 
 /// `ORC-12.1`: `service_request.requester`.
-static SERVICE_REQUEST_REQUESTER: LazyLock<hl7::Path> = LazyLock::new(|| hl7::Path {
-    segment: String::from("ORC"),
-    segment_selector: None,
-    field: 12,
-    repetition: None,
-    component: Some(1),
-    subcomponent: None,
-});
+static SERVICE_REQUEST_REQUESTER: hl7::Path = hl7::Path::new("ORC", 12).component(1);
 
 /// `ORC-9`: `service_request.requested`.
-static SERVICE_REQUEST_REQUESTED: LazyLock<hl7::Path> = LazyLock::new(|| hl7::Path {
-    segment: String::from("ORC"),
-    segment_selector: None,
-    field: 9,
-    repetition: None,
-    component: None,
-    subcomponent: None,
-});
+static SERVICE_REQUEST_REQUESTED: hl7::Path = hl7::Path::new("ORC", 9);
 
 /// The `service_request` record. As JSON: an object with these fields, in this order. Read from
 /// JSON, a key not listed is an error and an optional field may be absent or null.
@@ -723,14 +651,7 @@ impl ServiceRequest {
 }
 
 /// `MRG-1.1`: `patient_merge.prior_mrn`.
-static PATIENT_MERGE_PRIOR_MRN: LazyLock<hl7::Path> = LazyLock::new(|| hl7::Path {
-    segment: String::from("MRG"),
-    segment_selector: None,
-    field: 1,
-    repetition: None,
-    component: Some(1),
-    subcomponent: None,
-});
+static PATIENT_MERGE_PRIOR_MRN: hl7::Path = hl7::Path::new("MRG", 1).component(1);
 
 /// The `patient_merge` record. As JSON: an object with these fields, in this order. Read from
 /// JSON, a key not listed is an error and an optional field may be absent or null.
@@ -778,34 +699,13 @@ impl PatientMerge {
 }
 
 /// `ORC-1`: `order_update.control`.
-static ORDER_UPDATE_CONTROL: LazyLock<hl7::Path> = LazyLock::new(|| hl7::Path {
-    segment: String::from("ORC"),
-    segment_selector: None,
-    field: 1,
-    repetition: None,
-    component: None,
-    subcomponent: None,
-});
+static ORDER_UPDATE_CONTROL: hl7::Path = hl7::Path::new("ORC", 1);
 
 /// `ORC-2.1`: `order_update.placer_id`.
-static ORDER_UPDATE_PLACER_ID: LazyLock<hl7::Path> = LazyLock::new(|| hl7::Path {
-    segment: String::from("ORC"),
-    segment_selector: None,
-    field: 2,
-    repetition: None,
-    component: Some(1),
-    subcomponent: None,
-});
+static ORDER_UPDATE_PLACER_ID: hl7::Path = hl7::Path::new("ORC", 2).component(1);
 
 /// `ORC-3.1`: `order_update.filler_id`.
-static ORDER_UPDATE_FILLER_ID: LazyLock<hl7::Path> = LazyLock::new(|| hl7::Path {
-    segment: String::from("ORC"),
-    segment_selector: None,
-    field: 3,
-    repetition: None,
-    component: Some(1),
-    subcomponent: None,
-});
+static ORDER_UPDATE_FILLER_ID: hl7::Path = hl7::Path::new("ORC", 3).component(1);
 
 /// The `order_update` record. As JSON: an object with these fields, in this order. Read from
 /// JSON, a key not listed is an error and an optional field may be absent or null.
@@ -982,51 +882,22 @@ impl<'de> serde::Deserialize<'de> for OrderUpdateControl {
 }
 
 /// `OBR-2.1`: `report.placer_id`.
-static REPORT_PLACER_ID: LazyLock<hl7::Path> = LazyLock::new(|| hl7::Path {
-    segment: String::from("OBR"),
-    segment_selector: None,
-    field: 2,
-    repetition: None,
-    component: Some(1),
-    subcomponent: None,
-});
+static REPORT_PLACER_ID: hl7::Path = hl7::Path::new("OBR", 2).component(1);
 
 /// `OBR-3.1`: `report.filler_id`.
-static REPORT_FILLER_ID: LazyLock<hl7::Path> = LazyLock::new(|| hl7::Path {
-    segment: String::from("OBR"),
-    segment_selector: None,
-    field: 3,
-    repetition: None,
-    component: Some(1),
-    subcomponent: None,
-});
+static REPORT_FILLER_ID: hl7::Path = hl7::Path::new("OBR", 3).component(1);
 
 /// `OBR-4.1`: `report.procedure`.
-static REPORT_PROCEDURE: LazyLock<hl7::Path> = LazyLock::new(|| hl7::Path {
-    segment: String::from("OBR"),
-    segment_selector: None,
-    field: 4,
-    repetition: None,
-    component: Some(1),
-    subcomponent: None,
-});
+static REPORT_PROCEDURE: hl7::Path = hl7::Path::new("OBR", 4).component(1);
 
 /// `OBX[OBX-2=ED]-5.5`: `report.pdf`.
-static REPORT_PDF: LazyLock<hl7::Path> = LazyLock::new(|| hl7::Path {
-    segment: String::from("OBX"),
-    segment_selector: Some(
-        hl7::SegmentSelector::Where(hl7::SegmentFilter {
-            field: 2,
-            component: None,
-            subcomponent: None,
-            value: String::from("ED"),
-        }),
-    ),
-    field: 5,
-    repetition: None,
-    component: Some(5),
-    subcomponent: None,
-});
+static REPORT_PDF: hl7::Path = hl7::Path::selected(
+        "OBX",
+        Some(hl7::SegmentSelector::Where(hl7::SegmentFilter::new(2, None, None, "ED"))),
+        5,
+        None,
+    )
+    .component(5);
 
 /// The `report` record. As JSON: an object with these fields, in this order. Read from
 /// JSON, a key not listed is an error and an optional field may be absent or null.

@@ -8,7 +8,6 @@
 //! JSON, which is how `outbound_from_json` reads a record EMS sends: unknown keys are
 //! refused, and dates, NHS numbers, numbers and codes are checked as when read from HL7.
 
-use std::sync::LazyLock;
 use hl7gw_runtime::{hl7, mapping};
 
 /// Decoded base64 data with the media type the spec names. As JSON:
@@ -497,138 +496,60 @@ impl<'de> serde::Deserialize<'de> for ReportStatus {
 }
 
 /// `PID-3[CX.5=NH].1`: `person.nhs_number`.
-static PERSON_NHS_NUMBER: LazyLock<hl7::Path> = LazyLock::new(|| hl7::Path {
-    segment: String::from("PID"),
-    segment_selector: None,
-    field: 3,
-    repetition: Some(
-        hl7::RepetitionSelector::Where(hl7::RepetitionFilter {
-            datatype: String::from("CX"),
-            component: 5,
-            subcomponent: None,
-            value: String::from("NH"),
-        }),
-    ),
-    component: Some(1),
-    subcomponent: None,
-});
+static PERSON_NHS_NUMBER: hl7::Path = hl7::Path::selected(
+        "PID",
+        None,
+        3,
+        Some(
+            hl7::RepetitionSelector::Where(
+                hl7::RepetitionFilter::new("CX", 5, None, "NH"),
+            ),
+        ),
+    )
+    .component(1);
 
 /// `PID-3[CX.5=PI].1`: `person.local_id`.
-static PERSON_LOCAL_ID: LazyLock<hl7::Path> = LazyLock::new(|| hl7::Path {
-    segment: String::from("PID"),
-    segment_selector: None,
-    field: 3,
-    repetition: Some(
-        hl7::RepetitionSelector::Where(hl7::RepetitionFilter {
-            datatype: String::from("CX"),
-            component: 5,
-            subcomponent: None,
-            value: String::from("PI"),
-        }),
-    ),
-    component: Some(1),
-    subcomponent: None,
-});
+static PERSON_LOCAL_ID: hl7::Path = hl7::Path::selected(
+        "PID",
+        None,
+        3,
+        Some(
+            hl7::RepetitionSelector::Where(
+                hl7::RepetitionFilter::new("CX", 5, None, "PI"),
+            ),
+        ),
+    )
+    .component(1);
 
 /// `PID-5.1`: `person.surname`.
-static PERSON_SURNAME: LazyLock<hl7::Path> = LazyLock::new(|| hl7::Path {
-    segment: String::from("PID"),
-    segment_selector: None,
-    field: 5,
-    repetition: None,
-    component: Some(1),
-    subcomponent: None,
-});
+static PERSON_SURNAME: hl7::Path = hl7::Path::new("PID", 5).component(1);
 
 /// `PID-5.2`: `person.forenames`.
-static PERSON_FORENAMES: LazyLock<hl7::Path> = LazyLock::new(|| hl7::Path {
-    segment: String::from("PID"),
-    segment_selector: None,
-    field: 5,
-    repetition: None,
-    component: Some(2),
-    subcomponent: None,
-});
+static PERSON_FORENAMES: hl7::Path = hl7::Path::new("PID", 5).component(2);
 
 /// `PID-5.3`: `person.middle_names`.
-static PERSON_MIDDLE_NAMES: LazyLock<hl7::Path> = LazyLock::new(|| hl7::Path {
-    segment: String::from("PID"),
-    segment_selector: None,
-    field: 5,
-    repetition: None,
-    component: Some(3),
-    subcomponent: None,
-});
+static PERSON_MIDDLE_NAMES: hl7::Path = hl7::Path::new("PID", 5).component(3);
 
 /// `PID-7`: `person.dob`.
-static PERSON_DOB: LazyLock<hl7::Path> = LazyLock::new(|| hl7::Path {
-    segment: String::from("PID"),
-    segment_selector: None,
-    field: 7,
-    repetition: None,
-    component: None,
-    subcomponent: None,
-});
+static PERSON_DOB: hl7::Path = hl7::Path::new("PID", 7);
 
 /// `PID-8`: `person.gender`.
-static PERSON_GENDER: LazyLock<hl7::Path> = LazyLock::new(|| hl7::Path {
-    segment: String::from("PID"),
-    segment_selector: None,
-    field: 8,
-    repetition: None,
-    component: None,
-    subcomponent: None,
-});
+static PERSON_GENDER: hl7::Path = hl7::Path::new("PID", 8);
 
 /// `PID-11.5`: `person.postcode`.
-static PERSON_POSTCODE: LazyLock<hl7::Path> = LazyLock::new(|| hl7::Path {
-    segment: String::from("PID"),
-    segment_selector: None,
-    field: 11,
-    repetition: None,
-    component: Some(5),
-    subcomponent: None,
-});
+static PERSON_POSTCODE: hl7::Path = hl7::Path::new("PID", 11).component(5);
 
 /// `PID-13.1`: `person.phone_numbers`.
-static PERSON_PHONE_NUMBERS: LazyLock<hl7::Path> = LazyLock::new(|| hl7::Path {
-    segment: String::from("PID"),
-    segment_selector: None,
-    field: 13,
-    repetition: None,
-    component: Some(1),
-    subcomponent: None,
-});
+static PERSON_PHONE_NUMBERS: hl7::Path = hl7::Path::new("PID", 13).component(1);
 
 /// `PID-22`: `person.ethnicity`.
-static PERSON_ETHNICITY: LazyLock<hl7::Path> = LazyLock::new(|| hl7::Path {
-    segment: String::from("PID"),
-    segment_selector: None,
-    field: 22,
-    repetition: None,
-    component: None,
-    subcomponent: None,
-});
+static PERSON_ETHNICITY: hl7::Path = hl7::Path::new("PID", 22);
 
 /// `PD1-3.3`: `person.gp_practice`.
-static PERSON_GP_PRACTICE: LazyLock<hl7::Path> = LazyLock::new(|| hl7::Path {
-    segment: String::from("PD1"),
-    segment_selector: None,
-    field: 3,
-    repetition: None,
-    component: Some(3),
-    subcomponent: None,
-});
+static PERSON_GP_PRACTICE: hl7::Path = hl7::Path::new("PD1", 3).component(3);
 
 /// `PD1-4.1`: `person.registered_gp`.
-static PERSON_REGISTERED_GP: LazyLock<hl7::Path> = LazyLock::new(|| hl7::Path {
-    segment: String::from("PD1"),
-    segment_selector: None,
-    field: 4,
-    repetition: None,
-    component: Some(1),
-    subcomponent: None,
-});
+static PERSON_REGISTERED_GP: hl7::Path = hl7::Path::new("PD1", 4).component(1);
 
 /// The `person` record. As JSON: an object with these fields, in this order. Read from
 /// JSON, a key not listed is an error and an optional field may be absent or null, an
@@ -854,14 +775,7 @@ impl Person {
 }
 
 /// `MRG-1.1`: `person_merge.previous_id`.
-static PERSON_MERGE_PREVIOUS_ID: LazyLock<hl7::Path> = LazyLock::new(|| hl7::Path {
-    segment: String::from("MRG"),
-    segment_selector: None,
-    field: 1,
-    repetition: None,
-    component: Some(1),
-    subcomponent: None,
-});
+static PERSON_MERGE_PREVIOUS_ID: hl7::Path = hl7::Path::new("MRG", 1).component(1);
 
 /// The `person_merge` record. As JSON: an object with these fields, in this order. Read from
 /// JSON, a key not listed is an error and an optional field may be absent or null.
@@ -910,81 +824,31 @@ impl PersonMerge {
 }
 
 /// `OBR-2.1`: `result_report.placer_id`.
-static RESULT_REPORT_PLACER_ID: LazyLock<hl7::Path> = LazyLock::new(|| hl7::Path {
-    segment: String::from("OBR"),
-    segment_selector: None,
-    field: 2,
-    repetition: None,
-    component: Some(1),
-    subcomponent: None,
-});
+static RESULT_REPORT_PLACER_ID: hl7::Path = hl7::Path::new("OBR", 2).component(1);
 
 /// `OBR-3.1`: `result_report.filler_id`.
-static RESULT_REPORT_FILLER_ID: LazyLock<hl7::Path> = LazyLock::new(|| hl7::Path {
-    segment: String::from("OBR"),
-    segment_selector: None,
-    field: 3,
-    repetition: None,
-    component: Some(1),
-    subcomponent: None,
-});
+static RESULT_REPORT_FILLER_ID: hl7::Path = hl7::Path::new("OBR", 3).component(1);
 
 /// `OBR-4.1`: `result_report.examination`.
-static RESULT_REPORT_EXAMINATION: LazyLock<hl7::Path> = LazyLock::new(|| hl7::Path {
-    segment: String::from("OBR"),
-    segment_selector: None,
-    field: 4,
-    repetition: None,
-    component: Some(1),
-    subcomponent: None,
-});
+static RESULT_REPORT_EXAMINATION: hl7::Path = hl7::Path::new("OBR", 4).component(1);
 
 /// `OBR-7`: `result_report.performed`.
-static RESULT_REPORT_PERFORMED: LazyLock<hl7::Path> = LazyLock::new(|| hl7::Path {
-    segment: String::from("OBR"),
-    segment_selector: None,
-    field: 7,
-    repetition: None,
-    component: None,
-    subcomponent: None,
-});
+static RESULT_REPORT_PERFORMED: hl7::Path = hl7::Path::new("OBR", 7);
 
 /// `OBR-22`: `result_report.reported`.
-static RESULT_REPORT_REPORTED: LazyLock<hl7::Path> = LazyLock::new(|| hl7::Path {
-    segment: String::from("OBR"),
-    segment_selector: None,
-    field: 22,
-    repetition: None,
-    component: None,
-    subcomponent: None,
-});
+static RESULT_REPORT_REPORTED: hl7::Path = hl7::Path::new("OBR", 22);
 
 /// `OBR-25`: `result_report.status`.
-static RESULT_REPORT_STATUS: LazyLock<hl7::Path> = LazyLock::new(|| hl7::Path {
-    segment: String::from("OBR"),
-    segment_selector: None,
-    field: 25,
-    repetition: None,
-    component: None,
-    subcomponent: None,
-});
+static RESULT_REPORT_STATUS: hl7::Path = hl7::Path::new("OBR", 25);
 
 /// `OBX[OBX-2=ED]-5.5`: `result_report.pdf`.
-static RESULT_REPORT_PDF: LazyLock<hl7::Path> = LazyLock::new(|| hl7::Path {
-    segment: String::from("OBX"),
-    segment_selector: Some(
-        hl7::SegmentSelector::Where(hl7::SegmentFilter {
-            field: 2,
-            component: None,
-            subcomponent: None,
-            value: String::from("ED"),
-        }),
-    ),
-    field: 5,
-    repetition: None,
-    component: Some(5),
-    subcomponent: None,
-});
+static RESULT_REPORT_PDF: hl7::Path = hl7::Path::selected(
+        "OBX",
+        Some(hl7::SegmentSelector::Where(hl7::SegmentFilter::new(2, None, None, "ED"))),
+        5,
+        None,
+    )
+    .component(5);
 
 /// The `result_report` record. As JSON: an object with these fields, in this order. Read from
 /// JSON, a key not listed is an error and an optional field may be absent or null.
