@@ -28,7 +28,7 @@ pub use outbound::{OutboundHeader, new_message};
 pub use record::{
     DataRule, Field, MappedValue, OutboundRecord, Record, build_from_json, map_to_json, nested,
 };
-pub use values::{HlDate, HlDateTime, HlNumber, NhsNumber};
+pub use values::{HlDate, HlDateTime, HlNumber, NhsNumber, ValueError};
 
 use std::fmt;
 
