@@ -139,8 +139,8 @@ impl Plan {
             .values()
             .flat_map(|r| r.values())
             .any(|f| f.kind == Some(FieldType::Base64));
-        let attachment = needs_attachment
-            .then(|| (types.unique("Attachment", ""), types.unique("Media", "")));
+        let attachment =
+            needs_attachment.then(|| (types.unique("Attachment", ""), types.unique("Media", "")));
 
         let mut enums = Vec::new();
         let mut table_enum = Vec::new();

@@ -163,7 +163,11 @@ fn value_type(plan: &Plan, kind: &Kind) -> TokenStream {
             quote! { #name }
         }
         Kind::Base64 { .. } => {
-            let name = ident(plan.attachment.as_ref().map_or("Attachment", |(a, _)| a.as_str()));
+            let name = ident(
+                plan.attachment
+                    .as_ref()
+                    .map_or("Attachment", |(a, _)| a.as_str()),
+            );
             quote! { #name }
         }
         Kind::Nested { record_index } => {

@@ -214,8 +214,13 @@ fn outbound_types_get_a_json_builder_and_its_tests() {
         records.contains("#[serde(default)]\n    pub born: Vec<mapping::HlDate>,"),
         "{records}"
     );
-    assert!(records.contains("const MEDIA_TYPES: &'static [&'static str] = &[\"application/pdf\"];"));
-    assert!(records.contains(".data(1024, \"application/pdf\", true)"), "{records}");
+    assert!(
+        records.contains("const MEDIA_TYPES: &'static [&'static str] = &[\"application/pdf\"];")
+    );
+    assert!(
+        records.contains(".data(1024, \"application/pdf\", true)"),
+        "{records}"
+    );
     assert!(
         !records.contains("fn date_text("),
         "values write their own HL7 text"

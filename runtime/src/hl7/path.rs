@@ -630,7 +630,8 @@ impl Parser<'_> {
                 {
                     self.pos += 1;
                 }
-                let datatype: Cow<'static, str> = Cow::Owned(self.text[start..self.pos].to_string());
+                let datatype: Cow<'static, str> =
+                    Cow::Owned(self.text[start..self.pos].to_string());
                 if datatype.is_empty() || !datatype.as_bytes()[0].is_ascii_uppercase() {
                     self.pos = start;
                     return Err(
@@ -759,7 +760,9 @@ OBX|2|ED|||^application^pdf^Base64^JVBERi0=\r";
         .component(1);
         static ED: Path = Path::selected(
             "OBX",
-            Some(SegmentSelector::Where(SegmentFilter::new(2, None, None, "ED"))),
+            Some(SegmentSelector::Where(SegmentFilter::new(
+                2, None, None, "ED",
+            ))),
             5,
             None,
         )

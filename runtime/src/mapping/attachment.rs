@@ -132,12 +132,22 @@ mod tests {
             json,
             serde_json::json!({"media_type": "application/pdf", "data": "JVBERg=="})
         );
-        assert_eq!(serde_json::from_value::<Attachment<Pdf>>(json).unwrap(), pdf);
+        assert_eq!(
+            serde_json::from_value::<Attachment<Pdf>>(json).unwrap(),
+            pdf
+        );
         let wrong = serde_json::json!({"media_type": "image/png", "data": "JVBERg=="});
         let e = serde_json::from_value::<Attachment<Pdf>>(wrong).unwrap_err();
-        assert!(e.to_string().contains("the media type is not application/pdf"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("the media type is not application/pdf"),
+            "{e}"
+        );
         let bad = serde_json::json!({"media_type": "application/pdf", "data": "%%"});
         let e = serde_json::from_value::<Attachment<Pdf>>(bad).unwrap_err();
-        assert!(e.to_string().contains("the data is not standard base64"), "{e}");
+        assert!(
+            e.to_string().contains("the data is not standard base64"),
+            "{e}"
+        );
     }
 }

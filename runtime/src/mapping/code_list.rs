@@ -91,7 +91,11 @@ pub struct CodeError {
 
 impl fmt::Display for CodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let what = if self.mapped { "a value of" } else { "a code of" };
+        let what = if self.mapped {
+            "a value of"
+        } else {
+            "a code of"
+        };
         write!(
             f,
             "{:?} is not {what} {}; expected one of: {}",
@@ -118,8 +122,11 @@ mod tests {
     impl CodeList for Sex {
         const LIST: &'static str = "the sex map";
         const MAPPED: bool = true;
-        const ENTRIES: &'static [(Self, &'static str, &'static str)] =
-            &[(Self::M, "M", "male"), (Self::F, "F", "female"), (Self::Male, "1", "male")];
+        const ENTRIES: &'static [(Self, &'static str, &'static str)] = &[
+            (Self::M, "M", "male"),
+            (Self::F, "F", "female"),
+            (Self::Male, "1", "male"),
+        ];
     }
 
     #[test]

@@ -13,10 +13,12 @@ use super::code_list::CodeList;
 use super::json::{OutboundError, read_back, record_from_json, record_to_json};
 use super::values::{HlDate, HlDateTime, HlNumber, NhsNumber};
 use super::{
-    Errors, FieldRule, MappingError, OutboundHeader, Problem, base64, date, datetime,
-    new_message, nhs_number, number, repeated, single, text,
+    Errors, FieldRule, MappingError, OutboundHeader, Problem, base64, date, datetime, new_message,
+    nhs_number, number, repeated, single, text,
 };
-use crate::hl7::{BuildError, Hit, Message, MessageBuilder, Path, RepetitionSelector, SegmentSelector};
+use crate::hl7::{
+    BuildError, Hit, Message, MessageBuilder, Path, RepetitionSelector, SegmentSelector,
+};
 
 /// A record of the spec, read from an inbound (or outbound) message.
 pub trait Record: Sized + PartialEq + Serialize + DeserializeOwned {
@@ -59,7 +61,9 @@ pub fn nested<R: Record>(name: &str, message: &Message<'_>, errors: &mut Errors)
 
 /// Maps an inbound message to record `R`, as the JSON object the spec tests compare; or every
 /// mapping error.
-pub fn map_to_json<R: Record>(message: &Message<'_>) -> Result<serde_json::Value, Vec<MappingError>> {
+pub fn map_to_json<R: Record>(
+    message: &Message<'_>,
+) -> Result<serde_json::Value, Vec<MappingError>> {
     record_to_json(&R::from_hl7(message)?)
 }
 
@@ -164,7 +168,11 @@ impl Field {
     }
 
     /// Writes a value at the field's path.
-    pub fn write<T: MappedValue>(&self, message: &mut MessageBuilder, value: &T) -> Result<(), BuildError> {
+    pub fn write<T: MappedValue>(
+        &self,
+        message: &mut MessageBuilder,
+        value: &T,
+    ) -> Result<(), BuildError> {
         value.write(message, &self.path, self)
     }
 
@@ -183,7 +191,11 @@ impl Field {
     /// Writes a repeated field: one repetition each when the path names no repetition, else
     /// one segment occurrence each when it names no segment; a path that fixes both writes
     /// every value at the same place (the last one stays, and reading back says so).
-    pub fn write_each<T: MappedValue>(&self, message: &mut MessageBuilder, values: &[T]) -> Result<(), BuildError> {
+    pub fn write_each<T: MappedValue>(
+        &self,
+        message: &mut MessageBuilder,
+        values: &[T],
+    ) -> Result<(), BuildError> {
         for (index, value) in values.iter().enumerate() {
             let path = match (&self.path.repetition, &self.path.segment_selector) {
                 (None, _) => Cow::Owned(Path {
@@ -212,7 +224,12 @@ pub trait MappedValue: Sized {
     fn hl7_text(&self) -> Cow<'_, str>;
 
     /// Writes the value at `path` (the field's path, or one repetition of it).
-    fn write(&self, message: &mut MessageBuilder, path: &Path, field: &Field) -> Result<(), BuildError> {
+    fn write(
+        &self,
+        message: &mut MessageBuilder,
+        path: &Path,
+        field: &Field,
+    ) -> Result<(), BuildError> {
         let _ = field;
         message.set(path, &self.hl7_text())?;
         Ok(())
@@ -284,10 +301,18 @@ impl<M: MediaTypes> MappedValue for Attachment<M> {
         Cow::Owned(self.base64())
     }
     /// The data, and for ED.5 the media type in ED.2 and ED.3 and `Base64` in ED.4.
-    fn write(&self, message: &mut MessageBuilder, path: &Path, field: &Field) -> Result<(), BuildError> {
+    fn write(
+        &self,
+        message: &mut MessageBuilder,
+        path: &Path,
+        field: &Field,
+    ) -> Result<(), BuildError> {
         message.set(path, &self.base64())?;
         if let Some(rule) = field.data.filter(|rule| rule.ed) {
-            let (main, sub) = rule.media_type.split_once('/').unwrap_or((rule.media_type, ""));
+            let (main, sub) = rule
+                .media_type
+                .split_once('/')
+                .unwrap_or((rule.media_type, ""));
             for (component, text) in [(2, main), (3, sub), (4, "Base64")] {
                 let at = Path {
                     component: Some(component),
@@ -365,5 +390,102 @@ mod tests {
         assert_eq!(errors.len(), 1);
         assert_eq!(errors[0].field, "kind");
         assert_eq!(errors[0].code, 102);
+    }
+
+    /// A record as a generated crate writes it.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+    #[serde(try_from = "String", into = "&'static str")]
+    enum Sex {
+        M,
+        F,
+    }
+
+    impl CodeList for Sex {
+        const LIST: &'static str = "the sex map";
+        const MAPPED: bool = true;
+        const ENTRIES: &'static [(Self, &'static str, &'static str)] =
+            &[(Self::M, "M", "male"), (Self::F, "F", "female")];
+    }
+
+    impl TryFrom<String> for Sex {
+        type Error = super::super::CodeError;
+        fn try_from(text: String) -> Result<Self, Self::Error> {
+            CodeList::from_json(&text)
+        }
+    }
+
+    impl From<Sex> for &'static str {
+        fn from(value: Sex) -> Self {
+            CodeList::json(value)
+        }
+    }
+
+    #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Person {
+        family: String,
+        sex: Sex,
+    }
+
+    static FAMILY: Field = Field::required("family", Path::new("PID", 5).component(1)).max_chars(5);
+    static SEX: Field = Field::required("sex", Path::new("PID", 8));
+
+    impl Record for Person {
+        fn read(message: &Message<'_>, errors: &mut Errors) -> Option<Self> {
+            let family = FAMILY.single(message, errors);
+            let sex = SEX.single(message, errors);
+            Some(Self {
+                family: family?,
+                sex: sex?,
+            })
+        }
+    }
+
+    impl OutboundRecord for Person {
+        fn write(&self, message: &mut MessageBuilder) -> Result<(), BuildError> {
+            FAMILY.write(message, &self.family)?;
+            SEX.write(message, &self.sex)?;
+            Ok(())
+        }
+    }
+
+    fn build(json: serde_json::Value) -> Result<Vec<u8>, OutboundError> {
+        build_from_json::<Person>("ADT^A28", Some("ADT_A05"), &json, &HEADER)
+    }
+
+    #[test]
+    fn json_builds_a_message_that_maps_back() {
+        let json = serde_json::json!({"family": "SMITH", "sex": "female"});
+        let bytes = build(json.clone()).unwrap();
+        let message = Message::parse(&bytes).unwrap();
+        let msh9: Vec<_> = (1..=3).map(|c| message.header_text(9, c)).collect();
+        assert_eq!(msh9, ["ADT", "A28", "ADT_A05"]);
+        assert_eq!(map_to_json::<Person>(&message).unwrap(), json);
+        assert_eq!(
+            Person::from_hl7(&message).unwrap(),
+            Person {
+                family: "SMITH".into(),
+                sex: Sex::F
+            }
+        );
+    }
+
+    #[test]
+    fn json_is_read_strictly_and_checked_by_reading_back() {
+        let e = build(serde_json::json!({"family": "SMITH", "sex": "x"})).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "sex: \"x\" is not a value of the sex map; expected one of: male, female"
+        );
+        let e = build(serde_json::json!({"family": "SMITH", "sex": "male", "age": 1})).unwrap_err();
+        assert!(e.to_string().contains("unknown field `age`"), "{e}");
+        let e = build(serde_json::json!({"family": "SMITHSON", "sex": "male"})).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "family: the value has 8 characters; at most 5 are accepted"
+        );
+        let e = build(serde_json::json!({"family": "", "sex": "male"})).unwrap_err();
+        assert_eq!(e.to_string(), "family: required value missing at PID-5.1");
+        assert_eq!(String::from(e), "family: required value missing at PID-5.1");
     }
 }

@@ -701,14 +701,17 @@ mod tests {
     #[test]
     fn calendar_values_for_other_code() {
         let date = HlDate::parse("20000229").unwrap().to_date().unwrap();
-        assert_eq!((date.year(), u8::from(date.month()), date.day()), (2000, 2, 29));
-        assert_eq!(HlDate::parse("200002").unwrap().to_date(), None);
-        let offset = HlDateTime::parse("20260101-0330").unwrap().utc_offset().unwrap();
-        assert_eq!(offset.whole_minutes(), -210);
         assert_eq!(
-            HlDateTime::parse("2026010112").unwrap().utc_offset(),
-            None
+            (date.year(), u8::from(date.month()), date.day()),
+            (2000, 2, 29)
         );
+        assert_eq!(HlDate::parse("200002").unwrap().to_date(), None);
+        let offset = HlDateTime::parse("20260101-0330")
+            .unwrap()
+            .utc_offset()
+            .unwrap();
+        assert_eq!(offset.whole_minutes(), -210);
+        assert_eq!(HlDateTime::parse("2026010112").unwrap().utc_offset(), None);
         assert_eq!(
             HlDate::parse("19000229").unwrap_err().to_string(),
             "the day does not exist in that month"
