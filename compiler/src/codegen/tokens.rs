@@ -53,42 +53,42 @@ fn opt_usize(n: Option<usize>) -> TokenStream {
 pub fn path_literal(path: &Path) -> TokenStream {
     let segment = &*path.segment;
     let field = usize_lit(path.field);
-    let base = if path.segment_selector.is_none() && path.repetition.is_none() {
-        quote! { hl7::Path::new(#segment, #field) }
-    } else {
-        let segment_selector = match &path.segment_selector {
-            None => quote! { None },
-            Some(SegmentSelector::Occurrence(n)) => {
+    let segment_selector = path
+        .segment_selector
+        .as_ref()
+        .map(|selector| match selector {
+            SegmentSelector::Occurrence(n) => {
                 let n = usize_lit(*n);
-                quote! { Some(hl7::SegmentSelector::Occurrence(#n)) }
+                quote! { hl7::SegmentSelector::Occurrence(#n) }
             }
-            Some(SegmentSelector::Where(filter)) => {
+            SegmentSelector::Where(filter) => {
                 let field = usize_lit(filter.field);
                 let component = opt_usize(filter.component);
                 let subcomponent = opt_usize(filter.subcomponent);
                 let value = &*filter.value;
-                quote! {
-                    Some(hl7::SegmentSelector::Where(hl7::SegmentFilter::new(#field, #component, #subcomponent, #value)))
-                }
+                quote! { hl7::SegmentSelector::matching(#field, #component, #subcomponent, #value) }
             }
-        };
-        let repetition = match &path.repetition {
-            None => quote! { None },
-            Some(RepetitionSelector::Index(n)) => {
-                let n = usize_lit(*n);
-                quote! { Some(hl7::RepetitionSelector::Index(#n)) }
-            }
-            Some(RepetitionSelector::Where(filter)) => {
-                let datatype = &*filter.datatype;
-                let component = usize_lit(filter.component);
-                let subcomponent = opt_usize(filter.subcomponent);
-                let value = &*filter.value;
-                quote! {
-                    Some(hl7::RepetitionSelector::Where(hl7::RepetitionFilter::new(#datatype, #component, #subcomponent, #value)))
-                }
-            }
-        };
-        quote! { hl7::Path::selected(#segment, #segment_selector, #field, #repetition) }
+        });
+    let repetition = path.repetition.as_ref().map(|selector| match selector {
+        RepetitionSelector::Index(n) => {
+            let n = usize_lit(*n);
+            quote! { hl7::RepetitionSelector::Index(#n) }
+        }
+        RepetitionSelector::Where(filter) => {
+            let datatype = &*filter.datatype;
+            let component = usize_lit(filter.component);
+            let subcomponent = opt_usize(filter.subcomponent);
+            let value = &*filter.value;
+            quote! { hl7::RepetitionSelector::matching(#datatype, #component, #subcomponent, #value) }
+        }
+    });
+    let base = match (segment_selector, repetition) {
+        (None, None) => quote! { hl7::Path::new(#segment, #field) },
+        (Some(s), None) => quote! { hl7::Path::in_segment(#segment, #s, #field) },
+        (None, Some(r)) => quote! { hl7::Path::in_repetition(#segment, #field, #r) },
+        (Some(s), Some(r)) => {
+            quote! { hl7::Path::selected(#segment, Some(#s), #field, Some(#r)) }
+        }
     };
     let component = path.component.map(|c| {
         let c = usize_lit(c);

@@ -136,15 +136,10 @@ impl From<Clinician> for &'static str {
 /// `PID-3[CX.5=NH].1`: `patient.nhs_number`.
 static PATIENT_NHS_NUMBER: mapping::Field = mapping::Field::required(
     "nhs_number",
-    hl7::Path::selected(
+    hl7::Path::in_repetition(
             "PID",
-            None,
             3,
-            Some(
-                hl7::RepetitionSelector::Where(
-                    hl7::RepetitionFilter::new("CX", 5, None, "NH"),
-                ),
-            ),
+            hl7::RepetitionSelector::matching("CX", 5, None, "NH"),
         )
         .component(1),
 );
@@ -152,15 +147,10 @@ static PATIENT_NHS_NUMBER: mapping::Field = mapping::Field::required(
 /// `PID-3[CX.5=MR].1`: `patient.mrn`.
 static PATIENT_MRN: mapping::Field = mapping::Field::required(
         "mrn",
-        hl7::Path::selected(
+        hl7::Path::in_repetition(
                 "PID",
-                None,
                 3,
-                Some(
-                    hl7::RepetitionSelector::Where(
-                        hl7::RepetitionFilter::new("CX", 5, None, "MR"),
-                    ),
-                ),
+                hl7::RepetitionSelector::matching("CX", 5, None, "MR"),
             )
             .component(1),
     )
@@ -545,15 +535,10 @@ static REPORT_PROCEDURE: mapping::Field = mapping::Field::required(
 /// `OBX[OBX-2=ED]-5.5`: `report.pdf`.
 static REPORT_PDF: mapping::Field = mapping::Field::required(
         "pdf",
-        hl7::Path::selected(
+        hl7::Path::in_segment(
                 "OBX",
-                Some(
-                    hl7::SegmentSelector::Where(
-                        hl7::SegmentFilter::new(2, None, None, "ED"),
-                    ),
-                ),
+                hl7::SegmentSelector::matching(2, None, None, "ED"),
                 5,
-                None,
             )
             .component(5),
     )

@@ -231,15 +231,10 @@ impl From<ReportStatus> for &'static str {
 /// `PID-3[CX.5=NH].1`: `person.nhs_number`.
 static PERSON_NHS_NUMBER: mapping::Field = mapping::Field::required(
     "nhs_number",
-    hl7::Path::selected(
+    hl7::Path::in_repetition(
             "PID",
-            None,
             3,
-            Some(
-                hl7::RepetitionSelector::Where(
-                    hl7::RepetitionFilter::new("CX", 5, None, "NH"),
-                ),
-            ),
+            hl7::RepetitionSelector::matching("CX", 5, None, "NH"),
         )
         .component(1),
 );
@@ -247,15 +242,10 @@ static PERSON_NHS_NUMBER: mapping::Field = mapping::Field::required(
 /// `PID-3[CX.5=PI].1`: `person.local_id`.
 static PERSON_LOCAL_ID: mapping::Field = mapping::Field::required(
         "local_id",
-        hl7::Path::selected(
+        hl7::Path::in_repetition(
                 "PID",
-                None,
                 3,
-                Some(
-                    hl7::RepetitionSelector::Where(
-                        hl7::RepetitionFilter::new("CX", 5, None, "PI"),
-                    ),
-                ),
+                hl7::RepetitionSelector::matching("CX", 5, None, "PI"),
             )
             .component(1),
     )
@@ -498,15 +488,10 @@ static RESULT_REPORT_STATUS: mapping::Field = mapping::Field::required(
 /// `OBX[OBX-2=ED]-5.5`: `result_report.pdf`.
 static RESULT_REPORT_PDF: mapping::Field = mapping::Field::required(
         "pdf",
-        hl7::Path::selected(
+        hl7::Path::in_segment(
                 "OBX",
-                Some(
-                    hl7::SegmentSelector::Where(
-                        hl7::SegmentFilter::new(2, None, None, "ED"),
-                    ),
-                ),
+                hl7::SegmentSelector::matching(2, None, None, "ED"),
                 5,
-                None,
             )
             .component(5),
     )

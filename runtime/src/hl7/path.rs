@@ -182,13 +182,60 @@ impl RepetitionFilter {
     }
 }
 
+impl SegmentSelector {
+    /// `[SEG-field[.component[.subcomponent]]=value]`, without allocating.
+    pub const fn matching(
+        field: usize,
+        component: Option<usize>,
+        subcomponent: Option<usize>,
+        value: &'static str,
+    ) -> Self {
+        Self::Where(SegmentFilter::new(field, component, subcomponent, value))
+    }
+}
+
+impl RepetitionSelector {
+    /// `[DT.component[.subcomponent]=value]`, without allocating.
+    pub const fn matching(
+        datatype: &'static str,
+        component: usize,
+        subcomponent: Option<usize>,
+        value: &'static str,
+    ) -> Self {
+        Self::Where(RepetitionFilter::new(
+            datatype,
+            component,
+            subcomponent,
+            value,
+        ))
+    }
+}
+
 impl Path {
     /// `SEG-field`, without allocating: `Path::new("PID", 7)` is `PID-7`.
     pub const fn new(segment: &'static str, field: usize) -> Self {
         Self::selected(segment, None, field, None)
     }
 
-    /// A path with selectors, without allocating: `OBX[OBX-2=ED]-5` or `PID-3[CX.5=NH]`.
+    /// `SEG[selector]-field`, without allocating: `OBX[OBX-2=ED]-5`.
+    pub const fn in_segment(
+        segment: &'static str,
+        selector: SegmentSelector,
+        field: usize,
+    ) -> Self {
+        Self::selected(segment, Some(selector), field, None)
+    }
+
+    /// `SEG-field[selector]`, without allocating: `PID-3[CX.5=NH]`.
+    pub const fn in_repetition(
+        segment: &'static str,
+        field: usize,
+        selector: RepetitionSelector,
+    ) -> Self {
+        Self::selected(segment, None, field, Some(selector))
+    }
+
+    /// A path with both selectors (or none), without allocating: `OBX[2]-5[CE.1=X]`.
     pub const fn selected(
         segment: &'static str,
         segment_selector: Option<SegmentSelector>,
@@ -749,28 +796,33 @@ OBX|2|ED|||^application^pdf^Base64^JVBERi0=\r";
 
     #[test]
     fn const_paths_equal_the_parsed_text() {
-        static NH: Path = Path::selected(
-            "PID",
-            None,
-            3,
-            Some(RepetitionSelector::Where(RepetitionFilter::new(
-                "CX", 5, None, "NH",
-            ))),
-        )
-        .component(1);
-        static ED: Path = Path::selected(
+        static NH: Path =
+            Path::in_repetition("PID", 3, RepetitionSelector::matching("CX", 5, None, "NH"))
+                .component(1);
+        static BOTH: Path = Path::selected(
             "OBX",
-            Some(SegmentSelector::Where(SegmentFilter::new(
-                2, None, None, "ED",
-            ))),
+            Some(SegmentSelector::Occurrence(2)),
             5,
-            None,
-        )
-        .component(5);
+            Some(RepetitionSelector::Where(RepetitionFilter::new(
+                "CE",
+                1,
+                Some(2),
+                "a]b",
+            ))),
+        );
+        static ED: Path =
+            Path::in_segment("OBX", SegmentSelector::matching(2, None, None, "ED"), 5).component(5);
+        static FILTER: Path = Path::in_segment(
+            "OBX",
+            SegmentSelector::Where(SegmentFilter::new(3, Some(1), None, "x")),
+            5,
+        );
         static NAME: Path = Path::new("PID", 5).component(1).subcomponent(2);
         for (path, text) in [
             (&NH, "PID-3[CX.5=NH].1"),
             (&ED, "OBX[OBX-2=ED]-5.5"),
+            (&BOTH, "OBX[2]-5[CE.1.2=\"a]b\"]"),
+            (&FILTER, "OBX[OBX-3.1=x]-5"),
             (&NAME, "PID-5.1.2"),
         ] {
             assert_eq!(*path, Path::parse(text).unwrap());
