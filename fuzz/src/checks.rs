@@ -376,7 +376,7 @@ pub fn path(data: &[u8]) {
             path.repetition,
             Some(hl7gw_runtime::hl7::RepetitionSelector::Index(n)) if n > 300
         );
-    let header_like = matches!(path.segment.as_str(), "MSH" | "FHS" | "BHS" | "BTS" | "FTS");
+    let header_like = matches!(&*path.segment, "MSH" | "FHS" | "BHS" | "BTS" | "FTS");
     // A filtered write also writes the filter's value; when the write lands on a level that
     // contains (or is) the filter's target, reading back the whole level cannot return the
     // written text alone, so only exact-leaf writes are compared.

@@ -10,9 +10,6 @@
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
-use serde::de::DeserializeOwned;
-
 use crate::config::{EnvName, Environment, Text};
 use crate::hl7::{Message, ParseError, ParseOptions};
 use crate::inbound::{InboundPolicy, Outcome, evaluate};
@@ -21,8 +18,15 @@ use crate::mapping::{self, MappingError, OutboundHeader};
 /// A message → its record as JSON, or every mapping error.
 pub type MapFn = fn(&Message<'_>) -> Result<serde_json::Value, Vec<MappingError>>;
 
-/// A record as JSON → its message after the MSH in the header, or why not.
-pub type BuildFn = fn(&serde_json::Value, &OutboundHeader<'_>) -> Result<Vec<u8>, OutboundError>;
+/// A record as JSON → a message of the type and structure given, after the MSH in the
+/// header, checked to read back as sent (generated crates point this at
+/// [`mapping::build_from_json`] for their record).
+pub type BuildFn = fn(
+    &str,
+    Option<&str>,
+    &serde_json::Value,
+    &OutboundHeader<'_>,
+) -> Result<Vec<u8>, mapping::OutboundError>;
 
 /// An inbound message type and how its record is read.
 #[derive(Debug, Clone)]
@@ -38,6 +42,8 @@ pub struct InboundBinding {
 pub struct OutboundBinding {
     /// `TYPE^TRIGGER`.
     pub message_type: Text,
+    /// The message structure written to MSH-9.3 (v2.3.1 and later), e.g. `ORU_R01`.
+    pub structure: Option<Text>,
     /// A message of this type → its record as JSON, as the receiving end reads it.
     pub map: MapFn,
     /// The record as JSON → the message.
@@ -45,7 +51,7 @@ pub struct OutboundBinding {
 }
 
 /// Why an outbound message could not be built from its record as JSON.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum OutboundError {
     /// The spec does not declare the type outbound.
     #[error("message type {message_type} is not declared outbound; declared: {}", list_or_none(.declared))]
@@ -55,15 +61,10 @@ pub enum OutboundError {
         /// The declared outbound types.
         declared: Vec<String>,
     },
-    /// The JSON does not read as the record (`patient.nhs_number: …`).
-    #[error("{0}")]
-    Record(String),
-    /// The record does not fit the message (a value the charset cannot hold, …).
-    #[error("the message cannot be built: {0}")]
-    Build(#[from] crate::hl7::BuildError),
-    /// The built message does not read back as the record sent (`field: why`).
-    #[error("{0}")]
-    ReadBack(String),
+    /// The JSON does not read as the record (`patient.nhs_number: …`), the record does not
+    /// fit the message, or the built message does not read back as the record sent.
+    #[error(transparent)]
+    Record(#[from] mapping::OutboundError),
 }
 
 fn list_or_none(types: &[String]) -> String {
@@ -201,7 +202,12 @@ impl GatewaySpec {
             .iter()
             .find(|b| b.message_type == message_type)
         {
-            Some(binding) => (binding.build)(record, header),
+            Some(binding) => Ok((binding.build)(
+                &binding.message_type,
+                binding.structure.as_deref(),
+                record,
+                header,
+            )?),
             None => Err(OutboundError::Undeclared {
                 message_type: message_type.to_string(),
                 declared: self
@@ -229,27 +235,6 @@ impl GatewaySpec {
         let message = Message::parse_with(bytes, &ParseOptions::lenient())?;
         Ok(self.evaluate(&message, env))
     }
-}
-
-/// A binding's map: the message read into record `T`, as JSON.
-pub fn map_record<T: Serialize>(
-    message: &Message<'_>,
-    from_hl7: fn(&Message<'_>) -> Result<T, Vec<MappingError>>,
-) -> Result<serde_json::Value, Vec<MappingError>> {
-    mapping::record_to_json(&from_hl7(message)?)
-}
-
-/// A binding's build: the JSON read strictly into record `T`, built after `header`, and
-/// checked to read back as sent.
-pub fn build_record<T: DeserializeOwned + Serialize + PartialEq>(
-    record: &serde_json::Value,
-    header: &OutboundHeader<'_>,
-    to_hl7: fn(&T, &OutboundHeader<'_>) -> Result<Vec<u8>, crate::hl7::BuildError>,
-    from_hl7: fn(&Message<'_>) -> Result<T, Vec<MappingError>>,
-) -> Result<Vec<u8>, OutboundError> {
-    let record: T = mapping::record_from_json(record).map_err(OutboundError::Record)?;
-    let bytes = to_hl7(&record, header)?;
-    mapping::read_back(&record, bytes, from_hl7).map_err(OutboundError::ReadBack)
 }
 
 #[cfg(test)]

@@ -201,7 +201,7 @@ fn path() -> impl Strategy<Value = Path> {
                     field,
                     component,
                     subcomponent: component.and(sub),
-                    value,
+                    value: value.into(),
                 }))
             ),
     ];
@@ -216,10 +216,10 @@ fn path() -> impl Strategy<Value = Path> {
         )
             .prop_map(|(datatype, component, subcomponent, value)| Some(
                 RepetitionSelector::Where(RepetitionFilter {
-                    datatype,
+                    datatype: datatype.into(),
                     component,
                     subcomponent,
-                    value
+                    value: value.into()
                 })
             )),
     ];
@@ -233,7 +233,7 @@ fn path() -> impl Strategy<Value = Path> {
     )
         .prop_map(
             |(segment, segment_selector, field, repetition, component, sub)| Path {
-                segment,
+                segment: segment.into(),
                 segment_selector,
                 field,
                 repetition,

@@ -121,7 +121,7 @@ fn check_path(
             Some(pointer),
         )
     };
-    let segment = path.segment.as_str();
+    let segment = &*path.segment;
     if segment.starts_with('Z') {
         // Z-segments are the customer's own; the dictionary cannot know them.
         return;

@@ -28,16 +28,22 @@ pub fn render(ctx: &Context<'_>, plan: &Plan) -> Result<String, CodegenError> {
     ));
     let (inbound, outbound) = bindings(plan);
     let mut uses = vec![quote! { GatewaySpec }];
+    let mut mapping = Vec::new();
     if !inbound.is_empty() {
         uses.push(quote! { InboundBinding });
     }
     if !outbound.is_empty() {
         uses.push(quote! { OutboundBinding });
-        uses.push(quote! { build_record });
+        mapping.push(quote! { build_from_json });
     }
     if !inbound.is_empty() || !outbound.is_empty() {
-        uses.push(quote! { map_record });
+        mapping.push(quote! { map_to_json });
     }
+    let mapping_use = if mapping.is_empty() {
+        quote! {}
+    } else {
+        quote! { use hl7gw_runtime::mapping::{#(#mapping),*}; }
+    };
     let environment = |name: EnvName| {
         if spec.environments.get(name).is_some() {
             let c = ident(match name {
@@ -70,6 +76,7 @@ pub fn render(ctx: &Context<'_>, plan: &Plan) -> Result<String, CodegenError> {
         use std::borrow::Cow;
 
         use hl7gw_runtime::spec::{#(#uses),*};
+        #mapping_use
 
         /// This gateway: what its spec decides.
         pub const SPEC: GatewaySpec = GatewaySpec {
@@ -92,8 +99,8 @@ pub fn render(ctx: &Context<'_>, plan: &Plan) -> Result<String, CodegenError> {
 }
 
 /// The message bindings: per inbound type, how its record is read; per outbound type, how
-/// the Trust reads it and how it is built from JSON. The one place the generated code calls
-/// the records' API.
+/// the Trust reads it and how it is built from JSON. Pure data: each points at the runtime's
+/// generic functions (`mapping::map_to_json`, `mapping::build_from_json`) for its record.
 fn bindings(plan: &Plan) -> (Vec<TokenStream>, Vec<TokenStream>) {
     let inbound = plan
         .inbound
@@ -104,7 +111,7 @@ fn bindings(plan: &Plan) -> (Vec<TokenStream>, Vec<TokenStream>) {
             Some(quote! {
                 InboundBinding {
                     message_type: Cow::Borrowed(#message_type),
-                    map: |message| map_record(message, records::#name::from_hl7),
+                    map: map_to_json::<records::#name>,
                 }
             })
         })
@@ -115,15 +122,17 @@ fn bindings(plan: &Plan) -> (Vec<TokenStream>, Vec<TokenStream>) {
         .filter_map(|out| {
             let record = plan.records.get(out.record_index)?;
             let name = ident(&record.type_name);
-            let method = ident(&out.method);
             let message_type = &out.message_type;
+            let structure = match &out.structure {
+                Some(s) => quote! { Some(Cow::Borrowed(#s)) },
+                None => quote! { None },
+            };
             Some(quote! {
                 OutboundBinding {
                     message_type: Cow::Borrowed(#message_type),
-                    map: |message| map_record(message, records::#name::from_hl7),
-                    build: |record, header| {
-                        build_record(record, header, records::#name::#method, records::#name::from_hl7)
-                    },
+                    structure: #structure,
+                    map: map_to_json::<records::#name>,
+                    build: build_from_json::<records::#name>,
                 }
             })
         })

@@ -27,7 +27,6 @@ pub const RESERVED_TYPES: &[&str] = &[
     "Ok",
     "Err",
     "Box",
-    "LazyLock",
     "Copy",
     "Clone",
     "Debug",

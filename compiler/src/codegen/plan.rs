@@ -16,8 +16,9 @@ pub struct Plan {
     pub records: Vec<RecordPlan>,
     /// Code enums: tables (spec order), then each record's maps (spec order).
     pub enums: Vec<CodeEnum>,
-    /// The type name of the base64 attachment, when a field has `type: base64`.
-    pub attachment: Option<String>,
+    /// The type names of the base64 attachment and of its media types, when a field has
+    /// `type: base64`.
+    pub attachment: Option<(String, String)>,
     /// Inbound message types and the index of their record.
     pub inbound: Vec<(String, usize)>,
     /// Outbound message types.
@@ -138,7 +139,8 @@ impl Plan {
             .values()
             .flat_map(|r| r.values())
             .any(|f| f.kind == Some(FieldType::Base64));
-        let attachment = needs_attachment.then(|| types.unique("Attachment", ""));
+        let attachment =
+            needs_attachment.then(|| (types.unique("Attachment", ""), types.unique("Media", "")));
 
         let mut enums = Vec::new();
         let mut table_enum = Vec::new();

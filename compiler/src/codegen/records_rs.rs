@@ -1,32 +1,25 @@
-//! `src/records.rs`: a struct per record, an enum per code list, the attachment type, and per
-//! record `from_hl7`/`read` (inbound) and `write`/`to_hl7` (outbound), all calling the
-//! runtime's mapping primitives with constants.
+//! `src/records.rs`: data and trait impls only. A struct per record with a `static`
+//! `mapping::Field` per field and `mapping::Record` (and `OutboundRecord`) impls that read or
+//! write each field with one call; an enum per code list with its `mapping::CodeList`
+//! entries; the spec's media types for the runtime's `mapping::Attachment`.
 
 use proc_macro2::{Literal, TokenStream};
 use quote::quote;
 
 use super::names::ident;
 use super::plan::{CodeEnum, FieldPlan, Kind, Plan, RecordPlan};
-use super::tokens::{doc, inner_doc, path_literal, render_file, usize_lit};
+use super::tokens::{doc, inner_doc, path_literal, render_file};
 use super::{CodegenError, Context};
-use hl7gw_runtime::hl7::{RepetitionSelector, SegmentSelector};
 
 /// Renders `src/records.rs`.
 pub fn render(ctx: &Context<'_>, plan: &Plan) -> Result<String, CodegenError> {
     let mut items = Vec::new();
-    let any_statics = plan
-        .records
-        .iter()
-        .any(|r| r.fields.iter().any(|f| f.path_static.is_some()));
     let any_runtime = !plan.records.is_empty() || !plan.enums.is_empty();
-    if any_statics {
-        items.push(quote! { use std::sync::LazyLock; });
-    }
     if any_runtime {
         items.push(quote! { use hl7gw_runtime::{hl7, mapping}; });
     }
-    if let Some(name) = &plan.attachment {
-        items.push(attachment(name, &media_types(plan)));
+    if let Some((name, media)) = &plan.attachment {
+        items.push(attachment(name, media, &media_types(plan)));
     }
     let table_count = plan.enums.iter().filter(|e| !e.from_map).count();
     for code_enum in plan.enums.iter().take(table_count) {
@@ -45,12 +38,13 @@ pub fn render(ctx: &Context<'_>, plan: &Plan) -> Result<String, CodegenError> {
     }
     let docs = inner_doc(&format!(
         "The typed records of {} (`{}`).\n\n\
-         One struct per record, with typed fields; one enum per code map and table. `from_hl7`\n\
-         maps an inbound message through the runtime's mapping primitives and reports every\n\
-         error at once; `to_hl7` builds an outbound message. Serialized with serde, a record is\n\
-         the JSON object the spec tests and `hl7gw test` compare. It deserializes back from that\n\
-         JSON, which is how `outbound_from_json` reads a record EMS sends: unknown keys are\n\
-         refused, and dates, NHS numbers, numbers and codes are checked as when read from HL7.",
+         One struct per record, with typed fields; one enum per code map and table; the runtime\n\
+         does the work through their `mapping::Record` and `mapping::CodeList` impls. `from_hl7`\n\
+         maps an inbound message and reports every error at once; `to_hl7` builds an outbound\n\
+         message. Serialized with serde, a record is the JSON object the spec tests and\n\
+         `hl7gw test` compare. It deserializes back from that JSON, which is how\n\
+         `outbound_from_json` reads a record EMS sends: unknown keys are refused, and dates,\n\
+         NHS numbers, numbers and codes are checked as when read from HL7.",
         ctx.spec.customer.name, ctx.spec_path
     ));
     render_file(
@@ -76,67 +70,23 @@ fn media_types(plan: &Plan) -> Vec<String> {
     media
 }
 
-fn attachment(name: &str, media: &[String]) -> TokenStream {
+fn attachment(name: &str, media_name: &str, media: &[String]) -> TokenStream {
     let name = ident(name);
-    let count = usize_lit(media.len());
-    let unknown = match media {
-        [one] => format!("the media type is not {one}"),
-        _ => format!("the media type is not one of {}", media.join(", ")),
-    };
-    let struct_name = name.to_string();
+    let media_name = ident(media_name);
+    let alias_doc = doc(&format!(
+        "Decoded base64 data with one of [`{media_name}`]'s types; as JSON\n\
+         `{{\"media_type\": …, \"data\": <standard base64 with padding>}}`."
+    ));
     quote! {
-        /// Decoded base64 data with the media type the spec names. As JSON:
-        /// `{"media_type": …, "data": <standard base64 with padding>}`; read from JSON, the
-        /// media type must be one the spec names and the data standard base64.
-        #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-        pub struct #name {
-            /// The media type, e.g. `application/pdf`.
-            pub media_type: &'static str,
-            /// The decoded bytes.
-            pub data: Vec<u8>,
+        /// The media types of the spec's base64 fields.
+        pub struct #media_name;
+
+        impl mapping::MediaTypes for #media_name {
+            const MEDIA_TYPES: &'static [&'static str] = &[#(#media),*];
         }
 
-        impl #name {
-            /// The media types of the spec's base64 fields.
-            pub const MEDIA_TYPES: [&'static str; #count] = [#(#media),*];
-
-            /// The data as standard base64 with padding.
-            pub fn base64(&self) -> String {
-                base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &self.data)
-            }
-        }
-
-        impl<'de> serde::Deserialize<'de> for #name {
-            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-                /// The JSON form.
-                #[derive(serde::Deserialize)]
-                #[serde(deny_unknown_fields, rename = #struct_name)]
-                struct Json<'a> {
-                    #[serde(borrow)]
-                    media_type: std::borrow::Cow<'a, str>,
-                    #[serde(borrow)]
-                    data: std::borrow::Cow<'a, str>,
-                }
-                let json = <Json<'de> as serde::Deserialize>::deserialize(deserializer)?;
-                let media_type = Self::MEDIA_TYPES
-                    .into_iter()
-                    .find(|media| *media == json.media_type)
-                    .ok_or_else(|| serde::de::Error::custom(#unknown))?;
-                let data = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, json.data.as_bytes())
-                    .map_err(|e| serde::de::Error::custom(format!("the data is not standard base64: {e}")))?;
-                Ok(Self { media_type, data })
-            }
-        }
-
-        impl serde::Serialize for #name {
-            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-                use serde::ser::SerializeStruct;
-                let mut state = serializer.serialize_struct("Attachment", 2)?;
-                state.serialize_field("media_type", self.media_type)?;
-                state.serialize_field("data", &self.base64())?;
-                state.end()
-            }
-        }
+        #alias_doc
+        pub type #name = mapping::Attachment<#media_name>;
     }
 }
 
@@ -164,101 +114,33 @@ fn enum_item(e: &CodeEnum) -> TokenStream {
     });
     let codes: Vec<_> = e.entries.iter().map(|(c, _, _)| c.as_str()).collect();
     let meanings: Vec<_> = e.entries.iter().map(|(_, m, _)| m.as_str()).collect();
-    let count = usize_lit(e.entries.len());
     let list = &e.list_name;
-    let (meaning_fn, meaning_doc) = if e.from_map {
-        (ident("value"), doc("The EMS value the code maps to."))
-    } else {
-        (
-            ident("meaning"),
-            doc("The code's meaning in the customer's table."),
-        )
-    };
-    let serialized = if e.from_map {
-        quote! { self.value() }
-    } else {
-        quote! { self.code() }
-    };
-    let json_values = if e.from_map { &meanings } else { &codes };
-    let what = if e.from_map {
-        "a value of"
-    } else {
-        "a code of"
-    };
-    let unknown = format!(
-        "{{text:?}} is not {}",
-        format!("{what} {list}; expected one of: {}", json_values.join(", "))
-            .replace('{', "{{")
-            .replace('}', "}}")
-    );
-    let deserialize_doc = if e.from_map {
-        "Reads the EMS value; when codes share a value, the first code in spec order."
-    } else {
-        "Reads the code."
-    };
-    let deserialize_doc = doc(deserialize_doc);
-    let serialized_of_value = if e.from_map {
-        quote! { value.value() }
-    } else {
-        quote! { value.code() }
-    };
+    let mapped = e.from_map;
     quote! {
         #type_doc
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[derive(serde::Serialize, serde::Deserialize)]
+        #[serde(try_from = "String", into = "&'static str")]
         pub enum #name {
             #(#variant_docs #variants,)*
         }
 
-        impl #name {
-            /// Every value, in spec order.
-            pub const ALL: [Self; #count] = [#(Self::#variants),*];
-            /// The HL7 codes, in the order of [`Self::ALL`].
-            pub const CODES: &'static [&'static str] = &[#(#codes),*];
-            /// The code list, as errors name it.
-            pub const LIST: &'static str = #list;
+        impl mapping::CodeList for #name {
+            const LIST: &'static str = #list;
+            const MAPPED: bool = #mapped;
+            const ENTRIES: &'static [(Self, &'static str, &'static str)] = &[#((Self::#variants, #codes, #meanings)),*];
+        }
 
-            /// The HL7 code.
-            pub fn code(self) -> &'static str {
-                match self {
-                    #(Self::#variants => #codes,)*
-                }
-            }
-
-            #meaning_doc
-            pub fn #meaning_fn(self) -> &'static str {
-                match self {
-                    #(Self::#variants => #meanings,)*
-                }
-            }
-
-            /// The value of an HL7 code, if the list has it.
-            pub fn from_code(code: &str) -> Option<Self> {
-                Self::ALL.into_iter().find(|value| value.code() == code)
-            }
-
-            /// Reads a code from a message value; a code not listed is error 103.
-            pub fn read(hit: &hl7::Hit<'_>) -> Result<Self, mapping::Problem> {
-                let index = mapping::code(hit, Self::CODES, Self::LIST)?;
-                Self::ALL.get(index).copied().ok_or_else(|| {
-                    mapping::Problem::not_in_table(format!("code number {index} is not in {}", Self::LIST))
-                })
+        impl TryFrom<String> for #name {
+            type Error = mapping::CodeError;
+            fn try_from(text: String) -> Result<Self, Self::Error> {
+                mapping::CodeList::from_json(&text)
             }
         }
 
-        impl serde::Serialize for #name {
-            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-                serializer.serialize_str(#serialized)
-            }
-        }
-
-        impl<'de> serde::Deserialize<'de> for #name {
-            #deserialize_doc
-            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-                let text = <String as serde::Deserialize>::deserialize(deserializer)?;
-                Self::ALL
-                    .into_iter()
-                    .find(|value| #serialized_of_value == text)
-                    .ok_or_else(|| serde::de::Error::custom(format!(#unknown)))
+        impl From<#name> for &'static str {
+            fn from(value: #name) -> Self {
+                mapping::CodeList::json(value)
             }
         }
     }
@@ -281,7 +163,11 @@ fn value_type(plan: &Plan, kind: &Kind) -> TokenStream {
             quote! { #name }
         }
         Kind::Base64 { .. } => {
-            let name = ident(plan.attachment.as_deref().unwrap_or("Attachment"));
+            let name = ident(
+                plan.attachment
+                    .as_ref()
+                    .map_or("Attachment", |(a, _)| a.as_str()),
+            );
             quote! { #name }
         }
         Kind::Nested { record_index } => {
@@ -334,55 +220,30 @@ fn field_doc(field: &FieldPlan) -> String {
     format!("From `{from}`: {kind}{presence}.")
 }
 
-/// The converter passed to `single`/`repeated`.
-fn converter(plan: &Plan, kind: &Kind) -> TokenStream {
-    match kind {
-        Kind::Text { max_len } => {
-            let max = match max_len {
-                Some(n) => {
-                    let n = Literal::u32_unsuffixed(*n);
-                    quote! { Some(#n) }
-                }
-                None => quote! { None },
-            };
-            quote! { |hit| mapping::text(hit, #max) }
-        }
-        Kind::Date => quote! { mapping::date },
-        Kind::DateTime => quote! { mapping::datetime },
-        Kind::NhsNumber => quote! { mapping::nhs_number },
-        Kind::Number => quote! { mapping::number },
-        Kind::Code { .. } => {
-            let name = value_type(plan, kind);
-            quote! { #name::read }
+/// The `static` a field is read and written through: name, path, presence and limits.
+fn field_static(field: &FieldPlan, path: &TokenStream) -> TokenStream {
+    let name = &field.name;
+    let base = if field.required {
+        quote! { mapping::Field::required(#name, #path) }
+    } else {
+        quote! { mapping::Field::optional(#name, #path) }
+    };
+    let limit = match &field.kind {
+        Kind::Text { max_len: Some(n) } => {
+            let n = Literal::u32_unsuffixed(*n);
+            quote! { .max_chars(#n) }
         }
         Kind::Base64 {
-            media, max_bytes, ..
+            media,
+            max_bytes,
+            ed_data,
         } => {
-            let name = value_type(plan, kind);
             let max = Literal::u64_unsuffixed(*max_bytes);
-            quote! {
-                |hit| mapping::base64(hit, #max).map(|data| #name { media_type: #media, data })
-            }
+            quote! { .data(#max, #media, #ed_data) }
         }
-        Kind::Nested { .. } => quote! {},
-    }
-}
-
-/// The HL7 text of a value: `value` is `self.field` (`place`) or a reference binding.
-fn text_expr(kind: &Kind, value: &TokenStream, place: bool) -> TokenStream {
-    let reference = if place {
-        quote! { &#value }
-    } else {
-        quote! { #value }
+        _ => quote! {},
     };
-    match kind {
-        Kind::Text { .. } => reference,
-        Kind::Date | Kind::DateTime => quote! { &#value.to_hl7() },
-        Kind::NhsNumber | Kind::Number => quote! { #value.as_str() },
-        Kind::Code { .. } => quote! { #value.code() },
-        Kind::Base64 { .. } => quote! { &#value.base64() },
-        Kind::Nested { .. } => quote! {},
-    }
+    quote! { #base #limit }
 }
 
 fn record_item(plan: &Plan, record: &RecordPlan) -> TokenStream {
@@ -391,11 +252,11 @@ fn record_item(plan: &Plan, record: &RecordPlan) -> TokenStream {
     for field in &record.fields {
         if let (Some((from, path)), Some(static_name)) = (&field.path, &field.path_static) {
             let static_name = ident(static_name);
-            let literal = path_literal(path);
+            let value = field_static(field, &path_literal(path));
             let d = doc(&format!("`{from}`: `{}.{}`.", record.name, field.name));
             statics.push(quote! {
                 #d
-                static #static_name: LazyLock<hl7::Path> = LazyLock::new(|| #literal);
+                static #static_name: mapping::Field = #value;
             });
         }
     }
@@ -417,7 +278,7 @@ fn record_item(plan: &Plan, record: &RecordPlan) -> TokenStream {
         }
     ));
 
-    let reads = record.fields.iter().map(|field| read_stmt(plan, field));
+    let reads = record.fields.iter().map(read_stmt);
     let inits = record.fields.iter().map(|field| {
         let n = ident(&field.name);
         let local = ident(&field.local);
@@ -438,33 +299,25 @@ fn record_item(plan: &Plan, record: &RecordPlan) -> TokenStream {
         /// Maps a message to this record, or returns every error found (HL7 codes 101, 102,
         /// 103, each with its location).
         pub fn from_hl7(message: &hl7::Message<'_>) -> Result<Self, Vec<mapping::MappingError>> {
-            let mut errors = mapping::Errors::new();
-            let record = Self::read(message, &mut errors);
-            errors.finish(|| record)
-        }
-
-        /// Reads the fields in spec order, recording what fails in `errors`; `None` when a
-        /// required value could not be read.
-        pub fn read(message: &hl7::Message<'_>, errors: &mut mapping::Errors) -> Option<Self> {
-            #unused_read
-            #(#reads)*
-            Some(Self { #(#inits),* })
+            mapping::Record::from_hl7(message)
         }
     }];
+    let mut outbound_impl = quote! {};
     if record.written {
-        let writes: Vec<_> = record.fields.iter().map(write_stmts).collect();
+        let writes: Vec<_> = record.fields.iter().map(write_stmt).collect();
         let unused_write = record
             .fields
             .is_empty()
             .then(|| quote! { let _ = message; });
-        methods.push(quote! {
-            /// Writes the fields into an outbound message, nested records included.
-            pub fn write(&self, message: &mut hl7::MessageBuilder) -> Result<(), hl7::BuildError> {
-                #unused_write
-                #(#writes)*
-                Ok(())
+        outbound_impl = quote! {
+            impl mapping::OutboundRecord for #name {
+                fn write(&self, message: &mut hl7::MessageBuilder) -> Result<(), hl7::BuildError> {
+                    #unused_write
+                    #(#writes)*
+                    Ok(())
+                }
             }
-        });
+        };
         for out in plan.outbound.iter().filter(|o| {
             plan.records
                 .get(o.record_index)
@@ -482,9 +335,7 @@ fn record_item(plan: &Plan, record: &RecordPlan) -> TokenStream {
             methods.push(quote! {
                 #d
                 pub fn #method(&self, header: &mapping::OutboundHeader<'_>) -> Result<Vec<u8>, hl7::BuildError> {
-                    let mut message = mapping::new_message(header, #message_type, #structure)?;
-                    self.write(&mut message)?;
-                    Ok(message.to_bytes())
+                    mapping::OutboundRecord::build(self, header, #message_type, #structure)
                 }
             });
         }
@@ -503,116 +354,52 @@ fn record_item(plan: &Plan, record: &RecordPlan) -> TokenStream {
         impl #name {
             #(#methods)*
         }
+
+        impl mapping::Record for #name {
+            fn read(message: &hl7::Message<'_>, errors: &mut mapping::Errors) -> Option<Self> {
+                #unused_read
+                #(#reads)*
+                Some(Self { #(#inits),* })
+            }
+        }
+
+        #outbound_impl
     }
 }
 
-fn read_stmt(plan: &Plan, field: &FieldPlan) -> TokenStream {
+/// One call per field: a nested record, or its `static` read as one value or every value.
+fn read_stmt(field: &FieldPlan) -> TokenStream {
     let local = ident(&field.local);
     let name = &field.name;
-    if let Kind::Nested { record_index } = field.kind {
-        let nested = ident(
-            plan.records
-                .get(record_index)
-                .map_or("Self", |r| r.type_name.as_str()),
-        );
-        return quote! {
-            let #local = errors.nested(#name, |errors| #nested::read(message, errors));
-        };
+    if let Kind::Nested { .. } = field.kind {
+        return quote! { let #local = mapping::nested(#name, message, errors); };
     }
     let Some(static_name) = &field.path_static else {
         return quote! {};
     };
     let static_name = ident(static_name);
-    let required = field.required;
-    let convert = converter(plan, &field.kind);
-    let primitive = if field.repeated {
-        quote! { mapping::repeated }
+    if field.repeated {
+        quote! { let #local = #static_name.repeated(message, errors); }
     } else {
-        quote! { mapping::single }
-    };
-    quote! {
-        let #local = #primitive(
-            message,
-            mapping::FieldRule { name: #name, path: &#static_name, required: #required },
-            errors,
-            #convert,
-        );
+        quote! { let #local = #static_name.single(message, errors); }
     }
 }
 
-fn write_stmts(field: &FieldPlan) -> TokenStream {
+/// One call per field: a nested record writes itself; a value is written through its `static`.
+fn write_stmt(field: &FieldPlan) -> TokenStream {
     let n = ident(&field.name);
     if matches!(field.kind, Kind::Nested { .. }) {
-        return quote! { self.#n.write(message)?; };
+        return quote! { mapping::OutboundRecord::write(&self.#n, message)?; };
     }
-    let (Some((_, path)), Some(static_name)) = (&field.path, &field.path_static) else {
+    let Some(static_name) = &field.path_static else {
         return quote! {};
     };
     let static_name = ident(static_name);
-    let value = quote! { value };
-    let ed = |target: TokenStream| -> TokenStream {
-        let Kind::Base64 {
-            media,
-            ed_data: true,
-            ..
-        } = &field.kind
-        else {
-            return quote! {};
-        };
-        let (main, sub) = media.split_once('/').unwrap_or((media.as_str(), ""));
-        quote! {
-            for (component, text) in [(2, #main), (3, #sub), (4, "Base64")] {
-                message.set(&hl7::Path { component: Some(component), ..#target.clone() }, text)?;
-            }
-        }
-    };
     if field.repeated {
-        let text = text_expr(&field.kind, &value, false);
-        let vary = match (&path.repetition, &path.segment_selector) {
-            (None, _) => {
-                Some(quote! { repetition: Some(hl7::RepetitionSelector::Index(index + 1)) })
-            }
-            (Some(RepetitionSelector::Index(_) | RepetitionSelector::Where(_)), None) => {
-                Some(quote! { segment_selector: Some(hl7::SegmentSelector::Occurrence(index + 1)) })
-            }
-            (Some(_), Some(SegmentSelector::Occurrence(_) | SegmentSelector::Where(_))) => None,
-        };
-        return match vary {
-            Some(vary) => {
-                let extra = ed(quote! { path });
-                quote! {
-                    for (index, value) in self.#n.iter().enumerate() {
-                        let path = hl7::Path { #vary, ..#static_name.clone() };
-                        message.set(&path, #text)?;
-                        #extra
-                    }
-                }
-            }
-            None => {
-                let extra = ed(quote! { #static_name });
-                quote! {
-                    for value in &self.#n {
-                        message.set(&#static_name, #text)?;
-                        #extra
-                    }
-                }
-            }
-        };
-    }
-    let extra = ed(quote! { #static_name });
-    if field.required {
-        let text = text_expr(&field.kind, &quote! { self.#n }, true);
-        quote! {
-            message.set(&#static_name, #text)?;
-            #extra
-        }
+        quote! { #static_name.write_each(message, &self.#n)?; }
+    } else if field.required {
+        quote! { #static_name.write(message, &self.#n)?; }
     } else {
-        let text = text_expr(&field.kind, &value, false);
-        quote! {
-            if let Some(value) = &self.#n {
-                message.set(&#static_name, #text)?;
-                #extra
-            }
-        }
+        quote! { #static_name.write_optional(message, self.#n.as_ref())?; }
     }
 }

@@ -81,7 +81,10 @@ fn colliding_names_get_numbers() {
     let generated = edge();
     let records = file(&generated, "src/records.rs");
     assert!(records.contains("pub struct Attachment {"), "{records}");
-    assert!(records.contains("pub struct Attachment2 {"), "{records}");
+    assert!(
+        records.contains("pub type Attachment2 = mapping::Attachment<Media>;"),
+        "{records}"
+    );
     assert!(records.contains("pub doc: Vec<Attachment2>"), "{records}");
     assert!(records.contains("pub enum String2 {"), "{records}");
     assert!(records.contains("pub kind: Vec<String2>"), "{records}");
@@ -94,8 +97,8 @@ fn colliding_names_get_numbers() {
 fn fields_named_like_parameters_keep_their_names() {
     let generated = edge();
     let records = file(&generated, "src/records.rs");
-    assert!(records.contains("let message_value = mapping::single("));
-    assert!(records.contains("let errors_value = mapping::single("));
+    assert!(records.contains("let message_value = ATTACHMENT_MESSAGE.single(message, errors);"));
+    assert!(records.contains("let errors_value = ATTACHMENT_ERRORS.single(message, errors);"));
     assert!(records.contains("message: message_value?,"));
     assert!(records.contains("errors: errors_value,"));
     assert!(records.contains("pub message: String,"));
@@ -112,10 +115,10 @@ fn empty_records_and_several_outbound_types() {
         records.contains("\"ORU^R30\", Some(\"ORU_R30\")"),
         "{records}"
     );
-    // Repeated values go to successive repetitions, or segment occurrences when the path
-    // already picks a repetition.
-    assert!(records.contains("RepetitionSelector::Index(index + 1)"));
-    assert!(records.contains("SegmentSelector::Occurrence(index + 1)"));
+    // Repeated values are written by the runtime (`Field::write_each`: successive
+    // repetitions, or segment occurrences when the path already picks a repetition).
+    assert!(records.contains("ATTACHMENT_DOC.write_each(message, &self.doc)?;"));
+    assert!(records.contains("ATTACHMENT_KIND.write_each(message, &self.kind)?;"));
 }
 
 #[test]
@@ -197,11 +200,11 @@ fn outbound_types_get_a_json_builder_and_its_tests() {
     let generated = edge();
     let lib = file(&generated, "src/lib.rs");
     for arm in [
-        "message_type: Cow::Borrowed(\"ORU^R01\"),",
-        "records::Attachment::to_hl7_oru_r01,",
-        "message_type: Cow::Borrowed(\"ORU^R30\"),",
-        "records::Empty::to_hl7,\n                        records::Empty::from_hl7,",
-        "message_type: Cow::Borrowed(\"ORU^R31\"),\n                map: |message| map_record(message, records::Attachment::from_hl7),",
+        // Each type is bound to its record and its own structure (one record may serve
+        // two types: the type and structure are data, not a method per type).
+        "message_type: Cow::Borrowed(\"ORU^R01\"),\n                structure: Some(Cow::Borrowed(\"ORU_R01\")),\n                map: map_to_json::<records::Attachment>,\n                build: build_from_json::<records::Attachment>,",
+        "message_type: Cow::Borrowed(\"ORU^R30\"),\n                structure: Some(Cow::Borrowed(\"ORU_R30\")),\n                map: map_to_json::<records::Empty>,\n                build: build_from_json::<records::Empty>,",
+        "message_type: Cow::Borrowed(\"ORU^R31\"),\n                structure: Some(Cow::Borrowed(\"ORU_R30\")),\n                map: map_to_json::<records::Attachment>,",
     ] {
         assert!(lib.contains(arm), "{arm} in {lib}");
     }
@@ -216,8 +219,13 @@ fn outbound_types_get_a_json_builder_and_its_tests() {
         records.contains("#[serde(default)]\n    pub born: Vec<mapping::HlDate>,"),
         "{records}"
     );
-    assert!(records.contains("pub const MEDIA_TYPES: [&'static str; 1] = [\"application/pdf\"];"));
-    assert!(records.contains("impl<'de> serde::Deserialize<'de> for Attachment2 {"));
+    assert!(
+        records.contains("const MEDIA_TYPES: &'static [&'static str] = &[\"application/pdf\"];")
+    );
+    assert!(
+        records.contains(".data(1024, \"application/pdf\", true)"),
+        "{records}"
+    );
     assert!(
         !records.contains("fn date_text("),
         "values write their own HL7 text"

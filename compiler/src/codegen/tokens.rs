@@ -47,65 +47,58 @@ fn opt_usize(n: Option<usize>) -> TokenStream {
     }
 }
 
-/// A `hl7::Path { … }` struct literal equal to `path` (the generated code builds paths this
-/// way instead of parsing text at run time).
+/// A constant expression equal to `path`, built with the runtime's `const` constructors
+/// (`hl7::Path::new("PID", 7).component(1)`), so a generated path is a `static` that
+/// allocates nothing and is never parsed at run time.
 pub fn path_literal(path: &Path) -> TokenStream {
-    let segment = &path.segment;
-    let segment_selector = match &path.segment_selector {
-        None => quote! { None },
-        Some(SegmentSelector::Occurrence(n)) => {
-            let n = usize_lit(*n);
-            quote! { Some(hl7::SegmentSelector::Occurrence(#n)) }
-        }
-        Some(SegmentSelector::Where(filter)) => {
-            let field = usize_lit(filter.field);
-            let component = opt_usize(filter.component);
-            let subcomponent = opt_usize(filter.subcomponent);
-            let value = &filter.value;
-            quote! {
-                Some(hl7::SegmentSelector::Where(hl7::SegmentFilter {
-                    field: #field,
-                    component: #component,
-                    subcomponent: #subcomponent,
-                    value: String::from(#value),
-                }))
+    let segment = &*path.segment;
+    let field = usize_lit(path.field);
+    let segment_selector = path
+        .segment_selector
+        .as_ref()
+        .map(|selector| match selector {
+            SegmentSelector::Occurrence(n) => {
+                let n = usize_lit(*n);
+                quote! { hl7::SegmentSelector::Occurrence(#n) }
             }
-        }
-    };
-    let repetition = match &path.repetition {
-        None => quote! { None },
-        Some(RepetitionSelector::Index(n)) => {
+            SegmentSelector::Where(filter) => {
+                let field = usize_lit(filter.field);
+                let component = opt_usize(filter.component);
+                let subcomponent = opt_usize(filter.subcomponent);
+                let value = &*filter.value;
+                quote! { hl7::SegmentSelector::matching(#field, #component, #subcomponent, #value) }
+            }
+        });
+    let repetition = path.repetition.as_ref().map(|selector| match selector {
+        RepetitionSelector::Index(n) => {
             let n = usize_lit(*n);
-            quote! { Some(hl7::RepetitionSelector::Index(#n)) }
+            quote! { hl7::RepetitionSelector::Index(#n) }
         }
-        Some(RepetitionSelector::Where(filter)) => {
-            let datatype = &filter.datatype;
+        RepetitionSelector::Where(filter) => {
+            let datatype = &*filter.datatype;
             let component = usize_lit(filter.component);
             let subcomponent = opt_usize(filter.subcomponent);
-            let value = &filter.value;
-            quote! {
-                Some(hl7::RepetitionSelector::Where(hl7::RepetitionFilter {
-                    datatype: String::from(#datatype),
-                    component: #component,
-                    subcomponent: #subcomponent,
-                    value: String::from(#value),
-                }))
-            }
+            let value = &*filter.value;
+            quote! { hl7::RepetitionSelector::matching(#datatype, #component, #subcomponent, #value) }
+        }
+    });
+    let base = match (segment_selector, repetition) {
+        (None, None) => quote! { hl7::Path::new(#segment, #field) },
+        (Some(s), None) => quote! { hl7::Path::in_segment(#segment, #s, #field) },
+        (None, Some(r)) => quote! { hl7::Path::in_repetition(#segment, #field, #r) },
+        (Some(s), Some(r)) => {
+            quote! { hl7::Path::selected(#segment, Some(#s), #field, Some(#r)) }
         }
     };
-    let field = usize_lit(path.field);
-    let component = opt_usize(path.component);
-    let subcomponent = opt_usize(path.subcomponent);
-    quote! {
-        hl7::Path {
-            segment: String::from(#segment),
-            segment_selector: #segment_selector,
-            field: #field,
-            repetition: #repetition,
-            component: #component,
-            subcomponent: #subcomponent,
-        }
-    }
+    let component = path.component.map(|c| {
+        let c = usize_lit(c);
+        quote! { .component(#c) }
+    });
+    let subcomponent = path.subcomponent.map(|s| {
+        let s = usize_lit(s);
+        quote! { .subcomponent(#s) }
+    });
+    quote! { #base #component #subcomponent }
 }
 
 /// Pretty-prints a file's tokens with prettyplease, after `header` (comment lines). Items are

@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use gw_demo::records::{Attachment, Report, ServiceRequest};
 use hl7gw_runtime::hl7::timestamp::format_utc;
 use hl7gw_runtime::hl7::{Message, ParseOptions};
-use hl7gw_runtime::mapping::OutboundHeader;
+use hl7gw_runtime::mapping::{CodeList, OutboundHeader};
 
 use crate::http;
 
@@ -49,10 +49,7 @@ pub fn report_for(order: &[u8]) -> Result<BuiltReport, String> {
         placer_id: request.placer_id.clone(),
         filler_id: Some(format!("EMS-{}", millis % 1_000_000)),
         procedure: request.procedure,
-        pdf: Attachment {
-            media_type: "application/pdf",
-            data: REPORT_PDF.to_vec(),
-        },
+        pdf: Attachment::new("application/pdf", REPORT_PDF.to_vec()),
     };
     // The Trust's engine is the receiver: its application and facility as it named them.
     let receiving_application = message.header_text(3, 1).into_owned();

@@ -18,9 +18,8 @@ pub mod config;
 pub mod records;
 
 use std::borrow::Cow;
-use hl7gw_runtime::spec::{
-    GatewaySpec, InboundBinding, OutboundBinding, build_record, map_record,
-};
+use hl7gw_runtime::spec::{GatewaySpec, InboundBinding, OutboundBinding};
+use hl7gw_runtime::mapping::{build_from_json, map_to_json};
 
 /// This gateway: what its spec decides.
 pub const SPEC: GatewaySpec = GatewaySpec {
@@ -41,19 +40,19 @@ pub const SPEC: GatewaySpec = GatewaySpec {
         &[
             InboundBinding {
                 message_type: Cow::Borrowed("ADT^A28"),
-                map: |message| map_record(message, records::Patient::from_hl7),
+                map: map_to_json::<records::Patient>,
             },
             InboundBinding {
                 message_type: Cow::Borrowed("ADT^A31"),
-                map: |message| map_record(message, records::Patient::from_hl7),
+                map: map_to_json::<records::Patient>,
             },
             InboundBinding {
                 message_type: Cow::Borrowed("ADT^A40"),
-                map: |message| map_record(message, records::PatientMerge::from_hl7),
+                map: map_to_json::<records::PatientMerge>,
             },
             InboundBinding {
                 message_type: Cow::Borrowed("ORM^O01"),
-                map: |message| map_record(message, records::ServiceRequest::from_hl7),
+                map: map_to_json::<records::ServiceRequest>,
             },
         ],
     ),
@@ -61,27 +60,15 @@ pub const SPEC: GatewaySpec = GatewaySpec {
         &[
             OutboundBinding {
                 message_type: Cow::Borrowed("ORR^O02"),
-                map: |message| map_record(message, records::OrderUpdate::from_hl7),
-                build: |record, header| {
-                    build_record(
-                        record,
-                        header,
-                        records::OrderUpdate::to_hl7,
-                        records::OrderUpdate::from_hl7,
-                    )
-                },
+                structure: Some(Cow::Borrowed("ORR_O02")),
+                map: map_to_json::<records::OrderUpdate>,
+                build: build_from_json::<records::OrderUpdate>,
             },
             OutboundBinding {
                 message_type: Cow::Borrowed("ORU^R01"),
-                map: |message| map_record(message, records::Report::from_hl7),
-                build: |record, header| {
-                    build_record(
-                        record,
-                        header,
-                        records::Report::to_hl7,
-                        records::Report::from_hl7,
-                    )
-                },
+                structure: Some(Cow::Borrowed("ORU_R01")),
+                map: map_to_json::<records::Report>,
+                build: build_from_json::<records::Report>,
             },
         ],
     ),

@@ -18,9 +18,8 @@ pub mod config;
 pub mod records;
 
 use std::borrow::Cow;
-use hl7gw_runtime::spec::{
-    GatewaySpec, InboundBinding, OutboundBinding, build_record, map_record,
-};
+use hl7gw_runtime::spec::{GatewaySpec, InboundBinding, OutboundBinding};
+use hl7gw_runtime::mapping::{build_from_json, map_to_json};
 
 /// This gateway: what its spec decides.
 pub const SPEC: GatewaySpec = GatewaySpec {
@@ -41,15 +40,15 @@ pub const SPEC: GatewaySpec = GatewaySpec {
         &[
             InboundBinding {
                 message_type: Cow::Borrowed("ADT^A28"),
-                map: |message| map_record(message, records::Person::from_hl7),
+                map: map_to_json::<records::Person>,
             },
             InboundBinding {
                 message_type: Cow::Borrowed("ADT^A31"),
-                map: |message| map_record(message, records::Person::from_hl7),
+                map: map_to_json::<records::Person>,
             },
             InboundBinding {
                 message_type: Cow::Borrowed("ADT^A40"),
-                map: |message| map_record(message, records::PersonMerge::from_hl7),
+                map: map_to_json::<records::PersonMerge>,
             },
         ],
     ),
@@ -57,15 +56,9 @@ pub const SPEC: GatewaySpec = GatewaySpec {
         &[
             OutboundBinding {
                 message_type: Cow::Borrowed("ORU^R01"),
-                map: |message| map_record(message, records::ResultReport::from_hl7),
-                build: |record, header| {
-                    build_record(
-                        record,
-                        header,
-                        records::ResultReport::to_hl7,
-                        records::ResultReport::from_hl7,
-                    )
-                },
+                structure: None,
+                map: map_to_json::<records::ResultReport>,
+                build: build_from_json::<records::ResultReport>,
             },
         ],
     ),

@@ -12,7 +12,13 @@
 //!
 //! Filter values may be quoted (`[CX.5="a]b"]`, with `\"` and `\\`). Paths parse, print back
 //! to the same text and evaluate against a [`Message`].
+//!
+//! The text parts of a path are `Cow<'static, str>`, so generated code writes its paths as
+//! `static` values with the `const` constructors ([`Path::new`], [`Path::selected`],
+//! [`SegmentFilter::new`], [`RepetitionFilter::new`]) and nothing is allocated; a parsed path
+//! owns its text.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use super::message::{Message, Segment};
@@ -26,7 +32,7 @@ const MAX_INDEX: usize = 99_999;
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Path {
     /// Segment identifier, e.g. `PID`.
-    pub segment: String,
+    pub segment: Cow<'static, str>,
     /// Which occurrence(s) of the segment.
     pub segment_selector: Option<SegmentSelector>,
     /// Field number (MSH-1 is the field separator).
@@ -58,7 +64,7 @@ pub struct SegmentFilter {
     /// Optional subcomponent.
     pub subcomponent: Option<usize>,
     /// The value to match, decoded text compared exactly.
-    pub value: String,
+    pub value: Cow<'static, str>,
 }
 
 /// Picks repetitions of a field.
@@ -75,13 +81,13 @@ pub enum RepetitionSelector {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RepetitionFilter {
     /// The field's datatype, e.g. `CX`.
-    pub datatype: String,
+    pub datatype: Cow<'static, str>,
     /// Component number.
     pub component: usize,
     /// Optional subcomponent number.
     pub subcomponent: Option<usize>,
     /// The value to match.
-    pub value: String,
+    pub value: Cow<'static, str>,
 }
 
 /// A malformed path.
@@ -142,7 +148,124 @@ pub struct Hit<'a> {
     pub span: Span<'a>,
 }
 
+impl SegmentFilter {
+    /// `SEG-field[.component[.subcomponent]]=value`, without allocating.
+    pub const fn new(
+        field: usize,
+        component: Option<usize>,
+        subcomponent: Option<usize>,
+        value: &'static str,
+    ) -> Self {
+        Self {
+            field,
+            component,
+            subcomponent,
+            value: Cow::Borrowed(value),
+        }
+    }
+}
+
+impl RepetitionFilter {
+    /// `DT.component[.subcomponent]=value`, without allocating.
+    pub const fn new(
+        datatype: &'static str,
+        component: usize,
+        subcomponent: Option<usize>,
+        value: &'static str,
+    ) -> Self {
+        Self {
+            datatype: Cow::Borrowed(datatype),
+            component,
+            subcomponent,
+            value: Cow::Borrowed(value),
+        }
+    }
+}
+
+impl SegmentSelector {
+    /// `[SEG-field[.component[.subcomponent]]=value]`, without allocating.
+    pub const fn matching(
+        field: usize,
+        component: Option<usize>,
+        subcomponent: Option<usize>,
+        value: &'static str,
+    ) -> Self {
+        Self::Where(SegmentFilter::new(field, component, subcomponent, value))
+    }
+}
+
+impl RepetitionSelector {
+    /// `[DT.component[.subcomponent]=value]`, without allocating.
+    pub const fn matching(
+        datatype: &'static str,
+        component: usize,
+        subcomponent: Option<usize>,
+        value: &'static str,
+    ) -> Self {
+        Self::Where(RepetitionFilter::new(
+            datatype,
+            component,
+            subcomponent,
+            value,
+        ))
+    }
+}
+
 impl Path {
+    /// `SEG-field`, without allocating: `Path::new("PID", 7)` is `PID-7`.
+    pub const fn new(segment: &'static str, field: usize) -> Self {
+        Self::selected(segment, None, field, None)
+    }
+
+    /// `SEG[selector]-field`, without allocating: `OBX[OBX-2=ED]-5`.
+    pub const fn in_segment(
+        segment: &'static str,
+        selector: SegmentSelector,
+        field: usize,
+    ) -> Self {
+        Self::selected(segment, Some(selector), field, None)
+    }
+
+    /// `SEG-field[selector]`, without allocating: `PID-3[CX.5=NH]`.
+    pub const fn in_repetition(
+        segment: &'static str,
+        field: usize,
+        selector: RepetitionSelector,
+    ) -> Self {
+        Self::selected(segment, None, field, Some(selector))
+    }
+
+    /// A path with both selectors (or none), without allocating: `OBX[2]-5[CE.1=X]`.
+    pub const fn selected(
+        segment: &'static str,
+        segment_selector: Option<SegmentSelector>,
+        field: usize,
+        repetition: Option<RepetitionSelector>,
+    ) -> Self {
+        Self {
+            segment: Cow::Borrowed(segment),
+            segment_selector,
+            field,
+            repetition,
+            component: None,
+            subcomponent: None,
+        }
+    }
+
+    /// The same path one level down, at `component`.
+    #[must_use]
+    pub const fn component(mut self, component: usize) -> Self {
+        self.component = Some(component);
+        self
+    }
+
+    /// The same path at `subcomponent` of its component.
+    #[must_use]
+    pub const fn subcomponent(mut self, subcomponent: usize) -> Self {
+        self.subcomponent = Some(subcomponent);
+        self
+    }
+
     /// Parses a path.
     pub fn parse(text: &str) -> Result<Self, PathError> {
         let mut p = Parser {
@@ -161,7 +284,7 @@ impl Path {
     /// assumed (first occurrence, first repetition): used to report a missing value.
     pub fn nominal_location(&self) -> Location {
         Location {
-            segment: self.segment.clone(),
+            segment: self.segment.to_string(),
             occurrence: match self.segment_selector {
                 Some(SegmentSelector::Occurrence(n)) => n,
                 _ => 1,
@@ -281,7 +404,7 @@ impl Path {
 
     fn location(&self, occurrence: usize, repetition: usize) -> Location {
         Location {
-            segment: self.segment.clone(),
+            segment: self.segment.to_string(),
             occurrence,
             field: self.field,
             repetition,
@@ -418,7 +541,7 @@ impl Parser<'_> {
         }
     }
 
-    fn segment_id(&mut self) -> Result<String, PathError> {
+    fn segment_id(&mut self) -> Result<Cow<'static, str>, PathError> {
         let id = self.bytes.get(self.pos..self.pos + 3);
         match id {
             Some(id)
@@ -428,7 +551,7 @@ impl Parser<'_> {
                         .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit()) =>
             {
                 self.pos += 3;
-                Ok(String::from_utf8_lossy(id).into_owned())
+                Ok(Cow::Owned(String::from_utf8_lossy(id).into_owned()))
             }
             _ => Err(self.error(
                 "expected a segment identifier: three upper-case letters or digits, e.g. PID",
@@ -469,7 +592,7 @@ impl Parser<'_> {
         Ok((Some(c), Some(s)))
     }
 
-    fn value(&mut self) -> Result<String, PathError> {
+    fn value(&mut self) -> Result<Cow<'static, str>, PathError> {
         if self.eat(b'"') {
             let mut out = String::new();
             loop {
@@ -479,7 +602,7 @@ impl Parser<'_> {
                     None => return Err(self.error("unterminated quoted value")),
                     Some('"') => {
                         self.pos += 1;
-                        return Ok(out);
+                        return Ok(Cow::Owned(out));
                     }
                     Some('\\') => {
                         match chars.next() {
@@ -507,7 +630,7 @@ impl Parser<'_> {
         if value.is_empty() {
             return Err(self.error("expected a value after '=' (quote an empty value: \"\")"));
         }
-        Ok(value.to_string())
+        Ok(Cow::Owned(value.to_string()))
     }
 
     fn path(&mut self) -> Result<Path, PathError> {
@@ -554,7 +677,8 @@ impl Parser<'_> {
                 {
                     self.pos += 1;
                 }
-                let datatype = self.text[start..self.pos].to_string();
+                let datatype: Cow<'static, str> =
+                    Cow::Owned(self.text[start..self.pos].to_string());
                 if datatype.is_empty() || !datatype.as_bytes()[0].is_ascii_uppercase() {
                     self.pos = start;
                     return Err(
@@ -667,6 +791,42 @@ OBX|2|ED|||^application^pdf^Base64^JVBERi0=\r";
             let path = Path::parse(text).unwrap();
             assert_eq!(path.to_string(), text);
             assert_eq!(Path::parse(&path.to_string()).unwrap(), path);
+        }
+    }
+
+    #[test]
+    fn const_paths_equal_the_parsed_text() {
+        static NH: Path =
+            Path::in_repetition("PID", 3, RepetitionSelector::matching("CX", 5, None, "NH"))
+                .component(1);
+        static BOTH: Path = Path::selected(
+            "OBX",
+            Some(SegmentSelector::Occurrence(2)),
+            5,
+            Some(RepetitionSelector::Where(RepetitionFilter::new(
+                "CE",
+                1,
+                Some(2),
+                "a]b",
+            ))),
+        );
+        static ED: Path =
+            Path::in_segment("OBX", SegmentSelector::matching(2, None, None, "ED"), 5).component(5);
+        static FILTER: Path = Path::in_segment(
+            "OBX",
+            SegmentSelector::Where(SegmentFilter::new(3, Some(1), None, "x")),
+            5,
+        );
+        static NAME: Path = Path::new("PID", 5).component(1).subcomponent(2);
+        for (path, text) in [
+            (&NH, "PID-3[CX.5=NH].1"),
+            (&ED, "OBX[OBX-2=ED]-5.5"),
+            (&BOTH, "OBX[2]-5[CE.1.2=\"a]b\"]"),
+            (&FILTER, "OBX[OBX-3.1=x]-5"),
+            (&NAME, "PID-5.1.2"),
+        ] {
+            assert_eq!(*path, Path::parse(text).unwrap());
+            assert_eq!(path.to_string(), text);
         }
     }
 

@@ -65,13 +65,13 @@ pub fn code(hit: &Hit<'_>, codes: &[&str], list_name: &str) -> Result<usize, Pro
 /// An NHS number with a valid check digit.
 pub fn nhs_number(hit: &Hit<'_>) -> Result<NhsNumber, Problem> {
     let value = value_text(hit)?;
-    NhsNumber::parse(&value).map_err(Problem::data_type)
+    NhsNumber::parse(&value).map_err(|e| Problem::data_type(e.to_string()))
 }
 
 /// A decimal number.
 pub fn number(hit: &Hit<'_>) -> Result<HlNumber, Problem> {
     let value = value_text(hit)?;
-    HlNumber::parse(&value).map_err(Problem::data_type)
+    HlNumber::parse(&value).map_err(|e| Problem::data_type(e.to_string()))
 }
 
 /// Base64 data, decoded, at most `max_bytes` after decoding. The size is checked before

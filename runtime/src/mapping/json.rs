@@ -7,11 +7,39 @@ use serde::de::DeserializeOwned;
 
 use super::MappingError;
 use crate::hl7::ack::error_code;
-use crate::hl7::{Location, Message, ParseOptions};
+use crate::hl7::{BuildError, Location, Message, ParseError, ParseOptions};
+
+/// A record's JSON that does not read as the record: the text names the field
+/// (`patient.nhs_number: …`).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct JsonError(#[from] serde_path_to_error::Error<serde_json::Error>);
+
+/// Why an outbound record as JSON did not become a message.
+#[derive(Debug, thiserror::Error)]
+pub enum OutboundError {
+    /// The JSON does not read as the record.
+    #[error(transparent)]
+    Json(#[from] JsonError),
+    /// The builder refused a value.
+    #[error("the message cannot be built: {0}")]
+    Build(BuildError),
+    /// The built message does not parse (a builder fault).
+    #[error("the built message does not parse: {0}")]
+    NotParsed(ParseError),
+    /// The built message does not map back: every mapping error, as `field: why`.
+    #[error("{}", .0.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; "))]
+    Mapping(Vec<MappingError>),
+    /// The built message maps back to another record: the first field that differs.
+    #[error(
+        "{0}: the message does not carry the value as sent (HL7 cannot send an empty text, and two fields at one place overwrite each other)"
+    )]
+    Differs(String),
+}
 
 /// A record from its JSON; the error names the field (`patient.nhs_number: …`).
-pub fn record_from_json<T: DeserializeOwned>(record: &serde_json::Value) -> Result<T, String> {
-    serde_path_to_error::deserialize(record).map_err(|e| e.to_string())
+pub fn record_from_json<T: DeserializeOwned>(record: &serde_json::Value) -> Result<T, JsonError> {
+    Ok(serde_path_to_error::deserialize(record)?)
 }
 
 /// A record as JSON; a record that does not serialize is an application error (207).
@@ -50,21 +78,15 @@ fn message_type_location() -> Location {
 /// The built message, once it reads back as the record it was built from: every mapping
 /// error (`field: why`), or the first field that reads back otherwise. This applies the
 /// spec's lengths, sizes and required fields to outbound records without restating them.
-pub fn read_back<T: PartialEq + Serialize>(
+pub(super) fn read_back<T: PartialEq + Serialize>(
     record: &T,
     bytes: Vec<u8>,
     read: fn(&Message<'_>) -> Result<T, Vec<MappingError>>,
-) -> Result<Vec<u8>, String> {
+) -> Result<Vec<u8>, OutboundError> {
     let back = {
         let message = Message::parse_with(&bytes, &ParseOptions::lenient())
-            .map_err(|e| format!("the built message does not parse: {e}"))?;
-        read(&message).map_err(|errors| {
-            let each: Vec<String> = errors
-                .iter()
-                .map(|e| format!("{}: {}", e.field, e.message))
-                .collect();
-            each.join("; ")
-        })?
+            .map_err(OutboundError::NotParsed)?;
+        read(&message).map_err(OutboundError::Mapping)?
     };
     if back == *record {
         return Ok(bytes);
@@ -72,9 +94,7 @@ pub fn read_back<T: PartialEq + Serialize>(
     let sent = serde_json::to_value(record).unwrap_or_default();
     let read = serde_json::to_value(&back).unwrap_or_default();
     let field = first_difference(&sent, &read, "").unwrap_or_else(|| String::from("the record"));
-    Err(format!(
-        "{field}: the message does not carry the value as sent (HL7 cannot send an empty text, and two fields at one place overwrite each other)"
-    ))
+    Err(OutboundError::Differs(field))
 }
 
 /// The dotted path of the first value that differs, in field order.

@@ -10,15 +10,23 @@
 //! `PID-7` on `19700101^D` reads `19700101`. An empty value and the null `""` both count as
 //! absent.
 
+mod attachment;
+mod code_list;
 mod convert;
 mod json;
 mod outbound;
+mod record;
 mod values;
 
+pub use attachment::{Attachment, MediaTypes};
+pub use code_list::{CodeError, CodeList};
 pub use convert::{base64, code, date, datetime, field_text, nhs_number, number, text, value_text};
-pub use json::{read_back, record_from_json, record_to_json, unsupported_type};
+pub use json::{JsonError, OutboundError, record_from_json, record_to_json, unsupported_type};
 pub use outbound::{OutboundHeader, new_message};
-pub use values::{HlDate, HlDateTime, HlNumber, NhsNumber};
+pub use record::{
+    DataRule, Field, MappedValue, OutboundRecord, Record, build_from_json, map_to_json, nested,
+};
+pub use values::{HlDate, HlDateTime, HlNumber, NhsNumber, ValueError};
 
 use std::fmt;
 

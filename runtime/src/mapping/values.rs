@@ -40,15 +40,66 @@ pub struct HlDateTime {
     pub offset_minutes: Option<i16>,
 }
 
-fn days_in_month(year: u16, month: u8) -> u8 {
-    match month {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        _ => {
-            let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
-            if leap { 29 } else { 28 }
-        }
-    }
+/// Why a text is not a value of its type. The texts name the expected form and never echo
+/// the value (it may be patient data).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ValueError {
+    /// An HL7 date of another length.
+    #[error("a date is YYYY, YYYYMM or YYYYMMDD; this value has {0} characters")]
+    DateLength(usize),
+    /// A year that is not 4 digits.
+    #[error("the year is not 4 digits")]
+    YearDigits,
+    /// A month that is not 2 digits.
+    #[error("the month is not 2 digits")]
+    MonthDigits,
+    /// A month outside 01–12.
+    #[error("the month is not 01 to 12")]
+    MonthRange,
+    /// A day that is not 2 digits.
+    #[error("the day is not 2 digits")]
+    DayDigits,
+    /// A day the month does not have.
+    #[error("the day does not exist in that month")]
+    NoSuchDay,
+    /// Not an ISO 8601 date.
+    #[error("a date is YYYY, YYYY-MM or YYYY-MM-DD")]
+    IsoDateForm,
+    /// Not an HL7 date/time.
+    #[error("a date/time is YYYY[MM[DD[HH[MM[SS[.SSSS]]]]]] with an optional +/-ZZZZ offset")]
+    DateTimeForm,
+    /// An hour, minute or second that is not 2 digits.
+    #[error("the {0} is not 2 digits")]
+    TimeDigits(&'static str),
+    /// An hour, minute or second out of range.
+    #[error("the {0} is out of range")]
+    TimeRange(&'static str),
+    /// A fraction without full seconds, or of another length.
+    #[error("a fraction of a second needs full seconds and 1 to 4 digits")]
+    Fraction,
+    /// A UTC offset not `+HHMM`/`-HHMM` (at most 14 hours).
+    #[error("the UTC offset is not +HHMM or -HHMM")]
+    Offset,
+    /// Not an ISO 8601 date and time.
+    #[error(
+        "a date and time is YYYY-MM-DD[Thh:mm[:ss[.s…]]] or a shorter date, with an optional +hh:mm, -hh:mm or Z offset"
+    )]
+    IsoDateTimeForm,
+    /// A time after a date without its day.
+    #[error("a time needs a full date before it (YYYY-MM-DDThh:mm)")]
+    TimeWithoutDay,
+    /// Not 10 digits.
+    #[error("an NHS number is 10 digits")]
+    NhsDigits,
+    /// Digits no check digit can make valid.
+    #[error("not a valid NHS number (no check digit can make it valid)")]
+    NhsNoCheckDigit,
+    /// The wrong check digit.
+    #[error("not a valid NHS number (the modulus-11 check digit does not match)")]
+    NhsCheckDigit,
+    /// Not an HL7 NM.
+    #[error("a number is digits with an optional sign and decimal point")]
+    Number,
 }
 
 fn digits(text: &str, range: std::ops::Range<usize>) -> Option<u16> {
@@ -61,48 +112,55 @@ fn digits(text: &str, range: std::ops::Range<usize>) -> Option<u16> {
 }
 
 impl HlDate {
-    /// Parses `YYYY`, `YYYYMM` or `YYYYMMDD`.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    /// Parses `YYYY`, `YYYYMM` or `YYYYMMDD`; the calendar (months, leap years) is the `time`
+    /// crate's.
+    pub fn parse(text: &str) -> Result<Self, ValueError> {
         if !matches!(text.len(), 4 | 6 | 8) {
-            return Err(format!(
-                "a date is YYYY, YYYYMM or YYYYMMDD; this value has {} characters",
-                text.len()
-            ));
+            return Err(ValueError::DateLength(text.len()));
         }
-        let year = digits(text, 0..4).ok_or("the year is not 4 digits")?;
+        let year = digits(text, 0..4).ok_or(ValueError::YearDigits)?;
         let month = match text.len() {
             4 => None,
             _ => {
-                let m = digits(text, 4..6).ok_or("the month is not 2 digits")?;
-                let m = u8::try_from(m).ok().filter(|m| (1..=12).contains(m));
-                Some(m.ok_or("the month is not 01 to 12")?)
+                let m = digits(text, 4..6).ok_or(ValueError::MonthDigits)?;
+                let m = u8::try_from(m).map_err(|_| ValueError::MonthRange)?;
+                Some(time::Month::try_from(m).map_err(|_| ValueError::MonthRange)?)
             }
         };
         let day = match (text.len(), month) {
             (8, Some(m)) => {
-                let d = digits(text, 6..8).ok_or("the day is not 2 digits")?;
-                let d = u8::try_from(d)
-                    .ok()
-                    .filter(|d| *d >= 1 && *d <= days_in_month(year, m));
-                Some(d.ok_or("the day does not exist in that month")?)
+                let d = digits(text, 6..8).ok_or(ValueError::DayDigits)?;
+                let d = u8::try_from(d).map_err(|_| ValueError::NoSuchDay)?;
+                time::Date::from_calendar_date(i32::from(year), m, d)
+                    .map_err(|_| ValueError::NoSuchDay)?;
+                Some(d)
             }
             _ => None,
         };
-        Ok(Self { year, month, day })
+        Ok(Self {
+            year,
+            month: month.map(u8::from),
+            day,
+        })
     }
 
     /// Parses the ISO 8601 forms [`Display`](fmt::Display) writes: `YYYY`, `YYYY-MM` or
     /// `YYYY-MM-DD`.
-    pub fn parse_iso(text: &str) -> Result<Self, String> {
-        const FORM: &str = "a date is YYYY, YYYY-MM or YYYY-MM-DD";
+    pub fn parse_iso(text: &str) -> Result<Self, ValueError> {
         let parts: Vec<&str> = text.split('-').collect();
         let lengths: Vec<usize> = parts.iter().map(|p| p.len()).collect();
         if !matches!(lengths.as_slice(), [4] | [4, 2] | [4, 2, 2])
             || !parts.iter().all(|p| p.bytes().all(|b| b.is_ascii_digit()))
         {
-            return Err(FORM.into());
+            return Err(ValueError::IsoDateForm);
         }
         Self::parse(&parts.concat())
+    }
+
+    /// The calendar date, when the day is known.
+    pub fn to_date(&self) -> Option<time::Date> {
+        let month = time::Month::try_from(self.month?).ok()?;
+        time::Date::from_calendar_date(i32::from(self.year), month, self.day?).ok()
     }
 
     /// The HL7 text (DT): `YYYY[MM[DD]]`, to the precision held.
@@ -132,8 +190,9 @@ impl fmt::Display for HlDate {
 }
 
 impl HlDateTime {
-    /// Parses `YYYY[MM[DD[HH[MM[SS[.S[S[S[S]]]]]]]]][+/-ZZZZ]`.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    /// Parses `YYYY[MM[DD[HH[MM[SS[.S[S[S[S]]]]]]]]][+/-ZZZZ]`; the clock and the offset are
+    /// checked with the `time` crate's `Time` and `UtcOffset`.
+    pub fn parse(text: &str) -> Result<Self, ValueError> {
         let (body, offset) = match text.find(['+', '-']) {
             Some(at) => (&text[..at], Some(&text[at..])),
             None => (text, None),
@@ -143,26 +202,36 @@ impl HlDateTime {
             None => (body, None),
         };
         if !matches!(main.len(), 4 | 6 | 8 | 10 | 12 | 14) {
-            return Err(
-                "a date/time is YYYY[MM[DD[HH[MM[SS[.SSSS]]]]]] with an optional +/-ZZZZ offset"
-                    .into(),
-            );
+            return Err(ValueError::DateTimeForm);
         }
         let date = HlDate::parse(&main[..main.len().min(8)])?;
-        let part =
-            |range: std::ops::Range<usize>, max: u16, what: &str| -> Result<Option<u8>, String> {
-                if main.len() < range.end {
-                    return Ok(None);
-                }
-                let v = digits(main, range).ok_or(format!("the {what} is not 2 digits"))?;
-                if v > max {
-                    return Err(format!("the {what} is out of range"));
-                }
-                Ok(u8::try_from(v).ok())
-            };
-        let hour = part(8..10, 23, "hour")?;
-        let minute = part(10..12, 59, "minute")?;
-        let second = part(12..14, 59, "second")?;
+        let part = |range: std::ops::Range<usize>, what: &'static str| {
+            if main.len() < range.end {
+                return Ok(None);
+            }
+            let v = digits(main, range).ok_or(ValueError::TimeDigits(what))?;
+            u8::try_from(v)
+                .map(Some)
+                .map_err(|_| ValueError::TimeRange(what))
+        };
+        let hour = part(8..10, "hour")?;
+        let minute = part(10..12, "minute")?;
+        let second = part(12..14, "second")?;
+        // Each unit in range, as `time` sees a clock: the hour alone, then with its minute, ...
+        let check = |what: &'static str, h: u8, m: u8, s: u8| {
+            time::Time::from_hms(h, m, s)
+                .map(|_| ())
+                .map_err(|_| ValueError::TimeRange(what))
+        };
+        if let Some(h) = hour {
+            check("hour", h, 0, 0)?;
+        }
+        if let Some(m) = minute {
+            check("minute", 0, m, 0)?;
+        }
+        if let Some(s) = second {
+            check("second", 0, 0, s)?;
+        }
         let fraction = match fraction {
             None => None,
             Some(f)
@@ -172,24 +241,11 @@ impl HlDateTime {
             {
                 Some(f.to_string())
             }
-            Some(_) => {
-                return Err("a fraction of a second needs full seconds and 1 to 4 digits".into());
-            }
+            Some(_) => return Err(ValueError::Fraction),
         };
         let offset_minutes = match offset {
             None => None,
-            Some(o) => {
-                let sign: i16 = if o.starts_with('-') { -1 } else { 1 };
-                let hh = digits(o, 1..3).filter(|h| *h <= 14);
-                let mm = digits(o, 3..5).filter(|m| *m <= 59);
-                match (hh, mm, o.len()) {
-                    (Some(h), Some(m), 5) => {
-                        let total = i16::try_from(h * 60 + m).unwrap_or(0);
-                        Some(sign * total)
-                    }
-                    _ => return Err("the UTC offset is not +HHMM or -HHMM".into()),
-                }
-            }
+            Some(o) => Some(parse_offset(o)?),
         };
         Ok(Self {
             date,
@@ -201,14 +257,19 @@ impl HlDateTime {
         })
     }
 
+    /// The UTC offset, when one was sent.
+    pub fn utc_offset(&self) -> Option<time::UtcOffset> {
+        let minutes = i32::from(self.offset_minutes?);
+        time::UtcOffset::from_whole_seconds(minutes * 60).ok()
+    }
+
     /// Parses the ISO 8601 forms [`Display`](fmt::Display) writes: a date as
     /// [`HlDate::parse_iso`] reads it, optionally `Thh`, `Thh:mm`, `Thh:mm:ss` or
     /// `Thh:mm:ss.s` (1–4 digits) after a full date, and optionally a UTC offset `+hh:mm`,
     /// `-hh:mm` or `Z` (read as `+00:00`). An hour written alone as `T12:00` reads back with
     /// its minutes: the same time, one precision finer.
-    pub fn parse_iso(text: &str) -> Result<Self, String> {
-        const FORM: &str = "a date and time is YYYY-MM-DD[Thh:mm[:ss[.s…]]] or a shorter date, \
-                            with an optional +hh:mm, -hh:mm or Z offset";
+    pub fn parse_iso(text: &str) -> Result<Self, ValueError> {
+        const FORM: ValueError = ValueError::IsoDateTimeForm;
         let bytes = text.as_bytes();
         let (main, offset) = if let Some(main) = text.strip_suffix('Z') {
             (main, Some(String::from("+0000")))
@@ -225,7 +286,7 @@ impl HlDateTime {
                 .chain(minutes.bytes())
                 .all(|b| b.is_ascii_digit())
             {
-                return Err(FORM.into());
+                return Err(FORM);
             }
             (main, Some(format!("{hours}{minutes}")))
         } else {
@@ -239,7 +300,7 @@ impl HlDateTime {
         let mut hl7 = date.to_hl7();
         if let Some(time) = time {
             if date.day.is_none() {
-                return Err("a time needs a full date before it (YYYY-MM-DDThh:mm)".into());
+                return Err(ValueError::TimeWithoutDay);
             }
             let (clock, fraction) = match time.split_once('.') {
                 Some((clock, fraction)) => (clock, Some(fraction)),
@@ -252,12 +313,12 @@ impl HlDateTime {
                 || parts.len() > 3
                 || (fraction.is_some() && parts.len() != 3)
             {
-                return Err(FORM.into());
+                return Err(FORM);
             }
             hl7.push_str(&parts.concat());
             if let Some(fraction) = fraction {
                 if !fraction.bytes().all(|b| b.is_ascii_digit()) {
-                    return Err(FORM.into());
+                    return Err(FORM);
                 }
                 hl7.push('.');
                 hl7.push_str(fraction);
@@ -295,6 +356,23 @@ impl HlDateTime {
     }
 }
 
+/// `+HHMM` or `-HHMM`, at most 14 hours (the widest offset in use), in minutes.
+fn parse_offset(text: &str) -> Result<i16, ValueError> {
+    let negative = text.starts_with('-');
+    let hours = digits(text, 1..3).filter(|h| *h <= 14);
+    let minutes = digits(text, 3..5);
+    let (Some(h), Some(m), 5) = (hours, minutes, text.len()) else {
+        return Err(ValueError::Offset);
+    };
+    let (h, m) = (
+        i8::try_from(h).map_err(|_| ValueError::Offset)?,
+        i8::try_from(m).map_err(|_| ValueError::Offset)?,
+    );
+    let (h, m) = if negative { (-h, -m) } else { (h, m) };
+    let offset = time::UtcOffset::from_hms(h, m, 0).map_err(|_| ValueError::Offset)?;
+    Ok(offset.whole_minutes())
+}
+
 impl fmt::Display for HlDateTime {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.date)?;
@@ -322,26 +400,24 @@ pub struct NhsNumber(String);
 
 impl NhsNumber {
     /// Accepts `9449305552` or the printed form `944 930 5552`.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, ValueError> {
         let digits: String = match text.len() {
             10 => text.to_string(),
             12 if text.as_bytes()[3] == b' ' && text.as_bytes()[7] == b' ' => text.replace(' ', ""),
-            _ => return Err("an NHS number is 10 digits".into()),
+            _ => return Err(ValueError::NhsDigits),
         };
         if digits.len() != 10 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-            return Err("an NHS number is 10 digits".into());
+            return Err(ValueError::NhsDigits);
         }
         let d: Vec<u32> = digits.bytes().map(|b| u32::from(b - b'0')).collect();
         let sum: u32 = d[..9].iter().zip((2..=10).rev()).map(|(x, w)| x * w).sum();
         let check = match 11 - sum % 11 {
             11 => 0,
-            10 => return Err("not a valid NHS number (no check digit can make it valid)".into()),
+            10 => return Err(ValueError::NhsNoCheckDigit),
             c => c,
         };
         if check != d[9] {
-            return Err(
-                "not a valid NHS number (the modulus-11 check digit does not match)".into(),
-            );
+            return Err(ValueError::NhsCheckDigit);
         }
         Ok(Self(digits))
     }
@@ -364,7 +440,7 @@ pub struct HlNumber(String);
 
 impl HlNumber {
     /// Parses an HL7 NM value.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, ValueError> {
         let body = text.strip_prefix(['+', '-']).unwrap_or(text);
         let mut dots = 0;
         let mut digit = false;
@@ -373,12 +449,12 @@ impl HlNumber {
                 b'0'..=b'9' => digit = true,
                 b'.' => dots += 1,
                 _ => {
-                    return Err("a number is digits with an optional sign and decimal point".into());
+                    return Err(ValueError::Number);
                 }
             }
         }
         if !digit || dots > 1 {
-            return Err("a number is digits with an optional sign and decimal point".into());
+            return Err(ValueError::Number);
         }
         Ok(Self(text.to_string()))
     }
@@ -414,7 +490,7 @@ serialize_as_text!(HlDate, HlDateTime, NhsNumber, HlNumber);
 /// Reads a JSON string with `parse`; anything else is an error naming what was expected.
 struct TextVisitor<T> {
     expecting: &'static str,
-    parse: fn(&str) -> Result<T, String>,
+    parse: fn(&str) -> Result<T, ValueError>,
 }
 
 impl<T> Visitor<'_> for TextVisitor<T> {
@@ -620,6 +696,26 @@ mod tests {
         assert!(error("12.5", "number").contains("expected a number as a string"));
         assert!(error("\"1e5\"", "number").contains("digits"));
         assert!(error("null", "date").contains("expected an ISO 8601 date"));
+    }
+
+    #[test]
+    fn calendar_values_for_other_code() {
+        let date = HlDate::parse("20000229").unwrap().to_date().unwrap();
+        assert_eq!(
+            (date.year(), u8::from(date.month()), date.day()),
+            (2000, 2, 29)
+        );
+        assert_eq!(HlDate::parse("200002").unwrap().to_date(), None);
+        let offset = HlDateTime::parse("20260101-0330")
+            .unwrap()
+            .utc_offset()
+            .unwrap();
+        assert_eq!(offset.whole_minutes(), -210);
+        assert_eq!(HlDateTime::parse("2026010112").unwrap().utc_offset(), None);
+        assert_eq!(
+            HlDate::parse("19000229").unwrap_err().to_string(),
+            "the day does not exist in that month"
+        );
     }
 
     #[test]
