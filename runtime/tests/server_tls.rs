@@ -15,7 +15,6 @@ use hl7gw_runtime::hl7::Charset;
 use hl7gw_runtime::metrics::reject;
 use hl7gw_runtime::server::{MediaType, OpsServer, ResponseContentType};
 use hl7gw_runtime::tls::TlsFailure;
-use hl7gw_tests::engines::{hapi_request, mirth_request};
 use hl7gw_tests::wire::{Http, RawResponse, simple_post, tls_over};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -52,14 +51,7 @@ async fn hapi_request_gets_an_hl7_ack_then_the_client_closes() {
         // HAPI's simple client: one connection per message, closed by the client.
         for _ in 0..2 {
             let mut c = client(&server, &pki).await;
-            c.send(&hapi_request(
-                "/hl7",
-                "localhost",
-                server.addr.port(),
-                MESSAGE,
-            ))
-            .await
-            .unwrap();
+            c.send(&server.hapi(MESSAGE)).await.unwrap();
             let r = c.read_response().await.unwrap();
             r.assert_http11_with_reason();
             assert_eq!(r.status_line, "HTTP/1.1 200 OK");
@@ -93,14 +85,7 @@ async fn mirth_keeps_one_connection_and_gets_text_plain() {
         let server = TestServer::start(&pki, |_| {}).await;
         let mut c = client(&server, &pki).await;
         for _ in 0..3 {
-            c.send(&mirth_request(
-                "/hl7",
-                "localhost",
-                server.addr.port(),
-                MESSAGE,
-            ))
-            .await
-            .unwrap();
+            c.send(&server.mirth(MESSAGE)).await.unwrap();
             let r = c.read_response().await.unwrap();
             r.assert_http11_with_reason();
             assert_eq!(r.status, 200);
@@ -239,14 +224,7 @@ async fn tls12_client_is_served() {
             Some(rustls::ProtocolVersion::TLSv1_2)
         );
         let mut c = Http::new(tls);
-        c.send(&mirth_request(
-            "/hl7",
-            "localhost",
-            server.addr.port(),
-            MESSAGE,
-        ))
-        .await
-        .unwrap();
+        c.send(&server.mirth(MESSAGE)).await.unwrap();
         assert_eq!(c.read_response().await.unwrap().status, 200);
         server.stop().await.unwrap();
     })
@@ -262,15 +240,7 @@ async fn assert_refused(server: &TestServer, config: Arc<rustls::ClientConfig>) 
     };
     let mut c = Http::new(tls);
     // The write may already fail.
-    let _ = c
-        .stream
-        .write_all(&mirth_request(
-            "/hl7",
-            "localhost",
-            server.addr.port(),
-            MESSAGE,
-        ))
-        .await;
+    let _ = c.stream.write_all(&server.mirth(MESSAGE)).await;
     let _ = c.stream.flush().await;
     match c.read_to_close().await {
         Ok(bytes) => assert!(
@@ -349,15 +319,7 @@ async fn subject_not_allowed_is_closed_after_the_handshake() {
             .await
             .unwrap();
         let mut c = Http::new(tls);
-        let _ = c
-            .stream
-            .write_all(&mirth_request(
-                "/hl7",
-                "localhost",
-                server.addr.port(),
-                MESSAGE,
-            ))
-            .await;
+        let _ = c.stream.write_all(&server.mirth(MESSAGE)).await;
         match c.read_to_close().await {
             Ok(bytes) => assert!(bytes.is_empty()),
             Err(e) => assert_ne!(e.kind(), std::io::ErrorKind::TimedOut),
@@ -370,13 +332,7 @@ async fn subject_not_allowed_is_closed_after_the_handshake() {
         assert!(server.handler.seen().is_empty());
         // The allowed client still gets in; by DNS name too.
         assert_eq!(
-            exchange(
-                &server,
-                &pki,
-                &mirth_request("/hl7", "localhost", server.addr.port(), MESSAGE)
-            )
-            .await
-            .status,
+            exchange(&server, &pki, &server.mirth(MESSAGE)).await.status,
             200
         );
         server.stop().await.unwrap();
@@ -386,13 +342,7 @@ async fn subject_not_allowed_is_closed_after_the_handshake() {
         })
         .await;
         assert_eq!(
-            exchange(
-                &server,
-                &pki,
-                &mirth_request("/hl7", "localhost", server.addr.port(), MESSAGE)
-            )
-            .await
-            .status,
+            exchange(&server, &pki, &server.mirth(MESSAGE)).await.status,
             200
         );
         assert_eq!(
@@ -453,14 +403,7 @@ async fn ip_outside_the_allowlist_is_closed_before_tls() {
             .await
             .unwrap();
         let mut c = Http::new(tls);
-        c.send(&mirth_request(
-            "/hl7",
-            "localhost",
-            server.addr.port(),
-            MESSAGE,
-        ))
-        .await
-        .unwrap();
+        c.send(&server.mirth(MESSAGE)).await.unwrap();
         assert_eq!(c.read_response().await.unwrap().status, 200);
         server.stop().await.unwrap();
     })
@@ -678,7 +621,7 @@ async fn expect_100_continue_gets_100_before_the_body() {
         assert_eq!(r.status_line, "HTTP/1.1 200 OK");
         assert_eq!(r.body, ACK);
         // The connection stays usable.
-        c.send(&mirth_request("/hl7", "localhost", server.addr.port(), MESSAGE)).await.unwrap();
+        c.send(&server.mirth(MESSAGE)).await.unwrap();
         assert_eq!(c.read_response().await.unwrap().status, 200);
         server.stop().await.unwrap();
     })
@@ -805,12 +748,7 @@ async fn response_content_type_follows_the_request_or_the_setting() {
             s.response_content_type = ResponseContentType::Fixed(MediaType::Hl7V2);
         })
         .await;
-        let r = exchange(
-            &server,
-            &pki,
-            &mirth_request("/hl7", "localhost", server.addr.port(), MESSAGE),
-        )
-        .await;
+        let r = exchange(&server, &pki, &server.mirth(MESSAGE)).await;
         assert_eq!(
             r.header("content-type"),
             Some("application/hl7-v2; charset=UTF-8")
@@ -826,38 +764,17 @@ async fn handler_outcomes_map_to_400_and_503_and_keep_the_connection() {
         let pki = Pki::new();
         let server = TestServer::start(&pki, |_| {}).await;
         let mut c = client(&server, &pki).await;
-        c.send(&mirth_request(
-            "/hl7",
-            "localhost",
-            server.addr.port(),
-            b"NOT-HL7 at all",
-        ))
-        .await
-        .unwrap();
+        c.send(&server.mirth(b"NOT-HL7 at all")).await.unwrap();
         let r = c.read_response().await.unwrap();
         assert_eq!(r.status_line, "HTTP/1.1 400 Bad Request");
         assert_eq!(r.header("content-type"), Some("text/plain; charset=utf-8"));
         assert_eq!(r.body_text(), "no MSH segment at byte 0\n");
         assert_ne!(r.header("connection"), Some("close"));
-        c.send(&mirth_request(
-            "/hl7",
-            "localhost",
-            server.addr.port(),
-            b"UNAVAILABLE",
-        ))
-        .await
-        .unwrap();
+        c.send(&server.mirth(b"UNAVAILABLE")).await.unwrap();
         let r = c.read_response().await.unwrap();
         assert_eq!(r.status_line, "HTTP/1.1 503 Service Unavailable");
         assert!(r.body_text().contains("retry"));
-        c.send(&mirth_request(
-            "/hl7",
-            "localhost",
-            server.addr.port(),
-            MESSAGE,
-        ))
-        .await
-        .unwrap();
+        c.send(&server.mirth(MESSAGE)).await.unwrap();
         assert_eq!(c.read_response().await.unwrap().status, 200);
         assert_eq!(server.metrics.responses_count(400), 1);
         assert_eq!(server.metrics.responses_count(503), 1);
@@ -899,24 +816,10 @@ async fn header_limit_does_not_cut_idle_keep_alive() {
         })
         .await;
         let mut c = client(&server, &pki).await;
-        c.send(&mirth_request(
-            "/hl7",
-            "localhost",
-            server.addr.port(),
-            MESSAGE,
-        ))
-        .await
-        .unwrap();
+        c.send(&server.mirth(MESSAGE)).await.unwrap();
         assert_eq!(c.read_response().await.unwrap().status, 200);
         tokio::time::sleep(Duration::from_millis(800)).await;
-        c.send(&mirth_request(
-            "/hl7",
-            "localhost",
-            server.addr.port(),
-            MESSAGE,
-        ))
-        .await
-        .unwrap();
+        c.send(&server.mirth(MESSAGE)).await.unwrap();
         assert_eq!(c.read_response().await.unwrap().status, 200);
         server.stop().await.unwrap();
     })
@@ -932,14 +835,7 @@ async fn idle_connections_are_closed() {
         })
         .await;
         let mut c = client(&server, &pki).await;
-        c.send(&mirth_request(
-            "/hl7",
-            "localhost",
-            server.addr.port(),
-            MESSAGE,
-        ))
-        .await
-        .unwrap();
+        c.send(&server.mirth(MESSAGE)).await.unwrap();
         assert_eq!(c.read_response().await.unwrap().status, 200);
         let started = std::time::Instant::now();
         match c.read_to_close().await {
@@ -982,14 +878,7 @@ async fn shutdown_lets_a_request_in_progress_finish() {
         let server = TestServer::start(&pki, |_| {}).await;
         let addr = server.addr;
         let mut c = client(&server, &pki).await;
-        c.send(&mirth_request(
-            "/hl7",
-            "localhost",
-            server.addr.port(),
-            b"SLOW MSH",
-        ))
-        .await
-        .unwrap();
+        c.send(&server.mirth(b"SLOW MSH")).await.unwrap();
         // Wait until the handler has the request, then stop the server.
         for _ in 0..200 {
             if !server.handler.seen().is_empty() {
@@ -1042,13 +931,7 @@ async fn operations_port_serves_health_and_metrics() {
 
         // Some traffic: one ACK, one 404, one TLS failure.
         assert_eq!(
-            exchange(
-                &server,
-                &pki,
-                &hapi_request("/hl7", "localhost", server.addr.port(), MESSAGE)
-            )
-            .await
-            .status,
+            exchange(&server, &pki, &server.hapi(MESSAGE)).await.status,
             200
         );
         assert_eq!(

@@ -249,8 +249,13 @@ pub fn iris_request(
 /// What the operation does after ReplyCodeActions `:?R=RF,:?E=S,:~=S,:?A=C,:*=S,:I?=W,:T?=C`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IrisAction {
-    /// `C`: completed. `warning` when MSA-2 did not match (`:I?=W`).
-    Completed { code: String, warning: bool },
+    /// `C`: completed.
+    Completed {
+        /// MSA-1.
+        code: String,
+        /// MSA-2 did not match (`:I?=W`).
+        warning: bool,
+    },
     /// `RF`: retry, then fail.
     RetryThenFail(String),
     /// `S`: suspended.

@@ -15,7 +15,9 @@ use rcgen::{
 /// A certificate and its private key, in PEM.
 #[derive(Debug, Clone)]
 pub struct Identity {
+    /// The certificate.
     pub cert_pem: String,
+    /// Its private key.
     pub key_pem: String,
 }
 

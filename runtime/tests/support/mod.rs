@@ -18,7 +18,7 @@ use hl7gw_runtime::server::{
 };
 pub use hl7gw_tests::pki::Identity;
 use hl7gw_tests::pki::{Validity, ca, leaf, leaf_with_validity};
-use hl7gw_tests::wire;
+use hl7gw_tests::{engines, wire};
 use rcgen::ExtendedKeyUsagePurpose;
 use rustls::ClientConfig;
 use tokio::net::TcpStream;
@@ -258,6 +258,16 @@ impl TestServer {
             "timed out waiting for {what}; metrics:\n{}",
             self.metrics.render()
         );
+    }
+
+    /// HAPI's request (docs/peers.md §1) for `/hl7` on this server.
+    pub fn hapi(&self, body: &[u8]) -> Vec<u8> {
+        engines::hapi_request("/hl7", "localhost", self.addr.port(), body)
+    }
+
+    /// Mirth's request with its defaults (docs/peers.md §2) for `/hl7` on this server.
+    pub fn mirth(&self, body: &[u8]) -> Vec<u8> {
+        engines::mirth_request("/hl7", "localhost", self.addr.port(), body)
     }
 
     /// A TLS connection from 127.0.0.1.
