@@ -7,10 +7,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+
+use hl7gw_tests::roundtrip;
 
 fn corpus_dir() -> Option<PathBuf> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus/hl7");
@@ -58,10 +58,10 @@ fn every_corpus_file_behaves_as_its_kind_says() {
             .unwrap_or_else(|| panic!("{name} is not listed in SOURCES.md"));
         let bytes = std::fs::read(path).unwrap();
         if kind.starts_with("malformed") {
-            common::assert_malformed(&name, &bytes);
+            roundtrip::assert_malformed(&name, &bytes);
             malformed += 1;
         } else {
-            common::assert_valid(&name, &bytes);
+            roundtrip::assert_valid(&name, &bytes);
             valid += 1;
         }
     }

@@ -3,11 +3,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
 use std::path::PathBuf;
 
 use hl7gw_runtime::hl7::{Charset, Message, ParseErrorKind, ParseOptions, Path, parse_batch};
+use hl7gw_tests::roundtrip;
 
 fn fixture(rel: &str) -> Vec<u8> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -23,7 +22,7 @@ fn every_valid_fixture_parses_and_round_trips() {
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        common::assert_valid(&name, &std::fs::read(&path).unwrap());
+        roundtrip::assert_valid(&name, &std::fs::read(&path).unwrap());
         count += 1;
     }
     assert!(count >= 7, "only {count} valid fixtures");
@@ -56,7 +55,7 @@ fn every_malformed_fixture_fails_at_its_byte() {
         "every malformed fixture needs an expectation"
     );
     for (name, offset, words) in expected {
-        let err = common::assert_malformed(name, &fixture(&format!("malformed/{name}")));
+        let err = roundtrip::assert_malformed(name, &fixture(&format!("malformed/{name}")));
         assert_eq!(err.offset, *offset, "{name}: {err}");
         assert!(err.to_string().contains(words), "{name}: {err}");
     }

@@ -1,39 +1,28 @@
 //! The sending gateway end to end over real mutual TLS on 127.0.0.1: the durable queue, the
-//! sequencer and the HTTPS client against a scripted engine (hyper + tokio-rustls) that can
-//! be told, per message, to answer AA/AE/AR, an HTTP status, a wrong MSA-2, garbage, late
-//! (timeout), or to close the connection mid-request. The engine records arrival order and
-//! de-duplicates by MSH-10 as a real receiver does.
+//! sequencer and the HTTPS client against the scripted Trust engine (`hl7gw_tests::trust`)
+//! that can be told, per message, to answer AA/AE/AR, an HTTP status, a wrong MSA-2,
+//! garbage, late (timeout), or to close the connection mid-request. The engine records
+//! arrival order and de-duplicates by MSH-10 as a real receiver does.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::{HashMap, VecDeque};
-use std::io;
-use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use hl7gw_runtime::client::{self, FailureClass, HttpsClient};
 use hl7gw_runtime::config::{FailurePolicy, SendConfig};
-use hl7gw_runtime::hl7::{AckCode, AckError, AckRequest, Message, Severity, build_ack};
+use hl7gw_runtime::hl7::AckCode;
 use hl7gw_runtime::queue::{
     Backoff, ListFilter, MessageState, Policies, Queue, QueueError, QueueId, Sequencer,
     SequencerEvent, StreamState,
 };
 use hl7gw_runtime::store::Store;
 use hl7gw_tests::pki::{Identity, ca, leaf};
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper::header::{CONNECTION, CONTENT_TYPE};
-use hyper::service::service_fn;
-use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hl7gw_tests::trust::{Reply, Trust};
 use rcgen::ExtendedKeyUsagePurpose;
-use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 /// Every test body runs inside this bound.
@@ -137,275 +126,6 @@ impl Pki {
         .unwrap();
         HttpsClient::new(url, tls, timeout).unwrap()
     }
-}
-
-// ---------------------------------------------------------------------------------------------
-// The scripted engine.
-
-#[derive(Debug, Clone, Copy)]
-enum Reply {
-    /// Commit, answer AA.
-    Aa,
-    /// Commit, answer AA with `Connection: close`.
-    AaClose,
-    /// Answer AE with this text (nothing committed).
-    Ae(&'static str),
-    /// Answer AR with this text.
-    Ar(&'static str),
-    /// This HTTP status, a text body.
-    Status(u16),
-    /// AA for another MSH-10.
-    WrongMsa2,
-    /// 200 with a body that is not HL7.
-    Garbage,
-    /// Wait, then commit and answer AA.
-    Delay(Duration),
-    /// Read the request, then close the connection without committing or answering.
-    CloseBeforeCommit,
-    /// Commit, then close the connection without answering (the ACK is lost).
-    CommitThenClose,
-}
-
-#[derive(Debug, Clone)]
-struct Arrival {
-    control_id: String,
-    connection: u64,
-    content_type: String,
-    body: Vec<u8>,
-    at: Instant,
-}
-
-#[derive(Default)]
-struct EngineState {
-    /// Replies per MSH-10, taken in order; AA (or `default`) when none is left.
-    scripts: Mutex<HashMap<String, VecDeque<Reply>>>,
-    default: Mutex<Option<Reply>>,
-    arrivals: Mutex<Vec<Arrival>>,
-    /// Committed MSH-10s, in commit order, each once (the duplicate check).
-    committed: Mutex<Vec<String>>,
-    connections: AtomicU64,
-    in_flight: AtomicU64,
-    max_in_flight: AtomicU64,
-}
-
-struct InFlight<'a>(&'a EngineState);
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-impl EngineState {
-    fn next_reply(&self, control_id: &str) -> Reply {
-        if let Some(reply) = self
-            .scripts
-            .lock()
-            .unwrap()
-            .get_mut(control_id)
-            .and_then(VecDeque::pop_front)
-        {
-            return reply;
-        }
-        self.default.lock().unwrap().unwrap_or(Reply::Aa)
-    }
-
-    fn commit(&self, control_id: &str) {
-        let mut committed = self.committed.lock().unwrap();
-        if !committed.iter().any(|c| c == control_id) {
-            committed.push(control_id.to_owned());
-        }
-    }
-}
-
-struct Engine {
-    addr: SocketAddr,
-    state: Arc<EngineState>,
-    task: JoinHandle<()>,
-}
-
-impl Drop for Engine {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-impl Engine {
-    async fn start(tls: Arc<rustls::ServerConfig>) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let state = Arc::new(EngineState::default());
-        let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-        let shared = state.clone();
-        let task = tokio::spawn(async move {
-            let mut connections = JoinSet::new();
-            loop {
-                let Ok((tcp, _)) = listener.accept().await else {
-                    break;
-                };
-                let acceptor = acceptor.clone();
-                let state = shared.clone();
-                connections.spawn(async move {
-                    let Ok(tls) = acceptor.accept(tcp).await else {
-                        return;
-                    };
-                    let n = state.connections.fetch_add(1, Ordering::SeqCst) + 1;
-                    let service = service_fn(move |req| handle(state.clone(), n, req));
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(tls), service)
-                        .await;
-                });
-                while connections.try_join_next().is_some() {}
-            }
-        });
-        Self { addr, state, task }
-    }
-
-    fn url(&self) -> String {
-        format!("https://localhost:{}/hl7", self.addr.port())
-    }
-
-    fn script(&self, control_id: &str, replies: &[Reply]) {
-        self.state
-            .scripts
-            .lock()
-            .unwrap()
-            .entry(control_id.to_owned())
-            .or_default()
-            .extend(replies.iter().copied());
-    }
-
-    fn set_default(&self, reply: Reply) {
-        *self.state.default.lock().unwrap() = Some(reply);
-    }
-
-    fn arrivals(&self) -> Vec<Arrival> {
-        self.state.arrivals.lock().unwrap().clone()
-    }
-
-    fn arrival_ids(&self) -> Vec<String> {
-        self.arrivals().into_iter().map(|a| a.control_id).collect()
-    }
-
-    fn committed(&self) -> Vec<String> {
-        self.state.committed.lock().unwrap().clone()
-    }
-
-    fn connections(&self) -> u64 {
-        self.state.connections.load(Ordering::SeqCst)
-    }
-}
-
-fn hl7_response(status: StatusCode, body: Vec<u8>) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(body)));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        CONTENT_TYPE,
-        "application/hl7-v2; charset=UTF-8".parse().unwrap(),
-    );
-    response
-}
-
-fn ack(message: &Message<'_>, code: AckCode, text: Option<&str>) -> Response<Full<Bytes>> {
-    let errors: Vec<AckError> = text
-        .map(|t| {
-            vec![AckError {
-                code: 207,
-                severity: Severity::Error,
-                location: None,
-                message: t.to_owned(),
-            }]
-        })
-        .unwrap_or_default();
-    let body = build_ack(
-        message,
-        &AckRequest {
-            code,
-            control_id: "ACK1",
-            timestamp: "20260101120000",
-            errors: &errors,
-        },
-    )
-    .unwrap();
-    hl7_response(StatusCode::OK, body)
-}
-
-async fn handle(
-    state: Arc<EngineState>,
-    connection: u64,
-    request: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, io::Error> {
-    let content_type = request
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    let body = request
-        .into_body()
-        .collect()
-        .await
-        .map_err(io::Error::other)?
-        .to_bytes();
-    let now = state.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
-    state.max_in_flight.fetch_max(now, Ordering::SeqCst);
-    let _guard = InFlight(&state);
-    let Ok(message) = Message::parse(&body) else {
-        let mut r = hl7_response(StatusCode::BAD_REQUEST, b"not HL7".to_vec());
-        r.headers_mut()
-            .insert(CONTENT_TYPE, "text/plain".parse().unwrap());
-        return Ok(r);
-    };
-    let control_id = message.control_id().into_owned();
-    state.arrivals.lock().unwrap().push(Arrival {
-        control_id: control_id.clone(),
-        connection,
-        content_type,
-        body: body.to_vec(),
-        at: Instant::now(),
-    });
-    Ok(match state.next_reply(&control_id) {
-        Reply::Aa => {
-            state.commit(&control_id);
-            ack(&message, AckCode::ApplicationAccept, None)
-        }
-        Reply::AaClose => {
-            state.commit(&control_id);
-            let mut r = ack(&message, AckCode::ApplicationAccept, None);
-            r.headers_mut()
-                .insert(CONNECTION, "close".parse().unwrap());
-            r
-        }
-        Reply::Ae(text) => ack(&message, AckCode::ApplicationError, Some(text)),
-        Reply::Ar(text) => ack(&message, AckCode::ApplicationReject, Some(text)),
-        Reply::Status(status) => {
-            let mut r = hl7_response(
-                StatusCode::from_u16(status).unwrap(),
-                b"engine says no (this body is not kept)".to_vec(),
-            );
-            r.headers_mut()
-                .insert(CONTENT_TYPE, "text/plain".parse().unwrap());
-            r
-        }
-        Reply::WrongMsa2 => hl7_response(
-            StatusCode::OK,
-            format!(
-                "MSH|^~\\&|TIE|TRUST|EMS|HOSP|20260101120000||ACK^R01^ACK|ACK1|T|2.4\rMSA|AA|NOT-{control_id}\r"
-            )
-            .into_bytes(),
-        ),
-        Reply::Garbage => hl7_response(StatusCode::OK, b"<html>gateway error</html>".to_vec()),
-        Reply::Delay(d) => {
-            tokio::time::sleep(d).await;
-            state.commit(&control_id);
-            ack(&message, AckCode::ApplicationAccept, None)
-        }
-        Reply::CloseBeforeCommit => return Err(io::Error::other("closing mid-request")),
-        Reply::CommitThenClose => {
-            state.commit(&control_id);
-            return Err(io::Error::other("closing after commit, before the ACK"));
-        }
-    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -513,7 +233,7 @@ impl Running {
 }
 
 /// Waits (bounded) until the engine has committed `n` messages.
-async fn wait_committed(engine: &Engine, n: usize) {
+async fn wait_committed(engine: &Trust, n: usize) {
     for _ in 0..2000 {
         if engine.committed().len() >= n {
             return;
@@ -570,7 +290,7 @@ fn classes(events: &[SequencerEvent]) -> Vec<FailureClass> {
 async fn order_is_kept_with_a_slow_receiver_one_in_flight_one_connection() {
     bounded(async {
         let pki = Pki::new();
-        let engine = Engine::start(pki.engine_tls(&pki.server)).await;
+        let engine = Trust::start(pki.engine_tls(&pki.server));
         engine.set_default(Reply::Delay(Duration::from_millis(15)));
         let store = temp_store();
         enqueue(&store.queue, 1..=25).await;
@@ -579,7 +299,7 @@ async fn order_is_kept_with_a_slow_receiver_one_in_flight_one_connection() {
         assert!(status.oldest_unacknowledged_at.is_some());
         let running = start(
             &store.queue,
-            pki.client(&engine.url(), Duration::from_secs(5)),
+            pki.client(&engine.url_for("localhost"), Duration::from_secs(5)),
             fast_policies(),
         );
         wait_idle(&store.queue).await;
@@ -587,8 +307,8 @@ async fn order_is_kept_with_a_slow_receiver_one_in_flight_one_connection() {
 
         assert_eq!(engine.arrival_ids(), ids(1..=25), "arrival order");
         assert_eq!(engine.committed(), ids(1..=25));
-        assert_eq!(engine.state.max_in_flight.load(Ordering::SeqCst), 1);
-        assert_eq!(engine.connections(), 1, "keep-alive: one connection");
+        assert_eq!(engine.max_in_flight(), 1);
+        assert_eq!(engine.handshakes(), 1, "keep-alive: one connection");
         for a in engine.arrivals() {
             assert_eq!(a.content_type, "application/hl7-v2; charset=UTF-8");
             assert_eq!(a.connection, 1);
@@ -622,13 +342,13 @@ async fn order_is_kept_with_a_slow_receiver_one_in_flight_one_connection() {
 async fn a_503_is_sent_again_without_gap_or_duplicate() {
     bounded(async {
         let pki = Pki::new();
-        let engine = Engine::start(pki.engine_tls(&pki.server)).await;
+        let engine = Trust::start(pki.engine_tls(&pki.server));
         engine.script("MSG2", &[Reply::Status(503)]);
         let store = temp_store();
         let ids_ = enqueue(&store.queue, 1..=3).await;
         let mut running = start(
             &store.queue,
-            pki.client(&engine.url(), Duration::from_secs(5)),
+            pki.client(&engine.url_for("localhost"), Duration::from_secs(5)),
             fast_policies(),
         );
         wait_committed(&engine, 3).await;
@@ -644,7 +364,7 @@ async fn a_503_is_sent_again_without_gap_or_duplicate() {
         assert_eq!(engine.arrival_ids(), ["MSG1", "MSG2", "MSG2", "MSG3"]);
         assert_eq!(engine.committed(), ids(1..=3));
         assert_eq!(classes(&events), [FailureClass::Http5xx]);
-        assert_eq!(engine.connections(), 1, "a 503 keeps the connection");
+        assert_eq!(engine.handshakes(), 1, "a 503 keeps the connection");
         let m2 = store.queue.show(ids_[1]).await.unwrap().unwrap();
         assert_eq!(m2.info.state, MessageState::Delivered);
         assert_eq!((m2.info.attempts, m2.info.failures), (2, 1));
@@ -658,7 +378,7 @@ async fn a_503_is_sent_again_without_gap_or_duplicate() {
 async fn ae_holds_the_stream_until_an_operator_retries() {
     bounded(async {
         let pki = Pki::new();
-        let engine = Engine::start(pki.engine_tls(&pki.server)).await;
+        let engine = Trust::start(pki.engine_tls(&pki.server));
         engine.script(
             "MSG2",
             &[Reply::Ae("procedure XYZ is not in table procedure")],
@@ -667,7 +387,7 @@ async fn ae_holds_the_stream_until_an_operator_retries() {
         let ids_ = enqueue(&store.queue, 1..=3).await;
         let mut running = start(
             &store.queue,
-            pki.client(&engine.url(), Duration::from_secs(5)),
+            pki.client(&engine.url_for("localhost"), Duration::from_secs(5)),
             fast_policies(),
         );
         running
@@ -723,13 +443,13 @@ async fn ae_holds_the_stream_until_an_operator_retries() {
 async fn ar_holds_then_a_skip_from_another_process_releases_and_keeps_the_row() {
     bounded(async {
         let pki = Pki::new();
-        let engine = Engine::start(pki.engine_tls(&pki.server)).await;
+        let engine = Trust::start(pki.engine_tls(&pki.server));
         engine.script("MSG2", &[Reply::Ar("unknown patient")]);
         let store = temp_store();
         let ids_ = enqueue(&store.queue, 1..=3).await;
         let mut running = start(
             &store.queue,
-            pki.client(&engine.url(), Duration::from_secs(5)),
+            pki.client(&engine.url_for("localhost"), Duration::from_secs(5)),
             fast_policies(),
         );
         running
@@ -803,7 +523,7 @@ async fn ar_holds_then_a_skip_from_another_process_releases_and_keeps_the_row() 
 async fn a_connection_closed_mid_request_is_retried_and_delivered_once() {
     bounded(async {
         let pki = Pki::new();
-        let engine = Engine::start(pki.engine_tls(&pki.server)).await;
+        let engine = Trust::start(pki.engine_tls(&pki.server));
         engine.script("MSG1", &[Reply::CloseBeforeCommit]);
         // Committed, but the ACK is lost: the resend is a duplicate the engine drops.
         engine.script("MSG2", &[Reply::CommitThenClose]);
@@ -811,7 +531,7 @@ async fn a_connection_closed_mid_request_is_retried_and_delivered_once() {
         enqueue(&store.queue, 1..=3).await;
         let mut running = start(
             &store.queue,
-            pki.client(&engine.url(), Duration::from_secs(5)),
+            pki.client(&engine.url_for("localhost"), Duration::from_secs(5)),
             fast_policies(),
         );
         wait_committed(&engine, 3).await;
@@ -828,7 +548,7 @@ async fn a_connection_closed_mid_request_is_retried_and_delivered_once() {
             classes(&events),
             [FailureClass::Connect, FailureClass::Connect]
         );
-        assert_eq!(engine.connections(), 3, "a new connection after each loss");
+        assert_eq!(engine.handshakes(), 3, "a new connection after each loss");
         let arrivals = engine.arrivals();
         assert_eq!(arrivals[2].body, arrivals[3].body, "resent byte for byte");
     })
@@ -839,7 +559,7 @@ async fn a_connection_closed_mid_request_is_retried_and_delivered_once() {
 async fn bad_acks_and_timeouts_are_retried_on_a_fresh_connection() {
     bounded(async {
         let pki = Pki::new();
-        let engine = Engine::start(pki.engine_tls(&pki.server)).await;
+        let engine = Trust::start(pki.engine_tls(&pki.server));
         engine.script("MSG1", &[Reply::WrongMsa2]);
         engine.script("MSG2", &[Reply::Garbage]);
         engine.script("MSG3", &[Reply::Delay(Duration::from_millis(1500))]);
@@ -847,7 +567,7 @@ async fn bad_acks_and_timeouts_are_retried_on_a_fresh_connection() {
         let ids_ = enqueue(&store.queue, 1..=4).await;
         let mut running = start(
             &store.queue,
-            pki.client(&engine.url(), Duration::from_millis(400)),
+            pki.client(&engine.url_for("localhost"), Duration::from_millis(400)),
             fast_policies(),
         );
         running
@@ -898,12 +618,12 @@ async fn bad_acks_and_timeouts_are_retried_on_a_fresh_connection() {
 async fn a_server_certificate_from_another_ca_sends_nothing_and_says_why() {
     bounded(async {
         let pki = Pki::new();
-        let engine = Engine::start(pki.engine_tls(&pki.foreign_server)).await;
+        let engine = Trust::start(pki.engine_tls(&pki.foreign_server));
         let store = temp_store();
         enqueue(&store.queue, 1..=2).await;
         let mut running = start(
             &store.queue,
-            pki.client(&engine.url(), Duration::from_secs(5)),
+            pki.client(&engine.url_for("localhost"), Duration::from_secs(5)),
             fast_policies(),
         );
         running
@@ -915,7 +635,7 @@ async fn a_server_certificate_from_another_ca_sends_nothing_and_says_why() {
         running.stop().await;
 
         assert!(engine.arrivals().is_empty(), "nothing was sent");
-        assert_eq!(engine.connections(), 0, "no handshake completed");
+        assert_eq!(engine.handshakes(), 0, "no handshake completed");
         assert_eq!(status.state, StreamState::Retrying);
         assert_eq!(status.depth, 2);
         let reason = status.reason.unwrap();
@@ -935,7 +655,7 @@ async fn a_server_certificate_from_another_ca_sends_nothing_and_says_why() {
 async fn a_server_certificate_for_another_name_is_refused_then_held_by_policy() {
     bounded(async {
         let pki = Pki::new();
-        let engine = Engine::start(pki.engine_tls(&pki.misnamed_server)).await;
+        let engine = Trust::start(pki.engine_tls(&pki.misnamed_server));
         let store = temp_store();
         enqueue(&store.queue, 1..=1).await;
         let policies = Policies {
@@ -944,7 +664,7 @@ async fn a_server_certificate_for_another_name_is_refused_then_held_by_policy() 
         };
         let mut running = start(
             &store.queue,
-            pki.client(&engine.url(), Duration::from_secs(5)),
+            pki.client(&engine.url_for("localhost"), Duration::from_secs(5)),
             policies,
         );
         running
@@ -968,12 +688,12 @@ async fn a_server_certificate_for_another_name_is_refused_then_held_by_policy() 
 async fn a_client_certificate_the_engine_refuses_is_a_connect_error() {
     bounded(async {
         let pki = Pki::new();
-        let engine = Engine::start(pki.engine_tls_refusing_our_client()).await;
+        let engine = Trust::start(pki.engine_tls_refusing_our_client());
         let store = temp_store();
         enqueue(&store.queue, 1..=1).await;
         let mut running = start(
             &store.queue,
-            pki.client(&engine.url(), Duration::from_secs(5)),
+            pki.client(&engine.url_for("localhost"), Duration::from_secs(5)),
             fast_policies(),
         );
         running
@@ -1004,14 +724,14 @@ async fn a_client_certificate_the_engine_refuses_is_a_connect_error() {
 async fn after_a_restart_the_stream_resumes_in_order_resending_the_in_flight_message() {
     bounded(async {
         let pki = Pki::new();
-        let engine = Engine::start(pki.engine_tls(&pki.server)).await;
+        let engine = Trust::start(pki.engine_tls(&pki.server));
         // MSG3's first answer never comes before the stop.
         engine.script("MSG3", &[Reply::Delay(Duration::from_secs(50))]);
         let store = temp_store();
         let ids_ = enqueue(&store.queue, 1..=5).await;
         let mut running = start(
             &store.queue,
-            pki.client(&engine.url(), Duration::from_secs(30)),
+            pki.client(&engine.url_for("localhost"), Duration::from_secs(30)),
             fast_policies(),
         );
         running
@@ -1038,7 +758,7 @@ async fn after_a_restart_the_stream_resumes_in_order_resending_the_in_flight_mes
         let reopened = Queue::new(Store::open(&store.path).unwrap());
         let mut running = start(
             &reopened,
-            pki.client(&engine.url(), Duration::from_secs(5)),
+            pki.client(&engine.url_for("localhost"), Duration::from_secs(5)),
             fast_policies(),
         );
         let resumed = running
@@ -1076,13 +796,13 @@ async fn after_a_restart_the_stream_resumes_in_order_resending_the_in_flight_mes
 async fn a_held_stream_stays_held_across_a_restart() {
     bounded(async {
         let pki = Pki::new();
-        let engine = Engine::start(pki.engine_tls(&pki.server)).await;
+        let engine = Trust::start(pki.engine_tls(&pki.server));
         engine.script("MSG1", &[Reply::Status(400)]);
         let store = temp_store();
         let ids_ = enqueue(&store.queue, 1..=2).await;
         let mut running = start(
             &store.queue,
-            pki.client(&engine.url(), Duration::from_secs(5)),
+            pki.client(&engine.url_for("localhost"), Duration::from_secs(5)),
             fast_policies(),
         );
         running
@@ -1093,7 +813,7 @@ async fn a_held_stream_stays_held_across_a_restart() {
         let reopened = Queue::new(Store::open(&store.path).unwrap());
         let running = start(
             &reopened,
-            pki.client(&engine.url(), Duration::from_secs(5)),
+            pki.client(&engine.url_for("localhost"), Duration::from_secs(5)),
             fast_policies(),
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -1123,11 +843,11 @@ async fn a_held_stream_stays_held_across_a_restart() {
 async fn policies_from_the_send_config_are_honoured() {
     bounded(async {
         let pki = Pki::new();
-        let engine = Engine::start(pki.engine_tls(&pki.server)).await;
+        let engine = Trust::start(pki.engine_tls(&pki.server));
         engine.script("MSG1", &[Reply::Status(503); 4]);
         engine.script("MSG2", &[Reply::Ar("duplicate order")]);
         let config = SendConfig {
-            url: engine.url().into(),
+            url: engine.url_for("localhost").into(),
             cert: "client.crt".into(),
             key: "client.key".into(),
             server_ca: "server-ca.crt".into(),
@@ -1207,7 +927,7 @@ async fn policies_from_the_send_config_are_honoured() {
 async fn backoff_grows_and_is_bounded() {
     bounded(async {
         let pki = Pki::new();
-        let engine = Engine::start(pki.engine_tls(&pki.server)).await;
+        let engine = Trust::start(pki.engine_tls(&pki.server));
         engine.script("MSG1", &[Reply::Status(503); 7]);
         let store = temp_store();
         enqueue(&store.queue, 1..=1).await;
@@ -1217,7 +937,7 @@ async fn backoff_grows_and_is_bounded() {
         };
         let mut running = start(
             &store.queue,
-            pki.client(&engine.url(), Duration::from_secs(5)),
+            pki.client(&engine.url_for("localhost"), Duration::from_secs(5)),
             policies,
         );
         wait_idle(&store.queue).await;
@@ -1262,13 +982,13 @@ async fn backoff_grows_and_is_bounded() {
 async fn the_client_reconnects_when_the_engine_closes_each_connection() {
     bounded(async {
         let pki = Pki::new();
-        let engine = Engine::start(pki.engine_tls(&pki.server)).await;
+        let engine = Trust::start(pki.engine_tls(&pki.server));
         engine.set_default(Reply::AaClose);
         let store = temp_store();
         enqueue(&store.queue, 1..=4).await;
         let mut running = start(
             &store.queue,
-            pki.client(&engine.url(), Duration::from_secs(5)),
+            pki.client(&engine.url_for("localhost"), Duration::from_secs(5)),
             fast_policies(),
         );
         wait_idle(&store.queue).await;
@@ -1276,7 +996,7 @@ async fn the_client_reconnects_when_the_engine_closes_each_connection() {
         running.stop().await;
         assert!(classes(&events).is_empty(), "no failures: {events:#?}");
         assert_eq!(engine.committed(), ids(1..=4));
-        assert_eq!(engine.connections(), 4);
+        assert_eq!(engine.handshakes(), 4);
     })
     .await;
 }
@@ -1285,7 +1005,7 @@ async fn the_client_reconnects_when_the_engine_closes_each_connection() {
 async fn streams_are_independent_and_listed_by_destination() {
     bounded(async {
         let pki = Pki::new();
-        let engine = Engine::start(pki.engine_tls(&pki.server)).await;
+        let engine = Trust::start(pki.engine_tls(&pki.server));
         engine.script("MSG1", &[Reply::Ae("held stream")]);
         let store = temp_store();
         enqueue(&store.queue, 1..=2).await;
@@ -1293,7 +1013,7 @@ async fn streams_are_independent_and_listed_by_destination() {
         store.queue.enqueue_all("lab", other).await.unwrap();
         let mut held = start(
             &store.queue,
-            pki.client(&engine.url(), Duration::from_secs(5)),
+            pki.client(&engine.url_for("localhost"), Duration::from_secs(5)),
             fast_policies(),
         );
         let (tx, _events) = mpsc::unbounded_channel();
@@ -1302,7 +1022,7 @@ async fn streams_are_independent_and_listed_by_destination() {
             Sequencer::new(
                 store.queue.clone(),
                 "lab",
-                pki.client(&engine.url(), Duration::from_secs(5)),
+                pki.client(&engine.url_for("localhost"), Duration::from_secs(5)),
                 fast_policies(),
             )
             .with_events(tx)

@@ -15,12 +15,10 @@ use hl7gw_runtime::hl7::Charset;
 use hl7gw_runtime::metrics::reject;
 use hl7gw_runtime::server::{MediaType, OpsServer, ResponseContentType};
 use hl7gw_runtime::tls::TlsFailure;
+use hl7gw_tests::wire::{Http, RawResponse, simple_post, tls_over};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use support::{
-    ACK, CLIENT_CN, MESSAGE, Pki, RawClient, TestServer, bounded, hapi_request, mirth_request,
-    post, tls_over,
-};
+use support::{ACK, CLIENT_CN, MESSAGE, Pki, TestServer, bounded};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
@@ -29,8 +27,8 @@ const H1: &[&[u8]] = &[b"http/1.1"];
 async fn client(
     server: &TestServer,
     pki: &Pki,
-) -> RawClient<tokio_rustls::client::TlsStream<TcpStream>> {
-    RawClient::new(
+) -> Http<tokio_rustls::client::TlsStream<TcpStream>> {
+    Http::new(
         server
             .connect(pki.client_config(Some(&pki.client), H1))
             .await
@@ -39,9 +37,9 @@ async fn client(
 }
 
 /// One request on a fresh connection.
-async fn exchange(server: &TestServer, pki: &Pki, request: &[u8]) -> support::RawResponse {
+async fn exchange(server: &TestServer, pki: &Pki, request: &[u8]) -> RawResponse {
     let mut c = client(server, pki).await;
-    c.send(request).await;
+    c.send(request).await.unwrap();
     c.read_response().await.unwrap()
 }
 
@@ -53,7 +51,7 @@ async fn hapi_request_gets_an_hl7_ack_then_the_client_closes() {
         // HAPI's simple client: one connection per message, closed by the client.
         for _ in 0..2 {
             let mut c = client(&server, &pki).await;
-            c.send(&hapi_request(server.addr, "/hl7", MESSAGE)).await;
+            c.send(&server.hapi(MESSAGE)).await.unwrap();
             let r = c.read_response().await.unwrap();
             r.assert_http11_with_reason();
             assert_eq!(r.status_line, "HTTP/1.1 200 OK");
@@ -87,7 +85,7 @@ async fn mirth_keeps_one_connection_and_gets_text_plain() {
         let server = TestServer::start(&pki, |_| {}).await;
         let mut c = client(&server, &pki).await;
         for _ in 0..3 {
-            c.send(&mirth_request("/hl7", MESSAGE)).await;
+            c.send(&server.mirth(MESSAGE)).await.unwrap();
             let r = c.read_response().await.unwrap();
             r.assert_http11_with_reason();
             assert_eq!(r.status, 200);
@@ -114,17 +112,18 @@ async fn connection_close_from_the_client_is_honoured() {
         let pki = Pki::new();
         let server = TestServer::start(&pki, |_| {}).await;
         let mut c = client(&server, &pki).await;
-        c.send(&post(
+        c.send(&simple_post(
             "/hl7",
             Some("application/hl7-v2"),
             MESSAGE,
             &["Connection: close"],
         ))
-        .await;
+        .await
+        .unwrap();
         let r = c.read_response().await.unwrap();
         assert_eq!(r.status, 200);
         assert_eq!(r.header("connection"), Some("close"));
-        let rest = c.read_until_closed().await.unwrap();
+        let rest = c.read_to_close().await.unwrap();
         assert!(rest.is_empty());
         server.stop().await.unwrap();
     })
@@ -224,8 +223,8 @@ async fn tls12_client_is_served() {
             tls.get_ref().1.protocol_version(),
             Some(rustls::ProtocolVersion::TLSv1_2)
         );
-        let mut c = RawClient::new(tls);
-        c.send(&mirth_request("/hl7", MESSAGE)).await;
+        let mut c = Http::new(tls);
+        c.send(&server.mirth(MESSAGE)).await.unwrap();
         assert_eq!(c.read_response().await.unwrap().status, 200);
         server.stop().await.unwrap();
     })
@@ -239,11 +238,11 @@ async fn assert_refused(server: &TestServer, config: Arc<rustls::ClientConfig>) 
         Err(_) => return,
         Ok(tls) => tls,
     };
-    let mut c = RawClient::new(tls);
+    let mut c = Http::new(tls);
     // The write may already fail.
-    let _ = c.stream.write_all(&mirth_request("/hl7", MESSAGE)).await;
+    let _ = c.stream.write_all(&server.mirth(MESSAGE)).await;
     let _ = c.stream.flush().await;
-    match c.read_until_closed().await {
+    match c.read_to_close().await {
         Ok(bytes) => assert!(
             bytes.is_empty(),
             "got {:?}",
@@ -319,9 +318,9 @@ async fn subject_not_allowed_is_closed_after_the_handshake() {
             .connect(pki.client_config(Some(&pki.stranger), H1))
             .await
             .unwrap();
-        let mut c = RawClient::new(tls);
-        let _ = c.stream.write_all(&mirth_request("/hl7", MESSAGE)).await;
-        match c.read_until_closed().await {
+        let mut c = Http::new(tls);
+        let _ = c.stream.write_all(&server.mirth(MESSAGE)).await;
+        match c.read_to_close().await {
             Ok(bytes) => assert!(bytes.is_empty()),
             Err(e) => assert_ne!(e.kind(), std::io::ErrorKind::TimedOut),
         }
@@ -333,9 +332,7 @@ async fn subject_not_allowed_is_closed_after_the_handshake() {
         assert!(server.handler.seen().is_empty());
         // The allowed client still gets in; by DNS name too.
         assert_eq!(
-            exchange(&server, &pki, &mirth_request("/hl7", MESSAGE))
-                .await
-                .status,
+            exchange(&server, &pki, &server.mirth(MESSAGE)).await.status,
             200
         );
         server.stop().await.unwrap();
@@ -345,9 +342,7 @@ async fn subject_not_allowed_is_closed_after_the_handshake() {
         })
         .await;
         assert_eq!(
-            exchange(&server, &pki, &mirth_request("/hl7", MESSAGE))
-                .await
-                .status,
+            exchange(&server, &pki, &server.mirth(MESSAGE)).await.status,
             200
         );
         assert_eq!(
@@ -404,11 +399,11 @@ async fn ip_outside_the_allowlist_is_closed_before_tls() {
         let socket = TcpSocket::new_v4().unwrap();
         socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
         let tcp = socket.connect(server.addr).await.unwrap();
-        let tls = tls_over(tcp, pki.client_config(Some(&pki.client), H1))
+        let tls = tls_over(tcp, "localhost", pki.client_config(Some(&pki.client), H1))
             .await
             .unwrap();
-        let mut c = RawClient::new(tls);
-        c.send(&mirth_request("/hl7", MESSAGE)).await;
+        let mut c = Http::new(tls);
+        c.send(&server.mirth(MESSAGE)).await.unwrap();
         assert_eq!(c.read_response().await.unwrap().status, 200);
         server.stop().await.unwrap();
     })
@@ -483,7 +478,7 @@ async fn unknown_path_is_404() {
         let r = exchange(
             &server,
             &pki,
-            &post("/other", Some("text/plain"), MESSAGE, &[]),
+            &simple_post("/other", Some("text/plain"), MESSAGE, &[]),
         )
         .await;
         r.assert_http11_with_reason();
@@ -524,7 +519,7 @@ async fn too_large_by_content_length_is_413_without_reading() {
         // Headers only: the server answers without waiting for the body.
         let mut c = client(&server, &pki).await;
         c.send(b"POST /hl7 HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/plain\r\nContent-Length: 5000\r\n\r\n")
-            .await;
+            .await.unwrap();
         let r = c.read_response().await.unwrap();
         assert_eq!(r.status_line, "HTTP/1.1 413 Payload Too Large");
         assert!(r.body_text().contains("1000"));
@@ -532,12 +527,12 @@ async fn too_large_by_content_length_is_413_without_reading() {
         // With Expect: 100-continue, no 100 comes first: the client never sends the body.
         let mut c = client(&server, &pki).await;
         c.send(b"POST /hl7 HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/plain\r\nContent-Length: 5000\r\nExpect: 100-continue\r\n\r\n")
-            .await;
+            .await.unwrap();
         let r = c.read_response().await.unwrap();
         assert_eq!(r.status, 413);
         // Exactly at the limit is fine.
         let body = [b'x'; 1000];
-        let r = exchange(&server, &pki, &post("/hl7", Some("text/plain"), &body, &[])).await;
+        let r = exchange(&server, &pki, &simple_post("/hl7", Some("text/plain"), &body, &[])).await;
         assert_eq!(r.status, 200);
         assert!(server.handler.seen().len() == 1);
         server.stop().await.unwrap();
@@ -552,13 +547,13 @@ async fn too_large_chunked_body_is_413() {
         let server = TestServer::start(&pki, |s| s.max_body = 1000).await;
         let mut c = client(&server, &pki).await;
         c.send(b"POST /hl7 HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n")
-            .await;
+            .await.unwrap();
         // 600 + 600 bytes: over the limit before the body ends (never ended here).
         for _ in 0..2 {
             let mut chunk = b"258\r\n".to_vec();
             chunk.extend_from_slice(&[b'x'; 600]);
             chunk.extend_from_slice(b"\r\n");
-            c.send(&chunk).await;
+            c.send(&chunk).await.unwrap();
         }
         let r = c.read_response().await.unwrap();
         assert_eq!(r.status_line, "HTTP/1.1 413 Payload Too Large");
@@ -570,7 +565,7 @@ async fn too_large_chunked_body_is_413() {
         request.extend_from_slice(format!("{:x}\r\n", MESSAGE.len()).as_bytes());
         request.extend_from_slice(MESSAGE);
         request.extend_from_slice(b"\r\n0\r\n\r\n");
-        c.send(&request).await;
+        c.send(&request).await.unwrap();
         assert_eq!(c.read_response().await.unwrap().status, 200);
         assert_eq!(server.handler.seen()[0].body, MESSAGE);
         server.stop().await.unwrap();
@@ -589,7 +584,7 @@ async fn unsupported_content_type_or_charset_is_415() {
             "application/hl7-v2+xml",
             "text/plain; charset=koi8-r",
         ] {
-            let r = exchange(&server, &pki, &post("/hl7", Some(ct), MESSAGE, &[])).await;
+            let r = exchange(&server, &pki, &simple_post("/hl7", Some(ct), MESSAGE, &[])).await;
             assert_eq!(r.status_line, "HTTP/1.1 415 Unsupported Media Type", "{ct}");
             assert_eq!(r.header("content-type"), Some("text/plain; charset=utf-8"));
             assert!(
@@ -618,15 +613,15 @@ async fn expect_100_continue_gets_100_before_the_body() {
             )
             .as_bytes(),
         )
-        .await;
+        .await.unwrap();
         let interim = c.read_response().await.unwrap();
         assert_eq!(interim.status_line, "HTTP/1.1 100 Continue");
-        c.send(MESSAGE).await;
+        c.send(MESSAGE).await.unwrap();
         let r = c.read_response().await.unwrap();
         assert_eq!(r.status_line, "HTTP/1.1 200 OK");
         assert_eq!(r.body, ACK);
         // The connection stays usable.
-        c.send(&mirth_request("/hl7", MESSAGE)).await;
+        c.send(&server.mirth(MESSAGE)).await.unwrap();
         assert_eq!(c.read_response().await.unwrap().status, 200);
         server.stop().await.unwrap();
     })
@@ -657,8 +652,14 @@ async fn mllp_framing_is_removed_and_line_endings_pass_through() {
             .collect();
         let mut c = client(&server, &pki).await;
         for body in [&framed, &lf, &crlf] {
-            c.send(&post("/hl7", Some("text/plain; charset=latin1"), body, &[]))
-                .await;
+            c.send(&simple_post(
+                "/hl7",
+                Some("text/plain; charset=latin1"),
+                body,
+                &[],
+            ))
+            .await
+            .unwrap();
             assert_eq!(c.read_response().await.unwrap().status, 200);
         }
         let seen = server.handler.seen();
@@ -666,8 +667,9 @@ async fn mllp_framing_is_removed_and_line_endings_pass_through() {
         assert_eq!(seen[1].body, lf);
         assert_eq!(seen[2].body, crlf);
         // Framing alone is an empty body.
-        c.send(&post("/hl7", Some("text/plain"), b"\x0b\x1c\r", &[]))
-            .await;
+        c.send(&simple_post("/hl7", Some("text/plain"), b"\x0b\x1c\r", &[]))
+            .await
+            .unwrap();
         let r = c.read_response().await.unwrap();
         assert_eq!(r.status, 400);
         assert!(r.body_text().contains("empty"));
@@ -691,7 +693,7 @@ async fn charset_parameter_reaches_the_handler_and_the_response() {
         ];
         let latin1_body = b"MSH|^~\\&|TIE|TRUST|GW|EMS|20260101||ADT^A28|1|T|2.4\rPID|1||1^^^T^MR||M\xdcLLER^J\xc9R\xd4ME\r";
         for (ct, charset, response_ct) in cases {
-            c.send(&post("/hl7", Some(ct), latin1_body, &[])).await;
+            c.send(&simple_post("/hl7", Some(ct), latin1_body, &[])).await.unwrap();
             let r = c.read_response().await.unwrap();
             assert_eq!(r.status, 200, "{ct}");
             assert_eq!(r.header("content-type"), Some(response_ct), "{ct}");
@@ -728,7 +730,9 @@ async fn response_content_type_follows_the_request_or_the_setting() {
             // No Content-Type (InterSystems' default): accepted, answered as text/plain.
             (None, "text/plain; charset=UTF-8"),
         ] {
-            c.send(&post("/hl7", request_ct, MESSAGE, &[])).await;
+            c.send(&simple_post("/hl7", request_ct, MESSAGE, &[]))
+                .await
+                .unwrap();
             let r = c.read_response().await.unwrap();
             assert_eq!(r.status, 200, "{request_ct:?}");
             assert_eq!(
@@ -744,7 +748,7 @@ async fn response_content_type_follows_the_request_or_the_setting() {
             s.response_content_type = ResponseContentType::Fixed(MediaType::Hl7V2);
         })
         .await;
-        let r = exchange(&server, &pki, &mirth_request("/hl7", MESSAGE)).await;
+        let r = exchange(&server, &pki, &server.mirth(MESSAGE)).await;
         assert_eq!(
             r.header("content-type"),
             Some("application/hl7-v2; charset=UTF-8")
@@ -760,17 +764,17 @@ async fn handler_outcomes_map_to_400_and_503_and_keep_the_connection() {
         let pki = Pki::new();
         let server = TestServer::start(&pki, |_| {}).await;
         let mut c = client(&server, &pki).await;
-        c.send(&mirth_request("/hl7", b"NOT-HL7 at all")).await;
+        c.send(&server.mirth(b"NOT-HL7 at all")).await.unwrap();
         let r = c.read_response().await.unwrap();
         assert_eq!(r.status_line, "HTTP/1.1 400 Bad Request");
         assert_eq!(r.header("content-type"), Some("text/plain; charset=utf-8"));
         assert_eq!(r.body_text(), "no MSH segment at byte 0\n");
         assert_ne!(r.header("connection"), Some("close"));
-        c.send(&mirth_request("/hl7", b"UNAVAILABLE")).await;
+        c.send(&server.mirth(b"UNAVAILABLE")).await.unwrap();
         let r = c.read_response().await.unwrap();
         assert_eq!(r.status_line, "HTTP/1.1 503 Service Unavailable");
         assert!(r.body_text().contains("retry"));
-        c.send(&mirth_request("/hl7", MESSAGE)).await;
+        c.send(&server.mirth(MESSAGE)).await.unwrap();
         assert_eq!(c.read_response().await.unwrap().status, 200);
         assert_eq!(server.metrics.responses_count(400), 1);
         assert_eq!(server.metrics.responses_count(503), 1);
@@ -788,9 +792,11 @@ async fn slow_headers_are_cut_off() {
         })
         .await;
         let mut c = client(&server, &pki).await;
-        c.send(b"POST /hl7 HTTP/1.1\r\nHost: localhost\r\n").await;
+        c.send(b"POST /hl7 HTTP/1.1\r\nHost: localhost\r\n")
+            .await
+            .unwrap();
         let started = std::time::Instant::now();
-        match c.read_until_closed().await {
+        match c.read_to_close().await {
             Ok(bytes) => assert!(bytes.is_empty()),
             Err(e) => assert_ne!(e.kind(), std::io::ErrorKind::TimedOut),
         }
@@ -810,10 +816,10 @@ async fn header_limit_does_not_cut_idle_keep_alive() {
         })
         .await;
         let mut c = client(&server, &pki).await;
-        c.send(&mirth_request("/hl7", MESSAGE)).await;
+        c.send(&server.mirth(MESSAGE)).await.unwrap();
         assert_eq!(c.read_response().await.unwrap().status, 200);
         tokio::time::sleep(Duration::from_millis(800)).await;
-        c.send(&mirth_request("/hl7", MESSAGE)).await;
+        c.send(&server.mirth(MESSAGE)).await.unwrap();
         assert_eq!(c.read_response().await.unwrap().status, 200);
         server.stop().await.unwrap();
     })
@@ -829,10 +835,10 @@ async fn idle_connections_are_closed() {
         })
         .await;
         let mut c = client(&server, &pki).await;
-        c.send(&mirth_request("/hl7", MESSAGE)).await;
+        c.send(&server.mirth(MESSAGE)).await.unwrap();
         assert_eq!(c.read_response().await.unwrap().status, 200);
         let started = std::time::Instant::now();
-        match c.read_until_closed().await {
+        match c.read_to_close().await {
             Ok(bytes) => assert!(bytes.is_empty()),
             Err(e) => assert_ne!(e.kind(), std::io::ErrorKind::TimedOut),
         }
@@ -855,7 +861,7 @@ async fn slow_body_is_408() {
         .await;
         let mut c = client(&server, &pki).await;
         c.send(b"POST /hl7 HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/plain\r\nContent-Length: 100\r\n\r\nMSH|^~\\&|")
-            .await;
+            .await.unwrap();
         let r = c.read_response().await.unwrap();
         assert_eq!(r.status_line, "HTTP/1.1 408 Request Timeout");
         assert_eq!(r.header("connection"), Some("close"));
@@ -872,7 +878,7 @@ async fn shutdown_lets_a_request_in_progress_finish() {
         let server = TestServer::start(&pki, |_| {}).await;
         let addr = server.addr;
         let mut c = client(&server, &pki).await;
-        c.send(&mirth_request("/hl7", b"SLOW MSH")).await;
+        c.send(&server.mirth(b"SLOW MSH")).await.unwrap();
         // Wait until the handler has the request, then stop the server.
         for _ in 0..200 {
             if !server.handler.seen().is_empty() {
@@ -890,9 +896,9 @@ async fn shutdown_lets_a_request_in_progress_finish() {
     .await;
 }
 
-async fn ops_get(addr: std::net::SocketAddr, request: &str) -> support::RawResponse {
-    let mut c = RawClient::new(TcpStream::connect(addr).await.unwrap());
-    c.send(request.as_bytes()).await;
+async fn ops_get(addr: std::net::SocketAddr, request: &str) -> RawResponse {
+    let mut c = Http::new(TcpStream::connect(addr).await.unwrap());
+    c.send(request.as_bytes()).await.unwrap();
     c.read_response().await.unwrap()
 }
 
@@ -925,13 +931,11 @@ async fn operations_port_serves_health_and_metrics() {
 
         // Some traffic: one ACK, one 404, one TLS failure.
         assert_eq!(
-            exchange(&server, &pki, &hapi_request(server.addr, "/hl7", MESSAGE))
-                .await
-                .status,
+            exchange(&server, &pki, &server.hapi(MESSAGE)).await.status,
             200
         );
         assert_eq!(
-            exchange(&server, &pki, &post("/nope", None, MESSAGE, &[]))
+            exchange(&server, &pki, &simple_post("/nope", None, MESSAGE, &[]))
                 .await
                 .status,
             404

@@ -25,6 +25,7 @@ use hl7gw_runtime::sink::{
     SinkKind, SinkOutcome, WebhookSink, deliver_and_commit,
 };
 use hl7gw_runtime::store::{CommitResult, InboundRecord, InboundStatus, Store, StoreError};
+use hl7gw_tests::wire::Http;
 use http_body_util::{BodyExt, Full};
 use hyper::service::service_fn;
 use hyper::{Response, StatusCode};
@@ -684,21 +685,13 @@ async fn the_retention_task_prunes_and_stops() {
 // Inbox API
 // ---------------------------------------------------------------------------------------
 
-/// One HTTP/1.1 request over a fresh connection; returns the status and the body.
+/// One HTTP/1.1 request over a fresh connection; returns the status, the head and the body.
 async fn http(addr: SocketAddr, request: String) -> (u16, String, String) {
     bounded(async move {
-        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-        tokio::io::AsyncWriteExt::write_all(&mut stream, request.as_bytes())
-            .await
-            .unwrap();
-        let mut response = Vec::new();
-        tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut response)
-            .await
-            .unwrap();
-        let text = String::from_utf8(response).unwrap();
-        let (head, body) = text.split_once("\r\n\r\n").unwrap();
-        let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-        (status, head.to_owned(), body.to_owned())
+        let mut client = Http::new(tokio::net::TcpStream::connect(addr).await.unwrap());
+        client.send(request.as_bytes()).await.unwrap();
+        let response = client.read_response().await.unwrap();
+        (response.status, response.head(), response.body_text())
     })
     .await
 }

@@ -69,7 +69,9 @@ use hl7gw_runtime::app::{AppError, DESTINATION, RunOptions};
 use hl7gw_runtime::config::{EnvName, Environment, ReceiveConfig, SendConfig};
 use hl7gw_runtime::queue::Queue;
 use hl7gw_runtime::store::Store;
-use hl7gw_tests::bench::Mode;
+use hl7gw_tests::bench::{Mode, unix_micros};
+use hl7gw_tests::messages::control_id_of;
+use hl7gw_tests::specs;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::client::conn::http1::SendRequest;
@@ -96,10 +98,6 @@ fn sizes(mode: Mode) -> (usize, usize, Duration) {
         Mode::Quick => (1000, 2, Duration::from_millis(400)),
         Mode::Full => (2000, 5, Duration::from_millis(600)),
     }
-}
-
-fn specs() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../specs")
 }
 
 fn local() -> Option<SocketAddr> {
@@ -250,28 +248,6 @@ fn message(control_id: &str) -> Vec<u8> {
 // ---------------------------------------------------------------------------------------------
 // One batch through the strict stream.
 
-/// Microseconds since the Unix epoch of `YYYY-MM-DDTHH:MM:SS.ffffffZ` (the store's format).
-fn parse_micros(text: &str) -> i64 {
-    let num = |r: std::ops::Range<usize>| -> i64 { text[r].parse().unwrap() };
-    let (y, m, d) = (num(0..4), num(5..7), num(8..10));
-    let (hh, mm, ss) = (num(11..13), num(14..16), num(17..19));
-    let micros = if text.as_bytes().get(19) == Some(&b'.') {
-        let frac = text[20..].trim_end_matches('Z');
-        format!("{frac:0<6}")[..6].parse::<i64>().unwrap()
-    } else {
-        0
-    };
-    // Days from civil (H. Hinnant).
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    ((days * 86_400 + hh * 3600 + mm * 60 + ss) * 1_000_000) + micros
-}
-
 struct Batch {
     messages: usize,
     /// (N − 1) / (last delivered_at − first delivered_at).
@@ -342,7 +318,11 @@ fn run_batch(
         .query_map([first, last], |r| {
             let a: String = r.get(0)?;
             let d: String = r.get(1)?;
-            Ok((parse_micros(&a), parse_micros(&d), r.get(2)?))
+            Ok((
+                unix_micros(&a).unwrap_or_default(),
+                unix_micros(&d).unwrap_or_default(),
+                r.get(2)?,
+            ))
         })
         .map_err(|e| e.to_string())?
         .collect::<Result<_, _>>()
@@ -405,16 +385,6 @@ fn fsync_probe(dir: &Path, budget: Duration, append: bool) -> Vec<u64> {
     times
 }
 
-/// MSH-10 of a message, for the echoing ACK.
-fn control_id_of(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(body);
-    text.split(['\r', '\n'])
-        .next()
-        .and_then(|msh| msh.split('|').nth(9))
-        .unwrap_or_default()
-        .to_owned()
-}
-
 /// A server that answers at once: reads the body, answers 200 with an AA ACK whose MSA-2 is
 /// the message's MSH-10 (so the sender's `HttpsClient` accepts it too). Same server TLS
 /// configuration as the receiving gateway.
@@ -444,7 +414,7 @@ fn start_echo(rt: &tokio::runtime::Runtime, tls: Arc<rustls::ServerConfig>) -> S
                         .unwrap_or_default();
                     let ack = format!(
                         "MSH|^~\\&|TIE|DEMO-TRUST|EMS|EMS-HOST|20260101120000||ACK^O01^ACK|ACK-1|T|2.4\rMSA|AA|{}\r",
-                        control_id_of(&body)
+                        control_id_of(&body).unwrap_or_default()
                     );
                     let mut response = Response::new(Full::new(Bytes::from(ack)));
                     response

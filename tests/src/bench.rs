@@ -1,4 +1,15 @@
-//! How long the harness-free benchmarks (`tests/benches/`) run, from their command line.
+//! How long the harness-free benchmarks (`tests/benches/`) run, from their command line, and
+//! the store's timestamps they measure between.
+
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+/// Microseconds since the Unix epoch of a store timestamp (`YYYY-MM-DDTHH:MM:SS.ffffffZ`,
+/// RFC 3339); `None` when it is not one.
+pub fn unix_micros(text: &str) -> Option<i64> {
+    let at = OffsetDateTime::parse(text, &Rfc3339).ok()?;
+    i64::try_from(at.unix_timestamp_nanos() / 1_000).ok()
+}
 
 /// The run a benchmark was started for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,7 +46,21 @@ impl Mode {
 
 #[cfg(test)]
 mod tests {
-    use super::Mode;
+    use super::{Mode, unix_micros};
+
+    #[test]
+    fn store_timestamps_read_as_microseconds() {
+        assert_eq!(unix_micros("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(
+            unix_micros("2026-11-27T09:30:00.000123Z"),
+            Some(1_795_771_800_000_123)
+        );
+        assert_eq!(
+            unix_micros("2026-11-27T09:30:00.5Z"),
+            Some(1_795_771_800_500_000)
+        );
+        assert_eq!(unix_micros("yesterday"), None);
+    }
 
     fn args(list: &[&str]) -> Vec<String> {
         list.iter().map(|a| (*a).to_owned()).collect()

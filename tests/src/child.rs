@@ -7,11 +7,16 @@
 //! Only tests link this; a child that cannot start fails the test, hence `expect` and `panic`.
 #![allow(clippy::expect_used, clippy::panic)]
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
+
+use hl7gw_runtime::GatewaySpec;
+use hl7gw_runtime::app::{Resolved, RunOptions};
+use hl7gw_runtime::config::EnvName;
 
 /// How long a child may take to announce that it listens.
 const START_LIMIT: Duration = Duration::from_secs(30);
@@ -154,4 +159,58 @@ pub fn on_stdin_closed(then: impl FnOnce() + Send + 'static) {
         let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut sink);
         then();
     });
+}
+
+/// The options a test gateway runs with: the repository's `specs/` folder as the base
+/// directory (so the specs' development certificates), `store`, and every port on
+/// 127.0.0.1 with a port the system picks.
+pub fn loopback_options(store: PathBuf, cert_dir: Option<PathBuf>) -> RunOptions {
+    let local = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
+    RunOptions {
+        base_dir: crate::specs(),
+        listen: local,
+        cert_dir,
+        store: Some(store),
+        ops_listen: local,
+        inbox_listen: local,
+        intake_listen: local,
+        mllp_listen: local,
+        retention: Duration::from_secs(90 * 86_400),
+    }
+}
+
+/// In the child: serves `spec`'s TEST environment with `options` until the parent closes our
+/// standard input, announcing the bound addresses on one line: `ready` then the JSON
+/// `announce` makes of them.
+pub fn serve_test_gateway(
+    spec: &GatewaySpec,
+    options: &RunOptions,
+    ready: &str,
+    announce: impl FnOnce(&Resolved) -> serde_json::Value + Send,
+) -> Result<(), String> {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    on_stdin_closed(move || {
+        let _ = stop.send(());
+    });
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime
+        .block_on(hl7gw_runtime::app::serve(
+            spec,
+            EnvName::Test,
+            options,
+            async move {
+                let _ = stopped.await;
+            },
+            move |resolved| {
+                let line = announce(resolved);
+                let mut out = std::io::stdout().lock();
+                let _ = writeln!(out, "{ready}{line}");
+                let _ = out.flush();
+            },
+        ))
+        .map_err(|e| e.to_string())
 }

@@ -10,7 +10,8 @@ use hl7gw_runtime::hl7::Message;
 use hl7gw_runtime::intake::{Intake, IntakeConfig};
 use hl7gw_runtime::queue::Queue;
 use hl7gw_runtime::store::Store;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use hl7gw_tests::wire::{self, Http};
+use tokio::io::AsyncWriteExt;
 
 const ORU: &str = "MSH|^~\\&|EMS|EMS-HOST|TIE|DEMO-TRUST|20260101130000||ORU^R01^ORU_R01|ORU-1|T|2.4\r\
 PID|1||9449305552^^^NHS^NH~D123456^^^DEMO^MR||SMITH^JOHN||19700101|F\r\
@@ -19,24 +20,21 @@ OBX|1|ED|PDF||^application^pdf^Base64^JVBERi0xLjQKJSVFT0YK\r";
 
 /// One HTTP/1.1 request on a fresh connection; returns the status and the body.
 async fn post(addr: std::net::SocketAddr, path: &str, body: &[u8]) -> (u16, serde_json::Value) {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let head = format!(
-        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
+    let mut client = Http::new(tokio::net::TcpStream::connect(addr).await.unwrap());
+    let request = wire::post(
+        path,
+        &[
+            "Host: 127.0.0.1".to_owned(),
+            format!("Content-Length: {}", body.len()),
+            "Connection: close".to_owned(),
+        ],
+        body,
     );
-    stream.write_all(head.as_bytes()).await.unwrap();
-    stream.write_all(body).await.unwrap();
-    let mut response = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut response))
-        .await
-        .unwrap()
-        .unwrap();
-    let text = String::from_utf8(response).unwrap();
-    let status: u16 = text[9..12].parse().unwrap();
-    let body = text.split("\r\n\r\n").nth(1).unwrap_or_default();
+    client.send(&request).await.unwrap();
+    let response = client.read_response().await.unwrap();
     (
-        status,
-        serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
+        response.status,
+        serde_json::from_slice(&response.body).unwrap_or(serde_json::Value::Null),
     )
 }
 

@@ -26,12 +26,12 @@ use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use receiver_support::engines::{
+use hl7gw_tests::engines::{
     self, BizTalkOutcome, HapiOutcome, IrisAction, MirthStatus, RhapsodyOutcome,
 };
-use receiver_support::hl7::{self as samples, AckView};
+use hl7gw_tests::messages::{self as samples, AckView};
+use hl7gw_tests::wire::{self, Http, RawResponse, client_config, connect};
 use receiver_support::pki::{self, Ca, CertDir, Validity};
-use receiver_support::wire::{self, Http, RawResponse, client_config, connect};
 use receiver_support::{
     Gateway, GatewayConfig, Spec, StoredRow, child_main, committed, stored_rows,
 };
@@ -207,7 +207,7 @@ async fn every_declared_demo_type_is_acknowledged_stored_and_listed() {
             let id = format!("HAPPY-{i}");
             let (message, expect) = samples::demo_sample(message_type, &id).unwrap_or_else(|| {
                 panic!(
-                    "the demo spec declares {message_type}: add a sample to receiver_support/hl7.rs"
+                    "the demo spec declares {message_type}: add a sample to tests/src/messages.rs"
                 )
             });
             // One keep-alive connection for all of them.
@@ -933,7 +933,7 @@ fn curl_gets_its_ack() {
         return;
     }
     let case = Case::demo();
-    let trust = receiver_support::specs().join("certs/test/trust");
+    let trust = hl7gw_tests::specs().join("certs/test/trust");
     let body_file = case.dir.path().join("order.hl7");
     let out_file = case.dir.path().join("ack.hl7");
     std::fs::write(
@@ -1345,5 +1345,16 @@ fn engine_decision_tables_follow_peers_md() {
     assert_eq!(
         engines::biztalk_decide(&response("HTTP/1.1 503 Busy", text, "")),
         BizTalkOutcome::TransmissionFailure(503)
+    );
+}
+
+/// HAPI's Date header (docs/peers.md §1) has a two-digit year and is not RFC 1123.
+#[test]
+fn hapi_dates_have_a_two_digit_year() {
+    let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_771_800); // 2026-11-27 09:30 UTC
+    assert_eq!(engines::hapi_date(at), "Fri, 27 Nov 26 09:30:00 UTC");
+    assert_eq!(
+        engines::hapi_date(SystemTime::UNIX_EPOCH),
+        "Thu, 01 Jan 70 00:00:00 UTC"
     );
 }

@@ -1,7 +1,7 @@
 //! The sending gateway across processes on loopback (issue 6, item 7): gw-demo's TEST
 //! gateway runs in a child process (`app::serve`: intake API, durable queue, sequencer,
 //! HTTPS client with the spec's development certificates); the Trust's engine
-//! ([`sender_support::trust::Trust`]) runs in the test process and requires the gateway's
+//! ([`hl7gw_tests::trust::Trust`]) runs in the test process and requires the gateway's
 //! client certificate. Messages enter through the child's intake API (`POST /outbound`);
 //! the operator's `queue` commands run from the test process on the child's store, as
 //! `gw-demo queue …` beside a running gateway would.
@@ -22,10 +22,11 @@ mod sender_support;
 use std::time::Duration;
 
 use hl7gw_runtime::app::QueueCommand;
+use hl7gw_tests::messages::{ids, oru};
 use hl7gw_tests::pki::{ca, leaf};
+use hl7gw_tests::trust::{self, Reply, Trust};
 use rcgen::ExtendedKeyUsagePurpose;
-use sender_support::trust::{self, Reply, Trust};
-use sender_support::{Sender, SenderConfig, child_main, ids, oru, wait_until};
+use sender_support::{Sender, SenderConfig, child_main, wait_until};
 use serde_json::Value;
 
 /// The gateway child's entry point (see `sender_support`): ignored in normal runs, selected

@@ -1,5 +1,6 @@
-//! Shared by the transport tests: a throwaway PKI (rcgen), a receiver on 127.0.0.1 with a
-//! recording handler, and clients that write exact request bytes over TLS.
+//! Support for `server_tls.rs` alone: a throwaway PKI (rcgen), a receiver on 127.0.0.1 with
+//! a recording handler. The raw HTTP client and the engines' requests are shared
+//! (`hl7gw_tests::{wire, engines}`).
 
 #![allow(dead_code)]
 
@@ -17,14 +18,12 @@ use hl7gw_runtime::server::{
 };
 pub use hl7gw_tests::pki::Identity;
 use hl7gw_tests::pki::{Validity, ca, leaf, leaf_with_validity};
+use hl7gw_tests::{engines, wire};
 use rcgen::ExtendedKeyUsagePurpose;
-use rustls::pki_types::ServerName;
-use rustls::{ClientConfig, RootCertStore};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use rustls::ClientConfig;
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
 /// Every test runs inside this bound.
@@ -122,33 +121,14 @@ impl Pki {
         self.client_config_versions(identity, alpn, hl7gw_runtime::tls::PROTOCOL_VERSIONS)
     }
 
+    /// [`Pki::client_config`] offering only `versions`.
     pub fn client_config_versions(
         &self,
         identity: Option<&Identity>,
         alpn: &[&[u8]],
         versions: &[&'static rustls::SupportedProtocolVersion],
     ) -> Arc<ClientConfig> {
-        let mut roots = RootCertStore::empty();
-        for cert in hl7gw_runtime::tls::certificates_from_pem("ca", self.ca_pem.as_bytes()).unwrap()
-        {
-            roots.add(cert).unwrap();
-        }
-        let builder = ClientConfig::builder_with_provider(hl7gw_runtime::tls::provider())
-            .with_protocol_versions(versions)
-            .unwrap()
-            .with_root_certificates(roots);
-        let mut config = match identity {
-            Some(id) => builder
-                .with_client_auth_cert(
-                    hl7gw_runtime::tls::certificates_from_pem("cert", id.cert_pem.as_bytes())
-                        .unwrap(),
-                    hl7gw_runtime::tls::private_key_from_pem("key", id.key_pem.as_bytes()).unwrap(),
-                )
-                .unwrap(),
-            None => builder.with_no_client_auth(),
-        };
-        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-        Arc::new(config)
+        wire::client_config_versions(&self.ca_pem, identity, alpn, versions)
     }
 }
 
@@ -280,194 +260,19 @@ impl TestServer {
         );
     }
 
+    /// HAPI's request (docs/peers.md §1) for `/hl7` on this server.
+    pub fn hapi(&self, body: &[u8]) -> Vec<u8> {
+        engines::hapi_request("/hl7", "localhost", self.addr.port(), body)
+    }
+
+    /// Mirth's request with its defaults (docs/peers.md §2) for `/hl7` on this server.
+    pub fn mirth(&self, body: &[u8]) -> Vec<u8> {
+        engines::mirth_request("/hl7", "localhost", self.addr.port(), body)
+    }
+
     /// A TLS connection from 127.0.0.1.
     pub async fn connect(&self, config: Arc<ClientConfig>) -> io::Result<TlsStream<TcpStream>> {
         let tcp = TcpStream::connect(self.addr).await?;
-        tls_over(tcp, config).await
+        wire::tls_over(tcp, "localhost", config).await
     }
-}
-
-/// TLS over an existing TCP connection, naming the server `localhost`.
-pub async fn tls_over(
-    tcp: TcpStream,
-    config: Arc<ClientConfig>,
-) -> io::Result<TlsStream<TcpStream>> {
-    let name = ServerName::try_from("localhost").unwrap();
-    TlsConnector::from(config).connect(name, tcp).await
-}
-
-/// One HTTP/1.1 response as read off the wire.
-#[derive(Debug, Clone)]
-pub struct RawResponse {
-    /// `HTTP/1.1 200 OK`.
-    pub status_line: String,
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
-
-impl RawResponse {
-    /// The first header with this name (case-insensitive).
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    pub fn body_text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-
-    /// The status line is `HTTP/1.1 NNN Reason` with a non-empty reason (HAPI requires it).
-    pub fn assert_http11_with_reason(&self) {
-        let mut parts = self.status_line.splitn(3, ' ');
-        assert_eq!(parts.next(), Some("HTTP/1.1"), "{}", self.status_line);
-        assert!(parts.next().is_some(), "{}", self.status_line);
-        let reason = parts.next().unwrap_or_default();
-        assert!(
-            !reason.trim().is_empty(),
-            "no reason phrase: {}",
-            self.status_line
-        );
-    }
-}
-
-/// A client connection that writes raw bytes and reads responses one at a time.
-pub struct RawClient<S> {
-    pub stream: S,
-    buf: Vec<u8>,
-}
-
-impl<S: AsyncRead + AsyncWrite + Unpin> RawClient<S> {
-    pub fn new(stream: S) -> Self {
-        Self {
-            stream,
-            buf: Vec::new(),
-        }
-    }
-
-    pub async fn send(&mut self, bytes: &[u8]) {
-        self.stream.write_all(bytes).await.unwrap();
-        self.stream.flush().await.unwrap();
-    }
-
-    async fn fill(&mut self) -> io::Result<usize> {
-        let mut chunk = [0u8; 4096];
-        let n = tokio::time::timeout(Duration::from_secs(10), self.stream.read(&mut chunk))
-            .await
-            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no response within 10 s"))??;
-        self.buf.extend_from_slice(&chunk[..n]);
-        Ok(n)
-    }
-
-    /// Reads one response (an interim `100 Continue` counts as one). The body is read by
-    /// Content-Length, which the receiver always sends.
-    pub async fn read_response(&mut self) -> io::Result<RawResponse> {
-        let head_end = loop {
-            if let Some(at) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break at;
-            }
-            if self.fill().await? == 0 {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    format!(
-                        "connection closed; had {:?}",
-                        String::from_utf8_lossy(&self.buf)
-                    ),
-                ));
-            }
-        };
-        let head = String::from_utf8(self.buf[..head_end].to_vec()).unwrap();
-        let mut lines = head.split("\r\n");
-        let status_line = lines.next().unwrap().to_owned();
-        let status = status_line
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap();
-        let headers: Vec<(String, String)> = lines
-            .filter_map(|l| l.split_once(':'))
-            .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
-            .collect();
-        self.buf.drain(..head_end + 4);
-        let len: usize = headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
-            .map_or(0, |(_, v)| v.parse().unwrap());
-        let len = if status == 100 { 0 } else { len };
-        while self.buf.len() < len {
-            if self.fill().await? == 0 {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "body cut short",
-                ));
-            }
-        }
-        let body = self.buf.drain(..len).collect();
-        Ok(RawResponse {
-            status_line,
-            status,
-            headers,
-            body,
-        })
-    }
-
-    /// Reads until the server closes. `Ok(bytes)` on a clean or TLS-unclean EOF, `Err` on a
-    /// reset; either way within the bound.
-    pub async fn read_until_closed(&mut self) -> Result<Vec<u8>, io::Error> {
-        loop {
-            match self.fill().await {
-                Ok(0) => return Ok(std::mem::take(&mut self.buf)),
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                    return Ok(std::mem::take(&mut self.buf));
-                }
-                Err(e) => return Err(e),
-            }
-        }
-    }
-}
-
-/// A request as HAPI's encoder writes it (docs/peers.md §1): Content-Type with charset UTF-8,
-/// Content-Length, User-Agent, Host with the port, a Date that is not RFC 1123.
-pub fn hapi_request(addr: SocketAddr, path: &str, body: &[u8]) -> Vec<u8> {
-    let mut out = format!(
-        "POST {path} HTTP/1.1\r\nContent-Type: application/hl7-v2; charset=UTF-8\r\nContent-Length: {}\r\nUser-Agent: HAPI (HL7 over HTTP) Client 2.5.1\r\nHost: localhost:{}\r\nDate: Fri, 27 Nov 26 09:15:02 GMT\r\n\r\n",
-        body.len(),
-        addr.port()
-    )
-    .into_bytes();
-    out.extend_from_slice(body);
-    out
-}
-
-/// A request as Mirth's HTTP Sender writes it with its defaults (docs/peers.md §2).
-pub fn mirth_request(path: &str, body: &[u8]) -> Vec<u8> {
-    let mut out = format!(
-        "POST {path} HTTP/1.1\r\nuser-agent: Mirth Connect\r\nContent-Type: text/plain; charset=UTF-8\r\nContent-Length: {}\r\nHost: localhost\r\nConnection: Keep-Alive\r\nAccept-Encoding: gzip,deflate\r\n\r\n",
-        body.len()
-    )
-    .into_bytes();
-    out.extend_from_slice(body);
-    out
-}
-
-/// A POST with the given Content-Type (none when `None`) and extra header lines.
-pub fn post(path: &str, content_type: Option<&str>, body: &[u8], extra: &[&str]) -> Vec<u8> {
-    let mut head = format!(
-        "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    if let Some(ct) = content_type {
-        head.push_str(&format!("Content-Type: {ct}\r\n"));
-    }
-    for line in extra {
-        head.push_str(line);
-        head.push_str("\r\n");
-    }
-    head.push_str("\r\n");
-    let mut out = head.into_bytes();
-    out.extend_from_slice(body);
-    out
 }

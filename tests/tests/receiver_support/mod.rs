@@ -1,5 +1,6 @@
-//! Support for `tests/receiver.rs`: the gateway in a child process, certificates, raw
-//! HTTP over TLS, the Trusts' engine emulations, HL7 samples and a view of the store.
+//! Support for `tests/receiver.rs` alone: the gateway in a child process, its certificates
+//! and a view of its store. The raw HTTP client, the Trusts' engine emulations and the HL7
+//! samples are shared (`hl7gw_tests::{wire, engines, messages}`).
 //!
 //! # The gateway process
 //!
@@ -18,19 +19,14 @@
 
 #![allow(dead_code)]
 
-pub mod engines;
-pub mod hl7;
 pub mod pki;
-pub mod wire;
 
-use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use hl7gw_runtime::app::RunOptions;
-use hl7gw_runtime::config::{EnvName, Environment, SinkConfig};
-use hl7gw_tests::child::{ChildProcess, ChildSpec, on_stdin_closed};
+use hl7gw_runtime::config::{Environment, SinkConfig};
+use hl7gw_tests::child::{ChildProcess, ChildSpec, loopback_options, serve_test_gateway};
 use serde_json::{Value, json};
 
 /// Set in the child's environment: its [`GatewayConfig`] as JSON.
@@ -39,16 +35,6 @@ pub const CHILD_ENV: &str = "HL7GW_E2E_GATEWAY";
 pub const CHILD_TEST: &str = "child_gateway_process";
 /// Prefix of the child's one line announcing its addresses.
 pub const READY: &str = "HL7GW-E2E-READY ";
-
-/// The repository root.
-pub fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// The specs folder: the base directory relative paths in the configuration resolve against.
-pub fn specs() -> PathBuf {
-    repo().join("specs")
-}
 
 /// Which generated gateway runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -166,48 +152,15 @@ fn run_child(config: &str) -> Result<(), String> {
     // These tests exercise the receiving side only.
     environment.send = None;
     let uses_inbox = matches!(environment.sink, SinkConfig::Inbox);
-    let local = |port: u16| Some(SocketAddr::from(([127, 0, 0, 1], port)));
-    let options = RunOptions {
-        base_dir: specs(),
-        listen: local(0),
-        cert_dir: text("cert_dir").map(PathBuf::from),
-        store: Some(PathBuf::from(text("store").ok_or("no store")?)),
-        ops_listen: local(0),
-        inbox_listen: local(0),
-        intake_listen: local(0),
-        mllp_listen: local(0),
-        retention: Duration::from_secs(90 * 86_400),
-    };
-
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    on_stdin_closed(move || {
-        let _ = stop.send(());
-    });
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
-    runtime
-        .block_on(hl7gw_runtime::app::serve(
-            &spec,
-            EnvName::Test,
-            &options,
-            async move {
-                let _ = stopped.await;
-            },
-            move |resolved| {
-                let line = json!({
-                    "listen": resolved.listen.to_string(),
-                    "ops": resolved.ops_listen.to_string(),
-                    "inbox": uses_inbox.then(|| resolved.inbox_listen.to_string()),
-                });
-                let mut out = std::io::stdout().lock();
-                let _ = writeln!(out, "{READY}{line}");
-                let _ = out.flush();
-            },
-        ))
-        .map_err(|e| e.to_string())
+    let store = PathBuf::from(text("store").ok_or("no store")?);
+    let options = loopback_options(store, text("cert_dir").map(PathBuf::from));
+    serve_test_gateway(&spec, &options, READY, |resolved| {
+        json!({
+            "listen": resolved.listen.to_string(),
+            "ops": resolved.ops_listen.to_string(),
+            "inbox": uses_inbox.then(|| resolved.inbox_listen.to_string()),
+        })
+    })
 }
 
 // ---------------------------------------------------------------------------------------
@@ -305,18 +258,7 @@ impl Gateway {
 
 /// A plain HTTP/1.1 GET on loopback, blocking and bounded: status and body.
 pub fn plain_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).unwrap();
-    let response = wire::parse_complete(&raw).unwrap();
+    let response = hl7gw_tests::wire::plain_request(addr, "GET", path, &[], b"").unwrap();
     (response.status, response.body_text())
 }
 

@@ -5,8 +5,8 @@ use std::path::Path;
 use hl7gw_tests::pki::{ca, leaf_with_validity};
 use rcgen::{CertifiedIssuer, ExtendedKeyUsagePurpose, KeyPair};
 
-use super::specs;
-use super::wire::Identity;
+use hl7gw_tests::pki::Identity;
+use hl7gw_tests::specs;
 
 pub use hl7gw_tests::pki::Validity;
 

@@ -1,6 +1,6 @@
-//! Support for `tests/sender.rs`: the sending gateway in a child process, its intake API, the
-//! operator's `queue` commands on its store, HL7 samples, and the Trust's engine
-//! ([`trust::Trust`]) the gateway sends to.
+//! Support for `tests/sender.rs` alone: the sending gateway in a child process, its intake
+//! API and the operator's `queue` commands on its store. The Trust's engine the gateway sends
+//! to (`hl7gw_tests::trust`) and the HL7 samples (`hl7gw_tests::messages`) are shared.
 //!
 //! # The gateway process
 //!
@@ -21,17 +21,14 @@
 
 #![allow(dead_code)]
 
-pub mod trust;
-
-use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use hl7gw_runtime::GatewaySpec;
 use hl7gw_runtime::app::{QueueCommand, RunOptions};
-use hl7gw_runtime::config::{EnvName, Environment, SendConfig};
-use hl7gw_tests::child::{ChildProcess, ChildSpec, on_stdin_closed};
+use hl7gw_runtime::config::{Environment, SendConfig};
+use hl7gw_tests::child::{ChildProcess, ChildSpec, loopback_options, serve_test_gateway};
 use serde_json::{Value, json};
 
 /// Set in the child's environment: its [`SenderConfig`] as JSON.
@@ -43,16 +40,6 @@ pub const READY: &str = "HL7GW-E2E-SENDER-READY ";
 
 /// Every wait on a condition gives up after this.
 pub const WAIT_LIMIT: Duration = Duration::from_secs(30);
-
-/// The repository root.
-pub fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// The specs folder: the base directory relative paths in the configuration resolve against.
-pub fn specs() -> PathBuf {
-    repo().join("specs")
-}
 
 /// What the child serves.
 #[derive(Debug, Clone)]
@@ -135,18 +122,7 @@ fn spec(environment: Environment) -> GatewaySpec {
 }
 
 fn options(store: PathBuf) -> RunOptions {
-    let local = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
-    RunOptions {
-        base_dir: specs(),
-        listen: local,
-        cert_dir: None,
-        store: Some(store),
-        ops_listen: local,
-        inbox_listen: local,
-        intake_listen: local,
-        mllp_listen: local,
-        retention: Duration::from_secs(90 * 86_400),
-    }
+    loopback_options(store, None)
 }
 
 fn run_child(config: &str) -> Result<(), String> {
@@ -156,37 +132,13 @@ fn run_child(config: &str) -> Result<(), String> {
         .get("store")
         .and_then(Value::as_str)
         .ok_or("no store")?;
-    let options = options(PathBuf::from(store));
-
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    on_stdin_closed(move || {
-        let _ = stop.send(());
-    });
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
-    runtime
-        .block_on(hl7gw_runtime::app::serve(
-            &spec,
-            EnvName::Test,
-            &options,
-            async move {
-                let _ = stopped.await;
-            },
-            move |resolved| {
-                let line = json!({
-                    "listen": resolved.listen.to_string(),
-                    "ops": resolved.ops_listen.to_string(),
-                    "intake": resolved.send.as_ref().map(|s| s.intake_listen.to_string()),
-                });
-                let mut out = std::io::stdout().lock();
-                let _ = writeln!(out, "{READY}{line}");
-                let _ = out.flush();
-            },
-        ))
-        .map_err(|e| e.to_string())
+    serve_test_gateway(&spec, &options(PathBuf::from(store)), READY, |resolved| {
+        json!({
+            "listen": resolved.listen.to_string(),
+            "ops": resolved.ops_listen.to_string(),
+            "intake": resolved.send.as_ref().map(|s| s.intake_listen.to_string()),
+        })
+    })
 }
 
 // ---------------------------------------------------------------------------------------
@@ -311,62 +263,18 @@ pub fn queue_command(config: &SenderConfig, command: &QueueCommand) -> String {
         .unwrap_or_else(|e| panic!("queue command {command:?} failed: {e}"))
 }
 
-/// One plain HTTP/1.1 request on loopback, blocking and bounded: the status and the body.
+/// One plain HTTP/1.1 request with an HL7 body on loopback, blocking and bounded: the status
+/// and the body.
 pub fn http(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> (u16, String) {
-    let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(15)))
-        .unwrap();
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Type: application/hl7-v2\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n",
-        addr.port(),
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).unwrap();
-    stream.write_all(body).unwrap();
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).unwrap();
-    let text = String::from_utf8_lossy(&raw);
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .unwrap_or_else(|| panic!("not an HTTP response: {text:?}"));
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no status in {head:?}"));
-    (status, body.to_owned())
-}
-
-// ---------------------------------------------------------------------------------------
-// Messages.
-
-/// The walkthrough's ORU^R01 with a PDF report (`examples/messages/oru_r01_pdf.hl7`, MSH-11
-/// `T`), with MSH-10 set to `control_id`.
-pub fn oru(control_id: &str) -> Vec<u8> {
-    let text = std::fs::read_to_string(repo().join("examples/messages/oru_r01_pdf.hl7")).unwrap();
-    let text = text.replace("\r\n", "\r").replace('\n', "\r");
-    let (msh, rest) = text.split_once('\r').unwrap();
-    let mut fields: Vec<&str> = msh.split('|').collect();
-    assert_eq!(fields[10], "T", "the sample is a TEST message");
-    fields[9] = control_id;
-    format!("{}\r{rest}", fields.join("|")).into_bytes()
-}
-
-/// The control ids `PREFIX-001` … for `range`.
-pub fn ids(prefix: &str, range: std::ops::RangeInclusive<usize>) -> Vec<String> {
-    range.map(|n| format!("{prefix}-{n:03}")).collect()
-}
-
-/// MSH-10 of an HL7 message (fields split on `|`; MSH-1 is the separator itself).
-pub fn control_id_of(message: &[u8]) -> Option<String> {
-    let text = std::str::from_utf8(message).ok()?;
-    let msh = text.split(['\r', '\n']).next()?;
-    if !msh.starts_with("MSH") {
-        return None;
-    }
-    msh.split('|').nth(9).map(str::to_owned)
+    let response = hl7gw_tests::wire::plain_request(
+        addr,
+        method,
+        path,
+        &["Content-Type: application/hl7-v2"],
+        body,
+    )
+    .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+    (response.status, response.body_text())
 }
 
 /// Waits (bounded) until `done()` holds, describing the state with `show()` on time-out.

@@ -2,10 +2,16 @@
 //! tokio-rustls, on its own small tokio runtime, 127.0.0.1, ephemeral port) that requires
 //! the gateway's client certificate, records every request in arrival order, commits each
 //! MSH-10 once (a repeat is answered AA as a duplicate, as a real receiver does) and can be
-//! told, per MSH-10, to answer AE, AR, an HTTP status, slowly, or to close the connection
-//! mid-request. A gate holds every request until the test opens it.
+//! told, per MSH-10, to answer AE, AR, a wrong MSA-2, a body that is not HL7, an HTTP
+//! status, slowly, or to close the connection mid-request. A gate holds every request until
+//! the test opens it. The sender's in-process tests (`runtime/tests/queue_client.rs`) and
+//! its end-to-end tests (`tests/tests/sender.rs`) both send to it.
 //!
 //! Its ACKs are written by hand (not by the runtime under test).
+//!
+//! Only tests link this; a listener or certificate the test cannot have ends the test, hence
+//! `unwrap`.
+#![allow(clippy::unwrap_used)]
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -15,16 +21,16 @@ use std::time::{Duration, Instant};
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
-use hyper::header::CONTENT_TYPE;
+use hyper::header::{CONNECTION, CONTENT_TYPE};
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::sync::watch;
 
-use super::control_id_of;
-use super::specs;
+use crate::messages::control_id_of;
+use crate::specs;
 
-/// The path the gateway posts to (gw-demo TEST: `https://…/hl7/ems`).
+/// The path the gateway posts to (gw-demo TEST: `https://…/hl7/ems`); other paths get a 404.
 pub const PATH: &str = "/hl7/ems";
 
 /// How long the gate or a hanging request waits at most.
@@ -35,12 +41,18 @@ const HANG_LIMIT: Duration = Duration::from_secs(30);
 pub enum Reply {
     /// Commit (once per MSH-10), answer AA.
     Aa,
+    /// Commit, answer AA with `Connection: close`.
+    AaClose,
     /// Answer AE with this text; nothing committed.
     Ae(&'static str),
     /// Answer AR with this text; nothing committed.
     Ar(&'static str),
     /// Answer this HTTP status with a text body; nothing committed.
     Status(u16),
+    /// Answer AA for another MSH-10; nothing committed.
+    WrongMsa2,
+    /// Answer 200 with a body that is not HL7; nothing committed.
+    Garbage,
     /// Wait, then commit and answer AA.
     Delay(Duration),
     /// Read the request, then close the connection without committing or answering.
@@ -60,9 +72,13 @@ pub struct Arrival {
     pub connection: u64,
     /// The client certificate's names (`CN=…`, `DNS:…`).
     pub client: Vec<String>,
+    /// The request's path.
     pub path: String,
+    /// The request's Content-Type, as sent.
     pub content_type: String,
+    /// The request body.
     pub body: Vec<u8>,
+    /// When it arrived (before the gate).
     pub at: Instant,
 }
 
@@ -116,6 +132,7 @@ impl Drop for InFlight<'_> {
 
 /// The Trust's engine; stops when dropped.
 pub struct Trust {
+    /// Where it listens (127.0.0.1).
     pub addr: SocketAddr,
     state: Arc<State>,
     runtime: Option<tokio::runtime::Runtime>,
@@ -222,7 +239,13 @@ impl Trust {
 
     /// The URL the gateway sends to.
     pub fn url(&self) -> String {
-        format!("https://127.0.0.1:{}{PATH}", self.addr.port())
+        self.url_for("127.0.0.1")
+    }
+
+    /// The URL naming the Trust `host` (`localhost`, so that the server certificate's name
+    /// is checked against it).
+    pub fn url_for(&self, host: &str) -> String {
+        format!("https://{host}:{}{PATH}", self.addr.port())
     }
 
     /// Replies for `control_id`, taken in order; then the default.
@@ -251,6 +274,7 @@ impl Trust {
         self.state.gate.send_replace(true);
     }
 
+    /// Every request, in arrival order.
     pub fn arrivals(&self) -> Vec<Arrival> {
         self.state.arrivals.lock().unwrap().clone()
     }
@@ -317,7 +341,7 @@ fn text_response(
     response
 }
 
-/// An ACK for `control_id`, written as an engine writes it: MSA-3 and an ERR segment (v2.5
+/// An ACK for `control_id` (the ACK's MSA-2), written as an engine writes it: MSA-3 and an ERR segment (v2.5
 /// layout: ERR-3 code, ERR-4 severity, ERR-8 user message) for AE/AR.
 fn ack(code: &str, control_id: &str, text: Option<&str>) -> Response<Full<Bytes>> {
     let mut body = format!(
@@ -385,12 +409,26 @@ async fn handle(
             state.commit(&control_id);
             ack("AA", &control_id, None)
         }
+        Reply::AaClose => {
+            state.commit(&control_id);
+            let mut response = ack("AA", &control_id, None);
+            response
+                .headers_mut()
+                .insert(CONNECTION, "close".parse().unwrap());
+            response
+        }
         Reply::Ae(text) => ack("AE", &control_id, Some(text)),
         Reply::Ar(text) => ack("AR", &control_id, Some(text)),
         Reply::Status(status) => text_response(
             StatusCode::from_u16(status).unwrap(),
             "text/plain",
-            "the Trust's engine is unavailable".into(),
+            "the Trust's engine says no (this body is not kept)".into(),
+        ),
+        Reply::WrongMsa2 => ack("AA", &format!("NOT-{control_id}"), None),
+        Reply::Garbage => text_response(
+            StatusCode::OK,
+            "application/hl7-v2; charset=UTF-8",
+            "<html>gateway error</html>".into(),
         ),
         Reply::Delay(d) => {
             tokio::time::sleep(d).await;

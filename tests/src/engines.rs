@@ -1,13 +1,23 @@
-//! The Trusts' integration engines as `docs/peers.md` describes them: each one's
+//! The Trusts' integration engines as `docs/peers.md` describes them, one section each
+//! (§1 HAPI, §2 Mirth Connect / OIE, §3 InterSystems, §4 Rhapsody, §5 BizTalk): each one's
 //! request bytes (header order, casing, framing, charset) and its decision table applied to
-//! the answer, ending in that engine's own states.
+//! the answer, ending in that engine's own states. The receiver's transport tests
+//! (`runtime/tests/server_tls.rs`) and its end-to-end tests (`tests/tests/receiver.rs`) both
+//! send through these.
+//!
+//! Only tests link this; a message the test wrote that latin1 cannot carry ends the test,
+//! hence `unwrap`.
+#![allow(clippy::unwrap_used)]
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use hl7gw_runtime::hl7::{Charset, Message, ParseOptions};
+use time::OffsetDateTime;
+use time::format_description::BorrowedFormatItem;
+use time::macros::format_description;
 
-use super::hl7::AckView;
-use super::wire::{RawResponse, post};
+use crate::messages::AckView;
+use crate::wire::{RawResponse, post};
 
 /// The Content-Type's media type (lowercase, no parameters) and its `charset` parameter.
 fn content_type(response: &RawResponse) -> Option<(String, Option<String>)> {
@@ -35,40 +45,17 @@ fn decode(body: &[u8], charset: Option<&str>) -> Result<String, String> {
 // ---------------------------------------------------------------------------------------
 // HAPI hl7overhttp (docs/peers.md §1).
 
-/// `EEE, dd MMM yy HH:mm:ss z` in an English locale and the JVM's zone (UTC here): a
-/// two-digit year, not RFC 1123.
-pub fn hapi_date(at: SystemTime) -> String {
-    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let secs = at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let days = i64::try_from(secs / 86_400).unwrap_or(0);
-    let (year, month, day) = civil_from_days(days);
-    let of_day = secs % 86_400;
-    format!(
-        "{}, {day:02} {} {:02} {:02}:{:02}:{:02} UTC",
-        DAYS[usize::try_from(days.rem_euclid(7)).unwrap_or(0)],
-        MONTHS[usize::try_from(month - 1).unwrap_or(0)],
-        year.rem_euclid(100),
-        of_day / 3600,
-        of_day % 3600 / 60,
-        of_day % 60
-    )
-}
+/// HAPI's Date format, `EEE, dd MMM yy HH:mm:ss z`, in an English locale and the JVM's zone
+/// (UTC here): a two-digit year, not RFC 1123.
+const HAPI_DATE: &[BorrowedFormatItem<'static>] = format_description!(
+    "[weekday repr:short], [day] [month repr:short] [year repr:last_two] [hour]:[minute]:[second] UTC"
+);
 
-/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
+/// The Date header HAPI writes for the instant `at` (docs/peers.md §1).
+pub fn hapi_date(at: SystemTime) -> String {
+    OffsetDateTime::from(at)
+        .format(HAPI_DATE)
+        .unwrap_or_default()
 }
 
 /// HAPI's request: Content-Type, Content-Length, User-Agent, Host with the port, Date; no
@@ -153,7 +140,8 @@ pub fn hapi_decide(response: &RawResponse) -> HapiOutcome {
 // Mirth Connect / OIE HTTP Sender with its defaults (docs/peers.md §2).
 
 /// Mirth's request: its own headers first, then Apache HttpClient's (Host with the port
-/// because it is not the default one, keep-alive, gzip/deflate accepted).
+/// because it is not the default one: HttpClient leaves the port out only for 443 (§2), and
+/// no test listens there; keep-alive, gzip/deflate accepted).
 pub fn mirth_request(path: &str, host: &str, port: u16, body: &[u8]) -> Vec<u8> {
     post(
         path,
@@ -172,6 +160,7 @@ pub fn mirth_request(path: &str, host: &str, port: u16, body: &[u8]) -> Vec<u8> 
 /// A message's state in Mirth after the HTTP Sender.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MirthStatus {
+    /// Done.
     Sent,
     /// Retried (every 10 s when the queue is on).
     Queued(String),
@@ -260,8 +249,13 @@ pub fn iris_request(
 /// What the operation does after ReplyCodeActions `:?R=RF,:?E=S,:~=S,:?A=C,:*=S,:I?=W,:T?=C`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IrisAction {
-    /// `C`: completed. `warning` when MSA-2 did not match (`:I?=W`).
-    Completed { code: String, warning: bool },
+    /// `C`: completed.
+    Completed {
+        /// MSA-1.
+        code: String,
+        /// MSA-2 did not match (`:I?=W`).
+        warning: bool,
+    },
     /// `RF`: retry, then fail.
     RetryThenFail(String),
     /// `S`: suspended.
@@ -332,6 +326,7 @@ pub enum RhapsodyOutcome {
     MessageError(u16),
 }
 
+/// Rhapsody's HTTP Client applied to an answer.
 pub fn rhapsody_decide(response: &RawResponse) -> RhapsodyOutcome {
     match response.status {
         200..=299 => RhapsodyOutcome::ReplyToRoute(response.body.clone()),
@@ -367,22 +362,11 @@ pub enum BizTalkOutcome {
     TransmissionFailure(u16),
 }
 
+/// The HTTP adapter's send port applied to an answer.
 pub fn biztalk_decide(response: &RawResponse) -> BizTalkOutcome {
     if (200..300).contains(&response.status) {
         BizTalkOutcome::Transmitted
     } else {
         BizTalkOutcome::TransmissionFailure(response.status)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hapi_dates_have_a_two_digit_year() {
-        let at = UNIX_EPOCH + std::time::Duration::from_secs(1_795_771_800); // 2026-11-27 09:30 UTC
-        assert_eq!(hapi_date(at), "Fri, 27 Nov 26 09:30:00 UTC");
-        assert_eq!(hapi_date(UNIX_EPOCH), "Thu, 01 Jan 70 00:00:00 UTC");
     }
 }

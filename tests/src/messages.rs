@@ -1,5 +1,11 @@
-//! HL7 messages the engines send, and the ACK read back the way an engine reads it: split
-//! on the delimiters MSH declares, independently of the gateway's own parser.
+//! HL7 test messages: the samples the engines send to the demo and northwest gateways, the
+//! walkthrough's ORU^R01 the sender delivers, MSH-10 read and replaced, and the ACK read back
+//! the way an engine reads it: split on the delimiters MSH declares, independently of the
+//! gateway's own parser.
+//!
+//! Only tests link this; a repository sample that cannot be read ends the test, hence
+//! `unwrap`.
+#![allow(clippy::unwrap_used)]
 
 /// What a stored record must hold: (`/json/pointer`, value).
 pub type Expected = &'static [(&'static str, &'static str)];
@@ -98,6 +104,37 @@ pub fn with_control_id(message: &[u8], control_id: &str) -> Vec<u8> {
     format!("{}\r{rest}", fields.join("|")).into_bytes()
 }
 
+/// The walkthrough's ORU^R01 with a PDF report (`examples/messages/oru_r01_pdf.hl7`, MSH-11
+/// `T`), with MSH-10 set to `control_id`.
+pub fn oru(control_id: &str) -> Vec<u8> {
+    let text =
+        std::fs::read_to_string(crate::repo().join("examples/messages/oru_r01_pdf.hl7")).unwrap();
+    let text = text.replace("\r\n", "\r").replace('\n', "\r");
+    assert_eq!(
+        text.split('\r')
+            .next()
+            .and_then(|msh| msh.split('|').nth(10)),
+        Some("T"),
+        "the sample is a TEST message"
+    );
+    with_control_id(text.as_bytes(), control_id)
+}
+
+/// The control ids `PREFIX-001` … for `range`.
+pub fn ids(prefix: &str, range: std::ops::RangeInclusive<usize>) -> Vec<String> {
+    range.map(|n| format!("{prefix}-{n:03}")).collect()
+}
+
+/// MSH-10 of an HL7 message (fields split on `|`; MSH-1 is the separator itself).
+pub fn control_id_of(message: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(message).ok()?;
+    let msh = text.split(['\r', '\n']).next()?;
+    if !msh.starts_with("MSH") {
+        return None;
+    }
+    msh.split('|').nth(9).map(str::to_owned)
+}
+
 /// An ACK as an engine sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AckView {
@@ -139,6 +176,7 @@ impl AckView {
             .map_or("", String::as_str)
     }
 
+    /// Whether a segment `id` is present.
     pub fn has(&self, id: &str) -> bool {
         self.segments.iter().any(|s| s[0] == id)
     }

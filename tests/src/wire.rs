@@ -1,7 +1,13 @@
-//! TLS clients (rustls, ring) and HTTP/1.1 written and read byte for byte, as an engine's
-//! HTTP stack would put it on the wire.
+//! The one raw HTTP client of the tests: TLS clients (rustls, ring) and HTTP/1.1 written and
+//! read byte for byte, as an engine's HTTP stack would put it on the wire, and a blocking
+//! plain-HTTP request for the loopback APIs (operations, inbox, intake). Requests are bytes
+//! the test (or [`crate::engines`]) writes, so a test controls every header and its order.
+//!
+//! Only tests link this; a configuration the test itself made that cannot be loaded ends the
+//! test, hence `unwrap`.
+#![allow(clippy::unwrap_used)]
 
-use std::io;
+use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,21 +22,37 @@ use tokio_rustls::client::TlsStream;
 /// Every connect, handshake and read is bounded by this.
 pub const IO_LIMIT: Duration = Duration::from_secs(15);
 
-pub use hl7gw_tests::pki::Identity;
+pub use crate::pki::Identity;
 
 /// A client trusting `roots_pem` for the server and presenting `identity` (or nothing),
-/// offering `alpn` (Java and .NET HTTP/1.1 stacks offer none).
+/// offering `alpn` (Java and .NET HTTP/1.1 stacks offer none), with the TLS versions the
+/// gateway accepts.
 pub fn client_config(
     roots_pem: &str,
     identity: Option<&Identity>,
     alpn: &[&[u8]],
+) -> Arc<ClientConfig> {
+    client_config_versions(
+        roots_pem,
+        identity,
+        alpn,
+        hl7gw_runtime::tls::PROTOCOL_VERSIONS,
+    )
+}
+
+/// [`client_config`] offering only `versions` (a TLS 1.2-only client, say).
+pub fn client_config_versions(
+    roots_pem: &str,
+    identity: Option<&Identity>,
+    alpn: &[&[u8]],
+    versions: &[&'static rustls::SupportedProtocolVersion],
 ) -> Arc<ClientConfig> {
     let mut roots = RootCertStore::empty();
     for cert in hl7gw_runtime::tls::certificates_from_pem("roots", roots_pem.as_bytes()).unwrap() {
         roots.add(cert).unwrap();
     }
     let builder = ClientConfig::builder_with_provider(hl7gw_runtime::tls::provider())
-        .with_protocol_versions(hl7gw_runtime::tls::PROTOCOL_VERSIONS)
+        .with_protocol_versions(versions)
         .unwrap()
         .with_root_certificates(roots);
     let mut config = match identity {
@@ -54,22 +76,35 @@ pub async fn connect_from(
     server_name: &str,
     config: Arc<ClientConfig>,
 ) -> io::Result<TlsStream<TcpStream>> {
-    let name = ServerName::try_from(server_name.to_owned()).unwrap();
     let connect = async {
-        let tcp = match local {
+        match local {
             Some(ip) => {
                 let socket = TcpSocket::new_v4()?;
                 socket.bind(SocketAddr::new(ip, 0))?;
-                socket.connect(addr).await?
+                socket.connect(addr).await
             }
-            None => TcpStream::connect(addr).await?,
-        };
-        let _ = tcp.set_nodelay(true);
-        TlsConnector::from(config).connect(name, tcp).await
+            None => TcpStream::connect(addr).await,
+        }
     };
-    tokio::time::timeout(IO_LIMIT, connect)
+    let tcp = tokio::time::timeout(IO_LIMIT, connect)
         .await
-        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS connect took too long"))?
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TCP connect took too long"))??;
+    let _ = tcp.set_nodelay(true);
+    tls_over(tcp, server_name, config).await
+}
+
+/// TLS over an existing TCP connection, naming the server `server_name` (SNI and certificate
+/// check). Bounded.
+pub async fn tls_over(
+    tcp: TcpStream,
+    server_name: &str,
+    config: Arc<ClientConfig>,
+) -> io::Result<TlsStream<TcpStream>> {
+    let name = ServerName::try_from(server_name.to_owned())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    tokio::time::timeout(IO_LIMIT, TlsConnector::from(config).connect(name, tcp))
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake took too long"))?
 }
 
 /// [`connect_from`] with the system's choice of source address.
@@ -86,6 +121,7 @@ pub async fn connect(
 pub struct RawResponse {
     /// `HTTP/1.1 200 OK`, exactly.
     pub status_line: String,
+    /// The status code of the status line.
     pub status: u16,
     /// Names as sent.
     pub headers: Vec<(String, String)>,
@@ -102,8 +138,33 @@ impl RawResponse {
             .map(|(_, v)| v.as_str())
     }
 
+    /// The status line and the header lines, as read (names as sent, values trimmed).
+    pub fn head(&self) -> String {
+        let mut head = self.status_line.clone();
+        for (name, value) in &self.headers {
+            head.push_str(&format!("\r\n{name}: {value}"));
+        }
+        head
+    }
+
+    /// The body as text (lossy UTF-8), for assertions and messages.
     pub fn body_text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// Asserts that the status line is `HTTP/1.1 NNN Reason` with a non-empty reason (HAPI
+    /// requires it, docs/peers.md §1).
+    #[allow(clippy::panic)]
+    pub fn assert_http11_with_reason(&self) {
+        let mut parts = self.status_line.splitn(3, ' ');
+        assert_eq!(parts.next(), Some("HTTP/1.1"), "{}", self.status_line);
+        assert!(parts.next().is_some(), "{}", self.status_line);
+        let reason = parts.next().unwrap_or_default();
+        assert!(
+            !reason.trim().is_empty(),
+            "no reason phrase: {}",
+            self.status_line
+        );
     }
 }
 
@@ -126,7 +187,7 @@ fn parse_head(head: &[u8]) -> io::Result<Head> {
         .ok_or_else(|| bad(format!("bad status line {status_line:?}")))?;
     let headers = lines
         .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.to_owned(), v.trim().to_owned()))
+        .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
         .collect();
     Ok((status_line, status, headers))
 }
@@ -198,11 +259,13 @@ pub fn parse_complete(raw: &[u8]) -> io::Result<RawResponse> {
 
 /// One client connection that writes raw bytes and reads responses one at a time.
 pub struct Http<S> {
+    /// The connection, for writes the test makes by hand (a request cut short, say).
     pub stream: S,
     buf: Vec<u8>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Http<S> {
+    /// A client on an open connection (TLS or plain TCP).
     pub fn new(stream: S) -> Self {
         Self {
             stream,
@@ -305,7 +368,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Http<S> {
 
 /// A POST with the given header lines (in order) and body.
 pub fn post(path: &str, headers: &[String], body: &[u8]) -> Vec<u8> {
-    let mut out = format!("POST {path} HTTP/1.1\r\n");
+    request("POST", path, headers, body)
+}
+
+/// A request with the given header lines (in order) and body.
+pub fn request(method: &str, path: &str, headers: &[String], body: &[u8]) -> Vec<u8> {
+    let mut out = format!("{method} {path} HTTP/1.1\r\n");
     for line in headers {
         out.push_str(line);
         out.push_str("\r\n");
@@ -314,4 +382,43 @@ pub fn post(path: &str, headers: &[String], body: &[u8]) -> Vec<u8> {
     let mut out = out.into_bytes();
     out.extend_from_slice(body);
     out
+}
+
+/// A POST as a generic client writes it: `Host: localhost`, Content-Length, the
+/// Content-Type (none when `None`) and `extra` header lines.
+pub fn simple_post(path: &str, content_type: Option<&str>, body: &[u8], extra: &[&str]) -> Vec<u8> {
+    let mut headers = vec![
+        "Host: localhost".to_owned(),
+        format!("Content-Length: {}", body.len()),
+    ];
+    if let Some(ct) = content_type {
+        headers.push(format!("Content-Type: {ct}"));
+    }
+    headers.extend(extra.iter().map(|line| (*line).to_owned()));
+    post(path, &headers, body)
+}
+
+/// One plain HTTP/1.1 request on loopback (`Host` with the port, `Connection: close`, then
+/// `headers`), blocking and bounded: the whole response, read until the server closes.
+pub fn plain_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[&str],
+    body: &[u8],
+) -> io::Result<RawResponse> {
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, IO_LIMIT)?;
+    stream.set_read_timeout(Some(IO_LIMIT))?;
+    let mut lines = vec![
+        format!("Host: 127.0.0.1:{}", addr.port()),
+        "Connection: close".to_owned(),
+    ];
+    lines.extend(headers.iter().map(|line| (*line).to_owned()));
+    if !body.is_empty() || method == "POST" {
+        lines.push(format!("Content-Length: {}", body.len()));
+    }
+    stream.write_all(&request(method, path, &lines, body))?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    parse_complete(&raw)
 }
