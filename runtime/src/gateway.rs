@@ -3,8 +3,8 @@
 //!
 //! Parse (lenient line endings, the request's charset when MSH-18 is empty) → reject what
 //! cannot be acknowledged (400 when MSH is unreadable) → decide with
-//! [`inbound::evaluate`] and the generated mapping → build the ACK in the message's own
-//! version and charset → hand it to [`sink::deliver_and_commit`], which answers an already
+//! [`crate::inbound::evaluate`] and the generated mapping → build the ACK in the message's own
+//! version and charset → hand it to [`crate::sink::deliver_and_commit`], which answers an already
 //! committed duplicate with its original ACK, delivers, commits durably, and only then lets
 //! the AA/CA go out. A store or sink failure answers 503 so the sender retries; nothing is
 //! half-committed.

@@ -6,7 +6,7 @@
 //! would pull aws-lc-rs, and two providers in one build panic). Certificates are read with
 //! `x509-parser`, chains verified with `rustls-webpki` exactly as the gateway's TLS stack will
 //! verify them at run time, and public keys are matched to private keys by reading the key
-//! structures with x509-parser's DER reader ([`keys`]), so that RSA keys *ring* refuses
+//! structures with x509-parser's DER reader (`keys.rs`), so that RSA keys *ring* refuses
 //! (under 2048 bits) and PKCS#1 / SEC1 files still get a precise answer.
 
 pub mod check;
