@@ -1,8 +1,12 @@
 //! hl7gw-runtime: what every generated hl7gw gateway links.
 //!
-//! One module per concern: [`hl7`], the HL7 v2 message core, and [`mapping`], the typed
-//! primitives generated gateways and the spec-test runner share. The transport (TLS,
-//! receiver, sender, durable queue) builds on them.
+//! What a generated crate is written in: [`GatewaySpec`] (the gateway as one value), the
+//! [`config`] types of its environments, the [`mapping`] traits its records implement
+//! (`Record`, `CodeList`, `Attachment`) and the [`hl7`] message core. What runs it: [`cli`]
+//! (the `gw-<code>` command line) over [`app`] (one environment's process). The components
+//! `app` wires (receiver, store, queue, sender, intake, ...) are public for the tests, the
+//! benchmarks and the demo; each module keeps its internals private and names its API with
+//! `pub use`, as [`hl7`] does. docs/ARCHITECTURE.md has the code map.
 
 pub mod app;
 pub mod cli;
