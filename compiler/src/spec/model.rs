@@ -6,7 +6,12 @@ use indexmap::IndexMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::units::{ByteSize, Duration, FailurePolicy};
+// The vocabulary the spec shares with the gateway's configuration is the runtime's own: one
+// definition, and the runtime's defaults (`hl7gw_runtime::config::defaults`).
+pub use hl7gw_runtime::config::{
+    Backoff, ByteSize, Duration, EnvName, FailurePolicy, ProcessingId, ResponseContentType,
+    SinkConfig,
+};
 
 /// A customer integration spec: the HL7 v2 messages one customer exchanges with EMS, how
 /// their fields map to typed records, and the TEST and PROD endpoints and certificates.
@@ -123,39 +128,6 @@ impl Environments {
     }
 }
 
-/// An environment's name.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum EnvName {
-    /// TEST.
-    Test,
-    /// PROD.
-    Prod,
-}
-
-impl EnvName {
-    /// `test` or `prod`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Test => "test",
-            Self::Prod => "prod",
-        }
-    }
-}
-
-/// MSH-11 processing id (HL7 table 0103).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
-pub enum ProcessingId {
-    /// Production.
-    P,
-    /// Training / test.
-    T,
-    /// Debugging.
-    D,
-}
-
 /// One environment: what it receives, what it sends, where it stores.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -173,7 +145,7 @@ pub struct Environment {
     pub store: String,
     /// Where accepted inbound records go. Default: the inbox (EMS pulls them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sink: Option<Sink>,
+    pub sink: Option<SinkConfig>,
     /// Warnings accepted for this environment: warning code → the reason, recorded in the
     /// go-live report. Only warnings can be acknowledged, never errors.
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
@@ -212,39 +184,6 @@ pub struct ReceiveSide {
     /// by Mirth's HTTP Sender). Fix it only when the customer's engine needs one type.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub response_content_type: Option<ResponseContentType>,
-}
-
-/// The Content-Type of ACK responses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
-pub enum ResponseContentType {
-    /// The request's type (the default).
-    #[serde(rename = "follow_request")]
-    FollowRequest,
-    /// `application/hl7-v2`.
-    #[serde(rename = "application/hl7-v2")]
-    Hl7V2,
-    /// `application/hl7-v2+er7`.
-    #[serde(rename = "application/hl7-v2+er7")]
-    Hl7V2Er7,
-    /// `x-application/hl7-v2+er7`.
-    #[serde(rename = "x-application/hl7-v2+er7")]
-    XHl7V2Er7,
-    /// `text/plain`.
-    #[serde(rename = "text/plain")]
-    TextPlain,
-}
-
-impl ResponseContentType {
-    /// The media type, or `None` for "follow the request".
-    pub fn media_type(self) -> Option<&'static str> {
-        match self {
-            Self::FollowRequest => None,
-            Self::Hl7V2 => Some("application/hl7-v2"),
-            Self::Hl7V2Er7 => Some("application/hl7-v2+er7"),
-            Self::XHl7V2Er7 => Some("x-application/hl7-v2+er7"),
-            Self::TextPlain => Some("text/plain"),
-        }
-    }
 }
 
 /// The receiver's TLS material (PEM files, paths relative to the spec file).
@@ -315,34 +254,6 @@ pub struct ClientTls {
     /// `validate` then checks that the chain in `cert` verifies to it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub issuer_ca: Option<String>,
-}
-
-/// Retry delays.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Backoff {
-    /// First delay. Default 1s.
-    pub first: Duration,
-    /// Largest delay. Default 5m.
-    pub max: Duration,
-}
-
-/// Where accepted inbound records go.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase", deny_unknown_fields)]
-pub enum Sink {
-    /// Records stay in the store; EMS pulls them through the local inbox API.
-    Inbox {},
-    /// POST each record as JSON to an internal URL; AA only after a 2xx.
-    Webhook {
-        /// The internal URL.
-        url: String,
-    },
-    /// Forward the HL7 to a local engine over MLLP and relay its ACK.
-    Mllp {
-        /// `host:port` of the local engine.
-        addr: String,
-    },
 }
 
 /// A typed record: field name → mapping.

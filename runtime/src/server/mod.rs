@@ -192,8 +192,8 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// Default largest body: 20 MiB (a PDF report in OBX-5 is the big case).
-    pub const DEFAULT_MAX_BODY: u64 = 20 * 1024 * 1024;
+    /// Default largest body: [`crate::config::defaults::MAX_BODY`].
+    pub const DEFAULT_MAX_BODY: u64 = crate::config::defaults::MAX_BODY.bytes();
 
     /// Settings with the defaults: nobody allowed yet, 20 MiB bodies, 30 s for headers,
     /// 60 s for the body, 120 s idle, 10 s for the handshake, 30 s to shut down,
