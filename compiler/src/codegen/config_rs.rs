@@ -93,7 +93,7 @@ fn receive(r: &ReceiveSide) -> config::ReceiveConfig {
             .response_content_type
             .unwrap_or(defaults::RESPONSE_CONTENT_TYPE)
             .media_type()
-            .map(text),
+            .map(|media| text(media.as_str())),
     }
 }
 

@@ -617,9 +617,7 @@ impl<'a> Builder<'a> {
             public_url: public_url(&r.hostname, &r.path),
             listen: r.listen.clone(),
             max_body: r.max_body.map(|b| b.to_string()),
-            response_content_type: r
-                .response_content_type
-                .map(|t| t.as_str().to_owned()),
+            response_content_type: r.response_content_type.map(|t| t.as_str().to_owned()),
             receiving_application: r.receiving_application.clone(),
             receiving_facility: r.receiving_facility.clone(),
             findings: item_findings(&findings),

@@ -16,25 +16,31 @@ mod units;
 mod vocab;
 
 pub use units::{ByteSize, Duration};
-pub use vocab::{Backoff, EnvName, FailurePolicy, ProcessingId, ResponseContentType};
+pub use vocab::{Backoff, EnvName, FailurePolicy, MediaType, ProcessingId, ResponseContentType};
 
 /// A spec value written as text that does not parse. The message says what is accepted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TextError {
     /// Not a duration.
-    #[error("{0:?} is not a duration: write a whole number and a unit, e.g. 500ms, 30s, 5m, 2h, 1d")]
+    #[error(
+        "{0:?} is not a duration: write a whole number and a unit, e.g. 500ms, 30s, 5m, 2h, 1d"
+    )]
     NotADuration(String),
     /// A duration beyond `u64` milliseconds.
     #[error("{0:?} is too long a duration")]
     DurationTooLong(String),
     /// Not a size.
-    #[error("{0:?} is not a size: write a whole number and an optional unit, e.g. 512KiB, 20MiB, 1GiB")]
+    #[error(
+        "{0:?} is not a size: write a whole number and an optional unit, e.g. 512KiB, 20MiB, 1GiB"
+    )]
     NotASize(String),
     /// A size beyond `u64` bytes.
     #[error("{0:?} is too large")]
     SizeTooLarge(String),
     /// Not a failure policy.
-    #[error("{0:?} is not a failure policy: use hold, skip, retry, or retry(N) to retry N times and then hold")]
+    #[error(
+        "{0:?} is not a failure policy: use hold, skip, retry, or retry(N) to retry N times and then hold"
+    )]
     NotAPolicy(String),
 }
 

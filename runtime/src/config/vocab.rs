@@ -13,9 +13,7 @@ use super::defaults;
 use super::units::Duration;
 
 /// An environment's name.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum EnvName {
@@ -166,43 +164,139 @@ impl Default for Backoff {
     }
 }
 
-/// The Content-Type of ACK responses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
-#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-pub enum ResponseContentType {
-    /// The request's type (the default).
-    #[default]
-    #[serde(rename = "follow_request")]
-    FollowRequest,
-    /// `application/hl7-v2`.
-    #[serde(rename = "application/hl7-v2")]
+/// A media type the receiver accepts (and answers with).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MediaType {
+    /// `application/hl7-v2` (HAPI, the HL7 over HTTP specification).
     Hl7V2,
     /// `application/hl7-v2+er7`.
-    #[serde(rename = "application/hl7-v2+er7")]
     Hl7V2Er7,
     /// `x-application/hl7-v2+er7`.
-    #[serde(rename = "x-application/hl7-v2+er7")]
     XHl7V2Er7,
-    /// `text/plain`.
-    #[serde(rename = "text/plain")]
+    /// `text/plain` (Mirth's and Rhapsody's default).
     TextPlain,
 }
 
+impl MediaType {
+    /// Every accepted media type.
+    pub const ALL: [MediaType; 4] = [
+        Self::Hl7V2,
+        Self::Hl7V2Er7,
+        Self::XHl7V2Er7,
+        Self::TextPlain,
+    ];
+
+    /// The media type's name, lowercase.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Hl7V2 => "application/hl7-v2",
+            Self::Hl7V2Er7 => "application/hl7-v2+er7",
+            Self::XHl7V2Er7 => "x-application/hl7-v2+er7",
+            Self::TextPlain => "text/plain",
+        }
+    }
+
+    /// Parses a media type name (no parameters), ignoring case and surrounding spaces.
+    pub fn parse(name: &str) -> Option<Self> {
+        let name = name.trim();
+        Self::ALL
+            .into_iter()
+            .find(|m| m.as_str().eq_ignore_ascii_case(name))
+    }
+}
+
+impl fmt::Display for MediaType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The Content-Type of ACK responses. A spec writes `follow_request` or one of the media
+/// types, exactly as [`MediaType::as_str`] spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum ResponseContentType {
+    /// The request's media type; `text/plain` when the request had none.
+    #[default]
+    FollowRequest,
+    /// Always this one.
+    Fixed(MediaType),
+}
+
+const FOLLOW_REQUEST: &str = "follow_request";
+
 impl ResponseContentType {
+    /// Every value a spec may write, in the order the schema lists them.
+    const ALL: [Self; 5] = [
+        Self::FollowRequest,
+        Self::Fixed(MediaType::Hl7V2),
+        Self::Fixed(MediaType::Hl7V2Er7),
+        Self::Fixed(MediaType::XHl7V2Er7),
+        Self::Fixed(MediaType::TextPlain),
+    ];
+
     /// The media type, or `None` for "follow the request".
-    pub fn media_type(self) -> Option<&'static str> {
+    pub fn media_type(self) -> Option<MediaType> {
         match self {
             Self::FollowRequest => None,
-            Self::Hl7V2 => Some("application/hl7-v2"),
-            Self::Hl7V2Er7 => Some("application/hl7-v2+er7"),
-            Self::XHl7V2Er7 => Some("x-application/hl7-v2+er7"),
-            Self::TextPlain => Some("text/plain"),
+            Self::Fixed(media) => Some(media),
         }
     }
 
     /// As the spec writes it: the media type, or `follow_request`.
     pub fn as_str(self) -> &'static str {
-        self.media_type().unwrap_or("follow_request")
+        self.media_type().map_or(FOLLOW_REQUEST, MediaType::as_str)
+    }
+}
+
+impl Serialize for ResponseContentType {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for ResponseContentType {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Self::ALL
+            .into_iter()
+            .find(|t| t.as_str() == text)
+            .ok_or_else(|| {
+                const NAMES: &[&str] = &[
+                    FOLLOW_REQUEST,
+                    "application/hl7-v2",
+                    "application/hl7-v2+er7",
+                    "x-application/hl7-v2+er7",
+                    "text/plain",
+                ];
+                serde::de::Error::unknown_variant(&text, NAMES)
+            })
+    }
+}
+
+#[cfg(feature = "schema")]
+impl schemars::JsonSchema for ResponseContentType {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "ResponseContentType".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let one_of: Vec<serde_json::Value> = Self::ALL
+            .into_iter()
+            .map(|t| {
+                let description = match t {
+                    Self::FollowRequest => "The request's type (the default).".to_owned(),
+                    Self::Fixed(media) => format!("`{media}`."),
+                };
+                serde_json::json!({
+                    "type": "string",
+                    "const": t.as_str(),
+                    "description": description,
+                })
+            })
+            .collect();
+        schemars::json_schema!({
+            "oneOf": one_of,
+            "description": "The Content-Type of ACK responses."
+        })
     }
 }
 
@@ -219,6 +313,20 @@ mod tests {
         for bad in ["retry(0)", "retry()", "Hold", "retry(x)", "retry 5"] {
             assert!(FailurePolicy::try_from(bad.to_string()).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn response_content_types_read_as_the_spec_writes_them() {
+        for t in ResponseContentType::ALL {
+            let text = serde_json::to_value(t).unwrap();
+            assert_eq!(text, t.as_str());
+            assert_eq!(
+                serde_json::from_value::<ResponseContentType>(text).unwrap(),
+                t
+            );
+        }
+        assert!(serde_json::from_value::<ResponseContentType>("text/html".into()).is_err());
+        assert!(serde_json::from_value::<ResponseContentType>("TEXT/PLAIN".into()).is_err());
     }
 
     #[test]
