@@ -497,9 +497,14 @@ impl<'a> Builder<'a> {
         let sink_findings = self.at(&[format!("{base}/sink")]);
         let (kind, target) = match &e.sink {
             None => (None, None),
-            Some(SinkConfig::Inbox) => (Some("inbox"), None),
-            Some(SinkConfig::Webhook { url }) => (Some("webhook"), Some(url.to_string())),
-            Some(SinkConfig::Mllp { addr }) => (Some("mllp"), Some(addr.to_string())),
+            Some(sink) => (
+                Some(sink.kind()),
+                match sink {
+                    SinkConfig::Inbox => None,
+                    SinkConfig::Webhook { url } => Some(url.to_string()),
+                    SinkConfig::Mllp { addr } => Some(addr.to_string()),
+                },
+            ),
         };
         EnvChecks {
             certificates: self.certificates(e),

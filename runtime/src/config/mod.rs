@@ -161,6 +161,17 @@ pub enum SinkConfig {
     },
 }
 
+impl SinkConfig {
+    /// The sink's kind as a spec names it: `inbox`, `webhook` or `mllp`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Inbox => "inbox",
+            Self::Webhook { .. } => "webhook",
+            Self::Mllp { .. } => "mllp",
+        }
+    }
+}
+
 /// The spec writes the inbox as `inbox: {}` (an object, so the three sinks look alike), while
 /// the configuration needs no fields for it.
 mod empty_object {

@@ -149,9 +149,17 @@ impl schemars::JsonSchema for FailurePolicy {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Backoff {
-    /// First delay. Default 1s.
+    /// First delay ([`defaults::BACKOFF_FIRST`] when the spec gives no backoff).
+    #[cfg_attr(
+        feature = "schema",
+        schemars(description = format!("First delay. Default {}.", defaults::BACKOFF_FIRST))
+    )]
     pub first: Duration,
-    /// Largest delay. Default 5m.
+    /// Largest delay ([`defaults::BACKOFF_MAX`] when the spec gives no backoff).
+    #[cfg_attr(
+        feature = "schema",
+        schemars(description = format!("Largest delay. Default {}.", defaults::BACKOFF_MAX))
+    )]
     pub max: Duration,
 }
 
