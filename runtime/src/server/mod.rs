@@ -141,9 +141,10 @@ impl Settings {
     /// Default largest body: [`crate::config::defaults::MAX_BODY`].
     pub const DEFAULT_MAX_BODY: u64 = crate::config::defaults::MAX_BODY.bytes();
 
-    /// Settings with the defaults: nobody allowed yet, 20 MiB bodies, 30 s for headers,
-    /// 60 s for the body, 120 s idle, 10 s for the handshake, 30 s to shut down,
-    /// 256 connections, the ACK's Content-Type following the request's.
+    /// Settings with the defaults: nobody allowed yet, bodies up to
+    /// [`Self::DEFAULT_MAX_BODY`], 30 s for headers, 60 s for the body, 120 s idle, 10 s for
+    /// the handshake, 30 s to shut down, 256 connections, the ACK's Content-Type following the
+    /// request's.
     pub fn new(listen: SocketAddr, path: impl Into<String>) -> Self {
         Self {
             listen,
@@ -157,7 +158,7 @@ impl Settings {
             handshake_timeout: Duration::from_secs(10),
             shutdown_timeout: Duration::from_secs(30),
             max_connections: 256,
-            response_content_type: ResponseContentType::FollowRequest,
+            response_content_type: crate::config::defaults::RESPONSE_CONTENT_TYPE,
         }
     }
 
