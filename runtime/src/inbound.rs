@@ -45,10 +45,7 @@ impl<'p> InboundPolicy<'p> {
     pub fn nothing(name: EnvName) -> Self {
         Self {
             declared: Vec::new(),
-            processing_id: match name {
-                EnvName::Test => "T",
-                EnvName::Prod => "P",
-            },
+            processing_id: name.processing_id().as_str(),
             receiving_application: None,
             receiving_facility: None,
         }

@@ -8,7 +8,7 @@ use hl7gw_runtime::listeners::{self, Listener, Sides};
 
 use super::CheckOptions;
 use crate::diag::Diagnostic;
-use crate::spec::{EnvName, Environment, LoadedSpec, ProcessingId, Sink};
+use crate::spec::{EnvName, Environment, LoadedSpec, SinkConfig};
 
 pub(super) fn check(spec: &LoadedSpec, _options: &CheckOptions, out: &mut Vec<Diagnostic>) {
     let s = &spec.spec;
@@ -33,10 +33,7 @@ pub(super) fn check(spec: &LoadedSpec, _options: &CheckOptions, out: &mut Vec<Di
     }
     for (env, e) in s.environments.iter() {
         let base = format!("/environments/{}", env.as_str());
-        let expected = match env {
-            EnvName::Test => ProcessingId::T,
-            EnvName::Prod => ProcessingId::P,
-        };
+        let expected = env.processing_id();
         if e.processing_id != expected {
             out.push(spec.at_value(
                 Diagnostic::error(
@@ -156,7 +153,7 @@ fn check_listeners(spec: &LoadedSpec, out: &mut Vec<Diagnostic>) {
             continue; // env-listen already says why
         };
         let sides = Sides {
-            inbox: matches!(e.sink, None | Some(Sink::Inbox {})),
+            inbox: matches!(e.sink, None | Some(SinkConfig::Inbox)),
             send: e.send.is_some(),
         };
         let pointer = format!("/environments/{}/receive/listen", env.as_str());

@@ -59,11 +59,7 @@ pub fn check_spec(spec: &LoadedSpec, options: &CheckOptions) -> CheckReport {
 /// The environment a pointer belongs to (`/environments/test/...`).
 fn env_of(pointer: Option<&str>) -> Option<EnvName> {
     let rest = pointer?.strip_prefix("/environments/")?;
-    match rest.split('/').next()? {
-        "test" => Some(EnvName::Test),
-        "prod" => Some(EnvName::Prod),
-        _ => None,
-    }
+    EnvName::parse(rest.split('/').next()?)
 }
 
 /// Moves warnings the spec acknowledged (per environment, by code) out of the findings, and

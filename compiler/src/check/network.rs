@@ -8,7 +8,7 @@ use ipnet::IpNet;
 
 use super::CheckOptions;
 use crate::diag::Diagnostic;
-use crate::spec::{EnvName, LoadedSpec, Sink};
+use crate::spec::{EnvName, LoadedSpec, SinkConfig};
 
 pub(super) fn check(spec: &LoadedSpec, options: &CheckOptions, out: &mut Vec<Diagnostic>) {
     for (env, e) in spec.spec.environments.iter() {
@@ -30,7 +30,7 @@ pub(super) fn check(spec: &LoadedSpec, options: &CheckOptions, out: &mut Vec<Dia
                 ),
             );
         }
-        if let Some(Sink::Webhook { url }) = &e.sink
+        if let Some(SinkConfig::Webhook { url }) = &e.sink
             && let Err(why) = Endpoint::http(url)
         {
             out.push(spec.at_value(

@@ -32,7 +32,6 @@ use hl7gw_runtime::client::{
 use hl7gw_runtime::hl7::{Charset, Message, ParseOptions, parse_batch};
 
 use super::Failure;
-use crate::spec::units;
 
 /// Arguments of `hl7gw send`.
 #[derive(Debug, Args)]
@@ -86,7 +85,10 @@ pub struct SendArgs {
 }
 
 fn parse_timeout(text: &str) -> Result<Duration, String> {
-    let duration = units::Duration::try_from(text.to_owned())?.to_std();
+    let duration = text
+        .parse::<hl7gw_runtime::config::Duration>()
+        .map_err(|e| e.to_string())?
+        .to_std();
     if duration.is_zero() {
         return Err("the timeout must be longer than 0".to_owned());
     }

@@ -8,23 +8,13 @@
 
 use std::borrow::Cow;
 
-use hl7gw_runtime::config::{self, Text};
+use hl7gw_runtime::config::{self, FailurePolicy, Text, defaults};
 use proc_macro2::{Literal, TokenStream};
 use quote::quote;
 
 use super::tokens::{doc, inner_doc, render_file};
 use super::{CodegenError, Context};
-use crate::spec::units::FailurePolicy;
-use crate::spec::{EnvName, Environment, ProcessingId, ReceiveSide, SendSide, Sink};
-
-/// `max_body` when the spec gives none: 20 MiB.
-pub const DEFAULT_MAX_BODY: u64 = 20 << 20;
-/// `timeout` when the spec gives none: 30 s.
-pub const DEFAULT_TIMEOUT_MS: u64 = 30_000;
-/// `backoff.first` when the spec gives none: 1 s.
-pub const DEFAULT_BACKOFF_FIRST_MS: u64 = 1_000;
-/// `backoff.max` when the spec gives none: 5 min.
-pub const DEFAULT_BACKOFF_MAX_MS: u64 = 300_000;
+use crate::spec::{EnvName, Environment, ReceiveSide, SendSide};
 
 /// Renders `src/config.rs`.
 pub fn render(ctx: &Context<'_>) -> Result<String, CodegenError> {
@@ -65,26 +55,16 @@ pub fn render(ctx: &Context<'_>) -> Result<String, CodegenError> {
     render_file(&ctx.header(), tokens, "config.rs")
 }
 
-/// The runtime configuration of a spec environment, the spec's defaults filled in.
+/// The runtime configuration of a spec environment, the defaults of
+/// [`hl7gw_runtime::config::defaults`] filled in.
 pub fn runtime_environment(name: EnvName, env: &Environment) -> config::Environment {
     config::Environment {
-        name: match name {
-            EnvName::Test => config::EnvName::Test,
-            EnvName::Prod => config::EnvName::Prod,
-        },
-        processing_id: Cow::Borrowed(match env.processing_id {
-            ProcessingId::P => "P",
-            ProcessingId::T => "T",
-            ProcessingId::D => "D",
-        }),
+        name,
+        processing_id: Cow::Borrowed(env.processing_id.as_str()),
         receive: env.receive.as_ref().map(receive),
         send: env.send.as_ref().map(send),
         store: text(&env.store),
-        sink: match &env.sink {
-            None | Some(Sink::Inbox {}) => config::SinkConfig::Inbox,
-            Some(Sink::Webhook { url }) => config::SinkConfig::Webhook { url: text(url) },
-            Some(Sink::Mllp { addr }) => config::SinkConfig::Mllp { addr: text(addr) },
-        },
+        sink: env.sink.clone().unwrap_or(defaults::SINK),
     }
 }
 
@@ -106,48 +86,34 @@ fn receive(r: &ReceiveSide) -> config::ReceiveConfig {
         client_ca: text(&r.tls.client_ca),
         allowed_clients: texts(&r.allowed_clients),
         allowed_ips: texts(&r.allowed_ips),
-        max_body: r.max_body.map_or(DEFAULT_MAX_BODY, |b| b.bytes()),
+        max_body: r.max_body.unwrap_or(defaults::MAX_BODY).bytes(),
         receiving_application: r.receiving_application.as_deref().map(text),
         receiving_facility: r.receiving_facility.as_deref().map(text),
         response_content_type: r
             .response_content_type
-            .and_then(|c| c.media_type())
-            .map(text),
-    }
-}
-
-fn policy(p: Option<FailurePolicy>, default: FailurePolicy) -> config::FailurePolicy {
-    match p.unwrap_or(default) {
-        FailurePolicy::Retry => config::FailurePolicy::Retry,
-        FailurePolicy::RetryThenHold(n) => config::FailurePolicy::RetryThenHold(n),
-        FailurePolicy::Hold => config::FailurePolicy::Hold,
-        FailurePolicy::Skip => config::FailurePolicy::Skip,
+            .unwrap_or(defaults::RESPONSE_CONTENT_TYPE)
+            .media_type()
+            .map(|media| text(media.as_str())),
     }
 }
 
 fn send(s: &SendSide) -> config::SendConfig {
-    use FailurePolicy::{Hold, Retry};
+    let backoff = s.backoff.unwrap_or_default();
     config::SendConfig {
         url: text(&s.url),
         cert: text(&s.tls.cert),
         key: text(&s.tls.key),
         server_ca: text(&s.tls.server_ca),
-        timeout_ms: s.timeout.map_or(DEFAULT_TIMEOUT_MS, |d| d.as_millis()),
-        backoff_first_ms: s
-            .backoff
-            .as_ref()
-            .map_or(DEFAULT_BACKOFF_FIRST_MS, |b| b.first.as_millis()),
-        backoff_max_ms: s
-            .backoff
-            .as_ref()
-            .map_or(DEFAULT_BACKOFF_MAX_MS, |b| b.max.as_millis()),
-        on_connect_error: policy(s.on_connect_error, Retry),
-        on_timeout: policy(s.on_timeout, Retry),
-        on_5xx: policy(s.on_5xx, Retry),
-        on_4xx: policy(s.on_4xx, Hold),
-        on_bad_ack: policy(s.on_bad_ack, Retry),
-        on_ae: policy(s.on_ae, Hold),
-        on_ar: policy(s.on_ar, Hold),
+        timeout_ms: s.timeout.unwrap_or(defaults::SEND_TIMEOUT).as_millis(),
+        backoff_first_ms: backoff.first.as_millis(),
+        backoff_max_ms: backoff.max.as_millis(),
+        on_connect_error: s.on_connect_error.unwrap_or(defaults::ON_CONNECT_ERROR),
+        on_timeout: s.on_timeout.unwrap_or(defaults::ON_TIMEOUT),
+        on_5xx: s.on_5xx.unwrap_or(defaults::ON_5XX),
+        on_4xx: s.on_4xx.unwrap_or(defaults::ON_4XX),
+        on_bad_ack: s.on_bad_ack.unwrap_or(defaults::ON_BAD_ACK),
+        on_ae: s.on_ae.unwrap_or(defaults::ON_AE),
+        on_ar: s.on_ar.unwrap_or(defaults::ON_AR),
     }
 }
 
@@ -269,15 +235,15 @@ fn receive_tokens(r: &config::ReceiveConfig) -> TokenStream {
     }
 }
 
-fn policy_tokens(p: config::FailurePolicy) -> TokenStream {
+fn policy_tokens(p: FailurePolicy) -> TokenStream {
     match p {
-        config::FailurePolicy::Retry => quote! { FailurePolicy::Retry },
-        config::FailurePolicy::RetryThenHold(n) => {
+        FailurePolicy::Retry => quote! { FailurePolicy::Retry },
+        FailurePolicy::RetryThenHold(n) => {
             let n = Literal::u32_unsuffixed(n);
             quote! { FailurePolicy::RetryThenHold(#n) }
         }
-        config::FailurePolicy::Hold => quote! { FailurePolicy::Hold },
-        config::FailurePolicy::Skip => quote! { FailurePolicy::Skip },
+        FailurePolicy::Hold => quote! { FailurePolicy::Hold },
+        FailurePolicy::Skip => quote! { FailurePolicy::Skip },
     }
 }
 

@@ -45,10 +45,7 @@ use crate::diag::{Diagnostic, Severity};
 use crate::spec::loader::load_spec_text;
 use crate::spec::{LoadedSpec, Spec};
 
-pub use config_rs::{
-    DEFAULT_BACKOFF_FIRST_MS, DEFAULT_BACKOFF_MAX_MS, DEFAULT_MAX_BODY, DEFAULT_TIMEOUT_MS,
-    runtime_environment,
-};
+pub use config_rs::runtime_environment;
 
 /// Why a crate could not be generated.
 #[derive(Debug, Clone, PartialEq, Eq)]

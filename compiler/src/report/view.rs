@@ -19,7 +19,7 @@ use crate::certs::{self, CertSummary, EXPIRY_WARNING_DAYS};
 use crate::check::{Acknowledged, CheckReport};
 use crate::diag::{Diagnostic, Severity};
 use crate::spec::loader::escape_pointer;
-use crate::spec::{EnvName, Environment, FieldSpec, LoadedSpec, Sink, Spec};
+use crate::spec::{EnvName, Environment, FailurePolicy, FieldSpec, LoadedSpec, SinkConfig, Spec};
 
 /// The whole page of one environment.
 #[derive(Debug, Serialize)]
@@ -459,7 +459,7 @@ impl<'a> Builder<'a> {
             env_key: self.env.as_str(),
             customer_name: spec.customer.name.clone(),
             customer_code: spec.customer.code.clone(),
-            processing_id: env.map(|e| format!("{:?}", e.processing_id)),
+            processing_id: env.map(|e| e.processing_id.as_str().to_owned()),
             hl7_version: spec.hl7_version.clone(),
             model: spec.model.as_str(),
             domain: spec.domain.clone(),
@@ -497,9 +497,14 @@ impl<'a> Builder<'a> {
         let sink_findings = self.at(&[format!("{base}/sink")]);
         let (kind, target) = match &e.sink {
             None => (None, None),
-            Some(Sink::Inbox {}) => (Some("inbox"), None),
-            Some(Sink::Webhook { url }) => (Some("webhook"), Some(url.clone())),
-            Some(Sink::Mllp { addr }) => (Some("mllp"), Some(addr.clone())),
+            Some(sink) => (
+                Some(sink.kind()),
+                match sink {
+                    SinkConfig::Inbox => None,
+                    SinkConfig::Webhook { url } => Some(url.to_string()),
+                    SinkConfig::Mllp { addr } => Some(addr.to_string()),
+                },
+            ),
         };
         EnvChecks {
             certificates: self.certificates(e),
@@ -507,7 +512,7 @@ impl<'a> Builder<'a> {
             send: self.send(e),
             allowed_clients: self.allowed_clients(e),
             ip_ranges: self.ip_ranges(e),
-            processing_id: setting("processing_id", format!("{:?}", e.processing_id)),
+            processing_id: setting("processing_id", e.processing_id.as_str().to_owned()),
             store: setting("store", e.store.clone()),
             sink: SinkItem {
                 state: State::of(&sink_findings),
@@ -617,9 +622,7 @@ impl<'a> Builder<'a> {
             public_url: public_url(&r.hostname, &r.path),
             listen: r.listen.clone(),
             max_body: r.max_body.map(|b| b.to_string()),
-            response_content_type: r
-                .response_content_type
-                .map(|t| t.media_type().unwrap_or("follow_request").to_owned()),
+            response_content_type: r.response_content_type.map(|t| t.as_str().to_owned()),
             receiving_application: r.receiving_application.clone(),
             receiving_facility: r.receiving_facility.clone(),
             findings: item_findings(&findings),
@@ -645,7 +648,7 @@ impl<'a> Builder<'a> {
         .map(|k| format!("{base}/send/{k}"))
         .collect();
         let findings = self.at(&pointers);
-        let policy = |when, p: &Option<crate::spec::units::FailurePolicy>| PolicyRow {
+        let policy = |when, p: &Option<FailurePolicy>| PolicyRow {
             when,
             policy: p.as_ref().map(ToString::to_string),
         };

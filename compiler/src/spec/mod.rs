@@ -1,9 +1,9 @@
-//! Customer specs: the typed model, the value types written as text, and the loader that
-//! reads YAML with a source position for every value.
+//! Customer specs: the typed model and the loader that reads YAML with a source position for
+//! every value. The value types written as text (durations, sizes, failure policies) and the
+//! rest of the vocabulary a spec shares with a gateway are the runtime's (`config`).
 
 pub mod loader;
 pub mod model;
-pub mod units;
 
 pub use loader::{LoadedSpec, SourceMap, load_spec};
 pub use model::*;

@@ -1,12 +1,21 @@
 //! The customer spec: one YAML file per customer (an NHS Trust). These types are the single
 //! source of truth: the loader reads YAML into them, `hl7gw schema` writes their JSON Schema
-//! (doc comments become descriptions), and the checks and code generator walk them.
+//! (doc comments become descriptions; a key the spec may leave out has its description
+//! written with the runtime's default, so the value is stated once), and the checks and code
+//! generator walk them.
 
 use indexmap::IndexMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::units::{ByteSize, Duration, FailurePolicy};
+// The vocabulary the spec shares with the gateway's configuration is the runtime's own: one
+// definition, and the runtime's defaults (`hl7gw_runtime::config::defaults`).
+// The schema's descriptions of keys a spec may leave out print the runtime's defaults.
+use hl7gw_runtime::config::defaults;
+pub use hl7gw_runtime::config::{
+    Backoff, ByteSize, Duration, EnvName, FailurePolicy, ProcessingId, ResponseContentType,
+    SinkConfig,
+};
 
 /// A customer integration spec: the HL7 v2 messages one customer exchanges with EMS, how
 /// their fields map to typed records, and the TEST and PROD endpoints and certificates.
@@ -123,39 +132,6 @@ impl Environments {
     }
 }
 
-/// An environment's name.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum EnvName {
-    /// TEST.
-    Test,
-    /// PROD.
-    Prod,
-}
-
-impl EnvName {
-    /// `test` or `prod`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Test => "test",
-            Self::Prod => "prod",
-        }
-    }
-}
-
-/// MSH-11 processing id (HL7 table 0103).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
-pub enum ProcessingId {
-    /// Production.
-    P,
-    /// Training / test.
-    T,
-    /// Debugging.
-    D,
-}
-
 /// One environment: what it receives, what it sends, where it stores.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -171,9 +147,10 @@ pub struct Environment {
     pub send: Option<SendSide>,
     /// The SQLite file holding this environment's queue, audit trail and inbox.
     pub store: String,
-    /// Where accepted inbound records go. Default: the inbox (EMS pulls them).
+    /// Where accepted inbound records go ([`defaults::SINK`] when left out).
+    #[schemars(description = format!("Where accepted inbound records go. Default: the {} (EMS pulls them).", defaults::SINK.kind()))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sink: Option<Sink>,
+    pub sink: Option<SinkConfig>,
     /// Warnings accepted for this environment: warning code → the reason, recorded in the
     /// go-live report. Only warnings can be acknowledged, never errors.
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
@@ -198,7 +175,8 @@ pub struct ReceiveSide {
     pub allowed_clients: Vec<String>,
     /// IP ranges (CIDR) allowed to connect; others are closed before the TLS handshake.
     pub allowed_ips: Vec<String>,
-    /// Largest request body accepted (413 above it). Default 20MiB.
+    /// Largest request body accepted (413 above it); [`defaults::MAX_BODY`] when left out.
+    #[schemars(description = format!("Largest request body accepted (413 above it). Default {}.", defaults::MAX_BODY))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_body: Option<ByteSize>,
     /// MSH-5 expected on inbound messages, when the customer fills it in.
@@ -207,44 +185,18 @@ pub struct ReceiveSide {
     /// MSH-6 expected on inbound messages, when the customer fills it in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub receiving_facility: Option<String>,
-    /// The ACK's Content-Type. Default `follow_request`: the request's own type, so Mirth's
-    /// `text/plain` gets `text/plain` (an `application/hl7-v2` answer would be base64-encoded
-    /// by Mirth's HTTP Sender). Fix it only when the customer's engine needs one type.
+    /// The ACK's Content-Type; [`defaults::RESPONSE_CONTENT_TYPE`] when left out: the
+    /// request's own type, so Mirth's `text/plain` gets `text/plain` (an `application/hl7-v2`
+    /// answer would be base64-encoded by Mirth's HTTP Sender). Fix it only when the
+    /// customer's engine needs one type.
+    #[schemars(description = format!(
+        "The ACK's Content-Type. Default `{}`: the request's own type, so Mirth's\n\
+         `text/plain` gets `text/plain` (an `application/hl7-v2` answer would be base64-encoded\n\
+         by Mirth's HTTP Sender). Fix it only when the customer's engine needs one type.",
+        defaults::RESPONSE_CONTENT_TYPE.as_str()
+    ))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub response_content_type: Option<ResponseContentType>,
-}
-
-/// The Content-Type of ACK responses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
-pub enum ResponseContentType {
-    /// The request's type (the default).
-    #[serde(rename = "follow_request")]
-    FollowRequest,
-    /// `application/hl7-v2`.
-    #[serde(rename = "application/hl7-v2")]
-    Hl7V2,
-    /// `application/hl7-v2+er7`.
-    #[serde(rename = "application/hl7-v2+er7")]
-    Hl7V2Er7,
-    /// `x-application/hl7-v2+er7`.
-    #[serde(rename = "x-application/hl7-v2+er7")]
-    XHl7V2Er7,
-    /// `text/plain`.
-    #[serde(rename = "text/plain")]
-    TextPlain,
-}
-
-impl ResponseContentType {
-    /// The media type, or `None` for "follow the request".
-    pub fn media_type(self) -> Option<&'static str> {
-        match self {
-            Self::FollowRequest => None,
-            Self::Hl7V2 => Some("application/hl7-v2"),
-            Self::Hl7V2Er7 => Some("application/hl7-v2+er7"),
-            Self::XHl7V2Er7 => Some("x-application/hl7-v2+er7"),
-            Self::TextPlain => Some("text/plain"),
-        }
-    }
 }
 
 /// The receiver's TLS material (PEM files, paths relative to the spec file).
@@ -271,32 +223,41 @@ pub struct SendSide {
     pub url: String,
     /// Client certificate, key, and the CA that signs the engine's server certificate.
     pub tls: ClientTls,
-    /// How long to wait for the ACK of one message. Default 30s.
+    /// How long to wait for the ACK of one message; [`defaults::SEND_TIMEOUT`] when left out.
+    #[schemars(description = format!("How long to wait for the ACK of one message. Default {}.", defaults::SEND_TIMEOUT))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<Duration>,
     /// Delay between retries: doubles from `first` up to `max`, with jitter.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backoff: Option<Backoff>,
-    /// After a connection failure. Default `retry`.
+    /// After a connection failure; [`defaults::ON_CONNECT_ERROR`] when left out.
+    #[schemars(description = format!("After a connection failure. Default `{}`.", defaults::ON_CONNECT_ERROR))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_connect_error: Option<FailurePolicy>,
-    /// After no ACK within `timeout`. Default `retry`.
+    /// After no ACK within `timeout`; [`defaults::ON_TIMEOUT`] when left out.
+    #[schemars(description = format!("After no ACK within `timeout`. Default `{}`.", defaults::ON_TIMEOUT))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_timeout: Option<FailurePolicy>,
-    /// After an HTTP 5xx. Default `retry`.
+    /// After an HTTP 5xx; [`defaults::ON_5XX`] when left out.
+    #[schemars(description = format!("After an HTTP 5xx. Default `{}`.", defaults::ON_5XX))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_5xx: Option<FailurePolicy>,
-    /// After an HTTP 4xx (the body was not processed as HL7). Default `hold`.
+    /// After an HTTP 4xx (the body was not processed as HL7); [`defaults::ON_4XX`] when
+    /// left out.
+    #[schemars(description = format!("After an HTTP 4xx (the body was not processed as HL7). Default `{}`.", defaults::ON_4XX))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_4xx: Option<FailurePolicy>,
-    /// After an unreadable ACK, or an MSA-2 that does not match the sent MSH-10. Default
-    /// `retry`.
+    /// After an unreadable ACK, or an MSA-2 that does not match the sent MSH-10;
+    /// [`defaults::ON_BAD_ACK`] when left out.
+    #[schemars(description = format!("After an unreadable ACK, or an MSA-2 that does not match the sent MSH-10. Default\n`{}`.", defaults::ON_BAD_ACK))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_bad_ack: Option<FailurePolicy>,
-    /// After AE or CE. Default `hold` (an operator decides).
+    /// After AE or CE; [`defaults::ON_AE`] when left out.
+    #[schemars(description = format!("After AE or CE. Default `{}` (an operator decides).", defaults::ON_AE))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_ae: Option<FailurePolicy>,
-    /// After AR or CR. Default `hold`.
+    /// After AR or CR; [`defaults::ON_AR`] when left out.
+    #[schemars(description = format!("After AR or CR. Default `{}`.", defaults::ON_AR))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_ar: Option<FailurePolicy>,
 }
@@ -315,34 +276,6 @@ pub struct ClientTls {
     /// `validate` then checks that the chain in `cert` verifies to it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub issuer_ca: Option<String>,
-}
-
-/// Retry delays.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Backoff {
-    /// First delay. Default 1s.
-    pub first: Duration,
-    /// Largest delay. Default 5m.
-    pub max: Duration,
-}
-
-/// Where accepted inbound records go.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase", deny_unknown_fields)]
-pub enum Sink {
-    /// Records stay in the store; EMS pulls them through the local inbox API.
-    Inbox {},
-    /// POST each record as JSON to an internal URL; AA only after a 2xx.
-    Webhook {
-        /// The internal URL.
-        url: String,
-    },
-    /// Forward the HL7 to a local engine over MLLP and relay its ACK.
-    Mllp {
-        /// `host:port` of the local engine.
-        addr: String,
-    },
 }
 
 /// A typed record: field name → mapping.

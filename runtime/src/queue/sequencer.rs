@@ -85,18 +85,18 @@ pub struct Policies {
 }
 
 impl Default for Policies {
-    /// The defaults of docs/contracts.md: retry connect errors, timeouts, 5xx and bad ACKs; hold on
-    /// AE/CE, AR/CR and 4xx; backoff 1 s to 5 min.
+    /// The defaults of [`crate::config::defaults`]: what a spec that names no policy gets.
     fn default() -> Self {
+        use crate::config::defaults as d;
         Self {
-            on_connect_error: FailurePolicy::Retry,
-            on_timeout: FailurePolicy::Retry,
-            on_5xx: FailurePolicy::Retry,
-            on_4xx: FailurePolicy::Hold,
-            on_bad_ack: FailurePolicy::Retry,
-            on_ae: FailurePolicy::Hold,
-            on_ar: FailurePolicy::Hold,
-            backoff: Backoff::from_millis(1000, 300_000),
+            on_connect_error: d::ON_CONNECT_ERROR,
+            on_timeout: d::ON_TIMEOUT,
+            on_5xx: d::ON_5XX,
+            on_4xx: d::ON_4XX,
+            on_bad_ack: d::ON_BAD_ACK,
+            on_ae: d::ON_AE,
+            on_ar: d::ON_AR,
+            backoff: Backoff::from_millis(d::BACKOFF_FIRST.as_millis(), d::BACKOFF_MAX.as_millis()),
         }
     }
 }

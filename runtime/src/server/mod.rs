@@ -104,62 +104,8 @@ use crate::metrics::{Metrics, reject};
 
 pub use ops::{OpsServer, serve_ops};
 
-/// A media type the receiver accepts (and answers with).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum MediaType {
-    /// `application/hl7-v2` (HAPI, the HL7 over HTTP specification).
-    Hl7V2,
-    /// `application/hl7-v2+er7`.
-    Hl7V2Er7,
-    /// `x-application/hl7-v2+er7`.
-    XHl7V2Er7,
-    /// `text/plain` (Mirth's and Rhapsody's default).
-    TextPlain,
-}
-
-impl MediaType {
-    /// Every accepted media type.
-    pub const ALL: [MediaType; 4] = [
-        Self::Hl7V2,
-        Self::Hl7V2Er7,
-        Self::XHl7V2Er7,
-        Self::TextPlain,
-    ];
-
-    /// The media type's name, lowercase.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Hl7V2 => "application/hl7-v2",
-            Self::Hl7V2Er7 => "application/hl7-v2+er7",
-            Self::XHl7V2Er7 => "x-application/hl7-v2+er7",
-            Self::TextPlain => "text/plain",
-        }
-    }
-
-    /// Parses a media type name (no parameters), ignoring case and surrounding spaces.
-    pub fn parse(name: &str) -> Option<Self> {
-        let name = name.trim();
-        Self::ALL
-            .into_iter()
-            .find(|m| m.as_str().eq_ignore_ascii_case(name))
-    }
-}
-
-impl std::fmt::Display for MediaType {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// The Content-Type of ACK responses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ResponseContentType {
-    /// The request's media type; `text/plain` when the request had none.
-    #[default]
-    FollowRequest,
-    /// Always this one.
-    Fixed(MediaType),
-}
+// The media types and the ACK's Content-Type are configuration vocabulary, defined once.
+pub use crate::config::{MediaType, ResponseContentType};
 
 /// How the receiver listens and what it admits.
 #[derive(Debug, Clone)]
@@ -192,12 +138,13 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// Default largest body: 20 MiB (a PDF report in OBX-5 is the big case).
-    pub const DEFAULT_MAX_BODY: u64 = 20 * 1024 * 1024;
+    /// Default largest body: [`crate::config::defaults::MAX_BODY`].
+    pub const DEFAULT_MAX_BODY: u64 = crate::config::defaults::MAX_BODY.bytes();
 
-    /// Settings with the defaults: nobody allowed yet, 20 MiB bodies, 30 s for headers,
-    /// 60 s for the body, 120 s idle, 10 s for the handshake, 30 s to shut down,
-    /// 256 connections, the ACK's Content-Type following the request's.
+    /// Settings with the defaults: nobody allowed yet, bodies up to
+    /// [`Self::DEFAULT_MAX_BODY`], 30 s for headers, 60 s for the body, 120 s idle, 10 s for
+    /// the handshake, 30 s to shut down, 256 connections, the ACK's Content-Type following the
+    /// request's.
     pub fn new(listen: SocketAddr, path: impl Into<String>) -> Self {
         Self {
             listen,
@@ -211,7 +158,7 @@ impl Settings {
             handshake_timeout: Duration::from_secs(10),
             shutdown_timeout: Duration::from_secs(30),
             max_connections: 256,
-            response_content_type: ResponseContentType::FollowRequest,
+            response_content_type: crate::config::defaults::RESPONSE_CONTENT_TYPE,
         }
     }
 

@@ -1,12 +1,13 @@
-//! Values written as text in a spec: durations (`30s`, `5m`), sizes (`20MiB`) and failure
-//! policies (`hold`, `skip`, `retry`, `retry(5)`). Each parses with an error that says what
-//! is accepted, reported at the value.
+//! Values a spec writes as text: durations (`30s`, `5m`) and sizes (`20MiB`). Each parses
+//! with an error that says what is accepted (the compiler reports it at the value), and
+//! prints back the way a person would write it.
 
-use std::borrow::Cow;
 use std::fmt;
+use std::str::FromStr;
 
-use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Serialize};
+
+use super::TextError;
 
 /// A duration such as `500ms`, `30s`, `5m`, `2h` or `1d`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -29,45 +30,45 @@ impl Duration {
     }
 
     /// As a standard duration.
-    pub fn to_std(self) -> std::time::Duration {
+    pub const fn to_std(self) -> std::time::Duration {
         std::time::Duration::from_millis(self.millis)
     }
 
     /// Milliseconds.
-    pub fn as_millis(self) -> u64 {
+    pub const fn as_millis(self) -> u64 {
         self.millis
     }
 }
 
-const DURATION_PATTERN: &str = r"^[0-9]+(ms|s|m|h|d)$";
-
-impl TryFrom<String> for Duration {
-    type Error = String;
-    fn try_from(text: String) -> Result<Self, String> {
-        let err = || {
-            format!(
-                "{text:?} is not a duration: write a whole number and a unit, e.g. 500ms, 30s, 5m, 2h, 1d"
-            )
-        };
+impl FromStr for Duration {
+    type Err = TextError;
+    fn from_str(text: &str) -> Result<Self, TextError> {
         let digits = text.bytes().take_while(u8::is_ascii_digit).count();
         if digits == 0 {
-            return Err(err());
+            return Err(TextError::NotADuration(text.to_owned()));
         }
         let number: u64 = text[..digits]
             .parse()
-            .map_err(|_| format!("{text:?} is too long a duration"))?;
+            .map_err(|_| TextError::DurationTooLong(text.to_owned()))?;
         let unit_millis: u64 = match &text[digits..] {
             "ms" => 1,
             "s" => 1_000,
             "m" => 60_000,
             "h" => 3_600_000,
             "d" => 86_400_000,
-            _ => return Err(err()),
+            _ => return Err(TextError::NotADuration(text.to_owned())),
         };
         number
             .checked_mul(unit_millis)
             .map(Self::from_millis)
-            .ok_or_else(|| format!("{text:?} is too long a duration"))
+            .ok_or_else(|| TextError::DurationTooLong(text.to_owned()))
+    }
+}
+
+impl TryFrom<String> for Duration {
+    type Error = TextError;
+    fn try_from(text: String) -> Result<Self, TextError> {
+        text.parse()
     }
 }
 
@@ -94,14 +95,15 @@ impl fmt::Display for Duration {
     }
 }
 
-impl JsonSchema for Duration {
-    fn schema_name() -> Cow<'static, str> {
+#[cfg(feature = "schema")]
+impl schemars::JsonSchema for Duration {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
         "Duration".into()
     }
-    fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        json_schema!({
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
             "type": "string",
-            "pattern": DURATION_PATTERN,
+            "pattern": r"^[0-9]+(ms|s|m|h|d)$",
             "description": "A duration: a whole number and a unit (ms, s, m, h, d), e.g. 30s or 5m.",
             "examples": ["30s", "5m"]
         })
@@ -116,8 +118,6 @@ pub struct ByteSize {
     bytes: u64,
 }
 
-const SIZE_PATTERN: &str = r"^[0-9]+(B|KB|MB|GB|KiB|MiB|GiB)?$";
-
 impl ByteSize {
     /// From a byte count.
     pub const fn from_bytes(bytes: u64) -> Self {
@@ -125,26 +125,21 @@ impl ByteSize {
     }
 
     /// The byte count.
-    pub fn bytes(self) -> u64 {
+    pub const fn bytes(self) -> u64 {
         self.bytes
     }
 }
 
-impl TryFrom<String> for ByteSize {
-    type Error = String;
-    fn try_from(text: String) -> Result<Self, String> {
-        let err = || {
-            format!(
-                "{text:?} is not a size: write a whole number and an optional unit, e.g. 512KiB, 20MiB, 1GiB"
-            )
-        };
+impl FromStr for ByteSize {
+    type Err = TextError;
+    fn from_str(text: &str) -> Result<Self, TextError> {
         let digits = text.bytes().take_while(u8::is_ascii_digit).count();
         if digits == 0 {
-            return Err(err());
+            return Err(TextError::NotASize(text.to_owned()));
         }
         let number: u64 = text[..digits]
             .parse()
-            .map_err(|_| format!("{text:?} is too large"))?;
+            .map_err(|_| TextError::SizeTooLarge(text.to_owned()))?;
         let unit: u64 = match &text[digits..] {
             "" | "B" => 1,
             "KB" => 1_000,
@@ -153,12 +148,19 @@ impl TryFrom<String> for ByteSize {
             "KiB" => 1 << 10,
             "MiB" => 1 << 20,
             "GiB" => 1 << 30,
-            _ => return Err(err()),
+            _ => return Err(TextError::NotASize(text.to_owned())),
         };
         number
             .checked_mul(unit)
             .map(Self::from_bytes)
-            .ok_or_else(|| format!("{text:?} is too large"))
+            .ok_or_else(|| TextError::SizeTooLarge(text.to_owned()))
+    }
+}
+
+impl TryFrom<String> for ByteSize {
+    type Error = TextError;
+    fn try_from(text: String) -> Result<Self, TextError> {
+        text.parse()
     }
 }
 
@@ -180,83 +182,17 @@ impl fmt::Display for ByteSize {
     }
 }
 
-impl JsonSchema for ByteSize {
-    fn schema_name() -> Cow<'static, str> {
+#[cfg(feature = "schema")]
+impl schemars::JsonSchema for ByteSize {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
         "ByteSize".into()
     }
-    fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        json_schema!({
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
             "type": "string",
-            "pattern": SIZE_PATTERN,
+            "pattern": r"^[0-9]+(B|KB|MB|GB|KiB|MiB|GiB)?$",
             "description": "A size: a whole number and an optional unit (B, KB, MB, GB, KiB, MiB, GiB), e.g. 20MiB.",
             "examples": ["20MiB"]
-        })
-    }
-}
-
-/// What the sender does with a message after one class of failure.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub enum FailurePolicy {
-    /// Keep retrying with backoff; the stream waits (`retry`).
-    Retry,
-    /// Retry this many times, then hold (`retry(N)`).
-    RetryThenHold(u32),
-    /// Stop the stream until an operator retries or skips the message (`hold`).
-    Hold,
-    /// Record the failure, keep the message, and go on with the next one (`skip`).
-    Skip,
-}
-
-const POLICY_PATTERN: &str = r"^(hold|skip|retry|retry\([1-9][0-9]{0,5}\))$";
-
-impl TryFrom<String> for FailurePolicy {
-    type Error = String;
-    fn try_from(text: String) -> Result<Self, String> {
-        match text.as_str() {
-            "retry" => return Ok(Self::Retry),
-            "hold" => return Ok(Self::Hold),
-            "skip" => return Ok(Self::Skip),
-            _ => {}
-        }
-        text.strip_prefix("retry(")
-            .and_then(|rest| rest.strip_suffix(')'))
-            .and_then(|n| n.parse::<u32>().ok())
-            .filter(|n| *n > 0)
-            .map(Self::RetryThenHold)
-            .ok_or_else(|| {
-                format!("{text:?} is not a failure policy: use hold, skip, retry, or retry(N) to retry N times and then hold")
-            })
-    }
-}
-
-impl From<FailurePolicy> for String {
-    fn from(p: FailurePolicy) -> String {
-        p.to_string()
-    }
-}
-
-impl fmt::Display for FailurePolicy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Retry => f.write_str("retry"),
-            Self::RetryThenHold(n) => write!(f, "retry({n})"),
-            Self::Hold => f.write_str("hold"),
-            Self::Skip => f.write_str("skip"),
-        }
-    }
-}
-
-impl JsonSchema for FailurePolicy {
-    fn schema_name() -> Cow<'static, str> {
-        "FailurePolicy".into()
-    }
-    fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        json_schema!({
-            "type": "string",
-            "pattern": POLICY_PATTERN,
-            "description": "hold (stop the stream until an operator acts), skip (keep the message, go on), retry (with backoff, stream waits), or retry(N) then hold.",
-            "examples": ["hold", "retry", "retry(5)", "skip"]
         })
     }
 }
@@ -299,17 +235,6 @@ mod tests {
         assert_eq!(ByteSize::from_bytes(20 << 20).to_string(), "20MiB");
         for bad in ["20 MiB", "20mib", "MiB", "1.5MiB"] {
             assert!(ByteSize::try_from(bad.to_string()).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn policies_parse_and_print() {
-        for text in ["hold", "skip", "retry", "retry(5)"] {
-            let p = FailurePolicy::try_from(text.to_string()).unwrap();
-            assert_eq!(p.to_string(), text);
-        }
-        for bad in ["retry(0)", "retry()", "Hold", "retry(x)", "retry 5"] {
-            assert!(FailurePolicy::try_from(bad.to_string()).is_err(), "{bad}");
         }
     }
 }

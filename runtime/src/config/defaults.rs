@@ -1,0 +1,33 @@
+//! What a gateway does where its spec says nothing: every default, stated once. The compiler
+//! fills these into the generated configuration, the sequencer and the receiver fall back to
+//! them, and docs/spec.md's table of defaults names these constants.
+
+use super::units::{ByteSize, Duration};
+use super::vocab::{FailurePolicy, ResponseContentType};
+
+/// `receive.max_body`: the largest request body (a PDF report in OBX-5 is the big case).
+pub const MAX_BODY: ByteSize = ByteSize::from_bytes(20 << 20);
+/// `receive.response_content_type`: follow the request's own Content-Type.
+pub const RESPONSE_CONTENT_TYPE: ResponseContentType = ResponseContentType::FollowRequest;
+/// `send.timeout`: how long to wait for the ACK of one message.
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+/// `send.backoff.first`: the delay after the first failure.
+pub const BACKOFF_FIRST: Duration = Duration::from_secs(1);
+/// `send.backoff.max`: the largest delay between retries.
+pub const BACKOFF_MAX: Duration = Duration::from_secs(5 * 60);
+/// `send.on_connect_error`: a connection that failed delivered nothing, so try again.
+pub const ON_CONNECT_ERROR: FailurePolicy = FailurePolicy::Retry;
+/// `send.on_timeout`.
+pub const ON_TIMEOUT: FailurePolicy = FailurePolicy::Retry;
+/// `send.on_5xx`.
+pub const ON_5XX: FailurePolicy = FailurePolicy::Retry;
+/// `send.on_4xx`: the engine refused the request itself; resending it will not help.
+pub const ON_4XX: FailurePolicy = FailurePolicy::Hold;
+/// `send.on_bad_ack`.
+pub const ON_BAD_ACK: FailurePolicy = FailurePolicy::Retry;
+/// `send.on_ae`: the engine could not process the message; an operator decides.
+pub const ON_AE: FailurePolicy = FailurePolicy::Hold;
+/// `send.on_ar`.
+pub const ON_AR: FailurePolicy = FailurePolicy::Hold;
+/// `sink`: the inbox (records stay in the store; EMS pulls them).
+pub const SINK: super::SinkConfig = super::SinkConfig::Inbox;

@@ -1,0 +1,199 @@
+//! A gateway's configuration as generated from its spec: the data the transport reads.
+//! Generated crates define one [`Environment`] per spec environment as a `const` (every
+//! text a [`Cow::Borrowed`]); tests and tools build owned ones ([`Cow::Owned`], or
+//! `.into()` from a `String`). Nothing here needs to live for `'static`.
+//!
+//! The vocabulary a spec shares with this configuration (environment names, processing ids,
+//! failure policies, retry delays, content types, sinks, durations and sizes) is defined here
+//! once, and [`defaults`] states every default once.
+
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
+
+pub mod defaults;
+mod units;
+mod vocab;
+
+pub use units::{ByteSize, Duration};
+pub use vocab::{Backoff, EnvName, FailurePolicy, MediaType, ProcessingId, ResponseContentType};
+
+/// A spec value written as text that does not parse. The message says what is accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TextError {
+    /// Not a duration.
+    #[error(
+        "{0:?} is not a duration: write a whole number and a unit, e.g. 500ms, 30s, 5m, 2h, 1d"
+    )]
+    NotADuration(String),
+    /// A duration beyond `u64` milliseconds.
+    #[error("{0:?} is too long a duration")]
+    DurationTooLong(String),
+    /// Not a size.
+    #[error(
+        "{0:?} is not a size: write a whole number and an optional unit, e.g. 512KiB, 20MiB, 1GiB"
+    )]
+    NotASize(String),
+    /// A size beyond `u64` bytes.
+    #[error("{0:?} is too large")]
+    SizeTooLarge(String),
+    /// Not a failure policy.
+    #[error(
+        "{0:?} is not a failure policy: use hold, skip, retry, or retry(N) to retry N times and then hold"
+    )]
+    NotAPolicy(String),
+}
+
+/// Text in a configuration: borrowed from the generated crate or owned.
+pub type Text = Cow<'static, str>;
+
+/// A list of texts in a configuration.
+pub type TextList = Cow<'static, [Text]>;
+
+/// One environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Environment {
+    /// Which one.
+    pub name: EnvName,
+    /// MSH-11 accepted and written.
+    pub processing_id: Text,
+    /// The receiving side, when the spec has inbound messages.
+    pub receive: Option<ReceiveConfig>,
+    /// The sending side, when the spec has outbound messages.
+    pub send: Option<SendConfig>,
+    /// The SQLite store, relative to the spec's folder.
+    pub store: Text,
+    /// Where accepted inbound records go.
+    pub sink: SinkConfig,
+}
+
+/// The receiver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceiveConfig {
+    /// `IP:PORT` to listen on.
+    pub listen: Text,
+    /// URL path engines POST to.
+    pub path: Text,
+    /// Public host name.
+    pub hostname: Text,
+    /// Server certificate chain (PEM), relative to the spec's folder.
+    pub cert: Text,
+    /// Server key (PEM).
+    pub key: Text,
+    /// CA(s) for client certificates (PEM).
+    pub client_ca: Text,
+    /// Client subjects allowed after the handshake (`CN=…`, `DNS:…`).
+    pub allowed_clients: TextList,
+    /// IP ranges allowed to connect (CIDR).
+    pub allowed_ips: TextList,
+    /// Largest body in bytes.
+    pub max_body: u64,
+    /// MSH-5 expected, when named.
+    pub receiving_application: Option<Text>,
+    /// MSH-6 expected, when named.
+    pub receiving_facility: Option<Text>,
+    /// The ACK's Content-Type (`application/hl7-v2`, `text/plain`, …), or `None` to follow
+    /// the request's.
+    pub response_content_type: Option<Text>,
+}
+
+/// The sender.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendConfig {
+    /// The engine's HTTPS URL.
+    pub url: Text,
+    /// Client certificate chain (PEM).
+    pub cert: Text,
+    /// Client key (PEM).
+    pub key: Text,
+    /// CA(s) for the engine's server certificate (PEM).
+    pub server_ca: Text,
+    /// ACK timeout in milliseconds.
+    pub timeout_ms: u64,
+    /// First retry delay in milliseconds.
+    pub backoff_first_ms: u64,
+    /// Largest retry delay in milliseconds.
+    pub backoff_max_ms: u64,
+    /// After a connection failure.
+    pub on_connect_error: FailurePolicy,
+    /// After a timeout.
+    pub on_timeout: FailurePolicy,
+    /// After HTTP 5xx.
+    pub on_5xx: FailurePolicy,
+    /// After HTTP 4xx.
+    pub on_4xx: FailurePolicy,
+    /// After an unreadable ACK or an MSA-2 mismatch.
+    pub on_bad_ack: FailurePolicy,
+    /// After AE/CE.
+    pub on_ae: FailurePolicy,
+    /// After AR/CR.
+    pub on_ar: FailurePolicy,
+}
+
+// A spec writes `sink: {inbox: {}}`, `sink: {webhook: {url: …}}` or `sink: {mllp: {addr: …}}`
+// (this doc comment is the JSON Schema's description, so the note stays out of it).
+/// Where accepted inbound records go.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(
+    feature = "schema",
+    derive(schemars::JsonSchema),
+    schemars(rename = "Sink")
+)]
+#[serde(rename_all = "lowercase", deny_unknown_fields)]
+pub enum SinkConfig {
+    /// Records stay in the store; EMS pulls them through the local inbox API.
+    #[default]
+    #[serde(
+        serialize_with = "empty_object::serialize",
+        deserialize_with = "empty_object::deserialize"
+    )]
+    #[cfg_attr(feature = "schema", schemars(schema_with = "empty_object::schema"))]
+    Inbox,
+    /// POST each record as JSON to an internal URL; AA only after a 2xx.
+    Webhook {
+        /// The internal URL.
+        url: Text,
+    },
+    /// Forward the HL7 to a local engine over MLLP and relay its ACK.
+    Mllp {
+        /// `host:port` of the local engine.
+        addr: Text,
+    },
+}
+
+impl SinkConfig {
+    /// The sink's kind as a spec names it: `inbox`, `webhook` or `mllp`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Inbox => "inbox",
+            Self::Webhook { .. } => "webhook",
+            Self::Mllp { .. } => "mllp",
+        }
+    }
+}
+
+/// The spec writes the inbox as `inbox: {}` (an object, so the three sinks look alike), while
+/// the configuration needs no fields for it.
+mod empty_object {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Empty {}
+
+    pub(super) fn serialize<S: Serializer>(serializer: S) -> Result<S::Ok, S::Error> {
+        Empty {}.serialize(serializer)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<(), D::Error> {
+        Empty::deserialize(deserializer).map(|Empty {}| ())
+    }
+
+    #[cfg(feature = "schema")]
+    pub(super) fn schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "object",
+            "additionalProperties": false
+        })
+    }
+}
