@@ -83,7 +83,7 @@ pub enum AppError {
     Send(#[from] crate::client::ClientError),
     /// The webhook sink's settings are unusable.
     #[error("webhook sink: {0}")]
-    Webhook(#[from] crate::sink::webhook::WebhookConfigError),
+    Webhook(#[from] crate::sink::WebhookConfigError),
     /// The store does not open.
     #[error("store {path}: {source}")]
     Store {

@@ -31,7 +31,7 @@
 //!   └── restart: in_flight is sent again
 //! ```
 //!
-//! The states and their transitions are pure functions in [`state`] ([`State`], [`apply`]);
+//! The states and their transitions are pure functions in `state.rs` ([`State`], [`apply`]);
 //! the SQL is the store backend's (`store/sqlite/queue.rs` for SQLite), which reads a row,
 //! applies the transition and writes it back in one transaction. The sequencer reads the
 //! head's metadata only; the message bytes are loaded by the call that marks it in flight,
@@ -71,7 +71,7 @@
 
 mod record;
 mod sequencer;
-pub mod state;
+mod state;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -85,7 +85,7 @@ pub use record::{
 };
 pub(crate) use record::{NewMessage, StreamCounts};
 pub use sequencer::{Backoff, Policies, Sequencer, SequencerEvent};
-pub use state::{Action, Event, Progress, Refusal, State, apply};
+pub use state::{Action, Event, Progress, Refusal, State, apply, failures_after_one_more};
 
 use crate::client::Outcome;
 use crate::store::{BlockingStore, Store, StoreError, timestamp};

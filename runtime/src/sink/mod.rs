@@ -38,8 +38,8 @@
 //! original ACK is answered (the message is not processed again).
 
 pub mod inbox;
-pub mod mllp;
-pub mod webhook;
+mod mllp;
+mod webhook;
 
 use std::fmt;
 use std::net::IpAddr;
@@ -50,8 +50,8 @@ use crate::dedup::{DedupKey, InFlight};
 use crate::hl7::AckCode;
 use crate::store::{CommitResult, InboundRecord, Store, StoreError};
 
-pub use mllp::MllpSink;
-pub use webhook::WebhookSink;
+pub use mllp::{MAX_ACK, MllpSink};
+pub use webhook::{WebhookConfigError, WebhookSink};
 
 /// Which sink took delivery, as stored with each row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

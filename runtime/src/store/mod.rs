@@ -25,7 +25,7 @@
 //!   the callers knowing.
 //! - **Decisions stay above it.** Which ACK a message gets, what a failure policy does,
 //!   whether an operator may retry: decided by the receiver, the sequencer and
-//!   [`crate::queue::state`], so a second backend only stores and loads.
+//!   [`crate::queue::apply`], so a second backend only stores and loads.
 //!
 //! Adding a backend is a new variant of the private `Backend` enum and a module beside
 //! `sqlite`; the callers do not change.

@@ -1,7 +1,7 @@
 //! The outbound queue's operations on the store: what [`crate::queue::Queue`] and its
 //! sequencer call, dispatched to the backend like every other operation. Each is one
 //! transaction in the backend; the decisions (which transition, which policy) are made by
-//! [`crate::queue::state`] and the sequencer, not here.
+//! [`crate::queue::apply`] and the sequencer, not here.
 
 use time::OffsetDateTime;
 

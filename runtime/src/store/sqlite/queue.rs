@@ -14,7 +14,7 @@ use crate::hl7::AckCode;
 use crate::queue::{
     Action, Enqueued, Event, LastResponse, ListFilter, MAX_LIST, MessageDetail, MessageInfo,
     MessageState, NewMessage, Pending, Progress, QueueError, QueueId, Refusal, State, StreamCounts,
-    apply, state::failures_after_one_more,
+    apply, failures_after_one_more,
 };
 use crate::store::{StoreError, timestamp};
 
