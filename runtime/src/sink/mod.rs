@@ -3,10 +3,10 @@
 //! - [`Sink::Inbox`], the default: the record stays in the store and EMS pulls it through
 //!   the local HTTP API of [`inbox`] (list after a cursor, fetch, acknowledge). The commit
 //!   is the delivery.
-//! - [`Sink::Webhook`]: POST the record as JSON to an internal URL ([`webhook`]); accepted
+//! - [`Sink::Webhook`]: POST the record as JSON to an internal URL ([`WebhookSink`]); accepted
 //!   only on a 2xx.
 //! - [`Sink::Mllp`]: forward the HL7 to a local engine over MLLP and relay its ACK
-//!   ([`mllp`]).
+//!   ([`MllpSink`]).
 //!
 //! # Order: deliver, then commit
 //!
