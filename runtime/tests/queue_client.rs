@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hl7gw_runtime::client::{self, FailureClass, HttpsClient};
-use hl7gw_runtime::config::{FailurePolicy, SendConfig};
+use hl7gw_runtime::config::{FailurePolicies, FailurePolicy, SendConfig};
 use hl7gw_runtime::hl7::AckCode;
 use hl7gw_runtime::queue::{
     Backoff, ListFilter, MessageState, Policies, Queue, QueueError, QueueId, Sequencer,
@@ -658,9 +658,13 @@ async fn a_server_certificate_for_another_name_is_refused_then_held_by_policy() 
         let engine = Trust::start(pki.engine_tls(&pki.misnamed_server));
         let store = temp_store();
         enqueue(&store.queue, 1..=1).await;
+        let fast = fast_policies();
         let policies = Policies {
-            on_connect_error: FailurePolicy::RetryThenHold(1),
-            ..fast_policies()
+            on_failure: FailurePolicies {
+                on_connect_error: FailurePolicy::RetryThenHold(1),
+                ..fast.on_failure
+            },
+            ..fast
         };
         let mut running = start(
             &store.queue,
@@ -854,13 +858,15 @@ async fn policies_from_the_send_config_are_honoured() {
             timeout_ms: 5000,
             backoff_first_ms: 5,
             backoff_max_ms: 20,
-            on_connect_error: FailurePolicy::Retry,
-            on_timeout: FailurePolicy::Retry,
-            on_5xx: FailurePolicy::RetryThenHold(3),
-            on_4xx: FailurePolicy::Hold,
-            on_bad_ack: FailurePolicy::Retry,
-            on_ae: FailurePolicy::Hold,
-            on_ar: FailurePolicy::Skip,
+            on_failure: FailurePolicies {
+                on_connect_error: FailurePolicy::Retry,
+                on_timeout: FailurePolicy::Retry,
+                on_5xx: FailurePolicy::RetryThenHold(3),
+                on_4xx: FailurePolicy::Hold,
+                on_bad_ack: FailurePolicy::Retry,
+                on_ae: FailurePolicy::Hold,
+                on_ar: FailurePolicy::Skip,
+            },
         };
         let policies = Policies::from_config(&config);
         assert_eq!(policies.backoff, Backoff::from_millis(5, 20));

@@ -26,6 +26,7 @@ pub fn render(ctx: &Context<'_>) -> Result<String, CodegenError> {
         .collect();
     let mut uses = vec![quote! { EnvName }, quote! { Environment }];
     if envs.iter().any(|e| e.send.is_some()) {
+        uses.push(quote! { FailurePolicies });
         uses.push(quote! { FailurePolicy });
     }
     if envs.iter().any(|e| e.receive.is_some()) {
@@ -107,13 +108,15 @@ fn send(s: &SendSide) -> config::SendConfig {
         timeout_ms: s.timeout.unwrap_or(defaults::SEND_TIMEOUT).as_millis(),
         backoff_first_ms: backoff.first.as_millis(),
         backoff_max_ms: backoff.max.as_millis(),
-        on_connect_error: s.on_connect_error.unwrap_or(defaults::ON_CONNECT_ERROR),
-        on_timeout: s.on_timeout.unwrap_or(defaults::ON_TIMEOUT),
-        on_5xx: s.on_5xx.unwrap_or(defaults::ON_5XX),
-        on_4xx: s.on_4xx.unwrap_or(defaults::ON_4XX),
-        on_bad_ack: s.on_bad_ack.unwrap_or(defaults::ON_BAD_ACK),
-        on_ae: s.on_ae.unwrap_or(defaults::ON_AE),
-        on_ar: s.on_ar.unwrap_or(defaults::ON_AR),
+        on_failure: config::FailurePolicies {
+            on_connect_error: s.on_connect_error.unwrap_or(defaults::ON_CONNECT_ERROR),
+            on_timeout: s.on_timeout.unwrap_or(defaults::ON_TIMEOUT),
+            on_5xx: s.on_5xx.unwrap_or(defaults::ON_5XX),
+            on_4xx: s.on_4xx.unwrap_or(defaults::ON_4XX),
+            on_bad_ack: s.on_bad_ack.unwrap_or(defaults::ON_BAD_ACK),
+            on_ae: s.on_ae.unwrap_or(defaults::ON_AE),
+            on_ar: s.on_ar.unwrap_or(defaults::ON_AR),
+        },
     }
 }
 
@@ -262,13 +265,13 @@ fn send_tokens(s: &config::SendConfig) -> TokenStream {
         on_ae,
         on_ar,
     ] = [
-        s.on_connect_error,
-        s.on_timeout,
-        s.on_5xx,
-        s.on_4xx,
-        s.on_bad_ack,
-        s.on_ae,
-        s.on_ar,
+        s.on_failure.on_connect_error,
+        s.on_failure.on_timeout,
+        s.on_failure.on_5xx,
+        s.on_failure.on_4xx,
+        s.on_failure.on_bad_ack,
+        s.on_failure.on_ae,
+        s.on_failure.on_ar,
     ]
     .map(policy_tokens);
     quote! {
@@ -280,13 +283,15 @@ fn send_tokens(s: &config::SendConfig) -> TokenStream {
             timeout_ms: #timeout,
             backoff_first_ms: #first,
             backoff_max_ms: #max,
-            on_connect_error: #on_connect_error,
-            on_timeout: #on_timeout,
-            on_5xx: #on_5xx,
-            on_4xx: #on_4xx,
-            on_bad_ack: #on_bad_ack,
-            on_ae: #on_ae,
-            on_ar: #on_ar,
+            on_failure: FailurePolicies {
+                on_connect_error: #on_connect_error,
+                on_timeout: #on_timeout,
+                on_5xx: #on_5xx,
+                on_4xx: #on_4xx,
+                on_bad_ack: #on_bad_ack,
+                on_ae: #on_ae,
+                on_ar: #on_ar,
+            },
         }
     }
 }

@@ -5,7 +5,8 @@
 
 use std::borrow::Cow;
 use hl7gw_runtime::config::{
-    EnvName, Environment, FailurePolicy, ReceiveConfig, SendConfig, SinkConfig,
+    EnvName, Environment, FailurePolicies, FailurePolicy, ReceiveConfig, SendConfig,
+    SinkConfig,
 };
 
 /// The `test` environment (MSH-11 `T`).
@@ -34,13 +35,15 @@ pub const TEST: Environment = Environment {
         timeout_ms: 30000,
         backoff_first_ms: 1000,
         backoff_max_ms: 300000,
-        on_connect_error: FailurePolicy::Retry,
-        on_timeout: FailurePolicy::Retry,
-        on_5xx: FailurePolicy::Retry,
-        on_4xx: FailurePolicy::Hold,
-        on_bad_ack: FailurePolicy::Retry,
-        on_ae: FailurePolicy::Hold,
-        on_ar: FailurePolicy::Hold,
+        on_failure: FailurePolicies {
+            on_connect_error: FailurePolicy::Retry,
+            on_timeout: FailurePolicy::Retry,
+            on_5xx: FailurePolicy::Retry,
+            on_4xx: FailurePolicy::Hold,
+            on_bad_ack: FailurePolicy::Retry,
+            on_ae: FailurePolicy::Hold,
+            on_ar: FailurePolicy::Hold,
+        },
     }),
     store: Cow::Borrowed("var/demo-test.sqlite"),
     sink: SinkConfig::Inbox,
@@ -72,13 +75,15 @@ pub const PROD: Environment = Environment {
         timeout_ms: 30000,
         backoff_first_ms: 1000,
         backoff_max_ms: 300000,
-        on_connect_error: FailurePolicy::Retry,
-        on_timeout: FailurePolicy::Retry,
-        on_5xx: FailurePolicy::Retry,
-        on_4xx: FailurePolicy::Hold,
-        on_bad_ack: FailurePolicy::Retry,
-        on_ae: FailurePolicy::Hold,
-        on_ar: FailurePolicy::Hold,
+        on_failure: FailurePolicies {
+            on_connect_error: FailurePolicy::Retry,
+            on_timeout: FailurePolicy::Retry,
+            on_5xx: FailurePolicy::Retry,
+            on_4xx: FailurePolicy::Hold,
+            on_bad_ack: FailurePolicy::Retry,
+            on_ae: FailurePolicy::Hold,
+            on_ar: FailurePolicy::Hold,
+        },
     }),
     store: Cow::Borrowed("var/demo-prod.sqlite"),
     sink: SinkConfig::Inbox,

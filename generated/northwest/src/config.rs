@@ -5,7 +5,8 @@
 
 use std::borrow::Cow;
 use hl7gw_runtime::config::{
-    EnvName, Environment, FailurePolicy, ReceiveConfig, SendConfig, SinkConfig,
+    EnvName, Environment, FailurePolicies, FailurePolicy, ReceiveConfig, SendConfig,
+    SinkConfig,
 };
 
 /// The `test` environment (MSH-11 `T`).
@@ -36,13 +37,15 @@ pub const TEST: Environment = Environment {
         timeout_ms: 15000,
         backoff_first_ms: 500,
         backoff_max_ms: 120000,
-        on_connect_error: FailurePolicy::Retry,
-        on_timeout: FailurePolicy::RetryThenHold(10),
-        on_5xx: FailurePolicy::RetryThenHold(5),
-        on_4xx: FailurePolicy::Hold,
-        on_bad_ack: FailurePolicy::Hold,
-        on_ae: FailurePolicy::RetryThenHold(3),
-        on_ar: FailurePolicy::Skip,
+        on_failure: FailurePolicies {
+            on_connect_error: FailurePolicy::Retry,
+            on_timeout: FailurePolicy::RetryThenHold(10),
+            on_5xx: FailurePolicy::RetryThenHold(5),
+            on_4xx: FailurePolicy::Hold,
+            on_bad_ack: FailurePolicy::Hold,
+            on_ae: FailurePolicy::RetryThenHold(3),
+            on_ar: FailurePolicy::Skip,
+        },
     }),
     store: Cow::Borrowed("var/northwest-test.sqlite"),
     sink: SinkConfig::Webhook {
@@ -83,13 +86,15 @@ pub const PROD: Environment = Environment {
         timeout_ms: 45000,
         backoff_first_ms: 2000,
         backoff_max_ms: 900000,
-        on_connect_error: FailurePolicy::Retry,
-        on_timeout: FailurePolicy::RetryThenHold(20),
-        on_5xx: FailurePolicy::Retry,
-        on_4xx: FailurePolicy::Hold,
-        on_bad_ack: FailurePolicy::Retry,
-        on_ae: FailurePolicy::RetryThenHold(3),
-        on_ar: FailurePolicy::Hold,
+        on_failure: FailurePolicies {
+            on_connect_error: FailurePolicy::Retry,
+            on_timeout: FailurePolicy::RetryThenHold(20),
+            on_5xx: FailurePolicy::Retry,
+            on_4xx: FailurePolicy::Hold,
+            on_bad_ack: FailurePolicy::Retry,
+            on_ae: FailurePolicy::RetryThenHold(3),
+            on_ar: FailurePolicy::Hold,
+        },
     }),
     store: Cow::Borrowed("var/northwest-prod.sqlite"),
     sink: SinkConfig::Inbox,

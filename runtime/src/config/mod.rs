@@ -114,13 +114,22 @@ pub struct SendConfig {
     pub backoff_first_ms: u64,
     /// Largest retry delay in milliseconds.
     pub backoff_max_ms: u64,
-    /// After a connection failure.
+    /// What to do after each class of failure.
+    pub on_failure: FailurePolicies,
+}
+
+/// What the sender does after each class of failure: the spec's `on_*` keys, one field each.
+/// The sender's `queue::Policies` holds this beside its backoff, so the seven classes are
+/// named in one place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FailurePolicies {
+    /// After a connection failure (connect, TLS, connection lost).
     pub on_connect_error: FailurePolicy,
     /// After a timeout.
     pub on_timeout: FailurePolicy,
     /// After HTTP 5xx.
     pub on_5xx: FailurePolicy,
-    /// After HTTP 4xx.
+    /// After HTTP 4xx (and other non-2xx).
     pub on_4xx: FailurePolicy,
     /// After an unreadable ACK or an MSA-2 mismatch.
     pub on_bad_ack: FailurePolicy,
@@ -128,6 +137,25 @@ pub struct SendConfig {
     pub on_ae: FailurePolicy,
     /// After AR/CR.
     pub on_ar: FailurePolicy,
+}
+
+impl FailurePolicies {
+    /// The defaults of [`defaults`]: what a spec that names no policy gets.
+    pub const DEFAULT: Self = Self {
+        on_connect_error: defaults::ON_CONNECT_ERROR,
+        on_timeout: defaults::ON_TIMEOUT,
+        on_5xx: defaults::ON_5XX,
+        on_4xx: defaults::ON_4XX,
+        on_bad_ack: defaults::ON_BAD_ACK,
+        on_ae: defaults::ON_AE,
+        on_ar: defaults::ON_AR,
+    };
+}
+
+impl Default for FailurePolicies {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
 }
 
 // A spec writes `sink: {inbox: {}}`, `sink: {webhook: {url: …}}` or `sink: {mllp: {addr: …}}`

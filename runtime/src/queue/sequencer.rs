@@ -12,7 +12,7 @@ use tokio::time::Instant;
 
 use super::{Action, MessageInfo, MessageState, Queue, QueueId};
 use crate::client::{FailureClass, Outgoing, Transport};
-use crate::config::{FailurePolicy, SendConfig};
+use crate::config::{FailurePolicies, FailurePolicy, SendConfig};
 use crate::hl7::{AckCode, Message};
 
 /// Exponential backoff: `first`, doubling after each further failure, at most `max`, with
@@ -66,20 +66,8 @@ impl Backoff {
 /// (state `skipped`, with the reason) and moves on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Policies {
-    /// Connect, TLS, connection lost.
-    pub on_connect_error: FailurePolicy,
-    /// No response in time.
-    pub on_timeout: FailurePolicy,
-    /// HTTP 5xx.
-    pub on_5xx: FailurePolicy,
-    /// HTTP 4xx (and other non-2xx).
-    pub on_4xx: FailurePolicy,
-    /// Unreadable ACK or MSA-2 mismatch.
-    pub on_bad_ack: FailurePolicy,
-    /// AE / CE.
-    pub on_ae: FailurePolicy,
-    /// AR / CR.
-    pub on_ar: FailurePolicy,
+    /// What to do after each failure class.
+    pub on_failure: FailurePolicies,
     /// Retry delays.
     pub backoff: Backoff,
 }
@@ -89,13 +77,7 @@ impl Default for Policies {
     fn default() -> Self {
         use crate::config::defaults as d;
         Self {
-            on_connect_error: d::ON_CONNECT_ERROR,
-            on_timeout: d::ON_TIMEOUT,
-            on_5xx: d::ON_5XX,
-            on_4xx: d::ON_4XX,
-            on_bad_ack: d::ON_BAD_ACK,
-            on_ae: d::ON_AE,
-            on_ar: d::ON_AR,
+            on_failure: FailurePolicies::DEFAULT,
             backoff: Backoff::from_millis(d::BACKOFF_FIRST.as_millis(), d::BACKOFF_MAX.as_millis()),
         }
     }
@@ -105,27 +87,22 @@ impl Policies {
     /// The spec's policies for an environment.
     pub fn from_config(send: &SendConfig) -> Self {
         Self {
-            on_connect_error: send.on_connect_error,
-            on_timeout: send.on_timeout,
-            on_5xx: send.on_5xx,
-            on_4xx: send.on_4xx,
-            on_bad_ack: send.on_bad_ack,
-            on_ae: send.on_ae,
-            on_ar: send.on_ar,
+            on_failure: send.on_failure,
             backoff: Backoff::from_millis(send.backoff_first_ms, send.backoff_max_ms),
         }
     }
 
     /// The policy for a class.
     pub fn for_class(&self, class: FailureClass) -> FailurePolicy {
+        let p = &self.on_failure;
         match class {
-            FailureClass::Connect => self.on_connect_error,
-            FailureClass::Timeout => self.on_timeout,
-            FailureClass::Http5xx => self.on_5xx,
-            FailureClass::Http4xx => self.on_4xx,
-            FailureClass::BadAck => self.on_bad_ack,
-            FailureClass::AckError => self.on_ae,
-            FailureClass::AckReject => self.on_ar,
+            FailureClass::Connect => p.on_connect_error,
+            FailureClass::Timeout => p.on_timeout,
+            FailureClass::Http5xx => p.on_5xx,
+            FailureClass::Http4xx => p.on_4xx,
+            FailureClass::BadAck => p.on_bad_ack,
+            FailureClass::AckError => p.on_ae,
+            FailureClass::AckReject => p.on_ar,
         }
     }
 }
