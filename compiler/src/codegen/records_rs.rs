@@ -43,7 +43,7 @@ pub fn render(ctx: &Context<'_>, plan: &Plan) -> Result<String, CodegenError> {
          maps an inbound message and reports every error at once; `to_hl7` builds an outbound\n\
          message. Serialized with serde, a record is the JSON object the spec tests and\n\
          `hl7gw test` compare. It deserializes back from that JSON, which is how\n\
-         `outbound_from_json` reads a record EMS sends: unknown keys are refused, and dates,\n\
+         the intake reads a record EMS sends (`GatewaySpec::build_outbound`): unknown keys are refused, and dates,\n\
          NHS numbers, numbers and codes are checked as when read from HL7.",
         ctx.spec.customer.name, ctx.spec_path
     ));

@@ -6,7 +6,7 @@
 //! maps an inbound message and reports every error at once; `to_hl7` builds an outbound
 //! message. Serialized with serde, a record is the JSON object the spec tests and
 //! `hl7gw test` compare. It deserializes back from that JSON, which is how
-//! `outbound_from_json` reads a record EMS sends: unknown keys are refused, and dates,
+//! the intake reads a record EMS sends (`GatewaySpec::build_outbound`): unknown keys are refused, and dates,
 //! NHS numbers, numbers and codes are checked as when read from HL7.
 
 use hl7gw_runtime::{hl7, mapping};
