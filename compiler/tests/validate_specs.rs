@@ -235,6 +235,7 @@ const CASES: &[Case] = &[
     error("env-missing.yaml", "env-missing", 12, 1),
     error("env-processing-id.yaml", "env-processing-id", 33, 20),
     error("env-shared.yaml", "env-shared", 50, 12),
+    error("env-shared-listen.yaml", "env-shared", 36, 15),
     warning("env-hostname-pattern.yaml", "env-hostname-pattern", 19, 17),
     warning("ack-unused.yaml", "ack-unused", 33, 7),
     // Errors cannot be acknowledged: the error stays and the acknowledgement is unused.

@@ -169,6 +169,10 @@ fn check_listeners(spec: &LoadedSpec, out: &mut Vec<Diagnostic>) {
     }
     for (i, (env, own)) in planned.iter().enumerate() {
         for (earlier, theirs) in &planned[..i] {
+            // The same receive address in both is `env-shared` already: one finding, not two.
+            if own.first().map(|l| l.addr) == theirs.first().map(|l| l.addr) {
+                continue;
+            }
             let clash = own.iter().find_map(|a| {
                 theirs
                     .iter()
