@@ -12,6 +12,8 @@
 //! |---|---|---|
 //! | `hl7gw_messages_total` | counter | `type` (`ADT^A28`), `ack` (`AA`, `AE`, …) |
 //! | `hl7gw_http_responses_total` | counter | `status` |
+//! | `hl7gw_requests_cancelled_total` | counter | `stage` (see [`cancelled`]) |
+//! | `hl7gw_unexpected_content_type_total` | counter | `media_type` (see [`unexpected_media_label`]) |
 //! | `hl7gw_request_seconds` | histogram ([`LATENCY_BUCKETS`]) | |
 //! | `hl7gw_tls_failures_total` | counter | `reason` (see [`TlsFailure`](crate::tls::TlsFailure)) |
 //! | `hl7gw_connections_rejected_total` | counter | `reason` (`ip`, `subject`, `capacity`) |
@@ -56,6 +58,37 @@ pub mod reject {
     pub const SUBJECT: &str = "subject";
     /// Too many open connections.
     pub const CAPACITY: &str = "capacity";
+}
+
+/// When a request was cancelled by its client (an HTTP/2 RST_STREAM, or the connection
+/// closed), for `hl7gw_requests_cancelled_total{stage}`.
+pub mod cancelled {
+    /// While its body was arriving: nothing was processed.
+    pub const BODY: &str = "body";
+    /// While the message was being processed: processing goes on to its end (a retry is
+    /// answered from the store), only the answer is lost.
+    pub const PROCESSING: &str = "processing";
+}
+
+/// Media types counted by name in `hl7gw_unexpected_content_type_total` (the ones adapters
+/// are known to send); any other is counted as `other`, so a sender cannot grow the label
+/// set.
+pub const UNEXPECTED_MEDIA_TYPES: [&str; 6] = [
+    "text/html",
+    "text/xml",
+    "application/xml",
+    "application/octet-stream",
+    "application/json",
+    "application/x-www-form-urlencoded",
+];
+
+/// The `media_type` label for a request's media type that is not an HL7 one: itself when
+/// listed in [`UNEXPECTED_MEDIA_TYPES`] (compared ignoring case), else `other`.
+pub fn unexpected_media_label(essence: &str) -> &'static str {
+    UNEXPECTED_MEDIA_TYPES
+        .into_iter()
+        .find(|known| known.eq_ignore_ascii_case(essence.trim()))
+        .unwrap_or("other")
 }
 
 /// A counter with labels.
@@ -195,6 +228,8 @@ fn escape_label(value: &str) -> String {
 pub struct Metrics {
     messages: Labelled,
     responses: Labelled,
+    cancelled: Labelled,
+    unexpected_content_types: Labelled,
     tls_failures: Labelled,
     rejected: Labelled,
     latency: Histogram,
@@ -222,6 +257,9 @@ impl Metrics {
         for reason in [reject::IP, reject::SUBJECT, reject::CAPACITY] {
             m.rejected.ensure(&[reason]);
         }
+        for stage in [cancelled::BODY, cancelled::PROCESSING] {
+            m.cancelled.ensure(&[stage]);
+        }
         m
     }
 
@@ -233,6 +271,28 @@ impl Metrics {
     /// One HTTP response.
     pub fn http_response(&self, status: u16) {
         self.responses.inc(&[&status.to_string()]);
+    }
+
+    /// One request cancelled by its client, at a stage of [`cancelled`]; no response was
+    /// sent.
+    pub fn request_cancelled(&self, stage: &'static str) {
+        self.cancelled.inc(&[stage]);
+    }
+
+    /// One HL7 body read under a media type that is not an HL7 one (the label from
+    /// [`unexpected_media_label`]).
+    pub fn unexpected_content_type(&self, label: &'static str) {
+        self.unexpected_content_types.inc(&[label]);
+    }
+
+    /// Requests counted as cancelled at this stage.
+    pub fn cancelled_count(&self, stage: &str) -> u64 {
+        self.cancelled.get(&[stage])
+    }
+
+    /// HL7 bodies counted under this unexpected media type label.
+    pub fn unexpected_content_type_count(&self, label: &str) -> u64 {
+        self.unexpected_content_types.get(&[label])
     }
 
     /// How long one request took, from its headers to its response.
@@ -333,6 +393,18 @@ impl Metrics {
             "hl7gw_http_responses_total",
             "HTTP responses by status code.",
             &["status"],
+        );
+        self.cancelled.render(
+            &mut out,
+            "hl7gw_requests_cancelled_total",
+            "Requests the client cancelled (HTTP/2 RST_STREAM, connection closed) before their response, by stage.",
+            &["stage"],
+        );
+        self.unexpected_content_types.render(
+            &mut out,
+            "hl7gw_unexpected_content_type_total",
+            "HL7 messages received under a Content-Type that is not an HL7 one, by media type.",
+            &["media_type"],
         );
         self.latency.render(
             &mut out,
@@ -471,6 +543,25 @@ mod tests {
                 "{line}"
             );
         }
+    }
+
+    #[test]
+    fn cancellations_and_unexpected_content_types_have_bounded_labels() {
+        let m = Metrics::new();
+        let text = m.render();
+        assert!(text.contains("hl7gw_requests_cancelled_total{stage=\"body\"} 0\n"));
+        assert!(text.contains("hl7gw_requests_cancelled_total{stage=\"processing\"} 0\n"));
+        m.request_cancelled(cancelled::BODY);
+        assert_eq!(m.cancelled_count(cancelled::BODY), 1);
+        assert_eq!(unexpected_media_label("Text/HTML"), "text/html");
+        assert_eq!(unexpected_media_label(" text/xml "), "text/xml");
+        assert_eq!(unexpected_media_label(&"x".repeat(100_000)), "other");
+        assert_eq!(unexpected_media_label("image/png"), "other");
+        m.unexpected_content_type(unexpected_media_label("text/html"));
+        m.unexpected_content_type(unexpected_media_label("image/png"));
+        let text = m.render();
+        assert!(text.contains("hl7gw_unexpected_content_type_total{media_type=\"text/html\"} 1\n"));
+        assert!(text.contains("hl7gw_unexpected_content_type_total{media_type=\"other\"} 1\n"));
     }
 
     #[test]

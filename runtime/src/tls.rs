@@ -14,8 +14,13 @@
 //! - **The allowed subjects are checked after the handshake** (by the server, with
 //!   [`peer_subjects`] and [`matching_subject`]): a certificate from the client CA alone is
 //!   not enough, it must also name one of the environment's `allowed_clients`.
-//! - **ALPN `h2` then `http/1.1`**: HTTP/2 when the client offers it, HTTP/1.1 otherwise (and
-//!   for clients that send no ALPN at all, which is what the Java engines do).
+//! - **ALPN `http/1.1` only, unless the spec enables HTTP/2** ([`alpn_protocols`], applied by
+//!   the receiver from its settings): then `h2` first, HTTP/2 when the client offers it.
+//!   hyper's HTTP/2 server cannot send `100 Continue` (hyperium/hyper#2743), so a client that
+//!   negotiates `h2` and waits for the 100 before its body (JDK HttpClient with
+//!   `expectContinue(true)`) never gets an ACK; offered only `http/1.1`, it speaks HTTP/1.1,
+//!   where hyper sends the 100. Clients that send no ALPN at all (the Java engines) get
+//!   HTTP/1.1 either way.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -31,8 +36,24 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 pub const PROTOCOL_VERSIONS: &[&SupportedProtocolVersion] =
     &[&rustls::version::TLS13, &rustls::version::TLS12];
 
-/// ALPN protocols offered, most preferred first.
-pub const ALPN_PROTOCOLS: &[&[u8]] = &[b"h2", b"http/1.1"];
+/// ALPN protocols offered with HTTP/2 enabled, most preferred first.
+pub const ALPN_WITH_HTTP2: &[&[u8]] = &[b"h2", b"http/1.1"];
+
+/// ALPN protocols offered by default: HTTP/1.1 only (see the module docs).
+pub const ALPN_HTTP1: &[&[u8]] = &[b"http/1.1"];
+
+/// The ALPN protocols to offer, most preferred first.
+pub fn alpn_protocols(http2: bool) -> Vec<Vec<u8>> {
+    let offered = if http2 { ALPN_WITH_HTTP2 } else { ALPN_HTTP1 };
+    offered.iter().map(|p| p.to_vec()).collect()
+}
+
+/// A copy of `config` offering the ALPN protocols of [`alpn_protocols`].
+pub fn with_alpn(config: &Arc<ServerConfig>, http2: bool) -> Arc<ServerConfig> {
+    let mut config = ServerConfig::clone(config);
+    config.alpn_protocols = alpn_protocols(http2);
+    Arc::new(config)
+}
 
 /// The one crypto provider this workspace uses: ring.
 pub fn provider() -> Arc<CryptoProvider> {
@@ -147,7 +168,7 @@ pub fn server_config_from_pem(
         .with_protocol_versions(PROTOCOL_VERSIONS)?
         .with_client_cert_verifier(verifier)
         .with_single_cert(chain, key)?;
-    config.alpn_protocols = ALPN_PROTOCOLS.iter().map(|p| p.to_vec()).collect();
+    config.alpn_protocols = alpn_protocols(false);
     Ok(Arc::new(config))
 }
 

@@ -6,6 +6,7 @@
 
 mod support;
 
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -13,7 +14,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use hl7gw_runtime::hl7::Charset;
 use hl7gw_runtime::metrics::reject;
-use hl7gw_runtime::server::{MediaType, OpsServer, ResponseContentType};
+use hl7gw_runtime::server::{MediaType, OpsServer, RequestContentType, ResponseContentType};
 use hl7gw_runtime::tls::TlsFailure;
 use hl7gw_tests::wire::{Http, RawResponse, simple_post, tls_over};
 use http_body_util::{BodyExt, Full};
@@ -167,10 +168,52 @@ async fn hyper_http1_client_two_requests_one_connection() {
 }
 
 #[tokio::test]
+async fn http2_is_offered_only_when_enabled() {
+    bounded(async {
+        let pki = Pki::new();
+        // By default a client offering h2 (JDK HttpClient, curl) gets HTTP/1.1, where the
+        // 100 Continue it may wait for is sent.
+        let server = TestServer::start(&pki, |_| {}).await;
+        let tls = server
+            .connect(pki.client_config(Some(&pki.client), &[b"h2", b"http/1.1"]))
+            .await
+            .unwrap();
+        assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
+        let mut c = Http::new(tls);
+        c.send(&server.mirth(MESSAGE)).await.unwrap();
+        assert_eq!(c.read_response().await.unwrap().status, 200);
+        // An HTTP/2 preface without ALPN is not served either.
+        let tls = server
+            .connect(pki.client_config(Some(&pki.client), &[]))
+            .await
+            .unwrap();
+        let mut c = Http::new(tls);
+        c.send(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await.unwrap();
+        let answer = c.read_to_close().await.unwrap_or_default();
+        // An HTTP/2 server would answer with its SETTINGS frame; HTTP/1.1 refuses or closes.
+        assert!(
+            answer.is_empty() || answer.starts_with(b"HTTP/1.1 "),
+            "{:?}",
+            String::from_utf8_lossy(&answer)
+        );
+        server.stop().await.unwrap();
+        // Enabled: ALPN chooses h2.
+        let server = TestServer::start(&pki, |s| s.http2 = true).await;
+        let tls = server
+            .connect(pki.client_config(Some(&pki.client), &[b"h2", b"http/1.1"]))
+            .await
+            .unwrap();
+        assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+        server.stop().await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn http2_through_alpn() {
     bounded(async {
         let pki = Pki::new();
-        let server = TestServer::start(&pki, |_| {}).await;
+        let server = TestServer::start(&pki, |s| s.http2 = true).await;
         let tls = server
             .connect(pki.client_config(Some(&pki.client), &[b"h2", b"http/1.1"]))
             .await
@@ -574,10 +617,67 @@ async fn too_large_chunked_body_is_413() {
 }
 
 #[tokio::test]
-async fn unsupported_content_type_or_charset_is_415() {
+async fn an_hl7_body_is_read_whatever_its_content_type_and_the_odd_type_counted() {
     bounded(async {
         let pki = Pki::new();
         let server = TestServer::start(&pki, |_| {}).await;
+        // InterSystems and BizTalk adapters labelling HL7 as HTML or XML.
+        for ct in ["text/html", "text/xml; charset=utf-8", "image/png"] {
+            let r = exchange(&server, &pki, &simple_post("/hl7", Some(ct), MESSAGE, &[])).await;
+            assert_eq!(r.status_line, "HTTP/1.1 200 OK", "{ct}: {}", r.body_text());
+            // Answered as a request without Content-Type.
+            assert_eq!(r.header("content-type"), Some("text/plain; charset=UTF-8"));
+            assert_eq!(r.body, ACK);
+        }
+        let seen = server.handler.seen();
+        assert_eq!(seen.len(), 3);
+        assert_eq!(seen[0].media_type, None);
+        assert_eq!(seen[1].charset, Some(Charset::Utf8));
+        assert_eq!(server.metrics.unexpected_content_type_count("text/html"), 1);
+        assert_eq!(server.metrics.unexpected_content_type_count("text/xml"), 1);
+        assert_eq!(server.metrics.unexpected_content_type_count("other"), 1);
+        // The HL7 types are not counted.
+        exchange(&server, &pki, &server.mirth(MESSAGE)).await;
+        assert!(
+            !server
+                .metrics
+                .render()
+                .contains("hl7gw_unexpected_content_type_total{media_type=\"text/plain\"}")
+        );
+        // Not HL7 either (or empty): still 415, and nothing counted.
+        for body in [&b"NOT-HL7 <html></html>"[..], b"\r\n"] {
+            let r = exchange(
+                &server,
+                &pki,
+                &simple_post("/hl7", Some("text/html"), body, &[]),
+            )
+            .await;
+            assert_eq!(r.status_line, "HTTP/1.1 415 Unsupported Media Type");
+            assert!(r.body_text().contains("not HL7"), "{}", r.body_text());
+        }
+        assert_eq!(server.metrics.unexpected_content_type_count("text/html"), 1);
+        // A charset that is not supported is never guessed, whatever the type.
+        let r = exchange(
+            &server,
+            &pki,
+            &simple_post("/hl7", Some("text/html; charset=koi8-r"), MESSAGE, &[]),
+        )
+        .await;
+        assert_eq!(r.status_line, "HTTP/1.1 415 Unsupported Media Type");
+        assert_eq!(server.handler.seen().len(), 5);
+        server.stop().await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn unsupported_content_type_or_charset_is_415_when_strict() {
+    bounded(async {
+        let pki = Pki::new();
+        let server = TestServer::start(&pki, |s| {
+            s.request_content_type = RequestContentType::Strict;
+        })
+        .await;
         for ct in [
             "application/json",
             "text/html; charset=utf-8",
@@ -984,6 +1084,119 @@ async fn operations_port_serves_health_and_metrics() {
             .unwrap()
             .unwrap()
             .unwrap();
+        server.stop().await.unwrap();
+    })
+    .await;
+}
+
+/// A request body that sends `first`, then fails after `after`: hyper's HTTP/2 client then
+/// resets the stream (RST_STREAM), as a client abandoning an upload does.
+struct ResetAfter {
+    first: Option<Bytes>,
+    sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl hyper::body::Body for ResetAfter {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, std::io::Error>>> {
+        if let Some(first) = self.first.take() {
+            return std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(first))));
+        }
+        self.sleep
+            .as_mut()
+            .poll(cx)
+            .map(|()| Some(Err(std::io::Error::other("the client gives up"))))
+    }
+}
+
+#[tokio::test]
+async fn a_client_that_goes_away_is_logged_as_cancelled_not_as_a_response() {
+    bounded(async {
+        let pki = Pki::new();
+        let server = TestServer::start(&pki, |s| s.http2 = true).await;
+
+        // HTTP/1.1: the connection closes with part of the body sent.
+        let mut c = client(&server, &pki).await;
+        c.send(b"POST /hl7 HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/plain\r\nContent-Length: 1000\r\n\r\nMSH|^~\\&|")
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        c.stream.shutdown().await.unwrap();
+        drop(c);
+        server
+            .wait_for("a body cancelled on HTTP/1.1", |m| m.cancelled_count("body") == 1)
+            .await;
+
+        // HTTP/2: RST_STREAM while the body arrives.
+        let url = format!("https://localhost:{}/hl7", server.addr.port());
+        let tls = server
+            .connect(pki.client_config(Some(&pki.client), &[b"h2"]))
+            .await
+            .unwrap();
+        let (mut sender, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+                .await
+                .unwrap();
+        let driver = tokio::spawn(conn);
+        let request = hyper::Request::post(&url)
+            .header("content-type", "text/plain")
+            .body(ResetAfter {
+                first: Some(Bytes::from_static(b"MSH|^~\\&|")),
+                sleep: Box::pin(tokio::time::sleep(Duration::from_millis(200))),
+            })
+            .unwrap();
+        assert!(sender.send_request(request).await.is_err());
+        server
+            .wait_for("a body cancelled on HTTP/2", |m| m.cancelled_count("body") == 2)
+            .await;
+        drop(sender);
+        let _ = driver.await;
+
+        // HTTP/2: RST_STREAM (CANCEL) while the message is processed. The processing
+        // finishes; only the answer is lost.
+        let tls = server
+            .connect(pki.client_config(Some(&pki.client), &[b"h2"]))
+            .await
+            .unwrap();
+        let (mut sender, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+                .await
+                .unwrap();
+        let driver = tokio::spawn(conn);
+        let request = hyper::Request::post(&url)
+            .header("content-type", "text/plain")
+            .body(Full::new(Bytes::from_static(b"SLOW MSH|^~\\&|")))
+            .unwrap();
+        let waiting = tokio::spawn(async move {
+            let _ = sender.send_request(request).await;
+        });
+        server
+            .wait_for("the slow request to reach the handler", |_| {
+                !server.handler.seen().is_empty()
+            })
+            .await;
+        waiting.abort();
+        server
+            .wait_for("a request cancelled while processed", |m| {
+                m.cancelled_count("processing") == 1
+            })
+            .await;
+        server
+            .wait_for("the processing to finish", |_| {
+                server.handler.finished.load(Ordering::SeqCst) == 1
+            })
+            .await;
+        driver.abort();
+
+        // Nothing of this was answered, so nothing is counted as a response.
+        assert_eq!(server.metrics.responses_count(400), 0);
+        assert_eq!(server.metrics.responses_count(200), 0);
+        assert_eq!(server.metrics.requests_count(), 0);
         server.stop().await.unwrap();
     })
     .await;

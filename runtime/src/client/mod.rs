@@ -235,7 +235,7 @@ impl HttpsClient {
 
     /// Sends one message; see the [module docs](self) for how outcomes are classified.
     pub async fn send(&mut self, message: &Outgoing<'_>) -> Outcome {
-        let deadline = Instant::now() + self.timeout;
+        let deadline = deadline_after(self.timeout);
         self.last_ack = None;
         let mut retried_stale = false;
         loop {
@@ -487,6 +487,16 @@ fn describe_tls(error: &rustls::Error) -> String {
         ),
         _ => error.to_string(),
     }
+}
+
+/// The instant `delay` from now, or a far-off one (a year) when `delay` is beyond the
+/// clock's range: a spec's durations reach `u64::MAX` milliseconds, which overflows
+/// `Instant` on some platforms, and an overflowing `+` panics.
+pub(crate) fn deadline_after(delay: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(delay)
+        .or_else(|| now.checked_add(Duration::from_secs(365 * 86_400)))
+        .unwrap_or(now)
 }
 
 #[cfg(test)]

@@ -3,12 +3,18 @@
 //! them, and docs/spec.md's table of defaults names these constants.
 
 use super::units::{ByteSize, Duration};
-use super::vocab::{FailurePolicy, ResponseContentType};
+use super::vocab::{FailurePolicy, RequestContentType, ResponseContentType};
 
 /// `receive.max_body`: the largest request body (a PDF report in OBX-5 is the big case).
 pub const MAX_BODY: ByteSize = ByteSize::from_bytes(20 << 20);
 /// `receive.response_content_type`: follow the request's own Content-Type.
 pub const RESPONSE_CONTENT_TYPE: ResponseContentType = ResponseContentType::FollowRequest;
+/// `receive.request_content_type`: an HL7 body is read whatever its Content-Type says.
+pub const REQUEST_CONTENT_TYPE: RequestContentType = RequestContentType::Lenient;
+/// `receive.http2`: HTTP/1.1 only. hyper's HTTP/2 server cannot send `100 Continue`
+/// (hyperium/hyper#2743), so a client that offers `h2` and waits for the 100 (JDK
+/// HttpClient with `expectContinue(true)`) would never send its body.
+pub const HTTP2: bool = false;
 /// `send.timeout`: how long to wait for the ACK of one message.
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 /// `send.backoff.first`: the delay after the first failure.

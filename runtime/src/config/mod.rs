@@ -16,7 +16,10 @@ mod units;
 mod vocab;
 
 pub use units::{ByteSize, Duration};
-pub use vocab::{Backoff, EnvName, FailurePolicy, MediaType, ProcessingId, ResponseContentType};
+pub use vocab::{
+    Backoff, EnvName, FailurePolicy, MediaType, ProcessingId, RequestContentType,
+    ResponseContentType,
+};
 
 /// A spec value written as text that does not parse. The message says what is accepted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -95,6 +98,10 @@ pub struct ReceiveConfig {
     /// The ACK's Content-Type (`application/hl7-v2`, `text/plain`, …), or `None` to follow
     /// the request's.
     pub response_content_type: Option<Text>,
+    /// How strictly the request's Content-Type is read.
+    pub request_content_type: RequestContentType,
+    /// Offer HTTP/2 (ALPN `h2`); HTTP/1.1 only when false (see [`defaults::HTTP2`]).
+    pub http2: bool,
 }
 
 /// The sender.

@@ -1,5 +1,5 @@
 //! The words a spec and a gateway's configuration share: environment names, processing ids,
-//! failure policies, retry delays and ACK content types. The compiler's spec model is made of
+//! failure policies, retry delays and the request's and ACK's content types. The compiler's spec model is made of
 //! these types (with serde, and with JSON Schema under the `schema` feature), so the spec, the
 //! generated crate and the running gateway cannot drift apart.
 
@@ -308,6 +308,38 @@ impl schemars::JsonSchema for ResponseContentType {
     }
 }
 
+/// How strictly the receiver reads a request's Content-Type. A spec writes `lenient` (the
+/// default) or `strict`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum RequestContentType {
+    /// A body that is an HL7 message is processed whatever media type the request names
+    /// (some InterSystems and BizTalk adapters send `text/html` or `text/xml`); the odd type
+    /// is counted, and 415 is kept for a body that is not HL7 either.
+    #[default]
+    Lenient,
+    /// Only the HL7 media types and `text/plain` (or no Content-Type) are read; anything
+    /// else is 415 before the body is read.
+    Strict,
+}
+
+impl RequestContentType {
+    /// As the spec writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Lenient => "lenient",
+            Self::Strict => "strict",
+        }
+    }
+}
+
+impl fmt::Display for RequestContentType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -335,6 +367,19 @@ mod tests {
         }
         assert!(serde_json::from_value::<ResponseContentType>("text/html".into()).is_err());
         assert!(serde_json::from_value::<ResponseContentType>("TEXT/PLAIN".into()).is_err());
+    }
+
+    #[test]
+    fn request_content_types_read_as_the_spec_writes_them() {
+        for t in [RequestContentType::Lenient, RequestContentType::Strict] {
+            let text = serde_json::to_value(t).unwrap();
+            assert_eq!(text, t.as_str());
+            assert_eq!(
+                serde_json::from_value::<RequestContentType>(text).unwrap(),
+                t
+            );
+        }
+        assert!(serde_json::from_value::<RequestContentType>("loose".into()).is_err());
     }
 
     #[test]

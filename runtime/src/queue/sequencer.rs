@@ -54,7 +54,9 @@ impl Backoff {
         } else {
             0.0
         };
-        half + (base - half).mul_f64(unit)
+        // `mul_f64` rounds through an f64, which can land above `base` for delays of
+        // millions of years; the bound holds anyway.
+        (half + (base - half).mul_f64(unit)).min(base)
     }
 }
 
@@ -497,7 +499,7 @@ impl<T: Transport> Sequencer<T> {
                 Step::Backoff(Wait {
                     id: info.id,
                     failures,
-                    until: Instant::now() + delay,
+                    until: crate::client::deadline_after(delay),
                 })
             }
             Ok(Some((_, Action::Hold(reason)))) => {
@@ -582,6 +584,20 @@ mod tests {
             Backoff::from_millis(500, 10).base(4),
             Duration::from_millis(500)
         );
+    }
+
+    #[test]
+    fn the_largest_durations_a_spec_can_write_do_not_overflow() {
+        let huge = Backoff::from_millis(u64::MAX, u64::MAX);
+        for failures in [0, 1, 2, 33, 64, u32::MAX] {
+            let base = huge.base(failures);
+            assert_eq!(base, Duration::from_millis(u64::MAX));
+            assert!(huge.delay(failures, 1.0) <= base);
+            assert!(crate::client::deadline_after(huge.delay(failures, 0.5)) > Instant::now());
+        }
+        let long_max = Backoff::from_millis(1, u64::MAX);
+        assert!(long_max.base(u32::MAX) >= Duration::from_millis(1 << 31));
+        assert!(crate::client::deadline_after(Duration::ZERO) <= Instant::now());
     }
 
     #[test]

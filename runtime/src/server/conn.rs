@@ -236,6 +236,10 @@ pub(super) async fn serve_connection<H: Handler>(
     });
 
     let mut builder = auto::Builder::new(TokioExecutor::new());
+    if !settings.http2 {
+        // ALPN offered only `http/1.1`; an HTTP/2 preface sent without it is refused too.
+        builder = builder.http1_only();
+    }
     builder
         .http1()
         .timer(TokioTimer::new())

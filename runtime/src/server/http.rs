@@ -1,7 +1,9 @@
 //! One HTTP request: the transport checks in the order of the module docs, the body, the
-//! handler, the response.
+//! handler, the response. A request its client cancels (HTTP/2 RST_STREAM, or the connection
+//! closed) is logged and counted as cancelled, never as a response that was not sent.
 
 use std::convert::Infallible;
+use std::error::Error as StdError;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -14,8 +16,11 @@ use hyper::{Method, Request, Response, StatusCode, Version};
 use tracing::info;
 
 use super::conn::Activity;
-use super::{Handler, Hl7Request, Hl7Response, MediaType, ResponseContentType, Shared};
+use super::{
+    Handler, Hl7Request, Hl7Response, MediaType, RequestContentType, ResponseContentType, Shared,
+};
 use crate::hl7::Charset;
+use crate::metrics::{cancelled, unexpected_media_label};
 
 /// What the connection knows about its peer.
 pub(super) struct ConnInfo {
@@ -36,6 +41,8 @@ struct Reply {
     /// Message type and ACK code, for a 200.
     ack: Option<(String, String)>,
     request_bytes: usize,
+    /// The client cancelled the request (why): no response reaches it.
+    cancelled: Option<&'static str>,
 }
 
 impl Reply {
@@ -50,7 +57,15 @@ impl Reply {
             allow_post: false,
             ack: None,
             request_bytes: 0,
+            cancelled: None,
         }
+    }
+
+    /// The client went away while the body was arriving.
+    fn cancelled(why: &'static str) -> Self {
+        let mut reply = Self::text(StatusCode::BAD_REQUEST, "request cancelled").closing();
+        reply.cancelled = Some(why);
+        reply
     }
 
     fn closing(mut self) -> Self {
@@ -69,9 +84,34 @@ pub(super) async fn respond<H: Handler>(
     let started = Instant::now();
     let request_id = shared.request_id();
     let version = request.version();
+    // hyper drops this future when the client resets the stream (or closes the connection)
+    // while the message is processed; the watch then logs the cancellation.
+    let mut watch = CancelWatch {
+        shared: &shared,
+        conn: &conn,
+        request_id: &request_id,
+        started,
+        armed: true,
+    };
     let reply = process(&shared, &conn, request, &request_id).await;
+    watch.armed = false;
 
     let elapsed = started.elapsed();
+    if let Some(why) = reply.cancelled {
+        shared.metrics.request_cancelled(cancelled::BODY);
+        info!(
+            request_id = %request_id,
+            peer_ip = %conn.peer_ip,
+            subject = %conn.subject,
+            http = ?version,
+            stage = cancelled::BODY,
+            reason = why,
+            latency_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+            "request cancelled by the client"
+        );
+        // hyper has nowhere to send this; it is returned only because the service must.
+        return Ok(Response::new(Full::new(Bytes::new())));
+    }
     shared.metrics.http_response(reply.status.as_u16());
     shared.metrics.request_latency(elapsed);
     if let Some((message_type, code)) = &reply.ack {
@@ -109,8 +149,36 @@ pub(super) async fn respond<H: Handler>(
     Ok(response)
 }
 
+/// Logs a request whose future hyper dropped before it answered: the client reset the
+/// stream or closed the connection while the message was processed (or the gateway stopped
+/// past its shutdown limit). The processing itself runs on its own task and finishes.
+struct CancelWatch<'a, H> {
+    shared: &'a Shared<H>,
+    conn: &'a ConnInfo,
+    request_id: &'a str,
+    started: Instant,
+    armed: bool,
+}
+
+impl<H> Drop for CancelWatch<'_, H> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        self.shared.metrics.request_cancelled(cancelled::PROCESSING);
+        info!(
+            request_id = %self.request_id,
+            peer_ip = %self.conn.peer_ip,
+            subject = %self.conn.subject,
+            stage = cancelled::PROCESSING,
+            latency_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            "request cancelled by the client before its response; processing goes on"
+        );
+    }
+}
+
 async fn process<H: Handler>(
-    shared: &Shared<H>,
+    shared: &Arc<Shared<H>>,
     conn: &ConnInfo,
     request: Request<Incoming>,
     request_id: &str,
@@ -149,12 +217,21 @@ async fn process<H: Handler>(
         )
         .closing();
     }
-    let (media_type, charset) = match content_type(request.headers().get(header::CONTENT_TYPE)) {
+    let (declared, charset) = match content_type(request.headers().get(header::CONTENT_TYPE)) {
         Ok(found) => found,
         Err(message) => {
             return Reply::text(StatusCode::UNSUPPORTED_MEDIA_TYPE, message).closing();
         }
     };
+    if let Declared::Other { shown, .. } = &declared
+        && settings.request_content_type == RequestContentType::Strict
+    {
+        return Reply::text(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("unsupported Content-Type {shown}: send one of {}", accepted()),
+        )
+        .closing();
+    }
 
     // Reading the body is what makes hyper send `100 Continue` to a client that asked.
     let limit = usize::try_from(settings.max_body).unwrap_or(usize::MAX);
@@ -182,6 +259,9 @@ async fn process<H: Handler>(
             .closing();
         }
         Ok(Err(e)) => {
+            if let Some(why) = cancelled_by_client(e.as_ref()) {
+                return Reply::cancelled(why);
+            }
             return Reply::text(
                 StatusCode::BAD_REQUEST,
                 format!("the body could not be read: {e}"),
@@ -192,33 +272,54 @@ async fn process<H: Handler>(
     };
     let request_bytes = body.len();
     let message = body.slice(crate::mllp::unframed_range(&body));
+    let not_hl7 = |text: &str| {
+        let mut reply = match &declared {
+            // Lenient: an odd type was read in case the body is HL7; it is not.
+            Declared::Other { shown, .. } => Reply::text(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!(
+                    "unsupported Content-Type {shown}, and the body is not HL7 either ({text}): send one HL7 v2 message as one of {}",
+                    accepted()
+                ),
+            ),
+            _ => Reply::text(StatusCode::BAD_REQUEST, text),
+        };
+        reply.request_bytes = request_bytes;
+        reply
+    };
     if message
         .iter()
         .all(|b| matches!(b, b'\r' | b'\n' | b' ' | b'\t'))
     {
-        let mut reply = Reply::text(
-            StatusCode::BAD_REQUEST,
-            "empty body: POST one HL7 v2 message",
-        );
-        reply.request_bytes = request_bytes;
-        return reply;
+        return not_hl7("empty body: POST one HL7 v2 message");
     }
 
-    let response = shared
-        .handler
-        .handle(Hl7Request {
-            body: message,
-            charset,
-            media_type,
-            peer_ip: conn.peer_ip,
-            peer_subject: conn.subject.clone(),
-            request_id: request_id.to_owned(),
-        })
-        .await;
+    let request = Hl7Request {
+        body: message,
+        charset,
+        media_type: declared.media_type(),
+        peer_ip: conn.peer_ip,
+        peer_subject: conn.subject.clone(),
+        request_id: request_id.to_owned(),
+    };
+    // On its own task, so that a client cancelling the request cannot cut the processing
+    // short between the sink and the commit: it finishes, and a retry is answered from the
+    // store.
+    let handling = shared.clone();
+    let response = tokio::spawn(async move { handling.handler.handle(request).await })
+        .await
+        .unwrap_or_else(|_| {
+            Hl7Response::Unavailable("the message could not be processed; retry".to_owned())
+        });
     let mut reply = match response {
         Hl7Response::Ack(ack) => {
+            if let Declared::Other { label, .. } = declared {
+                shared.metrics.unexpected_content_type(label);
+            }
             let media = match settings.response_content_type {
-                ResponseContentType::FollowRequest => media_type.unwrap_or(MediaType::TextPlain),
+                ResponseContentType::FollowRequest => {
+                    declared.media_type().unwrap_or(MediaType::TextPlain)
+                }
                 ResponseContentType::Fixed(media) => media,
             };
             Reply {
@@ -229,44 +330,101 @@ async fn process<H: Handler>(
                 allow_post: false,
                 ack: Some((ack.message_type, ack.code)),
                 request_bytes,
+                cancelled: None,
             }
         }
-        Hl7Response::NotHl7(text) => Reply::text(StatusCode::BAD_REQUEST, text),
+        Hl7Response::NotHl7(text) => return not_hl7(&text),
         Hl7Response::Unavailable(text) => Reply::text(StatusCode::SERVICE_UNAVAILABLE, text),
     };
     reply.request_bytes = request_bytes;
     reply
 }
 
-/// The media type and charset of a Content-Type header, or the 415 text.
-/// No header: no media type, no charset (accepted; see the module docs).
-fn content_type(
-    value: Option<&HeaderValue>,
-) -> Result<(Option<MediaType>, Option<Charset>), String> {
+/// Why a body could not be read, when the reason is that the client went away: an HTTP/2
+/// stream reset (RST_STREAM) or GOAWAY, or the connection closed or reset before the body
+/// was complete. `None` for a body that arrived but was malformed.
+fn cancelled_by_client(error: &(dyn StdError + 'static)) -> Option<&'static str> {
+    std::iter::successors(Some(error), |&e| e.source()).find_map(|e| {
+        if let Some(e) = e.downcast_ref::<hyper::Error>() {
+            return e
+                .is_incomplete_message()
+                .then_some("connection closed before the body was complete");
+        }
+        if let Some(e) = e.downcast_ref::<h2::Error>() {
+            if e.is_reset() && e.is_remote() {
+                return Some("stream reset by the client (RST_STREAM)");
+            }
+            if e.is_go_away() && e.is_remote() {
+                return Some("connection closed by the client (GOAWAY)");
+            }
+            return e.is_io().then_some("connection lost");
+        }
+        let e = e.downcast_ref::<std::io::Error>()?;
+        matches!(
+            e.kind(),
+            std::io::ErrorKind::ConnectionReset
+                | std::io::ErrorKind::ConnectionAborted
+                | std::io::ErrorKind::BrokenPipe
+                | std::io::ErrorKind::UnexpectedEof
+        )
+        .then_some("connection lost")
+    })
+}
+
+/// What a request's Content-Type names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Declared {
+    /// No Content-Type header.
+    Nothing,
+    /// One of the accepted media types.
+    Hl7(MediaType),
+    /// Another media type (or an unreadable header): its metric label, and the text quoted
+    /// back to the sender.
+    Other { label: &'static str, shown: String },
+}
+
+impl Declared {
+    /// The media type the handler and the ACK's Content-Type see: none for another type,
+    /// which is answered as a request without Content-Type.
+    fn media_type(&self) -> Option<MediaType> {
+        match self {
+            Self::Hl7(media) => Some(*media),
+            Self::Nothing | Self::Other { .. } => None,
+        }
+    }
+}
+
+/// The accepted media types, for error texts.
+fn accepted() -> String {
+    MediaType::ALL
+        .iter()
+        .map(|m| m.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// What a Content-Type header names, and its charset; or the 415 text for a charset that
+/// is not supported (never a guess, whatever the media type). No header: nothing declared,
+/// no charset (accepted; see the module docs).
+fn content_type(value: Option<&HeaderValue>) -> Result<(Declared, Option<Charset>), String> {
     let Some(value) = value else {
-        return Ok((None, None));
-    };
-    let accepted = || {
-        MediaType::ALL
-            .iter()
-            .map(|m| m.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
+        return Ok((Declared::Nothing, None));
     };
     let Ok(text) = value.to_str() else {
-        return Err(format!(
-            "unreadable Content-Type: send one of {}",
-            accepted()
-        ));
+        let unreadable = Declared::Other {
+            label: "other",
+            shown: "(unreadable)".to_owned(),
+        };
+        return Ok((unreadable, None));
     };
     let mut parts = text.split(';');
     let essence = parts.next().unwrap_or_default().trim();
-    let Some(media) = MediaType::parse(essence) else {
-        return Err(format!(
-            "unsupported Content-Type {}: send one of {}",
-            shorten(essence),
-            accepted()
-        ));
+    let declared = match MediaType::parse(essence) {
+        Some(media) => Declared::Hl7(media),
+        None => Declared::Other {
+            label: unexpected_media_label(essence),
+            shown: shorten(essence),
+        },
     };
     let mut charset = None;
     for param in parts {
@@ -286,7 +444,7 @@ fn content_type(
             }
         }
     }
-    Ok((Some(media), charset))
+    Ok((declared, charset))
 }
 
 /// A header value quoted back in an error text, cut short.
@@ -303,33 +461,57 @@ fn shorten(text: &str) -> String {
 mod tests {
     use super::*;
 
-    fn parse(text: &str) -> Result<(Option<MediaType>, Option<Charset>), String> {
+    fn parse(text: &str) -> Result<(Declared, Option<Charset>), String> {
         content_type(Some(&HeaderValue::from_str(text).unwrap()))
     }
 
     #[test]
     fn content_types_and_charsets() {
-        assert_eq!(content_type(None), Ok((None, None)));
+        assert_eq!(content_type(None), Ok((Declared::Nothing, None)));
         assert_eq!(
             parse("application/hl7-v2; charset=UTF-8"),
-            Ok((Some(MediaType::Hl7V2), Some(Charset::Utf8)))
+            Ok((Declared::Hl7(MediaType::Hl7V2), Some(Charset::Utf8)))
         );
         assert_eq!(
             parse("TEXT/PLAIN;CHARSET=\"iso-8859-1\""),
-            Ok((Some(MediaType::TextPlain), Some(Charset::Latin1)))
+            Ok((Declared::Hl7(MediaType::TextPlain), Some(Charset::Latin1)))
         );
         assert_eq!(
             parse("x-application/hl7-v2+er7; foo=bar; charset=latin1"),
-            Ok((Some(MediaType::XHl7V2Er7), Some(Charset::Latin1)))
+            Ok((Declared::Hl7(MediaType::XHl7V2Er7), Some(Charset::Latin1)))
         );
         assert_eq!(
             parse("application/hl7-v2+er7"),
-            Ok((Some(MediaType::Hl7V2Er7), None))
+            Ok((Declared::Hl7(MediaType::Hl7V2Er7), None))
         );
-        assert!(parse("application/json").is_err());
         assert!(parse("text/plain; charset=koi8-r").is_err());
-        assert!(parse("text/html").is_err());
+        assert!(parse("text/html; charset=koi8-r").is_err());
+        let other = |label: &'static str, shown: &str| Declared::Other {
+            label,
+            shown: shown.to_owned(),
+        };
+        assert_eq!(
+            parse("text/html; charset=utf-8"),
+            Ok((other("text/html", "`text/html`"), Some(Charset::Utf8)))
+        );
+        assert_eq!(
+            parse("Text/XML"),
+            Ok((other("text/xml", "`Text/XML`"), None))
+        );
+        assert_eq!(
+            parse("application/json"),
+            Ok((other("application/json", "`application/json`"), None))
+        );
         let long = format!("application/{}", "x".repeat(200));
-        assert!(parse(&long).unwrap_err().len() < 200);
+        let Ok((Declared::Other { label, shown }, None)) = parse(&long) else {
+            panic!("a long type is another type");
+        };
+        assert_eq!(label, "other");
+        assert!(shown.len() < 200);
+        let unreadable = HeaderValue::from_bytes(b"text/html\xff").unwrap();
+        assert!(matches!(
+            content_type(Some(&unreadable)),
+            Ok((Declared::Other { label: "other", .. }, None))
+        ));
     }
 }

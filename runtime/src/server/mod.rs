@@ -16,9 +16,19 @@
 //! 3. **Subject check.** The client certificate's names (`CN=…`, `DNS:…`) must match one of
 //!    [`Settings::allowed_clients`]; otherwise the connection is closed (a TLS close_notify,
 //!    then FIN) and counted as `reason="subject"`. An empty list admits nobody.
-//! 4. **HTTP**: HTTP/2 when ALPN chose `h2`, HTTP/1.1 otherwise, with keep-alive. Engines
-//!    differ (`docs/peers.md`): HAPI closes after each request, Mirth keeps the
-//!    connection and reuses it; both work.
+//! 4. **HTTP**: HTTP/1.1 with keep-alive; HTTP/2 only when [`Settings::http2`] is on and
+//!    ALPN chose `h2`. Engines differ (`docs/peers.md`): HAPI closes after each request,
+//!    Mirth keeps the connection and reuses it; both work.
+//!
+//! # HTTP/2 and `Expect: 100-continue`
+//!
+//! hyper's HTTP/2 server never sends `100 Continue` (hyperium/hyper#2743): a client that
+//! negotiated `h2` and waits for the 100 before sending its body (JDK HttpClient with
+//! `expectContinue(true)`) waits until its own timeout and never gets its ACK. So by default
+//! the receiver offers only `http/1.1` in ALPN ([`crate::tls::alpn_protocols`]) and serves
+//! HTTP/1.1 only, where hyper sends the 100 when the body is first read; a spec enables
+//! HTTP/2 (`receive.http2: true`) for a customer whose engines need it and do not wait for
+//! a 100.
 //!
 //! # Time limits
 //!
@@ -45,29 +55,45 @@
 //! | 404 | the path is not [`Settings::path`] (the query string is ignored) |
 //! | 405 | the method is not POST (with `Allow: POST`) |
 //! | 413 | the declared `Content-Length` is over [`Settings::max_body`], or the body grows past it |
-//! | 415 | the Content-Type or its charset is not supported (see [`MediaType`]) |
+//! | 415 | the charset is not supported; or the media type is not one of [`MediaType`] and either the check is strict or the body is not HL7 either (see below) |
 //! | 408 | the body did not arrive within [`Settings::body_timeout`] |
 //! | 400 | the body is empty (after removing MLLP framing) or the handler says it is not HL7 |
 //! | 503 | the handler cannot commit the message: the sender should retry |
 //! | 200 | an ACK, whatever its code (AA, AE, AR…): never 4xx/5xx for an AE/AR outcome |
 //!
-//! After a 404, 405, 408, 413 or 415 on HTTP/1.1 the response carries `Connection: close`: the
-//! body was not read, so the connection cannot carry another request.
+//! After a 404, 405, 408, 413 or a 415 sent before the body was read, on HTTP/1.1 the
+//! response carries `Connection: close`: the body was not read, so the connection cannot
+//! carry another request.
+//!
+//! A request its client cancels (an HTTP/2 RST_STREAM, or the connection closed or reset)
+//! gets no response and is not logged or counted as one: it is logged as cancelled and
+//! counted in `hl7gw_requests_cancelled_total{stage}`, `body` while the body was arriving
+//! (nothing was processed) or `processing` after it (the handler runs on its own task and
+//! finishes, so a message it commits is answered from the store when the client retries).
 //!
 //! # Content types
 //!
-//! Accepted: `application/hl7-v2`, `application/hl7-v2+er7`, `x-application/hl7-v2+er7` and
-//! `text/plain` (case-insensitive), each with an optional `charset` of UTF-8, ISO-8859-1
-//! (latin1, InterSystems' default) or US-ASCII. Another charset is a 415, never a guess. A
-//! request **without** Content-Type is accepted as `text/plain` with no charset (the handler
-//! falls back to MSH-18 or UTF-8): InterSystems' HTTP operation sends none by default and
-//! BizTalk's is unknown, and refusing them would only turn a working message into a support
-//! call. The charset reaches the handler as [`Hl7Request::charset`].
+//! The HL7 media types: `application/hl7-v2`, `application/hl7-v2+er7`,
+//! `x-application/hl7-v2+er7` and `text/plain` (case-insensitive), each with an optional
+//! `charset` of UTF-8, ISO-8859-1 (latin1, InterSystems' default) or US-ASCII. Another charset
+//! is a 415, never a guess. A request **without** Content-Type is accepted as `text/plain`
+//! with no charset (the handler falls back to MSH-18 or UTF-8): InterSystems' HTTP operation
+//! sends none by default and BizTalk's is unknown, and refusing them would only turn a working
+//! message into a support call. The charset reaches the handler as [`Hl7Request::charset`].
+//!
+//! Another media type ([`Settings::request_content_type`]): by default (`lenient`) the body is
+//! read anyway, since some InterSystems and BizTalk adapters label HL7 `text/html` or
+//! `text/xml`. When the handler reads it as HL7 it is processed exactly as one without
+//! Content-Type (the charset parameter still counts), and counted in
+//! `hl7gw_unexpected_content_type_total{media_type}` (a fixed set of names, else `other`);
+//! when it is not HL7 (or empty) the answer is 415, as before. `strict` answers 415 before
+//! reading the body.
 //!
 //! The ACK's Content-Type follows [`Settings::response_content_type`]: by default the
 //! request's media type (`text/plain` in, `text/plain` out, so Mirth's HTTP Sender does not
 //! Base64-encode it; `application/hl7-v2` in, `application/hl7-v2` out, as HAPI requires),
-//! with `; charset=` the ACK's charset. A request without Content-Type gets `text/plain`.
+//! with `; charset=` the ACK's charset. A request without Content-Type, or with one that is
+//! not an HL7 type, gets `text/plain`.
 //!
 //! # Bodies
 //!
@@ -105,7 +131,7 @@ use crate::metrics::{Metrics, reject};
 pub use ops::{OpsServer, serve_ops};
 
 // The media types and the ACK's Content-Type are configuration vocabulary, defined once.
-pub use crate::config::{MediaType, ResponseContentType};
+pub use crate::config::{MediaType, RequestContentType, ResponseContentType};
 
 /// How the receiver listens and what it admits.
 #[derive(Debug, Clone)]
@@ -135,6 +161,10 @@ pub struct Settings {
     pub max_connections: usize,
     /// The Content-Type of ACKs.
     pub response_content_type: ResponseContentType,
+    /// How strictly the request's Content-Type is read (see the module docs).
+    pub request_content_type: RequestContentType,
+    /// Offer HTTP/2 in ALPN. Off by default: see the module docs on `Expect: 100-continue`.
+    pub http2: bool,
 }
 
 impl Settings {
@@ -144,7 +174,7 @@ impl Settings {
     /// Settings with the defaults: nobody allowed yet, bodies up to
     /// [`Self::DEFAULT_MAX_BODY`], 30 s for headers, 60 s for the body, 120 s idle, 10 s for
     /// the handshake, 30 s to shut down, 256 connections, the ACK's Content-Type following the
-    /// request's.
+    /// request's, any Content-Type read when the body is HL7, HTTP/1.1 only.
     pub fn new(listen: SocketAddr, path: impl Into<String>) -> Self {
         Self {
             listen,
@@ -159,6 +189,8 @@ impl Settings {
             shutdown_timeout: Duration::from_secs(30),
             max_connections: 256,
             response_content_type: crate::config::defaults::RESPONSE_CONTENT_TYPE,
+            request_content_type: crate::config::defaults::REQUEST_CONTENT_TYPE,
+            http2: crate::config::defaults::HTTP2,
         }
     }
 
@@ -186,6 +218,8 @@ impl Settings {
                 .ok_or_else(|| SettingsError::ContentType(name.to_string()))?;
             settings.response_content_type = ResponseContentType::Fixed(media);
         }
+        settings.request_content_type = config.request_content_type;
+        settings.http2 = config.http2;
         Ok(settings)
     }
 }
@@ -234,7 +268,8 @@ pub struct Hl7Request {
     pub body: Bytes,
     /// The Content-Type's charset parameter, when there was one.
     pub charset: Option<Charset>,
-    /// The Content-Type's media type; `None` when the request had no Content-Type.
+    /// The Content-Type's media type; `None` when the request had no Content-Type or one
+    /// that is not an HL7 type (read anyway, see the module docs).
     pub media_type: Option<MediaType>,
     /// Who sent it.
     pub peer_ip: IpAddr,
@@ -305,7 +340,8 @@ pub struct Receiver<H> {
 }
 
 impl<H: Handler> Receiver<H> {
-    /// Binds the listening socket.
+    /// Binds the listening socket. The TLS configuration's ALPN list is replaced by the one
+    /// [`Settings::http2`] allows.
     pub async fn bind(
         settings: Settings,
         tls: Arc<rustls::ServerConfig>,
@@ -323,6 +359,7 @@ impl<H: Handler> Receiver<H> {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
+        let tls = crate::tls::with_alpn(&tls, settings.http2);
         Ok(Self {
             listener,
             shared: Arc::new(Shared {
@@ -465,6 +502,8 @@ mod tests {
             receiving_application: None,
             receiving_facility: None,
             response_content_type: content_type.map(Into::into),
+            request_content_type: RequestContentType::Strict,
+            http2: true,
         }
     }
 
@@ -481,6 +520,16 @@ mod tests {
             ResponseContentType::Fixed(MediaType::TextPlain)
         );
         assert!(Settings::from_receive(&receive(Some("text/html"))).is_err());
+    }
+
+    #[test]
+    fn the_spec_sets_http2_and_the_request_content_type_check() {
+        let spec = Settings::from_receive(&receive(None)).unwrap();
+        assert!(spec.http2);
+        assert_eq!(spec.request_content_type, RequestContentType::Strict);
+        let defaults = Settings::new("127.0.0.1:0".parse().unwrap(), "/hl7");
+        assert!(!defaults.http2);
+        assert_eq!(defaults.request_content_type, RequestContentType::Lenient);
     }
 
     #[test]

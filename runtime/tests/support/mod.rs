@@ -143,10 +143,12 @@ pub struct Seen {
 }
 
 /// Records every request and answers with [`ACK`] in the request's charset. Bodies starting
-/// `NOT-HL7` get a 400, `UNAVAILABLE` a 503, `SLOW` an ACK after 500 ms.
+/// `NOT-HL7` get a 400, `UNAVAILABLE` a 503, `SLOW` an ACK after 500 ms. `finished` counts
+/// the requests whose handling ran to its end.
 #[derive(Clone, Default)]
 pub struct TestHandler {
     pub seen: Arc<Mutex<Vec<Seen>>>,
+    pub finished: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl TestHandler {
@@ -173,6 +175,8 @@ impl Handler for TestHandler {
         if request.body.starts_with(b"SLOW") {
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
+        self.finished
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Hl7Response::Ack(Ack {
             body: ACK.to_vec(),
             charset: request.charset.unwrap_or_default(),
