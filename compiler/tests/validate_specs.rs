@@ -247,6 +247,12 @@ const CASES: &[Case] = &[
     error("env-no-clients.yaml", "env-no-clients", 42, 24),
     error("env-no-receive.yaml", "env-no-receive", 32, 3),
     error("env-no-send.yaml", "env-no-send", 13, 3),
+    // Limits that cannot work, or only on paper.
+    error("env-timeout-zero.yaml", "env-timeout-zero", 50, 16),
+    error("env-backoff-order.yaml", "env-backoff-order", 31, 25),
+    warning("env-backoff-long.yaml", "env-backoff-long", 31, 34),
+    error("env-max-body-zero.yaml", "env-max-body-zero", 25, 17),
+    warning("env-max-body-large.yaml", "env-max-body-large", 44, 17),
     // Network.
     error("net-url.yaml", "net-url", 45, 12),
     error("net-url-webhook.yaml", "net-url", 51, 29),

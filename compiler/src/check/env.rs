@@ -1,14 +1,24 @@
 //! Environment checks: TEST and PROD both present and separate, processing ids, host-name
-//! convention, and that each direction the spec uses has its endpoint.
+//! convention, that each direction the spec uses has its endpoint, and that the time and
+//! size limits can work.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
+use hl7gw_runtime::config::{ByteSize, Duration};
 use hl7gw_runtime::listeners::{self, Listener, Sides};
 
 use super::CheckOptions;
 use crate::diag::Diagnostic;
 use crate::spec::{EnvName, Environment, LoadedSpec, SinkConfig};
+
+/// A retry delay beyond this is a warning: the stream would sit still for over a day
+/// between attempts while every later message waits behind the failed one.
+pub const LONGEST_SENSIBLE_BACKOFF: Duration = Duration::from_secs(86_400);
+
+/// A `max_body` beyond this is a warning: the receiver holds a whole body in memory, and
+/// an HL7 message with a PDF report is a few MiB.
+pub const LARGEST_SENSIBLE_BODY: ByteSize = ByteSize::from_bytes(1 << 30);
 
 pub(super) fn check(spec: &LoadedSpec, _options: &CheckOptions, out: &mut Vec<Diagnostic>) {
     let s = &spec.spec;
@@ -50,6 +60,7 @@ pub(super) fn check(spec: &LoadedSpec, _options: &CheckOptions, out: &mut Vec<Di
             ));
         }
         check_directions(spec, env, e, &base, out);
+        check_limits(spec, e, &base, out);
         if let Some(r) = &e.receive {
             let host = format!(
                 "{}{}.api.{}",
@@ -104,6 +115,61 @@ pub(super) fn check(spec: &LoadedSpec, _options: &CheckOptions, out: &mut Vec<Di
     }
     check_nothing_shared(spec, out);
     check_listeners(spec, out);
+}
+
+/// Limits that cannot work: no time to wait for an ACK, a first retry delay above the
+/// largest, no body at all; and ones that work only on paper: retry delays of days, bodies
+/// of gigabytes.
+fn check_limits(spec: &LoadedSpec, e: &Environment, base: &str, out: &mut Vec<Diagnostic>) {
+    if let Some(s) = &e.send {
+        if s.timeout.is_some_and(|t| t.as_millis() == 0) {
+            out.push(spec.at_value(
+                Diagnostic::error("env-timeout-zero", "the ACK timeout is zero")
+                    .detail("every message would time out before its ACK could arrive; give the customer's engine time to commit and answer, e.g. 30s (the default when `timeout` is left out)"),
+                &format!("{base}/send/timeout"),
+            ));
+        }
+        if let Some(b) = &s.backoff {
+            if b.first > b.max {
+                out.push(spec.at_value(
+                    Diagnostic::error(
+                        "env-backoff-order",
+                        format!("backoff.first ({}) is above backoff.max ({})", b.first, b.max),
+                    )
+                    .detail("retries wait `first`, then double up to `max`; make `first` the shorter, e.g. { first: 1s, max: 5m }"),
+                    &format!("{base}/send/backoff/first"),
+                ));
+            } else if b.max > LONGEST_SENSIBLE_BACKOFF {
+                out.push(spec.at_value(
+                    Diagnostic::warning(
+                        "env-backoff-long",
+                        format!("backoff.max ({}) is over a day", b.max),
+                    )
+                    .detail("messages are delivered in order, so every later message waits behind a failing one for this long between attempts; a few minutes is usual (default 5m)"),
+                    &format!("{base}/send/backoff/max"),
+                ));
+            }
+        }
+    }
+    if let Some(r) = &e.receive {
+        let pointer = format!("{base}/receive/max_body");
+        match r.max_body {
+            Some(size) if size.bytes() == 0 => out.push(spec.at_value(
+                Diagnostic::error("env-max-body-zero", "max_body is zero")
+                    .detail("every message would be refused with 413; leave `max_body` out for the default (20MiB) or give the largest message expected, PDF included"),
+                &pointer,
+            )),
+            Some(size) if size > LARGEST_SENSIBLE_BODY => out.push(spec.at_value(
+                Diagnostic::warning(
+                    "env-max-body-large",
+                    format!("max_body ({size}) is over {LARGEST_SENSIBLE_BODY}"),
+                )
+                .detail("the gateway holds each request body in memory, so a few such requests at once can exhaust it; an HL7 message with a PDF report is a few MiB (default 20MiB)"),
+                &pointer,
+            )),
+            _ => {}
+        }
+    }
 }
 
 /// Inbound types need a receiver and outbound types a sender, in every environment.

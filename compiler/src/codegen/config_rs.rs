@@ -31,6 +31,7 @@ pub fn render(ctx: &Context<'_>) -> Result<String, CodegenError> {
     }
     if envs.iter().any(|e| e.receive.is_some()) {
         uses.push(quote! { ReceiveConfig });
+        uses.push(quote! { RequestContentType });
     }
     if envs.iter().any(|e| e.send.is_some()) {
         uses.push(quote! { SendConfig });
@@ -95,6 +96,10 @@ fn receive(r: &ReceiveSide) -> config::ReceiveConfig {
             .unwrap_or(defaults::RESPONSE_CONTENT_TYPE)
             .media_type()
             .map(|media| text(media.as_str())),
+        request_content_type: r
+            .request_content_type
+            .unwrap_or(defaults::REQUEST_CONTENT_TYPE),
+        http2: r.http2.unwrap_or(defaults::HTTP2),
     }
 }
 
@@ -220,6 +225,11 @@ fn receive_tokens(r: &config::ReceiveConfig) -> TokenStream {
     let app = opt_text(r.receiving_application.as_ref());
     let facility = opt_text(r.receiving_facility.as_ref());
     let content_type = opt_text(r.response_content_type.as_ref());
+    let request_content_type = match r.request_content_type {
+        config::RequestContentType::Lenient => quote! { RequestContentType::Lenient },
+        config::RequestContentType::Strict => quote! { RequestContentType::Strict },
+    };
+    let http2 = r.http2;
     quote! {
         ReceiveConfig {
             listen: #listen,
@@ -234,6 +244,8 @@ fn receive_tokens(r: &config::ReceiveConfig) -> TokenStream {
             receiving_application: #app,
             receiving_facility: #facility,
             response_content_type: #content_type,
+            request_content_type: #request_content_type,
+            http2: #http2,
         }
     }
 }

@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 // The schema's descriptions of keys a spec may leave out print the runtime's defaults.
 use hl7gw_runtime::config::defaults;
 pub use hl7gw_runtime::config::{
-    Backoff, ByteSize, Duration, EnvName, FailurePolicy, ProcessingId, ResponseContentType,
-    SinkConfig,
+    Backoff, ByteSize, Duration, EnvName, FailurePolicy, ProcessingId, RequestContentType,
+    ResponseContentType, SinkConfig,
 };
 
 /// A customer integration spec: the HL7 v2 messages one customer exchanges with EMS, how
@@ -197,6 +197,27 @@ pub struct ReceiveSide {
     ))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub response_content_type: Option<ResponseContentType>,
+    /// How the request's Content-Type is read; [`defaults::REQUEST_CONTENT_TYPE`] when left
+    /// out.
+    #[schemars(description = format!(
+        "How the request's Content-Type is read. Default `{}`: a body that is an HL7 message\n\
+         is processed whatever its Content-Type (some adapters send `text/html` or `text/xml`),\n\
+         and 415 is kept for a body that is not HL7 either. `strict`: 415 for any type but the\n\
+         HL7 ones and `text/plain`.",
+        defaults::REQUEST_CONTENT_TYPE.as_str()
+    ))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_content_type: Option<RequestContentType>,
+    /// Offer HTTP/2 (ALPN `h2`); [`defaults::HTTP2`] when left out.
+    #[schemars(description = format!(
+        "Offer HTTP/2 (ALPN `h2`). Default {}: HTTP/1.1 only, because the gateway cannot send\n\
+         `100 Continue` over HTTP/2, and a client that negotiates h2 and waits for it (JDK\n\
+         HttpClient with expectContinue) never gets its ACK. Enable it only for engines that\n\
+         need HTTP/2 and do not wait for a 100.",
+        defaults::HTTP2
+    ))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http2: Option<bool>,
 }
 
 /// The receiver's TLS material (PEM files, paths relative to the spec file).

@@ -5,8 +5,8 @@
 
 use std::borrow::Cow;
 use hl7gw_runtime::config::{
-    EnvName, Environment, FailurePolicies, FailurePolicy, ReceiveConfig, SendConfig,
-    SinkConfig,
+    EnvName, Environment, FailurePolicies, FailurePolicy, ReceiveConfig,
+    RequestContentType, SendConfig, SinkConfig,
 };
 
 /// The `test` environment (MSH-11 `T`).
@@ -26,6 +26,8 @@ pub const TEST: Environment = Environment {
         receiving_application: Some(Cow::Borrowed("EMS")),
         receiving_facility: None,
         response_content_type: None,
+        request_content_type: RequestContentType::Lenient,
+        http2: false,
     }),
     send: Some(SendConfig {
         url: Cow::Borrowed("https://localhost:9443/hl7/ems"),
@@ -66,6 +68,8 @@ pub const PROD: Environment = Environment {
         receiving_application: Some(Cow::Borrowed("EMS")),
         receiving_facility: None,
         response_content_type: None,
+        request_content_type: RequestContentType::Lenient,
+        http2: false,
     }),
     send: Some(SendConfig {
         url: Cow::Borrowed("https://tie.demo.nhs.uk/hl7/ems"),

@@ -5,8 +5,8 @@
 
 use std::borrow::Cow;
 use hl7gw_runtime::config::{
-    EnvName, Environment, FailurePolicies, FailurePolicy, ReceiveConfig, SendConfig,
-    SinkConfig,
+    EnvName, Environment, FailurePolicies, FailurePolicy, ReceiveConfig,
+    RequestContentType, SendConfig, SinkConfig,
 };
 
 /// The `test` environment (MSH-11 `T`).
@@ -28,6 +28,8 @@ pub const TEST: Environment = Environment {
         receiving_application: Some(Cow::Borrowed("EMS")),
         receiving_facility: Some(Cow::Borrowed("NWCH-EMS")),
         response_content_type: None,
+        request_content_type: RequestContentType::Lenient,
+        http2: false,
     }),
     send: Some(SendConfig {
         url: Cow::Borrowed("https://localhost:9643/ems/northwest/results"),
@@ -77,6 +79,8 @@ pub const PROD: Environment = Environment {
         receiving_application: Some(Cow::Borrowed("EMS")),
         receiving_facility: Some(Cow::Borrowed("NWCH-EMS")),
         response_content_type: None,
+        request_content_type: RequestContentType::Lenient,
+        http2: false,
     }),
     send: Some(SendConfig {
         url: Cow::Borrowed("https://ensemble.nwch.nhs.uk:8443/ems/northwest/results"),
