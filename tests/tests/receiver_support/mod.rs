@@ -14,8 +14,9 @@
 //!
 //! Overrides the real `serve` command has no flag for are applied by editing a copy of the
 //! generated `Environment` before serving, exactly as a spec with those values would: the
-//! IP allowlist (`allowed_ips`) and the webhook sink's URL (`webhook`), so the failing
-//! webhook listens on an ephemeral port rather than northwest's fixed 8690.
+//! IP allowlist (`allowed_ips`), the receiver's `http2` setting, and the webhook sink's URL
+//! (`webhook`), so the failing webhook listens on an ephemeral port rather than northwest's
+//! fixed 8690.
 
 #![allow(dead_code)]
 
@@ -89,6 +90,8 @@ pub struct GatewayConfig {
     pub allowed_ips: Option<Vec<String>>,
     /// Replaces the environment's sink with a webhook at this URL.
     pub webhook: Option<String>,
+    /// Replaces the receiver's `http2` setting.
+    pub http2: Option<bool>,
 }
 
 impl GatewayConfig {
@@ -99,6 +102,7 @@ impl GatewayConfig {
             cert_dir: None,
             allowed_ips: None,
             webhook: None,
+            http2: None,
         }
     }
 
@@ -109,6 +113,7 @@ impl GatewayConfig {
             "cert_dir": self.cert_dir,
             "allowed_ips": self.allowed_ips,
             "webhook": self.webhook,
+            "http2": self.http2,
         })
         .to_string()
     }
@@ -143,6 +148,10 @@ fn run_child(config: &str) -> Result<(), String> {
             .collect();
         let receive = environment.receive.as_mut().ok_or("no receive section")?;
         receive.allowed_ips = ips.into();
+    }
+    if let Some(http2) = config.get("http2").and_then(Value::as_bool) {
+        let receive = environment.receive.as_mut().ok_or("no receive section")?;
+        receive.http2 = http2;
     }
     if let Some(url) = text("webhook") {
         environment.sink = SinkConfig::Webhook {
