@@ -291,6 +291,23 @@ const CASES: &[Case] = &[
     error("cert-is-ca.yaml", "cert-is-ca", 29, 15),
     error("cert-ca-not-ca.yaml", "cert-ca-not-ca", 30, 20),
     warning("cert-key-unchecked.yaml", "cert-key-unchecked", 22, 14),
+    // A finding about `issuer_ca` at `issuer_ca`, not at `client_ca`.
+    error("cert-issuer-ca-missing.yaml", "cert-ca-missing", 23, 20),
+    // The other environment's certificate: reported as that, not as a chain to fix.
+    error(
+        "cert-other-environment.yaml",
+        "cert-other-environment",
+        20,
+        15,
+    )
+    .also(&["cert-other-environment"]),
+    error(
+        "cert-other-environment-shared.yaml",
+        "cert-other-environment",
+        39,
+        15,
+    )
+    .also(&["env-shared", "env-shared"]),
     // Spec tests.
     error("test-message-missing.yaml", "test-message-missing", 71, 14),
     error(
@@ -563,6 +580,48 @@ fn every_broken_spec_reports_its_diagnostic_where_the_mistake_is() {
         CASES.len(),
         failures.join("\n")
     );
+}
+
+/// The certificate messages say what to do: a missing file points at `hl7gw certs dev`, and
+/// the other environment's certificate leads with this environment's own.
+#[test]
+fn certificate_messages_lead_with_the_fix() {
+    let ws = Workspace::new();
+    let name = ws.add(&broken_dir().join("cert-missing.yaml"));
+    let (_, report) = validate_json(ws.path(), &name);
+    let missing = diagnostics(&report)
+        .iter()
+        .find(|d| d["code"] == "cert-missing")
+        .unwrap();
+    let detail = missing["detail"].as_str().unwrap();
+    assert!(
+        detail.contains(&format!("`hl7gw certs dev {name}`")),
+        "{detail}"
+    );
+    for file in [
+        "cert-other-environment.yaml",
+        "cert-other-environment-shared.yaml",
+    ] {
+        let name = ws.add(&broken_dir().join(file));
+        let (_, report) = validate_json(ws.path(), &name);
+        for d in diagnostics(&report)
+            .iter()
+            .filter(|d| d["code"] == "cert-other-environment")
+        {
+            let summary = d["summary"].as_str().unwrap();
+            assert!(
+                summary.starts_with("this environment's own certificate is needed: "),
+                "{file}: {summary}"
+            );
+            assert!(!summary.contains("intermediate"), "{file}: {summary}");
+        }
+        assert!(
+            !diagnostics(&report)
+                .iter()
+                .any(|d| d["code"] == "cert-chain-unverified"),
+            "{file}"
+        );
+    }
 }
 
 #[test]
