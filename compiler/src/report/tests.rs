@@ -266,6 +266,8 @@ fn settings_left_out_show_default_without_the_value() {
         "ACK timeout",
         "Retry delay",
         "ACK content type",
+        "Request content type",
+        "HTTP/2",
     ] {
         assert!(
             html.contains(&format!("<dt>{fact}</dt><dd>{default}</dd>")),

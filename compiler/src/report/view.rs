@@ -165,6 +165,10 @@ pub struct ReceiveItem {
     pub max_body: Option<String>,
     /// `None`: the spec leaves it to the default.
     pub response_content_type: Option<String>,
+    /// `None`: the spec leaves it to the default.
+    pub request_content_type: Option<String>,
+    /// `None`: the spec leaves it to the default.
+    pub http2: Option<String>,
     /// MSH-5 the gateway expects; `None`: not checked.
     pub receiving_application: Option<String>,
     /// MSH-6 the gateway expects; `None`: not checked.
@@ -612,6 +616,8 @@ impl<'a> Builder<'a> {
             "receiving_application",
             "receiving_facility",
             "response_content_type",
+            "request_content_type",
+            "http2",
         ]
         .iter()
         .map(|k| format!("{base}/receive/{k}"))
@@ -623,6 +629,8 @@ impl<'a> Builder<'a> {
             listen: r.listen.clone(),
             max_body: r.max_body.map(|b| b.to_string()),
             response_content_type: r.response_content_type.map(|t| t.as_str().to_owned()),
+            request_content_type: r.request_content_type.map(|t| t.as_str().to_owned()),
+            http2: r.http2.map(|on| if on { "offered" } else { "off" }.to_owned()),
             receiving_application: r.receiving_application.clone(),
             receiving_facility: r.receiving_facility.clone(),
             findings: item_findings(&findings),
