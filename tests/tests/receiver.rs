@@ -1213,6 +1213,49 @@ async fn intersystems_unframed_completes() {
     bounded(intersystems(false, "text/plain")).await;
 }
 
+/// Some InterSystems and BizTalk adapters label HL7 `text/html` or `text/xml`: the gateway
+/// processes the message (answering `text/plain`, as for no Content-Type), counts the odd
+/// type, and keeps 415 for a body that is not HL7 either.
+#[tokio::test]
+async fn intersystems_labelling_hl7_as_text_html_completes_and_is_counted() {
+    bounded(async {
+        let case = Case::demo();
+        let message = samples::demo_order("IRIS-HTML", "COL", "BRONTË", "T");
+        let request = engines::iris_request(
+            case.spec().path(),
+            case.spec().hostname(),
+            case.port(),
+            "text/html",
+            &message,
+            true,
+        );
+        let response = exchange(&case, demo_engine(), &request).await;
+        assert_eq!(
+            engines::iris_decide(&response, "IRIS-HTML"),
+            IrisAction::Completed {
+                code: "AA".into(),
+                warning: false
+            },
+            "{response:?}"
+        );
+        assert_eq!(
+            response.header("content-type"),
+            Some("text/plain; charset=ISO-8859-1")
+        );
+        assert_eq!(committed(&case.rows(), "IRIS-HTML").len(), 1);
+        case.gw
+            .wait_for_metric("hl7gw_unexpected_content_type_total{media_type=\"text/html\"} 1");
+
+        let not_hl7 = hl7_post(&case, "text/xml", b"<order>not HL7</order>");
+        let response = exchange(&case, demo_engine(), &not_hl7).await;
+        assert_eq!(response.status_line, "HTTP/1.1 415 Unsupported Media Type");
+        assert_eq!(case.rows().len(), 1, "nothing stored for a body that is not HL7");
+        case.gw
+            .wait_for_metric("hl7gw_http_responses_total{status=\"415\"} 1");
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn rhapsody_hands_the_reply_to_its_route() {
     bounded(async {
