@@ -1062,7 +1062,12 @@ fn curl_gets_http2_where_the_spec_enables_it() {
     let body = samples::demo_order("CURL-H2", "COL", "SMITH", "T");
     let run = curl_post(&case, body.as_bytes(), &["--http2", "-v"]);
     assert_eq!(run.report, "200|application/hl7-v2; charset=UTF-8|2");
-    assert!(run.stderr.contains("ALPN: server accepted h2") || run.stderr.contains("ALPN, server accepted to use h2"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("ALPN: server accepted h2")
+            || run.stderr.contains("ALPN, server accepted to use h2"),
+        "{}",
+        run.stderr
+    );
     assert_eq!((run.ack.code(), run.ack.acknowledged()), ("AA", "CURL-H2"));
     assert_eq!(committed(&case.rows(), "CURL-H2").len(), 1);
 }
@@ -1249,7 +1254,11 @@ async fn intersystems_labelling_hl7_as_text_html_completes_and_is_counted() {
         let not_hl7 = hl7_post(&case, "text/xml", b"<order>not HL7</order>");
         let response = exchange(&case, demo_engine(), &not_hl7).await;
         assert_eq!(response.status_line, "HTTP/1.1 415 Unsupported Media Type");
-        assert_eq!(case.rows().len(), 1, "nothing stored for a body that is not HL7");
+        assert_eq!(
+            case.rows().len(),
+            1,
+            "nothing stored for a body that is not HL7"
+        );
         case.gw
             .wait_for_metric("hl7gw_http_responses_total{status=\"415\"} 1");
     })

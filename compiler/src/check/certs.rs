@@ -80,11 +80,23 @@ pub(super) fn check(spec: &LoadedSpec, options: &CheckOptions, out: &mut Vec<Dia
         let base = format!("/environments/{}", env.as_str());
         if let Some(r) = &e.receive {
             let ca = spec.resolve(&r.tls.client_ca);
-            report_ca(spec, &ca, options, &format!("{base}/receive/tls/client_ca"), out);
+            report_ca(
+                spec,
+                &ca,
+                options,
+                &format!("{base}/receive/tls/client_ca"),
+                out,
+            );
         }
         if let Some(s) = &e.send {
             let ca = spec.resolve(&s.tls.server_ca);
-            report_ca(spec, &ca, options, &format!("{base}/send/tls/server_ca"), out);
+            report_ca(
+                spec,
+                &ca,
+                options,
+                &format!("{base}/send/tls/server_ca"),
+                out,
+            );
         }
     }
 }
@@ -138,10 +150,7 @@ fn check_own(
             certs::Which::Key => "key",
             certs::Which::Ca => "issuer_ca",
         };
-        out.push(spec.at_value(
-            diagnostic(spec, f),
-            &format!("{}/{key}", own.tls_pointer),
-        ));
+        out.push(spec.at_value(diagnostic(spec, f), &format!("{}/{key}", own.tls_pointer)));
     }
 }
 
@@ -156,7 +165,10 @@ fn belongs_to(own: &OwnCert, other: &OwnCert, options: &CheckOptions) -> Option<
     if let (Some(mine), Some(theirs)) = (fingerprint(&own.cert), fingerprint(&other.cert))
         && mine == theirs
     {
-        return Some(format!("the same certificate as {that}'s {}", other.written));
+        return Some(format!(
+            "the same certificate as {that}'s {}",
+            other.written
+        ));
     }
     let issuer = other.issuer.as_deref()?;
     let to_their_ca = certs::check_bundle(&BundleToCheck {

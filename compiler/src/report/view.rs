@@ -630,7 +630,9 @@ impl<'a> Builder<'a> {
             max_body: r.max_body.map(|b| b.to_string()),
             response_content_type: r.response_content_type.map(|t| t.as_str().to_owned()),
             request_content_type: r.request_content_type.map(|t| t.as_str().to_owned()),
-            http2: r.http2.map(|on| if on { "offered" } else { "off" }.to_owned()),
+            http2: r
+                .http2
+                .map(|on| if on { "offered" } else { "off" }.to_owned()),
             receiving_application: r.receiving_application.clone(),
             receiving_facility: r.receiving_facility.clone(),
             findings: item_findings(&findings),

@@ -228,7 +228,10 @@ async fn process<H: Handler>(
     {
         return Reply::text(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            format!("unsupported Content-Type {shown}: send one of {}", accepted()),
+            format!(
+                "unsupported Content-Type {shown}: send one of {}",
+                accepted()
+            ),
         )
         .closing();
     }
