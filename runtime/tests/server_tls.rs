@@ -1114,6 +1114,33 @@ impl hyper::body::Body for ResetAfter {
     }
 }
 
+/// An HTTP/2 connection (ALPN `h2` only) and the task driving it.
+async fn h2_client<B>(
+    server: &TestServer,
+    pki: &Pki,
+) -> (
+    hyper::client::conn::http2::SendRequest<B>,
+    tokio::task::JoinHandle<()>,
+)
+where
+    B: hyper::body::Body + Unpin + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let tls = server
+        .connect(pki.client_config(Some(&pki.client), &[b"h2"]))
+        .await
+        .unwrap();
+    let (sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .unwrap();
+    let driver = tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    (sender, driver)
+}
+
 #[tokio::test]
 async fn a_client_that_goes_away_is_logged_as_cancelled_not_as_a_response() {
     bounded(async {
@@ -1134,15 +1161,7 @@ async fn a_client_that_goes_away_is_logged_as_cancelled_not_as_a_response() {
 
         // HTTP/2: RST_STREAM while the body arrives.
         let url = format!("https://localhost:{}/hl7", server.addr.port());
-        let tls = server
-            .connect(pki.client_config(Some(&pki.client), &[b"h2"]))
-            .await
-            .unwrap();
-        let (mut sender, conn) =
-            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
-                .await
-                .unwrap();
-        let driver = tokio::spawn(conn);
+        let (mut sender, driver) = h2_client(&server, &pki).await;
         let request = hyper::Request::post(&url)
             .header("content-type", "text/plain")
             .body(ResetAfter {
@@ -1155,19 +1174,11 @@ async fn a_client_that_goes_away_is_logged_as_cancelled_not_as_a_response() {
             .wait_for("a body cancelled on HTTP/2", |m| m.cancelled_count("body") == 2)
             .await;
         drop(sender);
-        let _ = driver.await;
+        driver.await.unwrap();
 
         // HTTP/2: RST_STREAM (CANCEL) while the message is processed. The processing
         // finishes; only the answer is lost.
-        let tls = server
-            .connect(pki.client_config(Some(&pki.client), &[b"h2"]))
-            .await
-            .unwrap();
-        let (mut sender, conn) =
-            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
-                .await
-                .unwrap();
-        let driver = tokio::spawn(conn);
+        let (mut sender, driver) = h2_client(&server, &pki).await;
         let request = hyper::Request::post(&url)
             .header("content-type", "text/plain")
             .body(Full::new(Bytes::from_static(b"SLOW MSH|^~\\&|")))

@@ -1161,7 +1161,9 @@ async fn mirth_defaults_mark_each_message_sent_on_one_reused_connection() {
 /// InterSystems: latin1 body (a name with Ë), a new connection per message, the operation's
 /// ContentType setting as given; the reply parsed whatever the status, then
 /// ReplyCodeActions.
-async fn intersystems(framed: bool, content_type: &str) {
+/// One InterSystems request sent with `content_type`, completed with AA and answered with
+/// `answered_as` in the message's charset; the case, for more requests.
+async fn intersystems(framed: bool, content_type: &str, answered_as: &str) -> Case {
     let case = Case::demo();
     let id = if framed {
         "IRIS-FRAMED"
@@ -1195,7 +1197,7 @@ async fn intersystems(framed: bool, content_type: &str) {
     // The ACK comes back in the message's charset.
     assert_eq!(
         response.header("content-type"),
-        Some(format!("{content_type}; charset=ISO-8859-1").as_str())
+        Some(format!("{answered_as}; charset=ISO-8859-1").as_str())
     );
     let rows = case.rows();
     let row = &committed(&rows, id)[0];
@@ -1206,16 +1208,22 @@ async fn intersystems(framed: bool, content_type: &str) {
         .unwrap()
         .into_owned();
     assert_eq!(row.raw, latin1);
+    case
 }
 
 #[tokio::test]
 async fn intersystems_mllp_framed_completes() {
-    bounded(intersystems(true, "application/hl7-v2")).await;
+    bounded(intersystems(
+        true,
+        "application/hl7-v2",
+        "application/hl7-v2",
+    ))
+    .await;
 }
 
 #[tokio::test]
 async fn intersystems_unframed_completes() {
-    bounded(intersystems(false, "text/plain")).await;
+    bounded(intersystems(false, "text/plain", "text/plain")).await;
 }
 
 /// Some InterSystems and BizTalk adapters label HL7 `text/html` or `text/xml`: the gateway
@@ -1224,30 +1232,7 @@ async fn intersystems_unframed_completes() {
 #[tokio::test]
 async fn intersystems_labelling_hl7_as_text_html_completes_and_is_counted() {
     bounded(async {
-        let case = Case::demo();
-        let message = samples::demo_order("IRIS-HTML", "COL", "BRONTË", "T");
-        let request = engines::iris_request(
-            case.spec().path(),
-            case.spec().hostname(),
-            case.port(),
-            "text/html",
-            &message,
-            true,
-        );
-        let response = exchange(&case, demo_engine(), &request).await;
-        assert_eq!(
-            engines::iris_decide(&response, "IRIS-HTML"),
-            IrisAction::Completed {
-                code: "AA".into(),
-                warning: false
-            },
-            "{response:?}"
-        );
-        assert_eq!(
-            response.header("content-type"),
-            Some("text/plain; charset=ISO-8859-1")
-        );
-        assert_eq!(committed(&case.rows(), "IRIS-HTML").len(), 1);
+        let case = intersystems(true, "text/html", "text/plain").await;
         case.gw
             .wait_for_metric("hl7gw_unexpected_content_type_total{media_type=\"text/html\"} 1");
 

@@ -32,25 +32,38 @@ struct OwnCert {
 /// The receive side's and the send side's own certificates of an environment.
 fn own_certs(spec: &LoadedSpec, env: EnvName, e: &Environment) -> [Option<OwnCert>; 2] {
     let base = format!("/environments/{}", env.as_str());
-    let receive = e.receive.as_ref().map(|r| OwnCert {
+    let own = |side: &str, cert: &str, key: &str, issuer: Option<&str>, usage, hostname| OwnCert {
         env,
-        tls_pointer: format!("{base}/receive/tls"),
-        written: r.tls.cert.clone(),
-        cert: spec.resolve(&r.tls.cert),
-        key: spec.resolve(&r.tls.key),
-        issuer: r.tls.issuer_ca.as_deref().map(|p| spec.resolve(p)),
-        usage: Usage::Server,
-        hostname: Some(r.hostname.clone()),
+        tls_pointer: format!("{base}/{side}/tls"),
+        written: cert.to_owned(),
+        cert: spec.resolve(cert),
+        key: spec.resolve(key),
+        issuer: issuer.map(|p| spec.resolve(p)),
+        usage,
+        hostname,
+    };
+    let receive = e.receive.as_ref().map(|r| {
+        let t = &r.tls;
+        let hostname = Some(r.hostname.clone());
+        own(
+            "receive",
+            &t.cert,
+            &t.key,
+            t.issuer_ca.as_deref(),
+            Usage::Server,
+            hostname,
+        )
     });
-    let send = e.send.as_ref().map(|s| OwnCert {
-        env,
-        tls_pointer: format!("{base}/send/tls"),
-        written: s.tls.cert.clone(),
-        cert: spec.resolve(&s.tls.cert),
-        key: spec.resolve(&s.tls.key),
-        issuer: s.tls.issuer_ca.as_deref().map(|p| spec.resolve(p)),
-        usage: Usage::Client,
-        hostname: None,
+    let send = e.send.as_ref().map(|s| {
+        let t = &s.tls;
+        own(
+            "send",
+            &t.cert,
+            &t.key,
+            t.issuer_ca.as_deref(),
+            Usage::Client,
+            None,
+        )
     });
     [receive, send]
 }
