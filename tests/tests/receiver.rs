@@ -945,6 +945,21 @@ struct CurlRun {
     ack: AckView,
 }
 
+impl CurlRun {
+    /// With `-v`: the protocol the server chose by ALPN, in curl's words (7.88 and older).
+    fn assert_alpn(&self, protocol: &str) {
+        assert!(
+            self.stderr
+                .contains(&format!("ALPN: server accepted {protocol}"))
+                || self
+                    .stderr
+                    .contains(&format!("ALPN, server accepted to use {protocol}")),
+            "{}",
+            self.stderr
+        );
+    }
+}
+
 fn curl_post(case: &Case, body: &[u8], extra: &[&str]) -> CurlRun {
     let trust = hl7gw_tests::specs().join("certs/test/trust");
     let body_file = case.dir.path().join("order.hl7");
@@ -1036,12 +1051,7 @@ fn curl_asking_for_http2_and_waiting_for_100_continue_gets_http11_its_100_and_it
     ];
     let run = curl_post(&case, &large_order("CURL-100"), &wait_for_100);
     assert_eq!(run.report, "200|application/hl7-v2; charset=UTF-8|1.1");
-    assert!(
-        run.stderr.contains("ALPN: server accepted http/1.1")
-            || run.stderr.contains("ALPN, server accepted to use http/1.1"),
-        "{}",
-        run.stderr
-    );
+    run.assert_alpn("http/1.1");
     assert!(
         run.stderr.contains("< HTTP/1.1 100 Continue"),
         "{}",
@@ -1062,12 +1072,7 @@ fn curl_gets_http2_where_the_spec_enables_it() {
     let body = samples::demo_order("CURL-H2", "COL", "SMITH", "T");
     let run = curl_post(&case, body.as_bytes(), &["--http2", "-v"]);
     assert_eq!(run.report, "200|application/hl7-v2; charset=UTF-8|2");
-    assert!(
-        run.stderr.contains("ALPN: server accepted h2")
-            || run.stderr.contains("ALPN, server accepted to use h2"),
-        "{}",
-        run.stderr
-    );
+    run.assert_alpn("h2");
     assert_eq!((run.ack.code(), run.ack.acknowledged()), ("AA", "CURL-H2"));
     assert_eq!(committed(&case.rows(), "CURL-H2").len(), 1);
 }
