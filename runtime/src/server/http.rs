@@ -63,7 +63,7 @@ impl Reply {
 
     /// The client went away while the body was arriving.
     fn cancelled(why: &'static str) -> Self {
-        let mut reply = Self::text(StatusCode::BAD_REQUEST, "request cancelled").closing();
+        let mut reply = Self::text(StatusCode::BAD_REQUEST, "the request was cancelled").closing();
         reply.cancelled = Some(why);
         reply
     }
@@ -97,7 +97,10 @@ pub(super) async fn respond<H: Handler>(
     watch.armed = false;
 
     let elapsed = started.elapsed();
+    let latency_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
     if let Some(why) = reply.cancelled {
+        // The client is gone: the 400 below has nowhere to go (hyper returns it only if the
+        // connection can still carry it), so it is neither logged nor counted as a response.
         shared.metrics.request_cancelled(cancelled::BODY);
         info!(
             request_id = %request_id,
@@ -106,30 +109,29 @@ pub(super) async fn respond<H: Handler>(
             http = ?version,
             stage = cancelled::BODY,
             reason = why,
-            latency_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+            latency_ms,
             "request cancelled by the client"
         );
-        // hyper has nowhere to send this; it is returned only because the service must.
-        return Ok(Response::new(Full::new(Bytes::new())));
+    } else {
+        shared.metrics.http_response(reply.status.as_u16());
+        shared.metrics.request_latency(elapsed);
+        if let Some((message_type, code)) = &reply.ack {
+            shared.metrics.message(message_type, code);
+        }
+        info!(
+            request_id = %request_id,
+            peer_ip = %conn.peer_ip,
+            subject = %conn.subject,
+            http = ?version,
+            status = reply.status.as_u16(),
+            request_bytes = reply.request_bytes,
+            response_bytes = reply.body.len(),
+            latency_ms,
+            message_type = reply.ack.as_ref().map(|(t, _)| t.as_str()),
+            ack = reply.ack.as_ref().map(|(_, c)| c.as_str()),
+            "request"
+        );
     }
-    shared.metrics.http_response(reply.status.as_u16());
-    shared.metrics.request_latency(elapsed);
-    if let Some((message_type, code)) = &reply.ack {
-        shared.metrics.message(message_type, code);
-    }
-    info!(
-        request_id = %request_id,
-        peer_ip = %conn.peer_ip,
-        subject = %conn.subject,
-        http = ?version,
-        status = reply.status.as_u16(),
-        request_bytes = reply.request_bytes,
-        response_bytes = reply.body.len(),
-        latency_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
-        message_type = reply.ack.as_ref().map(|(t, _)| t.as_str()),
-        ack = reply.ack.as_ref().map(|(_, c)| c.as_str()),
-        "request"
-    );
 
     let mut response = Response::new(Full::new(reply.body));
     *response.status_mut() = reply.status;
