@@ -16,7 +16,9 @@ mod units;
 mod vocab;
 
 pub use units::{ByteSize, Duration};
-pub use vocab::{Backoff, EnvName, FailurePolicy, MediaType, ProcessingId, ResponseContentType};
+pub use vocab::{
+    Acknowledgement, Backoff, EnvName, FailurePolicy, MediaType, ProcessingId, ResponseContentType,
+};
 
 /// A spec value written as text that does not parse. The message says what is accepted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -65,6 +67,11 @@ pub struct Environment {
     pub store: Text,
     /// Where accepted inbound records go.
     pub sink: SinkConfig,
+    /// Which ACK codes the receiver (and the intake's MLLP listener) answers with.
+    pub acknowledgement: Acknowledgement,
+    /// The MSH-12 versions the receiver accepts: the spec's `hl7_version`, then its
+    /// `accept_versions`. Empty accepts any version (an environment built by hand in a test).
+    pub accept_versions: TextList,
 }
 
 /// The receiver.
