@@ -128,6 +128,12 @@ const CASES: &[Case] = &[
     // HL7, against the dictionary: at the message type's key or the path.
     error("hl7-version-unknown.yaml", "hl7-version-unknown", 9, 14),
     error(
+        "hl7-version-unknown-accepted.yaml",
+        "hl7-version-unknown",
+        10,
+        28,
+    ),
+    error(
         "hl7-message-type-unknown.yaml",
         "hl7-message-type-unknown",
         66,
