@@ -189,7 +189,8 @@ pub enum SinkConfig {
         /// The internal URL.
         url: Text,
     },
-    /// Forward the HL7 to a local engine over MLLP and relay its ACK.
+    /// Forward the HL7 to a local engine over MLLP; the gateway answers its own ACK from the
+    /// engine's outcome.
     Mllp {
         /// `host:port` of the local engine.
         addr: Text,

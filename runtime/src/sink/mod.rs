@@ -171,7 +171,7 @@ pub enum SinkError {
         /// The engine's address.
         target: String,
     },
-    /// The engine's answer is not an ACK this gateway can relay.
+    /// The engine's answer is not an ACK this gateway can read.
     #[error("mllp sink {target}: unreadable ACK: {reason}")]
     BadAck {
         /// The engine's address.
