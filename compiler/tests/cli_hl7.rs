@@ -182,10 +182,16 @@ fn ack_of_an_enhanced_mode_message_is_an_application_ack_unless_as_requested() {
         assert_eq!(out.status.code(), Some(0));
         let text = String::from_utf8(out.stdout).unwrap();
         assert!(text.starts_with("MSH|^~\\&|EMS|EMS-HOST|TIE|DEMO-TRUST|"));
-        text.lines().find(|l| l.starts_with("MSA")).unwrap().to_owned()
+        text.lines()
+            .find(|l| l.starts_with("MSA"))
+            .unwrap()
+            .to_owned()
     };
     assert_eq!(msa(&[]), "MSA|AA|A28-0001");
-    assert_eq!(msa(&["--acknowledgement", "application"]), "MSA|AA|A28-0001");
+    assert_eq!(
+        msa(&["--acknowledgement", "application"]),
+        "MSA|AA|A28-0001"
+    );
     assert_eq!(
         msa(&["--acknowledgement", "as_requested"]),
         "MSA|CA|A28-0001"

@@ -138,7 +138,9 @@ impl Gateway {
             refused(
                 error_code::DATA_TYPE_ERROR,
                 Some(header_location(10)),
-                format!("MSH-10 (message control ID) is longer than {MAX_CONTROL_ID_CHARS} characters"),
+                format!(
+                    "MSH-10 (message control ID) is longer than {MAX_CONTROL_ID_CHARS} characters"
+                ),
             )
         } else {
             let outcome = evaluate(&message, &policy, |message_type, message| {

@@ -217,7 +217,10 @@ pub fn evaluate(
                 return reject(
                     error_code::APPLICATION_INTERNAL_ERROR,
                     field,
-                    format!("{what} {:?} is not this gateway ({expected:?})", shown(&got)),
+                    format!(
+                        "{what} {:?} is not this gateway ({expected:?})",
+                        shown(&got)
+                    ),
                 );
             }
         }
@@ -359,7 +362,8 @@ mod tests {
     }
 
     fn decide(acknowledgement: Acknowledgement, msh9: &str, version: &str) -> Outcome {
-        let raw = format!("MSH|^~\\&|TIE|RX1|EMS|EMS|20240101||{msh9}|C1|T|{version}|||AL|NE\rPID|1\r");
+        let raw =
+            format!("MSH|^~\\&|TIE|RX1|EMS|EMS|20240101||{msh9}|C1|T|{version}|||AL|NE\rPID|1\r");
         let message = Message::parse(raw.as_bytes()).unwrap();
         evaluate(&message, &policy(acknowledgement), |_, _| {
             Ok(serde_json::json!({}))

@@ -24,8 +24,7 @@ use hl7gw_runtime::mllp;
 use hl7gw_runtime::sink::inbox::{InboxError, InboxServer};
 use hl7gw_runtime::sink::{
     AckBuilder, DeliveryError, DeliveryItem, Disposition, GatewayAck, Inbound, MllpSink, Sink,
-    SinkError,
-    SinkKind, SinkOutcome, WebhookSink, deliver_and_commit,
+    SinkError, SinkKind, SinkOutcome, WebhookSink, deliver_and_commit,
 };
 use hl7gw_runtime::store::{CommitResult, InboundRecord, InboundStatus, Store, StoreError};
 use hl7gw_tests::wire::Http;
@@ -1173,7 +1172,10 @@ async fn mllp_engine(behaviour: Engine) -> (SocketAddr, mpsc::UnboundedReceiver<
                             vec![engine_error()]
                         };
                         let ack = ack_with(&message, code, "ENGINE-ACK", &errors);
-                        String::from_utf8(ack).unwrap().replace('\r', "\n").into_bytes()
+                        String::from_utf8(ack)
+                            .unwrap()
+                            .replace('\r', "\n")
+                            .into_bytes()
                     }
                     Engine::WrongControlId => {
                         let other = String::from_utf8(message)
@@ -1649,7 +1651,11 @@ async fn a_key_reused_for_other_content_is_refused_205_and_nothing_is_overwritte
     ))
     .await
     .unwrap();
-    let Disposition::Conflict { row, original: held } = conflict.disposition else {
+    let Disposition::Conflict {
+        row,
+        original: held,
+    } = conflict.disposition
+    else {
         panic!("{conflict:?}");
     };
     assert_eq!(held, original);

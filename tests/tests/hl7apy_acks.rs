@@ -10,10 +10,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::net::SocketAddr;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -55,9 +55,11 @@ fn samples(version: &str) -> Vec<(String, Vec<u8>)> {
         .map(|path| {
             let text = std::fs::read_to_string(&path).unwrap();
             let name = path.file_stem().unwrap().to_string_lossy().into_owned();
-            let text = text
-                .replacen("|2.3|", &format!("|{version}|"), 1)
-                .replacen("|EB-", &format!("|V{version}-EB-"), 1);
+            let text = text.replacen("|2.3|", &format!("|{version}|"), 1).replacen(
+                "|EB-",
+                &format!("|V{version}-EB-"),
+                1,
+            );
             (name, text.into_bytes())
         })
         .collect()
@@ -135,8 +137,14 @@ async fn mllp_acks(store: &Path) -> Vec<(String, Vec<u8>)> {
             .unwrap();
         assert_eq!(forwarded, a28, "the engine gets CR segment ends");
         let text = String::from_utf8(ack.clone()).unwrap();
-        assert!(text.starts_with("MSH|^~\\&|EMS|EMS-EASTBAY|RHAPSODY|EASTBAY|"), "{text:?}");
-        assert!(!text.contains("ENGINE") && !text.contains("ENG-1"), "{text:?}");
+        assert!(
+            text.starts_with("MSH|^~\\&|EMS|EMS-EASTBAY|RHAPSODY|EASTBAY|"),
+            "{text:?}"
+        );
+        assert!(
+            !text.contains("ENGINE") && !text.contains("ENG-1"),
+            "{text:?}"
+        );
         assert!(text.contains("MSA|AE|"), "{text:?}");
         assert!(text.contains("103"), "{text:?}");
         out.push((format!("{version}-mllp-engine-ae"), ack));
@@ -206,7 +214,10 @@ async fn every_ack_the_gateway_builds_passes_hl7apy_strict_validation() {
     let mut codes = std::collections::BTreeSet::new();
     for (label, ack) in &acks {
         let text = String::from_utf8(ack.clone()).unwrap();
-        assert!(text.ends_with('\r') && !text.contains('\n'), "{label}: {text:?}");
+        assert!(
+            text.ends_with('\r') && !text.contains('\n'),
+            "{label}: {text:?}"
+        );
         let msa = text.split('\r').find(|s| s.starts_with("MSA|")).unwrap();
         codes.insert(msa[4..6].to_owned());
         let msh9 = text.split('|').nth(8).unwrap();
@@ -236,5 +247,8 @@ async fn every_ack_the_gateway_builds_passes_hl7apy_strict_validation() {
         "hl7apy refused ACKs:\n{report}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(report.lines().filter(|l| l.starts_with("ok ")).count(), acks.len());
+    assert_eq!(
+        report.lines().filter(|l| l.starts_with("ok ")).count(),
+        acks.len()
+    );
 }

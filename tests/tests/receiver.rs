@@ -26,6 +26,7 @@ use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+use hl7gw_runtime::config::Acknowledgement;
 use hl7gw_tests::engines::{
     self, BizTalkOutcome, HapiOutcome, IrisAction, MirthStatus, RhapsodyOutcome,
 };
@@ -35,7 +36,6 @@ use receiver_support::pki::{self, Ca, CertDir, Validity};
 use receiver_support::{
     Gateway, GatewayConfig, Spec, StoredRow, child_main, committed, stored_rows,
 };
-use hl7gw_runtime::config::Acknowledgement;
 use rustls::ClientConfig;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -607,7 +607,11 @@ async fn a_duplicate_gets_the_same_ack_and_makes_one_record() {
 // Acknowledgement modes, reused keys and values that cannot be sane (issue 10).
 
 fn eastbay_engine() -> Arc<ClientConfig> {
-    client_config(&pki::eastbay_gateway_ca(), Some(&pki::eastbay_engine()), &[])
+    client_config(
+        &pki::eastbay_gateway_ca(),
+        Some(&pki::eastbay_engine()),
+        &[],
+    )
 }
 
 /// A sample message of `examples/messages/`.
@@ -635,7 +639,10 @@ async fn eastbay_gets_application_acks_although_it_fills_msh_15_16() {
             ("eastbay/adt_a40.hl7", "EB-A40-0001"),
         ] {
             let body = example(file);
-            assert!(String::from_utf8_lossy(&body).contains("|||AL|NE"), "{file}");
+            assert!(
+                String::from_utf8_lossy(&body).contains("|||AL|NE"),
+                "{file}"
+            );
             let ack = post(body).await;
             assert_eq!(ack.code(), "AA", "{file}: {ack:?}");
             assert_eq!(ack.acknowledged(), id);
@@ -645,8 +652,16 @@ async fn eastbay_gets_application_acks_although_it_fills_msh_15_16() {
         }
         let refusals = [
             ("eastbay/adt_a28_no_nhs_number.hl7", "AE", "PID^1^2^101"),
-            ("eastbay/adt_a28_bad_nhs_check_digit.hl7", "AE", "PID^1^2^102"),
-            ("eastbay/adt_a28_prod_processing_id.hl7", "AR", "MSH^1^11^202"),
+            (
+                "eastbay/adt_a28_bad_nhs_check_digit.hl7",
+                "AE",
+                "PID^1^2^102",
+            ),
+            (
+                "eastbay/adt_a28_prod_processing_id.hl7",
+                "AR",
+                "MSH^1^11^202",
+            ),
             ("eastbay/orm_o01_not_accepted.hl7", "AR", "MSH^1^9^200"),
             ("eastbay/adt_a28_v24.hl7", "AR", "MSH^1^12^203"),
         ];
@@ -760,9 +775,18 @@ async fn an_absurd_type_or_control_id_is_refused_before_metrics_and_store() {
 
         let rows = case.rows();
         assert_eq!(rows.len(), 2, "{rows:?}");
-        assert!(rows[0].message_type.chars().count() <= 41, "{}", rows[0].message_type);
+        assert!(
+            rows[0].message_type.chars().count() <= 41,
+            "{}",
+            rows[0].message_type
+        );
         assert_eq!(rows[1].control_id, "", "an over-long key is not stored");
-        assert!(!case.gw.log_tail(200).contains("XXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX"));
+        assert!(
+            !case
+                .gw
+                .log_tail(200)
+                .contains("XXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX")
+        );
     })
     .await;
 }

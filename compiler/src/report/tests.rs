@@ -402,5 +402,8 @@ fn the_environment_section_shows_the_acknowledgement_mode() {
     );
     assert!(test.contains("answered CA/CE/CR"));
     let prod = render(&loaded, EnvName::Prod);
-    assert_eq!(line(&prod), "Acknowledgement mode: <code>application</code>");
+    assert_eq!(
+        line(&prod),
+        "Acknowledgement mode: <code>application</code>"
+    );
 }

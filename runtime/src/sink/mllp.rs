@@ -18,7 +18,9 @@ use tokio::net::TcpStream;
 
 use super::{DeliveryItem, SinkError, SinkKind, SinkOutcome};
 use crate::hl7::ack::error_code;
-use crate::hl7::{AckError, AckReceipt, Message, ParseOptions, Severity, read_ack, with_cr_segments};
+use crate::hl7::{
+    AckError, AckReceipt, Message, ParseOptions, Severity, read_ack, with_cr_segments,
+};
 use crate::mllp::{self, Deframer, END_BLOCK, START_BLOCK};
 
 /// The largest ACK read from the engine.
