@@ -24,7 +24,7 @@
 //!    from the engine's answer), durably, and only then returns the ACK to send.
 //!
 //! A committed key is a duplicate only when the message is the same: the store keeps a
-//! [digest](crate::dedup::digest) of each message. The same key with another digest is
+//! [`digest`] of each message. The same key with another digest is
 //! answered AR (table 0357 code 205 at MSH-10), kept as an audit row and reported as
 //! [`Disposition::Conflict`]; the committed row is never overwritten.
 //!
