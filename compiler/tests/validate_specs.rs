@@ -111,6 +111,7 @@ const CASES: &[Case] = &[
     error("schema-required.yaml", "schema-required", 32, 3),
     error("schema-type.yaml", "schema-type", 24, 20),
     error("schema-type-hl7-version.yaml", "schema-type", 9, 14),
+    error("schema-type-accept-versions.yaml", "schema-type", 10, 28),
     error(
         "schema-format-duration-too-long.yaml",
         "schema-format",
