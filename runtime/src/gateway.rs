@@ -171,7 +171,7 @@ impl Gateway {
                 return Hl7Response::Unavailable(format!("cannot build the ACK: {e}"));
             }
         };
-        let build = self.ack_builder(&request, mode, stamp);
+        let build = ack_builder(&request, mode, control_id, stamp);
         let charset = message.charset();
         let inbound = Inbound {
             item: DeliveryItem {
@@ -219,34 +219,37 @@ impl Gateway {
     }
 }
 
-impl Gateway {
-    /// Builds this request's ACK for an outcome decided after the gateway's own checks (a
-    /// local engine's answer, a reused control ID), in the same mode and charset.
-    fn ack_builder(&self, request: &Hl7Request, mode: AckMode, stamp: String) -> AckBuilder {
-        let body = request.body.clone();
-        let options = ParseOptions {
-            line_endings: LineEndings::Lenient,
-            default_charset: request.charset.unwrap_or(Charset::Utf8),
-        };
-        let control_id = self.next_control_id();
-        AckBuilder::new(move |outcome, errors| {
-            let message = Message::parse_with(&body, &options)
-                .or_else(|e| header_only(&body, &options).ok_or(e))
-                .map_err(|e| e.to_string())?;
-            let code = mode.code_for(outcome);
-            let ack = build_ack(
-                &message,
-                &AckRequest {
-                    code,
-                    control_id: &control_id,
-                    timestamp: &stamp,
-                    errors,
-                },
-            )
+/// Builds this request's ACK for an outcome decided after the gateway's own checks (a local
+/// engine's answer, a reused control ID), in the same mode and charset, with the MSH-10 and
+/// MSH-7 of the ACK it replaces.
+fn ack_builder(
+    request: &Hl7Request,
+    mode: AckMode,
+    control_id: String,
+    stamp: String,
+) -> AckBuilder {
+    let body = request.body.clone();
+    let options = ParseOptions {
+        line_endings: LineEndings::Lenient,
+        default_charset: request.charset.unwrap_or(Charset::Utf8),
+    };
+    AckBuilder::new(move |outcome, errors| {
+        let message = Message::parse_with(&body, &options)
+            .or_else(|e| header_only(&body, &options).ok_or(e))
             .map_err(|e| e.to_string())?;
-            Ok((ack, code))
-        })
-    }
+        let code = mode.code_for(outcome);
+        let ack = build_ack(
+            &message,
+            &AckRequest {
+                code,
+                control_id: &control_id,
+                timestamp: &stamp,
+                errors,
+            },
+        )
+        .map_err(|e| e.to_string())?;
+        Ok((ack, code))
+    })
 }
 
 impl Handler for Gateway {
