@@ -302,6 +302,7 @@ const CASES: &[Case] = &[
     ),
     error("test-message-count.yaml", "test-message-count", 71, 14),
     error("test-duplicate-name.yaml", "test-duplicate-name", 73, 11),
+    error("test-ack-mode.yaml", "test-ack-mode", 76, 20),
 ];
 
 /// Specs in the folder that must validate clean: the warning their mistake raises is
