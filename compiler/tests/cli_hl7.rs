@@ -163,7 +163,7 @@ fn ack_answers_with_the_version_layout() {
     );
     assert_eq!(
         String::from_utf8(out.stdout).unwrap(),
-        "MSH|^~\\&|||A|B|20260101120000+0000||ACK^A28|ACK1|P|2.4\r\
+        "MSH|^~\\&|||A|B|20260101120000+0000||ACK^A28^ACK|ACK1|P|2.4\r\
          MSA|AE|1|NHS number missing\r\
          ERR|PID^1^3^101&Required field missing&HL70357\r"
     );
@@ -172,14 +172,30 @@ fn ack_answers_with_the_version_layout() {
 }
 
 #[test]
-fn ack_of_an_enhanced_mode_message_is_a_commit_ack() {
-    let out = hl7gw(
-        &["ack", "--line-ending", "lf", &fixture("valid/adt_a28.hl7")],
-        None,
+fn ack_of_an_enhanced_mode_message_is_an_application_ack_unless_as_requested() {
+    let msa = |extra: &[&str]| {
+        let mut args = vec!["ack", "--line-ending", "lf"];
+        args.extend_from_slice(extra);
+        let file = fixture("valid/adt_a28.hl7");
+        args.push(&file);
+        let out = hl7gw(&args, None);
+        assert_eq!(out.status.code(), Some(0));
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(text.starts_with("MSH|^~\\&|EMS|EMS-HOST|TIE|DEMO-TRUST|"));
+        text.lines()
+            .find(|l| l.starts_with("MSA"))
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(msa(&[]), "MSA|AA|A28-0001");
+    assert_eq!(
+        msa(&["--acknowledgement", "application"]),
+        "MSA|AA|A28-0001"
     );
-    assert_eq!(out.status.code(), Some(0));
-    let text = String::from_utf8(out.stdout).unwrap();
-    let msa = text.lines().find(|l| l.starts_with("MSA")).unwrap();
-    assert_eq!(msa, "MSA|CA|A28-0001");
-    assert!(text.starts_with("MSH|^~\\&|EMS|EMS-HOST|TIE|DEMO-TRUST|"));
+    assert_eq!(
+        msa(&["--acknowledgement", "as_requested"]),
+        "MSA|CA|A28-0001"
+    );
+    let bad = hl7gw(&["ack", "--acknowledgement", "commit", "-"], Some(SMALL));
+    assert_eq!(bad.status.code(), Some(2));
 }

@@ -111,6 +111,7 @@ const CASES: &[Case] = &[
     error("schema-required.yaml", "schema-required", 32, 3),
     error("schema-type.yaml", "schema-type", 24, 20),
     error("schema-type-hl7-version.yaml", "schema-type", 9, 14),
+    error("schema-type-accept-versions.yaml", "schema-type", 10, 28),
     error(
         "schema-format-duration-too-long.yaml",
         "schema-format",
@@ -127,6 +128,12 @@ const CASES: &[Case] = &[
     error("schema-invalid.yaml", "schema-invalid", 55, 84),
     // HL7, against the dictionary: at the message type's key or the path.
     error("hl7-version-unknown.yaml", "hl7-version-unknown", 9, 14),
+    error(
+        "hl7-version-unknown-accepted.yaml",
+        "hl7-version-unknown",
+        10,
+        28,
+    ),
     error(
         "hl7-message-type-unknown.yaml",
         "hl7-message-type-unknown",
@@ -318,6 +325,7 @@ const CASES: &[Case] = &[
     ),
     error("test-message-count.yaml", "test-message-count", 71, 14),
     error("test-duplicate-name.yaml", "test-duplicate-name", 73, 11),
+    error("test-ack-mode.yaml", "test-ack-mode", 76, 20),
 ];
 
 /// Specs in the folder that must validate clean: the warning their mistake raises is

@@ -369,6 +369,7 @@ pub async fn serve(
                     processing_id: environment.processing_id.to_string(),
                     sending_application: "EMS".into(),
                     sending_facility: spec.customer_code.to_ascii_uppercase(),
+                    acknowledgement: environment.acknowledgement,
                 },
             )
             .await?;

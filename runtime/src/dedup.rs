@@ -11,6 +11,11 @@
 //! difference in how a retry writes them only means it is processed again, never that one
 //! message is answered with another's ACK.
 //!
+//! A key is not the whole story: a sender that reuses a control ID for another message must
+//! not get the first one's AA while its new content is dropped. The store keeps a
+//! [`digest`] of each message; the same key with another digest is answered AR 205 (duplicate
+//! key identifier) and kept as an audit row (`sink::deliver_and_commit`).
+//!
 //! [`InFlight`] closes the window between "not a duplicate yet" and "committed": a retry that
 //! arrives while the original is still being delivered (the sender's timeout was shorter than
 //! the sink's) waits for the original, then finds it committed and gets its ACK, instead of
@@ -21,7 +26,14 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
-use crate::hl7::Message;
+use crate::hl7::{Message, with_cr_segments};
+
+/// SHA-256 of the message with its line endings normalised (every segment ended by CR), in
+/// lower-case hex: a retry that an engine re-wrote with CRLF is the same message.
+pub fn digest(raw: &[u8]) -> String {
+    let hash = ring::digest::digest(&ring::digest::SHA256, &with_cr_segments(raw));
+    hash.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
 
 /// MSH-3, MSH-4 and MSH-10 of a message.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -166,6 +178,15 @@ mod tests {
             .expect("task");
         drop(other);
         assert!(inflight.is_empty());
+    }
+
+    #[test]
+    fn digests_ignore_line_endings_only() {
+        let cr = digest(b"MSH|^~\\&|A|B\rPID|1||9449305552\r");
+        assert_eq!(cr.len(), 64);
+        assert_eq!(cr, digest(b"MSH|^~\\&|A|B\r\nPID|1||9449305552\r\n"));
+        assert_eq!(cr, digest(b"MSH|^~\\&|A|B\nPID|1||9449305552"));
+        assert_ne!(cr, digest(b"MSH|^~\\&|A|B\rPID|1||9434765919\r"));
     }
 
     #[test]

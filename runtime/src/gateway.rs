@@ -2,12 +2,16 @@
 //! transport ([`crate::server`]) and the store ([`crate::store`]).
 //!
 //! Parse (lenient line endings, the request's charset when MSH-18 is empty) → reject what
-//! cannot be acknowledged (400 when MSH is unreadable) → decide with
-//! [`crate::inbound::evaluate`] and the generated mapping → build the ACK in the message's own
-//! version and charset → hand it to [`crate::sink::deliver_and_commit`], which answers an already
-//! committed duplicate with its original ACK, delivers, commits durably, and only then lets
-//! the AA/CA go out. A store or sink failure answers 503 so the sender retries; nothing is
-//! half-committed.
+//! cannot be acknowledged (400 when MSH is unreadable; AR for an empty or over-long MSH-10)
+//! → decide with [`crate::inbound::evaluate`] and the generated mapping → build the ACK in the
+//! message's own version and charset, in the environment's acknowledgement mode → hand it to
+//! [`crate::sink::deliver_and_commit`], which answers an already committed duplicate with its
+//! original ACK (or AR 205 when the key comes back with other content), delivers, commits
+//! durably, and only then lets the AA go out. A store or sink failure answers 503 so the
+//! sender retries; nothing is half-committed.
+//!
+//! A sender's values reach metrics and logs only when sane: a type not declared inbound is
+//! counted as `undeclared` and logged cut to 40 characters.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,10 +24,13 @@ use crate::hl7::{
     AckCode, AckError, AckMode, AckRequest, Charset, LineEndings, Location, Message, ParseOptions,
     Severity, build_ack, timestamp,
 };
-use crate::inbound::evaluate;
+use crate::inbound::{MAX_CONTROL_ID_CHARS, UNDECLARED, evaluate, shown};
 use crate::metrics::Metrics;
 use crate::server::{Ack, Handler, Hl7Request, Hl7Response};
-use crate::sink::{DeliveryError, DeliveryItem, GatewayAck, Inbound, Sink, deliver_and_commit};
+use crate::sink::{
+    AckBuilder, DeliveryError, DeliveryItem, Disposition, GatewayAck, Inbound, Sink,
+    deliver_and_commit,
+};
 use crate::spec::GatewaySpec;
 use crate::store::Store;
 
@@ -88,34 +95,54 @@ impl Gateway {
                 None => return Hl7Response::NotHl7(whole.to_string()),
             },
         };
-        let mode = AckMode::of(&message);
-        let key = DedupKey::of(&message);
-        let (code, errors, record, message_type) = if let Some(why) = unreadable {
+        let policy = self.spec.policy_for(&self.environment);
+        let mode = self.environment.acknowledgement.mode_for(&message);
+        let mut key = DedupKey::of(&message);
+        let sent_type = format!("{}^{}", message.message_code(), message.trigger_event());
+        let label = policy.metric_label(&sent_type).to_owned();
+        if label == UNDECLARED {
+            tracing::info!(
+                request = %request.request_id,
+                message_type = %shown(&sent_type),
+                "message type not declared inbound"
+            );
+        }
+        let refused = |code: u16, location: Option<Location>, message: String| {
             (
-                mode.code_for(AckCode::ApplicationReject),
+                AckCode::ApplicationReject,
                 vec![AckError {
-                    code: error_code::DATA_TYPE_ERROR,
+                    code,
                     severity: Severity::Error,
-                    location: None,
-                    message: format!("the message cannot be read: {why}"),
+                    location,
+                    message,
                 }],
                 None,
-                format!("{}^{}", message.message_code(), message.trigger_event()),
+                shown(&sent_type),
+            )
+        };
+        let (outcome, errors, record, message_type) = if let Some(why) = unreadable {
+            refused(
+                error_code::DATA_TYPE_ERROR,
+                None,
+                format!("the message cannot be read: {why}"),
             )
         } else if key.control_id.is_empty() {
-            (
-                mode.code_for(AckCode::ApplicationReject),
-                vec![AckError {
-                    code: error_code::REQUIRED_FIELD_MISSING,
-                    severity: Severity::Error,
-                    location: Some(header_location(10)),
-                    message: "MSH-10 (message control ID) is empty: the message cannot be acknowledged or deduplicated".into(),
-                }],
-                None,
-                format!("{}^{}", message.message_code(), message.trigger_event()),
+            refused(
+                error_code::REQUIRED_FIELD_MISSING,
+                Some(header_location(10)),
+                "MSH-10 (message control ID) is empty: the message cannot be acknowledged or deduplicated".into(),
+            )
+        } else if key.control_id.chars().count() > MAX_CONTROL_ID_CHARS {
+            // Refused before its key reaches the store or the logs: kept without a key.
+            key.control_id.clear();
+            refused(
+                error_code::DATA_TYPE_ERROR,
+                Some(header_location(10)),
+                format!(
+                    "MSH-10 (message control ID) is longer than {MAX_CONTROL_ID_CHARS} characters"
+                ),
             )
         } else {
-            let policy = self.spec.policy_for(&self.environment);
             let outcome = evaluate(&message, &policy, |message_type, message| {
                 self.spec.map_inbound(message_type, message)
             });
@@ -126,6 +153,7 @@ impl Gateway {
                 outcome.message_type,
             )
         };
+        let code = mode.code_for(outcome);
         let stamp = timestamp::format_utc(received_at);
         let control_id = self.next_control_id();
         let ack = match build_ack(
@@ -143,6 +171,7 @@ impl Gateway {
                 return Hl7Response::Unavailable(format!("cannot build the ACK: {e}"));
             }
         };
+        let build = ack_builder(&request, mode, control_id, stamp);
         let charset = message.charset();
         let inbound = Inbound {
             item: DeliveryItem {
@@ -160,16 +189,21 @@ impl Gateway {
             &self.sink,
             &self.inflight,
             inbound,
-            GatewayAck { ack, code },
+            GatewayAck { ack, code, build },
         )
         .await
         {
-            Ok(answer) => Hl7Response::Ack(Ack {
-                body: answer.ack,
-                charset,
-                message_type,
-                code: answer.code.as_str().to_string(),
-            }),
+            Ok(answer) => {
+                if matches!(answer.disposition, Disposition::Conflict { .. }) {
+                    self.metrics.duplicate_conflict();
+                }
+                Hl7Response::Ack(Ack {
+                    body: answer.ack,
+                    charset,
+                    message_type: label,
+                    code: answer.code.as_str().to_string(),
+                })
+            }
             Err(e) => {
                 // `hl7gw_store_errors_total` counts the store's failures only: a sink that
                 // refused the message (webhook down) is not a store problem.
@@ -183,6 +217,39 @@ impl Gateway {
             }
         }
     }
+}
+
+/// Builds this request's ACK for an outcome decided after the gateway's own checks (a local
+/// engine's answer, a reused control ID), in the same mode and charset, with the MSH-10 and
+/// MSH-7 of the ACK it replaces.
+fn ack_builder(
+    request: &Hl7Request,
+    mode: AckMode,
+    control_id: String,
+    stamp: String,
+) -> AckBuilder {
+    let body = request.body.clone();
+    let options = ParseOptions {
+        line_endings: LineEndings::Lenient,
+        default_charset: request.charset.unwrap_or(Charset::Utf8),
+    };
+    AckBuilder::new(move |outcome, errors| {
+        let message = Message::parse_with(&body, &options)
+            .or_else(|e| header_only(&body, &options).ok_or(e))
+            .map_err(|e| e.to_string())?;
+        let code = mode.code_for(outcome);
+        let ack = build_ack(
+            &message,
+            &AckRequest {
+                code,
+                control_id: &control_id,
+                timestamp: &stamp,
+                errors,
+            },
+        )
+        .map_err(|e| e.to_string())?;
+        Ok((ack, code))
+    })
 }
 
 impl Handler for Gateway {

@@ -1,15 +1,16 @@
 //! What a receiver decides about one inbound message, before and after mapping: the checks
-//! that lead to AR (wrong environment, wrong receiver, undeclared type), the mapping errors
-//! that lead to AE, and AA otherwise (CA/CE/CR in enhanced mode).
+//! that lead to AR (wrong environment, version, receiver or type), the mapping errors that
+//! lead to AE, and AA otherwise; CA/CE/CR only when the environment's acknowledgement is
+//! `as_requested` and the message asks for enhanced mode.
 //!
 //! Generated gateways and the compiler's spec-test runner both decide through
 //! [`evaluate`], with their own mapping function, so they answer every message the same.
 
 use serde::Serialize;
 
-use crate::config::{EnvName, Environment};
+use crate::config::{Acknowledgement, EnvName, Environment};
 use crate::hl7::ack::error_code;
-use crate::hl7::{AckCode, AckError, AckMode, Location, Message, Severity};
+use crate::hl7::{AckCode, AckError, Location, Message, Severity};
 use crate::mapping::MappingError;
 
 /// What the receiving side accepts.
@@ -23,6 +24,10 @@ pub struct InboundPolicy<'p> {
     pub receiving_application: Option<&'p str>,
     /// MSH-6 expected, when the spec names it.
     pub receiving_facility: Option<&'p str>,
+    /// MSH-12 versions accepted; empty accepts any.
+    pub versions: Vec<&'p str>,
+    /// Which ACK codes to answer with.
+    pub acknowledgement: Acknowledgement,
 }
 
 impl<'p> InboundPolicy<'p> {
@@ -37,6 +42,23 @@ impl<'p> InboundPolicy<'p> {
             processing_id: &environment.processing_id,
             receiving_application: receive.and_then(|r| r.receiving_application.as_deref()),
             receiving_facility: receive.and_then(|r| r.receiving_facility.as_deref()),
+            versions: environment.accept_versions.iter().map(|v| &**v).collect(),
+            acknowledgement: environment.acknowledgement,
+        }
+    }
+
+    /// Whether `message_type` (`TYPE^TRIGGER`) is declared inbound.
+    pub fn declares(&self, message_type: &str) -> bool {
+        self.declared.contains(&message_type)
+    }
+
+    /// The type as metrics and logs may carry it: the declared type itself, or
+    /// [`UNDECLARED`] for anything else, so a sender's text never becomes a label.
+    pub fn metric_label<'t>(&self, message_type: &'t str) -> &'t str {
+        if self.declares(message_type) {
+            message_type
+        } else {
+            UNDECLARED
         }
     }
 
@@ -48,7 +70,28 @@ impl<'p> InboundPolicy<'p> {
             processing_id: name.processing_id().as_str(),
             receiving_application: None,
             receiving_facility: None,
+            versions: Vec::new(),
+            acknowledgement: Acknowledgement::default(),
         }
+    }
+}
+
+/// The metric label of every message type the spec does not declare inbound.
+pub const UNDECLARED: &str = "undeclared";
+
+/// The longest text of a sender's value (an undeclared MSH-9) that the store, a log line or
+/// an ACK text carries.
+pub const SHOWN_CHARS: usize = 40;
+
+/// The longest MSH-10 accepted: beyond it the message is refused (AR 102 at MSH-10) before
+/// its key reaches the store or the logs. 199 is HL7's largest length for MSH-10 (v2.7+).
+pub const MAX_CONTROL_ID_CHARS: usize = 199;
+
+/// `text` cut to [`SHOWN_CHARS`] characters, with `…` when cut.
+pub fn shown(text: &str) -> String {
+    match text.char_indices().nth(SHOWN_CHARS) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_owned(),
     }
 }
 
@@ -123,8 +166,13 @@ pub fn evaluate(
     policy: &InboundPolicy<'_>,
     map: impl FnOnce(&str, &Message<'_>) -> Result<serde_json::Value, Vec<MappingError>>,
 ) -> Outcome {
-    let mode = AckMode::of(message);
+    let mode = policy.acknowledgement.mode_for(message);
     let message_type = format!("{}^{}", message.message_code(), message.trigger_event());
+    let message_type = if policy.declares(&message_type) {
+        message_type
+    } else {
+        shown(&message_type)
+    };
     let reject = |code: u16, field: usize, text: String| Outcome {
         ack: mode.code_for(AckCode::ApplicationReject),
         message_type: message_type.clone(),
@@ -141,8 +189,21 @@ pub fn evaluate(
             error_code::UNSUPPORTED_PROCESSING_ID,
             11,
             format!(
-                "processing id {processing_id:?} is not accepted here; this environment takes {:?}",
+                "processing id {:?} is not accepted here; this environment takes {:?}",
+                shown(&processing_id),
                 policy.processing_id
+            ),
+        );
+    }
+    let version = message.header_text(12, 1);
+    if !policy.versions.is_empty() && !policy.versions.contains(&version.trim()) {
+        return reject(
+            error_code::UNSUPPORTED_VERSION_ID,
+            12,
+            format!(
+                "HL7 version {:?} is not accepted here; accepted: {}",
+                shown(&version),
+                policy.versions.join(", ")
             ),
         );
     }
@@ -156,12 +217,15 @@ pub fn evaluate(
                 return reject(
                     error_code::APPLICATION_INTERNAL_ERROR,
                     field,
-                    format!("{what} {got:?} is not this gateway ({expected:?})"),
+                    format!(
+                        "{what} {:?} is not this gateway ({expected:?})",
+                        shown(&got)
+                    ),
                 );
             }
         }
     }
-    if !policy.declared.contains(&message_type.as_str()) {
+    if !policy.declares(&message_type) {
         let code_known = policy
             .declared
             .iter()
@@ -284,6 +348,62 @@ mod tests {
         assert!(!location_matches("OBX[2]-5", "OBX-5"));
         assert!(location_matches("PID-3[2]", "PID-3[2].1"));
         assert!(!location_matches("PID-3[2]", "PID-3.1"));
+    }
+
+    fn policy(acknowledgement: Acknowledgement) -> InboundPolicy<'static> {
+        InboundPolicy {
+            declared: vec!["ADT^A28"],
+            processing_id: "T",
+            receiving_application: None,
+            receiving_facility: None,
+            versions: vec!["2.3", "2.3.1"],
+            acknowledgement,
+        }
+    }
+
+    fn decide(acknowledgement: Acknowledgement, msh9: &str, version: &str) -> Outcome {
+        let raw =
+            format!("MSH|^~\\&|TIE|RX1|EMS|EMS|20240101||{msh9}|C1|T|{version}|||AL|NE\rPID|1\r");
+        let message = Message::parse(raw.as_bytes()).unwrap();
+        evaluate(&message, &policy(acknowledgement), |_, _| {
+            Ok(serde_json::json!({}))
+        })
+    }
+
+    #[test]
+    fn application_mode_answers_aa_whatever_msh_15_16_ask() {
+        let outcome = decide(Acknowledgement::Application, "ADT^A28", "2.3");
+        assert_eq!(outcome.ack, AckCode::ApplicationAccept);
+        let outcome = decide(Acknowledgement::AsRequested, "ADT^A28", "2.3");
+        assert_eq!(outcome.ack, AckCode::CommitAccept);
+        let outcome = decide(Acknowledgement::AsRequested, "ADT^A28", "2.5");
+        assert_eq!(outcome.ack, AckCode::CommitReject);
+    }
+
+    #[test]
+    fn a_version_not_accepted_is_rejected_203_at_msh_12() {
+        assert_eq!(
+            decide(Acknowledgement::Application, "ADT^A28", "2.3.1").ack,
+            AckCode::ApplicationAccept
+        );
+        let outcome = decide(Acknowledgement::Application, "ADT^A28", "2.5.1");
+        assert_eq!(outcome.ack, AckCode::ApplicationReject);
+        assert_eq!(outcome.errors[0].code, 203);
+        assert_eq!(outcome.errors[0].location.as_deref(), Some("MSH-12"));
+        assert!(outcome.errors[0].message.contains("2.3, 2.3.1"));
+    }
+
+    #[test]
+    fn an_undeclared_type_is_shown_cut_and_labelled_undeclared() {
+        let long = format!("ADT^{}", "X".repeat(100_000));
+        let outcome = decide(Acknowledgement::Application, &long, "2.3");
+        assert_eq!(outcome.ack, AckCode::ApplicationReject);
+        assert_eq!(outcome.errors[0].code, 201);
+        assert!(outcome.message_type.chars().count() <= SHOWN_CHARS + 1);
+        assert!(outcome.errors[0].message.len() < 200);
+        let policy = policy(Acknowledgement::Application);
+        assert_eq!(policy.metric_label(&long), UNDECLARED);
+        assert_eq!(policy.metric_label("ADT^A28"), "ADT^A28");
     }
 
     #[test]

@@ -33,7 +33,7 @@ use tokio::net::TcpListener;
 
 use crate::hl7::ack::error_code;
 use crate::hl7::{
-    AckCode, AckError, AckMode, AckRequest, Message, ParseOptions, Severity, build_ack, timestamp,
+    AckCode, AckError, AckRequest, Message, ParseOptions, Severity, build_ack, timestamp,
 };
 use crate::mapping::OutboundHeader;
 use crate::queue::{Queue, QueueError};
@@ -57,6 +57,8 @@ pub struct IntakeConfig {
     pub sending_application: String,
     /// MSH-4 default.
     pub sending_facility: String,
+    /// Which ACK codes the MLLP listener answers with (the environment's).
+    pub acknowledgement: crate::config::Acknowledgement,
 }
 
 /// Why the intake could not start.
@@ -437,7 +439,7 @@ async fn serve_mllp(mut stream: tokio::net::TcpStream, shared: &Shared) {
 /// closed: there is nothing to acknowledge).
 async fn mllp_answer(shared: &Shared, bytes: &[u8]) -> Option<Vec<u8>> {
     let message = Message::parse_with(bytes, &ParseOptions::lenient()).ok()?;
-    let mode = AckMode::of(&message);
+    let mode = shared.config.acknowledgement.mode_for(&message);
     let (code, errors) = match shared.queue_message(bytes).await {
         Ok(_) => (AckCode::ApplicationAccept, Vec::new()),
         Err(Refusal::Undeclared(m)) => (

@@ -10,7 +10,7 @@
 //!
 //! | metric | type | labels |
 //! |---|---|---|
-//! | `hl7gw_messages_total` | counter | `type` (`ADT^A28`), `ack` (`AA`, `AE`, …) |
+//! | `hl7gw_messages_total` | counter | `type` (`ADT^A28`, or `undeclared` for any type the spec does not declare inbound), `ack` (`AA`, `AE`, …) |
 //! | `hl7gw_http_responses_total` | counter | `status` |
 //! | `hl7gw_requests_cancelled_total` | counter | `stage` (see [`cancelled`]) |
 //! | `hl7gw_unexpected_content_type_total` | counter | `media_type` (see [`unexpected_media_label`]) |
@@ -20,6 +20,7 @@
 //! | `hl7gw_connections_accepted_total` | counter | |
 //! | `hl7gw_connections_open` | gauge | |
 //! | `hl7gw_store_errors_total` | counter | |
+//! | `hl7gw_duplicate_conflicts_total` | counter | |
 //!
 //! Sending side (present, at zero, also in a gateway that does not send):
 //!
@@ -234,6 +235,7 @@ pub struct Metrics {
     rejected: Labelled,
     latency: Histogram,
     store_errors: AtomicU64,
+    duplicate_conflicts: AtomicU64,
     accepted: AtomicU64,
     open: AtomicI64,
     /// Outbound: messages waiting (queued, in flight or held).
@@ -313,6 +315,16 @@ impl Metrics {
     /// One store failure (the processing reports these).
     pub fn store_error(&self) {
         self.store_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// One message refused because its key was committed for other content (AR 205).
+    pub fn duplicate_conflict(&self) {
+        self.duplicate_conflicts.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Messages refused for a key committed with other content.
+    pub fn duplicate_conflicts_count(&self) -> u64 {
+        self.duplicate_conflicts.load(Ordering::Relaxed)
     }
 
     /// One TCP connection accepted (before the IP check).
@@ -480,6 +492,17 @@ impl Metrics {
             out,
             "hl7gw_store_errors_total {}",
             self.store_errors.load(Ordering::Relaxed)
+        );
+        header(
+            &mut out,
+            "hl7gw_duplicate_conflicts_total",
+            "Messages refused (AR 205) because their key was committed for other content.",
+            "counter",
+        );
+        let _ = writeln!(
+            out,
+            "hl7gw_duplicate_conflicts_total {}",
+            self.duplicate_conflicts_count()
         );
         out
     }

@@ -240,7 +240,7 @@ impl GatewaySpec {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::SinkConfig;
+    use crate::config::{Acknowledgement, SinkConfig};
     use crate::hl7::AckCode;
 
     const ADT: &[u8] =
@@ -265,6 +265,8 @@ mod tests {
                 send: None,
                 store: String::from("x.sqlite").into(),
                 sink: SinkConfig::Inbox,
+                acknowledgement: Acknowledgement::Application,
+                accept_versions: Cow::Borrowed(&[]),
             }),
             prod: None,
             inbound: vec![InboundBinding {

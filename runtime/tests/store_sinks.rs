@@ -17,12 +17,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use base64::Engine as _;
 use bytes::Bytes;
 use hl7gw_runtime::dedup::{DedupKey, InFlight};
-use hl7gw_runtime::hl7::{AckCode, AckRequest, Message, build_ack};
+use hl7gw_runtime::hl7::{
+    AckCode, AckError, AckRequest, Message, Path as Hl7Path, Severity, build_ack, read_ack,
+};
 use hl7gw_runtime::mllp;
 use hl7gw_runtime::sink::inbox::{InboxError, InboxServer};
 use hl7gw_runtime::sink::{
-    DeliveryError, DeliveryItem, Disposition, GatewayAck, Inbound, MllpSink, Sink, SinkError,
-    SinkKind, SinkOutcome, WebhookSink, deliver_and_commit,
+    AckBuilder, DeliveryError, DeliveryItem, Disposition, GatewayAck, Inbound, MllpSink, Sink,
+    SinkError, SinkKind, SinkOutcome, WebhookSink, deliver_and_commit,
 };
 use hl7gw_runtime::store::{CommitResult, InboundRecord, InboundStatus, Store, StoreError};
 use hl7gw_tests::wire::Http;
@@ -51,17 +53,31 @@ fn raw_message(app: &str, control_id: &str) -> Vec<u8> {
 }
 
 fn ack_for(raw: &[u8], code: AckCode) -> Vec<u8> {
+    ack_with(raw, code, "ACK0001", &[])
+}
+
+fn ack_with(raw: &[u8], code: AckCode, control_id: &str, errors: &[AckError]) -> Vec<u8> {
     let message = Message::parse(raw).expect("test message parses");
     build_ack(
         &message,
         &AckRequest {
             code,
-            control_id: "ACK0001",
+            control_id,
             timestamp: "20240501120001+0000",
-            errors: &[],
+            errors,
         },
     )
     .expect("ACK builds")
+}
+
+/// The engine's refusal: table value not found at PID-8.
+fn engine_error() -> AckError {
+    AckError {
+        code: 103,
+        severity: Severity::Error,
+        location: Some(Hl7Path::parse("PID-8").unwrap().nominal_location()),
+        message: "sex code not in the engine's table".into(),
+    }
 }
 
 fn record_at(
@@ -1147,7 +1163,20 @@ async fn mllp_engine(behaviour: Engine) -> (SocketAddr, mpsc::UnboundedReceiver<
                 };
                 let _ = tx.send(message.clone());
                 let answer = match behaviour {
-                    Engine::Ack(code) => ack_for(&message, code),
+                    // The engine's own ACK, with its own MSH-10 and LF line ends, and an
+                    // ERR when it refuses: the gateway must answer its own, never these bytes.
+                    Engine::Ack(code) => {
+                        let errors = if code.is_accept() {
+                            Vec::new()
+                        } else {
+                            vec![engine_error()]
+                        };
+                        let ack = ack_with(&message, code, "ENGINE-ACK", &errors);
+                        String::from_utf8(ack)
+                            .unwrap()
+                            .replace('\r', "\n")
+                            .into_bytes()
+                    }
                     Engine::WrongControlId => {
                         let other = String::from_utf8(message)
                             .unwrap()
@@ -1165,7 +1194,7 @@ async fn mllp_engine(behaviour: Engine) -> (SocketAddr, mpsc::UnboundedReceiver<
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mllp_relays_the_engines_ack_whatever_its_code() {
+async fn mllp_hands_over_cr_segments_and_returns_the_engines_outcome_not_its_bytes() {
     for code in [
         AckCode::ApplicationAccept,
         AckCode::ApplicationError,
@@ -1173,14 +1202,27 @@ async fn mllp_relays_the_engines_ack_whatever_its_code() {
     ] {
         let (addr, mut received) = mllp_engine(Engine::Ack(code)).await;
         let sink = MllpSink::new(addr.to_string(), Duration::from_secs(5));
-        let it = item("ML1");
+        // The Trust sent CRLF line ends; the engine gets CR, as HL7 writes them.
+        let mut it = item("ML1");
+        let with_cr = it.raw.clone();
+        it.raw = String::from_utf8(with_cr.clone())
+            .unwrap()
+            .replace('\r', "\r\n")
+            .into_bytes();
         let outcome = bounded(sink.deliver(&it)).await.unwrap();
         let forwarded = bounded(received.recv()).await.unwrap();
-        assert_eq!(forwarded, it.raw, "forwarded byte for byte");
+        assert_eq!(forwarded, with_cr, "forwarded with CR segment ends");
         match outcome {
-            SinkOutcome::Relayed { ack, code: got } => {
+            SinkOutcome::Answered { code: got, errors } => {
                 assert_eq!(got, code);
-                assert_eq!(ack, ack_for(&it.raw, code), "relayed byte for byte");
+                if code.is_accept() {
+                    assert!(errors.is_empty(), "{errors:?}");
+                } else {
+                    assert_eq!(errors.len(), 1, "{errors:?}");
+                    assert_eq!(errors[0].code, 103);
+                    assert_eq!(errors[0].location.as_ref().unwrap().to_string(), "PID-8");
+                    assert_eq!(errors[0].message, engine_error().message);
+                }
             }
             other => panic!("{other:?}"),
         }
@@ -1263,10 +1305,16 @@ fn inbound(control_id: &str) -> Inbound {
     }
 }
 
+/// The gateway's ACK for `raw_message("EPIC", control_id)`, and its builder for later
+/// outcomes (MSH-10 `GW-ACK`, original mode).
 fn gateway_ack(control_id: &str, code: AckCode) -> GatewayAck {
+    let raw = raw_message("EPIC", control_id);
     GatewayAck {
-        ack: ack_for(&raw_message("EPIC", control_id), code),
+        ack: ack_for(&raw, code),
         code,
+        build: AckBuilder::new(move |outcome, errors| {
+            Ok((ack_with(&raw, outcome, "GW-ACK", errors), outcome))
+        }),
     }
 }
 
@@ -1464,10 +1512,18 @@ async fn mllp_delivery_commits_the_engines_ack_and_records_its_refusals() {
     .await
     .unwrap();
     assert_eq!(refused.code, AckCode::ApplicationError);
+    // The gateway's own ACK (its MSH-10, CR separators), carrying the engine's ERR.
     assert_eq!(
         refused.ack,
-        ack_for(&raw_message("EPIC", "M1"), AckCode::ApplicationError)
+        ack_with(
+            &raw_message("EPIC", "M1"),
+            AckCode::ApplicationError,
+            "GW-ACK",
+            &[engine_error()]
+        )
     );
+    let receipt = read_ack(&Message::parse(&refused.ack).unwrap()).unwrap();
+    assert_eq!(receipt.text, engine_error().message);
     let Disposition::Recorded(row) = refused.disposition else {
         panic!("{refused:?}");
     };
@@ -1489,7 +1545,12 @@ async fn mllp_delivery_commits_the_engines_ack_and_records_its_refusals() {
     .await
     .unwrap();
     assert!(matches!(accepted.disposition, Disposition::Committed(_)));
-    let engine_ack = ack_for(&raw_message("EPIC", "M1"), AckCode::ApplicationAccept);
+    let engine_ack = ack_with(
+        &raw_message("EPIC", "M1"),
+        AckCode::ApplicationAccept,
+        "GW-ACK",
+        &[],
+    );
     assert_eq!(accepted.ack, engine_ack);
     let replay = bounded(deliver_and_commit(
         &store,
@@ -1536,4 +1597,144 @@ async fn mllp_delivery_commits_the_engines_ack_and_records_its_refusals() {
             .unwrap()
             .is_none()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_reused_for_other_content_is_refused_205_and_nothing_is_overwritten() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let inflight = Arc::new(InFlight::new());
+    let sink = Sink::Inbox;
+    let first = bounded(deliver_and_commit(
+        &store,
+        &sink,
+        &inflight,
+        inbound("K1"),
+        gateway_ack("K1", AckCode::ApplicationAccept),
+    ))
+    .await
+    .unwrap();
+    let Disposition::Committed(original) = first.disposition else {
+        panic!("{first:?}");
+    };
+
+    // The same message re-sent with CRLF line ends is the same message: the original ACK.
+    let mut crlf = inbound("K1");
+    crlf.item.raw = String::from_utf8(crlf.item.raw)
+        .unwrap()
+        .replace('\r', "\r\n")
+        .into_bytes();
+    let retry = bounded(deliver_and_commit(
+        &store,
+        &sink,
+        &inflight,
+        crlf,
+        gateway_ack("K1", AckCode::ApplicationAccept),
+    ))
+    .await
+    .unwrap();
+    assert_eq!(retry.disposition, Disposition::Duplicate(original));
+    assert_eq!(retry.ack, first.ack);
+
+    // Other content under the same key: AR 205 at MSH-10, kept as an audit row.
+    let mut other = inbound("K1");
+    other.item.raw = String::from_utf8(other.item.raw)
+        .unwrap()
+        .replace("SMITH^JOHN", "JONES^MARY")
+        .into_bytes();
+    let conflict = bounded(deliver_and_commit(
+        &store,
+        &sink,
+        &inflight,
+        other,
+        gateway_ack("K1", AckCode::ApplicationAccept),
+    ))
+    .await
+    .unwrap();
+    let Disposition::Conflict {
+        row,
+        original: held,
+    } = conflict.disposition
+    else {
+        panic!("{conflict:?}");
+    };
+    assert_eq!(held, original);
+    assert_eq!(conflict.code, AckCode::ApplicationReject);
+    let receipt = read_ack(&Message::parse(&conflict.ack).unwrap()).unwrap();
+    assert_eq!(receipt.code, AckCode::ApplicationReject);
+    assert_eq!(receipt.errors[0].code, Some(205));
+    assert_eq!(
+        receipt.errors[0].location.as_ref().unwrap().to_string(),
+        "MSH-10"
+    );
+    assert!(receipt.text.contains("other content"), "{}", receipt.text);
+    let audit = store.inbound(row).await.unwrap().unwrap();
+    assert_eq!(audit.status, InboundStatus::Rejected);
+    assert!(String::from_utf8_lossy(&audit.raw).contains("JONES"));
+    let kept = store.inbound(original).await.unwrap().unwrap();
+    assert_eq!(kept.status, InboundStatus::Committed);
+    assert!(String::from_utf8_lossy(&kept.raw).contains("SMITH"));
+    assert_eq!(kept.ack, first.ack);
+    assert_eq!(store.inbox_list(0, 10, false).await.unwrap().len(), 1);
+}
+
+/// A store written by a gateway before migration 3 (schema version 2, no digests): opening
+/// it adds the column, and its committed rows keep answering their original ACK to any
+/// repeat of the key, whatever the content.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_stored_before_digests_answers_its_original_ack_to_any_repeat() {
+    use hl7gw_runtime::store::{APPLICATION_ID, schema::MIGRATIONS};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v2.sqlite");
+    let original_ack = ack_for(&raw_message("EPIC", "OLD1"), AckCode::ApplicationAccept);
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(&format!(
+            "PRAGMA journal_mode = WAL; PRAGMA application_id = {APPLICATION_ID};
+             CREATE TABLE schema_migrations (
+                 version INTEGER PRIMARY KEY, description TEXT NOT NULL, applied_at TEXT NOT NULL
+             ) STRICT;"
+        ))
+        .unwrap();
+        for m in MIGRATIONS.iter().filter(|m| m.version <= 2) {
+            conn.execute_batch(m.sql).unwrap();
+            conn.execute(
+                "INSERT INTO schema_migrations VALUES (?1, ?2, '2026-01-01T00:00:00.000000Z')",
+                rusqlite::params![m.version, m.description],
+            )
+            .unwrap();
+        }
+        conn.execute(
+            "INSERT INTO inbound_messages (received_at, committed_at, sending_application,
+                 sending_facility, control_id, message_type, raw, ack, ack_code, status, sink)
+             VALUES ('2026-01-01T00:00:00.000000Z', '2026-01-01T00:00:00.000000Z', 'EPIC', 'RX1',
+                 'OLD1', 'ADT^A28', ?1, ?2, 'AA', 'committed', 'inbox')",
+            rusqlite::params![raw_message("EPIC", "OLD1"), original_ack],
+        )
+        .unwrap();
+    }
+    let store = Store::open(&path).unwrap();
+    let version: i64 = rusqlite::Connection::open(&path)
+        .unwrap()
+        .query_row("SELECT MAX(version) FROM schema_migrations", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(version, hl7gw_runtime::store::schema::latest_version());
+    let mut other = inbound("OLD1");
+    other.item.raw.extend_from_slice(b"NTE|1||other content\r");
+    let repeat = bounded(deliver_and_commit(
+        &store,
+        &Sink::Inbox,
+        &Arc::new(InFlight::new()),
+        other,
+        gateway_ack("OLD1", AckCode::ApplicationAccept),
+    ))
+    .await
+    .unwrap();
+    assert!(
+        matches!(repeat.disposition, Disposition::Duplicate(_)),
+        "{repeat:?}"
+    );
+    assert_eq!(repeat.ack, original_ack);
 }

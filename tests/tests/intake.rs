@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use hl7gw_runtime::config::Acknowledgement;
 use hl7gw_runtime::hl7::Message;
 use hl7gw_runtime::intake::{Intake, IntakeConfig};
 use hl7gw_runtime::queue::Queue;
@@ -53,6 +54,7 @@ async fn hl7_and_json_records_are_queued_and_the_rest_refused() {
             processing_id: "T".into(),
             sending_application: "EMS".into(),
             sending_facility: "DEMO".into(),
+            acknowledgement: Acknowledgement::Application,
         },
     )
     .await
@@ -136,6 +138,7 @@ async fn mllp_intake_answers_a_commit_ack_once_queued() {
             processing_id: "T".into(),
             sending_application: "EMS".into(),
             sending_facility: "DEMO".into(),
+            acknowledgement: Acknowledgement::Application,
         },
     )
     .await

@@ -26,6 +26,7 @@ use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+use hl7gw_runtime::config::Acknowledgement;
 use hl7gw_tests::engines::{
     self, BizTalkOutcome, HapiOutcome, IrisAction, MirthStatus, RhapsodyOutcome,
 };
@@ -598,6 +599,230 @@ async fn a_duplicate_gets_the_same_ack_and_makes_one_record() {
         assert_eq!(committed(&rows, "DUP-2")[0].ack, answers[0].body);
         let listed = case.gw.inbox_get("/inbox");
         assert_eq!(listed["items"].as_array().unwrap().len(), 2);
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------------------------------
+// Acknowledgement modes, reused keys and values that cannot be sane (issue 10).
+
+fn eastbay_engine() -> Arc<ClientConfig> {
+    client_config(
+        &pki::eastbay_gateway_ca(),
+        Some(&pki::eastbay_engine()),
+        &[],
+    )
+}
+
+/// A sample message of `examples/messages/`.
+fn example(name: &str) -> Vec<u8> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/messages")
+        .join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The eastbay engine fills MSH-15/16 (`AL`/`NE`) on every message; with the default
+/// acknowledgement mode it gets application ACKs, each after the commit.
+#[tokio::test]
+async fn eastbay_gets_application_acks_although_it_fills_msh_15_16() {
+    bounded(async {
+        let case = Case::start(Spec::Eastbay, |_, _| {});
+        let case = &case;
+        let post = |body: Vec<u8>| {
+            let request = hl7_post(case, "application/hl7-v2", &body);
+            async move { ack_of(&exchange(case, eastbay_engine(), &request).await) }
+        };
+        for (file, id) in [
+            ("eastbay/adt_a28.hl7", "EB-A28-0001"),
+            ("eastbay/adt_a31.hl7", "EB-A31-0001"),
+            ("eastbay/adt_a40.hl7", "EB-A40-0001"),
+        ] {
+            let body = example(file);
+            assert!(
+                String::from_utf8_lossy(&body).contains("|||AL|NE"),
+                "{file}"
+            );
+            let ack = post(body).await;
+            assert_eq!(ack.code(), "AA", "{file}: {ack:?}");
+            assert_eq!(ack.acknowledged(), id);
+            // v2.3 defines MSH-9 with two components: no structure.
+            assert!(ack.field("MSH", 9).starts_with("ACK^A"), "{ack:?}");
+            assert_eq!(ack.field("MSH", 9).split('^').count(), 2, "{ack:?}");
+        }
+        let refusals = [
+            ("eastbay/adt_a28_no_nhs_number.hl7", "AE", "PID^1^2^101"),
+            (
+                "eastbay/adt_a28_bad_nhs_check_digit.hl7",
+                "AE",
+                "PID^1^2^102",
+            ),
+            (
+                "eastbay/adt_a28_prod_processing_id.hl7",
+                "AR",
+                "MSH^1^11^202",
+            ),
+            ("eastbay/orm_o01_not_accepted.hl7", "AR", "MSH^1^9^200"),
+            ("eastbay/adt_a28_v24.hl7", "AR", "MSH^1^12^203"),
+        ];
+        for (file, code, err) in refusals {
+            let ack = post(example(file)).await;
+            assert_eq!(ack.code(), code, "{file}: {ack:?}");
+            let errors = ack.errors();
+            assert_eq!(errors.len(), 1, "{file}: {ack:?}");
+            assert!(errors[0].contains(err), "{file}: {errors:?}");
+        }
+        let rows = case.rows();
+        assert_eq!(committed(&rows, "EB-A28-0001").len(), 1);
+        assert_eq!(rows.len(), 8, "{rows:?}");
+    })
+    .await;
+}
+
+/// The same MSH-3/4/10 with other content is not a duplicate: AR 205 at MSH-10, an audit
+/// row, the metric; the committed message and its ACK stay as they were.
+#[tokio::test]
+async fn the_same_key_with_other_content_gets_ar_205() {
+    bounded(async {
+        let case = Case::start(Spec::Eastbay, |_, _| {});
+        let original = example("eastbay/adt_a28.hl7");
+        let request = hl7_post(&case, "application/hl7-v2", &original);
+        let first = exchange(&case, eastbay_engine(), &request).await;
+        assert_eq!(ack_of(&first).code(), "AA");
+
+        // A retry with LF line ends is the same message: the original ACK, byte for byte.
+        let lf: Vec<u8> = original
+            .iter()
+            .map(|&b| if b == b'\r' { b'\n' } else { b })
+            .collect();
+        let retry = exchange(
+            &case,
+            eastbay_engine(),
+            &hl7_post(&case, "application/hl7-v2", &lf),
+        )
+        .await;
+        assert_eq!(retry.body, first.body);
+
+        // Another patient under the same control id.
+        let other = String::from_utf8(original.clone())
+            .unwrap()
+            .replace("HUSSAIN^AMINA", "HUSSEIN^AMINAH")
+            .into_bytes();
+        let answer = exchange(
+            &case,
+            eastbay_engine(),
+            &hl7_post(&case, "application/hl7-v2", &other),
+        )
+        .await;
+        let ack = ack_of(&answer);
+        assert_eq!(ack.code(), "AR", "{ack:?}");
+        assert_eq!(ack.acknowledged(), "EB-A28-0001");
+        let errors = ack.errors();
+        assert_eq!(errors.len(), 1, "{ack:?}");
+        assert!(errors[0].contains("MSH^1^10^205"), "{errors:?}");
+        assert!(ack.field("MSA", 3).contains("other content"), "{ack:?}");
+        case.gw.wait_for_metric("hl7gw_duplicate_conflicts_total 1");
+
+        let rows = case.rows();
+        assert_eq!(rows.len(), 2, "{rows:?}");
+        let kept = committed(&rows, "EB-A28-0001");
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].raw, original, "nothing overwritten");
+        assert_eq!(kept[0].ack, first.body);
+        let audit = rows.iter().find(|r| r.status == "rejected").unwrap();
+        assert_eq!(audit.raw, other);
+        assert_eq!(audit.ack_code, "AR");
+        let listed = case.gw.inbox_get("/inbox");
+        assert_eq!(listed["items"].as_array().unwrap().len(), 1);
+    })
+    .await;
+}
+
+/// A sender's values reach metrics, logs and the store only when sane.
+#[tokio::test]
+async fn an_absurd_type_or_control_id_is_refused_before_metrics_and_store() {
+    bounded(async {
+        let case = Case::start(Spec::Eastbay, |_, _| {});
+        let base = String::from_utf8(example("eastbay/adt_a28.hl7")).unwrap();
+        let huge_type = base.replace("ADT^A28|", &format!("ADT^{}|", "X".repeat(100_000)));
+        let ack = ack_of(
+            &exchange(
+                &case,
+                eastbay_engine(),
+                &hl7_post(&case, "application/hl7-v2", huge_type.as_bytes()),
+            )
+            .await,
+        );
+        assert_eq!(ack.code(), "AR", "{ack:?}");
+        assert!(ack.errors()[0].contains("MSH^1^9^201"), "{ack:?}");
+        assert!(ack.field("MSA", 3).len() < 300, "{ack:?}");
+        case.gw
+            .wait_for_metric("hl7gw_messages_total{type=\"undeclared\",ack=\"AR\"} 1");
+        assert!(!case.gw.metrics().contains("XXXXXXXXXX"));
+
+        let long_id = "9".repeat(200);
+        let body = base.replace("EB-A28-0001", &long_id);
+        let ack = ack_of(
+            &exchange(
+                &case,
+                eastbay_engine(),
+                &hl7_post(&case, "application/hl7-v2", body.as_bytes()),
+            )
+            .await,
+        );
+        assert_eq!(ack.code(), "AR", "{ack:?}");
+        assert!(ack.errors()[0].contains("MSH^1^10^102"), "{ack:?}");
+
+        let rows = case.rows();
+        assert_eq!(rows.len(), 2, "{rows:?}");
+        assert!(
+            rows[0].message_type.chars().count() <= 41,
+            "{}",
+            rows[0].message_type
+        );
+        assert_eq!(rows[1].control_id, "", "an over-long key is not stored");
+        assert!(
+            !case
+                .gw
+                .log_tail(200)
+                .contains("XXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX")
+        );
+    })
+    .await;
+}
+
+/// `acknowledgement: as_requested` honours enhanced mode: MSH-15 `AL` gets CA.
+#[tokio::test]
+async fn as_requested_answers_a_commit_ack_to_enhanced_mode() {
+    bounded(async {
+        let case = Case::start(Spec::Demo, |config, _| {
+            config.acknowledgement = Some(Acknowledgement::AsRequested);
+        });
+        let body = example("adt_a31_enhanced.hl7");
+        assert!(String::from_utf8_lossy(&body).contains("|||AL|NE"));
+        let ack = ack_of(
+            &exchange(
+                &case,
+                demo_engine(),
+                &hl7_post(&case, "application/hl7-v2", &body),
+            )
+            .await,
+        );
+        assert_eq!(ack.code(), "CA", "{ack:?}");
+        assert_eq!(ack.field("MSH", 9), "ACK^A31^ACK");
+        // A message without MSH-15/16 still gets the original mode.
+        let ack = ack_of(
+            &exchange(
+                &case,
+                demo_engine(),
+                &hl7_post(&case, "application/hl7-v2", &example("adt_a28.hl7")),
+            )
+            .await,
+        );
+        assert_eq!(ack.code(), "AA", "{ack:?}");
+        let rows = case.rows();
+        assert_eq!(rows.len(), 2);
+        assert!(rows.iter().all(|r| r.status == "committed"), "{rows:?}");
     })
     .await;
 }

@@ -1,4 +1,4 @@
-//! HL7 checks against the embedded dictionary (`crate::dict`): the version exists, every
+//! HL7 checks against the embedded dictionary (`crate::dict`): the versions exist, every
 //! declared message type exists in it, every mapped path names a segment that can occur in
 //! the messages using the record, a field and component that exist, and a datatype that
 //! fits the field's type (a `date` from a CX field is an error).
@@ -15,6 +15,20 @@ use crate::spec::{FieldType, LoadedSpec};
 
 pub(super) fn check(spec: &LoadedSpec, out: &mut Vec<Diagnostic>) {
     let s = &spec.spec;
+    for (i, version) in s.accept_versions.iter().enumerate() {
+        if dict::version(version).is_none() {
+            out.push(
+                spec.at_value(
+                    Diagnostic::error(
+                        "hl7-version-unknown",
+                        format!("HL7 version `{version}` in accept_versions is not known"),
+                    )
+                    .detail(format!("known versions: {}", dict::versions().join(", "))),
+                    &format!("/accept_versions/{i}"),
+                ),
+            );
+        }
+    }
     let Some(vd) = dict::version(&s.hl7_version) else {
         out.push(
             spec.at_value(

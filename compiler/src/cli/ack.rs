@@ -5,8 +5,9 @@ use std::io::{IsTerminal, Write};
 use std::time::SystemTime;
 
 use clap::Args;
+use hl7gw_runtime::config::Acknowledgement;
 use hl7gw_runtime::hl7::{
-    AckCode, AckError, AckMode, AckRequest, Path, Severity, ack::error_code, build_ack, timestamp,
+    AckCode, AckError, AckRequest, Path, Severity, ack::error_code, build_ack, timestamp,
 };
 
 use super::Failure;
@@ -18,10 +19,15 @@ pub struct AckArgs {
     #[command(flatten)]
     input: Hl7InputArgs,
 
-    /// MSA-1: AA, AE, AR, CA, CE or CR. Default: AA (CA in enhanced mode), or AE (CE) when
-    /// errors are given.
+    /// MSA-1: AA, AE, AR, CA, CE or CR. Default: AA, or AE when errors are given (CA/CE with
+    /// `--acknowledgement as_requested` for a message that fills MSH-15 or MSH-16).
     #[arg(long, value_parser = parse_code)]
     code: Option<AckCode>,
+
+    /// The receiver's acknowledgement mode, as a spec's `acknowledgement`: application
+    /// (AA/AE/AR whatever MSH-15/MSH-16 ask) or as_requested (CA/CE/CR in enhanced mode).
+    #[arg(long, value_parser = parse_acknowledgement, default_value = "application")]
+    acknowledgement: Acknowledgement,
 
     /// An error for the ERR segment: CODE[@LOCATION][:TEXT], e.g. `103@OBR-4:unknown
     /// procedure`. CODE is from HL7 table 0357. Repeatable.
@@ -40,6 +46,13 @@ pub struct AckArgs {
     /// standard output is a terminal (a CR alone would overwrite the line on screen).
     #[arg(long, value_parser = ["cr", "lf"])]
     line_ending: Option<String>,
+}
+
+fn parse_acknowledgement(text: &str) -> Result<Acknowledgement, String> {
+    [Acknowledgement::Application, Acknowledgement::AsRequested]
+        .into_iter()
+        .find(|a| a.as_str() == text)
+        .ok_or_else(|| format!("{text:?} is not one of application, as_requested"))
 }
 
 fn parse_code(text: &str) -> Result<AckCode, String> {
@@ -110,7 +123,7 @@ pub fn run(args: &AckArgs, out: &mut dyn Write) -> Result<(), Failure> {
         None => std::io::stdout().is_terminal(),
     };
     for (index, message) in batch.messages.iter().enumerate() {
-        let mode = AckMode::of(message);
+        let mode = args.acknowledgement.mode_for(message);
         let code = args.code.unwrap_or_else(|| {
             mode.code_for(if args.errors.is_empty() {
                 AckCode::ApplicationAccept

@@ -14,7 +14,7 @@ use quote::quote;
 
 use super::tokens::{doc, inner_doc, render_file};
 use super::{CodegenError, Context};
-use crate::spec::{EnvName, Environment, ReceiveSide, SendSide};
+use crate::spec::{Acknowledgement, EnvName, Environment, ReceiveSide, SendSide, Spec};
 
 /// Renders `src/config.rs`.
 pub fn render(ctx: &Context<'_>) -> Result<String, CodegenError> {
@@ -22,9 +22,13 @@ pub fn render(ctx: &Context<'_>) -> Result<String, CodegenError> {
     let envs: Vec<config::Environment> = spec
         .environments
         .iter()
-        .map(|(name, env)| runtime_environment(name, env))
+        .map(|(name, env)| runtime_environment(spec, name, env))
         .collect();
-    let mut uses = vec![quote! { EnvName }, quote! { Environment }];
+    let mut uses = vec![
+        quote! { Acknowledgement },
+        quote! { EnvName },
+        quote! { Environment },
+    ];
     if envs.iter().any(|e| e.send.is_some()) {
         uses.push(quote! { FailurePolicies });
         uses.push(quote! { FailurePolicy });
@@ -58,8 +62,13 @@ pub fn render(ctx: &Context<'_>) -> Result<String, CodegenError> {
 }
 
 /// The runtime configuration of a spec environment, the defaults of
-/// [`hl7gw_runtime::config::defaults`] filled in.
-pub fn runtime_environment(name: EnvName, env: &Environment) -> config::Environment {
+/// [`hl7gw_runtime::config::defaults`] filled in; the spec gives the settings an environment
+/// inherits (`acknowledgement`) and the accepted versions.
+pub fn runtime_environment(spec: &Spec, name: EnvName, env: &Environment) -> config::Environment {
+    let versions: Vec<String> = std::iter::once(&spec.hl7_version)
+        .chain(&spec.accept_versions)
+        .cloned()
+        .collect();
     config::Environment {
         name,
         processing_id: Cow::Borrowed(env.processing_id.as_str()),
@@ -67,6 +76,11 @@ pub fn runtime_environment(name: EnvName, env: &Environment) -> config::Environm
         send: env.send.as_ref().map(send),
         store: text(&env.store),
         sink: env.sink.clone().unwrap_or(defaults::SINK),
+        acknowledgement: env
+            .acknowledgement
+            .or(spec.acknowledgement)
+            .unwrap_or(defaults::ACKNOWLEDGEMENT),
+        accept_versions: texts(&versions),
     }
 }
 
@@ -191,6 +205,11 @@ fn env_const(env: &config::Environment) -> TokenStream {
             quote! { SinkConfig::Mllp { addr: #addr } }
         }
     };
+    let acknowledgement = match env.acknowledgement {
+        Acknowledgement::Application => quote! { Acknowledgement::Application },
+        Acknowledgement::AsRequested => quote! { Acknowledgement::AsRequested },
+    };
+    let versions = list_tokens(&env.accept_versions);
     let d = doc(&format!(
         "The `{}` environment (MSH-11 `{}`).",
         env.name.as_str(),
@@ -205,6 +224,8 @@ fn env_const(env: &config::Environment) -> TokenStream {
             send: #send,
             store: #store,
             sink: #sink,
+            acknowledgement: #acknowledgement,
+            accept_versions: #versions,
         };
     }
 }

@@ -370,3 +370,42 @@ fn empty_allow_lists_webhook_and_acknowledged_warnings_render() {
     assert!(html.contains("<td>renewal &lt;b&gt;booked&lt;/b&gt;</td>"));
     assert!(!html.contains("acknowledges no warning"));
 }
+
+#[test]
+fn the_environment_section_shows_the_acknowledgement_mode() {
+    let line = |html: &str| {
+        let start = html
+            .find("Acknowledgement mode:")
+            .expect("the environment section names the acknowledgement mode");
+        html[start..start + html[start..].find("</div>").expect("item title ends")].to_owned()
+    };
+    // Left out: the default.
+    let html = render(&demo(), EnvName::Test);
+    assert_eq!(
+        line(&html),
+        "Acknowledgement mode: <span class=\"default\">(default)</span>"
+    );
+    assert!(html.contains("Always AA/AE/AR"));
+    // Spec-wide, inherited by both environments; PROD overrides it.
+    let loaded = demo_with_all(&[
+        (
+            "model: orders",
+            "acknowledgement: as_requested\nmodel: orders",
+        ),
+        (
+            "    processing_id: P\n",
+            "    processing_id: P\n    acknowledgement: application\n",
+        ),
+    ]);
+    let test = render(&loaded, EnvName::Test);
+    assert_eq!(
+        line(&test),
+        "Acknowledgement mode: <code>as_requested</code> (the spec's)"
+    );
+    assert!(test.contains("answered CA/CE/CR"));
+    let prod = render(&loaded, EnvName::Prod);
+    assert_eq!(
+        line(&prod),
+        "Acknowledgement mode: <code>application</code>"
+    );
+}

@@ -121,6 +121,19 @@ pub struct EnvChecks {
     pub processing_id: Setting,
     pub store: Setting,
     pub sink: SinkItem,
+    pub acknowledgement: AcknowledgementItem,
+}
+
+/// Which ACK codes the receiver answers with.
+#[derive(Debug, Serialize)]
+pub struct AcknowledgementItem {
+    pub state: State,
+    /// `application` or `as_requested`, from the environment or else the spec; `None`: the
+    /// spec leaves it to the default.
+    pub mode: Option<&'static str>,
+    /// True when the environment states its own mode rather than inheriting the spec's.
+    pub own: bool,
+    pub findings: Vec<ItemFinding>,
 }
 
 /// One certificate file the environment uses.
@@ -510,7 +523,18 @@ impl<'a> Builder<'a> {
                 },
             ),
         };
+        let ack_findings = self.at(&[format!("{base}/acknowledgement"), "/acknowledgement".into()]);
+        let acknowledgement = AcknowledgementItem {
+            state: State::of(&ack_findings),
+            mode: e
+                .acknowledgement
+                .or(self.spec.acknowledgement)
+                .map(|a| a.as_str()),
+            own: e.acknowledgement.is_some(),
+            findings: item_findings(&ack_findings),
+        };
         EnvChecks {
+            acknowledgement,
             certificates: self.certificates(e),
             receive: self.receive(e),
             send: self.send(e),

@@ -164,7 +164,7 @@ fn describe(e: &jsonschema::ValidationError<'_>, schema: &Value, source: &Source
             {
                 d = d.detail(format!(
                     "YAML reads the unquoted `{plain}` as {found}; quote it: \"{plain}\"{}",
-                    if pointer == "/hl7_version" {
+                    if pointer == "/hl7_version" || pointer.starts_with("/accept_versions/") {
                         " (unquoted, 2.10 would even become 2.1)"
                     } else {
                         ""

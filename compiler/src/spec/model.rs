@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 // The schema's descriptions of keys a spec may leave out print the runtime's defaults.
 use hl7gw_runtime::config::defaults;
 pub use hl7gw_runtime::config::{
-    Backoff, ByteSize, Duration, EnvName, FailurePolicy, ProcessingId, RequestContentType,
+    Acknowledgement, Backoff, ByteSize, Duration, EnvName, FailurePolicy, ProcessingId,
+    RequestContentType,
     ResponseContentType, SinkConfig,
 };
 
@@ -30,6 +31,20 @@ pub struct Spec {
     pub domain: String,
     /// The HL7 v2 version the customer's engine sends (MSH-12), quoted: "2.4", "2.5.1".
     pub hl7_version: String,
+    /// Further MSH-12 versions the receiver accepts beside `hl7_version`, quoted, e.g.
+    /// ["2.3.1"]; a message in any other version is rejected with AR 203.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub accept_versions: Vec<String>,
+    /// Which ACK codes the receiver answers with, for every environment that does not
+    /// choose its own; [`defaults::ACKNOWLEDGEMENT`] when left out.
+    #[schemars(description = format!(
+        "Which ACK codes the receiver answers with, for every environment that does not choose\n\
+         its own. Default `{}`: always AA/AE/AR, after the commit, whatever MSH-15/MSH-16 ask;\n\
+         `as_requested` answers CA/CE/CR to a message that fills MSH-15 or MSH-16.",
+        defaults::ACKNOWLEDGEMENT.as_str()
+    ))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acknowledgement: Option<Acknowledgement>,
     /// The messaging model the customer bought.
     pub model: MessagingModel,
     /// The TEST and PROD environments. Both are required and share nothing.
@@ -151,6 +166,10 @@ pub struct Environment {
     #[schemars(description = format!("Where accepted inbound records go. Default: the {} (EMS pulls them).", defaults::SINK.kind()))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sink: Option<SinkConfig>,
+    /// Which ACK codes this environment's receiver answers with; the spec's
+    /// `acknowledgement` when left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acknowledgement: Option<Acknowledgement>,
     /// Warnings accepted for this environment: warning code → the reason, recorded in the
     /// go-live report. Only warnings can be acknowledged, never errors.
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]

@@ -52,7 +52,7 @@ pub fn process(loaded: &LoadedSpec, env: EnvName, bytes: &[u8]) -> Result<Outcom
     let environment = spec
         .environments
         .get(env)
-        .map(|e| crate::codegen::runtime_environment(env, e))
+        .map(|e| crate::codegen::runtime_environment(spec, env, e))
         .ok_or(ProcessError::NoEnvironment(env.as_str()))?;
     let message = Message::parse_with(bytes, &ParseOptions::lenient())?;
     let declared: Vec<&str> = spec.inbound.keys().map(String::as_str).collect();

@@ -68,8 +68,8 @@ const INBOUND: [Sample; 5] = [
     Sample {
         file: "adt_a31_enhanced.hl7",
         bytes: include_bytes!("../../messages/adt_a31_enhanced.hl7"),
-        what: "update the patient, enhanced mode (a commit ACK only)",
-        expect: "CA",
+        what: "update the patient, MSH-15/16 filled (still the application ACK)",
+        expect: "AA",
     },
     Sample {
         file: "adt_a40.hl7",

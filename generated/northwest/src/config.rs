@@ -5,7 +5,7 @@
 
 use std::borrow::Cow;
 use hl7gw_runtime::config::{
-    EnvName, Environment, FailurePolicies, FailurePolicy, ReceiveConfig,
+    Acknowledgement, EnvName, Environment, FailurePolicies, FailurePolicy, ReceiveConfig,
     RequestContentType, SendConfig, SinkConfig,
 };
 
@@ -53,6 +53,8 @@ pub const TEST: Environment = Environment {
     sink: SinkConfig::Webhook {
         url: Cow::Borrowed("http://127.0.0.1:8690/ems/northwest/test/patients"),
     },
+    acknowledgement: Acknowledgement::Application,
+    accept_versions: Cow::Borrowed(&[Cow::Borrowed("2.3")]),
 };
 
 /// The `prod` environment (MSH-11 `P`).
@@ -102,4 +104,6 @@ pub const PROD: Environment = Environment {
     }),
     store: Cow::Borrowed("var/northwest-prod.sqlite"),
     sink: SinkConfig::Inbox,
+    acknowledgement: Acknowledgement::Application,
+    accept_versions: Cow::Borrowed(&[Cow::Borrowed("2.3")]),
 };

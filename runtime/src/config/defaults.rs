@@ -3,7 +3,7 @@
 //! them, and docs/spec.md's table of defaults names these constants.
 
 use super::units::{ByteSize, Duration};
-use super::vocab::{FailurePolicy, RequestContentType, ResponseContentType};
+use super::vocab::{Acknowledgement, FailurePolicy, RequestContentType, ResponseContentType};
 
 /// `receive.max_body`: the largest request body (a PDF report in OBX-5 is the big case).
 pub const MAX_BODY: ByteSize = ByteSize::from_bytes(20 << 20);
@@ -37,3 +37,5 @@ pub const ON_AE: FailurePolicy = FailurePolicy::Hold;
 pub const ON_AR: FailurePolicy = FailurePolicy::Hold;
 /// `sink`: the inbox (records stay in the store; EMS pulls them).
 pub const SINK: super::SinkConfig = super::SinkConfig::Inbox;
+/// `acknowledgement`: application ACKs (AA/AE/AR) whatever MSH-15/MSH-16 ask.
+pub const ACKNOWLEDGEMENT: Acknowledgement = Acknowledgement::Application;

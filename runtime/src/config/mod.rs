@@ -17,7 +17,7 @@ mod vocab;
 
 pub use units::{ByteSize, Duration};
 pub use vocab::{
-    Backoff, EnvName, FailurePolicy, MediaType, ProcessingId, RequestContentType,
+    Acknowledgement, Backoff, EnvName, FailurePolicy, MediaType, ProcessingId, RequestContentType,
     ResponseContentType,
 };
 
@@ -68,6 +68,11 @@ pub struct Environment {
     pub store: Text,
     /// Where accepted inbound records go.
     pub sink: SinkConfig,
+    /// Which ACK codes the receiver (and the intake's MLLP listener) answers with.
+    pub acknowledgement: Acknowledgement,
+    /// The MSH-12 versions the receiver accepts: the spec's `hl7_version`, then its
+    /// `accept_versions`. Empty accepts any version (an environment built by hand in a test).
+    pub accept_versions: TextList,
 }
 
 /// The receiver.
@@ -189,7 +194,8 @@ pub enum SinkConfig {
         /// The internal URL.
         url: Text,
     },
-    /// Forward the HL7 to a local engine over MLLP and relay its ACK.
+    /// Forward the HL7 to a local engine over MLLP; the gateway answers its own ACK from the
+    /// engine's outcome.
     Mllp {
         /// `host:port` of the local engine.
         addr: Text,

@@ -1,5 +1,6 @@
 //! The words a spec and a gateway's configuration share: environment names, processing ids,
-//! failure policies, retry delays and the request's and ACK's content types. The compiler's spec model is made of
+//! failure policies, retry delays, the request's and ACK's content types and the acknowledgement
+//! mode. The compiler's spec model is made of
 //! these types (with serde, and with JSON Schema under the `schema` feature), so the spec, the
 //! generated crate and the running gateway cannot drift apart.
 
@@ -70,6 +71,46 @@ impl ProcessingId {
             Self::T => "T",
             Self::D => "D",
         }
+    }
+}
+
+/// Which acknowledgement codes the receiver answers with: the spec's `acknowledgement`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum Acknowledgement {
+    /// Always an application ACK (AA/AE/AR), sent after the commit, whatever MSH-15/MSH-16
+    /// ask: AA means the message is in EMS, which is what a Trust's engine waits for.
+    #[default]
+    Application,
+    /// Enhanced mode as the message asks: CA/CE/CR when MSH-15 or MSH-16 is filled, AA/AE/AR
+    /// otherwise.
+    AsRequested,
+}
+
+impl Acknowledgement {
+    /// As a spec writes it: `application` or `as_requested`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Application => "application",
+            Self::AsRequested => "as_requested",
+        }
+    }
+
+    /// The acknowledgement protocol to answer `message` in: the original mode always for
+    /// `application`, the one the message asks for (MSH-15/MSH-16) for `as_requested`. The one
+    /// place a receiver decides between AA and CA.
+    pub fn mode_for(self, message: &crate::hl7::Message<'_>) -> crate::hl7::AckMode {
+        match self {
+            Self::Application => crate::hl7::AckMode::Original,
+            Self::AsRequested => crate::hl7::AckMode::of(message),
+        }
+    }
+}
+
+impl fmt::Display for Acknowledgement {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

@@ -2,9 +2,12 @@
 //! sender.
 //!
 //! Original mode answers AA/AE/AR; enhanced mode (the inbound MSH-15 or MSH-16 is filled)
-//! answers CA/CE/CR for the commit. Errors go in an ERR segment laid out for the message's
-//! version: from v2.5 one ERR per error with ERR-2 location, ERR-3 code from HL7 table 0357,
-//! ERR-4 severity and ERR-8 text; before v2.5 ERR-1 repetitions plus MSA-3 text.
+//! answers CA/CE/CR for the commit. Which of the two a receiver answers in is its spec's
+//! choice (`config::Acknowledgement::mode_for`), not only the message's. From v2.3.1 the ACK's
+//! MSH-9 names its structure (`ACK^A28^ACK`), as strict validators require. Errors go in an
+//! ERR segment laid out for the message's version: from v2.5 one ERR per error with ERR-2
+//! location, ERR-3 code from HL7 table 0357, ERR-4 severity and ERR-8 text; before v2.5 ERR-1
+//! repetitions plus MSA-3 text.
 
 use std::fmt;
 
@@ -281,13 +284,14 @@ pub struct AckRequest<'r> {
     pub errors: &'r [AckError],
 }
 
-/// Builds the ACK for `inbound`: sender and receiver swapped, MSH-11/12/18 echoed, MSA-2 the
-/// inbound MSH-10, errors laid out for the inbound version.
+/// Builds the ACK for `inbound`: sender and receiver swapped, MSH-11/12/18 echoed, MSH-9.3
+/// `ACK` from v2.3.1, MSA-2 the inbound MSH-10, errors laid out for the inbound version.
 pub fn build_ack(inbound: &Message<'_>, request: &AckRequest<'_>) -> Result<Vec<u8>, BuildError> {
     let encoding = inbound.encoding();
     let msh_in = inbound.msh();
     let mut ack = MessageBuilder::new(encoding);
     let modern = inbound.version_number() >= (2, 5, 0);
+    let names_structure = inbound.version_number() >= (2, 3, 1);
     {
         let msh = ack.msh();
         for (to, from) in [(3, 5), (4, 6), (5, 3), (6, 4), (11, 11), (12, 12), (18, 18)] {
@@ -301,7 +305,7 @@ pub fn build_ack(inbound: &Message<'_>, request: &AckRequest<'_>) -> Result<Vec<
         if !trigger.is_empty() {
             msh.set(&encoding, 9, 1, 2, 1, &trigger)?;
         }
-        if modern {
+        if names_structure {
             msh.set(&encoding, 9, 1, 3, 1, "ACK")?;
         }
         msh.set(&encoding, 10, 1, 1, 1, request.control_id)?;
@@ -552,7 +556,7 @@ mod tests {
         let ack = String::from_utf8(build_ack(&msg, &req).unwrap()).unwrap();
         assert_eq!(
             ack,
-            "MSH|^~\\&|EMS|HOST|TIE|TRUST|20240101120001||ACK^O01|ACK1|T|2.4\r\
+            "MSH|^~\\&|EMS|HOST|TIE|TRUST|20240101120001||ACK^O01^ACK|ACK1|T|2.4\r\
              MSA|AE|MSG42|procedure XYZ is not in table procedure\r\
              ERR|OBR^1^4^103&Table value not found&HL70357\r"
         );
@@ -560,6 +564,26 @@ mod tests {
         assert_eq!(receipt.text, "procedure XYZ is not in table procedure");
         assert_eq!(receipt.errors[0].code, Some(103));
         assert_eq!(receipt.errors[0].location.as_ref().unwrap().field, 4);
+    }
+
+    #[test]
+    fn msh_9_3_names_the_structure_from_v231_only() {
+        let req = AckRequest {
+            code: AckCode::ApplicationAccept,
+            control_id: "ACK1",
+            timestamp: "20240101120001",
+            errors: &[],
+        };
+        for (version, msh9) in [
+            ("2.3", "ACK^O01|"),
+            ("2.3.1", "ACK^O01^ACK|"),
+            ("2.4", "ACK^O01^ACK|"),
+        ] {
+            let raw = inbound(version, "");
+            let ack = build_ack(&Message::parse(&raw).unwrap(), &req).unwrap();
+            let ack = String::from_utf8(ack).unwrap();
+            assert!(ack.contains(msh9), "{version}: {ack}");
+        }
     }
 
     #[test]

@@ -356,6 +356,25 @@ impl<'a> Message<'a> {
     }
 }
 
+/// The message with every segment ended by CR, as HL7 writes it, whatever line endings the
+/// sender used (CRLF or LF, read leniently): what the MLLP sink hands the engine and what a
+/// duplicate's digest is taken over. The last segment gets its CR when it had none.
+pub fn with_cr_segments(raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len() + 1);
+    let mut bytes = raw.iter().copied().peekable();
+    while let Some(b) = bytes.next() {
+        match b {
+            b'\r' if bytes.peek() == Some(&b'\n') => {}
+            b'\n' => out.push(b'\r'),
+            b => out.push(b),
+        }
+    }
+    if !out.is_empty() && out.last() != Some(&b'\r') {
+        out.push(b'\r');
+    }
+    out
+}
+
 /// Numeric parts of an HL7 version string; parts that are missing or not numbers are 0.
 pub fn parse_version(version: &str) -> (u32, u32, u32) {
     let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
@@ -604,4 +623,22 @@ pub(crate) fn preview(raw: &[u8]) -> String {
         s.push('…');
     }
     s
+}
+
+#[cfg(test)]
+mod line_ending_tests {
+    use super::with_cr_segments;
+
+    #[test]
+    fn every_segment_ends_with_one_cr() {
+        for raw in [
+            &b"MSH|^~\\&|A\r\nPID|1\r\n"[..],
+            b"MSH|^~\\&|A\nPID|1\n",
+            b"MSH|^~\\&|A\rPID|1",
+            b"MSH|^~\\&|A\rPID|1\r",
+        ] {
+            assert_eq!(with_cr_segments(raw), b"MSH|^~\\&|A\rPID|1\r");
+        }
+        assert_eq!(with_cr_segments(b""), b"");
+    }
 }

@@ -27,7 +27,9 @@ pub use charset::{Charset, CharsetError};
 pub use delimiters::Delimiters;
 pub use error::{ParseError, ParseErrorKind};
 pub use escape::{Decoded, KeptEscape};
-pub use message::{Encoding, LineEndings, Message, ParseOptions, Segment, parse_version};
+pub use message::{
+    Encoding, LineEndings, Message, ParseOptions, Segment, parse_version, with_cr_segments,
+};
 pub use path::{
     Hit, Location, Path, PathError, RepetitionFilter, RepetitionSelector, SegmentFilter,
     SegmentSelector,

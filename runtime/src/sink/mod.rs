@@ -5,8 +5,9 @@
 //!   is the delivery.
 //! - [`Sink::Webhook`]: POST the record as JSON to an internal URL ([`WebhookSink`]); accepted
 //!   only on a 2xx.
-//! - [`Sink::Mllp`]: forward the HL7 to a local engine over MLLP and relay its ACK
-//!   ([`MllpSink`]).
+//! - [`Sink::Mllp`]: forward the HL7 to a local engine over MLLP ([`MllpSink`]); the
+//!   gateway answers its own ACK built from the engine's MSA-1, MSA-3 and ERR, never the
+//!   engine's bytes.
 //!
 //! # Order: deliver, then commit
 //!
@@ -19,8 +20,13 @@
 //!    delivered again);
 //! 3. delivers to the sink; a failure is a [`DeliveryError`], which the receiver answers
 //!    with 503 so the sender retries; nothing was written;
-//! 4. commits the message with the ACK it will answer (the gateway's own AA/CA, or the
-//!    engine's ACK for MLLP), durably, and only then returns the ACK to send.
+//! 4. commits the message with the ACK it will answer (the gateway's own, for MLLP built
+//!    from the engine's answer), durably, and only then returns the ACK to send.
+//!
+//! A committed key is a duplicate only when the message is the same: the store keeps a
+//! [`digest`] of each message. The same key with another digest is
+//! answered AR (table 0357 code 205 at MSH-10), kept as an audit row and reported as
+//! [`Disposition::Conflict`]; the committed row is never overwritten.
 //!
 //! Delivering first and committing after never loses a message and never half-commits one:
 //! the store holds a committed row only for a message the sink took. The price is on a
@@ -46,9 +52,10 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use crate::dedup::{DedupKey, InFlight};
-use crate::hl7::AckCode;
-use crate::store::{CommitResult, InboundRecord, Store, StoreError};
+use crate::dedup::{DedupKey, InFlight, digest};
+use crate::hl7::ack::error_code;
+use crate::hl7::{AckCode, AckError, Location, Severity};
+use crate::store::{CommitResult, InboundRecord, Store, StoreError, StoredAck};
 
 pub use mllp::{MAX_ACK, MllpSink};
 pub use webhook::{WebhookConfigError, WebhookSink};
@@ -90,7 +97,7 @@ pub struct DeliveryItem {
     pub message_type: String,
     /// When the request arrived.
     pub received_at: SystemTime,
-    /// The message as received (forwarded as is by the MLLP sink).
+    /// The message as received (the MLLP sink forwards it with CR segment ends).
     pub raw: Vec<u8>,
     /// The mapped record (sent by the webhook sink).
     pub record: Option<serde_json::Value>,
@@ -101,13 +108,13 @@ pub struct DeliveryItem {
 pub enum SinkOutcome {
     /// Taken; the gateway answers its own AA/CA.
     Accepted,
-    /// The downstream engine answered this ACK, which is relayed (and stored) as it is,
-    /// whatever its code.
-    Relayed {
-        /// The engine's ACK, without MLLP framing.
-        ack: Vec<u8>,
-        /// Its MSA-1.
+    /// The downstream engine answered: the gateway builds its own ACK from this outcome, in
+    /// its acknowledgement mode (the engine's bytes never reach the sender).
+    Answered {
+        /// The engine's MSA-1.
         code: AckCode,
+        /// The engine's errors (ERR, or MSA-3 alone), as the gateway reports them.
+        errors: Vec<AckError>,
     },
 }
 
@@ -164,7 +171,7 @@ pub enum SinkError {
         /// The engine's address.
         target: String,
     },
-    /// The engine's answer is not an ACK this gateway can relay.
+    /// The engine's answer is not an ACK this gateway can read.
     #[error("mllp sink {target}: unreadable ACK: {reason}")]
     BadAck {
         /// The engine's address.
@@ -243,13 +250,50 @@ pub struct Inbound {
 }
 
 /// The ACK the gateway itself would answer: AA/CA when its checks accepted the message,
-/// AE/AR (CE/CR) when they did not.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// AE/AR (CE/CR) when they did not; and how to build another for the same message.
+#[derive(Debug, Clone)]
 pub struct GatewayAck {
     /// The ACK message.
     pub ack: Vec<u8>,
     /// Its MSA-1.
     pub code: AckCode,
+    /// Builds the ACK for an outcome decided later: an engine's answer, a conflicting key.
+    pub build: AckBuilder,
+}
+
+type BuildFn = dyn Fn(AckCode, &[AckError]) -> Result<(Vec<u8>, AckCode), String> + Send + Sync;
+
+/// The gateway's ACK for the message in hand with another outcome (AA/AE/AR, answered in the
+/// environment's acknowledgement mode) and errors; returns the ACK and its MSA-1. The
+/// receiver makes one per message; the sinks' results and the duplicate check use it.
+#[derive(Clone)]
+pub struct AckBuilder(Arc<BuildFn>);
+
+impl AckBuilder {
+    /// A builder from a function of the outcome and its errors.
+    pub fn new(
+        build: impl Fn(AckCode, &[AckError]) -> Result<(Vec<u8>, AckCode), String>
+        + Send
+        + Sync
+        + 'static,
+    ) -> Self {
+        Self(Arc::new(build))
+    }
+
+    /// The ACK for `outcome` with `errors`.
+    pub fn build(
+        &self,
+        outcome: AckCode,
+        errors: &[AckError],
+    ) -> Result<(Vec<u8>, AckCode), DeliveryError> {
+        (self.0)(outcome, errors).map_err(DeliveryError::Ack)
+    }
+}
+
+impl fmt::Debug for AckBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AckBuilder")
+    }
 }
 
 /// What became of the message.
@@ -261,6 +305,14 @@ pub enum Disposition {
     Recorded(i64),
     /// Already committed as this row: not processed again.
     Duplicate(i64),
+    /// The key was committed (`original`) for a message with other content: refused (AR
+    /// 205) and kept as the audit row `row`.
+    Conflict {
+        /// The audit row of this message.
+        row: i64,
+        /// The committed row that holds the key.
+        original: i64,
+    },
 }
 
 /// The ACK to answer (HTTP 200), now that the store holds what it says.
@@ -288,6 +340,9 @@ pub enum DeliveryError {
     /// other such message); the receiver should have refused it. Nothing was delivered.
     #[error("an accepted message needs a non-empty MSH-10")]
     MissingControlId,
+    /// The gateway could not build its ACK (a value its charset cannot hold).
+    #[error("cannot build the ACK: {0}")]
+    Ack(String),
 }
 
 /// Delivers an accepted message and commits it, or records a refused one; see the module
@@ -307,22 +362,14 @@ pub async fn deliver_and_commit(
     let _held = inflight.acquire(&inbound.item.key).await;
     if !inbound.item.key.control_id.is_empty() {
         if let Some(original) = store.find_duplicate(&inbound.item.key).await? {
-            tracing::info!(
-                key = %inbound.item.key,
-                row = original.id,
-                "duplicate message: answering the original ACK"
-            );
-            return Ok(Answer {
-                ack: original.ack,
-                code: original.ack_code,
-                disposition: Disposition::Duplicate(original.id),
-            });
+            return answer_duplicate(store, sink, inbound, &gateway_ack.build, original).await;
         }
     }
+    let build = gateway_ack.build;
     let (ack, code) = if accepted {
         match sink.deliver(&inbound.item).await? {
             SinkOutcome::Accepted => (gateway_ack.ack, gateway_ack.code),
-            SinkOutcome::Relayed { ack, code } => (ack, code),
+            SinkOutcome::Answered { code, errors } => build.build(code, &errors)?,
         }
     } else {
         (gateway_ack.ack, gateway_ack.code)
@@ -342,6 +389,18 @@ pub async fn deliver_and_commit(
         sink: sink.kind(),
     };
     let ack = record.ack.clone();
+    // What is kept of this message if a concurrent original with other content won the key.
+    let rejected_copy = Inbound {
+        item: DeliveryItem {
+            key: record.key.clone(),
+            message_type: record.message_type.clone(),
+            received_at: record.received_at,
+            raw: record.raw.clone(),
+            record: None,
+        },
+        peer_ip: record.peer_ip,
+        peer_subject: record.peer_subject.clone(),
+    };
     match store.commit_inbound(record).await {
         Ok(CommitResult::Committed(id)) => Ok(Answer {
             ack,
@@ -352,11 +411,9 @@ pub async fn deliver_and_commit(
                 Disposition::Recorded(id)
             },
         }),
-        Ok(CommitResult::Duplicate(original)) => Ok(Answer {
-            ack: original.ack,
-            code: original.ack_code,
-            disposition: Disposition::Duplicate(original.id),
-        }),
+        Ok(CommitResult::Duplicate(original)) => {
+            answer_duplicate(store, sink, rejected_copy, &build, original).await
+        }
         Err(e) => {
             if accepted && sink.kind() != SinkKind::Inbox {
                 tracing::error!(
@@ -369,4 +426,80 @@ pub async fn deliver_and_commit(
             Err(e.into())
         }
     }
+}
+
+/// The answer to a message whose key is already committed: the original ACK when the content
+/// is the same (a retry), else AR 205 kept as an audit row (a control ID reused for another
+/// message; the committed row stays as it is).
+async fn answer_duplicate(
+    store: &Store,
+    sink: &Sink,
+    inbound: Inbound,
+    build: &AckBuilder,
+    original: StoredAck,
+) -> Result<Answer, DeliveryError> {
+    if original.same_content(&digest(&inbound.item.raw)) {
+        tracing::info!(
+            key = %inbound.item.key,
+            row = original.id,
+            "duplicate message: answering the original ACK"
+        );
+        return Ok(Answer {
+            ack: original.ack,
+            code: original.ack_code,
+            disposition: Disposition::Duplicate(original.id),
+        });
+    }
+    let received = crate::store::timestamp::format(original.received_at);
+    let error = AckError {
+        code: error_code::DUPLICATE_KEY_IDENTIFIER,
+        severity: Severity::Error,
+        location: Some(Location {
+            segment: "MSH".into(),
+            occurrence: 1,
+            field: 10,
+            repetition: 1,
+            component: None,
+            subcomponent: None,
+        }),
+        message: format!(
+            "control ID {:?} of this sender was already used for a message with other content \
+             (received {received}); this message is not processed: send it with a new control ID",
+            inbound.item.key.control_id
+        ),
+    };
+    let (ack, code) = build.build(AckCode::ApplicationReject, &[error])?;
+    tracing::warn!(
+        key = %inbound.item.key,
+        original = original.id,
+        "control ID reused for other content: answering AR 205"
+    );
+    let key = inbound.item.key;
+    let row = store
+        .commit_inbound(InboundRecord {
+            received_at: inbound.item.received_at,
+            peer_ip: inbound.peer_ip,
+            peer_subject: inbound.peer_subject,
+            key,
+            message_type: inbound.item.message_type,
+            raw: inbound.item.raw,
+            record: None,
+            ack: ack.clone(),
+            ack_code: code,
+            sink: sink.kind(),
+        })
+        .await?;
+    let row = match row {
+        CommitResult::Committed(id) => id,
+        // An AR row is never committed as the key's holder; kept for completeness.
+        CommitResult::Duplicate(stored) => stored.id,
+    };
+    Ok(Answer {
+        ack,
+        code,
+        disposition: Disposition::Conflict {
+            row,
+            original: original.id,
+        },
+    })
 }

@@ -89,6 +89,17 @@ pub struct StoredAck {
     pub ack_code: AckCode,
     /// When the original arrived.
     pub received_at: OffsetDateTime,
+    /// The original's [`digest`](crate::dedup::digest); `None` for a row stored before
+    /// digests were kept (any repeat of its key is then answered this ACK).
+    pub digest: Option<String>,
+}
+
+impl StoredAck {
+    /// Whether a message with this `digest` is the same message as the original (always,
+    /// when the original has no digest).
+    pub fn same_content(&self, digest: &str) -> bool {
+        self.digest.as_deref().is_none_or(|d| d == digest)
+    }
 }
 
 /// What [`Store::commit_inbound`](super::Store::commit_inbound) did.

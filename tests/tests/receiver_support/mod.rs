@@ -7,16 +7,16 @@
 //! The test binary re-executes itself (`std::env::current_exe()`) with [`CHILD_ENV`] set to
 //! a JSON [`GatewayConfig`] and a filter selecting the ignored test `child_gateway_process`,
 //! which calls [`child_main`]: it runs `hl7gw_runtime::app::serve` with a generated
-//! gateway's `SPEC` (gw-demo or gw-northwest, TEST environment), the repository's
+//! gateway's `SPEC` (gw-demo, gw-northwest or gw-eastbay, TEST environment), the repository's
 //! `specs/` folder as the base directory, every port on 127.0.0.1:0 and a temporary store,
 //! and prints the bound addresses on one [`READY`] line. It stops when its standard input
 //! closes (so it never outlives the test) or when the test kills it.
 //!
 //! Overrides the real `serve` command has no flag for are applied by editing a copy of the
 //! generated `Environment` before serving, exactly as a spec with those values would: the
-//! IP allowlist (`allowed_ips`), the receiver's `http2` setting, and the webhook sink's URL
-//! (`webhook`), so the failing webhook listens on an ephemeral port rather than northwest's
-//! fixed 8690.
+//! IP allowlist (`allowed_ips`), the receiver's `http2` setting, the acknowledgement mode
+//! (`acknowledgement`) and the webhook sink's URL (`webhook`), so the failing webhook listens on
+//! an ephemeral port rather than northwest's fixed 8690.
 
 #![allow(dead_code)]
 
@@ -26,7 +26,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use hl7gw_runtime::config::{Environment, SinkConfig};
+use hl7gw_runtime::config::{Acknowledgement, Environment, SinkConfig};
 use hl7gw_tests::child::{ChildProcess, ChildSpec, loopback_options, serve_test_gateway};
 use serde_json::{Value, json};
 
@@ -44,6 +44,8 @@ pub enum Spec {
     Demo,
     /// gw-northwest, TEST: webhook sink, path `/northwest/hl7/v2`.
     Northwest,
+    /// gw-eastbay, TEST: inbox sink, path `/hl7`, HL7 v2.3 with MSH-15/16 filled.
+    Eastbay,
 }
 
 impl Spec {
@@ -51,6 +53,7 @@ impl Spec {
         match self {
             Self::Demo => "demo",
             Self::Northwest => "northwest",
+            Self::Eastbay => "eastbay",
         }
     }
 
@@ -58,9 +61,11 @@ impl Spec {
     pub fn environment(self) -> &'static Environment {
         static DEMO: Environment = gw_demo::config::TEST;
         static NORTHWEST: Environment = gw_northwest::config::TEST;
+        static EASTBAY: Environment = gw_eastbay::config::TEST;
         match self {
             Self::Demo => &DEMO,
             Self::Northwest => &NORTHWEST,
+            Self::Eastbay => &EASTBAY,
         }
     }
 
@@ -92,6 +97,8 @@ pub struct GatewayConfig {
     pub webhook: Option<String>,
     /// Replaces the receiver's `http2` setting.
     pub http2: Option<bool>,
+    /// Replaces the environment's acknowledgement mode.
+    pub acknowledgement: Option<Acknowledgement>,
 }
 
 impl GatewayConfig {
@@ -103,6 +110,7 @@ impl GatewayConfig {
             allowed_ips: None,
             webhook: None,
             http2: None,
+            acknowledgement: None,
         }
     }
 
@@ -114,6 +122,7 @@ impl GatewayConfig {
             "allowed_ips": self.allowed_ips,
             "webhook": self.webhook,
             "http2": self.http2,
+            "acknowledgement": self.acknowledgement.map(Acknowledgement::as_str),
         })
         .to_string()
     }
@@ -137,6 +146,7 @@ fn run_child(config: &str) -> Result<(), String> {
     let mut spec = match text("spec") {
         Some("demo") => gw_demo::SPEC,
         Some("northwest") => gw_northwest::SPEC,
+        Some("eastbay") => gw_eastbay::SPEC,
         other => return Err(format!("unknown spec {other:?}")),
     };
     let environment = spec.test.as_mut().ok_or("no TEST environment")?;
@@ -157,6 +167,12 @@ fn run_child(config: &str) -> Result<(), String> {
         environment.sink = SinkConfig::Webhook {
             url: url.to_owned().into(),
         };
+    }
+    match text("acknowledgement") {
+        Some("as_requested") => environment.acknowledgement = Acknowledgement::AsRequested,
+        Some("application") => environment.acknowledgement = Acknowledgement::Application,
+        Some(other) => return Err(format!("unknown acknowledgement {other:?}")),
+        None => {}
     }
     // These tests exercise the receiving side only.
     environment.send = None;

@@ -89,6 +89,17 @@ pub fn northwest_engine() -> Identity {
     Identity::from_files(&dir.join("tie-client.crt"), &dir.join("tie-client.key")).unwrap()
 }
 
+/// The eastbay Trust's engine (`CN=rhapsody-test.eastbay.nhs.uk`).
+pub fn eastbay_engine() -> Identity {
+    let dir = specs().join("certs/eastbay/test/trust");
+    Identity::from_files(&dir.join("tie-client.crt"), &dir.join("tie-client.key")).unwrap()
+}
+
+/// The CA the eastbay engine trusts for the gateway.
+pub fn eastbay_gateway_ca() -> String {
+    std::fs::read_to_string(specs().join("certs/eastbay/test/trust/ems-ca.crt")).unwrap()
+}
+
 /// The CA the northwest engine trusts for the gateway.
 pub fn northwest_gateway_ca() -> String {
     std::fs::read_to_string(specs().join("certs/northwest/test/trust/ems-ca.crt")).unwrap()

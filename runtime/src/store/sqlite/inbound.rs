@@ -14,7 +14,7 @@ use crate::store::{
 
 fn find_committed(conn: &Connection, key: &DedupKey) -> Result<Option<StoredAck>, StoreError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT id, ack, ack_code, received_at FROM inbound_messages
+        "SELECT id, ack, ack_code, received_at, digest FROM inbound_messages
          WHERE sending_application = ?1 AND sending_facility = ?2 AND control_id = ?3
            AND status = 'committed'",
     )?;
@@ -31,6 +31,7 @@ fn find_committed(conn: &Connection, key: &DedupKey) -> Result<Option<StoredAck>
                     ack: r.get(1)?,
                     ack_code: parsed(2, r.get(2)?, AckCode::parse)?,
                     received_at: instant(r, 3)?,
+                    digest: r.get(4)?,
                 })
             },
         )
@@ -77,8 +78,8 @@ impl Sqlite {
             "INSERT INTO inbound_messages (
                  received_at, committed_at, peer_ip, peer_subject,
                  sending_application, sending_facility, control_id, message_type,
-                 raw, record_json, ack, ack_code, status, sink)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                 raw, record_json, ack, ack_code, status, sink, digest)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
             params![
                 timestamp::format_rfc3339(record.received_at),
                 timestamp::format(timestamp::now()),
@@ -94,6 +95,7 @@ impl Sqlite {
                 record.ack_code.as_str(),
                 status.as_str(),
                 record.sink.as_str(),
+                crate::dedup::digest(&record.raw),
             ],
         );
         match inserted {

@@ -94,6 +94,15 @@ CREATE INDEX outbound_messages_pending ON outbound_messages (destination, id)
     WHERE state IN ('queued', 'in_flight', 'held');
 "#,
     },
+    Migration {
+        version: 3,
+        description: "inbound_messages.digest: a duplicate key with other content is not a duplicate",
+        sql: r#"
+-- SHA-256 (hex) of the message with CR segment ends (dedup::digest). Rows written before
+-- this migration have none and keep answering their original ACK to any repeat of the key.
+ALTER TABLE inbound_messages ADD COLUMN digest TEXT;
+"#,
+    },
 ];
 
 /// The newest version this build knows.
