@@ -428,16 +428,22 @@ fn no_word_of_the_report_is_split_across_lines() {
             ],
             &url,
         );
-        let dom = std::fs::read_to_string(work.path().join(format!("{name}.stdout")))
-            .expect("DOM dump");
+        let dom =
+            std::fs::read_to_string(work.path().join(format!("{name}.stdout"))).expect("DOM dump");
         let words: usize = dom_attribute(&dom, "data-words-checked")
             .parse()
             .expect("a count");
         assert!(words > 500, "at {width}px the probe saw only {words} words");
         let split = dom_attribute(&dom, "data-split-words");
-        assert_eq!(split, "[]", "at {width}px these words are broken across lines");
+        assert_eq!(
+            split, "[]",
+            "at {width}px these words are broken across lines"
+        );
         let overflow = dom_attribute(&dom, "data-overflow");
-        assert_eq!(overflow, "0", "at {width}px the page is {overflow}px wider than the window");
+        assert_eq!(
+            overflow, "0",
+            "at {width}px the page is {overflow}px wider than the window"
+        );
     }
 }
 

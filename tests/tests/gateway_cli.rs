@@ -65,7 +65,10 @@ fn map_outbound_reads_an_outbound_message_with_its_record() {
     assert_eq!(outcome["errors"], serde_json::json!([]), "{out}");
     assert_eq!(outcome["record"]["placer_id"], "PLC-1001", "{out}");
     assert_eq!(outcome["record"]["procedure"], "COL", "{out}");
-    assert_eq!(outcome["record"]["patient"]["nhs_number"], "9449305552", "{out}");
+    assert_eq!(
+        outcome["record"]["patient"]["nhs_number"], "9449305552",
+        "{out}"
+    );
     // Inbound rules refuse it: it is addressed to the Trust, and not an inbound type.
     let (code, out) = gw(&["map", "--env", "test", oru]);
     assert_eq!(code, 1, "{out}");
@@ -77,12 +80,26 @@ fn map_outbound_reads_an_outbound_message_with_its_record() {
     let (code, out) = gw(&["map", "--env", "test", "--outbound", bad.to_str().unwrap()]);
     assert_eq!(code, 1, "{out}");
     let errors = &outcome_of(&out)["errors"];
-    assert_eq!((&errors[0]["code"], &errors[0]["location"]), (&serde_json::json!(103), &serde_json::json!("OBR-4.1")), "{out}");
+    assert_eq!(
+        (&errors[0]["code"], &errors[0]["location"]),
+        (&serde_json::json!(103), &serde_json::json!("OBR-4.1")),
+        "{out}"
+    );
     // An inbound type is not an outbound one.
-    let (code, out) = gw(&["map", "--env", "test", "--outbound", &example("adt_a28.hl7")]);
+    let (code, out) = gw(&[
+        "map",
+        "--env",
+        "test",
+        "--outbound",
+        &example("adt_a28.hl7"),
+    ]);
     assert_eq!(code, 1, "{out}");
     let errors = &outcome_of(&out)["errors"];
-    assert_eq!((&errors[0]["code"], &errors[0]["location"]), (&serde_json::json!(200), &serde_json::json!("MSH-9")), "{out}");
+    assert_eq!(
+        (&errors[0]["code"], &errors[0]["location"]),
+        (&serde_json::json!(200), &serde_json::json!("MSH-9")),
+        "{out}"
+    );
 }
 
 /// The outcome `map` prints as JSON before the ACK.

@@ -120,7 +120,9 @@ fn segment_fix(spec: &LoadedSpec, vd: &VersionDict, segment: &str) -> String {
         .map(String::as_str)
         .collect();
     let bind = if carriers.is_empty() {
-        format!("bind the record to a message type whose structure has {segment} (none declared in this spec has it)")
+        format!(
+            "bind the record to a message type whose structure has {segment} (none declared in this spec has it)"
+        )
     } else {
         format!(
             "bind the record to a message type that carries {segment} ({} in this spec) instead",
@@ -185,7 +187,10 @@ fn check_path(
         out.push(whole(
             Diagnostic::error(
                 "hl7-segment-not-in-message",
-                format!("segment {segment} does not occur in {} in HL7 v{version}", names.join(", ")),
+                format!(
+                    "segment {segment} does not occur in {} in HL7 v{version}",
+                    names.join(", ")
+                ),
             )
             .detail(segment_fix(spec, vd, segment)),
         ));
@@ -359,9 +364,13 @@ mod tests {
             .collect();
         assert_eq!(found.len(), 1, "{:?}", report.diagnostics);
         let d = found[0];
-        assert_eq!(d.summary, "segment OBR does not occur in ADT^A40 (ADT_A39) in HL7 v2.4");
+        assert_eq!(
+            d.summary,
+            "segment OBR does not occur in ADT^A40 (ADT_A39) in HL7 v2.4"
+        );
         assert!(
-            d.detail.contains("read the value from a segment these messages carry"),
+            d.detail
+                .contains("read the value from a segment these messages carry"),
             "{}",
             d.detail
         );

@@ -77,7 +77,15 @@ mod tests {
         "tests",
     ];
     const FIELD: &[&str] = &[
-        "from", "record", "type", "required", "repeated", "max_len", "map", "table", "media",
+        "from",
+        "record",
+        "type",
+        "required",
+        "repeated",
+        "max_len",
+        "map",
+        "table",
+        "media",
         "max_bytes",
     ];
     const TLS: &[&str] = &["cert", "key", "client_ca", "issuer_ca"];

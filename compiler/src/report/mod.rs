@@ -44,7 +44,10 @@ impl TestStatus {
     /// True when the result stands in the way of go-live: the test failed, or its message
     /// file is missing or unreadable.
     pub fn blocks_go_live(self) -> bool {
-        matches!(self, Self::Failed | Self::FileMissing | Self::FileUnparsable)
+        matches!(
+            self,
+            Self::Failed | Self::FileMissing | Self::FileUnparsable
+        )
     }
 
     /// The words shown in the result column.

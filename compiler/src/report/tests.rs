@@ -385,7 +385,13 @@ fn spec_tests_are_run_and_a_failure_is_not_ready() {
         "expect: { ack: AA, record: { placer_id: PLC-1001, procedure: OGD } }",
     );
     let today = day(2026, 11, 27);
-    let report = check_spec(&loaded, &CheckOptions { env: Some(EnvName::Test), today });
+    let report = check_spec(
+        &loaded,
+        &CheckOptions {
+            env: Some(EnvName::Test),
+            today,
+        },
+    );
     let results = spec_test_results(&loaded, &report);
     let failed: Vec<&TestResult> = results
         .iter()
@@ -393,7 +399,11 @@ fn spec_tests_are_run_and_a_failure_is_not_ready() {
         .collect();
     assert_eq!(failed.len(), 1, "{results:?}");
     assert_eq!(failed[0].name, "an order maps to a ServiceRequest");
-    assert!(failed[0].detail.contains("procedure"), "{:?}", failed[0].detail);
+    assert!(
+        failed[0].detail.contains("procedure"),
+        "{:?}",
+        failed[0].detail
+    );
     let html = render(&loaded, EnvName::Test);
     assert!(html.contains(">failed<"));
     assert!(html.contains("id=\"status\" class=\"not-ready\""));
@@ -404,14 +414,27 @@ fn spec_tests_are_run_and_a_failure_is_not_ready() {
 /// rows say why.
 #[test]
 fn spec_tests_are_not_run_on_a_spec_with_errors() {
-    let loaded = demo_with("procedure:  { from: OBR-4.1, type: code, table: procedure, required: true }", "procedure:  { from: OBR-4.1, type: code, table: procedures, required: true }");
+    let loaded = demo_with(
+        "procedure:  { from: OBR-4.1, type: code, table: procedure, required: true }",
+        "procedure:  { from: OBR-4.1, type: code, table: procedures, required: true }",
+    );
     let today = day(2026, 11, 27);
-    let report = check_spec(&loaded, &CheckOptions { env: Some(EnvName::Test), today });
+    let report = check_spec(
+        &loaded,
+        &CheckOptions {
+            env: Some(EnvName::Test),
+            today,
+        },
+    );
     let results = spec_test_results(&loaded, &report);
     assert!(!results.is_empty());
     for r in &results {
         assert_eq!(r.status, TestStatus::FileParses, "{r:?}");
-        assert!(r.detail.starts_with("not run: the spec has errors (first: table-unknown"), "{r:?}");
+        assert!(
+            r.detail
+                .starts_with("not run: the spec has errors (first: table-unknown"),
+            "{r:?}"
+        );
     }
 }
 
@@ -432,7 +455,10 @@ fn issuer_ca_is_shown_or_said_to_be_missing() {
     let item = &html[html.find("id=\"cert-receive-issuer-ca\"").expect("item")..];
     let item = &item[..item.find("</li>").expect("item ends")];
     assert!(item.contains(">not named<"), "{item}");
-    assert!(item.contains("cannot check that the certificate's chain"), "{item}");
+    assert!(
+        item.contains("cannot check that the certificate's chain"),
+        "{item}"
+    );
 }
 
 /// A field that nests a record shows that record's fields where it stands, linked to the

@@ -511,9 +511,7 @@ fn unquoted_flow_path(text: &str, at: Pos) -> Option<FlowPath> {
         return None;
     }
     // The value starts after the last space, `{` or `,` before the error.
-    let start = line[..offset]
-        .rfind([' ', '{', ','])
-        .map_or(0, |i| i + 1);
+    let start = line[..offset].rfind([' ', '{', ',']).map_or(0, |i| i + 1);
     let before = line[..start].trim_end();
     let key_end = before.strip_suffix(':')?;
     if !key_end.contains('{') {
@@ -744,7 +742,11 @@ mod tests {
         assert_eq!(v["r"]["nhs"]["from"], "PID-3[CX.5=NH].1");
         // Another flow-mapping error keeps the parser's words.
         let errs = read("a: { b: [1, 2 }\n").unwrap_err();
-        assert!(errs[0].summary.starts_with("YAML syntax error"), "{:?}", errs[0]);
+        assert!(
+            errs[0].summary.starts_with("YAML syntax error"),
+            "{:?}",
+            errs[0]
+        );
     }
 
     /// A misspelt or partial key names the key meant, through the schema check.
@@ -759,8 +761,7 @@ mod tests {
             ("        issuer_ca:", "        issuer:", "issuer_ca"),
         ] {
             assert!(text.contains(from), "{from:?}");
-            let errs =
-                load_spec_text(text.replacen(from, to, 1), &demo, "demo.yaml").unwrap_err();
+            let errs = load_spec_text(text.replacen(from, to, 1), &demo, "demo.yaml").unwrap_err();
             let unknown = errs
                 .iter()
                 .find(|d| d.code == "schema-unknown-key")
