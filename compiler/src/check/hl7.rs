@@ -103,6 +103,19 @@ fn record_users(spec: &LoadedSpec) -> HashMap<&str, BTreeSet<String>> {
     users
 }
 
+/// The segment meant by an unknown id: the nearest one the record's messages carry, else the
+/// nearest in the version.
+fn nearest_segment<'v>(vd: &'v VersionDict, segment: &str, messages: &[String]) -> Option<&'v str> {
+    let carried: BTreeSet<&str> = messages
+        .iter()
+        .filter_map(|m| split_message_type(m))
+        .filter_map(|(code, trigger)| vd.structure(vd.structure_for(code, trigger)?))
+        .flat_map(|st| st.segments.iter().map(String::as_str))
+        .collect();
+    crate::diag::closest(segment, carried)
+        .or_else(|| crate::diag::closest(segment, vd.segment_ids()))
+}
+
 /// How to fix a path into a segment the record's message types never carry: the message
 /// types of the spec that do carry it, to bind the record to instead.
 fn segment_fix(spec: &LoadedSpec, vd: &VersionDict, segment: &str) -> String {
@@ -158,12 +171,16 @@ fn check_path(
         return;
     }
     if vd.segment(segment).is_none() {
+        let advice = "check the segment identifier; customer-specific segments start with Z";
         out.push(whole(
             Diagnostic::error(
                 "hl7-path-unknown",
                 format!("segment {segment} does not exist in HL7 v{version}"),
             )
-            .detail("check the segment identifier; customer-specific segments start with Z"),
+            .detail(match nearest_segment(vd, segment, messages) {
+                Some(near) => format!("did you mean {near}? {advice}"),
+                None => advice.to_owned(),
+            }),
         ));
         return;
     }
@@ -338,6 +355,44 @@ mod tests {
 
     use crate::check::{CheckOptions, check_spec};
     use crate::spec::loader::load_spec_text;
+
+    /// An unknown segment suggests the one meant, preferring those the record's messages carry.
+    #[test]
+    fn an_unknown_segment_suggests_the_one_meant() {
+        let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../specs/demo.yaml");
+        let text = std::fs::read_to_string(&demo).unwrap_or_default();
+        for (from, to, meant) in [
+            (
+                "{ from: PID-7,",
+                "{ from: PXD-7,",
+                Some("did you mean PID?"),
+            ),
+            (
+                "{ from: MRG-1.1,",
+                "{ from: MGR-1.1,",
+                Some("did you mean MRG?"),
+            ),
+            ("{ from: PID-7,", "{ from: QQQ-7,", None),
+        ] {
+            assert!(text.contains(from));
+            let Ok(loaded) = load_spec_text(text.replacen(from, to, 1), &demo, "demo.yaml") else {
+                unreachable!("{to} loads");
+            };
+            let today = Date::from_calendar_date(2026, Month::November, 27).unwrap_or(Date::MIN);
+            let report = check_spec(&loaded, &CheckOptions { env: None, today });
+            let Some(d) = report
+                .diagnostics
+                .iter()
+                .find(|d| d.code == "hl7-path-unknown")
+            else {
+                unreachable!("{to}: {:?}", report.diagnostics);
+            };
+            match meant {
+                Some(meant) => assert!(d.detail.starts_with(meant), "{to}: {}", d.detail),
+                None => assert!(!d.detail.contains("did you mean"), "{to}: {}", d.detail),
+            }
+        }
+    }
 
     /// A path into a segment the record's messages never carry says how to fix it, naming
     /// the spec's message types that do carry the segment.

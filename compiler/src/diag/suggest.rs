@@ -3,9 +3,10 @@
 //!
 //! Names are compared as a person reads them: case, `_` and `-` do not matter
 //! (`HL7-Version` is `hl7_version`). Then a name that holds the other whole (`version` for
-//! `hl7_version`, `max_length` for `max_len`, `issuer` for `issuer_ca`) is nearest, and
-//! otherwise the closest spelling by Jaro-Winkler similarity, which favours a shared start
-//! (`requred`, `recieving_application`).
+//! `hl7_version`, `max_length` for `max_len`, `issuer` for `issuer_ca`) is nearest, then one
+//! a single edit away (a letter off or two swapped: `MGR` for `MRG`), and otherwise the
+//! closest spelling by Jaro-Winkler similarity, which favours a shared start (`requred`,
+//! `recieving_application`).
 
 /// Below this Jaro-Winkler similarity (0 to 1) two names are unrelated.
 const MIN_SIMILARITY: f64 = 0.85;
@@ -39,6 +40,11 @@ fn nearness(wanted: &str, candidate: &str) -> Option<f64> {
         return Some(2.0 + shorter.len() as f64 / longer.len() as f64);
     }
     let similarity = strsim::jaro_winkler(wanted, candidate);
+    if shorter.chars().count() >= 3 && strsim::osa_distance(wanted, candidate) == 1 {
+        // One letter off or two swapped: too short a name for Jaro-Winkler to see it
+        // (`PXD` for `PID`, `MGR` for `MRG`).
+        return Some(1.5 + similarity / 10.0);
+    }
     (similarity >= MIN_SIMILARITY).then_some(similarity)
 }
 
