@@ -134,7 +134,7 @@ fn load_policy(written: &str) -> Result<FailurePolicy, String> {
     Ok(test_env(&loaded)
         .send
         .as_ref()
-        .and_then(|s| s.on_ae.clone())
+        .and_then(|s| s.on_ae)
         .expect("on_ae was written"))
 }
 
