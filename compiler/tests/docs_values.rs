@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 
 use hl7gw::spec::loader::load_spec_text;
-use hl7gw::spec::{ByteSize, Duration, EnvName, FailurePolicy, LoadedSpec};
+use hl7gw::spec::{ByteSize, Duration, EnvName, FailurePolicy, LoadedSpec, SendSide};
 use hl7gw_runtime::config::defaults;
 
 fn root() -> PathBuf {
@@ -120,22 +120,28 @@ fn load_size(written: &str) -> Result<ByteSize, String> {
         .expect("max_body was written"))
 }
 
-fn load_duration(written: &str) -> Result<Duration, String> {
-    let loaded = demo_with("timeout: 30s", &format!("timeout: {written}"))?;
+/// A send setting as the page writes it, in place of the demo's TEST `old` line: what the
+/// loader made of it.
+fn load_send<T>(
+    old: &str,
+    key: &str,
+    written: &str,
+    pick: impl Fn(&SendSide) -> Option<T>,
+) -> Result<T, String> {
+    let loaded = demo_with(old, &format!("{key}: {written}"))?;
     Ok(test_env(&loaded)
         .send
         .as_ref()
-        .and_then(|s| s.timeout)
-        .expect("timeout was written"))
+        .and_then(pick)
+        .unwrap_or_else(|| panic!("{key} was written")))
+}
+
+fn load_duration(written: &str) -> Result<Duration, String> {
+    load_send("timeout: 30s", "timeout", written, |s| s.timeout)
 }
 
 fn load_policy(written: &str) -> Result<FailurePolicy, String> {
-    let loaded = demo_with("on_ae: hold", &format!("on_ae: {written}"))?;
-    Ok(test_env(&loaded)
-        .send
-        .as_ref()
-        .and_then(|s| s.on_ae)
-        .expect("on_ae was written"))
+    load_send("on_ae: hold", "on_ae", written, |s| s.on_ae)
 }
 
 #[test]

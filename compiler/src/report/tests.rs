@@ -28,16 +28,24 @@ fn demo_with(from: &str, to: &str) -> LoadedSpec {
         .expect("modified demo spec loads")
 }
 
-fn render(loaded: &LoadedSpec, env: EnvName) -> String {
-    let today = day(2026, 11, 27);
-    let report = check_spec(
+/// The day the reports of these tests are judged on.
+fn report_day() -> Date {
+    day(2026, 11, 27)
+}
+
+/// The checks of one environment, as of [`report_day`].
+fn checked(loaded: &LoadedSpec, env: EnvName) -> crate::check::CheckReport {
+    check_spec(
         loaded,
         &CheckOptions {
             env: Some(env),
-            today,
+            today: report_day(),
         },
-    );
-    render_html(loaded, env, &report, today).expect("report renders")
+    )
+}
+
+fn render(loaded: &LoadedSpec, env: EnvName) -> String {
+    render_html(loaded, env, &checked(loaded, env), report_day()).expect("report renders")
 }
 
 #[test]
@@ -384,15 +392,7 @@ fn spec_tests_are_run_and_a_failure_is_not_ready() {
         "expect: { ack: AA, record: { placer_id: PLC-1001, procedure: COL } }",
         "expect: { ack: AA, record: { placer_id: PLC-1001, procedure: OGD } }",
     );
-    let today = day(2026, 11, 27);
-    let report = check_spec(
-        &loaded,
-        &CheckOptions {
-            env: Some(EnvName::Test),
-            today,
-        },
-    );
-    let results = spec_test_results(&loaded, &report);
+    let results = spec_test_results(&loaded, &checked(&loaded, EnvName::Test));
     let failed: Vec<&TestResult> = results
         .iter()
         .filter(|r| r.status == TestStatus::Failed)
@@ -418,15 +418,7 @@ fn spec_tests_are_not_run_on_a_spec_with_errors() {
         "procedure:  { from: OBR-4.1, type: code, table: procedure, required: true }",
         "procedure:  { from: OBR-4.1, type: code, table: procedures, required: true }",
     );
-    let today = day(2026, 11, 27);
-    let report = check_spec(
-        &loaded,
-        &CheckOptions {
-            env: Some(EnvName::Test),
-            today,
-        },
-    );
-    let results = spec_test_results(&loaded, &report);
+    let results = spec_test_results(&loaded, &checked(&loaded, EnvName::Test));
     assert!(!results.is_empty());
     for r in &results {
         assert_eq!(r.status, TestStatus::FileParses, "{r:?}");
