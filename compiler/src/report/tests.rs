@@ -461,13 +461,37 @@ fn nested_records_are_shown_as_records() {
     let record = &html[html.find("id=\"record-service_request\"").expect("record")..];
     let record = &record[..record.find("</table>\n</div></li>").expect("record ends")];
     assert!(record.contains("record <a href=\"#record-patient\"><code>patient</code></a>"));
-    assert!(record.contains("class=\"nested-record\""));
+    let nested = &record[record
+        .find("class=\"nested-record\"")
+        .expect("nested block")..];
+    let nested = &nested[..nested.find("</table>").expect("nested table ends")];
     for (field, path) in [("nhs_number", "PID-3[CX.5=NH].1"), ("birth_date", "PID-7")] {
         assert!(
-            record.contains(&format!(
-                "<td><code>patient.{field}</code></td><td><code>{path}</code></td>"
+            nested.contains(&format!(
+                "<td><code>{field}</code></td><td><code>{path}</code></td>"
             )),
-            "patient.{field} not shown in service_request"
+            "{field} of patient not shown in service_request"
         );
     }
+}
+
+/// A test's expected record is shown with its nested records as records: the nested
+/// record's line, then its values one level deeper; never `patient.mrn`.
+#[test]
+fn expected_records_show_nested_records_as_records() {
+    let html = render(&demo(), EnvName::Test);
+    let row = &html[html
+        .find("an A40 carries the prior MRN")
+        .expect("the A40 test")..];
+    let row = &row[..row.find("</tr>").expect("row ends")];
+    assert!(
+        row.contains(concat!(
+            "<ul class=\"expected-record\">",
+            "<li style=\"margin-left:0em\"><code>prior_mrn</code>: D999999</li>",
+            "<li style=\"margin-left:0em\"><code>patient</code> <span class=\"muted\">(record)</span></li>",
+            "<li style=\"margin-left:1em\"><code>mrn</code>: D123456</li></ul>"
+        )),
+        "{row}"
+    );
+    assert!(!html.contains("patient.mrn"));
 }

@@ -328,10 +328,51 @@ pub struct TestRow {
     pub message: String,
     /// The expected ACK code, and error code and location if any.
     pub expected: String,
+    /// The expected record values, nested records as records (a line for the record, its
+    /// values indented under it), in the spec's order.
+    pub expected_record: Vec<ExpectedLine>,
     pub result_state: State,
     pub result: &'static str,
     pub detail: String,
     pub findings: Vec<ItemFinding>,
+}
+
+/// One line of a test's expected record.
+#[derive(Debug, Serialize)]
+pub struct ExpectedLine {
+    /// How deep in nested records, from 0.
+    pub depth: usize,
+    pub key: String,
+    /// The value as text; `None` for a nested record, whose values follow one level deeper.
+    pub value: Option<String>,
+}
+
+/// The expected record as lines, depth first: a nested record is a line of its own with its
+/// values under it, never flattened into dotted names.
+fn expected_lines(record: &serde_json::Map<String, serde_json::Value>) -> Vec<ExpectedLine> {
+    let mut lines = Vec::new();
+    let mut stack: Vec<(usize, serde_json::map::Iter<'_>)> = vec![(0, record.iter())];
+    while let Some((depth, entries)) = stack.last_mut() {
+        let depth = *depth;
+        let Some((key, value)) = entries.next() else {
+            stack.pop();
+            continue;
+        };
+        let text = match value {
+            serde_json::Value::Object(inner) => {
+                stack.push((depth + 1, inner.iter()));
+                None
+            }
+            serde_json::Value::String(text) => Some(text.clone()),
+            other => Some(other.to_string()),
+        };
+        lines.push(ExpectedLine {
+            depth,
+            key: key.clone(),
+            value: text,
+        });
+    }
+    lines
 }
 
 /// True when the report of `env` has errors (findings about the other environment left out,
@@ -838,6 +879,11 @@ impl<'a> Builder<'a> {
                     name: t.name.clone(),
                     message: t.message.clone(),
                     expected,
+                    expected_record: t
+                        .expect
+                        .record
+                        .as_ref()
+                        .map_or_else(Vec::new, expected_lines),
                     result_state,
                     result: status.label(),
                     detail: detail.to_owned(),
