@@ -524,24 +524,20 @@ fn html_usage_errors() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
 }
 
-#[test]
-fn html_report_with_errors_is_written_and_exits_1() {
-    let work = tempfile::tempdir().expect("temp dir");
-    // The demo spec with its TEST server certificate missing, copied into the temp folder
-    // with its other files named by absolute path.
+/// The demo spec with `from` replaced by `to`, copied into `work` with its other files named
+/// by absolute path; its TEST report is written there. The exit code and the report.
+fn demo_copy_report(work: &Path, from: &str, to: &str) -> (Option<i32>, String) {
     let root = repo_root();
     let specs = root.join("specs");
-    let spec_text = std::fs::read_to_string(specs.join("demo.yaml"))
-        .expect("demo spec")
-        .replace(
-            "cert: certs/test/server.crt",
-            "cert: certs/test/absent-server.crt",
-        )
+    let spec_text = std::fs::read_to_string(specs.join("demo.yaml")).expect("demo spec");
+    assert!(spec_text.contains(from), "the demo spec has no {from:?}");
+    let spec_text = spec_text
+        .replacen(from, to, 1)
         .replace("certs/", &format!("{}/certs/", specs.display()))
         .replace("../examples/", &format!("{}/examples/", root.display()));
-    let spec = work.path().join("demo-copy.yaml");
+    let spec = work.join("demo-copy.yaml");
     std::fs::write(&spec, spec_text).expect("write spec copy");
-    let file = work.path().join("bad.html");
+    let file = work.join("bad.html");
     let out = hl7gw(&[
         "validate",
         spec.to_str().expect("UTF-8 path"),
@@ -554,8 +550,39 @@ fn html_report_with_errors_is_written_and_exits_1() {
         "-o",
         file.to_str().expect("UTF-8 temp path"),
     ]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
-    let html = std::fs::read_to_string(&file).expect("NOT READY report written");
+    let html = std::fs::read_to_string(&file).unwrap_or_else(|_| {
+        panic!("no report written: {}", text(&out.stderr));
+    });
+    (out.status.code(), html)
+}
+
+#[test]
+fn html_report_with_errors_is_written_and_exits_1() {
+    let work = tempfile::tempdir().expect("temp dir");
+    // The TEST server certificate is missing.
+    let (code, html) = demo_copy_report(
+        work.path(),
+        "cert: certs/test/server.crt",
+        "cert: certs/test/absent-server.crt",
+    );
+    assert_eq!(code, Some(1));
     assert!(html.contains("NOT READY"));
     assert!(html.contains("cert-missing"));
+}
+
+/// The report runs the spec tests: one whose expectation the gateway does not meet makes
+/// the report NOT READY and `validate` exit 1, though the spec itself has no error.
+#[test]
+fn html_report_with_a_failing_spec_test_exits_1() {
+    let work = tempfile::tempdir().expect("temp dir");
+    let (code, html) = demo_copy_report(
+        work.path(),
+        "expect: { ack: AE, error: { code: 103, location: OBR-4 } }",
+        "expect: { ack: AA }",
+    );
+    assert_eq!(code, Some(1));
+    assert!(html.contains("NOT READY"));
+    assert!(html.contains("<span id=\"error-count\">0</span> errors"));
+    assert!(html.contains("<span id=\"failed-test-count\">1</span> spec test failed"));
+    assert!(html.contains(">failed<"));
 }
