@@ -1,6 +1,7 @@
 //! The go-live report in a real browser: `hl7gw validate --format html` writes the demo
 //! spec's report, headless Chromium renders it, and the rendered DOM and a screenshot show
-//! the sign-off checklist.
+//! the sign-off checklist; a probe run in the laid-out page shows no word is broken across
+//! lines and nothing sticks out sideways.
 //!
 //! Chromium comes from Debian (`apt-get install -y chromium`). Without it the browser test
 //! prints "skipped: chromium not installed" and passes, unless `HL7GW_REQUIRE_BROWSER` is set
