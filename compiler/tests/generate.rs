@@ -185,3 +185,40 @@ fn a_spec_with_errors_generates_nothing() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     assert!(!target.exists());
 }
+
+/// Each generated README describes the gateway as it is: the commands it has today, each
+/// environment's endpoints, and a `map` example whose message file exists.
+#[test]
+fn the_generated_readmes_describe_todays_gateway() {
+    for (code, outbound) in [("demo", true), ("northwest", true)] {
+        let readme = std::fs::read_to_string(repo().join("generated").join(code).join("README.md"))
+            .expect("README.md");
+        let package = format!("gw-{code}");
+        for command in ["serve --env test", "check --env test", "config --env test"] {
+            assert!(
+                readme.contains(&format!("cargo run -p {package} -- {command}")),
+                "{code}: no `{command}`"
+            );
+        }
+        assert_eq!(readme.contains("map --outbound"), outbound, "{code}");
+        assert_eq!(readme.contains("queue status"), outbound, "{code}");
+        assert!(readme.contains("## What it does"), "{code}");
+        assert!(
+            readme.contains("- `test`: receives HL7 over HTTPS"),
+            "{code}"
+        );
+        assert!(
+            !readme.contains("later"),
+            "{code}: promises something for later"
+        );
+        let map = format!("cargo run -p {package} -- map --env test ");
+        let sample = readme[readme.find(&map).expect("a map example") + map.len()..]
+            .lines()
+            .next()
+            .expect("the example's file");
+        assert!(
+            repo().join(sample).is_file(),
+            "{code}: the map example's {sample} does not exist"
+        );
+    }
+}

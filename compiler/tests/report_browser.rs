@@ -1,6 +1,7 @@
 //! The go-live report in a real browser: `hl7gw validate --format html` writes the demo
 //! spec's report, headless Chromium renders it, and the rendered DOM and a screenshot show
-//! the sign-off checklist.
+//! the sign-off checklist; a probe run in the laid-out page shows no word is broken across
+//! lines and nothing sticks out sideways.
 //!
 //! Chromium comes from Debian (`apt-get install -y chromium`). Without it the browser test
 //! prints "skipped: chromium not installed" and passes, unless `HL7GW_REQUIRE_BROWSER` is set
@@ -214,9 +215,11 @@ impl Image {
     }
 }
 
-#[test]
-fn go_live_report_renders_in_chromium() {
-    let Some(chromium) = find_chromium() else {
+/// Chromium, or `None` after printing that the test is skipped (a failure instead when
+/// `HL7GW_REQUIRE_BROWSER` is set).
+fn chromium_or_skip() -> Option<PathBuf> {
+    let found = find_chromium();
+    if found.is_none() {
         if std::env::var_os("HL7GW_REQUIRE_BROWSER").is_some() {
             panic!(
                 "HL7GW_REQUIRE_BROWSER is set but chromium is not installed \
@@ -224,10 +227,13 @@ fn go_live_report_renders_in_chromium() {
             );
         }
         println!("skipped: chromium not installed");
-        return;
-    };
-    let work = tempfile::tempdir().expect("temp dir");
-    let report = work.path().join("demo-test.html");
+    }
+    found
+}
+
+/// Writes the demo spec's TEST report into `dir` as `hl7gw validate --format html` does.
+fn write_demo_report(dir: &Path) -> PathBuf {
+    let report = dir.join("demo-test.html");
     let out = hl7gw(&[
         "validate",
         "specs/demo.yaml",
@@ -247,6 +253,16 @@ fn go_live_report_renders_in_chromium() {
         text(&out.stderr)
     );
     assert_eq!(text(&out.stdout).trim(), report.display().to_string());
+    report
+}
+
+#[test]
+fn go_live_report_renders_in_chromium() {
+    let Some(chromium) = chromium_or_skip() else {
+        return;
+    };
+    let work = tempfile::tempdir().expect("temp dir");
+    let report = write_demo_report(work.path());
     let url = format!("file://{}", report.display());
 
     // The DOM as Chromium parsed and laid it out.
@@ -334,6 +350,104 @@ fn go_live_report_renders_in_chromium() {
     );
 }
 
+/// Measures the laid-out page from inside: every word (a run of letters) outside the
+/// fingerprints (`.mono`, hex meant to wrap anywhere) must sit on one line, and nothing may
+/// stick out sideways. Its findings land on `<body>` as attributes, read from the dumped DOM.
+const WORD_PROBE: &str = r#"<script>
+(function () {
+  var split = [], words = 0, node;
+  var walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  while ((node = walker.nextNode())) {
+    if (node.parentElement.closest('.mono, script')) continue;
+    var re = /\p{L}+/gu, m;
+    while ((m = re.exec(node.data))) {
+      words++;
+      var range = document.createRange();
+      range.setStart(node, m.index);
+      range.setEnd(node, m.index + m[0].length);
+      var tops = [], rects = range.getClientRects();
+      for (var i = 0; i < rects.length; i++) {
+        if (rects[i].width < 0.5) continue;
+        var top = Math.round(rects[i].top);
+        if (tops.every(function (t) { return Math.abs(t - top) > 2; })) tops.push(top);
+      }
+      if (tops.length > 1) split.push(m[0] + ' in "' + node.data.trim().slice(0, 60) + '"');
+    }
+  }
+  var root = document.documentElement;
+  document.body.setAttribute('data-words-checked', String(words));
+  document.body.setAttribute('data-split-words', JSON.stringify(split));
+  document.body.setAttribute('data-overflow', String(root.scrollWidth - root.clientWidth));
+})();
+</script>"#;
+
+/// The value of `name="..."` in Chromium's DOM dump, unescaped.
+fn dom_attribute(dom: &str, name: &str) -> String {
+    let start = dom
+        .find(&format!("{name}=\""))
+        .unwrap_or_else(|| panic!("the probe did not run: no {name} in the DOM"))
+        + name.len()
+        + 2;
+    let end = start + dom[start..].find('"').expect("attribute ends");
+    dom[start..end]
+        .replace("&quot;", "\"")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+/// No word of the report is broken across two lines ("require/d") at a desktop width or at
+/// the width of an A4 page's printable area (186 mm, about 700 CSS pixels), and the page is
+/// no wider than the window. The report itself runs no script (its Content-Security-Policy
+/// forbids it), so the probe runs in a copy with that meta tag taken out.
+#[test]
+fn no_word_of_the_report_is_split_across_lines() {
+    let Some(chromium) = chromium_or_skip() else {
+        return;
+    };
+    let work = tempfile::tempdir().expect("temp dir");
+    let report = write_demo_report(work.path());
+    let html = std::fs::read_to_string(&report).expect("report");
+    let csp = html
+        .find("<meta http-equiv=\"Content-Security-Policy\"")
+        .expect("the report has its CSP meta tag");
+    let csp_end = csp + html[csp..].find('>').expect("meta tag ends") + 1;
+    let probed = format!("{}{}", &html[..csp], &html[csp_end..])
+        .replace("</body>", &format!("{WORD_PROBE}</body>"));
+    let copy = work.path().join("probed.html");
+    std::fs::write(&copy, probed).expect("write probed copy");
+    let url = format!("file://{}", copy.display());
+    for width in [1280, 700] {
+        let name = format!("words-{width}");
+        run_chromium(
+            &chromium,
+            work.path(),
+            &name,
+            &[
+                "--dump-dom".to_owned(),
+                format!("--window-size={width},2000"),
+            ],
+            &url,
+        );
+        let dom =
+            std::fs::read_to_string(work.path().join(format!("{name}.stdout"))).expect("DOM dump");
+        let words: usize = dom_attribute(&dom, "data-words-checked")
+            .parse()
+            .expect("a count");
+        assert!(words > 500, "at {width}px the probe saw only {words} words");
+        let split = dom_attribute(&dom, "data-split-words");
+        assert_eq!(
+            split, "[]",
+            "at {width}px these words are broken across lines"
+        );
+        let overflow = dom_attribute(&dom, "data-overflow");
+        assert_eq!(
+            overflow, "0",
+            "at {width}px the page is {overflow}px wider than the window"
+        );
+    }
+}
+
 #[test]
 fn html_writes_one_report_per_environment_into_a_folder() {
     let work = tempfile::tempdir().expect("temp dir");
@@ -411,24 +525,20 @@ fn html_usage_errors() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
 }
 
-#[test]
-fn html_report_with_errors_is_written_and_exits_1() {
-    let work = tempfile::tempdir().expect("temp dir");
-    // The demo spec with its TEST server certificate missing, copied into the temp folder
-    // with its other files named by absolute path.
+/// The demo spec with `from` replaced by `to`, copied into `work` with its other files named
+/// by absolute path; its TEST report is written there. The exit code and the report.
+fn demo_copy_report(work: &Path, from: &str, to: &str) -> (Option<i32>, String) {
     let root = repo_root();
     let specs = root.join("specs");
-    let spec_text = std::fs::read_to_string(specs.join("demo.yaml"))
-        .expect("demo spec")
-        .replace(
-            "cert: certs/test/server.crt",
-            "cert: certs/test/absent-server.crt",
-        )
+    let spec_text = std::fs::read_to_string(specs.join("demo.yaml")).expect("demo spec");
+    assert!(spec_text.contains(from), "the demo spec has no {from:?}");
+    let spec_text = spec_text
+        .replacen(from, to, 1)
         .replace("certs/", &format!("{}/certs/", specs.display()))
         .replace("../examples/", &format!("{}/examples/", root.display()));
-    let spec = work.path().join("demo-copy.yaml");
+    let spec = work.join("demo-copy.yaml");
     std::fs::write(&spec, spec_text).expect("write spec copy");
-    let file = work.path().join("bad.html");
+    let file = work.join("bad.html");
     let out = hl7gw(&[
         "validate",
         spec.to_str().expect("UTF-8 path"),
@@ -441,8 +551,39 @@ fn html_report_with_errors_is_written_and_exits_1() {
         "-o",
         file.to_str().expect("UTF-8 temp path"),
     ]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
-    let html = std::fs::read_to_string(&file).expect("NOT READY report written");
+    let html = std::fs::read_to_string(&file).unwrap_or_else(|_| {
+        panic!("no report written: {}", text(&out.stderr));
+    });
+    (out.status.code(), html)
+}
+
+#[test]
+fn html_report_with_errors_is_written_and_exits_1() {
+    let work = tempfile::tempdir().expect("temp dir");
+    // The TEST server certificate is missing.
+    let (code, html) = demo_copy_report(
+        work.path(),
+        "cert: certs/test/server.crt",
+        "cert: certs/test/absent-server.crt",
+    );
+    assert_eq!(code, Some(1));
     assert!(html.contains("NOT READY"));
     assert!(html.contains("cert-missing"));
+}
+
+/// The report runs the spec tests: one whose expectation the gateway does not meet makes
+/// the report NOT READY and `validate` exit 1, though the spec itself has no error.
+#[test]
+fn html_report_with_a_failing_spec_test_exits_1() {
+    let work = tempfile::tempdir().expect("temp dir");
+    let (code, html) = demo_copy_report(
+        work.path(),
+        "expect: { ack: AE, error: { code: 103, location: OBR-4 } }",
+        "expect: { ack: AA }",
+    );
+    assert_eq!(code, Some(1));
+    assert!(html.contains("NOT READY"));
+    assert!(html.contains("<span id=\"error-count\">0</span> errors"));
+    assert!(html.contains("<span id=\"failed-test-count\">1</span> spec test failed"));
+    assert!(html.contains(">failed<"));
 }

@@ -45,6 +45,10 @@ enum Command {
         /// The environment whose rules apply: test or prod.
         #[arg(long, value_parser = parse_env)]
         env: EnvName,
+        /// Read an outbound message (EMS → the Trust) through its outbound record's mapping,
+        /// as the Trust's engine will read it, instead of applying the inbound rules.
+        #[arg(long)]
+        outbound: bool,
         /// The message file.
         file: PathBuf,
     },
@@ -192,7 +196,11 @@ pub fn run(
         Command::Serve(args) => serve(generated, args),
         Command::Check(args) => check(generated, args, out),
         Command::Queue { action } => queue(generated, action, out),
-        Command::Map { env, file } => map(generated, *env, file, out),
+        Command::Map {
+            env,
+            outbound,
+            file,
+        } => map(generated, *env, *outbound, file, out),
         Command::Config { env } => config(generated, *env, out),
     };
     let flushed = out.flush();
@@ -300,10 +308,12 @@ fn queue(
     Ok(0)
 }
 
-/// `map`: 0 when the message is accepted, 1 when it is answered AE or AR.
+/// `map`: 0 when the message is accepted, 1 when it is answered AE or AR. With `outbound`,
+/// the message is read as one EMS hands the gateway for the Trust.
 fn map(
     generated: &GatewaySpec,
     env: EnvName,
+    outbound: bool,
     file: &Path,
     out: &mut dyn Write,
 ) -> Result<u8, Failure> {
@@ -312,7 +322,11 @@ fn map(
         std::fs::read(file).map_err(|e| Failure::Usage(format!("{}: {e}", file.display())))?;
     let message = Message::parse_with(&bytes, &ParseOptions::lenient())
         .map_err(|e| Failure::Input(format!("{}: not an HL7 message: {e}", file.display())))?;
-    let outcome = generated.evaluate(&message, env);
+    let outcome = if outbound {
+        generated.evaluate_outbound(&message, env)
+    } else {
+        generated.evaluate(&message, env)
+    };
     let json = serde_json::to_string_pretty(&outcome)
         .map_err(|e| Failure::Usage(format!("writing JSON: {e}")))?;
     let errors = outcome.ack_errors();

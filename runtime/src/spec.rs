@@ -230,6 +230,25 @@ impl GatewaySpec {
         )
     }
 
+    /// Reads a message of a declared outbound type (EMS → the Trust) the way the receiving
+    /// end will: the same checks as [`GatewaySpec::evaluate`] (environment, declared type,
+    /// mapping errors), but against the outbound types and the outbound record's mapping.
+    /// MSH-5/MSH-6 are the Trust's, so the receive side's expectations do not apply.
+    /// `gw-<code> map --outbound` decides with it.
+    pub fn evaluate_outbound(&self, message: &Message<'_>, env: EnvName) -> Outcome {
+        let policy = match self.environment(env) {
+            Some(environment) => InboundPolicy {
+                receiving_application: None,
+                receiving_facility: None,
+                ..InboundPolicy::for_environment(self.outbound_types(), environment)
+            },
+            None => InboundPolicy::nothing(env),
+        };
+        evaluate(message, &policy, |message_type, message| {
+            self.map_outbound(message_type, message)
+        })
+    }
+
     /// Parses a message (LF and CRLF accepted) and decides about it.
     pub fn process(&self, bytes: &[u8], env: EnvName) -> Result<Outcome, ParseError> {
         let message = Message::parse_with(bytes, &ParseOptions::lenient())?;

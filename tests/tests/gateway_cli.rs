@@ -43,6 +43,71 @@ fn map_decides_like_the_receiver() {
     assert!(out.contains("\"ack\": \"AR\""), "{out}");
 }
 
+/// `map --outbound` reads what EMS hands the gateway through the outbound record's mapping;
+/// without it the same message is not an inbound type and is rejected.
+#[test]
+fn map_outbound_reads_an_outbound_message_with_its_record() {
+    // The sample ORU with the MRN the demo's patient record requires.
+    let dir = tempfile::tempdir().unwrap();
+    let sample = String::from_utf8(std::fs::read(example("oru_r01_pdf.hl7")).unwrap()).unwrap();
+    let sample = if sample.contains("^MR") {
+        sample
+    } else {
+        sample.replace("^^^NHS^NH|", "^^^NHS^NH~D123456^^^DEMO^MR|")
+    };
+    let oru = dir.path().join("oru_r01.hl7");
+    std::fs::write(&oru, &sample).unwrap();
+    let oru = oru.to_str().unwrap();
+    let (code, out) = gw(&["map", "--env", "test", "--outbound", oru]);
+    assert_eq!(code, 0, "{out}");
+    let outcome = outcome_of(&out);
+    assert_eq!(outcome["message_type"], "ORU^R01", "{out}");
+    assert_eq!(outcome["errors"], serde_json::json!([]), "{out}");
+    assert_eq!(outcome["record"]["placer_id"], "PLC-1001", "{out}");
+    assert_eq!(outcome["record"]["procedure"], "COL", "{out}");
+    assert_eq!(
+        outcome["record"]["patient"]["nhs_number"], "9449305552",
+        "{out}"
+    );
+    // Inbound rules refuse it: it is addressed to the Trust, and not an inbound type.
+    let (code, out) = gw(&["map", "--env", "test", oru]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("\"record\": null"), "{out}");
+
+    // A procedure the customer does not offer is an error at OBR-4, as the Trust would see it.
+    let bad = dir.path().join("oru_bad_procedure.hl7");
+    std::fs::write(&bad, sample.replace("COL^Colonoscopy", "XYZ^Unknown")).unwrap();
+    let (code, out) = gw(&["map", "--env", "test", "--outbound", bad.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    let errors = &outcome_of(&out)["errors"];
+    assert_eq!(
+        (&errors[0]["code"], &errors[0]["location"]),
+        (&serde_json::json!(103), &serde_json::json!("OBR-4.1")),
+        "{out}"
+    );
+    // An inbound type is not an outbound one.
+    let (code, out) = gw(&[
+        "map",
+        "--env",
+        "test",
+        "--outbound",
+        &example("adt_a28.hl7"),
+    ]);
+    assert_eq!(code, 1, "{out}");
+    let errors = &outcome_of(&out)["errors"];
+    assert_eq!(
+        (&errors[0]["code"], &errors[0]["location"]),
+        (&serde_json::json!(200), &serde_json::json!("MSH-9")),
+        "{out}"
+    );
+}
+
+/// The outcome `map` prints as JSON before the ACK.
+fn outcome_of(out: &str) -> serde_json::Value {
+    let json_end = out.find("\nMSH|").unwrap();
+    serde_json::from_str(&out[..json_end]).unwrap()
+}
+
 #[test]
 fn check_config_and_queue_status() {
     let dir = tempfile::tempdir().unwrap();

@@ -117,6 +117,50 @@ fn record_users(spec: &LoadedSpec) -> HashMap<&str, BTreeSet<String>> {
     users
 }
 
+/// The segment meant by an unknown id: the nearest one the record's messages carry, else the
+/// nearest in the version.
+fn nearest_segment<'v>(vd: &'v VersionDict, segment: &str, messages: &[String]) -> Option<&'v str> {
+    let carried: BTreeSet<&str> = messages
+        .iter()
+        .filter_map(|m| split_message_type(m))
+        .filter_map(|(code, trigger)| vd.structure(vd.structure_for(code, trigger)?))
+        .flat_map(|st| st.segments.iter().map(String::as_str))
+        .collect();
+    crate::diag::closest(segment, carried)
+        .or_else(|| crate::diag::closest(segment, vd.segment_ids()))
+}
+
+/// How to fix a path into a segment the record's message types never carry: the message
+/// types of the spec that do carry it, to bind the record to instead.
+fn segment_fix(spec: &LoadedSpec, vd: &VersionDict, segment: &str) -> String {
+    let s = &spec.spec;
+    let carriers: Vec<&str> = s
+        .inbound
+        .keys()
+        .chain(s.outbound.keys())
+        .filter(|m| {
+            split_message_type(m)
+                .and_then(|(code, trigger)| vd.structure_for(code, trigger))
+                .and_then(|id| vd.structure(id))
+                .is_some_and(|st| st.may_contain(segment))
+        })
+        .map(String::as_str)
+        .collect();
+    let bind = if carriers.is_empty() {
+        format!(
+            "bind the record to a message type whose structure has {segment} (none declared in this spec has it)"
+        )
+    } else {
+        format!(
+            "bind the record to a message type that carries {segment} ({} in this spec) instead",
+            carriers.join(", ")
+        )
+    };
+    format!(
+        "the record is used by these message types, and a path into a segment they never carry can never find a value. To fix it, read the value from a segment these messages carry, or {bind}; if the Trust's engine adds {segment} to these messages outside the standard, agree a Z-segment with the Trust and map that"
+    )
+}
+
 fn check_path(
     spec: &LoadedSpec,
     vd: &VersionDict,
@@ -141,12 +185,16 @@ fn check_path(
         return;
     }
     if vd.segment(segment).is_none() {
+        let advice = "check the segment identifier; customer-specific segments start with Z";
         out.push(whole(
             Diagnostic::error(
                 "hl7-path-unknown",
                 format!("segment {segment} does not exist in HL7 v{version}"),
             )
-            .detail("check the segment identifier; customer-specific segments start with Z"),
+            .detail(match nearest_segment(vd, segment, messages) {
+                Some(near) => format!("did you mean {near}? {advice}"),
+                None => advice.to_owned(),
+            }),
         ));
         return;
     }
@@ -170,9 +218,12 @@ fn check_path(
         out.push(whole(
             Diagnostic::error(
                 "hl7-segment-not-in-message",
-                format!("segment {segment} does not occur in {} in HL7 v{version}", names.join(", ")),
+                format!(
+                    "segment {segment} does not occur in {} in HL7 v{version}",
+                    names.join(", ")
+                ),
             )
-            .detail("the record is used by these message types; a path into a segment they never carry can never find a value"),
+            .detail(segment_fix(spec, vd, segment)),
         ));
     }
     if let Some(SegmentSelector::Where(filter)) = &path.segment_selector
@@ -308,4 +359,96 @@ fn check_type_fits(
         )
         .detail(hint),
     ));
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use time::{Date, Month};
+
+    use crate::check::{CheckOptions, check_spec};
+    use crate::spec::loader::load_spec_text;
+
+    /// An unknown segment suggests the one meant, preferring those the record's messages carry.
+    #[test]
+    fn an_unknown_segment_suggests_the_one_meant() {
+        let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../specs/demo.yaml");
+        let text = std::fs::read_to_string(&demo).unwrap_or_default();
+        for (from, to, meant) in [
+            (
+                "{ from: PID-7,",
+                "{ from: PXD-7,",
+                Some("did you mean PID?"),
+            ),
+            (
+                "{ from: MRG-1.1,",
+                "{ from: MGR-1.1,",
+                Some("did you mean MRG?"),
+            ),
+            ("{ from: PID-7,", "{ from: QQQ-7,", None),
+        ] {
+            assert!(text.contains(from));
+            let Ok(loaded) = load_spec_text(text.replacen(from, to, 1), &demo, "demo.yaml") else {
+                unreachable!("{to} loads");
+            };
+            let today = Date::from_calendar_date(2026, Month::November, 27).unwrap_or(Date::MIN);
+            let report = check_spec(&loaded, &CheckOptions { env: None, today });
+            let Some(d) = report
+                .diagnostics
+                .iter()
+                .find(|d| d.code == "hl7-path-unknown")
+            else {
+                unreachable!("{to}: {:?}", report.diagnostics);
+            };
+            match meant {
+                Some(meant) => assert!(d.detail.starts_with(meant), "{to}: {}", d.detail),
+                None => assert!(!d.detail.contains("did you mean"), "{to}: {}", d.detail),
+            }
+        }
+    }
+
+    /// A path into a segment the record's messages never carry says how to fix it, naming
+    /// the spec's message types that do carry the segment.
+    #[test]
+    fn a_segment_absent_from_the_messages_says_how_to_fix_it() {
+        let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../specs/demo.yaml");
+        let text = std::fs::read_to_string(&demo).unwrap_or_default();
+        let from = "prior_mrn:  { from: MRG-1.1,";
+        assert!(text.contains(from));
+        let loaded = load_spec_text(
+            text.replacen(from, "prior_mrn:  { from: OBR-2.1,", 1),
+            &demo,
+            "demo.yaml",
+        );
+        let Ok(loaded) = loaded else {
+            unreachable!("the changed demo spec loads: {loaded:?}");
+        };
+        let today = Date::from_calendar_date(2026, Month::November, 27).unwrap_or(Date::MIN);
+        let report = check_spec(&loaded, &CheckOptions { env: None, today });
+        let found: Vec<_> = report
+            .diagnostics
+            .iter()
+            .filter(|d| d.code == "hl7-segment-not-in-message")
+            .collect();
+        assert_eq!(found.len(), 1, "{:?}", report.diagnostics);
+        let d = found[0];
+        assert_eq!(
+            d.summary,
+            "segment OBR does not occur in ADT^A40 (ADT_A39) in HL7 v2.4"
+        );
+        assert!(
+            d.detail
+                .contains("read the value from a segment these messages carry"),
+            "{}",
+            d.detail
+        );
+        assert!(
+            d.detail.contains(
+                "bind the record to a message type that carries OBR (ORM^O01, ORR^O02, ORU^R01 in this spec)"
+            ),
+            "{}",
+            d.detail
+        );
+    }
 }

@@ -216,9 +216,11 @@ fn run_html(
                 today,
             },
         );
-        let html = crate::report::render_html(&loaded, env, &report, today)
+        let tests = crate::report::spec_test_results(&loaded, &report);
+        let html = crate::report::render_html_with_tests(&loaded, env, &report, today, &tests)
             .map_err(|e| Failure::Usage(e.to_string()))?;
-        any_errors |= crate::report::has_errors(&report, env);
+        any_errors |= crate::report::has_errors(&report, env)
+            || tests.iter().any(|t| t.status.blocks_go_live());
         let path = if is_file {
             output.clone()
         } else {

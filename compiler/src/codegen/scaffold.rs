@@ -28,7 +28,24 @@ struct Vars<'a> {
     inbound: Vec<Binding<'a>>,
     outbound: Vec<Binding<'a>>,
     environments: Vec<&'static str>,
+    /// What each environment's process does, in spec order.
+    sides: Vec<Side<'a>>,
     tests: usize,
+    /// The first spec test's message, from the workspace root: the `map` example.
+    sample: Option<String>,
+}
+
+/// One environment as the README describes it.
+#[derive(Debug, Serialize)]
+struct Side<'a> {
+    env: &'static str,
+    /// `https://hostname/path` the Trust's engine POSTs to, when the environment receives.
+    receive_url: Option<String>,
+    listen: Option<&'a str>,
+    /// `inbox`, `webhook` or `mllp`; `None`: the default (inbox).
+    sink: Option<&'static str>,
+    /// The Trust's URL the queue delivers to, when the environment sends.
+    send_url: Option<&'a str>,
 }
 
 /// A message type and the record type it maps to or is built from.
@@ -77,8 +94,46 @@ fn vars<'a>(ctx: &'a Context<'a>, plan: &'a Plan) -> Vars<'a> {
             })
             .collect(),
         environments: spec.environments.iter().map(|(n, _)| n.as_str()).collect(),
+        sides: spec
+            .environments
+            .iter()
+            .map(|(name, e)| Side {
+                env: name.as_str(),
+                receive_url: e
+                    .receive
+                    .as_ref()
+                    .map(|r| format!("https://{}/{}", r.hostname, r.path.trim_start_matches('/'))),
+                listen: e.receive.as_ref().map(|r| r.listen.as_str()),
+                sink: e.sink.as_ref().map(|s| s.kind()),
+                send_url: e.send.as_ref().map(|s| s.url.as_str()),
+            })
+            .collect(),
         tests: spec.tests.len(),
+        sample: spec
+            .tests
+            .first()
+            .and_then(|t| from_workspace_root(&ctx.spec_path, &t.message)),
     }
+}
+
+/// A file the spec names (relative to the spec's folder) as a path from the workspace root,
+/// written with `/`; `None` when it leaves the workspace or is absolute.
+fn from_workspace_root(spec_path: &str, file: &str) -> Option<String> {
+    if file.starts_with('/') {
+        return None;
+    }
+    let mut parts: Vec<&str> = spec_path.split('/').collect();
+    parts.pop();
+    for part in file.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop()?;
+            }
+            other => parts.push(other),
+        }
+    }
+    Some(parts.join("/"))
 }
 
 fn render(name: &str, template: &str, vars: &Vars<'_>) -> Result<String, CodegenError> {

@@ -4,9 +4,11 @@
 
 mod human;
 mod json;
+mod suggest;
 
 pub use human::render_human;
 pub use json::{JsonReport, render_json};
+pub use suggest::closest;
 
 use serde::Serialize;
 

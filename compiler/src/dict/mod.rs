@@ -296,6 +296,11 @@ impl VersionDict {
         self.segments.get(id)
     }
 
+    /// Every segment id of the version, sorted.
+    pub fn segment_ids(&self) -> impl Iterator<Item = &str> {
+        self.segments.keys().map(String::as_str)
+    }
+
     /// A datatype by name (`CX`); primitives have no components.
     pub fn datatype(&self, name: &str) -> Option<&DatatypeDef> {
         self.datatypes.get(name)

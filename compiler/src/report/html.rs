@@ -11,7 +11,7 @@ use std::fmt;
 use time::Date;
 
 use super::view;
-use super::{TestResult, file_checks};
+use super::{TestResult, spec_test_results};
 use crate::check::CheckReport;
 use crate::spec::{EnvName, LoadedSpec};
 
@@ -42,15 +42,15 @@ pub fn escape(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Renders the go-live report of one environment, with spec-test results from
-/// [`file_checks`] (whether each message file is there and parses).
+/// Renders the go-live report of one environment, with the spec tests run as `hl7gw test`
+/// runs them ([`spec_test_results`]).
 pub fn render_html(
     loaded: &LoadedSpec,
     env: EnvName,
     report: &CheckReport,
     today: Date,
 ) -> Result<String, RenderError> {
-    let tests = file_checks(loaded);
+    let tests = spec_test_results(loaded, report);
     render_html_with_tests(loaded, env, report, today, &tests)
 }
 

@@ -10,16 +10,18 @@
 //! compared, and its tests need no clock. Certificates are read from the files the spec names
 //! ([`crate::certs::summarize`]).
 //!
-//! Spec-test results come in as [`TestResult`]s. Until `hl7gw test` runs the tests, the
-//! report shows whether each test's message file is there and parses ([`file_checks`]).
+//! Spec-test results come in as [`TestResult`]s: [`render_html`] runs the spec's tests as
+//! `hl7gw test` does ([`spec_test_results`]); a test that fails makes the page NOT READY.
 
 mod html;
+mod results;
 #[cfg(test)]
 mod tests;
 mod view;
 
 pub use html::{RenderError, escape, render_html, render_html_with_tests};
-pub use view::{file_checks, has_errors};
+pub use results::{file_checks, spec_test_results};
+pub use view::has_errors;
 
 /// The outcome of one spec test, as the report shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -39,6 +41,15 @@ pub enum TestStatus {
 }
 
 impl TestStatus {
+    /// True when the result stands in the way of go-live: the test failed, or its message
+    /// file is missing or unreadable.
+    pub fn blocks_go_live(self) -> bool {
+        matches!(
+            self,
+            Self::Failed | Self::FileMissing | Self::FileUnparsable
+        )
+    }
+
     /// The words shown in the result column.
     pub fn label(self) -> &'static str {
         match self {

@@ -28,16 +28,24 @@ fn demo_with(from: &str, to: &str) -> LoadedSpec {
         .expect("modified demo spec loads")
 }
 
-fn render(loaded: &LoadedSpec, env: EnvName) -> String {
-    let today = day(2026, 11, 27);
-    let report = check_spec(
+/// The day the reports of these tests are judged on.
+fn report_day() -> Date {
+    day(2026, 11, 27)
+}
+
+/// The checks of one environment, as of [`report_day`].
+fn checked(loaded: &LoadedSpec, env: EnvName) -> crate::check::CheckReport {
+    check_spec(
         loaded,
         &CheckOptions {
             env: Some(env),
-            today,
+            today: report_day(),
         },
-    );
-    render_html(loaded, env, &report, today).expect("report renders")
+    )
+}
+
+fn render(loaded: &LoadedSpec, env: EnvName) -> String {
+    render_html(loaded, env, &checked(loaded, env), report_day()).expect("report renders")
 }
 
 #[test]
@@ -111,7 +119,8 @@ fn every_section_is_present() {
     assert!(html.contains("ORR^O02"));
     assert!(html.contains("PID-3[CX.5=NH].1"));
     assert!(html.contains("an order maps to a ServiceRequest"));
-    assert!(html.contains("file parses"));
+    assert!(html.contains(">passed<"));
+    assert!(!html.contains("file parses"));
     assert!(html.contains("Demo NHS Foundation Trust"));
     // Self-contained: nothing fetched, nothing run.
     assert!(!html.contains("<script"));
@@ -408,4 +417,122 @@ fn the_environment_section_shows_the_acknowledgement_mode() {
         line(&prod),
         "Acknowledgement mode: <code>application</code>"
     );
+}
+
+/// The page runs the spec tests as `hl7gw test` does: each demo test passes and says what
+/// was answered; a test whose expectation is wrong fails and makes the page NOT READY.
+#[test]
+fn spec_tests_are_run_and_a_failure_is_not_ready() {
+    let html = render(&demo(), EnvName::Test);
+    let passed = html.matches(">passed<").count();
+    assert_eq!(passed, demo().spec.tests.len(), "every demo test passes");
+    assert!(html.contains("answered AE"));
+    assert!(html.contains("id=\"status\" class=\"ready\""));
+
+    let loaded = demo_with(
+        "expect: { ack: AA, record: { placer_id: PLC-1001, procedure: COL } }",
+        "expect: { ack: AA, record: { placer_id: PLC-1001, procedure: OGD } }",
+    );
+    let results = spec_test_results(&loaded, &checked(&loaded, EnvName::Test));
+    let failed: Vec<&TestResult> = results
+        .iter()
+        .filter(|r| r.status == TestStatus::Failed)
+        .collect();
+    assert_eq!(failed.len(), 1, "{results:?}");
+    assert_eq!(failed[0].name, "an order maps to a ServiceRequest");
+    assert!(
+        failed[0].detail.contains("procedure"),
+        "{:?}",
+        failed[0].detail
+    );
+    let html = render(&loaded, EnvName::Test);
+    assert!(html.contains(">failed<"));
+    assert!(html.contains("id=\"status\" class=\"not-ready\""));
+    assert!(html.contains("<span id=\"failed-test-count\">1</span> spec test failed"));
+}
+
+/// With an error in the spec the tests are not run (as `hl7gw test` refuses to), and the
+/// rows say why.
+#[test]
+fn spec_tests_are_not_run_on_a_spec_with_errors() {
+    let loaded = demo_with(
+        "procedure:  { from: OBR-4.1, type: code, table: procedure, required: true }",
+        "procedure:  { from: OBR-4.1, type: code, table: procedures, required: true }",
+    );
+    let results = spec_test_results(&loaded, &checked(&loaded, EnvName::Test));
+    assert!(!results.is_empty());
+    for r in &results {
+        assert_eq!(r.status, TestStatus::FileParses, "{r:?}");
+        assert!(
+            r.detail
+                .starts_with("not run: the spec has errors (first: table-unknown"),
+            "{r:?}"
+        );
+    }
+}
+
+#[test]
+fn issuer_ca_is_shown_or_said_to_be_missing() {
+    let html = render(&demo(), EnvName::Test);
+    for id in ["cert-receive-issuer-ca", "cert-send-issuer-ca"] {
+        assert!(html.contains(&format!("id=\"{id}\"")), "missing {id}");
+    }
+    assert!(html.contains("EMS CA that issued the server certificate"));
+    assert!(html.contains("<code>certs/test/trust/ems-ca.crt</code>"));
+    // Without it, the item says the chain is not checked.
+    let loaded = demo_with(
+        "        issuer_ca: certs/test/trust/ems-ca.crt        # the EMS CA that issued our certificate\n",
+        "",
+    );
+    let html = render(&loaded, EnvName::Test);
+    let item = &html[html.find("id=\"cert-receive-issuer-ca\"").expect("item")..];
+    let item = &item[..item.find("</li>").expect("item ends")];
+    assert!(item.contains(">not named<"), "{item}");
+    assert!(
+        item.contains("cannot check that the certificate's chain"),
+        "{item}"
+    );
+}
+
+/// A field that nests a record shows that record's fields where it stands, linked to the
+/// record's own item, rather than only its name.
+#[test]
+fn nested_records_are_shown_as_records() {
+    let html = render(&demo(), EnvName::Test);
+    let record = &html[html.find("id=\"record-service_request\"").expect("record")..];
+    let record = &record[..record.find("</table>\n</div></li>").expect("record ends")];
+    assert!(record.contains("record <a href=\"#record-patient\"><code>patient</code></a>"));
+    let nested = &record[record
+        .find("class=\"nested-record\"")
+        .expect("nested block")..];
+    let nested = &nested[..nested.find("</table>").expect("nested table ends")];
+    for (field, path) in [("nhs_number", "PID-3[CX.5=NH].1"), ("birth_date", "PID-7")] {
+        assert!(
+            nested.contains(&format!(
+                "<td><code>{field}</code></td><td><code>{path}</code></td>"
+            )),
+            "{field} of patient not shown in service_request"
+        );
+    }
+}
+
+/// A test's expected record is shown with its nested records as records: the nested
+/// record's line, then its values one level deeper; never `patient.mrn`.
+#[test]
+fn expected_records_show_nested_records_as_records() {
+    let html = render(&demo(), EnvName::Test);
+    let row = &html[html
+        .find("an A40 carries the prior MRN")
+        .expect("the A40 test")..];
+    let row = &row[..row.find("</tr>").expect("row ends")];
+    assert!(
+        row.contains(concat!(
+            "<ul class=\"expected-record\">",
+            "<li style=\"margin-left:0em\"><code>prior_mrn</code>: D999999</li>",
+            "<li style=\"margin-left:0em\"><code>patient</code> <span class=\"muted\">(record)</span></li>",
+            "<li style=\"margin-left:1em\"><code>mrn</code>: D123456</li></ul>"
+        )),
+        "{row}"
+    );
+    assert!(!html.contains("patient.mrn"));
 }

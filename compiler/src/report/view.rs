@@ -10,7 +10,6 @@
 //! keep the order the spec gives them (it mirrors the record); findings list errors first,
 //! each kind in the check report's order (by position); acknowledged warnings by code.
 
-use hl7gw_runtime::hl7::{ParseOptions, parse_batch};
 use serde::Serialize;
 use time::Date;
 
@@ -59,6 +58,8 @@ pub struct Status {
     pub errors: usize,
     pub warnings: usize,
     pub acknowledged: usize,
+    /// Spec tests that failed, or whose message file is missing or unreadable.
+    pub failed_tests: usize,
 }
 
 /// The state of a checklist item: its colour.
@@ -144,7 +145,8 @@ pub struct CertItem {
     pub state: State,
     /// Validity in words: "valid, 3650 days left", "expires in 14 days", "unreadable".
     pub badge: String,
-    pub file: String,
+    /// `None`: an optional file the spec does not name (`tls.issuer_ca`).
+    pub file: Option<String>,
     /// Why the file cannot be read; then `cert` is `None`.
     pub error: Option<String>,
     pub cert: Option<CertFacts>,
@@ -302,6 +304,22 @@ pub struct FieldRow {
     /// Repetition, length and size limits, as text.
     pub notes: String,
     pub findings: Vec<ItemFinding>,
+    /// The fields of the nested record, when the field nests one that exists: the record is
+    /// shown as a record, where it stands.
+    pub nested: Vec<NestedField>,
+}
+
+/// A field of a nested record, as shown inside the field that nests it. Its checks are on
+/// the nested record's own item.
+#[derive(Debug, Serialize)]
+pub struct NestedField {
+    pub name: String,
+    /// The HL7 path it is read from.
+    pub from: Option<String>,
+    /// The record it nests in turn (shown by name, with a link to its item).
+    pub record: Option<String>,
+    pub kind: String,
+    pub required: bool,
 }
 
 /// A code table a field takes its values from.
@@ -327,44 +345,51 @@ pub struct TestRow {
     pub message: String,
     /// The expected ACK code, and error code and location if any.
     pub expected: String,
+    /// The expected record values, nested records as records (a line for the record, its
+    /// values indented under it), in the spec's order.
+    pub expected_record: Vec<ExpectedLine>,
     pub result_state: State,
     pub result: &'static str,
     pub detail: String,
     pub findings: Vec<ItemFinding>,
 }
 
-/// The results available before tests are run: whether each test's message file exists and
-/// parses as exactly one HL7 message (the same reading as the `test-message-*` checks).
-pub fn file_checks(loaded: &LoadedSpec) -> Vec<TestResult> {
-    loaded
-        .spec
-        .tests
-        .iter()
-        .map(|test| {
-            let path = loaded.resolve(&test.message);
-            let (status, detail) = match std::fs::read(&path) {
-                Err(e) => (TestStatus::FileMissing, format!("{}: {e}", path.display())),
-                Ok(bytes) => match parse_batch(&bytes, &ParseOptions::lenient()) {
-                    Ok(batch) if batch.messages.len() == 1 => {
-                        (TestStatus::FileParses, "not run yet".to_owned())
-                    }
-                    Ok(batch) => (
-                        TestStatus::FileUnparsable,
-                        format!(
-                            "holds {} messages; a spec test takes one",
-                            batch.messages.len()
-                        ),
-                    ),
-                    Err(e) => (TestStatus::FileUnparsable, e.to_string()),
-                },
-            };
-            TestResult {
-                name: test.name.clone(),
-                status,
-                detail,
+/// One line of a test's expected record.
+#[derive(Debug, Serialize)]
+pub struct ExpectedLine {
+    /// How deep in nested records, from 0.
+    pub depth: usize,
+    pub key: String,
+    /// The value as text; `None` for a nested record, whose values follow one level deeper.
+    pub value: Option<String>,
+}
+
+/// The expected record as lines, depth first: a nested record is a line of its own with its
+/// values under it, never flattened into dotted names.
+fn expected_lines(record: &serde_json::Map<String, serde_json::Value>) -> Vec<ExpectedLine> {
+    let mut lines = Vec::new();
+    let mut stack: Vec<(usize, serde_json::map::Iter<'_>)> = vec![(0, record.iter())];
+    while let Some((depth, entries)) = stack.last_mut() {
+        let depth = *depth;
+        let Some((key, value)) = entries.next() else {
+            stack.pop();
+            continue;
+        };
+        let text = match value {
+            serde_json::Value::Object(inner) => {
+                stack.push((depth + 1, inner.iter()));
+                None
             }
-        })
-        .collect()
+            serde_json::Value::String(text) => Some(text.clone()),
+            other => Some(other.to_string()),
+        };
+        lines.push(ExpectedLine {
+            depth,
+            key: key.clone(),
+            value: text,
+        });
+    }
+    lines
 }
 
 /// True when the report of `env` has errors (findings about the other environment left out,
@@ -467,6 +492,11 @@ impl<'a> Builder<'a> {
             (&a.diagnostic.code, a.diagnostic.range.map(|r| r.start.byte))
                 .cmp(&(&b.diagnostic.code, b.diagnostic.range.map(|r| r.start.byte)))
         });
+        let test_rows = self.tests(tests);
+        let failed_tests = test_rows
+            .iter()
+            .filter(|t| t.result_state == State::Fail)
+            .count();
         Page {
             version: env!("CARGO_PKG_VERSION"),
             env: match self.env {
@@ -484,15 +514,16 @@ impl<'a> Builder<'a> {
             spec_file: self.loaded.source.file.clone(),
             spec_sha256: digest.as_ref().iter().map(|b| format!("{b:02x}")).collect(),
             status: Status {
-                ready: errors == 0,
+                ready: errors == 0 && failed_tests == 0,
                 errors,
                 warnings: self.diagnostics.len() - errors,
                 acknowledged: acknowledged.len(),
+                failed_tests,
             },
             environment: env.map(|e| self.env_checks(e)),
             message_types: self.message_types(),
             records: self.records(),
-            tests: self.tests(tests),
+            tests: test_rows,
             findings: findings.into_iter().map(|d| finding_row(d, None)).collect(),
             acknowledged: acknowledged
                 .into_iter()
@@ -572,6 +603,12 @@ impl<'a> Builder<'a> {
                 None,
                 &[format!("{base}/receive/tls/client_ca")],
             ));
+            list.push(self.issuer_ca(
+                "cert-receive-issuer-ca",
+                "EMS CA that issued the server certificate (the Trust's engine trusts it)",
+                r.tls.issuer_ca.as_deref(),
+                &format!("{base}/receive/tls/issuer_ca"),
+            ));
         }
         if let Some(s) = &e.send {
             list.push(self.certificate(
@@ -591,8 +628,43 @@ impl<'a> Builder<'a> {
                 None,
                 &[format!("{base}/send/tls/server_ca")],
             ));
+            list.push(self.issuer_ca(
+                "cert-send-issuer-ca",
+                "EMS CA that issued the client certificate (the Trust's engine trusts it)",
+                s.tls.issuer_ca.as_deref(),
+                &format!("{base}/send/tls/issuer_ca"),
+            ));
         }
         list
+    }
+
+    /// The CA that issued the gateway's own certificate (`tls.issuer_ca`, optional): its
+    /// facts when named, else an item saying the chain is not checked.
+    fn issuer_ca(
+        &self,
+        id: &'static str,
+        title: &'static str,
+        file: Option<&str>,
+        pointer: &str,
+    ) -> CertItem {
+        let pointers = [pointer.to_owned()];
+        match file {
+            Some(file) => self.certificate(id, title, file, None, &pointers),
+            None => {
+                let findings = self.at(&pointers);
+                CertItem {
+                    id,
+                    title,
+                    state: State::Info.max(State::of(&findings)),
+                    badge: "not named".to_owned(),
+                    file: None,
+                    error: None,
+                    cert: None,
+                    key: None,
+                    findings: item_findings(&findings),
+                }
+            }
+        }
     }
 
     fn certificate(
@@ -621,7 +693,7 @@ impl<'a> Builder<'a> {
             title,
             state: state.max(State::of(&findings)),
             badge,
-            file: file.to_owned(),
+            file: Some(file.to_owned()),
             error,
             cert,
             key: key.cloned(),
@@ -825,12 +897,12 @@ impl<'a> Builder<'a> {
                 let result = results.iter().find(|r| r.name == t.name);
                 let (status, detail) =
                     result.map_or((TestStatus::NotRun, ""), |r| (r.status, r.detail.as_str()));
-                let result_state = match status {
-                    TestStatus::Passed => State::Ok,
-                    TestStatus::FileParses | TestStatus::NotRun => State::Info,
-                    TestStatus::Failed | TestStatus::FileMissing | TestStatus::FileUnparsable => {
-                        State::Fail
-                    }
+                let result_state = if status.blocks_go_live() {
+                    State::Fail
+                } else if status == TestStatus::Passed {
+                    State::Ok
+                } else {
+                    State::Info
                 };
                 let mut expected = format!("{:?}", t.expect.ack);
                 if let Some(err) = &t.expect.error {
@@ -841,6 +913,11 @@ impl<'a> Builder<'a> {
                     name: t.name.clone(),
                     message: t.message.clone(),
                     expected,
+                    expected_record: t
+                        .expect
+                        .record
+                        .as_ref()
+                        .map_or_else(Vec::new, expected_lines),
                     result_state,
                     result: status.label(),
                     detail: detail.to_owned(),
@@ -883,13 +960,33 @@ fn finding_row(d: &Diagnostic, reason: Option<&str>) -> FindingRow {
     }
 }
 
-fn field_row(spec: &Spec, name: &str, f: &FieldSpec, findings: &[&Diagnostic]) -> FieldRow {
-    let kind = match (f.kind, &f.record) {
+/// Its type; "record" for a nested record without one; empty when neither.
+fn kind_of(f: &FieldSpec) -> &'static str {
+    match (f.kind, &f.record) {
         (Some(k), _) => k.as_str(),
         (None, Some(_)) => "record",
         (None, None) => "",
-    };
+    }
+}
+
+fn field_row(spec: &Spec, name: &str, f: &FieldSpec, findings: &[&Diagnostic]) -> FieldRow {
+    let kind = kind_of(f);
+    let nested = f
+        .record
+        .as_ref()
+        .and_then(|r| spec.records.get(r))
+        .into_iter()
+        .flatten()
+        .map(|(name, inner)| NestedField {
+            name: name.clone(),
+            from: inner.from.clone(),
+            record: inner.record.clone(),
+            kind: kind_of(inner).to_owned(),
+            required: inner.required,
+        })
+        .collect();
     FieldRow {
+        nested,
         state: State::of(findings),
         name: name.to_owned(),
         from: f.from.clone(),

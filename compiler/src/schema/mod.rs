@@ -101,7 +101,7 @@ fn describe(e: &jsonschema::ValidationError<'_>, schema: &Value, source: &Source
             let child = format!("{pointer}/{}", escape_pointer(&key));
             let allowed = allowed_keys(schema, e.schema_path().as_str());
             let mut detail = String::new();
-            if let Some(best) = closest(&key, &allowed) {
+            if let Some(best) = crate::diag::closest(&key, allowed.iter().map(String::as_str)) {
                 detail.push_str(&format!("did you mean `{best}`? "));
             }
             if !allowed.is_empty() {
@@ -373,31 +373,4 @@ fn description_of(schema: &Value, node: &Value) -> String {
         }
     }
     String::new()
-}
-
-/// The allowed key closest to a misspelt one, when it is close enough to be a typo.
-fn closest<'a>(key: &str, allowed: &'a [String]) -> Option<&'a str> {
-    allowed
-        .iter()
-        .map(|a| (edit_distance(key, a), a))
-        .filter(|(d, a)| *d <= 2.max(a.len() / 4))
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, a)| a.as_str())
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let cur = row[j + 1];
-            row[j + 1] = (prev + usize::from(ca != *cb))
-                .min(row[j] + 1)
-                .min(row[j + 1] + 1);
-            prev = cur;
-        }
-    }
-    row[b.len()]
 }

@@ -257,6 +257,22 @@ fn read_yaml(text: String, file: &str) -> Result<(Value, SourceMap), Vec<Diagnos
             Ok(ev) => ev,
             Err(e) => {
                 let pos = positions.pos(e.marker());
+                if let Some(hint) = unquoted_flow_path(&text, pos) {
+                    return Err(vec![err(
+                        "yaml-syntax",
+                        format!(
+                            "the HL7 path `{}` inside `{{ … }}` must be quoted",
+                            hint.path
+                        ),
+                        &format!(
+                            "in a flow mapping YAML reads `[` and `]` as a list and `,` as the next entry, so an unquoted path with a filter breaks it; write {}: \"{}\" (the YAML parser says: {})",
+                            hint.key,
+                            hint.path,
+                            e.info()
+                        ),
+                        hint.span,
+                    )]);
+                }
                 let span = Span {
                     start: pos,
                     end: pos,
@@ -473,6 +489,81 @@ fn indentation_tab(text: &str) -> Option<Pos> {
     None
 }
 
+/// An unquoted HL7 path inside a flow mapping, where a YAML syntax error stands.
+struct FlowPath {
+    /// The key it is the value of (`from`).
+    key: String,
+    /// The path as written.
+    path: String,
+    span: Span,
+}
+
+/// When the syntax error at `at` falls inside an unquoted value of a flow mapping that looks
+/// like an HL7 path with a filter (`{ from: PID-3[CX.5=NH].1 }`: YAML reads the `[` as a
+/// list), that value: the fix is to quote it. Only the error's own line is read.
+fn unquoted_flow_path(text: &str, at: Pos) -> Option<FlowPath> {
+    let line_start = text[..at.byte.min(text.len())]
+        .rfind('\n')
+        .map_or(0, |i| i + 1);
+    let line = text[line_start..].lines().next().unwrap_or("");
+    let offset = at.byte.checked_sub(line_start)?;
+    if offset >= line.len() || !line.is_char_boundary(offset) {
+        return None;
+    }
+    // The value starts after the last space, `{` or `,` before the error.
+    let start = line[..offset].rfind([' ', '{', ',']).map_or(0, |i| i + 1);
+    let before = line[..start].trim_end();
+    let key_end = before.strip_suffix(':')?;
+    if !key_end.contains('{') {
+        return None;
+    }
+    let key = key_end
+        .rsplit(['{', ',', ' '])
+        .next()
+        .unwrap_or("")
+        .trim_matches(['"', '\''])
+        .to_owned();
+    // The value ends at a `,`, `}` or space outside brackets.
+    let mut depth = 0usize;
+    let mut end = line.len();
+    for (i, c) in line[start..].char_indices() {
+        match c {
+            '[' => depth += 1,
+            ']' => depth = depth.saturating_sub(1),
+            ',' | '}' | ' ' if depth == 0 => {
+                end = start + i;
+                break;
+            }
+            _ => {}
+        }
+    }
+    let path = &line[start..end];
+    let bytes = path.as_bytes();
+    let looks_like_path = bytes.len() > 4
+        && bytes[0].is_ascii_uppercase()
+        && bytes[1..3]
+            .iter()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+        && matches!(bytes[3], b'-' | b'[')
+        && path.contains('[');
+    if key.is_empty() || !looks_like_path {
+        return None;
+    }
+    let pos = |byte_in_line: usize| Pos {
+        line: at.line,
+        column: line[..byte_in_line].chars().count() + 1,
+        byte: line_start + byte_in_line,
+    };
+    Some(FlowPath {
+        key,
+        path: path.to_owned(),
+        span: Span {
+            start: pos(start),
+            end: pos(end),
+        },
+    })
+}
+
 fn anchor_error(file: &str, span: Span) -> Diagnostic {
     Diagnostic::error("yaml-anchor", "YAML anchors (&name) are not allowed in a spec")
         .detail("write each value out in full; anchors and aliases would silently share values between places, e.g. between TEST and PROD")
@@ -606,6 +697,80 @@ mod tests {
                 (r.start.line, r.start.column),
                 (line, column),
                 "{text:?}: {e:?}"
+            );
+        }
+    }
+
+    /// `{ from: PID-3[CX.5=NH].1 }` is a YAML syntax error (the `[` starts a list inside the
+    /// flow mapping); the error names the path, covers it, and says to quote it.
+    #[test]
+    fn an_unquoted_path_with_a_filter_in_a_flow_mapping_says_to_quote_it() {
+        let cases = [
+            (
+                "r:\n  nhs: { from: PID-3[CX.5=NH].1, type: string }\n",
+                "from",
+                "PID-3[CX.5=NH].1",
+                (2, 16),
+            ),
+            (
+                "r:\n  pdf: { type: base64, from: OBX[OBX-2=ED]-5.5 }\n",
+                "from",
+                "OBX[OBX-2=ED]-5.5",
+                (2, 30),
+            ),
+        ];
+        for (text, key, path, (line, column)) in cases {
+            let errs = read(text).unwrap_err();
+            let e = &errs[0];
+            assert_eq!(e.code, "yaml-syntax", "{e:?}");
+            assert_eq!(
+                e.summary,
+                format!("the HL7 path `{path}` inside `{{ … }}` must be quoted")
+            );
+            assert!(
+                e.detail.contains(&format!("write {key}: \"{path}\"")),
+                "{e:?}"
+            );
+            let r = e.range.unwrap();
+            assert_eq!((r.start.line, r.start.column), (line, column), "{e:?}");
+            assert_eq!(&text[r.start.byte..r.end.byte], path);
+        }
+        // Quoted, it loads; in a block mapping it needs no quotes.
+        let (v, _) = read("r:\n  nhs: { from: \"PID-3[CX.5=NH].1\" }\n").unwrap();
+        assert_eq!(v["r"]["nhs"]["from"], "PID-3[CX.5=NH].1");
+        let (v, _) = read("r:\n  nhs:\n    from: PID-3[CX.5=NH].1\n").unwrap();
+        assert_eq!(v["r"]["nhs"]["from"], "PID-3[CX.5=NH].1");
+        // Another flow-mapping error keeps the parser's words.
+        let errs = read("a: { b: [1, 2 }\n").unwrap_err();
+        assert!(
+            errs[0].summary.starts_with("YAML syntax error"),
+            "{:?}",
+            errs[0]
+        );
+    }
+
+    /// A misspelt or partial key names the key meant, through the schema check.
+    #[test]
+    fn an_unknown_key_suggests_the_key_meant() {
+        let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../specs/demo.yaml");
+        let text = std::fs::read_to_string(&demo).unwrap();
+        for (from, to, meant) in [
+            ("\nhl7_version:", "\nversion:", "hl7_version"),
+            ("\nhl7_version:", "\nHL7-Version:", "hl7_version"),
+            ("max_len: 20", "max_length: 20", "max_len"),
+            ("        issuer_ca:", "        issuer:", "issuer_ca"),
+        ] {
+            assert!(text.contains(from), "{from:?}");
+            let errs = load_spec_text(text.replacen(from, to, 1), &demo, "demo.yaml").unwrap_err();
+            let unknown = errs
+                .iter()
+                .find(|d| d.code == "schema-unknown-key")
+                .unwrap_or_else(|| panic!("{to}: {errs:?}"));
+            assert!(
+                unknown
+                    .detail
+                    .starts_with(&format!("did you mean `{meant}`?")),
+                "{to}: {unknown:?}"
             );
         }
     }
