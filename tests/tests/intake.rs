@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use hl7gw_runtime::config::SendHeader;
 use hl7gw_runtime::hl7::Message;
 use hl7gw_runtime::intake::{Intake, IntakeConfig};
 use hl7gw_runtime::queue::Queue;
@@ -51,8 +52,10 @@ async fn hl7_and_json_records_are_queued_and_the_rest_refused() {
             destination: "engine".into(),
             spec: std::sync::Arc::new(gw_demo::SPEC),
             processing_id: "T".into(),
-            sending_application: "EMS".into(),
-            sending_facility: "DEMO".into(),
+            header: SendHeader {
+                sending_facility: "DEMO".into(),
+                ..SendHeader::DEFAULT
+            },
         },
     )
     .await
@@ -134,8 +137,10 @@ async fn mllp_intake_answers_a_commit_ack_once_queued() {
             destination: "engine".into(),
             spec: std::sync::Arc::new(gw_demo::SPEC),
             processing_id: "T".into(),
-            sending_application: "EMS".into(),
-            sending_facility: "DEMO".into(),
+            header: SendHeader {
+                sending_facility: "DEMO".into(),
+                ..SendHeader::DEFAULT
+            },
         },
     )
     .await

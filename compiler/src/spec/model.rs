@@ -260,6 +260,24 @@ pub struct SendSide {
     #[schemars(description = format!("After AR or CR. Default `{}`.", defaults::ON_AR))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_ar: Option<FailurePolicy>,
+    /// MSH-3 of the messages built from records; [`defaults::SENDING_APPLICATION`] when
+    /// left out.
+    #[schemars(description = format!("MSH-3 of the messages built from records. Default `{}`.", defaults::SENDING_APPLICATION))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sending_application: Option<String>,
+    /// MSH-4 of the messages built from records; [`defaults::SENDING_FACILITY`] when left
+    /// out.
+    #[schemars(description = format!("MSH-4 of the messages built from records. Default `{}`.", defaults::SENDING_FACILITY))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sending_facility: Option<String>,
+    /// MSH-5 of the messages built from records: the Trust's engine, as it names itself.
+    /// Empty when left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receiving_application: Option<String>,
+    /// MSH-6 of the messages built from records: the Trust, as its engine names it. Empty
+    /// when left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receiving_facility: Option<String>,
 }
 
 /// The sender's TLS material (PEM files, paths relative to the spec file).

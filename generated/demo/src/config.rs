@@ -6,7 +6,7 @@
 use std::borrow::Cow;
 use hl7gw_runtime::config::{
     EnvName, Environment, FailurePolicies, FailurePolicy, ReceiveConfig, SendConfig,
-    SinkConfig,
+    SendHeader, SinkConfig,
 };
 
 /// The `test` environment (MSH-11 `T`).
@@ -43,6 +43,12 @@ pub const TEST: Environment = Environment {
             on_bad_ack: FailurePolicy::Retry,
             on_ae: FailurePolicy::Hold,
             on_ar: FailurePolicy::Hold,
+        },
+        header: SendHeader {
+            sending_application: Cow::Borrowed("EMS"),
+            sending_facility: Cow::Borrowed("EMS"),
+            receiving_application: Cow::Borrowed(""),
+            receiving_facility: Cow::Borrowed(""),
         },
     }),
     store: Cow::Borrowed("var/demo-test.sqlite"),
@@ -83,6 +89,12 @@ pub const PROD: Environment = Environment {
             on_bad_ack: FailurePolicy::Retry,
             on_ae: FailurePolicy::Hold,
             on_ar: FailurePolicy::Hold,
+        },
+        header: SendHeader {
+            sending_application: Cow::Borrowed("EMS"),
+            sending_facility: Cow::Borrowed("EMS"),
+            receiving_application: Cow::Borrowed(""),
+            receiving_facility: Cow::Borrowed(""),
         },
     }),
     store: Cow::Borrowed("var/demo-prod.sqlite"),

@@ -59,14 +59,12 @@ pub const SPEC: GatewaySpec = GatewaySpec {
     outbound: Cow::Borrowed(
         &[
             OutboundBinding {
-                message_type: Cow::Borrowed("ORR^O02"),
-                structure: Some(Cow::Borrowed("ORR_O02")),
+                shape: records::ORR_O02,
                 map: map_to_json::<records::OrderUpdate>,
                 build: build_from_json::<records::OrderUpdate>,
             },
             OutboundBinding {
-                message_type: Cow::Borrowed("ORU^R01"),
-                structure: Some(Cow::Borrowed("ORU_R01")),
+                shape: records::ORU_R01,
                 map: map_to_json::<records::Report>,
                 build: build_from_json::<records::Report>,
             },

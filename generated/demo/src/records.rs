@@ -133,6 +133,39 @@ impl From<Clinician> for &'static str {
     }
 }
 
+/// The `ORR^O02` message as the HL7 dictionary describes it: set IDs numbered in NTE, OBR, PID, RQD; an MSA after the MSH, MSA-1 `AA` unless the record writes it.
+pub const ORR_O02: mapping::MessageShape = mapping::MessageShape {
+    message_type: std::borrow::Cow::Borrowed("ORR^O02"),
+    structure: Some(std::borrow::Cow::Borrowed("ORR_O02")),
+    set_id_segments: std::borrow::Cow::Borrowed(
+        &[
+            std::borrow::Cow::Borrowed("NTE"),
+            std::borrow::Cow::Borrowed("OBR"),
+            std::borrow::Cow::Borrowed("PID"),
+            std::borrow::Cow::Borrowed("RQD"),
+        ],
+    ),
+    acknowledgement: true,
+};
+
+/// The `ORU^R01` message as the HL7 dictionary describes it: set IDs numbered in FT1, NK1, NTE, OBR, OBX, PID, PV1.
+pub const ORU_R01: mapping::MessageShape = mapping::MessageShape {
+    message_type: std::borrow::Cow::Borrowed("ORU^R01"),
+    structure: Some(std::borrow::Cow::Borrowed("ORU_R01")),
+    set_id_segments: std::borrow::Cow::Borrowed(
+        &[
+            std::borrow::Cow::Borrowed("FT1"),
+            std::borrow::Cow::Borrowed("NK1"),
+            std::borrow::Cow::Borrowed("NTE"),
+            std::borrow::Cow::Borrowed("OBR"),
+            std::borrow::Cow::Borrowed("OBX"),
+            std::borrow::Cow::Borrowed("PID"),
+            std::borrow::Cow::Borrowed("PV1"),
+        ],
+    ),
+    acknowledgement: false,
+};
+
 /// `PID-3[CX.5=NH].1`: `patient.nhs_number`.
 static PATIENT_NHS_NUMBER: mapping::Field = mapping::Field::required(
     "nhs_number",
@@ -444,7 +477,7 @@ impl OrderUpdate {
         &self,
         header: &mapping::OutboundHeader<'_>,
     ) -> Result<Vec<u8>, hl7::BuildError> {
-        mapping::OutboundRecord::build(self, header, "ORR^O02", Some("ORR_O02"))
+        mapping::OutboundRecord::build(self, header, &ORR_O02)
     }
 }
 
@@ -574,7 +607,7 @@ impl Report {
         &self,
         header: &mapping::OutboundHeader<'_>,
     ) -> Result<Vec<u8>, hl7::BuildError> {
-        mapping::OutboundRecord::build(self, header, "ORU^R01", Some("ORU_R01"))
+        mapping::OutboundRecord::build(self, header, &ORU_R01)
     }
 }
 

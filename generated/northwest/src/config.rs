@@ -6,7 +6,7 @@
 use std::borrow::Cow;
 use hl7gw_runtime::config::{
     EnvName, Environment, FailurePolicies, FailurePolicy, ReceiveConfig, SendConfig,
-    SinkConfig,
+    SendHeader, SinkConfig,
 };
 
 /// The `test` environment (MSH-11 `T`).
@@ -45,6 +45,12 @@ pub const TEST: Environment = Environment {
             on_bad_ack: FailurePolicy::Hold,
             on_ae: FailurePolicy::RetryThenHold(3),
             on_ar: FailurePolicy::Skip,
+        },
+        header: SendHeader {
+            sending_application: Cow::Borrowed("EMS"),
+            sending_facility: Cow::Borrowed("EMS"),
+            receiving_application: Cow::Borrowed(""),
+            receiving_facility: Cow::Borrowed(""),
         },
     }),
     store: Cow::Borrowed("var/northwest-test.sqlite"),
@@ -94,6 +100,12 @@ pub const PROD: Environment = Environment {
             on_bad_ack: FailurePolicy::Retry,
             on_ae: FailurePolicy::RetryThenHold(3),
             on_ar: FailurePolicy::Hold,
+        },
+        header: SendHeader {
+            sending_application: Cow::Borrowed("EMS"),
+            sending_facility: Cow::Borrowed("EMS"),
+            receiving_application: Cow::Borrowed(""),
+            receiving_facility: Cow::Borrowed(""),
         },
     }),
     store: Cow::Borrowed("var/northwest-prod.sqlite"),
