@@ -447,7 +447,11 @@ fn idempotency_key(
         .to_str()
         .ok()
         .map(str::trim)
-        .filter(|k| !k.is_empty() && k.len() <= MAX_KEY && k.bytes().all(|b| b.is_ascii_graphic() || b == b' '))
+        .filter(|k| {
+            !k.is_empty()
+                && k.len() <= MAX_KEY
+                && k.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
+        })
         .ok_or_else(|| {
             error(
                 StatusCode::BAD_REQUEST,
@@ -535,12 +539,20 @@ async fn from_json(
         }
     };
     let config = &shared.config;
-    let pick = |given: &Option<String>, default: &str| given.clone().unwrap_or_else(|| default.to_string());
+    let pick = |given: &Option<String>, default: &str| {
+        given.clone().unwrap_or_else(|| default.to_string())
+    };
     let given = &request.header;
     let (sending_app, sending_fac, receiving_app, receiving_fac) = (
-        pick(&given.sending_application, &config.header.sending_application),
+        pick(
+            &given.sending_application,
+            &config.header.sending_application,
+        ),
         pick(&given.sending_facility, &config.header.sending_facility),
-        pick(&given.receiving_application, &config.header.receiving_application),
+        pick(
+            &given.receiving_application,
+            &config.header.receiving_application,
+        ),
         pick(&given.receiving_facility, &config.header.receiving_facility),
     );
     let control_id = shared.control_id();

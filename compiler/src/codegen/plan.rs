@@ -357,11 +357,14 @@ impl Plan {
 /// structure whose field 1 is a Set ID, and whether it has an MSA. Nothing for a type or
 /// version the dictionary does not know (`validate` reports those).
 fn shape_facts(dictionary: Option<&dict::VersionDict>, message_type: &str) -> (Vec<String>, bool) {
-    let structure = dictionary.zip(message_type.split_once('^')).and_then(|(d, (code, trigger))| {
-        d.structure_for(code, trigger)
-            .and_then(|id| d.structure(id))
-            .map(|s| (d, s))
-    });
+    let structure =
+        dictionary
+            .zip(message_type.split_once('^'))
+            .and_then(|(d, (code, trigger))| {
+                d.structure_for(code, trigger)
+                    .and_then(|id| d.structure(id))
+                    .map(|s| (d, s))
+            });
     let Some((d, structure)) = structure else {
         return (Vec::new(), false);
     };

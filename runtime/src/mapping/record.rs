@@ -77,9 +77,7 @@ pub fn build_from_json<R: OutboundRecord>(
     header: &OutboundHeader<'_>,
 ) -> Result<Vec<u8>, OutboundError> {
     let record: R = record_from_json(record)?;
-    let bytes = record
-        .build(header, shape)
-        .map_err(OutboundError::Build)?;
+    let bytes = record.build(header, shape).map_err(OutboundError::Build)?;
     read_back(&record, bytes, R::from_hl7)
 }
 

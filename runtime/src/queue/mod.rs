@@ -81,8 +81,8 @@ use time::OffsetDateTime;
 use tokio::sync::Notify;
 
 pub use record::{
-    Enqueued, IdempotencyKey, LastResponse, ListFilter, MessageDetail, MessageInfo, MessageState, Pending,
-    StreamState, StreamStatus,
+    Enqueued, IdempotencyKey, LastResponse, ListFilter, MessageDetail, MessageInfo, MessageState,
+    Pending, StreamState, StreamStatus,
 };
 pub(crate) use record::{NewMessage, StreamCounts};
 pub use sequencer::{Backoff, Policies, Sequencer, SequencerEvent};
