@@ -135,7 +135,7 @@ pub fn render(ctx: &Context<'_>, plan: &Plan) -> Result<Option<String>, CodegenE
 /// records as objects, keys in spec order. `depth` stops a record nesting itself.
 fn record_json(plan: &Plan, record: &RecordPlan, full: bool, depth: usize) -> String {
     let mut members = Vec::new();
-    for field in &record.fields {
+    for field in record.members() {
         let value = match field.kind {
             Kind::Nested { record_index } => match plan.records.get(record_index) {
                 Some(nested) if depth < 8 => record_json(plan, nested, full, depth + 1),

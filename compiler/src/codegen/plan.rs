@@ -55,6 +55,9 @@ pub struct FieldPlan {
     pub required: bool,
     /// A list of every present value.
     pub repeated: bool,
+    /// The fixed value (`value:`), written into every built message; such a field is not
+    /// a member of the record.
+    pub fixed: Option<String>,
 }
 
 /// A field's type.
@@ -193,6 +196,7 @@ impl Plan {
                         },
                         required: field.required,
                         repeated: false,
+                        fixed: None,
                     });
                     continue;
                 }
@@ -270,6 +274,7 @@ impl Plan {
                     kind,
                     required: field.required,
                     repeated: field.repeated,
+                    fixed: field.value.clone(),
                 });
             }
             if let Some(plan) = records.get_mut(record_index) {
@@ -416,5 +421,12 @@ fn is_ed_data(dictionary: Option<&dict::VersionDict>, path: &Path) -> bool {
                 if filter.field == 2 && filter.component.is_none_or(|c| c == 1) && filter.value == "ED"
         ),
         Some(_) => false,
+    }
+}
+
+impl RecordPlan {
+    /// The fields that are members of the record (every field but the fixed values).
+    pub fn members(&self) -> impl Iterator<Item = &FieldPlan> {
+        self.fields.iter().filter(|f| f.fixed.is_none())
     }
 }

@@ -293,14 +293,20 @@ fn record_item(plan: &Plan, record: &RecordPlan) -> TokenStream {
         if let (Some((from, path)), Some(static_name)) = (&field.path, &field.path_static) {
             let static_name = ident(static_name);
             let value = field_static(field, &path_literal(path));
-            let d = doc(&format!("`{from}`: `{}.{}`.", record.name, field.name));
+            let d = match &field.fixed {
+                Some(fixed) => doc(&format!(
+                    "`{from}`: `{}.{}`, always `{fixed}` in built messages.",
+                    record.name, field.name
+                )),
+                None => doc(&format!("`{from}`: `{}.{}`.", record.name, field.name)),
+            };
             statics.push(quote! {
                 #d
                 static #static_name: mapping::Field = #value;
             });
         }
     }
-    let field_defs = record.fields.iter().map(|field| {
+    let field_defs = record.members().map(|field| {
         let d = doc(&field_doc(field));
         let n = ident(&field.name);
         let t = field_type(plan, field);
@@ -311,15 +317,15 @@ fn record_item(plan: &Plan, record: &RecordPlan) -> TokenStream {
         "The `{}` record. As JSON: an object with these fields, in this order. Read from\n\
          JSON, a key not listed is an error and an optional field may be absent or null{}.",
         record.name,
-        if record.fields.iter().any(|f| f.repeated && !f.required) {
+        if record.members().any(|f| f.repeated && !f.required) {
             ", an\noptional repeated field absent"
         } else {
             ""
         }
     ));
 
-    let reads = record.fields.iter().map(read_stmt);
-    let inits = record.fields.iter().map(|field| {
+    let reads = record.members().map(read_stmt);
+    let inits = record.members().map(|field| {
         let n = ident(&field.name);
         let local = ident(&field.local);
         let unwrap =
@@ -331,8 +337,9 @@ fn record_item(plan: &Plan, record: &RecordPlan) -> TokenStream {
         }
     });
     let unused_read = record
-        .fields
-        .is_empty()
+        .members()
+        .next()
+        .is_none()
         .then(|| quote! { let _ = (message, errors); });
 
     let mut methods = vec![quote! {
@@ -426,9 +433,14 @@ fn read_stmt(field: &FieldPlan) -> TokenStream {
     }
 }
 
-/// One call per field: a nested record writes itself; a value is written through its `static`.
+/// One call per field: a nested record writes itself; a value is written through its
+/// `static`; a fixed value is written as declared.
 fn write_stmt(field: &FieldPlan) -> TokenStream {
     let n = ident(&field.name);
+    if let (Some(fixed), Some(static_name)) = (&field.fixed, &field.path_static) {
+        let static_name = ident(static_name);
+        return quote! { #static_name.write_fixed(message, #fixed)?; };
+    }
     if matches!(field.kind, Kind::Nested { .. }) {
         return quote! { mapping::OutboundRecord::write(&self.#n, message)?; };
     }

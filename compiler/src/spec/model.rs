@@ -334,6 +334,11 @@ pub struct FieldSpec {
     /// For `type: base64`: the largest decoded size accepted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_bytes: Option<ByteSize>,
+    /// A fixed value, as HL7 text, written at `from` in every message built from the record
+    /// (OBX-11 `F`, CX.4 `NHS`); never read, and not a member of the record's JSON. It must
+    /// be valid for `type` (a code of its `map` or `table`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
 }
 
 fn is_false(b: &bool) -> bool {

@@ -29,7 +29,7 @@ fn map_record(spec: &Spec, name: &str, message: &Message<'_>, errors: &mut Error
     let Some(record) = spec.records.get(name) else {
         return Value::Object(object);
     };
-    for (field_name, field) in record {
+    for (field_name, field) in record.iter().filter(|(_, f)| f.value.is_none()) {
         let value = if let Some(nested) = &field.record {
             errors.nested(field_name, |e| map_record(spec, nested, message, e))
         } else {

@@ -173,6 +173,12 @@ impl Field {
         value.write(message, &self.path, self)
     }
 
+    /// Writes the fixed value the spec declares for the field (`value:`), as HL7 text.
+    pub fn write_fixed(&self, message: &mut MessageBuilder, text: &str) -> Result<(), BuildError> {
+        message.set(&self.path, text)?;
+        Ok(())
+    }
+
     /// Writes an optional value when present.
     pub fn write_optional<T: MappedValue>(
         &self,
