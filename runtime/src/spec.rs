@@ -10,7 +10,7 @@
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
-use crate::config::{EnvName, Environment, Text};
+use crate::config::{EnvName, Environment, SendHeader, Text};
 use crate::hl7::{Message, ParseError, ParseOptions};
 use crate::inbound::{InboundPolicy, Outcome, evaluate};
 use crate::mapping::{self, MappingError, MessageShape, OutboundHeader};
@@ -212,6 +212,31 @@ impl GatewaySpec {
                     .collect(),
             }),
         }
+    }
+
+    /// An outbound spec test: builds `record` as `message_type` with the MSH the
+    /// environment's send settings give ([`mapping::test_header`]) and lists where the built
+    /// message differs from `expected`, field by field (MSH-7 and MSH-10, written per send,
+    /// are not compared). An error when the record does not build.
+    pub fn outbound_test(
+        &self,
+        env: EnvName,
+        message_type: &str,
+        record: &serde_json::Value,
+        expected: &[u8],
+    ) -> Result<Vec<String>, String> {
+        let environment = self
+            .environment(env)
+            .ok_or_else(|| format!("the spec has no {} environment", env.as_str()))?;
+        let send = environment
+            .send
+            .as_ref()
+            .map_or(SendHeader::DEFAULT, |s| s.header.clone());
+        let header = mapping::test_header(&send, &environment.processing_id, &self.hl7_version);
+        let built = self
+            .build_outbound(message_type, record, &header)
+            .map_err(|e| format!("the record does not build: {e}"))?;
+        crate::hl7::compare::differences_in_bytes(expected, &built)
     }
 
     /// Decides about one parsed message in an environment: AR for the wrong environment,

@@ -1,4 +1,6 @@
-//! Spec-test files: every referenced message file exists and parses as HL7.
+//! Spec-test files: every referenced message file exists and parses as HL7, for inbound
+//! (`tests`) and outbound (`outbound_tests`) tests alike; an outbound test builds a type the
+//! spec declares outbound.
 
 use hl7gw_runtime::hl7::{ParseOptions, parse_batch};
 
@@ -6,25 +8,53 @@ use crate::diag::Diagnostic;
 use crate::spec::LoadedSpec;
 
 pub(super) fn check(spec: &LoadedSpec, out: &mut Vec<Diagnostic>) {
+    let inbound = spec
+        .spec
+        .tests
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (format!("/tests/{i}"), &t.name, &t.message));
+    let outbound = spec
+        .spec
+        .outbound_tests
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (format!("/outbound_tests/{i}"), &t.name, &t.message));
     let mut names = std::collections::HashMap::new();
-    for (i, test) in spec.spec.tests.iter().enumerate() {
-        let pointer = format!("/tests/{i}/message");
-        if let Some(first) = names.insert(test.name.as_str(), i) {
+    for (i, test) in spec.spec.outbound_tests.iter().enumerate() {
+        if !spec.spec.outbound.contains_key(&test.build) {
+            let declared: Vec<&str> = spec.spec.outbound.keys().map(String::as_str).collect();
+            out.push(spec.at_value(
+                Diagnostic::error(
+                    "test-build-undeclared",
+                    format!("`{}` is not declared outbound", test.build),
+                )
+                .detail(format!(
+                    "an outbound test builds one of the spec's outbound types: {}",
+                    if declared.is_empty() { "none".to_string() } else { declared.join(", ") }
+                )),
+                &format!("/outbound_tests/{i}/build"),
+            ));
+        }
+    }
+    for (i, (base, name, message)) in inbound.chain(outbound).enumerate() {
+        let pointer = format!("{base}/message");
+        if let Some(first) = names.insert(name.as_str(), i) {
             out.push(
                 spec.at_value(
                     Diagnostic::error(
                         "test-duplicate-name",
-                        format!("two tests are named `{}`", test.name),
+                        format!("two tests are named `{name}`"),
                     )
                     .detail(format!(
                         "test names identify results; the other is test {}",
                         first + 1
                     )),
-                    &format!("/tests/{i}/name"),
+                    &format!("{base}/name"),
                 ),
             );
         }
-        let path = spec.resolve(&test.message);
+        let path = spec.resolve(message);
         let bytes = match std::fs::read(&path) {
             Ok(b) => b,
             Err(e) => {
@@ -32,7 +62,7 @@ pub(super) fn check(spec: &LoadedSpec, out: &mut Vec<Diagnostic>) {
                     spec.at_value(
                         Diagnostic::error(
                             "test-message-missing",
-                            format!("cannot read `{}`: {e}", test.message),
+                            format!("cannot read `{message}`: {e}"),
                         )
                         .detail(format!(
                             "paths are relative to the spec file; looked at {}",
@@ -50,8 +80,7 @@ pub(super) fn check(spec: &LoadedSpec, out: &mut Vec<Diagnostic>) {
                 Diagnostic::error(
                     "test-message-count",
                     format!(
-                        "`{}` holds {} messages; a spec test takes one",
-                        test.message,
+                        "`{message}` holds {} messages; a spec test takes one",
                         batch.messages.len()
                     ),
                 ),
@@ -60,7 +89,7 @@ pub(super) fn check(spec: &LoadedSpec, out: &mut Vec<Diagnostic>) {
             Err(e) => out.push(spec.at_value(
                 Diagnostic::error(
                     "test-message-unparsable",
-                    format!("`{}` is not a readable HL7 message: {e}", test.message),
+                    format!("`{message}` is not a readable HL7 message: {e}"),
                 ),
                 &pointer,
             )),

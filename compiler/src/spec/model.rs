@@ -50,6 +50,10 @@ pub struct Spec {
     /// Spec tests, run by `hl7gw test` and compiled into the generated crate.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tests: Vec<SpecTest>,
+    /// Outbound spec tests: a record and the message it must build into, run by `hl7gw
+    /// test` and compiled into the generated crate.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outbound_tests: Vec<OutboundTest>,
     /// Warnings accepted for the spec as a whole (those not about one environment, such as
     /// `hl7-type-loose`): warning code → the reason, recorded in the go-live report.
     /// Environment warnings are acknowledged under their environment.
@@ -404,6 +408,23 @@ pub struct SpecTest {
     pub message: String,
     /// The expected outcome.
     pub expect: Expectation,
+}
+
+/// An outbound spec test: a record, as EMS hands it to the intake, and the HL7 message it
+/// must build into in the TEST environment, compared field by field (MSH-7 and MSH-10,
+/// written per send, are not compared). The built message must also have every field and
+/// segment the HL7 dictionary requires for the spec's version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OutboundTest {
+    /// What the test shows, e.g. `a report builds the ORU the Trust reads`.
+    pub name: String,
+    /// The outbound message type to build, `ORU^R01`.
+    pub build: MessageType,
+    /// The record as JSON (the shape `POST /outbound/TYPE^TRIGGER` takes).
+    pub record: serde_json::Map<String, serde_json::Value>,
+    /// The HL7 file the record must build into, relative to the spec file.
+    pub message: String,
 }
 
 /// Expected outcome of a spec test.

@@ -24,6 +24,13 @@ pub fn map_inbound(
     errors.finish(|| Some(value))
 }
 
+/// Maps a message to a record by name, as the receiving end of an outbound message reads it.
+pub fn map_named(spec: &Spec, record: &str, message: &Message<'_>) -> Result<Value, Vec<MappingError>> {
+    let mut errors = Errors::new();
+    let value = map_record(spec, record, message, &mut errors);
+    errors.finish(|| Some(value))
+}
+
 fn map_record(spec: &Spec, name: &str, message: &Message<'_>, errors: &mut Errors) -> Value {
     let mut object = Map::new();
     let Some(record) = spec.records.get(name) else {

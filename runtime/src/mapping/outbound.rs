@@ -1,7 +1,7 @@
 //! Starting and finishing an outbound message: the MSH every message EMS sends carries, and
 //! what its type needs beyond the record's fields (set IDs, MSA-1, MSH-18).
 
-use crate::config::{Text, TextList};
+use crate::config::{SendHeader, Text, TextList};
 use crate::hl7::{BuildError, Encoding, MessageBuilder};
 
 /// What goes in an outbound MSH besides the delimiters.
@@ -118,4 +118,24 @@ pub fn finish(message: &mut MessageBuilder, shape: &MessageShape) -> Result<(), 
         msh.set(&encoding, 18, 1, 1, 1, UTF8_CHARSET)?;
     }
     Ok(())
+}
+
+/// The MSH of a message built by an outbound spec test: MSH-3 to MSH-6 from the
+/// environment's send settings, its processing id and the spec's version; MSH-7 and MSH-10
+/// are placeholders, since tests do not compare them.
+pub fn test_header<'a>(
+    send: &'a SendHeader,
+    processing_id: &'a str,
+    version: &'a str,
+) -> OutboundHeader<'a> {
+    OutboundHeader {
+        sending_application: &send.sending_application,
+        sending_facility: &send.sending_facility,
+        receiving_application: &send.receiving_application,
+        receiving_facility: &send.receiving_facility,
+        timestamp: "20260101000000",
+        control_id: "SPEC-TEST",
+        processing_id,
+        version,
+    }
 }
