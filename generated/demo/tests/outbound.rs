@@ -4,6 +4,8 @@
 //! representative record (every field set, then the required fields only) reads from
 //! JSON, serializes back, and builds through `SPEC.build_outbound` into a message that
 //! maps back to it. The records are written by the generator from the spec's types.
+//!
+//! Then the spec's outbound tests: each record builds into its expected message.
 #![allow(clippy::expect_used, clippy::panic)]
 
 use gw_demo::records;
@@ -102,6 +104,54 @@ fn oru_r01_record_with_required_fields() {
         records::Report::from_hl7,
         false,
     );
+}
+
+/// a report builds the ORU^R01 the Trust's engine reads
+///
+/// The `ORU^R01` record builds into `../examples/messages/outbound/demo_oru_r01.hl7`, field by field but MSH-7 and MSH-10.
+#[test]
+fn a_report_builds_the_oru_r01_the_trust_s_engine_reads() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"), "/../../examples/messages/outbound/demo_oru_r01.hl7"
+    );
+    let expected = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let record: serde_json::Value = serde_json::from_str(
+            r#"{"patient":{"nhs_number":"9449305552","mrn":"D123456","family":"SMITH","given":"JOHN","birth_date":"1970-01-01","sex":"male"},"placer_id":"PLC-1001","filler_id":"FIL-2002","procedure":"COL","pdf":{"media_type":"application/pdf","data":"JVBERi0xLjQKJSVFT0YK"}}"#,
+        )
+        .expect("the record is JSON");
+    let differences = gw_demo::SPEC
+        .outbound_test(
+            hl7gw_runtime::config::EnvName::Test,
+            "ORU^R01",
+            &record,
+            &expected,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(differences.is_empty(), "{}", differences.join("\n"));
+}
+
+/// an accepted order builds an ORR^O02 with MSA-1 AA
+///
+/// The `ORR^O02` record builds into `../examples/messages/outbound/demo_orr_o02.hl7`, field by field but MSH-7 and MSH-10.
+#[test]
+fn an_accepted_order_builds_an_orr_o02_with_msa_1_aa() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"), "/../../examples/messages/outbound/demo_orr_o02.hl7"
+    );
+    let expected = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let record: serde_json::Value = serde_json::from_str(
+            r#"{"order_message":"ORM-0001","patient":{"nhs_number":"9449305552","mrn":"D123456","family":"SMITH","birth_date":"1970-01-01","sex":"male"},"control":"accepted","placer_id":"PLC-1001","filler_id":"FIL-2002"}"#,
+        )
+        .expect("the record is JSON");
+    let differences = gw_demo::SPEC
+        .outbound_test(
+            hl7gw_runtime::config::EnvName::Test,
+            "ORR^O02",
+            &record,
+            &expected,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(differences.is_empty(), "{}", differences.join("\n"));
 }
 
 /// A type the spec does not send is refused, naming the declared ones.

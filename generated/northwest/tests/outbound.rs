@@ -4,6 +4,8 @@
 //! representative record (every field set, then the required fields only) reads from
 //! JSON, serializes back, and builds through `SPEC.build_outbound` into a message that
 //! maps back to it. The records are written by the generator from the spec's types.
+//!
+//! Then the spec's outbound tests: each record builds into its expected message.
 #![allow(clippy::expect_used, clippy::panic)]
 
 use gw_northwest::records;
@@ -76,6 +78,31 @@ fn oru_r01_record_with_required_fields() {
         records::ResultReport::from_hl7,
         false,
     );
+}
+
+/// a final report builds the ORU^R01 the Trust's engine reads
+///
+/// The `ORU^R01` record builds into `../examples/messages/northwest/oru_r01_built.hl7`, field by field but MSH-7 and MSH-10.
+#[test]
+fn a_final_report_builds_the_oru_r01_the_trust_s_engine_reads() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/messages/northwest/oru_r01_built.hl7"
+    );
+    let expected = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let record: serde_json::Value = serde_json::from_str(
+            r#"{"patient":{"nhs_number":"9449305552","local_id":"RX10001","surname":"OKAFOR","forenames":"ADAEZE","dob":"1985-03-12","gender":"F"},"placer_id":"NW-ORD-4471","filler_id":"EMS-7731","examination":"ECOL","performed":"2026-01-14T14:15:00","reported":"2026-01-14T15:29:00","status":"F","pdf":{"media_type":"application/pdf","data":"JVBERi0xLjQKJSVFT0YK"}}"#,
+        )
+        .expect("the record is JSON");
+    let differences = gw_northwest::SPEC
+        .outbound_test(
+            hl7gw_runtime::config::EnvName::Test,
+            "ORU^R01",
+            &record,
+            &expected,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(differences.is_empty(), "{}", differences.join("\n"));
 }
 
 /// A type the spec does not send is refused, naming the declared ones.
