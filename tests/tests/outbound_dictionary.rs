@@ -64,7 +64,8 @@ fn a_message_without_them_is_reported_field_by_field() {
             "{field} not reported: {missing:?}"
         );
     }
-    let orr = Message::parse(b"MSH|^~\\&|EMS|EMS|TIE|T|20260101||ORR^O02^ORR_O02|1|T|2.4\r").unwrap();
+    let orr =
+        Message::parse(b"MSH|^~\\&|EMS|EMS|TIE|T|20260101||ORR^O02^ORR_O02|1|T|2.4\r").unwrap();
     let missing = dict::version("2.4").unwrap().missing_required(&orr);
     assert!(
         missing.iter().any(|m| m.contains("required segment MSA")),

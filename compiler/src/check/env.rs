@@ -311,13 +311,20 @@ fn check_send_header(
     for (key, field, value) in [
         ("sending_application", "MSH-3", &send.sending_application),
         ("sending_facility", "MSH-4", &send.sending_facility),
-        ("receiving_application", "MSH-5", &send.receiving_application),
+        (
+            "receiving_application",
+            "MSH-5",
+            &send.receiving_application,
+        ),
         ("receiving_facility", "MSH-6", &send.receiving_facility),
     ] {
         let Some(value) = value else { continue };
         let why = if value.trim().is_empty() {
             Some("is empty; leave the key out for the default".to_string())
-        } else if let Some(c) = value.chars().find(|c| "|^~\\&".contains(*c) || c.is_control()) {
+        } else if let Some(c) = value
+            .chars()
+            .find(|c| "|^~\\&".contains(*c) || c.is_control())
+        {
             Some(format!(
                 "holds {c:?}, an HL7 delimiter or control character, which the field cannot carry as written"
             ))

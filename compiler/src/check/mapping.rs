@@ -181,11 +181,13 @@ fn check_fixed_value(spec: &LoadedSpec, f: &FieldSpec, pointer: &str, out: &mut 
     };
     let at = format!("{pointer}/value");
     if f.record.is_some() {
-        out.push(spec.at_key(
-            Diagnostic::error("value-with-record", "a nested record has no fixed `value`")
-                .detail("put the fixed value on a field of the nested record"),
-            &at,
-        ));
+        out.push(
+            spec.at_key(
+                Diagnostic::error("value-with-record", "a nested record has no fixed `value`")
+                    .detail("put the fixed value on a field of the nested record"),
+                &at,
+            ),
+        );
         return;
     }
     for (key, present) in [("required", f.required), ("repeated", f.repeated)] {

@@ -24,17 +24,23 @@ pub(super) fn check(spec: &LoadedSpec, out: &mut Vec<Diagnostic>) {
     for (i, test) in spec.spec.outbound_tests.iter().enumerate() {
         if !spec.spec.outbound.contains_key(&test.build) {
             let declared: Vec<&str> = spec.spec.outbound.keys().map(String::as_str).collect();
-            out.push(spec.at_value(
-                Diagnostic::error(
-                    "test-build-undeclared",
-                    format!("`{}` is not declared outbound", test.build),
-                )
-                .detail(format!(
-                    "an outbound test builds one of the spec's outbound types: {}",
-                    if declared.is_empty() { "none".to_string() } else { declared.join(", ") }
-                )),
-                &format!("/outbound_tests/{i}/build"),
-            ));
+            out.push(
+                spec.at_value(
+                    Diagnostic::error(
+                        "test-build-undeclared",
+                        format!("`{}` is not declared outbound", test.build),
+                    )
+                    .detail(format!(
+                        "an outbound test builds one of the spec's outbound types: {}",
+                        if declared.is_empty() {
+                            "none".to_string()
+                        } else {
+                            declared.join(", ")
+                        }
+                    )),
+                    &format!("/outbound_tests/{i}/build"),
+                ),
+            );
         }
     }
     for (i, (base, name, message)) in inbound.chain(outbound).enumerate() {

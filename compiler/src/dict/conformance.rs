@@ -54,7 +54,9 @@ fn required_segments(tree: &[StructureNode]) -> Vec<&str> {
     let mut out = Vec::new();
     for node in tree {
         match node {
-            StructureNode::Segment { id, min, .. } if *min > 0 && id != "*" => out.push(id.as_str()),
+            StructureNode::Segment { id, min, .. } if *min > 0 && id != "*" => {
+                out.push(id.as_str())
+            }
             StructureNode::Group {
                 min,
                 choice: false,

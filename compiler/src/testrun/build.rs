@@ -19,7 +19,11 @@ pub fn shape(out: &Outbound) -> MessageShape {
         message_type: Text::Owned(out.message_type.clone()),
         structure: out.structure.clone().map(Text::Owned),
         set_id_segments: TextList::Owned(
-            out.set_id_segments.iter().cloned().map(Text::Owned).collect(),
+            out.set_id_segments
+                .iter()
+                .cloned()
+                .map(Text::Owned)
+                .collect(),
         ),
         acknowledgement: out.acknowledgement,
     }
@@ -42,8 +46,7 @@ pub fn build(
         .get(out.record_index)
         .ok_or_else(|| format!("{message_type}: no record"))?;
     let shape = shape(out);
-    let mut message =
-        mapping::new_message(header, &shape).map_err(|e| format!("the MSH: {e}"))?;
+    let mut message = mapping::new_message(header, &shape).map_err(|e| format!("the MSH: {e}"))?;
     write_record(plan, record_plan, record, &mut message, "")?;
     mapping::finish(&mut message, &shape).map_err(|e| e.to_string())?;
     Ok(message.to_bytes())
@@ -61,7 +64,11 @@ fn write_record(
         .keys()
         .find(|k| !record.members().any(|f| &f.name == *k))
     {
-        return Err(format!("{}: not a field of `{}`", dotted(unknown), record.name));
+        return Err(format!(
+            "{}: not a field of `{}`",
+            dotted(unknown),
+            record.name
+        ));
     }
     for field in &record.fields {
         let at = dotted(&field.name);
@@ -84,7 +91,8 @@ fn write_record(
         };
         let rule = Field::optional("", path.clone());
         if let Some(fixed) = &field.fixed {
-            rule.write_fixed(message, fixed).map_err(|e| format!("{at}: {e}"))?;
+            rule.write_fixed(message, fixed)
+                .map_err(|e| format!("{at}: {e}"))?;
             continue;
         }
         let texts: Vec<String> = match json.get(&field.name) {
@@ -155,7 +163,11 @@ fn hl7_text(plan: &Plan, field: &FieldPlan, value: &Value) -> Result<String, Str
             list.entries
                 .iter()
                 .find(|(code, meaning, _)| {
-                    if list.from_map { meaning == text } else { code == text }
+                    if list.from_map {
+                        meaning == text
+                    } else {
+                        code == text
+                    }
                 })
                 .map(|(code, _, _)| code.clone())
                 .ok_or_else(|| format!("{text:?} is not a value of {}", list.list_name))

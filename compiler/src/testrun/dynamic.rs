@@ -25,7 +25,11 @@ pub fn map_inbound(
 }
 
 /// Maps a message to a record by name, as the receiving end of an outbound message reads it.
-pub fn map_named(spec: &Spec, record: &str, message: &Message<'_>) -> Result<Value, Vec<MappingError>> {
+pub fn map_named(
+    spec: &Spec,
+    record: &str,
+    message: &Message<'_>,
+) -> Result<Value, Vec<MappingError>> {
     let mut errors = Errors::new();
     let value = map_record(spec, record, message, &mut errors);
     errors.finish(|| Some(value))

@@ -100,7 +100,9 @@ fn outbound_failures(loaded: &LoadedSpec, test: &OutboundTest) -> Result<Vec<Str
     let send = environment
         .send
         .as_ref()
-        .map_or(hl7gw_runtime::config::SendHeader::DEFAULT, |s| s.header.clone());
+        .map_or(hl7gw_runtime::config::SendHeader::DEFAULT, |s| {
+            s.header.clone()
+        });
     let header =
         hl7gw_runtime::mapping::test_header(&send, &environment.processing_id, &spec.hl7_version);
     let built = build::build(&plan, &test.build, &test.record, &header)
@@ -119,7 +121,9 @@ fn outbound_failures(loaded: &LoadedSpec, test: &OutboundTest) -> Result<Vec<Str
     match dynamic::map_named(spec, &record, &message) {
         Ok(back) => {
             if let Err(diff) = record_matches(&test.record, &back) {
-                failures.push(format!("the built message maps back to another record: {diff}"));
+                failures.push(format!(
+                    "the built message maps back to another record: {diff}"
+                ));
             }
         }
         Err(errors) => failures.extend(

@@ -30,7 +30,11 @@ pub fn differences(expected: &Message<'_>, actual: &Message<'_>) -> Vec<String> 
                 e.id(),
                 a.id()
             )),
-            (Some(e), None) => out.push(format!("segment {}: expected {}, got none", index + 1, e.id())),
+            (Some(e), None) => out.push(format!(
+                "segment {}: expected {}, got none",
+                index + 1,
+                e.id()
+            )),
             (None, Some(a)) => out.push(format!("segment {}: unexpected {}", index + 1, a.id())),
             (None, None) => {}
         }
@@ -67,7 +71,12 @@ fn label(segments: &[Segment<'_>], index: usize) -> String {
     }
 }
 
-fn compare_fields(label: &str, expected: &Segment<'_>, actual: &Segment<'_>, out: &mut Vec<String>) {
+fn compare_fields(
+    label: &str,
+    expected: &Segment<'_>,
+    actual: &Segment<'_>,
+    out: &mut Vec<String>,
+) {
     let count = expected.field_count().max(actual.field_count());
     for n in 1..=count {
         if PER_SEND_FIELDS.contains(&(expected.id(), n)) {
