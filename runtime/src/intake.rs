@@ -380,7 +380,7 @@ async fn handle(shared: &Shared, request: Request<Incoming>) -> Reply {
             };
             let key = match idempotency_key(&headers, &path, &body) {
                 Ok(key) => key,
-                Err(reply) => return reply,
+                Err(reply) => return *reply,
             };
             match shared.queue_message(&body, key).await {
                 Ok(q) => queued_reply(&q),
@@ -411,7 +411,7 @@ async fn handle(shared: &Shared, request: Request<Incoming>) -> Reply {
             };
             let key = match idempotency_key(&headers, &path, &body) {
                 Ok(key) => key,
-                Err(reply) => return reply,
+                Err(reply) => return *reply,
             };
             from_json(shared, &message_type, &body, key).await
         }
@@ -439,7 +439,7 @@ fn idempotency_key(
     headers: &HeaderMap,
     target: &str,
     body: &[u8],
-) -> Result<Option<IdempotencyKey>, Reply> {
+) -> Result<Option<IdempotencyKey>, Box<Reply>> {
     let Some(value) = headers.get("idempotency-key") else {
         return Ok(None);
     };
@@ -453,10 +453,10 @@ fn idempotency_key(
                 && k.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
         })
         .ok_or_else(|| {
-            error(
+            Box::new(error(
                 StatusCode::BAD_REQUEST,
                 &format!("Idempotency-Key must be 1 to {MAX_KEY} printable ASCII characters"),
-            )
+            ))
         })?;
     let mut context = ring::digest::Context::new(&ring::digest::SHA256);
     context.update(target.as_bytes());
