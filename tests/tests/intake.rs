@@ -200,24 +200,62 @@ async fn mllp_intake_answers_a_commit_ack_once_queued() {
         .unwrap();
 }
 
-/// The demo's TEST intake on loopback with a fresh store, HTTP and MLLP.
-async fn demo_intake() -> (tempfile::TempDir, Queue, Intake) {
-    let dir = tempfile::tempdir().unwrap();
-    let queue = Queue::new(Store::open(dir.path().join("gateway.sqlite")).unwrap());
-    let intake = Intake::bind(
-        "127.0.0.1:0".parse().unwrap(),
-        Some("127.0.0.1:0".parse().unwrap()),
-        queue.clone(),
-        IntakeConfig {
-            destination: "engine".into(),
-            spec: std::sync::Arc::new(gw_demo::SPEC),
-            processing_id: "T".into(),
-            header: SendHeader::DEFAULT,
-        },
-    )
-    .await
-    .unwrap();
-    (dir, queue, intake)
+/// The demo's TEST intake on loopback with a fresh store, HTTP and MLLP, serving.
+struct Running {
+    _dir: tempfile::TempDir,
+    queue: Queue,
+    http: std::net::SocketAddr,
+    mllp: std::net::SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let queue = Queue::new(Store::open(dir.path().join("gateway.sqlite")).unwrap());
+        let intake = Intake::bind(
+            "127.0.0.1:0".parse().unwrap(),
+            Some("127.0.0.1:0".parse().unwrap()),
+            queue.clone(),
+            IntakeConfig {
+                destination: "engine".into(),
+                spec: std::sync::Arc::new(gw_demo::SPEC),
+                processing_id: "T".into(),
+                header: SendHeader::DEFAULT,
+            },
+        )
+        .await
+        .unwrap();
+        let (http, mllp) = (intake.http_addr().unwrap(), intake.mllp_addr().unwrap());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(intake.serve(async {
+            let _ = stopped.await;
+        }));
+        Self {
+            _dir: dir,
+            queue,
+            http,
+            mllp,
+            stop,
+            server,
+        }
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        tokio::time::timeout(Duration::from_secs(10), self.server)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+}
+
+/// The demo report of [`ORU`] as its JSON record.
+fn report_json() -> serde_json::Value {
+    let report =
+        gw_demo::records::Report::from_hl7(&Message::parse(ORU.as_bytes()).unwrap()).unwrap();
+    serde_json::to_value(&report).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -225,12 +263,8 @@ async fn hl7_that_does_not_map_to_its_record_is_refused_with_every_error_and_not
     use hl7gw_runtime::hl7::{AckCode, read_ack};
     use hl7gw_runtime::mllp::{Deframer, frame, read_message};
 
-    let (_dir, queue, intake) = demo_intake().await;
-    let (http, mllp) = (intake.http_addr().unwrap(), intake.mllp_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(intake.serve(async {
-        let _ = stopped.await;
-    }));
+    let running = Running::start().await;
+    let (http, mllp, queue) = (running.http, running.mllp, running.queue.clone());
 
     // A procedure the customer does not offer, and an NHS number with a wrong check digit.
     let bad = ORU
@@ -288,26 +322,16 @@ async fn hl7_that_does_not_map_to_its_record_is_refused_with_every_error_and_not
     );
 
     drop(stream);
-    let _ = stop.send(());
-    tokio::time::timeout(Duration::from_secs(10), server)
-        .await
-        .unwrap()
-        .unwrap();
+    running.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idempotency_key_queues_its_request_once() {
-    let (_dir, queue, intake) = demo_intake().await;
-    let http = intake.http_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(intake.serve(async {
-        let _ = stopped.await;
-    }));
+    let running = Running::start().await;
+    let (http, queue) = (running.http, running.queue.clone());
 
     // JSON: each request builds a new MSH-10, so only the key makes a repeat a repeat.
-    let report =
-        gw_demo::records::Report::from_hl7(&Message::parse(ORU.as_bytes()).unwrap()).unwrap();
-    let json = serde_json::json!({ "record": serde_json::to_value(&report).unwrap() });
+    let json = serde_json::json!({ "record": report_json() });
     let body = json.to_string();
     let key = ["Idempotency-Key: report-PLC-1001"];
     let (status, first) = post_with(http, "/outbound/ORU%5ER01", &key, body.as_bytes()).await;
@@ -350,24 +374,14 @@ async fn an_idempotency_key_queues_its_request_once() {
     assert_eq!(status, 400);
     assert_eq!(queue.status("engine").await.unwrap().depth, 3);
 
-    let _ = stop.send(());
-    tokio::time::timeout(Duration::from_secs(10), server)
-        .await
-        .unwrap()
-        .unwrap();
+    running.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_json_header_names_only_msh_3_to_6() {
-    let (_dir, queue, intake) = demo_intake().await;
-    let http = intake.http_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(intake.serve(async {
-        let _ = stopped.await;
-    }));
-    let report =
-        gw_demo::records::Report::from_hl7(&Message::parse(ORU.as_bytes()).unwrap()).unwrap();
-    let record = serde_json::to_value(&report).unwrap();
+    let running = Running::start().await;
+    let (http, queue) = (running.http, running.queue.clone());
+    let record = report_json();
     let ignored = serde_json::json!({ "record": record, "header": { "control_id": "MINE-1" } });
     let (status, why) = post(http, "/outbound/ORU%5ER01", ignored.to_string().as_bytes()).await;
     assert_eq!(status, 422, "{why}");
@@ -394,9 +408,5 @@ async fn the_json_header_names_only_msh_3_to_6() {
     assert_eq!(msh, ["EMS", "EMS", "TIE", "RXX"]);
     assert_eq!(queue.status("engine").await.unwrap().depth, 1);
 
-    let _ = stop.send(());
-    tokio::time::timeout(Duration::from_secs(10), server)
-        .await
-        .unwrap()
-        .unwrap();
+    running.stop().await;
 }

@@ -4,7 +4,7 @@
 //! `mapping::finish`), so `hl7gw test` checks an outbound test without building the crate.
 
 use hl7gw_runtime::config::{Text, TextList};
-use hl7gw_runtime::hl7::{MessageBuilder, Path};
+use hl7gw_runtime::hl7::MessageBuilder;
 use hl7gw_runtime::mapping::{
     self, Field, HlDate, HlDateTime, HlNumber, MappedValue, MessageShape, NhsNumber, OutboundHeader,
 };
@@ -119,25 +119,8 @@ fn write_record(
         } = &field.kind
             && !texts.is_empty()
         {
-            write_ed_media(message, path, media).map_err(|e| format!("{at}: {e}"))?;
+            mapping::write_ed_media(message, path, media).map_err(|e| format!("{at}: {e}"))?;
         }
-    }
-    Ok(())
-}
-
-/// ED.2 to ED.4 beside the data in ED.5, as the runtime's attachment writes them.
-fn write_ed_media(
-    message: &mut MessageBuilder,
-    path: &Path,
-    media: &str,
-) -> Result<(), hl7gw_runtime::hl7::BuildError> {
-    let (main, sub) = media.split_once('/').unwrap_or((media, ""));
-    for (component, text) in [(2, main), (3, sub), (4, "Base64")] {
-        let at = Path {
-            component: Some(component),
-            ..path.clone()
-        };
-        message.set(&at, text)?;
     }
     Ok(())
 }

@@ -14,14 +14,12 @@ pub fn map_inbound(
     message_type: &str,
     message: &Message<'_>,
 ) -> Result<Value, Vec<MappingError>> {
-    let mut errors = Errors::new();
     let record = spec
         .inbound
         .get(message_type)
         .map(|binding| binding.record.clone())
         .unwrap_or_default();
-    let value = map_record(spec, &record, message, &mut errors);
-    errors.finish(|| Some(value))
+    map_named(spec, &record, message)
 }
 
 /// Maps a message to a record by name, as the receiving end of an outbound message reads it.

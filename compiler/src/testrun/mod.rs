@@ -29,6 +29,16 @@ pub struct TestResult {
 }
 
 impl TestResult {
+    /// A test not run yet: no outcome, no failures.
+    fn new(name: &str, message: &str) -> Self {
+        Self {
+            name: name.to_string(),
+            message: message.to_string(),
+            outcome: None,
+            failures: Vec::new(),
+        }
+    }
+
     /// True when every expectation held.
     pub fn passed(&self) -> bool {
         self.failures.is_empty()
@@ -79,12 +89,7 @@ pub fn run_spec_tests(loaded: &LoadedSpec) -> Vec<TestResult> {
 /// expected message, field by field but MSH-7 and MSH-10; the message maps back to the
 /// record; and it has every field and segment the dictionary requires for the version.
 fn run_outbound(loaded: &LoadedSpec, test: &OutboundTest) -> TestResult {
-    let mut result = TestResult {
-        name: test.name.clone(),
-        message: test.message.clone(),
-        outcome: None,
-        failures: Vec::new(),
-    };
+    let mut result = TestResult::new(&test.name, &test.message);
     result.failures = outbound_failures(loaded, test).unwrap_or_else(|why| vec![why]);
     result
 }
@@ -144,12 +149,7 @@ fn outbound_failures(loaded: &LoadedSpec, test: &OutboundTest) -> Result<Vec<Str
 }
 
 fn run_one(loaded: &LoadedSpec, test: &SpecTest) -> TestResult {
-    let mut result = TestResult {
-        name: test.name.clone(),
-        message: test.message.clone(),
-        outcome: None,
-        failures: Vec::new(),
-    };
+    let mut result = TestResult::new(&test.name, &test.message);
     let path = loaded.resolve(&test.message);
     let bytes = match std::fs::read(&path) {
         Ok(b) => b,

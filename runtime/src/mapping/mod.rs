@@ -25,6 +25,7 @@ pub use json::{JsonError, OutboundError, record_from_json, record_to_json, unsup
 pub use outbound::{MessageShape, OutboundHeader, UTF8_CHARSET, finish, new_message, test_header};
 pub use record::{
     DataRule, Field, MappedValue, OutboundRecord, Record, build_from_json, map_to_json, nested,
+    write_ed_media,
 };
 pub use values::{HlDate, HlDateTime, HlNumber, NhsNumber, ValueError};
 

@@ -312,20 +312,28 @@ impl<M: MediaTypes> MappedValue for Attachment<M> {
     ) -> Result<(), BuildError> {
         message.set(path, &self.base64())?;
         if let Some(rule) = field.data.filter(|rule| rule.ed) {
-            let (main, sub) = rule
-                .media_type
-                .split_once('/')
-                .unwrap_or((rule.media_type, ""));
-            for (component, text) in [(2, main), (3, sub), (4, "Base64")] {
-                let at = Path {
-                    component: Some(component),
-                    ..path.clone()
-                };
-                message.set(&at, text)?;
-            }
+            write_ed_media(message, path, rule.media_type)?;
         }
         Ok(())
     }
+}
+
+/// ED.2 to ED.4 beside the data at `path` (ED.5): the media type's two halves and
+/// `Base64`.
+pub fn write_ed_media(
+    message: &mut MessageBuilder,
+    path: &Path,
+    media_type: &str,
+) -> Result<(), BuildError> {
+    let (main, sub) = media_type.split_once('/').unwrap_or((media_type, ""));
+    for (component, text) in [(2, main), (3, sub), (4, "Base64")] {
+        let at = Path {
+            component: Some(component),
+            ..path.clone()
+        };
+        message.set(&at, text)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
