@@ -2,7 +2,7 @@
 //! dictionary requires for the spec's version: required fields filled, required segments
 //! present. The records are the specs' outbound tests (`outbound_tests`), built through the
 //! generated crates' `SPEC` as the intake builds them; `hl7gw test` checks the same through
-//! the spec-driven builder.
+//! the spec-driven builder, which builds the same bytes.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -45,6 +45,28 @@ fn every_message_built_from_the_specs_outbound_records_has_what_its_version_requ
                 "{code}: {}: v{} requires {missing:?}",
                 test.name,
                 spec.hl7_version
+            );
+        }
+    }
+}
+
+#[test]
+fn hl7gw_test_builds_the_same_bytes_as_the_generated_crates() {
+    for (code, generated) in [("demo", gw_demo::SPEC), ("northwest", gw_northwest::SPEC)] {
+        let loaded = load(code);
+        let environment = generated.environment(EnvName::Test).unwrap();
+        let send = environment.send.as_ref().unwrap().header.clone();
+        let header = test_header(&send, &environment.processing_id, &generated.hl7_version);
+        for test in &loaded.spec.outbound_tests {
+            let by_spec =
+                hl7gw::testrun::build_outbound(&loaded.spec, &test.build, &test.record, &header)
+                    .unwrap_or_else(|e| panic!("{code}: {}: {e}", test.name));
+            let by_crate = build(&generated, &test.build, &test.record);
+            assert_eq!(
+                String::from_utf8_lossy(&by_spec),
+                String::from_utf8_lossy(&by_crate),
+                "{code}: {}",
+                test.name
             );
         }
     }

@@ -15,6 +15,19 @@ use crate::spec::{EnvName, LoadedSpec, OutboundTest, SpecTest};
 
 pub use dynamic::map_inbound;
 
+/// Builds an outbound message of a declared type from its record as JSON, after the MSH in
+/// `header`, from the spec's data, as the generated crate's `SPEC.build_outbound` builds it
+/// (before its read-back check); an error names the field.
+pub fn build_outbound(
+    spec: &crate::spec::Spec,
+    message_type: &str,
+    record: &serde_json::Map<String, serde_json::Value>,
+    header: &hl7gw_runtime::mapping::OutboundHeader<'_>,
+) -> Result<Vec<u8>, String> {
+    let plan = crate::codegen::plan::Plan::new(spec).map_err(|e| e.to_string())?;
+    build::build(&plan, message_type, record, header)
+}
+
 /// The result of one spec test.
 #[derive(Debug, Clone, Serialize)]
 pub struct TestResult {
@@ -96,7 +109,6 @@ fn run_outbound(loaded: &LoadedSpec, test: &OutboundTest) -> TestResult {
 
 fn outbound_failures(loaded: &LoadedSpec, test: &OutboundTest) -> Result<Vec<String>, String> {
     let spec = &loaded.spec;
-    let plan = crate::codegen::plan::Plan::new(spec).map_err(|e| e.to_string())?;
     let environment = spec
         .environments
         .get(EnvName::Test)
@@ -110,7 +122,7 @@ fn outbound_failures(loaded: &LoadedSpec, test: &OutboundTest) -> Result<Vec<Str
         });
     let header =
         hl7gw_runtime::mapping::test_header(&send, &environment.processing_id, &spec.hl7_version);
-    let built = build::build(&plan, &test.build, &test.record, &header)
+    let built = build_outbound(spec, &test.build, &test.record, &header)
         .map_err(|e| format!("the record does not build: {e}"))?;
     let path = loaded.resolve(&test.message);
     let expected =
