@@ -139,3 +139,71 @@ pub fn test_header<'a>(
         version,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hl7::{Message, Path};
+
+    const HEADER: OutboundHeader<'static> = OutboundHeader {
+        sending_application: "EMS",
+        sending_facility: "EMS",
+        receiving_application: "TIE",
+        receiving_facility: "TRUST",
+        timestamp: "20260101120000",
+        control_id: "1",
+        processing_id: "T",
+        version: "2.4",
+    };
+
+    const ORR: MessageShape = MessageShape {
+        message_type: Text::Borrowed("ORR^O02"),
+        structure: Some(Text::Borrowed("ORR_O02")),
+        set_id_segments: TextList::Borrowed(&[Text::Borrowed("NTE"), Text::Borrowed("PID")]),
+        acknowledgement: true,
+    };
+
+    fn built(write: &[(&str, &str)]) -> String {
+        let mut message = new_message(&HEADER, &ORR).unwrap();
+        for (path, text) in write {
+            message.set(&Path::parse(path).unwrap(), text).unwrap();
+        }
+        finish(&mut message, &ORR).unwrap();
+        String::from_utf8(message.to_bytes()).unwrap()
+    }
+
+    #[test]
+    fn a_response_gets_its_msa_after_the_msh_and_aa_unless_the_record_says_otherwise() {
+        let text = built(&[("PID-5.1", "SMITH"), ("MSA-2", "ORM-1")]);
+        let lines: Vec<&str> = text.split('\r').collect();
+        assert_eq!(lines[1], "MSA|AA|ORM-1", "{text}");
+        assert!(lines[2].starts_with("PID|1|"), "{text}");
+        let text = built(&[("MSA-1", "AR"), ("MSA-2", "ORM-1")]);
+        assert!(text.contains("\rMSA|AR|ORM-1\r"), "{text}");
+    }
+
+    #[test]
+    fn set_ids_number_the_occurrences_the_record_left_empty() {
+        let text = built(&[
+            ("NTE-3", "a"),
+            ("NTE[2]-3", "b"),
+            ("NTE[3]-1", "9"),
+            ("NTE[3]-3", "c"),
+        ]);
+        assert!(text.contains("\rNTE|1||a\rNTE|2||b\rNTE|9||c\r"), "{text}");
+    }
+
+    #[test]
+    fn msh_18_names_utf_8_only_for_text_that_is_not_ascii() {
+        let ascii = built(&[("PID-5.1", "SMITH")]);
+        assert_eq!(
+            Message::parse(ascii.as_bytes()).unwrap().header_text(18, 1),
+            ""
+        );
+        let utf8 = built(&[("PID-5.1", "BRONTË")]);
+        assert_eq!(
+            Message::parse(utf8.as_bytes()).unwrap().header_text(18, 1),
+            UTF8_CHARSET
+        );
+    }
+}
