@@ -189,6 +189,12 @@ const CASES: &[Case] = &[
         71,
         12,
     ),
+    error(
+        "test-record-unknown-key.yaml",
+        "test-record-unknown-key",
+        72,
+        26,
+    ),
     error("base64-no-media.yaml", "base64-no-media", 60, 5),
     error("base64-no-limit.yaml", "base64-no-limit", 60, 5),
     error("name-invalid.yaml", "name-invalid", 57, 5),

@@ -6,6 +6,7 @@ use hl7gw_runtime::hl7::{ParseOptions, parse_batch};
 
 use crate::diag::Diagnostic;
 use crate::spec::LoadedSpec;
+use crate::spec::loader::escape_pointer;
 
 pub(super) fn check(spec: &LoadedSpec, out: &mut Vec<Diagnostic>) {
     let inbound = spec
@@ -22,7 +23,15 @@ pub(super) fn check(spec: &LoadedSpec, out: &mut Vec<Diagnostic>) {
         .map(|(i, t)| (format!("/outbound_tests/{i}"), &t.name, &t.message));
     let mut names = std::collections::HashMap::new();
     for (i, test) in spec.spec.outbound_tests.iter().enumerate() {
-        if !spec.spec.outbound.contains_key(&test.build) {
+        if let Some(binding) = spec.spec.outbound.get(&test.build) {
+            check_record_keys(
+                spec,
+                &binding.record,
+                &test.record,
+                &format!("/outbound_tests/{i}/record"),
+                out,
+            );
+        } else {
             let declared: Vec<&str> = spec.spec.outbound.keys().map(String::as_str).collect();
             out.push(
                 spec.at_value(
@@ -99,6 +108,47 @@ pub(super) fn check(spec: &LoadedSpec, out: &mut Vec<Diagnostic>) {
                 ),
                 &pointer,
             )),
+        }
+    }
+}
+
+/// Every key of an outbound test's record names a member of the record (nested records
+/// checked inside); a fixed `value:` field is not a member. Reported at the key.
+fn check_record_keys(
+    spec: &LoadedSpec,
+    record: &str,
+    json: &serde_json::Map<String, serde_json::Value>,
+    pointer: &str,
+    out: &mut Vec<Diagnostic>,
+) {
+    let Some(fields) = spec.spec.records.get(record) else {
+        return;
+    };
+    for (key, value) in json {
+        let at = format!("{pointer}/{}", escape_pointer(key));
+        match fields.get(key) {
+            Some(field) if field.value.is_none() => {
+                if let (Some(nested), serde_json::Value::Object(inner)) = (&field.record, value) {
+                    check_record_keys(spec, nested, inner, &at, out);
+                }
+            }
+            _ => {
+                let members: Vec<&str> = fields
+                    .iter()
+                    .filter(|(_, f)| f.value.is_none())
+                    .map(|(name, _)| name.as_str())
+                    .collect();
+                out.push(
+                    spec.at_key(
+                        Diagnostic::error(
+                            "test-record-unknown-key",
+                            format!("record `{record}` has no field `{key}`"),
+                        )
+                        .detail(format!("its fields: {}", members.join(", "))),
+                        &at,
+                    ),
+                );
+            }
         }
     }
 }
