@@ -367,8 +367,7 @@ pub async fn serve(
                     destination: DESTINATION.into(),
                     spec: spec.clone(),
                     processing_id: environment.processing_id.to_string(),
-                    sending_application: "EMS".into(),
-                    sending_facility: spec.customer_code.to_ascii_uppercase(),
+                    header: send.header.clone(),
                     acknowledgement: environment.acknowledgement,
                 },
             )

@@ -267,6 +267,13 @@ fn outcome_error(e: &MappingError) -> OutcomeError {
     }
 }
 
+/// The same shape for errors reported elsewhere (the intake's 422).
+impl From<&MappingError> for OutcomeError {
+    fn from(e: &MappingError) -> Self {
+        outcome_error(e)
+    }
+}
+
 /// Whether an expected error location (`PID-3`, `OBR-4.1`: no filters) names the actual one
 /// (`PID-3[1].1`): same segment, occurrence and field, and every level the expectation gives
 /// is equal. Spec tests use it so `PID-3` matches an error inside PID-3.

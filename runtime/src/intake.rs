@@ -4,16 +4,23 @@
 //!
 //! - an HTTP API: `POST /outbound` with an HL7 message as the body, or
 //!   `POST /outbound/TYPE^TRIGGER` (the `^` may be written `%5E`) with a typed record as
-//!   JSON, `{"record": {...}, "header": {...}}` or the record alone, built into HL7 by the
-//!   spec's binding ([`GatewaySpec::build_outbound`]); answers `201 {"id", "control_id", "message_type"}` once
-//!   the message is on disk (`200` with `"created": false` for an identical repeat);
-//!   `GET /outbound` gives the stream's status and `GET /outbound/ID` one message;
+//!   JSON, `{"record": {...}, "header": {...}}` (no other key; the header only MSH-3 to
+//!   MSH-6) or the record alone, built into HL7 by the spec's binding
+//!   ([`GatewaySpec::build_outbound`]); answers `201 {"id", "created", "control_id",
+//!   "message_type"}` once the message is on disk (`200` with `"created": false` for a
+//!   repeat: the same HL7 bytes, or the same request under the same `Idempotency-Key`; the
+//!   key with a different request is `409`); `GET /outbound` gives the stream's status and
+//!   `GET /outbound/ID` one message;
 //! - an MLLP listener for systems that speak MLLP: each framed message is queued and
 //!   answered with a commit ACK (AA, or CA in enhanced mode) once it is on disk; AR when its
-//!   type is not declared outbound, AE (207) when it cannot be queued.
+//!   type is not declared outbound, AE with one ERR per mapping error when it does not map
+//!   to its record, AE (207) when it cannot be queued.
 //!
-//! Both check the message type against the spec's outbound types and MSH-11 against the
-//! environment before queuing; the queue itself refuses a message without MSH-10 or a
+//! Both check, before queuing, the message type against the spec's outbound types, MSH-11
+//! against the environment, and the message against its outbound record, read as the
+//! Trust's end will read it (a code not in the customer's table, a missing required field,
+//! a bad NHS number: `422` with every error as `{code, location, message}`, the shape the
+//! receiving side reports); the queue itself refuses a message without MSH-10 or a
 //! different message reusing one.
 
 use std::convert::Infallible;
@@ -25,20 +32,22 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use hyper::header::ORIGIN;
+use hyper::header::{HeaderMap, ORIGIN};
 use hyper::service::service_fn;
 use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
+use crate::config::SendHeader;
 use crate::hl7::ack::error_code;
 use crate::hl7::{
     AckCode, AckError, AckRequest, Message, ParseOptions, Severity, build_ack, timestamp,
 };
-use crate::mapping::OutboundHeader;
-use crate::queue::{Queue, QueueError};
+use crate::inbound::OutcomeError;
+use crate::mapping::{MappingError, OutboundHeader};
+use crate::queue::{IdempotencyKey, Queue, QueueError};
 use crate::sink::inbox::{Reply, error, host_is_local, json, not_allowed};
-use crate::spec::GatewaySpec;
+use crate::spec::{GatewaySpec, OutboundError};
 
 /// Largest body the intake accepts.
 const MAX_BODY: usize = 32 << 20;
@@ -53,10 +62,9 @@ pub struct IntakeConfig {
     pub spec: Arc<GatewaySpec>,
     /// MSH-11 of this environment.
     pub processing_id: String,
-    /// MSH-3 written into messages built from JSON, unless the request names another.
-    pub sending_application: String,
-    /// MSH-4 default.
-    pub sending_facility: String,
+    /// MSH-3 to MSH-6 written into messages built from JSON, unless the request names
+    /// others: the environment's send settings.
+    pub header: SendHeader,
     /// Which ACK codes the MLLP listener answers with (the environment's).
     pub acknowledgement: crate::config::Acknowledgement,
 }
@@ -94,8 +102,14 @@ impl Shared {
         format!("EMS{:x}-{n}", self.started)
     }
 
-    /// Checks an HL7 message and queues its canonical bytes.
-    async fn queue_message(&self, bytes: &[u8]) -> Result<Queued, Refusal> {
+    /// Checks an HL7 message (its type, its MSH-11, and that it maps to the outbound record
+    /// of its type, as the receiving end will read it) and queues its canonical bytes, under
+    /// the request's `Idempotency-Key` when it has one.
+    async fn queue_message(
+        &self,
+        bytes: &[u8],
+        key: Option<IdempotencyKey>,
+    ) -> Result<Queued, Refusal> {
         let message = Message::parse_with(bytes, &ParseOptions::lenient())
             .map_err(|e| Refusal::NotHl7(e.to_string()))?;
         let message_type = format!("{}^{}", message.message_code(), message.trigger_event());
@@ -113,21 +127,50 @@ impl Shared {
                 self.config.processing_id
             )));
         }
+        if let Err(errors) = self.config.spec.map_outbound(&message_type, &message) {
+            return Err(Refusal::Mapping(errors));
+        }
         let control_id = message.control_id().into_owned();
         let canonical = message.to_bytes();
-        match self
-            .queue
-            .enqueue(&self.config.destination, canonical)
-            .await
-        {
-            Ok(done) => Ok(Queued {
+        let destination = &self.config.destination;
+        let enqueued = match key {
+            Some(key) => {
+                self.queue
+                    .enqueue_idempotent(destination, canonical, key)
+                    .await
+            }
+            None => self.queue.enqueue(destination, canonical).await,
+        };
+        let done = match enqueued {
+            Ok(done) => done,
+            Err(QueueError::Store(e)) => return Err(Refusal::Unavailable(e.to_string())),
+            Err(e @ QueueError::IdempotencyConflict { .. }) => {
+                return Err(Refusal::Conflict(e.to_string()));
+            }
+            Err(other) => return Err(Refusal::Invalid(other.to_string())),
+        };
+        if done.created {
+            return Ok(Queued {
                 id: done.id,
-                created: done.created,
+                created: true,
                 control_id,
                 message_type,
+            });
+        }
+        // A repeat: answer with the earlier entry as it was queued (a record sent again as
+        // JSON was built with a new MSH-10 that was not used).
+        match self.queue.show(done.id).await {
+            Ok(Some(earlier)) => Ok(Queued {
+                id: done.id,
+                created: false,
+                control_id: earlier.info.control_id,
+                message_type: earlier.info.message_type,
             }),
-            Err(QueueError::Store(e)) => Err(Refusal::Unavailable(e.to_string())),
-            Err(other) => Err(Refusal::Invalid(other.to_string())),
+            Ok(None) => Err(Refusal::Unavailable(format!(
+                "queued message {} is no longer in the store",
+                done.id
+            ))),
+            Err(e) => Err(Refusal::Unavailable(e.to_string())),
         }
     }
 }
@@ -140,9 +183,17 @@ struct Queued {
 }
 
 enum Refusal {
+    /// 400: the body is not HL7 (or the request is malformed).
     NotHl7(String),
+    /// 422: the type is not declared outbound.
     Undeclared(String),
+    /// 422: the message cannot be queued as it is.
     Invalid(String),
+    /// 422: the message does not map to its outbound record (codes 101, 102, 103).
+    Mapping(Vec<MappingError>),
+    /// 409: the `Idempotency-Key` queued a different request.
+    Conflict(String),
+    /// 503: the store failed.
     Unavailable(String),
 }
 
@@ -151,9 +202,28 @@ impl Refusal {
         match self {
             Self::NotHl7(m) => error(StatusCode::BAD_REQUEST, m),
             Self::Undeclared(m) | Self::Invalid(m) => error(StatusCode::UNPROCESSABLE_ENTITY, m),
+            Self::Mapping(errors) => mapping_errors(errors),
+            Self::Conflict(m) => error(StatusCode::CONFLICT, m),
             Self::Unavailable(m) => error(StatusCode::SERVICE_UNAVAILABLE, m),
         }
     }
+}
+
+/// 422 with every mapping error in the shape the receiving side reports them (`code`,
+/// `location`, `message`, as in `gw-<code> map` and `hl7gw test --format json`).
+fn mapping_errors(errors: &[MappingError]) -> Reply {
+    let list: Vec<OutcomeError> = errors.iter().map(OutcomeError::from).collect();
+    let summary = match errors {
+        [one] => format!("the message does not map to its outbound record: {one}"),
+        _ => format!(
+            "the message does not map to its outbound record: {} errors",
+            errors.len()
+        ),
+    };
+    json(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        &serde_json::json!({ "error": summary, "errors": list }),
+    )
 }
 
 /// The intake's doors, bound and ready to serve.
@@ -305,11 +375,16 @@ async fn handle(shared: &Shared, request: Request<Incoming>) -> Reply {
             }
         }
         ["outbound"] if method == Method::POST => {
+            let headers = request.headers().clone();
             let body = match read_body(request).await {
                 Ok(b) => b,
                 Err(reply) => return reply,
             };
-            match shared.queue_message(&body).await {
+            let key = match idempotency_key(&headers, &path, &body) {
+                Ok(key) => key,
+                Err(reply) => return *reply,
+            };
+            match shared.queue_message(&body, key).await {
                 Ok(q) => queued_reply(&q),
                 Err(refusal) => refusal.reply(),
             }
@@ -331,11 +406,16 @@ async fn handle(shared: &Shared, request: Request<Incoming>) -> Reply {
         }
         ["outbound", message_type] if method == Method::POST => {
             let message_type = message_type.to_string();
+            let headers = request.headers().clone();
             let body = match read_body(request).await {
                 Ok(b) => b,
                 Err(reply) => return reply,
             };
-            from_json(shared, &message_type, &body).await
+            let key = match idempotency_key(&headers, &path, &body) {
+                Ok(key) => key,
+                Err(reply) => return *reply,
+            };
+            from_json(shared, &message_type, &body, key).await
         }
         ["outbound", _] => not_allowed("GET, POST"),
         _ => error(StatusCode::NOT_FOUND, "not found"),
@@ -350,6 +430,50 @@ async fn read_body(request: Request<Incoming>) -> Result<Bytes, Reply> {
             "the body is too large or was cut off",
         )),
     }
+}
+
+/// The longest `Idempotency-Key` accepted.
+const MAX_KEY: usize = 255;
+
+/// The request's `Idempotency-Key` with the SHA-256 of its target and body; `None` without
+/// the header; 400 for a key that is empty, too long or not printable ASCII.
+fn idempotency_key(
+    headers: &HeaderMap,
+    target: &str,
+    body: &[u8],
+) -> Result<Option<IdempotencyKey>, Box<Reply>> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = value
+        .to_str()
+        .ok()
+        .map(str::trim)
+        .filter(|k| {
+            !k.is_empty()
+                && k.len() <= MAX_KEY
+                && k.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
+        })
+        .ok_or_else(|| {
+            Box::new(error(
+                StatusCode::BAD_REQUEST,
+                &format!("Idempotency-Key must be 1 to {MAX_KEY} printable ASCII characters"),
+            ))
+        })?;
+    let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+    context.update(target.as_bytes());
+    context.update(b"\n");
+    context.update(body);
+    let request_sha256 = context
+        .finish()
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Ok(Some(IdempotencyKey {
+        key: key.to_string(),
+        request_sha256,
+    }))
 }
 
 fn queued_reply(q: &Queued) -> Reply {
@@ -368,33 +492,73 @@ fn queued_reply(q: &Queued) -> Reply {
     )
 }
 
+/// The header object of a JSON intake request: MSH-3 to MSH-6 for this message, each
+/// defaulting to the environment's send settings. Any other key is refused, so a field EMS
+/// believes it sets (`control_id`) is never silently dropped.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JsonHeader {
+    sending_application: Option<String>,
+    sending_facility: Option<String>,
+    receiving_application: Option<String>,
+    receiving_facility: Option<String>,
+}
+
+/// `{"record": …, "header": {…}}`; no other key.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JsonRequest {
+    record: serde_json::Value,
+    #[serde(default)]
+    header: JsonHeader,
+}
+
 /// `POST /outbound/TYPE^TRIGGER` with `{"record": …, "header": {…}}` or the record alone.
-async fn from_json(shared: &Shared, message_type: &str, body: &[u8]) -> Reply {
+async fn from_json(
+    shared: &Shared,
+    message_type: &str,
+    body: &[u8],
+    key: Option<IdempotencyKey>,
+) -> Reply {
     let value: serde_json::Value = match serde_json::from_slice(body) {
         Ok(v) => v,
         Err(e) => return error(StatusCode::BAD_REQUEST, &format!("not JSON: {e}")),
     };
-    let (record, header) = match value.get("record") {
-        Some(record) => (record.clone(), value.get("header").cloned()),
-        None => (value, None),
-    };
-    let text = |key: &str, default: &str| -> String {
-        header
-            .as_ref()
-            .and_then(|h| h.get(key))
-            .and_then(|v| v.as_str())
-            .unwrap_or(default)
-            .to_string()
+    let request = if value.get("record").is_some() {
+        match serde_path_to_error::deserialize::<_, JsonRequest>(value) {
+            Ok(request) => request,
+            Err(e) => {
+                return error(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    &format!("request {}: {}", e.path(), e.inner()),
+                );
+            }
+        }
+    } else {
+        JsonRequest {
+            record: value,
+            header: JsonHeader::default(),
+        }
     };
     let config = &shared.config;
+    let pick = |given: &Option<String>, default: &str| {
+        given.clone().unwrap_or_else(|| default.to_string())
+    };
+    let given = &request.header;
+    let (sending_app, sending_fac, receiving_app, receiving_fac) = (
+        pick(
+            &given.sending_application,
+            &config.header.sending_application,
+        ),
+        pick(&given.sending_facility, &config.header.sending_facility),
+        pick(
+            &given.receiving_application,
+            &config.header.receiving_application,
+        ),
+        pick(&given.receiving_facility, &config.header.receiving_facility),
+    );
     let control_id = shared.control_id();
     let stamp = timestamp::format_utc(SystemTime::now());
-    let (sending_app, sending_fac, receiving_app, receiving_fac) = (
-        text("sending_application", &config.sending_application),
-        text("sending_facility", &config.sending_facility),
-        text("receiving_application", ""),
-        text("receiving_facility", ""),
-    );
     let header = OutboundHeader {
         sending_application: &sending_app,
         sending_facility: &sending_fac,
@@ -405,11 +569,17 @@ async fn from_json(shared: &Shared, message_type: &str, body: &[u8]) -> Reply {
         processing_id: &config.processing_id,
         version: &config.spec.hl7_version,
     };
-    let bytes = match config.spec.build_outbound(message_type, &record, &header) {
+    let bytes = match config
+        .spec
+        .build_outbound(message_type, &request.record, &header)
+    {
         Ok(b) => b,
+        Err(OutboundError::Record(crate::mapping::OutboundError::Mapping(errors))) => {
+            return mapping_errors(&errors);
+        }
         Err(why) => return error(StatusCode::UNPROCESSABLE_ENTITY, &why.to_string()),
     };
-    match shared.queue_message(&bytes).await {
+    match shared.queue_message(&bytes, key).await {
         Ok(q) => queued_reply(&q),
         Err(refusal) => refusal.reply(),
     }
@@ -440,13 +610,17 @@ async fn serve_mllp(mut stream: tokio::net::TcpStream, shared: &Shared) {
 async fn mllp_answer(shared: &Shared, bytes: &[u8]) -> Option<Vec<u8>> {
     let message = Message::parse_with(bytes, &ParseOptions::lenient()).ok()?;
     let mode = shared.config.acknowledgement.mode_for(&message);
-    let (code, errors) = match shared.queue_message(bytes).await {
+    let (code, errors) = match shared.queue_message(bytes, None).await {
         Ok(_) => (AckCode::ApplicationAccept, Vec::new()),
+        Err(Refusal::Mapping(errors)) => (
+            AckCode::ApplicationError,
+            errors.iter().map(MappingError::to_ack_error).collect(),
+        ),
         Err(Refusal::Undeclared(m)) => (
             AckCode::ApplicationReject,
             vec![ack_error(error_code::UNSUPPORTED_MESSAGE_TYPE, m)],
         ),
-        Err(Refusal::NotHl7(m) | Refusal::Invalid(m)) => (
+        Err(Refusal::NotHl7(m) | Refusal::Invalid(m) | Refusal::Conflict(m)) => (
             AckCode::ApplicationReject,
             vec![ack_error(error_code::APPLICATION_INTERNAL_ERROR, m)],
         ),

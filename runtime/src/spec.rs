@@ -10,20 +10,19 @@
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
-use crate::config::{EnvName, Environment, Text};
+use crate::config::{EnvName, Environment, SendHeader, Text};
 use crate::hl7::{Message, ParseError, ParseOptions};
 use crate::inbound::{InboundPolicy, Outcome, evaluate};
-use crate::mapping::{self, MappingError, OutboundHeader};
+use crate::mapping::{self, MappingError, MessageShape, OutboundHeader};
 
 /// A message → its record as JSON, or every mapping error.
 pub type MapFn = fn(&Message<'_>) -> Result<serde_json::Value, Vec<MappingError>>;
 
-/// A record as JSON → a message of the type and structure given, after the MSH in the
-/// header, checked to read back as sent (generated crates point this at
-/// [`mapping::build_from_json`] for their record).
+/// A record as JSON → a message of the shape given, after the MSH in the header, checked to
+/// read back as sent (generated crates point this at [`mapping::build_from_json`] for their
+/// record).
 pub type BuildFn = fn(
-    &str,
-    Option<&str>,
+    &MessageShape,
     &serde_json::Value,
     &OutboundHeader<'_>,
 ) -> Result<Vec<u8>, mapping::OutboundError>;
@@ -40,10 +39,8 @@ pub struct InboundBinding {
 /// An outbound message type: how the Trust reads it and how it is built from JSON.
 #[derive(Debug, Clone)]
 pub struct OutboundBinding {
-    /// `TYPE^TRIGGER`.
-    pub message_type: Text,
-    /// The message structure written to MSH-9.3 (v2.3.1 and later), e.g. `ORU_R01`.
-    pub structure: Option<Text>,
+    /// The type (`TYPE^TRIGGER`), its structure, and what it carries besides the record.
+    pub shape: MessageShape,
     /// A message of this type → its record as JSON, as the receiving end reads it.
     pub map: MapFn,
     /// The record as JSON → the message.
@@ -132,7 +129,10 @@ impl GatewaySpec {
 
     /// Outbound types, `TYPE^TRIGGER`, in spec order.
     pub fn outbound_types(&self) -> Vec<&str> {
-        self.outbound.iter().map(|b| &*b.message_type).collect()
+        self.outbound
+            .iter()
+            .map(|b| &*b.shape.message_type)
+            .collect()
     }
 
     /// The spec's folder, as seen from the crate's sources.
@@ -178,7 +178,7 @@ impl GatewaySpec {
         match self
             .outbound
             .iter()
-            .find(|b| b.message_type == message_type)
+            .find(|b| b.shape.message_type == message_type)
         {
             Some(binding) => (binding.map)(message),
             None => Err(vec![mapping::unsupported_type(message_type)]),
@@ -200,14 +200,9 @@ impl GatewaySpec {
         match self
             .outbound
             .iter()
-            .find(|b| b.message_type == message_type)
+            .find(|b| b.shape.message_type == message_type)
         {
-            Some(binding) => Ok((binding.build)(
-                &binding.message_type,
-                binding.structure.as_deref(),
-                record,
-                header,
-            )?),
+            Some(binding) => Ok((binding.build)(&binding.shape, record, header)?),
             None => Err(OutboundError::Undeclared {
                 message_type: message_type.to_string(),
                 declared: self
@@ -217,6 +212,31 @@ impl GatewaySpec {
                     .collect(),
             }),
         }
+    }
+
+    /// An outbound spec test: builds `record` as `message_type` with the MSH the
+    /// environment's send settings give ([`mapping::test_header`]) and lists where the built
+    /// message differs from `expected`, field by field (MSH-7 and MSH-10, written per send,
+    /// are not compared). An error when the record does not build.
+    pub fn outbound_test(
+        &self,
+        env: EnvName,
+        message_type: &str,
+        record: &serde_json::Value,
+        expected: &[u8],
+    ) -> Result<Vec<String>, String> {
+        let environment = self
+            .environment(env)
+            .ok_or_else(|| format!("the spec has no {} environment", env.as_str()))?;
+        let send = environment
+            .send
+            .as_ref()
+            .map_or(SendHeader::DEFAULT, |s| s.header.clone());
+        let header = mapping::test_header(&send, &environment.processing_id, &self.hl7_version);
+        let built = self
+            .build_outbound(message_type, record, &header)
+            .map_err(|e| format!("the record does not build: {e}"))?;
+        crate::hl7::compare::differences_in_bytes(expected, &built)
     }
 
     /// Decides about one parsed message in an environment: AR for the wrong environment,

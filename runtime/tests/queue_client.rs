@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hl7gw_runtime::client::{self, FailureClass, HttpsClient};
-use hl7gw_runtime::config::{FailurePolicies, FailurePolicy, SendConfig};
+use hl7gw_runtime::config::{FailurePolicies, FailurePolicy, SendConfig, SendHeader};
 use hl7gw_runtime::hl7::AckCode;
 use hl7gw_runtime::queue::{
     Backoff, ListFilter, MessageState, Policies, Queue, QueueError, QueueId, Sequencer,
@@ -867,6 +867,7 @@ async fn policies_from_the_send_config_are_honoured() {
                 on_ae: FailurePolicy::Hold,
                 on_ar: FailurePolicy::Skip,
             },
+            header: SendHeader::DEFAULT,
         };
         let policies = Policies::from_config(&config);
         assert_eq!(policies.backoff, Backoff::from_millis(5, 20));

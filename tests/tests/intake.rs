@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use hl7gw_runtime::config::Acknowledgement;
+use hl7gw_runtime::config::{Acknowledgement, SendHeader};
 use hl7gw_runtime::hl7::Message;
 use hl7gw_runtime::intake::{Intake, IntakeConfig};
 use hl7gw_runtime::queue::Queue;
@@ -21,16 +21,24 @@ OBX|1|ED|PDF||^application^pdf^Base64^JVBERi0xLjQKJSVFT0YK\r";
 
 /// One HTTP/1.1 request on a fresh connection; returns the status and the body.
 async fn post(addr: std::net::SocketAddr, path: &str, body: &[u8]) -> (u16, serde_json::Value) {
+    post_with(addr, path, &[], body).await
+}
+
+/// [`post`] with extra header lines.
+async fn post_with(
+    addr: std::net::SocketAddr,
+    path: &str,
+    extra: &[&str],
+    body: &[u8],
+) -> (u16, serde_json::Value) {
     let mut client = Http::new(tokio::net::TcpStream::connect(addr).await.unwrap());
-    let request = wire::post(
-        path,
-        &[
-            "Host: 127.0.0.1".to_owned(),
-            format!("Content-Length: {}", body.len()),
-            "Connection: close".to_owned(),
-        ],
-        body,
-    );
+    let mut headers = vec![
+        "Host: 127.0.0.1".to_owned(),
+        format!("Content-Length: {}", body.len()),
+        "Connection: close".to_owned(),
+    ];
+    headers.extend(extra.iter().map(|h| (*h).to_owned()));
+    let request = wire::post(path, &headers, body);
     client.send(&request).await.unwrap();
     let response = client.read_response().await.unwrap();
     (
@@ -52,8 +60,10 @@ async fn hl7_and_json_records_are_queued_and_the_rest_refused() {
             destination: "engine".into(),
             spec: std::sync::Arc::new(gw_demo::SPEC),
             processing_id: "T".into(),
-            sending_application: "EMS".into(),
-            sending_facility: "DEMO".into(),
+            header: SendHeader {
+                sending_facility: "DEMO".into(),
+                ..SendHeader::DEFAULT
+            },
             acknowledgement: Acknowledgement::Application,
         },
     )
@@ -136,8 +146,10 @@ async fn mllp_intake_answers_a_commit_ack_once_queued() {
             destination: "engine".into(),
             spec: std::sync::Arc::new(gw_demo::SPEC),
             processing_id: "T".into(),
-            sending_application: "EMS".into(),
-            sending_facility: "DEMO".into(),
+            header: SendHeader {
+                sending_facility: "DEMO".into(),
+                ..SendHeader::DEFAULT
+            },
             acknowledgement: Acknowledgement::Application,
         },
     )
@@ -188,4 +200,216 @@ async fn mllp_intake_answers_a_commit_ack_once_queued() {
         .await
         .unwrap()
         .unwrap();
+}
+
+/// The demo's TEST intake on loopback with a fresh store, HTTP and MLLP, serving.
+struct Running {
+    _dir: tempfile::TempDir,
+    queue: Queue,
+    http: std::net::SocketAddr,
+    mllp: std::net::SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let queue = Queue::new(Store::open(dir.path().join("gateway.sqlite")).unwrap());
+        let intake = Intake::bind(
+            "127.0.0.1:0".parse().unwrap(),
+            Some("127.0.0.1:0".parse().unwrap()),
+            queue.clone(),
+            IntakeConfig {
+                destination: "engine".into(),
+                spec: std::sync::Arc::new(gw_demo::SPEC),
+                processing_id: "T".into(),
+                header: SendHeader::DEFAULT,
+                acknowledgement: Acknowledgement::Application,
+            },
+        )
+        .await
+        .unwrap();
+        let (http, mllp) = (intake.http_addr().unwrap(), intake.mllp_addr().unwrap());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(intake.serve(async {
+            let _ = stopped.await;
+        }));
+        Self {
+            _dir: dir,
+            queue,
+            http,
+            mllp,
+            stop,
+            server,
+        }
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        tokio::time::timeout(Duration::from_secs(10), self.server)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+}
+
+/// The demo report of [`ORU`] as its JSON record.
+fn report_json() -> serde_json::Value {
+    let report =
+        gw_demo::records::Report::from_hl7(&Message::parse(ORU.as_bytes()).unwrap()).unwrap();
+    serde_json::to_value(&report).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hl7_that_does_not_map_to_its_record_is_refused_with_every_error_and_not_queued() {
+    use hl7gw_runtime::hl7::{AckCode, read_ack};
+    use hl7gw_runtime::mllp::{Deframer, frame, read_message};
+
+    let running = Running::start().await;
+    let (http, mllp, queue) = (running.http, running.mllp, running.queue.clone());
+
+    // A procedure the customer does not offer, and an NHS number with a wrong check digit.
+    let bad = ORU
+        .replace("COL^Colonoscopy", "XRAY^Chest X-ray")
+        .replace("9449305552", "9449305553");
+    let (status, why) = post(http, "/outbound", bad.as_bytes()).await;
+    assert_eq!(status, 422, "{why}");
+    let errors = why["errors"].as_array().unwrap();
+    let found: Vec<(u64, &str)> = errors
+        .iter()
+        .map(|e| (e["code"].as_u64().unwrap(), e["location"].as_str().unwrap()))
+        .collect();
+    assert!(
+        found
+            .iter()
+            .any(|(code, at)| *code == 103 && at.starts_with("OBR-4")),
+        "{why}"
+    );
+    assert!(
+        found
+            .iter()
+            .any(|(code, at)| *code == 102 && at.starts_with("PID-3")),
+        "{why}"
+    );
+    assert!(errors.iter().all(|e| e["message"].is_string()), "{why}");
+    // A required field missing (the PDF).
+    let no_pdf = ORU.split("OBX|").next().unwrap().to_owned();
+    let (status, why) = post(http, "/outbound", no_pdf.as_bytes()).await;
+    assert_eq!(
+        (status, why["errors"][0]["code"].as_u64()),
+        (422, Some(101)),
+        "{why}"
+    );
+
+    // Over MLLP the same message is answered AE with one ERR per error.
+    let mut stream = tokio::net::TcpStream::connect(mllp).await.unwrap();
+    let mut deframer = Deframer::new(1 << 20);
+    stream.write_all(&frame(bad.as_bytes())).await.unwrap();
+    let ack = tokio::time::timeout(
+        Duration::from_secs(10),
+        read_message(&mut stream, &mut deframer),
+    )
+    .await
+    .unwrap()
+    .unwrap()
+    .unwrap();
+    let ack = read_ack(&Message::parse(&ack).unwrap()).unwrap();
+    assert_eq!(ack.code, AckCode::ApplicationError);
+    let codes: Vec<Option<u16>> = ack.errors.iter().map(|e| e.code).collect();
+    assert!(codes.contains(&Some(103)), "{codes:?}");
+    assert_eq!(
+        queue.status("engine").await.unwrap().depth,
+        0,
+        "nothing queued"
+    );
+
+    drop(stream);
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idempotency_key_queues_its_request_once() {
+    let running = Running::start().await;
+    let (http, queue) = (running.http, running.queue.clone());
+
+    // JSON: each request builds a new MSH-10, so only the key makes a repeat a repeat.
+    let json = serde_json::json!({ "record": report_json() });
+    let body = json.to_string();
+    let key = ["Idempotency-Key: report-PLC-1001"];
+    let (status, first) = post_with(http, "/outbound/ORU%5ER01", &key, body.as_bytes()).await;
+    assert_eq!((status, &first["created"]), (201, &true.into()), "{first}");
+    let (status, again) = post_with(http, "/outbound/ORU%5ER01", &key, body.as_bytes()).await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["created"], false);
+    assert_eq!(again["id"], first["id"]);
+    assert_eq!(
+        again["control_id"], first["control_id"],
+        "the earlier entry's MSH-10"
+    );
+    // Without the key the same JSON is a new message (a new MSH-10).
+    let (status, _) = post(http, "/outbound/ORU%5ER01", body.as_bytes()).await;
+    assert_eq!(status, 201);
+    // The key with another body is a conflict, and nothing is queued.
+    let mut other = json.clone();
+    other["record"]["placer_id"] = "PLC-9999".into();
+    let (status, why) = post_with(
+        http,
+        "/outbound/ORU%5ER01",
+        &key,
+        other.to_string().as_bytes(),
+    )
+    .await;
+    assert_eq!(status, 409, "{why}");
+    assert!(
+        why["error"].as_str().unwrap().contains("report-PLC-1001"),
+        "{why}"
+    );
+    // HL7 bodies take keys too.
+    let hl7_key = ["Idempotency-Key: oru-7"];
+    let oru = ORU.replace("ORU-1", "ORU-7");
+    let (status, _) = post_with(http, "/outbound", &hl7_key, oru.as_bytes()).await;
+    assert_eq!(status, 201);
+    let (status, again) = post_with(http, "/outbound", &hl7_key, oru.as_bytes()).await;
+    assert_eq!((status, &again["control_id"]), (200, &"ORU-7".into()));
+    // A key that is not printable ASCII is refused.
+    let (status, _) = post_with(http, "/outbound", &["Idempotency-Key: "], oru.as_bytes()).await;
+    assert_eq!(status, 400);
+    assert_eq!(queue.status("engine").await.unwrap().depth, 3);
+
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_json_header_names_only_msh_3_to_6() {
+    let running = Running::start().await;
+    let (http, queue) = (running.http, running.queue.clone());
+    let record = report_json();
+    let ignored = serde_json::json!({ "record": record, "header": { "control_id": "MINE-1" } });
+    let (status, why) = post(http, "/outbound/ORU%5ER01", ignored.to_string().as_bytes()).await;
+    assert_eq!(status, 422, "{why}");
+    assert!(
+        why["error"].as_str().unwrap().contains("control_id"),
+        "{why}"
+    );
+    let stray = serde_json::json!({ "record": record, "priority": "high" });
+    let (status, _) = post(http, "/outbound/ORU%5ER01", stray.to_string().as_bytes()).await;
+    assert_eq!(status, 422);
+    let named = serde_json::json!({
+        "record": record,
+        "header": { "receiving_application": "TIE", "receiving_facility": "RXX" },
+    });
+    let (status, queued) = post(http, "/outbound/ORU%5ER01", named.to_string().as_bytes()).await;
+    assert_eq!(status, 201, "{queued}");
+    let detail = queue
+        .show(queued["id"].as_i64().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let built = Message::parse(&detail.raw).unwrap();
+    let msh: Vec<_> = (3..=6).map(|f| built.header_text(f, 1)).collect();
+    assert_eq!(msh, ["EMS", "EMS", "TIE", "RXX"]);
+    assert_eq!(queue.status("engine").await.unwrap().depth, 1);
+
+    running.stop().await;
 }

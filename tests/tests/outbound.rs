@@ -51,10 +51,38 @@ fn a_report_round_trips_through_its_oru() {
 }
 
 #[test]
-fn outbound_messages_declare_utf8_from_v2_5() {
+fn msh_18_says_utf_8_exactly_when_the_text_is_not_ascii() {
     let source = Message::parse(ORU.as_bytes()).unwrap();
-    let report = gw_demo::records::Report::from_hl7(&source).unwrap();
-    let bytes = report.to_hl7(&header("2.5.1")).unwrap();
+    let mut report = gw_demo::records::Report::from_hl7(&source).unwrap();
+    for version in ["2.4", "2.5.1"] {
+        let built = report.to_hl7(&header(version)).unwrap();
+        let built = Message::parse(&built).unwrap();
+        assert_eq!(
+            built.header_text(18, 1),
+            "",
+            "v{version}: ASCII needs no MSH-18"
+        );
+    }
+    report.patient.family = "BRONTË".into();
+    let bytes = report.to_hl7(&header("2.4")).unwrap();
     let built = Message::parse(&bytes).unwrap();
     assert_eq!(built.header_text(18, 1), "UNICODE UTF-8");
+    assert_eq!(gw_demo::records::Report::from_hl7(&built).unwrap(), report);
+}
+
+#[test]
+fn built_messages_number_their_set_ids() {
+    let source = Message::parse(ORU.as_bytes()).unwrap();
+    let report = gw_demo::records::Report::from_hl7(&source).unwrap();
+    let bytes = report.to_hl7(&header("2.4")).unwrap();
+    let built = Message::parse(&bytes).unwrap();
+    let text = |p: &str| {
+        Path::parse(p)
+            .unwrap()
+            .find_first(&built)
+            .map(|h| h.span.text().unwrap().into_owned())
+    };
+    for path in ["PID-1", "OBR-1", "OBX-1"] {
+        assert_eq!(text(path).as_deref(), Some("1"), "{path}");
+    }
 }

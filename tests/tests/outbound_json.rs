@@ -3,7 +3,7 @@
 //! naming the field.
 //!
 //! The demo record is written here from the values of `examples/messages/oru_r01_pdf.hl7`
-//! (with an MRN, which that sample lacks and the demo's `patient` requires); the northwest
+//! (its MRN, which the demo's `patient` requires, written as a constant); the northwest
 //! record is mapped from `examples/messages/northwest/oru_r01_pdf.hl7`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]

@@ -61,6 +61,9 @@ pub(super) fn check(spec: &LoadedSpec, _options: &CheckOptions, out: &mut Vec<Di
         }
         check_directions(spec, env, e, &base, out);
         check_limits(spec, e, &base, out);
+        if let Some(send) = &e.send {
+            check_send_header(spec, send, &format!("{base}/send"), out);
+        }
         if let Some(r) = &e.receive {
             let host = format!(
                 "{}{}.api.{}",
@@ -362,3 +365,51 @@ fn normalize_path(p: &str) -> String {
 fn pointer_to_dotted(p: &str) -> String {
     p.trim_start_matches('/').replace('/', ".")
 }
+
+/// MSH-3 to MSH-6 of built messages (`send.sending_application`, …): text an HL7 field can
+/// carry as it is, so a Trust's engine routes on exactly what the spec says.
+fn check_send_header(
+    spec: &LoadedSpec,
+    send: &crate::spec::SendSide,
+    base: &str,
+    out: &mut Vec<Diagnostic>,
+) {
+    for (key, field, value) in [
+        ("sending_application", "MSH-3", &send.sending_application),
+        ("sending_facility", "MSH-4", &send.sending_facility),
+        (
+            "receiving_application",
+            "MSH-5",
+            &send.receiving_application,
+        ),
+        ("receiving_facility", "MSH-6", &send.receiving_facility),
+    ] {
+        let Some(value) = value else { continue };
+        let why = if value.trim().is_empty() {
+            Some("is empty; leave the key out for the default".to_string())
+        } else if let Some(c) = value
+            .chars()
+            .find(|c| "|^~\\&".contains(*c) || c.is_control())
+        {
+            Some(format!(
+                "holds {c:?}, an HL7 delimiter or control character, which the field cannot carry as written"
+            ))
+        } else if value.chars().count() > MAX_HEADER_NAME {
+            Some(format!(
+                "is longer than {MAX_HEADER_NAME} characters (HD.1, the namespace id, is at most {MAX_HEADER_NAME} in v2.3 to v2.5)"
+            ))
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            out.push(spec.at_value(
+                Diagnostic::error("send-header-invalid", format!("`{key}` ({field}) {why}"))
+                    .detail("write the name the Trust's engine expects, e.g. `EMS` or the Trust's ODS code"),
+                &format!("{base}/{key}"),
+            ));
+        }
+    }
+}
+
+/// The longest application or facility name (HD.1 is IS of 20 characters up to v2.5).
+const MAX_HEADER_NAME: usize = 20;

@@ -138,6 +138,7 @@ fn check_field(spec: &LoadedSpec, f: &FieldSpec, pointer: &str, out: &mut Vec<Di
             ));
         }
     }
+    check_fixed_value(spec, f, pointer, out);
     if is(FieldType::Base64) {
         if f.media.is_none() {
             out.push(err(
@@ -169,6 +170,79 @@ fn check_field(spec: &LoadedSpec, f: &FieldSpec, pointer: &str, out: &mut Vec<Di
                 ));
             }
         }
+    }
+}
+
+/// A fixed `value:`: only on a mapped field, neither required nor repeated (it is written,
+/// never read), and valid for the field's type, map or table, as the runtime would read it.
+fn check_fixed_value(spec: &LoadedSpec, f: &FieldSpec, pointer: &str, out: &mut Vec<Diagnostic>) {
+    let Some(value) = &f.value else {
+        return;
+    };
+    let at = format!("{pointer}/value");
+    if f.record.is_some() {
+        out.push(
+            spec.at_key(
+                Diagnostic::error("value-with-record", "a nested record has no fixed `value`")
+                    .detail("put the fixed value on a field of the nested record"),
+                &at,
+            ),
+        );
+        return;
+    }
+    for (key, present) in [("required", f.required), ("repeated", f.repeated)] {
+        if present {
+            out.push(spec.at_key(
+                Diagnostic::error(
+                    "value-with-option",
+                    format!("a field with a fixed `value` cannot be `{key}`"),
+                )
+                .detail("a fixed value is written into every built message and never read; remove the option"),
+                &format!("{pointer}/{key}"),
+            ));
+        }
+    }
+    if let Some(why) = fixed_value_problem(&spec.spec.tables, f, value) {
+        out.push(spec.at_value(
+            Diagnostic::error("value-invalid", format!("fixed value {value:?}: {why}"))
+                .detail("write the value as HL7 text of the field's type; a code must be one of its map's or table's codes"),
+            &at,
+        ));
+    }
+}
+
+/// Why a fixed value does not fit its field, read with the runtime's value parsers.
+fn fixed_value_problem(
+    tables: &indexmap::IndexMap<String, indexmap::IndexMap<String, String>>,
+    f: &FieldSpec,
+    value: &str,
+) -> Option<String> {
+    use hl7gw_runtime::mapping::{HlDate, HlDateTime, HlNumber, NhsNumber};
+    if value.is_empty() {
+        return Some("an empty value writes nothing".into());
+    }
+    let parsed = |r: Result<(), hl7gw_runtime::mapping::ValueError>| r.err().map(|e| e.to_string());
+    match f.kind? {
+        FieldType::String | FieldType::Id => f
+            .max_len
+            .filter(|max| value.chars().count() > *max as usize)
+            .map(|max| format!("longer than `max_len: {max}`")),
+        FieldType::Date => parsed(HlDate::parse(value).map(drop)),
+        FieldType::Datetime => parsed(HlDateTime::parse(value).map(drop)),
+        FieldType::NhsNumber => parsed(NhsNumber::parse(value).map(drop)),
+        FieldType::Number => parsed(HlNumber::parse(value).map(drop)),
+        FieldType::Code => {
+            let codes: Vec<&String> = match (&f.map, &f.table) {
+                (Some(map), _) => map.keys().collect(),
+                (None, Some(table)) => tables.get(table)?.keys().collect(),
+                (None, None) => return None,
+            };
+            (!codes.iter().any(|c| *c == value)).then(|| {
+                let list: Vec<&str> = codes.iter().map(|c| c.as_str()).collect();
+                format!("not a code of the field's list ({})", list.join(", "))
+            })
+        }
+        FieldType::Base64 => Some("a base64 field cannot have a fixed value".into()),
     }
 }
 

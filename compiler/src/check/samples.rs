@@ -1,13 +1,28 @@
-//! Spec tests: every referenced message file exists and parses as HL7, and the expected ACK
-//! code is one the TEST environment's acknowledgement mode can answer.
+//! Spec-test files: every referenced message file exists and parses as HL7, for inbound
+//! (`tests`) and outbound (`outbound_tests`) tests alike; an outbound test builds a type the
+//! spec declares outbound; an inbound test's expected ACK code is one the TEST environment's
+//! acknowledgement mode can answer.
 
 use hl7gw_runtime::config::{Acknowledgement, defaults};
 use hl7gw_runtime::hl7::{ParseOptions, parse_batch};
 
 use crate::diag::Diagnostic;
+use crate::spec::loader::escape_pointer;
 use crate::spec::{AckCodeName, LoadedSpec};
 
 pub(super) fn check(spec: &LoadedSpec, out: &mut Vec<Diagnostic>) {
+    let inbound = spec
+        .spec
+        .tests
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (format!("/tests/{i}"), &t.name, &t.message));
+    let outbound = spec
+        .spec
+        .outbound_tests
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (format!("/outbound_tests/{i}"), &t.name, &t.message));
     let mut names = std::collections::HashMap::new();
     // Spec tests run in TEST (`hl7gw test`, the generated crate's tests).
     let mode = spec
@@ -42,23 +57,55 @@ pub(super) fn check(spec: &LoadedSpec, out: &mut Vec<Diagnostic>) {
                 ),
             );
         }
-        let pointer = format!("/tests/{i}/message");
-        if let Some(first) = names.insert(test.name.as_str(), i) {
+    }
+    for (i, test) in spec.spec.outbound_tests.iter().enumerate() {
+        if let Some(binding) = spec.spec.outbound.get(&test.build) {
+            check_record_keys(
+                spec,
+                &binding.record,
+                &test.record,
+                &format!("/outbound_tests/{i}/record"),
+                out,
+            );
+        } else {
+            let declared: Vec<&str> = spec.spec.outbound.keys().map(String::as_str).collect();
+            out.push(
+                spec.at_value(
+                    Diagnostic::error(
+                        "test-build-undeclared",
+                        format!("`{}` is not declared outbound", test.build),
+                    )
+                    .detail(format!(
+                        "an outbound test builds one of the spec's outbound types: {}",
+                        if declared.is_empty() {
+                            "none".to_string()
+                        } else {
+                            declared.join(", ")
+                        }
+                    )),
+                    &format!("/outbound_tests/{i}/build"),
+                ),
+            );
+        }
+    }
+    for (i, (base, name, message)) in inbound.chain(outbound).enumerate() {
+        let pointer = format!("{base}/message");
+        if let Some(first) = names.insert(name.as_str(), i) {
             out.push(
                 spec.at_value(
                     Diagnostic::error(
                         "test-duplicate-name",
-                        format!("two tests are named `{}`", test.name),
+                        format!("two tests are named `{name}`"),
                     )
                     .detail(format!(
                         "test names identify results; the other is test {}",
                         first + 1
                     )),
-                    &format!("/tests/{i}/name"),
+                    &format!("{base}/name"),
                 ),
             );
         }
-        let path = spec.resolve(&test.message);
+        let path = spec.resolve(message);
         let bytes = match std::fs::read(&path) {
             Ok(b) => b,
             Err(e) => {
@@ -66,7 +113,7 @@ pub(super) fn check(spec: &LoadedSpec, out: &mut Vec<Diagnostic>) {
                     spec.at_value(
                         Diagnostic::error(
                             "test-message-missing",
-                            format!("cannot read `{}`: {e}", test.message),
+                            format!("cannot read `{message}`: {e}"),
                         )
                         .detail(format!(
                             "paths are relative to the spec file; looked at {}",
@@ -84,8 +131,7 @@ pub(super) fn check(spec: &LoadedSpec, out: &mut Vec<Diagnostic>) {
                 Diagnostic::error(
                     "test-message-count",
                     format!(
-                        "`{}` holds {} messages; a spec test takes one",
-                        test.message,
+                        "`{message}` holds {} messages; a spec test takes one",
                         batch.messages.len()
                     ),
                 ),
@@ -94,10 +140,51 @@ pub(super) fn check(spec: &LoadedSpec, out: &mut Vec<Diagnostic>) {
             Err(e) => out.push(spec.at_value(
                 Diagnostic::error(
                     "test-message-unparsable",
-                    format!("`{}` is not a readable HL7 message: {e}", test.message),
+                    format!("`{message}` is not a readable HL7 message: {e}"),
                 ),
                 &pointer,
             )),
+        }
+    }
+}
+
+/// Every key of an outbound test's record names a member of the record (nested records
+/// checked inside); a fixed `value:` field is not a member. Reported at the key.
+fn check_record_keys(
+    spec: &LoadedSpec,
+    record: &str,
+    json: &serde_json::Map<String, serde_json::Value>,
+    pointer: &str,
+    out: &mut Vec<Diagnostic>,
+) {
+    let Some(fields) = spec.spec.records.get(record) else {
+        return;
+    };
+    for (key, value) in json {
+        let at = format!("{pointer}/{}", escape_pointer(key));
+        match fields.get(key) {
+            Some(field) if field.value.is_none() => {
+                if let (Some(nested), serde_json::Value::Object(inner)) = (&field.record, value) {
+                    check_record_keys(spec, nested, inner, &at, out);
+                }
+            }
+            _ => {
+                let members: Vec<&str> = fields
+                    .iter()
+                    .filter(|(_, f)| f.value.is_none())
+                    .map(|(name, _)| name.as_str())
+                    .collect();
+                out.push(
+                    spec.at_key(
+                        Diagnostic::error(
+                            "test-record-unknown-key",
+                            format!("record `{record}` has no field `{key}`"),
+                        )
+                        .detail(format!("its fields: {}", members.join(", "))),
+                        &at,
+                    ),
+                );
+            }
         }
     }
 }

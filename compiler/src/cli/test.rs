@@ -109,7 +109,11 @@ fn human(all: &[SpecResults]) -> String {
         for r in &spec.results {
             if r.passed() {
                 passed += 1;
-                let ack = r.outcome.as_ref().map(|o| o.ack.as_str()).unwrap_or("?");
+                let ack = r
+                    .outcome
+                    .as_ref()
+                    .map(|o| o.ack.as_str())
+                    .unwrap_or("built");
                 out.push_str(&format!("  ok    {} ({ack})\n", r.name));
             } else {
                 failed += 1;

@@ -39,6 +39,7 @@ pub fn render(ctx: &Context<'_>) -> Result<String, CodegenError> {
     }
     if envs.iter().any(|e| e.send.is_some()) {
         uses.push(quote! { SendConfig });
+        uses.push(quote! { SendHeader });
     }
     uses.push(quote! { SinkConfig });
     let consts = envs.iter().map(env_const);
@@ -135,6 +136,20 @@ fn send(s: &SendSide) -> config::SendConfig {
             on_bad_ack: s.on_bad_ack.unwrap_or(defaults::ON_BAD_ACK),
             on_ae: s.on_ae.unwrap_or(defaults::ON_AE),
             on_ar: s.on_ar.unwrap_or(defaults::ON_AR),
+        },
+        header: config::SendHeader {
+            sending_application: text(
+                s.sending_application
+                    .as_deref()
+                    .unwrap_or(defaults::SENDING_APPLICATION),
+            ),
+            sending_facility: text(
+                s.sending_facility
+                    .as_deref()
+                    .unwrap_or(defaults::SENDING_FACILITY),
+            ),
+            receiving_application: text(s.receiving_application.as_deref().unwrap_or("")),
+            receiving_facility: text(s.receiving_facility.as_deref().unwrap_or("")),
         },
     }
 }
@@ -286,6 +301,19 @@ fn policy_tokens(p: FailurePolicy) -> TokenStream {
 fn send_tokens(s: &config::SendConfig) -> TokenStream {
     let [url, cert, key, server_ca] =
         [&s.url, &s.cert, &s.key, &s.server_ca].map(|t| text_tokens(t));
+    let h = &s.header;
+    let [
+        sending_application,
+        sending_facility,
+        receiving_application,
+        receiving_facility,
+    ] = [
+        &h.sending_application,
+        &h.sending_facility,
+        &h.receiving_application,
+        &h.receiving_facility,
+    ]
+    .map(|t| text_tokens(t));
     let timeout = u64_lit(s.timeout_ms);
     let first = u64_lit(s.backoff_first_ms);
     let max = u64_lit(s.backoff_max_ms);
@@ -324,6 +352,12 @@ fn send_tokens(s: &config::SendConfig) -> TokenStream {
                 on_bad_ack: #on_bad_ack,
                 on_ae: #on_ae,
                 on_ar: #on_ar,
+            },
+            header: SendHeader {
+                sending_application: #sending_application,
+                sending_facility: #sending_facility,
+                receiving_application: #receiving_application,
+                receiving_facility: #receiving_facility,
             },
         }
     }

@@ -122,15 +122,10 @@ fn bindings(plan: &Plan) -> (Vec<TokenStream>, Vec<TokenStream>) {
         .filter_map(|out| {
             let record = plan.records.get(out.record_index)?;
             let name = ident(&record.type_name);
-            let message_type = &out.message_type;
-            let structure = match &out.structure {
-                Some(s) => quote! { Some(Cow::Borrowed(#s)) },
-                None => quote! { None },
-            };
+            let shape = ident(&out.shape_const);
             Some(quote! {
                 OutboundBinding {
-                    message_type: Cow::Borrowed(#message_type),
-                    structure: #structure,
+                    shape: records::#shape,
                     map: map_to_json::<records::#name>,
                     build: build_from_json::<records::#name>,
                 }

@@ -30,7 +30,7 @@ mod lib_rs;
 /// Rust names for spec names; `check` calls them too, so `validate` judges names as `generate` makes them.
 pub(crate) mod names;
 mod outbound_tests_rs;
-mod plan;
+pub(crate) mod plan;
 mod records_rs;
 mod scaffold;
 mod tests_rs;

@@ -56,6 +56,32 @@ pub fn render(ctx: &Context<'_>, plan: &Plan) -> Result<Option<String>, CodegenE
             });
         }
     }
+    for test in &ctx.spec.outbound_tests {
+        let name = ident(&names.unique(&fn_base(&test.name), "_"));
+        let d = doc(&format!(
+            "{}\n\nThe `{}` record builds into `{}`, field by field but MSH-7 and MSH-10.",
+            test.name, test.build, test.message
+        ));
+        let file = format!("/../../{}", ctx.repo_path(&test.message));
+        let text = serde_json::to_string(&test.record).map_err(|e| {
+            CodegenError::new(format!("outbound test {:?}: the record: {e}", test.name))
+        })?;
+        let json = raw_string(&text)?;
+        let message_type = &test.build;
+        tests.push(quote! {
+            #d
+            #[test]
+            fn #name() {
+                let path = concat!(env!("CARGO_MANIFEST_DIR"), #file);
+                let expected = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+                let record: serde_json::Value = serde_json::from_str(#json).expect("the record is JSON");
+                let differences = #lib::SPEC
+                    .outbound_test(hl7gw_runtime::config::EnvName::Test, #message_type, &record, &expected)
+                    .unwrap_or_else(|e| panic!("{e}"));
+                assert!(differences.is_empty(), "{}", differences.join("\n"));
+            }
+        });
+    }
     let mut undeclared = String::from("ZZZ^Z99");
     while plan.outbound.iter().any(|o| o.message_type == undeclared) {
         undeclared.push('9');
@@ -65,7 +91,8 @@ pub fn render(ctx: &Context<'_>, plan: &Plan) -> Result<Option<String>, CodegenE
         "Outbound records of `{}` as JSON: for each outbound message type, a\n\
          representative record (every field set, then the required fields only) reads from\n\
          JSON, serializes back, and builds through `SPEC.build_outbound` into a message that\n\
-         maps back to it. The records are written by the generator from the spec's types.",
+         maps back to it. The records are written by the generator from the spec's types.\n\n\
+         Then the spec's outbound tests: each record builds into its expected message.",
         ctx.spec_path
     ));
     let tokens = quote! {
@@ -135,7 +162,7 @@ pub fn render(ctx: &Context<'_>, plan: &Plan) -> Result<Option<String>, CodegenE
 /// records as objects, keys in spec order. `depth` stops a record nesting itself.
 fn record_json(plan: &Plan, record: &RecordPlan, full: bool, depth: usize) -> String {
     let mut members = Vec::new();
-    for field in &record.fields {
+    for field in record.members() {
         let value = match field.kind {
             Kind::Nested { record_index } => match plan.records.get(record_index) {
                 Some(nested) if depth < 8 => record_json(plan, nested, full, depth + 1),

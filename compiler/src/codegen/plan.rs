@@ -55,6 +55,9 @@ pub struct FieldPlan {
     pub required: bool,
     /// A list of every present value.
     pub repeated: bool,
+    /// The fixed value (`value:`), written into every built message; such a field is not
+    /// a member of the record.
+    pub fixed: Option<String>,
 }
 
 /// A field's type.
@@ -110,6 +113,12 @@ pub struct Outbound {
     /// The method that builds it: `to_hl7`, or `to_hl7_oru_r01` when the record builds more
     /// than one message type.
     pub method: String,
+    /// The `const` holding its `mapping::MessageShape`, `ORU_R01`.
+    pub shape_const: String,
+    /// Segments of its structure whose field 1 is a Set ID (SI), sorted.
+    pub set_id_segments: Vec<String>,
+    /// Whether its structure carries an MSA (MSA-1 defaults to `AA`).
+    pub acknowledgement: bool,
 }
 
 /// Parameter names of the generated `read` that a local may not shadow.
@@ -187,6 +196,7 @@ impl Plan {
                         },
                         required: field.required,
                         repeated: false,
+                        fixed: None,
                     });
                     continue;
                 }
@@ -264,6 +274,7 @@ impl Plan {
                     kind,
                     required: field.required,
                     repeated: field.repeated,
+                    fixed: field.value.clone(),
                 });
             }
             if let Some(plan) = records.get_mut(record_index) {
@@ -304,11 +315,15 @@ impl Plan {
             } else {
                 "to_hl7".to_string()
             };
+            let (set_id_segments, acknowledgement) = shape_facts(dictionary, message_type);
             outbound.push(Outbound {
                 message_type: message_type.clone(),
                 structure,
                 record_index: index,
                 method,
+                shape_const: statics.unique(&static_base(&[&fn_base(message_type)]), "_"),
+                set_id_segments,
+                acknowledgement,
             });
         }
 
@@ -341,6 +356,35 @@ impl Plan {
             }
         }
     }
+}
+
+/// What the dictionary says a message type carries besides its record: the segments of its
+/// structure whose field 1 is a Set ID, and whether it has an MSA. Nothing for a type or
+/// version the dictionary does not know (`validate` reports those).
+fn shape_facts(dictionary: Option<&dict::VersionDict>, message_type: &str) -> (Vec<String>, bool) {
+    let structure =
+        dictionary
+            .zip(message_type.split_once('^'))
+            .and_then(|(d, (code, trigger))| {
+                d.structure_for(code, trigger)
+                    .and_then(|id| d.structure(id))
+                    .map(|s| (d, s))
+            });
+    let Some((d, structure)) = structure else {
+        return (Vec::new(), false);
+    };
+    let set_ids = structure
+        .segments
+        .iter()
+        .filter(|id| {
+            d.segment(id)
+                .and_then(|s| s.field(1))
+                .is_some_and(|f| f.datatype == "SI")
+        })
+        .cloned()
+        .collect();
+    let acknowledgement = structure.segments.iter().any(|s| s == "MSA");
+    (set_ids, acknowledgement)
 }
 
 /// (code, meaning, variant) for a code list, variants unique within the enum.
@@ -377,5 +421,12 @@ fn is_ed_data(dictionary: Option<&dict::VersionDict>, path: &Path) -> bool {
                 if filter.field == 2 && filter.component.is_none_or(|c| c == 1) && filter.value == "ED"
         ),
         Some(_) => false,
+    }
+}
+
+impl RecordPlan {
+    /// The fields that are members of the record (every field but the fixed values).
+    pub fn members(&self) -> impl Iterator<Item = &FieldPlan> {
+        self.fields.iter().filter(|f| f.fixed.is_none())
     }
 }

@@ -7,7 +7,7 @@ use proc_macro2::{Literal, TokenStream};
 use quote::quote;
 
 use super::names::ident;
-use super::plan::{CodeEnum, FieldPlan, Kind, Plan, RecordPlan};
+use super::plan::{CodeEnum, FieldPlan, Kind, Outbound, Plan, RecordPlan};
 use super::tokens::{doc, inner_doc, path_literal, render_file};
 use super::{CodegenError, Context};
 
@@ -24,6 +24,9 @@ pub fn render(ctx: &Context<'_>, plan: &Plan) -> Result<String, CodegenError> {
     let table_count = plan.enums.iter().filter(|e| !e.from_map).count();
     for code_enum in plan.enums.iter().take(table_count) {
         items.push(enum_item(code_enum));
+    }
+    for out in &plan.outbound {
+        items.push(shape_item(out));
     }
     for record in &plan.records {
         items.push(record_item(plan, record));
@@ -55,6 +58,43 @@ pub fn render(ctx: &Context<'_>, plan: &Plan) -> Result<String, CodegenError> {
         },
         "records.rs",
     )
+}
+
+/// The `const` describing one outbound message type: what the dictionary says it carries
+/// besides its record (structure, set IDs, MSA).
+fn shape_item(out: &Outbound) -> TokenStream {
+    let name = ident(&out.shape_const);
+    let message_type = &out.message_type;
+    let structure = match &out.structure {
+        Some(s) => quote! { Some(std::borrow::Cow::Borrowed(#s)) },
+        None => quote! { None },
+    };
+    let set_ids = &out.set_id_segments;
+    let acknowledgement = out.acknowledgement;
+    let mut what = Vec::new();
+    if !set_ids.is_empty() {
+        what.push(format!("set IDs numbered in {}", set_ids.join(", ")));
+    }
+    if acknowledgement {
+        what.push("an MSA after the MSH, MSA-1 `AA` unless the record writes it".to_string());
+    }
+    let d = doc(&format!(
+        "The `{message_type}` message as the HL7 dictionary describes it{}.",
+        if what.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", what.join("; "))
+        }
+    ));
+    quote! {
+        #d
+        pub const #name: mapping::MessageShape = mapping::MessageShape {
+            message_type: std::borrow::Cow::Borrowed(#message_type),
+            structure: #structure,
+            set_id_segments: std::borrow::Cow::Borrowed(&[#(std::borrow::Cow::Borrowed(#set_ids)),*]),
+            acknowledgement: #acknowledgement,
+        };
+    }
 }
 
 /// The media types of the spec's base64 fields, each once, in spec order.
@@ -253,14 +293,20 @@ fn record_item(plan: &Plan, record: &RecordPlan) -> TokenStream {
         if let (Some((from, path)), Some(static_name)) = (&field.path, &field.path_static) {
             let static_name = ident(static_name);
             let value = field_static(field, &path_literal(path));
-            let d = doc(&format!("`{from}`: `{}.{}`.", record.name, field.name));
+            let d = match &field.fixed {
+                Some(fixed) => doc(&format!(
+                    "`{from}`: `{}.{}`, always `{fixed}` in built messages.",
+                    record.name, field.name
+                )),
+                None => doc(&format!("`{from}`: `{}.{}`.", record.name, field.name)),
+            };
             statics.push(quote! {
                 #d
                 static #static_name: mapping::Field = #value;
             });
         }
     }
-    let field_defs = record.fields.iter().map(|field| {
+    let field_defs = record.members().map(|field| {
         let d = doc(&field_doc(field));
         let n = ident(&field.name);
         let t = field_type(plan, field);
@@ -271,15 +317,15 @@ fn record_item(plan: &Plan, record: &RecordPlan) -> TokenStream {
         "The `{}` record. As JSON: an object with these fields, in this order. Read from\n\
          JSON, a key not listed is an error and an optional field may be absent or null{}.",
         record.name,
-        if record.fields.iter().any(|f| f.repeated && !f.required) {
+        if record.members().any(|f| f.repeated && !f.required) {
             ", an\noptional repeated field absent"
         } else {
             ""
         }
     ));
 
-    let reads = record.fields.iter().map(read_stmt);
-    let inits = record.fields.iter().map(|field| {
+    let reads = record.members().map(read_stmt);
+    let inits = record.members().map(|field| {
         let n = ident(&field.name);
         let local = ident(&field.local);
         let unwrap =
@@ -291,8 +337,9 @@ fn record_item(plan: &Plan, record: &RecordPlan) -> TokenStream {
         }
     });
     let unused_read = record
-        .fields
-        .is_empty()
+        .members()
+        .next()
+        .is_none()
         .then(|| quote! { let _ = (message, errors); });
 
     let mut methods = vec![quote! {
@@ -325,9 +372,10 @@ fn record_item(plan: &Plan, record: &RecordPlan) -> TokenStream {
         }) {
             let method = ident(&out.method);
             let message_type = &out.message_type;
-            let (structure, structure_doc) = match &out.structure {
-                Some(s) => (quote! { Some(#s) }, format!(" (structure `{s}`)")),
-                None => (quote! { None }, String::new()),
+            let shape = ident(&out.shape_const);
+            let structure_doc = match &out.structure {
+                Some(s) => format!(" (structure `{s}`)"),
+                None => String::new(),
             };
             let d = doc(&format!(
                 "Builds the `{message_type}` message{structure_doc} from this record, after the MSH in `header`."
@@ -335,7 +383,7 @@ fn record_item(plan: &Plan, record: &RecordPlan) -> TokenStream {
             methods.push(quote! {
                 #d
                 pub fn #method(&self, header: &mapping::OutboundHeader<'_>) -> Result<Vec<u8>, hl7::BuildError> {
-                    mapping::OutboundRecord::build(self, header, #message_type, #structure)
+                    mapping::OutboundRecord::build(self, header, &#shape)
                 }
             });
         }
@@ -385,9 +433,14 @@ fn read_stmt(field: &FieldPlan) -> TokenStream {
     }
 }
 
-/// One call per field: a nested record writes itself; a value is written through its `static`.
+/// One call per field: a nested record writes itself; a value is written through its
+/// `static`; a fixed value is written as declared.
 fn write_stmt(field: &FieldPlan) -> TokenStream {
     let n = ident(&field.name);
+    if let (Some(fixed), Some(static_name)) = (&field.fixed, &field.path_static) {
+        let static_name = ident(static_name);
+        return quote! { #static_name.write_fixed(message, #fixed)?; };
+    }
     if matches!(field.kind, Kind::Nested { .. }) {
         return quote! { mapping::OutboundRecord::write(&self.#n, message)?; };
     }

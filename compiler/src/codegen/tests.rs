@@ -112,7 +112,7 @@ fn empty_records_and_several_outbound_types() {
     assert!(records.contains("pub fn to_hl7_oru_r01("));
     assert!(records.contains("pub fn to_hl7_oru_r31("));
     assert!(
-        records.contains("\"ORU^R30\", Some(\"ORU_R30\")"),
+        records.contains("mapping::OutboundRecord::build(self, header, &ORU_R30)"),
         "{records}"
     );
     // Repeated values are written by the runtime (`Field::write_each`: successive
@@ -200,21 +200,26 @@ fn outbound_types_get_a_json_builder_and_its_tests() {
     let generated = edge();
     let lib = file(&generated, "src/lib.rs");
     for arm in [
-        // Each type is bound to its record and its own structure (one record may serve
-        // two types: the type and structure are data, not a method per type).
-        "message_type: Cow::Borrowed(\"ORU^R01\"),\n                structure: Some(Cow::Borrowed(\"ORU_R01\")),\n                map: map_to_json::<records::Attachment>,\n                build: build_from_json::<records::Attachment>,",
-        "message_type: Cow::Borrowed(\"ORU^R30\"),\n                structure: Some(Cow::Borrowed(\"ORU_R30\")),\n                map: map_to_json::<records::Empty>,\n                build: build_from_json::<records::Empty>,",
-        "message_type: Cow::Borrowed(\"ORU^R31\"),\n                structure: Some(Cow::Borrowed(\"ORU_R30\")),\n                map: map_to_json::<records::Attachment>,",
+        // Each type is bound to its record and its own shape (one record may serve two
+        // types: the type, structure, set IDs and MSA are data, not a method per type).
+        "shape: records::ORU_R01,\n                map: map_to_json::<records::Attachment>,\n                build: build_from_json::<records::Attachment>,",
+        "shape: records::ORU_R30,\n                map: map_to_json::<records::Empty>,\n                build: build_from_json::<records::Empty>,",
+        "shape: records::ORU_R31,\n                map: map_to_json::<records::Attachment>,",
     ] {
         assert!(lib.contains(arm), "{arm} in {lib}");
     }
     // The declared outbound types, in spec order (the runtime lists them when refusing one).
-    let at = |t: &str| lib.find(&format!("Cow::Borrowed(\"{t}\")"));
+    let at = |t: &str| lib.find(&format!("records::{t},"));
     assert!(
-        at("ORU^R01") < at("ORU^R30") && at("ORU^R30") < at("ORU^R31"),
+        at("ORU_R01") < at("ORU_R30") && at("ORU_R30") < at("ORU_R31"),
         "{lib}"
     );
     let records = file(&generated, "src/records.rs");
+    // The shape of each type, from the dictionary: its structure and set-ID segments.
+    assert!(
+        records.contains("pub const ORU_R31: mapping::MessageShape = mapping::MessageShape {\n    message_type: std::borrow::Cow::Borrowed(\"ORU^R31\"),\n    structure: Some(std::borrow::Cow::Borrowed(\"ORU_R30\")),"),
+        "{records}"
+    );
     assert!(
         records.contains("#[serde(default)]\n    pub born: Vec<mapping::HlDate>,"),
         "{records}"

@@ -20,6 +20,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod conformance;
 mod raw;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -202,7 +202,18 @@ pub struct SendItem {
     pub backoff: Option<String>,
     /// What the gateway does on each kind of failure.
     pub on_failure: Vec<PolicyRow>,
+    /// MSH-3 to MSH-6 of the messages built from records.
+    pub header: Vec<HeaderRow>,
     pub findings: Vec<ItemFinding>,
+}
+
+/// One MSH field the gateway writes into the messages it builds.
+#[derive(Debug, Serialize)]
+pub struct HeaderRow {
+    /// `MSH-3 sending application`.
+    pub field: &'static str,
+    /// `None`: the spec leaves it to the default.
+    pub value: Option<String>,
 }
 
 /// One failure policy of the send side.
@@ -749,6 +760,10 @@ impl<'a> Builder<'a> {
             "on_bad_ack",
             "on_ae",
             "on_ar",
+            "sending_application",
+            "sending_facility",
+            "receiving_application",
+            "receiving_facility",
         ]
         .iter()
         .map(|k| format!("{base}/send/{k}"))
@@ -775,6 +790,18 @@ impl<'a> Builder<'a> {
                 policy("AE/CE", &s.on_ae),
                 policy("AR/CR", &s.on_ar),
             ],
+            header: [
+                ("MSH-3 sending application", &s.sending_application),
+                ("MSH-4 sending facility", &s.sending_facility),
+                ("MSH-5 receiving application", &s.receiving_application),
+                ("MSH-6 receiving facility", &s.receiving_facility),
+            ]
+            .into_iter()
+            .map(|(field, value)| HeaderRow {
+                field,
+                value: value.clone(),
+            })
+            .collect(),
             findings: item_findings(&findings),
         })
     }

@@ -65,6 +65,10 @@ pub struct Spec {
     /// Spec tests, run by `hl7gw test` and compiled into the generated crate.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tests: Vec<SpecTest>,
+    /// Outbound spec tests: a record and the message it must build into, run by `hl7gw
+    /// test` and compiled into the generated crate.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outbound_tests: Vec<OutboundTest>,
     /// Warnings accepted for the spec as a whole (those not about one environment, such as
     /// `hl7-type-loose`): warning code → the reason, recorded in the go-live report.
     /// Environment warnings are acknowledged under their environment.
@@ -300,6 +304,24 @@ pub struct SendSide {
     #[schemars(description = format!("After AR or CR. Default `{}`.", defaults::ON_AR))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_ar: Option<FailurePolicy>,
+    /// MSH-3 of the messages built from records; [`defaults::SENDING_APPLICATION`] when
+    /// left out.
+    #[schemars(description = format!("MSH-3 of the messages built from records. Default `{}`.", defaults::SENDING_APPLICATION))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sending_application: Option<String>,
+    /// MSH-4 of the messages built from records; [`defaults::SENDING_FACILITY`] when left
+    /// out.
+    #[schemars(description = format!("MSH-4 of the messages built from records. Default `{}`.", defaults::SENDING_FACILITY))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sending_facility: Option<String>,
+    /// MSH-5 of the messages built from records: the Trust's engine, as it names itself.
+    /// Empty when left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receiving_application: Option<String>,
+    /// MSH-6 of the messages built from records: the Trust, as its engine names it. Empty
+    /// when left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receiving_facility: Option<String>,
 }
 
 /// The sender's TLS material (PEM files, paths relative to the spec file).
@@ -356,6 +378,11 @@ pub struct FieldSpec {
     /// For `type: base64`: the largest decoded size accepted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_bytes: Option<ByteSize>,
+    /// A fixed value, as HL7 text, written at `from` in every message built from the record
+    /// (OBX-11 `F`, CX.4 `NHS`); never read, and not a member of the record's JSON. It must
+    /// be valid for `type` (a code of its `map` or `table`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -421,6 +448,23 @@ pub struct SpecTest {
     pub message: String,
     /// The expected outcome.
     pub expect: Expectation,
+}
+
+/// An outbound spec test: a record, as EMS hands it to the intake, and the HL7 message it
+/// must build into in the TEST environment, compared field by field (MSH-7 and MSH-10,
+/// written per send, are not compared). The built message must also have every field and
+/// segment the HL7 dictionary requires for the spec's version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OutboundTest {
+    /// What the test shows, e.g. `a report builds the ORU the Trust reads`.
+    pub name: String,
+    /// The outbound message type to build, `ORU^R01`.
+    pub build: MessageType,
+    /// The record as JSON (the shape `POST /outbound/TYPE^TRIGGER` takes).
+    pub record: serde_json::Map<String, serde_json::Value>,
+    /// The HL7 file the record must build into, relative to the spec file.
+    pub message: String,
 }
 
 /// Expected outcome of a spec test.

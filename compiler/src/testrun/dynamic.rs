@@ -14,13 +14,22 @@ pub fn map_inbound(
     message_type: &str,
     message: &Message<'_>,
 ) -> Result<Value, Vec<MappingError>> {
-    let mut errors = Errors::new();
     let record = spec
         .inbound
         .get(message_type)
         .map(|binding| binding.record.clone())
         .unwrap_or_default();
-    let value = map_record(spec, &record, message, &mut errors);
+    map_named(spec, &record, message)
+}
+
+/// Maps a message to a record by name, as the receiving end of an outbound message reads it.
+pub fn map_named(
+    spec: &Spec,
+    record: &str,
+    message: &Message<'_>,
+) -> Result<Value, Vec<MappingError>> {
+    let mut errors = Errors::new();
+    let value = map_record(spec, record, message, &mut errors);
     errors.finish(|| Some(value))
 }
 
@@ -29,7 +38,7 @@ fn map_record(spec: &Spec, name: &str, message: &Message<'_>, errors: &mut Error
     let Some(record) = spec.records.get(name) else {
         return Value::Object(object);
     };
-    for (field_name, field) in record {
+    for (field_name, field) in record.iter().filter(|(_, f)| f.value.is_none()) {
         let value = if let Some(nested) = &field.record {
             errors.nested(field_name, |e| map_record(spec, nested, message, e))
         } else {

@@ -4,15 +4,29 @@
 //! instead of generated code. The JSON contract of a mapped record is documented in
 //! docs/spec.md; the generated crate produces the same.
 
+mod build;
 mod dynamic;
 
 use hl7gw_runtime::hl7::{Message, ParseError, ParseOptions};
 use hl7gw_runtime::inbound::{InboundPolicy, Outcome, evaluate, location_matches, record_matches};
 use serde::Serialize;
 
-use crate::spec::{EnvName, LoadedSpec, SpecTest};
+use crate::spec::{EnvName, LoadedSpec, OutboundTest, SpecTest};
 
 pub use dynamic::map_inbound;
+
+/// Builds an outbound message of a declared type from its record as JSON, after the MSH in
+/// `header`, from the spec's data, as the generated crate's `SPEC.build_outbound` builds it
+/// (before its read-back check); an error names the field.
+pub fn build_outbound(
+    spec: &crate::spec::Spec,
+    message_type: &str,
+    record: &serde_json::Map<String, serde_json::Value>,
+    header: &hl7gw_runtime::mapping::OutboundHeader<'_>,
+) -> Result<Vec<u8>, String> {
+    let plan = crate::codegen::plan::Plan::new(spec).map_err(|e| e.to_string())?;
+    build::build(&plan, message_type, record, header)
+}
 
 /// The result of one spec test.
 #[derive(Debug, Clone, Serialize)]
@@ -28,6 +42,16 @@ pub struct TestResult {
 }
 
 impl TestResult {
+    /// A test not run yet: no outcome, no failures.
+    fn new(name: &str, message: &str) -> Self {
+        Self {
+            name: name.to_string(),
+            message: message.to_string(),
+            outcome: None,
+            failures: Vec::new(),
+        }
+    }
+
     /// True when every expectation held.
     pub fn passed(&self) -> bool {
         self.failures.is_empty()
@@ -62,23 +86,82 @@ pub fn process(loaded: &LoadedSpec, env: EnvName, bytes: &[u8]) -> Result<Outcom
     }))
 }
 
-/// Runs every spec test of a spec, in order, in the TEST environment.
+/// Runs every spec test of a spec, in order, in the TEST environment: the inbound tests,
+/// then the outbound ones.
 pub fn run_spec_tests(loaded: &LoadedSpec) -> Vec<TestResult> {
-    loaded
+    let inbound = loaded.spec.tests.iter().map(|test| run_one(loaded, test));
+    let outbound = loaded
         .spec
-        .tests
+        .outbound_tests
         .iter()
-        .map(|test| run_one(loaded, test))
-        .collect()
+        .map(|test| run_outbound(loaded, test));
+    inbound.chain(outbound).collect()
+}
+
+/// One outbound test: the record builds (as the generated crate builds it) into the
+/// expected message, field by field but MSH-7 and MSH-10; the message maps back to the
+/// record; and it has every field and segment the dictionary requires for the version.
+fn run_outbound(loaded: &LoadedSpec, test: &OutboundTest) -> TestResult {
+    let mut result = TestResult::new(&test.name, &test.message);
+    result.failures = outbound_failures(loaded, test).unwrap_or_else(|why| vec![why]);
+    result
+}
+
+fn outbound_failures(loaded: &LoadedSpec, test: &OutboundTest) -> Result<Vec<String>, String> {
+    let spec = &loaded.spec;
+    let environment = spec
+        .environments
+        .get(EnvName::Test)
+        .map(|e| crate::codegen::runtime_environment(spec, EnvName::Test, e))
+        .ok_or("the spec has no test environment")?;
+    let send = environment
+        .send
+        .as_ref()
+        .map_or(hl7gw_runtime::config::SendHeader::DEFAULT, |s| {
+            s.header.clone()
+        });
+    let header =
+        hl7gw_runtime::mapping::test_header(&send, &environment.processing_id, &spec.hl7_version);
+    let built = build_outbound(spec, &test.build, &test.record, &header)
+        .map_err(|e| format!("the record does not build: {e}"))?;
+    let path = loaded.resolve(&test.message);
+    let expected =
+        std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut failures = hl7gw_runtime::hl7::compare::differences_in_bytes(&expected, &built)?;
+    let message = Message::parse_with(&built, &ParseOptions::lenient())
+        .map_err(|e| format!("the built message does not parse: {e}"))?;
+    let record = spec
+        .outbound
+        .get(&test.build)
+        .map(|b| b.record.clone())
+        .unwrap_or_default();
+    match dynamic::map_named(spec, &record, &message) {
+        Ok(back) => {
+            if let Err(diff) = record_matches(&test.record, &back) {
+                failures.push(format!(
+                    "the built message maps back to another record: {diff}"
+                ));
+            }
+        }
+        Err(errors) => failures.extend(
+            errors
+                .iter()
+                .map(|e| format!("the built message does not map back: {e}")),
+        ),
+    }
+    if let Some(dictionary) = crate::dict::version(&spec.hl7_version) {
+        failures.extend(
+            dictionary
+                .missing_required(&message)
+                .into_iter()
+                .map(|m| format!("v{} requires it: {m}", spec.hl7_version)),
+        );
+    }
+    Ok(failures)
 }
 
 fn run_one(loaded: &LoadedSpec, test: &SpecTest) -> TestResult {
-    let mut result = TestResult {
-        name: test.name.clone(),
-        message: test.message.clone(),
-        outcome: None,
-        failures: Vec::new(),
-    };
+    let mut result = TestResult::new(&test.name, &test.message);
     let path = loaded.resolve(&test.message);
     let bytes = match std::fs::read(&path) {
         Ok(b) => b,

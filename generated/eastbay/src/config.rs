@@ -6,7 +6,7 @@
 use std::borrow::Cow;
 use hl7gw_runtime::config::{
     Acknowledgement, EnvName, Environment, FailurePolicies, FailurePolicy, ReceiveConfig,
-    RequestContentType, SendConfig, SinkConfig,
+    RequestContentType, SendConfig, SendHeader, SinkConfig,
 };
 
 /// The `test` environment (MSH-11 `T`).
@@ -49,6 +49,12 @@ pub const TEST: Environment = Environment {
             on_bad_ack: FailurePolicy::Retry,
             on_ae: FailurePolicy::Hold,
             on_ar: FailurePolicy::Hold,
+        },
+        header: SendHeader {
+            sending_application: Cow::Borrowed("EMS"),
+            sending_facility: Cow::Borrowed("EMS"),
+            receiving_application: Cow::Borrowed(""),
+            receiving_facility: Cow::Borrowed(""),
         },
     }),
     store: Cow::Borrowed("var/eastbay-test.sqlite"),
@@ -93,6 +99,12 @@ pub const PROD: Environment = Environment {
             on_bad_ack: FailurePolicy::Retry,
             on_ae: FailurePolicy::Hold,
             on_ar: FailurePolicy::Hold,
+        },
+        header: SendHeader {
+            sending_application: Cow::Borrowed("EMS"),
+            sending_facility: Cow::Borrowed("EMS"),
+            receiving_application: Cow::Borrowed(""),
+            receiving_facility: Cow::Borrowed(""),
         },
     }),
     store: Cow::Borrowed("var/eastbay-prod.sqlite"),

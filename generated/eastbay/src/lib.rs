@@ -55,8 +55,7 @@ pub const SPEC: GatewaySpec = GatewaySpec {
     outbound: Cow::Borrowed(
         &[
             OutboundBinding {
-                message_type: Cow::Borrowed("ORU^R01"),
-                structure: None,
+                shape: records::ORU_R01,
                 map: map_to_json::<records::ResultReport>,
                 build: build_from_json::<records::ResultReport>,
             },

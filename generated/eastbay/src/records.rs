@@ -136,6 +136,22 @@ impl From<ReportStatus> for &'static str {
     }
 }
 
+/// The `ORU^R01` message as the HL7 dictionary describes it: set IDs numbered in NTE, OBR, OBX, PID, PV1.
+pub const ORU_R01: mapping::MessageShape = mapping::MessageShape {
+    message_type: std::borrow::Cow::Borrowed("ORU^R01"),
+    structure: None,
+    set_id_segments: std::borrow::Cow::Borrowed(
+        &[
+            std::borrow::Cow::Borrowed("NTE"),
+            std::borrow::Cow::Borrowed("OBR"),
+            std::borrow::Cow::Borrowed("OBX"),
+            std::borrow::Cow::Borrowed("PID"),
+            std::borrow::Cow::Borrowed("PV1"),
+        ],
+    ),
+    acknowledgement: false,
+};
+
 /// `PID-2.1`: `patient.nhs_number`.
 static PATIENT_NHS_NUMBER: mapping::Field = mapping::Field::required(
     "nhs_number",
@@ -352,7 +368,7 @@ impl ResultReport {
         &self,
         header: &mapping::OutboundHeader<'_>,
     ) -> Result<Vec<u8>, hl7::BuildError> {
-        mapping::OutboundRecord::build(self, header, "ORU^R01", None)
+        mapping::OutboundRecord::build(self, header, &ORU_R01)
     }
 }
 

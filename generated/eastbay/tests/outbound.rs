@@ -4,6 +4,8 @@
 //! representative record (every field set, then the required fields only) reads from
 //! JSON, serializes back, and builds through `SPEC.build_outbound` into a message that
 //! maps back to it. The records are written by the generator from the spec's types.
+//!
+//! Then the spec's outbound tests: each record builds into its expected message.
 #![allow(clippy::expect_used, clippy::panic)]
 
 use gw_eastbay::records;

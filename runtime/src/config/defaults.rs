@@ -35,6 +35,10 @@ pub const ON_BAD_ACK: FailurePolicy = FailurePolicy::Retry;
 pub const ON_AE: FailurePolicy = FailurePolicy::Hold;
 /// `send.on_ar`.
 pub const ON_AR: FailurePolicy = FailurePolicy::Hold;
+/// `send.sending_application`: MSH-3 of the messages built from records.
+pub const SENDING_APPLICATION: &str = "EMS";
+/// `send.sending_facility`: MSH-4 of the messages built from records.
+pub const SENDING_FACILITY: &str = "EMS";
 /// `sink`: the inbox (records stay in the store; EMS pulls them).
 pub const SINK: super::SinkConfig = super::SinkConfig::Inbox;
 /// `acknowledgement`: application ACKs (AA/AE/AR) whatever MSH-15/MSH-16 ask.

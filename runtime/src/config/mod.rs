@@ -128,6 +128,33 @@ pub struct SendConfig {
     pub backoff_max_ms: u64,
     /// What to do after each class of failure.
     pub on_failure: FailurePolicies,
+    /// MSH-3 to MSH-6 of the messages built from records.
+    pub header: SendHeader,
+}
+
+/// MSH-3 to MSH-6 of the messages the intake builds from records (a JSON request may name
+/// others for one message); HL7 EMS hands over as it is keeps its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendHeader {
+    /// MSH-3.
+    pub sending_application: Text,
+    /// MSH-4.
+    pub sending_facility: Text,
+    /// MSH-5: the Trust's engine; empty when the spec names none.
+    pub receiving_application: Text,
+    /// MSH-6: the Trust; empty when the spec names none.
+    pub receiving_facility: Text,
+}
+
+impl SendHeader {
+    /// The defaults ([`defaults::SENDING_APPLICATION`], [`defaults::SENDING_FACILITY`], no
+    /// receiver named).
+    pub const DEFAULT: Self = Self {
+        sending_application: Cow::Borrowed(defaults::SENDING_APPLICATION),
+        sending_facility: Cow::Borrowed(defaults::SENDING_FACILITY),
+        receiving_application: Cow::Borrowed(""),
+        receiving_facility: Cow::Borrowed(""),
+    };
 }
 
 /// What the sender does after each class of failure: the spec's `on_*` keys, one field each.

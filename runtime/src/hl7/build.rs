@@ -125,6 +125,13 @@ impl SegmentBuilder {
         Ok(&mut self.fields[n - 1])
     }
 
+    /// Whether field `n` holds nothing (absent, or every leaf empty).
+    pub fn field_is_empty(&self, n: usize) -> bool {
+        n.checked_sub(1)
+            .and_then(|i| self.fields.get(i))
+            .is_none_or(|f| f.repetitions.iter().flatten().flatten().all(Vec::is_empty))
+    }
+
     /// Sets one leaf value from text, escaping it. All numbers count from 1.
     pub fn set(
         &mut self,
@@ -210,6 +217,11 @@ impl MessageBuilder {
     /// The MSH segment.
     pub fn msh(&mut self) -> &mut SegmentBuilder {
         &mut self.segments[0]
+    }
+
+    /// Every segment, MSH first, for filling.
+    pub fn segments_mut(&mut self) -> impl Iterator<Item = &mut SegmentBuilder> {
+        self.segments.iter_mut()
     }
 
     /// Appends a segment and returns it for filling.

@@ -9,6 +9,7 @@ pub mod ack;
 mod batch;
 mod build;
 mod charset;
+pub mod compare;
 mod delimiters;
 mod error;
 pub mod escape;

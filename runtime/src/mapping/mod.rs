@@ -22,9 +22,10 @@ pub use attachment::{Attachment, MediaTypes};
 pub use code_list::{CodeError, CodeList};
 pub use convert::{base64, code, date, datetime, field_text, nhs_number, number, text, value_text};
 pub use json::{JsonError, OutboundError, record_from_json, record_to_json, unsupported_type};
-pub use outbound::{OutboundHeader, new_message};
+pub use outbound::{MessageShape, OutboundHeader, UTF8_CHARSET, finish, new_message, test_header};
 pub use record::{
     DataRule, Field, MappedValue, OutboundRecord, Record, build_from_json, map_to_json, nested,
+    write_ed_media,
 };
 pub use values::{HlDate, HlDateTime, HlNumber, NhsNumber, ValueError};
 

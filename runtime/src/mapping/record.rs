@@ -13,8 +13,8 @@ use super::code_list::CodeList;
 use super::json::{OutboundError, read_back, record_from_json, record_to_json};
 use super::values::{HlDate, HlDateTime, HlNumber, NhsNumber};
 use super::{
-    Errors, FieldRule, MappingError, OutboundHeader, Problem, base64, date, datetime, new_message,
-    nhs_number, number, repeated, single, text,
+    Errors, FieldRule, MappingError, MessageShape, OutboundHeader, Problem, base64, date, datetime,
+    finish, new_message, nhs_number, number, repeated, single, text,
 };
 use crate::hl7::{
     BuildError, Hit, Message, MessageBuilder, Path, RepetitionSelector, SegmentSelector,
@@ -40,16 +40,16 @@ pub trait OutboundRecord: Record {
     /// Writes the fields into an outbound message, nested records included.
     fn write(&self, message: &mut MessageBuilder) -> Result<(), BuildError>;
 
-    /// Builds a `message_type` message (`TYPE^TRIGGER`, structure for MSH-9.3 when the
-    /// version has one) from this record, after the MSH in `header`.
+    /// Builds a message of `shape` from this record, after the MSH in `header`, completed
+    /// as its type needs ([`finish`]: MSA-1, set IDs, MSH-18).
     fn build(
         &self,
         header: &OutboundHeader<'_>,
-        message_type: &str,
-        structure: Option<&str>,
+        shape: &MessageShape,
     ) -> Result<Vec<u8>, BuildError> {
-        let mut message = new_message(header, message_type, structure)?;
+        let mut message = new_message(header, shape)?;
         self.write(&mut message)?;
+        finish(&mut message, shape)?;
         Ok(message.to_bytes())
     }
 }
@@ -67,20 +67,17 @@ pub fn map_to_json<R: Record>(
     record_to_json(&R::from_hl7(message)?)
 }
 
-/// Builds a `message_type` message from record `R` as JSON, after the MSH in `header`. The
+/// Builds a message of `shape` from record `R` as JSON, after the MSH in `header`. The
 /// record is read strictly (a key not in the record, a value of the wrong type or form, a
 /// code not in its list is an error naming the field); the built message must then map back
 /// to the same record under the spec's rules (lengths, sizes, required fields).
 pub fn build_from_json<R: OutboundRecord>(
-    message_type: &str,
-    structure: Option<&str>,
+    shape: &MessageShape,
     record: &serde_json::Value,
     header: &OutboundHeader<'_>,
 ) -> Result<Vec<u8>, OutboundError> {
     let record: R = record_from_json(record)?;
-    let bytes = record
-        .build(header, message_type, structure)
-        .map_err(OutboundError::Build)?;
+    let bytes = record.build(header, shape).map_err(OutboundError::Build)?;
     read_back(&record, bytes, R::from_hl7)
 }
 
@@ -174,6 +171,12 @@ impl Field {
         value: &T,
     ) -> Result<(), BuildError> {
         value.write(message, &self.path, self)
+    }
+
+    /// Writes the fixed value the spec declares for the field (`value:`), as HL7 text.
+    pub fn write_fixed(&self, message: &mut MessageBuilder, text: &str) -> Result<(), BuildError> {
+        message.set(&self.path, text)?;
+        Ok(())
     }
 
     /// Writes an optional value when present.
@@ -309,25 +312,34 @@ impl<M: MediaTypes> MappedValue for Attachment<M> {
     ) -> Result<(), BuildError> {
         message.set(path, &self.base64())?;
         if let Some(rule) = field.data.filter(|rule| rule.ed) {
-            let (main, sub) = rule
-                .media_type
-                .split_once('/')
-                .unwrap_or((rule.media_type, ""));
-            for (component, text) in [(2, main), (3, sub), (4, "Base64")] {
-                let at = Path {
-                    component: Some(component),
-                    ..path.clone()
-                };
-                message.set(&at, text)?;
-            }
+            write_ed_media(message, path, rule.media_type)?;
         }
         Ok(())
     }
 }
 
+/// ED.2 to ED.4 beside the data at `path` (ED.5): the media type's two halves and
+/// `Base64`.
+pub fn write_ed_media(
+    message: &mut MessageBuilder,
+    path: &Path,
+    media_type: &str,
+) -> Result<(), BuildError> {
+    let (main, sub) = media_type.split_once('/').unwrap_or((media_type, ""));
+    for (component, text) in [(2, main), (3, sub), (4, "Base64")] {
+        let at = Path {
+            component: Some(component),
+            ..path.clone()
+        };
+        message.set(&at, text)?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{Text, TextList};
     use crate::hl7::RepetitionFilter;
 
     const HEADER: OutboundHeader<'static> = OutboundHeader {
@@ -358,7 +370,7 @@ mod tests {
 
     #[test]
     fn repeated_values_go_to_repetitions_or_occurrences() {
-        let mut message = new_message(&HEADER, "ADT^A28", None).unwrap();
+        let mut message = new_message(&HEADER, &MessageShape::bare("ADT^A28")).unwrap();
         let born = [String::from("a"), String::from("b")];
         let kind = [String::from("x"), String::from("y")];
         BY_REPETITION.write_each(&mut message, &born).unwrap();
@@ -378,7 +390,7 @@ mod tests {
 
     #[test]
     fn a_field_reads_with_its_limits() {
-        let mut message = new_message(&HEADER, "ADT^A28", None).unwrap();
+        let mut message = new_message(&HEADER, &MessageShape::bare("ADT^A28")).unwrap();
         BY_OCCURRENCE
             .write(&mut message, &String::from("toolong"))
             .unwrap();
@@ -450,7 +462,13 @@ mod tests {
     }
 
     fn build(json: serde_json::Value) -> Result<Vec<u8>, OutboundError> {
-        build_from_json::<Person>("ADT^A28", Some("ADT_A05"), &json, &HEADER)
+        const SHAPE: MessageShape = MessageShape {
+            message_type: Text::Borrowed("ADT^A28"),
+            structure: Some(Text::Borrowed("ADT_A05")),
+            set_id_segments: TextList::Borrowed(&[Text::Borrowed("PID")]),
+            acknowledgement: false,
+        };
+        build_from_json::<Person>(&SHAPE, &json, &HEADER)
     }
 
     #[test]

@@ -59,6 +59,7 @@
 //! | `last_outcome` | `accepted` or a [`FailureClass`](crate::client::FailureClass) (`connect_error`, `timeout`, `http_5xx`, `http_4xx`, `bad_ack`, `ae`, `ar`) |
 //! | `last_http_status`, `last_ack_code` | of the latest response |
 //! | `last_response`, `last_response_at` | MSA-3 and ERR texts, the status, or what went wrong; never patient data |
+//! | `idempotency_key`, `request_sha256` | (migration 4) the intake request's `Idempotency-Key` (unique per destination) and the SHA-256 of its target and body |
 //!
 //! # Operators
 //!
@@ -80,8 +81,8 @@ use time::OffsetDateTime;
 use tokio::sync::Notify;
 
 pub use record::{
-    Enqueued, LastResponse, ListFilter, MessageDetail, MessageInfo, MessageState, Pending,
-    StreamState, StreamStatus,
+    Enqueued, IdempotencyKey, LastResponse, ListFilter, MessageDetail, MessageInfo, MessageState,
+    Pending, StreamState, StreamStatus,
 };
 pub(crate) use record::{NewMessage, StreamCounts};
 pub use sequencer::{Backoff, Policies, Sequencer, SequencerEvent};
@@ -123,6 +124,17 @@ pub enum QueueError {
         /// The MSH-10.
         control_id: String,
         /// The queued message with it.
+        existing: QueueId,
+    },
+    /// An `Idempotency-Key` already queued a different request for this destination.
+    #[error(
+        "Idempotency-Key {key:?} was already used for a different request (queued as message \
+         {existing}); a repeat must send the same body to the same URL, a new request needs a new key"
+    )]
+    IdempotencyConflict {
+        /// The key.
+        key: String,
+        /// The message the key queued.
         existing: QueueId,
     },
     /// No message with this id.
@@ -184,6 +196,28 @@ impl Queue {
     /// of `destination`'s stream; on disk when this returns.
     pub async fn enqueue(&self, destination: &str, raw: Vec<u8>) -> Result<Enqueued, QueueError> {
         let mut done = self.enqueue_all(destination, vec![raw]).await?;
+        done.pop().ok_or(QueueError::EmptyDestination)
+    }
+
+    /// Queues `raw` as [`enqueue`](Self::enqueue) does, under an intake request's key: a
+    /// repeat of the same request returns the entry the key queued (`created: false`), and
+    /// another request under the same key is [`QueueError::IdempotencyConflict`]. The key is
+    /// checked in the transaction that inserts, so two concurrent repeats queue once.
+    pub async fn enqueue_idempotent(
+        &self,
+        destination: &str,
+        raw: Vec<u8>,
+        key: IdempotencyKey,
+    ) -> Result<Enqueued, QueueError> {
+        let mut messages = NewMessage::check_all(destination, vec![raw])?;
+        for message in &mut messages {
+            message.idempotency = Some(key.clone());
+        }
+        let mut done = self
+            .store
+            .queue_enqueue(destination.to_owned(), messages, timestamp::now())
+            .await?;
+        self.wake.notify_waiters();
         done.pop().ok_or(QueueError::EmptyDestination)
     }
 

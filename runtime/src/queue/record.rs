@@ -72,8 +72,9 @@ impl std::fmt::Display for MessageState {
 pub struct Enqueued {
     /// The queue id.
     pub id: QueueId,
-    /// False when the same bytes with the same MSH-10 were already queued for this
-    /// destination (an idempotent repeat): nothing was added.
+    /// False when the same bytes with the same MSH-10, or the same request under the same
+    /// `Idempotency-Key`, were already queued for this destination (an idempotent repeat):
+    /// nothing was added and `id` is the earlier entry.
     pub created: bool,
 }
 
@@ -309,6 +310,18 @@ pub(crate) struct NewMessage {
     pub message_type: String,
     /// The bytes to send.
     pub raw: Vec<u8>,
+    /// The intake request's key, when it named one.
+    pub idempotency: Option<IdempotencyKey>,
+}
+
+/// An intake request's `Idempotency-Key` and the SHA-256 of what was asked, so a repeat of
+/// the key is told apart from another request reusing it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyKey {
+    /// The key as the client sent it.
+    pub key: String,
+    /// Lower-case hex SHA-256 of the request (its target and body).
+    pub request_sha256: String,
 }
 
 impl NewMessage {
@@ -332,6 +345,7 @@ impl NewMessage {
             control_id,
             message_type,
             raw,
+            idempotency: None,
         })
     }
 

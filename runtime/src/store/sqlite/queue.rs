@@ -1,4 +1,4 @@
-//! The outbound queue in SQLite: table `outbound_messages` (migration 2).
+//! The outbound queue in SQLite: table `outbound_messages` (migrations 2 and 3).
 //!
 //! Every change is one `BEGIN IMMEDIATE` transaction that reads the row, lets the pure
 //! [`apply`] decide, and writes the new [`Progress`] with [`save`]. The head is read without
@@ -210,6 +210,26 @@ fn insert(
     message: &NewMessage,
     at: &str,
 ) -> Result<Enqueued, QueueError> {
+    if let Some(idempotency) = &message.idempotency {
+        let earlier: Option<(QueueId, Option<String>)> = tx
+            .prepare_cached(
+                "SELECT id, request_sha256 FROM outbound_messages
+                 WHERE destination = ?1 AND idempotency_key = ?2",
+            )?
+            .query_row(params![destination, idempotency.key], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()?;
+        if let Some((id, digest)) = earlier {
+            if digest.as_deref() == Some(idempotency.request_sha256.as_str()) {
+                return Ok(Enqueued { id, created: false });
+            }
+            return Err(QueueError::IdempotencyConflict {
+                key: idempotency.key.clone(),
+                existing: id,
+            });
+        }
+    }
     let existing: Option<(QueueId, Vec<u8>)> = tx
         .prepare_cached(
             "SELECT id, raw FROM outbound_messages WHERE destination = ?1 AND control_id = ?2",
@@ -228,16 +248,23 @@ fn insert(
             existing: id,
         });
     }
+    let (key, digest) = match &message.idempotency {
+        Some(i) => (Some(&i.key), Some(&i.request_sha256)),
+        None => (None, None),
+    };
     tx.prepare_cached(
-        "INSERT INTO outbound_messages (destination, control_id, message_type, raw, state, enqueued_at)
-         VALUES (?1, ?2, ?3, ?4, 'queued', ?5)",
+        "INSERT INTO outbound_messages
+             (destination, control_id, message_type, raw, state, enqueued_at, idempotency_key, request_sha256)
+         VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?6, ?7)",
     )?
     .execute(params![
         destination,
         message.control_id,
         message.message_type,
         message.raw,
-        at
+        at,
+        key,
+        digest
     ])?;
     Ok(Enqueued {
         id: tx.last_insert_rowid(),
@@ -511,6 +538,7 @@ mod tests {
             control_id: "MSG1".into(),
             message_type: "ORU^R01".into(),
             raw: RAW.to_vec(),
+            idempotency: None,
         }
     }
 

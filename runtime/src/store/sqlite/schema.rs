@@ -103,6 +103,17 @@ CREATE INDEX outbound_messages_pending ON outbound_messages (destination, id)
 ALTER TABLE inbound_messages ADD COLUMN digest TEXT;
 "#,
     },
+    Migration {
+        version: 4,
+        description: "outbound_messages: the intake's Idempotency-Key and the digest of its request",
+        sql: r#"
+ALTER TABLE outbound_messages ADD COLUMN idempotency_key TEXT CHECK (idempotency_key <> '');
+ALTER TABLE outbound_messages ADD COLUMN request_sha256 TEXT;
+-- A key names one request per destination: a repeat finds the message it queued.
+CREATE UNIQUE INDEX outbound_messages_idempotency_key
+    ON outbound_messages (destination, idempotency_key) WHERE idempotency_key IS NOT NULL;
+"#,
+    },
 ];
 
 /// The newest version this build knows.
