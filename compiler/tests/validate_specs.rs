@@ -179,7 +179,8 @@ const CASES: &[Case] = &[
     error("option-needs-code.yaml", "option-needs-code", 58, 48),
     error("option-wrong-type.yaml", "option-wrong-type", 57, 60),
     error("option-wrong-type-media.yaml", "option-wrong-type", 56, 66),
-    error("max-len-zero.yaml", "max-len-zero", 55, 84),
+    // The schema's minimum of 1, at the value.
+    error("max-len-zero.yaml", "schema-invalid", 55, 84),
     error("base64-no-media.yaml", "base64-no-media", 60, 5),
     error("base64-no-limit.yaml", "base64-no-limit", 60, 5),
     error("name-invalid.yaml", "name-invalid", 57, 5),

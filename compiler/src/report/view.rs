@@ -858,7 +858,7 @@ fn field_row(spec: &Spec, name: &str, f: &FieldSpec, findings: &[&Diagnostic]) -
     FieldRow {
         state: State::of(findings),
         name: name.to_owned(),
-        from: f.from.clone(),
+        from: f.from.as_ref().map(|source| source.describe()),
         record: f.record.clone(),
         kind: kind.to_owned(),
         required: f.required,

@@ -8,19 +8,26 @@ use serde_json::{Map, Value, json};
 
 use crate::spec::{FieldSpec, FieldType, Spec};
 
-/// Maps a message of an inbound type to its record's JSON, or every mapping error.
+/// Maps a message of an inbound type to its record's JSON, or every mapping error; a
+/// cancellation of a binding with a cancel record to `{"cancel": {...}}`, as the generated
+/// `mapping::map_order_to_json` does.
 pub fn map_inbound(
     spec: &Spec,
     message_type: &str,
     message: &Message<'_>,
 ) -> Result<Value, Vec<MappingError>> {
     let mut errors = Errors::new();
-    let record = spec
-        .inbound
-        .get(message_type)
-        .map(|binding| binding.record.clone())
-        .unwrap_or_default();
-    let value = map_record(spec, &record, message, &mut errors);
+    let binding = spec.inbound.get(message_type);
+    let cancel = binding
+        .and_then(|b| b.cancel.as_deref())
+        .filter(|_| mapping::is_cancellation(message));
+    let value = match cancel {
+        Some(cancel) => mapping::cancel_json(map_record(spec, cancel, message, &mut errors)),
+        None => {
+            let record = binding.map(|b| b.record.as_str()).unwrap_or_default();
+            map_record(spec, record, message, &mut errors)
+        }
+    };
     errors.finish(|| Some(value))
 }
 
@@ -47,12 +54,20 @@ fn map_field(
     message: &Message<'_>,
     errors: &mut Errors,
 ) -> Value {
-    let Some(path) = field.from.as_deref().and_then(|p| Path::parse(p).ok()) else {
-        return Value::Null; // a spec that validated always has a parsable path here
+    // A spec that validated always has parsable paths here.
+    let paths: Vec<Path> = field
+        .from
+        .iter()
+        .flat_map(|source| source.paths())
+        .filter_map(|p| Path::parse(p).ok())
+        .collect();
+    let Some((path, fallbacks)) = paths.split_first() else {
+        return Value::Null;
     };
     let rule = FieldRule {
         name,
-        path: &path,
+        path,
+        fallbacks,
         required: field.required,
     };
     let convert = |hit: &Hit<'_>| convert(spec, name, field, hit);
