@@ -376,7 +376,7 @@ fn description_of(schema: &Value, node: &Value) -> String {
 }
 
 /// The allowed key closest to a misspelt one, when it is close enough to be a typo.
-fn closest<'a>(key: &str, allowed: &'a [String]) -> Option<&'a str> {
+pub(crate) fn closest<'a>(key: &str, allowed: &'a [String]) -> Option<&'a str> {
     allowed
         .iter()
         .map(|a| (edit_distance(key, a), a))
