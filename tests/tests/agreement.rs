@@ -22,6 +22,7 @@ fn gateways() -> Vec<(&'static str, Generated)> {
     vec![
         ("demo", |b, e| gw_demo::SPEC.process(b, e).ok()),
         ("northwest", |b, e| gw_northwest::SPEC.process(b, e).ok()),
+        ("riverside", |b, e| gw_riverside::SPEC.process(b, e).ok()),
     ]
 }
 
@@ -111,9 +112,10 @@ type GeneratedMap =
 /// of a declared type, whatever its header says, maps to the same record or the same errors.
 #[test]
 fn mapping_agrees_on_every_message_of_a_declared_type() {
-    let maps: [(&str, GeneratedMap); 2] = [
+    let maps: [(&str, GeneratedMap); 3] = [
         ("demo", |t, m| gw_demo::SPEC.map_inbound(t, m)),
         ("northwest", |t, m| gw_northwest::SPEC.map_inbound(t, m)),
+        ("riverside", |t, m| gw_riverside::SPEC.map_inbound(t, m)),
     ];
     let mut compared = 0;
     for (code, generated) in maps {
