@@ -417,9 +417,9 @@ mod tests {
 
     #[test]
     fn a_field_is_read_from_the_first_place_that_holds_it() {
-        let both = priority("ORC|NW|||||||^^^^^R\rTQ1|1||||||||U\r");
+        let both = priority("ORC|NW||||||^^^^^R\rTQ1|1||||||||U\r");
         assert_eq!(both, Ok(Some("U".into())), "the first place wins");
-        let fallback = priority("ORC|NW|||||||^^^^^R\rTQ1|1\r");
+        let fallback = priority("ORC|NW||||||^^^^^R\rTQ1|1\r");
         assert_eq!(fallback, Ok(Some("R".into())), "an empty TQ1-9 falls back to ORC-7.6");
         let errors = priority("ORC|NW\r").unwrap_err();
         assert_eq!(errors.len(), 1);
