@@ -17,7 +17,10 @@ use crate::spec::{
 pub(super) fn check(spec: &LoadedSpec, out: &mut Vec<Diagnostic>) {
     for (table, codes) in &spec.spec.tables {
         if codes.contains_key("") {
-            out.push(empty_code(spec, &format!("/tables/{}/", escape_pointer(table))));
+            out.push(empty_code(
+                spec,
+                &format!("/tables/{}/", escape_pointer(table)),
+            ));
         }
     }
     for (record_name, record) in &spec.spec.records {
@@ -310,7 +313,15 @@ fn check_bindings(spec: &LoadedSpec, out: &mut Vec<Diagnostic>) {
                 check_path(spec, merge, &format!("{pointer}/merge"), out);
             }
             if let Some(cancel) = &binding.cancel {
-                check_cancel(spec, direction, message_type, binding, cancel, &pointer, out);
+                check_cancel(
+                    spec,
+                    direction,
+                    message_type,
+                    binding,
+                    cancel,
+                    &pointer,
+                    out,
+                );
             }
         }
     }
@@ -346,11 +357,13 @@ fn check_cancel(
         return;
     }
     let Some(record) = s.records.get(cancel) else {
-        out.push(spec.at_value(
-            Diagnostic::error("record-unknown", format!("no record named `{cancel}`"))
-                .detail(known("records", s.records.keys())),
-            &at,
-        ));
+        out.push(
+            spec.at_value(
+                Diagnostic::error("record-unknown", format!("no record named `{cancel}`"))
+                    .detail(known("records", s.records.keys())),
+                &at,
+            ),
+        );
         return;
     };
     if cancel == binding.record {
@@ -364,7 +377,11 @@ fn check_cancel(
         ));
         return;
     }
-    let required = |record: &Record, name: &str| record.get(name).is_some_and(|f| f.required && f.from.is_some());
+    let required = |record: &Record, name: &str| {
+        record
+            .get(name)
+            .is_some_and(|f| f.required && f.from.is_some())
+    };
     let patient = record
         .get("patient")
         .and_then(|f| f.record.as_ref())

@@ -94,14 +94,24 @@ fn check_expected_keys(
         return; // an undeclared type maps no record; the test's ACK says what it gets
     };
     let pointer = format!("/tests/{index}/expect/record");
-    match binding.cancel.as_deref().filter(|_| is_cancellation(message)) {
+    match binding
+        .cancel
+        .as_deref()
+        .filter(|_| is_cancellation(message))
+    {
         Some(cancel) => {
             for (key, value) in expected {
                 let at = format!("{pointer}/{}", escape_pointer(key));
                 if key == CANCEL_KEY {
                     check_keys(spec, cancel, value, &at, out);
                 } else {
-                    out.push(unknown_key(spec, key, &format!("the cancellation ({message_type}, ORC-1 CA or DC)"), &[CANCEL_KEY.to_string()], &at));
+                    out.push(unknown_key(
+                        spec,
+                        key,
+                        &format!("the cancellation ({message_type}, ORC-1 CA or DC)"),
+                        &[CANCEL_KEY.to_string()],
+                        &at,
+                    ));
                 }
             }
         }
@@ -109,7 +119,13 @@ fn check_expected_keys(
     }
 }
 
-fn check_keys(spec: &LoadedSpec, record: &str, value: &Value, pointer: &str, out: &mut Vec<Diagnostic>) {
+fn check_keys(
+    spec: &LoadedSpec,
+    record: &str,
+    value: &Value,
+    pointer: &str,
+    out: &mut Vec<Diagnostic>,
+) {
     if let Value::Object(object) = value {
         check_object(spec, record, object, pointer, out);
     }
@@ -130,7 +146,13 @@ fn check_object(
         match record.get(key) {
             None => {
                 let fields: Vec<String> = record.keys().cloned().collect();
-                out.push(unknown_key(spec, key, &format!("record `{record_name}`"), &fields, &at));
+                out.push(unknown_key(
+                    spec,
+                    key,
+                    &format!("record `{record_name}`"),
+                    &fields,
+                    &at,
+                ));
             }
             Some(field) => {
                 if let Some(nested) = &field.record {
@@ -150,7 +172,13 @@ fn check_object(
     }
 }
 
-fn unknown_key(spec: &LoadedSpec, key: &str, what: &str, fields: &[String], pointer: &str) -> Diagnostic {
+fn unknown_key(
+    spec: &LoadedSpec,
+    key: &str,
+    what: &str,
+    fields: &[String],
+    pointer: &str,
+) -> Diagnostic {
     let suggestion = crate::schema::closest(key, fields)
         .map(|best| format!("did you mean `{best}`? "))
         .unwrap_or_default();

@@ -20,9 +20,7 @@ mod record;
 mod values;
 
 pub use attachment::{Attachment, MediaTypes};
-pub use cancel::{
-    CANCEL_CONTROLS, CANCEL_KEY, cancel_json, is_cancellation, map_order_to_json,
-};
+pub use cancel::{CANCEL_CONTROLS, CANCEL_KEY, cancel_json, is_cancellation, map_order_to_json};
 pub use code_list::{CodeError, CodeList};
 pub use convert::{base64, code, date, datetime, field_text, nhs_number, number, text, value_text};
 pub use json::{JsonError, OutboundError, record_from_json, record_to_json, unsupported_type};

@@ -420,11 +420,19 @@ mod tests {
         let both = priority("ORC|NW||||||^^^^^R\rTQ1|1||||||||U\r");
         assert_eq!(both, Ok(Some("U".into())), "the first place wins");
         let fallback = priority("ORC|NW||||||^^^^^R\rTQ1|1\r");
-        assert_eq!(fallback, Ok(Some("R".into())), "an empty TQ1-9 falls back to ORC-7.6");
+        assert_eq!(
+            fallback,
+            Ok(Some("R".into())),
+            "an empty TQ1-9 falls back to ORC-7.6"
+        );
         let errors = priority("ORC|NW\r").unwrap_err();
         assert_eq!(errors.len(), 1);
         assert_eq!(errors[0].code, 101);
-        assert_eq!(errors[0].location.to_string(), "TQ1-9.1", "the first place is named");
+        assert_eq!(
+            errors[0].location.to_string(),
+            "TQ1-9.1",
+            "the first place is named"
+        );
         assert_eq!(
             errors[0].message,
             "required value missing at TQ1-9.1 or ORC-7.6"
