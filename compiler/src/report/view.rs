@@ -252,6 +252,8 @@ pub struct MessageTypeRow {
     pub record: String,
     /// Where the prior identifier of a merge is.
     pub merge: Option<String>,
+    /// The record a cancellation (ORC-1 CA or DC) maps to instead.
+    pub cancel: Option<String>,
     pub findings: Vec<ItemFinding>,
 }
 
@@ -740,6 +742,7 @@ impl<'a> Builder<'a> {
                         message_type: t.clone(),
                         record: b.record.clone(),
                         merge: b.merge.clone(),
+                        cancel: b.cancel.clone(),
                         findings: item_findings(&findings),
                     }
                 })
@@ -936,6 +939,9 @@ fn used_by(spec: &Spec, record: &str) -> String {
     for (t, b) in &spec.inbound {
         if b.record == record {
             uses.push(format!("{t} in"));
+        }
+        if b.cancel.as_deref() == Some(record) {
+            uses.push(format!("{t} cancellations in"));
         }
     }
     for (t, b) in &spec.outbound {
