@@ -139,7 +139,9 @@ const CASES: &[Case] = &[
         "hl7-message-type-unknown",
         66,
         3,
-    ),
+    )
+    // A type that does not exist is beyond the model as well.
+    .also(&["model-extra-message"]),
     error("hl7-path-unknown-segment.yaml", "hl7-path-unknown", 56, 25),
     error("hl7-path-unknown-field.yaml", "hl7-path-unknown", 57, 25),
     error(
@@ -160,6 +162,22 @@ const CASES: &[Case] = &[
     warning("hl7-type-loose.yaml", "hl7-type-loose", 59, 28),
     // At the offending character of the path: the `.` where `-` belongs.
     error("path-syntax.yaml", "path-syntax", 57, 28),
+    // In a fallback list, at the offending character of the path concerned.
+    error("path-syntax-fallback.yaml", "path-syntax", 56, 40),
+    // One per message type bound (through nesting) to the record that lacks the segment.
+    error(
+        "hl7-required-segment-absent.yaml",
+        "hl7-required-segment-absent",
+        58,
+        5,
+    )
+    .also(&["hl7-required-segment-absent", "hl7-required-segment-absent"]),
+    error(
+        "hl7-nhs-number-not-identifier.yaml",
+        "hl7-nhs-number-not-identifier",
+        54,
+        25,
+    ),
     // Mappings.
     error("record-unknown.yaml", "record-unknown", 64, 22),
     error("record-unknown-nested.yaml", "record-unknown", 58, 27),
@@ -183,10 +201,13 @@ const CASES: &[Case] = &[
     error("code-map-and-table.yaml", "code-map-and-table", 61, 5),
     error("code-no-values.yaml", "code-no-values", 58, 5),
     error("code-no-values-empty-map.yaml", "code-no-values", 58, 44),
+    error("code-empty.yaml", "code-empty", 58, 71),
+    error("code-empty-table.yaml", "code-empty", 54, 15),
     error("option-needs-code.yaml", "option-needs-code", 58, 48),
     error("option-wrong-type.yaml", "option-wrong-type", 57, 60),
     error("option-wrong-type-media.yaml", "option-wrong-type", 56, 66),
-    error("max-len-zero.yaml", "max-len-zero", 55, 84),
+    // The schema's minimum of 1, at the value.
+    error("max-len-zero.yaml", "schema-invalid", 55, 84),
     error("value-invalid.yaml", "value-invalid", 61, 99),
     error("value-with-option.yaml", "value-with-option", 61, 65),
     error("send-header-invalid.yaml", "send-header-invalid", 31, 25),
@@ -226,6 +247,18 @@ const CASES: &[Case] = &[
     ),
     error("message-type-syntax.yaml", "message-type-syntax", 66, 3),
     error("model-missing-message.yaml", "model-missing-message", 10, 8),
+    // From v2.5 the orders model answers with ORG^O20 (ORR^O02 is still covered, no warning).
+    error(
+        "model-missing-message-version.yaml",
+        "model-missing-message",
+        10,
+        8,
+    ),
+    warning("model-extra-message.yaml", "model-extra-message", 66, 3),
+    // Cancellations (orders model).
+    error("cancel-same-record.yaml", "cancel-same-record", 73, 47),
+    error("cancel-identity.yaml", "cancel-identity", 79, 47),
+    error("cancel-not-order.yaml", "cancel-not-order", 81, 31),
     // The ServiceRequest minimum dataset (orders model).
     error(
         "service-request-missing.yaml",
@@ -341,6 +374,12 @@ const CASES: &[Case] = &[
     error("test-message-count.yaml", "test-message-count", 71, 14),
     error("test-duplicate-name.yaml", "test-duplicate-name", 73, 11),
     error("test-ack-mode.yaml", "test-ack-mode", 76, 20),
+    error(
+        "test-expect-unknown-key.yaml",
+        "test-expect-unknown-key",
+        72,
+        34,
+    ),
 ];
 
 /// Specs in the folder that must validate clean: the warning their mistake raises is

@@ -23,6 +23,7 @@ fn gateways() -> Vec<(&'static str, Generated)> {
         ("demo", |b, e| gw_demo::SPEC.process(b, e).ok()),
         ("northwest", |b, e| gw_northwest::SPEC.process(b, e).ok()),
         ("eastbay", |b, e| gw_eastbay::SPEC.process(b, e).ok()),
+        ("riverside", |b, e| gw_riverside::SPEC.process(b, e).ok()),
     ]
 }
 
@@ -112,10 +113,11 @@ type GeneratedMap =
 /// of a declared type, whatever its header says, maps to the same record or the same errors.
 #[test]
 fn mapping_agrees_on_every_message_of_a_declared_type() {
-    let maps: [(&str, GeneratedMap); 3] = [
+    let maps: [(&str, GeneratedMap); 4] = [
         ("demo", |t, m| gw_demo::SPEC.map_inbound(t, m)),
         ("northwest", |t, m| gw_northwest::SPEC.map_inbound(t, m)),
         ("eastbay", |t, m| gw_eastbay::SPEC.map_inbound(t, m)),
+        ("riverside", |t, m| gw_riverside::SPEC.map_inbound(t, m)),
     ];
     let mut compared = 0;
     for (code, generated) in maps {

@@ -4,7 +4,8 @@
 //!
 //! The demo record is written here from the values of `examples/messages/oru_r01_pdf.hl7`
 //! (its MRN, which the demo's `patient` requires, written as a constant); the northwest
-//! record is mapped from `examples/messages/northwest/oru_r01_pdf.hl7`.
+//! record is mapped from `examples/messages/northwest/oru_r01_pdf.hl7`, the riverside one from
+//! `examples/messages/riverside/oru_r01_pdf.hl7`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -315,4 +316,39 @@ fn northwest_dates_and_times_keep_their_precision() {
     );
     let back = serde_json::to_value(ResultReport::from_hl7(&built).unwrap()).unwrap();
     assert_eq!(back, json);
+}
+
+/// Riverside (orders model on v2.5.1): the report both ways (its sample ORU^R01 maps to the
+/// record, the record as JSON builds an ORU^R01 that maps back to it), and the order answer
+/// is ORG^O20 with its v2.5.1 structure.
+#[test]
+fn riverside_reports_go_both_ways_and_orders_are_answered_with_org_o20() {
+    let spec = gw_riverside::SPEC;
+    let bytes = example("riverside/oru_r01_pdf.hl7");
+    let sample = Message::parse(&bytes).unwrap();
+    let json = spec
+        .map_outbound("ORU^R01", &sample)
+        .unwrap_or_else(|e| panic!("{e:#?}"));
+    assert_eq!(json["procedure"], "COLON");
+    assert_eq!(json["patient"]["nhs_number"], "9449305552");
+    let built = build(&spec, "ORU^R01", &json, &header("2.5.1")).unwrap_or_else(|e| panic!("{e}"));
+    let built = Message::parse(&built).unwrap();
+    assert_eq!(text(&built, "MSH-9").as_deref(), Some("ORU^R01^ORU_R01"));
+    assert_eq!(spec.map_outbound("ORU^R01", &built), Ok(json));
+
+    let update = json!({
+        "patient": { "nhs_number": "9449305552", "mrn": "RVH100234", "family": "HUGHES",
+                     "given": "ELEANOR", "birth_date": "1981-02-14", "sex": "female" },
+        "control": "accepted", "placer_id": "RIV-5001", "filler_id": "EMS-9101"
+    });
+    let answer =
+        build(&spec, "ORG^O20", &update, &header("2.5.1")).unwrap_or_else(|e| panic!("{e}"));
+    let answer = Message::parse(&answer).unwrap();
+    assert_eq!(text(&answer, "MSH-9").as_deref(), Some("ORG^O20^ORG_O20"));
+    assert_eq!(text(&answer, "ORC-1").as_deref(), Some("OK"));
+    let error = build(&spec, "ORR^O02", &update, &header("2.5.1")).unwrap_err();
+    assert_eq!(
+        error,
+        "message type ORR^O02 is not declared outbound; declared: ORG^O20, ORU^R01"
+    );
 }

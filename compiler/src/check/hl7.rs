@@ -81,18 +81,118 @@ pub(super) fn check(spec: &LoadedSpec, out: &mut Vec<Diagnostic>) {
             .map(|set| set.iter().cloned().collect())
             .unwrap_or_default();
         for (field_name, field) in record {
-            let Some(from) = &field.from else { continue };
-            let Ok(path) = Path::parse(from) else {
-                continue;
-            };
-            let pointer = format!(
-                "/records/{}/{}/from",
+            let Some(source) = &field.from else { continue };
+            let field_pointer = format!(
+                "/records/{}/{}",
                 escape_pointer(record_name),
                 escape_pointer(field_name)
             );
-            check_path(spec, vd, &path, field.kind, &messages, &pointer, out);
+            let from_pointer = format!("{field_pointer}/from");
+            let mut segments = Vec::new();
+            for (index, text) in source.paths().iter().enumerate() {
+                let Ok(path) = Path::parse(text) else {
+                    continue;
+                };
+                let pointer = source.pointer(&from_pointer, index);
+                check_path(spec, vd, &path, field.kind, &messages, &pointer, out);
+                if field.kind == Some(FieldType::NhsNumber) {
+                    check_identifier(spec, vd, &path, &pointer, out);
+                }
+                segments.push(path.segment.to_string());
+            }
+            if field.required {
+                check_required_segments(spec, vd, &segments, &messages, &field_pointer, out);
+            }
         }
     }
+}
+
+/// A required field must be readable in every message type bound to its record: a message
+/// whose structure carries none of the field's segments would be answered AE 101 every
+/// time. Reported at the field's name, naming the message type.
+fn check_required_segments(
+    spec: &LoadedSpec,
+    vd: &VersionDict,
+    segments: &[String],
+    messages: &[String],
+    pointer: &str,
+    out: &mut Vec<Diagnostic>,
+) {
+    if segments.is_empty() || segments.iter().any(|s| s.starts_with('Z')) {
+        return;
+    }
+    let structures: Vec<(&String, &str, bool)> = messages
+        .iter()
+        .filter_map(|message_type| {
+            let (code, trigger) = split_message_type(message_type)?;
+            let id = vd.structure_for(code, trigger)?;
+            let structure = vd.structure(id)?;
+            let carries = segments.iter().any(|s| structure.may_contain(s));
+            Some((message_type, id, carries))
+        })
+        .collect();
+    // When no message carries them, `hl7-segment-not-in-message` has said so already.
+    if !structures.iter().any(|(_, _, carries)| *carries) {
+        return;
+    }
+    let places = segments.join(" or ");
+    for (message_type, id, _) in structures.iter().filter(|(_, _, carries)| !carries) {
+        out.push(spec.at_key(
+            Diagnostic::error(
+                "hl7-required-segment-absent",
+                format!(
+                    "a required field read from {places} cannot be found in {message_type} ({id}): HL7 v{} has no {places} segment there",
+                    vd.version()
+                ),
+            )
+            .detail(format!(
+                "every {message_type} would be answered AE 101: make the field optional, add a fallback path into a segment {message_type} carries (`from: [{}, …]`), or bind {message_type} to a record of its own",
+                segments.first().map_or("", String::as_str)
+            )),
+            pointer,
+        ));
+    }
+}
+
+/// Datatypes an NHS number can be read from: an identifier (CX, or CK before v2.3) or text.
+const IDENTIFIER_TYPES: &[&str] = &["CX", "CK", "ST"];
+
+/// An `nhs_number` is read from an identifier field (PID-3, PID-2, …), never from a field
+/// whose datatype says it holds something else.
+fn check_identifier(
+    spec: &LoadedSpec,
+    vd: &VersionDict,
+    path: &Path,
+    pointer: &str,
+    out: &mut Vec<Diagnostic>,
+) {
+    if path.segment.starts_with('Z') {
+        return;
+    }
+    let Ok(datatype) = vd.component_datatype(&path.segment, path.field, None, None) else {
+        return; // an unknown field is `hl7-path-unknown` already
+    };
+    if datatype == dict::VARIES || IDENTIFIER_TYPES.contains(&datatype) {
+        return;
+    }
+    let text = path.to_string();
+    out.push(
+        Diagnostic::error(
+            "hl7-nhs-number-not-identifier",
+            format!(
+                "`{text}` is read as an NHS number, but {}-{} is {datatype} in HL7 v{}, not an identifier",
+                path.segment,
+                path.field,
+                vd.version()
+            ),
+        )
+        .detail("NHS numbers travel in an identifier field (CX), e.g. `PID-3[CX.5=NH].1`, or PID-2 in v2.3 feeds")
+        .at(
+            &spec.source.file,
+            span_inside(spec, pointer, 0, text.len()),
+            Some(pointer),
+        ),
+    );
 }
 
 /// Record name → the message types that use it, directly or through nesting.
@@ -102,6 +202,7 @@ fn record_users(spec: &LoadedSpec) -> HashMap<&str, BTreeSet<String>> {
     for bindings in [&s.inbound, &s.outbound] {
         for (message_type, binding) in bindings {
             let mut stack = vec![binding.record.as_str()];
+            stack.extend(binding.cancel.as_deref());
             let mut seen = BTreeSet::new();
             while let Some(name) = stack.pop() {
                 if !seen.insert(name) {

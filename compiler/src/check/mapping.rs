@@ -8,9 +8,21 @@ use hl7gw_runtime::hl7::Path;
 
 use crate::diag::{Diagnostic, Span};
 use crate::spec::loader::escape_pointer;
-use crate::spec::{FieldSpec, FieldType, LoadedSpec, MessagingModel, Record};
+use indexmap::IndexMap;
+
+use crate::spec::{
+    Direction, FieldSpec, FieldType, LoadedSpec, MessageBinding, MessagingModel, Record, Spec,
+};
 
 pub(super) fn check(spec: &LoadedSpec, out: &mut Vec<Diagnostic>) {
+    for (table, codes) in &spec.spec.tables {
+        if codes.contains_key("") {
+            out.push(empty_code(
+                spec,
+                &format!("/tables/{}/", escape_pointer(table)),
+            ));
+        }
+    }
     for (record_name, record) in &spec.spec.records {
         for (field_name, field) in record {
             let pointer = format!(
@@ -70,8 +82,11 @@ fn check_field(spec: &LoadedSpec, f: &FieldSpec, pointer: &str, out: &mut Vec<Di
                 ));
             }
         }
-        (Some(path), None) => {
-            check_path(spec, path, &format!("{pointer}/from"), out);
+        (Some(source), None) => {
+            let from_pointer = format!("{pointer}/from");
+            for (index, path) in source.paths().iter().enumerate() {
+                check_path(spec, path, &source.pointer(&from_pointer, index), out);
+            }
             if f.kind.is_none() {
                 out.push(err(
                     "field-no-type",
@@ -104,6 +119,9 @@ fn check_field(spec: &LoadedSpec, f: &FieldSpec, pointer: &str, out: &mut Vec<Di
                 "list the accepted codes",
                 &format!("{pointer}/map"),
             )),
+            (Some(map), None) if map.contains_key("") => {
+                out.push(empty_code(spec, &format!("{pointer}/map/")));
+            }
             (None, Some(table)) if !s.tables.contains_key(table) => out.push(spec.at_value(
                 Diagnostic::error("table-unknown", format!("no table named `{table}`"))
                     .detail(known("tables", s.tables.keys())),
@@ -123,20 +141,14 @@ fn check_field(spec: &LoadedSpec, f: &FieldSpec, pointer: &str, out: &mut Vec<Di
             }
         }
     }
-    if let Some(max) = f.max_len {
-        if !(is(FieldType::String) || is(FieldType::Id)) {
-            out.push(err(
-                "option-wrong-type",
-                "`max_len` applies only to string and id fields".into(),
-                "remove it",
-                &format!("{pointer}/max_len"),
-            ));
-        } else if max == 0 {
-            out.push(spec.at_value(
-                Diagnostic::error("max-len-zero", "`max_len: 0` would reject every value"),
-                &format!("{pointer}/max_len"),
-            ));
-        }
+    // `max_len: 0` is refused by the schema (minimum 1) before these checks run.
+    if f.max_len.is_some() && !(is(FieldType::String) || is(FieldType::Id)) {
+        out.push(err(
+            "option-wrong-type",
+            "`max_len` applies only to string and id fields".into(),
+            "remove it",
+            &format!("{pointer}/max_len"),
+        ));
     }
     check_fixed_value(spec, f, pointer, out);
     if is(FieldType::Base64) {
@@ -244,6 +256,16 @@ fn fixed_value_problem(
         }
         FieldType::Base64 => Some("a base64 field cannot have a fixed value".into()),
     }
+}
+
+/// An empty code (`"": …`) in a table or map: HL7 reads an empty value as absent, so the
+/// code could never match.
+fn empty_code(spec: &LoadedSpec, pointer: &str) -> Diagnostic {
+    spec.at_key(
+        Diagnostic::error("code-empty", "an empty code can never be sent")
+            .detail("an empty HL7 value counts as absent (a required field answers 101), so it never matches a code; remove the entry"),
+        pointer,
+    )
 }
 
 /// The span of character `at` (0-based) inside a string value, allowing for its quote.
@@ -364,7 +386,96 @@ fn check_bindings(spec: &LoadedSpec, out: &mut Vec<Diagnostic>) {
             if let Some(merge) = &binding.merge {
                 check_path(spec, merge, &format!("{pointer}/merge"), out);
             }
+            if let Some(cancel) = &binding.cancel {
+                check_cancel(
+                    spec,
+                    direction,
+                    message_type,
+                    binding,
+                    cancel,
+                    &pointer,
+                    out,
+                );
+            }
         }
+    }
+}
+
+/// Message codes whose ORC-1 can cancel an order, so a binding may name a cancel record.
+const CANCELLABLE: &[&str] = &["ORM", "OMG"];
+
+/// A binding's `cancel` record: inbound ORM or OMG only, an existing record other than the
+/// order's own, holding the order's identity (`placer_id`) and the patient's (a nested
+/// `patient` with `nhs_number` or `mrn`), each required.
+fn check_cancel(
+    spec: &LoadedSpec,
+    direction: &str,
+    message_type: &str,
+    binding: &MessageBinding,
+    cancel: &str,
+    pointer: &str,
+    out: &mut Vec<Diagnostic>,
+) {
+    let s = &spec.spec;
+    let at = format!("{pointer}/cancel");
+    let code = split_message_type(message_type).map(|(code, _)| code);
+    if direction != "inbound" || !code.is_some_and(|c| CANCELLABLE.contains(&c)) {
+        out.push(spec.at_key(
+            Diagnostic::error(
+                "cancel-not-order",
+                format!("`cancel` applies to inbound ORM and OMG orders, not {direction} {message_type}"),
+            )
+            .detail("a cancellation is an order message whose ORC-1 is CA or DC; remove `cancel` here"),
+            &at,
+        ));
+        return;
+    }
+    let Some(record) = s.records.get(cancel) else {
+        out.push(
+            spec.at_value(
+                Diagnostic::error("record-unknown", format!("no record named `{cancel}`"))
+                    .detail(known("records", s.records.keys())),
+                &at,
+            ),
+        );
+        return;
+    };
+    if cancel == binding.record {
+        out.push(spec.at_value(
+            Diagnostic::error(
+                "cancel-same-record",
+                format!("the cancel record is the order record `{cancel}` itself"),
+            )
+            .detail("a cancellation carries only the order's and the patient's identity: give it a record of its own, e.g. `order_cancel` with `placer_id` and `patient`"),
+            &at,
+        ));
+        return;
+    }
+    let required = |record: &Record, name: &str| {
+        record
+            .get(name)
+            .is_some_and(|f| f.required && f.from.is_some())
+    };
+    let patient = record
+        .get("patient")
+        .and_then(|f| f.record.as_ref())
+        .and_then(|name| s.records.get(name));
+    let mut missing = Vec::new();
+    if !required(record, "placer_id") {
+        missing.push("`placer_id` (the order's identity, required)");
+    }
+    if !patient.is_some_and(|p| required(p, "nhs_number") || required(p, "mrn")) {
+        missing.push("`patient` (a nested record with a required `nhs_number` or `mrn`)");
+    }
+    if !missing.is_empty() {
+        out.push(spec.at_value(
+            Diagnostic::error(
+                "cancel-identity",
+                format!("cancel record `{cancel}` lacks {}", missing.join(" and ")),
+            )
+            .detail("a cancellation identifies an existing order: map the placer order number and the patient's identifiers"),
+            &at,
+        ));
     }
 }
 
@@ -379,41 +490,27 @@ pub(super) fn split_message_type(text: &str) -> Option<(&str, &str)> {
     (ok(code) && ok(trigger)).then_some((code, trigger))
 }
 
-/// What each messaging model needs: (direction, alternatives, description).
-fn model_requirements(model: MessagingModel) -> Vec<(&'static str, &'static [&'static str])> {
-    match model {
-        MessagingModel::Basic => vec![
-            ("inbound", &["ADT^A28"]),
-            ("inbound", &["ADT^A31"]),
-            ("inbound", &["ADT^A40"]),
-            ("outbound", &["ORU^R01"]),
-        ],
-        MessagingModel::Scheduling => vec![("inbound", &["SIU^S12"])],
-        MessagingModel::Referral => vec![("inbound", &["REF^I12"])],
-        MessagingModel::Orders => vec![
-            ("inbound", &["ORM^O01", "OMG^O19"]),
-            ("outbound", &["ORR^O02"]),
-            ("outbound", &["ORU^R01"]),
-        ],
-    }
-}
-
+/// The model's required message types (in the spec's version) are declared, and every
+/// declared type is one the model covers (a warning otherwise: the customer did not buy it).
 fn check_model(spec: &LoadedSpec, out: &mut Vec<Diagnostic>) {
     let s = &spec.spec;
-    for (direction, alternatives) in model_requirements(s.model) {
-        let declared = match direction {
-            "inbound" => &s.inbound,
-            _ => &s.outbound,
-        };
-        if !alternatives.iter().any(|t| declared.contains_key(*t)) {
+    for requirement in s.model.requirements(&s.hl7_version) {
+        let direction = requirement.direction.as_str();
+        let declared = declared(s, requirement.direction);
+        if !requirement
+            .alternatives
+            .iter()
+            .any(|t| declared.contains_key(*t))
+        {
             out.push(
                 spec.at_value(
                     Diagnostic::error(
                         "model-missing-message",
                         format!(
-                            "the {} model needs {} {direction}",
+                            "the {} model needs {} {direction} in HL7 v{}",
                             s.model.as_str(),
-                            alternatives.join(" or ")
+                            requirement.alternatives.join(" or "),
+                            s.hl7_version
                         ),
                     )
                     .detail(format!(
@@ -423,6 +520,35 @@ fn check_model(spec: &LoadedSpec, out: &mut Vec<Diagnostic>) {
                 ),
             );
         }
+    }
+    for direction in [Direction::Inbound, Direction::Outbound] {
+        for message_type in declared(s, direction).keys() {
+            if split_message_type(message_type).is_some()
+                && !s.model.covers(direction, message_type)
+            {
+                out.push(
+                    spec.at_key(
+                        Diagnostic::warning(
+                            "model-extra-message",
+                            format!(
+                                "{message_type} {} is beyond the {} model",
+                                direction.as_str(),
+                                s.model.as_str()
+                            ),
+                        )
+                        .detail("the customer did not buy it (docs/spec.md, messaging models): remove it, change `model`, or acknowledge it with the reason"),
+                        &format!("/{}/{}", direction.as_str(), escape_pointer(message_type)),
+                    ),
+                );
+            }
+        }
+    }
+}
+
+fn declared(s: &Spec, direction: Direction) -> &IndexMap<String, MessageBinding> {
+    match direction {
+        Direction::Inbound => &s.inbound,
+        Direction::Outbound => &s.outbound,
     }
 }
 

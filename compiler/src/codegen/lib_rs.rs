@@ -36,8 +36,12 @@ pub fn render(ctx: &Context<'_>, plan: &Plan) -> Result<String, CodegenError> {
         uses.push(quote! { OutboundBinding });
         mapping.push(quote! { build_from_json });
     }
-    if !inbound.is_empty() || !outbound.is_empty() {
+    let cancels = plan.inbound.iter().any(|b| b.cancel_index.is_some());
+    if plan.inbound.iter().any(|b| b.cancel_index.is_none()) || !outbound.is_empty() {
         mapping.push(quote! { map_to_json });
+    }
+    if cancels {
+        mapping.push(quote! { map_order_to_json });
     }
     let mapping_use = if mapping.is_empty() {
         quote! {}
@@ -100,18 +104,27 @@ pub fn render(ctx: &Context<'_>, plan: &Plan) -> Result<String, CodegenError> {
 
 /// The message bindings: per inbound type, how its record is read; per outbound type, how
 /// the Trust reads it and how it is built from JSON. Pure data: each points at the runtime's
-/// generic functions (`mapping::map_to_json`, `mapping::build_from_json`) for its record.
+/// generic functions (`mapping::map_to_json`, `mapping::build_from_json`) for its record;
+/// an order binding with a cancel record points at `mapping::map_order_to_json` for both.
 fn bindings(plan: &Plan) -> (Vec<TokenStream>, Vec<TokenStream>) {
     let inbound = plan
         .inbound
         .iter()
-        .filter_map(|(message_type, index)| {
-            let record = plan.records.get(*index)?;
+        .filter_map(|binding| {
+            let record = plan.records.get(binding.record_index)?;
             let name = ident(&record.type_name);
+            let message_type = &binding.message_type;
+            let map = match binding.cancel_index.and_then(|i| plan.records.get(i)) {
+                Some(cancel) => {
+                    let cancel = ident(&cancel.type_name);
+                    quote! { map_order_to_json::<records::#name, records::#cancel> }
+                }
+                None => quote! { map_to_json::<records::#name> },
+            };
             Some(quote! {
                 InboundBinding {
                     message_type: Cow::Borrowed(#message_type),
-                    map: map_to_json::<records::#name>,
+                    map: #map,
                 }
             })
         })

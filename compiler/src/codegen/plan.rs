@@ -19,8 +19,8 @@ pub struct Plan {
     /// The type names of the base64 attachment and of its media types, when a field has
     /// `type: base64`.
     pub attachment: Option<(String, String)>,
-    /// Inbound message types and the index of their record.
-    pub inbound: Vec<(String, usize)>,
+    /// Inbound message types.
+    pub inbound: Vec<Inbound>,
     /// Outbound message types.
     pub outbound: Vec<Outbound>,
 }
@@ -49,6 +49,10 @@ pub struct FieldPlan {
     pub path: Option<(String, Path)>,
     /// The static holding the parsed path.
     pub path_static: Option<String>,
+    /// The paths read when `path` holds no value, as written and parsed, in order.
+    pub fallbacks: Vec<(String, Path)>,
+    /// The static holding the parsed fallbacks, when there are any.
+    pub fallbacks_static: Option<String>,
     /// The type.
     pub kind: Kind,
     /// Absent → error 101.
@@ -99,6 +103,17 @@ pub struct CodeEnum {
     pub source: String,
     /// (code, meaning or mapped value, variant) in spec order.
     pub entries: Vec<(String, String, String)>,
+}
+
+/// One inbound message type.
+#[derive(Debug, Clone)]
+pub struct Inbound {
+    /// `ORM^O01`.
+    pub message_type: String,
+    /// The record it maps to.
+    pub record_index: usize,
+    /// The record a cancellation (ORC-1 `CA`/`DC`) maps to instead, when the spec names one.
+    pub cancel_index: Option<usize>,
 }
 
 /// One outbound message type.
@@ -191,6 +206,8 @@ impl Plan {
                         local,
                         path: None,
                         path_static: None,
+                        fallbacks: Vec::new(),
+                        fallbacks_static: None,
                         kind: Kind::Nested {
                             record_index: nested_index,
                         },
@@ -200,14 +217,25 @@ impl Plan {
                     });
                     continue;
                 }
-                let (Some(from), Some(field_type)) = (&field.from, field.kind) else {
+                let (Some(source), Some(field_type)) = (&field.from, field.kind) else {
                     return Err(CodegenError::new(format!(
                         "{}: a field needs `from` and `type`, or `record`",
                         at()
                     )));
                 };
-                let path =
-                    Path::parse(from).map_err(|e| CodegenError::new(format!("{}: {e}", at())))?;
+                let mut paths = Vec::new();
+                for text in source.paths() {
+                    let path = Path::parse(text)
+                        .map_err(|e| CodegenError::new(format!("{}: {e}", at())))?;
+                    paths.push((text.clone(), path));
+                }
+                if paths.is_empty() {
+                    return Err(CodegenError::new(format!("{}: `from` names no path", at())));
+                }
+                let fallbacks = paths.split_off(1);
+                let Some((from, path)) = paths.pop() else {
+                    return Err(CodegenError::new(format!("{}: `from` names no path", at())));
+                };
                 let kind = match field_type {
                     FieldType::String | FieldType::Id => Kind::Text {
                         max_len: field.max_len,
@@ -264,13 +292,17 @@ impl Plan {
                         }
                     }
                 };
+                let base = static_base(&[record_name, field_name]);
+                let path_static = statics.unique(&base, "_");
+                let fallbacks_static =
+                    (!fallbacks.is_empty()).then(|| statics.unique(&format!("{base}_ELSE"), "_"));
                 fields.push(FieldPlan {
                     name: field_name.clone(),
                     local,
-                    path_static: Some(
-                        statics.unique(&static_base(&[record_name, field_name]), "_"),
-                    ),
-                    path: Some((from.clone(), path)),
+                    path_static: Some(path_static),
+                    path: Some((from, path)),
+                    fallbacks,
+                    fallbacks_static,
                     kind,
                     required: field.required,
                     repeated: field.repeated,
@@ -289,10 +321,14 @@ impl Plan {
         };
         let mut inbound = Vec::new();
         for (message_type, binding) in &spec.inbound {
-            inbound.push((
-                message_type.clone(),
-                record_index(&binding.record, "inbound", message_type)?,
-            ));
+            inbound.push(Inbound {
+                message_type: message_type.clone(),
+                record_index: record_index(&binding.record, "inbound", message_type)?,
+                cancel_index: match &binding.cancel {
+                    Some(cancel) => Some(record_index(cancel, "inbound", message_type)?),
+                    None => None,
+                },
+            });
         }
         let mut outbound = Vec::new();
         let modern = parse_version(&spec.hl7_version) >= (2, 3, 1);

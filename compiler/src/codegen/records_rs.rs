@@ -235,9 +235,13 @@ fn field_type(plan: &Plan, field: &FieldPlan) -> TokenStream {
 }
 
 fn field_doc(field: &FieldPlan) -> String {
-    let Some((from, _)) = &field.path else {
+    let Some((first, _)) = &field.path else {
         return "The nested record.".into();
     };
+    let from: String = std::iter::once(first.as_str())
+        .chain(field.fallbacks.iter().map(|(t, _)| t.as_str()))
+        .collect::<Vec<_>>()
+        .join("`, else `");
     let kind = match &field.kind {
         Kind::Text { max_len: Some(n) } => format!("text, at most {n} characters"),
         Kind::Text { max_len: None } => "text".into(),
@@ -260,7 +264,8 @@ fn field_doc(field: &FieldPlan) -> String {
     format!("From `{from}`: {kind}{presence}.")
 }
 
-/// The `static` a field is read and written through: name, path, presence and limits.
+/// The `static` a field is read and written through: name, path, fallbacks, presence and
+/// limits.
 fn field_static(field: &FieldPlan, path: &TokenStream) -> TokenStream {
     let name = &field.name;
     let base = if field.required {
@@ -268,6 +273,10 @@ fn field_static(field: &FieldPlan, path: &TokenStream) -> TokenStream {
     } else {
         quote! { mapping::Field::optional(#name, #path) }
     };
+    let fallbacks = field.fallbacks_static.as_ref().map(|name| {
+        let name = ident(name);
+        quote! { .or_from(&#name) }
+    });
     let limit = match &field.kind {
         Kind::Text { max_len: Some(n) } => {
             let n = Literal::u32_unsuffixed(*n);
@@ -283,13 +292,31 @@ fn field_static(field: &FieldPlan, path: &TokenStream) -> TokenStream {
         }
         _ => quote! {},
     };
-    quote! { #base #limit }
+    quote! { #base #fallbacks #limit }
 }
 
 fn record_item(plan: &Plan, record: &RecordPlan) -> TokenStream {
     let name = ident(&record.type_name);
     let mut statics = Vec::new();
     for field in &record.fields {
+        if let (Some(fallbacks_static), false) =
+            (&field.fallbacks_static, field.fallbacks.is_empty())
+        {
+            let static_name = ident(fallbacks_static);
+            let count = Literal::usize_unsuffixed(field.fallbacks.len());
+            let paths = field.fallbacks.iter().map(|(_, path)| path_literal(path));
+            let written: Vec<&str> = field.fallbacks.iter().map(|(t, _)| t.as_str()).collect();
+            let d = doc(&format!(
+                "`{}`: where `{}.{}` is read when its path holds no value, in order.",
+                written.join("`, `"),
+                record.name,
+                field.name
+            ));
+            statics.push(quote! {
+                #d
+                static #static_name: [hl7::Path; #count] = [#(#paths),*];
+            });
+        }
         if let (Some((from, path)), Some(static_name)) = (&field.path, &field.path_static) {
             let static_name = ident(static_name);
             let value = field_static(field, &path_literal(path));

@@ -80,9 +80,9 @@ fn vars<'a>(ctx: &'a Context<'a>, plan: &'a Plan) -> Vars<'a> {
         inbound: plan
             .inbound
             .iter()
-            .map(|(t, i)| Binding {
-                message_type: t.as_str(),
-                record: record_type(*i),
+            .map(|b| Binding {
+                message_type: b.message_type.as_str(),
+                record: record_type(b.record_index),
             })
             .collect(),
         outbound: plan

@@ -272,3 +272,47 @@ fn a_spec_that_sends_nothing_has_no_outbound_tests() {
     assert!(lib.contains("outbound: Cow::Borrowed(&[])"), "{lib}");
     assert!(!lib.contains("build_record("), "{lib}");
 }
+
+#[test]
+fn fallback_paths_get_a_static_and_a_cancel_record_its_binding() {
+    let text = EDGE
+        .replace(
+            "    when: { from: PID-7, type: datetime }",
+            "    when: { from: [PID-7, PID-29, PID-33], type: datetime }\n    when_else: { from: PID-33, type: datetime }",
+        )
+        .replace(
+            "  ADT^A28: { record: empty }",
+            "  ADT^A28: { record: empty }\n  ORM^O01: { record: attachment, cancel: empty }",
+        );
+    let loaded = match load_spec_text(text, Path::new("specs/edge.yaml"), "edge") {
+        Ok(loaded) => loaded,
+        Err(d) => panic!("{d:#?}"),
+    };
+    let generated = match generate(&loaded, "specs/edge.yaml", "00") {
+        Ok(generated) => generated,
+        Err(e) => panic!("{e}"),
+    };
+    let records = file(&generated, "src/records.rs");
+    assert!(
+        records.contains("static ATTACHMENT_WHEN_ELSE: [hl7::Path; 2] = ["),
+        "{records}"
+    );
+    assert!(
+        records.contains(".or_from(&ATTACHMENT_WHEN_ELSE)"),
+        "{records}"
+    );
+    assert!(
+        records.contains("static ATTACHMENT_WHEN_ELSE_2: mapping::Field"),
+        "the field named like the fallbacks' static gets another name: {records}"
+    );
+    assert!(
+        records.contains("From `PID-7`, else `PID-29`, else `PID-33`"),
+        "{records}"
+    );
+    let lib = file(&generated, "src/lib.rs");
+    assert!(
+        lib.contains("map: map_order_to_json::<records::Attachment, records::Empty>"),
+        "{lib}"
+    );
+    assert!(lib.contains("map: map_to_json::<records::Empty>"), "{lib}");
+}

@@ -282,6 +282,8 @@ pub struct MessageTypeRow {
     pub record: String,
     /// Where the prior identifier of a merge is.
     pub merge: Option<String>,
+    /// The record a cancellation (ORC-1 CA or DC) maps to instead.
+    pub cancel: Option<String>,
     pub findings: Vec<ItemFinding>,
 }
 
@@ -873,6 +875,7 @@ impl<'a> Builder<'a> {
                         message_type: t.clone(),
                         record: b.record.clone(),
                         merge: b.merge.clone(),
+                        cancel: b.cancel.clone(),
                         findings: item_findings(&findings),
                     }
                 })
@@ -1006,7 +1009,7 @@ fn field_row(spec: &Spec, name: &str, f: &FieldSpec, findings: &[&Diagnostic]) -
         .flatten()
         .map(|(name, inner)| NestedField {
             name: name.clone(),
-            from: inner.from.clone(),
+            from: inner.from.as_ref().map(|source| source.describe()),
             record: inner.record.clone(),
             kind: kind_of(inner).to_owned(),
             required: inner.required,
@@ -1016,7 +1019,7 @@ fn field_row(spec: &Spec, name: &str, f: &FieldSpec, findings: &[&Diagnostic]) -
         nested,
         state: State::of(findings),
         name: name.to_owned(),
-        from: f.from.clone(),
+        from: f.from.as_ref().map(|source| source.describe()),
         record: f.record.clone(),
         kind: kind.to_owned(),
         required: f.required,
@@ -1094,6 +1097,9 @@ fn used_by(spec: &Spec, record: &str) -> String {
     for (t, b) in &spec.inbound {
         if b.record == record {
             uses.push(format!("{t} in"));
+        }
+        if b.cancel.as_deref() == Some(record) {
+            uses.push(format!("{t} cancellations in"));
         }
     }
     for (t, b) in &spec.outbound {

@@ -4,9 +4,11 @@
 
 pub mod loader;
 pub mod model;
+pub mod models;
 
 pub use loader::{LoadedSpec, SourceMap, load_spec};
 pub use model::*;
+pub use models::{Direction, Requirement};
 
 /// The Rust type name for a record name: `order_update` → `OrderUpdate`.
 pub fn type_name(record: &str) -> String {

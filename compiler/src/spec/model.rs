@@ -103,7 +103,8 @@ pub enum MessagingModel {
     Scheduling,
     /// REF in; creates a ServiceRequest.
     Referral,
-    /// ORM or OMG in, ORR and ORU out (vetting and booking); creates a ServiceRequest.
+    /// ORM or OMG in; ORR (before v2.5) or ORG (from v2.5) and ORU out (vetting and
+    /// booking); creates a ServiceRequest.
     Orders,
 }
 
@@ -348,9 +349,11 @@ pub type Record = IndexMap<Name, FieldSpec>;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FieldSpec {
-    /// HL7 path, 1-based: `PID-5.1`, `PID-3[CX.5=NH].1`, `OBX[OBX-2=ED]-5.5`.
+    /// HL7 path, 1-based: `PID-5.1`, `PID-3[CX.5=NH].1`, `OBX[OBX-2=ED]-5.5`; or a list of
+    /// paths read in order, the first that holds a value winning: `[TQ1-9, ORC-7.6]`.
+    /// Errors name the first; an outbound message is written at the first.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub from: Option<String>,
+    pub from: Option<FieldSource>,
     /// A nested record, by name, instead of `from`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub record: Option<Name>,
@@ -363,8 +366,9 @@ pub struct FieldSpec {
     /// Every repetition (or segment occurrence) becomes a list entry.
     #[serde(default, skip_serializing_if = "is_false")]
     pub repeated: bool,
-    /// Longest accepted value in characters (string and id).
+    /// Longest accepted value in characters (string and id), at least 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
     pub max_len: Option<u32>,
     /// For `type: code`: HL7 code → EMS value. A code not in the map is error 103.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -383,6 +387,44 @@ pub struct FieldSpec {
     /// be valid for `type` (a code of its `map` or `table`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,
+}
+
+/// Where a field is read from: one HL7 path, or several tried in order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum FieldSource {
+    /// One path.
+    One(String),
+    /// Paths tried in order; the first that holds a value is read.
+    FirstOf(#[schemars(length(min = 1))] Vec<String>),
+}
+
+impl FieldSource {
+    /// Every path, in the order they are tried.
+    pub fn paths(&self) -> &[String] {
+        match self {
+            Self::One(path) => std::slice::from_ref(path),
+            Self::FirstOf(paths) => paths,
+        }
+    }
+
+    /// The first path: where errors point and outbound values are written.
+    pub fn first(&self) -> Option<&str> {
+        self.paths().first().map(String::as_str)
+    }
+
+    /// The JSON pointer of path `index` under the field's `from` pointer.
+    pub fn pointer(&self, from_pointer: &str, index: usize) -> String {
+        match self {
+            Self::One(_) => from_pointer.to_string(),
+            Self::FirstOf(_) => format!("{from_pointer}/{index}"),
+        }
+    }
+
+    /// The paths as written: `TQ1-9` or `TQ1-9, else ORC-7.6`.
+    pub fn describe(&self) -> String {
+        self.paths().join(", else ")
+    }
 }
 
 fn is_false(b: &bool) -> bool {
@@ -436,6 +478,11 @@ pub struct MessageBinding {
     /// For merges (ADT^A40): the path of the prior identifier, e.g. `MRG-1`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub merge: Option<String>,
+    /// For inbound orders (ORM, OMG): the record a cancellation or discontinuation (ORC-1
+    /// `CA` or `DC`) maps to instead, holding only the order's and the patient's identity;
+    /// the mapped JSON is then `{"cancel": {...}}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancel: Option<Name>,
 }
 
 /// A spec test: a message file and what the gateway must answer.

@@ -8,18 +8,25 @@ use serde_json::{Map, Value, json};
 
 use crate::spec::{FieldSpec, FieldType, Spec};
 
-/// Maps a message of an inbound type to its record's JSON, or every mapping error.
+/// Maps a message of an inbound type to its record's JSON, or every mapping error; a
+/// cancellation of a binding with a cancel record to `{"cancel": {...}}`, as the generated
+/// `mapping::map_order_to_json` does.
 pub fn map_inbound(
     spec: &Spec,
     message_type: &str,
     message: &Message<'_>,
 ) -> Result<Value, Vec<MappingError>> {
-    let record = spec
-        .inbound
-        .get(message_type)
-        .map(|binding| binding.record.clone())
-        .unwrap_or_default();
-    map_named(spec, &record, message)
+    let binding = spec.inbound.get(message_type);
+    let cancel = binding
+        .and_then(|b| b.cancel.as_deref())
+        .filter(|_| mapping::is_cancellation(message));
+    match cancel {
+        Some(cancel) => map_named(spec, cancel, message).map(mapping::cancel_json),
+        None => {
+            let record = binding.map(|b| b.record.as_str()).unwrap_or_default();
+            map_named(spec, record, message)
+        }
+    }
 }
 
 /// Maps a message to a record by name, as the receiving end of an outbound message reads it.
@@ -56,12 +63,20 @@ fn map_field(
     message: &Message<'_>,
     errors: &mut Errors,
 ) -> Value {
-    let Some(path) = field.from.as_deref().and_then(|p| Path::parse(p).ok()) else {
-        return Value::Null; // a spec that validated always has a parsable path here
+    // A spec that validated always has parsable paths here.
+    let paths: Vec<Path> = field
+        .from
+        .iter()
+        .flat_map(|source| source.paths())
+        .filter_map(|p| Path::parse(p).ok())
+        .collect();
+    let Some((path, fallbacks)) = paths.split_first() else {
+        return Value::Null;
     };
     let rule = FieldRule {
         name,
-        path: &path,
+        path,
+        fallbacks,
         required: field.required,
     };
     let convert = |hit: &Hit<'_>| convert(spec, name, field, hit);

@@ -11,6 +11,7 @@
 //! absent.
 
 mod attachment;
+mod cancel;
 mod code_list;
 mod convert;
 mod json;
@@ -19,6 +20,7 @@ mod record;
 mod values;
 
 pub use attachment::{Attachment, MediaTypes};
+pub use cancel::{CANCEL_CONTROLS, CANCEL_KEY, cancel_json, is_cancellation, map_order_to_json};
 pub use code_list::{CodeError, CodeList};
 pub use convert::{base64, code, date, datetime, field_text, nhs_number, number, text, value_text};
 pub use json::{JsonError, OutboundError, record_from_json, record_to_json, unsupported_type};
@@ -174,15 +176,45 @@ impl Errors {
     }
 }
 
-/// How one field is read: its name (for errors), path and whether it is required.
+/// How one field is read: its name (for errors), path, the places tried when the path holds
+/// nothing, and whether it is required.
 #[derive(Debug, Clone, Copy)]
 pub struct FieldRule<'r> {
     /// The record field's name.
     pub name: &'r str,
-    /// Where the value is.
+    /// Where the value is; errors name this place.
     pub path: &'r Path,
-    /// Absent → error 101.
+    /// Where else it may be, tried in order when `path` holds no value (EPR builds differ:
+    /// priority in TQ1-9, else ORC-7.6).
+    pub fallbacks: &'r [Path],
+    /// Absent from every place → error 101.
     pub required: bool,
+}
+
+impl FieldRule<'_> {
+    /// The present values of the first place that holds any: `path`, then each fallback.
+    fn hits<'a>(&self, message: &Message<'a>) -> Vec<Hit<'a>> {
+        std::iter::once(self.path)
+            .chain(self.fallbacks)
+            .map(|path| present(message, path))
+            .find(|hits| !hits.is_empty())
+            .unwrap_or_default()
+    }
+
+    /// Records error 101 at the first place, naming the others too.
+    fn missing(&self, errors: &mut Errors) {
+        let mut places = self.path.to_string();
+        for fallback in self.fallbacks {
+            places.push_str(" or ");
+            places.push_str(&fallback.to_string());
+        }
+        errors.push(
+            error_code::REQUIRED_FIELD_MISSING,
+            self.path.nominal_location(),
+            self.name,
+            format!("required value missing at {places}"),
+        );
+    }
 }
 
 /// The present (non-empty, non-null) values a path selects, in message order.
@@ -212,23 +244,19 @@ fn value_text_raw<'a>(hit: &Hit<'a>) -> &'a [u8] {
     &raw[..end]
 }
 
-/// Reads a single-valued field: the first present value, converted. Absent and required →
-/// 101; a conversion failure → its code, at the value's location.
+/// Reads a single-valued field: the first present value (of the first place holding one),
+/// converted. Absent and required → 101 at the field's first place; a conversion failure →
+/// its code, at the value's location.
 pub fn single<'a, T>(
     message: &Message<'a>,
     rule: FieldRule<'_>,
     errors: &mut Errors,
     convert: impl Fn(&Hit<'a>) -> Result<T, Problem>,
 ) -> Option<T> {
-    let hits = present(message, rule.path);
+    let hits = rule.hits(message);
     let Some(hit) = hits.first() else {
         if rule.required {
-            errors.push(
-                error_code::REQUIRED_FIELD_MISSING,
-                rule.path.nominal_location(),
-                rule.name,
-                format!("required value missing at {}", rule.path),
-            );
+            rule.missing(errors);
         }
         return None;
     };
@@ -246,22 +274,17 @@ pub fn single<'a, T>(
     }
 }
 
-/// Reads a repeating field: every present value (each repetition and segment occurrence),
-/// converted. None present and required → 101.
+/// Reads a repeating field: every present value (each repetition and segment occurrence) of
+/// the first place holding any, converted. None present and required → 101.
 pub fn repeated<'a, T>(
     message: &Message<'a>,
     rule: FieldRule<'_>,
     errors: &mut Errors,
     convert: impl Fn(&Hit<'a>) -> Result<T, Problem>,
 ) -> Vec<T> {
-    let hits = present(message, rule.path);
+    let hits = rule.hits(message);
     if hits.is_empty() && rule.required {
-        errors.push(
-            error_code::REQUIRED_FIELD_MISSING,
-            rule.path.nominal_location(),
-            rule.name,
-            format!("required value missing at {}", rule.path),
-        );
+        rule.missing(errors);
     }
     let mut values = Vec::with_capacity(hits.len());
     for hit in &hits {

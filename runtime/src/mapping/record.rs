@@ -87,8 +87,10 @@ pub fn build_from_json<R: OutboundRecord>(
 pub struct Field {
     /// The record field's name (for errors).
     pub name: &'static str,
-    /// Where the value is.
+    /// Where the value is; written there, and errors name it.
     pub path: Path,
+    /// Where else the value may be, read in order when `path` holds none (never written).
+    pub fallbacks: &'static [Path],
     /// Absent → error 101.
     pub required: bool,
     /// The longest text accepted, in characters (text fields).
@@ -114,6 +116,7 @@ impl Field {
         Self {
             name,
             path,
+            fallbacks: &[],
             required: true,
             max_chars: None,
             data: None,
@@ -125,6 +128,13 @@ impl Field {
         let mut field = Self::required(name, path);
         field.required = false;
         field
+    }
+
+    /// Also read from `fallbacks`, in order, when the path holds no value.
+    #[must_use]
+    pub const fn or_from(mut self, fallbacks: &'static [Path]) -> Self {
+        self.fallbacks = fallbacks;
+        self
     }
 
     /// Text of at most `max` characters.
@@ -150,6 +160,7 @@ impl Field {
         FieldRule {
             name: self.name,
             path: &self.path,
+            fallbacks: self.fallbacks,
             required: self.required,
         }
     }
@@ -402,6 +413,42 @@ mod tests {
         assert_eq!(errors.len(), 1);
         assert_eq!(errors[0].field, "kind");
         assert_eq!(errors[0].code, 102);
+    }
+
+    static PRIORITY_ELSE: [Path; 1] = [Path::new("ORC", 7).component(6)];
+    static PRIORITY: Field =
+        Field::required("priority", Path::new("TQ1", 9).component(1)).or_from(&PRIORITY_ELSE);
+
+    fn priority(segments: &str) -> Result<Option<String>, Vec<MappingError>> {
+        let bytes = format!("MSH|^~\\&|TIE|TRUST|EMS|EMS|20260101||OMG^O19|1|T|2.5.1\r{segments}");
+        let message = Message::parse(bytes.as_bytes()).map_err(|_| Vec::new())?;
+        let mut errors = Errors::new();
+        let value = PRIORITY.single::<String>(&message, &mut errors);
+        errors.finish(|| Some(value))
+    }
+
+    #[test]
+    fn a_field_is_read_from_the_first_place_that_holds_it() {
+        let both = priority("ORC|NW||||||^^^^^R\rTQ1|1||||||||U\r");
+        assert_eq!(both, Ok(Some("U".into())), "the first place wins");
+        let fallback = priority("ORC|NW||||||^^^^^R\rTQ1|1\r");
+        assert_eq!(
+            fallback,
+            Ok(Some("R".into())),
+            "an empty TQ1-9 falls back to ORC-7.6"
+        );
+        let errors = priority("ORC|NW\r").unwrap_err();
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].code, 101);
+        assert_eq!(
+            errors[0].location.to_string(),
+            "TQ1-9.1",
+            "the first place is named"
+        );
+        assert_eq!(
+            errors[0].message,
+            "required value missing at TQ1-9.1 or ORC-7.6"
+        );
     }
 
     /// A record as a generated crate writes it.
