@@ -369,6 +369,11 @@ pub async fn serve(
                     processing_id: environment.processing_id.to_string(),
                     header: send.header.clone(),
                     acknowledgement: environment.acknowledgement,
+                    versions: environment
+                        .accept_versions
+                        .iter()
+                        .map(|v| v.to_string())
+                        .collect(),
                 },
             )
             .await?;

@@ -67,6 +67,9 @@ pub struct IntakeConfig {
     pub header: SendHeader,
     /// Which ACK codes the MLLP listener answers with (the environment's).
     pub acknowledgement: crate::config::Acknowledgement,
+    /// The MSH-12 versions a message handed over may carry: the environment's
+    /// (`hl7_version`, then `accept_versions`), as on the receiving side; empty accepts any.
+    pub versions: Vec<String>,
 }
 
 /// Why the intake could not start.
@@ -125,6 +128,16 @@ impl Shared {
             return Err(Refusal::Invalid(format!(
                 "MSH-11 is {processing_id:?}; this environment sends {:?}",
                 self.config.processing_id
+            )));
+        }
+        let version = message.header_text(12, 1);
+        let versions = &self.config.versions;
+        if !versions.is_empty() && !versions.iter().any(|v| v == version.trim()) {
+            // The Trust's engine would answer AR 203; refuse it before it is queued.
+            let shown: String = version.chars().take(20).collect();
+            return Err(Refusal::Invalid(format!(
+                "MSH-12 is {shown:?}; this interface exchanges HL7 {}",
+                versions.join(", ")
             )));
         }
         if let Err(errors) = self.config.spec.map_outbound(&message_type, &message) {

@@ -65,6 +65,7 @@ async fn hl7_and_json_records_are_queued_and_the_rest_refused() {
                 ..SendHeader::DEFAULT
             },
             acknowledgement: Acknowledgement::Application,
+            versions: vec!["2.4".into()],
         },
     )
     .await
@@ -119,6 +120,11 @@ async fn hl7_and_json_records_are_queued_and_the_rest_refused() {
     let prod = ORU.replace("|T|2.4", "|P|2.4").replace("ORU-1", "ORU-P");
     let (status, _) = post(addr, "/outbound", prod.as_bytes()).await;
     assert_eq!(status, 422);
+    // A version the Trust's interface does not exchange (it would answer AR 203).
+    let v251 = ORU.replace("|T|2.4", "|T|2.5.1").replace("ORU-1", "ORU-V");
+    let (status, why) = post(addr, "/outbound", v251.as_bytes()).await;
+    assert_eq!(status, 422, "{why}");
+    assert!(why["error"].as_str().unwrap().contains("MSH-12"), "{why}");
     let (status, _) = post(addr, "/outbound", b"hello").await;
     assert_eq!(status, 400);
     let status = queue.status("engine").await.unwrap();
@@ -151,6 +157,7 @@ async fn mllp_intake_answers_a_commit_ack_once_queued() {
                 ..SendHeader::DEFAULT
             },
             acknowledgement: Acknowledgement::Application,
+            versions: vec!["2.4".into()],
         },
     )
     .await
@@ -226,6 +233,7 @@ impl Running {
                 processing_id: "T".into(),
                 header: SendHeader::DEFAULT,
                 acknowledgement: Acknowledgement::Application,
+                versions: vec!["2.4".into()],
             },
         )
         .await
