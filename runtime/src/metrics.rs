@@ -58,6 +58,10 @@ pub mod reject {
     pub const SUBJECT: &str = "subject";
     /// Too many open connections.
     pub const CAPACITY: &str = "capacity";
+    /// Too many open connections from this address.
+    pub const PER_IP: &str = "per_ip";
+    /// Too many connections in the TLS handshake.
+    pub const HANDSHAKES: &str = "handshakes";
 }
 
 /// When a request was cancelled by its client (an HTTP/2 RST_STREAM, or the connection
@@ -254,7 +258,13 @@ impl Metrics {
         for reason in crate::tls::TlsFailure::ALL {
             m.tls_failures.ensure(&[reason.as_str()]);
         }
-        for reason in [reject::IP, reject::SUBJECT, reject::CAPACITY] {
+        for reason in [
+            reject::IP,
+            reject::SUBJECT,
+            reject::CAPACITY,
+            reject::PER_IP,
+            reject::HANDSHAKES,
+        ] {
             m.rejected.ensure(&[reason]);
         }
         for stage in [cancelled::BODY, cancelled::PROCESSING] {

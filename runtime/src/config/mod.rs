@@ -12,9 +12,11 @@ use std::borrow::Cow;
 use serde::{Deserialize, Serialize};
 
 pub mod defaults;
+mod limits;
 mod units;
 mod vocab;
 
+pub use limits::{LimitProblem, Limits};
 pub use units::{ByteSize, Duration};
 pub use vocab::{
     Backoff, EnvName, FailurePolicy, MediaType, ProcessingId, RequestContentType,
@@ -68,6 +70,8 @@ pub struct Environment {
     pub store: Text,
     /// Where accepted inbound records go.
     pub sink: SinkConfig,
+    /// Connections, handshakes, body memory and MLLP connections the gateway may take.
+    pub limits: Limits,
 }
 
 /// The receiver.
