@@ -78,6 +78,9 @@ pub enum AppError {
     /// The receive settings are unusable (an allowed IP range, a content type).
     #[error("receive settings: {0}")]
     Receive(#[from] server::SettingsError),
+    /// The resource limits cannot work (`hl7gw validate` reports the same as `env-limits`).
+    #[error("limits: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Limits(Vec<crate::config::LimitProblem>),
     /// The sending side's client cannot be built (its URL, certificates or keys).
     #[error("send: {0}")]
     Send(#[from] crate::client::ClientError),
@@ -130,6 +133,7 @@ impl AppError {
             | Self::Ports(_)
             | Self::Tls(_)
             | Self::Receive(_)
+            | Self::Limits(_)
             | Self::Send(_)
             | Self::Webhook(_)
             | Self::Inbox(_)
@@ -315,7 +319,11 @@ pub async fn serve(
         path: resolved.store.clone(),
         source,
     })?;
-    let mut settings = Settings::from_receive(r)?;
+    let problems = environment.limits.problems(Some(r.max_body));
+    if !problems.is_empty() {
+        return Err(AppError::Limits(problems));
+    }
+    let mut settings = Settings::from_receive(r)?.with_limits(&environment.limits);
     settings.listen = resolved.listen;
     let metrics = Arc::new(Metrics::new());
     let sink = sink_for(&environment.sink)?;
@@ -371,7 +379,10 @@ pub async fn serve(
                     sending_facility: spec.customer_code.to_ascii_uppercase(),
                 },
             )
-            .await?;
+            .await?
+            .with_mllp_limits(crate::mllp::ListenerLimits::from_limits(
+                &environment.limits,
+            ));
             if let Some(addr) = intake.http_addr() {
                 files.intake_listen = addr;
             }

@@ -265,6 +265,7 @@ mod tests {
                 send: None,
                 store: String::from("x.sqlite").into(),
                 sink: SinkConfig::Inbox,
+                limits: crate::config::Limits::DEFAULT,
             }),
             prod: None,
             inbound: vec![InboundBinding {

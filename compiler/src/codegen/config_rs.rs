@@ -24,11 +24,17 @@ pub fn render(ctx: &Context<'_>) -> Result<String, CodegenError> {
         .iter()
         .map(|(name, env)| runtime_environment(name, env))
         .collect();
-    let mut uses = vec![quote! { EnvName }, quote! { Environment }];
+    let mut uses = vec![
+        quote! { ByteSize },
+        quote! { Duration },
+        quote! { EnvName },
+        quote! { Environment },
+    ];
     if envs.iter().any(|e| e.send.is_some()) {
         uses.push(quote! { FailurePolicies });
         uses.push(quote! { FailurePolicy });
     }
+    uses.push(quote! { Limits });
     if envs.iter().any(|e| e.receive.is_some()) {
         uses.push(quote! { ReceiveConfig });
         uses.push(quote! { RequestContentType });
@@ -67,6 +73,7 @@ pub fn runtime_environment(name: EnvName, env: &Environment) -> config::Environm
         send: env.send.as_ref().map(send),
         store: text(&env.store),
         sink: env.sink.clone().unwrap_or(defaults::SINK),
+        limits: env.limits.unwrap_or_default(),
     }
 }
 
@@ -191,6 +198,7 @@ fn env_const(env: &config::Environment) -> TokenStream {
             quote! { SinkConfig::Mllp { addr: #addr } }
         }
     };
+    let limits = limits_tokens(&env.limits);
     let d = doc(&format!(
         "The `{}` environment (MSH-11 `{}`).",
         env.name.as_str(),
@@ -205,7 +213,31 @@ fn env_const(env: &config::Environment) -> TokenStream {
             send: #send,
             store: #store,
             sink: #sink,
+            limits: #limits,
         };
+    }
+}
+
+fn limits_tokens(l: &config::Limits) -> TokenStream {
+    let count = |n: u32| Literal::u32_unsuffixed(n);
+    let [connections, per_ip, handshakes, mllp_connections] = [
+        l.connections,
+        l.connections_per_ip,
+        l.handshakes,
+        l.mllp_connections,
+    ]
+    .map(count);
+    let body_memory = u64_lit(l.body_memory.bytes());
+    let mllp_idle = u64_lit(l.mllp_idle_timeout.as_millis());
+    quote! {
+        Limits {
+            connections: #connections,
+            connections_per_ip: #per_ip,
+            handshakes: #handshakes,
+            body_memory: ByteSize::from_bytes(#body_memory),
+            mllp_connections: #mllp_connections,
+            mllp_idle_timeout: Duration::from_millis(#mllp_idle),
+        }
     }
 }
 

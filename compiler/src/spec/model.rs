@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 // The schema's descriptions of keys a spec may leave out print the runtime's defaults.
 use hl7gw_runtime::config::defaults;
 pub use hl7gw_runtime::config::{
-    Backoff, ByteSize, Duration, EnvName, FailurePolicy, ProcessingId, RequestContentType,
-    ResponseContentType, SinkConfig,
+    Backoff, ByteSize, Duration, EnvName, FailurePolicy, Limits, ProcessingId,
+    RequestContentType, ResponseContentType, SinkConfig,
 };
 
 /// A customer integration spec: the HL7 v2 messages one customer exchanges with EMS, how
@@ -151,6 +151,10 @@ pub struct Environment {
     #[schemars(description = format!("Where accepted inbound records go. Default: the {} (EMS pulls them).", defaults::SINK.kind()))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sink: Option<SinkConfig>,
+    /// Connections, TLS handshakes, body memory and MLLP connections the gateway may take;
+    /// each key defaults (`hl7gw_runtime::config::defaults`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<Limits>,
     /// Warnings accepted for this environment: warning code → the reason, recorded in the
     /// go-live report. Only warnings can be acknowledged, never errors.
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]

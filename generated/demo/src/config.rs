@@ -5,8 +5,8 @@
 
 use std::borrow::Cow;
 use hl7gw_runtime::config::{
-    EnvName, Environment, FailurePolicies, FailurePolicy, ReceiveConfig,
-    RequestContentType, SendConfig, SinkConfig,
+    ByteSize, Duration, EnvName, Environment, FailurePolicies, FailurePolicy, Limits,
+    ReceiveConfig, RequestContentType, SendConfig, SinkConfig,
 };
 
 /// The `test` environment (MSH-11 `T`).
@@ -49,6 +49,14 @@ pub const TEST: Environment = Environment {
     }),
     store: Cow::Borrowed("var/demo-test.sqlite"),
     sink: SinkConfig::Inbox,
+    limits: Limits {
+        connections: 256,
+        connections_per_ip: 32,
+        handshakes: 64,
+        body_memory: ByteSize::from_bytes(268435456),
+        mllp_connections: 32,
+        mllp_idle_timeout: Duration::from_millis(300000),
+    },
 };
 
 /// The `prod` environment (MSH-11 `P`).
@@ -91,4 +99,12 @@ pub const PROD: Environment = Environment {
     }),
     store: Cow::Borrowed("var/demo-prod.sqlite"),
     sink: SinkConfig::Inbox,
+    limits: Limits {
+        connections: 256,
+        connections_per_ip: 32,
+        handshakes: 64,
+        body_memory: ByteSize::from_bytes(268435456),
+        mllp_connections: 32,
+        mllp_idle_timeout: Duration::from_millis(300000),
+    },
 };

@@ -5,8 +5,8 @@
 
 use std::borrow::Cow;
 use hl7gw_runtime::config::{
-    EnvName, Environment, FailurePolicies, FailurePolicy, ReceiveConfig,
-    RequestContentType, SendConfig, SinkConfig,
+    ByteSize, Duration, EnvName, Environment, FailurePolicies, FailurePolicy, Limits,
+    ReceiveConfig, RequestContentType, SendConfig, SinkConfig,
 };
 
 /// The `test` environment (MSH-11 `T`).
@@ -52,6 +52,14 @@ pub const TEST: Environment = Environment {
     store: Cow::Borrowed("var/northwest-test.sqlite"),
     sink: SinkConfig::Webhook {
         url: Cow::Borrowed("http://127.0.0.1:8690/ems/northwest/test/patients"),
+    },
+    limits: Limits {
+        connections: 256,
+        connections_per_ip: 32,
+        handshakes: 64,
+        body_memory: ByteSize::from_bytes(268435456),
+        mllp_connections: 32,
+        mllp_idle_timeout: Duration::from_millis(300000),
     },
 };
 
@@ -102,4 +110,12 @@ pub const PROD: Environment = Environment {
     }),
     store: Cow::Borrowed("var/northwest-prod.sqlite"),
     sink: SinkConfig::Inbox,
+    limits: Limits {
+        connections: 256,
+        connections_per_ip: 32,
+        handshakes: 64,
+        body_memory: ByteSize::from_bytes(268435456),
+        mllp_connections: 32,
+        mllp_idle_timeout: Duration::from_millis(300000),
+    },
 };
