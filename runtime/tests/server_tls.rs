@@ -1136,10 +1136,13 @@ async fn operations_port_serves_health_and_metrics() {
 
         let r = ops_get(ops_addr, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await;
         assert_eq!(r.status_line, "HTTP/1.1 200 OK");
-        assert_eq!(r.body_text(), "ok\n");
+        assert_eq!(r.header("content-type"), Some("application/json"));
+        let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(body, serde_json::json!({"status": "ok", "problems": []}));
         healthy.store(false, Ordering::SeqCst);
         let r = ops_get(ops_addr, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await;
         assert_eq!(r.status_line, "HTTP/1.1 503 Service Unavailable");
+        assert!(r.body_text().contains(r#""status":"unavailable""#));
 
         // Some traffic: one ACK, one 404, one TLS failure.
         assert_eq!(

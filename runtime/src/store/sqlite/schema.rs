@@ -94,6 +94,11 @@ CREATE INDEX outbound_messages_pending ON outbound_messages (destination, id)
     WHERE state IN ('queued', 'in_flight', 'held');
 "#,
     },
+    Migration {
+        version: 3,
+        description: "health: the one row the health check rewrites to prove the store takes writes",
+        sql: "CREATE TABLE health (id INTEGER PRIMARY KEY CHECK (id = 1), checked_at TEXT NOT NULL) STRICT;",
+    },
 ];
 
 /// The newest version this build knows.
