@@ -12,6 +12,10 @@
 //! An environment with a `send:` side also runs the sending gateway in the same process:
 //! the intake (EMS puts outbound messages into the durable queue) and the sequencer (one
 //! message in flight to the Trust's engine, the next only after its ACK).
+//!
+//! Every background task runs under a [`Supervisor`] ([`crate::supervise`]), and the
+//! operations port's `/healthz` is a [`HealthCheck`] over the store, the supervisor's task
+//! board and the loaded certificates ([`crate::health`]).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -21,14 +25,14 @@ use std::time::Duration;
 use crate::config::{EnvName, Environment, ReceiveConfig, SinkConfig};
 use crate::gateway::Gateway;
 use crate::health::{Expiry, HealthCheck};
-use crate::queue::SequencerEvent;
-use crate::supervise::{Supervisor, TaskBoard};
 use crate::listeners::Role;
 use crate::metrics::Metrics;
+use crate::queue::SequencerEvent;
 use crate::server::{self, Receiver, Settings};
 use crate::sink::{MllpSink, Sink, WebhookSink};
 use crate::spec::GatewaySpec;
 use crate::store::Store;
+use crate::supervise::{Supervisor, TaskBoard};
 use crate::tls;
 
 /// The operator's overrides and the folder relative paths resolve against.
@@ -350,7 +354,11 @@ pub async fn serve(
         })
     })?;
     let board = TaskBoard::default();
-    let health = HealthCheck::new(store.clone(), board.clone(), certificate_expiries(&resolved)?);
+    let health = HealthCheck::new(
+        store.clone(),
+        board.clone(),
+        certificate_expiries(&resolved)?,
+    );
     let ops = server::OpsServer::bind(resolved.ops_listen, metrics.clone(), health).await?;
     resolved.ops_listen = ops.local_addr().map_err(|e| {
         AppError::Server(server::ServerError::Bind {
@@ -423,7 +431,10 @@ pub async fn serve(
     // Every background task runs supervised: restarted when it ends or panics, or (when it
     // owns a socket) stopping the process with an error. See crate::supervise.
     let mut tasks = Supervisor::new(stop.clone(), board);
-    tasks.essential("operations port", log_end(ops.run(stopped_signal(&stopped))));
+    tasks.essential(
+        "operations port",
+        log_end(ops.run(stopped_signal(&stopped))),
+    );
     if let Some(server) = inbox {
         tasks.essential("inbox API", server.serve(stopped_signal(&stopped)));
     }

@@ -241,13 +241,15 @@ mod tests {
             subject: name.to_owned(),
             not_after: now + time::Duration::days(days),
         };
-        let found = expiring(
-            &[cert("fine", 31), cert("soon", 29), cert("gone", -1)],
-            now,
-        );
+        let found = expiring(&[cert("fine", 31), cert("soon", 29), cert("gone", -1)], now);
         let named: Vec<_> = found
             .iter()
-            .map(|p| (p.subject.as_deref().unwrap_or(""), p.detail.starts_with("expired")))
+            .map(|p| {
+                (
+                    p.subject.as_deref().unwrap_or(""),
+                    p.detail.starts_with("expired"),
+                )
+            })
             .collect();
         assert_eq!(named, [("soon", false), ("gone", true)]);
     }

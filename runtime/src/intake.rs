@@ -241,7 +241,9 @@ impl Intake {
                     };
                     match accepted {
                         Ok((stream, peer)) => {
-                            let Some(slot) = mllp_limits.admit(peer) else { continue };
+                            let Some(slot) = mllp_limits.admit(peer) else {
+                                continue;
+                            };
                             let shared = mllp_shared.clone();
                             let idle = mllp_limits.idle_timeout();
                             tokio::spawn(async move {

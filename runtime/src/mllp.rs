@@ -459,7 +459,9 @@ mod tests {
         let writer = tokio::spawn(async move {
             for part in [&b"\x0bMSH|"[..], b"slow", b"\x1c\r"] {
                 tokio::time::sleep(Duration::from_secs(45)).await;
-                tokio::io::AsyncWriteExt::write_all(&mut a, part).await.unwrap();
+                tokio::io::AsyncWriteExt::write_all(&mut a, part)
+                    .await
+                    .unwrap();
             }
             a
         });

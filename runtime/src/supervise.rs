@@ -101,10 +101,8 @@ pub struct Supervisor {
 }
 
 /// Resolves once the process is stopping.
-pub fn stopped(mut stopping: watch::Receiver<bool>) -> impl Future<Output = ()> + Send + 'static {
-    async move {
-        let _ = stopping.wait_for(|stop| *stop).await;
-    }
+pub async fn stopped(mut stopping: watch::Receiver<bool>) {
+    let _ = stopping.wait_for(|stop| *stop).await;
 }
 
 impl Supervisor {
@@ -294,6 +292,9 @@ mod tests {
             .unwrap();
         let failed = supervisor.join().await.unwrap_err();
         assert_eq!(failed.task, "listener");
-        assert_eq!(failed.to_string(), "the listener task ended; the gateway stopped");
+        assert_eq!(
+            failed.to_string(),
+            "the listener task ended; the gateway stopped"
+        );
     }
 }

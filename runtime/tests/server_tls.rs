@@ -397,6 +397,19 @@ async fn subject_not_allowed_is_closed_after_the_handshake() {
     .await;
 }
 
+/// Mirth's request on a fresh mTLS connection from 127.0.0.2 (loopback, another address).
+async fn exchange_from_127_0_0_2(server: &TestServer, pki: &Pki) -> RawResponse {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+    let tcp = socket.connect(server.addr).await.unwrap();
+    let tls = tls_over(tcp, "localhost", pki.client_config(Some(&pki.client), H1))
+        .await
+        .unwrap();
+    let mut c = Http::new(tls);
+    c.send(&server.mirth(MESSAGE)).await.unwrap();
+    c.read_response().await.unwrap()
+}
+
 #[tokio::test]
 async fn ip_outside_the_allowlist_is_closed_before_tls() {
     bounded(async {
@@ -439,15 +452,7 @@ async fn ip_outside_the_allowlist_is_closed_before_tls() {
         );
 
         // From 127.0.0.2 the same client is served.
-        let socket = TcpSocket::new_v4().unwrap();
-        socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
-        let tcp = socket.connect(server.addr).await.unwrap();
-        let tls = tls_over(tcp, "localhost", pki.client_config(Some(&pki.client), H1))
-            .await
-            .unwrap();
-        let mut c = Http::new(tls);
-        c.send(&server.mirth(MESSAGE)).await.unwrap();
-        assert_eq!(c.read_response().await.unwrap().status, 200);
+        assert_eq!(exchange_from_127_0_0_2(&server, &pki).await.status, 200);
         server.stop().await.unwrap();
     })
     .await;
@@ -478,15 +483,7 @@ async fn idle_connections_from_one_address_leave_room_for_another() {
         assert_eq!(server.metrics.rejected_count(reject::HANDSHAKES), 0);
 
         // A real mTLS request from 127.0.0.2 still gets its ACK.
-        let socket = TcpSocket::new_v4().unwrap();
-        socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
-        let tcp = socket.connect(server.addr).await.unwrap();
-        let tls = tls_over(tcp, "localhost", pki.client_config(Some(&pki.client), H1))
-            .await
-            .unwrap();
-        let mut c = Http::new(tls);
-        c.send(&server.mirth(MESSAGE)).await.unwrap();
-        let r = c.read_response().await.unwrap();
+        let r = exchange_from_127_0_0_2(&server, &pki).await;
         assert_eq!(r.status, 200);
         assert_eq!(r.body, ACK);
 
@@ -494,7 +491,10 @@ async fn idle_connections_from_one_address_leave_room_for_another() {
         drop(idle);
         let mut served = false;
         for _ in 0..100 {
-            if let Ok(tls) = server.connect(pki.client_config(Some(&pki.client), H1)).await {
+            if let Ok(tls) = server
+                .connect(pki.client_config(Some(&pki.client), H1))
+                .await
+            {
                 let mut c = Http::new(tls);
                 c.send(&server.mirth(MESSAGE)).await.unwrap();
                 served = c.read_response().await.map(|r| r.status).ok() == Some(200);

@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 // The schema's descriptions of keys a spec may leave out print the runtime's defaults.
 use hl7gw_runtime::config::defaults;
 pub use hl7gw_runtime::config::{
-    Backoff, ByteSize, Duration, EnvName, FailurePolicy, Limits, ProcessingId,
-    RequestContentType, ResponseContentType, SinkConfig,
+    Backoff, ByteSize, Duration, EnvName, FailurePolicy, Limits, ProcessingId, RequestContentType,
+    ResponseContentType, SinkConfig,
 };
 
 /// A customer integration spec: the HL7 v2 messages one customer exchanges with EMS, how

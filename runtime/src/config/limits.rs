@@ -177,7 +177,10 @@ mod tests {
         assert_eq!(limits.connections, defaults::CONNECTIONS);
         assert_eq!(limits.mllp_idle_timeout, defaults::MLLP_IDLE_TIMEOUT);
         assert!(serde_json::from_str::<Limits>(r#"{"conections": 8}"#).is_err());
-        assert_eq!(Limits::DEFAULT.problems(Some(defaults::MAX_BODY.bytes())), []);
+        assert_eq!(
+            Limits::DEFAULT.problems(Some(defaults::MAX_BODY.bytes())),
+            []
+        );
     }
 
     #[test]
@@ -196,7 +199,12 @@ mod tests {
             .collect();
         assert_eq!(
             keys,
-            ["connections", "mllp_idle_timeout", "connections_per_ip", "body_memory"]
+            [
+                "connections",
+                "mllp_idle_timeout",
+                "connections_per_ip",
+                "body_memory"
+            ]
         );
         // Without a receiving side the body budget is not judged.
         assert_eq!(limits.problems(None).len(), 3);

@@ -336,10 +336,10 @@ async fn process<H: Handler>(
         let _reserved = reserved;
         handling.handler.handle(request).await
     })
-        .await
-        .unwrap_or_else(|_| {
-            Hl7Response::Unavailable("the message could not be processed; retry".to_owned())
-        });
+    .await
+    .unwrap_or_else(|_| {
+        Hl7Response::Unavailable("the message could not be processed; retry".to_owned())
+    });
     let mut reply = match response {
         Hl7Response::Ack(ack) => {
             if let Declared::Other { label, .. } = declared {

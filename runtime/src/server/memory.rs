@@ -122,10 +122,7 @@ mod tests {
         memory.reserve(&mut a, 20).unwrap();
         assert_eq!(a.bytes, 80);
         let mut b = Reserved::default();
-        assert!(matches!(
-            memory.reserve(&mut b, 30),
-            Err(BodyError::Spent)
-        ));
+        assert!(matches!(memory.reserve(&mut b, 30), Err(BodyError::Spent)));
         drop(a);
         memory.reserve(&mut b, 100).unwrap();
         assert_eq!(memory.total(), 100);

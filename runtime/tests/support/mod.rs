@@ -297,7 +297,10 @@ impl TestServer {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        panic!("the handler saw {} requests, not {n}", self.handler.seen().len());
+        panic!(
+            "the handler saw {} requests, not {n}",
+            self.handler.seen().len()
+        );
     }
 
     /// A TLS connection from 127.0.0.1.
