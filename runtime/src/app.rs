@@ -561,6 +561,7 @@ async fn update_queue_gauges(
                     .map(Duration::from_secs),
                 status.held,
             );
+            gauges.set_queue_stalled(status.stalled.is_some());
         }
         tokio::select! {
             () = tokio::time::sleep(Duration::from_secs(5)) => {}
@@ -692,13 +693,22 @@ pub fn queue_command(
         path: resolved.store.clone(),
         source,
     })?;
-    let queue = crate::queue::Queue::new(store);
+    let queue = crate::queue::Queue::new(store.clone());
     let q = queue.blocking();
     let failed = AppError::Queue;
     let pretty = |v: serde_json::Value| serde_json::to_string_pretty(&v).unwrap_or_default();
     Ok(match command {
         QueueCommand::Status => {
-            pretty(serde_json::to_value(q.status(DESTINATION).map_err(failed)?).unwrap_or_default())
+            let mut status = q.status(DESTINATION).map_err(failed)?;
+            // Another process: the running sequencer's own findings are not visible here,
+            // but a store that refuses writes stops it all the same.
+            if let Err(e) = store.blocking().check_writable() {
+                status.stalled = Some(crate::queue::Stall {
+                    reason: format!("the store does not take writes: {e}"),
+                    since: crate::store::timestamp::now(),
+                });
+            }
+            pretty(serde_json::to_value(status).unwrap_or_default())
         }
         QueueCommand::List { after, limit } => {
             let filter = crate::queue::ListFilter {

@@ -29,6 +29,7 @@
 //! | `hl7gw_queue_depth` | gauge | messages queued, in flight or held |
 //! | `hl7gw_queue_oldest_unacked_milliseconds` | gauge | age of the oldest message without an ACK |
 //! | `hl7gw_queue_held` | gauge | 1 while the stream is held for an operator |
+//! | `hl7gw_queue_stalled` | gauge | 1 while the stream cannot progress (the store refuses its writes): `queue status` and `GET /outbound` say why |
 //!
 //! The queue gauges are refreshed from the queue's status every 5 s by the gateway
 //! ([`Metrics::set_queue`]).
@@ -246,6 +247,7 @@ pub struct Metrics {
     oldest_unacked_ms: AtomicI64,
     /// Outbound: 1 while the stream is held for an operator.
     stream_held: AtomicI64,
+    stream_stalled: AtomicI64,
     /// Outbound: time from sending a message to its ACK.
     send_latency: Histogram,
 }
@@ -384,6 +386,12 @@ impl Metrics {
         self.stream_held.store(i64::from(held), Ordering::Relaxed);
     }
 
+    /// Whether the outbound stream cannot progress now (see `queue::StreamStatus::stalled`).
+    pub fn set_queue_stalled(&self, stalled: bool) {
+        self.stream_stalled
+            .store(i64::from(stalled), Ordering::Relaxed);
+    }
+
     /// One outbound message's send-to-ACK time.
     pub fn send_latency(&self, elapsed: Duration) {
         self.send_latency.observe(elapsed);
@@ -441,6 +449,11 @@ impl Metrics {
                 "hl7gw_queue_held",
                 "1 while the outbound stream is held for an operator.",
                 self.stream_held.load(Ordering::Relaxed),
+            ),
+            (
+                "hl7gw_queue_stalled",
+                "1 while the outbound stream cannot progress (the store refuses its writes).",
+                self.stream_stalled.load(Ordering::Relaxed),
             ),
         ] {
             header(&mut out, name, help, "gauge");
@@ -513,7 +526,10 @@ mod tests {
         );
         assert!(text.contains("hl7gw_queue_held 1\n"), "{text}");
         assert!(text.contains("hl7gw_send_seconds_count 1\n"), "{text}");
+        m.set_queue_stalled(true);
+        assert!(m.render().contains("hl7gw_queue_stalled 1\n"));
         m.set_queue(0, None, false);
+        m.set_queue_stalled(false);
         let text = m.render();
         assert!(text.contains("hl7gw_queue_depth 0\n") && text.contains("hl7gw_queue_held 0\n"));
     }

@@ -1,6 +1,7 @@
 //! `/healthz` tells the truth: 503 naming the problem while the sequencer is stopped, the
 //! store refuses writes or a certificate is about to expire, and 200 again once it is put
-//! right (the supervisor restarts the sequencer by itself).
+//! right (the supervisor restarts the sequencer by itself). A stream the store stops says so
+//! in its status.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -25,6 +26,17 @@ struct Unused;
 impl Transport for Unused {
     async fn send(&mut self, _: &Outgoing<'_>) -> Outcome {
         std::future::pending().await
+    }
+}
+
+/// A transport whose engine accepts everything, counting the sends.
+#[derive(Clone, Default)]
+struct Accepting(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Transport for Accepting {
+    async fn send(&mut self, _: &Outgoing<'_>) -> Outcome {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Outcome::accepted(200, hl7gw_runtime::hl7::AckCode::ApplicationAccept, "AA")
     }
 }
 
@@ -193,4 +205,66 @@ async fn a_certificate_about_to_expire_is_503_naming_it() {
         "{body}"
     );
     running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_the_store_stops_says_why_in_its_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gateway.sqlite");
+    let options = StoreOptions {
+        busy_timeout: Duration::from_millis(100),
+    };
+    let queue = Queue::new(Store::open_with(&path, &options).unwrap());
+    let message = b"MSH|^~\\&|EMS|EMS|TIE|TRUST|20260101120000||ORU^R01^ORU_R01|C-1|T|2.4\r";
+    queue.enqueue("engine", message.to_vec()).await.unwrap();
+    assert_eq!(queue.status("engine").await.unwrap().stalled, None);
+
+    // Another process holds the write lock: the sequencer cannot resume the stream.
+    let other = rusqlite::Connection::open(&path).unwrap();
+    other.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let engine = Accepting::default();
+    let sequencer = Sequencer::new(queue.clone(), "engine", engine.clone(), Policies::default())
+        .with_poll_interval(Duration::from_millis(50));
+    let (stop, stopping) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(sequencer.run(async {
+        let _ = stopping.await;
+    }));
+    let mut stalled = None;
+    for _ in 0..200 {
+        stalled = queue.status("engine").await.unwrap().stalled;
+        if stalled.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let stall = stalled.expect("the status never said the stream is stalled");
+    assert!(
+        stall
+            .reason
+            .starts_with("the store failed: cannot resume the stream")
+            && stall.reason.contains("locked"),
+        "{}",
+        stall.reason
+    );
+    let json = serde_json::to_value(queue.status("engine").await.unwrap()).unwrap();
+    assert_eq!(json["stalled"]["reason"], stall.reason.as_str());
+    assert_eq!(engine.0.load(std::sync::atomic::Ordering::SeqCst), 0);
+
+    // Writes work again: the message goes, and the stall is gone.
+    other.execute_batch("ROLLBACK").unwrap();
+    for _ in 0..200 {
+        let status = queue.status("engine").await.unwrap();
+        if status.depth == 0 {
+            assert_eq!(status.stalled, None);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(queue.status("engine").await.unwrap().depth, 0);
+    assert_eq!(engine.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(10), running)
+        .await
+        .unwrap()
+        .unwrap();
 }
