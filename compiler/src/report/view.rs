@@ -121,6 +121,7 @@ pub struct EnvChecks {
     pub processing_id: Setting,
     pub store: Setting,
     pub sink: SinkItem,
+    pub limits: LimitsItem,
 }
 
 /// One certificate file the environment uses.
@@ -244,6 +245,22 @@ pub struct SinkItem {
     /// The webhook URL or MLLP address.
     pub target: Option<String>,
     pub findings: Vec<ItemFinding>,
+}
+
+/// The environment's resource limits.
+#[derive(Debug, Serialize)]
+pub struct LimitsItem {
+    pub state: State,
+    pub rows: Vec<LimitRow>,
+    pub findings: Vec<ItemFinding>,
+}
+
+/// One limit, as the spec writes it.
+#[derive(Debug, Serialize)]
+pub struct LimitRow {
+    pub label: &'static str,
+    /// `None`: the spec leaves it to the default.
+    pub value: Option<String>,
 }
 
 /// A message type bound to a record.
@@ -524,6 +541,61 @@ impl<'a> Builder<'a> {
                 target,
                 findings: item_findings(&sink_findings),
             },
+            limits: self.limits(e),
+        }
+    }
+
+    fn limits(&self, e: &Environment) -> LimitsItem {
+        let pointer = format!("{}/limits", self.base());
+        let findings = self.at(std::slice::from_ref(&pointer));
+        let written: Vec<String> = self
+            .loaded
+            .source
+            .child_keys(&pointer)
+            .into_iter()
+            .map(|(key, _)| key)
+            .collect();
+        let l = e.limits.unwrap_or_default();
+        let rows = [
+            ("connections", "Connections", l.connections.to_string()),
+            (
+                "connections_per_ip",
+                "Connections per address",
+                l.connections_per_ip.to_string(),
+            ),
+            (
+                "handshakes",
+                "TLS handshakes at once",
+                l.handshakes.to_string(),
+            ),
+            (
+                "body_memory",
+                "Memory for bodies in flight",
+                l.body_memory.to_string(),
+            ),
+            (
+                "mllp_connections",
+                "Intake MLLP connections",
+                l.mllp_connections.to_string(),
+            ),
+            (
+                "mllp_idle_timeout",
+                "Intake MLLP idle timeout",
+                l.mllp_idle_timeout.to_string(),
+            ),
+        ]
+        .into_iter()
+        .map(|(key, label, value)| LimitRow {
+            label,
+            value: written
+                .contains(&format!("{pointer}/{key}"))
+                .then_some(value),
+        })
+        .collect();
+        LimitsItem {
+            state: State::of(&findings),
+            rows,
+            findings: item_findings(&findings),
         }
     }
 
