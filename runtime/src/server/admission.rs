@@ -70,8 +70,8 @@ impl Admission {
         ip: IpAddr,
     ) -> Result<(AddressSlot, HandshakeSlot), Refused> {
         let mut open = self.open();
-        let count = open.entry(ip).or_insert(0);
-        if *count >= self.per_ip_limit {
+        let count = open.get(&ip).copied().unwrap_or(0);
+        if count >= self.per_ip_limit {
             return Err(Refused::PerIp);
         }
         let handshake = self
@@ -79,7 +79,8 @@ impl Admission {
             .clone()
             .try_acquire_owned()
             .map_err(|_| Refused::Handshakes)?;
-        *count += 1;
+        // Only an admitted address gets an entry, so refusals leave nothing behind.
+        open.insert(ip, count + 1);
         Ok((
             AddressSlot {
                 admission: self.clone(),
@@ -125,6 +126,11 @@ mod tests {
         // ... and is then spent, whoever asks.
         let c: IpAddr = "10.0.0.3".parse().unwrap();
         assert_eq!(admission.admit(c).err(), Some(Refused::Handshakes));
+        assert_eq!(admission.open_from(c), 0);
+        assert!(
+            admission.open().get(&c).is_none(),
+            "a refusal leaves no entry"
+        );
         // A finished handshake gives its place back; the address slot stays until close.
         drop(first.1);
         let third = admission.admit(c).unwrap();

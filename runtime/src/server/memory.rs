@@ -84,13 +84,16 @@ impl BodyMemory {
         max: u64,
     ) -> Result<(Bytes, Reserved), BodyError> {
         let mut reserved = Reserved::default();
-        if let Some(declared) = body.size_hint().exact() {
+        let declared = body.size_hint().exact();
+        if let Some(declared) = declared {
             if declared > max {
                 return Err(BodyError::TooLarge);
             }
             self.reserve(&mut reserved, declared)?;
         }
-        let mut collected = BytesMut::new();
+        // A declared length is allocated once (never grown to twice the body by doubling).
+        let capacity = declared.and_then(|n| usize::try_from(n).ok()).unwrap_or(0);
+        let mut collected = BytesMut::with_capacity(capacity);
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(|e| BodyError::Failed(Box::new(e)))?;
             let Ok(data) = frame.into_data() else {

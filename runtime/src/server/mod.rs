@@ -202,6 +202,7 @@ impl Settings {
             idle_timeout: Duration::from_secs(120),
             handshake_timeout: Duration::from_secs(10),
             shutdown_timeout: Duration::from_secs(30),
+            // Set from the default limits just below.
             max_connections: 0,
             max_connections_per_ip: 0,
             max_handshakes: 0,
