@@ -153,27 +153,16 @@ async fn hl7_and_json_records_are_queued_and_the_rest_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mllp_intake_answers_a_commit_ack_once_queued() {
-    use hl7gw_runtime::hl7::{AckCode, read_ack};
-    use hl7gw_runtime::mllp::{Deframer, frame, read_message};
+    use hl7gw_runtime::hl7::AckCode;
+    use hl7gw_runtime::mllp::Deframer;
 
     let running = start(true, ListenerLimits::default()).await;
     let (addr, queue) = (running.mllp.unwrap(), running.queue.clone());
 
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let mut deframer = Deframer::new(1 << 20);
-    let mut exchange = async |message: &str| {
-        stream.write_all(&frame(message.as_bytes())).await.unwrap();
-        let ack = tokio::time::timeout(
-            Duration::from_secs(10),
-            read_message(&mut stream, &mut deframer),
-        )
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-        let parsed = Message::parse(&ack).unwrap();
-        read_ack(&parsed).unwrap()
-    };
+    let mut exchange =
+        async |message: &str| mllp_exchange(&mut stream, &mut deframer, message).await;
     // Two messages on one connection: each acknowledged once it is on disk.
     let first = exchange(ORU).await;
     assert_eq!(
@@ -196,6 +185,22 @@ async fn mllp_intake_answers_a_commit_ack_once_queued() {
     running.stop().await;
 }
 
+/// One framed message out and its ACK back (bounded), read.
+async fn mllp_exchange(
+    stream: &mut tokio::net::TcpStream,
+    deframer: &mut hl7gw_runtime::mllp::Deframer,
+    message: &str,
+) -> hl7gw_runtime::hl7::AckReceipt {
+    use hl7gw_runtime::mllp::{frame, read_message};
+    stream.write_all(&frame(message.as_bytes())).await.unwrap();
+    let ack = tokio::time::timeout(Duration::from_secs(10), read_message(stream, deframer))
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    hl7gw_runtime::hl7::read_ack(&Message::parse(&ack).unwrap()).unwrap()
+}
+
 /// Waits (bounded) for the server to close `stream`: EOF or a reset.
 async fn closed_within(stream: &mut tokio::net::TcpStream, limit: Duration) -> bool {
     let mut buf = [0u8; 16];
@@ -207,8 +212,8 @@ async fn closed_within(stream: &mut tokio::net::TcpStream, limit: Duration) -> b
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mllp_connections_are_capped_and_idle_ones_closed() {
-    use hl7gw_runtime::hl7::{AckCode, read_ack};
-    use hl7gw_runtime::mllp::{Deframer, frame, read_message};
+    use hl7gw_runtime::hl7::AckCode;
+    use hl7gw_runtime::mllp::Deframer;
     use tokio::net::TcpStream;
 
     let running = start(true, ListenerLimits::new(2, Duration::from_millis(600))).await;
@@ -229,17 +234,7 @@ async fn mllp_connections_are_capped_and_idle_ones_closed() {
 
     // Their slots are free again: a message is queued and acknowledged.
     let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream.write_all(&frame(ORU.as_bytes())).await.unwrap();
-    let mut deframer = Deframer::new(1 << 20);
-    let ack = tokio::time::timeout(
-        Duration::from_secs(10),
-        read_message(&mut stream, &mut deframer),
-    )
-    .await
-    .unwrap()
-    .unwrap()
-    .unwrap();
-    let ack = read_ack(&Message::parse(&ack).unwrap()).unwrap();
+    let ack = mllp_exchange(&mut stream, &mut Deframer::new(1 << 20), ORU).await;
     assert_eq!(ack.code, AckCode::ApplicationAccept);
     assert_eq!(queue.status("engine").await.unwrap().depth, 1);
 
