@@ -555,41 +555,25 @@ impl<'a> Builder<'a> {
             .into_iter()
             .map(|(key, _)| key)
             .collect();
-        let l = e.limits.unwrap_or_default();
+        // The limits as the spec writes them (`256`, `256MiB`, `5m`), by key.
+        let values = serde_json::to_value(e.limits.unwrap_or_default()).unwrap_or_default();
         let rows = [
-            ("connections", "Connections", l.connections.to_string()),
-            (
-                "connections_per_ip",
-                "Connections per address",
-                l.connections_per_ip.to_string(),
-            ),
-            (
-                "handshakes",
-                "TLS handshakes at once",
-                l.handshakes.to_string(),
-            ),
-            (
-                "body_memory",
-                "Memory for bodies in flight",
-                l.body_memory.to_string(),
-            ),
-            (
-                "mllp_connections",
-                "Intake MLLP connections",
-                l.mllp_connections.to_string(),
-            ),
-            (
-                "mllp_idle_timeout",
-                "Intake MLLP idle timeout",
-                l.mllp_idle_timeout.to_string(),
-            ),
+            ("connections", "Connections"),
+            ("connections_per_ip", "Connections per address"),
+            ("handshakes", "TLS handshakes at once"),
+            ("body_memory", "Memory for bodies in flight"),
+            ("mllp_connections", "Intake MLLP connections"),
+            ("mllp_idle_timeout", "Intake MLLP idle timeout"),
         ]
         .into_iter()
-        .map(|(key, label, value)| LimitRow {
+        .map(|(key, label)| LimitRow {
             label,
             value: written
                 .contains(&format!("{pointer}/{key}"))
-                .then_some(value),
+                .then(|| match &values[key] {
+                    serde_json::Value::String(text) => text.clone(),
+                    other => other.to_string(),
+                }),
         })
         .collect();
         LimitsItem {
