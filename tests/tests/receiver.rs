@@ -462,6 +462,32 @@ async fn idle_connections_from_one_address_leave_room_for_another() {
     .await;
 }
 
+#[tokio::test]
+async fn healthz_is_503_while_the_store_refuses_writes_and_200_once_it_takes_them() {
+    bounded(async {
+        let case = Case::demo();
+        assert_eq!(case.gw.ops_get("/healthz").0, 200);
+        // Another process holds the store's write lock: the gateway cannot commit anything.
+        let other = rusqlite::Connection::open(&case.gw.config.store).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let (status, body) = case.gw.ops_get("/healthz");
+        assert_eq!(status, 503, "{body}");
+        let body: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(body["status"], "unavailable");
+        assert_eq!(body["problems"][0]["check"], "store", "{body}");
+        other.execute_batch("ROLLBACK").unwrap();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while case.gw.ops_get("/healthz").0 != 200 {
+            assert!(
+                Instant::now() < deadline,
+                "/healthz stayed 503 after the lock went"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+}
+
 // ---------------------------------------------------------------------------------------
 // What the gateway says about a message.
 
