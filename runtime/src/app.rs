@@ -275,9 +275,11 @@ pub struct CheckReport {
     pub store_pragmas: String,
 }
 
-/// Loads the certificates and opens the store of `environment` without serving.
+/// Checks the limits, loads the certificates and opens the store of `environment` without
+/// serving.
 pub fn check(environment: &Environment, options: &RunOptions) -> Result<CheckReport, AppError> {
     let resolved = resolve(environment, options)?;
+    check_limits(environment)?;
     tls::server_config(&resolved.cert, &resolved.key, &resolved.client_ca)?;
     if let Some(send) = &resolved.send {
         crate::client::client_config(&send.cert, &send.key, &send.server_ca)
@@ -296,6 +298,17 @@ pub fn check(environment: &Environment, options: &RunOptions) -> Result<CheckRep
         resolved,
         store_pragmas: pragmas,
     })
+}
+
+/// The environment's limits, refused when they cannot work (as `validate` does).
+fn check_limits(environment: &Environment) -> Result<(), AppError> {
+    let max_body = environment.receive.as_ref().map(|r| r.max_body);
+    let problems = environment.limits.problems(max_body);
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(AppError::Limits(problems))
+    }
 }
 
 fn sink_for(config: &SinkConfig) -> Result<Sink, AppError> {
@@ -330,10 +343,7 @@ pub async fn serve(
         path: resolved.store.clone(),
         source,
     })?;
-    let problems = environment.limits.problems(Some(r.max_body));
-    if !problems.is_empty() {
-        return Err(AppError::Limits(problems));
-    }
+    check_limits(&environment)?;
     let mut settings = Settings::from_receive(r)?.with_limits(&environment.limits);
     settings.listen = resolved.listen;
     let metrics = Arc::new(Metrics::new());
