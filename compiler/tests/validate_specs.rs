@@ -307,7 +307,8 @@ const CASES: &[Case] = &[
     error("env-backoff-order.yaml", "env-backoff-order", 31, 25),
     warning("env-backoff-long.yaml", "env-backoff-long", 31, 34),
     error("env-max-body-zero.yaml", "env-max-body-zero", 25, 17),
-    warning("env-max-body-large.yaml", "env-max-body-large", 44, 17),
+    warning("env-max-body-large.yaml", "env-max-body-large", 45, 17),
+    error("env-limits.yaml", "env-limits", 34, 27),
     // Network.
     error("net-url.yaml", "net-url", 45, 12),
     error("net-url-webhook.yaml", "net-url", 51, 29),

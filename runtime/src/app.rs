@@ -12,6 +12,10 @@
 //! An environment with a `send:` side also runs the sending gateway in the same process:
 //! the intake (EMS puts outbound messages into the durable queue) and the sequencer (one
 //! message in flight to the Trust's engine, the next only after its ACK).
+//!
+//! Every background task runs under a [`Supervisor`] ([`crate::supervise`]), and the
+//! operations port's `/healthz` is a [`HealthCheck`] over the store, the supervisor's task
+//! board and the loaded certificates ([`crate::health`]).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -20,12 +24,15 @@ use std::time::Duration;
 
 use crate::config::{EnvName, Environment, ReceiveConfig, SinkConfig};
 use crate::gateway::Gateway;
+use crate::health::{Expiry, HealthCheck};
 use crate::listeners::Role;
 use crate::metrics::Metrics;
+use crate::queue::SequencerEvent;
 use crate::server::{self, Receiver, Settings};
 use crate::sink::{MllpSink, Sink, WebhookSink};
 use crate::spec::GatewaySpec;
 use crate::store::Store;
+use crate::supervise::{Supervisor, TaskBoard};
 use crate::tls;
 
 /// The operator's overrides and the folder relative paths resolve against.
@@ -78,6 +85,9 @@ pub enum AppError {
     /// The receive settings are unusable (an allowed IP range, a content type).
     #[error("receive settings: {0}")]
     Receive(#[from] server::SettingsError),
+    /// The resource limits cannot work (`hl7gw validate` reports the same as `env-limits`).
+    #[error("limits: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Limits(Vec<crate::config::LimitProblem>),
     /// The sending side's client cannot be built (its URL, certificates or keys).
     #[error("send: {0}")]
     Send(#[from] crate::client::ClientError),
@@ -107,6 +117,9 @@ pub enum AppError {
     /// The async runtime did not start.
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
+    /// A background task that cannot be restarted ended: the gateway stopped.
+    #[error("{0}")]
+    TaskFailed(#[from] crate::supervise::Failed),
 }
 
 impl AppError {
@@ -123,13 +136,15 @@ impl AppError {
             | Self::Inbox(InboxError::Bind { .. })
             | Self::Intake(crate::intake::IntakeError::Bind { .. })
             | Self::Queue(QueueError::Store(_))
-            | Self::Runtime(_) => true,
+            | Self::Runtime(_)
+            | Self::TaskFailed(_) => true,
             Self::NoEnvironment { .. }
             | Self::NoReceive(_)
             | Self::Listen(_)
             | Self::Ports(_)
             | Self::Tls(_)
             | Self::Receive(_)
+            | Self::Limits(_)
             | Self::Send(_)
             | Self::Webhook(_)
             | Self::Inbox(_)
@@ -260,9 +275,11 @@ pub struct CheckReport {
     pub store_pragmas: String,
 }
 
-/// Loads the certificates and opens the store of `environment` without serving.
+/// Checks the limits, loads the certificates and opens the store of `environment` without
+/// serving.
 pub fn check(environment: &Environment, options: &RunOptions) -> Result<CheckReport, AppError> {
     let resolved = resolve(environment, options)?;
+    check_limits(environment)?;
     tls::server_config(&resolved.cert, &resolved.key, &resolved.client_ca)?;
     if let Some(send) = &resolved.send {
         crate::client::client_config(&send.cert, &send.key, &send.server_ca)
@@ -281,6 +298,17 @@ pub fn check(environment: &Environment, options: &RunOptions) -> Result<CheckRep
         resolved,
         store_pragmas: pragmas,
     })
+}
+
+/// The environment's limits, refused when they cannot work (as `validate` does).
+fn check_limits(environment: &Environment) -> Result<(), AppError> {
+    let max_body = environment.receive.as_ref().map(|r| r.max_body);
+    let problems = environment.limits.problems(max_body);
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(AppError::Limits(problems))
+    }
 }
 
 fn sink_for(config: &SinkConfig) -> Result<Sink, AppError> {
@@ -315,7 +343,8 @@ pub async fn serve(
         path: resolved.store.clone(),
         source,
     })?;
-    let mut settings = Settings::from_receive(r)?;
+    check_limits(&environment)?;
+    let mut settings = Settings::from_receive(r)?.with_limits(&environment.limits);
     settings.listen = resolved.listen;
     let metrics = Arc::new(Metrics::new());
     let sink = sink_for(&environment.sink)?;
@@ -334,7 +363,13 @@ pub async fn serve(
             source: e,
         })
     })?;
-    let ops = server::OpsServer::bind(resolved.ops_listen, metrics.clone(), || true).await?;
+    let board = TaskBoard::default();
+    let health = HealthCheck::new(
+        store.clone(),
+        board.clone(),
+        certificate_expiries(&resolved)?,
+    );
+    let ops = server::OpsServer::bind(resolved.ops_listen, metrics.clone(), health).await?;
     resolved.ops_listen = ops.local_addr().map_err(|e| {
         AppError::Server(server::ServerError::Bind {
             addr: resolved.ops_listen,
@@ -376,7 +411,10 @@ pub async fn serve(
                         .collect(),
                 },
             )
-            .await?;
+            .await?
+            .with_mllp_limits(crate::mllp::ListenerLimits::from_limits(
+                &environment.limits,
+            ));
             if let Some(addr) = intake.http_addr() {
                 files.intake_listen = addr;
             }
@@ -394,9 +432,6 @@ pub async fn serve(
     };
 
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let signal = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|stop| *stop).await;
-    };
     tracing::info!(
         customer = &*spec.customer_code,
         env = environment.name.as_str(),
@@ -408,76 +443,163 @@ pub async fn serve(
     );
     ready(&resolved);
 
-    let ops_task = tokio::spawn(ops.run(signal(stopped.clone())));
-    let inbox_task = inbox.map(|server| tokio::spawn(server.serve(signal(stopped.clone()))));
+    // Every background task runs supervised: restarted when it ends or panics, or (when it
+    // owns a socket) stopping the process with an error. See crate::supervise.
+    let mut tasks = Supervisor::new(stop.clone(), board);
+    tasks.essential(
+        "operations port",
+        log_end(ops.run(stopped_signal(&stopped))),
+    );
+    if let Some(server) = inbox {
+        tasks.essential("inbox API", server.serve(stopped_signal(&stopped)));
+    }
     let retention_store = store.clone();
     let retention = options.retention;
-    let retention_stop = signal(stopped.clone());
-    let retention_task = tokio::spawn(async move {
-        retention_store
-            .run_retention(retention, Duration::from_secs(3600), retention_stop)
-            .await;
+    tasks.restartable("retention", move |stopping| {
+        let store = retention_store.clone();
+        async move {
+            store
+                .run_retention(retention, Duration::from_secs(3600), stopping)
+                .await;
+        }
     });
-    let mut sending_tasks = Vec::new();
-    if let Some((queue, client, intake, policies)) = sending {
-        sending_tasks.push(tokio::spawn(intake.serve(signal(stopped.clone()))));
-        let (events, mut received) = tokio::sync::mpsc::unbounded_channel();
-        let sequencer = crate::queue::Sequencer::new(queue.clone(), DESTINATION, client, policies)
-            .with_events(events);
-        sending_tasks.push(tokio::spawn(sequencer.run(signal(stopped.clone()))));
+    if let (Some((queue, client, intake, policies)), Some(send), Some(files)) =
+        (sending, &environment.send, &resolved.send)
+    {
+        tasks.essential("intake", intake.serve(stopped_signal(&stopped)));
+        let (events, received) = tokio::sync::mpsc::unbounded_channel();
+        let mut first_client = Some(client);
+        let (send, files, sequencer_queue) = (send.clone(), files.clone(), queue.clone());
+        tasks.restartable(format!("sequencer {DESTINATION}"), move |stopping| {
+            // The first run uses the client built at start; a restart builds a fresh one.
+            let client = first_client.take().map(Ok).unwrap_or_else(|| {
+                crate::client::HttpsClient::from_config(
+                    &send,
+                    &files.cert,
+                    &files.key,
+                    &files.server_ca,
+                )
+            });
+            let (queue, events) = (sequencer_queue.clone(), events.clone());
+            async move {
+                match client {
+                    Ok(client) => {
+                        crate::queue::Sequencer::new(queue, DESTINATION, client, policies)
+                            .with_events(events)
+                            .run(stopping)
+                            .await;
+                    }
+                    Err(e) => tracing::error!("sequencer: cannot build the HTTPS client: {e}"),
+                }
+            }
+        });
+        let received = Arc::new(tokio::sync::Mutex::new(received));
         let latency = metrics.clone();
-        sending_tasks.push(tokio::spawn(async move {
-            let mut started = std::collections::HashMap::new();
-            while let Some(event) = received.recv().await {
-                match event {
-                    crate::queue::SequencerEvent::Sending { id, .. } => {
-                        started.insert(id, std::time::Instant::now());
-                    }
-                    crate::queue::SequencerEvent::Delivered { id, .. } => {
-                        if let Some(t0) = started.remove(&id) {
-                            latency.send_latency(t0.elapsed());
-                        }
-                    }
-                    _ => {}
-                }
-            }
-        }));
+        tasks.restartable("send latency", move |stopping| {
+            let (received, latency) = (received.clone(), latency.clone());
+            record_send_latency(received, latency, stopping)
+        });
         let gauges = metrics.clone();
-        let mut gauge_stop = stopped.clone();
-        sending_tasks.push(tokio::spawn(async move {
-            loop {
-                if let Ok(status) = queue.status(DESTINATION).await {
-                    gauges.set_queue(
-                        status.depth,
-                        status
-                            .oldest_unacknowledged_age_secs
-                            .map(Duration::from_secs),
-                        status.held,
-                    );
-                }
-                tokio::select! {
-                    () = tokio::time::sleep(Duration::from_secs(5)) => {}
-                    _ = gauge_stop.wait_for(|s| *s) => break,
-                }
-            }
-        }));
+        tasks.restartable("queue gauges", move |stopping| {
+            update_queue_gauges(queue.clone(), gauges.clone(), stopping)
+        });
     }
     let relay = tokio::spawn(async move {
         shutdown.await;
         let _ = stop.send(true);
     });
-    let result = receiver.run(signal(stopped)).await;
+    let result = receiver.run(stopped_signal(&stopped)).await;
     relay.abort();
-    let _ = ops_task.await;
-    if let Some(task) = inbox_task {
-        let _ = task.await;
+    // The receiver also ends when a failing essential task stops the process.
+    let supervised = tasks.join().await;
+    result?;
+    supervised.map_err(AppError::TaskFailed)
+}
+
+/// Resolves once the process is stopping.
+fn stopped_signal(
+    stopped: &tokio::sync::watch::Receiver<bool>,
+) -> impl Future<Output = ()> + Send + 'static {
+    crate::supervise::stopped(stopped.clone())
+}
+
+/// A server's run, its error logged (the supervisor sees it end).
+async fn log_end<E: std::fmt::Display>(run: impl Future<Output = Result<(), E>>) {
+    if let Err(e) = run.await {
+        tracing::error!("{e}");
     }
-    let _ = retention_task.await;
-    for task in sending_tasks {
-        // The latency task ends when the sequencer drops its event sender.
-        let _ = task.await;
+}
+
+/// Send latency: from the sequencer's `Sending` event to its `Delivered`.
+async fn record_send_latency(
+    received: Arc<tokio::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<SequencerEvent>>>,
+    latency: Arc<Metrics>,
+    stopping: impl Future<Output = ()>,
+) {
+    let mut received = received.lock().await;
+    let mut stopping = std::pin::pin!(stopping);
+    let mut started = std::collections::HashMap::new();
+    loop {
+        let event = tokio::select! {
+            event = received.recv() => event,
+            () = &mut stopping => return,
+        };
+        match event {
+            Some(SequencerEvent::Sending { id, .. }) => {
+                started.insert(id, std::time::Instant::now());
+            }
+            Some(SequencerEvent::Delivered { id, .. }) => {
+                if let Some(t0) = started.remove(&id) {
+                    latency.send_latency(t0.elapsed());
+                }
+            }
+            Some(_) => {}
+            // Every sender is gone: nothing more will come.
+            None => return stopping.await,
+        }
     }
-    result.map_err(AppError::from)
+}
+
+/// The queue's depth, oldest age and held flag into the metrics, every 5 s.
+async fn update_queue_gauges(
+    queue: crate::queue::Queue,
+    gauges: Arc<Metrics>,
+    stopping: impl Future<Output = ()>,
+) {
+    let mut stopping = std::pin::pin!(stopping);
+    loop {
+        if let Ok(status) = queue.status(DESTINATION).await {
+            gauges.set_queue(
+                status.depth,
+                status
+                    .oldest_unacknowledged_age_secs
+                    .map(Duration::from_secs),
+                status.held,
+            );
+            gauges.set_queue_stalled(status.stalled.is_some());
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(5)) => {}
+            () = &mut stopping => return,
+        }
+    }
+}
+
+/// The end of validity of every certificate the process loaded, for the health check.
+fn certificate_expiries(resolved: &Resolved) -> Result<Vec<Expiry>, AppError> {
+    let mut files = vec![
+        ("receive.tls.cert", &resolved.cert),
+        ("receive.tls.client_ca", &resolved.client_ca),
+    ];
+    if let Some(send) = &resolved.send {
+        files.push(("send.tls.cert", &send.cert));
+        files.push(("send.tls.server_ca", &send.server_ca));
+    }
+    let mut found = Vec::new();
+    for (what, path) in files {
+        found.extend(crate::health::expiries(what, path)?);
+    }
+    Ok(found)
 }
 
 /// Ctrl-C or SIGTERM.
@@ -586,13 +708,22 @@ pub fn queue_command(
         path: resolved.store.clone(),
         source,
     })?;
-    let queue = crate::queue::Queue::new(store);
+    let queue = crate::queue::Queue::new(store.clone());
     let q = queue.blocking();
     let failed = AppError::Queue;
     let pretty = |v: serde_json::Value| serde_json::to_string_pretty(&v).unwrap_or_default();
     Ok(match command {
         QueueCommand::Status => {
-            pretty(serde_json::to_value(q.status(DESTINATION).map_err(failed)?).unwrap_or_default())
+            let mut status = q.status(DESTINATION).map_err(failed)?;
+            // Another process: the running sequencer's own findings are not visible here,
+            // but a store that refuses writes stops it all the same.
+            if let Err(e) = store.blocking().check_writable() {
+                status.stalled = Some(crate::queue::Stall {
+                    reason: format!("the store does not take writes: {e}"),
+                    since: crate::store::timestamp::now(),
+                });
+            }
+            pretty(serde_json::to_value(status).unwrap_or_default())
         }
         QueueCommand::List { after, limit } => {
             let filter = crate::queue::ListFilter {

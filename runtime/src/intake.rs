@@ -243,6 +243,7 @@ fn mapping_errors(errors: &[MappingError]) -> Reply {
 pub struct Intake {
     http: TcpListener,
     mllp: Option<TcpListener>,
+    mllp_limits: crate::mllp::ListenerLimits,
     shared: Arc<Shared>,
 }
 
@@ -276,6 +277,7 @@ impl Intake {
         Ok(Self {
             http,
             mllp,
+            mllp_limits: crate::mllp::ListenerLimits::default(),
             shared: Arc::new(Shared {
                 queue,
                 config,
@@ -283,6 +285,12 @@ impl Intake {
                 started,
             }),
         })
+    }
+
+    /// Bounds the MLLP listener's connections (default: [`crate::config::Limits::DEFAULT`]).
+    pub fn with_mllp_limits(mut self, limits: crate::mllp::ListenerLimits) -> Self {
+        self.mllp_limits = limits;
+        self
     }
 
     /// The HTTP API's address.
@@ -297,7 +305,12 @@ impl Intake {
 
     /// Serves both doors until `shutdown` completes.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) {
-        let Self { http, mllp, shared } = self;
+        let Self {
+            http,
+            mllp,
+            mllp_limits,
+            shared,
+        } = self;
         let mut shutdown = std::pin::pin!(shutdown);
         let mllp_shared = shared.clone();
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -312,9 +325,16 @@ impl Intake {
                         _ = stop.wait_for(|s| *s) => break,
                     };
                     match accepted {
-                        Ok((stream, _)) => {
+                        Ok((stream, peer)) => {
+                            let Some(slot) = mllp_limits.admit(peer) else {
+                                continue;
+                            };
                             let shared = mllp_shared.clone();
-                            tokio::spawn(async move { serve_mllp(stream, &shared).await });
+                            let idle = mllp_limits.idle_timeout();
+                            tokio::spawn(async move {
+                                let _slot = slot;
+                                serve_mllp(stream, &shared, idle).await;
+                            });
                         }
                         Err(e) => {
                             // Out of file descriptors and the like: wait without blocking
@@ -599,10 +619,11 @@ async fn from_json(
 }
 
 /// One MLLP connection: each framed message is queued and answered with a commit ACK.
-async fn serve_mllp(mut stream: tokio::net::TcpStream, shared: &Shared) {
+async fn serve_mllp(mut stream: tokio::net::TcpStream, shared: &Shared, idle: Duration) {
     let mut deframer = crate::mllp::Deframer::new(MAX_BODY);
     loop {
-        let message = match crate::mllp::read_message(&mut stream, &mut deframer).await {
+        let read = crate::mllp::read_message_within(&mut stream, &mut deframer, Some(idle));
+        let message = match read.await {
             Ok(Some(m)) => m,
             Ok(None) => return,
             Err(e) => {

@@ -15,6 +15,7 @@ pub mod config;
 pub mod dedup;
 pub mod endpoint;
 pub mod gateway;
+pub mod health;
 pub mod hl7;
 pub mod inbound;
 pub mod intake;
@@ -27,6 +28,7 @@ pub mod server;
 pub mod sink;
 pub mod spec;
 pub mod store;
+pub mod supervise;
 pub mod tls;
 
 pub use spec::GatewaySpec;

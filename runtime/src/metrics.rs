@@ -30,6 +30,7 @@
 //! | `hl7gw_queue_depth` | gauge | messages queued, in flight or held |
 //! | `hl7gw_queue_oldest_unacked_milliseconds` | gauge | age of the oldest message without an ACK |
 //! | `hl7gw_queue_held` | gauge | 1 while the stream is held for an operator |
+//! | `hl7gw_queue_stalled` | gauge | 1 while the stream cannot progress (the store refuses its writes): `queue status` and `GET /outbound` say why |
 //!
 //! The queue gauges are refreshed from the queue's status every 5 s by the gateway
 //! ([`Metrics::set_queue`]).
@@ -59,6 +60,10 @@ pub mod reject {
     pub const SUBJECT: &str = "subject";
     /// Too many open connections.
     pub const CAPACITY: &str = "capacity";
+    /// Too many open connections from this address.
+    pub const PER_IP: &str = "per_ip";
+    /// Too many connections in the TLS handshake.
+    pub const HANDSHAKES: &str = "handshakes";
 }
 
 /// When a request was cancelled by its client (an HTTP/2 RST_STREAM, or the connection
@@ -244,6 +249,7 @@ pub struct Metrics {
     oldest_unacked_ms: AtomicI64,
     /// Outbound: 1 while the stream is held for an operator.
     stream_held: AtomicI64,
+    stream_stalled: AtomicI64,
     /// Outbound: time from sending a message to its ACK.
     send_latency: Histogram,
 }
@@ -256,7 +262,13 @@ impl Metrics {
         for reason in crate::tls::TlsFailure::ALL {
             m.tls_failures.ensure(&[reason.as_str()]);
         }
-        for reason in [reject::IP, reject::SUBJECT, reject::CAPACITY] {
+        for reason in [
+            reject::IP,
+            reject::SUBJECT,
+            reject::CAPACITY,
+            reject::PER_IP,
+            reject::HANDSHAKES,
+        ] {
             m.rejected.ensure(&[reason]);
         }
         for stage in [cancelled::BODY, cancelled::PROCESSING] {
@@ -386,6 +398,12 @@ impl Metrics {
         self.stream_held.store(i64::from(held), Ordering::Relaxed);
     }
 
+    /// Whether the outbound stream cannot progress now (see `queue::StreamStatus::stalled`).
+    pub fn set_queue_stalled(&self, stalled: bool) {
+        self.stream_stalled
+            .store(i64::from(stalled), Ordering::Relaxed);
+    }
+
     /// One outbound message's send-to-ACK time.
     pub fn send_latency(&self, elapsed: Duration) {
         self.send_latency.observe(elapsed);
@@ -443,6 +461,11 @@ impl Metrics {
                 "hl7gw_queue_held",
                 "1 while the outbound stream is held for an operator.",
                 self.stream_held.load(Ordering::Relaxed),
+            ),
+            (
+                "hl7gw_queue_stalled",
+                "1 while the outbound stream cannot progress (the store refuses its writes).",
+                self.stream_stalled.load(Ordering::Relaxed),
             ),
         ] {
             header(&mut out, name, help, "gauge");
@@ -526,7 +549,10 @@ mod tests {
         );
         assert!(text.contains("hl7gw_queue_held 1\n"), "{text}");
         assert!(text.contains("hl7gw_send_seconds_count 1\n"), "{text}");
+        m.set_queue_stalled(true);
+        assert!(m.render().contains("hl7gw_queue_stalled 1\n"));
         m.set_queue(0, None, false);
+        m.set_queue_stalled(false);
         let text = m.render();
         assert!(text.contains("hl7gw_queue_depth 0\n") && text.contains("hl7gw_queue_held 0\n"));
     }

@@ -6,14 +6,22 @@
 //!   `Framing` setting, whose default is MLLP, so a default install POSTs a framed message.
 //!   [`strip_http_body`] removes the framing (tolerantly: see there) and leaves anything else
 //!   untouched; the receiver calls it on every body.
-//! - **Over TCP** (the MLLP sink, later an MLLP listener): [`frame`] wraps one message,
-//!   [`Deframer`] splits a byte stream back into messages, [`read_message`] and
-//!   [`write_message`] do both on tokio streams. These are strict: bytes outside a frame other
+//! - **Over TCP** (the MLLP sink and the intake's MLLP listener): [`frame`] wraps one
+//!   message, [`Deframer`] splits a byte stream back into messages, [`read_message`] and
+//!   [`write_message`] do both on tokio streams. A listener bounds what its peers can hold
+//!   with [`ListenerLimits`]: a cap on open connections and an idle timeout
+//!   ([`read_message_within`]), so idle connections cannot exhaust the process's file
+//!   descriptors and stop every other listener with them. These are strict: bytes outside a frame other
 //!   than line breaks and spaces, a start byte inside a frame, or an end byte not followed by
 //!   CR are errors, because on a raw TCP stream they mean the two sides disagree about framing
 //!   and every later message would be cut wrongly.
 
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Start block, VT.
 pub const START_BLOCK: u8 = 0x0B;
@@ -99,6 +107,9 @@ pub enum MllpError {
     /// The stream ended inside a frame.
     #[error("the connection ended inside an MLLP frame")]
     Truncated,
+    /// No byte arrived within the idle timeout.
+    #[error("no byte for {} s: the connection is idle", .0.as_secs_f64())]
+    Idle(Duration),
     /// The stream failed.
     #[error("MLLP I/O error: {0}")]
     Io(#[from] std::io::Error),
@@ -210,12 +221,30 @@ pub async fn read_message<R>(
 where
     R: AsyncRead + Unpin,
 {
+    read_message_within(reader, deframer, None).await
+}
+
+/// [`read_message`], failing with [`MllpError::Idle`] when no byte arrives for `idle`
+/// (between messages or inside one).
+pub async fn read_message_within<R>(
+    reader: &mut R,
+    deframer: &mut Deframer,
+    idle: Option<Duration>,
+) -> Result<Option<Vec<u8>>, MllpError>
+where
+    R: AsyncRead + Unpin,
+{
     let mut chunk = [0u8; 8192];
     loop {
         if let Some(message) = deframer.next_message()? {
             return Ok(Some(message));
         }
-        let n = reader.read(&mut chunk).await?;
+        let n = match idle {
+            Some(limit) => tokio::time::timeout(limit, reader.read(&mut chunk))
+                .await
+                .map_err(|_| MllpError::Idle(limit))??,
+            None => reader.read(&mut chunk).await?,
+        };
         if n == 0 {
             return if deframer.in_frame() {
                 Err(MllpError::Truncated)
@@ -224,6 +253,67 @@ where
             };
         }
         deframer.push(chunk.get(..n).unwrap_or_default());
+    }
+}
+
+/// What an MLLP listener lets its peers hold: at most `max_connections` open at once (past
+/// it a new connection is closed at once, logged), each closed after `idle_timeout` without
+/// a byte. Cheap to clone: clones share the count.
+#[derive(Debug, Clone)]
+pub struct ListenerLimits {
+    slots: Arc<Semaphore>,
+    max_connections: usize,
+    idle_timeout: Duration,
+}
+
+/// An open connection's place under [`ListenerLimits`]; given back when dropped.
+#[derive(Debug)]
+pub struct ConnectionSlot(#[allow(dead_code)] OwnedSemaphorePermit);
+
+impl ListenerLimits {
+    /// At most `max_connections` at once, each closed after `idle_timeout` without a byte.
+    pub fn new(max_connections: usize, idle_timeout: Duration) -> Self {
+        let max_connections = max_connections.min(Semaphore::MAX_PERMITS);
+        Self {
+            slots: Arc::new(Semaphore::new(max_connections)),
+            max_connections,
+            idle_timeout,
+        }
+    }
+
+    /// The limits of an environment's `limits:`.
+    pub fn from_limits(limits: &crate::config::Limits) -> Self {
+        Self::new(
+            usize::try_from(limits.mllp_connections).unwrap_or(usize::MAX),
+            limits.mllp_idle_timeout.to_std(),
+        )
+    }
+
+    /// How long a connection may stay silent.
+    pub fn idle_timeout(&self) -> Duration {
+        self.idle_timeout
+    }
+
+    /// A slot for a connection just accepted from `peer`, or `None` (logged) when every slot
+    /// is taken: the caller closes the connection.
+    pub fn admit(&self, peer: SocketAddr) -> Option<ConnectionSlot> {
+        match self.slots.clone().try_acquire_owned() {
+            Ok(permit) => Some(ConnectionSlot(permit)),
+            Err(_) => {
+                tracing::warn!(
+                    peer = %peer,
+                    open = self.max_connections,
+                    "MLLP connection refused: too many connections"
+                );
+                None
+            }
+        }
+    }
+}
+
+impl Default for ListenerLimits {
+    fn default() -> Self {
+        Self::from_limits(&crate::config::Limits::DEFAULT)
     }
 }
 
@@ -350,5 +440,46 @@ mod tests {
             read_message(&mut b, &mut d).await,
             Err(MllpError::Truncated)
         ));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_peer_is_idle_even_inside_a_frame() {
+        let (mut a, mut b) = tokio::io::duplex(64);
+        let idle = Some(Duration::from_secs(60));
+        let mut d = Deframer::new(1000);
+        tokio::io::AsyncWriteExt::write_all(&mut a, b"\x0bMSH|half")
+            .await
+            .unwrap();
+        assert!(matches!(
+            read_message_within(&mut b, &mut d, idle).await,
+            Err(MllpError::Idle(_))
+        ));
+        // Bytes keep a connection alive however long the whole message takes.
+        let mut d = Deframer::new(1000);
+        let writer = tokio::spawn(async move {
+            for part in [&b"\x0bMSH|"[..], b"slow", b"\x1c\r"] {
+                tokio::time::sleep(Duration::from_secs(45)).await;
+                tokio::io::AsyncWriteExt::write_all(&mut a, part)
+                    .await
+                    .unwrap();
+            }
+            a
+        });
+        assert_eq!(
+            read_message_within(&mut b, &mut d, idle).await.unwrap(),
+            Some(b"MSH|slow".to_vec())
+        );
+        drop(writer.await.unwrap());
+    }
+
+    #[test]
+    fn a_listener_admits_up_to_its_cap() {
+        let limits = ListenerLimits::new(2, Duration::from_secs(1));
+        let peer: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let first = limits.admit(peer).unwrap();
+        let _second = limits.clone().admit(peer).unwrap();
+        assert!(limits.admit(peer).is_none(), "clones share the count");
+        drop(first);
+        assert!(limits.admit(peer).is_some());
     }
 }

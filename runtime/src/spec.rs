@@ -306,6 +306,7 @@ mod tests {
                 sink: SinkConfig::Inbox,
                 acknowledgement: Acknowledgement::Application,
                 accept_versions: Cow::Borrowed(&[]),
+                limits: crate::config::Limits::DEFAULT,
             }),
             prod: None,
             inbound: vec![InboundBinding {

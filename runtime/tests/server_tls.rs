@@ -397,6 +397,19 @@ async fn subject_not_allowed_is_closed_after_the_handshake() {
     .await;
 }
 
+/// Mirth's request on a fresh mTLS connection from 127.0.0.2 (loopback, another address).
+async fn exchange_from_127_0_0_2(server: &TestServer, pki: &Pki) -> RawResponse {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+    let tcp = socket.connect(server.addr).await.unwrap();
+    let tls = tls_over(tcp, "localhost", pki.client_config(Some(&pki.client), H1))
+        .await
+        .unwrap();
+    let mut c = Http::new(tls);
+    c.send(&server.mirth(MESSAGE)).await.unwrap();
+    c.read_response().await.unwrap()
+}
+
 #[tokio::test]
 async fn ip_outside_the_allowlist_is_closed_before_tls() {
     bounded(async {
@@ -439,15 +452,114 @@ async fn ip_outside_the_allowlist_is_closed_before_tls() {
         );
 
         // From 127.0.0.2 the same client is served.
-        let socket = TcpSocket::new_v4().unwrap();
-        socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
-        let tcp = socket.connect(server.addr).await.unwrap();
-        let tls = tls_over(tcp, "localhost", pki.client_config(Some(&pki.client), H1))
+        assert_eq!(exchange_from_127_0_0_2(&server, &pki).await.status, 200);
+        server.stop().await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn idle_connections_from_one_address_leave_room_for_another() {
+    bounded(async {
+        let pki = Pki::new();
+        // Every idle connection stays in the handshake for the whole test.
+        let server = TestServer::start(&pki, |s| {
+            s.handshake_timeout = Duration::from_secs(25);
+        })
+        .await;
+        let per_ip = hl7gw_runtime::config::defaults::CONNECTIONS_PER_IP as usize;
+        // 300 raw TCP connections from 127.0.0.1 that never send a byte (331 descriptors
+        // with the server's side: well under `ulimit -n 1024`).
+        let mut idle = Vec::new();
+        for _ in 0..300 {
+            idle.push(TcpStream::connect(server.addr).await.unwrap());
+        }
+        server
+            .wait_for("the connections past the address's share refused", |m| {
+                m.rejected_count(reject::PER_IP) == (300 - per_ip) as u64
+            })
+            .await;
+        assert_eq!(server.metrics.rejected_count(reject::CAPACITY), 0);
+        assert_eq!(server.metrics.rejected_count(reject::HANDSHAKES), 0);
+
+        // A real mTLS request from 127.0.0.2 still gets its ACK.
+        let r = exchange_from_127_0_0_2(&server, &pki).await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.body, ACK);
+
+        // Once the idle connections go, their address is served again.
+        drop(idle);
+        let mut served = false;
+        for _ in 0..100 {
+            if let Ok(tls) = server
+                .connect(pki.client_config(Some(&pki.client), H1))
+                .await
+            {
+                let mut c = Http::new(tls);
+                c.send(&server.mirth(MESSAGE)).await.unwrap();
+                served = c.read_response().await.map(|r| r.status).ok() == Some(200);
+                if served {
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(served, "127.0.0.1 was not served again");
+        server.stop().await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn bodies_in_flight_share_one_memory_budget() {
+    bounded(async {
+        let pki = Pki::new();
+        // 64 KiB bodies at most, 100 KiB of them at once.
+        let server = TestServer::start(&pki, |s| s.body_memory = 100 * 1024).await;
+        let sized = |start: &[u8]| {
+            let mut body = start.to_vec();
+            body.resize(60 * 1024, b'x');
+            body
+        };
+        // The first 60 KiB body is held by the handler until the test releases it.
+        let mut first = client(&server, &pki).await;
+        first.send(&server.hapi(&sized(b"HOLD"))).await.unwrap();
+        server.wait_seen(1).await;
+
+        // A second one with Content-Length: 503 with Retry-After, before its body is read.
+        let mut c = client(&server, &pki).await;
+        c.send(b"POST /hl7 HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/plain\r\nContent-Length: 61440\r\nExpect: 100-continue\r\n\r\n")
             .await
             .unwrap();
-        let mut c = Http::new(tls);
-        c.send(&server.mirth(MESSAGE)).await.unwrap();
-        assert_eq!(c.read_response().await.unwrap().status, 200);
+        let r = c.read_response().await.unwrap();
+        assert_eq!(r.status_line, "HTTP/1.1 503 Service Unavailable");
+        assert_eq!(r.header("retry-after"), Some("5"));
+        assert_eq!(r.header("connection"), Some("close"));
+        assert!(r.body_text().contains("memory limit"), "{}", r.body_text());
+
+        // Chunked, without a declared length: 503 once its bytes pass what is left.
+        let mut c = client(&server, &pki).await;
+        c.send(b"POST /hl7 HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n")
+            .await
+            .unwrap();
+        // 40 KiB are left: the fifth 10 KiB chunk does not fit.
+        for _ in 0..5 {
+            let mut chunk = b"2800\r\n".to_vec();
+            chunk.extend_from_slice(&[b'x'; 0x2800]);
+            chunk.extend_from_slice(b"\r\n");
+            c.send(&chunk).await.unwrap();
+        }
+        let r = c.read_response().await.unwrap();
+        assert_eq!(r.status, 503);
+        assert_eq!(r.header("retry-after"), Some("5"));
+        assert_eq!(server.handler.seen().len(), 1, "neither refused body reached the handler");
+
+        // The held message is answered; its bytes go back to the budget.
+        server.handler.release.add_permits(1);
+        assert_eq!(first.read_response().await.unwrap().status, 200);
+        let r = exchange(&server, &pki, &server.hapi(&sized(b"MSH"))).await;
+        assert_eq!(r.status, 200);
+        assert_eq!(server.metrics.responses_count(503), 2);
         server.stop().await.unwrap();
     })
     .await;
@@ -1024,10 +1136,13 @@ async fn operations_port_serves_health_and_metrics() {
 
         let r = ops_get(ops_addr, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await;
         assert_eq!(r.status_line, "HTTP/1.1 200 OK");
-        assert_eq!(r.body_text(), "ok\n");
+        assert_eq!(r.header("content-type"), Some("application/json"));
+        let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(body, serde_json::json!({"status": "ok", "problems": []}));
         healthy.store(false, Ordering::SeqCst);
         let r = ops_get(ops_addr, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await;
         assert_eq!(r.status_line, "HTTP/1.1 503 Service Unavailable");
+        assert!(r.body_text().contains(r#""status":"unavailable""#));
 
         // Some traffic: one ACK, one 404, one TLS failure.
         assert_eq!(

@@ -137,6 +137,10 @@ fn check_config_and_queue_status() {
     let status: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(status["depth"], 0);
     assert_eq!(status["held"], false);
+    assert!(
+        status.get("stalled").is_none(),
+        "a store that takes writes stops nothing: {out}"
+    );
     let (code, _) = gw(&["queue", "retry", "--env", "test", "--store", &store, "7"]);
     assert_eq!(code, 1, "no message 7 to retry");
 }

@@ -1,14 +1,17 @@
 //! The intake API: EMS hands the gateway an outbound message as HL7 or as a typed JSON
 //! record, and gets a queue id once it is on disk; what the spec does not declare, or what
-//! does not build, is refused with the reason and nothing is queued.
+//! does not build, is refused with the reason and nothing is queued. The MLLP listener holds
+//! a bounded number of connections and closes idle ones.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use hl7gw_runtime::config::{Acknowledgement, SendHeader};
 use hl7gw_runtime::hl7::Message;
 use hl7gw_runtime::intake::{Intake, IntakeConfig};
+use hl7gw_runtime::mllp::ListenerLimits;
 use hl7gw_runtime::queue::Queue;
 use hl7gw_runtime::store::Store;
 use hl7gw_tests::wire::{self, Http};
@@ -18,6 +21,64 @@ const ORU: &str = "MSH|^~\\&|EMS|EMS-HOST|TIE|DEMO-TRUST|20260101130000||ORU^R01
 PID|1||9449305552^^^NHS^NH~D123456^^^DEMO^MR||SMITH^JOHN||19700101|F\r\
 OBR|1|PLC-1001|FIL-2002|COL^Colonoscopy^LOCAL\r\
 OBX|1|ED|PDF||^application^pdf^Base64^JVBERi0xLjQKJSVFT0YK\r";
+
+/// An intake on ephemeral loopback ports (with its MLLP listener when `mllp`), serving the
+/// demo spec's TEST environment from a fresh store.
+struct Running {
+    http: SocketAddr,
+    mllp: Option<SocketAddr>,
+    queue: Queue,
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<()>,
+    _dir: tempfile::TempDir,
+}
+
+async fn start(mllp: bool, limits: ListenerLimits) -> Running {
+    let dir = tempfile::tempdir().unwrap();
+    let queue = Queue::new(Store::open(dir.path().join("gateway.sqlite")).unwrap());
+    let intake = Intake::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        mllp.then(|| "127.0.0.1:0".parse().unwrap()),
+        queue.clone(),
+        IntakeConfig {
+            destination: "engine".into(),
+            spec: std::sync::Arc::new(gw_demo::SPEC),
+            processing_id: "T".into(),
+            header: SendHeader {
+                sending_facility: "DEMO".into(),
+                ..SendHeader::DEFAULT
+            },
+            acknowledgement: Acknowledgement::Application,
+            versions: vec!["2.4".into()],
+        },
+    )
+    .await
+    .unwrap()
+    .with_mllp_limits(limits);
+    let (http, mllp) = (intake.http_addr().unwrap(), intake.mllp_addr());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(intake.serve(async {
+        let _ = stopped.await;
+    }));
+    Running {
+        http,
+        mllp,
+        queue,
+        stop,
+        server,
+        _dir: dir,
+    }
+}
+
+impl Running {
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        tokio::time::timeout(Duration::from_secs(10), self.server)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+}
 
 /// One HTTP/1.1 request on a fresh connection; returns the status and the body.
 async fn post(addr: std::net::SocketAddr, path: &str, body: &[u8]) -> (u16, serde_json::Value) {
@@ -49,32 +110,8 @@ async fn post_with(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hl7_and_json_records_are_queued_and_the_rest_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path().join("gateway.sqlite")).unwrap();
-    let queue = Queue::new(store);
-    let intake = Intake::bind(
-        "127.0.0.1:0".parse().unwrap(),
-        None,
-        queue.clone(),
-        IntakeConfig {
-            destination: "engine".into(),
-            spec: std::sync::Arc::new(gw_demo::SPEC),
-            processing_id: "T".into(),
-            header: SendHeader {
-                sending_facility: "DEMO".into(),
-                ..SendHeader::DEFAULT
-            },
-            acknowledgement: Acknowledgement::Application,
-            versions: vec!["2.4".into()],
-        },
-    )
-    .await
-    .unwrap();
-    let addr = intake.http_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(intake.serve(async {
-        let _ = stopped.await;
-    }));
+    let running = start(false, ListenerLimits::default()).await;
+    let (addr, queue) = (running.http, running.queue.clone());
 
     // HL7 as is.
     let (status, body) = post(addr, "/outbound", ORU.as_bytes()).await;
@@ -129,60 +166,21 @@ async fn hl7_and_json_records_are_queued_and_the_rest_refused() {
     assert_eq!(status, 400);
     let status = queue.status("engine").await.unwrap();
     assert_eq!(status.depth, 2, "only the two accepted messages are queued");
-
-    let _ = stop.send(());
-    tokio::time::timeout(Duration::from_secs(10), server)
-        .await
-        .unwrap()
-        .unwrap();
+    running.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mllp_intake_answers_a_commit_ack_once_queued() {
-    use hl7gw_runtime::hl7::{AckCode, read_ack};
-    use hl7gw_runtime::mllp::{Deframer, frame, read_message};
+    use hl7gw_runtime::hl7::AckCode;
+    use hl7gw_runtime::mllp::Deframer;
 
-    let dir = tempfile::tempdir().unwrap();
-    let queue = Queue::new(Store::open(dir.path().join("gateway.sqlite")).unwrap());
-    let intake = Intake::bind(
-        "127.0.0.1:0".parse().unwrap(),
-        Some("127.0.0.1:0".parse().unwrap()),
-        queue.clone(),
-        IntakeConfig {
-            destination: "engine".into(),
-            spec: std::sync::Arc::new(gw_demo::SPEC),
-            processing_id: "T".into(),
-            header: SendHeader {
-                sending_facility: "DEMO".into(),
-                ..SendHeader::DEFAULT
-            },
-            acknowledgement: Acknowledgement::Application,
-            versions: vec!["2.4".into()],
-        },
-    )
-    .await
-    .unwrap();
-    let addr = intake.mllp_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(intake.serve(async {
-        let _ = stopped.await;
-    }));
+    let running = start(true, ListenerLimits::default()).await;
+    let (addr, queue) = (running.mllp.unwrap(), running.queue.clone());
 
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let mut deframer = Deframer::new(1 << 20);
-    let mut exchange = async |message: &str| {
-        stream.write_all(&frame(message.as_bytes())).await.unwrap();
-        let ack = tokio::time::timeout(
-            Duration::from_secs(10),
-            read_message(&mut stream, &mut deframer),
-        )
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-        let parsed = Message::parse(&ack).unwrap();
-        read_ack(&parsed).unwrap()
-    };
+    let mut exchange =
+        async |message: &str| mllp_exchange(&mut stream, &mut deframer, message).await;
     // Two messages on one connection: each acknowledged once it is on disk.
     let first = exchange(ORU).await;
     assert_eq!(
@@ -202,64 +200,64 @@ async fn mllp_intake_answers_a_commit_ack_once_queued() {
     assert_eq!(queue.status("engine").await.unwrap().depth, 2);
 
     drop(stream);
-    let _ = stop.send(());
-    tokio::time::timeout(Duration::from_secs(10), server)
+    running.stop().await;
+}
+
+/// One framed message out and its ACK back (bounded), read.
+async fn mllp_exchange(
+    stream: &mut tokio::net::TcpStream,
+    deframer: &mut hl7gw_runtime::mllp::Deframer,
+    message: &str,
+) -> hl7gw_runtime::hl7::AckReceipt {
+    use hl7gw_runtime::mllp::{frame, read_message};
+    stream.write_all(&frame(message.as_bytes())).await.unwrap();
+    let ack = tokio::time::timeout(Duration::from_secs(10), read_message(stream, deframer))
         .await
         .unwrap()
+        .unwrap()
         .unwrap();
+    hl7gw_runtime::hl7::read_ack(&Message::parse(&ack).unwrap()).unwrap()
 }
 
-/// The demo's TEST intake on loopback with a fresh store, HTTP and MLLP, serving.
-struct Running {
-    _dir: tempfile::TempDir,
-    queue: Queue,
-    http: std::net::SocketAddr,
-    mllp: std::net::SocketAddr,
-    stop: tokio::sync::oneshot::Sender<()>,
-    server: tokio::task::JoinHandle<()>,
+/// Waits (bounded) for the server to close `stream`: EOF or a reset.
+async fn closed_within(stream: &mut tokio::net::TcpStream, limit: Duration) -> bool {
+    let mut buf = [0u8; 16];
+    matches!(
+        tokio::time::timeout(limit, tokio::io::AsyncReadExt::read(stream, &mut buf)).await,
+        Ok(Ok(0) | Err(_))
+    )
 }
 
-impl Running {
-    async fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let queue = Queue::new(Store::open(dir.path().join("gateway.sqlite")).unwrap());
-        let intake = Intake::bind(
-            "127.0.0.1:0".parse().unwrap(),
-            Some("127.0.0.1:0".parse().unwrap()),
-            queue.clone(),
-            IntakeConfig {
-                destination: "engine".into(),
-                spec: std::sync::Arc::new(gw_demo::SPEC),
-                processing_id: "T".into(),
-                header: SendHeader::DEFAULT,
-                acknowledgement: Acknowledgement::Application,
-                versions: vec!["2.4".into()],
-            },
-        )
-        .await
-        .unwrap();
-        let (http, mllp) = (intake.http_addr().unwrap(), intake.mllp_addr().unwrap());
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(intake.serve(async {
-            let _ = stopped.await;
-        }));
-        Self {
-            _dir: dir,
-            queue,
-            http,
-            mllp,
-            stop,
-            server,
-        }
-    }
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mllp_connections_are_capped_and_idle_ones_closed() {
+    use hl7gw_runtime::hl7::AckCode;
+    use hl7gw_runtime::mllp::Deframer;
+    use tokio::net::TcpStream;
 
-    async fn stop(self) {
-        let _ = self.stop.send(());
-        tokio::time::timeout(Duration::from_secs(10), self.server)
-            .await
-            .unwrap()
-            .unwrap();
-    }
+    let running = start(true, ListenerLimits::new(2, Duration::from_millis(600))).await;
+    let (addr, queue) = (running.mllp.unwrap(), running.queue.clone());
+
+    // Two idle connections take both slots; a third is closed at once.
+    let mut first = TcpStream::connect(addr).await.unwrap();
+    let mut second = TcpStream::connect(addr).await.unwrap();
+    let mut third = TcpStream::connect(addr).await.unwrap();
+    assert!(
+        closed_within(&mut third, Duration::from_millis(400)).await,
+        "a connection past the cap was kept"
+    );
+    // The idle ones are closed after the idle timeout, not before.
+    assert!(!closed_within(&mut first, Duration::from_millis(200)).await);
+    assert!(closed_within(&mut first, Duration::from_secs(5)).await);
+    assert!(closed_within(&mut second, Duration::from_secs(5)).await);
+
+    // Their slots are free again: a message is queued and acknowledged.
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let ack = mllp_exchange(&mut stream, &mut Deframer::new(1 << 20), ORU).await;
+    assert_eq!(ack.code, AckCode::ApplicationAccept);
+    assert_eq!(queue.status("engine").await.unwrap().depth, 1);
+
+    drop(stream);
+    running.stop().await;
 }
 
 /// The demo report of [`ORU`] as its JSON record.
@@ -274,8 +272,8 @@ async fn hl7_that_does_not_map_to_its_record_is_refused_with_every_error_and_not
     use hl7gw_runtime::hl7::{AckCode, read_ack};
     use hl7gw_runtime::mllp::{Deframer, frame, read_message};
 
-    let running = Running::start().await;
-    let (http, mllp, queue) = (running.http, running.mllp, running.queue.clone());
+    let running = start(true, ListenerLimits::default()).await;
+    let (http, mllp, queue) = (running.http, running.mllp.unwrap(), running.queue.clone());
 
     // A procedure the customer does not offer, and an NHS number with a wrong check digit.
     let bad = ORU
@@ -338,7 +336,7 @@ async fn hl7_that_does_not_map_to_its_record_is_refused_with_every_error_and_not
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idempotency_key_queues_its_request_once() {
-    let running = Running::start().await;
+    let running = start(true, ListenerLimits::default()).await;
     let (http, queue) = (running.http, running.queue.clone());
 
     // JSON: each request builds a new MSH-10, so only the key makes a repeat a repeat.
@@ -390,7 +388,7 @@ async fn an_idempotency_key_queues_its_request_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_json_header_names_only_msh_3_to_6() {
-    let running = Running::start().await;
+    let running = start(true, ListenerLimits::default()).await;
     let (http, queue) = (running.http, running.queue.clone());
     let record = report_json();
     let ignored = serde_json::json!({ "record": record, "header": { "control_id": "MINE-1" } });
@@ -416,7 +414,7 @@ async fn the_json_header_names_only_msh_3_to_6() {
         .unwrap();
     let built = Message::parse(&detail.raw).unwrap();
     let msh: Vec<_> = (3..=6).map(|f| built.header_text(f, 1)).collect();
-    assert_eq!(msh, ["EMS", "EMS", "TIE", "RXX"]);
+    assert_eq!(msh, ["EMS", "DEMO", "TIE", "RXX"]);
     assert_eq!(queue.status("engine").await.unwrap().depth, 1);
 
     running.stop().await;

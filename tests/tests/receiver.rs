@@ -412,23 +412,79 @@ async fn ip_outside_the_allowlist_is_closed_before_tls() {
         );
 
         // From the allowed address the same engine is served.
-        let tls = wire::connect_from(
-            from_2,
-            case.gw.listen,
-            case.spec().hostname(),
-            demo_engine(),
-        )
-        .await
-        .unwrap();
-        let mut http = Http::new(tls);
-        let body = samples::demo_order("FROM-2", "COL", "SMITH", "T");
-        http.send(&hl7_post(&case, "text/plain", body.as_bytes()))
-            .await
-            .unwrap();
-        assert_eq!(ack_of(&http.read_response().await.unwrap()).code(), "AA");
+        assert_eq!(order_from(&case, from_2, "FROM-2").await, "AA");
         let rows = case.rows();
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].peer_ip.as_deref(), Some("127.0.0.2"));
+    })
+    .await;
+}
+
+/// The demo engine's order on a new connection from `ip`: its ACK code.
+async fn order_from(case: &Case, ip: Option<IpAddr>, control_id: &str) -> String {
+    let tls = wire::connect_from(ip, case.gw.listen, case.spec().hostname(), demo_engine())
+        .await
+        .unwrap();
+    let mut http = Http::new(tls);
+    let body = samples::demo_order(control_id, "COL", "SMITH", "T");
+    http.send(&hl7_post(case, "text/plain", body.as_bytes()))
+        .await
+        .unwrap();
+    ack_of(&http.read_response().await.unwrap())
+        .code()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn idle_connections_from_one_address_leave_room_for_another() {
+    bounded(async {
+        let case = Case::demo();
+        // 300 raw TCP connections from 127.0.0.1 that never send a byte: the address's share
+        // (limits.connections_per_ip) waits in the handshake, the rest are closed.
+        let mut idle = Vec::new();
+        for _ in 0..300 {
+            idle.push(
+                tokio::net::TcpStream::connect(case.gw.listen)
+                    .await
+                    .unwrap(),
+            );
+        }
+        let share = hl7gw_runtime::config::defaults::CONNECTIONS_PER_IP;
+        case.gw.wait_for_metric(&format!(
+            "hl7gw_connections_rejected_total{{reason=\"per_ip\"}} {}",
+            300 - share
+        ));
+        // The Trust's engine at another address still gets its ACK, and the gateway is healthy.
+        let from_2 = Some(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)));
+        assert_eq!(order_from(&case, from_2, "FROM-2").await, "AA");
+        assert_eq!(case.gw.ops_get("/healthz").0, 200);
+        drop(idle);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn healthz_is_503_while_the_store_refuses_writes_and_200_once_it_takes_them() {
+    bounded(async {
+        let case = Case::demo();
+        assert_eq!(case.gw.ops_get("/healthz").0, 200);
+        // Another process holds the store's write lock: the gateway cannot commit anything.
+        let other = rusqlite::Connection::open(&case.gw.config.store).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let (status, body) = case.gw.ops_get("/healthz");
+        assert_eq!(status, 503, "{body}");
+        let body: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(body["status"], "unavailable");
+        assert_eq!(body["problems"][0]["check"], "store", "{body}");
+        other.execute_batch("ROLLBACK").unwrap();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while case.gw.ops_get("/healthz").0 != 200 {
+            assert!(
+                Instant::now() < deadline,
+                "/healthz stayed 503 after the lock went"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     })
     .await;
 }

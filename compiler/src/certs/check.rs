@@ -39,7 +39,7 @@ use super::keys::{PrivateKeyInfo, PublicKey, private_key_info};
 use super::load::{read_certificates, read_private_key};
 
 /// A certificate expiring within this many days (inclusive) is a warning.
-pub const EXPIRY_WARNING_DAYS: i64 = 30;
+pub const EXPIRY_WARNING_DAYS: i64 = hl7gw_runtime::health::EXPIRY_WARNING_DAYS;
 /// RSA keys with fewer bits are an error.
 pub const MIN_RSA_BITS: usize = 2048;
 

@@ -6,6 +6,7 @@
 mod certs;
 mod env;
 mod hl7;
+mod limits;
 mod mapping;
 mod names;
 mod network;
@@ -50,6 +51,7 @@ pub fn check_spec(spec: &LoadedSpec, options: &CheckOptions) -> CheckReport {
     mapping::check(spec, &mut found);
     hl7::check(spec, &mut found);
     env::check(spec, options, &mut found);
+    limits::check(spec, &mut found);
     network::check(spec, options, &mut found);
     certs::check(spec, options, &mut found);
     samples::check(spec, &mut found);

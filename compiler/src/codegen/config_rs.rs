@@ -26,6 +26,8 @@ pub fn render(ctx: &Context<'_>) -> Result<String, CodegenError> {
         .collect();
     let mut uses = vec![
         quote! { Acknowledgement },
+        quote! { ByteSize },
+        quote! { Duration },
         quote! { EnvName },
         quote! { Environment },
     ];
@@ -33,6 +35,7 @@ pub fn render(ctx: &Context<'_>) -> Result<String, CodegenError> {
         uses.push(quote! { FailurePolicies });
         uses.push(quote! { FailurePolicy });
     }
+    uses.push(quote! { Limits });
     if envs.iter().any(|e| e.receive.is_some()) {
         uses.push(quote! { ReceiveConfig });
         uses.push(quote! { RequestContentType });
@@ -82,6 +85,7 @@ pub fn runtime_environment(spec: &Spec, name: EnvName, env: &Environment) -> con
             .or(spec.acknowledgement)
             .unwrap_or(defaults::ACKNOWLEDGEMENT),
         accept_versions: texts(&versions),
+        limits: env.limits.unwrap_or_default(),
     }
 }
 
@@ -225,6 +229,7 @@ fn env_const(env: &config::Environment) -> TokenStream {
         Acknowledgement::AsRequested => quote! { Acknowledgement::AsRequested },
     };
     let versions = list_tokens(&env.accept_versions);
+    let limits = limits_tokens(&env.limits);
     let d = doc(&format!(
         "The `{}` environment (MSH-11 `{}`).",
         env.name.as_str(),
@@ -241,7 +246,31 @@ fn env_const(env: &config::Environment) -> TokenStream {
             sink: #sink,
             acknowledgement: #acknowledgement,
             accept_versions: #versions,
+            limits: #limits,
         };
+    }
+}
+
+fn limits_tokens(l: &config::Limits) -> TokenStream {
+    let count = |n: u32| Literal::u32_unsuffixed(n);
+    let [connections, per_ip, handshakes, mllp_connections] = [
+        l.connections,
+        l.connections_per_ip,
+        l.handshakes,
+        l.mllp_connections,
+    ]
+    .map(count);
+    let body_memory = u64_lit(l.body_memory.bytes());
+    let mllp_idle = u64_lit(l.mllp_idle_timeout.as_millis());
+    quote! {
+        Limits {
+            connections: #connections,
+            connections_per_ip: #per_ip,
+            handshakes: #handshakes,
+            body_memory: ByteSize::from_bytes(#body_memory),
+            mllp_connections: #mllp_connections,
+            mllp_idle_timeout: Duration::from_millis(#mllp_idle),
+        }
     }
 }
 

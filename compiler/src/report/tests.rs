@@ -305,6 +305,28 @@ fn settings_left_out_show_default_without_the_value() {
     assert!(prod.contains("<dt>Largest body</dt><dd>20MiB</dd>"));
 }
 
+#[test]
+fn limits_the_spec_states_are_shown_and_the_rest_say_default() {
+    let loaded = demo_with_all(&[(
+        "    store: var/demo-test.sqlite\n",
+        "    store: var/demo-test.sqlite\n    limits: { connections_per_ip: 8, body_memory: 64MiB }\n",
+    )]);
+    let html = render(&loaded, EnvName::Test);
+    let default = "<span class=\"default\">(default)</span>";
+    assert!(html.contains("<dt>Connections per address</dt><dd>8</dd>"));
+    assert!(html.contains("<dt>Memory for bodies in flight</dt><dd>64MiB</dd>"));
+    for fact in [
+        "Connections",
+        "TLS handshakes at once",
+        "Intake MLLP idle timeout",
+    ] {
+        assert!(
+            html.contains(&format!("<dt>{fact}</dt><dd>{default}</dd>")),
+            "{fact} does not say (default)"
+        );
+    }
+}
+
 /// `text` without the part from `from` (included) up to `to` (excluded).
 fn cut(text: &str, from: &str, to: &str) -> String {
     let start = text.find(from).expect("start marker");

@@ -123,6 +123,7 @@ pub struct EnvChecks {
     pub store: Setting,
     pub sink: SinkItem,
     pub acknowledgement: AcknowledgementItem,
+    pub limits: LimitsItem,
 }
 
 /// Which ACK codes the receiver answers with.
@@ -270,6 +271,22 @@ pub struct SinkItem {
     /// The webhook URL or MLLP address.
     pub target: Option<String>,
     pub findings: Vec<ItemFinding>,
+}
+
+/// The environment's resource limits.
+#[derive(Debug, Serialize)]
+pub struct LimitsItem {
+    pub state: State,
+    pub rows: Vec<LimitRow>,
+    pub findings: Vec<ItemFinding>,
+}
+
+/// One limit, as the spec writes it.
+#[derive(Debug, Serialize)]
+pub struct LimitRow {
+    pub label: &'static str,
+    /// `None`: the spec leaves it to the default.
+    pub value: Option<String>,
 }
 
 /// A message type bound to a record.
@@ -592,6 +609,45 @@ impl<'a> Builder<'a> {
                 target,
                 findings: item_findings(&sink_findings),
             },
+            limits: self.limits(e),
+        }
+    }
+
+    fn limits(&self, e: &Environment) -> LimitsItem {
+        let pointer = format!("{}/limits", self.base());
+        let findings = self.at(std::slice::from_ref(&pointer));
+        let written: Vec<String> = self
+            .loaded
+            .source
+            .child_keys(&pointer)
+            .into_iter()
+            .map(|(key, _)| key)
+            .collect();
+        // The limits as the spec writes them (`256`, `256MiB`, `5m`), by key.
+        let values = serde_json::to_value(e.limits.unwrap_or_default()).unwrap_or_default();
+        let rows = [
+            ("connections", "Connections"),
+            ("connections_per_ip", "Connections per address"),
+            ("handshakes", "TLS handshakes at once"),
+            ("body_memory", "Memory for bodies in flight"),
+            ("mllp_connections", "Intake MLLP connections"),
+            ("mllp_idle_timeout", "Intake MLLP idle timeout"),
+        ]
+        .into_iter()
+        .map(|(key, label)| LimitRow {
+            label,
+            value: written
+                .contains(&format!("{pointer}/{key}"))
+                .then(|| match &values[key] {
+                    serde_json::Value::String(text) => text.clone(),
+                    other => other.to_string(),
+                }),
+        })
+        .collect();
+        LimitsItem {
+            state: State::of(&findings),
+            rows,
+            findings: item_findings(&findings),
         }
     }
 

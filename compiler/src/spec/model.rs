@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 // The schema's descriptions of keys a spec may leave out print the runtime's defaults.
 use hl7gw_runtime::config::defaults;
 pub use hl7gw_runtime::config::{
-    Acknowledgement, Backoff, ByteSize, Duration, EnvName, FailurePolicy, ProcessingId,
+    Acknowledgement, Backoff, ByteSize, Duration, EnvName, FailurePolicy, Limits, ProcessingId,
     RequestContentType, ResponseContentType, SinkConfig,
 };
 
@@ -174,6 +174,10 @@ pub struct Environment {
     /// `acknowledgement` when left out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub acknowledgement: Option<Acknowledgement>,
+    /// Connections, TLS handshakes, body memory and MLLP connections the gateway may take;
+    /// each key defaults (`hl7gw_runtime::config::defaults`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<Limits>,
     /// Warnings accepted for this environment: warning code → the reason, recorded in the
     /// go-live report. Only warnings can be acknowledged, never errors.
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]

@@ -5,8 +5,9 @@
 
 use std::borrow::Cow;
 use hl7gw_runtime::config::{
-    Acknowledgement, EnvName, Environment, FailurePolicies, FailurePolicy, ReceiveConfig,
-    RequestContentType, SendConfig, SendHeader, SinkConfig,
+    Acknowledgement, ByteSize, Duration, EnvName, Environment, FailurePolicies,
+    FailurePolicy, Limits, ReceiveConfig, RequestContentType, SendConfig, SendHeader,
+    SinkConfig,
 };
 
 /// The `test` environment (MSH-11 `T`).
@@ -57,6 +58,14 @@ pub const TEST: Environment = Environment {
     sink: SinkConfig::Inbox,
     acknowledgement: Acknowledgement::Application,
     accept_versions: Cow::Borrowed(&[Cow::Borrowed("2.5.1")]),
+    limits: Limits {
+        connections: 256,
+        connections_per_ip: 32,
+        handshakes: 64,
+        body_memory: ByteSize::from_bytes(268435456),
+        mllp_connections: 32,
+        mllp_idle_timeout: Duration::from_millis(300000),
+    },
 };
 
 /// The `prod` environment (MSH-11 `P`).
@@ -107,4 +116,12 @@ pub const PROD: Environment = Environment {
     sink: SinkConfig::Inbox,
     acknowledgement: Acknowledgement::Application,
     accept_versions: Cow::Borrowed(&[Cow::Borrowed("2.5.1")]),
+    limits: Limits {
+        connections: 256,
+        connections_per_ip: 32,
+        handshakes: 64,
+        body_memory: ByteSize::from_bytes(268435456),
+        mllp_connections: 32,
+        mllp_idle_timeout: Duration::from_millis(300000),
+    },
 };

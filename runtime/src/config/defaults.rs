@@ -43,3 +43,18 @@ pub const SENDING_FACILITY: &str = "EMS";
 pub const SINK: super::SinkConfig = super::SinkConfig::Inbox;
 /// `acknowledgement`: application ACKs (AA/AE/AR) whatever MSH-15/MSH-16 ask.
 pub const ACKNOWLEDGEMENT: Acknowledgement = Acknowledgement::Application;
+/// `limits.connections`: receiver connections served at once.
+pub const CONNECTIONS: u32 = 256;
+/// `limits.connections_per_ip`: receiver connections from one source address at once, so one
+/// address (a misbehaving engine, a scanner inside the allowlist) leaves room for the others.
+pub const CONNECTIONS_PER_IP: u32 = 32;
+/// `limits.handshakes`: receiver connections still in the TLS handshake at once.
+pub const HANDSHAKES: u32 = 64;
+/// `limits.body_memory`: bytes of request bodies held in memory at once, across every
+/// connection (each body is held whole until its message is committed).
+pub const BODY_MEMORY: ByteSize = ByteSize::from_bytes(256 << 20);
+/// `limits.mllp_connections`: intake MLLP connections open at once.
+pub const MLLP_CONNECTIONS: u32 = 32;
+/// `limits.mllp_idle_timeout`: an intake MLLP connection that sends no byte for this long is
+/// closed.
+pub const MLLP_IDLE_TIMEOUT: Duration = Duration::from_secs(5 * 60);

@@ -12,9 +12,11 @@ use std::borrow::Cow;
 use serde::{Deserialize, Serialize};
 
 pub mod defaults;
+mod limits;
 mod units;
 mod vocab;
 
+pub use limits::{LimitProblem, Limits};
 pub use units::{ByteSize, Duration};
 pub use vocab::{
     Acknowledgement, Backoff, EnvName, FailurePolicy, MediaType, ProcessingId, RequestContentType,
@@ -73,6 +75,8 @@ pub struct Environment {
     /// The MSH-12 versions the receiver accepts: the spec's `hl7_version`, then its
     /// `accept_versions`. Empty accepts any version (an environment built by hand in a test).
     pub accept_versions: TextList,
+    /// Connections, handshakes, body memory and MLLP connections the gateway may take.
+    pub limits: Limits,
 }
 
 /// The receiver.

@@ -82,7 +82,7 @@ use tokio::sync::Notify;
 
 pub use record::{
     Enqueued, IdempotencyKey, LastResponse, ListFilter, MessageDetail, MessageInfo, MessageState,
-    Pending, StreamState, StreamStatus,
+    Pending, Stall, StreamState, StreamStatus,
 };
 pub(crate) use record::{NewMessage, StreamCounts};
 pub use sequencer::{Backoff, Policies, Sequencer, SequencerEvent};
@@ -152,12 +152,14 @@ pub enum QueueError {
     },
 }
 
-/// The queue: a handle on the store plus a wake-up signal for sequencers in this process.
-/// Cheap to clone; clones share both.
+/// The queue: a handle on the store plus a wake-up signal for sequencers in this process,
+/// and what the sequencers here found stopping their streams. Cheap to clone; clones share
+/// all three.
 #[derive(Clone, Debug)]
 pub struct Queue {
     store: Store,
     wake: Arc<Notify>,
+    stalls: Arc<std::sync::Mutex<std::collections::HashMap<String, Stall>>>,
 }
 
 impl Queue {
@@ -166,7 +168,32 @@ impl Queue {
         Self {
             store,
             wake: Arc::new(Notify::new()),
+            stalls: Arc::default(),
         }
+    }
+
+    /// A sequencer cannot move `destination`'s stream on: `reason` shows in its status
+    /// (`stalled`) until [`Queue::clear_stall`]. The first reason's time is kept while the
+    /// stall lasts.
+    pub fn report_stall(&self, destination: &str, reason: String) {
+        let mut stalls = self.stalls.lock().unwrap_or_else(|e| e.into_inner());
+        let since = stalls
+            .get(destination)
+            .map_or_else(timestamp::now, |s| s.since);
+        stalls.insert(destination.to_owned(), Stall { reason, since });
+    }
+
+    /// The stream moves again.
+    pub fn clear_stall(&self, destination: &str) {
+        let mut stalls = self.stalls.lock().unwrap_or_else(|e| e.into_inner());
+        if !stalls.is_empty() {
+            stalls.remove(destination);
+        }
+    }
+
+    fn stall(&self, destination: &str) -> Option<Stall> {
+        let stalls = self.stalls.lock().unwrap_or_else(|e| e.into_inner());
+        stalls.get(destination).cloned()
     }
 
     /// The store.
@@ -253,7 +280,9 @@ impl Queue {
     pub async fn status(&self, destination: &str) -> Result<StreamStatus, QueueError> {
         let head = self.head_info(destination).await?;
         let counts = self.store.queue_counts(destination.to_owned()).await?;
-        Ok(stream_status(destination, head, counts))
+        let mut status = stream_status(destination, head, counts);
+        status.stalled = self.stall(destination);
+        Ok(status)
     }
 
     /// Every stream's status, by destination name.

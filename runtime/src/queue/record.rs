@@ -239,6 +239,20 @@ pub struct StreamStatus {
     /// The latest delivery.
     #[serde(serialize_with = "timestamp::text::option")]
     pub last_delivered_at: Option<OffsetDateTime>,
+    /// Why the stream cannot progress now, whatever its state says (the store refuses
+    /// writes); absent when nothing stops it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stalled: Option<Stall>,
+}
+
+/// Why a stream cannot progress, and since when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Stall {
+    /// What stops it.
+    pub reason: String,
+    /// Since when.
+    #[serde(serialize_with = "timestamp::text::serialize")]
+    pub since: OffsetDateTime,
 }
 
 /// The counts of one stream, as the store reports them.
@@ -411,6 +425,7 @@ pub(crate) fn stream_status(
         delivered: counts.delivered,
         skipped: counts.skipped,
         last_delivered_at: counts.last_delivered_at,
+        stalled: None,
     }
 }
 

@@ -319,6 +319,15 @@ impl<T: Transport> Sequencer<T> {
         }
     }
 
+    /// Logs a store failure that stops the stream, and shows it in the stream's status.
+    fn store_trouble(&self, what: String, error: &dyn std::fmt::Display) {
+        tracing::error!(destination = %self.destination, "queue: {what}: {error}");
+        self.queue.report_stall(
+            &self.destination,
+            format!("the store failed: {what}: {error}"),
+        );
+    }
+
     /// Delivers the stream until `shutdown` completes. A message in flight at shutdown stays
     /// `in_flight` and is sent again by the next sequencer (same bytes, same MSH-10); dropping
     /// the future has the same effect. Store errors are logged and retried after the poll
@@ -342,7 +351,7 @@ impl<T: Transport> Sequencer<T> {
                     break;
                 }
                 Err(e) => {
-                    tracing::error!(destination = %self.destination, "queue: cannot read the store: {e}");
+                    self.store_trouble("cannot resume the stream".to_owned(), &e);
                     if let Wake::Shutdown = pause(None, shutdown.as_mut(), self.poll).await {
                         return;
                     }
@@ -360,7 +369,7 @@ impl<T: Transport> Sequencer<T> {
             let head = match self.queue.head_info(&self.destination).await {
                 Ok(head) => head,
                 Err(e) => {
-                    tracing::error!(destination = %self.destination, "queue: cannot read the store: {e}");
+                    self.store_trouble("cannot read the head of the stream".to_owned(), &e);
                     if let Wake::Shutdown =
                         pause(Some(notified.as_mut()), shutdown.as_mut(), self.poll).await
                     {
@@ -370,6 +379,8 @@ impl<T: Transport> Sequencer<T> {
                 }
             };
             let Some(head) = head else {
+                // Nothing to send: nothing stops the stream.
+                self.queue.clear_stall(&self.destination);
                 if let Wake::Shutdown =
                     pause(Some(notified.as_mut()), shutdown.as_mut(), self.poll).await
                 {
@@ -378,6 +389,7 @@ impl<T: Transport> Sequencer<T> {
                 continue;
             };
             if head.state == MessageState::Held {
+                self.queue.clear_stall(&self.destination);
                 if let Wake::Shutdown =
                     pause(Some(notified.as_mut()), shutdown.as_mut(), self.poll).await
                 {
@@ -403,8 +415,11 @@ impl<T: Transport> Sequencer<T> {
             backoff = None;
             match self.attempt(head, shutdown.as_mut()).await {
                 Step::Shutdown => return,
-                Step::Next => {}
-                Step::Backoff(wait) => backoff = Some(wait),
+                Step::Next => self.queue.clear_stall(&self.destination),
+                Step::Backoff(wait) => {
+                    self.queue.clear_stall(&self.destination);
+                    backoff = Some(wait);
+                }
                 Step::StoreTrouble => {
                     if let Wake::Shutdown = pause(None, shutdown.as_mut(), self.poll).await {
                         return;
@@ -424,7 +439,7 @@ impl<T: Transport> Sequencer<T> {
             // An operator skipped or held it between the read and now.
             Ok(None) => return Step::Next,
             Err(e) => {
-                tracing::error!(destination = %self.destination, "queue: cannot mark message {} in flight: {e}", info.id);
+                self.store_trouble(format!("cannot mark message {} in flight", info.id), &e);
                 return Step::StoreTrouble;
             }
         };
@@ -460,7 +475,7 @@ impl<T: Transport> Sequencer<T> {
                 }
                 Err(e) => {
                     // Still in flight in the store: sent again, and answered as a duplicate.
-                    tracing::error!(destination = %self.destination, "queue: cannot record the ACK of message {}: {e}", info.id);
+                    self.store_trouble(format!("cannot record the ACK of message {}", info.id), &e);
                     Step::StoreTrouble
                 }
             };
@@ -479,7 +494,10 @@ impl<T: Transport> Sequencer<T> {
             .await
         {
             Err(e) => {
-                tracing::error!(destination = %self.destination, "queue: cannot record the outcome of message {}: {e}", info.id);
+                self.store_trouble(
+                    format!("cannot record the outcome of message {}", info.id),
+                    &e,
+                );
                 Step::StoreTrouble
             }
             // An operator acted meanwhile; their decision stands.

@@ -18,6 +18,7 @@ use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
+use super::admission::{AddressSlot, HandshakeSlot};
 use super::http::{ConnInfo, respond};
 use super::{Handler, Shared};
 use crate::metrics::reject;
@@ -173,6 +174,7 @@ pub(super) async fn serve_connection<H: Handler>(
     shared: Arc<Shared<H>>,
     tcp: TcpStream,
     peer_ip: IpAddr,
+    (_address_slot, handshake_slot): (AddressSlot, HandshakeSlot),
     mut stop: watch::Receiver<bool>,
 ) {
     let settings = &shared.settings;
@@ -201,6 +203,8 @@ pub(super) async fn serve_connection<H: Handler>(
         }
         Ok(Ok(tls)) => tls,
     };
+    // The handshake is over: its place in the budget goes to the next connection.
+    drop(handshake_slot);
 
     let (_, session) = tls.get_ref();
     let subjects = session

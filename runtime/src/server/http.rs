@@ -9,13 +9,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body_util::Full;
 use hyper::body::{Body, Incoming};
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode, Version};
 use tracing::info;
 
 use super::conn::Activity;
+use super::memory::{BodyError, RETRY_AFTER_SECS};
 use super::{
     Handler, Hl7Request, Hl7Response, MediaType, RequestContentType, ResponseContentType, Shared,
 };
@@ -43,6 +44,8 @@ struct Reply {
     request_bytes: usize,
     /// The client cancelled the request (why): no response reaches it.
     cancelled: Option<&'static str>,
+    /// A 503 for spent body memory: tell the client when to retry.
+    retry_after: bool,
 }
 
 impl Reply {
@@ -58,6 +61,7 @@ impl Reply {
             ack: None,
             request_bytes: 0,
             cancelled: None,
+            retry_after: false,
         }
     }
 
@@ -144,6 +148,9 @@ pub(super) async fn respond<H: Handler>(
     }
     if reply.allow_post {
         headers.insert(header::ALLOW, HeaderValue::from_static("POST"));
+    }
+    if reply.retry_after {
+        headers.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
     }
     if reply.close && version < Version::HTTP_2 {
         headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -239,13 +246,14 @@ async fn process<H: Handler>(
     }
 
     // Reading the body is what makes hyper send `100 Continue` to a client that asked.
-    let limit = usize::try_from(settings.max_body).unwrap_or(usize::MAX);
     let collected = tokio::time::timeout(
         settings.body_timeout,
-        Limited::new(request.into_body(), limit).collect(),
+        shared
+            .body_memory
+            .read(request.into_body(), settings.max_body),
     )
     .await;
-    let body = match collected {
+    let (body, reserved) = match collected {
         Err(_elapsed) => {
             return Reply::text(
                 StatusCode::REQUEST_TIMEOUT,
@@ -256,14 +264,26 @@ async fn process<H: Handler>(
             )
             .closing();
         }
-        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
+        Ok(Err(BodyError::TooLarge)) => {
             return Reply::text(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!("body over the limit of {} bytes", settings.max_body),
             )
             .closing();
         }
-        Ok(Err(e)) => {
+        Ok(Err(BodyError::Spent)) => {
+            let mut reply = Reply::text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "the gateway holds as many message bodies as its memory limit allows ({} bytes); retry in {RETRY_AFTER_SECS} s",
+                    shared.body_memory.total()
+                ),
+            )
+            .closing();
+            reply.retry_after = true;
+            return reply;
+        }
+        Ok(Err(BodyError::Failed(e))) => {
             if let Some(why) = cancelled_by_client(e.as_ref()) {
                 return Reply::cancelled(why);
             }
@@ -273,7 +293,7 @@ async fn process<H: Handler>(
             )
             .closing();
         }
-        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Ok(read)) => read,
     };
     let request_bytes = body.len();
     let message = body.slice(crate::mllp::unframed_range(&body));
@@ -311,11 +331,15 @@ async fn process<H: Handler>(
     // short between the sink and the commit: it finishes, and a retry is answered from the
     // store.
     let handling = shared.clone();
-    let response = tokio::spawn(async move { handling.handler.handle(request).await })
-        .await
-        .unwrap_or_else(|_| {
-            Hl7Response::Unavailable("the message could not be processed; retry".to_owned())
-        });
+    // The body's bytes stay reserved until the handler is done with them.
+    let response = tokio::spawn(async move {
+        let _reserved = reserved;
+        handling.handler.handle(request).await
+    })
+    .await
+    .unwrap_or_else(|_| {
+        Hl7Response::Unavailable("the message could not be processed; retry".to_owned())
+    });
     let mut reply = match response {
         Hl7Response::Ack(ack) => {
             if let Declared::Other { label, .. } = declared {
@@ -336,6 +360,7 @@ async fn process<H: Handler>(
                 ack: Some((ack.message_type, ack.code)),
                 request_bytes,
                 cancelled: None,
+                retry_after: false,
             }
         }
         Hl7Response::NotHl7(text) => return not_hl7(&text),

@@ -9,7 +9,11 @@
 //!    `hl7gw_connections_rejected_total{reason="ip"}`. IPv4-mapped IPv6 addresses
 //!    (`::ffff:10.0.0.1`, from a dual-stack listener) are checked as IPv4. An empty list
 //!    admits nobody. Past [`Settings::max_connections`] open connections, new ones are closed
-//!    the same way (`reason="capacity"`).
+//!    the same way (`reason="capacity"`); so are connections from an address that already
+//!    has [`Settings::max_connections_per_ip`] open (`reason="per_ip"`), and any connection
+//!    while [`Settings::max_handshakes`] are in the TLS handshake (`reason="handshakes"`).
+//!    The per-address cap is below both other limits, so idle connections from one address
+//!    never lock another out.
 //! 2. **TLS handshake**, bounded by [`Settings::handshake_timeout`]: TLS 1.2 or 1.3, client
 //!    certificate required and verified against the client CA (see [`crate::tls`]). Failures
 //!    are counted by reason in `hl7gw_tls_failures_total`.
@@ -58,7 +62,7 @@
 //! | 415 | the charset is not supported; or the media type is not one of [`MediaType`] and either the check is strict or the body is not HL7 either (see below) |
 //! | 408 | the body did not arrive within [`Settings::body_timeout`] |
 //! | 400 | the body is empty (after removing MLLP framing) or the handler says it is not HL7 |
-//! | 503 | the handler cannot commit the message: the sender should retry |
+//! | 503 | the bodies in flight hold [`Settings::body_memory`] (with `Retry-After`, before the body is read when its length is declared), or the handler cannot commit the message: the sender should retry |
 //! | 200 | an ACK, whatever its code (AA, AE, AR…): never 4xx/5xx for an AE/AR outcome |
 //!
 //! After a 404, 405, 408, 413 or a 415 sent before the body was read, on HTTP/1.1 the
@@ -108,8 +112,10 @@
 //! header value that could hold patient data, never the handler's error text (that goes to
 //! the sender only).
 
+mod admission;
 mod conn;
 mod http;
+mod memory;
 mod ops;
 
 use std::future::Future;
@@ -124,7 +130,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
-use crate::config::ReceiveConfig;
+use crate::config::{Limits, ReceiveConfig};
 use crate::hl7::Charset;
 use crate::metrics::{Metrics, reject};
 
@@ -159,6 +165,14 @@ pub struct Settings {
     pub shutdown_timeout: Duration,
     /// Most connections served at once.
     pub max_connections: usize,
+    /// Most connections from one source address at once (handshakes included); less than
+    /// `max_connections` and `max_handshakes`, so one address leaves room for the others.
+    pub max_connections_per_ip: usize,
+    /// Most connections in the TLS handshake at once.
+    pub max_handshakes: usize,
+    /// Bytes of request bodies held at once across every connection; when spent, 503 with
+    /// `Retry-After` (see the module docs).
+    pub body_memory: u64,
     /// The Content-Type of ACKs.
     pub response_content_type: ResponseContentType,
     /// How strictly the request's Content-Type is read (see the module docs).
@@ -173,8 +187,9 @@ impl Settings {
 
     /// Settings with the defaults: nobody allowed yet, bodies up to
     /// [`Self::DEFAULT_MAX_BODY`], 30 s for headers, 60 s for the body, 120 s idle, 10 s for
-    /// the handshake, 30 s to shut down, 256 connections, the ACK's Content-Type following the
-    /// request's, any Content-Type read when the body is HL7, HTTP/1.1 only.
+    /// the handshake, 30 s to shut down, the connection and memory limits of
+    /// [`Limits::DEFAULT`], the ACK's Content-Type following the request's, any Content-Type
+    /// read when the body is HL7, HTTP/1.1 only.
     pub fn new(listen: SocketAddr, path: impl Into<String>) -> Self {
         Self {
             listen,
@@ -187,11 +202,26 @@ impl Settings {
             idle_timeout: Duration::from_secs(120),
             handshake_timeout: Duration::from_secs(10),
             shutdown_timeout: Duration::from_secs(30),
-            max_connections: 256,
+            // Set from the default limits just below.
+            max_connections: 0,
+            max_connections_per_ip: 0,
+            max_handshakes: 0,
+            body_memory: 0,
             response_content_type: crate::config::defaults::RESPONSE_CONTENT_TYPE,
             request_content_type: crate::config::defaults::REQUEST_CONTENT_TYPE,
             http2: crate::config::defaults::HTTP2,
         }
+        .with_limits(&Limits::DEFAULT)
+    }
+
+    /// These settings with an environment's connection and memory limits.
+    pub fn with_limits(mut self, limits: &Limits) -> Self {
+        let count = |n: u32| usize::try_from(n).unwrap_or(usize::MAX);
+        self.max_connections = count(limits.connections);
+        self.max_connections_per_ip = count(limits.connections_per_ip);
+        self.max_handshakes = count(limits.handshakes);
+        self.body_memory = limits.body_memory.bytes();
+        self
     }
 
     /// Settings from a generated gateway's receive configuration, with the default time
@@ -321,6 +351,8 @@ struct Shared<H> {
     tls: Arc<rustls::ServerConfig>,
     handler: H,
     metrics: Arc<Metrics>,
+    admission: Arc<admission::Admission>,
+    body_memory: memory::BodyMemory,
     /// Prefix of request ids: the start time, so ids stay unique across restarts.
     id_prefix: String,
     next_id: AtomicU64,
@@ -360,6 +392,9 @@ impl<H: Handler> Receiver<H> {
             .map(|d| d.as_secs())
             .unwrap_or(0);
         let tls = crate::tls::with_alpn(&tls, settings.http2);
+        let admission =
+            admission::Admission::new(settings.max_connections_per_ip, settings.max_handshakes);
+        let body_memory = memory::BodyMemory::new(settings.body_memory);
         Ok(Self {
             listener,
             shared: Arc::new(Shared {
@@ -367,6 +402,8 @@ impl<H: Handler> Receiver<H> {
                 tls,
                 handler,
                 metrics,
+                admission,
+                body_memory,
                 id_prefix: format!("{started:x}"),
                 next_id: AtomicU64::new(1),
             }),
@@ -424,10 +461,20 @@ impl<H: Handler> Receiver<H> {
                             drop(tcp);
                             continue;
                         }
+                        let slots = match shared.admission.admit(ip) {
+                            Ok(slots) => slots,
+                            Err(refused) => {
+                                shared.metrics.connection_rejected(refused.reason());
+                                info!(peer_ip = %ip, reason = refused.reason(), "connection refused: no slot for this address now");
+                                drop(tcp);
+                                continue;
+                            }
+                        };
                         tasks.spawn(conn::serve_connection(
                             shared.clone(),
                             tcp,
                             ip,
+                            slots,
                             stop_rx.clone(),
                         ));
                     }

@@ -1,7 +1,8 @@
 //! The operations port: plain HTTP/1.1 on a separate, local address (bind it to loopback or
 //! a management network: it has no TLS and no authentication).
 //!
-//! - `GET /healthz`: `200 ok` when the health check passes, `503 unavailable` otherwise.
+//! - `GET /healthz`: 200 when the health check passes, 503 otherwise, with a JSON body
+//!   naming what is wrong ([`crate::health`]).
 //! - `GET /metrics`: the [`Metrics`] in the Prometheus text format.
 //!
 //! Anything else: 404, or 405 for another method on those paths.
@@ -23,6 +24,7 @@ use tokio::task::JoinSet;
 use tracing::{info, warn};
 
 use super::ServerError;
+use crate::health::HealthSource;
 use crate::metrics::Metrics;
 
 /// How long the operations port waits for a request's headers.
@@ -38,10 +40,7 @@ pub struct OpsServer<F> {
     health: Arc<F>,
 }
 
-impl<F> OpsServer<F>
-where
-    F: Fn() -> bool + Send + Sync + 'static,
-{
+impl<F: HealthSource> OpsServer<F> {
     /// Binds the operations port.
     pub async fn bind(
         addr: SocketAddr,
@@ -84,8 +83,11 @@ where
                         let health = health.clone();
                         tasks.spawn(async move {
                             let service = hyper::service::service_fn(move |request| {
-                                let reply = answer(&request, &metrics, &*health);
-                                async move { Ok::<_, Infallible>(reply) }
+                                let metrics = metrics.clone();
+                                let health = health.clone();
+                                async move {
+                                    Ok::<_, Infallible>(answer(&request, &metrics, &*health).await)
+                                }
                             });
                             let mut http = hyper::server::conn::http1::Builder::new();
                             http.timer(TokioTimer::new()).header_read_timeout(OPS_TIMEOUT);
@@ -120,7 +122,7 @@ pub async fn serve_ops<F>(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServerError>
 where
-    F: Fn() -> bool + Send + Sync + 'static,
+    F: HealthSource,
 {
     OpsServer::bind(addr, metrics, health)
         .await?
@@ -128,10 +130,10 @@ where
         .await
 }
 
-fn answer(
+async fn answer(
     request: &Request<Incoming>,
     metrics: &Metrics,
-    health: &dyn Fn() -> bool,
+    health: &impl HealthSource,
 ) -> Response<Full<Bytes>> {
     let path = request.uri().path();
     if path != "/healthz" && path != "/metrics" {
@@ -148,11 +150,19 @@ fn answer(
         return response;
     }
     if path == "/healthz" {
-        if health() {
-            text(StatusCode::OK, "ok\n")
-        } else {
-            text(StatusCode::SERVICE_UNAVAILABLE, "unavailable\n")
+        let report = health.report().await;
+        if !report.healthy() {
+            tracing::warn!(problems = ?report.problems, "health check: unavailable");
         }
+        let mut response = Response::new(Full::new(Bytes::from(report.to_json().to_string())));
+        if !report.healthy() {
+            *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+        }
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        response
     } else {
         let mut response = Response::new(Full::new(Bytes::from(metrics.render())));
         response.headers_mut().insert(

@@ -280,6 +280,12 @@ impl Store {
         self.run(|s| s.pragmas()).await
     }
 
+    /// Writes one tiny row and commits it: `Ok` when the store takes writes now (the health
+    /// check's question; a full disk or a lock held elsewhere answers `Err`).
+    pub async fn check_writable(&self) -> Result<(), StoreError> {
+        self.run(|s| s.check_writable()).await
+    }
+
     /// The stored ACK of the committed message with this key, if any.
     pub async fn find_duplicate(&self, key: &DedupKey) -> Result<Option<StoredAck>, StoreError> {
         let key = key.clone();
@@ -367,6 +373,13 @@ impl BlockingStore {
     pub fn pragmas(&self) -> Result<Pragmas, StoreError> {
         match &self.backend {
             Backend::Sqlite(db) => db.pragmas(),
+        }
+    }
+
+    /// Writes one tiny row and commits it; see [`Store::check_writable`].
+    pub fn check_writable(&self) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sqlite(db) => db.check_writable(),
         }
     }
 

@@ -143,12 +143,24 @@ pub struct Seen {
 }
 
 /// Records every request and answers with [`ACK`] in the request's charset. Bodies starting
-/// `NOT-HL7` get a 400, `UNAVAILABLE` a 503, `SLOW` an ACK after 500 ms. `finished` counts
-/// the requests whose handling ran to its end.
-#[derive(Clone, Default)]
+/// `NOT-HL7` get a 400, `UNAVAILABLE` a 503, `SLOW` an ACK after 500 ms, `HOLD` an ACK once
+/// the test adds a permit to `release`. `finished` counts the requests whose handling ran
+/// to its end.
+#[derive(Clone)]
 pub struct TestHandler {
     pub seen: Arc<Mutex<Vec<Seen>>>,
     pub finished: Arc<std::sync::atomic::AtomicUsize>,
+    pub release: Arc<tokio::sync::Semaphore>,
+}
+
+impl Default for TestHandler {
+    fn default() -> Self {
+        Self {
+            seen: Arc::default(),
+            finished: Arc::default(),
+            release: Arc::new(tokio::sync::Semaphore::new(0)),
+        }
+    }
 }
 
 impl TestHandler {
@@ -174,6 +186,9 @@ impl Handler for TestHandler {
         }
         if request.body.starts_with(b"SLOW") {
             tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        if request.body.starts_with(b"HOLD") {
+            let _ = self.release.acquire().await.map(|p| p.forget());
         }
         self.finished
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -272,6 +287,20 @@ impl TestServer {
     /// Mirth's request with its defaults (docs/peers.md §2) for `/hl7` on this server.
     pub fn mirth(&self, body: &[u8]) -> Vec<u8> {
         engines::mirth_request("/hl7", "localhost", self.addr.port(), body)
+    }
+
+    /// Waits (bounded) until the handler has seen `n` requests.
+    pub async fn wait_seen(&self, n: usize) {
+        for _ in 0..500 {
+            if self.handler.seen().len() >= n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!(
+            "the handler saw {} requests, not {n}",
+            self.handler.seen().len()
+        );
     }
 
     /// A TLS connection from 127.0.0.1.

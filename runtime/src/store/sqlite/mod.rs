@@ -70,6 +70,20 @@ impl Sqlite {
     }
 }
 
+impl Sqlite {
+    /// Rewrites the health row in its own transaction, committed (fsynced) like any other
+    /// write: an error means the store does not take writes now.
+    pub(crate) fn check_writable(&self) -> Result<(), StoreError> {
+        let conn = self.conn();
+        conn.execute(
+            "INSERT INTO health (id, checked_at) VALUES (1, ?1)
+             ON CONFLICT (id) DO UPDATE SET checked_at = excluded.checked_at",
+            [timestamp::format(timestamp::now())],
+        )?;
+        Ok(())
+    }
+}
+
 /// Creates the directory and, on Unix, the file itself with mode 0600 (it holds patient
 /// data; SQLite gives its `-wal` and `-shm` files the database file's permissions).
 fn create_file(path: &Path) -> Result<(), StoreError> {

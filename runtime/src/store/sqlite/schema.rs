@@ -114,6 +114,11 @@ CREATE UNIQUE INDEX outbound_messages_idempotency_key
     ON outbound_messages (destination, idempotency_key) WHERE idempotency_key IS NOT NULL;
 "#,
     },
+    Migration {
+        version: 5,
+        description: "health: the one row the health check rewrites to prove the store takes writes",
+        sql: "CREATE TABLE health (id INTEGER PRIMARY KEY CHECK (id = 1), checked_at TEXT NOT NULL) STRICT;",
+    },
 ];
 
 /// The newest version this build knows.
