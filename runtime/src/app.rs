@@ -75,6 +75,12 @@ pub enum AppError {
     /// Certificates or keys do not load.
     #[error("TLS: {0}")]
     Tls(#[from] tls::TlsError),
+    /// A certificate, key or CRL file does not load (named).
+    #[error("TLS: {0}")]
+    TlsFile(#[from] crate::reload::FileError),
+    /// `reload` did not reload.
+    #[error("{0}")]
+    Reload(#[from] crate::control::ControlError),
     /// The receive settings are unusable (an allowed IP range, a content type).
     #[error("receive settings: {0}")]
     Receive(#[from] server::SettingsError),
@@ -117,6 +123,10 @@ impl AppError {
         use crate::sink::inbox::InboxError;
         match self {
             Self::Tls(tls::TlsError::Read { .. })
+            | Self::TlsFile(crate::reload::FileError {
+                source: tls::TlsError::Read { .. },
+                ..
+            })
             | Self::Send(crate::client::ClientError::Tls(tls::TlsError::Read { .. }))
             | Self::Store { .. }
             | Self::Server(_)
@@ -124,11 +134,13 @@ impl AppError {
             | Self::Intake(crate::intake::IntakeError::Bind { .. })
             | Self::Queue(QueueError::Store(_))
             | Self::Runtime(_) => true,
+            Self::Reload(e) => e.is_io(),
             Self::NoEnvironment { .. }
             | Self::NoReceive(_)
             | Self::Listen(_)
             | Self::Ports(_)
             | Self::Tls(_)
+            | Self::TlsFile(_)
             | Self::Receive(_)
             | Self::Send(_)
             | Self::Webhook(_)
@@ -154,6 +166,8 @@ pub struct Resolved {
     pub key: PathBuf,
     /// Client CA.
     pub client_ca: PathBuf,
+    /// The client CA's CRLs, when the spec names them.
+    pub client_crl: Option<PathBuf>,
     /// The store file.
     pub store: PathBuf,
     /// The sending side, when the environment has one.
@@ -169,6 +183,8 @@ pub struct ResolvedSend {
     pub key: PathBuf,
     /// The Trust's server CA.
     pub server_ca: PathBuf,
+    /// The server CA's CRLs, when the spec names them.
+    pub server_crl: Option<PathBuf>,
     /// Intake API.
     pub intake_listen: SocketAddr,
     /// Intake MLLP listener.
@@ -235,6 +251,7 @@ pub fn resolve(environment: &Environment, options: &RunOptions) -> Result<Resolv
         cert: file(&r.cert),
         key: file(&r.key),
         client_ca: file(&r.client_ca),
+        client_crl: r.client_crl.as_deref().map(file),
         store: options
             .store
             .clone()
@@ -243,12 +260,37 @@ pub fn resolve(environment: &Environment, options: &RunOptions) -> Result<Resolv
             cert: file(&send.cert),
             key: file(&send.key),
             server_ca: file(&send.server_ca),
+            server_crl: send.server_crl.as_deref().map(file),
             intake_listen: options.intake_listen.unwrap_or_else(|| local(Role::Intake)),
             mllp_listen: options
                 .mllp_listen
                 .unwrap_or_else(|| local(Role::IntakeMllp)),
         }),
     })
+}
+
+impl Resolved {
+    /// The receiver's certificate files.
+    pub fn server_tls_files(&self) -> crate::reload::TlsFiles {
+        crate::reload::TlsFiles {
+            cert: self.cert.clone(),
+            key: self.key.clone(),
+            peer_ca: self.client_ca.clone(),
+            peer_crl: self.client_crl.clone(),
+        }
+    }
+}
+
+impl ResolvedSend {
+    /// The sender's certificate files.
+    pub fn client_tls_files(&self) -> crate::reload::TlsFiles {
+        crate::reload::TlsFiles {
+            cert: self.cert.clone(),
+            key: self.key.clone(),
+            peer_ca: self.server_ca.clone(),
+            peer_crl: self.server_crl.clone(),
+        }
+    }
 }
 
 /// What `check` found: everything loaded.
@@ -263,10 +305,9 @@ pub struct CheckReport {
 /// Loads the certificates and opens the store of `environment` without serving.
 pub fn check(environment: &Environment, options: &RunOptions) -> Result<CheckReport, AppError> {
     let resolved = resolve(environment, options)?;
-    tls::server_config(&resolved.cert, &resolved.key, &resolved.client_ca)?;
+    crate::reload::ServerTls::load(resolved.server_tls_files())?;
     if let Some(send) = &resolved.send {
-        crate::client::client_config(&send.cert, &send.key, &send.server_ca)
-            .map_err(crate::client::ClientError::Tls)?;
+        crate::reload::ClientTls::load(send.client_tls_files())?;
     }
     let store = Store::open(&resolved.store).map_err(|source| AppError::Store {
         path: resolved.store.clone(),
@@ -310,7 +351,13 @@ pub async fn serve(
     let spec = Arc::new(spec.clone());
     let mut resolved = resolve(&environment, options)?;
     let r = receive(&environment)?;
-    let tls_config = tls::server_config(&resolved.cert, &resolved.key, &resolved.client_ca)?;
+    let server_tls = crate::reload::ServerTls::load(resolved.server_tls_files())?;
+    let tls_config = server_tls.config()?;
+    let client_tls = match &resolved.send {
+        Some(files) => Some(crate::reload::ClientTls::load(files.client_tls_files())?),
+        None => None,
+    };
+    let reloader = crate::reload::TlsReloader::new(Some(server_tls), client_tls.clone());
     let store = Store::open(&resolved.store).map_err(|source| AppError::Store {
         path: resolved.store.clone(),
         source,
@@ -350,14 +397,10 @@ pub async fn serve(
         None
     };
 
-    let sending = match (&environment.send, &mut resolved.send) {
-        (Some(send), Some(files)) => {
-            let client = crate::client::HttpsClient::from_config(
-                send,
-                &files.cert,
-                &files.key,
-                &files.server_ca,
-            )?;
+    let sending = match (&environment.send, &mut resolved.send, client_tls) {
+        (Some(send), Some(files), Some(client_tls)) => {
+            let timeout = Duration::from_millis(send.timeout_ms);
+            let client = crate::client::HttpsClient::new(&send.url, client_tls.config()?, timeout)?;
             let queue = crate::queue::Queue::new(store.clone());
             let intake = crate::intake::Intake::bind(
                 files.intake_listen,
@@ -405,6 +448,8 @@ pub async fn serve(
     ready(&resolved);
 
     let ops_task = tokio::spawn(ops.run(signal(stopped.clone())));
+    let control = crate::control::serve(reloader, resolved.store.clone(), signal(stopped.clone()));
+    let control_task = tokio::spawn(control);
     let inbox_task = inbox.map(|server| tokio::spawn(server.serve(signal(stopped.clone()))));
     let retention_store = store.clone();
     let retention = options.retention;
@@ -465,6 +510,7 @@ pub async fn serve(
     let result = receiver.run(signal(stopped)).await;
     relay.abort();
     let _ = ops_task.await;
+    let _ = control_task.await;
     if let Some(task) = inbox_task {
         let _ = task.await;
     }

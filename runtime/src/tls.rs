@@ -30,7 +30,7 @@ use rustls::crypto::CryptoProvider;
 use rustls::server::WebPkiClientVerifier;
 use rustls::{CertificateError, RootCertStore, ServerConfig, SupportedProtocolVersion};
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
 
 /// The protocol versions the receiver accepts, most preferred first.
 pub const PROTOCOL_VERSIONS: &[&SupportedProtocolVersion] =
@@ -119,6 +119,28 @@ pub fn certificates_from_pem(
         return Err(TlsError::NoCertificate { what });
     }
     Ok(certs)
+}
+
+/// Every certificate revocation list in a PEM text (`BEGIN X509 CRL` blocks), in order; at
+/// least one. The verifier parses them (see [`crate::reload`]).
+pub fn crls_from_pem(
+    what: &'static str,
+    pem: &[u8],
+) -> Result<Vec<CertificateRevocationListDer<'static>>, TlsError> {
+    let crls = CertificateRevocationListDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| TlsError::Pem {
+            what,
+            message: e.to_string(),
+        })?;
+    if crls.is_empty() {
+        return Err(TlsError::Pem {
+            what,
+            message: "no certificate revocation list found (expected a PEM `BEGIN X509 CRL` block)"
+                .to_owned(),
+        });
+    }
+    Ok(crls)
 }
 
 /// The private key in a PEM text (PKCS#8, PKCS#1 or SEC1).

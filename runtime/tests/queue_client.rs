@@ -855,6 +855,7 @@ async fn policies_from_the_send_config_are_honoured() {
             cert: "client.crt".into(),
             key: "client.key".into(),
             server_ca: "server-ca.crt".into(),
+            server_crl: None,
             timeout_ms: 5000,
             backoff_first_ms: 5,
             backoff_max_ms: 20,
