@@ -13,9 +13,13 @@
 //! not parse) is refused with an error naming it, and the running configuration stays as it
 //! was. It is triggered by SIGHUP and by `gw-<code> reload` ([`crate::control`]).
 //!
+//! Resumed TLS sessions skip the certificate checks, so neither side resumes sessions: every
+//! new connection is verified against the CRLs and served the certificate current then.
+//!
 //! Revocation: when the spec names a CRL file for the peer's CA, the peer's (end-entity)
 //! certificate is checked against it. The file must hold a CRL for every CA of the CA file
-//! (a certificate whose issuer has no CRL is refused: its status is unknown), and a CRL past
+//! (a certificate whose issuer has no CRL is refused: its status is unknown), every CRL must
+//! be signed by a CA of the CA file (else the file is refused), and a CRL past
 //! its next update makes the verifier refuse every certificate of that CA until a fresh CRL
 //! is loaded (fail closed, as RFC 5280 reads): `hl7gw validate` reports both ahead of time,
 //! and a warning is logged when a loaded CRL is already out of date.
@@ -26,7 +30,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::{ResolvesClientCert, WebPkiServerVerifier};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
+use rustls::server::{ClientHello, NoServerSessionStorage, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
 use rustls::{
     ClientConfig, DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig,
@@ -127,12 +131,13 @@ fn load(files: &TlsFiles, side: Side) -> Result<Loaded, FileError> {
             ),
         },
     })?;
-    let mut roots = RootCertStore::empty();
-    for ca in at(
+    let cas = at(
         &files.peer_ca,
         certificates_from_pem(ca_what, &read(ca_what, &files.peer_ca)?),
-    )? {
-        roots.add(ca).map_err(|e| FileError {
+    )?;
+    let mut roots = RootCertStore::empty();
+    for ca in &cas {
+        roots.add(ca.clone()).map_err(|e| FileError {
             path: files.peer_ca.clone(),
             source: TlsError::ClientCa(e.to_string()),
         })?;
@@ -140,6 +145,13 @@ fn load(files: &TlsFiles, side: Side) -> Result<Loaded, FileError> {
     let crls = match &files.peer_crl {
         Some(path) => {
             let crls = at(path, crls_from_pem(crl_what, &read(crl_what, path)?))?;
+            signed_by_a_ca(&crls, &cas).map_err(|message| FileError {
+                path: path.clone(),
+                source: TlsError::Pem {
+                    what: crl_what,
+                    message: format!("{message} in {}", files.peer_ca.display()),
+                },
+            })?;
             warn_if_out_of_date(path, &crls);
             crls
         }
@@ -150,6 +162,35 @@ fn load(files: &TlsFiles, side: Side) -> Result<Loaded, FileError> {
         roots: Arc::new(roots),
         crls,
     })
+}
+
+/// Every CRL must be signed by one of the CAs: the verifier would ignore a CRL of another CA
+/// and then refuse every certificate whose revocation status it cannot learn.
+fn signed_by_a_ca(
+    crls: &[CertificateRevocationListDer<'static>],
+    cas: &[CertificateDer<'static>],
+) -> Result<(), String> {
+    let cas: Vec<_> = cas
+        .iter()
+        .filter_map(|der| x509_parser::parse_x509_certificate(der).ok())
+        .map(|(_, ca)| ca)
+        .collect();
+    for (i, crl) in crls.iter().enumerate() {
+        let n = i + 1;
+        let (_, parsed) = x509_parser::parse_x509_crl(crl)
+            .map_err(|e| format!("CRL {n} is not a valid certificate revocation list ({e})"))?;
+        let signed = cas.iter().any(|ca| {
+            ca.subject().as_raw() == parsed.issuer().as_raw()
+                && parsed.verify_signature(ca.public_key()).is_ok()
+        });
+        if !signed {
+            return Err(format!(
+                "CRL {n} (issuer \"{}\") is not signed by a CA",
+                parsed.issuer()
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Logs a CRL whose next update is already past: the verifier refuses every certificate of
@@ -272,6 +313,11 @@ impl ServerTls {
             .with_protocol_versions(PROTOCOL_VERSIONS)?
             .with_client_cert_verifier(self.clone())
             .with_cert_resolver(self.clone());
+        // No session resumption: a resumed session skips the certificate checks, so a client
+        // revoked by a reloaded CRL (or a session begun before a rotation, handed a ticket
+        // while the reload ran) could resume. A full handshake costs a millisecond or so.
+        config.session_storage = Arc::new(NoServerSessionStorage {});
+        config.send_tls13_tickets = 0;
         config.alpn_protocols = alpn_protocols(false);
         Ok(Arc::new(config))
     }
@@ -392,6 +438,9 @@ impl ClientTls {
             .iter()
             .map(|p| p.to_vec())
             .collect();
+        // A resumed session skips the server certificate's checks, so a CRL loaded later
+        // would not apply to it; the sender keeps its connection open anyway.
+        config.resumption = rustls::client::Resumption::disabled();
         Ok(Arc::new(config))
     }
 
