@@ -183,7 +183,10 @@ async fn answer(stream: tokio::net::UnixStream, reloader: TlsReloader) {
                 Err(_) => "error the reload task failed\n".to_owned(),
             }
         }
-        Ok(Ok(_)) => format!("error unknown command {:?} (expected `reload`)\n", line.trim()),
+        Ok(Ok(_)) => format!(
+            "error unknown command {:?} (expected `reload`)\n",
+            line.trim()
+        ),
         Ok(Err(e)) => format!("error {e}\n"),
         Err(_) => "error no command within 5 seconds\n".to_owned(),
     };

@@ -30,7 +30,9 @@ use std::sync::{Arc, PoisonError, RwLock};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::{ResolvesClientCert, WebPkiServerVerifier};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::server::{ClientHello, NoServerSessionStorage, ResolvesServerCert, WebPkiClientVerifier};
+use rustls::server::{
+    ClientHello, NoServerSessionStorage, ResolvesServerCert, WebPkiClientVerifier,
+};
 use rustls::sign::CertifiedKey;
 use rustls::{
     ClientConfig, DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig,
@@ -86,8 +88,18 @@ enum Side {
 impl Side {
     fn names(self) -> [&'static str; 4] {
         match self {
-            Side::Server => ["server certificate", "server key", "client CA", "client CRL"],
-            Side::Client => ["client certificate", "client key", "server CA", "server CRL"],
+            Side::Server => [
+                "server certificate",
+                "server key",
+                "client CA",
+                "client CRL",
+            ],
+            Side::Client => [
+                "client certificate",
+                "client key",
+                "server CA",
+                "server CRL",
+            ],
         }
     }
 }
@@ -217,7 +229,10 @@ fn warn_if_out_of_date(path: &Path, crls: &[CertificateRevocationListDer<'static
 /// that does not parse), else at the CA file.
 fn verifier_error(files: &TlsFiles, message: String) -> FileError {
     FileError {
-        path: files.peer_crl.clone().unwrap_or_else(|| files.peer_ca.clone()),
+        path: files
+            .peer_crl
+            .clone()
+            .unwrap_or_else(|| files.peer_ca.clone()),
         source: TlsError::ClientCa(message),
     }
 }
@@ -242,7 +257,9 @@ pub fn fingerprint(der: &[u8]) -> String {
 }
 
 fn leaf_fingerprint(key: &CertifiedKey) -> String {
-    key.cert.first().map_or_else(String::new, |c| fingerprint(c))
+    key.cert
+        .first()
+        .map_or_else(String::new, |c| fingerprint(c))
 }
 
 /// The receiver's certificate and client verifier, swappable (see the module docs).
@@ -566,7 +583,11 @@ impl TlsReloader {
     pub fn reload_logged(&self, trigger: &str) -> Result<String, FileError> {
         let result = self.reload();
         match &result {
-            Ok(summary) => info!(trigger, "certificates reloaded: {}", summary.replace('\n', "; ")),
+            Ok(summary) => info!(
+                trigger,
+                "certificates reloaded: {}",
+                summary.replace('\n', "; ")
+            ),
             Err(e) => error!(
                 trigger,
                 file = %e.path.display(),

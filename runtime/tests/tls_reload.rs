@@ -165,7 +165,11 @@ async fn a_revoked_client_certificate_fails_the_handshake_and_others_pass() {
         let root = ca("hl7gw CRL test CA");
         let good = client_leaf(&root);
         let revoked = client_leaf(&root);
-        let files = Files::new(&root, &server_leaf(&root), Some(&crl_pem(&root, &[&revoked])));
+        let files = Files::new(
+            &root,
+            &server_leaf(&root),
+            Some(&crl_pem(&root, &[&revoked])),
+        );
         let tls = ServerTls::load(files.tls_files(true)).unwrap();
         let server = TestServer::start_with_tls(tls.config().unwrap(), |_| {}).await;
 
@@ -387,12 +391,22 @@ async fn rotate_under_load(trigger: Trigger) {
 
     // A broken certificate, then a key that is not the certificate's: both refused, naming
     // the file; the second certificate stays served.
-    std::fs::write(files.path("own.crt"), "-----BEGIN CERTIFICATE-----\nbroken\n").unwrap();
+    std::fs::write(
+        files.path("own.crt"),
+        "-----BEGIN CERTIFICATE-----\nbroken\n",
+    )
+    .unwrap();
     let broken = reload_error(trigger, &reloader, &store).await;
-    assert!(broken.contains(&files.path("own.crt").display().to_string()), "{broken}");
+    assert!(
+        broken.contains(&files.path("own.crt").display().to_string()),
+        "{broken}"
+    );
     std::fs::write(files.path("own.crt"), &first.cert_pem).unwrap();
     let mismatch = reload_error(trigger, &reloader, &store).await;
-    assert!(mismatch.contains(&files.path("own.key").display().to_string()), "{mismatch}");
+    assert!(
+        mismatch.contains(&files.path("own.key").display().to_string()),
+        "{mismatch}"
+    );
     let done = load.requests.load(Ordering::SeqCst);
     wait_for_requests(&load, done + 10).await;
 
@@ -407,7 +421,10 @@ async fn rotate_under_load(trigger: Trigger) {
         "first {}, second {}, handshakes {:?}",
         &a[..5],
         &b[..5],
-        fresh.iter().map(|(after, fp)| format!("{after}:{}", &fp[..5])).collect::<Vec<_>>()
+        fresh
+            .iter()
+            .map(|(after, fp)| format!("{after}:{}", &fp[..5]))
+            .collect::<Vec<_>>()
     );
     assert!(fresh.iter().any(|(_, fp)| *fp == a));
     assert!(fresh.iter().filter(|(_, fp)| *fp == b).count() >= 10);

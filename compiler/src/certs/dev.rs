@@ -147,6 +147,27 @@ impl Ca {
     pub(crate) fn key_pem(&self) -> String {
         self.key.serialize_pem()
     }
+
+    /// An empty CRL of this CA (PEM) valid from `this_update` to `next_update`, for tests.
+    #[cfg(test)]
+    pub(crate) fn crl_pem(
+        &self,
+        this_update: time::OffsetDateTime,
+        next_update: time::OffsetDateTime,
+    ) -> String {
+        let params = rcgen::CertificateRevocationListParams {
+            this_update,
+            next_update,
+            crl_number: rcgen::SerialNumber::from(1u64),
+            issuing_distribution_point: None,
+            revoked_certs: Vec::new(),
+            key_identifier_method: rcgen::KeyIdMethod::Sha256,
+        };
+        params
+            .signed_by(&self.issuer())
+            .and_then(|crl| crl.pem())
+            .unwrap_or_default()
+    }
 }
 
 fn new_key(what: &str) -> Result<KeyPair, CertError> {

@@ -860,3 +860,54 @@ fn certificates_and_keys_in_each_others_place_are_refused() {
     // A DER certificate where the key belongs.
     assert!(read_private_key(&fixture("p256.crt.der")).is_err());
 }
+
+#[test]
+fn crls_are_checked_against_their_ca_and_the_date() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca_path, _, _) = ca_and_leaf(dir.path(), ExtendedKeyUsagePurpose::ClientAuth, -1, 300);
+    let ca = make_ca("test CA", Validity::dev(today(), 1000).unwrap()).unwrap();
+    std::fs::write(&ca_path, ca.cert.pem()).unwrap();
+    let at = |days: i64| (today() + Duration::days(days)).midnight().assume_utc();
+    let crl = dir.path().join("ca.crl");
+
+    std::fs::write(&crl, ca.crl_pem(at(-1), at(7))).unwrap();
+    assert_clean(&check_crl(&crl, &ca_path, today()));
+
+    std::fs::write(&crl, ca.crl_pem(at(-30), at(-2))).unwrap();
+    let f = check_crl(&crl, &ca_path, today());
+    assert_eq!(codes(&f), ["crl-expired"]);
+    assert_eq!(f[0].which, Which::Crl);
+    assert!(f[0].message.contains("2 days ago"), "{}", f[0].message);
+
+    // Another CA's CRL, and one with the same name but another key.
+    let other = make_ca("other CA", Validity::dev(today(), 1000).unwrap()).unwrap();
+    std::fs::write(&crl, other.crl_pem(at(-1), at(7))).unwrap();
+    let f = check_crl(&crl, &ca_path, today());
+    assert_eq!(codes(&f), ["crl-not-signed"]);
+    assert!(f[0].message.contains("not a CA in"), "{}", f[0].message);
+    let remade = make_ca("test CA", Validity::dev(today(), 1000).unwrap()).unwrap();
+    std::fs::write(&crl, remade.crl_pem(at(-1), at(7))).unwrap();
+    let f = check_crl(&crl, &ca_path, today());
+    assert_eq!(codes(&f), ["crl-not-signed"]);
+    assert!(f[0].message.contains("did not sign it"), "{}", f[0].message);
+
+    std::fs::write(
+        &crl,
+        "-----BEGIN X509 CRL-----\nAAAA\n-----END X509 CRL-----\n",
+    )
+    .unwrap();
+    assert_eq!(
+        codes(&check_crl(&crl, &ca_path, today())),
+        ["crl-unreadable"]
+    );
+    std::fs::write(&crl, ca.cert.pem()).unwrap();
+    assert_eq!(
+        codes(&check_crl(&crl, &ca_path, today())),
+        ["crl-unreadable"]
+    );
+    let missing = dir.path().join("nope.crl");
+    assert_eq!(
+        codes(&check_crl(&missing, &ca_path, today())),
+        ["crl-missing"]
+    );
+}

@@ -14,8 +14,7 @@ use serde::{Deserialize, Serialize};
 use hl7gw_runtime::config::defaults;
 pub use hl7gw_runtime::config::{
     Acknowledgement, Backoff, ByteSize, Duration, EnvName, FailurePolicy, ProcessingId,
-    RequestContentType,
-    ResponseContentType, SinkConfig,
+    RequestContentType, ResponseContentType, SinkConfig,
 };
 
 /// A customer integration spec: the HL7 v2 messages one customer exchanges with EMS, how

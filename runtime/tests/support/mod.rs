@@ -224,14 +224,9 @@ impl TestServer {
         configure(&mut settings);
         let metrics = Arc::new(Metrics::new());
         let handler = TestHandler::default();
-        let receiver = Receiver::bind(
-            settings,
-            tls,
-            handler.clone(),
-            metrics.clone(),
-        )
-        .await
-        .unwrap();
+        let receiver = Receiver::bind(settings, tls, handler.clone(), metrics.clone())
+            .await
+            .unwrap();
         let addr = receiver.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(receiver.run(async move {
