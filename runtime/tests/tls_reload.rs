@@ -14,12 +14,9 @@ use std::time::Duration;
 
 use hl7gw_runtime::reload::{ClientTls, ServerTls, TlsFiles, TlsReloader, fingerprint};
 use hl7gw_runtime::tls::TlsFailure;
-use hl7gw_tests::pki::{Identity, ca, leaf};
+use hl7gw_tests::pki::{Identity, ca, crl, leaf};
 use hl7gw_tests::wire::{Http, tls_over};
-use rcgen::{
-    CertificateRevocationListParams, CertifiedIssuer, ExtendedKeyUsagePurpose, KeyIdMethod,
-    KeyPair, RevocationReason, RevokedCertParams, SerialNumber,
-};
+use rcgen::{CertifiedIssuer, ExtendedKeyUsagePurpose, KeyPair};
 use rustls::ClientConfig;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
@@ -50,34 +47,6 @@ fn client_leaf(issuer: &Issuer) -> Identity {
 
 fn der(identity: &Identity) -> CertificateDer<'static> {
     CertificateDer::from_pem_slice(identity.cert_pem.as_bytes()).unwrap()
-}
-
-fn serial(identity: &Identity) -> SerialNumber {
-    let der = der(identity);
-    let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
-    SerialNumber::from_slice(cert.raw_serial())
-}
-
-/// A CRL of `issuer` revoking `revoked`, current for a week.
-fn crl_pem(issuer: &Issuer, revoked: &[&Identity]) -> String {
-    let now = time::OffsetDateTime::now_utc();
-    let params = CertificateRevocationListParams {
-        this_update: now - time::Duration::hours(1),
-        next_update: now + time::Duration::days(7),
-        crl_number: SerialNumber::from(1u64),
-        issuing_distribution_point: None,
-        revoked_certs: revoked
-            .iter()
-            .map(|id| RevokedCertParams {
-                serial_number: serial(id),
-                revocation_time: now - time::Duration::minutes(30),
-                reason_code: Some(RevocationReason::KeyCompromise),
-                invalidity_date: None,
-            })
-            .collect(),
-        key_identifier_method: KeyIdMethod::Sha256,
-    };
-    params.signed_by(issuer).unwrap().pem().unwrap()
 }
 
 /// The receiver's files in a temporary folder.
@@ -165,11 +134,7 @@ async fn a_revoked_client_certificate_fails_the_handshake_and_others_pass() {
         let root = ca("hl7gw CRL test CA");
         let good = client_leaf(&root);
         let revoked = client_leaf(&root);
-        let files = Files::new(
-            &root,
-            &server_leaf(&root),
-            Some(&crl_pem(&root, &[&revoked])),
-        );
+        let files = Files::new(&root, &server_leaf(&root), Some(&crl(&root, &[&revoked])));
         let tls = ServerTls::load(files.tls_files(true)).unwrap();
         let server = TestServer::start_with_tls(tls.config().unwrap(), |_| {}).await;
 
@@ -193,14 +158,14 @@ async fn a_crl_loaded_by_a_reload_revokes_new_handshakes_only() {
         let root = ca("hl7gw CRL reload CA");
         let good = client_leaf(&root);
         let later = client_leaf(&root);
-        let files = Files::new(&root, &server_leaf(&root), Some(&crl_pem(&root, &[])));
+        let files = Files::new(&root, &server_leaf(&root), Some(&crl(&root, &[])));
         let tls = ServerTls::load(files.tls_files(true)).unwrap();
         let reloader = TlsReloader::new(Some(tls.clone()), None);
         let server = TestServer::start_with_tls(tls.config().unwrap(), |_| {}).await;
 
         let mut open = Http::new(connect(&server, files.client(&later)).await.unwrap());
         assert_eq!(post(&server, &mut open).await, "HTTP/1.1 200 OK");
-        std::fs::write(files.path("ca.crl"), crl_pem(&root, &[&later])).unwrap();
+        std::fs::write(files.path("ca.crl"), crl(&root, &[&later])).unwrap();
         reloader.reload().unwrap();
         assert_refused(&server, files.client(&later)).await;
         // The connection made before the reload is not cut.
@@ -210,7 +175,7 @@ async fn a_crl_loaded_by_a_reload_revokes_new_handshakes_only() {
 
         // A CRL signed by another CA does not verify: refused, the previous CRL stays.
         let other = ca("some other CA");
-        std::fs::write(files.path("ca.crl"), crl_pem(&other, &[])).unwrap();
+        std::fs::write(files.path("ca.crl"), crl(&other, &[])).unwrap();
         let refused = reloader.reload().unwrap_err();
         assert_eq!(refused.path, files.path("ca.crl"));
         assert_refused(&server, files.client(&later)).await;
@@ -229,14 +194,14 @@ async fn the_sender_refuses_a_revoked_server_certificate() {
         let server = TestServer::start_with_tls(tls.config().unwrap(), |_| {}).await;
 
         // The sender: client certificate, the server CA and its CRL.
-        let sender = Files::new(&root, &client_leaf(&root), Some(&crl_pem(&root, &[])));
+        let sender = Files::new(&root, &client_leaf(&root), Some(&crl(&root, &[])));
         let client = ClientTls::load(sender.tls_files(true)).unwrap();
         let reloader = TlsReloader::new(None, Some(client.clone()));
         let config = client.config().unwrap();
         let mut c = Http::new(connect(&server, config.clone()).await.unwrap());
         assert_eq!(post(&server, &mut c).await, "HTTP/1.1 200 OK");
 
-        std::fs::write(sender.path("ca.crl"), crl_pem(&root, &[&server_id])).unwrap();
+        std::fs::write(sender.path("ca.crl"), crl(&root, &[&server_id])).unwrap();
         reloader.reload().unwrap();
         let refused = connect(&server, config).await.unwrap_err();
         let tls_error = refused
