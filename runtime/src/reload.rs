@@ -41,6 +41,7 @@ use rustls::{
 use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, ServerName, UnixTime};
 use tracing::{error, info, warn};
 
+pub use crate::tls::fingerprint;
 use crate::tls::{
     PROTOCOL_VERSIONS, TlsError, alpn_protocols, certificates_from_pem, crls_from_pem,
     private_key_from_pem, provider,
@@ -245,21 +246,39 @@ fn write_lock<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     lock.write().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// SHA-256 of a DER certificate, uppercase hex pairs joined by colons (as `openssl x509
-/// -fingerprint -sha256` prints it).
-pub fn fingerprint(der: &[u8]) -> String {
-    ring::digest::digest(&ring::digest::SHA256, der)
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02X}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
-
 fn leaf_fingerprint(key: &CertifiedKey) -> String {
     key.cert
         .first()
         .map_or_else(String::new, |c| fingerprint(c))
+}
+
+/// The handshake signature checks of a verifier trait, handed to the current verifier
+/// (`self.verifier()`): the same three methods in `ClientCertVerifier` and
+/// `ServerCertVerifier`.
+macro_rules! delegate_signature_checks {
+    () => {
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            self.verifier().verify_tls12_signature(message, cert, dss)
+        }
+
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            self.verifier().verify_tls13_signature(message, cert, dss)
+        }
+
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            self.verifier().supported_verify_schemes()
+        }
+    };
 }
 
 /// The receiver's certificate and client verifier, swappable (see the module docs).
@@ -295,15 +314,11 @@ impl ServerTls {
     ) -> Result<ServerMaterial, FileError> {
         let loaded = load(files, Side::Server)?;
         let subjects = loaded.roots.subjects();
-        let mut builder =
-            WebPkiClientVerifier::builder_with_provider(loaded.roots.clone(), provider());
-        if !loaded.crls.is_empty() {
-            builder = builder
-                .with_crls(loaded.crls)
-                .only_check_end_entity_revocation()
-                .enforce_revocation_expiration();
-        }
-        let verifier = builder
+        // Without CRLs the revocation settings have no effect (rustls' documentation).
+        let verifier = WebPkiClientVerifier::builder_with_provider(loaded.roots, provider())
+            .with_crls(loaded.crls)
+            .only_check_end_entity_revocation()
+            .enforce_revocation_expiration()
             .build()
             .map_err(|e| verifier_error(files, e.to_string()))?;
         let same = subjects.len() == hints.len()
@@ -379,27 +394,7 @@ impl ClientCertVerifier for ServerTls {
             .verify_client_cert(end_entity, intermediates, now)
     }
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.verifier().verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.verifier().verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.verifier().supported_verify_schemes()
-    }
+    delegate_signature_checks!();
 }
 
 /// The sender's client certificate and server verifier, swappable (see the module docs).
@@ -427,14 +422,10 @@ impl ClientTls {
 
     fn prepare(files: &TlsFiles) -> Result<ClientMaterial, FileError> {
         let loaded = load(files, Side::Client)?;
-        let mut builder = WebPkiServerVerifier::builder_with_provider(loaded.roots, provider());
-        if !loaded.crls.is_empty() {
-            builder = builder
-                .with_crls(loaded.crls)
-                .only_check_end_entity_revocation()
-                .enforce_revocation_expiration();
-        }
-        let verifier = builder
+        let verifier = WebPkiServerVerifier::builder_with_provider(loaded.roots, provider())
+            .with_crls(loaded.crls)
+            .only_check_end_entity_revocation()
+            .enforce_revocation_expiration()
             .build()
             .map_err(|e| verifier_error(files, e.to_string()))?;
         Ok(ClientMaterial {
@@ -508,27 +499,7 @@ impl ServerCertVerifier for ClientTls {
         )
     }
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.verifier().verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.verifier().verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.verifier().supported_verify_schemes()
-    }
+    delegate_signature_checks!();
 }
 
 /// Reloads every side of a running gateway at once.

@@ -104,17 +104,22 @@ fn read(what: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
     })
 }
 
+/// Every item of type `T` in a PEM text, in order (other blocks are skipped).
+fn pem_items<T: PemObject>(what: &'static str, pem: &[u8]) -> Result<Vec<T>, TlsError> {
+    T::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| TlsError::Pem {
+            what,
+            message: e.to_string(),
+        })
+}
+
 /// Every certificate in a PEM text, in order.
 pub fn certificates_from_pem(
     what: &'static str,
     pem: &[u8],
 ) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let certs = CertificateDer::pem_slice_iter(pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| TlsError::Pem {
-            what,
-            message: e.to_string(),
-        })?;
+    let certs = pem_items(what, pem)?;
     if certs.is_empty() {
         return Err(TlsError::NoCertificate { what });
     }
@@ -127,12 +132,7 @@ pub fn crls_from_pem(
     what: &'static str,
     pem: &[u8],
 ) -> Result<Vec<CertificateRevocationListDer<'static>>, TlsError> {
-    let crls = CertificateRevocationListDer::pem_slice_iter(pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| TlsError::Pem {
-            what,
-            message: e.to_string(),
-        })?;
+    let crls = pem_items(what, pem)?;
     if crls.is_empty() {
         return Err(TlsError::Pem {
             what,
@@ -192,6 +192,18 @@ pub fn server_config_from_pem(
         .with_single_cert(chain, key)?;
     config.alpn_protocols = alpn_protocols(false);
     Ok(Arc::new(config))
+}
+
+/// SHA-256 of a DER certificate, uppercase hex pairs joined by colons (as `openssl x509
+/// -fingerprint -sha256` prints it): how logs, `gw reload` and the go-live report name a
+/// certificate.
+pub fn fingerprint(der: &[u8]) -> String {
+    ring::digest::digest(&ring::digest::SHA256, der)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 /// The names a certificate is known by, for matching against allowed clients: `CN=…` for

@@ -851,15 +851,6 @@ fn parse_der(der: &[u8]) -> Result<X509Certificate<'_>, CertError> {
         })
 }
 
-fn fingerprint(der: &[u8]) -> String {
-    ring::digest::digest(&ring::digest::SHA256, der)
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02X}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
-
 /// Summarises the first certificate of a file, for the go-live report.
 pub fn summarize(path: &Path) -> Result<CertSummary, CertError> {
     let certs = read_certificates(path)?;
@@ -882,7 +873,7 @@ pub fn summarize(path: &Path) -> Result<CertSummary, CertError> {
         dns_names,
         ip_addresses,
         key: public_key(&x509).map_or_else(|| "unreadable key".to_owned(), |k| k.describe()),
-        sha256_fingerprint: fingerprint(first),
+        sha256_fingerprint: hl7gw_runtime::tls::fingerprint(first),
         chain_len: certs.len(),
     })
 }
