@@ -281,8 +281,10 @@ pub enum TlsFailure {
     UnknownCa,
     /// The client certificate has expired or is not valid yet.
     Expired,
-    /// The client certificate was refused for another reason (revoked, wrong key usage,
-    /// bad signature, unreadable).
+    /// The client certificate is listed in the CRL of its CA (`client_crl`).
+    Revoked,
+    /// The client certificate was refused for another reason (wrong key usage, bad
+    /// signature, unreadable, revocation status unknown).
     BadCert,
     /// The client spoke something else: an old TLS version, no common cipher suite, plain
     /// HTTP, garbage.
@@ -300,10 +302,11 @@ pub enum TlsFailure {
 
 impl TlsFailure {
     /// Every reason, for pre-registering metrics.
-    pub const ALL: [TlsFailure; 9] = [
+    pub const ALL: [TlsFailure; 10] = [
         Self::NoClientCert,
         Self::UnknownCa,
         Self::Expired,
+        Self::Revoked,
         Self::BadCert,
         Self::Protocol,
         Self::ClientAlert,
@@ -318,6 +321,7 @@ impl TlsFailure {
             Self::NoClientCert => "no_client_cert",
             Self::UnknownCa => "unknown_ca",
             Self::Expired => "expired",
+            Self::Revoked => "revoked",
             Self::BadCert => "bad_cert",
             Self::Protocol => "protocol",
             Self::ClientAlert => "client_alert",
@@ -351,6 +355,7 @@ impl TlsFailure {
                 | CertificateError::ExpiredContext { .. }
                 | CertificateError::NotValidYet
                 | CertificateError::NotValidYetContext { .. } => Self::Expired,
+                CertificateError::Revoked => Self::Revoked,
                 _ => Self::BadCert,
             },
             E::InappropriateMessage { .. }
@@ -416,7 +421,7 @@ mod tests {
         );
         assert_eq!(
             TlsFailure::from_rustls(&E::InvalidCertificate(CertificateError::Revoked)),
-            TlsFailure::BadCert
+            TlsFailure::Revoked
         );
         let wrapped = io::Error::new(io::ErrorKind::InvalidData, E::NoCertificatesPresented);
         assert_eq!(TlsFailure::classify(&wrapped), TlsFailure::NoClientCert);

@@ -142,8 +142,8 @@ async fn a_revoked_client_certificate_fails_the_handshake_and_others_pass() {
         assert_eq!(post(&server, &mut c).await, "HTTP/1.1 200 OK");
         assert_refused(&server, files.client(&revoked)).await;
         server
-            .wait_for("a bad_cert failure", |m| {
-                m.tls_failures_count(TlsFailure::BadCert) == 1
+            .wait_for("a revoked failure", |m| {
+                m.tls_failures_count(TlsFailure::Revoked) == 1
             })
             .await;
         assert_eq!(server.handler.seen().len(), 1);

@@ -1743,7 +1743,7 @@ async fn a_client_certificate_revoked_by_the_crl_fails_the_handshake() {
         let seen = refused(&case, None, config).await.unwrap();
         println!("revoked client certificate: {seen}");
         case.gw
-            .wait_for_metric("hl7gw_tls_failures_total{reason=\"bad_cert\"} 1");
+            .wait_for_metric("hl7gw_tls_failures_total{reason=\"revoked\"} 1");
         let rows = case.rows();
         assert_eq!(rows.len(), 1, "only the valid client's message: {rows:?}");
     })
