@@ -193,3 +193,58 @@ async fn answer(stream: tokio::net::UnixStream, reloader: TlsReloader) {
     let _ = write.write_all(reply.as_bytes()).await;
     let _ = write.shutdown().await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_socket_sits_next_to_the_store() {
+        assert_eq!(
+            socket_path(Path::new("var/demo-test.sqlite")),
+            PathBuf::from("var/demo-test.sqlite.control")
+        );
+    }
+
+    #[test]
+    fn reload_without_a_gateway_is_an_io_error_naming_the_socket() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("store.sqlite");
+        let error = request_reload(&store).unwrap_err();
+        assert!(error.is_io());
+        assert!(
+            error.to_string().contains("store.sqlite.control"),
+            "{error}"
+        );
+        // A stale socket file (a killed gateway's) answers nobody either.
+        std::fs::write(socket_path(&store), b"").unwrap();
+        assert!(request_reload(&store).unwrap_err().is_io());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stale_socket_is_replaced_and_removed_at_shutdown() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("store.sqlite");
+        std::fs::write(socket_path(&store), b"").unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(serve(TlsReloader::default(), store.clone(), async move {
+            let _ = stopped.await;
+        }));
+        let mut answer = None;
+        for _ in 0..200 {
+            let store = store.clone();
+            let reply = tokio::task::spawn_blocking(move || request_reload(&store))
+                .await
+                .unwrap();
+            if let Ok(text) = reply {
+                answer = Some(text);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(answer.as_deref(), Some(""), "no sides, nothing to report");
+        let _ = stop.send(());
+        task.await.unwrap();
+        assert!(!socket_path(&store).exists());
+    }
+}

@@ -21,8 +21,9 @@
 //! (a certificate whose issuer has no CRL is refused: its status is unknown), every CRL must
 //! be signed by a CA of the CA file (else the file is refused), and a CRL past
 //! its next update makes the verifier refuse every certificate of that CA until a fresh CRL
-//! is loaded (fail closed, as RFC 5280 reads): `hl7gw validate` reports both ahead of time,
-//! and a warning is logged when a loaded CRL is already out of date.
+//! is loaded (fail closed, as RFC 5280 reads): `hl7gw validate` reports an out-of-date CRL,
+//! or one another CA signed, ahead of time, and a warning is logged when a loaded CRL is
+//! already out of date.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock};
@@ -152,7 +153,10 @@ fn load(files: &TlsFiles, side: Side) -> Result<Loaded, FileError> {
     for ca in &cas {
         roots.add(ca.clone()).map_err(|e| FileError {
             path: files.peer_ca.clone(),
-            source: TlsError::ClientCa(e.to_string()),
+            source: TlsError::Pem {
+                what: ca_what,
+                message: e.to_string(),
+            },
         })?;
     }
     let crls = match &files.peer_crl {
@@ -228,13 +232,15 @@ fn warn_if_out_of_date(path: &Path, crls: &[CertificateRevocationListDer<'static
 
 /// The verifier builder's error, placed at the CRL file when there is one (it is the CRL
 /// that does not parse), else at the CA file.
-fn verifier_error(files: &TlsFiles, message: String) -> FileError {
+fn verifier_error(files: &TlsFiles, side: Side, message: String) -> FileError {
+    let [_, _, ca_what, crl_what] = side.names();
+    let (path, what) = match &files.peer_crl {
+        Some(crl) => (crl.clone(), crl_what),
+        None => (files.peer_ca.clone(), ca_what),
+    };
     FileError {
-        path: files
-            .peer_crl
-            .clone()
-            .unwrap_or_else(|| files.peer_ca.clone()),
-        source: TlsError::ClientCa(message),
+        path,
+        source: TlsError::Pem { what, message },
     }
 }
 
@@ -320,7 +326,7 @@ impl ServerTls {
             .only_check_end_entity_revocation()
             .enforce_revocation_expiration()
             .build()
-            .map_err(|e| verifier_error(files, e.to_string()))?;
+            .map_err(|e| verifier_error(files, Side::Server, e.to_string()))?;
         let same = subjects.len() == hints.len()
             && subjects
                 .iter()
@@ -427,7 +433,7 @@ impl ClientTls {
             .only_check_end_entity_revocation()
             .enforce_revocation_expiration()
             .build()
-            .map_err(|e| verifier_error(files, e.to_string()))?;
+            .map_err(|e| verifier_error(files, Side::Client, e.to_string()))?;
         Ok(ClientMaterial {
             key: loaded.key,
             verifier,
