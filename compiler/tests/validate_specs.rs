@@ -347,6 +347,10 @@ const CASES: &[Case] = &[
     error("cert-is-ca.yaml", "cert-is-ca", 29, 15),
     error("cert-ca-not-ca.yaml", "cert-ca-not-ca", 30, 20),
     warning("cert-key-unchecked.yaml", "cert-key-unchecked", 22, 14),
+    // A CRL's findings at the CRL's path.
+    error("cert-crl-missing.yaml", "cert-crl-missing", 23, 21),
+    error("cert-crl-expired.yaml", "cert-crl-expired", 23, 21).also(&["cert-expired"]),
+    error("cert-crl-not-signed.yaml", "cert-crl-not-signed", 23, 21),
     // A finding about `issuer_ca` at `issuer_ca`, not at `client_ca`.
     error("cert-issuer-ca-missing.yaml", "cert-ca-missing", 23, 20),
     // The other environment's certificate: reported as that, not as a chain to fix.
@@ -563,6 +567,7 @@ fn receive_certs(root: &Path, name: &str, issued: Date, days: i64) {
             server_cert: folder.join("server.crt"),
             server_key: folder.join("server.key"),
             client_ca: folder.join("trust-ca.crt"),
+            client_crl: Some(folder.join("trust-ca.crl")),
             hostname: "demo-test.api.example-ems.cloud".into(),
             trust_client_cn: "tie-test.demo.nhs.uk".into(),
         }),

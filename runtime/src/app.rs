@@ -82,6 +82,12 @@ pub enum AppError {
     /// Certificates or keys do not load.
     #[error("TLS: {0}")]
     Tls(#[from] tls::TlsError),
+    /// A certificate, key or CRL file does not load (named).
+    #[error("TLS: {0}")]
+    TlsFile(#[from] crate::reload::FileError),
+    /// `reload` did not reload.
+    #[error("{0}")]
+    Reload(#[from] crate::control::ControlError),
     /// The receive settings are unusable (an allowed IP range, a content type).
     #[error("receive settings: {0}")]
     Receive(#[from] server::SettingsError),
@@ -130,6 +136,10 @@ impl AppError {
         use crate::sink::inbox::InboxError;
         match self {
             Self::Tls(tls::TlsError::Read { .. })
+            | Self::TlsFile(crate::reload::FileError {
+                source: tls::TlsError::Read { .. },
+                ..
+            })
             | Self::Send(crate::client::ClientError::Tls(tls::TlsError::Read { .. }))
             | Self::Store { .. }
             | Self::Server(_)
@@ -138,11 +148,13 @@ impl AppError {
             | Self::Queue(QueueError::Store(_))
             | Self::Runtime(_)
             | Self::TaskFailed(_) => true,
+            Self::Reload(e) => e.is_io(),
             Self::NoEnvironment { .. }
             | Self::NoReceive(_)
             | Self::Listen(_)
             | Self::Ports(_)
             | Self::Tls(_)
+            | Self::TlsFile(_)
             | Self::Receive(_)
             | Self::Limits(_)
             | Self::Send(_)
@@ -169,6 +181,8 @@ pub struct Resolved {
     pub key: PathBuf,
     /// Client CA.
     pub client_ca: PathBuf,
+    /// The client CA's CRLs, when the spec names them.
+    pub client_crl: Option<PathBuf>,
     /// The store file.
     pub store: PathBuf,
     /// The sending side, when the environment has one.
@@ -184,6 +198,8 @@ pub struct ResolvedSend {
     pub key: PathBuf,
     /// The Trust's server CA.
     pub server_ca: PathBuf,
+    /// The server CA's CRLs, when the spec names them.
+    pub server_crl: Option<PathBuf>,
     /// Intake API.
     pub intake_listen: SocketAddr,
     /// Intake MLLP listener.
@@ -250,6 +266,7 @@ pub fn resolve(environment: &Environment, options: &RunOptions) -> Result<Resolv
         cert: file(&r.cert),
         key: file(&r.key),
         client_ca: file(&r.client_ca),
+        client_crl: r.client_crl.as_deref().map(file),
         store: options
             .store
             .clone()
@@ -258,12 +275,37 @@ pub fn resolve(environment: &Environment, options: &RunOptions) -> Result<Resolv
             cert: file(&send.cert),
             key: file(&send.key),
             server_ca: file(&send.server_ca),
+            server_crl: send.server_crl.as_deref().map(file),
             intake_listen: options.intake_listen.unwrap_or_else(|| local(Role::Intake)),
             mllp_listen: options
                 .mllp_listen
                 .unwrap_or_else(|| local(Role::IntakeMllp)),
         }),
     })
+}
+
+impl Resolved {
+    /// The receiver's certificate files.
+    pub fn server_tls_files(&self) -> crate::reload::TlsFiles {
+        crate::reload::TlsFiles {
+            cert: self.cert.clone(),
+            key: self.key.clone(),
+            peer_ca: self.client_ca.clone(),
+            peer_crl: self.client_crl.clone(),
+        }
+    }
+}
+
+impl ResolvedSend {
+    /// The sender's certificate files.
+    pub fn client_tls_files(&self) -> crate::reload::TlsFiles {
+        crate::reload::TlsFiles {
+            cert: self.cert.clone(),
+            key: self.key.clone(),
+            peer_ca: self.server_ca.clone(),
+            peer_crl: self.server_crl.clone(),
+        }
+    }
 }
 
 /// What `check` found: everything loaded.
@@ -280,10 +322,9 @@ pub struct CheckReport {
 pub fn check(environment: &Environment, options: &RunOptions) -> Result<CheckReport, AppError> {
     let resolved = resolve(environment, options)?;
     check_limits(environment)?;
-    tls::server_config(&resolved.cert, &resolved.key, &resolved.client_ca)?;
+    crate::reload::ServerTls::load(resolved.server_tls_files())?;
     if let Some(send) = &resolved.send {
-        crate::client::client_config(&send.cert, &send.key, &send.server_ca)
-            .map_err(crate::client::ClientError::Tls)?;
+        crate::reload::ClientTls::load(send.client_tls_files())?;
     }
     let store = Store::open(&resolved.store).map_err(|source| AppError::Store {
         path: resolved.store.clone(),
@@ -338,7 +379,13 @@ pub async fn serve(
     let spec = Arc::new(spec.clone());
     let mut resolved = resolve(&environment, options)?;
     let r = receive(&environment)?;
-    let tls_config = tls::server_config(&resolved.cert, &resolved.key, &resolved.client_ca)?;
+    let server_tls = crate::reload::ServerTls::load(resolved.server_tls_files())?;
+    let tls_config = server_tls.config()?;
+    let client_tls = match &resolved.send {
+        Some(files) => Some(crate::reload::ClientTls::load(files.client_tls_files())?),
+        None => None,
+    };
+    let reloader = crate::reload::TlsReloader::new(Some(server_tls), client_tls.clone());
     let store = Store::open(&resolved.store).map_err(|source| AppError::Store {
         path: resolved.store.clone(),
         source,
@@ -385,14 +432,12 @@ pub async fn serve(
         None
     };
 
-    let sending = match (&environment.send, &mut resolved.send) {
-        (Some(send), Some(files)) => {
-            let client = crate::client::HttpsClient::from_config(
-                send,
-                &files.cert,
-                &files.key,
-                &files.server_ca,
-            )?;
+    // A restarted sequencer builds its HTTPS client on the same reloadable TLS material.
+    let restart_tls = client_tls.clone();
+    let sending = match (&environment.send, &mut resolved.send, client_tls) {
+        (Some(send), Some(files), Some(client_tls)) => {
+            let timeout = Duration::from_millis(send.timeout_ms);
+            let client = crate::client::HttpsClient::new(&send.url, client_tls.config()?, timeout)?;
             let queue = crate::queue::Queue::new(store.clone());
             let intake = crate::intake::Intake::bind(
                 files.intake_listen,
@@ -450,6 +495,10 @@ pub async fn serve(
         "operations port",
         log_end(ops.run(stopped_signal(&stopped))),
     );
+    tasks.essential(
+        "control",
+        crate::control::serve(reloader, resolved.store.clone(), stopped_signal(&stopped)),
+    );
     if let Some(server) = inbox {
         tasks.essential("inbox API", server.serve(stopped_signal(&stopped)));
     }
@@ -463,22 +512,26 @@ pub async fn serve(
                 .await;
         }
     });
-    if let (Some((queue, client, intake, policies)), Some(send), Some(files)) =
-        (sending, &environment.send, &resolved.send)
+    if let (Some((queue, client, intake, policies)), Some(send)) = (sending, &environment.send)
     {
         tasks.essential("intake", intake.serve(stopped_signal(&stopped)));
         let (events, received) = tokio::sync::mpsc::unbounded_channel();
         let mut first_client = Some(client);
-        let (send, files, sequencer_queue) = (send.clone(), files.clone(), queue.clone());
+        let (send, sequencer_queue) = (send.clone(), queue.clone());
         tasks.restartable(format!("sequencer {DESTINATION}"), move |stopping| {
-            // The first run uses the client built at start; a restart builds a fresh one.
+            // The first run uses the client built at start; a restart builds a fresh one on
+            // the reloadable TLS material (so a reloaded certificate or CRL still applies).
             let client = first_client.take().map(Ok).unwrap_or_else(|| {
-                crate::client::HttpsClient::from_config(
-                    &send,
-                    &files.cert,
-                    &files.key,
-                    &files.server_ca,
+                let tls = restart_tls
+                    .as_ref()
+                    .ok_or_else(|| "no client TLS material".to_string())
+                    .and_then(|tls| tls.config().map_err(|e| e.to_string()))?;
+                crate::client::HttpsClient::new(
+                    &send.url,
+                    tls,
+                    Duration::from_millis(send.timeout_ms),
                 )
+                .map_err(|e| e.to_string())
             });
             let (queue, events) = (sequencer_queue.clone(), events.clone());
             async move {

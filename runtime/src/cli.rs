@@ -34,6 +34,11 @@ enum Command {
     Serve(RunArgs),
     /// Load the certificates and open the store without serving.
     Check(RunArgs),
+    /// Make the running gateway of this environment reload its certificates, keys and CRLs
+    /// (as SIGHUP does) and print what it now serves. New handshakes use the new files;
+    /// open connections are not cut. Exit 1 when the gateway refused a file (it keeps the
+    /// previous ones), 2 when no gateway answers.
+    Reload(RunArgs),
     /// Show and operate the outbound queue: why a stream is held, retry, skip.
     Queue {
         #[command(subcommand)]
@@ -195,6 +200,7 @@ pub fn run(
     let result = match &cli.command {
         Command::Serve(args) => serve(generated, args),
         Command::Check(args) => check(generated, args, out),
+        Command::Reload(args) => reload(generated, args, out),
         Command::Queue { action } => queue(generated, action, out),
         Command::Map {
             env,
@@ -270,7 +276,13 @@ fn check(generated: &GatewaySpec, args: &RunArgs, out: &mut dyn Write) -> Result
         report.store_pragmas,
         r.ops_listen,
     );
+    if let Some(crl) = &r.client_crl {
+        text.push_str(&format!("  client CRL {}\n", crl.display()));
+    }
     if let Some(send) = &r.send {
+        if let Some(crl) = &send.server_crl {
+            text.push_str(&format!("  server CRL {}\n", crl.display()));
+        }
         text.push_str(&format!(
             "  send certificate {}\n  send key {}\n  server CA {}\n  intake {} (MLLP {})\n",
             send.cert.display(),
@@ -281,6 +293,14 @@ fn check(generated: &GatewaySpec, args: &RunArgs, out: &mut dyn Write) -> Result
         ));
     }
     write(out, &text)?;
+    Ok(0)
+}
+
+fn reload(generated: &GatewaySpec, args: &RunArgs, out: &mut dyn Write) -> Result<u8, Failure> {
+    let environment = environment(generated, args.env)?;
+    let resolved = crate::app::resolve(environment, &options(generated, args))?;
+    let served = crate::control::request_reload(&resolved.store).map_err(AppError::from)?;
+    write(out, &format!("reloaded\n{served}\n"))?;
     Ok(0)
 }
 

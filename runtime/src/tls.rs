@@ -30,7 +30,7 @@ use rustls::crypto::CryptoProvider;
 use rustls::server::WebPkiClientVerifier;
 use rustls::{CertificateError, RootCertStore, ServerConfig, SupportedProtocolVersion};
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
 
 /// The protocol versions the receiver accepts, most preferred first.
 pub const PROTOCOL_VERSIONS: &[&SupportedProtocolVersion] =
@@ -104,21 +104,43 @@ fn read(what: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
     })
 }
 
+/// Every item of type `T` in a PEM text, in order (other blocks are skipped).
+fn pem_items<T: PemObject>(what: &'static str, pem: &[u8]) -> Result<Vec<T>, TlsError> {
+    T::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| TlsError::Pem {
+            what,
+            message: e.to_string(),
+        })
+}
+
 /// Every certificate in a PEM text, in order.
 pub fn certificates_from_pem(
     what: &'static str,
     pem: &[u8],
 ) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let certs = CertificateDer::pem_slice_iter(pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| TlsError::Pem {
-            what,
-            message: e.to_string(),
-        })?;
+    let certs = pem_items(what, pem)?;
     if certs.is_empty() {
         return Err(TlsError::NoCertificate { what });
     }
     Ok(certs)
+}
+
+/// Every certificate revocation list in a PEM text (`BEGIN X509 CRL` blocks), in order; at
+/// least one. The verifier parses them (see [`crate::reload`]).
+pub fn crls_from_pem(
+    what: &'static str,
+    pem: &[u8],
+) -> Result<Vec<CertificateRevocationListDer<'static>>, TlsError> {
+    let crls = pem_items(what, pem)?;
+    if crls.is_empty() {
+        return Err(TlsError::Pem {
+            what,
+            message: "no certificate revocation list found (expected a PEM `BEGIN X509 CRL` block)"
+                .to_owned(),
+        });
+    }
+    Ok(crls)
 }
 
 /// The private key in a PEM text (PKCS#8, PKCS#1 or SEC1).
@@ -170,6 +192,18 @@ pub fn server_config_from_pem(
         .with_single_cert(chain, key)?;
     config.alpn_protocols = alpn_protocols(false);
     Ok(Arc::new(config))
+}
+
+/// SHA-256 of a DER certificate, uppercase hex pairs joined by colons (as `openssl x509
+/// -fingerprint -sha256` prints it): how logs, `gw reload` and the go-live report name a
+/// certificate.
+pub fn fingerprint(der: &[u8]) -> String {
+    ring::digest::digest(&ring::digest::SHA256, der)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 /// The names a certificate is known by, for matching against allowed clients: `CN=…` for
@@ -247,8 +281,10 @@ pub enum TlsFailure {
     UnknownCa,
     /// The client certificate has expired or is not valid yet.
     Expired,
-    /// The client certificate was refused for another reason (revoked, wrong key usage,
-    /// bad signature, unreadable).
+    /// The client certificate is listed in the CRL of its CA (`client_crl`).
+    Revoked,
+    /// The client certificate was refused for another reason (wrong key usage, bad
+    /// signature, unreadable, revocation status unknown).
     BadCert,
     /// The client spoke something else: an old TLS version, no common cipher suite, plain
     /// HTTP, garbage.
@@ -266,10 +302,11 @@ pub enum TlsFailure {
 
 impl TlsFailure {
     /// Every reason, for pre-registering metrics.
-    pub const ALL: [TlsFailure; 9] = [
+    pub const ALL: [TlsFailure; 10] = [
         Self::NoClientCert,
         Self::UnknownCa,
         Self::Expired,
+        Self::Revoked,
         Self::BadCert,
         Self::Protocol,
         Self::ClientAlert,
@@ -284,6 +321,7 @@ impl TlsFailure {
             Self::NoClientCert => "no_client_cert",
             Self::UnknownCa => "unknown_ca",
             Self::Expired => "expired",
+            Self::Revoked => "revoked",
             Self::BadCert => "bad_cert",
             Self::Protocol => "protocol",
             Self::ClientAlert => "client_alert",
@@ -317,6 +355,7 @@ impl TlsFailure {
                 | CertificateError::ExpiredContext { .. }
                 | CertificateError::NotValidYet
                 | CertificateError::NotValidYetContext { .. } => Self::Expired,
+                CertificateError::Revoked => Self::Revoked,
                 _ => Self::BadCert,
             },
             E::InappropriateMessage { .. }
@@ -382,7 +421,7 @@ mod tests {
         );
         assert_eq!(
             TlsFailure::from_rustls(&E::InvalidCertificate(CertificateError::Revoked)),
-            TlsFailure::BadCert
+            TlsFailure::Revoked
         );
         let wrapped = io::Error::new(io::ErrorKind::InvalidData, E::NoCertificatesPresented);
         assert_eq!(TlsFailure::classify(&wrapped), TlsFailure::NoClientCert);

@@ -855,6 +855,7 @@ async fn policies_from_the_send_config_are_honoured() {
             cert: "client.crt".into(),
             key: "client.key".into(),
             server_ca: "server-ca.crt".into(),
+            server_crl: None,
             timeout_ms: 5000,
             backoff_first_ms: 5,
             backoff_max_ms: 20,
@@ -1050,7 +1051,16 @@ async fn streams_are_independent_and_listed_by_destination() {
             ["MSG10", "MSG11"],
             "lab flows while trust is held"
         );
-        let all = store.queue.status_all().await.unwrap();
+        // The engine commits before the sequencer records the ACK: wait (bounded) for lab's
+        // last delivery to be recorded.
+        let mut all = store.queue.status_all().await.unwrap();
+        for _ in 0..500 {
+            if all.first().is_some_and(|s| s.state == StreamState::Idle) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            all = store.queue.status_all().await.unwrap();
+        }
         let names: Vec<&str> = all.iter().map(|s| s.destination.as_str()).collect();
         assert_eq!(names, ["lab", "trust"]);
         assert_eq!(all[0].state, StreamState::Idle);

@@ -8,8 +8,9 @@
 use std::path::Path;
 
 use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType,
-    ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose,
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, CertifiedIssuer,
+    DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, KeyIdMethod, KeyPair,
+    KeyUsagePurpose, RevocationReason, RevokedCertParams, SerialNumber,
 };
 
 /// A certificate and its private key, in PEM.
@@ -92,6 +93,39 @@ pub fn leaf_with_validity(
         cert_pem: cert.pem(),
         key_pem: key.serialize_pem(),
     }
+}
+
+/// A CRL of `issuer` (PEM) revoking `revoked`, issued an hour ago and current for a week.
+pub fn crl(issuer: &CertifiedIssuer<'static, KeyPair>, revoked: &[&Identity]) -> String {
+    let now = time::OffsetDateTime::now_utc();
+    let params = CertificateRevocationListParams {
+        this_update: now - time::Duration::hours(1),
+        next_update: now + time::Duration::days(7),
+        crl_number: SerialNumber::from(1u64),
+        issuing_distribution_point: None,
+        revoked_certs: revoked
+            .iter()
+            .map(|id| RevokedCertParams {
+                serial_number: serial(id),
+                revocation_time: now - time::Duration::minutes(30),
+                reason_code: Some(RevocationReason::KeyCompromise),
+                invalidity_date: None,
+            })
+            .collect(),
+        key_identifier_method: KeyIdMethod::Sha256,
+    };
+    params
+        .signed_by(issuer)
+        .and_then(|crl| crl.pem())
+        .expect("CRL signed by the CA")
+}
+
+/// The serial number of an identity's certificate.
+fn serial(identity: &Identity) -> SerialNumber {
+    let (_, pem) =
+        x509_parser::pem::parse_x509_pem(identity.cert_pem.as_bytes()).expect("a PEM certificate");
+    let cert = pem.parse_x509().expect("an X.509 certificate");
+    SerialNumber::from_slice(cert.raw_serial())
 }
 
 fn common_name(cn: &str) -> DistinguishedName {

@@ -9,7 +9,9 @@
 //! allowed; 400 for what is not HL7; AR for a wrong processing id and for an undeclared
 //! type; AE with ERR for bad data; duplicates; a failing webhook sink; `kill -9` under load;
 //! curl; and one emulation per engine of `docs/peers.md` (HAPI, Mirth defaults,
-//! InterSystems framed and unframed, Rhapsody, BizTalk), each ending in its success state.
+//! InterSystems framed and unframed, Rhapsody, BizTalk), each ending in its success state;
+//! a client certificate revoked by the spec's CRL refused, and the server certificate
+//! rotated without a restart (`gw-demo reload`, SIGHUP).
 //!
 //! How the child process is run: see `receiver_support/mod.rs`.
 
@@ -1766,4 +1768,159 @@ fn hapi_dates_have_a_two_digit_year() {
         engines::hapi_date(SystemTime::UNIX_EPOCH),
         "Thu, 01 Jan 70 00:00:00 UTC"
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// Revocation and rotation.
+
+#[tokio::test]
+async fn a_client_certificate_revoked_by_the_crl_fails_the_handshake() {
+    bounded(async {
+        let mut made = None;
+        let case = Case::start(Spec::Demo, |config, dir| {
+            let certs = CertDir::write(&dir.join("certs"), Spec::Demo.hostname());
+            let revoked = certs.ca.client("tie-test.demo.nhs.uk", Validity::Current);
+            std::fs::write(dir.join("certs/trust-ca.crl"), certs.ca.crl(&[&revoked])).unwrap();
+            config.cert_dir = Some(dir.join("certs"));
+            config.client_crl = Some("trust-ca.crl".into());
+            made = Some((certs, revoked));
+        });
+        let (certs, revoked) = made.unwrap();
+        let valid = certs.ca.client("tie-test.demo.nhs.uk", Validity::Current);
+        let body = samples::demo_order("CRL-OK", "COL", "SMITH", "T");
+        let config = client_config(&certs.ca.pem(), Some(&valid), &[]);
+        let request = hl7_post(&case, "text/plain", body.as_bytes());
+        assert_eq!(
+            ack_of(&exchange(&case, config, &request).await).code(),
+            "AA"
+        );
+
+        let config = client_config(&certs.ca.pem(), Some(&revoked), &[]);
+        let seen = refused(&case, None, config).await.unwrap();
+        println!("revoked client certificate: {seen}");
+        case.gw
+            .wait_for_metric("hl7gw_tls_failures_total{reason=\"revoked\"} 1");
+        let rows = case.rows();
+        assert_eq!(rows.len(), 1, "only the valid client's message: {rows:?}");
+    })
+    .await;
+}
+
+/// SHA-256 fingerprint of a PEM certificate, as the gateway logs and `reload` prints it.
+fn fingerprint_of(identity: &hl7gw_tests::pki::Identity) -> String {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let der = CertificateDer::from_pem_slice(identity.cert_pem.as_bytes()).unwrap();
+    hl7gw_runtime::reload::fingerprint(&der)
+}
+
+/// A new connection, and the fingerprint of the certificate the gateway served on it.
+async fn served(
+    case: &Case,
+    config: Arc<ClientConfig>,
+) -> (
+    String,
+    Http<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>,
+) {
+    let tls = connect(case.gw.listen, case.spec().hostname(), config)
+        .await
+        .unwrap();
+    let certs = tls.get_ref().1.peer_certificates().unwrap();
+    let fingerprint = hl7gw_runtime::reload::fingerprint(&certs[0]);
+    (fingerprint, Http::new(tls))
+}
+
+/// `gw-demo reload --env test` for the case's gateway, as an operator runs it: exit code and
+/// standard output.
+async fn reload(case: &Case) -> (u8, String) {
+    let store = case.gw.config.store.to_string_lossy().into_owned();
+    let cert_dir = case.dir.path().join("certs").to_string_lossy().into_owned();
+    tokio::task::spawn_blocking(move || {
+        let mut out = Vec::new();
+        let argv = [
+            "gw-demo",
+            "reload",
+            "--env",
+            "test",
+            "--store",
+            &store,
+            "--cert-dir",
+            &cert_dir,
+        ];
+        let code = hl7gw_runtime::cli::run(&gw_demo::SPEC, argv, &mut out);
+        (code, String::from_utf8(out).unwrap())
+    })
+    .await
+    .unwrap()
+}
+
+fn write_server(case: &Case, identity: &hl7gw_tests::pki::Identity) {
+    let dir = case.dir.path().join("certs");
+    std::fs::write(dir.join("server.crt"), &identity.cert_pem).unwrap();
+    std::fs::write(dir.join("server.key"), &identity.key_pem).unwrap();
+}
+
+#[tokio::test]
+async fn a_rotated_server_certificate_is_served_without_a_restart() {
+    bounded(async {
+        let (case, certs) = cert_dir_case().await;
+        let engine = certs.ca.client("tie-test.demo.nhs.uk", Validity::Current);
+        let config = client_config(&certs.ca.pem(), Some(&engine), &[]);
+        let (first, mut open) = served(&case, config.clone()).await;
+        let names = [Spec::Demo.hostname(), "localhost", "127.0.0.1"];
+
+        // `gw-demo reload`: the new certificate for new connections, and it says so.
+        let second = certs.ca.server(&names);
+        write_server(&case, &second);
+        let (code, out) = reload(&case).await;
+        assert_eq!(code, 0, "{out}");
+        assert!(out.contains(&fingerprint_of(&second)), "{out}");
+        let (now, _) = served(&case, config.clone()).await;
+        assert_eq!(now, fingerprint_of(&second));
+        assert_ne!(now, first);
+        // The connection opened before the reload is not cut.
+        let body = samples::demo_order("ROTATE-OPEN", "COL", "SMITH", "T");
+        open.send(&hl7_post(&case, "text/plain", body.as_bytes()))
+            .await
+            .unwrap();
+        assert_eq!(ack_of(&open.read_response().await.unwrap()).code(), "AA");
+
+        // A broken key: refused, logged naming the file; the second certificate stays.
+        std::fs::write(case.dir.path().join("certs/server.key"), "not a key\n").unwrap();
+        let (code, out) = reload(&case).await;
+        assert_eq!(code, 1, "{out}");
+        let log = case.gw.log_tail(20);
+        assert!(
+            log.contains("certificate reload refused") && log.contains("server.key"),
+            "{log}"
+        );
+        let (now, _) = served(&case, config.clone()).await;
+        assert_eq!(now, fingerprint_of(&second));
+
+        // SIGHUP does the same.
+        let third = certs.ca.server(&names);
+        write_server(&case, &third);
+        let status = Command::new("kill")
+            .args(["-HUP", &case.gw.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let wanted = fingerprint_of(&third);
+        let mut seen = String::new();
+        for _ in 0..200 {
+            seen = served(&case, config.clone()).await.0;
+            if seen == wanted {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        assert_eq!(seen, wanted, "SIGHUP did not rotate the certificate");
+        let body = samples::demo_order("ROTATE-NEW", "COL", "SMITH", "T");
+        let request = hl7_post(&case, "text/plain", body.as_bytes());
+        assert_eq!(
+            ack_of(&exchange(&case, config, &request).await).code(),
+            "AA"
+        );
+    })
+    .await;
 }

@@ -25,11 +25,17 @@
 //! | `ca-not-ca` | error | a CA file holds a certificate that is not a CA |
 //! | `cert-is-ca` | error | the certificate file starts with a CA certificate, not the leaf |
 //! | `wrong-usage` | error | the certificate's extended key usage excludes TLS server (or client) use |
+//! | `crl-missing`, `crl-unreadable` | error | a CRL file does not exist, or holds no CRL that parses |
+//! | `crl-expired` | error | a CRL's next update is past: the gateway refuses every certificate of its CA |
+//! | `crl-not-signed` | error | a CRL is not signed by a CA of the CA file it belongs to |
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{
+    CertificateDer, CertificateRevocationListDer, PrivateKeyDer, ServerName, UnixTime,
+};
 use time::{Date, OffsetDateTime, UtcOffset};
 use x509_parser::certificate::X509Certificate;
 use x509_parser::extensions::GeneralName;
@@ -98,6 +104,8 @@ pub enum Which {
     Key,
     /// The CA file.
     Ca,
+    /// The CRL file of a CA file.
+    Crl,
 }
 
 /// One problem found in a certificate file.
@@ -152,6 +160,7 @@ fn codes(which: Which) -> (&'static str, &'static str) {
         Which::Cert => ("cert-missing", "cert-unreadable"),
         Which::Key => ("key-missing", "key-unreadable"),
         Which::Ca => ("ca-missing", "ca-unreadable"),
+        Which::Crl => ("crl-missing", "crl-unreadable"),
     }
 }
 
@@ -160,6 +169,7 @@ fn what(which: Which) -> &'static str {
         Which::Cert => "certificate file",
         Which::Key => "private key file",
         Which::Ca => "CA certificate file",
+        Which::Crl => "certificate revocation list (CRL) file",
     }
 }
 
@@ -690,6 +700,125 @@ pub fn check_ca(path: &Path, today: Date) -> Vec<Finding> {
     out.list
 }
 
+/// Checks a CRL file (a `client_crl` or `server_crl`) against the CA file it belongs to:
+/// it exists and holds PEM `X509 CRL` blocks that parse, each signed by a CA of `ca` (the
+/// gateway refuses a file with any other) and not past its next update on `today` (the
+/// gateway then refuses every certificate of that CA).
+pub fn check_crl(crl: &Path, ca: &Path, today: Date) -> Vec<Finding> {
+    let mut out = Findings { list: Vec::new() };
+    let bytes = match std::fs::read(crl) {
+        Ok(b) => b,
+        Err(source) => {
+            let err = if source.kind() == std::io::ErrorKind::NotFound {
+                CertError::Missing {
+                    path: crl.to_owned(),
+                }
+            } else {
+                CertError::Read {
+                    path: crl.to_owned(),
+                    source,
+                }
+            };
+            report_load_error(&mut out, Which::Crl, crl, &err);
+            return out.list;
+        }
+    };
+    let unreadable = |out: &mut Findings, why: String| {
+        out.error(
+            "crl-unreadable",
+            Which::Crl,
+            crl,
+            format!("{} {why}", crl.display()),
+        );
+    };
+    let ders: Vec<_> = match CertificateRevocationListDer::pem_slice_iter(&bytes).collect() {
+        Ok(ders) => ders,
+        Err(e) => {
+            unreadable(&mut out, format!("is not a readable PEM file ({e})"));
+            return out.list;
+        }
+    };
+    if ders.is_empty() {
+        unreadable(
+            &mut out,
+            "holds no certificate revocation list (expected a PEM file with -----BEGIN X509 CRL-----)"
+                .to_owned(),
+        );
+        return out.list;
+    }
+    let cas = read_certificates(ca).unwrap_or_default();
+    let cas: Vec<_> = cas
+        .iter()
+        .filter_map(|der| x509_parser::parse_x509_certificate(der).ok())
+        .map(|(_, c)| c)
+        .collect();
+    let total = ders.len();
+    for (i, der) in ders.iter().enumerate() {
+        let label = if total == 1 {
+            crl.display().to_string()
+        } else {
+            format!("CRL {} of {total} in {}", i + 1, crl.display())
+        };
+        let parsed = match x509_parser::parse_x509_crl(der) {
+            Ok((_, parsed)) => parsed,
+            Err(e) => {
+                out.error(
+                    "crl-unreadable",
+                    Which::Crl,
+                    crl,
+                    format!("{label} is not a valid certificate revocation list ({e})"),
+                );
+                continue;
+            }
+        };
+        let issuer = parsed.issuer().to_string();
+        if let Some(next) = parsed.next_update() {
+            let next = utc_date(next.to_datetime());
+            if next < today {
+                out.error(
+                    "crl-expired",
+                    Which::Crl,
+                    crl,
+                    format!(
+                        "{label} (issuer \"{issuer}\") is out of date: its next update was {next}, {} ago; the gateway refuses every certificate of that CA until a fresh CRL is in place (fetch it from the CA, then `gw reload`)",
+                        days((today - next).whole_days())
+                    ),
+                );
+            }
+        }
+        if cas.is_empty() {
+            continue;
+        }
+        let named = cas
+            .iter()
+            .filter(|c| c.subject().as_raw() == parsed.issuer().as_raw())
+            .collect::<Vec<_>>();
+        if !named
+            .iter()
+            .any(|c| parsed.verify_signature(c.public_key()).is_ok())
+        {
+            let why = if named.is_empty() {
+                format!(
+                    "it was issued by \"{issuer}\", which is not a CA in {}",
+                    ca.display()
+                )
+            } else {
+                format!(
+                    "it names \"{issuer}\" as its issuer, but that CA's key in {} did not sign it (the CA may have been re-made)",
+                    ca.display()
+                )
+            };
+            out.error(
+                "crl-not-signed",
+                Which::Crl,
+                crl,
+                format!("{label} is not signed by the CA it belongs to: {why}; the gateway refuses the file"),
+            );
+        }
+    }
+    out.list
+}
+
 /// What the go-live report shows about a certificate file (its first certificate).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertSummary {
@@ -722,15 +851,6 @@ fn parse_der(der: &[u8]) -> Result<X509Certificate<'_>, CertError> {
         })
 }
 
-fn fingerprint(der: &[u8]) -> String {
-    ring::digest::digest(&ring::digest::SHA256, der)
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02X}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
-
 /// Summarises the first certificate of a file, for the go-live report.
 pub fn summarize(path: &Path) -> Result<CertSummary, CertError> {
     let certs = read_certificates(path)?;
@@ -753,7 +873,7 @@ pub fn summarize(path: &Path) -> Result<CertSummary, CertError> {
         dns_names,
         ip_addresses,
         key: public_key(&x509).map_or_else(|| "unreadable key".to_owned(), |k| k.describe()),
-        sha256_fingerprint: fingerprint(first),
+        sha256_fingerprint: hl7gw_runtime::tls::fingerprint(first),
         chain_len: certs.len(),
     })
 }

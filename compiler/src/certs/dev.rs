@@ -11,6 +11,8 @@
 //!   are different paths), signing the Trust engine's client certificate (CN: the first
 //!   allowed client subject's CN) and the Trust endpoint's server certificate (SAN: the send
 //!   URL's host, `localhost` and `127.0.0.1`);
+//! - an empty **CRL** of the Trust CA where the spec names `client_crl` or `server_crl`,
+//!   current until the certificates expire;
 //! - in the environment's peer directory, what the Trust side needs: `trust-ca.key`,
 //!   `ems-ca.crt` (so the Trust side trusts the gateway), `tie-client.crt`/`.key` and
 //!   `tie-server.crt`/`.key`.
@@ -46,6 +48,8 @@ pub struct ReceivePlan {
     pub server_key: PathBuf,
     /// The CA the Trust engine's client certificate is checked against.
     pub client_ca: PathBuf,
+    /// Where the spec names that CA's CRL (`client_crl`), if it does: an empty one is made.
+    pub client_crl: Option<PathBuf>,
     /// The receive hostname the server certificate must name.
     pub hostname: String,
     /// CN of the Trust engine's client certificate: the first allowed client subject's CN,
@@ -62,6 +66,8 @@ pub struct SendPlan {
     pub client_key: PathBuf,
     /// The CA the Trust endpoint's server certificate is checked against.
     pub server_ca: PathBuf,
+    /// Where the spec names that CA's CRL (`server_crl`), if it does: an empty one is made.
+    pub server_crl: Option<PathBuf>,
     /// The host of the send URL, named by the Trust endpoint's server certificate.
     pub trust_server_host: String,
 }
@@ -146,6 +152,22 @@ impl Ca {
 
     pub(crate) fn key_pem(&self) -> String {
         self.key.serialize_pem()
+    }
+
+    /// An empty CRL of this CA (PEM) whose next update is the end of `validity`.
+    pub(crate) fn empty_crl_pem(&self, validity: Validity) -> Result<String, CertError> {
+        let params = rcgen::CertificateRevocationListParams {
+            this_update: validity.not_before,
+            next_update: validity.not_after,
+            crl_number: rcgen::SerialNumber::from(1u64),
+            issuing_distribution_point: None,
+            revoked_certs: Vec::new(),
+            key_identifier_method: rcgen::KeyIdMethod::Sha256,
+        };
+        params
+            .signed_by(&self.issuer())
+            .and_then(|crl| crl.pem())
+            .map_err(|e| generate_error("CRL", e))
     }
 }
 
@@ -290,6 +312,18 @@ fn plan_outputs(plan: &EnvCertPlan, validity: Validity) -> Result<Vec<Output>, C
         });
     };
     let peer = |name: &str| plan.peer_dir.join(name);
+    // One CRL for the Trust CA, written wherever the spec names one (the same text at both
+    // paths, so one path named twice is written once).
+    let wants_crl = plan
+        .receive
+        .as_ref()
+        .is_some_and(|r| r.client_crl.is_some())
+        || plan.send.as_ref().is_some_and(|s| s.server_crl.is_some());
+    let trust_crl = if wants_crl {
+        Some(trust_ca.empty_crl_pem(validity)?)
+    } else {
+        None
+    };
 
     if let Some(r) = &plan.receive {
         let (cert, key) = make_leaf(
@@ -317,6 +351,14 @@ fn plan_outputs(plan: &EnvCertPlan, validity: Validity) -> Result<Vec<Output>, C
             false,
             format!("Trust CA certificate, accepted for client certificates ({tag})"),
         );
+        if let (Some(path), Some(crl)) = (&r.client_crl, &trust_crl) {
+            push(
+                path.clone(),
+                crl.clone(),
+                false,
+                format!("Trust CA revocation list, empty ({tag})"),
+            );
+        }
         let (cert, key) = make_leaf(
             &trust_ca,
             &r.trust_client_cn,
@@ -367,6 +409,14 @@ fn plan_outputs(plan: &EnvCertPlan, validity: Validity) -> Result<Vec<Output>, C
             false,
             format!("Trust CA certificate, accepted for the Trust's server ({tag})"),
         );
+        if let (Some(path), Some(crl)) = (&s.server_crl, &trust_crl) {
+            push(
+                path.clone(),
+                crl.clone(),
+                false,
+                format!("Trust CA revocation list, empty ({tag})"),
+            );
+        }
         let (cert, key) = make_leaf(
             &trust_ca,
             &s.trust_server_host,

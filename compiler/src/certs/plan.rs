@@ -32,6 +32,7 @@ pub fn plans(loaded: &LoadedSpec) -> Result<Vec<EnvCertPlan>, PlanError> {
                     server_cert: loaded.resolve(&r.tls.cert),
                     server_key: loaded.resolve(&r.tls.key),
                     client_ca: loaded.resolve(&r.tls.client_ca),
+                    client_crl: r.tls.client_crl.as_deref().map(|p| loaded.resolve(p)),
                     hostname: r.hostname.clone(),
                     trust_client_cn: subject_name(subject).to_string(),
                 })
@@ -43,6 +44,7 @@ pub fn plans(loaded: &LoadedSpec) -> Result<Vec<EnvCertPlan>, PlanError> {
                 client_cert: loaded.resolve(&s.tls.cert),
                 client_key: loaded.resolve(&s.tls.key),
                 server_ca: loaded.resolve(&s.tls.server_ca),
+                server_crl: s.tls.server_crl.as_deref().map(|p| loaded.resolve(p)),
                 trust_server_host: url_host(&s.url).ok_or_else(|| {
                     PlanError(format!(
                         "environments.{}.send.url {:?} has no host",

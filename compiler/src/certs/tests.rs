@@ -23,6 +23,7 @@ fn plans(root: &Path) -> Vec<EnvCertPlan> {
                 server_cert: test.join("server.crt"),
                 server_key: test.join("server.key"),
                 client_ca: test.join("trust-client-ca.crt"),
+                client_crl: Some(test.join("trust-client-ca.crl")),
                 hostname: "demo-test.api.example-ems.cloud".into(),
                 trust_client_cn: "tie-test.demo.nhs.uk".into(),
             }),
@@ -30,6 +31,7 @@ fn plans(root: &Path) -> Vec<EnvCertPlan> {
                 client_cert: test.join("client.crt"),
                 client_key: test.join("client.key"),
                 server_ca: test.join("trust-server-ca.crt"),
+                server_crl: None,
                 trust_server_host: "tie-test.demo.nhs.uk".into(),
             }),
             peer_dir: test.join("trust"),
@@ -41,6 +43,7 @@ fn plans(root: &Path) -> Vec<EnvCertPlan> {
                 server_cert: prod.join("server.crt"),
                 server_key: prod.join("server.key"),
                 client_ca: prod.join("trust-ca.crt"),
+                client_crl: Some(prod.join("trust-ca.crl")),
                 hostname: "demo.api.example-ems.cloud".into(),
                 trust_client_cn: "tie.demo.nhs.uk".into(),
             }),
@@ -49,6 +52,8 @@ fn plans(root: &Path) -> Vec<EnvCertPlan> {
                 client_key: prod.join("client.key"),
                 // the same path as client_ca: written once
                 server_ca: prod.join("trust-ca.crt"),
+                // the same CRL path too: written once
+                server_crl: Some(prod.join("trust-ca.crl")),
                 trust_server_host: "tie.demo.nhs.uk".into(),
             }),
             peer_dir: prod.join("trust"),
@@ -92,11 +97,18 @@ fn dev_set() -> (tempfile::TempDir, Vec<EnvCertPlan>, Vec<WrittenFile>) {
 #[test]
 fn dev_set_passes_every_check() {
     let (_dir, plans, written) = dev_set();
-    // test: 4 gateway files + 2 CA copies + 6 peer files; prod: the CA once.
-    assert_eq!(written.len(), 12 + 11, "{written:#?}");
+    // test: 4 gateway files + 2 CA copies + 1 CRL + 6 peer files; prod: the CA and its CRL
+    // once each.
+    assert_eq!(written.len(), 13 + 12, "{written:#?}");
     for plan in &plans {
         let r = plan.receive.as_ref().unwrap();
         let s = plan.send.as_ref().unwrap();
+        // The empty CRL of the Trust CA, where the spec names one.
+        for (crl, ca) in [(&r.client_crl, &r.client_ca), (&s.server_crl, &s.server_ca)] {
+            if let Some(crl) = crl {
+                assert_clean(&check_crl(crl, ca, today()));
+            }
+        }
         let ems_ca = plan.peer_dir.join("ems-ca.crt");
         // The gateway's server certificate, as the Trust's engine sees it.
         for host in [r.hostname.as_str(), "localhost", "127.0.0.1"] {
@@ -859,4 +871,58 @@ fn certificates_and_keys_in_each_others_place_are_refused() {
     );
     // A DER certificate where the key belongs.
     assert!(read_private_key(&fixture("p256.crt.der")).is_err());
+}
+
+#[test]
+fn crls_are_checked_against_their_ca_and_the_date() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca_path, _, _) = ca_and_leaf(dir.path(), ExtendedKeyUsagePurpose::ClientAuth, -1, 300);
+    let ca = make_ca("test CA", Validity::dev(today(), 1000).unwrap()).unwrap();
+    std::fs::write(&ca_path, ca.cert.pem()).unwrap();
+    let at = |from: i64, to: i64| Validity {
+        not_before: (today() + Duration::days(from)).midnight().assume_utc(),
+        not_after: (today() + Duration::days(to)).midnight().assume_utc(),
+    };
+    let crl = dir.path().join("ca.crl");
+
+    std::fs::write(&crl, ca.empty_crl_pem(at(-1, 7)).unwrap()).unwrap();
+    assert_clean(&check_crl(&crl, &ca_path, today()));
+
+    std::fs::write(&crl, ca.empty_crl_pem(at(-30, -2)).unwrap()).unwrap();
+    let f = check_crl(&crl, &ca_path, today());
+    assert_eq!(codes(&f), ["crl-expired"]);
+    assert_eq!(f[0].which, Which::Crl);
+    assert!(f[0].message.contains("2 days ago"), "{}", f[0].message);
+
+    // Another CA's CRL, and one with the same name but another key.
+    let other = make_ca("other CA", Validity::dev(today(), 1000).unwrap()).unwrap();
+    std::fs::write(&crl, other.empty_crl_pem(at(-1, 7)).unwrap()).unwrap();
+    let f = check_crl(&crl, &ca_path, today());
+    assert_eq!(codes(&f), ["crl-not-signed"]);
+    assert!(f[0].message.contains("not a CA in"), "{}", f[0].message);
+    let remade = make_ca("test CA", Validity::dev(today(), 1000).unwrap()).unwrap();
+    std::fs::write(&crl, remade.empty_crl_pem(at(-1, 7)).unwrap()).unwrap();
+    let f = check_crl(&crl, &ca_path, today());
+    assert_eq!(codes(&f), ["crl-not-signed"]);
+    assert!(f[0].message.contains("did not sign it"), "{}", f[0].message);
+
+    std::fs::write(
+        &crl,
+        "-----BEGIN X509 CRL-----\nAAAA\n-----END X509 CRL-----\n",
+    )
+    .unwrap();
+    assert_eq!(
+        codes(&check_crl(&crl, &ca_path, today())),
+        ["crl-unreadable"]
+    );
+    std::fs::write(&crl, ca.cert.pem()).unwrap();
+    assert_eq!(
+        codes(&check_crl(&crl, &ca_path, today())),
+        ["crl-unreadable"]
+    );
+    let missing = dir.path().join("nope.crl");
+    assert_eq!(
+        codes(&check_crl(&missing, &ca_path, today())),
+        ["crl-missing"]
+    );
 }

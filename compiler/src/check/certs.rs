@@ -93,23 +93,31 @@ pub(super) fn check(spec: &LoadedSpec, options: &CheckOptions, out: &mut Vec<Dia
         let base = format!("/environments/{}", env.as_str());
         if let Some(r) = &e.receive {
             let ca = spec.resolve(&r.tls.client_ca);
-            report_ca(
+            let findings = certs::check_ca(&ca, options.today);
+            report(
                 spec,
-                &ca,
-                options,
+                findings,
                 &format!("{base}/receive/tls/client_ca"),
                 out,
             );
+            if let Some(crl) = &r.tls.client_crl {
+                let findings = certs::check_crl(&spec.resolve(crl), &ca, options.today);
+                report(
+                    spec,
+                    findings,
+                    &format!("{base}/receive/tls/client_crl"),
+                    out,
+                );
+            }
         }
         if let Some(s) = &e.send {
             let ca = spec.resolve(&s.tls.server_ca);
-            report_ca(
-                spec,
-                &ca,
-                options,
-                &format!("{base}/send/tls/server_ca"),
-                out,
-            );
+            let findings = certs::check_ca(&ca, options.today);
+            report(spec, findings, &format!("{base}/send/tls/server_ca"), out);
+            if let Some(crl) = &s.tls.server_crl {
+                let findings = certs::check_crl(&spec.resolve(crl), &ca, options.today);
+                report(spec, findings, &format!("{base}/send/tls/server_crl"), out);
+            }
         }
     }
 }
@@ -162,6 +170,7 @@ fn check_own(
             certs::Which::Cert => "cert",
             certs::Which::Key => "key",
             certs::Which::Ca => "issuer_ca",
+            certs::Which::Crl => "crl",
         };
         out.push(spec.at_value(diagnostic(spec, f), &format!("{}/{key}", own.tls_pointer)));
     }
@@ -205,14 +214,9 @@ fn belongs_to(own: &OwnCert, other: &OwnCert, options: &CheckOptions) -> Option<
     verified.then(|| format!("issued by {that}'s issuer_ca, not this environment's"))
 }
 
-fn report_ca(
-    spec: &LoadedSpec,
-    ca: &Path,
-    options: &CheckOptions,
-    pointer: &str,
-    out: &mut Vec<Diagnostic>,
-) {
-    for f in certs::check_ca(ca, options.today) {
+/// Findings about a CA or CRL file, placed at the spec value that names it.
+fn report(spec: &LoadedSpec, findings: Vec<Finding>, pointer: &str, out: &mut Vec<Diagnostic>) {
+    for f in findings {
         out.push(spec.at_value(diagnostic(spec, &f), pointer));
     }
 }

@@ -105,6 +105,7 @@ fn receive(r: &ReceiveSide) -> config::ReceiveConfig {
         cert: text(&r.tls.cert),
         key: text(&r.tls.key),
         client_ca: text(&r.tls.client_ca),
+        client_crl: r.tls.client_crl.as_deref().map(text),
         allowed_clients: texts(&r.allowed_clients),
         allowed_ips: texts(&r.allowed_ips),
         max_body: r.max_body.unwrap_or(defaults::MAX_BODY).bytes(),
@@ -129,6 +130,7 @@ fn send(s: &SendSide) -> config::SendConfig {
         cert: text(&s.tls.cert),
         key: text(&s.tls.key),
         server_ca: text(&s.tls.server_ca),
+        server_crl: s.tls.server_crl.as_deref().map(text),
         timeout_ms: s.timeout.unwrap_or(defaults::SEND_TIMEOUT).as_millis(),
         backoff_first_ms: backoff.first.as_millis(),
         backoff_max_ms: backoff.max.as_millis(),
@@ -284,6 +286,7 @@ fn receive_tokens(r: &config::ReceiveConfig) -> TokenStream {
         &r.client_ca,
     ]
     .map(|t| text_tokens(t));
+    let client_crl = opt_text(r.client_crl.as_ref());
     let clients = list_tokens(&r.allowed_clients);
     let ips = list_tokens(&r.allowed_ips);
     let max_body = u64_lit(r.max_body);
@@ -303,6 +306,7 @@ fn receive_tokens(r: &config::ReceiveConfig) -> TokenStream {
             cert: #cert,
             key: #key,
             client_ca: #client_ca,
+            client_crl: #client_crl,
             allowed_clients: #clients,
             allowed_ips: #ips,
             max_body: #max_body,
@@ -343,6 +347,7 @@ fn send_tokens(s: &config::SendConfig) -> TokenStream {
         &h.receiving_facility,
     ]
     .map(|t| text_tokens(t));
+    let server_crl = opt_text(s.server_crl.as_ref());
     let timeout = u64_lit(s.timeout_ms);
     let first = u64_lit(s.backoff_first_ms);
     let max = u64_lit(s.backoff_max_ms);
@@ -370,6 +375,7 @@ fn send_tokens(s: &config::SendConfig) -> TokenStream {
             cert: #cert,
             key: #key,
             server_ca: #server_ca,
+            server_crl: #server_crl,
             timeout_ms: #timeout,
             backoff_first_ms: #first,
             backoff_max_ms: #max,

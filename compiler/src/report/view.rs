@@ -670,7 +670,11 @@ impl<'a> Builder<'a> {
                 "Trust CA accepted for client certificates",
                 &r.tls.client_ca,
                 None,
-                &[format!("{base}/receive/tls/client_ca")],
+                // The CA's CRL is judged with it (revoked certificates are the CA's word).
+                &[
+                    format!("{base}/receive/tls/client_ca"),
+                    format!("{base}/receive/tls/client_crl"),
+                ],
             ));
             list.push(self.issuer_ca(
                 "cert-receive-issuer-ca",
@@ -695,7 +699,10 @@ impl<'a> Builder<'a> {
                 "Trust CA that signs the Trust's server certificate",
                 &s.tls.server_ca,
                 None,
-                &[format!("{base}/send/tls/server_ca")],
+                &[
+                    format!("{base}/send/tls/server_ca"),
+                    format!("{base}/send/tls/server_crl"),
+                ],
             ));
             list.push(self.issuer_ca(
                 "cert-send-issuer-ca",

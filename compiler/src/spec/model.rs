@@ -257,6 +257,13 @@ pub struct ServerTls {
     pub key: String,
     /// CA certificate(s) that sign the customer engine's client certificates.
     pub client_ca: String,
+    /// Certificate revocation lists of the CA(s) in `client_ca`: one PEM file of `X509 CRL`
+    /// blocks, one per CA. A client certificate they revoke fails the TLS handshake.
+    /// Reloaded with the certificates on SIGHUP or `gw-<code> reload`; `validate` reports a
+    /// CRL that does not parse, is out of date (next update past) or is not signed by a CA of
+    /// `client_ca`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_crl: Option<String>,
     /// The CA that issued `cert` (the one the customer's engine trusts), when known:
     /// `validate` then checks that the chain in `cert` verifies to it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -338,6 +345,13 @@ pub struct ClientTls {
     pub key: String,
     /// CA certificate(s) that sign the engine's server certificate. Never a disabled check.
     pub server_ca: String,
+    /// Certificate revocation lists of the CA(s) in `server_ca`: one PEM file of `X509 CRL`
+    /// blocks, one per CA. An engine certificate they revoke fails the TLS handshake.
+    /// Reloaded with the certificates on SIGHUP or `gw-<code> reload`; `validate` reports a
+    /// CRL that does not parse, is out of date (next update past) or is not signed by a CA of
+    /// `server_ca`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_crl: Option<String>,
     /// The CA that issued `cert` (the one the customer's engine trusts), when known:
     /// `validate` then checks that the chain in `cert` verifies to it.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -21,6 +21,7 @@ pub const TEST: Environment = Environment {
         cert: Cow::Borrowed("certs/northwest/test/gateway-server.crt"),
         key: Cow::Borrowed("certs/northwest/test/gateway-server.key"),
         client_ca: Cow::Borrowed("certs/northwest/test/tie-client-ca.crt"),
+        client_crl: None,
         allowed_clients: Cow::Borrowed(&[Cow::Borrowed("CN=ensemble-test.nwch.nhs.uk")]),
         allowed_ips: Cow::Borrowed(
             &[Cow::Borrowed("127.0.0.0/8"), Cow::Borrowed("::1/128")],
@@ -37,6 +38,7 @@ pub const TEST: Environment = Environment {
         cert: Cow::Borrowed("certs/northwest/test/gateway-client.crt"),
         key: Cow::Borrowed("certs/northwest/test/gateway-client.key"),
         server_ca: Cow::Borrowed("certs/northwest/test/tie-server-ca.crt"),
+        server_crl: None,
         timeout_ms: 15000,
         backoff_first_ms: 500,
         backoff_max_ms: 120000,
@@ -83,6 +85,7 @@ pub const PROD: Environment = Environment {
         cert: Cow::Borrowed("certs/northwest/prod/gateway-server.crt"),
         key: Cow::Borrowed("certs/northwest/prod/gateway-server.key"),
         client_ca: Cow::Borrowed("certs/northwest/prod/tie-client-ca.crt"),
+        client_crl: None,
         allowed_clients: Cow::Borrowed(
             &[
                 Cow::Borrowed("CN=ensemble.nwch.nhs.uk"),
@@ -104,6 +107,7 @@ pub const PROD: Environment = Environment {
         cert: Cow::Borrowed("certs/northwest/prod/gateway-client.crt"),
         key: Cow::Borrowed("certs/northwest/prod/gateway-client.key"),
         server_ca: Cow::Borrowed("certs/northwest/prod/tie-server-ca.crt"),
+        server_crl: None,
         timeout_ms: 45000,
         backoff_first_ms: 2000,
         backoff_max_ms: 900000,

@@ -94,6 +94,9 @@ pub struct ReceiveConfig {
     pub key: Text,
     /// CA(s) for client certificates (PEM).
     pub client_ca: Text,
+    /// CRLs of the client CA(s) (PEM), when the spec names them: a revoked client
+    /// certificate fails the handshake.
+    pub client_crl: Option<Text>,
     /// Client subjects allowed after the handshake (`CN=…`, `DNS:…`).
     pub allowed_clients: TextList,
     /// IP ranges allowed to connect (CIDR).
@@ -124,6 +127,9 @@ pub struct SendConfig {
     pub key: Text,
     /// CA(s) for the engine's server certificate (PEM).
     pub server_ca: Text,
+    /// CRLs of the server CA(s) (PEM), when the spec names them: a revoked server
+    /// certificate fails the handshake.
+    pub server_crl: Option<Text>,
     /// ACK timeout in milliseconds.
     pub timeout_ms: u64,
     /// First retry delay in milliseconds.

@@ -543,6 +543,7 @@ mod tests {
             cert: "server.crt".into(),
             key: "server.key".into(),
             client_ca: "ca.crt".into(),
+            client_crl: None,
             allowed_clients: vec!["CN=tie".into()].into(),
             allowed_ips: vec!["127.0.0.0/8".into()].into(),
             max_body: 1024,

@@ -227,18 +227,21 @@ pub fn test_settings() -> Settings {
 
 impl TestServer {
     pub async fn start(pki: &Pki, configure: impl FnOnce(&mut Settings)) -> Self {
+        Self::start_with_tls(pki.server_config(), configure).await
+    }
+
+    /// [`TestServer::start`] with a TLS configuration of the test's own.
+    pub async fn start_with_tls(
+        tls: Arc<rustls::ServerConfig>,
+        configure: impl FnOnce(&mut Settings),
+    ) -> Self {
         let mut settings = test_settings();
         configure(&mut settings);
         let metrics = Arc::new(Metrics::new());
         let handler = TestHandler::default();
-        let receiver = Receiver::bind(
-            settings,
-            pki.server_config(),
-            handler.clone(),
-            metrics.clone(),
-        )
-        .await
-        .unwrap();
+        let receiver = Receiver::bind(settings, tls, handler.clone(), metrics.clone())
+            .await
+            .unwrap();
         let addr = receiver.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(receiver.run(async move {

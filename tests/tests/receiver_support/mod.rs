@@ -15,7 +15,7 @@
 //! Overrides the real `serve` command has no flag for are applied by editing a copy of the
 //! generated `Environment` before serving, exactly as a spec with those values would: the
 //! IP allowlist (`allowed_ips`), the receiver's `http2` setting, the acknowledgement mode
-//! (`acknowledgement`) and the webhook sink's URL (`webhook`), so the failing webhook listens on
+//! (`acknowledgement`), the client CRL (`client_crl`) and the webhook sink's URL (`webhook`), so the failing webhook listens on
 //! an ephemeral port rather than northwest's fixed 8690.
 
 #![allow(dead_code)]
@@ -99,6 +99,8 @@ pub struct GatewayConfig {
     pub http2: Option<bool>,
     /// Replaces the environment's acknowledgement mode.
     pub acknowledgement: Option<Acknowledgement>,
+    /// Sets the receiver's `client_crl` (a file name, looked up in `cert_dir`).
+    pub client_crl: Option<String>,
 }
 
 impl GatewayConfig {
@@ -111,6 +113,7 @@ impl GatewayConfig {
             webhook: None,
             http2: None,
             acknowledgement: None,
+            client_crl: None,
         }
     }
 
@@ -123,6 +126,7 @@ impl GatewayConfig {
             "webhook": self.webhook,
             "http2": self.http2,
             "acknowledgement": self.acknowledgement.map(Acknowledgement::as_str),
+            "client_crl": self.client_crl,
         })
         .to_string()
     }
@@ -162,6 +166,10 @@ fn run_child(config: &str) -> Result<(), String> {
     if let Some(http2) = config.get("http2").and_then(Value::as_bool) {
         let receive = environment.receive.as_mut().ok_or("no receive section")?;
         receive.http2 = http2;
+    }
+    if let Some(crl) = text("client_crl") {
+        let receive = environment.receive.as_mut().ok_or("no receive section")?;
+        receive.client_crl = Some(crl.to_owned().into());
     }
     if let Some(url) = text("webhook") {
         environment.sink = SinkConfig::Webhook {

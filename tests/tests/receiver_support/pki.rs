@@ -39,6 +39,11 @@ impl Ca {
         self.leaf(cn, &[cn], ExtendedKeyUsagePurpose::ClientAuth, validity)
     }
 
+    /// A CRL of this CA revoking `revoked`, current for a week.
+    pub fn crl(&self, revoked: &[&Identity]) -> String {
+        hl7gw_tests::pki::crl(&self.issuer, revoked)
+    }
+
     /// A server certificate for these names.
     pub fn server(&self, names: &[&str]) -> Identity {
         let cn = names.first().copied().unwrap_or("localhost");
