@@ -512,8 +512,7 @@ pub async fn serve(
                 .await;
         }
     });
-    if let (Some((queue, client, intake, policies)), Some(send)) = (sending, &environment.send)
-    {
+    if let (Some((queue, client, intake, policies)), Some(send)) = (sending, &environment.send) {
         tasks.essential("intake", intake.serve(stopped_signal(&stopped)));
         let (events, received) = tokio::sync::mpsc::unbounded_channel();
         let mut first_client = Some(client);
