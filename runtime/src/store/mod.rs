@@ -83,10 +83,25 @@
 //!
 //! # Retention
 //!
-//! [`Store::prune`] deletes rows received before a cutoff, except committed inbox rows EMS
-//! has not acknowledged: a record nobody has taken is never lost to retention. Once a
-//! committed row is pruned its key is forgotten, so keep retention well beyond any sender's
-//! retry window (days, not minutes).
+//! [`Store::prune`] deletes inbound rows received before a cutoff, except committed inbox
+//! rows EMS has not acknowledged (a record nobody has taken is never lost to retention), and
+//! outbound messages delivered or skipped before it, never pending ones (queued, in flight,
+//! held). Once a committed row is pruned its key is forgotten, so keep retention well beyond
+//! any sender's retry window (days, not minutes; the spec's `retention`, 90 days by default).
+//!
+//! # What stays on disk
+//!
+//! - `secure_delete` is on: a deleted row's bytes are overwritten with zeros in the page
+//!   that held it, and a prune ends with a checkpoint that truncates the WAL, so pruned
+//!   patient data is not left readable in free pages or old WAL frames.
+//! - The file, its `-wal` and `-shm` are 0600: created so, and tightened at open when found
+//!   readable by group or others (logged), or refused with
+//!   [`StoreError::LoosePermissions`] when they cannot be.
+//! - The WAL is bounded: a commit that leaves it over 1 MiB checkpoints it
+//!   (`wal_autocheckpoint`), and a reset WAL is truncated back to 1 MiB
+//!   (`journal_size_limit`). When the disk is full a commit fails (the receiver answers
+//!   503, the intake 503; nothing is acknowledged) and rolls back; once space returns the
+//!   next commit succeeds, with no restart.
 
 mod inbound;
 mod inbox;
