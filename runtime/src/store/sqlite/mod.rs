@@ -33,8 +33,8 @@ impl Sqlite {
     /// applies pending migrations.
     pub(crate) fn open(path: &Path, options: &StoreOptions) -> Result<Self, StoreError> {
         let path = path.to_path_buf();
-        create_file(&path)?;
         permissions::tighten(&path)?;
+        create_file(&path)?;
         let mut conn = Connection::open(&path).map_err(|source| StoreError::Open {
             path: path.clone(),
             source,
