@@ -47,8 +47,10 @@ pub struct RunOptions {
     pub intake_listen: Option<SocketAddr>,
     /// Intake MLLP port.
     pub mllp_listen: Option<SocketAddr>,
-    /// Audit rows older than this are pruned (never records EMS has not taken).
-    pub retention: Duration,
+    /// Replaces the spec's `retention`: inbound rows and delivered or skipped outbound
+    /// messages older than this are pruned (never records EMS has not taken, never pending
+    /// or held messages).
+    pub retention: Option<Duration>,
 }
 
 /// Why a gateway could not start or a command failed: one variant per cause, so the
@@ -411,7 +413,8 @@ pub async fn serve(
     let ops_task = tokio::spawn(ops.run(signal(stopped.clone())));
     let inbox_task = inbox.map(|server| tokio::spawn(server.serve(signal(stopped.clone()))));
     let retention_store = store.clone();
-    let retention = options.retention;
+    let retention = (options.retention)
+        .unwrap_or(Duration::from_millis(environment.retention_ms));
     let retention_stop = signal(stopped.clone());
     let retention_task = tokio::spawn(async move {
         retention_store

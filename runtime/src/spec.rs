@@ -306,6 +306,7 @@ mod tests {
                 sink: SinkConfig::Inbox,
                 acknowledgement: Acknowledgement::Application,
                 accept_versions: Cow::Borrowed(&[]),
+                retention_ms: crate::config::defaults::RETENTION.as_millis(),
             }),
             prod: None,
             inbound: vec![InboundBinding {

@@ -175,7 +175,7 @@ pub fn loopback_options(store: PathBuf, cert_dir: Option<PathBuf>) -> RunOptions
         inbox_listen: local,
         intake_listen: local,
         mllp_listen: local,
-        retention: Duration::from_secs(90 * 86_400),
+        retention: None,
     }
 }
 

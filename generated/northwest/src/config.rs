@@ -56,6 +56,7 @@ pub const TEST: Environment = Environment {
         },
     }),
     store: Cow::Borrowed("var/northwest-test.sqlite"),
+    retention_ms: 7776000000,
     sink: SinkConfig::Webhook {
         url: Cow::Borrowed("http://127.0.0.1:8690/ems/northwest/test/patients"),
     },
@@ -115,6 +116,7 @@ pub const PROD: Environment = Environment {
         },
     }),
     store: Cow::Borrowed("var/northwest-prod.sqlite"),
+    retention_ms: 7776000000,
     sink: SinkConfig::Inbox,
     acknowledgement: Acknowledgement::Application,
     accept_versions: Cow::Borrowed(&[Cow::Borrowed("2.3")]),
