@@ -413,8 +413,7 @@ pub async fn serve(
     let ops_task = tokio::spawn(ops.run(signal(stopped.clone())));
     let inbox_task = inbox.map(|server| tokio::spawn(server.serve(signal(stopped.clone()))));
     let retention_store = store.clone();
-    let retention = (options.retention)
-        .unwrap_or(Duration::from_millis(environment.retention_ms));
+    let retention = (options.retention).unwrap_or(Duration::from_millis(environment.retention_ms));
     let retention_stop = signal(stopped.clone());
     let retention_task = tokio::spawn(async move {
         retention_store

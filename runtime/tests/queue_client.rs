@@ -513,11 +513,20 @@ async fn ar_holds_then_a_skip_from_another_process_releases_and_keeps_the_row() 
         // Pruning takes delivered and skipped messages once they are older than the
         // retention, and nothing younger.
         assert_eq!(
-            operator.prune_finished(Duration::from_secs(3600)).await.unwrap(),
+            operator
+                .prune_finished(Duration::from_secs(3600))
+                .await
+                .unwrap(),
             0
         );
         assert_eq!(operator.prune_finished(Duration::ZERO).await.unwrap(), 3);
-        assert!(operator.list(ListFilter::default()).await.unwrap().is_empty());
+        assert!(
+            operator
+                .list(ListFilter::default())
+                .await
+                .unwrap()
+                .is_empty()
+        );
     })
     .await;
 }

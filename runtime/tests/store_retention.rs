@@ -49,8 +49,10 @@ fn inbound(control_id: &str, received_at: SystemTime) -> InboundRecord {
         message_type: "ADT^A28".into(),
         raw,
         record: Some(serde_json::json!({ "family": format!("{MARKER}JSON") })),
-        ack: format!("MSH|^~\\&|HL7GW|EMS|PAS|RX1|20240501120001||ACK|A1|T|2.4\rMSA|AA|{control_id}\r")
-            .into_bytes(),
+        ack: format!(
+            "MSH|^~\\&|HL7GW|EMS|PAS|RX1|20240501120001||ACK|A1|T|2.4\rMSA|AA|{control_id}\r"
+        )
+        .into_bytes(),
         ack_code: AckCode::ApplicationAccept,
         sink: SinkKind::Webhook,
     }
@@ -214,7 +216,11 @@ fn pruned_patient_data_is_not_left_in_the_database_or_its_wal() {
         assert!(matches!(result, CommitResult::Committed(_)));
     }
     let queue = Queue::new(store.clone());
-    let id = queue.blocking().enqueue(DEST, &outbound("OUT-1")).unwrap().id;
+    let id = queue
+        .blocking()
+        .enqueue(DEST, &outbound("OUT-1"))
+        .unwrap()
+        .id;
     set_state(&store, id, "delivered", long_ago);
     // A row that stays (another patient), so the file still has live data around the
     // freed space.

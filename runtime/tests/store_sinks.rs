@@ -601,7 +601,10 @@ fn prune_keeps_unacknowledged_inbox_rows() {
     );
 
     // By age: everything received a year ago or earlier that may go has gone already.
-    assert_eq!(s.prune(Duration::from_secs(365 * 86_400)).unwrap().inbound, 0);
+    assert_eq!(
+        s.prune(Duration::from_secs(365 * 86_400)).unwrap().inbound,
+        0
+    );
     // Once EMS takes it, the old row goes too.
     s.inbox_ack(old_pending).unwrap();
     assert_eq!(s.prune(Duration::from_secs(3600)).unwrap().inbound, 1);

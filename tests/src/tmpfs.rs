@@ -26,7 +26,13 @@ impl Tmpfs {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let path = dir.path().to_path_buf();
         let result = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tmpfs"])
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
             .arg(&path)
             .output();
         let why = match result {
@@ -57,7 +63,11 @@ impl Tmpfs {
 
     /// Remounts read-only (or back read-write).
     pub fn remount(&self, read_only: bool) {
-        let mode = if read_only { "remount,ro" } else { "remount,rw" };
+        let mode = if read_only {
+            "remount,ro"
+        } else {
+            "remount,rw"
+        };
         let out = Command::new("mount")
             .args(["-o", mode])
             .arg(&self.path)

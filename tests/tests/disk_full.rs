@@ -115,7 +115,11 @@ async fn a_full_disk_refuses_messages_and_the_gateway_recovers_when_space_return
         // Enough commits to pass several automatic checkpoints of the WAL.
         for n in 1..=150 {
             let id = format!("AFTER-{n}");
-            assert_eq!(ack_code(&send(&gw, &id).await).as_deref(), Some("AA"), "{id}");
+            assert_eq!(
+                ack_code(&send(&gw, &id).await).as_deref(),
+                Some("AA"),
+                "{id}"
+            );
             acknowledged.push(id);
         }
 
@@ -153,7 +157,10 @@ fn a_store_whose_loose_permissions_cannot_be_tightened_is_refused() {
     };
     assert_eq!(*mode, 0o644);
     let text = error.to_string();
-    assert!(text.contains("0644") && text.contains("chmod 600"), "{text}");
+    assert!(
+        text.contains("0644") && text.contains("chmod 600"),
+        "{text}"
+    );
     volume.remount(false);
     drop(Store::open(&path).unwrap());
     assert_eq!(

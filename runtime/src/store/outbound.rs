@@ -179,10 +179,7 @@ impl BlockingStore {
         }
     }
 
-    pub(crate) fn queue_prune_finished(
-        &self,
-        cutoff: OffsetDateTime,
-    ) -> Result<usize, QueueError> {
+    pub(crate) fn queue_prune_finished(&self, cutoff: OffsetDateTime) -> Result<usize, QueueError> {
         match &self.backend {
             Backend::Sqlite(db) => Ok(db.queue_prune_finished(cutoff)?),
         }
