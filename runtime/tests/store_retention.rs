@@ -146,17 +146,20 @@ fn retention_prunes_old_delivered_and_skipped_messages_never_pending_or_held_one
 }
 
 #[tokio::test]
-async fn the_retention_task_prunes_the_outbound_queue() {
+async fn the_retention_task_prunes_both_directions_and_stops() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
+    let long_ago = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    let CommitResult::Committed(inbound_id) = store
+        .commit_inbound(inbound("IN-1", long_ago))
+        .await
+        .unwrap()
+    else {
+        panic!("committed");
+    };
     let queue = Queue::new(store.clone());
     let id = queue.enqueue(DEST, outbound("OUT-1")).await.unwrap().id;
-    set_state(
-        &store,
-        id,
-        "delivered",
-        UNIX_EPOCH + Duration::from_secs(1_700_000_000),
-    );
+    set_state(&store, id, "delivered", long_ago);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = {
         let store = store.clone();
@@ -173,12 +176,13 @@ async fn the_retention_task_prunes_the_outbound_queue() {
         })
     };
     tokio::time::timeout(Duration::from_secs(30), async {
-        while !outbound_ids(&store).is_empty() {
+        while !outbound_ids(&store).is_empty() || store.inbound(inbound_id).await.unwrap().is_some()
+        {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     })
     .await
-    .expect("the retention task pruned the delivered message");
+    .expect("the retention task pruned the old rows");
     stop.send(()).unwrap();
     tokio::time::timeout(Duration::from_secs(30), task)
         .await

@@ -661,46 +661,6 @@ fn prune_works_in_batches() {
     );
 }
 
-#[tokio::test]
-async fn the_retention_task_prunes_and_stops() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
-    let old = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-    let rec = record_at(
-        "EPIC",
-        "R1",
-        AckCode::ApplicationError,
-        SinkKind::Inbox,
-        old,
-    );
-    let CommitResult::Committed(id) = store.commit_inbound(rec).await.unwrap() else {
-        panic!("audit row written");
-    };
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = {
-        let store = store.clone();
-        tokio::spawn(async move {
-            store
-                .run_retention(
-                    Duration::from_secs(86_400),
-                    Duration::from_millis(20),
-                    async {
-                        let _ = stopped.await;
-                    },
-                )
-                .await;
-        })
-    };
-    bounded(async {
-        while store.inbound(id).await.unwrap().is_some() {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await;
-    stop.send(()).unwrap();
-    bounded(task).await.unwrap();
-}
-
 // ---------------------------------------------------------------------------------------
 // Inbox API
 // ---------------------------------------------------------------------------------------
