@@ -134,7 +134,8 @@ struct RunArgs {
     mllp_listen: Option<std::net::SocketAddr>,
     /// Prune what is older than this many days instead of the spec's `retention`: inbound
     /// rows (records EMS has not taken are kept) and delivered or skipped outbound messages.
-    #[arg(long)]
+    /// From 1 to 36500: a prune forgets duplicate keys, so never less than a day.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=36_500))]
     retention_days: Option<u64>,
 }
 
