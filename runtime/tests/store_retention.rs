@@ -210,6 +210,8 @@ fn pruned_patient_data_is_not_left_in_the_database_or_its_wal() {
     let store = open(dir.path());
     let pragmas = store.blocking().pragmas().unwrap();
     assert_eq!(pragmas.secure_delete, 1);
+    assert_eq!(pragmas.journal_size_limit, 1 << 20);
+    assert_eq!(pragmas.wal_autocheckpoint, 256);
     let long_ago = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
     // Enough rows that pruning frees whole pages, not only cells within a page.
     for n in 0..200 {
