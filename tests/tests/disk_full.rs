@@ -1,6 +1,6 @@
 //! A full disk (issue 11): the gateway's store on a 2 MiB tmpfs. While the volume is full
-//! no message is acknowledged (503, no ACK) and none is lost; once space returns the same
-//! process accepts messages again, with no restart. And a store whose loose permissions
+//! no message is acknowledged (the receiver's 503 with no ACK, the intake's 503) and none is
+//! lost; once space returns the same process accepts messages again, with no restart. And a store whose loose permissions
 //! cannot be tightened (a read-only volume) is refused at open with a message saying so.
 //!
 //! Mounting needs privileges: without them these tests print that they skipped, unless
@@ -13,7 +13,9 @@ mod receiver_support;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hl7gw_runtime::queue::{ListFilter, Queue};
 use hl7gw_runtime::store::{Store, StoreError};
+use hl7gw_tests::child::{loopback_options, serve_until};
 use hl7gw_tests::messages::{self as samples, AckView};
 use hl7gw_tests::tmpfs::Tmpfs;
 use hl7gw_tests::wire::{self, Http, RawResponse, client_config, connect};
@@ -138,6 +140,97 @@ async fn a_full_disk_refuses_messages_and_the_gateway_recovers_when_space_return
     .await
     .expect("test took too long");
     drop(gw);
+}
+
+/// POSTs the demo's ORU^R01 (with its PDF) to the intake; the status.
+fn queue_oru(intake: std::net::SocketAddr, control_id: &str) -> u16 {
+    let response = wire::plain_request(
+        intake,
+        "POST",
+        "/outbound",
+        &["Content-Type: application/hl7-v2"],
+        &samples::oru(control_id),
+    )
+    .unwrap();
+    assert!(
+        matches!(response.status, 201 | 503),
+        "{} {}",
+        response.status,
+        response.body_text()
+    );
+    response.status
+}
+
+/// The control ids in the outbound queue, as an operator's command sees them (its own
+/// connection to the store).
+fn queued(store: &std::path::Path) -> Vec<String> {
+    let queue = Queue::new(Store::open(store).unwrap());
+    let filter = ListFilter {
+        limit: hl7gw_runtime::queue::MAX_LIST,
+        ..ListFilter::default()
+    };
+    let listed = queue.blocking().list(&filter).unwrap();
+    listed.into_iter().map(|m| m.control_id).collect()
+}
+
+#[test]
+fn a_full_disk_refuses_outbound_messages_and_the_intake_recovers_when_space_returns() {
+    let Some(volume) = Tmpfs::mount("2m", "a_full_disk_refuses_outbound_messages") else {
+        return;
+    };
+    let store = volume.path().join("gateway.sqlite");
+    // The demo's TEST gateway in this process, sending to its (absent) Trust engine: the
+    // sequencer's failed attempts are store writes too.
+    let options = loopback_options(store.clone(), None);
+    let (ready, addresses) = std::sync::mpsc::channel();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = std::thread::spawn(move || {
+        serve_until(
+            &gw_demo::SPEC,
+            &options,
+            async move {
+                let _ = stopped.await;
+            },
+            move |resolved| {
+                let _ = ready.send(resolved.send.as_ref().map(|s| s.intake_listen));
+            },
+        )
+    });
+    let intake = addresses
+        .recv_timeout(Duration::from_secs(60))
+        .unwrap()
+        .expect("the demo's TEST environment sends");
+
+    let mut accepted = Vec::new();
+    assert_eq!(queue_oru(intake, "OUT-0"), 201);
+    accepted.push("OUT-0".to_owned());
+    assert!(volume.fill("filler") > 0);
+    let refused = (1..=200)
+        .map(|n| format!("OUT-{n}"))
+        .find(|id| {
+            let status = queue_oru(intake, id);
+            if status == 201 {
+                accepted.push(id.clone());
+            }
+            status == 503
+        })
+        .expect("a full volume refuses a message within 200");
+    assert!(!queued(&store).contains(&refused));
+
+    std::fs::remove_file(volume.path().join("filler")).unwrap();
+    assert_eq!(queue_oru(intake, &refused), 201);
+    accepted.push(refused);
+    // Enough writes to pass several automatic checkpoints of the WAL.
+    for n in 1..=150 {
+        let id = format!("AFTER-{n}");
+        assert_eq!(queue_oru(intake, &id), 201, "{id}");
+        accepted.push(id);
+    }
+    // Every message the intake took is queued, once, in order.
+    assert_eq!(queued(&store), accepted);
+
+    stop.send(()).unwrap();
+    server.join().unwrap().unwrap();
 }
 
 #[cfg(unix)]
