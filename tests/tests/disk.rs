@@ -1,10 +1,14 @@
-//! A full disk (issue 11): the gateway's store on a 2 MiB tmpfs. While the volume is full
-//! no message is acknowledged (the receiver's 503 with no ACK, the intake's 503) and none is
-//! lost; once space returns the same process accepts messages again, with no restart. And a store whose loose permissions
-//! cannot be tightened (a read-only volume) is refused at open with a message saying so.
+//! The gateway's disk across processes (issue 11, "Disk full and retention").
 //!
-//! Mounting needs privileges: without them these tests print that they skipped, unless
-//! `HL7GW_REQUIRE_TMPFS=1` (`hl7gw_tests::tmpfs`).
+//! A full disk: the gateway's store on a 2 MiB tmpfs. While the volume is full no message is
+//! acknowledged (the receiver's 503 with no ACK, the intake's 503) and none is lost; once
+//! space returns the same process accepts messages again, with no restart. A store whose
+//! loose permissions cannot be tightened (a read-only volume) is refused at open with a
+//! message saying so. Mounting needs privileges: without them those tests print that they
+//! skipped, unless `HL7GW_REQUIRE_TMPFS=1` (`hl7gw_tests::tmpfs`).
+//!
+//! Retention: a gateway started on a store with old delivered and skipped outbound messages
+//! prunes them, and keeps the held one.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -260,4 +264,55 @@ fn a_store_whose_loose_permissions_cannot_be_tightened_is_refused() {
         std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
         0o600
     );
+}
+
+#[test]
+fn a_running_gateway_prunes_old_delivered_and_skipped_messages_and_keeps_held_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("gateway.sqlite");
+    let ids: Vec<i64> = {
+        let queue = Queue::new(Store::open(&store).unwrap());
+        (1..=4)
+            .map(|n| {
+                let raw = samples::oru(&format!("OLD-{n}"));
+                queue.blocking().enqueue("engine", &raw).unwrap().id
+            })
+            .collect()
+    };
+    // What a sequencer and an operator left behind in 2023 (the spec's retention is 90d).
+    let conn = rusqlite::Connection::open(&store).unwrap();
+    let long_ago = "2023-11-14T22:13:20.000000Z";
+    for (id, set) in [
+        (ids[0], "state = 'delivered', delivered_at = ?1"),
+        (
+            ids[1],
+            "state = 'skipped', skipped_at = ?1, skip_reason = 'resent'",
+        ),
+        (
+            ids[2],
+            "state = 'held', held_at = ?1, held_reason = 'on_ae: hold'",
+        ),
+    ] {
+        conn.execute(
+            &format!("UPDATE outbound_messages SET {set}, enqueued_at = ?1 WHERE id = ?2"),
+            rusqlite::params![long_ago, id],
+        )
+        .unwrap();
+    }
+    drop(conn);
+
+    let gw = Gateway::start(
+        GatewayConfig::new(Spec::Demo, &store),
+        &dir.path().join("gateway.log"),
+    );
+    let deadline = std::time::Instant::now() + TEST_LIMIT;
+    while queued(&store) != ["OLD-3", "OLD-4"] {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not pruned: {:?}",
+            queued(&store)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(gw);
 }
