@@ -167,7 +167,8 @@ fn every_size_duration_and_policy_example_loads_as_written() {
         .into_iter()
         .chain(yaml_values(&doc, "timeout"))
         .chain(yaml_values(&doc, "first"))
-        .chain(yaml_values(&doc, "max"));
+        .chain(yaml_values(&doc, "max"))
+        .chain(yaml_values(&doc, "retention"));
     for written in durations {
         if let Err(e) = load_duration(&written) {
             failures.push(format!("duration `{written}`: {e}"));
@@ -216,6 +217,17 @@ fn the_stated_size_and_duration_defaults_are_the_runtimes() {
     assert_eq!(max_body, defaults::MAX_BODY);
     let timeout: Duration = default("send.timeout").parse().unwrap();
     assert_eq!(timeout, defaults::SEND_TIMEOUT);
+    // `retention` is also a row of the environment table (first); the defaults table's row
+    // is the one with a value.
+    let retention = doc
+        .lines()
+        .filter(|line| line.starts_with("| `retention` |"))
+        .find_map(|line| {
+            let cells: Vec<&str> = line.trim_matches('|').split('|').map(str::trim).collect();
+            backticked(cells.get(1)?).into_iter().next()
+        })
+        .expect("a default for retention");
+    assert_eq!(retention.parse::<Duration>().unwrap(), defaults::RETENTION);
     let backoff = default("send.backoff");
     assert_eq!(
         backoff,

@@ -309,6 +309,9 @@ const CASES: &[Case] = &[
     error("env-max-body-zero.yaml", "env-max-body-zero", 25, 17),
     warning("env-max-body-large.yaml", "env-max-body-large", 45, 17),
     error("env-limits.yaml", "env-limits", 34, 27),
+    error("env-retention-zero.yaml", "env-retention-zero", 32, 16),
+    error("env-retention-short.yaml", "env-retention-short", 32, 16),
+    warning("env-retention-long.yaml", "env-retention-long", 32, 16),
     // Network.
     error("net-url.yaml", "net-url", 45, 12),
     error("net-url-webhook.yaml", "net-url", 51, 29),

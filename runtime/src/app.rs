@@ -54,8 +54,10 @@ pub struct RunOptions {
     pub intake_listen: Option<SocketAddr>,
     /// Intake MLLP port.
     pub mllp_listen: Option<SocketAddr>,
-    /// Audit rows older than this are pruned (never records EMS has not taken).
-    pub retention: Duration,
+    /// Replaces the spec's `retention`: inbound rows and delivered or skipped outbound
+    /// messages older than this are pruned (never records EMS has not taken, never pending
+    /// or held messages).
+    pub retention: Option<Duration>,
 }
 
 /// Why a gateway could not start or a command failed: one variant per cause, so the
@@ -503,7 +505,9 @@ pub async fn serve(
         tasks.essential("inbox API", server.serve(stopped_signal(&stopped)));
     }
     let retention_store = store.clone();
-    let retention = options.retention;
+    let retention = options
+        .retention
+        .unwrap_or(Duration::from_millis(environment.retention_ms));
     tasks.restartable("retention", move |stopping| {
         let store = retention_store.clone();
         async move {

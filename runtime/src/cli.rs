@@ -137,9 +137,11 @@ struct RunArgs {
     /// Intake MLLP port (default: 127.0.0.1, receive port + 4).
     #[arg(long)]
     mllp_listen: Option<std::net::SocketAddr>,
-    /// Prune audit rows older than this many days (records EMS has not taken are kept).
-    #[arg(long, default_value_t = 90)]
-    retention_days: u64,
+    /// Prune what is older than this many days instead of the spec's `retention`: inbound
+    /// rows (records EMS has not taken are kept) and delivered or skipped outbound messages.
+    /// From 1 to 36500: a prune forgets duplicate keys, so never less than a day.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=36_500))]
+    retention_days: Option<u64>,
 }
 
 /// An environment name on the command line that is neither `test` nor `prod`.
@@ -250,7 +252,9 @@ fn options(generated: &GatewaySpec, args: &RunArgs) -> RunOptions {
         inbox_listen: args.inbox_listen,
         intake_listen: args.intake_listen,
         mllp_listen: args.mllp_listen,
-        retention: Duration::from_secs(args.retention_days.saturating_mul(86_400)),
+        retention: args
+            .retention_days
+            .map(|days| Duration::from_secs(days.saturating_mul(86_400))),
     }
 }
 

@@ -307,6 +307,7 @@ mod tests {
                 acknowledgement: Acknowledgement::Application,
                 accept_versions: Cow::Borrowed(&[]),
                 limits: crate::config::Limits::DEFAULT,
+                retention_ms: crate::config::defaults::RETENTION.as_millis(),
             }),
             prod: None,
             inbound: vec![InboundBinding {

@@ -510,11 +510,23 @@ async fn ar_holds_then_a_skip_from_another_process_releases_and_keeps_the_row() 
             operator.blocking().retry(9999),
             Err(QueueError::NotFound(9999))
         ));
-        // Pruning takes delivered messages, never skipped ones.
-        assert_eq!(operator.prune_delivered(Duration::ZERO).await.unwrap(), 2);
-        let left = operator.list(ListFilter::default()).await.unwrap();
-        assert_eq!(left.len(), 1);
-        assert_eq!(left[0].id, ids_[1]);
+        // Pruning takes delivered and skipped messages once they are older than the
+        // retention, and nothing younger.
+        assert_eq!(
+            operator
+                .prune_finished(Duration::from_secs(3600))
+                .await
+                .unwrap(),
+            0
+        );
+        assert_eq!(operator.prune_finished(Duration::ZERO).await.unwrap(), 3);
+        assert!(
+            operator
+                .list(ListFilter::default())
+                .await
+                .unwrap()
+                .is_empty()
+        );
     })
     .await;
 }

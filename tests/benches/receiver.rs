@@ -195,7 +195,7 @@ fn start_gateway(rt: &tokio::runtime::Runtime, pki: &Pki, data: &Path) -> Gatewa
         inbox_listen: Some(local),
         intake_listen: Some(local),
         mllp_listen: Some(local),
-        retention: Duration::from_secs(30 * 86_400),
+        retention: Some(Duration::from_secs(30 * 86_400)),
     };
     let (ready_tx, ready_rx) = oneshot::channel::<SocketAddr>();
     let (stop, stopped) = oneshot::channel::<()>();

@@ -197,7 +197,7 @@ fn start_receiver(rt: &tokio::runtime::Runtime, data: &Path) -> Running {
         inbox_listen: local(),
         intake_listen: local(),
         mllp_listen: local(),
-        retention: Duration::from_secs(30 * 86_400),
+        retention: Some(Duration::from_secs(30 * 86_400)),
     };
     start(rt, environment, options)
 }
@@ -227,7 +227,7 @@ fn start_sender(rt: &tokio::runtime::Runtime, data: &Path, url: &str) -> Running
         inbox_listen: local(),
         intake_listen: local(),
         mllp_listen: local(),
-        retention: Duration::from_secs(30 * 86_400),
+        retention: Some(Duration::from_secs(30 * 86_400)),
     };
     start(rt, sender_environment(url), options)
 }

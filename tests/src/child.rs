@@ -175,7 +175,7 @@ pub fn loopback_options(store: PathBuf, cert_dir: Option<PathBuf>) -> RunOptions
         inbox_listen: local,
         intake_listen: local,
         mllp_listen: local,
-        retention: Duration::from_secs(90 * 86_400),
+        retention: None,
     }
 }
 
@@ -192,6 +192,30 @@ pub fn serve_test_gateway(
     on_stdin_closed(move || {
         let _ = stop.send(());
     });
+    serve_until(
+        spec,
+        options,
+        async move {
+            let _ = stopped.await;
+        },
+        move |resolved| {
+            let line = announce(resolved);
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{ready}{line}");
+            let _ = out.flush();
+        },
+    )
+}
+
+/// Serves `spec`'s TEST environment with `options` on a runtime of its own (two workers)
+/// until `shutdown` completes; `ready` gets the bound addresses. Blocks: run it on a thread
+/// of its own when the test goes on meanwhile.
+pub fn serve_until(
+    spec: &GatewaySpec,
+    options: &RunOptions,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ready: impl FnOnce(&Resolved) + Send,
+) -> Result<(), String> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -202,15 +226,8 @@ pub fn serve_test_gateway(
             spec,
             EnvName::Test,
             options,
-            async move {
-                let _ = stopped.await;
-            },
-            move |resolved| {
-                let line = announce(resolved);
-                let mut out = std::io::stdout().lock();
-                let _ = writeln!(out, "{ready}{line}");
-                let _ = out.flush();
-            },
+            shutdown,
+            ready,
         ))
         .map_err(|e| e.to_string())
 }

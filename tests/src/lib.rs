@@ -13,6 +13,7 @@ pub mod engines;
 pub mod messages;
 pub mod pki;
 pub mod roundtrip;
+pub mod tmpfs;
 pub mod trust;
 pub mod wire;
 

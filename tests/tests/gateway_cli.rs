@@ -149,6 +149,11 @@ fn check_config_and_queue_status() {
 fn usage_errors_exit_2() {
     assert_eq!(gw(&["serve", "--env", "staging"]).0, 2);
     assert_eq!(gw(&["frobnicate"]).0, 2);
+    // A prune forgets duplicate keys: no retention under a day, even for one run.
+    assert_eq!(
+        gw(&["serve", "--env", "test", "--retention-days", "0"]).0,
+        2
+    );
     assert_eq!(gw(&["map", "--env", "test", "/nonexistent.hl7"]).0, 2);
 }
 

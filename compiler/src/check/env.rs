@@ -16,6 +16,14 @@ use crate::spec::{EnvName, Environment, LoadedSpec, SinkConfig};
 /// between attempts while every later message waits behind the failed one.
 pub const LONGEST_SENSIBLE_BACKOFF: Duration = Duration::from_secs(86_400);
 
+/// A `retention` below this is an error: a committed message's MSH-10 is forgotten when its
+/// row is pruned, so a sender's retry (minutes to hours later) would be applied twice.
+pub const SHORTEST_SAFE_RETENTION: Duration = Duration::from_secs(86_400);
+
+/// A `retention` beyond this (ten years) is a warning: the store keeps patient data that long
+/// and never shrinks.
+pub const LONGEST_SENSIBLE_RETENTION: Duration = Duration::from_secs(3650 * 86_400);
+
 /// A `max_body` beyond this is a warning: the receiver holds a whole body in memory, and
 /// an HL7 message with a PDF report is a few MiB.
 pub const LARGEST_SENSIBLE_BODY: ByteSize = ByteSize::from_bytes(1 << 30);
@@ -61,6 +69,7 @@ pub(super) fn check(spec: &LoadedSpec, _options: &CheckOptions, out: &mut Vec<Di
         }
         check_directions(spec, env, e, &base, out);
         check_limits(spec, e, &base, out);
+        check_retention(spec, e, &base, out);
         if let Some(send) = &e.send {
             check_send_header(spec, send, &format!("{base}/send"), out);
         }
@@ -173,6 +182,34 @@ fn check_limits(spec: &LoadedSpec, e: &Environment, base: &str, out: &mut Vec<Di
             _ => {}
         }
     }
+}
+
+/// A retention that prunes too early (duplicates applied twice, zero: everything at once) or
+/// effectively never.
+fn check_retention(spec: &LoadedSpec, e: &Environment, base: &str, out: &mut Vec<Diagnostic>) {
+    let Some(retention) = e.retention else {
+        return;
+    };
+    let pointer = format!("{base}/retention");
+    let found = if retention.as_millis() == 0 {
+        Diagnostic::error("env-retention-zero", "retention is zero")
+            .detail("every row would be pruned within the hour, the duplicate keys with them; leave `retention` out for the default (90d)")
+    } else if retention < SHORTEST_SAFE_RETENTION {
+        Diagnostic::error(
+            "env-retention-short",
+            format!("retention ({retention}) is under {SHORTEST_SAFE_RETENTION}"),
+        )
+        .detail("a pruned message's MSH-10 is forgotten, so a sender's retry after that is applied twice, and a delivered message's record is gone before anyone could look; keep days, e.g. 30d (default 90d)")
+    } else if retention > LONGEST_SENSIBLE_RETENTION {
+        Diagnostic::warning(
+            "env-retention-long",
+            format!("retention ({retention}) is over {LONGEST_SENSIBLE_RETENTION}"),
+        )
+        .detail("the store keeps patient data that long and only grows; keep what the data protection agreement asks (default 90d), or acknowledge it if meant")
+    } else {
+        return;
+    };
+    out.push(spec.at_value(found, &pointer));
 }
 
 /// Inbound types need a receiver and outbound types a sender, in every environment.

@@ -79,6 +79,7 @@ pub fn runtime_environment(spec: &Spec, name: EnvName, env: &Environment) -> con
         receive: env.receive.as_ref().map(receive),
         send: env.send.as_ref().map(send),
         store: text(&env.store),
+        retention_ms: env.retention.unwrap_or(defaults::RETENTION).as_millis(),
         sink: env.sink.clone().unwrap_or(defaults::SINK),
         acknowledgement: env
             .acknowledgement
@@ -215,6 +216,7 @@ fn env_const(env: &config::Environment) -> TokenStream {
         None => quote! { None },
     };
     let store = text_tokens(&env.store);
+    let retention_ms = u64_lit(env.retention_ms);
     let sink = match &env.sink {
         config::SinkConfig::Inbox => quote! { SinkConfig::Inbox },
         config::SinkConfig::Webhook { url } => {
@@ -245,6 +247,7 @@ fn env_const(env: &config::Environment) -> TokenStream {
             receive: #receive,
             send: #send,
             store: #store,
+            retention_ms: #retention_ms,
             sink: #sink,
             acknowledgement: #acknowledgement,
             accept_versions: #versions,

@@ -121,6 +121,7 @@ pub struct EnvChecks {
     pub ip_ranges: Option<IpRanges>,
     pub processing_id: Setting,
     pub store: Setting,
+    pub retention: RetentionItem,
     pub sink: SinkItem,
     pub acknowledgement: AcknowledgementItem,
     pub limits: LimitsItem,
@@ -259,6 +260,15 @@ pub struct IpRange {
 pub struct Setting {
     pub state: State,
     pub value: String,
+    pub findings: Vec<ItemFinding>,
+}
+
+/// How long the store keeps what is done with.
+#[derive(Debug, Serialize)]
+pub struct RetentionItem {
+    pub state: State,
+    /// As written (`90d`); `None`: the spec leaves it to the default.
+    pub value: Option<String>,
     pub findings: Vec<ItemFinding>,
 }
 
@@ -603,6 +613,14 @@ impl<'a> Builder<'a> {
             ip_ranges: self.ip_ranges(e),
             processing_id: setting("processing_id", e.processing_id.as_str().to_owned()),
             store: setting("store", e.store.clone()),
+            retention: {
+                let findings = self.at(&[format!("{base}/retention")]);
+                RetentionItem {
+                    state: State::of(&findings),
+                    value: e.retention.map(|d| d.to_string()),
+                    findings: item_findings(&findings),
+                }
+            },
             sink: SinkItem {
                 state: State::of(&sink_findings),
                 kind,

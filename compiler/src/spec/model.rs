@@ -166,6 +166,11 @@ pub struct Environment {
     pub send: Option<SendSide>,
     /// The SQLite file holding this environment's queue, audit trail and inbox.
     pub store: String,
+    /// How long the store keeps inbound rows and delivered or skipped outbound messages;
+    /// [`defaults::RETENTION`] when left out.
+    #[schemars(description = format!("How long the store keeps inbound rows (never records EMS has not taken) and delivered or skipped outbound messages (never pending or held ones). Default {}.", defaults::RETENTION))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<Duration>,
     /// Where accepted inbound records go ([`defaults::SINK`] when left out).
     #[schemars(description = format!("Where accepted inbound records go. Default: the {} (EMS pulls them).", defaults::SINK.kind()))]
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -337,7 +337,7 @@ async fn run(cli: &Cli) -> Result<Vec<String>, SetupError> {
         inbox_listen: None,
         intake_listen: None,
         mllp_listen: None,
-        retention: Duration::from_secs(90 * 86_400),
+        retention: None,
     };
     let (stop, stop_rx) = watch::channel(false);
     let endpoint_task = tokio::spawn(endpoint.run(stopped(stop_rx.clone())));

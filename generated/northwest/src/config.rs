@@ -59,6 +59,7 @@ pub const TEST: Environment = Environment {
         },
     }),
     store: Cow::Borrowed("var/northwest-test.sqlite"),
+    retention_ms: 7776000000,
     sink: SinkConfig::Webhook {
         url: Cow::Borrowed("http://127.0.0.1:8690/ems/northwest/test/patients"),
     },
@@ -128,6 +129,7 @@ pub const PROD: Environment = Environment {
         },
     }),
     store: Cow::Borrowed("var/northwest-prod.sqlite"),
+    retention_ms: 7776000000,
     sink: SinkConfig::Inbox,
     acknowledgement: Acknowledgement::Application,
     accept_versions: Cow::Borrowed(&[Cow::Borrowed("2.3")]),

@@ -41,6 +41,10 @@ pub const SENDING_APPLICATION: &str = "EMS";
 pub const SENDING_FACILITY: &str = "EMS";
 /// `sink`: the inbox (records stay in the store; EMS pulls them).
 pub const SINK: super::SinkConfig = super::SinkConfig::Inbox;
+/// `retention`: how long the store keeps inbound rows (the audit trail, records EMS took)
+/// and outbound messages delivered or skipped. Well beyond any sender's retry window: once a
+/// committed row is pruned its MSH-10 is forgotten and a late repeat would be applied again.
+pub const RETENTION: Duration = Duration::from_secs(90 * 86_400);
 /// `acknowledgement`: application ACKs (AA/AE/AR) whatever MSH-15/MSH-16 ask.
 pub const ACKNOWLEDGEMENT: Acknowledgement = Acknowledgement::Application;
 /// `limits.connections`: receiver connections served at once.

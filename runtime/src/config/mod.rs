@@ -68,6 +68,9 @@ pub struct Environment {
     pub send: Option<SendConfig>,
     /// The SQLite store, relative to the spec's folder.
     pub store: Text,
+    /// How long the store keeps inbound rows and finished (delivered, skipped) outbound
+    /// messages, in milliseconds ([`defaults::RETENTION`] when the spec leaves it out).
+    pub retention_ms: u64,
     /// Where accepted inbound records go.
     pub sink: SinkConfig,
     /// Which ACK codes the receiver (and the intake's MLLP listener) answers with.

@@ -18,7 +18,8 @@
 //!   reusing one.
 //! - **Held means held**: a held head stays held across restarts until an operator
 //!   [retries](Queue::retry) or [skips](Queue::skip) it. Skipped messages are kept (state
-//!   `skipped`), never deleted, also by [`Queue::prune_delivered`].
+//!   `skipped`) until retention prunes them ([`Queue::prune_finished`], run by the store's
+//!   retention task); pending messages (queued, in flight, held) are never pruned.
 //!
 //! # States
 //!
@@ -331,10 +332,11 @@ impl Queue {
         Ok(row)
     }
 
-    /// Deletes delivered messages delivered more than `older_than` ago; skipped and pending
-    /// ones are never deleted. Returns how many went.
-    pub async fn prune_delivered(&self, older_than: Duration) -> Result<usize, QueueError> {
-        self.store.queue_prune_delivered(cutoff(older_than)).await
+    /// Deletes messages delivered or skipped more than `older_than` ago; pending ones
+    /// (queued, in flight, held) are never deleted. Returns how many went. The store's
+    /// retention task does the same for every destination ([`crate::store::Store::prune`]).
+    pub async fn prune_finished(&self, older_than: Duration) -> Result<usize, QueueError> {
+        self.store.queue_prune_finished(cutoff(older_than)).await
     }
 
     /// Puts the destination's in-flight messages (sent before a crash or restart, outcome
@@ -460,9 +462,9 @@ impl BlockingQueue<'_> {
         Ok(row)
     }
 
-    /// See [`Queue::prune_delivered`].
-    pub fn prune_delivered(&self, older_than: Duration) -> Result<usize, QueueError> {
-        self.store.queue_prune_delivered(cutoff(older_than))
+    /// See [`Queue::prune_finished`].
+    pub fn prune_finished(&self, older_than: Duration) -> Result<usize, QueueError> {
+        self.store.queue_prune_finished(cutoff(older_than))
     }
 }
 

@@ -83,10 +83,25 @@
 //!
 //! # Retention
 //!
-//! [`Store::prune`] deletes rows received before a cutoff, except committed inbox rows EMS
-//! has not acknowledged: a record nobody has taken is never lost to retention. Once a
-//! committed row is pruned its key is forgotten, so keep retention well beyond any sender's
-//! retry window (days, not minutes).
+//! [`Store::prune`] deletes inbound rows received before a cutoff, except committed inbox
+//! rows EMS has not acknowledged (a record nobody has taken is never lost to retention), and
+//! outbound messages delivered or skipped before it, never pending ones (queued, in flight,
+//! held). Once a committed row is pruned its key is forgotten, so keep retention well beyond
+//! any sender's retry window (days, not minutes; the spec's `retention`, 90 days by default).
+//!
+//! # What stays on disk
+//!
+//! - `secure_delete` is on: a deleted row's bytes are overwritten with zeros in the page
+//!   that held it, and a prune ends with a checkpoint that truncates the WAL, so pruned
+//!   patient data is not left readable in free pages or old WAL frames.
+//! - The file, its `-wal` and `-shm` are 0600: created so, and tightened at open when found
+//!   readable by group or others (logged), or refused with
+//!   [`StoreError::LoosePermissions`] when they cannot be.
+//! - The WAL is bounded: a commit that leaves it over 1 MiB checkpoints it
+//!   (`wal_autocheckpoint`), and a reset WAL is truncated back to 1 MiB
+//!   (`journal_size_limit`). When the disk is full a commit fails (the receiver answers
+//!   503, the intake 503; nothing is acknowledged) and rolls back; once space returns the
+//!   next commit succeeds, with no restart.
 
 mod inbound;
 mod inbox;
@@ -120,6 +135,21 @@ pub enum StoreError {
         /// The file or directory.
         path: PathBuf,
         /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file (or its `-wal`/`-shm`) is readable by group or others and could not be
+    /// tightened to 0600.
+    #[error(
+        "store {path}: permissions {mode:04o} let group or others read patient data, and they \
+         could not be set to 0600 ({source}); run `chmod 600` on it as its owner, or run the \
+         gateway as the file's owner"
+    )]
+    LoosePermissions {
+        /// The file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+        /// Why `chmod` failed.
         source: std::io::Error,
     },
     /// SQLite could not open the file.
@@ -175,6 +205,15 @@ pub enum StoreError {
     Task(String),
 }
 
+/// What one prune deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pruned {
+    /// Inbound rows (the audit trail and acknowledged inbox records).
+    pub inbound: usize,
+    /// Outbound messages delivered or skipped.
+    pub outbound: usize,
+}
+
 /// Options for [`Store::open_with`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreOptions {
@@ -201,6 +240,12 @@ pub struct Pragmas {
     pub busy_timeout_ms: i64,
     /// `foreign_keys`: 1 when enforced.
     pub foreign_keys: i64,
+    /// `secure_delete`: 1 when deleted content is overwritten with zeros.
+    pub secure_delete: i64,
+    /// `journal_size_limit` in bytes: the WAL is truncated to this after a checkpoint.
+    pub journal_size_limit: i64,
+    /// `wal_autocheckpoint` in pages.
+    pub wal_autocheckpoint: i64,
     /// The newest applied migration.
     pub schema_version: i64,
 }
@@ -303,13 +348,12 @@ impl Store {
         self.run(move |s| s.inbound(id)).await
     }
 
-    /// Deletes rows received more than `older_than` ago, except committed inbox rows EMS has
-    /// not acknowledged. Returns how many rows went.
-    pub async fn prune(&self, older_than: Duration) -> Result<usize, StoreError> {
+    /// Prunes what is older than `older_than`; see [`BlockingStore::prune_before`].
+    pub async fn prune(&self, older_than: Duration) -> Result<Pruned, StoreError> {
         self.run(move |s| s.prune(older_than)).await
     }
 
-    /// The retention task: prunes rows older than `retention` now and then every `every`,
+    /// The retention task: prunes what is older than `retention` now and then every `every`,
     /// until `shutdown` completes. A failed prune is logged and tried again next time.
     pub async fn run_retention(
         &self,
@@ -323,8 +367,12 @@ impl Store {
         loop {
             tokio::select! {
                 _ = ticks.tick() => match self.prune(retention).await {
-                    Ok(0) => {}
-                    Ok(n) => tracing::info!(rows = n, "store retention: pruned old rows"),
+                    Ok(Pruned { inbound: 0, outbound: 0 }) => {}
+                    Ok(p) => tracing::info!(
+                        inbound = p.inbound,
+                        outbound = p.outbound,
+                        "store retention: pruned old rows"
+                    ),
                     Err(e) => tracing::error!("store retention: {e}"),
                 },
                 () = &mut shutdown => return,
@@ -409,21 +457,51 @@ impl BlockingStore {
         }
     }
 
-    /// Deletes rows received more than `older_than` ago; see [`BlockingStore::prune_before`].
-    pub fn prune(&self, older_than: Duration) -> Result<usize, StoreError> {
+    /// Prunes what is older than `older_than`; see [`BlockingStore::prune_before`].
+    pub fn prune(&self, older_than: Duration) -> Result<Pruned, StoreError> {
         let cutoff = SystemTime::now()
             .checked_sub(older_than)
             .unwrap_or(UNIX_EPOCH);
         self.prune_before(cutoff)
     }
 
-    /// Deletes rows received before `cutoff`, except committed inbox rows EMS has not
-    /// acknowledged. Deletes in batches of 1000 rows, one transaction each, so a large
-    /// prune never holds the write lock long enough to delay a commit. Returns how many
-    /// rows went.
-    pub fn prune_before(&self, cutoff: SystemTime) -> Result<usize, StoreError> {
+    /// Deletes inbound rows received before `cutoff`, except committed inbox rows EMS has
+    /// not acknowledged, and outbound messages delivered or skipped before it, never pending
+    /// ones (queued, in flight, held). Deletes in batches of 1000 rows, one transaction
+    /// each, so a large prune never holds the write lock long enough to delay a commit.
+    /// Then checkpoints: deleted content is zeroed in the file (`secure_delete`) and the WAL
+    /// that still held it is truncated.
+    pub fn prune_before(&self, cutoff: SystemTime) -> Result<Pruned, StoreError> {
         match &self.backend {
-            Backend::Sqlite(db) => db.prune_before(cutoff),
+            Backend::Sqlite(db) => {
+                let pruned = Pruned {
+                    inbound: db.prune_before(cutoff)?,
+                    outbound: db.queue_prune_finished(timestamp::from_system(cutoff))?,
+                };
+                // The rows are gone either way; a checkpoint that cannot finish now (another
+                // process reading, a full disk) is done by the next one.
+                match db.checkpoint() {
+                    Ok(true) => {}
+                    Ok(false) => tracing::warn!(
+                        store = %db.path().display(),
+                        "store retention: the WAL could not be checkpointed entirely (another \
+                         process is reading the store); the next checkpoint completes it"
+                    ),
+                    Err(e) => tracing::warn!(
+                        store = %db.path().display(),
+                        "store retention: checkpoint after the prune failed: {e}"
+                    ),
+                }
+                Ok(pruned)
+            }
+        }
+    }
+
+    /// Copies the WAL into the database file and truncates it; false when a reader in
+    /// another process kept it from being reset entirely.
+    pub fn checkpoint(&self) -> Result<bool, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(db) => db.checkpoint(),
         }
     }
 

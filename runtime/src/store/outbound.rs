@@ -72,11 +72,11 @@ impl Store {
         self.run(move |s| s.queue_operator(id, event)).await
     }
 
-    pub(crate) async fn queue_prune_delivered(
+    pub(crate) async fn queue_prune_finished(
         &self,
         cutoff: OffsetDateTime,
     ) -> Result<usize, QueueError> {
-        self.run(move |s| s.queue_prune_delivered(cutoff)).await
+        self.run(move |s| s.queue_prune_finished(cutoff)).await
     }
 
     pub(crate) async fn queue_recover(
@@ -179,12 +179,9 @@ impl BlockingStore {
         }
     }
 
-    pub(crate) fn queue_prune_delivered(
-        &self,
-        cutoff: OffsetDateTime,
-    ) -> Result<usize, QueueError> {
+    pub(crate) fn queue_prune_finished(&self, cutoff: OffsetDateTime) -> Result<usize, QueueError> {
         match &self.backend {
-            Backend::Sqlite(db) => db.queue_prune_delivered(cutoff),
+            Backend::Sqlite(db) => Ok(db.queue_prune_finished(cutoff)?),
         }
     }
 

@@ -10,6 +10,7 @@
 
 mod inbound;
 mod inbox;
+mod permissions;
 mod queue;
 pub mod schema;
 
@@ -32,6 +33,7 @@ impl Sqlite {
     /// applies pending migrations.
     pub(crate) fn open(path: &Path, options: &StoreOptions) -> Result<Self, StoreError> {
         let path = path.to_path_buf();
+        permissions::tighten(&path)?;
         create_file(&path)?;
         let mut conn = Connection::open(&path).map_err(|source| StoreError::Open {
             path: path.clone(),
@@ -65,6 +67,9 @@ impl Sqlite {
             synchronous: conn.query_row("PRAGMA synchronous", [], |r| r.get(0))?,
             busy_timeout_ms: conn.query_row("PRAGMA busy_timeout", [], |r| r.get(0))?,
             foreign_keys: conn.query_row("PRAGMA foreign_keys", [], |r| r.get(0))?,
+            secure_delete: conn.query_row("PRAGMA secure_delete", [], |r| r.get(0))?,
+            journal_size_limit: conn.query_row("PRAGMA journal_size_limit", [], |r| r.get(0))?,
+            wal_autocheckpoint: conn.query_row("PRAGMA wal_autocheckpoint", [], |r| r.get(0))?,
             schema_version: schema::current_version(&conn)?,
         })
     }
@@ -113,8 +118,34 @@ fn configure(conn: &Connection, path: &Path, options: &StoreOptions) -> Result<(
             mode,
         });
     }
-    conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")?;
+    conn.execute_batch(&format!(
+        "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON;
+         PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT}; PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES};"
+    ))?;
     Ok(())
+}
+
+/// `PRAGMA journal_size_limit`: after a checkpoint resets the WAL, SQLite truncates it to
+/// this many bytes. Without a limit the WAL keeps the largest size it ever reached, so a
+/// burst (or a disk that filled up) would hold that space for good.
+pub(crate) const JOURNAL_SIZE_LIMIT: i64 = 1 << 20;
+
+/// `PRAGMA wal_autocheckpoint`: a commit that leaves the WAL longer than this many pages
+/// (256 pages of 4 KiB: 1 MiB) copies it into the database file, so the WAL stays small and
+/// needs no more free space than that to keep accepting writes.
+pub(crate) const WAL_AUTOCHECKPOINT_PAGES: i64 = 256;
+
+impl Sqlite {
+    /// Copies the whole WAL into the database file and truncates it to zero bytes, so rows
+    /// just deleted (zeroed by `secure_delete`) leave no copy in the WAL and the space it held
+    /// is given back. A reader in another process (the `queue` command) can keep the WAL
+    /// from being reset; that is not an error: the next checkpoint does it.
+    /// Returns false when the WAL could not be reset entirely.
+    pub(crate) fn checkpoint(&self) -> Result<bool, StoreError> {
+        let conn = self.conn();
+        let busy: i64 = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
+        Ok(busy == 0)
+    }
 }
 
 /// A stored text that should be one of a few values, or a timestamp, and is not (the file

@@ -406,15 +406,16 @@ impl Sqlite {
         Ok(row)
     }
 
-    pub(crate) fn queue_prune_delivered(
-        &self,
-        cutoff: OffsetDateTime,
-    ) -> Result<usize, QueueError> {
+    /// Deletes delivered messages delivered before `cutoff` and skipped ones skipped before
+    /// it; pending ones (queued, in flight, held) never.
+    pub(crate) fn queue_prune_finished(&self, cutoff: OffsetDateTime) -> Result<usize, StoreError> {
         Ok(delete_in_batches(
             self,
             "DELETE FROM outbound_messages WHERE id IN (
                  SELECT id FROM outbound_messages
-                 WHERE state = 'delivered' AND delivered_at < ?1 LIMIT 1000)",
+                 WHERE (state = 'delivered' AND delivered_at < ?1)
+                    OR (state = 'skipped' AND skipped_at < ?1)
+                 LIMIT 1000)",
             &timestamp::format(cutoff),
         )?)
     }
