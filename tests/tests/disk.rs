@@ -1,8 +1,9 @@
 //! The gateway's disk across processes (issue 11, "Disk full and retention").
 //!
 //! A full disk: the gateway's store on a 2 MiB tmpfs. While the volume is full no message is
-//! acknowledged (the receiver's 503 with no ACK, the intake's 503) and none is lost; once
-//! space returns the same process accepts messages again, with no restart. A store whose
+//! acknowledged (the receiver's 503 with no ACK, the intake's 503), none is lost and
+//! `/healthz` is 503 naming the store; once space returns the same process accepts messages
+//! again, with no restart, and `/healthz` is 200. A store whose
 //! loose permissions cannot be tightened (a read-only volume) is refused at open with a
 //! message saying so. Mounting needs privileges: without them those tests print that they
 //! skipped, unless `HL7GW_REQUIRE_TMPFS=1` (`hl7gw_tests::tmpfs`).
@@ -113,11 +114,17 @@ async fn a_full_disk_refuses_messages_and_the_gateway_recovers_when_space_return
         for _ in 0..3 {
             assert_eq!(ack_code(&send(&gw, &refused).await), None);
         }
+        // Health tells the truth: the store does not take writes.
+        let (status, body) = gw.ops_get("/healthz");
+        assert_eq!(status, 503, "{body}");
+        assert!(body.contains("\"check\":\"store\""), "{body}");
 
         // Space returns: the same process accepts the refused message and the next ones.
         std::fs::remove_file(volume.path().join("filler")).unwrap();
         assert_eq!(ack_code(&send(&gw, &refused).await).as_deref(), Some("AA"));
         acknowledged.push(refused.clone());
+        let (status, body) = gw.ops_get("/healthz");
+        assert_eq!(status, 200, "healthy again once space returns: {body}");
         // Enough commits to pass several automatic checkpoints of the WAL.
         for n in 1..=150 {
             let id = format!("AFTER-{n}");
