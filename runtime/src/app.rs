@@ -48,6 +48,8 @@ pub struct RunOptions {
     pub store: Option<PathBuf>,
     /// Operations port (`/healthz`, `/metrics`).
     pub ops_listen: Option<SocketAddr>,
+    /// Whether the operations port may bind beyond loopback (`--ops-beyond-loopback`).
+    pub ops_exposure: server::Exposure,
     /// Inbox API port.
     pub inbox_listen: Option<SocketAddr>,
     /// Intake API port (outbound messages from EMS).
@@ -142,7 +144,7 @@ impl AppError {
             })
             | Self::Send(crate::client::ClientError::Tls(tls::TlsError::Read { .. }))
             | Self::Store { .. }
-            | Self::Server(_)
+            | Self::Server(server::ServerError::Bind { .. })
             | Self::Inbox(InboxError::Bind { .. })
             | Self::Intake(crate::intake::IntakeError::Bind { .. })
             | Self::Queue(QueueError::Store(_))
@@ -156,6 +158,7 @@ impl AppError {
             | Self::Tls(_)
             | Self::TlsFile(_)
             | Self::Receive(_)
+            | Self::Server(server::ServerError::OpsNotLoopback { .. })
             | Self::Limits(_)
             | Self::Send(_)
             | Self::Webhook(_)
@@ -322,6 +325,7 @@ pub struct CheckReport {
 pub fn check(environment: &Environment, options: &RunOptions) -> Result<CheckReport, AppError> {
     let resolved = resolve(environment, options)?;
     check_limits(environment)?;
+    options.ops_exposure.check(resolved.ops_listen)?;
     crate::reload::ServerTls::load(resolved.server_tls_files())?;
     if let Some(send) = &resolved.send {
         crate::reload::ClientTls::load(send.client_tls_files())?;
@@ -416,7 +420,13 @@ pub async fn serve(
         board.clone(),
         certificate_expiries(&resolved)?,
     );
-    let ops = server::OpsServer::bind(resolved.ops_listen, metrics.clone(), health).await?;
+    let ops = server::OpsServer::bind_exposed(
+        resolved.ops_listen,
+        options.ops_exposure,
+        metrics.clone(),
+        health,
+    )
+    .await?;
     resolved.ops_listen = ops.local_addr().map_err(|e| {
         AppError::Server(server::ServerError::Bind {
             addr: resolved.ops_listen,

@@ -145,6 +145,31 @@ fn check_config_and_queue_status() {
     assert_eq!(code, 1, "no message 7 to retry");
 }
 
+/// The operations port has no TLS and no authentication: beyond loopback only when the
+/// operator asks for it.
+#[test]
+fn the_operations_port_binds_beyond_loopback_only_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("gateway.sqlite");
+    let store = store.to_string_lossy();
+    let args = [
+        "check",
+        "--env",
+        "test",
+        "--store",
+        &store,
+        "--ops-listen",
+        "0.0.0.0:0",
+    ];
+    let (code, out) = gw(&args);
+    assert_eq!(code, 1, "refused without the flag: {out}");
+    let mut allowed = args.to_vec();
+    allowed.push("--ops-beyond-loopback");
+    let (code, out) = gw(&allowed);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("operations 0.0.0.0:0"), "{out}");
+}
+
 #[test]
 fn usage_errors_exit_2() {
     assert_eq!(gw(&["serve", "--env", "staging"]).0, 2);
