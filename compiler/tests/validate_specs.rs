@@ -309,6 +309,8 @@ const CASES: &[Case] = &[
     error("env-max-body-zero.yaml", "env-max-body-zero", 25, 17),
     warning("env-max-body-large.yaml", "env-max-body-large", 45, 17),
     error("env-limits.yaml", "env-limits", 34, 27),
+    error("env-ems.yaml", "env-ems", 32, 5),
+    error("env-ems-no-clients.yaml", "env-ems", 34, 7),
     // Network.
     error("net-url.yaml", "net-url", 45, 12),
     error("net-url-webhook.yaml", "net-url", 51, 29),

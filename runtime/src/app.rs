@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::{EnvName, Environment, ReceiveConfig, SinkConfig};
+use crate::config::{EmsAccess, EnvName, Environment, ReceiveConfig, SinkConfig};
 use crate::gateway::Gateway;
 use crate::health::{Expiry, HealthCheck};
 use crate::listeners::Role;
@@ -72,6 +72,9 @@ pub enum AppError {
         /// The environment asked for.
         env: &'static str,
     },
+    /// The spec's `ems.address` is not an IP address.
+    #[error("ems.address {0:?} is not an IP address")]
+    EmsAddress(String),
     /// The environment has no receiving side.
     #[error("the {0} environment receives nothing (no `receive:` in the spec)")]
     NoReceive(&'static str),
@@ -154,6 +157,7 @@ impl AppError {
             Self::NoEnvironment { .. }
             | Self::NoReceive(_)
             | Self::Listen(_)
+            | Self::EmsAddress(_)
             | Self::Ports(_)
             | Self::Tls(_)
             | Self::TlsFile(_)
@@ -190,6 +194,17 @@ pub struct Resolved {
     pub store: PathBuf,
     /// The sending side, when the environment has one.
     pub send: Option<ResolvedSend>,
+    /// The EMS-facing listeners' TLS files and allowed subjects; `None` for plain loopback.
+    pub ems: Option<ResolvedEms>,
+}
+
+/// The EMS-facing listeners' TLS ([`crate::ems`]).
+#[derive(Debug, Clone)]
+pub struct ResolvedEms {
+    /// Server certificate, key, EMS's client CA and its CRLs.
+    pub files: crate::reload::TlsFiles,
+    /// EMS's client subjects allowed after the handshake.
+    pub allowed_clients: Vec<String>,
 }
 
 /// The sending side's files and ports.
@@ -238,12 +253,21 @@ pub fn resolve(environment: &Environment, options: &RunOptions) -> Result<Resolv
             .parse()
             .map_err(|_| AppError::Listen(r.listen.to_string()))?,
     };
+    let ems_ip = match &environment.ems {
+        EmsAccess::PlainLoopback => None,
+        EmsAccess::MutualTls(tls) => Some(
+            tls.address
+                .parse()
+                .map_err(|_| AppError::EmsAddress(tls.address.to_string()))?,
+        ),
+    };
     // The same plan `hl7gw validate` checks for collisions (runtime::listeners).
     let planned = crate::listeners::plan(
         listen,
         crate::listeners::Sides {
             inbox: matches!(environment.sink, SinkConfig::Inbox),
             send: environment.send.is_some(),
+            ems_ip,
         },
     )?;
     // A listener the environment does not run is never bound; its address only fills the
@@ -284,6 +308,18 @@ pub fn resolve(environment: &Environment, options: &RunOptions) -> Result<Resolv
                 .mllp_listen
                 .unwrap_or_else(|| local(Role::IntakeMllp)),
         }),
+        ems: match &environment.ems {
+            EmsAccess::PlainLoopback => None,
+            EmsAccess::MutualTls(tls) => Some(ResolvedEms {
+                files: crate::reload::TlsFiles {
+                    cert: file(&tls.cert),
+                    key: file(&tls.key),
+                    peer_ca: file(&tls.client_ca),
+                    peer_crl: tls.client_crl.as_deref().map(file),
+                },
+                allowed_clients: tls.allowed_clients.iter().map(|c| c.to_string()).collect(),
+            }),
+        },
     })
 }
 
@@ -329,6 +365,9 @@ pub fn check(environment: &Environment, options: &RunOptions) -> Result<CheckRep
     crate::reload::ServerTls::load(resolved.server_tls_files())?;
     if let Some(send) = &resolved.send {
         crate::reload::ClientTls::load(send.client_tls_files())?;
+    }
+    if let Some(ems) = &resolved.ems {
+        crate::reload::ServerTls::load(ems.files.clone())?;
     }
     let store = Store::open(&resolved.store).map_err(|source| AppError::Store {
         path: resolved.store.clone(),
@@ -389,7 +428,18 @@ pub async fn serve(
         Some(files) => Some(crate::reload::ClientTls::load(files.client_tls_files())?),
         None => None,
     };
-    let reloader = crate::reload::TlsReloader::new(Some(server_tls), client_tls.clone());
+    let ems_tls = match &resolved.ems {
+        Some(ems) => Some(crate::reload::ServerTls::load(ems.files.clone())?),
+        None => None,
+    };
+    let ems_auth = match (&ems_tls, &resolved.ems) {
+        (Some(tls), Some(ems)) => {
+            crate::ems::EmsAuth::mutual_tls(tls, ems.allowed_clients.clone())?
+        }
+        _ => crate::ems::EmsAuth::plain_loopback(),
+    };
+    let reloader =
+        crate::reload::TlsReloader::new(Some(server_tls), client_tls.clone()).with_ems(ems_tls);
     let store = Store::open(&resolved.store).map_err(|source| AppError::Store {
         path: resolved.store.clone(),
         source,
@@ -434,8 +484,12 @@ pub async fn serve(
         })
     })?;
     let inbox = if uses_inbox {
-        let server =
-            crate::sink::inbox::InboxServer::bind(resolved.inbox_listen, store.clone()).await?;
+        let server = crate::sink::inbox::InboxServer::bind_with(
+            resolved.inbox_listen,
+            store.clone(),
+            ems_auth.clone(),
+        )
+        .await?;
         resolved.inbox_listen = server.local_addr();
         Some(server)
     } else {
@@ -449,7 +503,7 @@ pub async fn serve(
             let timeout = Duration::from_millis(send.timeout_ms);
             let client = crate::client::HttpsClient::new(&send.url, client_tls.config()?, timeout)?;
             let queue = crate::queue::Queue::new(store.clone());
-            let intake = crate::intake::Intake::bind(
+            let intake = crate::intake::Intake::bind_with(
                 files.intake_listen,
                 Some(files.mllp_listen),
                 queue.clone(),
@@ -465,6 +519,7 @@ pub async fn serve(
                         .map(|v| v.to_string())
                         .collect(),
                 },
+                ems_auth.clone(),
             )
             .await?
             .with_mllp_limits(crate::mllp::ListenerLimits::from_limits(
@@ -522,8 +577,7 @@ pub async fn serve(
                 .await;
         }
     });
-    if let (Some((queue, client, intake, policies)), Some(send)) = (sending, &environment.send)
-    {
+    if let (Some((queue, client, intake, policies)), Some(send)) = (sending, &environment.send) {
         tasks.essential("intake", intake.serve(stopped_signal(&stopped)));
         let (events, received) = tokio::sync::mpsc::unbounded_channel();
         let mut first_client = Some(client);
@@ -657,6 +711,10 @@ fn certificate_expiries(resolved: &Resolved) -> Result<Vec<Expiry>, AppError> {
     if let Some(send) = &resolved.send {
         files.push(("send.tls.cert", &send.cert));
         files.push(("send.tls.server_ca", &send.server_ca));
+    }
+    if let Some(ems) = &resolved.ems {
+        files.push(("ems.tls.cert", &ems.files.cert));
+        files.push(("ems.tls.client_ca", &ems.files.peer_ca));
     }
     let mut found = Vec::new();
     for (what, path) in files {

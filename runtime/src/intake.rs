@@ -1,6 +1,8 @@
 //! Intake from EMS: how outbound messages get into the durable queue.
 //!
-//! Two doors, both on loopback only:
+//! Two doors, for the clients the environment's [`EmsAuth`] admits: mutual TLS with EMS's
+//! client certificate and a subject allowlist (HTTPS, and MLLP over TLS; any address), or
+//! plain HTTP and MLLP on loopback only ([`crate::ems`]):
 //!
 //! - an HTTP API: `POST /outbound` with an HL7 message as the body, or
 //!   `POST /outbound/TYPE^TRIGGER` (the `^` may be written `%5E`) with a typed record as
@@ -39,6 +41,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
 use crate::config::SendHeader;
+use crate::ems::{EmsAuth, EmsStream, NotLoopback};
 use crate::hl7::ack::error_code;
 use crate::hl7::{
     AckCode, AckError, AckRequest, Message, ParseOptions, Severity, build_ack, timestamp,
@@ -75,11 +78,9 @@ pub struct IntakeConfig {
 /// Why the intake could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum IntakeError {
-    /// Not a loopback address.
-    #[error(
-        "the intake serves loopback addresses only, not {0}: it has no authentication of its own"
-    )]
-    NotLoopback(SocketAddr),
+    /// Plain loopback asked to bind another address.
+    #[error("{0}")]
+    NotLoopback(#[from] NotLoopback),
     /// Bind failed.
     #[error("intake {addr}: cannot listen: {source}")]
     Bind {
@@ -257,10 +258,10 @@ fn refused(status: StatusCode, reason: &'static str, message: &str) -> Reply {
 fn logged(reply: Reply, peer: SocketAddr, method: &Method, path: &str) -> Reply {
     let status = reply.status();
     if status.is_client_error() || status.is_server_error() {
-        let reason = reply.extensions().get::<Reason>().map_or_else(
-            || status.canonical_reason().unwrap_or("refused"),
-            |r| r.0,
-        );
+        let reason = reply
+            .extensions()
+            .get::<Reason>()
+            .map_or_else(|| status.canonical_reason().unwrap_or("refused"), |r| r.0);
         let path = crate::inbound::shown(path);
         if status.is_server_error() {
             tracing::warn!(peer = %peer, method = %method, path, status = status.as_u16(), reason, "intake API: request refused");
@@ -294,20 +295,32 @@ pub struct Intake {
     mllp: Option<TcpListener>,
     mllp_limits: crate::mllp::ListenerLimits,
     shared: Arc<Shared>,
+    auth: EmsAuth,
 }
 
 impl Intake {
-    /// Binds the HTTP API and, when given, the MLLP listener (loopback addresses only).
+    /// Binds the HTTP API and, when given, the MLLP listener, plain (loopback addresses
+    /// only).
     pub async fn bind(
         http: SocketAddr,
         mllp: Option<SocketAddr>,
         queue: Queue,
         config: IntakeConfig,
     ) -> Result<Self, IntakeError> {
-        for addr in std::iter::once(http).chain(mllp) {
-            if !addr.ip().is_loopback() {
-                return Err(IntakeError::NotLoopback(addr));
-            }
+        Self::bind_with(http, mllp, queue, config, EmsAuth::plain_loopback()).await
+    }
+
+    /// Binds both doors for the clients `auth` admits (loopback only without mutual TLS).
+    pub async fn bind_with(
+        http: SocketAddr,
+        mllp: Option<SocketAddr>,
+        queue: Queue,
+        config: IntakeConfig,
+        auth: EmsAuth,
+    ) -> Result<Self, IntakeError> {
+        auth.check_bind("the intake API", http)?;
+        if let Some(addr) = mllp {
+            auth.check_bind("the intake MLLP listener", addr)?;
         }
         let bind = |addr: SocketAddr| async move {
             TcpListener::bind(addr)
@@ -327,6 +340,7 @@ impl Intake {
             http,
             mllp,
             mllp_limits: crate::mllp::ListenerLimits::default(),
+            auth,
             shared: Arc::new(Shared {
                 queue,
                 config,
@@ -359,7 +373,10 @@ impl Intake {
             mllp,
             mllp_limits,
             shared,
+            auth,
         } = self;
+        let local_host_only = !auth.is_mutual_tls();
+        let mllp_auth = auth.clone();
         let mut shutdown = std::pin::pin!(shutdown);
         let mllp_shared = shared.clone();
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -380,8 +397,13 @@ impl Intake {
                             };
                             let shared = mllp_shared.clone();
                             let idle = mllp_limits.idle_timeout();
+                            let auth = mllp_auth.clone();
                             tokio::spawn(async move {
                                 let _slot = slot;
+                                let Some(stream) = auth.admit(stream, peer, "intake MLLP").await
+                                else {
+                                    return;
+                                };
                                 serve_mllp(stream, peer, &shared, idle).await;
                             });
                         }
@@ -411,14 +433,18 @@ impl Intake {
                         let shared = shared.clone();
                         async move {
                             let (method, path) = (request.method().clone(), request.uri().path().to_owned());
-                            let reply = handle(&shared, request).await;
+                            let reply = handle(&shared, request, local_host_only).await;
                             Ok::<_, Infallible>(logged(reply, peer, &method, &path))
                         }
                     });
-                    let connection = hyper::server::conn::http1::Builder::new()
-                        .timer(TokioTimer::new())
-                        .serve_connection(TokioIo::new(stream), service);
+                    let auth = auth.clone();
                     tokio::spawn(async move {
+                        let Some(stream) = auth.admit(stream, peer, "intake API").await else {
+                            return;
+                        };
+                        let connection = hyper::server::conn::http1::Builder::new()
+                            .timer(TokioTimer::new())
+                            .serve_connection(TokioIo::new(stream), service);
                         if let Err(e) = connection.await {
                             tracing::debug!("intake API connection: {e}");
                         }
@@ -434,7 +460,7 @@ impl Intake {
     }
 }
 
-async fn handle(shared: &Shared, request: Request<Incoming>) -> Reply {
+async fn handle(shared: &Shared, request: Request<Incoming>, local_host_only: bool) -> Reply {
     if request.headers().contains_key(ORIGIN) {
         return refused(
             StatusCode::FORBIDDEN,
@@ -442,7 +468,7 @@ async fn handle(shared: &Shared, request: Request<Incoming>) -> Reply {
             "requests from web pages are refused",
         );
     }
-    if !host_is_local(&request) {
+    if local_host_only && !host_is_local(&request) {
         return refused(
             StatusCode::FORBIDDEN,
             "host",
@@ -498,7 +524,11 @@ async fn handle(shared: &Shared, request: Request<Incoming>) -> Reply {
                         "raw": String::from_utf8_lossy(&detail.raw),
                     }),
                 ),
-                Ok(None) => refused(StatusCode::NOT_FOUND, "no_such_message", "no such queued message"),
+                Ok(None) => refused(
+                    StatusCode::NOT_FOUND,
+                    "no_such_message",
+                    "no such queued message",
+                ),
                 Err(e) => refused(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "store_unavailable",
@@ -703,12 +733,7 @@ async fn from_json(
 }
 
 /// One MLLP connection: each framed message is queued and answered with a commit ACK.
-async fn serve_mllp(
-    mut stream: tokio::net::TcpStream,
-    peer: SocketAddr,
-    shared: &Shared,
-    idle: Duration,
-) {
+async fn serve_mllp(mut stream: EmsStream, peer: SocketAddr, shared: &Shared, idle: Duration) {
     let mut deframer = crate::mllp::Deframer::new(MAX_BODY);
     loop {
         let read = crate::mllp::read_message_within(&mut stream, &mut deframer, Some(idle));

@@ -513,12 +513,23 @@ impl ServerCertVerifier for ClientTls {
 pub struct TlsReloader {
     server: Option<Arc<ServerTls>>,
     client: Option<Arc<ClientTls>>,
+    ems: Option<Arc<ServerTls>>,
 }
 
 impl TlsReloader {
     /// Reloads `server` (the receiver) and `client` (the sender), those present.
     pub fn new(server: Option<Arc<ServerTls>>, client: Option<Arc<ClientTls>>) -> Self {
-        Self { server, client }
+        Self {
+            server,
+            client,
+            ems: None,
+        }
+    }
+
+    /// Reloads the EMS-facing listeners' TLS ([`crate::ems`]) too, with the other sides.
+    pub fn with_ems(mut self, ems: Option<Arc<ServerTls>>) -> Self {
+        self.ems = ems;
+        self
     }
 
     /// Reads every file again and, when all of them load, makes them current for new
@@ -533,6 +544,13 @@ impl TlsReloader {
         };
         let client = match &self.client {
             Some(c) => Some((c, ClientTls::prepare(&c.files)?)),
+            None => None,
+        };
+        let ems = match &self.ems {
+            Some(s) => {
+                let hints = read_lock(&s.current).hints;
+                Some((s, ServerTls::prepare(&s.files, hints)?))
+            }
             None => None,
         };
         let mut lines = Vec::new();
@@ -550,6 +568,14 @@ impl TlsReloader {
                 "send: client certificate {} (SHA-256 {})",
                 c.files.cert.display(),
                 c.fingerprint()
+            ));
+        }
+        if let Some((s, material)) = ems {
+            *write_lock(&s.current) = material;
+            lines.push(format!(
+                "ems: server certificate {} (SHA-256 {})",
+                s.files.cert.display(),
+                s.fingerprint()
             ));
         }
         Ok(lines.join("\n"))

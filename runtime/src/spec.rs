@@ -307,6 +307,7 @@ mod tests {
                 acknowledgement: Acknowledgement::Application,
                 accept_versions: Cow::Borrowed(&[]),
                 limits: crate::config::Limits::DEFAULT,
+                ems: crate::config::EmsAccess::PlainLoopback,
             }),
             prod: None,
             inbound: vec![InboundBinding {
