@@ -574,6 +574,7 @@ fn receive_certs(root: &Path, name: &str, issued: Date, days: i64) {
             trust_client_cn: "tie-test.demo.nhs.uk".into(),
         }),
         send: None,
+        ems: None,
         peer_dir: folder.join("trust"),
     };
     make_dev_certs(&[plan], false, issued, days).unwrap();

@@ -203,6 +203,10 @@ pub struct EmsSide {
     /// + 2, + 3, + 4), e.g. `0.0.0.0` or the EMS-facing interface's. Default `127.0.0.1`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub address: Option<String>,
+    /// The host name EMS connects to, e.g. `demo-test.ems-gateway.example-ems.cloud`; when
+    /// given, `validate` checks that the `tls.cert` names it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
     /// The server certificate and key EMS connects to, and the CA that signs EMS's client
     /// certificates (with its CRL when named); reloaded with the others by `gw reload`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
