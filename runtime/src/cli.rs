@@ -301,6 +301,21 @@ fn check(generated: &GatewaySpec, args: &RunArgs, out: &mut dyn Write) -> Result
             send.mllp_listen,
         ));
     }
+    match &r.ems {
+        Some(ems) => {
+            text.push_str(&format!(
+                "  EMS certificate {}\n  EMS key {}\n  EMS client CA {}\n  EMS clients {}\n",
+                ems.files.cert.display(),
+                ems.files.key.display(),
+                ems.files.peer_ca.display(),
+                ems.allowed_clients.join(", "),
+            ));
+            if let Some(crl) = &ems.files.peer_crl {
+                text.push_str(&format!("  EMS client CRL {}\n", crl.display()));
+            }
+        }
+        None => text.push_str("  EMS plain loopback, no authentication\n"),
+    }
     write(out, &text)?;
     Ok(0)
 }

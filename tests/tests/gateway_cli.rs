@@ -126,6 +126,10 @@ fn check_config_and_queue_status() {
         out.contains("server CA"),
         "the sending side is checked too: {out}"
     );
+    assert!(
+        out.contains("EMS plain loopback, no authentication"),
+        "how EMS connects is said: {out}"
+    );
     let (code, out) = gw(&["config", "--env", "prod"]);
     assert_eq!(code, 0);
     assert!(
