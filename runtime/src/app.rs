@@ -75,6 +75,9 @@ pub enum AppError {
     /// The spec's `ems.address` is not an IP address.
     #[error("ems.address {0:?} is not an IP address")]
     EmsAddress(String),
+    /// An EMS listener on plain loopback asked to bind another address.
+    #[error("{0}")]
+    EmsNotLoopback(#[from] crate::ems::NotLoopback),
     /// The environment has no receiving side.
     #[error("the {0} environment receives nothing (no `receive:` in the spec)")]
     NoReceive(&'static str),
@@ -158,6 +161,7 @@ impl AppError {
             | Self::NoReceive(_)
             | Self::Listen(_)
             | Self::EmsAddress(_)
+            | Self::EmsNotLoopback(_)
             | Self::Ports(_)
             | Self::Tls(_)
             | Self::TlsFile(_)
@@ -368,6 +372,16 @@ pub fn check(environment: &Environment, options: &RunOptions) -> Result<CheckRep
     }
     if let Some(ems) = &resolved.ems {
         crate::reload::ServerTls::load(ems.files.clone())?;
+    } else {
+        // Plain loopback: what `serve` would refuse to bind.
+        let plain = crate::ems::EmsAuth::plain_loopback();
+        if matches!(environment.sink, SinkConfig::Inbox) {
+            plain.check_bind("the inbox API", resolved.inbox_listen)?;
+        }
+        if let Some(send) = &resolved.send {
+            plain.check_bind("the intake API", send.intake_listen)?;
+            plain.check_bind("the intake MLLP listener", send.mllp_listen)?;
+        }
     }
     let store = Store::open(&resolved.store).map_err(|source| AppError::Store {
         path: resolved.store.clone(),

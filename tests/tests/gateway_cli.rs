@@ -172,6 +172,19 @@ fn the_operations_port_binds_beyond_loopback_only_when_asked() {
     let (code, out) = gw(&allowed);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("operations 0.0.0.0:0"), "{out}");
+    // The EMS listeners of plain loopback have no such flag: only ems.tls moves them.
+    for flag in ["--inbox-listen", "--intake-listen", "--mllp-listen"] {
+        let (code, out) = gw(&[
+            "check",
+            "--env",
+            "test",
+            "--store",
+            &store,
+            flag,
+            "0.0.0.0:0",
+        ]);
+        assert_eq!(code, 1, "{flag} beyond loopback without ems.tls: {out}");
+    }
 }
 
 #[test]
