@@ -81,40 +81,26 @@ fn own_certs(spec: &LoadedSpec, env: EnvName, e: &Environment) -> [Option<OwnCer
     [receive, send, ems]
 }
 
-/// The peer CAs of an environment with their CRLs: (the CA file, the CRL file, the pointer
-/// of the `tls` object, the CA's key, the CRL's key).
+/// The peer CAs of an environment with their CRLs: (the CA file, the CRL file, the side's
+/// key, the keys' prefix: `client` for `client_ca`/`client_crl`, `server` for the others).
 fn peer_cas(
     e: &Environment,
-) -> Vec<(&str, Option<&str>, &'static str, &'static str, &'static str)> {
-    let mut out = Vec::new();
-    if let Some(r) = &e.receive {
-        out.push((
-            r.tls.client_ca.as_str(),
-            r.tls.client_crl.as_deref(),
-            "receive",
-            "client_ca",
-            "client_crl",
-        ));
-    }
-    if let Some(s) = &e.send {
-        out.push((
-            s.tls.server_ca.as_str(),
-            s.tls.server_crl.as_deref(),
-            "send",
-            "server_ca",
-            "server_crl",
-        ));
-    }
-    if let Some(t) = e.ems.as_ref().and_then(|x| x.tls.as_ref()) {
-        out.push((
-            t.client_ca.as_str(),
-            t.client_crl.as_deref(),
-            "ems",
-            "client_ca",
-            "client_crl",
-        ));
-    }
-    out
+) -> impl Iterator<Item = (&str, Option<&str>, &'static str, &'static str)> {
+    [
+        e.receive
+            .as_ref()
+            .map(|r| (&r.tls.client_ca, &r.tls.client_crl, "receive", "client")),
+        e.send
+            .as_ref()
+            .map(|s| (&s.tls.server_ca, &s.tls.server_crl, "send", "server")),
+        e.ems
+            .as_ref()
+            .and_then(|x| x.tls.as_ref())
+            .map(|t| (&t.client_ca, &t.client_crl, "ems", "client")),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|(ca, crl, side, prefix)| (ca.as_str(), crl.as_deref(), side, prefix))
 }
 
 pub(super) fn check(spec: &LoadedSpec, options: &CheckOptions, out: &mut Vec<Diagnostic>) {
@@ -140,13 +126,23 @@ pub(super) fn check(spec: &LoadedSpec, options: &CheckOptions, out: &mut Vec<Dia
             check_own(spec, options, own, other, out);
         }
         let base = format!("/environments/{}", env.as_str());
-        for (ca, crl, side, ca_key, crl_key) in peer_cas(e) {
+        for (ca, crl, side, prefix) in peer_cas(e) {
             let ca = spec.resolve(ca);
             let findings = certs::check_ca(&ca, options.today);
-            report(spec, findings, &format!("{base}/{side}/tls/{ca_key}"), out);
+            report(
+                spec,
+                findings,
+                &format!("{base}/{side}/tls/{prefix}_ca"),
+                out,
+            );
             if let Some(crl) = crl {
                 let findings = certs::check_crl(&spec.resolve(crl), &ca, options.today);
-                report(spec, findings, &format!("{base}/{side}/tls/{crl_key}"), out);
+                report(
+                    spec,
+                    findings,
+                    &format!("{base}/{side}/tls/{prefix}_crl"),
+                    out,
+                );
             }
         }
     }
