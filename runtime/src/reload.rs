@@ -1,7 +1,8 @@
 //! Certificates, keys and CRLs reloaded without a restart.
 //!
 //! The gateway builds each rustls configuration once, around a [`ServerTls`] (the receiver:
-//! its certificate, and the verifier of the Trust's client certificates) or a [`ClientTls`]
+//! its certificate, and the verifier of the Trust's client certificates; likewise the EMS
+//! listeners, [`crate::ems`], with EMS's CA) or a [`ClientTls`]
 //! (the sender: its client certificate, and the verifier of the Trust's server certificate).
 //! Both are certificate resolvers and peer verifiers whose contents can be swapped: every
 //! handshake reads what is current, so after [`TlsReloader::reload`] new handshakes use the
