@@ -1,8 +1,8 @@
 //! The EMS-facing listeners with mutual TLS (`ems.tls`), across processes: a gateway in a
 //! child process serves the inbox API, the intake API and the intake MLLP listener over TLS;
 //! EMS with its client certificate is served on each, and a client without a certificate,
-//! with a certificate of another CA, or with a subject not in `ems.allowed_clients` is
-//! refused (and logged) on each, as is plain HTTP.
+//! with a certificate of another CA, with one `ems.tls.client_crl` revokes, or with a subject
+//! not in `ems.allowed_clients` is refused (and logged) on each, as is plain HTTP.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -48,7 +48,7 @@ fn run_child(config: &str) -> Result<(), String> {
         cert: file("ems-server.crt"),
         key: file("ems-server.key"),
         client_ca: file("ems-ca.crt"),
-        client_crl: None,
+        client_crl: Some(file("ems-ca.crl")),
         allowed_clients: vec![format!("CN={EMS_SUBJECT}").into()].into(),
     });
     let options = loopback_options(dir.join("gateway.sqlite"), None);
@@ -68,6 +68,7 @@ struct Pki {
     ems: Identity,
     stranger: Identity,
     other_ca: Identity,
+    revoked: Identity,
 }
 
 fn write_pki(dir: &Path) -> Pki {
@@ -84,6 +85,9 @@ fn write_pki(dir: &Path) -> Pki {
     let stranger = client(&ca, "someone-else.example-ems.cloud");
     let other = pki::ca("Another CA");
     let other_ca = client(&other, EMS_SUBJECT);
+    // EMS's own subject, but a certificate its CA has revoked.
+    let revoked = client(&ca, EMS_SUBJECT);
+    std::fs::write(dir.join("ems-ca.crl"), pki::crl(&ca, &[&revoked])).unwrap();
     std::fs::write(dir.join("ems-server.crt"), &server.cert_pem).unwrap();
     std::fs::write(dir.join("ems-server.key"), &server.key_pem).unwrap();
     std::fs::write(dir.join("ems-ca.crt"), ca.pem()).unwrap();
@@ -92,6 +96,7 @@ fn write_pki(dir: &Path) -> Pki {
         ems,
         stranger,
         other_ca,
+        revoked,
     }
 }
 
@@ -176,6 +181,10 @@ fn ems_without_its_certificate_is_refused_on_the_inbox_intake_and_mllp_and_serve
             "another CA",
             wire::client_config(&pki.ca_pem, Some(&pki.other_ca), http1),
         ),
+        (
+            "a revoked certificate",
+            wire::client_config(&pki.ca_pem, Some(&pki.revoked), http1),
+        ),
     ];
     runtime.block_on(async {
         // EMS with its certificate: served on all three.
@@ -241,7 +250,7 @@ fn ems_without_its_certificate_is_refused_on_the_inbox_intake_and_mllp_and_serve
         );
     });
     let log = child.log_text();
-    for reason in ["no_client_cert", "subject", "unknown_ca"] {
+    for reason in ["no_client_cert", "subject", "unknown_ca", "revoked"] {
         assert!(
             log.lines().any(|l| l.contains("EMS connection refused")
                 && l.contains(&format!("reason=\"{reason}\""))),
