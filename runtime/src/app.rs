@@ -562,6 +562,7 @@ pub async fn serve(
         listen = %resolved.listen,
         ops = %resolved.ops_listen,
         inbox = ?inbox.as_ref().map(|_| resolved.inbox_listen),
+        ems = if resolved.ems.is_some() { "mutual_tls" } else { "plain_loopback" },
         store = %resolved.store.display(),
         "gateway ready"
     );
@@ -779,15 +780,21 @@ pub fn serve_blocking(
             "listening {} (operations: /healthz, /metrics)",
             resolved.ops_listen
         );
+        // How EMS connects: mutual TLS, or plain on loopback (crate::ems).
+        let how = if resolved.ems.is_some() {
+            "mutual TLS"
+        } else {
+            "plain loopback, no authentication"
+        };
         if inbox {
-            println!("listening {} (inbox API)", resolved.inbox_listen);
+            println!("listening {} (inbox API; {how})", resolved.inbox_listen);
         }
         if let Some(send) = &resolved.send {
             println!(
-                "listening {} (intake API: POST /outbound)",
+                "listening {} (intake API: POST /outbound; {how})",
                 send.intake_listen
             );
-            println!("listening {} (intake MLLP)", send.mllp_listen);
+            println!("listening {} (intake MLLP; {how})", send.mllp_listen);
         }
     }))
 }
