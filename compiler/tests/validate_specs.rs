@@ -312,6 +312,8 @@ const CASES: &[Case] = &[
     error("env-retention-zero.yaml", "env-retention-zero", 32, 16),
     error("env-retention-short.yaml", "env-retention-short", 32, 16),
     warning("env-retention-long.yaml", "env-retention-long", 32, 16),
+    error("env-ems.yaml", "env-ems", 32, 5),
+    error("env-ems-no-clients.yaml", "env-ems", 34, 7),
     // Network.
     error("net-url.yaml", "net-url", 45, 12),
     error("net-url-webhook.yaml", "net-url", 51, 29),
@@ -575,6 +577,7 @@ fn receive_certs(root: &Path, name: &str, issued: Date, days: i64) {
             trust_client_cn: "tie-test.demo.nhs.uk".into(),
         }),
         send: None,
+        ems: None,
         peer_dir: folder.join("trust"),
     };
     make_dev_certs(&[plan], false, issued, days).unwrap();

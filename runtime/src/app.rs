@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::{EnvName, Environment, ReceiveConfig, SinkConfig};
+use crate::config::{EmsAccess, EnvName, Environment, ReceiveConfig, SinkConfig};
 use crate::gateway::Gateway;
 use crate::health::{Expiry, HealthCheck};
 use crate::listeners::Role;
@@ -48,6 +48,8 @@ pub struct RunOptions {
     pub store: Option<PathBuf>,
     /// Operations port (`/healthz`, `/metrics`).
     pub ops_listen: Option<SocketAddr>,
+    /// Whether the operations port may bind beyond loopback (`--ops-beyond-loopback`).
+    pub ops_exposure: server::Exposure,
     /// Inbox API port.
     pub inbox_listen: Option<SocketAddr>,
     /// Intake API port (outbound messages from EMS).
@@ -72,6 +74,12 @@ pub enum AppError {
         /// The environment asked for.
         env: &'static str,
     },
+    /// The spec's `ems.address` is not an IP address.
+    #[error("ems.address {0:?} is not an IP address")]
+    EmsAddress(String),
+    /// An EMS listener on plain loopback asked to bind another address.
+    #[error("{0}")]
+    EmsNotLoopback(#[from] crate::ems::NotLoopback),
     /// The environment has no receiving side.
     #[error("the {0} environment receives nothing (no `receive:` in the spec)")]
     NoReceive(&'static str),
@@ -144,7 +152,7 @@ impl AppError {
             })
             | Self::Send(crate::client::ClientError::Tls(tls::TlsError::Read { .. }))
             | Self::Store { .. }
-            | Self::Server(_)
+            | Self::Server(server::ServerError::Bind { .. })
             | Self::Inbox(InboxError::Bind { .. })
             | Self::Intake(crate::intake::IntakeError::Bind { .. })
             | Self::Queue(QueueError::Store(_))
@@ -154,10 +162,13 @@ impl AppError {
             Self::NoEnvironment { .. }
             | Self::NoReceive(_)
             | Self::Listen(_)
+            | Self::EmsAddress(_)
+            | Self::EmsNotLoopback(_)
             | Self::Ports(_)
             | Self::Tls(_)
             | Self::TlsFile(_)
             | Self::Receive(_)
+            | Self::Server(server::ServerError::OpsNotLoopback { .. })
             | Self::Limits(_)
             | Self::Send(_)
             | Self::Webhook(_)
@@ -189,6 +200,17 @@ pub struct Resolved {
     pub store: PathBuf,
     /// The sending side, when the environment has one.
     pub send: Option<ResolvedSend>,
+    /// The EMS-facing listeners' TLS files and allowed subjects; `None` for plain loopback.
+    pub ems: Option<ResolvedEms>,
+}
+
+/// The EMS-facing listeners' TLS ([`crate::ems`]).
+#[derive(Debug, Clone)]
+pub struct ResolvedEms {
+    /// Server certificate, key, EMS's client CA and its CRLs.
+    pub files: crate::reload::TlsFiles,
+    /// EMS's client subjects allowed after the handshake.
+    pub allowed_clients: Vec<String>,
 }
 
 /// The sending side's files and ports.
@@ -237,12 +259,21 @@ pub fn resolve(environment: &Environment, options: &RunOptions) -> Result<Resolv
             .parse()
             .map_err(|_| AppError::Listen(r.listen.to_string()))?,
     };
+    let ems_ip = match &environment.ems {
+        EmsAccess::PlainLoopback => None,
+        EmsAccess::MutualTls(tls) => Some(
+            tls.address
+                .parse()
+                .map_err(|_| AppError::EmsAddress(tls.address.to_string()))?,
+        ),
+    };
     // The same plan `hl7gw validate` checks for collisions (runtime::listeners).
     let planned = crate::listeners::plan(
         listen,
         crate::listeners::Sides {
             inbox: matches!(environment.sink, SinkConfig::Inbox),
             send: environment.send.is_some(),
+            ems_ip,
         },
     )?;
     // A listener the environment does not run is never bound; its address only fills the
@@ -283,6 +314,18 @@ pub fn resolve(environment: &Environment, options: &RunOptions) -> Result<Resolv
                 .mllp_listen
                 .unwrap_or_else(|| local(Role::IntakeMllp)),
         }),
+        ems: match &environment.ems {
+            EmsAccess::PlainLoopback => None,
+            EmsAccess::MutualTls(tls) => Some(ResolvedEms {
+                files: crate::reload::TlsFiles {
+                    cert: file(&tls.cert),
+                    key: file(&tls.key),
+                    peer_ca: file(&tls.client_ca),
+                    peer_crl: tls.client_crl.as_deref().map(file),
+                },
+                allowed_clients: tls.allowed_clients.iter().map(|c| c.to_string()).collect(),
+            }),
+        },
     })
 }
 
@@ -324,9 +367,23 @@ pub struct CheckReport {
 pub fn check(environment: &Environment, options: &RunOptions) -> Result<CheckReport, AppError> {
     let resolved = resolve(environment, options)?;
     check_limits(environment)?;
+    options.ops_exposure.check(resolved.ops_listen)?;
     crate::reload::ServerTls::load(resolved.server_tls_files())?;
     if let Some(send) = &resolved.send {
         crate::reload::ClientTls::load(send.client_tls_files())?;
+    }
+    if let Some(ems) = &resolved.ems {
+        crate::reload::ServerTls::load(ems.files.clone())?;
+    } else {
+        // Plain loopback: what `serve` would refuse to bind.
+        let plain = crate::ems::EmsAuth::plain_loopback();
+        if matches!(environment.sink, SinkConfig::Inbox) {
+            plain.check_bind("the inbox API", resolved.inbox_listen)?;
+        }
+        if let Some(send) = &resolved.send {
+            plain.check_bind("the intake API", send.intake_listen)?;
+            plain.check_bind("the intake MLLP listener", send.mllp_listen)?;
+        }
     }
     let store = Store::open(&resolved.store).map_err(|source| AppError::Store {
         path: resolved.store.clone(),
@@ -387,7 +444,18 @@ pub async fn serve(
         Some(files) => Some(crate::reload::ClientTls::load(files.client_tls_files())?),
         None => None,
     };
-    let reloader = crate::reload::TlsReloader::new(Some(server_tls), client_tls.clone());
+    let ems_tls = match &resolved.ems {
+        Some(ems) => Some(crate::reload::ServerTls::load(ems.files.clone())?),
+        None => None,
+    };
+    let ems_auth = match (&ems_tls, &resolved.ems) {
+        (Some(tls), Some(ems)) => {
+            crate::ems::EmsAuth::mutual_tls(tls, ems.allowed_clients.clone())?
+        }
+        _ => crate::ems::EmsAuth::plain_loopback(),
+    };
+    let reloader =
+        crate::reload::TlsReloader::new(Some(server_tls), client_tls.clone()).with_ems(ems_tls);
     let store = Store::open(&resolved.store).map_err(|source| AppError::Store {
         path: resolved.store.clone(),
         source,
@@ -418,7 +486,13 @@ pub async fn serve(
         board.clone(),
         certificate_expiries(&resolved)?,
     );
-    let ops = server::OpsServer::bind(resolved.ops_listen, metrics.clone(), health).await?;
+    let ops = server::OpsServer::bind_exposed(
+        resolved.ops_listen,
+        options.ops_exposure,
+        metrics.clone(),
+        health,
+    )
+    .await?;
     resolved.ops_listen = ops.local_addr().map_err(|e| {
         AppError::Server(server::ServerError::Bind {
             addr: resolved.ops_listen,
@@ -426,8 +500,12 @@ pub async fn serve(
         })
     })?;
     let inbox = if uses_inbox {
-        let server =
-            crate::sink::inbox::InboxServer::bind(resolved.inbox_listen, store.clone()).await?;
+        let server = crate::sink::inbox::InboxServer::bind_with(
+            resolved.inbox_listen,
+            store.clone(),
+            ems_auth.clone(),
+        )
+        .await?;
         resolved.inbox_listen = server.local_addr();
         Some(server)
     } else {
@@ -441,7 +519,7 @@ pub async fn serve(
             let timeout = Duration::from_millis(send.timeout_ms);
             let client = crate::client::HttpsClient::new(&send.url, client_tls.config()?, timeout)?;
             let queue = crate::queue::Queue::new(store.clone());
-            let intake = crate::intake::Intake::bind(
+            let intake = crate::intake::Intake::bind_with(
                 files.intake_listen,
                 Some(files.mllp_listen),
                 queue.clone(),
@@ -457,6 +535,7 @@ pub async fn serve(
                         .map(|v| v.to_string())
                         .collect(),
                 },
+                ems_auth.clone(),
             )
             .await?
             .with_mllp_limits(crate::mllp::ListenerLimits::from_limits(
@@ -485,6 +564,7 @@ pub async fn serve(
         listen = %resolved.listen,
         ops = %resolved.ops_listen,
         inbox = ?inbox.as_ref().map(|_| resolved.inbox_listen),
+        ems = if resolved.ems.is_some() { "mutual_tls" } else { "plain_loopback" },
         store = %resolved.store.display(),
         "gateway ready"
     );
@@ -651,6 +731,10 @@ fn certificate_expiries(resolved: &Resolved) -> Result<Vec<Expiry>, AppError> {
         files.push(("send.tls.cert", &send.cert));
         files.push(("send.tls.server_ca", &send.server_ca));
     }
+    if let Some(ems) = &resolved.ems {
+        files.push(("ems.tls.cert", &ems.files.cert));
+        files.push(("ems.tls.client_ca", &ems.files.peer_ca));
+    }
     let mut found = Vec::new();
     for (what, path) in files {
         found.extend(crate::health::expiries(what, path)?);
@@ -700,15 +784,21 @@ pub fn serve_blocking(
             "listening {} (operations: /healthz, /metrics)",
             resolved.ops_listen
         );
+        // How EMS connects: mutual TLS, or plain on loopback (crate::ems).
+        let how = if resolved.ems.is_some() {
+            "mutual TLS"
+        } else {
+            "plain loopback, no authentication"
+        };
         if inbox {
-            println!("listening {} (inbox API)", resolved.inbox_listen);
+            println!("listening {} (inbox API; {how})", resolved.inbox_listen);
         }
         if let Some(send) = &resolved.send {
             println!(
-                "listening {} (intake API: POST /outbound)",
+                "listening {} (intake API: POST /outbound; {how})",
                 send.intake_listen
             );
-            println!("listening {} (intake MLLP)", send.mllp_listen);
+            println!("listening {} (intake MLLP; {how})", send.mllp_listen);
         }
     }))
 }

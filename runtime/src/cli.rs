@@ -128,6 +128,10 @@ struct RunArgs {
     /// Operations port for /healthz and /metrics (default: 127.0.0.1, receive port + 1).
     #[arg(long)]
     ops_listen: Option<std::net::SocketAddr>,
+    /// Let the operations port bind beyond loopback (it has no TLS and no authentication:
+    /// use a management network); a warning is logged.
+    #[arg(long)]
+    ops_beyond_loopback: bool,
     /// Inbox API port (default: 127.0.0.1, receive port + 2).
     #[arg(long)]
     inbox_listen: Option<std::net::SocketAddr>,
@@ -249,6 +253,11 @@ fn options(generated: &GatewaySpec, args: &RunArgs) -> RunOptions {
         cert_dir: args.cert_dir.clone(),
         store: args.store.clone(),
         ops_listen: args.ops_listen,
+        ops_exposure: if args.ops_beyond_loopback {
+            crate::server::Exposure::BeyondLoopback
+        } else {
+            crate::server::Exposure::LoopbackOnly
+        },
         inbox_listen: args.inbox_listen,
         intake_listen: args.intake_listen,
         mllp_listen: args.mllp_listen,
@@ -295,6 +304,21 @@ fn check(generated: &GatewaySpec, args: &RunArgs, out: &mut dyn Write) -> Result
             send.intake_listen,
             send.mllp_listen,
         ));
+    }
+    match &r.ems {
+        Some(ems) => {
+            text.push_str(&format!(
+                "  EMS certificate {}\n  EMS key {}\n  EMS client CA {}\n  EMS clients {}\n",
+                ems.files.cert.display(),
+                ems.files.key.display(),
+                ems.files.peer_ca.display(),
+                ems.allowed_clients.join(", "),
+            ));
+            if let Some(crl) = &ems.files.peer_crl {
+                text.push_str(&format!("  EMS client CRL {}\n", crl.display()));
+            }
+        }
+        None => text.push_str("  EMS plain loopback, no authentication\n"),
     }
     write(out, &text)?;
     Ok(0)

@@ -1,6 +1,8 @@
 //! Intake from EMS: how outbound messages get into the durable queue.
 //!
-//! Two doors, both on loopback only:
+//! Two doors, for the clients the environment's [`EmsAuth`] admits: mutual TLS with EMS's
+//! client certificate and a subject allowlist (HTTPS, and MLLP over TLS; any address), or
+//! plain HTTP and MLLP on loopback only ([`crate::ems`]):
 //!
 //! - an HTTP API: `POST /outbound` with an HL7 message as the body, or
 //!   `POST /outbound/TYPE^TRIGGER` (the `^` may be written `%5E`) with a typed record as
@@ -39,6 +41,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
 use crate::config::SendHeader;
+use crate::ems::{EmsAuth, EmsStream, NotLoopback};
 use crate::hl7::ack::error_code;
 use crate::hl7::{
     AckCode, AckError, AckRequest, Message, ParseOptions, Severity, build_ack, timestamp,
@@ -75,11 +78,9 @@ pub struct IntakeConfig {
 /// Why the intake could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum IntakeError {
-    /// Not a loopback address.
-    #[error(
-        "the intake serves loopback addresses only, not {0}: it has no authentication of its own"
-    )]
-    NotLoopback(SocketAddr),
+    /// Plain loopback asked to bind another address.
+    #[error("{0}")]
+    NotLoopback(#[from] NotLoopback),
     /// Bind failed.
     #[error("intake {addr}: cannot listen: {source}")]
     Bind {
@@ -212,14 +213,63 @@ enum Refusal {
 
 impl Refusal {
     fn reply(&self) -> Reply {
-        match self {
+        let reply = match self {
             Self::NotHl7(m) => error(StatusCode::BAD_REQUEST, m),
             Self::Undeclared(m) | Self::Invalid(m) => error(StatusCode::UNPROCESSABLE_ENTITY, m),
             Self::Mapping(errors) => mapping_errors(errors),
             Self::Conflict(m) => error(StatusCode::CONFLICT, m),
             Self::Unavailable(m) => error(StatusCode::SERVICE_UNAVAILABLE, m),
+        };
+        because(reply, self.reason())
+    }
+
+    /// Why, as the log line says it: a fixed word, never the message's content (the texts
+    /// above may quote values of the message; they go to EMS only).
+    fn reason(&self) -> &'static str {
+        match self {
+            Self::NotHl7(_) => "not_hl7",
+            Self::Undeclared(_) => "type_not_declared",
+            Self::Invalid(_) => "invalid",
+            Self::Mapping(_) => "does_not_map",
+            Self::Conflict(_) => "idempotency_conflict",
+            Self::Unavailable(_) => "store_unavailable",
         }
     }
+}
+
+/// Why a request was refused, carried on the response (never sent) for the log line of
+/// [`logged`].
+#[derive(Debug, Clone, Copy)]
+struct Reason(&'static str);
+
+/// `reply` marked with the reason it is logged with.
+fn because(mut reply: Reply, reason: &'static str) -> Reply {
+    reply.extensions_mut().insert(Reason(reason));
+    reply
+}
+
+/// An error answer with the reason it is logged with.
+fn refused(status: StatusCode, reason: &'static str, message: &str) -> Reply {
+    because(error(status, message), reason)
+}
+
+/// Logs a refused request (4xx or 5xx) as the receiver logs its refusals: peer, method,
+/// path, status and a fixed reason; no body, no message content.
+fn logged(reply: Reply, peer: SocketAddr, method: &Method, path: &str) -> Reply {
+    let status = reply.status();
+    if status.is_client_error() || status.is_server_error() {
+        let reason = reply
+            .extensions()
+            .get::<Reason>()
+            .map_or_else(|| status.canonical_reason().unwrap_or("refused"), |r| r.0);
+        let path = crate::inbound::shown(path);
+        if status.is_server_error() {
+            tracing::warn!(peer = %peer, method = %method, path, status = status.as_u16(), reason, "intake API: request refused");
+        } else {
+            tracing::info!(peer = %peer, method = %method, path, status = status.as_u16(), reason, "intake API: request refused");
+        }
+    }
+    reply
 }
 
 /// 422 with every mapping error in the shape the receiving side reports them (`code`,
@@ -245,20 +295,32 @@ pub struct Intake {
     mllp: Option<TcpListener>,
     mllp_limits: crate::mllp::ListenerLimits,
     shared: Arc<Shared>,
+    auth: EmsAuth,
 }
 
 impl Intake {
-    /// Binds the HTTP API and, when given, the MLLP listener (loopback addresses only).
+    /// Binds the HTTP API and, when given, the MLLP listener, plain (loopback addresses
+    /// only).
     pub async fn bind(
         http: SocketAddr,
         mllp: Option<SocketAddr>,
         queue: Queue,
         config: IntakeConfig,
     ) -> Result<Self, IntakeError> {
-        for addr in std::iter::once(http).chain(mllp) {
-            if !addr.ip().is_loopback() {
-                return Err(IntakeError::NotLoopback(addr));
-            }
+        Self::bind_with(http, mllp, queue, config, EmsAuth::plain_loopback()).await
+    }
+
+    /// Binds both doors for the clients `auth` admits (loopback only without mutual TLS).
+    pub async fn bind_with(
+        http: SocketAddr,
+        mllp: Option<SocketAddr>,
+        queue: Queue,
+        config: IntakeConfig,
+        auth: EmsAuth,
+    ) -> Result<Self, IntakeError> {
+        auth.check_bind("the intake API", http)?;
+        if let Some(addr) = mllp {
+            auth.check_bind("the intake MLLP listener", addr)?;
         }
         let bind = |addr: SocketAddr| async move {
             TcpListener::bind(addr)
@@ -278,6 +340,7 @@ impl Intake {
             http,
             mllp,
             mllp_limits: crate::mllp::ListenerLimits::default(),
+            auth,
             shared: Arc::new(Shared {
                 queue,
                 config,
@@ -310,7 +373,10 @@ impl Intake {
             mllp,
             mllp_limits,
             shared,
+            auth,
         } = self;
+        let local_host_only = !auth.is_mutual_tls();
+        let mllp_auth = auth.clone();
         let mut shutdown = std::pin::pin!(shutdown);
         let mllp_shared = shared.clone();
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -331,9 +397,14 @@ impl Intake {
                             };
                             let shared = mllp_shared.clone();
                             let idle = mllp_limits.idle_timeout();
+                            let auth = mllp_auth.clone();
                             tokio::spawn(async move {
                                 let _slot = slot;
-                                serve_mllp(stream, &shared, idle).await;
+                                let Some(stream) = auth.admit(stream, peer, "intake MLLP").await
+                                else {
+                                    return;
+                                };
+                                serve_mllp(stream, peer, &shared, idle).await;
                             });
                         }
                         Err(e) => {
@@ -349,7 +420,7 @@ impl Intake {
         loop {
             tokio::select! {
                 accepted = http.accept() => {
-                    let (stream, _) = match accepted {
+                    let (stream, peer) = match accepted {
                         Ok(conn) => conn,
                         Err(e) => {
                             tracing::warn!("intake API: accept failed: {e}");
@@ -360,12 +431,20 @@ impl Intake {
                     let shared = shared.clone();
                     let service = service_fn(move |request| {
                         let shared = shared.clone();
-                        async move { Ok::<_, Infallible>(handle(&shared, request).await) }
+                        async move {
+                            let (method, path) = (request.method().clone(), request.uri().path().to_owned());
+                            let reply = handle(&shared, request, local_host_only).await;
+                            Ok::<_, Infallible>(logged(reply, peer, &method, &path))
+                        }
                     });
-                    let connection = hyper::server::conn::http1::Builder::new()
-                        .timer(TokioTimer::new())
-                        .serve_connection(TokioIo::new(stream), service);
+                    let auth = auth.clone();
                     tokio::spawn(async move {
+                        let Some(stream) = auth.admit(stream, peer, "intake API").await else {
+                            return;
+                        };
+                        let connection = hyper::server::conn::http1::Builder::new()
+                            .timer(TokioTimer::new())
+                            .serve_connection(TokioIo::new(stream), service);
                         if let Err(e) = connection.await {
                             tracing::debug!("intake API connection: {e}");
                         }
@@ -381,12 +460,20 @@ impl Intake {
     }
 }
 
-async fn handle(shared: &Shared, request: Request<Incoming>) -> Reply {
+async fn handle(shared: &Shared, request: Request<Incoming>, local_host_only: bool) -> Reply {
     if request.headers().contains_key(ORIGIN) {
-        return error(StatusCode::FORBIDDEN, "requests from web pages are refused");
+        return refused(
+            StatusCode::FORBIDDEN,
+            "origin",
+            "requests from web pages are refused",
+        );
     }
-    if !host_is_local(&request) {
-        return error(StatusCode::FORBIDDEN, "Host must be a loopback address");
+    if local_host_only && !host_is_local(&request) {
+        return refused(
+            StatusCode::FORBIDDEN,
+            "host",
+            "Host must be a loopback address",
+        );
     }
     let path = request.uri().path().replace("%5E", "^").replace("%5e", "^");
     let segments: Vec<String> = path
@@ -404,7 +491,11 @@ async fn handle(shared: &Shared, request: Request<Incoming>) -> Reply {
                     StatusCode::OK,
                     &serde_json::to_value(&status).unwrap_or_default(),
                 ),
-                Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+                Err(e) => refused(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "store_unavailable",
+                    &e.to_string(),
+                ),
             }
         }
         ["outbound"] if method == Method::POST => {
@@ -433,8 +524,16 @@ async fn handle(shared: &Shared, request: Request<Incoming>) -> Reply {
                         "raw": String::from_utf8_lossy(&detail.raw),
                     }),
                 ),
-                Ok(None) => error(StatusCode::NOT_FOUND, "no such queued message"),
-                Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+                Ok(None) => refused(
+                    StatusCode::NOT_FOUND,
+                    "no_such_message",
+                    "no such queued message",
+                ),
+                Err(e) => refused(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "store_unavailable",
+                    &e.to_string(),
+                ),
             }
         }
         ["outbound", message_type] if method == Method::POST => {
@@ -451,15 +550,16 @@ async fn handle(shared: &Shared, request: Request<Incoming>) -> Reply {
             from_json(shared, &message_type, &body, key).await
         }
         ["outbound", _] => not_allowed("GET, POST"),
-        _ => error(StatusCode::NOT_FOUND, "not found"),
+        _ => refused(StatusCode::NOT_FOUND, "no_such_path", "not found"),
     }
 }
 
 async fn read_body(request: Request<Incoming>) -> Result<Bytes, Reply> {
     match Limited::new(request.into_body(), MAX_BODY).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(_) => Err(error(
+        Err(_) => Err(refused(
             StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
             "the body is too large or was cut off",
         )),
     }
@@ -488,8 +588,9 @@ fn idempotency_key(
                 && k.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
         })
         .ok_or_else(|| {
-            Box::new(error(
+            Box::new(refused(
                 StatusCode::BAD_REQUEST,
+                "bad_idempotency_key",
                 &format!("Idempotency-Key must be 1 to {MAX_KEY} printable ASCII characters"),
             ))
         })?;
@@ -555,14 +656,21 @@ async fn from_json(
 ) -> Reply {
     let value: serde_json::Value = match serde_json::from_slice(body) {
         Ok(v) => v,
-        Err(e) => return error(StatusCode::BAD_REQUEST, &format!("not JSON: {e}")),
+        Err(e) => {
+            return refused(
+                StatusCode::BAD_REQUEST,
+                "not_json",
+                &format!("not JSON: {e}"),
+            );
+        }
     };
     let request = if value.get("record").is_some() {
         match serde_path_to_error::deserialize::<_, JsonRequest>(value) {
             Ok(request) => request,
             Err(e) => {
-                return error(
+                return refused(
                     StatusCode::UNPROCESSABLE_ENTITY,
+                    "bad_json_request",
                     &format!("request {}: {}", e.path(), e.inner()),
                 );
             }
@@ -608,9 +716,15 @@ async fn from_json(
     {
         Ok(b) => b,
         Err(OutboundError::Record(crate::mapping::OutboundError::Mapping(errors))) => {
-            return mapping_errors(&errors);
+            return because(mapping_errors(&errors), "does_not_map");
         }
-        Err(why) => return error(StatusCode::UNPROCESSABLE_ENTITY, &why.to_string()),
+        Err(why) => {
+            return refused(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "does_not_build",
+                &why.to_string(),
+            );
+        }
     };
     match shared.queue_message(&bytes, key).await {
         Ok(q) => queued_reply(&q),
@@ -619,7 +733,7 @@ async fn from_json(
 }
 
 /// One MLLP connection: each framed message is queued and answered with a commit ACK.
-async fn serve_mllp(mut stream: tokio::net::TcpStream, shared: &Shared, idle: Duration) {
+async fn serve_mllp(mut stream: EmsStream, peer: SocketAddr, shared: &Shared, idle: Duration) {
     let mut deframer = crate::mllp::Deframer::new(MAX_BODY);
     loop {
         let read = crate::mllp::read_message_within(&mut stream, &mut deframer, Some(idle));
@@ -631,7 +745,7 @@ async fn serve_mllp(mut stream: tokio::net::TcpStream, shared: &Shared, idle: Du
                 return;
             }
         };
-        let ack = mllp_answer(shared, &message).await;
+        let ack = mllp_answer(shared, peer, &message).await;
         let Some(ack) = ack else { return };
         if crate::mllp::write_message(&mut stream, &ack).await.is_err() {
             return;
@@ -640,11 +754,19 @@ async fn serve_mllp(mut stream: tokio::net::TcpStream, shared: &Shared, idle: Du
 }
 
 /// The commit ACK for one MLLP message; `None` when it is not HL7 at all (the connection is
-/// closed: there is nothing to acknowledge).
-async fn mllp_answer(shared: &Shared, bytes: &[u8]) -> Option<Vec<u8>> {
-    let message = Message::parse_with(bytes, &ParseOptions::lenient()).ok()?;
+/// closed: there is nothing to acknowledge). Every AR and AE is logged with its reason.
+async fn mllp_answer(shared: &Shared, peer: SocketAddr, bytes: &[u8]) -> Option<Vec<u8>> {
+    let message = match Message::parse_with(bytes, &ParseOptions::lenient()) {
+        Ok(message) => message,
+        Err(_) => {
+            tracing::info!(peer = %peer, reason = "not_hl7", "intake MLLP: message refused, not HL7; connection closed");
+            return None;
+        }
+    };
     let mode = shared.config.acknowledgement.mode_for(&message);
-    let (code, errors) = match shared.queue_message(bytes, None).await {
+    let queued = shared.queue_message(bytes, None).await;
+    let reason = queued.as_ref().err().map(Refusal::reason);
+    let (code, errors) = match queued {
         Ok(_) => (AckCode::ApplicationAccept, Vec::new()),
         Err(Refusal::Mapping(errors)) => (
             AckCode::ApplicationError,
@@ -663,6 +785,16 @@ async fn mllp_answer(shared: &Shared, bytes: &[u8]) -> Option<Vec<u8>> {
             vec![ack_error(error_code::APPLICATION_INTERNAL_ERROR, m)],
         ),
     };
+    if let Some(reason) = reason {
+        let message_type = format!("{}^{}", message.message_code(), message.trigger_event());
+        tracing::info!(
+            peer = %peer,
+            message_type = %crate::inbound::shown(&message_type),
+            ack = code.as_str(),
+            reason,
+            "intake MLLP: message refused"
+        );
+    }
     let control_id = shared.control_id();
     let stamp = timestamp::format_utc(SystemTime::now());
     build_ack(

@@ -14,6 +14,7 @@ pub mod client;
 pub mod config;
 pub mod control;
 pub mod dedup;
+pub mod ems;
 pub mod endpoint;
 pub mod gateway;
 pub mod health;

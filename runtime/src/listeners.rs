@@ -1,9 +1,10 @@
 //! The sockets a gateway environment binds, planned before anything binds.
 //!
 //! A gateway listens on its receive address (from the spec) and, unless the operator moves
-//! them, on four local ports derived from it: operations (`/healthz`, `/metrics`) on receive
+//! them, on four ports derived from it: operations (`/healthz`, `/metrics`) on receive
 //! port + 1, the inbox API on + 2 (inbox sink only), the intake API on + 3 and the intake MLLP
-//! listener on + 4 (sending environments only), all on 127.0.0.1. The gateway's start-up and
+//! listener on + 4 (sending environments only), all on 127.0.0.1, except that the EMS-facing
+//! three bind the spec's `ems.address` when EMS authenticates with mutual TLS. The gateway's start-up and
 //! `hl7gw validate` both plan through [`plan`], so a collision between two environments'
 //! ports (TEST and PROD on one host) or a receive port too close to 65535 is reported at
 //! go-live rather than found as "address in use" at 3 a.m.
@@ -67,6 +68,9 @@ pub struct Sides {
     pub inbox: bool,
     /// A `send:` side: the intake API and MLLP listener.
     pub send: bool,
+    /// The address the EMS-facing listeners (inbox, intake, intake MLLP) bind when EMS
+    /// authenticates with mutual TLS (`ems.tls`); 127.0.0.1 when `None`.
+    pub ems_ip: Option<IpAddr>,
 }
 
 /// A receive port whose derived ports do not fit below 65536.
@@ -114,10 +118,13 @@ pub fn plan(receive: SocketAddr, sides: Sides) -> Result<Vec<Listener>, PortRang
                     max: u16::MAX - last,
                 })?,
             };
-            Ok(Listener {
-                role,
-                addr: derived(port),
-            })
+            let addr = match (role, sides.ems_ip) {
+                (Role::Inbox | Role::Intake | Role::IntakeMllp, Some(ip)) => {
+                    SocketAddr::new(ip, port)
+                }
+                _ => derived(port),
+            };
+            Ok(Listener { role, addr })
         })
         .collect()
 }
@@ -155,6 +162,7 @@ mod tests {
             Sides {
                 inbox: true,
                 send: true,
+                ems_ip: None,
             },
         )?;
         let got: Vec<(Role, String)> = all.iter().map(|l| (l.role, l.addr.to_string())).collect();
@@ -170,11 +178,36 @@ mod tests {
         );
         let bare = plan(addr("127.0.0.1:8443"), Sides::default())?;
         assert_eq!(bare.len(), 2);
+        let ems = plan(
+            addr("0.0.0.0:443"),
+            Sides {
+                inbox: true,
+                send: true,
+                ems_ip: Some(
+                    "10.0.0.5"
+                        .parse()
+                        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+                ),
+            },
+        )?;
+        let got: Vec<String> = ems.iter().map(|l| l.addr.to_string()).collect();
+        assert_eq!(
+            got,
+            [
+                "0.0.0.0:443",
+                "127.0.0.1:444",
+                "10.0.0.5:445",
+                "10.0.0.5:446",
+                "10.0.0.5:447"
+            ],
+            "the EMS-facing listeners bind the EMS address; operations stays local"
+        );
         let ephemeral = plan(
             addr("127.0.0.1:0"),
             Sides {
                 inbox: true,
                 send: true,
+                ems_ip: None,
             },
         )?;
         assert!(ephemeral.iter().all(|l| l.addr.port() == 0));
@@ -188,6 +221,7 @@ mod tests {
             Sides {
                 inbox: false,
                 send: true,
+                ems_ip: None,
             },
         )
         .err();

@@ -1,7 +1,8 @@
 //! Certificates, keys and CRLs reloaded without a restart.
 //!
 //! The gateway builds each rustls configuration once, around a [`ServerTls`] (the receiver:
-//! its certificate, and the verifier of the Trust's client certificates) or a [`ClientTls`]
+//! its certificate, and the verifier of the Trust's client certificates; likewise the EMS
+//! listeners, [`crate::ems`], with EMS's CA) or a [`ClientTls`]
 //! (the sender: its client certificate, and the verifier of the Trust's server certificate).
 //! Both are certificate resolvers and peer verifiers whose contents can be swapped: every
 //! handshake reads what is current, so after [`TlsReloader::reload`] new handshakes use the
@@ -513,12 +514,23 @@ impl ServerCertVerifier for ClientTls {
 pub struct TlsReloader {
     server: Option<Arc<ServerTls>>,
     client: Option<Arc<ClientTls>>,
+    ems: Option<Arc<ServerTls>>,
 }
 
 impl TlsReloader {
     /// Reloads `server` (the receiver) and `client` (the sender), those present.
     pub fn new(server: Option<Arc<ServerTls>>, client: Option<Arc<ClientTls>>) -> Self {
-        Self { server, client }
+        Self {
+            server,
+            client,
+            ems: None,
+        }
+    }
+
+    /// Reloads the EMS-facing listeners' TLS ([`crate::ems`]) too, with the other sides.
+    pub fn with_ems(mut self, ems: Option<Arc<ServerTls>>) -> Self {
+        self.ems = ems;
+        self
     }
 
     /// Reads every file again and, when all of them load, makes them current for new
@@ -533,6 +545,13 @@ impl TlsReloader {
         };
         let client = match &self.client {
             Some(c) => Some((c, ClientTls::prepare(&c.files)?)),
+            None => None,
+        };
+        let ems = match &self.ems {
+            Some(s) => {
+                let hints = read_lock(&s.current).hints;
+                Some((s, ServerTls::prepare(&s.files, hints)?))
+            }
             None => None,
         };
         let mut lines = Vec::new();
@@ -550,6 +569,14 @@ impl TlsReloader {
                 "send: client certificate {} (SHA-256 {})",
                 c.files.cert.display(),
                 c.fingerprint()
+            ));
+        }
+        if let Some((s, material)) = ems {
+            *write_lock(&s.current) = material;
+            lines.push(format!(
+                "ems: server certificate {} (SHA-256 {})",
+                s.files.cert.display(),
+                s.fingerprint()
             ));
         }
         Ok(lines.join("\n"))

@@ -308,6 +308,7 @@ mod tests {
                 accept_versions: Cow::Borrowed(&[]),
                 limits: crate::config::Limits::DEFAULT,
                 retention_ms: crate::config::defaults::RETENTION.as_millis(),
+                ems: crate::config::EmsAccess::PlainLoopback,
             }),
             prod: None,
             inbound: vec![InboundBinding {

@@ -887,7 +887,7 @@ async fn inbox_api_refuses_non_loopback_addresses() {
     for addr in ["0.0.0.0:0", "[::]:0", "192.0.2.10:8080", "10.0.0.1:0"] {
         let addr: SocketAddr = addr.parse().unwrap();
         let err = InboxServer::bind(addr, store.clone()).await.unwrap_err();
-        assert!(matches!(err, InboxError::NotLoopback(a) if a == addr));
+        assert!(matches!(err, InboxError::NotLoopback(a) if a.addr == addr));
         assert!(err.to_string().contains("loopback"), "{err}");
     }
     let err = hl7gw_runtime::sink::inbox::serve(

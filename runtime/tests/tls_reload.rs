@@ -454,3 +454,31 @@ async fn a_rotated_certificate_is_served_under_load_without_a_failed_request() {
     bounded(rotate_under_load(Trigger::ControlSocket)).await;
     bounded(rotate_under_load(Trigger::Hangup)).await;
 }
+
+/// `gw reload` covers the EMS listeners' certificate too: the reloader swaps it with the
+/// other sides, names it `ems:` in its summary, and a bad new file leaves it as it was.
+#[test]
+fn the_ems_certificate_reloads_with_the_others() {
+    let root = ca("hl7gw EMS reload test CA");
+    let first = server_leaf(&root);
+    let files = Files::new(&root, &first, None);
+    let ems = ServerTls::load(files.tls_files(false)).unwrap();
+    let reloader = TlsReloader::new(None, None).with_ems(Some(ems.clone()));
+    assert_eq!(ems.fingerprint(), fingerprint(&der(&first)));
+
+    let second = server_leaf(&root);
+    files.write_identity(&second);
+    let summary = reloader.reload().unwrap();
+    assert!(summary.starts_with("ems: server certificate"), "{summary}");
+    assert!(summary.contains(&fingerprint(&der(&second))), "{summary}");
+    assert_eq!(ems.fingerprint(), fingerprint(&der(&second)));
+
+    std::fs::write(files.path("own.key"), "not a key").unwrap();
+    let refused = reloader.reload().unwrap_err();
+    assert_eq!(refused.path, files.path("own.key"));
+    assert_eq!(
+        ems.fingerprint(),
+        fingerprint(&der(&second)),
+        "the old one stays"
+    );
+}

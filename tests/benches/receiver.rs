@@ -192,6 +192,7 @@ fn start_gateway(rt: &tokio::runtime::Runtime, pki: &Pki, data: &Path) -> Gatewa
         cert_dir: Some(pki.dir.path().to_owned()),
         store: Some(store.clone()),
         ops_listen: Some(local),
+        ops_exposure: hl7gw_runtime::server::Exposure::LoopbackOnly,
         inbox_listen: Some(local),
         intake_listen: Some(local),
         mllp_listen: Some(local),

@@ -172,6 +172,7 @@ pub fn loopback_options(store: PathBuf, cert_dir: Option<PathBuf>) -> RunOptions
         cert_dir,
         store: Some(store),
         ops_listen: local,
+        ops_exposure: hl7gw_runtime::server::Exposure::LoopbackOnly,
         inbox_listen: local,
         intake_listen: local,
         mllp_listen: local,

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 pub mod bench;
 pub mod child;
 pub mod engines;
+pub mod logs;
 pub mod messages;
 pub mod pki;
 pub mod roundtrip;

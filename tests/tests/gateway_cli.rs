@@ -126,6 +126,10 @@ fn check_config_and_queue_status() {
         out.contains("server CA"),
         "the sending side is checked too: {out}"
     );
+    assert!(
+        out.contains("EMS plain loopback, no authentication"),
+        "how EMS connects is said: {out}"
+    );
     let (code, out) = gw(&["config", "--env", "prod"]);
     assert_eq!(code, 0);
     assert!(
@@ -143,6 +147,44 @@ fn check_config_and_queue_status() {
     );
     let (code, _) = gw(&["queue", "retry", "--env", "test", "--store", &store, "7"]);
     assert_eq!(code, 1, "no message 7 to retry");
+}
+
+/// The operations port has no TLS and no authentication: beyond loopback only when the
+/// operator asks for it.
+#[test]
+fn the_operations_port_binds_beyond_loopback_only_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("gateway.sqlite");
+    let store = store.to_string_lossy();
+    let args = [
+        "check",
+        "--env",
+        "test",
+        "--store",
+        &store,
+        "--ops-listen",
+        "0.0.0.0:0",
+    ];
+    let (code, out) = gw(&args);
+    assert_eq!(code, 1, "refused without the flag: {out}");
+    let mut allowed = args.to_vec();
+    allowed.push("--ops-beyond-loopback");
+    let (code, out) = gw(&allowed);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("operations 0.0.0.0:0"), "{out}");
+    // The EMS listeners of plain loopback have no such flag: only ems.tls moves them.
+    for flag in ["--inbox-listen", "--intake-listen", "--mllp-listen"] {
+        let (code, out) = gw(&[
+            "check",
+            "--env",
+            "test",
+            "--store",
+            &store,
+            flag,
+            "0.0.0.0:0",
+        ]);
+        assert_eq!(code, 1, "{flag} beyond loopback without ems.tls: {out}");
+    }
 }
 
 #[test]

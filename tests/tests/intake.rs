@@ -419,3 +419,76 @@ async fn the_json_header_names_only_msh_3_to_6() {
 
     running.stop().await;
 }
+
+/// Every refusal is logged with a fixed reason, as the receiver's are (never the message's
+/// content: the NHS number a mapping error quotes to EMS stays out of the log).
+#[tokio::test]
+async fn every_refusal_is_logged_with_its_reason() {
+    use hl7gw_runtime::hl7::AckCode;
+    use hl7gw_runtime::mllp::Deframer;
+
+    let logs = hl7gw_tests::logs::capture();
+    let running = start(true, ListenerLimits::default()).await;
+    let adt = ORU
+        .replace("ORU^R01^ORU_R01", "ADT^A28^ADT_A05")
+        .replace("ORU-1", "ADT-1");
+    let (status, _) = post(running.http, "/outbound", adt.as_bytes()).await;
+    assert_eq!(status, 422);
+    let (status, _) = post(running.http, "/outbound", b"hello").await;
+    assert_eq!(status, 400);
+    let bad_nhs = ORU.replace("9449305552", "9449305553");
+    let (status, _) = post(running.http, "/outbound", bad_nhs.as_bytes()).await;
+    assert_eq!(status, 422);
+    let (status, _) = post(running.http, "/nowhere", b"").await;
+    assert_eq!(status, 404);
+    let (status, _) = post(running.http, "/outbound", ORU.as_bytes()).await;
+    assert_eq!(status, 201, "an accepted message is not a refusal");
+
+    let mut stream = tokio::net::TcpStream::connect(running.mllp.unwrap())
+        .await
+        .unwrap();
+    let mut deframer = Deframer::new(1 << 20);
+    let rejected = mllp_exchange(&mut stream, &mut deframer, &adt).await;
+    assert_eq!(rejected.code, AckCode::ApplicationReject);
+    let error = mllp_exchange(
+        &mut stream,
+        &mut deframer,
+        &bad_nhs.replace("ORU-1", "ORU-9"),
+    )
+    .await;
+    assert_eq!(error.code, AckCode::ApplicationError);
+    drop(stream);
+    running.stop().await;
+
+    let http = |status: &str, reason: &str| {
+        logs.lines_with(&[
+            "intake API: request refused",
+            &format!("status={status}"),
+            &format!("reason=\"{reason}\""),
+        ])
+    };
+    assert_eq!(http("422", "type_not_declared").len(), 1, "{}", logs.text());
+    assert_eq!(http("400", "not_hl7").len(), 1, "{}", logs.text());
+    assert_eq!(http("422", "does_not_map").len(), 1, "{}", logs.text());
+    assert_eq!(http("404", "no_such_path").len(), 1, "{}", logs.text());
+    let mllp = |ack: &str, reason: &str| {
+        logs.lines_with(&[
+            "intake MLLP: message refused",
+            &format!("ack=\"{ack}\""),
+            &format!("reason=\"{reason}\""),
+        ])
+    };
+    assert_eq!(mllp("AR", "type_not_declared").len(), 1, "{}", logs.text());
+    assert_eq!(mllp("AE", "does_not_map").len(), 1, "{}", logs.text());
+    assert_eq!(
+        logs.lines_with(&["refused"]).len(),
+        6,
+        "one line per refusal, none for the accepted message: {}",
+        logs.text()
+    );
+    assert!(
+        !logs.text().contains("9449305553"),
+        "no message content in the log: {}",
+        logs.text()
+    );
+}

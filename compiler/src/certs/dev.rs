@@ -72,6 +72,26 @@ pub struct SendPlan {
     pub trust_server_host: String,
 }
 
+/// The EMS-facing listeners (EMS → gateway, mutual TLS) of one environment, as the spec
+/// names them (`ems.tls`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmsPlan {
+    /// The gateway's server certificate for EMS.
+    pub server_cert: PathBuf,
+    /// Its key.
+    pub server_key: PathBuf,
+    /// The CA EMS's client certificate is checked against.
+    pub client_ca: PathBuf,
+    /// Where the spec names that CA's CRL (`client_crl`), if it does: an empty one is made.
+    pub client_crl: Option<PathBuf>,
+    /// The host name EMS connects to (`ems.hostname`), when the spec names one.
+    pub hostname: Option<String>,
+    /// CN of EMS's client certificate: the first allowed subject's name.
+    pub ems_client_cn: String,
+    /// Where EMS's client certificate and key go, e.g. `certs/test/ems/`.
+    pub client_dir: PathBuf,
+}
+
 /// What to make for one environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EnvCertPlan {
@@ -83,6 +103,8 @@ pub struct EnvCertPlan {
     pub receive: Option<ReceivePlan>,
     /// The send side's files, when the environment sends.
     pub send: Option<SendPlan>,
+    /// The EMS listeners' files, when EMS authenticates with mutual TLS.
+    pub ems: Option<EmsPlan>,
     /// Where the Trust-side files go, e.g. `certs/test/trust/`.
     pub peer_dir: PathBuf,
 }
@@ -438,6 +460,64 @@ fn plan_outputs(plan: &EnvCertPlan, validity: Validity) -> Result<Vec<Output>, C
             key.serialize_pem(),
             true,
             format!("Trust endpoint server key ({tag})"),
+        );
+    }
+
+    if let Some(m) = &plan.ems {
+        // EMS's own CA issues both the gateway's certificate for EMS and EMS's client
+        // certificate, as it issues the gateway's other certificates.
+        let host = m.hostname.as_deref().unwrap_or("localhost");
+        let (cert, key) = make_leaf(
+            &ems_ca,
+            host,
+            &[host, "localhost", "127.0.0.1"],
+            ExtendedKeyUsagePurpose::ServerAuth,
+            validity,
+        )?;
+        push(
+            m.server_cert.clone(),
+            cert.pem(),
+            false,
+            format!("gateway server certificate for EMS, {host} ({tag})"),
+        );
+        push(
+            m.server_key.clone(),
+            key.serialize_pem(),
+            true,
+            format!("gateway server key for EMS ({tag})"),
+        );
+        push(
+            m.client_ca.clone(),
+            ems_ca.cert.pem(),
+            false,
+            format!("EMS CA certificate, accepted for EMS's client certificates ({tag})"),
+        );
+        if let Some(path) = &m.client_crl {
+            push(
+                path.clone(),
+                ems_ca.empty_crl_pem(validity)?,
+                false,
+                format!("EMS CA revocation list, empty ({tag})"),
+            );
+        }
+        let (cert, key) = make_leaf(
+            &ems_ca,
+            &m.ems_client_cn,
+            &[m.ems_client_cn.as_str()],
+            ExtendedKeyUsagePurpose::ClientAuth,
+            validity,
+        )?;
+        push(
+            m.client_dir.join("ems-client.crt"),
+            cert.pem(),
+            false,
+            format!("EMS client certificate, CN={} ({tag})", m.ems_client_cn),
+        );
+        push(
+            m.client_dir.join("ems-client.key"),
+            key.serialize_pem(),
+            true,
+            format!("EMS client key ({tag})"),
         );
     }
 

@@ -24,7 +24,9 @@ pub use check::{
     BundleToCheck, CertSummary, EXPIRY_WARNING_DAYS, Finding, MIN_RSA_BITS, Severity, SubjectNames,
     Usage, Which, check_bundle, check_ca, check_crl, subject_names, summarize,
 };
-pub use dev::{DEV_VALIDITY_DAYS, EnvCertPlan, ReceivePlan, SendPlan, WrittenFile, make_dev_certs};
+pub use dev::{
+    DEV_VALIDITY_DAYS, EmsPlan, EnvCertPlan, ReceivePlan, SendPlan, WrittenFile, make_dev_certs,
+};
 pub use load::{read_certificates, read_private_key};
 pub use plan::{PlanError, plans};
 

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use super::{EnvCertPlan, ReceivePlan, SendPlan};
+use super::{EmsPlan, EnvCertPlan, ReceivePlan, SendPlan};
 use crate::spec::LoadedSpec;
 
 /// Why a spec's certificates cannot be planned: a name the certificates need is missing.
@@ -14,7 +14,8 @@ pub struct PlanError(pub String);
 
 /// One plan per environment that receives or sends, with the paths resolved against the
 /// spec's folder; the Trust side's files go to `trust/` next to the gateway's server
-/// certificate (or its client certificate when the environment only sends).
+/// certificate (or its client certificate when the environment only sends), and EMS's client
+/// certificate to `ems/` next to the gateway's certificate for EMS.
 pub fn plans(loaded: &LoadedSpec) -> Result<Vec<EnvCertPlan>, PlanError> {
     let spec = &loaded.spec;
     let mut plans = Vec::new();
@@ -54,6 +55,30 @@ pub fn plans(loaded: &LoadedSpec) -> Result<Vec<EnvCertPlan>, PlanError> {
                 })?,
             }),
         };
+        let ems = match e.ems.as_ref().and_then(|x| Some((x, x.tls.as_ref()?))) {
+            None => None,
+            Some((x, t)) => {
+                let subject = x.allowed_clients.first().ok_or_else(|| {
+                    PlanError(format!(
+                        "environments.{}.ems.allowed_clients is empty: EMS's certificate needs a subject",
+                        env.as_str()
+                    ))
+                })?;
+                let server_cert = loaded.resolve(&t.cert);
+                Some(EmsPlan {
+                    client_dir: server_cert
+                        .parent()
+                        .unwrap_or_else(|| Path::new("."))
+                        .join("ems"),
+                    server_cert,
+                    server_key: loaded.resolve(&t.key),
+                    client_ca: loaded.resolve(&t.client_ca),
+                    client_crl: t.client_crl.as_deref().map(|p| loaded.resolve(p)),
+                    hostname: x.hostname.clone(),
+                    ems_client_cn: subject_name(subject).to_string(),
+                })
+            }
+        };
         let anchor = receive
             .as_ref()
             .map(|r| r.server_cert.clone())
@@ -68,6 +93,7 @@ pub fn plans(loaded: &LoadedSpec) -> Result<Vec<EnvCertPlan>, PlanError> {
             customer_code: spec.customer.code.clone(),
             receive,
             send,
+            ems,
             peer_dir,
         });
     }

@@ -34,6 +34,7 @@ fn plans(root: &Path) -> Vec<EnvCertPlan> {
                 server_crl: None,
                 trust_server_host: "tie-test.demo.nhs.uk".into(),
             }),
+            ems: None,
             peer_dir: test.join("trust"),
         },
         EnvCertPlan {
@@ -56,6 +57,7 @@ fn plans(root: &Path) -> Vec<EnvCertPlan> {
                 server_crl: Some(prod.join("trust-ca.crl")),
                 trust_server_host: "tie.demo.nhs.uk".into(),
             }),
+            ems: None,
             peer_dir: prod.join("trust"),
         },
     ]

@@ -1,5 +1,6 @@
-//! Certificate checks for every TLS file the spec names: files exist and parse, keys match,
-//! the server certificate names the receive host, dates and key sizes (see
+//! Certificate checks for every TLS file the spec names (the receive side's, the send side's
+//! and the EMS listeners'): files exist and parse, keys match, a server certificate names its
+//! host (`receive.hostname`, `ems.hostname`), dates and key sizes (see
 //! [`crate::certs::check`]). `client_ca` and `server_ca` are the peer's CAs, so they are
 //! checked on their own; the chain of the gateway's own certificates is verified against
 //! `issuer_ca` when the spec names it, and a finding about that CA is placed at `issuer_ca`.
@@ -29,8 +30,9 @@ struct OwnCert {
     hostname: Option<String>,
 }
 
-/// The receive side's and the send side's own certificates of an environment.
-fn own_certs(spec: &LoadedSpec, env: EnvName, e: &Environment) -> [Option<OwnCert>; 2] {
+/// The receive side's, the send side's and the EMS listeners' own certificates of an
+/// environment.
+fn own_certs(spec: &LoadedSpec, env: EnvName, e: &Environment) -> [Option<OwnCert>; 3] {
     let base = format!("/environments/{}", env.as_str());
     let own = |side: &str, cert: &str, key: &str, issuer: Option<&str>, usage, hostname| OwnCert {
         env,
@@ -65,11 +67,44 @@ fn own_certs(spec: &LoadedSpec, env: EnvName, e: &Environment) -> [Option<OwnCer
             None,
         )
     });
-    [receive, send]
+    let ems = e.ems.as_ref().and_then(|x| {
+        let t = x.tls.as_ref()?;
+        Some(own(
+            "ems",
+            &t.cert,
+            &t.key,
+            t.issuer_ca.as_deref(),
+            Usage::Server,
+            x.hostname.clone(),
+        ))
+    });
+    [receive, send, ems]
+}
+
+/// The peer CAs of an environment with their CRLs: (the CA file, the CRL file, the side's
+/// key, the keys' prefix: `client` for `client_ca`/`client_crl`, `server` for the others).
+fn peer_cas(
+    e: &Environment,
+) -> impl Iterator<Item = (&str, Option<&str>, &'static str, &'static str)> {
+    [
+        e.receive
+            .as_ref()
+            .map(|r| (&r.tls.client_ca, &r.tls.client_crl, "receive", "client")),
+        e.send
+            .as_ref()
+            .map(|s| (&s.tls.server_ca, &s.tls.server_crl, "send", "server")),
+        e.ems
+            .as_ref()
+            .and_then(|x| x.tls.as_ref())
+            .map(|t| (&t.client_ca, &t.client_crl, "ems", "client")),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|(ca, crl, side, prefix)| (ca.as_str(), crl.as_deref(), side, prefix))
 }
 
 pub(super) fn check(spec: &LoadedSpec, options: &CheckOptions, out: &mut Vec<Diagnostic>) {
-    let envs: Vec<(EnvName, [Option<OwnCert>; 2])> = spec
+    let envs: Vec<(EnvName, [Option<OwnCert>; 3])> = spec
         .spec
         .environments
         .iter()
@@ -91,32 +126,23 @@ pub(super) fn check(spec: &LoadedSpec, options: &CheckOptions, out: &mut Vec<Dia
             check_own(spec, options, own, other, out);
         }
         let base = format!("/environments/{}", env.as_str());
-        if let Some(r) = &e.receive {
-            let ca = spec.resolve(&r.tls.client_ca);
+        for (ca, crl, side, prefix) in peer_cas(e) {
+            let ca = spec.resolve(ca);
             let findings = certs::check_ca(&ca, options.today);
             report(
                 spec,
                 findings,
-                &format!("{base}/receive/tls/client_ca"),
+                &format!("{base}/{side}/tls/{prefix}_ca"),
                 out,
             );
-            if let Some(crl) = &r.tls.client_crl {
+            if let Some(crl) = crl {
                 let findings = certs::check_crl(&spec.resolve(crl), &ca, options.today);
                 report(
                     spec,
                     findings,
-                    &format!("{base}/receive/tls/client_crl"),
+                    &format!("{base}/{side}/tls/{prefix}_crl"),
                     out,
                 );
-            }
-        }
-        if let Some(s) = &e.send {
-            let ca = spec.resolve(&s.tls.server_ca);
-            let findings = certs::check_ca(&ca, options.today);
-            report(spec, findings, &format!("{base}/send/tls/server_ca"), out);
-            if let Some(crl) = &s.tls.server_crl {
-                let findings = certs::check_crl(&spec.resolve(crl), &ca, options.today);
-                report(spec, findings, &format!("{base}/send/tls/server_crl"), out);
             }
         }
     }

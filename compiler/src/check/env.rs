@@ -70,6 +70,9 @@ pub(super) fn check(spec: &LoadedSpec, _options: &CheckOptions, out: &mut Vec<Di
         check_directions(spec, env, e, &base, out);
         check_limits(spec, e, &base, out);
         check_retention(spec, e, &base, out);
+        if let Some(ems) = &e.ems {
+            check_ems(spec, ems, &format!("{base}/ems"), out);
+        }
         if let Some(send) = &e.send {
             check_send_header(spec, send, &format!("{base}/send"), out);
         }
@@ -212,6 +215,50 @@ fn check_retention(spec: &LoadedSpec, e: &Environment, base: &str, out: &mut Vec
     out.push(spec.at_value(found, &pointer));
 }
 
+/// `ems:` is one of the two choices, whole: `tls` with `allowed_clients` (and an IP
+/// `address`), or `plain_loopback: true` alone.
+fn check_ems(spec: &LoadedSpec, ems: &crate::spec::EmsSide, base: &str, out: &mut Vec<Diagnostic>) {
+    let plain = ems.plain_loopback == Some(true);
+    let mut fault = |pointer: &str, summary: &str, detail: &str| {
+        out.push(spec.at_key(
+            Diagnostic::error("env-ems", summary.to_owned()).detail(detail.to_owned()),
+            &format!("{base}{pointer}"),
+        ));
+    };
+    match (&ems.tls, plain) {
+        (Some(_), true) => fault(
+            "/plain_loopback",
+            "`ems` gives both `tls` and `plain_loopback: true`",
+            "choose one: mutual TLS with EMS's client certificate (`tls`, `allowed_clients`), or plain loopback without authentication",
+        ),
+        (None, false) => fault(
+            "",
+            "`ems` gives neither `tls` nor `plain_loopback: true`",
+            "give `tls` (cert, key, client_ca) and `allowed_clients` so EMS authenticates with its client certificate, or say `plain_loopback: true` for the demo and local development",
+        ),
+        (Some(_), false) if ems.allowed_clients.is_empty() => fault(
+            "/tls",
+            "`ems.tls` without `allowed_clients`",
+            "name EMS's client certificate subjects, e.g. `CN=ems-test.example-ems.cloud`; an empty list would refuse every EMS connection",
+        ),
+        (None, true) if !ems.allowed_clients.is_empty() || ems.address.is_some() => fault(
+            "/plain_loopback",
+            "`address` and `allowed_clients` mean nothing with `plain_loopback: true`",
+            "plain loopback binds 127.0.0.1 and admits every local process; remove them, or give `tls` instead of `plain_loopback`",
+        ),
+        _ => {}
+    }
+    if let Some(address) = &ems.address
+        && address.parse::<std::net::IpAddr>().is_err()
+    {
+        out.push(spec.at_value(
+            Diagnostic::error("env-ems", format!("ems.address {address:?} is not an IP address"))
+                .detail("give the IP address the inbox, intake and MLLP listeners bind, e.g. 0.0.0.0 or 10.0.0.5; their ports follow the receive port"),
+            &format!("{base}/address"),
+        ));
+    }
+}
+
 /// Inbound types need a receiver and outbound types a sender, in every environment.
 fn check_directions(
     spec: &LoadedSpec,
@@ -261,6 +308,7 @@ fn check_listeners(spec: &LoadedSpec, out: &mut Vec<Diagnostic>) {
         let sides = Sides {
             inbox: matches!(e.sink, None | Some(SinkConfig::Inbox)),
             send: e.send.is_some(),
+            ems_ip: e.ems.as_ref().and_then(crate::spec::EmsSide::tls_address),
         };
         let pointer = format!("/environments/{}/receive/listen", env.as_str());
         match listeners::plan(receive, sides) {

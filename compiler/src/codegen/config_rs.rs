@@ -35,6 +35,13 @@ pub fn render(ctx: &Context<'_>) -> Result<String, CodegenError> {
         uses.push(quote! { FailurePolicies });
         uses.push(quote! { FailurePolicy });
     }
+    uses.push(quote! { EmsAccess });
+    if envs
+        .iter()
+        .any(|e| matches!(e.ems, config::EmsAccess::MutualTls(_)))
+    {
+        uses.push(quote! { EmsTls });
+    }
     uses.push(quote! { Limits });
     if envs.iter().any(|e| e.receive.is_some()) {
         uses.push(quote! { ReceiveConfig });
@@ -87,6 +94,29 @@ pub fn runtime_environment(spec: &Spec, name: EnvName, env: &Environment) -> con
             .unwrap_or(defaults::ACKNOWLEDGEMENT),
         accept_versions: texts(&versions),
         limits: env.limits.unwrap_or_default(),
+        ems: ems(env.ems.as_ref()),
+    }
+}
+
+/// Mutual TLS when the spec gives `ems.tls`; plain loopback otherwise (`validate` refuses an
+/// `ems:` that is neither).
+fn ems(e: Option<&crate::spec::EmsSide>) -> config::EmsAccess {
+    match e {
+        Some(e @ crate::spec::EmsSide { tls: Some(tls), .. }) => {
+            config::EmsAccess::MutualTls(config::EmsTls {
+                address: text(
+                    e.address
+                        .as_deref()
+                        .unwrap_or(crate::spec::EMS_DEFAULT_ADDRESS),
+                ),
+                cert: text(&tls.cert),
+                key: text(&tls.key),
+                client_ca: text(&tls.client_ca),
+                client_crl: tls.client_crl.as_deref().map(text),
+                allowed_clients: texts(&e.allowed_clients),
+            })
+        }
+        _ => config::EmsAccess::PlainLoopback,
     }
 }
 
@@ -234,6 +264,7 @@ fn env_const(env: &config::Environment) -> TokenStream {
     };
     let versions = list_tokens(&env.accept_versions);
     let limits = limits_tokens(&env.limits);
+    let ems = ems_tokens(&env.ems);
     let d = doc(&format!(
         "The `{}` environment (MSH-11 `{}`).",
         env.name.as_str(),
@@ -252,7 +283,30 @@ fn env_const(env: &config::Environment) -> TokenStream {
             acknowledgement: #acknowledgement,
             accept_versions: #versions,
             limits: #limits,
+            ems: #ems,
         };
+    }
+}
+
+fn ems_tokens(e: &config::EmsAccess) -> TokenStream {
+    match e {
+        config::EmsAccess::PlainLoopback => quote! { EmsAccess::PlainLoopback },
+        config::EmsAccess::MutualTls(t) => {
+            let [address, cert, key, client_ca] =
+                [&t.address, &t.cert, &t.key, &t.client_ca].map(|v| text_tokens(v));
+            let client_crl = opt_text(t.client_crl.as_ref());
+            let clients = list_tokens(&t.allowed_clients);
+            quote! {
+                EmsAccess::MutualTls(EmsTls {
+                    address: #address,
+                    cert: #cert,
+                    key: #key,
+                    client_ca: #client_ca,
+                    client_crl: #client_crl,
+                    allowed_clients: #clients,
+                })
+            }
+        }
     }
 }
 

@@ -558,3 +558,34 @@ fn expected_records_show_nested_records_as_records() {
     );
     assert!(!html.contains("patient.mrn"));
 }
+
+/// The item of the EMS listeners in a rendered page: from its `<li>` to the next.
+fn ems_item(html: &str) -> String {
+    let at = html.find("id=\"ems\"").expect("the EMS listeners item");
+    let start = html[..at].rfind("<li").expect("the item's <li>");
+    let rest = &html[start..];
+    let end = rest.find("</li>").unwrap_or(rest.len());
+    rest[..end].to_owned()
+}
+
+#[test]
+fn plain_loopback_ems_is_flagged_and_mutual_tls_is_not() {
+    let plain = ems_item(&render(&demo(), EnvName::Test));
+    assert!(
+        plain.contains("plain loopback, no authentication"),
+        "{plain}"
+    );
+    assert!(plain.contains("warn"), "plain loopback is flagged: {plain}");
+    assert!(!plain.contains("(default)"), "the demo names it: {plain}");
+    let tls = demo_with(
+        "    ems: { plain_loopback: true }",
+        "    ems:\n      address: 0.0.0.0\n      tls: { cert: certs/test/server.crt, key: certs/test/server.key, client_ca: certs/test/trust-ca.crt }\n      allowed_clients: [\"CN=ems-test.example-ems.cloud\"]\n    #",
+    );
+    let tls = ems_item(&render(&tls, EnvName::Test));
+    assert!(tls.contains("mutual TLS on <code>0.0.0.0</code>"), "{tls}");
+    assert!(
+        tls.contains("<code>CN=ems-test.example-ems.cloud</code>"),
+        "{tls}"
+    );
+    assert!(!tls.contains("warn"), "{tls}");
+}

@@ -123,8 +123,24 @@ pub struct EnvChecks {
     pub store: Setting,
     pub retention: RetentionItem,
     pub sink: SinkItem,
+    pub ems: EmsItem,
     pub acknowledgement: AcknowledgementItem,
     pub limits: LimitsItem,
+}
+
+/// How EMS reaches the inbox API, the intake API and the intake MLLP listener; plain
+/// loopback (named or by default) is flagged.
+#[derive(Debug, Serialize)]
+pub struct EmsItem {
+    pub state: State,
+    /// Mutual TLS (`ems.tls`); otherwise plain loopback without authentication.
+    pub mutual_tls: bool,
+    /// The spec says `plain_loopback: true` (rather than leaving `ems` out).
+    pub named: bool,
+    /// Where the listeners bind with mutual TLS.
+    pub address: Option<String>,
+    pub allowed_clients: Vec<String>,
+    pub findings: Vec<ItemFinding>,
 }
 
 /// Which ACK codes the receiver answers with.
@@ -604,7 +620,33 @@ impl<'a> Builder<'a> {
             own: e.acknowledgement.is_some(),
             findings: item_findings(&ack_findings),
         };
+        let ems_findings = self.at(&[format!("{base}/ems")]);
+        let mutual_tls = e.ems.as_ref().is_some_and(|x| x.tls.is_some());
+        let ems = EmsItem {
+            state: if mutual_tls {
+                State::of(&ems_findings)
+            } else {
+                State::of(&ems_findings).max(State::Warn)
+            },
+            mutual_tls,
+            named: e
+                .ems
+                .as_ref()
+                .is_some_and(|x| x.plain_loopback == Some(true)),
+            address: e.ems.as_ref().filter(|_| mutual_tls).map(|x| {
+                x.address
+                    .clone()
+                    .unwrap_or_else(|| crate::spec::EMS_DEFAULT_ADDRESS.to_owned())
+            }),
+            allowed_clients: e
+                .ems
+                .as_ref()
+                .map(|x| x.allowed_clients.clone())
+                .unwrap_or_default(),
+            findings: item_findings(&ems_findings),
+        };
         EnvChecks {
+            ems,
             acknowledgement,
             certificates: self.certificates(e),
             receive: self.receive(e),

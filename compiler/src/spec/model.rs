@@ -183,11 +183,60 @@ pub struct Environment {
     /// each key defaults (`hl7gw_runtime::config::defaults`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limits: Option<Limits>,
+    /// How EMS reaches the inbox API, the intake API and the intake MLLP listener: mutual
+    /// TLS with EMS's client certificate (`tls`, `allowed_clients`), or the explicit
+    /// `plain_loopback: true`. Left out: plain loopback, flagged by the go-live report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ems: Option<EmsSide>,
     /// Warnings accepted for this environment: warning code → the reason, recorded in the
     /// go-live report. Only warnings can be acknowledged, never errors.
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub acknowledge: IndexMap<String, String>,
 }
+
+/// The EMS-facing listeners (the inbox API, the intake API, the intake MLLP listener): give
+/// either `tls` with `allowed_clients` (mutual TLS; any address) or `plain_loopback: true`
+/// (plain HTTP and MLLP on 127.0.0.1 without authentication: the demo and local development).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EmsSide {
+    /// `true`: no authentication, loopback only; any process on the gateway's host can read
+    /// and acknowledge records and queue messages. The go-live report flags it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plain_loopback: Option<bool>,
+    /// The IP address the three listeners bind with `tls` (their ports are the receive port
+    /// + 2, + 3, + 4), e.g. `0.0.0.0` or the EMS-facing interface's. Default `127.0.0.1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// The host name EMS connects to, e.g. `demo-test.ems-gateway.example-ems.cloud`; when
+    /// given, `validate` checks that the `tls.cert` names it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    /// The server certificate and key EMS connects to, and the CA that signs EMS's client
+    /// certificates (with its CRL when named); reloaded with the others by `gw reload`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<ServerTls>,
+    /// EMS's client certificate subjects allowed after the handshake, e.g.
+    /// `CN=ems-test.example-ems.cloud` or `DNS:ems-test.example-ems.cloud`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_clients: Vec<String>,
+}
+
+impl EmsSide {
+    /// The address the listeners bind with mutual TLS; `None` without `tls` or when
+    /// `address` is not an IP address (`validate` reports it).
+    pub fn tls_address(&self) -> Option<std::net::IpAddr> {
+        self.tls.as_ref()?;
+        self.address
+            .as_deref()
+            .unwrap_or(EMS_DEFAULT_ADDRESS)
+            .parse()
+            .ok()
+    }
+}
+
+/// Where the EMS-facing listeners bind with `ems.tls` and no `ems.address`.
+pub const EMS_DEFAULT_ADDRESS: &str = "127.0.0.1";
 
 /// The receiving endpoint.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -97,6 +97,12 @@ fn into_folder(mut plan: EnvCertPlan, dir: &Path) -> EnvCertPlan {
         flat(&mut s.client_key);
         flat(&mut s.server_ca);
     }
+    if let Some(m) = &mut plan.ems {
+        flat(&mut m.server_cert);
+        flat(&mut m.server_key);
+        flat(&mut m.client_ca);
+        m.client_dir = dir.join("ems");
+    }
     plan.peer_dir = dir.join("trust");
     plan
 }

@@ -334,6 +334,7 @@ async fn run(cli: &Cli) -> Result<Vec<String>, SetupError> {
         cert_dir: Some(work.clone()),
         store: Some(store.clone()),
         ops_listen: None,
+        ops_exposure: hl7gw_runtime::server::Exposure::LoopbackOnly,
         inbox_listen: None,
         intake_listen: None,
         mllp_listen: None,

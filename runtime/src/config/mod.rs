@@ -80,6 +80,38 @@ pub struct Environment {
     pub accept_versions: TextList,
     /// Connections, handshakes, body memory and MLLP connections the gateway may take.
     pub limits: Limits,
+    /// How EMS reaches the inbox API, the intake API and the intake MLLP listener.
+    pub ems: EmsAccess,
+}
+
+/// How EMS reaches the gateway's EMS-facing listeners (the inbox API, the intake API and the
+/// intake MLLP listener).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EmsAccess {
+    /// Plain HTTP and MLLP on loopback addresses, without authentication: any process on the
+    /// gateway's host can read and acknowledge records and queue messages. For the demo and
+    /// local development; the go-live report flags it.
+    PlainLoopback,
+    /// Mutual TLS: EMS presents a client certificate from `client_ca` whose subject is in
+    /// `allowed_clients`; the listeners may then bind any address.
+    MutualTls(EmsTls),
+}
+
+/// The EMS-facing listeners' TLS (paths relative to the spec's folder).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmsTls {
+    /// The IP address the listeners bind (their ports follow the receive port).
+    pub address: Text,
+    /// Server certificate chain (PEM) EMS connects to.
+    pub cert: Text,
+    /// Its key (PEM).
+    pub key: Text,
+    /// CA(s) that issue EMS's client certificates (PEM).
+    pub client_ca: Text,
+    /// CRLs of those CAs (PEM), when the spec names them.
+    pub client_crl: Option<Text>,
+    /// EMS's client subjects allowed after the handshake (`CN=…`, `DNS:…`).
+    pub allowed_clients: TextList,
 }
 
 /// The receiver.

@@ -134,7 +134,7 @@ use crate::config::{Limits, ReceiveConfig};
 use crate::hl7::Charset;
 use crate::metrics::{Metrics, reject};
 
-pub use ops::{OpsServer, serve_ops};
+pub use ops::{Exposure, OpsServer, serve_ops};
 
 // The media types and the ACK's Content-Type are configuration vocabulary, defined once.
 pub use crate::config::{MediaType, RequestContentType, ResponseContentType};
@@ -288,6 +288,14 @@ pub enum ServerError {
         addr: SocketAddr,
         /// The error.
         source: std::io::Error,
+    },
+    /// The operations port asked to bind beyond loopback without the operator's consent.
+    #[error(
+        "the operations port (/healthz, /metrics) has no TLS and no authentication: it binds loopback addresses only, not {addr}; pass --ops-beyond-loopback to bind it on a management network"
+    )]
+    OpsNotLoopback {
+        /// The address.
+        addr: SocketAddr,
     },
 }
 

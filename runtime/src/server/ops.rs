@@ -1,5 +1,7 @@
-//! The operations port: plain HTTP/1.1 on a separate, local address (bind it to loopback or
-//! a management network: it has no TLS and no authentication).
+//! The operations port: plain HTTP/1.1 on a separate, local address. It has no TLS and no
+//! authentication, so it binds loopback addresses only unless the operator says otherwise
+//! ([`Exposure::BeyondLoopback`], `--ops-beyond-loopback`: a management network), and then
+//! a warning is logged at start.
 //!
 //! - `GET /healthz`: 200 when the health check passes, 503 otherwise, with a JSON body
 //!   naming what is wrong ([`crate::health`]).
@@ -33,6 +35,35 @@ const OPS_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long, on shutdown, open operations connections (a scrape) get to finish.
 const OPS_SHUTDOWN: Duration = Duration::from_secs(2);
 
+/// Where the operations port may bind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Exposure {
+    /// Loopback addresses only (the default): anything else is refused.
+    #[default]
+    LoopbackOnly,
+    /// Any address, with a warning when it is not loopback (the operator's explicit choice).
+    BeyondLoopback,
+}
+
+impl Exposure {
+    /// Whether `addr` may be bound; logs a warning when it is allowed beyond loopback.
+    pub fn check(self, addr: SocketAddr) -> Result<(), ServerError> {
+        if addr.ip().is_loopback() {
+            return Ok(());
+        }
+        match self {
+            Self::LoopbackOnly => Err(ServerError::OpsNotLoopback { addr }),
+            Self::BeyondLoopback => {
+                warn!(
+                    listen = %addr,
+                    "operations port bound beyond loopback (--ops-beyond-loopback): /healthz and /metrics have no TLS and no authentication; keep this address on a management network"
+                );
+                Ok(())
+            }
+        }
+    }
+}
+
 /// A bound operations server, ready to [`run`](Self::run).
 pub struct OpsServer<F> {
     listener: TcpListener,
@@ -41,12 +72,23 @@ pub struct OpsServer<F> {
 }
 
 impl<F: HealthSource> OpsServer<F> {
-    /// Binds the operations port.
+    /// Binds the operations port on a loopback address (see [`Exposure`]).
     pub async fn bind(
         addr: SocketAddr,
         metrics: Arc<Metrics>,
         health: F,
     ) -> Result<Self, ServerError> {
+        Self::bind_exposed(addr, Exposure::LoopbackOnly, metrics, health).await
+    }
+
+    /// Binds the operations port where `exposure` allows it.
+    pub async fn bind_exposed(
+        addr: SocketAddr,
+        exposure: Exposure,
+        metrics: Arc<Metrics>,
+        health: F,
+    ) -> Result<Self, ServerError> {
+        exposure.check(addr)?;
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| ServerError::Bind { addr, source })?;
@@ -181,4 +223,28 @@ fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn beyond_loopback_only_when_exposed() {
+        let local: SocketAddr = ([127, 0, 0, 1], 9444).into();
+        let v6_local: SocketAddr = (std::net::Ipv6Addr::LOCALHOST, 9444).into();
+        let any: SocketAddr = ([0, 0, 0, 0], 9444).into();
+        let lan: SocketAddr = ([10, 1, 2, 3], 9444).into();
+        for addr in [local, v6_local] {
+            assert!(Exposure::LoopbackOnly.check(addr).is_ok());
+            assert!(Exposure::BeyondLoopback.check(addr).is_ok());
+        }
+        for addr in [any, lan] {
+            assert!(matches!(
+                Exposure::LoopbackOnly.check(addr),
+                Err(ServerError::OpsNotLoopback { addr: refused }) if refused == addr
+            ));
+            assert!(Exposure::BeyondLoopback.check(addr).is_ok());
+        }
+    }
 }

@@ -15,11 +15,12 @@
 //! listing from 0 again finds every record not yet acknowledged. Acknowledged rows become
 //! eligible for retention; unacknowledged ones are never pruned.
 //!
-//! There is no authentication: the API binds loopback addresses only ([`InboxServer::bind`]
-//! refuses any other) and so is reachable only from the gateway's host. Browsers on that
-//! host are kept out too: a request carrying an `Origin` header (a web page's fetch or form)
-//! is refused, as is one whose `Host` is not a loopback address or `localhost` (DNS
-//! rebinding).
+//! Who may call it is the environment's [`EmsAuth`]: mutual TLS with EMS's client
+//! certificate and a subject allowlist (any address), or plain HTTP without authentication on
+//! loopback addresses only ([`InboxServer::bind`] refuses any other), reachable only from the
+//! gateway's host. Browsers are kept out either way: a request carrying an `Origin` header (a
+//! web page's fetch or form) is refused, and on plain loopback so is one whose `Host` is not a
+//! loopback address or `localhost` (DNS rebinding).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -37,6 +38,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
+use crate::ems::{EmsAuth, NotLoopback};
 use crate::store::{InboxItem, Store, timestamp};
 
 /// Items per list when the request gives no `limit`.
@@ -50,12 +52,9 @@ const DRAIN: Duration = Duration::from_secs(5);
 /// Why the inbox API could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum InboxError {
-    /// The address is not a loopback address.
-    #[error(
-        "the inbox API serves loopback addresses only (127.0.0.0/8 or ::1), not {0}: \
-         it has no authentication of its own"
-    )]
-    NotLoopback(SocketAddr),
+    /// Plain loopback asked to bind another address.
+    #[error("{0}")]
+    NotLoopback(#[from] NotLoopback),
     /// The address could not be bound.
     #[error("inbox API {addr}: cannot listen: {source}")]
     Bind {
@@ -72,14 +71,23 @@ pub struct InboxServer {
     listener: TcpListener,
     local: SocketAddr,
     store: Store,
+    auth: EmsAuth,
 }
 
 impl InboxServer {
-    /// Binds `addr`, which must be a loopback address (port 0 picks a free port).
+    /// Binds `addr` for plain HTTP, which must be a loopback address (port 0 picks a free
+    /// port).
     pub async fn bind(addr: SocketAddr, store: Store) -> Result<Self, InboxError> {
-        if !addr.ip().is_loopback() {
-            return Err(InboxError::NotLoopback(addr));
-        }
+        Self::bind_with(addr, store, EmsAuth::plain_loopback()).await
+    }
+
+    /// Binds `addr` for the clients `auth` admits (loopback only without mutual TLS).
+    pub async fn bind_with(
+        addr: SocketAddr,
+        store: Store,
+        auth: EmsAuth,
+    ) -> Result<Self, InboxError> {
+        auth.check_bind("the inbox API", addr)?;
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| InboxError::Bind { addr, source })?;
@@ -90,6 +98,7 @@ impl InboxServer {
             listener,
             local,
             store,
+            auth,
         })
     }
 
@@ -115,17 +124,22 @@ impl InboxServer {
                         }
                     };
                     let store = self.store.clone();
+                    let auth = self.auth.clone();
+                    let local_host_only = !auth.is_mutual_tls();
                     let service = service_fn(move |request| {
                         let store = store.clone();
-                        async move { Ok::<_, Infallible>(handle(&store, request).await) }
+                        async move { Ok::<_, Infallible>(handle(&store, request, local_host_only).await) }
                     });
-                    // With a timer, hyper bounds reading a request head (30 s by default).
-                    let connection = hyper::server::conn::http1::Builder::new()
-                        .timer(TokioTimer::new())
-                        .serve_connection(TokioIo::new(stream), service);
-                    let connection = graceful.watch(connection);
+                    let watcher = graceful.watcher();
                     tokio::spawn(async move {
-                        if let Err(e) = connection.await {
+                        let Some(stream) = auth.admit(stream, peer, "inbox API").await else {
+                            return;
+                        };
+                        // With a timer, hyper bounds reading a request head (30 s by default).
+                        let connection = hyper::server::conn::http1::Builder::new()
+                            .timer(TokioTimer::new())
+                            .serve_connection(TokioIo::new(stream), service);
+                        if let Err(e) = watcher.watch(connection).await {
                             tracing::debug!("inbox API connection from {peer}: {e}");
                         }
                     });
@@ -198,11 +212,11 @@ pub(crate) fn host_is_local(request: &Request<Incoming>) -> bool {
         || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
-async fn handle(store: &Store, request: Request<Incoming>) -> Reply {
+async fn handle(store: &Store, request: Request<Incoming>, local_host_only: bool) -> Reply {
     if request.headers().contains_key(ORIGIN) {
         return error(StatusCode::FORBIDDEN, "requests from web pages are refused");
     }
-    if !host_is_local(&request) {
+    if local_host_only && !host_is_local(&request) {
         return error(StatusCode::FORBIDDEN, "Host must be a loopback address");
     }
     let path = request.uri().path().to_owned();
