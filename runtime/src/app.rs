@@ -434,6 +434,10 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
     ready: impl FnOnce(&Resolved) + Send,
 ) -> Result<(), AppError> {
+    // Memory taken by large messages is given back to the system (process-wide, idempotent).
+    if !hl7gw_malloc::give_back_large_allocations() {
+        tracing::debug!("allocator's mmap threshold left as it is (not glibc)");
+    }
     let environment = environment(spec, env)?.clone();
     let spec = Arc::new(spec.clone());
     let mut resolved = resolve(&environment, options)?;
