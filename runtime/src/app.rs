@@ -434,6 +434,13 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
     ready: impl FnOnce(&Resolved) + Send,
 ) -> Result<(), AppError> {
+    // SIGHUP means "reload" to this gateway, never "terminate": tokio's handler, once
+    // installed, stays for the process, so one arriving while the gateway starts (before
+    // the control task listens) is ignored instead of killing it; the files are read then.
+    #[cfg(unix)]
+    if let Err(e) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        tracing::warn!("cannot take over SIGHUP: {e}");
+    }
     // Memory taken by large messages is given back to the system (process-wide, idempotent).
     if !hl7gw_malloc::give_back_large_allocations() {
         tracing::debug!("allocator's mmap threshold left as it is (not glibc)");
@@ -490,6 +497,19 @@ pub async fn serve(
         board.clone(),
         certificate_expiries(&resolved)?,
     );
+    // After a reload, `/healthz` reads the new certificates' expiry dates.
+    let reloader = {
+        let (expiries, files) = (health.expiries(), resolved.clone());
+        reloader.after_reload(move || match certificate_expiries(&files) {
+            Ok(found) => match expiries.write() {
+                Ok(mut list) => *list = found,
+                Err(poisoned) => *poisoned.into_inner() = found,
+            },
+            Err(e) => tracing::warn!(
+                "certificates reloaded, but /healthz could not read their expiry dates: {e}"
+            ),
+        })
+    };
     let ops = server::OpsServer::bind_exposed(
         resolved.ops_listen,
         options.ops_exposure,

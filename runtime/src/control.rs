@@ -153,7 +153,15 @@ pub async fn serve(_reloader: TlsReloader, _store: PathBuf, shutdown: impl Futur
 #[cfg(unix)]
 fn bind(path: &Path) -> io::Result<tokio::net::UnixListener> {
     use std::os::unix::fs::PermissionsExt;
-    if path.exists() {
+    if let Ok(found) = std::fs::symlink_metadata(path) {
+        use std::os::unix::fs::FileTypeExt;
+        if !found.file_type().is_socket() {
+            // Never delete what is not ours: a file or a link where the socket belongs.
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                "something other than a socket is there; remove it to enable `reload`",
+            ));
+        }
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
             return Err(io::Error::new(
                 io::ErrorKind::AddrInUse,
@@ -225,7 +233,8 @@ mod tests {
     async fn a_stale_socket_is_replaced_and_removed_at_shutdown() {
         let dir = tempfile::tempdir().unwrap();
         let store = dir.path().join("store.sqlite");
-        std::fs::write(socket_path(&store), b"").unwrap();
+        // A socket left by a gateway that died: bound, nobody listening any more.
+        drop(std::os::unix::net::UnixListener::bind(socket_path(&store)).unwrap());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(serve(TlsReloader::default(), store.clone(), async move {
             let _ = stopped.await;
@@ -246,5 +255,27 @@ mod tests {
         let _ = stop.send(());
         task.await.unwrap();
         assert!(!socket_path(&store).exists());
+    }
+
+    /// A regular file where the socket belongs is left alone (not deleted), and `reload`
+    /// then finds no gateway.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_file_where_the_socket_belongs_is_not_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("store.sqlite");
+        std::fs::write(socket_path(&store), b"keep me").unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(serve(TlsReloader::default(), store.clone(), async move {
+            let _ = stopped.await;
+        }));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let probe = store.clone();
+        let reply = tokio::task::spawn_blocking(move || request_reload(&probe))
+            .await
+            .unwrap();
+        assert!(reply.is_err(), "{reply:?}");
+        let _ = stop.send(());
+        task.await.unwrap();
+        assert_eq!(std::fs::read(socket_path(&store)).unwrap(), b"keep me");
     }
 }

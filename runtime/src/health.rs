@@ -131,7 +131,8 @@ pub fn expiries(what: &'static str, path: &Path) -> Result<Vec<Expiry>, TlsError
 pub struct HealthCheck {
     store: Store,
     tasks: TaskBoard,
-    certificates: Vec<Expiry>,
+    /// Replaced after a certificate reload ([`HealthCheck::expiries`]).
+    certificates: Arc<std::sync::RwLock<Vec<Expiry>>>,
     store_timeout: Duration,
     /// Held by the store check in progress (it may outlive a timed-out request).
     store_probe: Arc<tokio::sync::Mutex<()>>,
@@ -143,10 +144,16 @@ impl HealthCheck {
         Self {
             store,
             tasks,
-            certificates,
+            certificates: Arc::new(std::sync::RwLock::new(certificates)),
             store_timeout: STORE_CHECK_TIMEOUT,
             store_probe: Arc::default(),
         }
+    }
+
+    /// The certificate expiry dates this check reads: the gateway replaces them after a
+    /// reload, so a renewed certificate clears the warning without a restart.
+    pub fn expiries(&self) -> Arc<std::sync::RwLock<Vec<Expiry>>> {
+        self.certificates.clone()
     }
 
     /// Wait this long for the store's write (default [`STORE_CHECK_TIMEOUT`]).
@@ -172,7 +179,11 @@ impl HealthCheck {
                 detail: format!("not running: {why}"),
             });
         }
-        problems.extend(expiring(&self.certificates, OffsetDateTime::now_utc()));
+        let certificates = match self.certificates.read() {
+            Ok(list) => list.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        };
+        problems.extend(expiring(&certificates, OffsetDateTime::now_utc()));
         HealthReport { problems }
     }
 

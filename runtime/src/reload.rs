@@ -515,6 +515,17 @@ pub struct TlsReloader {
     server: Option<Arc<ServerTls>>,
     client: Option<Arc<ClientTls>>,
     ems: Option<Arc<ServerTls>>,
+    after: Option<AfterReload>,
+}
+
+/// What else must learn of a successful reload (the health check's expiry dates).
+#[derive(Clone)]
+struct AfterReload(Arc<dyn Fn() + Send + Sync>);
+
+impl std::fmt::Debug for AfterReload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AfterReload")
+    }
 }
 
 impl TlsReloader {
@@ -524,7 +535,14 @@ impl TlsReloader {
             server,
             client,
             ems: None,
+            after: None,
         }
+    }
+
+    /// Runs `after` once every successful reload has swapped the files in.
+    pub fn after_reload(mut self, after: impl Fn() + Send + Sync + 'static) -> Self {
+        self.after = Some(AfterReload(Arc::new(after)));
+        self
     }
 
     /// Reloads the EMS-facing listeners' TLS ([`crate::ems`]) too, with the other sides.
@@ -578,6 +596,9 @@ impl TlsReloader {
                 s.files.cert.display(),
                 s.fingerprint()
             ));
+        }
+        if let Some(after) = &self.after {
+            (after.0)();
         }
         Ok(lines.join("\n"))
     }

@@ -39,6 +39,8 @@ pub enum Validity {
     Current,
     /// Valid from 2020 to 2021.
     Expired,
+    /// Valid from 2020 until ten days from now: inside every expiry warning window.
+    ExpiringSoon,
 }
 
 /// A self-signed CA named `name`, valid from 2020 to 2099, that may issue leaves only.
@@ -84,6 +86,7 @@ pub fn leaf_with_validity(
     params.not_after = match validity {
         Validity::Current => rcgen::date_time_ymd(2099, 1, 1),
         Validity::Expired => rcgen::date_time_ymd(2021, 1, 1),
+        Validity::ExpiringSoon => time::OffsetDateTime::now_utc() + time::Duration::days(10),
     };
     let key = KeyPair::generate().expect("key generation");
     let cert = params

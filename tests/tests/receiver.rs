@@ -1918,6 +1918,32 @@ fn write_server(case: &Case, identity: &hl7gw_tests::pki::Identity) {
     std::fs::write(dir.join("server.key"), &identity.key_pem).unwrap();
 }
 
+/// A certificate about to expire makes `/healthz` 503; once its renewal is installed and
+/// reloaded, 200 again without a restart (the health check reads the reloaded dates).
+#[tokio::test]
+async fn healthz_clears_once_a_renewed_certificate_is_reloaded() {
+    bounded(async {
+        let (case, certs) = cert_dir_case().await;
+        let names = [Spec::Demo.hostname(), "localhost", "127.0.0.1"];
+        write_server(
+            &case,
+            &certs.ca.server_valid(&names, Validity::ExpiringSoon),
+        );
+        let (code, out) = reload(&case).await;
+        assert_eq!(code, 0, "{out}");
+        let (status, body) = case.gw.ops_get("/healthz");
+        assert_eq!(status, 503, "{body}");
+        assert!(body.contains("\"check\":\"certificate\""), "{body}");
+
+        write_server(&case, &certs.ca.server(&names));
+        let (code, out) = reload(&case).await;
+        assert_eq!(code, 0, "{out}");
+        let (status, body) = case.gw.ops_get("/healthz");
+        assert_eq!(status, 200, "renewed and reloaded: {body}");
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn a_rotated_server_certificate_is_served_without_a_restart() {
     bounded(async {

@@ -263,9 +263,14 @@ fn check_object(
     };
     for (key, value) in expected {
         let at = format!("{pointer}/{}", escape_pointer(key));
-        match record.get(key) {
+        // A fixed `value:` field is written into built messages only: never in a mapped record.
+        match record.get(key).filter(|field| field.value.is_none()) {
             None => {
-                let fields: Vec<String> = record.keys().cloned().collect();
+                let fields: Vec<String> = record
+                    .iter()
+                    .filter(|(_, field)| field.value.is_none())
+                    .map(|(name, _)| name.clone())
+                    .collect();
                 out.push(unknown_key(
                     spec,
                     key,

@@ -46,13 +46,13 @@ impl Ca {
 
     /// A server certificate for these names.
     pub fn server(&self, names: &[&str]) -> Identity {
+        self.server_valid(names, Validity::Current)
+    }
+
+    /// A server certificate for these names, valid as `validity` says.
+    pub fn server_valid(&self, names: &[&str], validity: Validity) -> Identity {
         let cn = names.first().copied().unwrap_or("localhost");
-        self.leaf(
-            cn,
-            names,
-            ExtendedKeyUsagePurpose::ServerAuth,
-            Validity::Current,
-        )
+        self.leaf(cn, names, ExtendedKeyUsagePurpose::ServerAuth, validity)
     }
 }
 
