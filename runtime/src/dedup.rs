@@ -26,13 +26,34 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
-use crate::hl7::{Message, with_cr_segments};
+use crate::hl7::Message;
 
 /// SHA-256 of the message with its line endings normalised (every segment ended by CR), in
 /// lower-case hex: a retry that an engine re-wrote with CRLF is the same message.
+///
+/// Hashes the bytes [`crate::hl7::with_cr_segments`] would make, line by line, without
+/// copying the message: every committed message is digested, PDFs of megabytes included.
 pub fn digest(raw: &[u8]) -> String {
-    let hash = ring::digest::digest(&ring::digest::SHA256, &with_cr_segments(raw));
-    hash.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    let mut hash = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut rest = raw;
+    while let Some(lf) = memchr::memchr(b'\n', rest) {
+        let (line, after) = (&rest[..lf], &rest[lf + 1..]);
+        // CRLF and LF both end a segment with one CR.
+        hash.update(line);
+        if line.last() != Some(&b'\r') {
+            hash.update(b"\r");
+        }
+        rest = after;
+    }
+    hash.update(rest);
+    if rest.last().is_some_and(|&b| b != b'\r') {
+        hash.update(b"\r");
+    }
+    hash.finish()
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// MSH-3, MSH-4 and MSH-10 of a message.
@@ -153,6 +174,7 @@ impl Drop for InFlightGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::Just;
     use std::time::Duration;
 
     #[tokio::test]
@@ -178,6 +200,25 @@ mod tests {
             .expect("task");
         drop(other);
         assert!(inflight.is_empty());
+    }
+
+    proptest::proptest! {
+        /// The streamed digest is the digest of `with_cr_segments`' bytes, whatever the line
+        /// endings (CR, LF, CRLF, doubled, at the end or not).
+        #[test]
+        fn digest_hashes_what_with_cr_segments_makes(
+            raw in proptest::collection::vec(
+                proptest::prop_oneof![Just(b'\r'), Just(b'\n'), Just(b'A'), Just(b'|')],
+                0..64,
+            )
+        ) {
+            let copied = ring::digest::digest(
+                &ring::digest::SHA256,
+                &crate::hl7::with_cr_segments(&raw),
+            );
+            let hex: String = copied.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+            proptest::prop_assert_eq!(digest(&raw), hex);
+        }
     }
 
     #[test]
