@@ -98,6 +98,12 @@ impl Gateway {
         let policy = self.spec.policy_for(&self.environment);
         let mode = self.environment.acknowledgement.mode_for(&message);
         let mut key = DedupKey::of(&message);
+        // An over-long MSH-10 never reaches the store or the logs, readable message or not:
+        // the message is kept without a key.
+        let over_long = key.control_id.chars().count() > MAX_CONTROL_ID_CHARS;
+        if over_long {
+            key.control_id.clear();
+        }
         let sent_type = format!("{}^{}", message.message_code(), message.trigger_event());
         let label = policy.metric_label(&sent_type).to_owned();
         if label == UNDECLARED {
@@ -126,21 +132,19 @@ impl Gateway {
                 None,
                 format!("the message cannot be read: {why}"),
             )
-        } else if key.control_id.is_empty() {
-            refused(
-                error_code::REQUIRED_FIELD_MISSING,
-                Some(header_location(10)),
-                "MSH-10 (message control ID) is empty: the message cannot be acknowledged or deduplicated".into(),
-            )
-        } else if key.control_id.chars().count() > MAX_CONTROL_ID_CHARS {
-            // Refused before its key reaches the store or the logs: kept without a key.
-            key.control_id.clear();
+        } else if over_long {
             refused(
                 error_code::DATA_TYPE_ERROR,
                 Some(header_location(10)),
                 format!(
                     "MSH-10 (message control ID) is longer than {MAX_CONTROL_ID_CHARS} characters"
                 ),
+            )
+        } else if key.control_id.is_empty() {
+            refused(
+                error_code::REQUIRED_FIELD_MISSING,
+                Some(header_location(10)),
+                "MSH-10 (message control ID) is empty: the message cannot be acknowledged or deduplicated".into(),
             )
         } else {
             let outcome = evaluate(&message, &policy, |message_type, message| {

@@ -903,6 +903,25 @@ async fn an_absurd_type_or_control_id_is_refused_before_metrics_and_store() {
                 .log_tail(200)
                 .contains("XXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX")
         );
+
+        // The same over-long MSH-10 on a message whose body does not read (a control byte
+        // after the MSH): AR, and still no key in the store.
+        let unreadable = format!("{}\rZXX|\u{1}\r", body.trim_end_matches(['\r', '\n']));
+        let ack = ack_of(
+            &exchange(
+                &case,
+                eastbay_engine(),
+                &hl7_post(&case, "application/hl7-v2", unreadable.as_bytes()),
+            )
+            .await,
+        );
+        assert_eq!(ack.code(), "AR", "{ack:?}");
+        let rows = case.rows();
+        assert_eq!(rows.len(), 3, "{rows:?}");
+        assert_eq!(
+            rows[2].control_id, "",
+            "an over-long key is not stored, readable or not"
+        );
     })
     .await;
 }

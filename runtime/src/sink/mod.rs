@@ -389,20 +389,8 @@ pub async fn deliver_and_commit(
         sink: sink.kind(),
     };
     let ack = record.ack.clone();
-    // What is kept of this message if a concurrent original with other content won the key.
-    let rejected_copy = Inbound {
-        item: DeliveryItem {
-            key: record.key.clone(),
-            message_type: record.message_type.clone(),
-            received_at: record.received_at,
-            raw: record.raw.clone(),
-            record: None,
-        },
-        peer_ip: record.peer_ip,
-        peer_subject: record.peer_subject.clone(),
-    };
-    match store.commit_inbound(record).await {
-        Ok(CommitResult::Committed(id)) => Ok(Answer {
+    match store.commit_inbound_keeping(record).await {
+        Ok((CommitResult::Committed(id), _)) => Ok(Answer {
             ack,
             code,
             disposition: if delivered {
@@ -411,8 +399,20 @@ pub async fn deliver_and_commit(
                 Disposition::Recorded(id)
             },
         }),
-        Ok(CommitResult::Duplicate(original)) => {
-            answer_duplicate(store, sink, rejected_copy, &build, original).await
+        Ok((CommitResult::Duplicate(original), record)) => {
+            // A concurrent original won the key: what is kept of this message.
+            let rejected = Inbound {
+                item: DeliveryItem {
+                    key: record.key,
+                    message_type: record.message_type,
+                    received_at: record.received_at,
+                    raw: record.raw,
+                    record: None,
+                },
+                peer_ip: record.peer_ip,
+                peer_subject: record.peer_subject,
+            };
+            answer_duplicate(store, sink, rejected, &build, original).await
         }
         Err(e) => {
             if accepted && sink.kind() != SinkKind::Inbox {

@@ -340,7 +340,19 @@ impl Store {
     /// Writes one inbound message and its ACK in one transaction, durable (fsynced) before
     /// this returns. See [`BlockingStore::commit_inbound`].
     pub async fn commit_inbound(&self, record: InboundRecord) -> Result<CommitResult, StoreError> {
-        self.run(move |s| s.commit_inbound(&record)).await
+        self.commit_inbound_keeping(record)
+            .await
+            .map(|(result, _)| result)
+    }
+
+    /// [`commit_inbound`](Self::commit_inbound), handing the record back: what the caller keeps
+    /// of a message whose key another writer won, without copying the message beforehand.
+    pub async fn commit_inbound_keeping(
+        &self,
+        record: InboundRecord,
+    ) -> Result<(CommitResult, InboundRecord), StoreError> {
+        self.run(move |s| s.commit_inbound(&record).map(|result| (result, record)))
+            .await
     }
 
     /// One row of the audit trail.
