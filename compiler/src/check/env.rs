@@ -241,11 +241,17 @@ fn check_ems(spec: &LoadedSpec, ems: &crate::spec::EmsSide, base: &str, out: &mu
             "`ems.tls` without `allowed_clients`",
             "name EMS's client certificate subjects, e.g. `CN=ems-test.example-ems.cloud`; an empty list would refuse every EMS connection",
         ),
-        (None, true) if !ems.allowed_clients.is_empty() || ems.address.is_some() => fault(
-            "/plain_loopback",
-            "`address` and `allowed_clients` mean nothing with `plain_loopback: true`",
-            "plain loopback binds 127.0.0.1 and admits every local process; remove them, or give `tls` instead of `plain_loopback`",
-        ),
+        (None, true)
+            if !ems.allowed_clients.is_empty()
+                || ems.address.is_some()
+                || ems.hostname.is_some() =>
+        {
+            fault(
+                "/plain_loopback",
+                "`address`, `allowed_clients` and `hostname` mean nothing with `plain_loopback: true`",
+                "plain loopback binds 127.0.0.1 and admits every local process; remove them, or give `tls` instead of `plain_loopback`",
+            )
+        }
         _ => {}
     }
     if let Some(address) = &ems.address
