@@ -49,11 +49,17 @@ pub fn digest(raw: &[u8]) -> String {
     if rest.last().is_some_and(|&b| b != b'\r') {
         hash.update(b"\r");
     }
-    hash.finish()
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    lower_hex(hash.finish().as_ref())
+}
+
+/// Bytes as lower-case hex, two digits each (how digests are stored and compared).
+pub(crate) fn lower_hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(out, "{b:02x}");
+    }
+    out
 }
 
 /// MSH-3, MSH-4 and MSH-10 of a message.

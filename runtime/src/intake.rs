@@ -598,12 +598,7 @@ fn idempotency_key(
     context.update(target.as_bytes());
     context.update(b"\n");
     context.update(body);
-    let request_sha256 = context
-        .finish()
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let request_sha256 = crate::dedup::lower_hex(context.finish().as_ref());
     Ok(Some(IdempotencyKey {
         key: key.to_string(),
         request_sha256,
@@ -747,7 +742,9 @@ async fn serve_mllp(mut stream: EmsStream, peer: SocketAddr, shared: &Shared, id
         };
         let ack = mllp_answer(shared, peer, &message).await;
         let Some(ack) = ack else { return };
-        if crate::mllp::write_message(&mut stream, &ack).await.is_err() {
+        // A peer that stops reading holds its slot no longer than an idle one.
+        let write = crate::mllp::write_message(&mut stream, &ack);
+        if !matches!(tokio::time::timeout(idle, write).await, Ok(Ok(()))) {
             return;
         }
     }
@@ -806,6 +803,12 @@ async fn mllp_answer(shared: &Shared, peer: SocketAddr, bytes: &[u8]) -> Option<
             errors: &errors,
         },
     )
+    .map_err(|e| {
+        tracing::error!(
+            peer = %peer,
+            "intake MLLP: no ACK could be built ({e}); the connection is closed without one"
+        );
+    })
     .ok()
 }
 

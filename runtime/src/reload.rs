@@ -333,11 +333,7 @@ impl ServerTls {
                 .iter()
                 .zip(hints)
                 .all(|(a, b)| a.as_ref() == b.as_ref());
-        let hints = if same {
-            hints
-        } else {
-            Box::leak(subjects.into_boxed_slice())
-        };
+        let hints = if same { hints } else { static_hints(subjects) };
         Ok(ServerMaterial {
             key: loaded.key,
             verifier,
@@ -402,6 +398,30 @@ impl ClientCertVerifier for ServerTls {
     }
 
     delegate_signature_checks!();
+}
+
+/// The client-CA hint list as rustls keeps it (`'static`): leaked once per distinct list and
+/// reused after, so reloads that alternate CA files (SIGHUP is outside input) leak nothing
+/// more than the lists there are.
+fn static_hints(subjects: Vec<DistinguishedName>) -> &'static [DistinguishedName] {
+    static KNOWN: std::sync::Mutex<Vec<&'static [DistinguishedName]>> =
+        std::sync::Mutex::new(Vec::new());
+    let mut known = KNOWN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let same = |list: &[DistinguishedName]| {
+        list.len() == subjects.len()
+            && list
+                .iter()
+                .zip(&subjects)
+                .all(|(a, b)| a.as_ref() == b.as_ref())
+    };
+    if let Some(found) = known.iter().copied().find(|list| same(list)) {
+        return found;
+    }
+    let leaked: &'static [DistinguishedName] = Box::leak(subjects.into_boxed_slice());
+    known.push(leaked);
+    leaked
 }
 
 /// The sender's client certificate and server verifier, swappable (see the module docs).
@@ -620,5 +640,21 @@ impl TlsReloader {
             ),
         }
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Alternating between two CA lists leaks each once: the second time is the same slice.
+    #[test]
+    fn a_hint_list_seen_before_is_reused() {
+        let list = |name: &[u8]| vec![DistinguishedName::from(name.to_vec())];
+        let a = static_hints(list(b"ca-a"));
+        let b = static_hints(list(b"ca-b"));
+        assert!(!std::ptr::eq(a, b));
+        assert!(std::ptr::eq(a, static_hints(list(b"ca-a"))));
+        assert!(std::ptr::eq(b, static_hints(list(b"ca-b"))));
     }
 }
