@@ -106,11 +106,7 @@ pub struct Expiry {
 /// The end of validity of every certificate in a PEM file; `what` names the file's role
 /// (`receive.tls.cert`).
 pub fn expiries(what: &'static str, path: &Path) -> Result<Vec<Expiry>, TlsError> {
-    let pem = std::fs::read(path).map_err(|source| TlsError::Read {
-        what,
-        path: path.to_owned(),
-        source,
-    })?;
+    let pem = crate::tls::read(what, path)?;
     let mut found = Vec::new();
     for der in certificates_from_pem(what, &pem)? {
         let (_, cert) =

@@ -108,13 +108,9 @@ impl Side {
 }
 
 fn read(what: &'static str, path: &Path) -> Result<Vec<u8>, FileError> {
-    std::fs::read(path).map_err(|source| FileError {
+    crate::tls::read(what, path).map_err(|source| FileError {
         path: path.to_owned(),
-        source: TlsError::Read {
-            what,
-            path: path.to_owned(),
-            source,
-        },
+        source,
     })
 }
 

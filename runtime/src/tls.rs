@@ -96,7 +96,8 @@ pub enum TlsError {
     Config(#[from] rustls::Error),
 }
 
-fn read(what: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
+/// A certificate, key or CRL file's bytes; the error names its role and path.
+pub(crate) fn read(what: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
     std::fs::read(path).map_err(|source| TlsError::Read {
         what,
         path: path.to_owned(),
