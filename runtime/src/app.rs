@@ -475,6 +475,9 @@ pub async fn serve(
     let mut settings = Settings::from_receive(r)?.with_limits(&environment.limits);
     settings.listen = resolved.listen;
     let metrics = Arc::new(Metrics::new());
+    // The EMS-facing listeners are bounded by the receiver's numbers, each with its own
+    // counts, and count their refusals beside the receiver's.
+    let ems_auth = ems_auth.with_limits(&environment.limits, metrics.clone());
     let sink = sink_for(&environment.sink)?;
     let uses_inbox = matches!(environment.sink, SinkConfig::Inbox);
     let gateway = Gateway::new(

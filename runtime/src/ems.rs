@@ -13,6 +13,14 @@
 //!   [`crate::tls::matching_subject`]); otherwise the connection is closed and logged. The
 //!   listeners may then bind any address. The certificate material is a
 //!   [`crate::reload::ServerTls`], so `gw reload` and SIGHUP rotate it with the receiver's.
+//!   The handshake and subject check are the receiver's own ([`crate::accept`]): bounded by
+//!   [`HANDSHAKE_TIMEOUT`], dropped on shutdown, counted in
+//!   `hl7gw_tls_failures_total{listener}`.
+//!
+//! Either way each listener is guarded, before any byte is read, by an [`EmsDoor`]: the
+//! environment's `limits.connections`, `limits.connections_per_ip` and `limits.handshakes`
+//! (the receiver's numbers, counted per listener), so idle raw TCP connections from one
+//! address fill only that address's share of one door.
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -20,14 +28,21 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use tracing::{info, warn};
 
+use crate::accept::{Handshake, Listener, accept_allowed};
+use crate::admission::{AddressSlot, Admission, HandshakeSlot};
+use crate::config::Limits;
+use crate::listeners::Role;
+use crate::metrics::{Metrics, reject};
 use crate::reload::ServerTls;
-use crate::tls::{TlsError, TlsFailure, matching_subject, peer_subjects};
+use crate::server::canonical_ip;
+use crate::tls::TlsError;
 
 /// How long an EMS client gets to finish its TLS handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -36,6 +51,8 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Clone)]
 pub struct EmsAuth {
     tls: Option<MutualTls>,
+    limits: Limits,
+    metrics: Arc<Metrics>,
 }
 
 #[derive(Clone)]
@@ -68,7 +85,20 @@ pub struct NotLoopback {
 impl EmsAuth {
     /// Plain HTTP and MLLP on loopback, without authentication.
     pub fn plain_loopback() -> Self {
-        Self { tls: None }
+        Self {
+            tls: None,
+            limits: Limits::DEFAULT,
+            metrics: Arc::new(Metrics::new()),
+        }
+    }
+
+    /// This rule with an environment's connection limits (each EMS-facing listener gets its
+    /// own counts on the receiver's numbers: see [`EmsDoor`]) and the registry its refusals
+    /// are counted in. Without it: [`Limits::DEFAULT`] and a registry of its own.
+    pub fn with_limits(mut self, limits: &Limits, metrics: Arc<Metrics>) -> Self {
+        self.limits = *limits;
+        self.metrics = metrics;
+        self
     }
 
     /// Mutual TLS on `tls`'s certificate, admitting client certificates whose subject
@@ -87,6 +117,7 @@ impl EmsAuth {
                 acceptor: TlsAcceptor::from(tls.config()?),
                 allowed: allowed_clients.into(),
             }),
+            ..Self::plain_loopback()
         })
     }
 
@@ -104,44 +135,108 @@ impl EmsAuth {
         }
     }
 
-    /// The connection to serve, or `None` (logged) when its handshake fails or its client
-    /// certificate's subject is not allowed. `what` names the listener in the log.
-    pub async fn admit(
+    /// The guard of one EMS-facing listener (`role`): its own admission and connection cap
+    /// on these limits, so a flood on one door takes nothing from another or from the
+    /// receiver.
+    pub(crate) fn door(&self, role: Role) -> EmsDoor {
+        let count = |n: u32| usize::try_from(n).unwrap_or(usize::MAX);
+        let limits = &self.limits;
+        EmsDoor {
+            auth: self.clone(),
+            role,
+            admission: Admission::new(count(limits.connections_per_ip), count(limits.handshakes)),
+            open: Arc::new(Semaphore::new(
+                count(limits.connections).min(Semaphore::MAX_PERMITS),
+            )),
+        }
+    }
+}
+
+/// One EMS-facing listener's guard, in front of its TLS accept: at most
+/// `limits.connections` connections open, at most `limits.connections_per_ip` from one
+/// address, at most `limits.handshakes` in the TLS handshake (see [`crate::admission`]).
+/// Cheap to clone: clones share the counts.
+#[derive(Clone)]
+pub(crate) struct EmsDoor {
+    auth: EmsAuth,
+    role: Role,
+    admission: Arc<Admission>,
+    open: Arc<Semaphore>,
+}
+
+/// The slots of a connection just admitted, until its handshake ends.
+pub(crate) struct Admitted {
+    held: Held,
+    handshake: HandshakeSlot,
+}
+
+/// What an open EMS connection holds: its place under the listener's cap and its address's
+/// share. Keep it for as long as the connection is served.
+pub(crate) struct Held {
+    _address: AddressSlot,
+    _open: OwnedSemaphorePermit,
+}
+
+impl EmsDoor {
+    /// Slots for a connection just accepted from `peer`, or `None` when the listener is full,
+    /// the address has its share, or too many handshakes are under way (logged and counted
+    /// in `hl7gw_connections_rejected_total{listener}`): the caller closes the connection
+    /// before reading a byte.
+    pub(crate) fn admit(&self, peer: SocketAddr) -> Option<Admitted> {
+        let metrics = &self.auth.metrics;
+        let listener = self.role.label();
+        let Ok(open) = self.open.clone().try_acquire_owned() else {
+            metrics.connection_rejected(self.role, reject::CAPACITY);
+            warn!(peer = %peer, listener, reason = reject::CAPACITY, "EMS connection refused: too many connections");
+            return None;
+        };
+        match self.admission.admit(canonical_ip(peer.ip())) {
+            Ok((address, handshake)) => Some(Admitted {
+                held: Held {
+                    _address: address,
+                    _open: open,
+                },
+                handshake,
+            }),
+            Err(refused) => {
+                metrics.connection_rejected(self.role, refused.reason());
+                info!(peer = %peer, listener, reason = refused.reason(), "EMS connection refused: no slot for this address now");
+                None
+            }
+        }
+    }
+
+    /// The connection to serve, with what it holds, or `None` (logged and counted) when its
+    /// handshake fails or times out, its client certificate's subject is not allowed, or
+    /// `stop` turns true during the handshake. Plain loopback serves it as it is.
+    pub(crate) async fn accept(
         &self,
         tcp: TcpStream,
         peer: SocketAddr,
-        what: &'static str,
-    ) -> Option<EmsStream> {
-        let Some(tls) = &self.tls else {
-            return Some(EmsStream::Plain(tcp));
+        admitted: Admitted,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Option<(EmsStream, Held)> {
+        let Admitted { held, handshake } = admitted;
+        let Some(tls) = &self.auth.tls else {
+            return Some((EmsStream::Plain(tcp), held));
         };
-        let mut stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.acceptor.accept(tcp))
-            .await
-        {
-            Err(_elapsed) => {
-                info!(peer = %peer, listener = what, reason = TlsFailure::Timeout.as_str(), "EMS connection refused: TLS handshake failed");
-                return None;
-            }
-            Ok(Err(e)) => {
-                let reason = TlsFailure::classify(&e);
-                info!(peer = %peer, listener = what, reason = reason.as_str(), error = %e, "EMS connection refused: TLS handshake failed");
-                return None;
-            }
-            Ok(Ok(stream)) => stream,
-        };
-        let subjects = stream
-            .get_ref()
-            .1
-            .peer_certificates()
-            .and_then(|chain| chain.first())
-            .map(|cert| peer_subjects(cert.as_ref()))
-            .unwrap_or_default();
-        if matching_subject(&subjects, &tls.allowed).is_none() {
-            warn!(peer = %peer, listener = what, subjects = ?subjects, reason = "subject", "EMS connection refused: client certificate subject not allowed");
-            let _ = tokio::time::timeout(Duration::from_secs(1), stream.shutdown()).await;
-            return None;
-        }
-        Some(EmsStream::Tls(Box::new(stream)))
+        let accepted = accept_allowed(
+            Handshake {
+                acceptor: &tls.acceptor,
+                timeout: HANDSHAKE_TIMEOUT,
+                allowed: &tls.allowed,
+            },
+            Listener {
+                role: self.role,
+                metrics: &self.auth.metrics,
+            },
+            tcp,
+            canonical_ip(peer.ip()),
+            handshake,
+            stop,
+        )
+        .await?;
+        Some((EmsStream::Tls(Box::new(accepted.stream)), held))
     }
 }
 

@@ -34,7 +34,7 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use hyper::header::{HeaderMap, ORIGIN};
+use hyper::header::{CONNECTION, HeaderMap, HeaderValue, ORIGIN};
 use hyper::service::service_fn;
 use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -47,6 +47,7 @@ use crate::hl7::{
     AckCode, AckError, AckRequest, Message, ParseOptions, Severity, build_ack, timestamp,
 };
 use crate::inbound::OutcomeError;
+use crate::listeners::Role;
 use crate::mapping::{MappingError, OutboundHeader};
 use crate::queue::{IdempotencyKey, Queue, QueueError};
 use crate::sink::inbox::{Reply, error, host_is_local, json, not_allowed};
@@ -54,6 +55,10 @@ use crate::spec::{GatewaySpec, OutboundError};
 
 /// Largest body the intake accepts.
 const MAX_BODY: usize = 32 << 20;
+
+/// Time for a request's body once its headers are in, as the receiver's default
+/// (`408 Request Timeout` past it).
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// What the intake needs to know.
 #[derive(Clone)]
@@ -296,6 +301,7 @@ pub struct Intake {
     mllp_limits: crate::mllp::ListenerLimits,
     shared: Arc<Shared>,
     auth: EmsAuth,
+    body_timeout: Duration,
 }
 
 impl Intake {
@@ -341,6 +347,7 @@ impl Intake {
             mllp,
             mllp_limits: crate::mllp::ListenerLimits::default(),
             auth,
+            body_timeout: BODY_TIMEOUT,
             shared: Arc::new(Shared {
                 queue,
                 config,
@@ -353,6 +360,12 @@ impl Intake {
     /// Bounds the MLLP listener's connections (default: [`crate::config::Limits::DEFAULT`]).
     pub fn with_mllp_limits(mut self, limits: crate::mllp::ListenerLimits) -> Self {
         self.mllp_limits = limits;
+        self
+    }
+
+    /// Sets the time for a request's body (default [`BODY_TIMEOUT`]).
+    pub fn with_body_timeout(mut self, timeout: Duration) -> Self {
+        self.body_timeout = timeout;
         self
     }
 
@@ -374,13 +387,19 @@ impl Intake {
             mllp_limits,
             shared,
             auth,
+            body_timeout,
         } = self;
-        let local_host_only = !auth.is_mutual_tls();
-        let mllp_auth = auth.clone();
+        let rules = HttpRules {
+            local_host_only: !auth.is_mutual_tls(),
+            body_timeout,
+        };
         let mut shutdown = std::pin::pin!(shutdown);
-        let mllp_shared = shared.clone();
+        // Turns true on shutdown: the MLLP listener stops and TLS handshakes still under way
+        // on either door are dropped.
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let mllp_task = mllp.map(|listener| {
+            let door = auth.door(Role::IntakeMllp);
+            let shared = shared.clone();
             let mut stop = stop_rx.clone();
             tokio::spawn(async move {
                 loop {
@@ -392,19 +411,24 @@ impl Intake {
                     };
                     match accepted {
                         Ok((stream, peer)) => {
-                            let Some(slot) = mllp_limits.admit(peer) else {
+                            let Some(admitted) = door.admit(peer) else {
                                 continue;
                             };
-                            let shared = mllp_shared.clone();
-                            let idle = mllp_limits.idle_timeout();
-                            let auth = mllp_auth.clone();
+                            let (door, shared, limits) =
+                                (door.clone(), shared.clone(), mllp_limits.clone());
+                            let mut stop = stop.clone();
                             tokio::spawn(async move {
-                                let _slot = slot;
-                                let Some(stream) = auth.admit(stream, peer, "intake MLLP").await
+                                let Some((stream, _held)) =
+                                    door.accept(stream, peer, admitted, &mut stop).await
                                 else {
                                     return;
                                 };
-                                serve_mllp(stream, peer, &shared, idle).await;
+                                // An MLLP slot only once the client is authenticated: a
+                                // flood without certificates never holds one.
+                                let Some(_slot) = limits.admit(peer) else {
+                                    return;
+                                };
+                                serve_mllp(stream, peer, &shared, limits.idle_timeout()).await;
                             });
                         }
                         Err(e) => {
@@ -417,6 +441,7 @@ impl Intake {
                 }
             })
         });
+        let door = auth.door(Role::Intake);
         loop {
             tokio::select! {
                 accepted = http.accept() => {
@@ -428,20 +453,25 @@ impl Intake {
                             continue;
                         }
                     };
+                    let Some(admitted) = door.admit(peer) else {
+                        continue;
+                    };
                     let shared = shared.clone();
                     let service = service_fn(move |request| {
                         let shared = shared.clone();
                         async move {
                             let (method, path) = (request.method().clone(), request.uri().path().to_owned());
-                            let reply = handle(&shared, request, local_host_only).await;
+                            let reply = handle(&shared, request, rules).await;
                             Ok::<_, Infallible>(logged(reply, peer, &method, &path))
                         }
                     });
-                    let auth = auth.clone();
+                    let (door, mut stop) = (door.clone(), stop_rx.clone());
                     tokio::spawn(async move {
-                        let Some(stream) = auth.admit(stream, peer, "intake API").await else {
+                        let Some((stream, _held)) = door.accept(stream, peer, admitted, &mut stop).await else {
                             return;
                         };
+                        // With a timer, hyper bounds reading a request head and the wait for
+                        // the next one (30 s); `rules.body_timeout` bounds the body.
                         let connection = hyper::server::conn::http1::Builder::new()
                             .timer(TokioTimer::new())
                             .serve_connection(TokioIo::new(stream), service);
@@ -460,7 +490,16 @@ impl Intake {
     }
 }
 
-async fn handle(shared: &Shared, request: Request<Incoming>, local_host_only: bool) -> Reply {
+/// How the HTTP API treats a request.
+#[derive(Debug, Clone, Copy)]
+struct HttpRules {
+    /// Plain loopback: the `Host` must be a loopback address (DNS rebinding).
+    local_host_only: bool,
+    /// Time to receive a body once its headers are in.
+    body_timeout: Duration,
+}
+
+async fn handle(shared: &Shared, request: Request<Incoming>, rules: HttpRules) -> Reply {
     if request.headers().contains_key(ORIGIN) {
         return refused(
             StatusCode::FORBIDDEN,
@@ -468,7 +507,7 @@ async fn handle(shared: &Shared, request: Request<Incoming>, local_host_only: bo
             "requests from web pages are refused",
         );
     }
-    if local_host_only && !host_is_local(&request) {
+    if rules.local_host_only && !host_is_local(&request) {
         return refused(
             StatusCode::FORBIDDEN,
             "host",
@@ -500,7 +539,7 @@ async fn handle(shared: &Shared, request: Request<Incoming>, local_host_only: bo
         }
         ["outbound"] if method == Method::POST => {
             let headers = request.headers().clone();
-            let body = match read_body(request).await {
+            let body = match read_body(request, rules.body_timeout).await {
                 Ok(b) => b,
                 Err(reply) => return reply,
             };
@@ -539,7 +578,7 @@ async fn handle(shared: &Shared, request: Request<Incoming>, local_host_only: bo
         ["outbound", message_type] if method == Method::POST => {
             let message_type = message_type.to_string();
             let headers = request.headers().clone();
-            let body = match read_body(request).await {
+            let body = match read_body(request, rules.body_timeout).await {
                 Ok(b) => b,
                 Err(reply) => return reply,
             };
@@ -554,14 +593,31 @@ async fn handle(shared: &Shared, request: Request<Incoming>, local_host_only: bo
     }
 }
 
-async fn read_body(request: Request<Incoming>) -> Result<Bytes, Reply> {
-    match Limited::new(request.into_body(), MAX_BODY).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(_) => Err(refused(
+/// The body, or 413 when it is over [`MAX_BODY`] or cut off, or 408 (closing the
+/// connection) when it does not arrive within `timeout`: a client that stalls mid-body holds
+/// its connection no longer than that.
+async fn read_body(request: Request<Incoming>, timeout: Duration) -> Result<Bytes, Reply> {
+    let collect = Limited::new(request.into_body(), MAX_BODY).collect();
+    match tokio::time::timeout(timeout, collect).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(_)) => Err(refused(
             StatusCode::PAYLOAD_TOO_LARGE,
             "body_too_large",
             "the body is too large or was cut off",
         )),
+        Err(_elapsed) => {
+            let mut reply = refused(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                &format!("the body did not arrive within {} s", timeout.as_secs_f64()),
+            );
+            // The rest of the body may still come: the connection cannot carry another
+            // request.
+            reply
+                .headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
+            Err(reply)
+        }
     }
 }
 

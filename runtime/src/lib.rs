@@ -8,6 +8,8 @@
 //! benchmarks and the demo; each module keeps its internals private and names its API with
 //! `pub use`, as [`hl7`] does. docs/ARCHITECTURE.md has the code map.
 
+mod accept;
+mod admission;
 pub mod app;
 pub mod cli;
 pub mod client;

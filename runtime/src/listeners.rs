@@ -28,6 +28,28 @@ pub enum Role {
 }
 
 impl Role {
+    /// The `listener` label of its metrics (`hl7gw_tls_failures_total`,
+    /// `hl7gw_connections_rejected_total`).
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Receive => "receive",
+            Self::Operations => "operations",
+            Self::Inbox => "inbox",
+            Self::Intake => "intake",
+            Self::IntakeMllp => "intake_mllp",
+        }
+    }
+
+    /// The listeners that accept connections from outside and so are guarded by an
+    /// admission and a TLS accept path ([`crate::accept`]).
+    pub const GUARDED: [Role; 4] = [Self::Receive, Self::Inbox, Self::Intake, Self::IntakeMllp];
+
+    /// Whether EMS is its client (the inbox API, the intake API and the intake MLLP
+    /// listener).
+    pub fn faces_ems(self) -> bool {
+        matches!(self, Self::Inbox | Self::Intake | Self::IntakeMllp)
+    }
+
     /// The offset from the receive port of a derived listener.
     fn offset(self) -> u16 {
         match self {

@@ -15,8 +15,8 @@
 //! | `hl7gw_requests_cancelled_total` | counter | `stage` (see [`cancelled`]) |
 //! | `hl7gw_unexpected_content_type_total` | counter | `media_type` (see [`unexpected_media_label`]) |
 //! | `hl7gw_request_seconds` | histogram ([`LATENCY_BUCKETS`]) | |
-//! | `hl7gw_tls_failures_total` | counter | `reason` (see [`TlsFailure`](crate::tls::TlsFailure)) |
-//! | `hl7gw_connections_rejected_total` | counter | `reason` (`ip`, `subject`, `capacity`) |
+//! | `hl7gw_tls_failures_total` | counter | `listener` (see [`Role::label`]), `reason` (see [`TlsFailure`](crate::tls::TlsFailure)) |
+//! | `hl7gw_connections_rejected_total` | counter | `listener`, `reason` (see [`reject`]) |
 //! | `hl7gw_connections_accepted_total` | counter | |
 //! | `hl7gw_connections_open` | gauge | |
 //! | `hl7gw_store_errors_total` | counter | |
@@ -35,6 +35,10 @@
 //! The queue gauges are refreshed from the queue's status every 5 s by the gateway
 //! ([`Metrics::set_queue`]).
 //!
+//! The two connection counters carry the listener they concern: `receive` (the Trust's
+//! HTTPS), and the EMS-facing `inbox`, `intake` and `intake_mllp` ([`crate::ems`]), which go
+//! through the same admission and TLS accept path ([`crate::accept`]).
+//!
 //! Nothing here ever holds message content: only types, codes, statuses and durations.
 
 use std::collections::BTreeMap;
@@ -42,6 +46,8 @@ use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
+
+use crate::listeners::Role;
 
 /// Most label combinations one labelled counter keeps; later ones count as `other`.
 pub const MAX_SERIES: usize = 256;
@@ -259,17 +265,22 @@ impl Metrics {
     /// that alert rules see the series before the first failure).
     pub fn new() -> Self {
         let m = Self::default();
-        for reason in crate::tls::TlsFailure::ALL {
-            m.tls_failures.ensure(&[reason.as_str()]);
-        }
-        for reason in [
-            reject::IP,
-            reject::SUBJECT,
-            reject::CAPACITY,
-            reject::PER_IP,
-            reject::HANDSHAKES,
-        ] {
-            m.rejected.ensure(&[reason]);
+        for listener in Role::GUARDED {
+            for reason in crate::tls::TlsFailure::ALL {
+                m.tls_failures.ensure(&[listener.label(), reason.as_str()]);
+            }
+            for reason in [
+                reject::IP,
+                reject::SUBJECT,
+                reject::CAPACITY,
+                reject::PER_IP,
+                reject::HANDSHAKES,
+            ] {
+                // The EMS-facing listeners have no IP allowlist.
+                if reason != reject::IP || listener == Role::Receive {
+                    m.rejected.ensure(&[listener.label(), reason]);
+                }
+            }
         }
         for stage in [cancelled::BODY, cancelled::PROCESSING] {
             m.cancelled.ensure(&[stage]);
@@ -314,14 +325,14 @@ impl Metrics {
         self.latency.observe(elapsed);
     }
 
-    /// One failed TLS handshake.
-    pub fn tls_failure(&self, reason: crate::tls::TlsFailure) {
-        self.tls_failures.inc(&[reason.as_str()]);
+    /// One failed TLS handshake on `listener`.
+    pub fn tls_failure(&self, listener: Role, reason: crate::tls::TlsFailure) {
+        self.tls_failures.inc(&[listener.label(), reason.as_str()]);
     }
 
-    /// One connection closed before HTTP (reasons in [`reject`]).
-    pub fn connection_rejected(&self, reason: &str) {
-        self.rejected.inc(&[reason]);
+    /// One connection to `listener` closed before HTTP or MLLP (reasons in [`reject`]).
+    pub fn connection_rejected(&self, listener: Role, reason: &str) {
+        self.rejected.inc(&[listener.label(), reason]);
     }
 
     /// One store failure (the processing reports these).
@@ -364,14 +375,14 @@ impl Metrics {
         self.responses.get(&[&status.to_string()])
     }
 
-    /// TLS failures counted for this reason.
-    pub fn tls_failures_count(&self, reason: crate::tls::TlsFailure) -> u64 {
-        self.tls_failures.get(&[reason.as_str()])
+    /// TLS failures counted on `listener` for this reason.
+    pub fn tls_failures_count(&self, listener: Role, reason: crate::tls::TlsFailure) -> u64 {
+        self.tls_failures.get(&[listener.label(), reason.as_str()])
     }
 
-    /// Rejected connections counted for this reason.
-    pub fn rejected_count(&self, reason: &str) -> u64 {
-        self.rejected.get(&[reason])
+    /// Rejected connections to `listener` counted for this reason.
+    pub fn rejected_count(&self, listener: Role, reason: &str) -> u64 {
+        self.rejected.get(&[listener.label(), reason])
     }
 
     /// Store errors counted.
@@ -474,14 +485,14 @@ impl Metrics {
         self.tls_failures.render(
             &mut out,
             "hl7gw_tls_failures_total",
-            "Failed TLS handshakes by reason.",
-            &["reason"],
+            "Failed TLS handshakes by listener and reason.",
+            &["listener", "reason"],
         );
         self.rejected.render(
             &mut out,
             "hl7gw_connections_rejected_total",
-            "Connections closed before HTTP: IP not allowed, client subject not allowed, capacity.",
-            &["reason"],
+            "Connections closed before HTTP or MLLP, by listener and reason: IP not allowed, client subject not allowed, capacity, per-address share, handshake budget.",
+            &["listener", "reason"],
         );
         header(
             &mut out,
@@ -564,8 +575,9 @@ mod tests {
         m.message("ADT^A28", "AA");
         m.message("ORM^O01", "AE");
         m.http_response(200);
-        m.tls_failure(TlsFailure::UnknownCa);
-        m.connection_rejected(reject::IP);
+        m.tls_failure(Role::Receive, TlsFailure::UnknownCa);
+        m.tls_failure(Role::IntakeMllp, TlsFailure::NoClientCert);
+        m.connection_rejected(Role::Receive, reject::IP);
         m.store_error();
         m.request_latency(Duration::from_millis(30));
         m.request_latency(Duration::from_secs(500));
@@ -573,9 +585,29 @@ mod tests {
         assert!(text.contains("hl7gw_messages_total{type=\"ADT^A28\",ack=\"AA\"} 2\n"));
         assert!(text.contains("hl7gw_messages_total{type=\"ORM^O01\",ack=\"AE\"} 1\n"));
         assert!(text.contains("hl7gw_http_responses_total{status=\"200\"} 1\n"));
-        assert!(text.contains("hl7gw_tls_failures_total{reason=\"unknown_ca\"} 1\n"));
-        assert!(text.contains("hl7gw_tls_failures_total{reason=\"expired\"} 0\n"));
-        assert!(text.contains("hl7gw_connections_rejected_total{reason=\"ip\"} 1\n"));
+        assert!(
+            text.contains(
+                "hl7gw_tls_failures_total{listener=\"receive\",reason=\"unknown_ca\"} 1\n"
+            )
+        );
+        assert!(text.contains(
+            "hl7gw_tls_failures_total{listener=\"intake_mllp\",reason=\"no_client_cert\"} 1\n"
+        ));
+        assert!(
+            text.contains("hl7gw_tls_failures_total{listener=\"inbox\",reason=\"expired\"} 0\n")
+        );
+        assert!(
+            text.contains(
+                "hl7gw_connections_rejected_total{listener=\"receive\",reason=\"ip\"} 1\n"
+            )
+        );
+        assert!(text.contains(
+            "hl7gw_connections_rejected_total{listener=\"intake\",reason=\"per_ip\"} 0\n"
+        ));
+        assert!(
+            !text.contains("hl7gw_connections_rejected_total{listener=\"inbox\",reason=\"ip\"}"),
+            "no IP allowlist on the EMS side"
+        );
         assert!(text.contains("hl7gw_store_errors_total 1\n"));
         assert!(text.contains("hl7gw_request_seconds_bucket{le=\"0.025\"} 0\n"));
         assert!(text.contains("hl7gw_request_seconds_bucket{le=\"0.05\"} 1\n"));

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use hl7gw_runtime::hl7::Charset;
+use hl7gw_runtime::listeners::Role;
 use hl7gw_runtime::metrics::reject;
 use hl7gw_runtime::server::{MediaType, OpsServer, RequestContentType, ResponseContentType};
 use hl7gw_runtime::tls::TlsFailure;
@@ -308,7 +309,7 @@ async fn no_client_certificate_fails_the_handshake() {
         }
         server
             .wait_for("two no_client_cert failures", |m| {
-                m.tls_failures_count(TlsFailure::NoClientCert) == 2
+                m.tls_failures_count(Role::Receive, TlsFailure::NoClientCert) == 2
             })
             .await;
         assert!(server.handler.seen().is_empty());
@@ -325,7 +326,7 @@ async fn certificate_from_another_ca_fails() {
         assert_refused(&server, pki.client_config(Some(&pki.foreign), H1)).await;
         server
             .wait_for("an unknown_ca failure", |m| {
-                m.tls_failures_count(TlsFailure::UnknownCa) == 1
+                m.tls_failures_count(Role::Receive, TlsFailure::UnknownCa) == 1
             })
             .await;
         assert!(server.handler.seen().is_empty());
@@ -342,7 +343,7 @@ async fn expired_client_certificate_fails() {
         assert_refused(&server, pki.client_config(Some(&pki.expired), H1)).await;
         server
             .wait_for("an expired failure", |m| {
-                m.tls_failures_count(TlsFailure::Expired) == 1
+                m.tls_failures_count(Role::Receive, TlsFailure::Expired) == 1
             })
             .await;
         assert!(server.handler.seen().is_empty());
@@ -369,7 +370,7 @@ async fn subject_not_allowed_is_closed_after_the_handshake() {
         }
         server
             .wait_for("a subject rejection", |m| {
-                m.rejected_count(reject::SUBJECT) == 1
+                m.rejected_count(Role::Receive, reject::SUBJECT) == 1
             })
             .await;
         assert!(server.handler.seen().is_empty());
@@ -442,13 +443,15 @@ async fn ip_outside_the_allowlist_is_closed_before_tls() {
                 .is_err()
         );
         server
-            .wait_for("two ip rejections", |m| m.rejected_count(reject::IP) == 2)
+            .wait_for("two ip rejections", |m| {
+                m.rejected_count(Role::Receive, reject::IP) == 2
+            })
             .await;
         // No handshake was attempted, so no TLS failure was counted.
         assert!(
             TlsFailure::ALL
                 .iter()
-                .all(|r| server.metrics.tls_failures_count(*r) == 0)
+                .all(|r| server.metrics.tls_failures_count(Role::Receive, *r) == 0)
         );
 
         // From 127.0.0.2 the same client is served.
@@ -476,11 +479,21 @@ async fn idle_connections_from_one_address_leave_room_for_another() {
         }
         server
             .wait_for("the connections past the address's share refused", |m| {
-                m.rejected_count(reject::PER_IP) == (300 - per_ip) as u64
+                m.rejected_count(Role::Receive, reject::PER_IP) == (300 - per_ip) as u64
             })
             .await;
-        assert_eq!(server.metrics.rejected_count(reject::CAPACITY), 0);
-        assert_eq!(server.metrics.rejected_count(reject::HANDSHAKES), 0);
+        assert_eq!(
+            server
+                .metrics
+                .rejected_count(Role::Receive, reject::CAPACITY),
+            0
+        );
+        assert_eq!(
+            server
+                .metrics
+                .rejected_count(Role::Receive, reject::HANDSHAKES),
+            0
+        );
 
         // A real mTLS request from 127.0.0.2 still gets its ACK.
         let r = exchange_from_127_0_0_2(&server, &pki).await;
@@ -617,7 +630,7 @@ async fn tls11_and_older_are_refused() {
         assert_eq!(&reply[5..7], &[2, 70], "{reply:02X?}");
         server
             .wait_for("a protocol failure", |m| {
-                m.tls_failures_count(TlsFailure::Protocol) == 1
+                m.tls_failures_count(Role::Receive, TlsFailure::Protocol) == 1
             })
             .await;
         server.stop().await.unwrap();
@@ -1158,7 +1171,7 @@ async fn operations_port_serves_health_and_metrics() {
         assert_refused(&server, pki.client_config(Some(&pki.foreign), H1)).await;
         server
             .wait_for("the TLS failure", |m| {
-                m.tls_failures_count(TlsFailure::UnknownCa) == 1
+                m.tls_failures_count(Role::Receive, TlsFailure::UnknownCa) == 1
             })
             .await;
 
@@ -1173,8 +1186,8 @@ async fn operations_port_serves_health_and_metrics() {
             "hl7gw_messages_total{type=\"ADT^A28\",ack=\"AA\"} 1\n",
             "hl7gw_http_responses_total{status=\"200\"} 1\n",
             "hl7gw_http_responses_total{status=\"404\"} 1\n",
-            "hl7gw_tls_failures_total{reason=\"unknown_ca\"} 1\n",
-            "hl7gw_connections_rejected_total{reason=\"ip\"} 0\n",
+            "hl7gw_tls_failures_total{listener=\"receive\",reason=\"unknown_ca\"} 1\n",
+            "hl7gw_connections_rejected_total{listener=\"receive\",reason=\"ip\"} 0\n",
             "hl7gw_request_seconds_count 2\n",
             "hl7gw_store_errors_total 0\n",
             "# TYPE hl7gw_request_seconds histogram\n",

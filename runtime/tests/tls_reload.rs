@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use hl7gw_runtime::listeners::Role;
 use hl7gw_runtime::reload::{ClientTls, ServerTls, TlsFiles, TlsReloader, fingerprint};
 use hl7gw_runtime::tls::TlsFailure;
 use hl7gw_tests::pki::{Identity, ca, crl, leaf};
@@ -143,7 +144,7 @@ async fn a_revoked_client_certificate_fails_the_handshake_and_others_pass() {
         assert_refused(&server, files.client(&revoked)).await;
         server
             .wait_for("a revoked failure", |m| {
-                m.tls_failures_count(TlsFailure::Revoked) == 1
+                m.tls_failures_count(Role::Receive, TlsFailure::Revoked) == 1
             })
             .await;
         assert_eq!(server.handler.seen().len(), 1);

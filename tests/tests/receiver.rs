@@ -287,8 +287,9 @@ async fn no_client_certificate_fails_the_handshake() {
         let anonymous = client_config(&pki::demo_gateway_ca(), None, &[]);
         let seen = refused(&case, None, anonymous).await.unwrap();
         println!("client without a certificate: {seen}");
-        case.gw
-            .wait_for_metric("hl7gw_tls_failures_total{reason=\"no_client_cert\"} 1");
+        case.gw.wait_for_metric(
+            "hl7gw_tls_failures_total{listener=\"receive\",reason=\"no_client_cert\"} 1",
+        );
         assert!(case.rows().is_empty());
     })
     .await;
@@ -304,8 +305,9 @@ async fn certificate_from_another_ca_fails_the_handshake() {
         let config = client_config(&pki::demo_gateway_ca(), Some(&impostor), &[]);
         let seen = refused(&case, None, config).await.unwrap();
         println!("certificate from another CA: {seen}");
-        case.gw
-            .wait_for_metric("hl7gw_tls_failures_total{reason=\"unknown_ca\"} 1");
+        case.gw.wait_for_metric(
+            "hl7gw_tls_failures_total{listener=\"receive\",reason=\"unknown_ca\"} 1",
+        );
         assert!(case.rows().is_empty());
     })
     .await;
@@ -348,7 +350,7 @@ async fn expired_client_certificate_fails_the_handshake() {
         let seen = refused(&case, None, config).await.unwrap();
         println!("expired client certificate: {seen}");
         case.gw
-            .wait_for_metric("hl7gw_tls_failures_total{reason=\"expired\"} 1");
+            .wait_for_metric("hl7gw_tls_failures_total{listener=\"receive\",reason=\"expired\"} 1");
         let rows = case.rows();
         assert_eq!(rows.len(), 1, "only the valid client's message: {rows:?}");
         assert_eq!(rows[0].control_id, "CERTDIR-OK");
@@ -376,8 +378,9 @@ async fn subject_not_allowed_is_closed_after_the_handshake() {
             read.as_ref().is_ok_and(Vec::is_empty) || read.is_err(),
             "the gateway answered a stranger: {read:?}"
         );
-        case.gw
-            .wait_for_metric("hl7gw_connections_rejected_total{reason=\"subject\"} 1");
+        case.gw.wait_for_metric(
+            "hl7gw_connections_rejected_total{listener=\"receive\",reason=\"subject\"} 1",
+        );
         assert!(committed(&case.rows(), "STRANGER-1").is_empty());
     })
     .await;
@@ -401,8 +404,9 @@ async fn ip_outside_the_allowlist_is_closed_before_tls() {
         .await
         .expect_err("no TLS handshake from an address outside the allowlist");
         println!("from 127.0.0.1: {err}");
-        case.gw
-            .wait_for_metric("hl7gw_connections_rejected_total{reason=\"ip\"} 1");
+        case.gw.wait_for_metric(
+            "hl7gw_connections_rejected_total{listener=\"receive\",reason=\"ip\"} 1",
+        );
         // Nothing reached TLS.
         assert!(
             !case
@@ -454,7 +458,7 @@ async fn idle_connections_from_one_address_leave_room_for_another() {
         }
         let share = hl7gw_runtime::config::defaults::CONNECTIONS_PER_IP;
         case.gw.wait_for_metric(&format!(
-            "hl7gw_connections_rejected_total{{reason=\"per_ip\"}} {}",
+            "hl7gw_connections_rejected_total{{listener=\"receive\",reason=\"per_ip\"}} {}",
             300 - share
         ));
         // The Trust's engine at another address still gets its ACK, and the gateway is healthy.
@@ -1880,7 +1884,7 @@ async fn a_client_certificate_revoked_by_the_crl_fails_the_handshake() {
         let seen = refused(&case, None, config).await.unwrap();
         println!("revoked client certificate: {seen}");
         case.gw
-            .wait_for_metric("hl7gw_tls_failures_total{reason=\"revoked\"} 1");
+            .wait_for_metric("hl7gw_tls_failures_total{listener=\"receive\",reason=\"revoked\"} 1");
         let rows = case.rows();
         assert_eq!(rows.len(), 1, "only the valid client's message: {rows:?}");
     })

@@ -1,4 +1,4 @@
-//! One connection: TLS handshake, subject check, HTTP, and the watchdog that enforces the
+//! One connection: TLS handshake and subject check ([`crate::accept`]), HTTP, and the watchdog that enforces the
 //! header and idle limits.
 
 use std::io;
@@ -11,18 +11,18 @@ use std::time::Duration;
 
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
-use super::admission::{AddressSlot, HandshakeSlot};
 use super::http::{ConnInfo, respond};
 use super::{Handler, Shared};
-use crate::metrics::reject;
-use crate::tls::{TlsFailure, matching_subject, peer_subjects};
+use crate::accept::{Accepted, Handshake, Listener, accept_allowed};
+use crate::admission::{AddressSlot, HandshakeSlot};
+use crate::listeners::Role;
 
 /// How long an idle connection told to close (or one whose server is stopping, past the
 /// server's own limit) may take to do so.
@@ -184,46 +184,23 @@ pub(super) async fn serve_connection<H: Handler>(
     let _ = tcp.set_nodelay(true);
 
     let acceptor = TlsAcceptor::from(shared.tls.clone());
-    let handshake = tokio::time::timeout(settings.handshake_timeout, acceptor.accept(tcp));
-    let handshake = tokio::select! {
-        result = handshake => result,
-        _ = stop.wait_for(|stopping| *stopping) => return,
+    let handshake = Handshake {
+        acceptor: &acceptor,
+        timeout: settings.handshake_timeout,
+        allowed: &settings.allowed_clients,
     };
-    let mut tls = match handshake {
-        Err(_elapsed) => {
-            metrics.tls_failure(TlsFailure::Timeout);
-            info!(peer_ip = %peer_ip, reason = TlsFailure::Timeout.as_str(), "TLS handshake failed");
-            return;
-        }
-        Ok(Err(e)) => {
-            let reason = TlsFailure::classify(&e);
-            metrics.tls_failure(reason);
-            info!(peer_ip = %peer_ip, reason = reason.as_str(), error = %e, "TLS handshake failed");
-            return;
-        }
-        Ok(Ok(tls)) => tls,
+    let listener = Listener {
+        role: Role::Receive,
+        metrics,
     };
-    // The handshake is over: its place in the budget goes to the next connection.
-    drop(handshake_slot);
-
-    let (_, session) = tls.get_ref();
-    let subjects = session
-        .peer_certificates()
-        .and_then(|chain| chain.first())
-        .map(|cert| peer_subjects(cert.as_ref()))
-        .unwrap_or_default();
-    let h2 = session.alpn_protocol() == Some(b"h2".as_slice());
-    let Some(subject) = matching_subject(&subjects, &settings.allowed_clients).map(str::to_owned)
+    let Some(Accepted {
+        stream: tls,
+        subject,
+    }) = accept_allowed(handshake, listener, tcp, peer_ip, handshake_slot, &mut stop).await
     else {
-        metrics.connection_rejected(reject::SUBJECT);
-        warn!(
-            peer_ip = %peer_ip,
-            subjects = ?subjects,
-            "connection closed: client certificate subject not allowed"
-        );
-        let _ = tokio::time::timeout(Duration::from_secs(1), tls.shutdown()).await;
         return;
     };
+    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
     debug!(peer_ip = %peer_ip, subject = %subject, h2, "client connected");
 
     let activity = Arc::new(Activity::new());

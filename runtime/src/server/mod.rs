@@ -6,7 +6,7 @@
 //! 1. **Accept.** The peer's IP is checked against [`Settings::allowed_ips`] right after
 //!    `accept`, before a single byte is read: outside the list, the socket is closed (the
 //!    client sees EOF or a reset, never a ServerHello) and counted as
-//!    `hl7gw_connections_rejected_total{reason="ip"}`. IPv4-mapped IPv6 addresses
+//!    `hl7gw_connections_rejected_total{listener="receive",reason="ip"}`. IPv4-mapped IPv6 addresses
 //!    (`::ffff:10.0.0.1`, from a dual-stack listener) are checked as IPv4. An empty list
 //!    admits nobody. Past [`Settings::max_connections`] open connections, new ones are closed
 //!    the same way (`reason="capacity"`); so are connections from an address that already
@@ -16,7 +16,8 @@
 //!    never lock another out.
 //! 2. **TLS handshake**, bounded by [`Settings::handshake_timeout`]: TLS 1.2 or 1.3, client
 //!    certificate required and verified against the client CA (see [`crate::tls`]). Failures
-//!    are counted by reason in `hl7gw_tls_failures_total`.
+//!    are counted by reason in `hl7gw_tls_failures_total{listener="receive"}`. Steps 2 and 3 are
+//!    the one TLS accept path the EMS-facing listeners share ([`crate::accept`]).
 //! 3. **Subject check.** The client certificate's names (`CN=…`, `DNS:…`) must match one of
 //!    [`Settings::allowed_clients`]; otherwise the connection is closed (a TLS close_notify,
 //!    then FIN) and counted as `reason="subject"`. An empty list admits nobody.
@@ -112,7 +113,6 @@
 //! header value that could hold patient data, never the handler's error text (that goes to
 //! the sender only).
 
-mod admission;
 mod conn;
 mod http;
 mod memory;
@@ -132,6 +132,7 @@ use tracing::{info, warn};
 
 use crate::config::{Limits, ReceiveConfig};
 use crate::hl7::Charset;
+use crate::listeners::Role;
 use crate::metrics::{Metrics, reject};
 
 pub use ops::{Exposure, OpsServer, serve_ops};
@@ -359,7 +360,7 @@ struct Shared<H> {
     tls: Arc<rustls::ServerConfig>,
     handler: H,
     metrics: Arc<Metrics>,
-    admission: Arc<admission::Admission>,
+    admission: Arc<crate::admission::Admission>,
     body_memory: memory::BodyMemory,
     /// Prefix of request ids: the start time, so ids stay unique across restarts.
     id_prefix: String,
@@ -400,8 +401,10 @@ impl<H: Handler> Receiver<H> {
             .map(|d| d.as_secs())
             .unwrap_or(0);
         let tls = crate::tls::with_alpn(&tls, settings.http2);
-        let admission =
-            admission::Admission::new(settings.max_connections_per_ip, settings.max_handshakes);
+        let admission = crate::admission::Admission::new(
+            settings.max_connections_per_ip,
+            settings.max_handshakes,
+        );
         let body_memory = memory::BodyMemory::new(settings.body_memory);
         Ok(Self {
             listener,
@@ -458,13 +461,13 @@ impl<H: Handler> Receiver<H> {
                         shared.metrics.connection_accepted();
                         let ip = canonical_ip(peer.ip());
                         if !settings.allowed_ips.iter().any(|net| net.contains(&ip)) {
-                            shared.metrics.connection_rejected(reject::IP);
+                            shared.metrics.connection_rejected(Role::Receive, reject::IP);
                             info!(peer_ip = %ip, "connection refused: IP not allowed");
                             drop(tcp);
                             continue;
                         }
                         if tasks.len() >= settings.max_connections {
-                            shared.metrics.connection_rejected(reject::CAPACITY);
+                            shared.metrics.connection_rejected(Role::Receive, reject::CAPACITY);
                             warn!(peer_ip = %ip, open = tasks.len(), "connection refused: too many connections");
                             drop(tcp);
                             continue;
@@ -472,7 +475,7 @@ impl<H: Handler> Receiver<H> {
                         let slots = match shared.admission.admit(ip) {
                             Ok(slots) => slots,
                             Err(refused) => {
-                                shared.metrics.connection_rejected(refused.reason());
+                                shared.metrics.connection_rejected(Role::Receive, refused.reason());
                                 info!(peer_ip = %ip, reason = refused.reason(), "connection refused: no slot for this address now");
                                 drop(tcp);
                                 continue;

@@ -20,7 +20,8 @@
 //! loopback addresses only ([`InboxServer::bind`] refuses any other), reachable only from the
 //! gateway's host. Browsers are kept out either way: a request carrying an `Origin` header (a
 //! web page's fetch or form) is refused, and on plain loopback so is one whose `Host` is not a
-//! loopback address or `localhost` (DNS rebinding).
+//! loopback address or `localhost` (DNS rebinding). Its connections are bounded as every
+//! EMS-facing listener's are ([`crate::ems::EmsAuth::with_limits`]).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -37,8 +38,10 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 
 use crate::ems::{EmsAuth, NotLoopback};
+use crate::listeners::Role;
 use crate::store::{InboxItem, Store, timestamp};
 
 /// Items per list when the request gives no `limit`.
@@ -111,6 +114,9 @@ impl InboxServer {
     /// requests in progress.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) {
         let graceful = GracefulShutdown::new();
+        let door = self.auth.door(Role::Inbox);
+        // Turns true on shutdown: a TLS handshake still under way is dropped.
+        let (stop_tx, stop_rx) = watch::channel(false);
         let mut shutdown = std::pin::pin!(shutdown);
         loop {
             tokio::select! {
@@ -123,16 +129,19 @@ impl InboxServer {
                             continue;
                         }
                     };
+                    let Some(admitted) = door.admit(peer) else {
+                        continue;
+                    };
                     let store = self.store.clone();
-                    let auth = self.auth.clone();
-                    let local_host_only = !auth.is_mutual_tls();
+                    let local_host_only = !self.auth.is_mutual_tls();
                     let service = service_fn(move |request| {
                         let store = store.clone();
                         async move { Ok::<_, Infallible>(handle(&store, request, local_host_only).await) }
                     });
                     let watcher = graceful.watcher();
+                    let (door, mut stop) = (door.clone(), stop_rx.clone());
                     tokio::spawn(async move {
-                        let Some(stream) = auth.admit(stream, peer, "inbox API").await else {
+                        let Some((stream, _held)) = door.accept(stream, peer, admitted, &mut stop).await else {
                             return;
                         };
                         // With a timer, hyper bounds reading a request head (30 s by default).
@@ -148,6 +157,7 @@ impl InboxServer {
             }
         }
         drop(self.listener);
+        let _ = stop_tx.send(true);
         if tokio::time::timeout(DRAIN, graceful.shutdown())
             .await
             .is_err()

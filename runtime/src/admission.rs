@@ -1,11 +1,10 @@
-//! Who gets a connection slot: at most [`Settings::max_connections_per_ip`] connections
-//! from one source address, and at most [`Settings::max_handshakes`] connections in the TLS
-//! handshake at once. With the per-address cap below both, idle raw TCP connections from one
-//! allowlisted address (a scanner, a broken engine) fill only their own share and another
-//! address still gets through.
-//!
-//! [`Settings::max_connections_per_ip`]: super::Settings::max_connections_per_ip
-//! [`Settings::max_handshakes`]: super::Settings::max_handshakes
+//! Who gets a connection slot on a listener that faces the network (the receiver, and each
+//! EMS-facing listener: [`crate::ems`]): at most `limits.connections_per_ip` connections
+//! from one source address, and at most `limits.handshakes` connections in the TLS handshake
+//! at once. With the per-address cap below both, idle raw TCP connections from one address
+//! (a scanner, a broken engine) fill only their own share and another address still gets
+//! through. Each listener has its own [`Admission`], so a flood on one takes nothing from
+//! another.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -15,8 +14,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::metrics::reject;
 
-/// The connection slots of one receiver.
-pub(super) struct Admission {
+/// The connection slots of one listener.
+pub(crate) struct Admission {
     per_ip_limit: usize,
     open_per_ip: Mutex<HashMap<IpAddr, usize>>,
     handshakes: Arc<Semaphore>,
@@ -24,7 +23,7 @@ pub(super) struct Admission {
 
 /// Why a connection was not admitted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Refused {
+pub(crate) enum Refused {
     /// Its address already has its share of connections.
     PerIp,
     /// Too many connections are in the TLS handshake.
@@ -33,7 +32,7 @@ pub(super) enum Refused {
 
 impl Refused {
     /// The `hl7gw_connections_rejected_total` reason.
-    pub(super) fn reason(self) -> &'static str {
+    pub(crate) fn reason(self) -> &'static str {
         match self {
             Self::PerIp => reject::PER_IP,
             Self::Handshakes => reject::HANDSHAKES,
@@ -42,16 +41,16 @@ impl Refused {
 }
 
 /// An admitted connection's slot for its address, given back when dropped.
-pub(super) struct AddressSlot {
+pub(crate) struct AddressSlot {
     admission: Arc<Admission>,
     ip: IpAddr,
 }
 
 /// An admitted connection's place in the handshake budget; drop it once the handshake ends.
-pub(super) struct HandshakeSlot(#[allow(dead_code)] OwnedSemaphorePermit);
+pub(crate) struct HandshakeSlot(#[allow(dead_code)] OwnedSemaphorePermit);
 
 impl Admission {
-    pub(super) fn new(per_ip_limit: usize, handshakes: usize) -> Arc<Self> {
+    pub(crate) fn new(per_ip_limit: usize, handshakes: usize) -> Arc<Self> {
         Arc::new(Self {
             per_ip_limit,
             open_per_ip: Mutex::new(HashMap::new()),
@@ -65,7 +64,7 @@ impl Admission {
     }
 
     /// Slots for a new connection from `ip`, or why there are none.
-    pub(super) fn admit(
+    pub(crate) fn admit(
         self: &Arc<Self>,
         ip: IpAddr,
     ) -> Result<(AddressSlot, HandshakeSlot), Refused> {
