@@ -876,3 +876,51 @@ fn ack_error(code: u16, message: String) -> AckError {
         message,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A body that stops arriving is cut with 408 and `Connection: close` once the body
+    /// timeout passes, not held for as long as the client likes.
+    #[tokio::test]
+    async fn a_stalled_body_is_cut_with_408() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let timeout = Duration::from_millis(200);
+        let server = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let service = service_fn(move |request| async move {
+                let reply = match read_body(request, timeout).await {
+                    Ok(body) => json(StatusCode::OK, &serde_json::json!({ "len": body.len() })),
+                    Err(reply) => reply,
+                };
+                Ok::<_, Infallible>(reply)
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .serve_connection(TokioIo::new(tcp), service)
+                .await;
+        });
+        let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        client
+            .write_all(
+                b"POST /outbound HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\nMSH|",
+            )
+            .await
+            .unwrap();
+        let started = std::time::Instant::now();
+        let mut response = Vec::new();
+        // The server answers and closes: read to the end, bounded.
+        tokio::time::timeout(Duration::from_secs(10), client.read_to_end(&mut response))
+            .await
+            .unwrap()
+            .unwrap();
+        let text = String::from_utf8_lossy(&response).to_ascii_lowercase();
+        assert!(text.starts_with("http/1.1 408"), "{text}");
+        assert!(text.contains("connection: close"), "{text}");
+        assert!(started.elapsed() >= timeout);
+        server.await.unwrap();
+    }
+}

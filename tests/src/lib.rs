@@ -1,5 +1,5 @@
 //! Support shared by the tests and benchmarks of every crate in the workspace, kept here once
-//! so every suite builds its certificates, requests, engine emulations, stand-in Trust and
+//! so every suite builds its certificates (EMS's too), requests, engine emulations, stand-in Trust and
 //! messages the same way. The end-to-end tests themselves live in `tests/tests/` and
 //! `tests/benches/`; what one suite alone uses stays beside it
 //! (`tests/tests/receiver_support/`, `tests/tests/sender_support/`,
@@ -9,6 +9,7 @@ use std::path::PathBuf;
 
 pub mod bench;
 pub mod child;
+pub mod ems;
 pub mod engines;
 pub mod logs;
 pub mod messages;

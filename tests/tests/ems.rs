@@ -7,25 +7,17 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::PathBuf;
 
-use hl7gw_runtime::config::{EmsAccess, EmsTls};
-use hl7gw_runtime::hl7::{AckCode, Message};
-use hl7gw_runtime::mllp::{Deframer, frame, read_message};
+use hl7gw_runtime::hl7::AckCode;
 use hl7gw_tests::child::{ChildProcess, ChildSpec, loopback_options, serve_test_gateway};
-use hl7gw_tests::pki::{self, Identity};
-use hl7gw_tests::wire::{self, Http, RawResponse};
-use rcgen::ExtendedKeyUsagePurpose;
-use rustls::ClientConfig;
+use hl7gw_tests::ems::{https, mllp_tls, mutual_tls, write_pki};
+use hl7gw_tests::wire;
 use serde_json::{Value, json};
-use tokio::io::AsyncWriteExt;
 
 const CHILD_ENV: &str = "HL7GW_E2E_EMS_GATEWAY";
 const CHILD_TEST: &str = "child_ems_gateway";
 const READY: &str = "HL7GW-EMS-READY ";
-/// The subject EMS's client certificate carries, and the spec allows.
-const EMS_SUBJECT: &str = "ems-test.example-ems.cloud";
 
 /// In the child: gw-demo's TEST environment with `ems.tls` pointing at the test's files.
 #[test]
@@ -40,17 +32,9 @@ fn child_ems_gateway() {
 fn run_child(config: &str) -> Result<(), String> {
     let config: Value = serde_json::from_str(config).map_err(|e| e.to_string())?;
     let dir = PathBuf::from(config["dir"].as_str().ok_or("no dir")?);
-    let file = |name: &str| dir.join(name).to_string_lossy().into_owned().into();
     let mut spec = gw_demo::SPEC;
     let environment = spec.test.as_mut().ok_or("no TEST environment")?;
-    environment.ems = EmsAccess::MutualTls(EmsTls {
-        address: "127.0.0.1".into(),
-        cert: file("ems-server.crt"),
-        key: file("ems-server.key"),
-        client_ca: file("ems-ca.crt"),
-        client_crl: Some(file("ems-ca.crl")),
-        allowed_clients: vec![format!("CN={EMS_SUBJECT}").into()].into(),
-    });
+    environment.ems = mutual_tls(&dir);
     let options = loopback_options(dir.join("gateway.sqlite"), None);
     serve_test_gateway(&spec, &options, READY, |resolved| {
         json!({
@@ -59,91 +43,6 @@ fn run_child(config: &str) -> Result<(), String> {
             "mllp": resolved.send.as_ref().map(|s| s.mllp_listen.to_string()),
         })
     })
-}
-
-/// The certificates of one test: EMS's CA, the gateway's EMS-facing server certificate,
-/// EMS's client certificate, and the clients that must be refused.
-struct Pki {
-    ca_pem: String,
-    ems: Identity,
-    stranger: Identity,
-    other_ca: Identity,
-    revoked: Identity,
-}
-
-fn write_pki(dir: &Path) -> Pki {
-    let ca = pki::ca("EMS Test CA");
-    let server = pki::leaf(
-        &ca,
-        "localhost",
-        &["localhost", "127.0.0.1"],
-        ExtendedKeyUsagePurpose::ServerAuth,
-    );
-    let client =
-        |issuer, cn: &str| pki::leaf(issuer, cn, &[cn], ExtendedKeyUsagePurpose::ClientAuth);
-    let ems = client(&ca, EMS_SUBJECT);
-    let stranger = client(&ca, "someone-else.example-ems.cloud");
-    let other = pki::ca("Another CA");
-    let other_ca = client(&other, EMS_SUBJECT);
-    // EMS's own subject, but a certificate its CA has revoked.
-    let revoked = client(&ca, EMS_SUBJECT);
-    std::fs::write(dir.join("ems-ca.crl"), pki::crl(&ca, &[&revoked])).unwrap();
-    std::fs::write(dir.join("ems-server.crt"), &server.cert_pem).unwrap();
-    std::fs::write(dir.join("ems-server.key"), &server.key_pem).unwrap();
-    std::fs::write(dir.join("ems-ca.crt"), ca.pem()).unwrap();
-    Pki {
-        ca_pem: ca.pem(),
-        ems,
-        stranger,
-        other_ca,
-        revoked,
-    }
-}
-
-/// One HTTP/1.1 request over TLS as `identity` (or none): the response, or the error that
-/// stopped it (a refused handshake, a connection closed without an answer).
-async fn https(
-    addr: SocketAddr,
-    config: Arc<ClientConfig>,
-    method: &str,
-    path: &str,
-    body: &[u8],
-) -> std::io::Result<RawResponse> {
-    let tls = wire::connect(addr, "localhost", config).await?;
-    let mut client = Http::new(tls);
-    let headers = vec![
-        // Not a loopback name: with mutual TLS the Host check of plain loopback is off.
-        "Host: ems-gateway.example-ems.cloud".to_owned(),
-        format!("Content-Length: {}", body.len()),
-        "Connection: close".to_owned(),
-    ];
-    client
-        .send(&wire::request(method, path, &headers, body))
-        .await?;
-    client.read_response().await
-}
-
-/// One framed message over MLLP over TLS as `identity` (or none): the ACK code, or the
-/// error that stopped it.
-async fn mllp_tls(
-    addr: SocketAddr,
-    config: Arc<ClientConfig>,
-    message: &[u8],
-) -> std::io::Result<AckCode> {
-    let mut tls = wire::connect(addr, "localhost", config).await?;
-    tls.write_all(&frame(message)).await?;
-    tls.flush().await?;
-    let mut deframer = Deframer::new(1 << 20);
-    let read = tokio::time::timeout(wire::IO_LIMIT, read_message(&mut tls, &mut deframer));
-    let ack = read
-        .await
-        .map_err(|_| std::io::Error::other("no ACK in time"))?
-        .map_err(std::io::Error::other)?
-        .ok_or_else(|| std::io::Error::other("closed without an ACK"))?;
-    let message = Message::parse(&ack).map_err(|e| std::io::Error::other(e.to_string()))?;
-    let receipt =
-        hl7gw_runtime::hl7::read_ack(&message).map_err(|e| std::io::Error::other(e.to_string()))?;
-    Ok(receipt.code)
 }
 
 #[test]
