@@ -47,17 +47,19 @@ pub const SINK: super::SinkConfig = super::SinkConfig::Inbox;
 pub const RETENTION: Duration = Duration::from_secs(90 * 86_400);
 /// `acknowledgement`: application ACKs (AA/AE/AR) whatever MSH-15/MSH-16 ask.
 pub const ACKNOWLEDGEMENT: Acknowledgement = Acknowledgement::Application;
-/// `limits.connections`: receiver connections served at once.
+/// `limits.connections`: connections served at once (receiver; each EMS-facing listener).
 pub const CONNECTIONS: u32 = 256;
-/// `limits.connections_per_ip`: receiver connections from one source address at once, so one
-/// address (a misbehaving engine, a scanner inside the allowlist) leaves room for the others.
+/// `limits.connections_per_ip`: connections from one source address at once (receiver; each
+/// EMS-facing listener), so one address (a misbehaving engine, a scanner inside the
+/// allowlist) leaves room for the others.
 pub const CONNECTIONS_PER_IP: u32 = 32;
-/// `limits.handshakes`: receiver connections still in the TLS handshake at once.
+/// `limits.handshakes`: connections still in the TLS handshake at once (receiver; each
+/// EMS-facing listener).
 pub const HANDSHAKES: u32 = 64;
 /// `limits.body_memory`: bytes of request bodies held in memory at once, across every
 /// connection (each body is held whole until its message is committed).
 pub const BODY_MEMORY: ByteSize = ByteSize::from_bytes(256 << 20);
-/// `limits.mllp_connections`: intake MLLP connections open at once.
+/// `limits.mllp_connections`: intake MLLP sessions open at once, once authenticated.
 pub const MLLP_CONNECTIONS: u32 = 32;
 /// `limits.mllp_idle_timeout`: an intake MLLP connection that sends no byte for this long is
 /// closed.

@@ -12,26 +12,32 @@ use super::units::{ByteSize, Duration};
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
-    /// Receiver connections served at once; past it new connections are closed before TLS.
+    /// Connections served at once by the receiver, and by each EMS-facing listener (counted
+    /// apart); past it new connections are closed before TLS.
     #[serde(default = "connections")]
     #[cfg_attr(feature = "schema", schemars(description = format!(
-        "Receiver connections served at once; past it new connections are closed before TLS. Default {}.",
+        "Connections served at once by the receiver, and by each EMS-facing listener (counted\n\
+         apart); past it new connections are closed before TLS. Default {}.",
         defaults::CONNECTIONS
     )))]
     pub connections: u32,
-    /// Receiver connections from one source address at once: less than `connections` and
-    /// `handshakes`, so one address always leaves room for another.
+    /// Connections from one source address at once, on the receiver and on each EMS-facing
+    /// listener: less than `connections` and `handshakes`, so one address always leaves room
+    /// for another.
     #[serde(default = "connections_per_ip")]
     #[cfg_attr(feature = "schema", schemars(description = format!(
-        "Receiver connections from one source address at once; less than `connections` and\n\
-         `handshakes`, so one address always leaves room for another. Default {}.",
+        "Connections from one source address at once, on the receiver and on each EMS-facing\n\
+         listener; less than `connections` and `handshakes`, so one address always leaves room\n\
+         for another. Default {}.",
         defaults::CONNECTIONS_PER_IP
     )))]
     pub connections_per_ip: u32,
-    /// Receiver connections still in the TLS handshake at once.
+    /// Connections still in the TLS handshake at once, on the receiver and on each EMS-facing
+    /// listener.
     #[serde(default = "handshakes")]
     #[cfg_attr(feature = "schema", schemars(description = format!(
-        "Receiver connections still in the TLS handshake at once. Default {}.",
+        "Connections still in the TLS handshake at once, on the receiver and on each EMS-facing\n\
+         listener. Default {}.",
         defaults::HANDSHAKES
     )))]
     pub handshakes: u32,
@@ -44,10 +50,12 @@ pub struct Limits {
         defaults::BODY_MEMORY
     )))]
     pub body_memory: ByteSize,
-    /// Intake MLLP connections open at once; past it new ones are closed.
+    /// Intake MLLP sessions open at once, counted once the client is authenticated; past it
+    /// new ones are closed.
     #[serde(default = "mllp_connections")]
     #[cfg_attr(feature = "schema", schemars(description = format!(
-        "Intake MLLP connections open at once; past it new ones are closed. Default {}.",
+        "Intake MLLP sessions open at once, counted once the client is authenticated; past it\n\
+         new ones are closed. Default {}.",
         defaults::MLLP_CONNECTIONS
     )))]
     pub mllp_connections: u32,
