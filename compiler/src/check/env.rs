@@ -70,8 +70,9 @@ pub(super) fn check(spec: &LoadedSpec, _options: &CheckOptions, out: &mut Vec<Di
         check_directions(spec, env, e, &base, out);
         check_limits(spec, e, &base, out);
         check_retention(spec, e, &base, out);
-        if let Some(ems) = &e.ems {
-            check_ems(spec, ems, &format!("{base}/ems"), out);
+        match &e.ems {
+            Some(ems) => check_ems(spec, ems, &format!("{base}/ems"), out),
+            None => check_ems_chosen(spec, env, e, &base, out),
         }
         if let Some(send) = &e.send {
             check_send_header(spec, send, &format!("{base}/send"), out);
@@ -213,6 +214,47 @@ fn check_retention(spec: &LoadedSpec, e: &Environment, base: &str, out: &mut Vec
         return;
     };
     out.push(spec.at_value(found, &pointer));
+}
+
+/// An environment with EMS-facing listeners says how EMS reaches them: plain loopback
+/// without authentication is a choice the spec names, never what it gets by leaving `ems` out.
+fn check_ems_chosen(
+    spec: &LoadedSpec,
+    env: EnvName,
+    e: &Environment,
+    base: &str,
+    out: &mut Vec<Diagnostic>,
+) {
+    let listeners = ems_listeners(e);
+    if listeners.is_empty() {
+        return;
+    }
+    out.push(spec.at_key(
+        Diagnostic::error(
+            "env-ems-missing",
+            format!(
+                "{} has no `ems`: say how EMS reaches its {}",
+                env.as_str().to_uppercase(),
+                listeners.join(", ")
+            ),
+        )
+        .detail("for production, mutual TLS with EMS's client certificate: `ems: { tls: { cert: …, key: …, client_ca: … }, allowed_clients: [\"CN=…\"] }`; for the demo and local development, `ems: { plain_loopback: true }` (no authentication, 127.0.0.1 only, flagged by the go-live report)"),
+        base,
+    ));
+}
+
+/// The EMS-facing listeners an environment runs, as `listeners::plan` plans them: the inbox
+/// API with the inbox sink (records arrive only with a `receive` side), the intake API and
+/// its MLLP listener with a `send` side.
+fn ems_listeners(e: &Environment) -> Vec<&'static str> {
+    let mut listeners = Vec::new();
+    if e.receive.is_some() && matches!(e.sink, None | Some(SinkConfig::Inbox)) {
+        listeners.push("inbox API");
+    }
+    if e.send.is_some() {
+        listeners.extend(["intake API", "intake MLLP listener"]);
+    }
+    listeners
 }
 
 /// `ems:` is one of the two choices, whole: `tls` with `allowed_clients` (and an IP
