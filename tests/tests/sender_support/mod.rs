@@ -17,7 +17,8 @@
 //! What the real `serve` command has no flag for is applied by editing a copy of the
 //! generated `Environment`, as a spec with those values would: the send URL (the test's
 //! Trust on an ephemeral port), the ACK timeout and the backoff (milliseconds, so retries
-//! are quick).
+//! are quick), and the MLLP idle timeout (`limits.mllp_idle_timeout`, so a test sees an idle
+//! connection closed in seconds).
 
 #![allow(dead_code)]
 
@@ -27,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use hl7gw_runtime::GatewaySpec;
 use hl7gw_runtime::app::{QueueCommand, RunOptions};
-use hl7gw_runtime::config::{Environment, SendConfig};
+use hl7gw_runtime::config::{Duration as SpecDuration, Environment, SendConfig};
 use hl7gw_tests::child::{ChildProcess, ChildSpec, loopback_options, serve_test_gateway};
 use serde_json::{Value, json};
 
@@ -54,6 +55,8 @@ pub struct SenderConfig {
     pub backoff_first_ms: u64,
     /// `send.backoff_max_ms`.
     pub backoff_max_ms: u64,
+    /// `limits.mllp_idle_timeout` in milliseconds; the spec's when `None`.
+    pub mllp_idle_timeout_ms: Option<u64>,
 }
 
 impl SenderConfig {
@@ -65,6 +68,7 @@ impl SenderConfig {
             timeout_ms: 10_000,
             backoff_first_ms: 20,
             backoff_max_ms: 100,
+            mllp_idle_timeout_ms: None,
         }
     }
 
@@ -75,6 +79,7 @@ impl SenderConfig {
             "timeout_ms": self.timeout_ms,
             "backoff_first_ms": self.backoff_first_ms,
             "backoff_max_ms": self.backoff_max_ms,
+            "mllp_idle_timeout_ms": self.mllp_idle_timeout_ms,
         })
         .to_string()
     }
@@ -110,6 +115,9 @@ fn environment(config: &Value) -> Result<Environment, String> {
         backoff_max_ms: number("backoff_max_ms")?,
         ..base
     });
+    if let Some(idle) = config.get("mllp_idle_timeout_ms").and_then(Value::as_u64) {
+        environment.limits.mllp_idle_timeout = SpecDuration::from_millis(idle);
+    }
     Ok(environment)
 }
 
@@ -137,6 +145,7 @@ fn run_child(config: &str) -> Result<(), String> {
             "listen": resolved.listen.to_string(),
             "ops": resolved.ops_listen.to_string(),
             "intake": resolved.send.as_ref().map(|s| s.intake_listen.to_string()),
+            "mllp": resolved.send.as_ref().map(|s| s.mllp_listen.to_string()),
         })
     })
 }
@@ -151,6 +160,10 @@ pub struct Sender {
     pub config: SenderConfig,
     /// The intake API (`POST /outbound`).
     pub intake: SocketAddr,
+    /// The operations port (`/healthz`, `/metrics`).
+    pub ops: SocketAddr,
+    /// The intake MLLP listener.
+    pub mllp: SocketAddr,
 }
 
 impl Sender {
@@ -164,13 +177,17 @@ impl Sender {
             ready: READY,
         };
         let (process, ready) = ChildProcess::start(spec, log);
-        let Some(intake) = ready["intake"].as_str().and_then(|a| a.parse().ok()) else {
-            panic!("the sender child announced no intake address: {ready}");
+        let addr = |key: &str| -> Option<SocketAddr> { ready[key].as_str()?.parse().ok() };
+        let (Some(intake), Some(ops), Some(mllp)) = (addr("intake"), addr("ops"), addr("mllp"))
+        else {
+            panic!("the sender child announced no intake, ops or MLLP address: {ready}");
         };
         Self {
             process,
             config,
             intake,
+            ops,
+            mllp,
         }
     }
 
