@@ -641,7 +641,7 @@ pub async fn serve(
                 .map_err(|e| e.to_string())
             });
             let (queue, events) = (sequencer_queue.clone(), events.clone());
-            async move {
+            stoppable_sequencer(async move {
                 match client {
                     Ok(client) => {
                         crate::queue::Sequencer::new(queue, DESTINATION, client, policies)
@@ -651,7 +651,7 @@ pub async fn serve(
                     }
                     Err(e) => tracing::error!("sequencer: cannot build the HTTPS client: {e}"),
                 }
-            }
+            })
         });
         let received = Arc::new(tokio::sync::Mutex::new(received));
         let latency = metrics.clone();
@@ -675,6 +675,15 @@ pub async fn serve(
     result?;
     supervised.map_err(AppError::TaskFailed)
 }
+
+/// The sequencer's run as it is: only the test suites' builds (feature `fault-injection`)
+/// can stop it from outside ([`crate::fault`]).
+#[cfg(not(feature = "fault-injection"))]
+fn stoppable_sequencer<F: Future<Output = ()>>(run: F) -> F {
+    run
+}
+#[cfg(feature = "fault-injection")]
+use crate::fault::unless_sequencer_stopped as stoppable_sequencer;
 
 /// Resolves once the process is stopping.
 fn stopped_signal(

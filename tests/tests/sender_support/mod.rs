@@ -19,6 +19,11 @@
 //! Trust on an ephemeral port), the ACK timeout and the backoff (milliseconds, so retries
 //! are quick), and the MLLP idle timeout (`limits.mllp_idle_timeout`, so a test sees an idle
 //! connection closed in seconds).
+//!
+//! The test stops the child's sequencer from outside ([`Sender::stop_sequencer`]) by creating
+//! a file next to the store, which the child watches: while it exists the child holds
+//! `hl7gw_runtime::fault::stop_sequencer` (nothing an operator does stops a sequencer, see
+//! that module).
 
 #![allow(dead_code)]
 
@@ -140,6 +145,7 @@ fn run_child(config: &str) -> Result<(), String> {
         .get("store")
         .and_then(Value::as_str)
         .ok_or("no store")?;
+    watch_sequencer_stop(stop_sequencer_file(Path::new(store)));
     serve_test_gateway(&spec, &options(PathBuf::from(store)), READY, |resolved| {
         json!({
             "listen": resolved.listen.to_string(),
@@ -148,6 +154,29 @@ fn run_child(config: &str) -> Result<(), String> {
             "mllp": resolved.send.as_ref().map(|s| s.mllp_listen.to_string()),
         })
     })
+}
+
+/// The file whose existence stops the sequencer of the child serving `store`.
+fn stop_sequencer_file(store: &Path) -> PathBuf {
+    let mut name = store.as_os_str().to_owned();
+    name.push(".stop-sequencer");
+    PathBuf::from(name)
+}
+
+/// In the child: holds the sequencer stopped while `file` exists, checked every 20 ms for as
+/// long as the process runs.
+fn watch_sequencer_stop(file: PathBuf) {
+    std::thread::spawn(move || {
+        let mut stopped = false;
+        loop {
+            let stop = file.exists();
+            if stop != stopped {
+                hl7gw_runtime::fault::stop_sequencer(stop);
+                stopped = stop;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    });
 }
 
 // ---------------------------------------------------------------------------------------
@@ -199,6 +228,42 @@ impl Sender {
     /// `kill -9`, and waits for the process to be gone.
     pub fn kill9(&mut self) {
         self.process.kill9();
+    }
+
+    /// Stops the child's sequencer (`true`: the running one ends and every restart ends at
+    /// once) or lets the supervisor's next restart run (`false`).
+    pub fn stop_sequencer(&self, stop: bool) {
+        let file = stop_sequencer_file(&self.config.store);
+        if stop {
+            std::fs::write(&file, b"").unwrap();
+        } else {
+            std::fs::remove_file(&file).unwrap();
+        }
+    }
+
+    /// `GET /healthz` on the operations port: the status and the JSON body.
+    pub fn healthz(&self) -> (u16, Value) {
+        let response =
+            hl7gw_tests::wire::plain_request(self.ops, "GET", "/healthz", &[], b"").unwrap();
+        let body = serde_json::from_str(&response.body_text())
+            .unwrap_or_else(|e| panic!("/healthz answered {response:?}: {e}"));
+        (response.status, body)
+    }
+
+    /// Waits (bounded) until `/healthz` answers `status`; its body.
+    pub fn wait_healthz(&self, status: u16) -> Value {
+        let deadline = Instant::now() + WAIT_LIMIT;
+        loop {
+            let (got, body) = self.healthz();
+            if got == status {
+                return body;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "/healthz never answered {status}; last {got}: {body:#}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// The child's whole log.
