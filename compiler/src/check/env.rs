@@ -546,3 +546,56 @@ fn check_send_header(
 
 /// The longest application or facility name (HD.1 is IS of 20 characters up to v2.5).
 const MAX_HEADER_NAME: usize = 20;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An environment from its spec text (JSON, as YAML would give it): TEST receiving with
+    /// `sink`, and sending when `send`.
+    fn environment(sink: serde_json::Value, send: bool) -> Environment {
+        let mut e = serde_json::json!({
+            "processing_id": "T",
+            "store": "var/x.sqlite",
+            "receive": {
+                "listen": "127.0.0.1:8443",
+                "path": "/hl7",
+                "hostname": "x-test.api.example-ems.cloud",
+                "tls": { "cert": "c", "key": "k", "client_ca": "ca" },
+                "allowed_clients": ["CN=tie"],
+                "allowed_ips": ["127.0.0.0/8"]
+            },
+            "sink": sink
+        });
+        if send {
+            e["send"] = serde_json::json!({
+                "url": "https://tie.example.nhs.uk/hl7",
+                "tls": { "cert": "c", "key": "k", "server_ca": "ca" }
+            });
+        }
+        serde_json::from_value(e).unwrap()
+    }
+
+    /// `ems` is demanded exactly where the gateway runs an EMS-facing listener: the inbox
+    /// API with the inbox sink, the intake and its MLLP listener with a `send` side; a
+    /// receiving environment that hands records to a webhook or an MLLP engine has none.
+    #[test]
+    fn ems_is_required_only_with_an_ems_facing_listener() {
+        let inbox = serde_json::json!({ "inbox": {} });
+        let webhook = serde_json::json!({ "webhook": { "url": "http://127.0.0.1:9000/r" } });
+        let mllp = serde_json::json!({ "mllp": { "addr": "127.0.0.1:2575" } });
+        assert_eq!(ems_listeners(&environment(inbox, false)), ["inbox API"]);
+        // No `sink`: the inbox, by default.
+        let default = environment(serde_json::Value::Null, false);
+        assert_eq!(
+            (&default.sink, ems_listeners(&default)),
+            (&None, vec!["inbox API"])
+        );
+        assert!(ems_listeners(&environment(webhook.clone(), false)).is_empty());
+        assert!(ems_listeners(&environment(mllp, false)).is_empty());
+        assert_eq!(
+            ems_listeners(&environment(webhook, true)),
+            ["intake API", "intake MLLP listener"]
+        );
+    }
+}
