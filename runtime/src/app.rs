@@ -503,19 +503,10 @@ pub async fn serve(
     let environment = environment(spec, env)?.clone();
     let spec = Arc::new(spec.clone());
     let mut resolved = resolve(&environment, options)?;
-    let Prepared {
-        server_tls,
-        tls_config,
-        client_tls,
-        client,
-        ems_tls,
-        ems_auth,
-        settings,
-        sink,
-        certificates,
-    } = prepare(&environment, &resolved)?;
-    let reloader =
-        crate::reload::TlsReloader::new(Some(server_tls), client_tls.clone()).with_ems(ems_tls);
+    let prepared = prepare(&environment, &resolved)?;
+    let (client_tls, ems_auth) = (prepared.client_tls, prepared.ems_auth);
+    let reloader = crate::reload::TlsReloader::new(Some(prepared.server_tls), client_tls.clone())
+        .with_ems(prepared.ems_tls);
     let store = Store::open(&resolved.store).map_err(|source| AppError::Store {
         path: resolved.store.clone(),
         source,
@@ -526,10 +517,16 @@ pub async fn serve(
         spec.clone(),
         environment.clone(),
         store.clone(),
-        sink,
+        prepared.sink,
         metrics.clone(),
     );
-    let receiver = Receiver::bind(settings, tls_config, gateway, metrics.clone()).await?;
+    let receiver = Receiver::bind(
+        prepared.settings,
+        prepared.tls_config,
+        gateway,
+        metrics.clone(),
+    )
+    .await?;
     resolved.listen = receiver.local_addr().map_err(|e| {
         AppError::Server(server::ServerError::Bind {
             addr: resolved.listen,
@@ -537,7 +534,7 @@ pub async fn serve(
         })
     })?;
     let board = TaskBoard::default();
-    let health = HealthCheck::new(store.clone(), board.clone(), certificates);
+    let health = HealthCheck::new(store.clone(), board.clone(), prepared.certificates);
     // After a reload, `/healthz` reads the new certificates' expiry dates.
     let reloader = {
         let (expiries, files) = (health.expiries(), resolved.clone());
@@ -579,7 +576,7 @@ pub async fn serve(
 
     // A restarted sequencer builds its HTTPS client on the same reloadable TLS material.
     let restart_tls = client_tls.clone();
-    let sending = match (&environment.send, &mut resolved.send, client) {
+    let sending = match (&environment.send, &mut resolved.send, prepared.client) {
         (Some(send), Some(files), Some(client)) => {
             let queue = crate::queue::Queue::new(store.clone());
             let intake = crate::intake::Intake::bind_with(
