@@ -97,12 +97,9 @@ fn ems_certificates_are_made_and_checked() {
     let spec = dir.path().join("spec.yaml");
     let text = std::fs::read_to_string(&spec).unwrap();
     let ems = "    store: var/demo-test.sqlite\n    ems:\n      address: 0.0.0.0\n      hostname: ems-gateway-test.example-ems.cloud\n      tls:\n        cert: certs/test/ems-server.crt\n        key: certs/test/ems-server.key\n        client_ca: certs/test/ems-client-ca.crt\n        client_crl: certs/test/ems-client-ca.crl\n      allowed_clients: [\"CN=ems-test.example-ems.cloud\"]\n";
-    assert!(text.contains("    store: var/demo-test.sqlite\n"));
-    std::fs::write(
-        &spec,
-        text.replacen("    store: var/demo-test.sqlite\n", ems, 1),
-    )
-    .unwrap();
+    let plain = "    store: var/demo-test.sqlite\n    ems: { plain_loopback: true }\n";
+    assert!(text.contains(plain));
+    std::fs::write(&spec, text.replacen(plain, ems, 1)).unwrap();
     let made = certs_dev(dir.path(), &[]);
     assert_eq!(
         made.status.code(),

@@ -366,15 +366,10 @@ pub struct CheckReport {
 /// serving.
 pub fn check(environment: &Environment, options: &RunOptions) -> Result<CheckReport, AppError> {
     let resolved = resolve(environment, options)?;
-    check_limits(environment)?;
+    // Everything `serve` builds before it binds: what it would refuse, this refuses.
+    drop(prepare(environment, &resolved)?);
     options.ops_exposure.check(resolved.ops_listen)?;
-    crate::reload::ServerTls::load(resolved.server_tls_files())?;
-    if let Some(send) = &resolved.send {
-        crate::reload::ClientTls::load(send.client_tls_files())?;
-    }
-    if let Some(ems) = &resolved.ems {
-        crate::reload::ServerTls::load(ems.files.clone())?;
-    } else {
+    if resolved.ems.is_none() {
         // Plain loopback: what `serve` would refuse to bind.
         let plain = crate::ems::EmsAuth::plain_loopback();
         if matches!(environment.sink, SinkConfig::Inbox) {
@@ -397,6 +392,66 @@ pub fn check(environment: &Environment, options: &RunOptions) -> Result<CheckRep
     Ok(CheckReport {
         resolved,
         store_pragmas: pragmas,
+    })
+}
+
+/// What `serve` builds from the configuration and the files it names before it opens the
+/// store or binds a socket. `check` builds it too, so a certificate, key or CRL that does not
+/// load, a receive setting, sink URL or send URL that does not parse, or limits that cannot
+/// work are reported by `check` exactly as `serve` would report them.
+struct Prepared {
+    server_tls: Arc<crate::reload::ServerTls>,
+    tls_config: Arc<rustls::ServerConfig>,
+    client_tls: Option<Arc<crate::reload::ClientTls>>,
+    /// The sequencer's first HTTPS client (a `send:` side only).
+    client: Option<crate::client::HttpsClient>,
+    ems_tls: Option<Arc<crate::reload::ServerTls>>,
+    ems_auth: crate::ems::EmsAuth,
+    settings: Settings,
+    sink: Sink,
+    /// The loaded certificates' expiry dates, for `/healthz`.
+    certificates: Vec<Expiry>,
+}
+
+fn prepare(environment: &Environment, resolved: &Resolved) -> Result<Prepared, AppError> {
+    check_limits(environment)?;
+    let server_tls = crate::reload::ServerTls::load(resolved.server_tls_files())?;
+    let tls_config = server_tls.config()?;
+    let client_tls = match &resolved.send {
+        Some(files) => Some(crate::reload::ClientTls::load(files.client_tls_files())?),
+        None => None,
+    };
+    let client = match (&environment.send, &client_tls) {
+        (Some(send), Some(tls)) => Some(crate::client::HttpsClient::new(
+            &send.url,
+            tls.config()?,
+            Duration::from_millis(send.timeout_ms),
+        )?),
+        _ => None,
+    };
+    let ems_tls = match &resolved.ems {
+        Some(ems) => Some(crate::reload::ServerTls::load(ems.files.clone())?),
+        None => None,
+    };
+    let ems_auth = match (&ems_tls, &resolved.ems) {
+        (Some(tls), Some(ems)) => {
+            crate::ems::EmsAuth::mutual_tls(tls, ems.allowed_clients.clone())?
+        }
+        _ => crate::ems::EmsAuth::plain_loopback(),
+    };
+    let mut settings =
+        Settings::from_receive(receive(environment)?)?.with_limits(&environment.limits);
+    settings.listen = resolved.listen;
+    Ok(Prepared {
+        server_tls,
+        tls_config,
+        client_tls,
+        client,
+        ems_tls,
+        ems_auth,
+        settings,
+        sink: sink_for(&environment.sink)?,
+        certificates: certificate_expiries(resolved)?,
     })
 }
 
@@ -448,46 +503,33 @@ pub async fn serve(
     let environment = environment(spec, env)?.clone();
     let spec = Arc::new(spec.clone());
     let mut resolved = resolve(&environment, options)?;
-    let r = receive(&environment)?;
-    let server_tls = crate::reload::ServerTls::load(resolved.server_tls_files())?;
-    let tls_config = server_tls.config()?;
-    let client_tls = match &resolved.send {
-        Some(files) => Some(crate::reload::ClientTls::load(files.client_tls_files())?),
-        None => None,
-    };
-    let ems_tls = match &resolved.ems {
-        Some(ems) => Some(crate::reload::ServerTls::load(ems.files.clone())?),
-        None => None,
-    };
-    let ems_auth = match (&ems_tls, &resolved.ems) {
-        (Some(tls), Some(ems)) => {
-            crate::ems::EmsAuth::mutual_tls(tls, ems.allowed_clients.clone())?
-        }
-        _ => crate::ems::EmsAuth::plain_loopback(),
-    };
-    let reloader =
-        crate::reload::TlsReloader::new(Some(server_tls), client_tls.clone()).with_ems(ems_tls);
+    let prepared = prepare(&environment, &resolved)?;
+    let (client_tls, ems_auth) = (prepared.client_tls, prepared.ems_auth);
+    let reloader = crate::reload::TlsReloader::new(Some(prepared.server_tls), client_tls.clone())
+        .with_ems(prepared.ems_tls);
     let store = Store::open(&resolved.store).map_err(|source| AppError::Store {
         path: resolved.store.clone(),
         source,
     })?;
-    check_limits(&environment)?;
-    let mut settings = Settings::from_receive(r)?.with_limits(&environment.limits);
-    settings.listen = resolved.listen;
     let metrics = Arc::new(Metrics::new());
     // The EMS-facing listeners are bounded by the receiver's numbers, each with its own
     // counts, and count their refusals beside the receiver's.
     let ems_auth = ems_auth.with_limits(&environment.limits, metrics.clone());
-    let sink = sink_for(&environment.sink)?;
     let uses_inbox = matches!(environment.sink, SinkConfig::Inbox);
     let gateway = Gateway::new(
         spec.clone(),
         environment.clone(),
         store.clone(),
-        sink,
+        prepared.sink,
         metrics.clone(),
     );
-    let receiver = Receiver::bind(settings, tls_config, gateway, metrics.clone()).await?;
+    let receiver = Receiver::bind(
+        prepared.settings,
+        prepared.tls_config,
+        gateway,
+        metrics.clone(),
+    )
+    .await?;
     resolved.listen = receiver.local_addr().map_err(|e| {
         AppError::Server(server::ServerError::Bind {
             addr: resolved.listen,
@@ -495,11 +537,7 @@ pub async fn serve(
         })
     })?;
     let board = TaskBoard::default();
-    let health = HealthCheck::new(
-        store.clone(),
-        board.clone(),
-        certificate_expiries(&resolved)?,
-    );
+    let health = HealthCheck::new(store.clone(), board.clone(), prepared.certificates);
     // After a reload, `/healthz` reads the new certificates' expiry dates.
     let reloader = {
         let (expiries, files) = (health.expiries(), resolved.clone());
@@ -541,10 +579,8 @@ pub async fn serve(
 
     // A restarted sequencer builds its HTTPS client on the same reloadable TLS material.
     let restart_tls = client_tls.clone();
-    let sending = match (&environment.send, &mut resolved.send, client_tls) {
-        (Some(send), Some(files), Some(client_tls)) => {
-            let timeout = Duration::from_millis(send.timeout_ms);
-            let client = crate::client::HttpsClient::new(&send.url, client_tls.config()?, timeout)?;
+    let sending = match (&environment.send, &mut resolved.send, prepared.client) {
+        (Some(send), Some(files), Some(client)) => {
             let queue = crate::queue::Queue::new(store.clone());
             let intake = crate::intake::Intake::bind_with(
                 files.intake_listen,
@@ -644,7 +680,7 @@ pub async fn serve(
                 .map_err(|e| e.to_string())
             });
             let (queue, events) = (sequencer_queue.clone(), events.clone());
-            async move {
+            stoppable_sequencer(async move {
                 match client {
                     Ok(client) => {
                         crate::queue::Sequencer::new(queue, DESTINATION, client, policies)
@@ -654,7 +690,7 @@ pub async fn serve(
                     }
                     Err(e) => tracing::error!("sequencer: cannot build the HTTPS client: {e}"),
                 }
-            }
+            })
         });
         let received = Arc::new(tokio::sync::Mutex::new(received));
         let latency = metrics.clone();
@@ -678,6 +714,15 @@ pub async fn serve(
     result?;
     supervised.map_err(AppError::TaskFailed)
 }
+
+/// The sequencer's run as it is: only the test suites' builds (feature `fault-injection`)
+/// can stop it from outside ([`crate::fault`]).
+#[cfg(not(feature = "fault-injection"))]
+fn stoppable_sequencer<F: Future<Output = ()>>(run: F) -> F {
+    run
+}
+#[cfg(feature = "fault-injection")]
+use crate::fault::unless_sequencer_stopped as stoppable_sequencer;
 
 /// Resolves once the process is stopping.
 fn stopped_signal(

@@ -18,6 +18,8 @@ pub mod control;
 pub mod dedup;
 pub mod ems;
 pub mod endpoint;
+#[cfg(feature = "fault-injection")]
+pub mod fault;
 pub mod gateway;
 pub mod health;
 pub mod hl7;

@@ -229,3 +229,115 @@ fn a_port_in_use_or_an_unreadable_file_exits_2() {
     ]);
     assert_eq!(code, 2, "certificates that cannot be read: {out}");
 }
+
+/// The demo TEST environment's certificates and keys copied into a folder of their own, for
+/// `--cert-dir`: a test can break one without touching the repository's.
+fn cert_dir_copy() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../specs/certs/test");
+    for name in [
+        "server.crt",
+        "server.key",
+        "trust-ca.crt",
+        "client.crt",
+        "client.key",
+    ] {
+        std::fs::copy(certs.join(name), dir.path().join(name)).unwrap();
+    }
+    dir
+}
+
+/// `check` builds what `serve` builds, without binding: a key file that is not a key is
+/// refused by `check` naming the file, with the exit code and the message of `serve`, which
+/// refuses it before it binds anything.
+#[test]
+fn check_reports_a_broken_key_as_serve_would() {
+    use hl7gw_tests::child::{loopback_options, serve_until};
+    let certs = cert_dir_copy();
+    let store = certs.path().join("gateway.sqlite");
+    let options = loopback_options(store.clone(), Some(certs.path().to_path_buf()));
+    let environment = gw_demo::SPEC.test.as_ref().unwrap();
+    let (store, cert_dir) = (store.to_string_lossy(), certs.path().to_string_lossy());
+    let args = |command| {
+        [
+            command,
+            "--env",
+            "test",
+            "--store",
+            &store,
+            "--cert-dir",
+            &cert_dir,
+        ]
+    };
+    assert_eq!(gw(&args("check")).0, 0, "the copies load");
+
+    for key in ["server.key", "client.key"] {
+        let path = certs.path().join(key);
+        let good = std::fs::read(&path).unwrap();
+        std::fs::write(
+            &path,
+            b"-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5\n-----END PRIVATE KEY-----\n",
+        )
+        .unwrap();
+        assert_eq!(gw(&args("check")).0, 1, "a broken {key} is an input error");
+        assert_eq!(gw(&args("serve")).0, 1, "for serve too");
+        let checked = match hl7gw_runtime::app::check(environment, &options) {
+            Ok(_) => panic!("check accepted a broken {key}"),
+            Err(e) => e.to_string(),
+        };
+        assert!(checked.contains(&path.display().to_string()), "{checked}");
+        let served = serve_until(&gw_demo::SPEC, &options, async {}, |_| {
+            panic!("serve bound its sockets with a broken {key}")
+        });
+        assert_eq!(served, Err(checked));
+        std::fs::write(&path, good).unwrap();
+    }
+    assert_eq!(gw(&args("check")).0, 0, "good again");
+}
+
+/// What a hand-edited or stale configuration could hold that only `serve` used to build:
+/// the receiver's IP ranges, the webhook URL and the send URL. `check` refuses each (exit 1),
+/// saying which value.
+#[test]
+fn check_builds_the_receiver_settings_the_sink_and_the_https_client() {
+    use hl7gw_runtime::config::{Environment, SinkConfig};
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("gateway.sqlite");
+    let options = hl7gw_tests::child::loopback_options(store.clone(), None);
+    let store = store.to_string_lossy().into_owned();
+    let refused = |edit: &dyn Fn(&mut Environment), value: &str| {
+        let mut spec = gw_demo::SPEC;
+        edit(spec.test.as_mut().unwrap());
+        let mut out = Vec::new();
+        let argv = [
+            "gw-demo",
+            "check",
+            "--env",
+            "test",
+            "--store",
+            store.as_str(),
+        ];
+        assert_eq!(run(&spec, argv, &mut out), 1, "{value} is refused");
+        match hl7gw_runtime::app::check(spec.test.as_ref().unwrap(), &options) {
+            Ok(_) => panic!("check accepted {value}"),
+            Err(e) => assert!(e.to_string().contains(value), "{e}"),
+        }
+    };
+    assert_eq!(gw(&["check", "--env", "test", "--store", &store]).0, 0);
+    refused(
+        &|e| e.receive.as_mut().unwrap().allowed_ips = vec!["10.0.0.0/33".into()].into(),
+        "10.0.0.0/33",
+    );
+    refused(
+        &|e| {
+            e.sink = SinkConfig::Webhook {
+                url: "ftp://127.0.0.1/records".into(),
+            }
+        },
+        "ftp://127.0.0.1/records",
+    );
+    refused(
+        &|e| e.send.as_mut().unwrap().url = "http://localhost:9443/hl7/ems".into(),
+        "http://localhost:9443/hl7/ems",
+    );
+}

@@ -10,8 +10,10 @@
 //! one connection); 503 then 200; AE and an operator retry; AR and an operator skip; the
 //! receiver closing connections mid-request (before and after its commit); `kill -9` of the
 //! sender mid-stream with the ACK in flight, and a restart; a server certificate from
-//! another CA. The in-process versions of these (and more failure classes) are in
-//! `runtime/tests/queue_client.rs`.
+//! another CA; an idle MLLP connection closed after `limits.mllp_idle_timeout` (issue 11);
+//! `/healthz` 503 naming a stopped sequencer and 200 once it is restarted (issue 11). The
+//! in-process versions of these (and more failure classes) are in
+//! `runtime/tests/queue_client.rs`, `runtime/tests/health.rs` and `tests/tests/intake.rs`.
 //!
 //! How the child process is run: see `sender_support/mod.rs`.
 
@@ -494,5 +496,126 @@ fn a_server_certificate_from_another_ca_sends_nothing_and_queue_status_says_why(
     assert!(
         failures.iter().all(|f| f.contains("UnknownCA")),
         "{failures:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Resources and health (issue 11).
+
+/// Reads from a blocking MLLP connection until the peer closes it (EOF or reset), at most
+/// `limit`: how long that took, or `None` if it stayed open. Bytes that arrive meanwhile
+/// (an ACK) are returned too.
+fn read_until_closed(
+    stream: &mut std::net::TcpStream,
+    limit: Duration,
+) -> (Option<Duration>, Vec<u8>) {
+    use std::io::Read;
+    let started = std::time::Instant::now();
+    let mut received = Vec::new();
+    let mut buf = [0u8; 4096];
+    while started.elapsed() < limit {
+        let left = limit
+            .saturating_sub(started.elapsed())
+            .max(Duration::from_millis(1));
+        stream.set_read_timeout(Some(left)).unwrap();
+        match stream.read(&mut buf) {
+            Ok(0) => return (Some(started.elapsed()), received),
+            Ok(n) => received.extend_from_slice(&buf[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return (Some(started.elapsed()), received),
+        }
+    }
+    (None, received)
+}
+
+/// An idle MLLP connection to the intake is closed by the gateway once
+/// `limits.mllp_idle_timeout` passes without a byte, not before; the clock restarts with
+/// each message, so a connection that talks keeps its slot.
+#[test]
+fn an_idle_mllp_connection_is_closed_after_the_idle_timeout() {
+    use std::io::Write;
+    const IDLE: Duration = Duration::from_millis(1500);
+    let trust = Trust::start(trust::dev_tls());
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = SenderConfig::new(dir.path().join("store.sqlite"), trust.url());
+    config.mllp_idle_timeout_ms = Some(u64::try_from(IDLE.as_millis()).unwrap());
+    let sender = Sender::start(config, &dir.path().join("sender.log"));
+
+    // A raw TCP client that never sends a byte.
+    let mut silent = std::net::TcpStream::connect(sender.mllp).unwrap();
+    let (closed, bytes) = read_until_closed(&mut silent, Duration::from_secs(20));
+    let closed = closed.expect("an idle MLLP connection is closed within 20 s");
+    assert!(bytes.is_empty(), "nothing was said to it: {bytes:?}");
+    assert!(
+        closed >= IDLE - Duration::from_millis(100),
+        "closed after {closed:?}, before the idle timeout"
+    );
+
+    // One that sends a message gets its ACK, then is closed an idle timeout after that.
+    let mut talking = std::net::TcpStream::connect(sender.mllp).unwrap();
+    std::thread::sleep(IDLE / 2);
+    talking
+        .write_all(&hl7gw_runtime::mllp::frame(&oru("IDLE-1")))
+        .unwrap();
+    let (closed, ack) = read_until_closed(&mut talking, Duration::from_secs(20));
+    let ack = String::from_utf8_lossy(&ack);
+    assert!(ack.contains("MSA|AA|IDLE-1"), "{ack:?}");
+    let closed = closed.expect("closed once idle again");
+    assert!(
+        closed >= IDLE - Duration::from_millis(100),
+        "closed {closed:?} after the message, before the idle timeout"
+    );
+    assert!(
+        sender.log_text().contains("the connection is idle"),
+        "{}",
+        sender.log_tail(20)
+    );
+    wait_committed(&trust, 1);
+}
+
+/// `/healthz` of a real gateway process tells the truth about its sequencer: 200 while it
+/// runs, 503 naming it once it has stopped (messages are still queued, none delivered), and
+/// 200 again once the supervisor's restart runs, which then delivers what waited.
+#[test]
+fn healthz_is_503_naming_a_stopped_sequencer_and_200_once_it_is_restarted() {
+    let trust = Trust::start(trust::dev_tls());
+    let case = Case::start(&trust);
+    let sender = &case.sender;
+    let body = sender.wait_healthz(200);
+    assert_eq!(body["status"], "ok", "{body:#}");
+    sender.queue(&oru("HEALTH-1"));
+    wait_committed(&trust, 1);
+
+    sender.stop_sequencer(true);
+    let body = sender.wait_healthz(503);
+    assert_eq!(body["status"], "unavailable", "{body:#}");
+    let problems = body["problems"].as_array().unwrap();
+    assert_eq!(problems.len(), 1, "only the sequencer: {body:#}");
+    assert_eq!(problems[0]["check"], "task", "{body:#}");
+    assert_eq!(problems[0]["subject"], "sequencer engine", "{body:#}");
+    assert!(
+        problems[0]["detail"].as_str().unwrap().contains("ended"),
+        "{body:#}"
+    );
+    // The intake still takes messages; nobody delivers them.
+    sender.queue(&oru("HEALTH-2"));
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(trust.committed().len(), 1, "{}", trust.describe());
+    assert_eq!(sender.healthz().0, 503, "still stopped");
+
+    sender.stop_sequencer(false);
+    let body = sender.wait_healthz(200);
+    assert_eq!(body["problems"], serde_json::json!([]), "{body:#}");
+    wait_committed(&trust, 2);
+    assert_eq!(trust.committed()[1], "HEALTH-2", "{}", trust.describe());
+    let log = sender.log_text();
+    assert!(
+        log.contains("sequencer engine") && log.contains("restarting it"),
+        "the supervisor logged the stop: {}",
+        sender.log_tail(30)
     );
 }

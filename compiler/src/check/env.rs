@@ -70,8 +70,9 @@ pub(super) fn check(spec: &LoadedSpec, _options: &CheckOptions, out: &mut Vec<Di
         check_directions(spec, env, e, &base, out);
         check_limits(spec, e, &base, out);
         check_retention(spec, e, &base, out);
-        if let Some(ems) = &e.ems {
-            check_ems(spec, ems, &format!("{base}/ems"), out);
+        match &e.ems {
+            Some(ems) => check_ems(spec, ems, &format!("{base}/ems"), out),
+            None => check_ems_chosen(spec, env, e, &base, out),
         }
         if let Some(send) = &e.send {
             check_send_header(spec, send, &format!("{base}/send"), out);
@@ -213,6 +214,47 @@ fn check_retention(spec: &LoadedSpec, e: &Environment, base: &str, out: &mut Vec
         return;
     };
     out.push(spec.at_value(found, &pointer));
+}
+
+/// An environment with EMS-facing listeners says how EMS reaches them: plain loopback
+/// without authentication is a choice the spec names, never what it gets by leaving `ems` out.
+fn check_ems_chosen(
+    spec: &LoadedSpec,
+    env: EnvName,
+    e: &Environment,
+    base: &str,
+    out: &mut Vec<Diagnostic>,
+) {
+    let listeners = ems_listeners(e);
+    if listeners.is_empty() {
+        return;
+    }
+    out.push(spec.at_key(
+        Diagnostic::error(
+            "env-ems-missing",
+            format!(
+                "{} has no `ems`: say how EMS reaches its {}",
+                env.as_str().to_uppercase(),
+                listeners.join(", ")
+            ),
+        )
+        .detail("for production, mutual TLS with EMS's client certificate: `ems: { tls: { cert: …, key: …, client_ca: … }, allowed_clients: [\"CN=…\"] }`; for the demo and local development, `ems: { plain_loopback: true }` (no authentication, 127.0.0.1 only, flagged by the go-live report)"),
+        base,
+    ));
+}
+
+/// The EMS-facing listeners an environment runs, as `listeners::plan` plans them: the inbox
+/// API with the inbox sink (records arrive only with a `receive` side), the intake API and
+/// its MLLP listener with a `send` side.
+fn ems_listeners(e: &Environment) -> Vec<&'static str> {
+    let mut listeners = Vec::new();
+    if e.receive.is_some() && matches!(e.sink, None | Some(SinkConfig::Inbox)) {
+        listeners.push("inbox API");
+    }
+    if e.send.is_some() {
+        listeners.extend(["intake API", "intake MLLP listener"]);
+    }
+    listeners
 }
 
 /// `ems:` is one of the two choices, whole: `tls` with `allowed_clients` (and an IP
@@ -504,3 +546,56 @@ fn check_send_header(
 
 /// The longest application or facility name (HD.1 is IS of 20 characters up to v2.5).
 const MAX_HEADER_NAME: usize = 20;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An environment from its spec text (JSON, as YAML would give it): TEST receiving with
+    /// `sink`, and sending when `send`.
+    fn environment(sink: serde_json::Value, send: bool) -> Environment {
+        let mut e = serde_json::json!({
+            "processing_id": "T",
+            "store": "var/x.sqlite",
+            "receive": {
+                "listen": "127.0.0.1:8443",
+                "path": "/hl7",
+                "hostname": "x-test.api.example-ems.cloud",
+                "tls": { "cert": "c", "key": "k", "client_ca": "ca" },
+                "allowed_clients": ["CN=tie"],
+                "allowed_ips": ["127.0.0.0/8"]
+            },
+            "sink": sink
+        });
+        if send {
+            e["send"] = serde_json::json!({
+                "url": "https://tie.example.nhs.uk/hl7",
+                "tls": { "cert": "c", "key": "k", "server_ca": "ca" }
+            });
+        }
+        serde_json::from_value(e).unwrap()
+    }
+
+    /// `ems` is demanded exactly where the gateway runs an EMS-facing listener: the inbox
+    /// API with the inbox sink, the intake and its MLLP listener with a `send` side; a
+    /// receiving environment that hands records to a webhook or an MLLP engine has none.
+    #[test]
+    fn ems_is_required_only_with_an_ems_facing_listener() {
+        let inbox = serde_json::json!({ "inbox": {} });
+        let webhook = serde_json::json!({ "webhook": { "url": "http://127.0.0.1:9000/r" } });
+        let mllp = serde_json::json!({ "mllp": { "addr": "127.0.0.1:2575" } });
+        assert_eq!(ems_listeners(&environment(inbox, false)), ["inbox API"]);
+        // No `sink`: the inbox, by default.
+        let default = environment(serde_json::Value::Null, false);
+        assert_eq!(
+            (&default.sink, ems_listeners(&default)),
+            (&None, vec!["inbox API"])
+        );
+        assert!(ems_listeners(&environment(webhook.clone(), false)).is_empty());
+        assert!(ems_listeners(&environment(mllp, false)).is_empty());
+        assert_eq!(
+            ems_listeners(&environment(webhook, true)),
+            ["intake API", "intake MLLP listener"]
+        );
+    }
+}

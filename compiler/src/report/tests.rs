@@ -588,4 +588,10 @@ fn plain_loopback_ems_is_flagged_and_mutual_tls_is_not() {
         "{tls}"
     );
     assert!(!tls.contains("warn"), "{tls}");
+    // Left out, it is no longer a quiet default: the item fails with the finding.
+    let left_out = demo_with("    ems: { plain_loopback: true }", "    #");
+    let left_out = ems_item(&render(&left_out, EnvName::Test));
+    assert!(left_out.contains("env-ems-missing"), "{left_out}");
+    assert!(left_out.contains("<code>ems</code> left out"), "{left_out}");
+    assert!(left_out.contains("fail"), "{left_out}");
 }

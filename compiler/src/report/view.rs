@@ -129,13 +129,14 @@ pub struct EnvChecks {
 }
 
 /// How EMS reaches the inbox API, the intake API and the intake MLLP listener; plain
-/// loopback (named or by default) is flagged.
+/// loopback is flagged, and `ems` left out is an error.
 #[derive(Debug, Serialize)]
 pub struct EmsItem {
     pub state: State,
     /// Mutual TLS (`ems.tls`); otherwise plain loopback without authentication.
     pub mutual_tls: bool,
-    /// The spec says `plain_loopback: true` (rather than leaving `ems` out).
+    /// The spec says `plain_loopback: true`; `false` also when `ems` is left out, which
+    /// `validate` refuses (`env-ems-missing`).
     pub named: bool,
     /// Where the listeners bind with mutual TLS.
     pub address: Option<String>,
@@ -620,7 +621,11 @@ impl<'a> Builder<'a> {
             own: e.acknowledgement.is_some(),
             findings: item_findings(&ack_findings),
         };
-        let ems_findings = self.at(&[format!("{base}/ems")]);
+        let mut ems_findings = self.at(&[format!("{base}/ems")]);
+        // `ems` left out is reported at the environment itself, where the key is missing.
+        ems_findings.extend(self.diagnostics.iter().copied().filter(|d| {
+            d.code == "env-ems-missing" && d.pointer.as_deref() == Some(base.as_str())
+        }));
         let mutual_tls = e.ems.as_ref().is_some_and(|x| x.tls.is_some());
         let ems = EmsItem {
             state: if mutual_tls {

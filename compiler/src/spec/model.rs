@@ -185,7 +185,8 @@ pub struct Environment {
     pub limits: Option<Limits>,
     /// How EMS reaches the inbox API, the intake API and the intake MLLP listener: mutual
     /// TLS with EMS's client certificate (`tls`, `allowed_clients`), or the explicit
-    /// `plain_loopback: true`. Left out: plain loopback, flagged by the go-live report.
+    /// `plain_loopback: true` (flagged by the go-live report). Required when the environment
+    /// runs any of them (`env-ems-missing`): no spec is left without authentication by omission.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ems: Option<EmsSide>,
     /// Warnings accepted for this environment: warning code → the reason, recorded in the

@@ -17,7 +17,13 @@
 //! What the real `serve` command has no flag for is applied by editing a copy of the
 //! generated `Environment`, as a spec with those values would: the send URL (the test's
 //! Trust on an ephemeral port), the ACK timeout and the backoff (milliseconds, so retries
-//! are quick).
+//! are quick), and the MLLP idle timeout (`limits.mllp_idle_timeout`, so a test sees an idle
+//! connection closed in seconds).
+//!
+//! The test stops the child's sequencer from outside ([`Sender::stop_sequencer`]) by creating
+//! a file next to the store, which the child watches: while it exists the child holds
+//! `hl7gw_runtime::fault::stop_sequencer` (nothing an operator does stops a sequencer, see
+//! that module).
 
 #![allow(dead_code)]
 
@@ -27,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use hl7gw_runtime::GatewaySpec;
 use hl7gw_runtime::app::{QueueCommand, RunOptions};
-use hl7gw_runtime::config::{Environment, SendConfig};
+use hl7gw_runtime::config::{Duration as SpecDuration, Environment, SendConfig};
 use hl7gw_tests::child::{ChildProcess, ChildSpec, loopback_options, serve_test_gateway};
 use serde_json::{Value, json};
 
@@ -54,6 +60,8 @@ pub struct SenderConfig {
     pub backoff_first_ms: u64,
     /// `send.backoff_max_ms`.
     pub backoff_max_ms: u64,
+    /// `limits.mllp_idle_timeout` in milliseconds; the spec's when `None`.
+    pub mllp_idle_timeout_ms: Option<u64>,
 }
 
 impl SenderConfig {
@@ -65,6 +73,7 @@ impl SenderConfig {
             timeout_ms: 10_000,
             backoff_first_ms: 20,
             backoff_max_ms: 100,
+            mllp_idle_timeout_ms: None,
         }
     }
 
@@ -75,6 +84,7 @@ impl SenderConfig {
             "timeout_ms": self.timeout_ms,
             "backoff_first_ms": self.backoff_first_ms,
             "backoff_max_ms": self.backoff_max_ms,
+            "mllp_idle_timeout_ms": self.mllp_idle_timeout_ms,
         })
         .to_string()
     }
@@ -110,6 +120,9 @@ fn environment(config: &Value) -> Result<Environment, String> {
         backoff_max_ms: number("backoff_max_ms")?,
         ..base
     });
+    if let Some(idle) = config.get("mllp_idle_timeout_ms").and_then(Value::as_u64) {
+        environment.limits.mllp_idle_timeout = SpecDuration::from_millis(idle);
+    }
     Ok(environment)
 }
 
@@ -132,13 +145,38 @@ fn run_child(config: &str) -> Result<(), String> {
         .get("store")
         .and_then(Value::as_str)
         .ok_or("no store")?;
+    watch_sequencer_stop(stop_sequencer_file(Path::new(store)));
     serve_test_gateway(&spec, &options(PathBuf::from(store)), READY, |resolved| {
         json!({
             "listen": resolved.listen.to_string(),
             "ops": resolved.ops_listen.to_string(),
             "intake": resolved.send.as_ref().map(|s| s.intake_listen.to_string()),
+            "mllp": resolved.send.as_ref().map(|s| s.mllp_listen.to_string()),
         })
     })
+}
+
+/// The file whose existence stops the sequencer of the child serving `store`.
+fn stop_sequencer_file(store: &Path) -> PathBuf {
+    let mut name = store.as_os_str().to_owned();
+    name.push(".stop-sequencer");
+    PathBuf::from(name)
+}
+
+/// In the child: holds the sequencer stopped while `file` exists, checked every 20 ms for as
+/// long as the process runs.
+fn watch_sequencer_stop(file: PathBuf) {
+    std::thread::spawn(move || {
+        let mut stopped = false;
+        loop {
+            let stop = file.exists();
+            if stop != stopped {
+                hl7gw_runtime::fault::stop_sequencer(stop);
+                stopped = stop;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    });
 }
 
 // ---------------------------------------------------------------------------------------
@@ -151,6 +189,10 @@ pub struct Sender {
     pub config: SenderConfig,
     /// The intake API (`POST /outbound`).
     pub intake: SocketAddr,
+    /// The operations port (`/healthz`, `/metrics`).
+    pub ops: SocketAddr,
+    /// The intake MLLP listener.
+    pub mllp: SocketAddr,
 }
 
 impl Sender {
@@ -164,13 +206,17 @@ impl Sender {
             ready: READY,
         };
         let (process, ready) = ChildProcess::start(spec, log);
-        let Some(intake) = ready["intake"].as_str().and_then(|a| a.parse().ok()) else {
-            panic!("the sender child announced no intake address: {ready}");
+        let addr = |key: &str| -> Option<SocketAddr> { ready[key].as_str()?.parse().ok() };
+        let (Some(intake), Some(ops), Some(mllp)) = (addr("intake"), addr("ops"), addr("mllp"))
+        else {
+            panic!("the sender child announced no intake, ops or MLLP address: {ready}");
         };
         Self {
             process,
             config,
             intake,
+            ops,
+            mllp,
         }
     }
 
@@ -182,6 +228,42 @@ impl Sender {
     /// `kill -9`, and waits for the process to be gone.
     pub fn kill9(&mut self) {
         self.process.kill9();
+    }
+
+    /// Stops the child's sequencer (`true`: the running one ends and every restart ends at
+    /// once) or lets the supervisor's next restart run (`false`).
+    pub fn stop_sequencer(&self, stop: bool) {
+        let file = stop_sequencer_file(&self.config.store);
+        if stop {
+            std::fs::write(&file, b"").unwrap();
+        } else {
+            std::fs::remove_file(&file).unwrap();
+        }
+    }
+
+    /// `GET /healthz` on the operations port: the status and the JSON body.
+    pub fn healthz(&self) -> (u16, Value) {
+        let response =
+            hl7gw_tests::wire::plain_request(self.ops, "GET", "/healthz", &[], b"").unwrap();
+        let body = serde_json::from_str(&response.body_text())
+            .unwrap_or_else(|e| panic!("/healthz answered {response:?}: {e}"));
+        (response.status, body)
+    }
+
+    /// Waits (bounded) until `/healthz` answers `status`; its body.
+    pub fn wait_healthz(&self, status: u16) -> Value {
+        let deadline = Instant::now() + WAIT_LIMIT;
+        loop {
+            let (got, body) = self.healthz();
+            if got == status {
+                return body;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "/healthz never answered {status}; last {got}: {body:#}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// The child's whole log.
