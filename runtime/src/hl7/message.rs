@@ -461,13 +461,11 @@ impl<'a> Segment<'a> {
         } else {
             [None, None]
         };
-        let rest: Option<Pieces<'a, Field<'a>>> = self
-            .field_area()
-            .map(|(area, offset)| fields_of(area, offset, self.encoding));
-        header
-            .into_iter()
-            .flatten()
-            .chain(rest.into_iter().flatten())
+        let rest: Pieces<'a, Field<'a>> = match self.field_area() {
+            Some((area, offset)) => fields_of(area, offset, self.encoding),
+            None => Pieces::none(self.encoding),
+        };
+        header.into_iter().flatten().chain(rest)
     }
 
     /// Field `n`, counted from 1 (MSH-1 is the field separator).
