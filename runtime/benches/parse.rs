@@ -259,7 +259,7 @@ fn parse_visit_ours(input: &Prepared) -> (usize, usize) {
 }
 
 fn lookup_ours<'a>(message: &Message<'a>, path: &Path) -> Option<&'a [u8]> {
-    path.find_first(message).map(|hit| hit.span.raw())
+    path.find_value(message).map(|span| span.raw())
 }
 fn lookup_baseline<'m>(
     message: &'m hl7_parser::Message<'m>,

@@ -21,6 +21,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
+use super::charset::Charset;
 use super::message::{Message, Segment};
 use super::span::{Field, Repetition, Span};
 
@@ -326,11 +327,39 @@ impl Path {
         first
     }
 
+    /// The first value the path selects, without its [`Location`]: what a lookup that only
+    /// reads the value needs (no allocation).
+    pub fn find_value<'a>(&self, message: &Message<'a>) -> Option<Span<'a>> {
+        let mut first = None;
+        self.walk_spans(message, |_, _, span| {
+            first = Some(span);
+            false
+        });
+        first
+    }
+
     /// Calls `visit` for each hit until it returns false.
     fn walk<'a>(&self, message: &Message<'a>, mut visit: impl FnMut(Hit<'a>) -> bool) {
+        self.walk_spans(message, |occurrence, repetition, span| {
+            visit(Hit {
+                location: self.location(occurrence, repetition),
+                span,
+            })
+        });
+    }
+
+    /// Calls `visit` with (segment occurrence, repetition number, value) for each hit until
+    /// it returns false; the location is built only by callers that want it.
+    fn walk_spans<'a>(
+        &self,
+        message: &Message<'a>,
+        mut visit: impl FnMut(usize, usize, Span<'a>) -> bool,
+    ) {
         let mut occurrence = 0;
+        let id = self.segment.as_bytes();
         for segment in message.segments() {
-            if segment.id() != self.segment {
+            // Compared as bytes: identifiers were checked to be ASCII at parse time.
+            if segment.raw().get(..3) != Some(id) {
                 continue;
             }
             occurrence += 1;
@@ -357,7 +386,7 @@ impl Path {
         &self,
         field: Field<'a>,
         occurrence: usize,
-        visit: &mut impl FnMut(Hit<'a>) -> bool,
+        visit: &mut impl FnMut(usize, usize, Span<'a>) -> bool,
     ) -> bool {
         for (index, repetition) in field.repetitions().enumerate() {
             let number = index + 1;
@@ -372,20 +401,12 @@ impl Path {
             // A path that names the field itself (no repetition, component or subcomponent)
             // selects the whole field once, not each repetition.
             if self.repetition.is_none() && self.component.is_none() {
-                let hit = Hit {
-                    location: self.location(occurrence, 1),
-                    span: *field,
-                };
-                return visit(hit);
+                return visit(occurrence, 1, *field);
             }
-            if let Some(span) = self.below_repetition(&repetition) {
-                let hit = Hit {
-                    location: self.location(occurrence, number),
-                    span,
-                };
-                if !visit(hit) {
-                    return false;
-                }
+            if let Some(span) = self.below_repetition(&repetition)
+                && !visit(occurrence, number, span)
+            {
+                return false;
             }
         }
         true
@@ -414,9 +435,21 @@ impl Path {
     }
 }
 
+/// True when the span's decoded text is `value`. Without an escape character the decoded
+/// text is the bytes themselves whenever they are UTF-8 or ASCII (every supported charset
+/// reads ASCII as itself), so the bytes are compared without decoding.
 fn text_equals(span: Option<Span<'_>>, value: &str) -> bool {
-    span.and_then(|s| s.text().ok())
-        .is_some_and(|text| text == value)
+    let Some(span) = span else {
+        return false;
+    };
+    let encoding = span.encoding();
+    let raw = span.raw();
+    let plain = !raw.contains(&encoding.delimiters.escape)
+        && (encoding.charset == Charset::Utf8 || value.is_ascii());
+    if plain {
+        return raw == value.as_bytes();
+    }
+    span.text().is_ok_and(|text| text == value)
 }
 
 fn segment_matches(segment: &Segment<'_>, filter: &SegmentFilter) -> bool {
