@@ -49,6 +49,11 @@ impl<'a> Span<'a> {
         }
     }
 
+    /// True for MSH-1 and MSH-2, which are never split or unescaped.
+    pub(crate) fn is_atomic(&self) -> bool {
+        self.atomic
+    }
+
     /// The bytes as written, escape sequences and inner delimiters included.
     pub fn raw(&self) -> &'a [u8] {
         self.raw
