@@ -1,76 +1,239 @@
-//! Parsing benchmarks against a baseline measured in the same run: the `hl7-parser` crate.
+//! Parsing benchmarks against baselines measured in the same run: the `hl7-parser`,
+//! `hl7-v2` and `rust-hl7` crates (every HL7 v2 parser on crates.io that builds here).
 //!
 //! ```text
 //! cargo bench -p hl7gw-runtime --bench parse
 //! ```
 //!
-//! Inputs (generated in `fixtures/`): a small ADT^A28, a 40-segment ORU^R01 and an ORU^R01
-//! whose OBX-5.5 carries a 5 MiB base64 PDF. Groups, each with both parsers on the same bytes:
+//! Inputs: the synthetic messages of `fixtures/` (ADT^A28, a 40-segment ADT^A01, a
+//! 40-segment ORU^R01, the same ORU with LF terminators and with a UTF-8 byte-order mark, and
+//! an ORU^R01 whose OBX-5.5 carries a 5 MiB base64 PDF), and the valid single messages of
+//! the shared corpus (`../shared/corpus/hl7`, or `HL7GW_CORPUS`; skipped with a message
+//! when absent). Groups, each with every parser that reads the input:
 //!
-//! - `parse`: bytes to a message value (ours is a lazy view; hl7-parser builds the full tree);
-//! - `parse_visit`: parse, then walk every field, repetition, component and subcomponent,
-//!   so the lazy splitting we skip in `parse` is paid for;
+//! - `parse`: bytes to a message value;
+//! - `parse_visit`: parse, then walk every field, repetition, component and subcomponent;
 //! - `parse_lookup`: parse, then one filtered path lookup (what a route does per message);
-//! - `lookup_filtered` / `lookup_indexed`: one lookup on an already parsed message;
-//! - `mix`: the three inputs one after the other in one iteration.
+//! - `lookup_filtered` / `lookup_indexed`: one lookup on an already parsed message
+//!   (against hl7-parser's prebuilt tree only: the other crates have no comparable query);
+//! - `mix`: every small message (synthetic and corpus) once per iteration, so each message
+//!   weighs the same whatever its size; the 5 MiB message is reported on its own.
 //!
-//! Before measuring, the binary checks that both parsers read every segment, that both
+//! Before measuring, the binary checks that every parser reads every segment, that the
 //! lookups select the same bytes, and that our lookup of the 5 MiB payload returns a slice
-//! of the input buffer (no copy). After criterion has run, it reads the estimates it just
-//! wrote (`target/criterion/<group>/<parser>/<input>/new/estimates.json`, only files
-//! written by this run) and prints MB/s, messages/s and the ratio hl7-parser time / our
-//! time for every pair.
+//! of the input buffer (no copy). It then times parse + visit of each corpus message on its
+//! own (best of several batches) and prints each message's ratio and their geometric mean.
+//! After criterion has run, it reads the estimates it just wrote
+//! (`target/criterion/<group>/<parser>/<input>/new/estimates.json`, only files written by
+//! this run) and prints GB/s, messages/s and the ratio baseline time / our time.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod fixtures;
 
+use std::collections::BTreeSet;
 use std::hint::black_box;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use criterion::{BatchSize, BenchmarkId, Criterion, SamplingMode, Throughput};
 use fixtures::{BaselineFilter, Fixture};
 use hl7_parser::query::LocationQuery;
-use hl7gw_runtime::hl7::{Message, Path};
+use hl7gw_runtime::hl7::{Message, ParseOptions, Path, with_cr_segments};
 
 const OURS: &str = "hl7gw";
-const BASELINE: &str = "hl7-parser";
 /// Inputs at least this large are sampled flat with fewer samples, to keep the run short.
 const LARGE: usize = 1 << 20;
 
-/// A fixture with everything the benchmarks need prepared outside the timed loops.
+/// The crates we compare against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Baseline {
+    /// `hl7-parser` 0.3 (default features off): a full tree of slices.
+    Hl7Parser,
+    /// `hl7-v2` 0.0.1: segments split into field slices; lower levels split on demand.
+    Hl7V2,
+    /// `rust-hl7` 0.5: a full tree of vectors of slices.
+    RustHl7,
+}
+
+impl Baseline {
+    const ALL: [Self; 3] = [Self::Hl7Parser, Self::Hl7V2, Self::RustHl7];
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Hl7Parser => "hl7-parser",
+            Self::Hl7V2 => "hl7-v2",
+            Self::RustHl7 => "rust-hl7",
+        }
+    }
+
+    /// Parses and visits every value: subcomponents seen and their total length.
+    fn parse_visit(self, input: &Prepared) -> (usize, usize) {
+        let (mut count, mut len) = (0, 0);
+        let mut add = |raw: &str| {
+            count += 1;
+            len += raw.len();
+        };
+        match self {
+            Self::Hl7Parser => {
+                let message = hl7_parser::Message::parse(input.text()).unwrap();
+                for segment in message.segments() {
+                    for field in segment.fields() {
+                        for repeat in field.repeats() {
+                            for component in repeat.components() {
+                                for sub in component.subcomponents() {
+                                    add(sub.raw_value());
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            Self::Hl7V2 => {
+                let message = hl7_v2::Hl7Message::parse(&input.bytes).unwrap();
+                let e = &message.encoding;
+                let (rep, comp, sub) = (
+                    char::from(e.repetition_sep),
+                    char::from(e.component_sep),
+                    char::from(e.sub_component_sep),
+                );
+                // hl7-v2 lists segments by name only: one pass per distinct name (found
+                // outside the timed loop), a few 3-byte comparisons per segment.
+                for name in &input.segment_names {
+                    for segment in message.segments(name) {
+                        for field in segment.raw_fields() {
+                            for r in field.split(rep) {
+                                for c in r.split(comp) {
+                                    for s in c.split(sub) {
+                                        add(s);
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            Self::RustHl7 => {
+                let message = rusthl7::message::Message::try_from(input.text()).unwrap();
+                for segment in &message.segments {
+                    for field in &segment.fields {
+                        for repeat in &field.subcomponents {
+                            for component in repeat {
+                                for s in component {
+                                    add(s);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        (count, len)
+    }
+
+    /// Parses only; the message is returned to the caller's `black_box`.
+    fn parse(self, input: &Prepared) -> usize {
+        match self {
+            Self::Hl7Parser => {
+                black_box(hl7_parser::Message::parse(input.text()).unwrap());
+                1
+            }
+            Self::Hl7V2 => {
+                black_box(hl7_v2::Hl7Message::parse(&input.bytes).unwrap());
+                1
+            }
+            Self::RustHl7 => black_box(rusthl7::message::Message::try_from(input.text()).unwrap())
+                .segments
+                .len(),
+        }
+    }
+
+    /// Segments this crate reads in the input (`None` when it fails or panics on it).
+    /// rust-hl7 turns the final CR into an empty last segment, which is not counted.
+    fn segments(self, input: &Prepared) -> Option<usize> {
+        let text = std::str::from_utf8(&input.bytes).ok()?;
+        catch_unwind(AssertUnwindSafe(|| match self {
+            Self::Hl7Parser => hl7_parser::Message::parse(text)
+                .ok()
+                .map(|m| m.segments().count()),
+            Self::Hl7V2 => hl7_v2::Hl7Message::parse(&input.bytes).ok().map(|m| {
+                input
+                    .segment_names
+                    .iter()
+                    .map(|n| m.segments(n).count())
+                    .sum()
+            }),
+            Self::RustHl7 => rusthl7::message::Message::try_from(text)
+                .ok()
+                .map(|m| m.segments.iter().filter(|s| !s.source.is_empty()).count()),
+        }))
+        .ok()
+        .flatten()
+    }
+}
+
+/// One message with what every parser needs prepared outside the timed loops.
+struct Prepared {
+    name: String,
+    bytes: Vec<u8>,
+    options: ParseOptions,
+    segments: usize,
+    /// Distinct segment identifiers (hl7-v2 can list segments by name only).
+    segment_names: Vec<String>,
+    /// The baselines that read every segment of this input.
+    readers: Vec<Baseline>,
+}
+
+impl Prepared {
+    fn new(name: String, bytes: Vec<u8>, options: ParseOptions) -> Option<Self> {
+        let message = Message::parse_with(&bytes, &options).ok()?;
+        let segments = message.segment_count();
+        let segment_names: BTreeSet<String> =
+            message.segments().map(|s| s.id().to_string()).collect();
+        let mut prepared = Self {
+            name,
+            bytes,
+            options,
+            segments,
+            segment_names: segment_names.into_iter().collect(),
+            readers: Vec::new(),
+        };
+        prepared.readers = Baseline::ALL
+            .into_iter()
+            .filter(|b| b.segments(&prepared) == Some(segments))
+            .collect();
+        Some(prepared)
+    }
+
+    /// hl7-parser and rust-hl7 take `&str`: the UTF-8 check is done here, outside their
+    /// timed loops (ours and hl7-v2 validate inside), in their favour.
+    fn text(&self) -> &str {
+        std::str::from_utf8(&self.bytes).unwrap_or_default()
+    }
+
+    fn large(&self) -> bool {
+        self.bytes.len() >= LARGE
+    }
+
+    fn reads(&self, baseline: Baseline) -> bool {
+        self.readers.contains(&baseline)
+    }
+}
+
+/// A synthetic fixture with its lookups prepared.
 struct Input {
     fx: Fixture,
+    prepared: Prepared,
     filtered: Path,
     indexed: Path,
     query: LocationQuery,
 }
 
-impl Input {
-    fn bytes(&self) -> &[u8] {
-        &self.fx.bytes
-    }
-
-    /// hl7-parser takes `&str`: the UTF-8 check is done here, once, outside its timed
-    /// loops (ours validates the charset inside `Message::parse`), in the baseline's favour.
-    fn text(&self) -> &str {
-        std::str::from_utf8(&self.fx.bytes).unwrap()
-    }
-
-    fn large(&self) -> bool {
-        self.fx.bytes.len() >= LARGE
-    }
-}
-
 // ----------------------------------------------------------------------------- operations
 
-fn parse_ours(bytes: &[u8]) -> Message<'_> {
-    Message::parse(bytes).unwrap()
-}
-
-fn parse_baseline(text: &str) -> hl7_parser::Message<'_> {
-    hl7_parser::Message::parse(text).unwrap()
+fn parse_ours(input: &Prepared) -> Message<'_> {
+    Message::parse_with(&input.bytes, &input.options).unwrap()
 }
 
 /// Subcomponents seen and their total length.
@@ -91,27 +254,13 @@ fn visit_ours(message: &Message<'_>) -> (usize, usize) {
     (count, len)
 }
 
-fn visit_baseline(message: &hl7_parser::Message<'_>) -> (usize, usize) {
-    let (mut count, mut len) = (0, 0);
-    for segment in message.segments() {
-        for field in segment.fields() {
-            for repeat in field.repeats() {
-                for component in repeat.components() {
-                    for sub in component.subcomponents() {
-                        count += 1;
-                        len += sub.raw_value().len();
-                    }
-                }
-            }
-        }
-    }
-    (count, len)
+fn parse_visit_ours(input: &Prepared) -> (usize, usize) {
+    visit_ours(&parse_ours(input))
 }
 
 fn lookup_ours<'a>(message: &Message<'a>, path: &Path) -> Option<&'a [u8]> {
-    path.find_first(message).map(|hit| hit.span.raw())
+    path.find_value(message).map(|span| span.raw())
 }
-
 fn lookup_baseline<'m>(
     message: &'m hl7_parser::Message<'m>,
     filter: &BaselineFilter,
@@ -169,60 +318,64 @@ fn query_baseline<'m>(
 
 // ----------------------------------------------------------------------------- checks
 
-/// Runs every operation once and checks that both parsers agree, and that the 5 MiB payload
+/// Runs every operation once and checks that the parsers agree, and that the 5 MiB payload
 /// our lookup returns lies inside the input buffer.
 fn check(inputs: &[Input]) {
     for input in inputs {
         let name = input.fx.name;
-        let ours = parse_ours(input.bytes());
-        let theirs = parse_baseline(input.text());
-        assert_eq!(
-            ours.segment_count(),
-            input.fx.segments,
-            "{name}: our segments"
-        );
-        assert_eq!(
-            theirs.segments().count(),
-            input.fx.segments,
-            "{name}: hl7-parser segments"
-        );
-
-        let (our_subs, our_len) = visit_ours(&ours);
-        let (their_subs, their_len) = visit_baseline(&theirs);
+        let p = &input.prepared;
+        assert_eq!(p.segments, input.fx.segments, "{name}: our segments");
+        let (our_subs, our_len) = parse_visit_ours(p);
+        let mut seen = format!("hl7gw {our_subs} ({our_len} bytes)");
+        for baseline in Baseline::ALL {
+            if p.reads(baseline) {
+                let (subs, len) = baseline.parse_visit(p);
+                seen += &format!(", {} {subs} ({len} bytes)", baseline.name());
+            } else {
+                seen += &format!(", {} does not read it (skipped)", baseline.name());
+            }
+        }
         println!(
-            "check {name}: {} bytes, {} segments; subcomponents visited: hl7gw {our_subs} ({our_len} bytes), hl7-parser {their_subs} ({their_len} bytes)",
-            input.bytes().len(),
-            input.fx.segments,
+            "check {name}: {} bytes, {} segments; subcomponents visited: {seen}",
+            p.bytes.len(),
+            p.segments
+        );
+        assert!(
+            p.reads(Baseline::Hl7Parser) || input.fx.lenient || p.bytes.starts_with(b"\xEF"),
+            "{name}: hl7-parser must read the CR inputs"
         );
 
+        let ours = parse_ours(p);
         let filtered = lookup_ours(&ours, &input.filtered).expect("our filtered lookup");
         assert_eq!(
             filtered, input.fx.filtered_expect,
             "{name}: our filtered lookup"
         );
-        let their_filtered =
-            lookup_baseline(&theirs, &input.fx.baseline_filter).expect("baseline filtered lookup");
-        assert_eq!(
-            their_filtered.as_bytes(),
-            input.fx.filtered_expect,
-            "{name}: baseline filter"
-        );
-
         let indexed = lookup_ours(&ours, &input.indexed).expect("our indexed lookup");
         assert_eq!(
             indexed, input.fx.indexed_expect,
             "{name}: our indexed lookup"
         );
-        let their_indexed =
-            query_baseline(&theirs, input.query.clone()).expect("baseline indexed query");
-        assert_eq!(
-            their_indexed.as_bytes(),
-            input.fx.indexed_expect,
-            "{name}: baseline query"
-        );
+        if p.reads(Baseline::Hl7Parser) {
+            let theirs = hl7_parser::Message::parse(p.text()).unwrap();
+            let their_filtered = lookup_baseline(&theirs, &input.fx.baseline_filter)
+                .expect("baseline filtered lookup");
+            assert_eq!(
+                their_filtered.as_bytes(),
+                input.fx.filtered_expect,
+                "{name}: baseline filter"
+            );
+            let their_indexed =
+                query_baseline(&theirs, input.query.clone()).expect("baseline indexed query");
+            assert_eq!(
+                their_indexed.as_bytes(),
+                input.fx.indexed_expect,
+                "{name}: baseline query"
+            );
+        }
 
         // Zero copy: the value is a slice of the caller's buffer, not a copy of it.
-        let buffer = input.bytes().as_ptr_range();
+        let buffer = p.bytes.as_ptr_range();
         let value = filtered.as_ptr_range();
         assert!(
             buffer.start <= value.start && value.end <= buffer.end,
@@ -240,50 +393,197 @@ fn check(inputs: &[Input]) {
     }
 }
 
+// ----------------------------------------------------------------------------- corpus
+
+/// Where the shared corpus of real messages is (`HL7GW_CORPUS` overrides).
+fn corpus_dir() -> PathBuf {
+    std::env::var_os("HL7GW_CORPUS").map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus/hl7"),
+        PathBuf::from,
+    )
+}
+
+/// The corpus's valid single messages, with CR terminators and no byte-order mark (the LF
+/// and BOM inputs above measure those), so that every parser can be given the same bytes.
+/// Files our parser rejects (malformed samples, batches) are left out, and said so.
+fn corpus() -> Vec<Prepared> {
+    let dir = corpus_dir();
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        println!(
+            "corpus: {} not found: real messages skipped (set HL7GW_CORPUS to a folder of .hl7 files)",
+            dir.display()
+        );
+        return Vec::new();
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "hl7"))
+        .collect();
+    files.sort();
+    let mut out = Vec::new();
+    let mut rejected = 0;
+    for file in files {
+        let Ok(raw) = std::fs::read(&file) else {
+            continue;
+        };
+        let body = raw.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&raw);
+        let name = file
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        match Prepared::new(name, with_cr_segments(body), ParseOptions::default()) {
+            Some(p) => out.push(p),
+            None => rejected += 1,
+        }
+    }
+    println!(
+        "corpus: {} valid single messages from {} ({rejected} files left out: malformed, batches or files our parser rejects)",
+        out.len(),
+        dir.display()
+    );
+    out
+}
+
+/// Best time per call of `f`, in ns: batches of about 2 ms, the fastest of seven.
+fn best_ns(mut f: impl FnMut()) -> f64 {
+    let mut iterations = 1u32;
+    loop {
+        let start = Instant::now();
+        for _ in 0..iterations {
+            f();
+        }
+        if start.elapsed() >= Duration::from_millis(2) || iterations >= 1 << 24 {
+            break;
+        }
+        iterations *= 2;
+    }
+    (0..7)
+        .map(|_| {
+            let start = Instant::now();
+            for _ in 0..iterations {
+                f();
+            }
+            start.elapsed().as_nanos() as f64 / f64::from(iterations)
+        })
+        .fold(f64::INFINITY, f64::min)
+}
+
+/// Parse + visit of each message on its own, each baseline against ours, and the geometric
+/// mean of the ratios: every message weighs the same, whatever its size.
+fn per_message(messages: &[&Prepared], quick: bool) {
+    if messages.is_empty() {
+        return;
+    }
+    if quick {
+        for m in messages {
+            black_box(parse_visit_ours(m));
+            for b in Baseline::ALL.into_iter().filter(|b| m.reads(*b)) {
+                black_box(b.parse_visit(m));
+            }
+        }
+        println!("per-message timings: skipped (--test or --list)");
+        return;
+    }
+    println!(
+        "\nParse + visit, each message on its own (best of 7 batches of ~2 ms; ratio = baseline time / hl7gw time):\n"
+    );
+    let mut header = "| message | bytes | segments | hl7gw | hl7gw GB/s |".to_string();
+    let mut rule = "|---|---:|---:|---:|---:|".to_string();
+    for b in Baseline::ALL {
+        header += &format!(" {} | ratio |", b.name());
+        rule += "---:|---:|";
+    }
+    println!("{header}\n{rule}");
+    let mut logs = vec![Vec::new(); Baseline::ALL.len()];
+    let mut ours_total = 0.0;
+    let mut bytes_total = 0usize;
+    for m in messages {
+        let ours = best_ns(|| {
+            black_box(parse_visit_ours(black_box(m)));
+        });
+        ours_total += ours;
+        bytes_total += m.bytes.len();
+        let mut line = format!(
+            "| {} | {} | {} | {} | {:.2} |",
+            m.name,
+            m.bytes.len(),
+            m.segments,
+            format_time(ours),
+            m.bytes.len() as f64 / ours
+        );
+        for (i, b) in Baseline::ALL.into_iter().enumerate() {
+            if m.reads(b) {
+                let theirs = best_ns(|| {
+                    black_box(b.parse_visit(black_box(m)));
+                });
+                logs[i].push((theirs / ours).ln());
+                line += &format!(" {} | {:.2}× |", format_time(theirs), theirs / ours);
+            } else {
+                line += " - | does not read it |";
+            }
+        }
+        println!("{line}");
+    }
+    println!(
+        "\nhl7gw over these {} messages: {:.2} GB/s ({} per message on average)",
+        messages.len(),
+        bytes_total as f64 / ours_total,
+        format_time(ours_total / messages.len() as f64)
+    );
+    for (i, b) in Baseline::ALL.into_iter().enumerate() {
+        let l = &logs[i];
+        if !l.is_empty() {
+            let geo = (l.iter().sum::<f64>() / l.len() as f64).exp();
+            let min = l.iter().copied().fold(f64::INFINITY, f64::min).exp();
+            println!(
+                "per-message ratio against {}: geometric mean {geo:.2}× over {} messages (lowest {min:.2}×)",
+                b.name(),
+                l.len()
+            );
+        }
+    }
+}
+
 // ----------------------------------------------------------------------------- benchmarks
 
 /// Applies the sampling for one input: flat and fewer samples for the 5 MiB message.
 fn configure<M: criterion::measurement::Measurement>(
     group: &mut criterion::BenchmarkGroup<'_, M>,
-    input: &Input,
+    input: &Prepared,
     throughput: bool,
 ) {
     if input.large() {
         group.sampling_mode(SamplingMode::Flat).sample_size(10);
     } else {
-        group.sampling_mode(SamplingMode::Auto).sample_size(40);
+        group.sampling_mode(SamplingMode::Auto).sample_size(30);
     }
     if throughput {
-        group.throughput(Throughput::Bytes(input.bytes().len() as u64));
+        group.throughput(Throughput::Bytes(input.bytes.len() as u64));
     }
 }
 
-fn bench_parse(c: &mut Criterion, inputs: &[Input]) {
-    let mut group = c.benchmark_group("parse");
+fn bench_parse(c: &mut Criterion, inputs: &[Input], visit: bool) {
+    let mut group = c.benchmark_group(if visit { "parse_visit" } else { "parse" });
     for input in inputs {
-        configure(&mut group, input, true);
+        let p = &input.prepared;
+        configure(&mut group, p, true);
         let name = input.fx.name;
-        group.bench_with_input(BenchmarkId::new(OURS, name), input, |b, i| {
-            b.iter(|| parse_ours(black_box(i.bytes())))
+        group.bench_with_input(BenchmarkId::new(OURS, name), p, |b, p| {
+            if visit {
+                b.iter(|| parse_visit_ours(black_box(p)))
+            } else {
+                b.iter(|| parse_ours(black_box(p)).segment_count())
+            }
         });
-        group.bench_with_input(BenchmarkId::new(BASELINE, name), input, |b, i| {
-            b.iter(|| parse_baseline(black_box(i.text())))
-        });
-    }
-    group.finish();
-}
-
-fn bench_parse_visit(c: &mut Criterion, inputs: &[Input]) {
-    let mut group = c.benchmark_group("parse_visit");
-    for input in inputs {
-        configure(&mut group, input, true);
-        let name = input.fx.name;
-        group.bench_with_input(BenchmarkId::new(OURS, name), input, |b, i| {
-            b.iter(|| visit_ours(&parse_ours(black_box(i.bytes()))))
-        });
-        group.bench_with_input(BenchmarkId::new(BASELINE, name), input, |b, i| {
-            b.iter(|| visit_baseline(&parse_baseline(black_box(i.text()))))
-        });
+        for baseline in Baseline::ALL.into_iter().filter(|b| p.reads(*b)) {
+            group.bench_with_input(BenchmarkId::new(baseline.name(), name), p, |b, p| {
+                if visit {
+                    b.iter(|| baseline.parse_visit(black_box(p)))
+                } else {
+                    b.iter(|| baseline.parse(black_box(p)))
+                }
+            });
+        }
     }
     group.finish();
 }
@@ -291,98 +591,110 @@ fn bench_parse_visit(c: &mut Criterion, inputs: &[Input]) {
 fn bench_parse_lookup(c: &mut Criterion, inputs: &[Input]) {
     let mut group = c.benchmark_group("parse_lookup");
     for input in inputs {
-        configure(&mut group, input, true);
+        let p = &input.prepared;
+        configure(&mut group, p, true);
         let name = input.fx.name;
         group.bench_with_input(BenchmarkId::new(OURS, name), input, |b, i| {
             b.iter(|| {
-                let message = parse_ours(black_box(i.bytes()));
+                let message = parse_ours(black_box(&i.prepared));
                 lookup_ours(&message, &i.filtered).map(<[u8]>::len)
             })
         });
-        group.bench_with_input(BenchmarkId::new(BASELINE, name), input, |b, i| {
-            b.iter(|| {
-                let message = parse_baseline(black_box(i.text()));
-                lookup_baseline(&message, &i.fx.baseline_filter).map(str::len)
-            })
-        });
+        if p.reads(Baseline::Hl7Parser) {
+            group.bench_with_input(
+                BenchmarkId::new(Baseline::Hl7Parser.name(), name),
+                input,
+                |b, i| {
+                    b.iter(|| {
+                        let message = hl7_parser::Message::parse(black_box(i.prepared.text()));
+                        lookup_baseline(&message.unwrap(), &i.fx.baseline_filter).map(str::len)
+                    })
+                },
+            );
+        }
     }
     group.finish();
 }
 
 fn bench_lookup(c: &mut Criterion, inputs: &[Input]) {
-    let mut group = c.benchmark_group("lookup_filtered");
-    for input in inputs {
-        configure(&mut group, input, false);
-        group.sampling_mode(SamplingMode::Auto);
-        let name = input.fx.name;
-        let ours = parse_ours(input.bytes());
-        group.bench_function(BenchmarkId::new(OURS, name), |b| {
-            b.iter(|| lookup_ours(black_box(&ours), &input.filtered))
-        });
-        let theirs = parse_baseline(input.text());
-        group.bench_function(BenchmarkId::new(BASELINE, name), |b| {
-            b.iter(|| lookup_baseline(black_box(&theirs), &input.fx.baseline_filter))
-        });
+    for (group_name, indexed) in [("lookup_filtered", false), ("lookup_indexed", true)] {
+        let mut group = c.benchmark_group(group_name);
+        for input in inputs
+            .iter()
+            .filter(|i| i.prepared.reads(Baseline::Hl7Parser))
+        {
+            let p = &input.prepared;
+            configure(&mut group, p, false);
+            group.sampling_mode(SamplingMode::Auto);
+            let name = input.fx.name;
+            let ours = parse_ours(p);
+            let path = if indexed {
+                &input.indexed
+            } else {
+                &input.filtered
+            };
+            group.bench_function(BenchmarkId::new(OURS, name), |b| {
+                b.iter(|| lookup_ours(black_box(&ours), path))
+            });
+            let theirs = hl7_parser::Message::parse(p.text()).unwrap();
+            group.bench_function(BenchmarkId::new(Baseline::Hl7Parser.name(), name), |b| {
+                if indexed {
+                    // `query` takes the query by value: clone it outside the timed routine.
+                    b.iter_batched(
+                        || input.query.clone(),
+                        |query| query_baseline(black_box(&theirs), query),
+                        BatchSize::SmallInput,
+                    )
+                } else {
+                    b.iter(|| lookup_baseline(black_box(&theirs), &input.fx.baseline_filter))
+                }
+            });
+        }
+        group.finish();
     }
-    group.finish();
-
-    let mut group = c.benchmark_group("lookup_indexed");
-    for input in inputs {
-        configure(&mut group, input, false);
-        group.sampling_mode(SamplingMode::Auto);
-        let name = input.fx.name;
-        let ours = parse_ours(input.bytes());
-        group.bench_function(BenchmarkId::new(OURS, name), |b| {
-            b.iter(|| lookup_ours(black_box(&ours), &input.indexed))
-        });
-        let theirs = parse_baseline(input.text());
-        // `query` takes the query by value: clone it outside the timed routine.
-        group.bench_function(BenchmarkId::new(BASELINE, name), |b| {
-            b.iter_batched(
-                || input.query.clone(),
-                |query| query_baseline(black_box(&theirs), query),
-                BatchSize::SmallInput,
-            )
-        });
-    }
-    group.finish();
 }
 
-fn bench_mix(c: &mut Criterion, inputs: &[Input]) {
-    let total: usize = inputs.iter().map(|i| i.bytes().len()).sum();
+/// Every small message once per iteration, for the parsers that read all of them.
+fn bench_mix(c: &mut Criterion, mix: &[&Prepared]) {
+    let total: usize = mix.iter().map(|m| m.bytes.len()).sum();
     let mut group = c.benchmark_group("mix");
     group
         .sampling_mode(SamplingMode::Flat)
-        .sample_size(10)
+        .sample_size(20)
         .throughput(Throughput::Bytes(total as u64));
-    group.bench_function(BenchmarkId::new(OURS, "parse"), |b| {
-        b.iter(|| {
-            for i in inputs {
-                black_box(parse_ours(black_box(i.bytes())));
+    for (kind, visit) in [("parse", false), ("parse_visit", true)] {
+        group.bench_function(BenchmarkId::new(OURS, kind), |b| {
+            b.iter(|| {
+                for m in mix {
+                    if visit {
+                        black_box(parse_visit_ours(black_box(m)));
+                    } else {
+                        black_box(parse_ours(black_box(m)).segment_count());
+                    }
+                }
+            })
+        });
+        for baseline in Baseline::ALL {
+            if !mix.iter().all(|m| m.reads(baseline)) {
+                println!(
+                    "mix: {} does not read every message; not measured",
+                    baseline.name()
+                );
+                continue;
             }
-        })
-    });
-    group.bench_function(BenchmarkId::new(BASELINE, "parse"), |b| {
-        b.iter(|| {
-            for i in inputs {
-                black_box(parse_baseline(black_box(i.text())));
-            }
-        })
-    });
-    group.bench_function(BenchmarkId::new(OURS, "parse_visit"), |b| {
-        b.iter(|| {
-            for i in inputs {
-                black_box(visit_ours(&parse_ours(black_box(i.bytes()))));
-            }
-        })
-    });
-    group.bench_function(BenchmarkId::new(BASELINE, "parse_visit"), |b| {
-        b.iter(|| {
-            for i in inputs {
-                black_box(visit_baseline(&parse_baseline(black_box(i.text()))));
-            }
-        })
-    });
+            group.bench_function(BenchmarkId::new(baseline.name(), kind), |b| {
+                b.iter(|| {
+                    for m in mix {
+                        if visit {
+                            black_box(baseline.parse_visit(black_box(m)));
+                        } else {
+                            black_box(baseline.parse(black_box(m)));
+                        }
+                    }
+                })
+            });
+        }
+    }
     group.finish();
 }
 
@@ -442,12 +754,21 @@ fn format_rate(per_second: f64) -> String {
     }
 }
 
-/// `**30.2×**` when we are faster; `**1/15.5** (hl7gw slower)` when hl7-parser is.
+/// The 1-minute load average (Linux), printed beside the figures: the ratios hold under
+/// load because both parsers share it, the absolute figures do not.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "unknown".to_string())
+}
+
+/// `**30.2×**` when we are faster; `**1/15.5** (hl7gw slower)` when the baseline is.
 fn format_ratio(ratio: f64) -> String {
     if ratio >= 1.0 {
-        format!("**{ratio:.1}×**")
+        format!("**{ratio:.2}×**")
     } else {
-        format!("**1/{:.1}** (hl7gw slower)", 1.0 / ratio)
+        format!("**1/{:.2}** (hl7gw slower)", 1.0 / ratio)
     }
 }
 
@@ -458,16 +779,7 @@ struct Row {
     messages: usize,
 }
 
-/// The 1-minute load average (Linux), printed beside the figures: the ratios hold under
-/// load because both parsers share it, the absolute figures do not.
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|s| s.split_whitespace().next().map(str::to_string))
-        .unwrap_or_else(|| "unknown".to_string())
-}
-
-fn summary(started: SystemTime, load_before: &str, inputs: &[Input]) {
+fn summary(started: SystemTime, load_before: &str, inputs: &[Input], mix: &[&Prepared]) {
     let mut rows = Vec::new();
     for group in [
         "parse",
@@ -480,51 +792,56 @@ fn summary(started: SystemTime, load_before: &str, inputs: &[Input]) {
             rows.push(Row {
                 group,
                 input: input.fx.name.to_string(),
-                bytes: input.bytes().len(),
+                bytes: input.prepared.bytes.len(),
                 messages: 1,
             });
         }
     }
-    let total: usize = inputs.iter().map(|i| i.bytes().len()).sum();
+    let total: usize = mix.iter().map(|m| m.bytes.len()).sum();
     for kind in ["parse", "parse_visit"] {
         rows.push(Row {
             group: "mix",
             input: kind.to_string(),
             bytes: total,
-            messages: inputs.len(),
+            messages: mix.len(),
         });
     }
 
     let mut lines = Vec::new();
     for row in &rows {
-        let (Some(ours), Some(theirs)) = (
-            estimate(started, row.group, OURS, &row.input),
-            estimate(started, row.group, BASELINE, &row.input),
-        ) else {
+        let Some(ours) = estimate(started, row.group, OURS, &row.input) else {
             continue;
         };
         let is_lookup = row.group.starts_with("lookup");
-        let mb_s = |ns: f64| {
+        let rate = |ns: f64| {
             if is_lookup {
                 "-".to_string()
             } else {
-                format!("{:.1}", row.bytes as f64 / ns * 1e3)
+                format!("{:.2}", row.bytes as f64 / ns)
             }
         };
-        let msg_s = |ns: f64| format_rate(row.messages as f64 / ns * 1e9);
-        lines.push(format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+        let mut line = format!(
+            "| {} | {} | {} | {} | {} | {} |",
             row.group,
             row.input,
             row.bytes,
             format_time(ours),
-            mb_s(ours),
-            msg_s(ours),
-            format_time(theirs),
-            mb_s(theirs),
-            msg_s(theirs),
-            format_ratio(theirs / ours),
-        ));
+            rate(ours),
+            format_rate(row.messages as f64 / ours * 1e9),
+        );
+        for baseline in Baseline::ALL {
+            match estimate(started, row.group, baseline.name(), &row.input) {
+                Some(theirs) => {
+                    line += &format!(
+                        " {} | {} |",
+                        format_time(theirs),
+                        format_ratio(theirs / ours)
+                    )
+                }
+                None => line += " - | - |",
+            }
+        }
+        lines.push(line);
     }
     if lines.is_empty() {
         println!("\nratio summary: no estimates written by this run (filtered, --test or --list)");
@@ -535,50 +852,71 @@ fn summary(started: SystemTime, load_before: &str, inputs: &[Input]) {
         load_average()
     );
     println!(
-        "\nRatios from this run (hl7-parser time / hl7gw time; MB = 10^6 bytes; msg/s = messages, or lookups, per second):\n"
+        "\nRatios from this run (baseline time / hl7gw time, above 1 = hl7gw faster; GB/s = 10^9 bytes per second; msg/s = messages, or lookups, per second; mix = {} small messages, each once):\n",
+        mix.len()
     );
-    println!(
-        "| group | input | bytes | hl7gw time | hl7gw MB/s | hl7gw msg/s | hl7-parser time | hl7-parser MB/s | hl7-parser msg/s | ratio |"
-    );
-    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let mut header =
+        "| group | input | bytes | hl7gw time | hl7gw GB/s | hl7gw msg/s |".to_string();
+    let mut rule = "|---|---|---:|---:|---:|---:|".to_string();
+    for b in Baseline::ALL {
+        header += &format!(" {} | ratio |", b.name());
+        rule += "---:|---:|";
+    }
+    println!("{header}\n{rule}");
     for line in lines {
         println!("{line}");
-    }
-    if let (Some(ours), Some(theirs)) = (
-        estimate(started, "mix", OURS, "parse"),
-        estimate(started, "mix", BASELINE, "parse"),
-    ) {
-        let ratio = theirs / ours;
-        println!(
-            "\nmix/parse: {ratio:.1}× hl7-parser's throughput (target 10×: {})",
-            if ratio >= 10.0 { "met" } else { "NOT met" }
-        );
     }
 }
 
 fn main() {
     let started = SystemTime::now();
     let load_before = load_average();
+    let quick = std::env::args().any(|a| a == "--test" || a == "--list");
     let inputs: Vec<Input> = fixtures::all()
         .into_iter()
-        .map(|fx| Input {
-            filtered: Path::parse(fx.filtered_path).unwrap(),
-            indexed: Path::parse(fx.indexed_path).unwrap(),
-            query: LocationQuery::parse(fx.baseline_query).unwrap(),
-            fx,
+        .map(|fx| {
+            let options = if fx.lenient {
+                ParseOptions::lenient()
+            } else {
+                ParseOptions::default()
+            };
+            Input {
+                prepared: Prepared::new(fx.name.to_string(), fx.bytes.clone(), options)
+                    .expect("our parser reads every fixture"),
+                filtered: Path::parse(fx.filtered_path).unwrap(),
+                indexed: Path::parse(fx.indexed_path).unwrap(),
+                query: LocationQuery::parse(fx.baseline_query).unwrap(),
+                fx,
+            }
         })
         .collect();
     check(&inputs);
+    let corpus = corpus();
+    // The mix: the small synthetic CR messages and the corpus, each once.
+    let mix: Vec<&Prepared> = inputs
+        .iter()
+        .map(|i| &i.prepared)
+        .filter(|p| {
+            !p.large()
+                && !p
+                    .options
+                    .line_endings
+                    .eq(&ParseOptions::lenient().line_endings)
+                && !p.bytes.starts_with(b"\xEF")
+        })
+        .chain(corpus.iter())
+        .collect();
+    per_message(&mix, quick);
 
     let mut c = Criterion::default()
-        .warm_up_time(Duration::from_millis(700))
-        .measurement_time(Duration::from_secs(2))
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(1))
         .configure_from_args();
-    bench_parse(&mut c, &inputs);
-    bench_parse_visit(&mut c, &inputs);
+    bench_parse(&mut c, &inputs, false);
+    bench_parse(&mut c, &inputs, true);
     bench_parse_lookup(&mut c, &inputs);
     bench_lookup(&mut c, &inputs);
-    bench_mix(&mut c, &inputs);
+    bench_mix(&mut c, &mix);
     c.final_summary();
-    summary(started, &load_before, &inputs);
+    summary(started, &load_before, &inputs, &mix);
 }

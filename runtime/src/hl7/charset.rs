@@ -73,7 +73,10 @@ impl Charset {
     pub fn decode(self, bytes: &[u8]) -> Result<Cow<'_, str>, CharsetError> {
         match self {
             Self::Ascii | Self::Utf8 => {
-                if let Some(at) = self.first_invalid_byte(bytes) {
+                // One validation: UTF-8's own check is the charset check for UTF-8.
+                if self == Self::Ascii
+                    && let Some(at) = self.first_invalid_byte(bytes)
+                {
                     return Err(CharsetError::Invalid { at, charset: self });
                 }
                 match std::str::from_utf8(bytes) {

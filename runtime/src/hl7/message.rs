@@ -5,11 +5,13 @@
 //! by the views in [`span`](super::span), so no field data is copied.
 
 use std::borrow::Cow;
+use std::sync::OnceLock;
 
 use super::charset::Charset;
 use super::delimiters::{Delimiters, show_byte};
 use super::error::{ParseError, ParseErrorKind};
 use super::escape;
+use super::index::DelimiterIndex;
 use super::span::{Field, Pieces, Span, fields_of};
 
 const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
@@ -66,6 +68,9 @@ pub struct Message<'a> {
     input: &'a [u8],
     encoding: Encoding,
     segments: Vec<Bounds>,
+    /// Built by the first path lookup (see [`index`](super::index)); `None` inside when the
+    /// input is too large to index.
+    index: OnceLock<Option<DelimiterIndex>>,
 }
 
 impl<'a> Message<'a> {
@@ -124,6 +129,7 @@ impl<'a> Message<'a> {
                 charset: options.default_charset,
             },
             segments,
+            index: OnceLock::new(),
         };
         message.encoding.charset = message.read_charset(has_bom)?;
         let (start, end) = message.byte_range();
@@ -233,6 +239,13 @@ impl<'a> Message<'a> {
                 ParseErrorKind::Header("MSH-12 (version) is empty".into()),
             )),
         }
+    }
+
+    /// The delimiter index, built on first use; `None` when the input is too large for it.
+    pub(crate) fn index(&self) -> Option<&DelimiterIndex> {
+        self.index
+            .get_or_init(|| DelimiterIndex::build(self.segments()))
+            .as_ref()
     }
 
     /// The whole input this message was parsed from.
@@ -424,13 +437,13 @@ impl<'a> Segment<'a> {
         self.encoding
     }
 
-    fn is_msh(&self) -> bool {
+    pub(crate) fn is_msh(&self) -> bool {
         self.raw.starts_with(b"MSH")
     }
 
     /// Bytes of the fields area after the identifier and its separator, with its offset; for
     /// MSH the area after MSH-2. `None` when the segment has no such area.
-    fn field_area(&self) -> Option<(&'a [u8], usize)> {
+    pub(crate) fn field_area(&self) -> Option<(&'a [u8], usize)> {
         let skip = if self.is_msh() {
             4 + self.msh2_len() + 1
         } else {
@@ -461,13 +474,11 @@ impl<'a> Segment<'a> {
         } else {
             [None, None]
         };
-        let rest: Option<Pieces<'a, Field<'a>>> = self
-            .field_area()
-            .map(|(area, offset)| fields_of(area, offset, self.encoding));
-        header
-            .into_iter()
-            .flatten()
-            .chain(rest.into_iter().flatten())
+        let rest: Pieces<'a, Field<'a>> = match self.field_area() {
+            Some((area, offset)) => fields_of(area, offset, self.encoding),
+            None => Pieces::none(self.encoding),
+        };
+        header.into_iter().flatten().chain(rest)
     }
 
     /// Field `n`, counted from 1 (MSH-1 is the field separator).

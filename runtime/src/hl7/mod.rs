@@ -13,6 +13,7 @@ pub mod compare;
 mod delimiters;
 mod error;
 pub mod escape;
+mod index;
 mod message;
 mod path;
 mod span;

@@ -21,8 +21,10 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use super::message::{Message, Segment};
-use super::span::{Field, Repetition, Span};
+use super::charset::Charset;
+use super::index::{DelimiterIndex, Node};
+use super::message::Message;
+use super::span::Span;
 
 /// Upper bound for any index in a path: HL7 has no segment with this many fields, and it keeps
 /// a typo such as `PID-33333333` from being taken literally.
@@ -326,23 +328,57 @@ impl Path {
         first
     }
 
+    /// The first value the path selects, without its [`Location`]: what a lookup that only
+    /// reads the value needs (no allocation).
+    pub fn find_value<'a>(&self, message: &Message<'a>) -> Option<Span<'a>> {
+        let mut first = None;
+        self.walk_spans(message, |_, _, span| {
+            first = Some(span);
+            false
+        });
+        first
+    }
+
     /// Calls `visit` for each hit until it returns false.
     fn walk<'a>(&self, message: &Message<'a>, mut visit: impl FnMut(Hit<'a>) -> bool) {
+        self.walk_spans(message, |occurrence, repetition, span| {
+            visit(Hit {
+                location: self.location(occurrence, repetition),
+                span,
+            })
+        });
+    }
+
+    /// Calls `visit` with (segment occurrence, repetition number, value) for each hit until
+    /// it returns false; the location is built only by callers that want it. Values are
+    /// found through the message's delimiter index (built by the first lookup), so a lookup
+    /// counts separators instead of reading the values it passes over.
+    fn walk_spans<'a>(
+        &self,
+        message: &Message<'a>,
+        mut visit: impl FnMut(usize, usize, Span<'a>) -> bool,
+    ) {
+        let index = message.index();
         let mut occurrence = 0;
-        for segment in message.segments() {
-            if segment.id() != self.segment {
+        let id = self.segment.as_bytes();
+        for (i, segment) in message.segments().enumerate() {
+            // Compared as bytes: identifiers were checked to be ASCII at parse time.
+            if segment.raw().get(..3) != Some(id) {
                 continue;
             }
             occurrence += 1;
             let wanted = match &self.segment_selector {
                 None => true,
                 Some(SegmentSelector::Occurrence(n)) => *n == occurrence,
-                Some(SegmentSelector::Where(filter)) => segment_matches(&segment, filter),
+                Some(SegmentSelector::Where(filter)) => segment_matches(
+                    DelimiterIndex::field(index, i, &segment, filter.field),
+                    filter,
+                ),
             };
             if !wanted {
                 continue;
             }
-            if let Some(field) = segment.field(self.field)
+            if let Some(field) = DelimiterIndex::field(index, i, &segment, self.field)
                 && !self.walk_field(field, occurrence, &mut visit)
             {
                 return;
@@ -355,16 +391,16 @@ impl Path {
 
     fn walk_field<'a>(
         &self,
-        field: Field<'a>,
+        field: Node<'_, 'a>,
         occurrence: usize,
-        visit: &mut impl FnMut(Hit<'a>) -> bool,
+        visit: &mut impl FnMut(usize, usize, Span<'a>) -> bool,
     ) -> bool {
-        for (index, repetition) in field.repetitions().enumerate() {
+        for (index, repetition) in field.children().enumerate() {
             let number = index + 1;
             let wanted = match &self.repetition {
                 None => true,
                 Some(RepetitionSelector::Index(n)) => *n == number,
-                Some(RepetitionSelector::Where(filter)) => repetition_matches(&repetition, filter),
+                Some(RepetitionSelector::Where(filter)) => repetition_matches(repetition, filter),
             };
             if !wanted {
                 continue;
@@ -372,33 +408,25 @@ impl Path {
             // A path that names the field itself (no repetition, component or subcomponent)
             // selects the whole field once, not each repetition.
             if self.repetition.is_none() && self.component.is_none() {
-                let hit = Hit {
-                    location: self.location(occurrence, 1),
-                    span: *field,
-                };
-                return visit(hit);
+                return visit(occurrence, 1, field.span());
             }
-            if let Some(span) = self.below_repetition(&repetition) {
-                let hit = Hit {
-                    location: self.location(occurrence, number),
-                    span,
-                };
-                if !visit(hit) {
-                    return false;
-                }
+            if let Some(span) = self.below_repetition(repetition)
+                && !visit(occurrence, number, span)
+            {
+                return false;
             }
         }
         true
     }
 
-    fn below_repetition<'a>(&self, repetition: &Repetition<'a>) -> Option<Span<'a>> {
+    fn below_repetition<'a>(&self, repetition: Node<'_, 'a>) -> Option<Span<'a>> {
         let Some(c) = self.component else {
-            return Some(**repetition);
+            return Some(repetition.span());
         };
-        let component = repetition.component(c)?;
+        let component = repetition.nth(c)?;
         match self.subcomponent {
-            None => Some(*component),
-            Some(s) => component.subcomponent(s).map(|sub| *sub),
+            None => Some(component.span()),
+            Some(s) => component.nth(s).map(|sub| sub.span()),
         }
     }
 
@@ -414,35 +442,44 @@ impl Path {
     }
 }
 
+/// True when the span's decoded text is `value`. Without an escape character the decoded
+/// text is the bytes themselves whenever they are UTF-8 or ASCII (every supported charset
+/// reads ASCII as itself), so the bytes are compared without decoding.
 fn text_equals(span: Option<Span<'_>>, value: &str) -> bool {
-    span.and_then(|s| s.text().ok())
-        .is_some_and(|text| text == value)
+    let Some(span) = span else {
+        return false;
+    };
+    let encoding = span.encoding();
+    let raw = span.raw();
+    let plain = !raw.contains(&encoding.delimiters.escape)
+        && (encoding.charset == Charset::Utf8 || value.is_ascii());
+    if plain {
+        return raw == value.as_bytes();
+    }
+    span.text().is_ok_and(|text| text == value)
 }
 
-fn segment_matches(segment: &Segment<'_>, filter: &SegmentFilter) -> bool {
-    let Some(field) = segment.field(filter.field) else {
+fn segment_matches(field: Option<Node<'_, '_>>, filter: &SegmentFilter) -> bool {
+    let Some(field) = field else {
         return false;
     };
     // A segment filter compares the first repetition, as HL7 tools read a field by default.
-    let Some(repetition) = field.repetition(1) else {
+    let Some(repetition) = field.nth(1) else {
         return false;
     };
     let span = match (filter.component, filter.subcomponent) {
-        (None, _) => Some(*field),
-        (Some(c), None) => repetition.component(c).map(|c| *c),
-        (Some(c), Some(s)) => repetition
-            .component(c)
-            .and_then(|c| c.subcomponent(s))
-            .map(|s| *s),
+        (None, _) => Some(field.span()),
+        (Some(c), None) => repetition.nth(c).map(|c| c.span()),
+        (Some(c), Some(s)) => repetition.nth(c).and_then(|c| c.nth(s)).map(|s| s.span()),
     };
     text_equals(span, &filter.value)
 }
 
-fn repetition_matches(repetition: &Repetition<'_>, filter: &RepetitionFilter) -> bool {
-    let component = repetition.component(filter.component);
+fn repetition_matches(repetition: Node<'_, '_>, filter: &RepetitionFilter) -> bool {
+    let component = repetition.nth(filter.component);
     let span = match filter.subcomponent {
-        None => component.map(|c| *c),
-        Some(s) => component.and_then(|c| c.subcomponent(s)).map(|s| *s),
+        None => component.map(|c| c.span()),
+        Some(s) => component.and_then(|c| c.nth(s)).map(|s| s.span()),
     };
     text_equals(span, &filter.value)
 }

@@ -49,6 +49,11 @@ impl<'a> Span<'a> {
         }
     }
 
+    /// True for MSH-1 and MSH-2, which are never split or unescaped.
+    pub(crate) fn is_atomic(&self) -> bool {
+        self.atomic
+    }
+
     /// The bytes as written, escape sequences and inner delimiters included.
     pub fn raw(&self) -> &'a [u8] {
         self.raw
@@ -121,12 +126,27 @@ pub struct Pieces<'a, T> {
     _kind: std::marker::PhantomData<T>,
 }
 
+impl<T> Pieces<'_, T> {
+    /// An iterator that yields nothing (a segment without a fields area).
+    pub(crate) fn none(encoding: Encoding) -> Self {
+        Self {
+            rest: None,
+            offset: 0,
+            separator: None,
+            encoding,
+            atomic: false,
+            _kind: std::marker::PhantomData,
+        }
+    }
+}
+
 impl<'a, T: From<Span<'a>>> Iterator for Pieces<'a, T> {
     type Item = T;
 
+    #[inline]
     fn next(&mut self) -> Option<T> {
         let rest = self.rest?;
-        let (piece, next) = match self.separator.and_then(|s| memchr::memchr(s, rest)) {
+        let (piece, next) = match self.separator.and_then(|s| find_byte(s, rest)) {
             Some(at) => (&rest[..at], Some(&rest[at + 1..])),
             None => (rest, None),
         };
@@ -140,6 +160,46 @@ impl<'a, T: From<Span<'a>>> Iterator for Pieces<'a, T> {
         self.rest = next;
         Some(T::from(span))
     }
+}
+
+/// Index of the first `byte` in `haystack`. The values between delimiters are a few bytes
+/// long on average: the first [`SHORT`] bytes are searched eight at a time in a word, which
+/// answers before memchr's runtime CPU dispatch would have returned; a long value (a
+/// document) goes on to memchr.
+#[inline]
+pub(crate) fn find_byte(byte: u8, haystack: &[u8]) -> Option<usize> {
+    let head = haystack.get(..SHORT).unwrap_or(haystack);
+    let splat = LOW_BITS * u64::from(byte);
+    let mut words = head.chunks_exact(8);
+    let mut base = 0;
+    for chunk in &mut words {
+        let Ok(bytes) = <[u8; 8]>::try_from(chunk) else {
+            break;
+        };
+        let found = equal_bytes(u64::from_le_bytes(bytes), splat);
+        if found != 0 {
+            return Some(base + (found.trailing_zeros() / 8) as usize);
+        }
+        base += 8;
+    }
+    if let Some(at) = words.remainder().iter().position(|&b| b == byte) {
+        return Some(base + at);
+    }
+    let tail = haystack.get(SHORT..)?;
+    memchr::memchr(byte, tail).map(|at| at + SHORT)
+}
+
+/// Bytes [`find_byte`] searches itself before it hands a long value to memchr.
+const SHORT: usize = 32;
+const LOW_BITS: u64 = 0x0101_0101_0101_0101;
+const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
+
+/// The high bit of every byte of `word` that equals the byte repeated in `splat`, exactly
+/// (no false positives from borrows between bytes).
+#[inline(always)]
+fn equal_bytes(word: u64, splat: u64) -> u64 {
+    let v = word ^ splat;
+    !(((v & !HIGH_BITS).wrapping_add(!HIGH_BITS)) | v) & HIGH_BITS
 }
 
 macro_rules! level {
