@@ -90,7 +90,7 @@ pub use sequencer::{Backoff, Policies, Sequencer, SequencerEvent};
 pub use state::{Action, Event, Progress, Refusal, State, apply, failures_after_one_more};
 
 use crate::client::Outcome;
-use crate::store::{BlockingStore, Store, StoreError, timestamp};
+use crate::store::{BlockingStore, Fence, Store, StoreError, timestamp};
 use record::stream_status;
 
 /// A message's id in the queue; ids grow with enqueue order.
@@ -137,6 +137,18 @@ pub enum QueueError {
         key: String,
         /// The message the key queued.
         existing: QueueId,
+    },
+    /// This replica no longer leads the stream: another one took its lease over (this one
+    /// was paused or cut off past the lease's expiry). Nothing was recorded.
+    #[error(
+        "the lease on stream {destination:?} (token {token}) was taken over by another replica; \
+         nothing was recorded"
+    )]
+    LeaseLost {
+        /// The stream.
+        destination: String,
+        /// The token this replica held.
+        token: i64,
     },
     /// No message with this id.
     #[error("no queued message {0}")]
@@ -341,14 +353,26 @@ impl Queue {
 
     /// Puts the destination's in-flight messages (sent before a crash or restart, outcome
     /// unknown) back to `queued`; returns them.
-    pub(crate) async fn recover(&self, destination: &str) -> Result<Vec<MessageInfo>, QueueError> {
-        self.store.queue_recover(destination.to_owned()).await
+    pub(crate) async fn recover(
+        &self,
+        destination: &str,
+        fence: Option<Fence>,
+    ) -> Result<Vec<MessageInfo>, QueueError> {
+        self.store
+            .queue_recover(destination.to_owned(), fence)
+            .await
     }
 
     /// Marks a message in flight and loads its bytes, in one transaction; `None` when it is
     /// no longer sendable (an operator skipped or held it meanwhile).
-    pub(crate) async fn begin_attempt(&self, id: QueueId) -> Result<Option<Vec<u8>>, QueueError> {
-        self.store.queue_begin_attempt(id, timestamp::now()).await
+    pub(crate) async fn begin_attempt(
+        &self,
+        id: QueueId,
+        fence: Option<Fence>,
+    ) -> Result<Option<Vec<u8>>, QueueError> {
+        self.store
+            .queue_begin_attempt(id, timestamp::now(), fence)
+            .await
     }
 
     /// Records an accepting ACK. False when it was already delivered.
@@ -356,9 +380,10 @@ impl Queue {
         &self,
         id: QueueId,
         outcome: Outcome,
+        fence: Option<Fence>,
     ) -> Result<bool, QueueError> {
         self.store
-            .queue_record_delivered(id, outcome, timestamp::now())
+            .queue_record_delivered(id, outcome, timestamp::now(), fence)
             .await
     }
 
@@ -371,9 +396,10 @@ impl Queue {
         id: QueueId,
         outcome: Outcome,
         decide: impl FnOnce(u32) -> Action + Send + 'static,
+        fence: Option<Fence>,
     ) -> Result<Option<(u32, Action)>, QueueError> {
         self.store
-            .queue_record_failure(id, outcome, timestamp::now(), decide)
+            .queue_record_failure(id, outcome, timestamp::now(), decide, fence)
             .await
     }
 }

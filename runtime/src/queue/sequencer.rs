@@ -336,7 +336,7 @@ impl<T: Transport> Sequencer<T> {
         let mut shutdown = pin!(shutdown);
         let wake = self.queue.wake_handle();
         loop {
-            match self.queue.recover(&self.destination).await {
+            match self.queue.recover(&self.destination, None).await {
                 Ok(resumed) => {
                     for m in resumed {
                         tracing::warn!(
@@ -434,7 +434,7 @@ impl<T: Transport> Sequencer<T> {
         info: MessageInfo,
         mut shutdown: Pin<&mut impl Future<Output = ()>>,
     ) -> Step {
-        let raw = match self.queue.begin_attempt(info.id).await {
+        let raw = match self.queue.begin_attempt(info.id, None).await {
             Ok(Some(raw)) => raw,
             // An operator skipped or held it between the read and now.
             Ok(None) => return Step::Next,
@@ -464,7 +464,7 @@ impl<T: Transport> Sequencer<T> {
         };
         let Some(class) = outcome.failure else {
             let ack_code = outcome.ack_code;
-            return match self.queue.record_delivered(info.id, outcome).await {
+            return match self.queue.record_delivered(info.id, outcome, None).await {
                 Ok(_) => {
                     tracing::debug!(destination = %self.destination, id = info.id, control_id = %info.control_id, attempt, "queue: delivered");
                     self.emit(SequencerEvent::Delivered {
@@ -490,7 +490,12 @@ impl<T: Transport> Sequencer<T> {
         let described = outcome.to_string();
         match self
             .queue
-            .record_failure(info.id, outcome, move |failures| decision.decide(failures))
+            .record_failure(
+                info.id,
+                outcome,
+                move |failures| decision.decide(failures),
+                None,
+            )
             .await
         {
             Err(e) => {
