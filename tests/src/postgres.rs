@@ -104,6 +104,46 @@ impl TestPostgres {
         panic!("{test}: the PostgreSQL test server did not start: {last}");
     }
 
+    /// One server for the whole test binary, started by the first test that asks: each test
+    /// then makes its own database ([`TestPostgres::create_database`]). A static is never
+    /// dropped, so a small reaper process started with the server stops it and deletes its
+    /// folder once this process is gone, however it ended (a panic, an abort, a kill).
+    pub fn shared(test: &str) -> Option<&'static Self> {
+        static SHARED: std::sync::OnceLock<Option<TestPostgres>> = std::sync::OnceLock::new();
+        SHARED
+            .get_or_init(|| {
+                let server = Self::start(test)?;
+                server.start_reaper();
+                Some(server)
+            })
+            .as_ref()
+    }
+
+    /// Starts `sh` waiting for this process to end, then stopping the server and removing
+    /// its folder.
+    fn start_reaper(&self) {
+        let pg_ctl = self.bin.join("pg_ctl").display().to_string();
+        let stop = if self.as_postgres {
+            format!("runuser -u postgres -- {pg_ctl}")
+        } else {
+            pg_ctl
+        };
+        let script = format!(
+            "while kill -0 {pid} 2>/dev/null; do sleep 1; done; \
+             {stop} -D '{data}' -m immediate -w -t 30 stop >/dev/null 2>&1; rm -rf '{dir}'",
+            pid = std::process::id(),
+            data = self.data(),
+            dir = self.dir.path().display(),
+        );
+        Command::new("sh")
+            .args(["-c", &script])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("the reaper of the shared PostgreSQL test server starts");
+    }
+
     /// The TCP port on 127.0.0.1.
     pub fn port(&self) -> u16 {
         self.port

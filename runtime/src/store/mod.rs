@@ -203,7 +203,7 @@ pub enum StoreError {
     #[error("store: {0}")]
     Sqlite(#[from] rusqlite::Error),
     /// A query failed or the connection broke (PostgreSQL backend).
-    #[error("store: PostgreSQL: {0}")]
+    #[error("store: PostgreSQL: {}", postgres_error_text(.0))]
     Postgres(#[from] tokio_postgres::Error),
     /// No connection to PostgreSQL could be had in time (server down, pool exhausted).
     #[error("store: PostgreSQL connection: {0}")]
@@ -239,6 +239,18 @@ pub enum StoreError {
     /// The blocking task running a store call was cancelled or panicked.
     #[error("store: background task failed: {0}")]
     Task(String),
+}
+
+/// tokio-postgres's own text of a server error is only "db error": say what the server said
+/// (and its SQLSTATE), or what broke underneath.
+fn postgres_error_text(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return format!("{} (SQLSTATE {})", db.message(), db.code().code());
+    }
+    match std::error::Error::source(e) {
+        Some(source) => format!("{e}: {source}"),
+        None => e.to_string(),
+    }
 }
 
 impl From<deadpool_postgres::PoolError> for StoreError {
