@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::{EmsAccess, EnvName, Environment, ReceiveConfig, SinkConfig};
+use crate::config::{EmsAccess, EnvName, Environment, ReceiveConfig, SinkConfig, StoreConfig};
 use crate::gateway::Gateway;
 use crate::health::{Expiry, HealthCheck};
 use crate::listeners::Role;
@@ -196,12 +196,65 @@ pub struct Resolved {
     pub client_ca: PathBuf,
     /// The client CA's CRLs, when the spec names them.
     pub client_crl: Option<PathBuf>,
-    /// The store file.
+    /// The SQLite store file; for a PostgreSQL store, the path the control socket is named
+    /// after (`<dbname>.postgres` in the spec's folder).
     pub store: PathBuf,
+    /// The PostgreSQL store, when the environment names one (and `--store` does not
+    /// override it with an SQLite file).
+    pub postgres: Option<crate::config::PostgresConfig>,
+    /// The spec's folder and certificate folder, for the PostgreSQL store's files.
+    pub files: ResolvedFiles,
     /// The sending side, when the environment has one.
     pub send: Option<ResolvedSend>,
     /// The EMS-facing listeners' TLS files and allowed subjects; `None` for plain loopback.
     pub ems: Option<ResolvedEms>,
+}
+
+/// How relative paths of the configuration resolve: against the spec's folder, or by file
+/// name in `--cert-dir`.
+#[derive(Debug, Clone)]
+pub struct ResolvedFiles {
+    /// The spec's folder.
+    pub base_dir: PathBuf,
+    /// `--cert-dir`.
+    pub cert_dir: Option<PathBuf>,
+}
+
+impl ResolvedFiles {
+    /// `name` resolved.
+    pub fn file(&self, name: &str) -> PathBuf {
+        match &self.cert_dir {
+            Some(dir) => dir.join(Path::new(name).file_name().unwrap_or_default()),
+            None => self.base_dir.join(name),
+        }
+    }
+}
+
+impl Resolved {
+    /// Opens the environment's store: the SQLite file, or the PostgreSQL database (its
+    /// password read now from where the spec says). Blocking.
+    pub fn open_store(&self) -> Result<Store, AppError> {
+        let opened = match &self.postgres {
+            None => Store::open(&self.store),
+            Some(config) => crate::store::PostgresOptions::from_config(config, |name| {
+                self.files.file(name)
+            })
+            .and_then(|options| Store::open_postgres(&options)),
+        };
+        opened.map_err(|source| AppError::Store {
+            path: self.store.clone(),
+            source,
+        })
+    }
+
+    /// How long a replica's lease on an outbound stream lasts (PostgreSQL), the default
+    /// otherwise (SQLite's one process holds every lease).
+    pub fn stream_lease(&self) -> Duration {
+        self.postgres.as_ref().map_or(
+            crate::config::defaults::STREAM_LEASE.to_std(),
+            |p| Duration::from_millis(p.lease_ms),
+        )
+    }
 }
 
 /// The EMS-facing listeners' TLS ([`crate::ems`]).
@@ -300,10 +353,21 @@ pub fn resolve(environment: &Environment, options: &RunOptions) -> Result<Resolv
         key: file(&r.key),
         client_ca: file(&r.client_ca),
         client_crl: r.client_crl.as_deref().map(file),
-        store: options
-            .store
-            .clone()
-            .unwrap_or_else(|| options.base_dir.join(&*environment.store)),
+        store: match (&options.store, &environment.store) {
+            (Some(path), _) => path.clone(),
+            (None, StoreConfig::Sqlite(path)) => options.base_dir.join(&**path),
+            (None, StoreConfig::Postgres(p)) => {
+                options.base_dir.join(format!("{}.postgres", p.dbname))
+            }
+        },
+        postgres: match (&options.store, &environment.store) {
+            (None, StoreConfig::Postgres(p)) => Some(p.clone()),
+            _ => None,
+        },
+        files: ResolvedFiles {
+            base_dir: options.base_dir.clone(),
+            cert_dir: options.cert_dir.clone(),
+        },
         send: environment.send.as_ref().map(|send| ResolvedSend {
             cert: file(&send.cert),
             key: file(&send.key),
@@ -385,10 +449,7 @@ pub fn check(environment: &Environment, options: &RunOptions) -> Result<CheckRep
             plain.check_bind("the intake MLLP listener", send.mllp_listen)?;
         }
     }
-    let store = Store::open(&resolved.store).map_err(|source| AppError::Store {
-        path: resolved.store.clone(),
-        source,
-    })?;
+    let store = resolved.open_store()?;
     let pragmas = store
         .blocking()
         .pragmas()
@@ -467,10 +528,7 @@ pub async fn serve(
     };
     let reloader =
         crate::reload::TlsReloader::new(Some(server_tls), client_tls.clone()).with_ems(ems_tls);
-    let store = Store::open(&resolved.store).map_err(|source| AppError::Store {
-        path: resolved.store.clone(),
-        source,
-    })?;
+    let store = resolved.open_store()?;
     check_limits(&environment)?;
     let mut settings = Settings::from_receive(r)?.with_limits(&environment.limits);
     settings.listen = resolved.listen;
@@ -874,10 +932,7 @@ pub fn queue_command(
     command: &QueueCommand,
 ) -> Result<String, AppError> {
     let resolved = resolve(environment, options)?;
-    let store = Store::open(&resolved.store).map_err(|source| AppError::Store {
-        path: resolved.store.clone(),
-        source,
-    })?;
+    let store = resolved.open_store()?;
     let queue = crate::queue::Queue::new(store.clone());
     let q = queue.blocking();
     let failed = AppError::Queue;

@@ -367,7 +367,7 @@ fn check_nothing_shared(spec: &LoadedSpec, out: &mut Vec<Diagnostic>) {
     for (env, e) in spec.spec.environments.iter() {
         let base = format!("/environments/{}", env.as_str());
         let mut items: Vec<(&str, String, String)> =
-            vec![("store", normalize_path(&e.store), format!("{base}/store"))];
+            vec![("store", e.store.identity(normalize_path), format!("{base}/store"))];
         if let Some(r) = &e.receive {
             items.extend([
                 (

@@ -108,6 +108,51 @@ impl PostgresOptions {
         }
     }
 
+    /// The options an environment's `store.postgres` gives, the password read now from the
+    /// environment variable or file it names; `file` resolves a path of the configuration
+    /// (the password file, the TLS CA) against the spec's folder.
+    pub fn from_config(
+        config: &crate::config::PostgresConfig,
+        file: impl Fn(&str) -> PathBuf,
+    ) -> Result<Self, StoreError> {
+        use crate::config::PasswordSource;
+        let mut options = Self::new(&config.host, &config.dbname, &config.user);
+        options.port = config.port;
+        options.pool_size = usize::try_from(config.pool_size).unwrap_or(usize::MAX);
+        let bad = |reason: String| StoreError::PostgresConfig {
+            path: options.label(),
+            reason,
+        };
+        options.password = match &config.password {
+            PasswordSource::None => None,
+            PasswordSource::Env(name) => match std::env::var(&**name) {
+                Ok(password) => Some(password),
+                Err(e) => {
+                    return Err(bad(format!(
+                        "store.postgres.password_env: environment variable {name}: {e}"
+                    )));
+                }
+            },
+            PasswordSource::File(path) => {
+                let path = file(path);
+                match std::fs::read_to_string(&path) {
+                    Ok(text) => Some(text.trim_end_matches(['\r', '\n']).to_owned()),
+                    Err(e) => {
+                        return Err(bad(format!(
+                            "store.postgres.password_file {}: {e}",
+                            path.display()
+                        )));
+                    }
+                }
+            }
+        };
+        options.tls = match &config.tls_ca {
+            Some(ca) => PostgresTls::VerifyFull { ca: file(ca) },
+            None => PostgresTls::Disable,
+        };
+        Ok(options)
+    }
+
     /// `postgresql://user@host:port/dbname`: how the store is named in logs and errors (no
     /// password).
     pub fn label(&self) -> PathBuf {
