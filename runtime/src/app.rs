@@ -683,6 +683,7 @@ pub async fn serve(
         let (events, received) = tokio::sync::mpsc::unbounded_channel();
         let mut first_client = Some(client);
         let (send, sequencer_queue) = (send.clone(), queue.clone());
+        let lease = resolved.stream_lease();
         tasks.restartable(format!("sequencer {DESTINATION}"), move |stopping| {
             // The first run uses the client built at start; a restart builds a fresh one on
             // the reloadable TLS material (so a reloaded certificate or CRL still applies).
@@ -703,6 +704,7 @@ pub async fn serve(
                 match client {
                     Ok(client) => {
                         crate::queue::Sequencer::new(queue, DESTINATION, client, policies)
+                            .with_lease(lease)
                             .with_events(events)
                             .run(stopping)
                             .await;
@@ -795,6 +797,7 @@ async fn update_queue_gauges(
                 status.held,
             );
             gauges.set_queue_stalled(status.stalled.is_some());
+            gauges.set_queue_leader(status.leader.is_some());
         }
         tokio::select! {
             () = tokio::time::sleep(Duration::from_secs(5)) => {}

@@ -502,10 +502,12 @@ fn the_queue_keeps_order_refuses_reused_control_ids_and_checks_idempotency_keys(
     assert!(matches!(conflict, Err(QueueError::IdempotencyConflict { .. })));
 }
 
-/// A receiving peer in this process: records the MSH-10s it is sent and answers AA.
+/// A receiving peer in this process: records the MSH-10s it is sent and answers AA; never
+/// answers the message `hang_on` (a leader killed while it waits for that ACK).
 #[derive(Clone, Default)]
 struct Peer {
     seen: Arc<Mutex<Vec<String>>>,
+    hang_on: Option<String>,
 }
 
 impl Transport for Peer {
@@ -513,7 +515,10 @@ impl Transport for Peer {
         let control_id = message.control_id.to_owned();
         let peer = self.clone();
         async move {
-            peer.seen.lock().unwrap().push(control_id);
+            peer.seen.lock().unwrap().push(control_id.clone());
+            if peer.hang_on.as_deref() == Some(control_id.as_str()) {
+                std::future::pending::<()>().await;
+            }
             Outcome::accepted(200, AckCode::ApplicationAccept, "")
         }
     }
@@ -692,4 +697,86 @@ fn a_lease_is_held_by_one_replica_renewed_and_taken_over_after_expiry() {
             .collect::<Vec<_>>(),
         vec![("lab", "replica-b", 1), ("trust", "replica-a", 3)]
     );
+}
+
+#[test]
+fn another_replica_takes_a_dead_leaders_stream_over_and_resends_only_the_message_in_flight() {
+    let Some(server) = TestPostgres::shared("another_replica_takes_over") else {
+        return;
+    };
+    let options = options(server, &server.create_database("takeover"));
+    let (a, b) = (
+        Queue::new(Store::open_postgres(&options).unwrap()),
+        Queue::new(Store::open_postgres(&options).unwrap()),
+    );
+    let ids: Vec<String> = (1..=12).map(|n| format!("T{n:02}")).collect();
+    let raws: Vec<Vec<u8>> = ids.iter().map(|id| raw_message("EMS", id)).collect();
+    a.blocking().enqueue_all("trust", &raws).unwrap();
+    let lease = Duration::from_millis(600);
+    runtime().block_on(async {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let replica = |queue: &Queue, holder: &str, hang_on: Option<&str>| {
+            let peer = Peer {
+                seen: Arc::clone(&seen),
+                hang_on: hang_on.map(str::to_owned),
+            };
+            let (events, received) = mpsc::unbounded_channel();
+            let sequencer = Sequencer::new(queue.clone(), "trust", peer, Policies::default())
+                .with_poll_interval(Duration::from_millis(20))
+                .with_lease(lease)
+                .with_holder(holder)
+                .with_events(events);
+            (tokio::spawn(sequencer.run(std::future::pending())), received)
+        };
+        // A leads and dies waiting for T05's ACK (the task is dropped: no release).
+        let (leader, mut a_events) = replica(&a, "replica-a", Some("T05"));
+        match tokio::time::timeout(LIMIT, a_events.recv()).await.unwrap() {
+            Some(SequencerEvent::Leading { token: 1 }) => {}
+            other => panic!("A should lead first: {other:?}"),
+        }
+        let (follower, mut b_events) = replica(&b, "replica-b", None);
+        loop {
+            match tokio::time::timeout(LIMIT, a_events.recv()).await.unwrap() {
+                Some(SequencerEvent::Sending { control_id, .. }) if control_id == "T05" => break,
+                Some(_) => {}
+                None => panic!("A ended"),
+            }
+        }
+        assert_eq!(a.leading("trust").map(|l| l.token), Some(1));
+        let killed = std::time::Instant::now();
+        leader.abort();
+        // B takes over once the lease lapsed, resends T05 (same MSH-10) and delivers the rest.
+        let mut events = Vec::new();
+        let mut delivered = 0;
+        while delivered < 8 {
+            match tokio::time::timeout(LIMIT, b_events.recv()).await.unwrap() {
+                Some(SequencerEvent::Delivered { .. }) => delivered += 1,
+                Some(event) => events.push(event),
+                None => panic!("B ended"),
+            }
+        }
+        let took = killed.elapsed();
+        assert!(took < lease * 4, "takeover took {took:?} with a lease of {lease:?}");
+        assert!(matches!(events[0], SequencerEvent::Leading { token: 2 }), "{events:?}");
+        assert!(
+            events.iter().any(|e| matches!(
+                e,
+                SequencerEvent::Resumed { control_id, .. } if control_id == "T05"
+            )),
+            "{events:?}"
+        );
+        // `queue status` from another process reads who leads from the lease row.
+        let queue = b.clone();
+        let status = tokio::task::spawn_blocking(move || queue.blocking().status("trust"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((status.depth, status.delivered), (0, 12));
+        let leader = status.leader.expect("B's lease is live");
+        assert_eq!((leader.holder.as_str(), leader.token), ("replica-b", 2));
+        follower.abort();
+        let mut expected: Vec<String> = ids[..5].to_vec();
+        expected.extend(ids[4..].iter().cloned());
+        assert_eq!(*seen.lock().unwrap(), expected, "in order; only T05 twice");
+    });
 }

@@ -90,7 +90,7 @@ pub use sequencer::{Backoff, Policies, Sequencer, SequencerEvent};
 pub use state::{Action, Event, Progress, Refusal, State, apply, failures_after_one_more};
 
 use crate::client::Outcome;
-use crate::store::{BlockingStore, Fence, Store, StoreError, timestamp};
+use crate::store::{BlockingStore, Fence, LeaseInfo, Store, StoreError, timestamp};
 use record::stream_status;
 
 /// A message's id in the queue; ids grow with enqueue order.
@@ -173,6 +173,7 @@ pub struct Queue {
     store: Store,
     wake: Arc<Notify>,
     stalls: Arc<std::sync::Mutex<std::collections::HashMap<String, Stall>>>,
+    leaders: Arc<std::sync::Mutex<std::collections::HashMap<String, LeaseInfo>>>,
 }
 
 impl Queue {
@@ -182,7 +183,25 @@ impl Queue {
             store,
             wake: Arc::new(Notify::new()),
             stalls: Arc::default(),
+            leaders: Arc::default(),
         }
+    }
+
+    /// A sequencer here took (`Some`, also on each renewal) or gave up (`None`) the lease
+    /// of `destination`'s stream.
+    pub(crate) fn set_leader(&self, destination: &str, lease: Option<LeaseInfo>) {
+        let mut leaders = self.leaders.lock().unwrap_or_else(|e| e.into_inner());
+        match lease {
+            Some(lease) => leaders.insert(destination.to_owned(), lease),
+            None => leaders.remove(destination),
+        };
+    }
+
+    /// The lease a sequencer in this process holds on `destination`'s stream: `Some` while
+    /// this replica leads it (the `hl7gw_queue_leader` metric).
+    pub fn leading(&self, destination: &str) -> Option<LeaseInfo> {
+        let leaders = self.leaders.lock().unwrap_or_else(|e| e.into_inner());
+        leaders.get(destination).cloned()
     }
 
     /// A sequencer cannot move `destination`'s stream on: `reason` shows in its status
@@ -295,6 +314,7 @@ impl Queue {
         let counts = self.store.queue_counts(destination.to_owned()).await?;
         let mut status = stream_status(destination, head, counts);
         status.stalled = self.stall(destination);
+        status.leader = self.leading(destination);
         Ok(status)
     }
 
@@ -442,11 +462,19 @@ impl BlockingQueue<'_> {
         self.store.queue_destinations()
     }
 
-    /// See [`Queue::status`].
+    /// See [`Queue::status`]; the leader is read from the store's lease rows (a live lease
+    /// only; none with SQLite).
     pub fn status(&self, destination: &str) -> Result<StreamStatus, QueueError> {
         let head = self.store.queue_head(destination)?;
         let counts = self.store.queue_counts(destination)?;
-        Ok(stream_status(destination, head, counts))
+        let mut status = stream_status(destination, head, counts);
+        let now = timestamp::now();
+        status.leader = self
+            .store
+            .leases()?
+            .into_iter()
+            .find(|l| l.destination == destination && l.expires_at > now);
+        Ok(status)
     }
 
     /// See [`Queue::status_all`].

@@ -43,6 +43,8 @@ pub(crate) mod inbox;
 pub(crate) mod lease;
 pub(crate) mod queue;
 pub mod schema;
+#[cfg(test)]
+mod tests;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
