@@ -50,16 +50,7 @@ impl TestPostgres {
     /// cluster cannot be made or started (that is a real failure).
     pub fn start(test: &str) -> Option<Self> {
         let Some(bin) = find_bin() else {
-            let why = "PostgreSQL (initdb, pg_ctl) is not installed";
-            if std::env::var(REQUIRE).is_ok_and(|v| v == "1") {
-                panic!("{test}: {why} and {REQUIRE}=1");
-            }
-            let _ = writeln!(
-                std::io::stderr(),
-                "SKIPPED {test}: {why}; install the `postgresql` package or set {REQUIRE}=1 \
-                 to require it"
-            );
-            return None;
+            return skipped(test);
         };
         let as_postgres = running_as_root();
         let dir = tempfile::tempdir().expect("a temporary directory");
@@ -110,13 +101,16 @@ impl TestPostgres {
     /// folder once this process is gone, however it ended (a panic, an abort, a kill).
     pub fn shared(test: &str) -> Option<&'static Self> {
         static SHARED: std::sync::OnceLock<Option<TestPostgres>> = std::sync::OnceLock::new();
-        SHARED
+        let shared = SHARED
             .get_or_init(|| {
+                find_bin()?;
                 let server = Self::start(test)?;
                 server.start_reaper();
                 Some(server)
             })
-            .as_ref()
+            .as_ref();
+        // Every test that skips says so, not only the first.
+        shared.or_else(|| skipped(test))
     }
 
     /// Starts `sh` waiting for this process to end, then stopping the server and removing
@@ -288,6 +282,19 @@ impl Drop for TestPostgres {
             &["-D", &data, "-m", "immediate", "-w", "-t", "30", "stop"],
         );
     }
+}
+
+/// Says `test` skipped because PostgreSQL is missing, or panics when [`REQUIRE`] is `1`.
+fn skipped<T>(test: &str) -> Option<T> {
+    let why = "PostgreSQL (initdb, pg_ctl) is not installed";
+    if std::env::var(REQUIRE).is_ok_and(|v| v == "1") {
+        panic!("{test}: {why} and {REQUIRE}=1");
+    }
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED {test}: {why}; install the `postgresql` package or set {REQUIRE}=1 to require it"
+    );
+    None
 }
 
 fn describe(out: &Output) -> String {
