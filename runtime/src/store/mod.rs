@@ -1,11 +1,15 @@
-//! The gateway's durable store: one SQLite file per gateway and environment.
+//! The gateway's durable store: one SQLite file per gateway and environment, or one
+//! PostgreSQL database its replicas share.
 //!
 //! # The boundary
 //!
 //! [`Store`] is the one interface the receiver (duplicates and commits), the inbox API, the
 //! outbound [queue](crate::queue) and retention use; none of them sees SQL. Behind it is a
-//! backend: today SQLite (`store/sqlite/`, which holds all of the SQL: schema, inbound and
-//! inbox rows, the queue), the embedded default. The records, rows, states and errors the
+//! backend: SQLite (`store/sqlite/`, which holds all of its SQL: schema, inbound and inbox
+//! rows, the queue), the embedded default, or PostgreSQL (`store/postgres/`, the same
+//! operations with the same rules for several replicas; [`Store::open_postgres`]; how it
+//! keeps them under concurrency is in its module docs). Stream leadership between replicas
+//! is [`lease`](Store::lease_acquire): see `store/lease.rs`. The records, rows, states and errors the
 //! callers see are backend-neutral and live outside it ([`InboundRecord`], [`InboxItem`],
 //! [`crate::queue::MessageInfo`], ...); instants are [`time::OffsetDateTime`] (or
 //! `SystemTime` on input), never text.
@@ -14,8 +18,8 @@
 //! that is what a server database (PostgreSQL, next) needs to do the same job well:
 //!
 //! - **Async.** Every operation is an `async` method on [`Store`]. SQLite's run on tokio's
-//!   blocking pool; a PostgreSQL backend (tokio-postgres or sqlx) awaits its driver
-//!   directly. [`BlockingStore`] offers the same operations to code outside the runtime.
+//!   blocking pool; PostgreSQL's (tokio-postgres) run on the backend's own runtime and are
+//!   awaited. [`BlockingStore`] offers the same operations to code outside the runtime.
 //! - **One call, one transaction.** Each operation is one transaction in the backend: an
 //!   inbound commit checks the duplicate key and inserts together; recording a delivery
 //!   reads the message's state, applies the pure [transition](crate::queue::apply) and
@@ -30,7 +34,7 @@
 //! Adding a backend is a new variant of the private `Backend` enum and a module beside
 //! `sqlite`; the callers do not change.
 //!
-//! # Durability
+//! # Durability (SQLite)
 //!
 //! Every connection runs in WAL mode with `synchronous=FULL`, so a transaction's commit has
 //! reached the disk (the WAL is fsynced) before the call that made it returns. That is what
