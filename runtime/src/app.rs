@@ -236,10 +236,10 @@ impl Resolved {
     pub fn open_store(&self) -> Result<Store, AppError> {
         let opened = match &self.postgres {
             None => Store::open(&self.store),
-            Some(config) => crate::store::PostgresOptions::from_config(config, |name| {
-                self.files.file(name)
-            })
-            .and_then(|options| Store::open_postgres(&options)),
+            Some(config) => {
+                crate::store::PostgresOptions::from_config(config, |name| self.files.file(name))
+                    .and_then(|options| Store::open_postgres(&options))
+            }
         };
         opened.map_err(|source| AppError::Store {
             path: self.store.clone(),
@@ -250,10 +250,11 @@ impl Resolved {
     /// How long a replica's lease on an outbound stream lasts (PostgreSQL), the default
     /// otherwise (SQLite's one process holds every lease).
     pub fn stream_lease(&self) -> Duration {
-        self.postgres.as_ref().map_or(
-            crate::config::defaults::STREAM_LEASE.to_std(),
-            |p| Duration::from_millis(p.lease_ms),
-        )
+        self.postgres
+            .as_ref()
+            .map_or(crate::config::defaults::STREAM_LEASE.to_std(), |p| {
+                Duration::from_millis(p.lease_ms)
+            })
     }
 }
 

@@ -41,7 +41,10 @@ impl Db {
 
     fn postgres(test: &str) -> Option<Self> {
         let server = TestPostgres::shared(test)?;
-        Some(Self::Postgres(options(server, &server.create_database(test))))
+        Some(Self::Postgres(options(
+            server,
+            &server.create_database(test),
+        )))
     }
 
     fn open(&self) -> Store {
@@ -197,7 +200,12 @@ fn commit_then_find_duplicate_returns_the_original_ack(db: &Db) {
     // Another connection (process, replica) sees the same.
     let other = db.open();
     assert_eq!(
-        other.blocking().find_duplicate(&first.key).unwrap().unwrap().id,
+        other
+            .blocking()
+            .find_duplicate(&first.key)
+            .unwrap()
+            .unwrap()
+            .id,
         id
     );
 }
@@ -316,18 +324,28 @@ fn prune_keeps_unacknowledged_inbox_rows_and_pending_messages(db: &Db) {
     let s = store.blocking();
     let old = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
     let cutoff = old + Duration::from_secs(86_400);
-    let commit = |id: &str, code, sink, at| committed(s.commit_inbound(&record_at(id, code, sink, at)).unwrap());
+    let commit = |id: &str, code, sink, at| {
+        committed(s.commit_inbound(&record_at(id, code, sink, at)).unwrap())
+    };
     let old_taken = commit("P1", AckCode::ApplicationAccept, SinkKind::Inbox, old);
     let old_pending = commit("P2", AckCode::ApplicationAccept, SinkKind::Inbox, old);
     let old_webhook = commit("P3", AckCode::ApplicationAccept, SinkKind::Webhook, old);
     let old_error = commit("P4", AckCode::ApplicationError, SinkKind::Inbox, old);
-    let new_taken = commit("P5", AckCode::ApplicationAccept, SinkKind::Inbox, SystemTime::now());
+    let new_taken = commit(
+        "P5",
+        AckCode::ApplicationAccept,
+        SinkKind::Inbox,
+        SystemTime::now(),
+    );
     assert!(s.inbox_ack(old_taken).unwrap().is_some());
     assert!(s.inbox_ack(new_taken).unwrap().is_some());
     assert_eq!(s.inbox_pending().unwrap(), 1);
     // A queued message is never pruned, however old the cutoff.
     let queue = Queue::new(store.clone());
-    queue.blocking().enqueue("trust", &raw_message("EMS", "Q1")).unwrap();
+    queue
+        .blocking()
+        .enqueue("trust", &raw_message("EMS", "Q1"))
+        .unwrap();
 
     let pruned = s.prune_before(cutoff).unwrap();
     assert_eq!((pruned.inbound, pruned.outbound), (3, 0));
@@ -346,11 +364,21 @@ fn prune_keeps_unacknowledged_inbox_rows_and_pending_messages(db: &Db) {
     assert_eq!(pruned.outbound, 0, "a pending message is never pruned");
     assert_eq!(queue.blocking().status("trust").unwrap().depth, 1);
     // Ids are never reused after a prune, so an inbox cursor cannot skip a row.
-    let next = commit("P6", AckCode::ApplicationAccept, SinkKind::Inbox, SystemTime::now());
+    let next = commit(
+        "P6",
+        AckCode::ApplicationAccept,
+        SinkKind::Inbox,
+        SystemTime::now(),
+    );
     assert!(next > new_taken);
     // In batches: more than one batch of 1000 goes in one call.
     for n in 0..1_100 {
-        commit(&format!("B{n}"), AckCode::ApplicationAccept, SinkKind::Webhook, old);
+        commit(
+            &format!("B{n}"),
+            AckCode::ApplicationAccept,
+            SinkKind::Webhook,
+            old,
+        );
     }
     assert_eq!(s.prune_before(cutoff).unwrap().inbound, 1_100);
 }
@@ -360,7 +388,11 @@ fn the_inbox_lists_after_a_cursor_fetches_and_acknowledges_once(db: &Db) {
     runtime().block_on(async {
         let mut ids = Vec::new();
         for n in 1..=3 {
-            let rec = record(&format!("IN{n}"), AckCode::ApplicationAccept, SinkKind::Inbox);
+            let rec = record(
+                &format!("IN{n}"),
+                AckCode::ApplicationAccept,
+                SinkKind::Inbox,
+            );
             ids.push(committed(store.commit_inbound(rec).await.unwrap()));
         }
         let webhook = record("W1", AckCode::ApplicationAccept, SinkKind::Webhook);
@@ -381,7 +413,11 @@ fn the_inbox_lists_after_a_cursor_fetches_and_acknowledges_once(db: &Db) {
         let entry = store.inbox_get(ids[0]).await.unwrap().unwrap();
         assert_eq!(entry.raw, raw_message("EPIC", "IN1"));
         assert!(store.inbox_get(webhook_id).await.unwrap().is_none());
-        let first = store.inbox_ack(ids[0]).await.unwrap().expect("acknowledged");
+        let first = store
+            .inbox_ack(ids[0])
+            .await
+            .unwrap()
+            .expect("acknowledged");
         tokio::time::sleep(Duration::from_millis(5)).await;
         assert_eq!(store.inbox_ack(ids[0]).await.unwrap(), Some(first));
         assert_eq!(store.inbox_ack(webhook_id).await.unwrap(), None);
@@ -437,7 +473,10 @@ fn the_queue_keeps_order_refuses_reused_control_ids_and_checks_idempotency_keys(
     assert_eq!(q.destinations().unwrap(), vec!["lab", "trust"]);
 
     let head = q.head("trust").unwrap().unwrap();
-    assert_eq!((head.info.id, head.raw), (first.id, raw_message("EMS", "O1")));
+    assert_eq!(
+        (head.info.id, head.raw),
+        (first.id, raw_message("EMS", "O1"))
+    );
     let status = q.status("trust").unwrap();
     assert_eq!(status.depth, 3);
     let listed = q
@@ -458,7 +497,10 @@ fn the_queue_keeps_order_refuses_reused_control_ids_and_checks_idempotency_keys(
     assert_eq!(q.head("trust").unwrap().unwrap().info.id, rest[0].id);
     assert!(matches!(
         q.skip(first.id, None),
-        Err(QueueError::NotPending { state: MessageState::Skipped, .. })
+        Err(QueueError::NotPending {
+            state: MessageState::Skipped,
+            ..
+        })
     ));
     assert!(matches!(q.retry(99_999), Err(QueueError::NotFound(99_999))));
     let shown = q.show(first.id).unwrap().unwrap();
@@ -499,7 +541,10 @@ fn the_queue_keeps_order_refuses_reused_control_ids_and_checks_idempotency_keys(
             request_sha256: "cd".repeat(32),
         },
     ));
-    assert!(matches!(conflict, Err(QueueError::IdempotencyConflict { .. })));
+    assert!(matches!(
+        conflict,
+        Err(QueueError::IdempotencyConflict { .. })
+    ));
 }
 
 /// A receiving peer in this process: records the MSH-10s it is sent and answers AA; never
@@ -581,7 +626,10 @@ fn replicas_opening_a_new_database_together_migrate_it_once() {
     }
     let latest = hl7gw_runtime::store::postgres_schema::latest_version();
     assert_eq!(
-        server.psql(&options.dbname, "SELECT COUNT(*), MAX(version) FROM schema_migrations"),
+        server.psql(
+            &options.dbname,
+            "SELECT COUNT(*), MAX(version) FROM schema_migrations"
+        ),
         format!("{latest}|{latest}")
     );
     let store = Store::open_postgres(&options).unwrap();
@@ -613,16 +661,25 @@ fn a_newer_schema_or_a_foreign_database_is_refused() {
         matches!(err, StoreError::SchemaTooNew { found: 999, .. }),
         "{err}"
     );
-    assert!(err.to_string().contains("newer than this gateway knows"), "{err}");
+    assert!(
+        err.to_string().contains("newer than this gateway knows"),
+        "{err}"
+    );
 
     let foreign = options(server, &server.create_database("foreign"));
-    server.psql(&foreign.dbname, "CREATE TABLE patients (id INTEGER PRIMARY KEY)");
+    server.psql(
+        &foreign.dbname,
+        "CREATE TABLE patients (id INTEGER PRIMARY KEY)",
+    );
     let err = Store::open_postgres(&foreign).unwrap_err();
     assert!(matches!(err, StoreError::NotAStore { .. }), "{err}");
     assert!(err.to_string().contains("patients"), "{err}");
     // Nothing was created in it.
     assert_eq!(
-        server.psql(&foreign.dbname, "SELECT to_regclass('schema_migrations') IS NULL"),
+        server.psql(
+            &foreign.dbname,
+            "SELECT to_regclass('schema_migrations') IS NULL"
+        ),
         "t"
     );
 }
@@ -666,27 +723,63 @@ fn a_lease_is_held_by_one_replica_renewed_and_taken_over_after_expiry() {
     );
     let short = Duration::from_millis(400);
     runtime().block_on(async {
-        let first = a.lease_acquire("trust", "replica-a", short).await.unwrap().unwrap();
+        let first = a
+            .lease_acquire("trust", "replica-a", short)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!((first.holder.as_str(), first.token), ("replica-a", 1));
         // Live: the other replica does not get it.
-        assert!(b.lease_acquire("trust", "replica-b", short).await.unwrap().is_none());
+        assert!(
+            b.lease_acquire("trust", "replica-b", short)
+                .await
+                .unwrap()
+                .is_none()
+        );
         // Another stream is free.
-        assert!(b.lease_acquire("lab", "replica-b", short).await.unwrap().is_some());
+        assert!(
+            b.lease_acquire("lab", "replica-b", short)
+                .await
+                .unwrap()
+                .is_some()
+        );
         // The holder renews, keeping its token and since when it leads.
         let renewed = a.lease_renew(&first.fence(), short).await.unwrap().unwrap();
         assert_eq!((renewed.token, renewed.acquired_at), (1, first.acquired_at));
         assert!(renewed.expires_at >= first.expires_at);
-        let again = a.lease_acquire("trust", "replica-a", short).await.unwrap().unwrap();
+        let again = a
+            .lease_acquire("trust", "replica-a", short)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(again.token, 1);
         // Expired: taken over with a new token; the old holder's renewal fails.
         tokio::time::sleep(short + Duration::from_millis(200)).await;
-        let taken = b.lease_acquire("trust", "replica-b", short).await.unwrap().unwrap();
+        let taken = b
+            .lease_acquire("trust", "replica-b", short)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!((taken.holder.as_str(), taken.token), ("replica-b", 2));
-        assert!(a.lease_renew(&first.fence(), short).await.unwrap().is_none());
-        assert!(a.lease_acquire("trust", "replica-a", short).await.unwrap().is_none());
+        assert!(
+            a.lease_renew(&first.fence(), short)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            a.lease_acquire("trust", "replica-a", short)
+                .await
+                .unwrap()
+                .is_none()
+        );
         // Released: the next replica takes it at once.
         b.lease_release(&taken.fence()).await.unwrap();
-        let back = a.lease_acquire("trust", "replica-a", short).await.unwrap().unwrap();
+        let back = a
+            .lease_acquire("trust", "replica-a", short)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!((back.holder.as_str(), back.token), ("replica-a", 3));
     });
     let leases = a.blocking().leases().unwrap();
@@ -726,7 +819,10 @@ fn another_replica_takes_a_dead_leaders_stream_over_and_resends_only_the_message
                 .with_lease(lease)
                 .with_holder(holder)
                 .with_events(events);
-            (tokio::spawn(sequencer.run(std::future::pending())), received)
+            (
+                tokio::spawn(sequencer.run(std::future::pending())),
+                received,
+            )
         };
         // A leads and dies waiting for T05's ACK (the task is dropped: no release).
         let (leader, mut a_events) = replica(&a, "replica-a", Some("T05"));
@@ -756,8 +852,14 @@ fn another_replica_takes_a_dead_leaders_stream_over_and_resends_only_the_message
             }
         }
         let took = killed.elapsed();
-        assert!(took < lease * 4, "takeover took {took:?} with a lease of {lease:?}");
-        assert!(matches!(events[0], SequencerEvent::Leading { token: 2 }), "{events:?}");
+        assert!(
+            took < lease * 4,
+            "takeover took {took:?} with a lease of {lease:?}"
+        );
+        assert!(
+            matches!(events[0], SequencerEvent::Leading { token: 2 }),
+            "{events:?}"
+        );
         assert!(
             events.iter().any(|e| matches!(
                 e,

@@ -114,7 +114,9 @@ impl TestPostgres {
     }
 
     /// Starts `sh` waiting for this process to end, then stopping the server and removing
-    /// its folder.
+    /// its folder. It is meant to outlive this process (and is adopted by init then), so it
+    /// is never waited for.
+    #[allow(clippy::zombie_processes)]
     fn start_reaper(&self) {
         let pg_ctl = self.bin.join("pg_ctl").display().to_string();
         let stop = if self.as_postgres {
@@ -198,7 +200,10 @@ impl TestPostgres {
     /// database going away. [`TestPostgres::restart`] brings it back on the same port.
     pub fn stop(&self) {
         let data = self.data();
-        let out = self.run("pg_ctl", &["-D", &data, "-m", "fast", "-w", "-t", "60", "stop"]);
+        let out = self.run(
+            "pg_ctl",
+            &["-D", &data, "-m", "fast", "-w", "-t", "60", "stop"],
+        );
         assert!(out.status.success(), "pg_ctl stop: {}", describe(&out));
     }
 

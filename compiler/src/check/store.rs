@@ -195,10 +195,7 @@ mod tests {
 
     #[test]
     fn an_inline_password_is_refused() {
-        let inline = GOOD.replace(
-            "password_env: HL7GW_DB_PASSWORD",
-            "password: hunter2",
-        );
+        let inline = GOOD.replace("password_env: HL7GW_DB_PASSWORD", "password: hunter2");
         only(&codes_for(&inline), "env-store-password", "/password");
         let value = GOOD.replace("HL7GW_DB_PASSWORD", "s3cr3t-Value!");
         only(&codes_for(&value), "env-store-password", "/password_env");

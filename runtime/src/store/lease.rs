@@ -111,8 +111,13 @@ impl Store {
         match &self.inner.backend {
             Backend::Sqlite(_) => Ok(Some(sqlite_lease(destination, holder, duration))),
             Backend::Postgres(pg) => {
-                pg.run(postgres::lease::acquire(pg.pool(), destination, holder, duration))
-                    .await
+                pg.run(postgres::lease::acquire(
+                    pg.pool(),
+                    destination,
+                    holder,
+                    duration,
+                ))
+                .await
             }
         }
     }

@@ -418,7 +418,10 @@ impl Store {
         let key = key.clone();
         match &self.inner.backend {
             Backend::Sqlite(_) => self.run(move |s| s.find_duplicate(&key)).await,
-            Backend::Postgres(pg) => pg.run(postgres::inbound::find_duplicate(pg.pool(), key)).await,
+            Backend::Postgres(pg) => {
+                pg.run(postgres::inbound::find_duplicate(pg.pool(), key))
+                    .await
+            }
         }
     }
 
@@ -441,7 +444,10 @@ impl Store {
                 self.run(move |s| s.commit_inbound(&record).map(|result| (result, record)))
                     .await
             }
-            Backend::Postgres(pg) => pg.run(postgres::inbound::commit_inbound(pg.pool(), record)).await,
+            Backend::Postgres(pg) => {
+                pg.run(postgres::inbound::commit_inbound(pg.pool(), record))
+                    .await
+            }
         }
     }
 
@@ -505,8 +511,13 @@ impl Store {
                     .await
             }
             Backend::Postgres(pg) => {
-                pg.run(postgres::inbox::inbox_list(pg.pool(), after, limit, include_acknowledged))
-                    .await
+                pg.run(postgres::inbox::inbox_list(
+                    pg.pool(),
+                    after,
+                    limit,
+                    include_acknowledged,
+                ))
+                .await
             }
         }
     }

@@ -166,8 +166,14 @@ impl Store {
                     .await
             }
             Backend::Postgres(pg) => {
-                pg.run(pg_queue::record_delivered(pg.pool(), id, outcome, at, fence))
-                    .await
+                pg.run(pg_queue::record_delivered(
+                    pg.pool(),
+                    id,
+                    outcome,
+                    at,
+                    fence,
+                ))
+                .await
             }
         }
     }

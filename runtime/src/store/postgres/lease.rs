@@ -18,9 +18,7 @@ use crate::store::{Fence, LeaseInfo, StoreError};
 
 /// A `timestamptz` column as the store's fixed-width UTC text.
 fn utc(column: &str) -> String {
-    format!(
-        "to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') AS {column}"
-    )
+    format!("to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') AS {column}")
 }
 
 fn returning() -> String {

@@ -266,8 +266,9 @@ impl Postgres {
         self.handle.spawn(async move {
             let _ = tx.send(operation.await);
         });
-        rx.recv()
-            .map_err(|_| StoreError::Task("the PostgreSQL operation ended without an answer".into()))?
+        rx.recv().map_err(|_| {
+            StoreError::Task("the PostgreSQL operation ended without an answer".into())
+        })?
     }
 }
 

@@ -264,7 +264,10 @@ async fn insert(
                  WHERE destination = $1 AND idempotency_key = $2",
             )
             .await?;
-        if let Some(r) = tx.query_opt(&stmt, &[&destination, &idempotency.key]).await? {
+        if let Some(r) = tx
+            .query_opt(&stmt, &[&destination, &idempotency.key])
+            .await?
+        {
             let id: QueueId = r.try_get("id")?;
             let digest: Option<String> = r.try_get("request_sha256")?;
             if digest.as_deref() == Some(idempotency.request_sha256.as_str()) {
@@ -354,7 +357,10 @@ pub(crate) async fn enqueue(
 }
 
 /// The lowest pending message of the stream, without its bytes.
-pub(crate) async fn head(pool: Pool, destination: String) -> Result<Option<MessageInfo>, QueueError> {
+pub(crate) async fn head(
+    pool: Pool,
+    destination: String,
+) -> Result<Option<MessageInfo>, QueueError> {
     let client = pool.get().await?;
     let stmt = client
         .prepare_cached(&format!("SELECT {COLUMNS} {HEAD}"))
@@ -431,7 +437,10 @@ pub(crate) async fn list(pool: Pool, filter: ListFilter) -> Result<Vec<MessageIn
         .await?;
     let limit = i64::from(filter.limit.min(MAX_LIST));
     let rows = client
-        .query(&stmt, &[&filter.after, &filter.destination, &states, &limit])
+        .query(
+            &stmt,
+            &[&filter.after, &filter.destination, &states, &limit],
+        )
         .await?;
     Ok(rows.iter().map(info).collect::<Result<Vec<_>, _>>()?)
 }
@@ -454,7 +463,11 @@ pub(crate) async fn show(pool: Pool, id: QueueId) -> Result<Option<MessageDetail
 
 /// An operator's retry or skip; the row after it. Operators act from any replica, without a
 /// lease: the row lock orders them with the leader's own transitions.
-pub(crate) async fn operator(pool: Pool, id: QueueId, event: Event) -> Result<MessageInfo, QueueError> {
+pub(crate) async fn operator(
+    pool: Pool,
+    id: QueueId,
+    event: Event,
+) -> Result<MessageInfo, QueueError> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
     if let Err(refusal) = transition(&tx, id, event).await? {
@@ -463,13 +476,18 @@ pub(crate) async fn operator(pool: Pool, id: QueueId, event: Event) -> Result<Me
             state: refusal.state(),
         });
     }
-    let row = locked_info(&tx, id).await?.ok_or(QueueError::NotFound(id))?;
+    let row = locked_info(&tx, id)
+        .await?
+        .ok_or(QueueError::NotFound(id))?;
     tx.commit().await?;
     Ok(row)
 }
 
 /// Deletes delivered messages delivered before `cutoff` and skipped ones skipped before it.
-pub(crate) async fn prune_finished(pool: &Pool, cutoff: OffsetDateTime) -> Result<usize, StoreError> {
+pub(crate) async fn prune_finished(
+    pool: &Pool,
+    cutoff: OffsetDateTime,
+) -> Result<usize, StoreError> {
     super::delete_in_batches(
         pool,
         "DELETE FROM outbound_messages WHERE id IN (
@@ -572,7 +590,9 @@ pub(crate) async fn record_failure(
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
     check_fence(&tx, fence.as_ref()).await?;
-    let row = locked_info(&tx, id).await?.ok_or(QueueError::NotFound(id))?;
+    let row = locked_info(&tx, id)
+        .await?
+        .ok_or(QueueError::NotFound(id))?;
     record_response(&tx, id, &outcome, at).await?;
     let progress = row.progress();
     let decided = if progress.state.kind() == MessageState::InFlight {

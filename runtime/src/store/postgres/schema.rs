@@ -117,10 +117,7 @@ pub fn latest_version() -> i64 {
 pub(crate) async fn current_version(pool: Pool) -> Result<i64, StoreError> {
     let client = pool.get().await?;
     let exists: bool = client
-        .query_one(
-            "SELECT to_regclass('schema_migrations') IS NOT NULL",
-            &[],
-        )
+        .query_one("SELECT to_regclass('schema_migrations') IS NOT NULL", &[])
         .await?
         .try_get(0)?;
     if !exists {
@@ -144,10 +141,7 @@ pub(crate) async fn migrate(pool: Pool, label: PathBuf) -> Result<(), StoreError
     )
     .await?;
     let ours: bool = tx
-        .query_one(
-            "SELECT to_regclass('schema_migrations') IS NOT NULL",
-            &[],
-        )
+        .query_one("SELECT to_regclass('schema_migrations') IS NOT NULL", &[])
         .await?
         .try_get(0)?;
     if !ours {

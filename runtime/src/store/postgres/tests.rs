@@ -73,19 +73,37 @@ fn a_stale_fencing_token_cannot_send_or_record() {
         // ... nor a failure, nor start another send, nor recover the stream.
         let failed = Outcome::failed(FailureClass::Http5xx, "HTTP 503");
         let refused = a
-            .queue_record_failure(id, failed, now, |_| Action::Hold("x".into()), Some(old.fence()))
+            .queue_record_failure(
+                id,
+                failed,
+                now,
+                |_| Action::Hold("x".into()),
+                Some(old.fence()),
+            )
             .await;
-        assert!(matches!(refused, Err(QueueError::LeaseLost { .. })), "{refused:?}");
+        assert!(
+            matches!(refused, Err(QueueError::LeaseLost { .. })),
+            "{refused:?}"
+        );
         let refused = a.queue_begin_attempt(id, now, Some(old.fence())).await;
-        assert!(matches!(refused, Err(QueueError::LeaseLost { .. })), "{refused:?}");
+        assert!(
+            matches!(refused, Err(QueueError::LeaseLost { .. })),
+            "{refused:?}"
+        );
         let refused = a.queue_recover("trust".into(), Some(old.fence())).await;
-        assert!(matches!(refused, Err(QueueError::LeaseLost { .. })), "{refused:?}");
+        assert!(
+            matches!(refused, Err(QueueError::LeaseLost { .. })),
+            "{refused:?}"
+        );
         // Nothing of it reached the row: still in flight, one attempt, no response.
         let row = b.queue_show(id).await.unwrap().unwrap().info;
         assert_eq!((row.state, row.attempts), (MessageState::InFlight, 1));
         assert!(row.last_response.is_none());
         // The new leader resumes it (same message, same MSH-10) and records its ACK.
-        let resumed = b.queue_recover("trust".into(), Some(new.fence())).await.unwrap();
+        let resumed = b
+            .queue_recover("trust".into(), Some(new.fence()))
+            .await
+            .unwrap();
         assert_eq!(resumed.iter().map(|m| m.id).collect::<Vec<_>>(), vec![id]);
         let resent = b
             .queue_begin_attempt(id, now, Some(new.fence()))
