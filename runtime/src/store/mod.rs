@@ -110,7 +110,7 @@
 mod inbound;
 mod inbox;
 mod lease;
-mod outbound;
+pub(crate) mod outbound;
 mod postgres;
 mod sqlite;
 pub mod timestamp;

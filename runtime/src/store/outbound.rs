@@ -18,6 +18,140 @@ use crate::queue::{
 
 use postgres::queue as pg_queue;
 
+/// Every column of `outbound_messages` but `raw`, in the order both backends' readers take
+/// them (SQLite's `info` reads by index).
+pub(super) const COLUMNS: &str = "id, destination, control_id, message_type, state, enqueued_at,
+    attempts, failures, first_attempt_at, last_attempt_at, failing_since, next_attempt_at,
+    delivered_at, held_at, held_reason, skipped_at, skip_reason, released_at, last_outcome,
+    last_http_status, last_ack_code, last_response, last_response_at";
+
+impl NewMessage {
+    /// The answer to a message whose `Idempotency-Key` already queued row `id` (with the
+    /// request digest `digest`): that entry for the same request, a conflict for another.
+    pub(super) fn repeat_of_key(
+        &self,
+        id: QueueId,
+        digest: Option<&str>,
+    ) -> Result<Enqueued, QueueError> {
+        match &self.idempotency {
+            Some(i) if digest != Some(i.request_sha256.as_str()) => {
+                Err(QueueError::IdempotencyConflict {
+                    key: i.key.clone(),
+                    existing: id,
+                })
+            }
+            _ => Ok(Enqueued { id, created: false }),
+        }
+    }
+
+    /// The answer to a message whose MSH-10 row `id` of `destination` already has, holding
+    /// `stored`: that entry for the same bytes, a refusal for others (the receiver would drop
+    /// them as a duplicate).
+    pub(super) fn repeat_of_control_id(
+        &self,
+        destination: &str,
+        id: QueueId,
+        stored: &[u8],
+    ) -> Result<Enqueued, QueueError> {
+        if stored == self.raw {
+            return Ok(Enqueued { id, created: false });
+        }
+        Err(QueueError::DuplicateControlId {
+            destination: destination.to_owned(),
+            control_id: self.control_id.clone(),
+            existing: id,
+        })
+    }
+
+    /// `idempotency_key` and `request_sha256` as stored.
+    pub(super) fn idempotency_columns(&self) -> (Option<&str>, Option<&str>) {
+        match &self.idempotency {
+            Some(i) => (Some(&i.key), Some(&i.request_sha256)),
+            None => (None, None),
+        }
+    }
+}
+
+/// A failure recorded for a message that was `row`: when it is still in flight, the
+/// policy's decision (`decide`, given the failure count including this one) and the
+/// progress to save; `None` when an operator changed it meanwhile (their decision stands).
+pub(super) fn failure_decision(
+    row: &MessageInfo,
+    at: OffsetDateTime,
+    decide: impl FnOnce(u32) -> Action,
+) -> Option<(u32, Action, crate::queue::Progress)> {
+    let progress = row.progress();
+    if progress.state.kind() != crate::queue::MessageState::InFlight {
+        return None;
+    }
+    let failures = crate::queue::failures_after_one_more(&progress);
+    let action = decide(failures);
+    let event = Event::Failed {
+        at,
+        action: action.clone(),
+    };
+    let next = crate::queue::apply(&progress, event).ok()?;
+    Some((failures, action, next))
+}
+
+/// The column values a [`Progress`](crate::queue::Progress) is saved as, in every backend:
+/// the columns of the new state are set; `next_attempt_at` belongs to `queued` only; a
+/// queued or in-flight message has no hold; a delivered or skipped one keeps why it was held
+/// (and a delivered one when it was skipped), for the record. A `(false, ..)` group leaves
+/// its columns as they are.
+pub(super) struct SavedProgress {
+    pub state: &'static str,
+    pub attempts: i64,
+    pub failures: i64,
+    pub first_attempt_at: Option<String>,
+    pub last_attempt_at: Option<String>,
+    pub failing_since: Option<String>,
+    pub released_at: Option<String>,
+    pub next_attempt_at: Option<String>,
+    /// Set?, `delivered_at`.
+    pub delivered: (bool, Option<String>),
+    /// Set?, `held_at`, `held_reason`.
+    pub held: (bool, Option<String>, Option<String>),
+    /// Set?, `skipped_at`, `skip_reason`.
+    pub skipped: (bool, Option<String>, Option<String>),
+}
+
+impl SavedProgress {
+    pub(super) fn of(p: &crate::queue::Progress) -> Self {
+        use super::timestamp::format;
+        use crate::queue::State;
+        let text = |at: Option<OffsetDateTime>| at.map(format);
+        let mut saved = Self {
+            state: p.state.kind().as_str(),
+            attempts: i64::from(p.attempts),
+            failures: i64::from(p.failures),
+            first_attempt_at: text(p.first_attempt_at),
+            last_attempt_at: text(p.last_attempt_at),
+            failing_since: text(p.failing_since),
+            released_at: text(p.released_at),
+            next_attempt_at: None,
+            delivered: (false, None),
+            held: (false, None, None),
+            skipped: (false, None, None),
+        };
+        match &p.state {
+            State::Queued { next_attempt_at } => {
+                saved.next_attempt_at = text(*next_attempt_at);
+                saved.held = (true, None, None);
+            }
+            State::InFlight { .. } => saved.held = (true, None, None),
+            State::Delivered { at, .. } => saved.delivered = (true, Some(format(*at))),
+            State::Held { since, reason } => {
+                saved.held = (true, Some(format(*since)), Some(reason.clone()));
+            }
+            State::Skipped { at, reason } => {
+                saved.skipped = (true, Some(format(*at)), Some(reason.clone()));
+            }
+        }
+        saved
+    }
+}
+
 impl Store {
     pub(crate) async fn queue_enqueue(
         &self,

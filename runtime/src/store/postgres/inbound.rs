@@ -62,15 +62,7 @@ pub(crate) async fn commit_inbound(
     pool: Pool,
     record: InboundRecord,
 ) -> Result<(CommitResult, InboundRecord), StoreError> {
-    let status = InboundStatus::of(record.ack_code);
-    let committed = status == InboundStatus::Committed;
-    if committed && record.key.control_id.is_empty() {
-        return Err(StoreError::MissingControlId);
-    }
-    let record_json = match &record.record {
-        Some(value) => Some(serde_json::to_string(value)?),
-        None => None,
-    };
+    let (status, record_json) = record.status_and_json()?;
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
     tx.execute(

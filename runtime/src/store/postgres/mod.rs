@@ -340,16 +340,15 @@ fn client_tls(ca: &Path, label: &Path) -> Result<rustls::ClientConfig, StoreErro
         .with_no_client_auth())
 }
 
-/// A text column read with `parse`; a value it refuses is [`StoreError::BadValue`].
+/// A text column read with `parse`; a value it refuses (or NULL) is [`StoreError::BadValue`].
 fn parsed<T>(
     row: &Row,
     column: &str,
     parse: impl FnOnce(&str) -> Option<T>,
 ) -> Result<T, StoreError> {
-    let text: String = row.try_get(column)?;
-    parse(&text).ok_or_else(|| StoreError::BadValue {
+    parsed_opt(row, column, parse)?.ok_or_else(|| StoreError::BadValue {
         column: column.to_owned(),
-        value: text,
+        value: "NULL".to_owned(),
     })
 }
 
@@ -359,15 +358,15 @@ fn parsed_opt<T>(
     column: &str,
     parse: impl FnOnce(&str) -> Option<T>,
 ) -> Result<Option<T>, StoreError> {
-    match row.try_get::<_, Option<String>>(column)? {
-        None => Ok(None),
-        Some(text) => match parse(&text) {
-            Some(value) => Ok(Some(value)),
-            None => Err(StoreError::BadValue {
-                column: column.to_owned(),
-                value: text,
-            }),
-        },
+    let Some(text) = row.try_get::<_, Option<String>>(column)? else {
+        return Ok(None);
+    };
+    match parse(&text) {
+        Some(value) => Ok(Some(value)),
+        None => Err(StoreError::BadValue {
+            column: column.to_owned(),
+            value: text,
+        }),
     }
 }
 

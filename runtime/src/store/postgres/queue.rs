@@ -17,9 +17,9 @@ use crate::client::{FailureClass, Outcome};
 use crate::hl7::AckCode;
 use crate::queue::{
     Action, Enqueued, Event, LastResponse, ListFilter, MAX_LIST, MessageDetail, MessageInfo,
-    MessageState, NewMessage, Pending, Progress, QueueError, QueueId, Refusal, State, StreamCounts,
-    apply, failures_after_one_more,
+    MessageState, NewMessage, Pending, Progress, QueueError, QueueId, Refusal, StreamCounts, apply,
 };
+use crate::store::outbound::{SavedProgress, failure_decision};
 use crate::store::{Fence, StoreError, timestamp};
 
 impl From<tokio_postgres::Error> for QueueError {
@@ -34,11 +34,7 @@ impl From<deadpool_postgres::PoolError> for QueueError {
     }
 }
 
-/// Every column but `raw`, as [`info`] reads them.
-const COLUMNS: &str = "id, destination, control_id, message_type, state, enqueued_at, attempts,
-    failures, first_attempt_at, last_attempt_at, failing_since, next_attempt_at, delivered_at,
-    held_at, held_reason, skipped_at, skip_reason, released_at, last_outcome, last_http_status,
-    last_ack_code, last_response, last_response_at";
+use crate::store::outbound::COLUMNS;
 
 /// The head of stream `$1`: its lowest pending id.
 const HEAD: &str = "FROM outbound_messages
@@ -119,28 +115,9 @@ async fn locked_info(
     }
 }
 
-fn text(at: Option<OffsetDateTime>) -> Option<String> {
-    at.map(timestamp::format)
-}
-
-/// Writes `p` to row `id`, with the column rules of the SQLite backend's `save`.
+/// Writes `p` to row `id` ([`SavedProgress`] says which columns change).
 async fn save(tx: &impl GenericClient, id: QueueId, p: &Progress) -> Result<(), QueueError> {
-    let none = || (false, None::<String>, None::<String>);
-    let (mut next, mut delivered, mut held, mut skipped) = (None, none(), none(), none());
-    match &p.state {
-        State::Queued { next_attempt_at } => {
-            next = text(*next_attempt_at);
-            held = (true, None, None);
-        }
-        State::InFlight { .. } => held = (true, None, None),
-        State::Delivered { at, .. } => delivered = (true, Some(timestamp::format(*at)), None),
-        State::Held { since, reason } => {
-            held = (true, Some(timestamp::format(*since)), Some(reason.clone()));
-        }
-        State::Skipped { at, reason } => {
-            skipped = (true, Some(timestamp::format(*at)), Some(reason.clone()));
-        }
-    }
+    let v = SavedProgress::of(p);
     let stmt = tx
         .prepare_cached(
             "UPDATE outbound_messages SET
@@ -158,22 +135,22 @@ async fn save(tx: &impl GenericClient, id: QueueId, p: &Progress) -> Result<(), 
         &stmt,
         &[
             &id,
-            &p.state.kind().as_str(),
-            &i64::from(p.attempts),
-            &i64::from(p.failures),
-            &text(p.first_attempt_at),
-            &text(p.last_attempt_at),
-            &text(p.failing_since),
-            &text(p.released_at),
-            &next,
-            &delivered.0,
-            &delivered.1,
-            &held.0,
-            &held.1,
-            &held.2,
-            &skipped.0,
-            &skipped.1,
-            &skipped.2,
+            &v.state,
+            &v.attempts,
+            &v.failures,
+            &v.first_attempt_at,
+            &v.last_attempt_at,
+            &v.failing_since,
+            &v.released_at,
+            &v.next_attempt_at,
+            &v.delivered.0,
+            &v.delivered.1,
+            &v.held.0,
+            &v.held.1,
+            &v.held.2,
+            &v.skipped.0,
+            &v.skipped.1,
+            &v.skipped.2,
         ],
     )
     .await?;
@@ -268,15 +245,8 @@ async fn insert(
             .query_opt(&stmt, &[&destination, &idempotency.key])
             .await?
         {
-            let id: QueueId = r.try_get("id")?;
             let digest: Option<String> = r.try_get("request_sha256")?;
-            if digest.as_deref() == Some(idempotency.request_sha256.as_str()) {
-                return Ok(Enqueued { id, created: false });
-            }
-            return Err(QueueError::IdempotencyConflict {
-                key: idempotency.key.clone(),
-                existing: id,
-            });
+            return message.repeat_of_key(r.try_get("id")?, digest.as_deref());
         }
     }
     let stmt = tx
@@ -288,21 +258,10 @@ async fn insert(
         .query_opt(&stmt, &[&destination, &message.control_id])
         .await?
     {
-        let id: QueueId = r.try_get("id")?;
         let stored: Vec<u8> = r.try_get("raw")?;
-        if stored == message.raw {
-            return Ok(Enqueued { id, created: false });
-        }
-        return Err(QueueError::DuplicateControlId {
-            destination: destination.to_owned(),
-            control_id: message.control_id.clone(),
-            existing: id,
-        });
+        return message.repeat_of_control_id(destination, r.try_get("id")?, &stored);
     }
-    let (key, digest) = match &message.idempotency {
-        Some(i) => (Some(&i.key), Some(&i.request_sha256)),
-        None => (None, None),
-    };
+    let (key, digest) = message.idempotency_columns();
     let stmt = tx
         .prepare_cached(
             "INSERT INTO outbound_messages
@@ -594,23 +553,12 @@ pub(crate) async fn record_failure(
         .await?
         .ok_or(QueueError::NotFound(id))?;
     record_response(&tx, id, &outcome, at).await?;
-    let progress = row.progress();
-    let decided = if progress.state.kind() == MessageState::InFlight {
-        let failures = failures_after_one_more(&progress);
-        let action = decide(failures);
-        let event = Event::Failed {
-            at,
-            action: action.clone(),
-        };
-        match apply(&progress, event) {
-            Ok(next) => {
-                save(&tx, id, &next).await?;
-                Some((failures, action))
-            }
-            Err(_) => None,
+    let decided = match failure_decision(&row, at, decide) {
+        Some((failures, action, next)) => {
+            save(&tx, id, &next).await?;
+            Some((failures, action))
         }
-    } else {
-        None
+        None => None,
     };
     tx.commit().await?;
     Ok(decided)
