@@ -927,6 +927,51 @@ pub enum QueueCommand {
     Skip(i64, Option<String>),
 }
 
+/// `store migrate`: copies the SQLite store `from` into the environment's PostgreSQL store,
+/// which must be empty; returns what to print. Run it with every gateway of the environment
+/// stopped (the copy locks the target's tables, so replicas that are running wait for it).
+pub fn store_migrate(
+    environment: &Environment,
+    options: &RunOptions,
+    from: &Path,
+) -> Result<String, AppError> {
+    let resolved = resolve(environment, options)?;
+    let refuse = |path: &Path, reason: String| AppError::Store {
+        path: path.to_path_buf(),
+        source: crate::store::StoreError::Migrate(reason),
+    };
+    if resolved.postgres.is_none() {
+        return Err(refuse(
+            &resolved.store,
+            "the environment's store is an SQLite file: name the PostgreSQL database in the \
+             spec (`store: { postgres: ... }`) and regenerate first"
+                .into(),
+        ));
+    }
+    // Opening would create a missing file: a mistyped path must not copy an empty store.
+    if !from.is_file() {
+        return Err(refuse(from, "no SQLite store at this path".into()));
+    }
+    let source = Store::open(from).map_err(|source| AppError::Store {
+        path: from.to_path_buf(),
+        source,
+    })?;
+    let target = resolved.open_store()?;
+    let copied = target
+        .import_sqlite(&source)
+        .map_err(|source| AppError::Store {
+            path: target.path().to_path_buf(),
+            source,
+        })?;
+    Ok(format!(
+        "copied {} inbound rows and {} outbound messages from {} into {}",
+        copied.inbound,
+        copied.outbound,
+        from.display(),
+        target.path().display()
+    ))
+}
+
 /// Runs a queue command against the environment's store and returns what to print (JSON
 /// for status, list and show; one line for retry and skip). A running gateway picks up a
 /// retry or skip within a second.

@@ -882,3 +882,144 @@ fn another_replica_takes_a_dead_leaders_stream_over_and_resends_only_the_message
         assert_eq!(*seen.lock().unwrap(), expected, "in order; only T05 twice");
     });
 }
+
+#[test]
+fn store_migrate_copies_an_sqlite_store_into_an_empty_postgres_store_with_its_ids() {
+    let Some(server) = TestPostgres::shared("store_migrate_copies") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = Store::open(dir.path().join("one-box.sqlite")).unwrap();
+    let s = sqlite.blocking();
+    let old = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    let mut inbound = Vec::new();
+    for (n, (code, sink)) in [
+        (AckCode::ApplicationAccept, SinkKind::Inbox),
+        (AckCode::ApplicationAccept, SinkKind::Webhook),
+        (AckCode::ApplicationError, SinkKind::Inbox),
+        (AckCode::ApplicationAccept, SinkKind::Inbox),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        inbound.push(committed(
+            s.commit_inbound(&record(&format!("M{n}"), code, sink))
+                .unwrap(),
+        ));
+    }
+    s.inbox_ack(inbound[0]).unwrap();
+    // A pruned row: its id is never handed out again, in SQLite or after the copy.
+    let pruned = committed(
+        s.commit_inbound(&record_at(
+            "OLD",
+            AckCode::ApplicationAccept,
+            SinkKind::Webhook,
+            old,
+        ))
+        .unwrap(),
+    );
+    assert_eq!(
+        s.prune_before(old + Duration::from_secs(1))
+            .unwrap()
+            .inbound,
+        1
+    );
+    let queue = Queue::new(sqlite.clone());
+    let q = queue.blocking();
+    let queued = q
+        .enqueue_all(
+            "trust",
+            &[
+                raw_message("EMS", "O1"),
+                raw_message("EMS", "O2"),
+                raw_message("EMS", "O3"),
+            ],
+        )
+        .unwrap();
+    q.skip(queued[0].id, Some("duplicate order")).unwrap();
+    runtime()
+        .block_on(queue.enqueue_idempotent(
+            "trust",
+            raw_message("EMS", "O4"),
+            hl7gw_runtime::queue::IdempotencyKey {
+                key: "req-9".into(),
+                request_sha256: "ef".repeat(32),
+            },
+        ))
+        .unwrap();
+    let before_inbox = s.inbox_list(0, 100, true).unwrap();
+    let before_queue = q.list(&ListFilter::default()).unwrap();
+
+    let target_options = options(server, &server.create_database("migrate_target"));
+    let target = Store::open_postgres(&target_options).unwrap();
+    let copied = target.import_sqlite(&sqlite).unwrap();
+    assert_eq!((copied.inbound, copied.outbound), (4, 4));
+    let t = target.blocking();
+    for id in &inbound {
+        assert_eq!(t.inbound(*id).unwrap(), s.inbound(*id).unwrap(), "row {id}");
+    }
+    assert_eq!(t.inbox_list(0, 100, true).unwrap(), before_inbox);
+    assert_eq!(t.inbox_pending().unwrap(), s.inbox_pending().unwrap());
+    let original = record("M0", AckCode::ApplicationAccept, SinkKind::Inbox);
+    assert_eq!(
+        t.find_duplicate(&original.key).unwrap().unwrap().id,
+        inbound[0]
+    );
+    let target_queue = Queue::new(target.clone());
+    assert_eq!(
+        target_queue
+            .blocking()
+            .list(&ListFilter::default())
+            .unwrap(),
+        before_queue
+    );
+    assert_eq!(
+        target_queue
+            .blocking()
+            .show(queued[1].id)
+            .unwrap()
+            .unwrap()
+            .raw,
+        raw_message("EMS", "O2")
+    );
+    // The copied keys still rule: the same idempotency key and MSH-10 find their rows.
+    let again = runtime()
+        .block_on(target_queue.enqueue_idempotent(
+            "trust",
+            raw_message("EMS", "O4"),
+            hl7gw_runtime::queue::IdempotencyKey {
+                key: "req-9".into(),
+                request_sha256: "ef".repeat(32),
+            },
+        ))
+        .unwrap();
+    assert!(!again.created);
+    // New ids go on after the highest the SQLite store ever gave, the pruned one included.
+    let next = committed(
+        t.commit_inbound(&record("NEW", AckCode::ApplicationAccept, SinkKind::Inbox))
+            .unwrap(),
+    );
+    assert!(next > pruned, "{next} after {pruned}");
+    let next_out = target_queue
+        .blocking()
+        .enqueue("trust", &raw_message("EMS", "O5"))
+        .unwrap();
+    assert!(next_out.id > queued[2].id);
+
+    // A target that holds anything is refused, and nothing is added to it.
+    let err = target.import_sqlite(&sqlite).unwrap_err();
+    assert!(matches!(err, StoreError::Migrate(_)), "{err}");
+    assert!(err.to_string().contains("empty store only"), "{err}");
+    assert_eq!(
+        server.psql(
+            &target_options.dbname,
+            "SELECT COUNT(*) FROM inbound_messages"
+        ),
+        "5"
+    );
+    // Only SQLite into PostgreSQL.
+    assert!(matches!(
+        sqlite.import_sqlite(&target),
+        Err(StoreError::Migrate(_))
+    ));
+}

@@ -124,6 +124,7 @@ use time::OffsetDateTime;
 pub use inbound::{CommitResult, InboundRecord, InboundRow, InboundStatus, StoredAck};
 pub use inbox::{InboxEntry, InboxItem, MAX_LIST as INBOX_MAX_LIST};
 pub use lease::{Fence, LeaseInfo, holder_id};
+pub use postgres::import::Copied;
 pub use postgres::schema as postgres_schema;
 pub use postgres::{PostgresOptions, PostgresTls};
 pub use sqlite::schema;
@@ -228,6 +229,10 @@ pub enum StoreError {
         /// What was found.
         reason: String,
     },
+    /// `store migrate` cannot copy: the target is not an empty PostgreSQL store, or the
+    /// copy stopped.
+    #[error("store migrate: {0}")]
+    Migrate(String),
     /// A stored value is not one the store writes (the database was edited by hand).
     #[error("store: unexpected stored value {value:?} in column {column}")]
     BadValue {
@@ -371,6 +376,18 @@ impl Store {
     /// The database file (SQLite), or `postgresql://user@host:port/dbname`.
     pub fn path(&self) -> &Path {
         self.inner.path()
+    }
+
+    /// Copies the SQLite store `source` into this PostgreSQL store, which must be empty
+    /// (`store migrate`): every inbound row and outbound message with its id, in one
+    /// transaction. Blocking; run it with every gateway of the environment stopped.
+    pub fn import_sqlite(&self, source: &Store) -> Result<Copied, StoreError> {
+        match (&self.inner.backend, &source.inner.backend) {
+            (Backend::Postgres(target), Backend::Sqlite(source)) => target.import_sqlite(source),
+            _ => Err(StoreError::Migrate(
+                "copies an SQLite store into a PostgreSQL store only".into(),
+            )),
+        }
     }
 
     /// Whether this store is shared by replicas (PostgreSQL): stream leases are real.
