@@ -1023,3 +1023,86 @@ fn store_migrate_copies_an_sqlite_store_into_an_empty_postgres_store_with_its_id
         Err(StoreError::Migrate(_))
     ));
 }
+
+#[test]
+fn the_database_going_away_fails_calls_promptly_and_the_same_store_resumes_when_it_returns() {
+    // A server of its own: this test stops it.
+    let Some(server) = TestPostgres::start("the_database_going_away") else {
+        return;
+    };
+    let mut options = options(&server, &server.create_database("going_away"));
+    options.connect_timeout = Duration::from_secs(2);
+    let store = Store::open_postgres(&options).unwrap();
+    let queue = Queue::new(store.clone());
+    queue
+        .blocking()
+        .enqueue_all(
+            "trust",
+            &[raw_message("EMS", "G1"), raw_message("EMS", "G2")],
+        )
+        .unwrap();
+    runtime().block_on(async {
+        let peer = Peer::default();
+        let (events, mut received) = mpsc::unbounded_channel();
+        let sequencer = Sequencer::new(queue.clone(), "trust", peer.clone(), Policies::default())
+            .with_poll_interval(Duration::from_millis(50))
+            .with_lease(Duration::from_secs(3))
+            .with_events(events);
+        let task = tokio::spawn(sequencer.run(std::future::pending()));
+        let mut delivered = 0;
+        while delivered < 2 {
+            if let Some(SequencerEvent::Delivered { .. }) =
+                tokio::time::timeout(LIMIT, received.recv()).await.unwrap()
+            {
+                delivered += 1;
+            }
+        }
+        // The server goes away: calls fail within the connect timeout, nothing is committed.
+        tokio::task::block_in_place(|| server.stop());
+        let started = std::time::Instant::now();
+        let failed = store
+            .commit_inbound(record("DOWN1", AckCode::ApplicationAccept, SinkKind::Inbox))
+            .await;
+        assert!(
+            failed.is_err(),
+            "no commit without the database: {failed:?}"
+        );
+        assert!(store.check_writable().await.is_err());
+        assert!(
+            queue
+                .enqueue("trust", raw_message("EMS", "G9"))
+                .await
+                .is_err()
+        );
+        assert!(started.elapsed() < Duration::from_secs(15));
+        // Back: the same store (pool) commits again, and the stream goes on.
+        tokio::task::block_in_place(|| server.restart());
+        let back = tokio::time::timeout(LIMIT, async {
+            loop {
+                match store
+                    .commit_inbound(record("UP1", AckCode::ApplicationAccept, SinkKind::Inbox))
+                    .await
+                {
+                    Ok(result) => return result,
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+        })
+        .await
+        .unwrap();
+        committed(back);
+        queue
+            .enqueue("trust", raw_message("EMS", "G3"))
+            .await
+            .unwrap();
+        loop {
+            match tokio::time::timeout(LIMIT, received.recv()).await.unwrap() {
+                Some(SequencerEvent::Delivered { .. }) => break,
+                Some(_) => {}
+                None => panic!("the sequencer ended"),
+            }
+        }
+        task.abort();
+        assert_eq!(*peer.seen.lock().unwrap(), vec!["G1", "G2", "G3"]);
+    });
+}
