@@ -648,7 +648,7 @@ pub async fn serve(
         ops = %resolved.ops_listen,
         inbox = ?inbox.as_ref().map(|_| resolved.inbox_listen),
         ems = if resolved.ems.is_some() { "mutual_tls" } else { "plain_loopback" },
-        store = %resolved.store.display(),
+        store = %store.path().display(),
         "gateway ready"
     );
     ready(&resolved);
@@ -798,7 +798,7 @@ async fn update_queue_gauges(
                 status.held,
             );
             gauges.set_queue_stalled(status.stalled.is_some());
-            gauges.set_queue_leader(status.leader.is_some());
+            gauges.set_queue_leader(queue.leading(DESTINATION).is_some());
         }
         tokio::select! {
             () = tokio::time::sleep(Duration::from_secs(5)) => {}

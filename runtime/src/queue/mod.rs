@@ -314,7 +314,11 @@ impl Queue {
         let counts = self.store.queue_counts(destination.to_owned()).await?;
         let mut status = stream_status(destination, head, counts);
         status.stalled = self.stall(destination);
-        status.leader = self.leading(destination);
+        status.leader = match self.leading(destination) {
+            Some(lease) => Some(lease),
+            // A replica that does not lead reads who does from the store.
+            None => self.store.lease_holder(destination).await?,
+        };
         Ok(status)
     }
 
@@ -468,12 +472,7 @@ impl BlockingQueue<'_> {
         let head = self.store.queue_head(destination)?;
         let counts = self.store.queue_counts(destination)?;
         let mut status = stream_status(destination, head, counts);
-        let now = timestamp::now();
-        status.leader = self
-            .store
-            .leases()?
-            .into_iter()
-            .find(|l| l.destination == destination && l.expires_at > now);
+        status.leader = self.store.lease_holder(destination)?;
         Ok(status)
     }
 

@@ -142,6 +142,17 @@ impl Store {
         }
     }
 
+    /// The live lease on `destination`'s stream, if a replica holds one (none with SQLite).
+    pub async fn lease_holder(&self, destination: &str) -> Result<Option<LeaseInfo>, StoreError> {
+        match &self.inner.backend {
+            Backend::Sqlite(_) => Ok(None),
+            Backend::Postgres(pg) => {
+                let leases = pg.run(postgres::lease::list(pg.pool())).await?;
+                Ok(live(leases, destination))
+            }
+        }
+    }
+
     /// Lets the lease lapse now, so another replica takes the stream at once.
     pub async fn lease_release(&self, fence: &Fence) -> Result<(), StoreError> {
         let fence = fence.clone();
@@ -153,11 +164,26 @@ impl Store {
 }
 
 impl BlockingStore {
-    /// Every stream's lease (none with SQLite, whose one process holds them all).
+    /// Every stream's lease, live or lapsed (none with SQLite, whose one process holds them
+    /// all).
     pub fn leases(&self) -> Result<Vec<LeaseInfo>, StoreError> {
         match &self.backend {
             Backend::Sqlite(_) => Ok(Vec::new()),
             Backend::Postgres(pg) => pg.block(postgres::lease::list(pg.pool())),
         }
     }
+
+    /// See [`Store::lease_holder`].
+    pub fn lease_holder(&self, destination: &str) -> Result<Option<LeaseInfo>, StoreError> {
+        Ok(live(self.leases()?, destination))
+    }
+}
+
+/// `destination`'s lease when it has not lapsed (by this host's clock: for display only;
+/// who may record is decided by the database's).
+fn live(leases: Vec<LeaseInfo>, destination: &str) -> Option<LeaseInfo> {
+    let now = timestamp::now();
+    leases
+        .into_iter()
+        .find(|l| l.destination == destination && l.expires_at > now)
 }
