@@ -364,3 +364,83 @@ fn free_port() -> u16 {
         .map(|a| a.port())
         .expect("a free loopback port")
 }
+
+/// A database of a test server as a gateway child process is told about it: JSON (the
+/// child's configuration travels as JSON), read back by [`store_config`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChildStore {
+    /// The server's address.
+    pub host: String,
+    /// Its port.
+    pub port: u16,
+    /// The database.
+    pub dbname: String,
+    /// A file holding [`PASSWORD`].
+    pub password_file: PathBuf,
+    /// The stream lease, in milliseconds.
+    pub lease_ms: u64,
+}
+
+impl ChildStore {
+    /// A new database on `server`, the password written to a file in `dir`, a lease of
+    /// `lease_ms`.
+    pub fn create(server: &TestPostgres, prefix: &str, dir: &Path, lease_ms: u64) -> Self {
+        let password_file = dir.join(format!("{prefix}-db-password"));
+        std::fs::write(&password_file, PASSWORD).expect("the password file");
+        Self {
+            host: server.host().to_owned(),
+            port: server.port(),
+            dbname: server.create_database(prefix),
+            password_file,
+            lease_ms,
+        }
+    }
+
+    /// As the child's configuration carries it.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "host": self.host,
+            "port": self.port,
+            "dbname": self.dbname,
+            "password_file": self.password_file,
+            "lease_ms": self.lease_ms,
+        })
+    }
+
+    /// A store handle on the same database, for the test itself.
+    pub fn open(&self) -> hl7gw_runtime::store::Store {
+        let mut options =
+            hl7gw_runtime::store::PostgresOptions::new(&self.host, &self.dbname, USER);
+        options.port = self.port;
+        options.password = Some(PASSWORD.to_owned());
+        hl7gw_runtime::store::Store::open_postgres(&options).expect("the test database opens")
+    }
+}
+
+/// In the child: the environment's store for [`ChildStore::to_json`]'s JSON.
+pub fn store_config(
+    json: &serde_json::Value,
+) -> Result<hl7gw_runtime::config::StoreConfig, String> {
+    use hl7gw_runtime::config::{PasswordSource, PostgresConfig, StoreConfig};
+    let text = |key: &str| {
+        json.get(key)
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned)
+            .ok_or(format!("postgres.{key}"))
+    };
+    let number = |key: &str| {
+        json.get(key)
+            .and_then(serde_json::Value::as_u64)
+            .ok_or(format!("postgres.{key}"))
+    };
+    Ok(StoreConfig::Postgres(PostgresConfig {
+        host: text("host")?.into(),
+        port: u16::try_from(number("port")?).map_err(|e| e.to_string())?,
+        dbname: text("dbname")?.into(),
+        user: USER.into(),
+        password: PasswordSource::File(text("password_file")?.into()),
+        tls_ca: None,
+        pool_size: 8,
+        lease_ms: number("lease_ms")?,
+    }))
+}

@@ -17,11 +17,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hl7gw_runtime::dedup::DedupKey;
-use hl7gw_runtime::store::{PostgresOptions, Store};
 use hl7gw_tests::messages::{self as samples, AckView};
-use hl7gw_tests::postgres::{self as pg, TestPostgres};
+use hl7gw_tests::postgres::ChildStore;
+use hl7gw_tests::postgres::TestPostgres;
 use hl7gw_tests::wire::{self, Http, RawResponse, client_config, connect};
-use receiver_support::{Gateway, GatewayConfig, PostgresStore, Spec, child_main, pki};
+use receiver_support::{Gateway, GatewayConfig, Spec, child_main, pki};
 
 const TEST_LIMIT: Duration = Duration::from_secs(90);
 
@@ -38,7 +38,7 @@ fn child_gateway_process() {
     child_main();
 }
 
-fn replica(dir: &Path, name: &str, store: &PostgresStore) -> Gateway {
+fn replica(dir: &Path, name: &str, store: &ChildStore) -> Gateway {
     let mut config = GatewayConfig::new(Spec::Demo, dir.join(format!("{name}.sqlite")));
     config.postgres = Some(store.clone());
     Gateway::start(config, &dir.join(format!("{name}.log")))
@@ -69,15 +69,7 @@ async fn the_same_message_at_two_replicas_at_once_is_stored_once_with_one_ack() 
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let password_file = dir.path().join("db-password");
-    std::fs::write(&password_file, pg::PASSWORD).unwrap();
-    let store = PostgresStore {
-        host: server.host().to_owned(),
-        port: server.port(),
-        dbname: server.create_database("replicas"),
-        user: pg::USER.to_owned(),
-        password_file,
-    };
+    let store = ChildStore::create(server, "replicas", dir.path(), 10_000);
     let replicas = [
         replica(dir.path(), "a", &store),
         replica(dir.path(), "b", &store),
@@ -112,10 +104,7 @@ async fn the_same_message_at_two_replicas_at_once_is_stored_once_with_one_ack() 
             ),
             format!("{rounds}|{rounds}")
         );
-        let mut options = PostgresOptions::new(server.host(), &store.dbname, pg::USER);
-        options.port = server.port();
-        options.password = Some(pg::PASSWORD.to_owned());
-        let view = Store::open_postgres(&options).unwrap();
+        let view = store.open();
         let first = view
             .find_duplicate(&DedupKey::new("TIE", "DEMO-TRUST", "REP-0"))
             .await

@@ -26,10 +26,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use hl7gw_runtime::config::{
-    Acknowledgement, Environment, PasswordSource, PostgresConfig, SinkConfig, StoreConfig,
-};
+use hl7gw_runtime::config::{Acknowledgement, Environment, SinkConfig};
 use hl7gw_tests::child::{ChildProcess, ChildSpec, loopback_options, serve_test_gateway};
+use hl7gw_tests::postgres::ChildStore;
 use serde_json::{Value, json};
 
 /// Set in the child's environment: its [`GatewayConfig`] as JSON.
@@ -104,17 +103,7 @@ pub struct GatewayConfig {
     /// Sets the receiver's `client_crl` (a file name, looked up in `cert_dir`).
     pub client_crl: Option<String>,
     /// Replaces the SQLite store with this PostgreSQL database (replicas share one).
-    pub postgres: Option<PostgresStore>,
-}
-
-/// A PostgreSQL store for the child, its password in a file.
-#[derive(Debug, Clone)]
-pub struct PostgresStore {
-    pub host: String,
-    pub port: u16,
-    pub dbname: String,
-    pub user: String,
-    pub password_file: PathBuf,
+    pub postgres: Option<ChildStore>,
 }
 
 impl GatewayConfig {
@@ -142,13 +131,7 @@ impl GatewayConfig {
             "http2": self.http2,
             "acknowledgement": self.acknowledgement.map(Acknowledgement::as_str),
             "client_crl": self.client_crl,
-            "postgres": self.postgres.as_ref().map(|p| json!({
-                "host": p.host,
-                "port": p.port,
-                "dbname": p.dbname,
-                "user": p.user,
-                "password_file": p.password_file,
-            })),
+            "postgres": self.postgres.as_ref().map(ChildStore::to_json),
         })
         .to_string()
     }
@@ -210,25 +193,7 @@ fn run_child(config: &str) -> Result<(), String> {
     let store = PathBuf::from(text("store").ok_or("no store")?);
     let mut options = loopback_options(store, text("cert_dir").map(PathBuf::from));
     if let Some(p) = config.get("postgres").filter(|p| !p.is_null()) {
-        let field = |key: &str| p.get(key).and_then(Value::as_str).map(str::to_owned);
-        environment.store = StoreConfig::Postgres(PostgresConfig {
-            host: field("host").ok_or("postgres.host")?.into(),
-            port: p
-                .get("port")
-                .and_then(Value::as_u64)
-                .and_then(|n| u16::try_from(n).ok())
-                .ok_or("postgres.port")?,
-            dbname: field("dbname").ok_or("postgres.dbname")?.into(),
-            user: field("user").ok_or("postgres.user")?.into(),
-            password: PasswordSource::File(
-                field("password_file")
-                    .ok_or("postgres.password_file")?
-                    .into(),
-            ),
-            tls_ca: None,
-            pool_size: 8,
-            lease_ms: 10_000,
-        });
+        environment.store = hl7gw_tests::postgres::store_config(p)?;
         // `--store` would override the spec's database with an SQLite file.
         options.store = None;
     }

@@ -29,6 +29,7 @@ use hl7gw_runtime::GatewaySpec;
 use hl7gw_runtime::app::{QueueCommand, RunOptions};
 use hl7gw_runtime::config::{Environment, SendConfig};
 use hl7gw_tests::child::{ChildProcess, ChildSpec, loopback_options, serve_test_gateway};
+use hl7gw_tests::postgres::ChildStore;
 use serde_json::{Value, json};
 
 /// Set in the child's environment: its [`SenderConfig`] as JSON.
@@ -54,6 +55,8 @@ pub struct SenderConfig {
     pub backoff_first_ms: u64,
     /// `send.backoff_max_ms`.
     pub backoff_max_ms: u64,
+    /// Replaces the SQLite store with this PostgreSQL database (replicas share one).
+    pub postgres: Option<ChildStore>,
 }
 
 impl SenderConfig {
@@ -65,6 +68,7 @@ impl SenderConfig {
             timeout_ms: 10_000,
             backoff_first_ms: 20,
             backoff_max_ms: 100,
+            postgres: None,
         }
     }
 
@@ -75,6 +79,7 @@ impl SenderConfig {
             "timeout_ms": self.timeout_ms,
             "backoff_first_ms": self.backoff_first_ms,
             "backoff_max_ms": self.backoff_max_ms,
+            "postgres": self.postgres.as_ref().map(ChildStore::to_json),
         })
         .to_string()
     }
@@ -127,12 +132,19 @@ fn options(store: PathBuf) -> RunOptions {
 
 fn run_child(config: &str) -> Result<(), String> {
     let config: Value = serde_json::from_str(config).map_err(|e| e.to_string())?;
-    let spec = spec(environment(&config)?);
+    let mut environment = environment(&config)?;
     let store = config
         .get("store")
         .and_then(Value::as_str)
         .ok_or("no store")?;
-    serve_test_gateway(&spec, &options(PathBuf::from(store)), READY, |resolved| {
+    let mut options = options(PathBuf::from(store));
+    if let Some(p) = config.get("postgres").filter(|p| !p.is_null()) {
+        environment.store = hl7gw_tests::postgres::store_config(p)?;
+        // `--store` would override the spec's database with an SQLite file.
+        options.store = None;
+    }
+    let spec = spec(environment);
+    serve_test_gateway(&spec, &options, READY, |resolved| {
         json!({
             "listen": resolved.listen.to_string(),
             "ops": resolved.ops_listen.to_string(),

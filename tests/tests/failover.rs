@@ -1,0 +1,113 @@
+//! Sending from replicas: two sending gateways (gw-demo, each in its own process) on one
+//! PostgreSQL store (a private server the test starts; without PostgreSQL this says it
+//! skipped, unless `HL7GW_REQUIRE_POSTGRES=1`), delivering to the stand-in Trust. Exactly one
+//! leads the stream; when it is killed (`kill -9`) while it waits for an ACK, the other takes
+//! the stream over within the lease, resends that message with the same MSH-10 (the Trust
+//! de-duplicates it) and delivers the rest in order.
+//!
+//! The start of the failover suite of issue 12: one kill of two replicas here, not yet the
+//! three replicas and ten kills (and a SIGSTOP) of the full suite.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "sender_support/mod.rs"]
+mod sender_support;
+
+use std::time::{Duration, Instant};
+
+use hl7gw_runtime::app::DESTINATION;
+use hl7gw_runtime::queue::Queue;
+use hl7gw_runtime::store::{LeaseInfo, Store};
+use hl7gw_tests::messages::{ids, oru};
+use hl7gw_tests::postgres::{ChildStore, TestPostgres};
+use hl7gw_tests::trust::{self, Reply, Trust};
+use sender_support::{Sender, SenderConfig, child_main, wait_until};
+
+/// The gateway child's entry point (see `sender_support`).
+#[test]
+#[ignore = "runs only as the sending gateway child process of the other tests"]
+fn child_sender_process() {
+    child_main();
+}
+
+const LEASE_MS: u64 = 1_500;
+
+fn leader(store: &Store) -> Option<LeaseInfo> {
+    store.blocking().lease_holder(DESTINATION).unwrap()
+}
+
+/// The process id in a holder name (`host:pid:random`).
+fn pid_of(holder: &str) -> u32 {
+    holder
+        .rsplit(':')
+        .nth(1)
+        .and_then(|pid| pid.parse().ok())
+        .unwrap_or_else(|| panic!("no process id in holder {holder:?}"))
+}
+
+#[test]
+fn a_killed_leader_is_replaced_within_the_lease_and_the_stream_stays_in_order() {
+    let Some(server) = TestPostgres::shared("a_killed_leader_is_replaced") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let database = ChildStore::create(server, "failover", dir.path(), LEASE_MS);
+    let store = database.open();
+    let trust = Trust::start(trust::dev_tls());
+    let control_ids = ids("FO", 1..=20);
+    // The leader dies while it waits for this ACK (committed at the Trust, never answered).
+    let in_flight = control_ids[7].clone();
+    trust.script(&in_flight, &[Reply::CommitThenHang, Reply::Aa]);
+
+    let start = |name: &str| {
+        let mut config = SenderConfig::new(dir.path().join(format!("{name}.sqlite")), trust.url());
+        config.postgres = Some(database.clone());
+        Sender::start(config, &dir.path().join(format!("{name}.log")))
+    };
+    let mut replicas = vec![start("a"), start("b")];
+    let messages: Vec<Vec<u8>> = control_ids.iter().map(|id| oru(id)).collect();
+    Queue::new(store.clone())
+        .blocking()
+        .enqueue_all(DESTINATION, &messages)
+        .unwrap();
+
+    wait_until(
+        "the leader to send the message it will die with",
+        || trust.arrival_ids().contains(&in_flight),
+        || trust.describe(),
+    );
+    let first = leader(&store).expect("a replica leads");
+    let killed = replicas
+        .iter()
+        .position(|r| r.pid() == pid_of(&first.holder))
+        .expect("the leader is one of the replicas");
+    replicas[killed].kill9();
+    let survivor = &replicas[1 - killed];
+    let died = Instant::now();
+
+    wait_until(
+        "the survivor to deliver the rest",
+        || trust.committed().len() == control_ids.len(),
+        || format!("{}\n{}", trust.describe(), survivor.log_tail(20)),
+    );
+    let took = died.elapsed();
+    // The lease lapses (1.5 s), then the survivor's next try (every half second) takes it.
+    assert!(
+        took < Duration::from_millis(LEASE_MS * 4),
+        "the stream waited {took:?} after its leader died"
+    );
+    assert_eq!(
+        trust.committed(),
+        control_ids,
+        "delivered once each, in order"
+    );
+    // Sent again only the message that was in flight, right after the takeover.
+    let arrivals = trust.arrival_ids();
+    let mut expected = control_ids[..8].to_vec();
+    expected.extend(control_ids[7..].iter().cloned());
+    assert_eq!(arrivals, expected);
+    assert_eq!(trust.duplicates(), 1);
+    let now = leader(&store).expect("the survivor leads");
+    assert_eq!(pid_of(&now.holder), survivor.pid());
+    assert_eq!(now.token, first.token + 1, "a takeover increases the token");
+}
