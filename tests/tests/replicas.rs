@@ -1,7 +1,9 @@
 //! Two replicas of the demo gateway, each in its own process, on one PostgreSQL store (a
 //! private server the test starts; without PostgreSQL this says it skipped, unless
 //! `HL7GW_REQUIRE_POSTGRES=1`): the same message arriving at both at once is committed once
-//! and every answer carries the same ACK, and EMS sees one inbox from either replica.
+//! and every answer carries the same ACK, and EMS sees one inbox from either replica. While
+//! the database is away the receiver answers 503 (never AA) and `/healthz` says 503; the
+//! sender's retry commits once it is back.
 //!
 //! The gateways are the receiver suite's child processes (`receiver_support`), pointed at
 //! the database instead of an SQLite file.
@@ -116,6 +118,52 @@ async fn the_same_message_at_two_replicas_at_once_is_stored_once_with_one_ack() 
         assert_eq!(from_a["items"], from_b["items"]);
         assert_eq!(from_a["items"].as_array().unwrap().len(), rounds);
         assert_eq!(from_a["items"][0]["id"], first.id);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_the_database_is_away_the_receiver_answers_503_and_never_aa() {
+    // A server of its own: this test stops it.
+    let Some(server) = TestPostgres::start("while_the_database_is_away") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let store = ChildStore::create(&server, "away", dir.path(), 10_000);
+    let gateway = replica(dir.path(), "only", &store);
+    bounded(async {
+        let order = |id: &str| Arc::new(samples::demo_order(id, "COL", "SMITH", "T").into_bytes());
+        let before = post(gateway.listen, order("AWAY-1")).await;
+        assert_eq!(AckView::read(&before.body_text()).unwrap().code(), "AA");
+
+        tokio::task::block_in_place(|| server.stop());
+        let during = post(gateway.listen, order("AWAY-2")).await;
+        assert_eq!(during.status, 503, "{}", during.body_text());
+        assert!(
+            AckView::read(&during.body_text()).is_none(),
+            "no ACK without a commit"
+        );
+        let (health, _) = tokio::task::block_in_place(|| gateway.ops_get("/healthz"));
+        assert_eq!(health, 503);
+
+        tokio::task::block_in_place(|| server.restart());
+        // The sender's retry, once the database is back: committed now.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let after = loop {
+            let answer = post(gateway.listen, order("AWAY-2")).await;
+            if answer.status == 200 || std::time::Instant::now() > deadline {
+                break answer;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        assert_eq!(AckView::read(&after.body_text()).unwrap().code(), "AA");
+        assert_eq!(
+            server.psql(
+                &store.dbname,
+                "SELECT string_agg(control_id, ',' ORDER BY id) FROM inbound_messages"
+            ),
+            "AWAY-1,AWAY-2"
+        );
     })
     .await;
 }
