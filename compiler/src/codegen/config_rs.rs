@@ -526,3 +526,57 @@ fn send_tokens(s: &config::SendConfig) -> TokenStream {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+
+    use super::*;
+    use crate::spec::{PostgresSetting, PostgresTlsSetting, ServerStore, StoreSetting};
+
+    fn setting() -> PostgresSetting {
+        PostgresSetting {
+            host: "db.internal".into(),
+            port: None,
+            dbname: "gw_prod".into(),
+            user: "gw".into(),
+            password_env: Some("HL7GW_DB_PASSWORD".into()),
+            password_file: None,
+            password: None,
+            tls: Some(PostgresTlsSetting {
+                ca: "certs/prod/db-ca.crt".into(),
+            }),
+            sslmode: None,
+            pool_size: None,
+            lease: None,
+        }
+    }
+
+    #[test]
+    fn a_postgres_store_gets_its_defaults_and_its_password_source_only() {
+        let config::StoreConfig::Postgres(p) = store(&StoreSetting::Server(ServerStore {
+            postgres: setting(),
+        })) else {
+            panic!("a PostgreSQL store");
+        };
+        assert_eq!(p.port, defaults::POSTGRES_PORT);
+        assert_eq!(p.pool_size, defaults::POSTGRES_POOL_SIZE);
+        assert_eq!(p.lease_ms, defaults::STREAM_LEASE.as_millis());
+        assert_eq!(
+            p.password,
+            config::PasswordSource::Env("HL7GW_DB_PASSWORD".into())
+        );
+        assert_eq!(p.tls_ca.as_deref(), Some("certs/prod/db-ca.crt"));
+        let code = store_tokens(&config::StoreConfig::Postgres(p)).to_string();
+        assert!(code.contains("StoreConfig :: Postgres"), "{code}");
+        assert!(
+            code.contains("PasswordSource :: Env (Cow :: Borrowed (\"HL7GW_DB_PASSWORD\"))"),
+            "{code}"
+        );
+        let sqlite = store_tokens(&store(&StoreSetting::Sqlite("var/x.sqlite".into()))).to_string();
+        assert_eq!(
+            sqlite,
+            "StoreConfig :: Sqlite (Cow :: Borrowed (\"var/x.sqlite\"))"
+        );
+    }
+}
