@@ -64,7 +64,7 @@ fn a_killed_leader_is_replaced_within_the_lease_and_the_stream_stays_in_order() 
         config.postgres = Some(database.clone());
         Sender::start(config, &dir.path().join(format!("{name}.log")))
     };
-    let mut replicas = vec![start("a"), start("b")];
+    let mut replicas = [start("a"), start("b")];
     let messages: Vec<Vec<u8>> = control_ids.iter().map(|id| oru(id)).collect();
     Queue::new(store.clone())
         .blocking()
