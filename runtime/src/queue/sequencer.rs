@@ -285,6 +285,17 @@ pub struct Sequencer<T: Transport> {
 struct Leading {
     fence: Fence,
     renew_at: Instant,
+    /// Until when the lease surely holds, by this process's clock: the lease's duration from
+    /// the moment the last successful renewal was asked for. A process paused past it (SIGSTOP,
+    /// a long GC-like stall of the host) finds it passed when it runs again.
+    valid_until: Instant,
+}
+
+/// Whether the lease still holds before a message goes out.
+enum Confirmed {
+    Yes,
+    Lost,
+    Unknown,
 }
 
 impl<T: Transport> std::fmt::Debug for Sequencer<T> {
@@ -432,6 +443,7 @@ impl<T: Transport> Sequencer<T> {
     async fn acquire(&mut self, mut shutdown: Pin<&mut impl Future<Output = ()>>) -> Wake {
         loop {
             let store = self.queue.store();
+            let asked = Instant::now();
             match store
                 .lease_acquire(&self.destination, &self.holder, self.lease)
                 .await
@@ -445,6 +457,7 @@ impl<T: Transport> Sequencer<T> {
                     self.leading = Some(Leading {
                         fence: lease.fence(),
                         renew_at: Instant::now() + self.renew_every(),
+                        valid_until: asked + self.lease,
                     });
                     self.queue.set_leader(&self.destination, Some(lease));
                     return Wake::Again;
@@ -470,12 +483,15 @@ impl<T: Transport> Sequencer<T> {
             return Ok(());
         }
         let fence = leading.fence.clone();
+        let asked = Instant::now();
         match self.queue.store().lease_renew(&fence, self.lease).await {
             Ok(Some(lease)) => {
                 self.queue.set_leader(&self.destination, Some(lease));
                 let next = Instant::now() + self.renew_every();
+                let valid_until = asked + self.lease;
                 if let Some(leading) = &mut self.leading {
                     leading.renew_at = next;
+                    leading.valid_until = valid_until;
                 }
                 Ok(())
             }
@@ -484,6 +500,28 @@ impl<T: Transport> Sequencer<T> {
                 self.store_trouble("cannot renew the stream's lease".to_owned(), &e);
                 Ok(())
             }
+        }
+    }
+
+    /// Right before a message goes out: whether the lease surely still holds. Past the
+    /// moment it surely holds until (this process was paused, or renewals failed), it is
+    /// renewed first, so a replica that lost its lease does not send out of turn.
+    async fn confirm_lease(&mut self) -> Confirmed {
+        let Some(leading) = &mut self.leading else {
+            return Confirmed::Lost;
+        };
+        if Instant::now() < leading.valid_until {
+            return Confirmed::Yes;
+        }
+        leading.renew_at = Instant::now();
+        let before = leading.valid_until;
+        if self.renew_if_due().await.is_err() {
+            return Confirmed::Lost;
+        }
+        match &self.leading {
+            Some(leading) if leading.valid_until > before => Confirmed::Yes,
+            // The store did not answer: the lease cannot be confirmed now.
+            _ => Confirmed::Unknown,
         }
     }
 
@@ -674,6 +712,12 @@ impl<T: Transport> Sequencer<T> {
             control_id: &info.control_id,
             charset,
         };
+        match self.confirm_lease().await {
+            Confirmed::Yes => {}
+            // Still in flight in the store: the leader sends it (again, same MSH-10).
+            Confirmed::Lost => return Step::LeaseLost,
+            Confirmed::Unknown => return Step::StoreTrouble,
+        }
         let outcome = tokio::select! {
             biased;
             () = shutdown.as_mut() => return Step::Shutdown,
