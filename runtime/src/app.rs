@@ -46,6 +46,9 @@ pub struct RunOptions {
     pub cert_dir: Option<PathBuf>,
     /// Use this store file instead of the spec's.
     pub store: Option<PathBuf>,
+    /// With a PostgreSQL store: the folder of the control socket (default: the spec's
+    /// folder). An SQLite store's socket is beside its file.
+    pub control_dir: Option<PathBuf>,
     /// Operations port (`/healthz`, `/metrics`).
     pub ops_listen: Option<SocketAddr>,
     /// Whether the operations port may bind beyond loopback (`--ops-beyond-loopback`).
@@ -197,7 +200,7 @@ pub struct Resolved {
     /// The client CA's CRLs, when the spec names them.
     pub client_crl: Option<PathBuf>,
     /// The SQLite store file; for a PostgreSQL store, the path the control socket is named
-    /// after (`<dbname>.postgres` in the spec's folder).
+    /// after (`<dbname>.postgres` in `--control-dir`, or the spec's folder).
     pub store: PathBuf,
     /// The PostgreSQL store, when the environment names one (and `--store` does not
     /// override it with an SQLite file).
@@ -357,9 +360,11 @@ pub fn resolve(environment: &Environment, options: &RunOptions) -> Result<Resolv
         store: match (&options.store, &environment.store) {
             (Some(path), _) => path.clone(),
             (None, StoreConfig::Sqlite(path)) => options.base_dir.join(&**path),
-            (None, StoreConfig::Postgres(p)) => {
-                options.base_dir.join(format!("{}.postgres", p.dbname))
-            }
+            (None, StoreConfig::Postgres(p)) => options
+                .control_dir
+                .as_ref()
+                .unwrap_or(&options.base_dir)
+                .join(format!("{}.postgres", p.dbname)),
         },
         postgres: match (&options.store, &environment.store) {
             (None, StoreConfig::Postgres(p)) => Some(p.clone()),

@@ -147,6 +147,10 @@ struct RunArgs {
     /// Use this SQLite store instead of the spec's.
     #[arg(long)]
     store: Option<PathBuf>,
+    /// With a PostgreSQL store: the folder of the control socket `reload` talks to
+    /// (`<dbname>.postgres.control`; default: the spec's folder).
+    #[arg(long)]
+    control_dir: Option<PathBuf>,
     /// Operations port for /healthz and /metrics (default: 127.0.0.1, receive port + 1).
     #[arg(long)]
     ops_listen: Option<std::net::SocketAddr>,
@@ -277,6 +281,7 @@ fn options(generated: &GatewaySpec, args: &RunArgs) -> RunOptions {
         listen: args.listen,
         cert_dir: args.cert_dir.clone(),
         store: args.store.clone(),
+        control_dir: args.control_dir.clone(),
         ops_listen: args.ops_listen,
         ops_exposure: if args.ops_beyond_loopback {
             crate::server::Exposure::BeyondLoopback

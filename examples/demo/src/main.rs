@@ -337,6 +337,7 @@ async fn run(cli: &Cli) -> Result<Vec<String>, SetupError> {
         listen: Some(loopback(cli.port.unwrap_or(spec_listen.port()))),
         cert_dir: Some(work.clone()),
         store: Some(store.clone()),
+        control_dir: None,
         ops_listen: None,
         ops_exposure: hl7gw_runtime::server::Exposure::LoopbackOnly,
         inbox_listen: None,

@@ -78,6 +78,12 @@ pub struct PostgresOptions {
     pub pool_size: usize,
     /// How long connecting (and waiting for a free pooled connection) may take.
     pub connect_timeout: Duration,
+    /// How long the server lets one of this process's transactions sit idle before it ends
+    /// the session (`idle_in_transaction_session_timeout`): a replica paused or cut off in
+    /// the middle of a transaction would otherwise hold its row locks (the stream's lease
+    /// row, a message's row) and keep the other replicas from taking over. The stream's lease
+    /// by default.
+    pub idle_in_transaction_timeout: Duration,
 }
 
 impl std::fmt::Debug for PostgresOptions {
@@ -91,6 +97,10 @@ impl std::fmt::Debug for PostgresOptions {
             .field("tls", &self.tls)
             .field("pool_size", &self.pool_size)
             .field("connect_timeout", &self.connect_timeout)
+            .field(
+                "idle_in_transaction_timeout",
+                &self.idle_in_transaction_timeout,
+            )
             .finish()
     }
 }
@@ -108,6 +118,7 @@ impl PostgresOptions {
             tls: PostgresTls::Disable,
             pool_size: 8,
             connect_timeout: Duration::from_secs(10),
+            idle_in_transaction_timeout: crate::config::defaults::STREAM_LEASE.to_std(),
         }
     }
 
@@ -122,6 +133,7 @@ impl PostgresOptions {
         let mut options = Self::new(&config.host, &config.dbname, &config.user);
         options.port = config.port;
         options.pool_size = usize::try_from(config.pool_size).unwrap_or(usize::MAX);
+        options.idle_in_transaction_timeout = Duration::from_millis(config.lease_ms);
         let bad = |reason: String| StoreError::PostgresConfig {
             path: options.label(),
             reason,
@@ -285,7 +297,11 @@ fn pool(options: &PostgresOptions, label: &Path) -> Result<Pool, StoreError> {
         .connect_timeout(options.connect_timeout)
         // A dead server or a cut network is noticed by the kernel within a minute, not hours.
         .keepalives(true)
-        .keepalives_idle(Duration::from_secs(30));
+        .keepalives_idle(Duration::from_secs(30))
+        .options(format!(
+            "-c idle_in_transaction_session_timeout={}",
+            options.idle_in_transaction_timeout.as_millis().max(1)
+        ));
     if let Some(password) = &options.password {
         config.password(password);
     }

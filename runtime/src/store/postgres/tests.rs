@@ -11,19 +11,76 @@ use hl7gw_tests::postgres::{self as pg, TestPostgres};
 use crate::client::{FailureClass, Outcome};
 use crate::hl7::AckCode;
 use crate::queue::{Action, MessageState, NewMessage, QueueError};
-use crate::store::{PostgresOptions, Store, timestamp};
+use crate::store::{Backend, PostgresOptions, Store, timestamp};
 
 const RAW: &[u8] = b"MSH|^~\\&|GW|EMS|TIE|TRUST|20260101120000||ORU^R01|MSG1|T|2.4\rPID|1\r";
 
-fn open_two(test: &str) -> Option<(Store, Store)> {
+fn options(test: &str) -> Option<PostgresOptions> {
     let server = TestPostgres::shared(test)?;
     let mut options = PostgresOptions::new(server.host(), &server.create_database(test), pg::USER);
     options.port = server.port();
     options.password = Some(pg::PASSWORD.to_owned());
+    Some(options)
+}
+
+fn open_two(test: &str) -> Option<(Store, Store)> {
+    let options = options(test)?;
     Some((
         Store::open_postgres(&options).unwrap(),
         Store::open_postgres(&options).unwrap(),
     ))
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn a_leader_paused_inside_a_transaction_does_not_hold_the_takeover_back() {
+    let Some(mut options) = options("paused_inside_a_transaction") else {
+        return;
+    };
+    options.idle_in_transaction_timeout = Duration::from_millis(500);
+    let (a, b) = (
+        Store::open_postgres(&options).unwrap(),
+        Store::open_postgres(&options).unwrap(),
+    );
+    let Backend::Postgres(a_db) = &a.inner.backend else {
+        panic!("a PostgreSQL store");
+    };
+    let pool = a_db.pool();
+    runtime().block_on(async {
+        let lease = Duration::from_millis(300);
+        let old = a.lease_acquire("trust", "a", lease).await.unwrap().unwrap();
+        // A is stopped in the middle of recording: its transaction holds the lease row.
+        let mut client = pool.get().await.unwrap();
+        let tx = client.transaction().await.unwrap();
+        tx.query(
+            "SELECT token FROM stream_leases WHERE destination = 'trust' FOR SHARE",
+            &[],
+        )
+        .await
+        .unwrap();
+        tokio::time::sleep(lease).await;
+        // B takes over once the server ended A's idle transaction, not when A resumes.
+        let started = std::time::Instant::now();
+        let new = tokio::time::timeout(
+            Duration::from_secs(10),
+            b.lease_acquire("trust", "b", lease),
+        )
+        .await
+        .expect("the takeover does not wait for the paused leader")
+        .unwrap()
+        .unwrap();
+        assert_eq!(new.token, old.token + 1);
+        assert!(started.elapsed() < Duration::from_secs(5));
+        // A's transaction is gone with its session: it can commit nothing.
+        assert!(tx.commit().await.is_err());
+    });
 }
 
 #[test]
@@ -31,12 +88,7 @@ fn a_stale_fencing_token_cannot_send_or_record() {
     let Some((a, b)) = open_two("stale_fencing_token") else {
         return;
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    runtime().block_on(async {
         let now = timestamp::now();
         let message = NewMessage {
             control_id: "MSG1".into(),
