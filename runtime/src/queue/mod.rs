@@ -33,8 +33,10 @@
 //! ```
 //!
 //! The states and their transitions are pure functions in `state.rs` ([`State`], [`apply`]);
-//! the SQL is the store backend's (`store/sqlite/queue.rs` for SQLite), which reads a row,
-//! applies the transition and writes it back in one transaction. The sequencer reads the
+//! the SQL is the store backend's (`store/sqlite/queue.rs` for SQLite,
+//! `store/postgres/queue.rs` for PostgreSQL), which reads a row, applies the transition and
+//! writes it back in one transaction. With several replicas on PostgreSQL, only the
+//! replica holding the stream's lease delivers it ([`Sequencer`]). The sequencer reads the
 //! head's metadata only; the message bytes are loaded by the call that marks it in flight,
 //! so a held or backing-off head is never re-read whole while the stream waits.
 //!
