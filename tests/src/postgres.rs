@@ -444,3 +444,23 @@ pub fn store_config(
         lease_ms: number("lease_ms")?,
     }))
 }
+
+/// In the child: when the configuration names a database ([`ChildStore::to_json`]), serve
+/// `environment` on it instead of the SQLite file `options.store` names, and put the
+/// control socket in that file's folder (the test's), not the spec's.
+pub fn use_child_store(
+    json: Option<&serde_json::Value>,
+    environment: &mut hl7gw_runtime::config::Environment,
+    options: &mut hl7gw_runtime::app::RunOptions,
+) -> Result<(), String> {
+    let Some(json) = json.filter(|j| !j.is_null()) else {
+        return Ok(());
+    };
+    environment.store = store_config(json)?;
+    // `--store` would override the spec's database with an SQLite file.
+    options.control_dir = options
+        .store
+        .take()
+        .and_then(|file| file.parent().map(Path::to_path_buf));
+    Ok(())
+}

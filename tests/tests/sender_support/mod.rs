@@ -138,15 +138,7 @@ fn run_child(config: &str) -> Result<(), String> {
         .and_then(Value::as_str)
         .ok_or("no store")?;
     let mut options = options(PathBuf::from(store));
-    if let Some(p) = config.get("postgres").filter(|p| !p.is_null()) {
-        environment.store = hl7gw_tests::postgres::store_config(p)?;
-        // `--store` would override the spec's database with an SQLite file; the control
-        // socket goes to the test's folder, not the spec's.
-        options.control_dir = options
-            .store
-            .take()
-            .and_then(|file| file.parent().map(Path::to_path_buf));
-    }
+    hl7gw_tests::postgres::use_child_store(config.get("postgres"), &mut environment, &mut options)?;
     let spec = spec(environment);
     serve_test_gateway(&spec, &options, READY, |resolved| {
         json!({
