@@ -908,6 +908,17 @@ fn store_migrate_copies_an_sqlite_store_into_an_empty_postgres_store_with_its_id
         ));
     }
     s.inbox_ack(inbound[0]).unwrap();
+    // More than one batch of the copy (50 rows).
+    for n in 0..55 {
+        inbound.push(committed(
+            s.commit_inbound(&record(
+                &format!("W{n}"),
+                AckCode::ApplicationAccept,
+                SinkKind::Webhook,
+            ))
+            .unwrap(),
+        ));
+    }
     // A pruned row: its id is never handed out again, in SQLite or after the copy.
     let pruned = committed(
         s.commit_inbound(&record_at(
@@ -953,7 +964,7 @@ fn store_migrate_copies_an_sqlite_store_into_an_empty_postgres_store_with_its_id
     let target_options = options(server, &server.create_database("migrate_target"));
     let target = Store::open_postgres(&target_options).unwrap();
     let copied = target.import_sqlite(&sqlite).unwrap();
-    assert_eq!((copied.inbound, copied.outbound), (4, 4));
+    assert_eq!((copied.inbound, copied.outbound), (59, 4));
     let t = target.blocking();
     for id in &inbound {
         assert_eq!(t.inbound(*id).unwrap(), s.inbound(*id).unwrap(), "row {id}");
@@ -1015,7 +1026,7 @@ fn store_migrate_copies_an_sqlite_store_into_an_empty_postgres_store_with_its_id
             &target_options.dbname,
             "SELECT COUNT(*) FROM inbound_messages"
         ),
-        "5"
+        "60"
     );
     // Only SQLite into PostgreSQL.
     assert!(matches!(

@@ -27,8 +27,11 @@ enum Kind {
 
 use Kind::{Blob, Int, Text};
 
+/// A table's name and its columns.
+type TableColumns = (&'static str, &'static [(&'static str, Kind)]);
+
 /// The copied tables and their columns, `id` first.
-const TABLES: [(&str, &[(&str, Kind)]); 2] = [
+const TABLES: [TableColumns; 2] = [
     (
         "inbound_messages",
         &[
@@ -84,8 +87,9 @@ const TABLES: [(&str, &[(&str, Kind)]); 2] = [
     ),
 ];
 
-/// Rows read per round: bounded memory whatever the store's size.
-const BATCH: usize = 500;
+/// Rows read per round: bounded memory whatever the store's size (a row may hold a
+/// message of several MiB).
+const BATCH: usize = 50;
 
 /// What a copy took over.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -169,8 +173,12 @@ impl Postgres {
 async fn write(pool: Pool, mut batches: mpsc::Receiver<Batch>) -> Result<Copied, StoreError> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
-    tx.batch_execute("LOCK TABLE inbound_messages, outbound_messages IN EXCLUSIVE MODE")
-        .await?;
+    // The copy waits on the SQLite reads between batches: not an idle transaction to end.
+    tx.batch_execute(
+        "SET LOCAL idle_in_transaction_session_timeout = 0;
+         LOCK TABLE inbound_messages, outbound_messages IN EXCLUSIVE MODE",
+    )
+    .await?;
     let held: i64 = tx
         .query_one(
             "SELECT (SELECT COUNT(*) FROM inbound_messages) + (SELECT COUNT(*) FROM outbound_messages)",
@@ -201,7 +209,7 @@ async fn write(pool: Pool, mut batches: mpsc::Receiver<Batch>) -> Result<Copied,
     while let Some(batch) = batches.recv().await {
         match batch {
             Batch::Rows { table, rows } => {
-                let (name, columns) = TABLES[table.min(TABLES.len() - 1)];
+                let ((name, columns), statement) = table_and_statement(table, &statements)?;
                 for row in rows {
                     let values = row
                         .into_iter()
@@ -210,8 +218,7 @@ async fn write(pool: Pool, mut batches: mpsc::Receiver<Batch>) -> Result<Copied,
                         .collect::<Result<Vec<_>, _>>()?;
                     let refs: Vec<&(dyn ToSql + Sync)> =
                         values.iter().map(|v| &**v as &(dyn ToSql + Sync)).collect();
-                    tx.execute(&statements[table.min(TABLES.len() - 1)], &refs)
-                        .await?;
+                    tx.execute(statement, &refs).await?;
                     if table == 0 {
                         copied.inbound += 1;
                     } else {
@@ -220,7 +227,7 @@ async fn write(pool: Pool, mut batches: mpsc::Receiver<Batch>) -> Result<Copied,
                 }
             }
             Batch::LastId { table, last } => {
-                let (name, _) = TABLES[table.min(TABLES.len() - 1)];
+                let ((name, _), _) = table_and_statement(table, &statements)?;
                 if last > 0 {
                     tx.execute(
                         "SELECT setval(pg_get_serial_sequence($1, 'id'), $2)",
@@ -238,6 +245,17 @@ async fn write(pool: Pool, mut batches: mpsc::Receiver<Batch>) -> Result<Copied,
     Err(StoreError::Migrate(
         "the copy stopped before its end; nothing was written".into(),
     ))
+}
+
+/// Table `index` of [`TABLES`] and its insert statement.
+fn table_and_statement(
+    index: usize,
+    statements: &[tokio_postgres::Statement],
+) -> Result<(TableColumns, &tokio_postgres::Statement), StoreError> {
+    match (TABLES.get(index), statements.get(index)) {
+        (Some(table), Some(statement)) => Ok((*table, statement)),
+        _ => Err(StoreError::Migrate(format!("no copied table {index}"))),
+    }
 }
 
 /// One SQLite value as the PostgreSQL parameter of a column of `kind`.
