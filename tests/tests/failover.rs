@@ -110,6 +110,12 @@ fn a_killed_leader_is_replaced_within_the_lease_and_the_stream_stays_in_order() 
     let now = leader(&store).expect("the survivor leads");
     assert_eq!(pid_of(&now.holder), survivor.pid());
     assert_eq!(now.token, first.token + 1, "a takeover increases the token");
+    // Its metrics say so (the gauges are refreshed every 5 s).
+    wait_until(
+        "hl7gw_queue_leader 1 on the survivor",
+        || survivor.gauge("hl7gw_queue_leader") == Some(1),
+        || survivor.log_tail(5),
+    );
 }
 
 /// `kill -STOP` or `kill -CONT`.
@@ -213,6 +219,27 @@ fn three_replicas_keep_one_ordered_stream_through_kills_and_a_pause_past_the_lea
     assert!(
         tokens.windows(2).all(|w| w[1] > w[0]),
         "every takeover increased the token: {tokens:?}"
+    );
+    // One replica says it leads, the others that they do not.
+    wait_until(
+        "hl7gw_queue_leader 1 on one replica only",
+        || {
+            let mut gauges: Vec<Option<i64>> = replicas
+                .iter()
+                .map(|r| r.gauge("hl7gw_queue_leader"))
+                .collect();
+            gauges.sort();
+            gauges == [Some(0), Some(0), Some(1)]
+        },
+        || {
+            format!(
+                "{:?}",
+                replicas
+                    .iter()
+                    .map(|r| r.gauge("hl7gw_queue_leader"))
+                    .collect::<Vec<_>>()
+            )
+        },
     );
     // The resumed replica found its lease lost and says so.
     wait_until(

@@ -159,6 +159,8 @@ pub struct Sender {
     pub config: SenderConfig,
     /// The intake API (`POST /outbound`).
     pub intake: SocketAddr,
+    /// The operations port (`/healthz`, `/metrics`).
+    pub ops: SocketAddr,
 }
 
 impl Sender {
@@ -175,16 +177,28 @@ impl Sender {
         let Some(intake) = ready["intake"].as_str().and_then(|a| a.parse().ok()) else {
             panic!("the sender child announced no intake address: {ready}");
         };
+        let Some(ops) = ready["ops"].as_str().and_then(|a| a.parse().ok()) else {
+            panic!("the sender child announced no operations address: {ready}");
+        };
         Self {
             process,
             config,
             intake,
+            ops,
         }
     }
 
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.process.pid()
+    }
+
+    /// The value of gauge `name` on the operations port (`/metrics`).
+    pub fn gauge(&self, name: &str) -> Option<i64> {
+        let (status, body) = http(self.ops, "GET", "/metrics", b"");
+        assert_eq!(status, 200, "{body}");
+        body.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
     }
 
     /// `kill -9`, and waits for the process to be gone.
