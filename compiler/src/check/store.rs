@@ -219,6 +219,25 @@ mod tests {
     }
 
     #[test]
+    fn a_mistyped_key_inside_postgres_is_named_with_a_suggestion() {
+        let text = BASE.replace(
+            "    store: var/demo-prod.sqlite",
+            &GOOD.replace("password_env:", "passwrd_env:"),
+        );
+        let Err(problems) = load_spec_text(text, std::path::Path::new("spec.yaml"), "spec.yaml")
+        else {
+            panic!("a mistyped key is refused");
+        };
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].code, "schema-unknown-key");
+        assert!(problems[0].summary.contains("passwrd_env"), "{problems:?}");
+        assert_eq!(
+            problems[0].pointer.as_deref(),
+            Some("/environments/prod/store/postgres/passwrd_env")
+        );
+    }
+
+    #[test]
     fn a_lease_must_be_seconds_and_a_pool_must_have_a_connection() {
         only(
             &codes_for(&GOOD.replace("lease: 10s", "lease: 500ms")),
