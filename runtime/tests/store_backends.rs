@@ -1117,3 +1117,54 @@ fn the_database_going_away_fails_calls_promptly_and_the_same_store_resumes_when_
         assert_eq!(*peer.seen.lock().unwrap(), vec!["G1", "G2", "G3"]);
     });
 }
+
+#[test]
+fn a_leader_stopping_cleanly_hands_its_stream_over_at_once() {
+    let Some(server) = TestPostgres::shared("a_leader_stopping_cleanly") else {
+        return;
+    };
+    let options = options(server, &server.create_database("clean_stop"));
+    let (a, b) = (
+        Queue::new(Store::open_postgres(&options).unwrap()),
+        Queue::new(Store::open_postgres(&options).unwrap()),
+    );
+    a.blocking()
+        .enqueue("trust", &raw_message("EMS", "H1"))
+        .unwrap();
+    // A lease far longer than the test: only the release lets B in.
+    let lease = Duration::from_secs(120);
+    runtime().block_on(async {
+        let start = |queue: &Queue, holder: &str| {
+            let (events, received) = mpsc::unbounded_channel();
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let sequencer =
+                Sequencer::new(queue.clone(), "trust", Peer::default(), Policies::default())
+                    .with_poll_interval(Duration::from_millis(20))
+                    .with_lease(lease)
+                    .with_holder(holder)
+                    .with_events(events);
+            let task = tokio::spawn(sequencer.run(async {
+                let _ = stopped.await;
+            }));
+            (task, stop, received)
+        };
+        let (a_task, a_stop, mut a_events) = start(&a, "replica-a");
+        loop {
+            match tokio::time::timeout(LIMIT, a_events.recv()).await.unwrap() {
+                Some(SequencerEvent::Delivered { .. }) => break,
+                Some(_) => {}
+                None => panic!("A ended"),
+            }
+        }
+        let (b_task, _b_stop, mut b_events) = start(&b, "replica-b");
+        let _ = a_stop.send(());
+        tokio::time::timeout(LIMIT, a_task).await.unwrap().unwrap();
+        let stopped = std::time::Instant::now();
+        match tokio::time::timeout(LIMIT, b_events.recv()).await.unwrap() {
+            Some(SequencerEvent::Leading { token: 2 }) => {}
+            other => panic!("B should lead next: {other:?}"),
+        }
+        assert!(stopped.elapsed() < Duration::from_secs(5));
+        b_task.abort();
+    });
+}

@@ -412,28 +412,27 @@ impl<T: Transport> Sequencer<T> {
                 return;
             }
             let ended = self.lead(shutdown.as_mut()).await;
-            let Some(leading) = self.leading.take() else {
-                continue;
-            };
+            let leading = self.leading.take();
             self.queue.set_leader(&self.destination, None);
-            match ended {
-                Led::Shutdown => {
+            match (ended, leading) {
+                (Led::Shutdown, leading) => {
                     // Hand over at once instead of after the lease lapses; bounded, so a
                     // database that is gone does not hold the shutdown.
-                    let release = self.queue.store().lease_release(&leading.fence);
-                    if let Ok(Err(e)) = tokio::time::timeout(self.poll, release).await {
-                        tracing::warn!(destination = %self.destination, "queue: cannot release the stream's lease: {e}");
+                    if let Some(leading) = leading {
+                        let release = self.queue.store().lease_release(&leading.fence);
+                        if let Ok(Err(e)) = tokio::time::timeout(self.poll, release).await {
+                            tracing::warn!(destination = %self.destination, "queue: cannot release the stream's lease: {e}");
+                        }
                     }
                     return;
                 }
-                Led::Lost => {
+                (Led::Lost, leading) => {
+                    let token = leading.map_or(0, |l| l.fence.token);
                     tracing::warn!(
-                        destination = %self.destination, token = leading.fence.token,
+                        destination = %self.destination, token,
                         "queue: another replica took over the stream's lease; this one stops delivering it"
                     );
-                    self.emit(SequencerEvent::LeaseLost {
-                        token: leading.fence.token,
-                    });
+                    self.emit(SequencerEvent::LeaseLost { token });
                 }
             }
         }
