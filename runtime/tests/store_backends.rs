@@ -569,6 +569,52 @@ impl Transport for Peer {
     }
 }
 
+/// A sequencer of stream `trust` in `queue` sending to `peer`, as replica `holder` with this
+/// lease, re-reading the store every 20 ms, on its own task. It stops cleanly (releasing its
+/// lease) when `stop` is sent or dropped; aborting `task` kills it (the lease lapses).
+struct Running {
+    task: tokio::task::JoinHandle<()>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    events: mpsc::UnboundedReceiver<SequencerEvent>,
+}
+
+fn run_sequencer(queue: &Queue, peer: Peer, holder: &str, lease: Duration) -> Running {
+    let (events, received) = mpsc::unbounded_channel();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let sequencer = Sequencer::new(queue.clone(), "trust", peer, Policies::default())
+        .with_poll_interval(Duration::from_millis(20))
+        .with_lease(lease)
+        .with_holder(holder)
+        .with_events(events);
+    let task = tokio::spawn(sequencer.run(async {
+        let _ = stopped.await;
+    }));
+    Running {
+        task,
+        stop,
+        events: received,
+    }
+}
+
+impl Running {
+    /// Waits (bounded) for `n` more deliveries; the other events on the way.
+    async fn delivered(&mut self, n: usize) -> Vec<SequencerEvent> {
+        let mut others = Vec::new();
+        let mut delivered = 0;
+        while delivered < n {
+            match tokio::time::timeout(LIMIT, self.events.recv())
+                .await
+                .unwrap()
+            {
+                Some(SequencerEvent::Delivered { .. }) => delivered += 1,
+                Some(event) => others.push(event),
+                None => panic!("the sequencer ended"),
+            }
+        }
+        others
+    }
+}
+
 fn a_sequencer_delivers_the_stream_in_order(db: &Db) {
     let store = db.open();
     let queue = Queue::new(store.clone());
@@ -577,24 +623,14 @@ fn a_sequencer_delivers_the_stream_in_order(db: &Db) {
     queue.blocking().enqueue_all("trust", &raws).unwrap();
     runtime().block_on(async {
         let peer = Peer::default();
-        let (events, mut received) = mpsc::unbounded_channel();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let sequencer = Sequencer::new(queue.clone(), "trust", peer.clone(), Policies::default())
-            .with_poll_interval(Duration::from_millis(20))
-            .with_events(events);
-        let task = tokio::spawn(sequencer.run(async {
-            let _ = stopped.await;
-        }));
-        let mut delivered = 0;
-        while delivered < ids.len() {
-            match tokio::time::timeout(LIMIT, received.recv()).await.unwrap() {
-                Some(SequencerEvent::Delivered { .. }) => delivered += 1,
-                Some(_) => {}
-                None => panic!("the sequencer ended"),
-            }
-        }
-        let _ = stop.send(());
-        tokio::time::timeout(LIMIT, task).await.unwrap().unwrap();
+        let lease = hl7gw_runtime::config::defaults::STREAM_LEASE.to_std();
+        let mut running = run_sequencer(&queue, peer.clone(), "replica", lease);
+        running.delivered(ids.len()).await;
+        let _ = running.stop.send(());
+        tokio::time::timeout(LIMIT, running.task)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(*peer.seen.lock().unwrap(), ids);
         let status = queue.status("trust").await.unwrap();
         assert_eq!((status.depth, status.delivered), (0, 20));
@@ -722,6 +758,18 @@ fn a_lease_is_held_by_one_replica_renewed_and_taken_over_after_expiry() {
         Store::open_postgres(&options).unwrap(),
     );
     let short = Duration::from_millis(400);
+    // `holder`'s try for the lease: its holder and token when granted.
+    let take = |store: &Store, destination: &'static str, holder: &'static str| {
+        let store = store.clone();
+        async move {
+            let lease = store
+                .lease_acquire(destination, holder, short)
+                .await
+                .unwrap();
+            lease.map(|l| (l.holder, l.token))
+        }
+    };
+    let granted = |holder: &str, token: i64| Some((holder.to_owned(), token));
     runtime().block_on(async {
         let first = a
             .lease_acquire("trust", "replica-a", short)
@@ -729,30 +777,17 @@ fn a_lease_is_held_by_one_replica_renewed_and_taken_over_after_expiry() {
             .unwrap()
             .unwrap();
         assert_eq!((first.holder.as_str(), first.token), ("replica-a", 1));
-        // Live: the other replica does not get it.
-        assert!(
-            b.lease_acquire("trust", "replica-b", short)
-                .await
-                .unwrap()
-                .is_none()
-        );
-        // Another stream is free.
-        assert!(
-            b.lease_acquire("lab", "replica-b", short)
-                .await
-                .unwrap()
-                .is_some()
-        );
+        // Live: the other replica does not get it; another stream is free.
+        assert_eq!(take(&b, "trust", "replica-b").await, None);
+        assert_eq!(take(&b, "lab", "replica-b").await, granted("replica-b", 1));
         // The holder renews, keeping its token and since when it leads.
         let renewed = a.lease_renew(&first.fence(), short).await.unwrap().unwrap();
         assert_eq!((renewed.token, renewed.acquired_at), (1, first.acquired_at));
         assert!(renewed.expires_at >= first.expires_at);
-        let again = a
-            .lease_acquire("trust", "replica-a", short)
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(again.token, 1);
+        assert_eq!(
+            take(&a, "trust", "replica-a").await,
+            granted("replica-a", 1)
+        );
         // Expired: taken over with a new token; the old holder's renewal fails.
         tokio::time::sleep(short + Duration::from_millis(200)).await;
         let taken = b
@@ -767,20 +802,13 @@ fn a_lease_is_held_by_one_replica_renewed_and_taken_over_after_expiry() {
                 .unwrap()
                 .is_none()
         );
-        assert!(
-            a.lease_acquire("trust", "replica-a", short)
-                .await
-                .unwrap()
-                .is_none()
-        );
+        assert_eq!(take(&a, "trust", "replica-a").await, None);
         // Released: the next replica takes it at once.
         b.lease_release(&taken.fence()).await.unwrap();
-        let back = a
-            .lease_acquire("trust", "replica-a", short)
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!((back.holder.as_str(), back.token), ("replica-a", 3));
+        assert_eq!(
+            take(&a, "trust", "replica-a").await,
+            granted("replica-a", 3)
+        );
     });
     let leases = a.blocking().leases().unwrap();
     assert_eq!(
@@ -808,31 +836,25 @@ fn another_replica_takes_a_dead_leaders_stream_over_and_resends_only_the_message
     let lease = Duration::from_millis(600);
     runtime().block_on(async {
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let replica = |queue: &Queue, holder: &str, hang_on: Option<&str>| {
-            let peer = Peer {
-                seen: Arc::clone(&seen),
-                hang_on: hang_on.map(str::to_owned),
-            };
-            let (events, received) = mpsc::unbounded_channel();
-            let sequencer = Sequencer::new(queue.clone(), "trust", peer, Policies::default())
-                .with_poll_interval(Duration::from_millis(20))
-                .with_lease(lease)
-                .with_holder(holder)
-                .with_events(events);
-            (
-                tokio::spawn(sequencer.run(std::future::pending())),
-                received,
-            )
+        let peer = |hang_on: Option<&str>| Peer {
+            seen: Arc::clone(&seen),
+            hang_on: hang_on.map(str::to_owned),
         };
-        // A leads and dies waiting for T05's ACK (the task is dropped: no release).
-        let (leader, mut a_events) = replica(&a, "replica-a", Some("T05"));
-        match tokio::time::timeout(LIMIT, a_events.recv()).await.unwrap() {
+        // A leads and dies waiting for T05's ACK (the task is aborted: no release).
+        let mut leader = run_sequencer(&a, peer(Some("T05")), "replica-a", lease);
+        match tokio::time::timeout(LIMIT, leader.events.recv())
+            .await
+            .unwrap()
+        {
             Some(SequencerEvent::Leading { token: 1 }) => {}
             other => panic!("A should lead first: {other:?}"),
         }
-        let (follower, mut b_events) = replica(&b, "replica-b", None);
+        let mut follower = run_sequencer(&b, peer(None), "replica-b", lease);
         loop {
-            match tokio::time::timeout(LIMIT, a_events.recv()).await.unwrap() {
+            match tokio::time::timeout(LIMIT, leader.events.recv())
+                .await
+                .unwrap()
+            {
                 Some(SequencerEvent::Sending { control_id, .. }) if control_id == "T05" => break,
                 Some(_) => {}
                 None => panic!("A ended"),
@@ -840,17 +862,9 @@ fn another_replica_takes_a_dead_leaders_stream_over_and_resends_only_the_message
         }
         assert_eq!(a.leading("trust").map(|l| l.token), Some(1));
         let killed = std::time::Instant::now();
-        leader.abort();
+        leader.task.abort();
         // B takes over once the lease lapsed, resends T05 (same MSH-10) and delivers the rest.
-        let mut events = Vec::new();
-        let mut delivered = 0;
-        while delivered < 8 {
-            match tokio::time::timeout(LIMIT, b_events.recv()).await.unwrap() {
-                Some(SequencerEvent::Delivered { .. }) => delivered += 1,
-                Some(event) => events.push(event),
-                None => panic!("B ended"),
-            }
-        }
+        let events = follower.delivered(8).await;
         let took = killed.elapsed();
         assert!(
             took < lease * 4,
@@ -876,7 +890,7 @@ fn another_replica_takes_a_dead_leaders_stream_over_and_resends_only_the_message
         assert_eq!((status.depth, status.delivered), (0, 12));
         let leader = status.leader.expect("B's lease is live");
         assert_eq!((leader.holder.as_str(), leader.token), ("replica-b", 2));
-        follower.abort();
+        follower.task.abort();
         let mut expected: Vec<String> = ids[..5].to_vec();
         expected.extend(ids[4..].iter().cloned());
         assert_eq!(*seen.lock().unwrap(), expected, "in order; only T05 twice");
@@ -1054,20 +1068,8 @@ fn the_database_going_away_fails_calls_promptly_and_the_same_store_resumes_when_
         .unwrap();
     runtime().block_on(async {
         let peer = Peer::default();
-        let (events, mut received) = mpsc::unbounded_channel();
-        let sequencer = Sequencer::new(queue.clone(), "trust", peer.clone(), Policies::default())
-            .with_poll_interval(Duration::from_millis(50))
-            .with_lease(Duration::from_secs(3))
-            .with_events(events);
-        let task = tokio::spawn(sequencer.run(std::future::pending()));
-        let mut delivered = 0;
-        while delivered < 2 {
-            if let Some(SequencerEvent::Delivered { .. }) =
-                tokio::time::timeout(LIMIT, received.recv()).await.unwrap()
-            {
-                delivered += 1;
-            }
-        }
+        let mut running = run_sequencer(&queue, peer.clone(), "replica", Duration::from_secs(3));
+        running.delivered(2).await;
         // The server goes away: calls fail within the connect timeout, nothing is committed.
         tokio::task::block_in_place(|| server.stop());
         let started = std::time::Instant::now();
@@ -1106,14 +1108,8 @@ fn the_database_going_away_fails_calls_promptly_and_the_same_store_resumes_when_
             .enqueue("trust", raw_message("EMS", "G3"))
             .await
             .unwrap();
-        loop {
-            match tokio::time::timeout(LIMIT, received.recv()).await.unwrap() {
-                Some(SequencerEvent::Delivered { .. }) => break,
-                Some(_) => {}
-                None => panic!("the sequencer ended"),
-            }
-        }
-        task.abort();
+        running.delivered(1).await;
+        running.task.abort();
         assert_eq!(*peer.seen.lock().unwrap(), vec!["G1", "G2", "G3"]);
     });
 }
@@ -1134,37 +1130,26 @@ fn a_leader_stopping_cleanly_hands_its_stream_over_at_once() {
     // A lease far longer than the test: only the release lets B in.
     let lease = Duration::from_secs(120);
     runtime().block_on(async {
-        let start = |queue: &Queue, holder: &str| {
-            let (events, received) = mpsc::unbounded_channel();
-            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-            let sequencer =
-                Sequencer::new(queue.clone(), "trust", Peer::default(), Policies::default())
-                    .with_poll_interval(Duration::from_millis(20))
-                    .with_lease(lease)
-                    .with_holder(holder)
-                    .with_events(events);
-            let task = tokio::spawn(sequencer.run(async {
-                let _ = stopped.await;
-            }));
-            (task, stop, received)
+        let leader = {
+            let mut leader = run_sequencer(&a, Peer::default(), "replica-a", lease);
+            leader.delivered(1).await;
+            leader
         };
-        let (a_task, a_stop, mut a_events) = start(&a, "replica-a");
-        loop {
-            match tokio::time::timeout(LIMIT, a_events.recv()).await.unwrap() {
-                Some(SequencerEvent::Delivered { .. }) => break,
-                Some(_) => {}
-                None => panic!("A ended"),
-            }
-        }
-        let (b_task, _b_stop, mut b_events) = start(&b, "replica-b");
-        let _ = a_stop.send(());
-        tokio::time::timeout(LIMIT, a_task).await.unwrap().unwrap();
+        let mut follower = run_sequencer(&b, Peer::default(), "replica-b", lease);
+        let _ = leader.stop.send(());
+        tokio::time::timeout(LIMIT, leader.task)
+            .await
+            .unwrap()
+            .unwrap();
         let stopped = std::time::Instant::now();
-        match tokio::time::timeout(LIMIT, b_events.recv()).await.unwrap() {
+        match tokio::time::timeout(LIMIT, follower.events.recv())
+            .await
+            .unwrap()
+        {
             Some(SequencerEvent::Leading { token: 2 }) => {}
             other => panic!("B should lead next: {other:?}"),
         }
         assert!(stopped.elapsed() < Duration::from_secs(5));
-        b_task.abort();
+        follower.task.abort();
     });
 }
