@@ -55,6 +55,16 @@ impl Db {
     }
 }
 
+/// Two stores on one new database of the shared server, as two replicas have.
+fn two_replicas(test: &str) -> Option<(Store, Store)> {
+    let server = TestPostgres::shared(test)?;
+    let options = options(server, &server.create_database(test));
+    Some((
+        Store::open_postgres(&options).unwrap(),
+        Store::open_postgres(&options).unwrap(),
+    ))
+}
+
 fn options(server: &TestPostgres, dbname: &str) -> PostgresOptions {
     let mut options = PostgresOptions::new(server.host(), dbname, pg::USER);
     options.port = server.port();
@@ -749,14 +759,9 @@ fn a_wrong_password_or_an_unreachable_server_fails_at_open_with_the_reason() {
 
 #[test]
 fn a_lease_is_held_by_one_replica_renewed_and_taken_over_after_expiry() {
-    let Some(server) = TestPostgres::shared("a_lease_is_held_by_one_replica") else {
+    let Some((a, b)) = two_replicas("a_lease_is_held_by_one_replica") else {
         return;
     };
-    let options = options(server, &server.create_database("leases"));
-    let (a, b) = (
-        Store::open_postgres(&options).unwrap(),
-        Store::open_postgres(&options).unwrap(),
-    );
     let short = Duration::from_millis(400);
     // `holder`'s try for the lease: its holder and token when granted.
     let take = |store: &Store, destination: &'static str, holder: &'static str| {
@@ -822,14 +827,10 @@ fn a_lease_is_held_by_one_replica_renewed_and_taken_over_after_expiry() {
 
 #[test]
 fn another_replica_takes_a_dead_leaders_stream_over_and_resends_only_the_message_in_flight() {
-    let Some(server) = TestPostgres::shared("another_replica_takes_over") else {
+    let Some((a, b)) = two_replicas("another_replica_takes_over") else {
         return;
     };
-    let options = options(server, &server.create_database("takeover"));
-    let (a, b) = (
-        Queue::new(Store::open_postgres(&options).unwrap()),
-        Queue::new(Store::open_postgres(&options).unwrap()),
-    );
+    let (a, b) = (Queue::new(a), Queue::new(b));
     let ids: Vec<String> = (1..=12).map(|n| format!("T{n:02}")).collect();
     let raws: Vec<Vec<u8>> = ids.iter().map(|id| raw_message("EMS", id)).collect();
     a.blocking().enqueue_all("trust", &raws).unwrap();
@@ -1116,14 +1117,10 @@ fn the_database_going_away_fails_calls_promptly_and_the_same_store_resumes_when_
 
 #[test]
 fn a_leader_stopping_cleanly_hands_its_stream_over_at_once() {
-    let Some(server) = TestPostgres::shared("a_leader_stopping_cleanly") else {
+    let Some((a, b)) = two_replicas("a_leader_stopping_cleanly") else {
         return;
     };
-    let options = options(server, &server.create_database("clean_stop"));
-    let (a, b) = (
-        Queue::new(Store::open_postgres(&options).unwrap()),
-        Queue::new(Store::open_postgres(&options).unwrap()),
-    );
+    let (a, b) = (Queue::new(a), Queue::new(b));
     a.blocking()
         .enqueue("trust", &raw_message("EMS", "H1"))
         .unwrap();
