@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::{EmsAccess, EnvName, Environment, ReceiveConfig, SinkConfig};
+use crate::config::{EmsAccess, EnvName, Environment, ReceiveConfig, SinkConfig, StoreConfig};
 use crate::gateway::Gateway;
 use crate::health::{Expiry, HealthCheck};
 use crate::listeners::Role;
@@ -46,6 +46,9 @@ pub struct RunOptions {
     pub cert_dir: Option<PathBuf>,
     /// Use this store file instead of the spec's.
     pub store: Option<PathBuf>,
+    /// With a PostgreSQL store: the folder of the control socket (default: the spec's
+    /// folder). An SQLite store's socket is beside its file.
+    pub control_dir: Option<PathBuf>,
     /// Operations port (`/healthz`, `/metrics`).
     pub ops_listen: Option<SocketAddr>,
     /// Whether the operations port may bind beyond loopback (`--ops-beyond-loopback`).
@@ -196,12 +199,66 @@ pub struct Resolved {
     pub client_ca: PathBuf,
     /// The client CA's CRLs, when the spec names them.
     pub client_crl: Option<PathBuf>,
-    /// The store file.
+    /// The SQLite store file; for a PostgreSQL store, the path the control socket is named
+    /// after (`<dbname>.postgres` in `--control-dir`, or the spec's folder).
     pub store: PathBuf,
+    /// The PostgreSQL store, when the environment names one (and `--store` does not
+    /// override it with an SQLite file).
+    pub postgres: Option<crate::config::PostgresConfig>,
+    /// The spec's folder and certificate folder, for the PostgreSQL store's files.
+    pub files: ResolvedFiles,
     /// The sending side, when the environment has one.
     pub send: Option<ResolvedSend>,
     /// The EMS-facing listeners' TLS files and allowed subjects; `None` for plain loopback.
     pub ems: Option<ResolvedEms>,
+}
+
+/// How relative paths of the configuration resolve: against the spec's folder, or by file
+/// name in `--cert-dir`.
+#[derive(Debug, Clone)]
+pub struct ResolvedFiles {
+    /// The spec's folder.
+    pub base_dir: PathBuf,
+    /// `--cert-dir`.
+    pub cert_dir: Option<PathBuf>,
+}
+
+impl ResolvedFiles {
+    /// `name` resolved.
+    pub fn file(&self, name: &str) -> PathBuf {
+        match &self.cert_dir {
+            Some(dir) => dir.join(Path::new(name).file_name().unwrap_or_default()),
+            None => self.base_dir.join(name),
+        }
+    }
+}
+
+impl Resolved {
+    /// Opens the environment's store: the SQLite file, or the PostgreSQL database (its
+    /// password read now from where the spec says). Blocking.
+    pub fn open_store(&self) -> Result<Store, AppError> {
+        let opened = match &self.postgres {
+            None => Store::open(&self.store),
+            Some(config) => {
+                crate::store::PostgresOptions::from_config(config, |name| self.files.file(name))
+                    .and_then(|options| Store::open_postgres(&options))
+            }
+        };
+        opened.map_err(|source| AppError::Store {
+            path: self.store.clone(),
+            source,
+        })
+    }
+
+    /// How long a replica's lease on an outbound stream lasts (PostgreSQL), the default
+    /// otherwise (SQLite's one process holds every lease).
+    pub fn stream_lease(&self) -> Duration {
+        self.postgres
+            .as_ref()
+            .map_or(crate::config::defaults::STREAM_LEASE.to_std(), |p| {
+                Duration::from_millis(p.lease_ms)
+            })
+    }
 }
 
 /// The EMS-facing listeners' TLS ([`crate::ems`]).
@@ -300,10 +357,23 @@ pub fn resolve(environment: &Environment, options: &RunOptions) -> Result<Resolv
         key: file(&r.key),
         client_ca: file(&r.client_ca),
         client_crl: r.client_crl.as_deref().map(file),
-        store: options
-            .store
-            .clone()
-            .unwrap_or_else(|| options.base_dir.join(&*environment.store)),
+        store: match (&options.store, &environment.store) {
+            (Some(path), _) => path.clone(),
+            (None, StoreConfig::Sqlite(path)) => options.base_dir.join(&**path),
+            (None, StoreConfig::Postgres(p)) => options
+                .control_dir
+                .as_ref()
+                .unwrap_or(&options.base_dir)
+                .join(format!("{}.postgres", p.dbname)),
+        },
+        postgres: match (&options.store, &environment.store) {
+            (None, StoreConfig::Postgres(p)) => Some(p.clone()),
+            _ => None,
+        },
+        files: ResolvedFiles {
+            base_dir: options.base_dir.clone(),
+            cert_dir: options.cert_dir.clone(),
+        },
         send: environment.send.as_ref().map(|send| ResolvedSend {
             cert: file(&send.cert),
             key: file(&send.key),
@@ -380,10 +450,7 @@ pub fn check(environment: &Environment, options: &RunOptions) -> Result<CheckRep
             plain.check_bind("the intake MLLP listener", send.mllp_listen)?;
         }
     }
-    let store = Store::open(&resolved.store).map_err(|source| AppError::Store {
-        path: resolved.store.clone(),
-        source,
-    })?;
+    let store = resolved.open_store()?;
     let pragmas = store
         .blocking()
         .pragmas()
@@ -507,10 +574,7 @@ pub async fn serve(
     let (client_tls, ems_auth) = (prepared.client_tls, prepared.ems_auth);
     let reloader = crate::reload::TlsReloader::new(Some(prepared.server_tls), client_tls.clone())
         .with_ems(prepared.ems_tls);
-    let store = Store::open(&resolved.store).map_err(|source| AppError::Store {
-        path: resolved.store.clone(),
-        source,
-    })?;
+    let store = resolved.open_store()?;
     let metrics = Arc::new(Metrics::new());
     // The EMS-facing listeners are bounded by the receiver's numbers, each with its own
     // counts, and count their refusals beside the receiver's.
@@ -628,7 +692,7 @@ pub async fn serve(
         ops = %resolved.ops_listen,
         inbox = ?inbox.as_ref().map(|_| resolved.inbox_listen),
         ems = if resolved.ems.is_some() { "mutual_tls" } else { "plain_loopback" },
-        store = %resolved.store.display(),
+        store = %store.path().display(),
         "gateway ready"
     );
     ready(&resolved);
@@ -664,6 +728,7 @@ pub async fn serve(
         let (events, received) = tokio::sync::mpsc::unbounded_channel();
         let mut first_client = Some(client);
         let (send, sequencer_queue) = (send.clone(), queue.clone());
+        let lease = resolved.stream_lease();
         tasks.restartable(format!("sequencer {DESTINATION}"), move |stopping| {
             // The first run uses the client built at start; a restart builds a fresh one on
             // the reloadable TLS material (so a reloaded certificate or CRL still applies).
@@ -684,6 +749,7 @@ pub async fn serve(
                 match client {
                     Ok(client) => {
                         crate::queue::Sequencer::new(queue, DESTINATION, client, policies)
+                            .with_lease(lease)
                             .with_events(events)
                             .run(stopping)
                             .await;
@@ -785,6 +851,7 @@ async fn update_queue_gauges(
                 status.held,
             );
             gauges.set_queue_stalled(status.stalled.is_some());
+            gauges.set_queue_leader(queue.leading(DESTINATION).is_some());
         }
         tokio::select! {
             () = tokio::time::sleep(Duration::from_secs(5)) => {}
@@ -913,6 +980,51 @@ pub enum QueueCommand {
     Skip(i64, Option<String>),
 }
 
+/// `store migrate`: copies the SQLite store `from` into the environment's PostgreSQL store,
+/// which must be empty; returns what to print. Run it with every gateway of the environment
+/// stopped (the copy locks the target's tables, so replicas that are running wait for it).
+pub fn store_migrate(
+    environment: &Environment,
+    options: &RunOptions,
+    from: &Path,
+) -> Result<String, AppError> {
+    let resolved = resolve(environment, options)?;
+    let refuse = |path: &Path, reason: String| AppError::Store {
+        path: path.to_path_buf(),
+        source: crate::store::StoreError::Migrate(reason),
+    };
+    if resolved.postgres.is_none() {
+        return Err(refuse(
+            &resolved.store,
+            "the environment's store is an SQLite file: name the PostgreSQL database in the \
+             spec (`store: { postgres: ... }`) and regenerate first"
+                .into(),
+        ));
+    }
+    // Opening would create a missing file: a mistyped path must not copy an empty store.
+    if !from.is_file() {
+        return Err(refuse(from, "no SQLite store at this path".into()));
+    }
+    let source = Store::open(from).map_err(|source| AppError::Store {
+        path: from.to_path_buf(),
+        source,
+    })?;
+    let target = resolved.open_store()?;
+    let copied = target
+        .import_sqlite(&source)
+        .map_err(|source| AppError::Store {
+            path: target.path().to_path_buf(),
+            source,
+        })?;
+    Ok(format!(
+        "copied {} inbound rows and {} outbound messages from {} into {}",
+        copied.inbound,
+        copied.outbound,
+        from.display(),
+        target.path().display()
+    ))
+}
+
 /// Runs a queue command against the environment's store and returns what to print (JSON
 /// for status, list and show; one line for retry and skip). A running gateway picks up a
 /// retry or skip within a second.
@@ -922,10 +1034,7 @@ pub fn queue_command(
     command: &QueueCommand,
 ) -> Result<String, AppError> {
     let resolved = resolve(environment, options)?;
-    let store = Store::open(&resolved.store).map_err(|source| AppError::Store {
-        path: resolved.store.clone(),
-        source,
-    })?;
+    let store = resolved.open_store()?;
     let queue = crate::queue::Queue::new(store.clone());
     let q = queue.blocking();
     let failed = AppError::Queue;

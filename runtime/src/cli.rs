@@ -1,4 +1,5 @@
-//! The command line every generated gateway runs (`gw-<code> serve|check|queue|map|config`).
+//! The command line every generated gateway runs
+//! (`gw-<code> serve|check|reload|queue|store|map|config`).
 //! It lives here, once, so a fix reaches every customer's gateway without regenerating;
 //! the generated `main.rs` only hands over its crate's [`GatewaySpec`].
 //!
@@ -44,6 +45,12 @@ enum Command {
         #[command(subcommand)]
         action: QueueAction,
     },
+    /// The store: `migrate --from FILE` copies an SQLite store into the environment's
+    /// PostgreSQL database.
+    Store {
+        #[command(subcommand)]
+        action: StoreAction,
+    },
     /// Decide about one HL7 message as the receiver would: print the outcome as JSON, then
     /// the ACK (one segment per line).
     Map {
@@ -62,6 +69,21 @@ enum Command {
         /// test or prod.
         #[arg(long, value_parser = parse_env)]
         env: EnvName,
+    },
+}
+
+/// Store operations.
+#[derive(Debug, Subcommand)]
+enum StoreAction {
+    /// Copy an SQLite store (what a one-box gateway used) into the environment's PostgreSQL
+    /// database, which must be empty: every inbound row and outbound message with its id,
+    /// in one transaction. Stop every gateway of the environment first.
+    Migrate {
+        #[command(flatten)]
+        run: RunArgs,
+        /// The SQLite store file to copy.
+        #[arg(long)]
+        from: PathBuf,
     },
 }
 
@@ -125,6 +147,10 @@ struct RunArgs {
     /// Use this SQLite store instead of the spec's.
     #[arg(long)]
     store: Option<PathBuf>,
+    /// With a PostgreSQL store: the folder of the control socket `reload` talks to
+    /// (`<dbname>.postgres.control`; default: the spec's folder).
+    #[arg(long)]
+    control_dir: Option<PathBuf>,
     /// Operations port for /healthz and /metrics (default: 127.0.0.1, receive port + 1).
     #[arg(long)]
     ops_listen: Option<std::net::SocketAddr>,
@@ -208,6 +234,9 @@ pub fn run(
         Command::Check(args) => check(generated, args, out),
         Command::Reload(args) => reload(generated, args, out),
         Command::Queue { action } => queue(generated, action, out),
+        Command::Store {
+            action: StoreAction::Migrate { run, from },
+        } => store_migrate(generated, run, from, out),
         Command::Map {
             env,
             outbound,
@@ -252,6 +281,7 @@ fn options(generated: &GatewaySpec, args: &RunArgs) -> RunOptions {
         listen: args.listen,
         cert_dir: args.cert_dir.clone(),
         store: args.store.clone(),
+        control_dir: args.control_dir.clone(),
         ops_listen: args.ops_listen,
         ops_exposure: if args.ops_beyond_loopback {
             crate::server::Exposure::BeyondLoopback
@@ -329,6 +359,18 @@ fn reload(generated: &GatewaySpec, args: &RunArgs, out: &mut dyn Write) -> Resul
     let resolved = crate::app::resolve(environment, &options(generated, args))?;
     let served = crate::control::request_reload(&resolved.store).map_err(AppError::from)?;
     write(out, &format!("reloaded\n{served}\n"))?;
+    Ok(0)
+}
+
+fn store_migrate(
+    generated: &GatewaySpec,
+    run: &RunArgs,
+    from: &Path,
+    out: &mut dyn Write,
+) -> Result<u8, Failure> {
+    let environment = environment(generated, run.env)?;
+    let text = crate::app::store_migrate(environment, &options(generated, run), from)?;
+    write(out, &format!("{text}\n"))?;
     Ok(0)
 }
 

@@ -256,6 +256,8 @@ pub struct Metrics {
     /// Outbound: 1 while the stream is held for an operator.
     stream_held: AtomicI64,
     stream_stalled: AtomicI64,
+    /// Outbound: 1 while this replica holds the stream's lease and delivers it.
+    stream_leader: AtomicI64,
     /// Outbound: time from sending a message to its ACK.
     send_latency: Histogram,
 }
@@ -415,6 +417,12 @@ impl Metrics {
             .store(i64::from(stalled), Ordering::Relaxed);
     }
 
+    /// Whether this replica leads the outbound stream (holds its lease).
+    pub fn set_queue_leader(&self, leading: bool) {
+        self.stream_leader
+            .store(i64::from(leading), Ordering::Relaxed);
+    }
+
     /// One outbound message's send-to-ACK time.
     pub fn send_latency(&self, elapsed: Duration) {
         self.send_latency.observe(elapsed);
@@ -477,6 +485,11 @@ impl Metrics {
                 "hl7gw_queue_stalled",
                 "1 while the outbound stream cannot progress (the store refuses its writes).",
                 self.stream_stalled.load(Ordering::Relaxed),
+            ),
+            (
+                "hl7gw_queue_leader",
+                "1 while this replica holds the outbound stream's lease and delivers it.",
+                self.stream_leader.load(Ordering::Relaxed),
             ),
         ] {
             header(&mut out, name, help, "gauge");

@@ -302,7 +302,7 @@ mod tests {
                 processing_id: "T".into(),
                 receive: None,
                 send: None,
-                store: String::from("x.sqlite").into(),
+                store: crate::config::StoreConfig::Sqlite(String::from("x.sqlite").into()),
                 sink: SinkConfig::Inbox,
                 acknowledgement: Acknowledgement::Application,
                 accept_versions: Cow::Borrowed(&[]),

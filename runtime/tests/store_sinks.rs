@@ -1,6 +1,7 @@
-//! The durable side of the receiver: the SQLite store (pragmas, commit protocol, duplicates,
-//! crash safety, retention), the inbox API, the webhook and MLLP sinks, and the
-//! deliver-then-commit order. Every server is started here on 127.0.0.1 and every wait is
+//! The durable side of the receiver: the SQLite store (pragmas, what the rows hold on disk,
+//! crash safety), the inbox API, the webhook and MLLP sinks, and the deliver-then-commit
+//! order. The commit protocol, duplicates, concurrent commits and retention, which both
+//! store backends share, are tested against each in `store_backends.rs`. Every server is started here on 127.0.0.1 and every wait is
 //! bounded.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -10,8 +11,8 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Barrier};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
@@ -297,144 +298,6 @@ fn commit_then_find_duplicate_returns_the_original_ack_bytes() {
     assert!(received_at.ends_with('Z') && committed_at.ends_with('Z'));
 }
 
-#[test]
-fn error_and_reject_rows_are_audit_only_and_do_not_block_a_corrected_retry() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
-    let ae = record("EPIC", "MSG7", AckCode::ApplicationError, SinkKind::Inbox);
-    let ar = record("EPIC", "MSG7", AckCode::ApplicationReject, SinkKind::Inbox);
-    let CommitResult::Committed(ae_id) = store.blocking().commit_inbound(&ae).unwrap() else {
-        panic!("AE row is written");
-    };
-    let CommitResult::Committed(ar_id) = store.blocking().commit_inbound(&ar).unwrap() else {
-        panic!("AR row is written");
-    };
-    assert_ne!(ae_id, ar_id);
-    assert!(store.blocking().find_duplicate(&ae.key).unwrap().is_none());
-    assert_eq!(
-        store.blocking().inbound(ae_id).unwrap().unwrap().status,
-        InboundStatus::Error
-    );
-    assert_eq!(
-        store.blocking().inbound(ar_id).unwrap().unwrap().status,
-        InboundStatus::Rejected
-    );
-    // The corrected message with the same MSH-10 commits.
-    let fixed = record("EPIC", "MSG7", AckCode::ApplicationAccept, SinkKind::Inbox);
-    assert!(matches!(
-        store.blocking().commit_inbound(&fixed).unwrap(),
-        CommitResult::Committed(_)
-    ));
-    assert!(
-        store
-            .blocking()
-            .find_duplicate(&fixed.key)
-            .unwrap()
-            .is_some()
-    );
-    // Not in the inbox: only committed rows are.
-    let listed: Vec<i64> = store
-        .blocking()
-        .inbox_list(0, 100, true)
-        .unwrap()
-        .iter()
-        .map(|i| i.id)
-        .collect();
-    assert_eq!(listed.len(), 1);
-    assert!(!listed.contains(&ae_id) && !listed.contains(&ar_id));
-}
-
-#[test]
-fn a_committed_message_needs_a_control_id() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
-    let mut rec = record("EPIC", "", AckCode::ApplicationAccept, SinkKind::Inbox);
-    rec.key.control_id.clear();
-    assert!(matches!(
-        store.blocking().commit_inbound(&rec),
-        Err(StoreError::MissingControlId)
-    ));
-    // As an audit row (the AR the receiver answers) it is kept.
-    let ar = record("EPIC", "", AckCode::ApplicationReject, SinkKind::Inbox);
-    assert!(store.blocking().commit_inbound(&ar).is_ok());
-}
-
-#[test]
-fn concurrent_commits_of_one_key_from_two_connections_commit_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("store").join("gateway-test.sqlite");
-    drop(Store::open(&path).unwrap());
-    for round in 0..10 {
-        let barrier = Arc::new(Barrier::new(2));
-        let control_id = format!("RACE{round}");
-        let handles: Vec<_> = (0..2)
-            .map(|_| {
-                // Separate stores: separate SQLite connections, as two processes would have.
-                let store = Store::open(&path).unwrap();
-                let barrier = Arc::clone(&barrier);
-                let rec = record(
-                    "EPIC",
-                    &control_id,
-                    AckCode::ApplicationAccept,
-                    SinkKind::Inbox,
-                );
-                std::thread::spawn(move || {
-                    barrier.wait();
-                    store.blocking().commit_inbound(&rec).unwrap()
-                })
-            })
-            .collect();
-        let results: Vec<CommitResult> = handles.into_iter().map(|h| h.join().unwrap()).collect();
-        let committed: Vec<i64> = results
-            .iter()
-            .filter_map(|r| match r {
-                CommitResult::Committed(id) => Some(*id),
-                CommitResult::Duplicate(_) => None,
-            })
-            .collect();
-        assert_eq!(committed.len(), 1, "round {round}: {results:?}");
-        let duplicate = results
-            .iter()
-            .find_map(|r| match r {
-                CommitResult::Duplicate(original) => Some(original),
-                CommitResult::Committed(_) => None,
-            })
-            .expect("the other one is a duplicate");
-        assert_eq!(duplicate.id, committed[0]);
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_async_commits_of_one_key_commit_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
-    let tasks: Vec<_> = (0..8)
-        .map(|_| {
-            let store = store.clone();
-            tokio::spawn(async move {
-                store
-                    .commit_inbound(record(
-                        "EPIC",
-                        "ASYNC1",
-                        AckCode::ApplicationAccept,
-                        SinkKind::Inbox,
-                    ))
-                    .await
-                    .unwrap()
-            })
-        })
-        .collect();
-    let mut committed = 0;
-    let mut duplicates = 0;
-    for task in tasks {
-        match bounded(task).await.unwrap() {
-            CommitResult::Committed(_) => committed += 1,
-            CommitResult::Duplicate(_) => duplicates += 1,
-        }
-    }
-    assert_eq!((committed, duplicates), (1, 7));
-}
-
 const CRASH_CHILD: &str = "HL7GW_STORE_CRASH_CHILD";
 
 /// Not a test on its own: the child process of `a_commit_survives_sigkill`. Without the
@@ -530,135 +393,6 @@ fn a_commit_survives_sigkill() {
         let row = store.blocking().inbound(*id).unwrap().unwrap();
         assert_eq!(row.raw, raw_message("EPIC", control_id));
     }
-}
-
-#[test]
-fn prune_keeps_unacknowledged_inbox_rows() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
-    let s = store.blocking();
-    let old = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-    let cutoff = old + Duration::from_secs(86_400);
-    let commit = |rec: InboundRecord| match s.commit_inbound(&rec).unwrap() {
-        CommitResult::Committed(id) => id,
-        other => panic!("{other:?}"),
-    };
-    let old_taken = commit(record_at(
-        "EPIC",
-        "P1",
-        AckCode::ApplicationAccept,
-        SinkKind::Inbox,
-        old,
-    ));
-    let old_pending = commit(record_at(
-        "EPIC",
-        "P2",
-        AckCode::ApplicationAccept,
-        SinkKind::Inbox,
-        old,
-    ));
-    let old_webhook = commit(record_at(
-        "EPIC",
-        "P3",
-        AckCode::ApplicationAccept,
-        SinkKind::Webhook,
-        old,
-    ));
-    let old_error = commit(record_at(
-        "EPIC",
-        "P4",
-        AckCode::ApplicationError,
-        SinkKind::Inbox,
-        old,
-    ));
-    let new_taken = commit(record(
-        "EPIC",
-        "P5",
-        AckCode::ApplicationAccept,
-        SinkKind::Inbox,
-    ));
-    assert!(s.inbox_ack(old_taken).unwrap().is_some());
-    assert!(s.inbox_ack(new_taken).unwrap().is_some());
-    assert_eq!(s.inbox_pending().unwrap(), 1);
-
-    assert_eq!(s.prune_before(cutoff).unwrap().inbound, 3);
-    for gone in [old_taken, old_webhook, old_error] {
-        assert!(s.inbound(gone).unwrap().is_none(), "row {gone} pruned");
-    }
-    for kept in [old_pending, new_taken] {
-        assert!(s.inbound(kept).unwrap().is_some(), "row {kept} kept");
-    }
-    // A pruned committed key is forgotten; the unacknowledged one still answers duplicates.
-    assert!(
-        s.find_duplicate(&DedupKey::new("EPIC", "RX1", "P1"))
-            .unwrap()
-            .is_none()
-    );
-    assert!(
-        s.find_duplicate(&DedupKey::new("EPIC", "RX1", "P2"))
-            .unwrap()
-            .is_some()
-    );
-
-    // By age: everything received a year ago or earlier that may go has gone already.
-    assert_eq!(
-        s.prune(Duration::from_secs(365 * 86_400)).unwrap().inbound,
-        0
-    );
-    // Once EMS takes it, the old row goes too.
-    s.inbox_ack(old_pending).unwrap();
-    assert_eq!(s.prune(Duration::from_secs(3600)).unwrap().inbound, 1);
-
-    // Ids are never reused after a prune, so an inbox cursor cannot skip a row.
-    let next = commit(record(
-        "EPIC",
-        "P6",
-        AckCode::ApplicationAccept,
-        SinkKind::Inbox,
-    ));
-    assert!(next > new_taken);
-}
-
-#[test]
-fn prune_works_in_batches() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
-    let old = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-    {
-        let conn = rusqlite::Connection::open(store.path()).unwrap();
-        conn.execute_batch("BEGIN").unwrap();
-        for n in 0..2_500 {
-            let rec = record_at(
-                "EPIC",
-                &format!("B{n}"),
-                AckCode::ApplicationAccept,
-                SinkKind::Webhook,
-                old,
-            );
-            conn.execute(
-                "INSERT INTO inbound_messages (received_at, committed_at, sending_application,
-                   sending_facility, control_id, message_type, raw, ack, ack_code, status, sink)
-                 VALUES ('2023-11-14T22:13:20.000000Z', '2023-11-14T22:13:20.000000Z',
-                   ?1, 'RX1', ?2, 'ADT^A28', ?3, ?4, 'AA', 'committed', 'webhook')",
-                rusqlite::params![
-                    rec.key.sending_application,
-                    rec.key.control_id,
-                    rec.raw,
-                    rec.ack
-                ],
-            )
-            .unwrap();
-        }
-        conn.execute_batch("COMMIT").unwrap();
-    }
-    assert_eq!(
-        store
-            .blocking()
-            .prune_before(old + Duration::from_secs(1))
-            .unwrap()
-            .inbound,
-        2_500
-    );
 }
 
 // ---------------------------------------------------------------------------------------

@@ -191,6 +191,7 @@ fn start_gateway(rt: &tokio::runtime::Runtime, pki: &Pki, data: &Path) -> Gatewa
         listen: Some(local),
         cert_dir: Some(pki.dir.path().to_owned()),
         store: Some(store.clone()),
+        control_dir: None,
         ops_listen: Some(local),
         ops_exposure: hl7gw_runtime::server::Exposure::LoopbackOnly,
         inbox_listen: Some(local),

@@ -171,6 +171,7 @@ pub fn loopback_options(store: PathBuf, cert_dir: Option<PathBuf>) -> RunOptions
         listen: local,
         cert_dir,
         store: Some(store),
+        control_dir: None,
         ops_listen: local,
         ops_exposure: hl7gw_runtime::server::Exposure::LoopbackOnly,
         inbox_listen: local,

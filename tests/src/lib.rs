@@ -14,6 +14,7 @@ pub mod engines;
 pub mod logs;
 pub mod messages;
 pub mod pki;
+pub mod postgres;
 pub mod roundtrip;
 pub mod tmpfs;
 pub mod trust;

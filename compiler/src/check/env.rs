@@ -408,8 +408,11 @@ fn check_nothing_shared(spec: &LoadedSpec, out: &mut Vec<Diagnostic>) {
     let mut seen: HashMap<(String, String), String> = HashMap::new();
     for (env, e) in spec.spec.environments.iter() {
         let base = format!("/environments/{}", env.as_str());
-        let mut items: Vec<(&str, String, String)> =
-            vec![("store", normalize_path(&e.store), format!("{base}/store"))];
+        let mut items: Vec<(&str, String, String)> = vec![(
+            "store",
+            e.store.identity(normalize_path),
+            format!("{base}/store"),
+        )];
         if let Some(r) = &e.receive {
             items.extend([
                 (

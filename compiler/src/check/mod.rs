@@ -11,6 +11,7 @@ mod mapping;
 mod names;
 mod network;
 mod samples;
+mod store;
 
 use time::Date;
 
@@ -51,6 +52,7 @@ pub fn check_spec(spec: &LoadedSpec, options: &CheckOptions) -> CheckReport {
     mapping::check(spec, &mut found);
     hl7::check(spec, &mut found);
     env::check(spec, options, &mut found);
+    store::check(spec, &mut found);
     limits::check(spec, &mut found);
     network::check(spec, options, &mut found);
     certs::check(spec, options, &mut found);

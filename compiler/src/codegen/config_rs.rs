@@ -52,6 +52,14 @@ pub fn render(ctx: &Context<'_>) -> Result<String, CodegenError> {
         uses.push(quote! { SendHeader });
     }
     uses.push(quote! { SinkConfig });
+    uses.push(quote! { StoreConfig });
+    if envs
+        .iter()
+        .any(|e| matches!(e.store, config::StoreConfig::Postgres(_)))
+    {
+        uses.push(quote! { PasswordSource });
+        uses.push(quote! { PostgresConfig });
+    }
     let consts = envs.iter().map(env_const);
     let customer = &spec.customer.name;
     let spec_path = &ctx.spec_path;
@@ -85,7 +93,7 @@ pub fn runtime_environment(spec: &Spec, name: EnvName, env: &Environment) -> con
         processing_id: Cow::Borrowed(env.processing_id.as_str()),
         receive: env.receive.as_ref().map(receive),
         send: env.send.as_ref().map(send),
-        store: text(&env.store),
+        store: store(&env.store),
         retention_ms: env.retention.unwrap_or(defaults::RETENTION).as_millis(),
         sink: env.sink.clone().unwrap_or(defaults::SINK),
         acknowledgement: env
@@ -95,6 +103,31 @@ pub fn runtime_environment(spec: &Spec, name: EnvName, env: &Environment) -> con
         accept_versions: texts(&versions),
         limits: env.limits.unwrap_or_default(),
         ems: ems(env.ems.as_ref()),
+    }
+}
+
+/// The store, the defaults of `store.postgres` filled in; `validate` has refused an inline
+/// password and a missing TLS setting.
+fn store(s: &crate::spec::StoreSetting) -> config::StoreConfig {
+    use crate::spec::{ServerStore, StoreSetting};
+    match s {
+        StoreSetting::Sqlite(path) => config::StoreConfig::Sqlite(text(path)),
+        StoreSetting::Server(ServerStore { postgres: p }) => {
+            config::StoreConfig::Postgres(config::PostgresConfig {
+                host: text(&p.host),
+                port: p.port.unwrap_or(defaults::POSTGRES_PORT),
+                dbname: text(&p.dbname),
+                user: text(&p.user),
+                password: match (&p.password_env, &p.password_file) {
+                    (Some(name), _) => config::PasswordSource::Env(text(name)),
+                    (None, Some(file)) => config::PasswordSource::File(text(file)),
+                    (None, None) => config::PasswordSource::None,
+                },
+                tls_ca: p.tls.as_ref().map(|t| text(&t.ca)),
+                pool_size: p.pool_size.unwrap_or(defaults::POSTGRES_POOL_SIZE),
+                lease_ms: p.lease.unwrap_or(defaults::STREAM_LEASE).as_millis(),
+            })
+        }
     }
 }
 
@@ -245,7 +278,7 @@ fn env_const(env: &config::Environment) -> TokenStream {
         }
         None => quote! { None },
     };
-    let store = text_tokens(&env.store);
+    let store = store_tokens(&env.store);
     let retention_ms = u64_lit(env.retention_ms);
     let sink = match &env.sink {
         config::SinkConfig::Inbox => quote! { SinkConfig::Inbox },
@@ -285,6 +318,45 @@ fn env_const(env: &config::Environment) -> TokenStream {
             limits: #limits,
             ems: #ems,
         };
+    }
+}
+
+fn store_tokens(s: &config::StoreConfig) -> TokenStream {
+    match s {
+        config::StoreConfig::Sqlite(path) => {
+            let path = text_tokens(path);
+            quote! { StoreConfig::Sqlite(#path) }
+        }
+        config::StoreConfig::Postgres(p) => {
+            let [host, dbname, user] = [&p.host, &p.dbname, &p.user].map(|v| text_tokens(v));
+            let port = Literal::u16_unsuffixed(p.port);
+            let password = match &p.password {
+                config::PasswordSource::None => quote! { PasswordSource::None },
+                config::PasswordSource::Env(name) => {
+                    let name = text_tokens(name);
+                    quote! { PasswordSource::Env(#name) }
+                }
+                config::PasswordSource::File(file) => {
+                    let file = text_tokens(file);
+                    quote! { PasswordSource::File(#file) }
+                }
+            };
+            let tls_ca = opt_text(p.tls_ca.as_ref());
+            let pool_size = Literal::u32_unsuffixed(p.pool_size);
+            let lease_ms = u64_lit(p.lease_ms);
+            quote! {
+                StoreConfig::Postgres(PostgresConfig {
+                    host: #host,
+                    port: #port,
+                    dbname: #dbname,
+                    user: #user,
+                    password: #password,
+                    tls_ca: #tls_ca,
+                    pool_size: #pool_size,
+                    lease_ms: #lease_ms,
+                })
+            }
+        }
     }
 }
 
@@ -452,5 +524,59 @@ fn send_tokens(s: &config::SendConfig) -> TokenStream {
                 receiving_facility: #receiving_facility,
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+
+    use super::*;
+    use crate::spec::{PostgresSetting, PostgresTlsSetting, ServerStore, StoreSetting};
+
+    fn setting() -> PostgresSetting {
+        PostgresSetting {
+            host: "db.internal".into(),
+            port: None,
+            dbname: "gw_prod".into(),
+            user: "gw".into(),
+            password_env: Some("HL7GW_DB_PASSWORD".into()),
+            password_file: None,
+            password: None,
+            tls: Some(PostgresTlsSetting {
+                ca: "certs/prod/db-ca.crt".into(),
+            }),
+            sslmode: None,
+            pool_size: None,
+            lease: None,
+        }
+    }
+
+    #[test]
+    fn a_postgres_store_gets_its_defaults_and_its_password_source_only() {
+        let config::StoreConfig::Postgres(p) = store(&StoreSetting::Server(ServerStore {
+            postgres: setting(),
+        })) else {
+            panic!("a PostgreSQL store");
+        };
+        assert_eq!(p.port, defaults::POSTGRES_PORT);
+        assert_eq!(p.pool_size, defaults::POSTGRES_POOL_SIZE);
+        assert_eq!(p.lease_ms, defaults::STREAM_LEASE.as_millis());
+        assert_eq!(
+            p.password,
+            config::PasswordSource::Env("HL7GW_DB_PASSWORD".into())
+        );
+        assert_eq!(p.tls_ca.as_deref(), Some("certs/prod/db-ca.crt"));
+        let code = store_tokens(&config::StoreConfig::Postgres(p)).to_string();
+        assert!(code.contains("StoreConfig :: Postgres"), "{code}");
+        assert!(
+            code.contains("PasswordSource :: Env (Cow :: Borrowed (\"HL7GW_DB_PASSWORD\"))"),
+            "{code}"
+        );
+        let sqlite = store_tokens(&store(&StoreSetting::Sqlite("var/x.sqlite".into()))).to_string();
+        assert_eq!(
+            sqlite,
+            "StoreConfig :: Sqlite (Cow :: Borrowed (\"var/x.sqlite\"))"
+        );
     }
 }

@@ -659,7 +659,7 @@ impl<'a> Builder<'a> {
             allowed_clients: self.allowed_clients(e),
             ip_ranges: self.ip_ranges(e),
             processing_id: setting("processing_id", e.processing_id.as_str().to_owned()),
-            store: setting("store", e.store.clone()),
+            store: setting("store", e.store.describe()),
             retention: {
                 let findings = self.at(&[format!("{base}/retention")]);
                 RetentionItem {

@@ -207,6 +207,13 @@ fn describe(e: &jsonschema::ValidationError<'_>, schema: &Value, source: &Source
             // wrong inside that form, at its place.
             describe(inner, schema, source)
         }
+        ValidationErrorKind::AnyOf { context }
+            if let Some(inner) = same_type_branch(e, context, schema) =>
+        {
+            // `store: { postgres: { typo } }`: of a text-or-mapping choice the mapping was
+            // meant, so report what is wrong inside it, at its place.
+            describe(inner, schema, source)
+        }
         ValidationErrorKind::OneOfMultipleValid { .. }
         | ValidationErrorKind::OneOfNotValid { .. } => {
             let choices = one_of_choices(schema, e.schema_path().as_str());
@@ -291,6 +298,47 @@ fn chosen_branch<'e>(
             .is_some_and(|key| object.contains_key(key))
     })?;
     context.get(index)?.first()
+}
+
+/// For a value that only one of an `anyOf`'s branches could take by its JSON type (a
+/// mapping where the other branch is text), the first error inside that branch.
+fn same_type_branch<'e>(
+    e: &jsonschema::ValidationError<'_>,
+    context: &'e [Vec<jsonschema::ValidationError<'static>>],
+    schema: &Value,
+) -> Option<&'e jsonschema::ValidationError<'static>> {
+    let wanted = match e.instance().as_ref() {
+        Value::Object(_) => "object",
+        Value::String(_) => "string",
+        _ => return None,
+    };
+    let branches = resolve(schema, e.schema_path().as_str())?.as_array()?;
+    // The branch's JSON type, through a `$ref` or a one-element `allOf` (how schemars
+    // writes a described reference).
+    let typed = |b: &Value| {
+        let mut node = b;
+        for _ in 0..4 {
+            if let Some(t) = node.get("type").and_then(Value::as_str) {
+                return Some(t.to_owned());
+            }
+            node = match (node.get("$ref"), node.get("allOf")) {
+                (Some(target), _) => schema.pointer(target.as_str()?.strip_prefix('#')?)?,
+                (None, Some(Value::Array(all))) if all.len() == 1 => all.first()?,
+                _ => return None,
+            };
+        }
+        None
+    };
+    let matching: Vec<usize> = branches
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| typed(b).as_deref() == Some(wanted))
+        .map(|(i, _)| i)
+        .collect();
+    match matching.as_slice() {
+        [index] => context.get(*index)?.first(),
+        _ => None,
+    }
 }
 
 /// The alternatives of a `oneOf`: constants (`basic: ADT^A28, …`) or single-key objects

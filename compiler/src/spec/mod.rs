@@ -5,10 +5,12 @@
 pub mod loader;
 pub mod model;
 pub mod models;
+pub mod store;
 
 pub use loader::{LoadedSpec, SourceMap, load_spec};
 pub use model::*;
 pub use models::{Direction, Requirement};
+pub use store::{PostgresSetting, PostgresTlsSetting, ServerStore, SslMode, StoreSetting};
 
 /// The Rust type name for a record name: `order_update` → `OrderUpdate`.
 pub fn type_name(record: &str) -> String {

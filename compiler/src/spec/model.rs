@@ -164,8 +164,9 @@ pub struct Environment {
     /// The sending side: the gateway POSTs HL7 to the customer's engine.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub send: Option<SendSide>,
-    /// The SQLite file holding this environment's queue, audit trail and inbox.
-    pub store: String,
+    /// Where this environment's queue, audit trail and inbox live: an SQLite file (relative
+    /// to the spec's folder) or `postgres: { ... }`, a database the gateway's replicas share.
+    pub store: super::StoreSetting,
     /// How long the store keeps inbound rows and delivered or skipped outbound messages;
     /// [`defaults::RETENTION`] when left out.
     #[schemars(description = format!("How long the store keeps inbound rows (never records EMS has not taken) and delivered or skipped outbound messages (never pending or held ones). Default {}.", defaults::RETENTION))]

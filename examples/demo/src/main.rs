@@ -271,9 +271,13 @@ async fn run(cli: &Cli) -> Result<Vec<String>, SetupError> {
     );
     println!("                certificates, and in trust/ the Trust engine's and endpoint's)");
 
-    // 2. The store.
+    // 2. The store: the demo runs on an SQLite file in its work folder.
+    let spec_store = match &environment.store {
+        hl7gw_runtime::config::StoreConfig::Sqlite(path) => Path::new(&**path),
+        hl7gw_runtime::config::StoreConfig::Postgres(_) => Path::new("demo-test.sqlite"),
+    };
     let store = work.join(
-        Path::new(&*environment.store)
+        spec_store
             .file_name()
             .unwrap_or_else(|| "demo-test.sqlite".as_ref()),
     );
@@ -333,6 +337,7 @@ async fn run(cli: &Cli) -> Result<Vec<String>, SetupError> {
         listen: Some(loopback(cli.port.unwrap_or(spec_listen.port()))),
         cert_dir: Some(work.clone()),
         store: Some(store.clone()),
+        control_dir: None,
         ops_listen: None,
         ops_exposure: hl7gw_runtime::server::Exposure::LoopbackOnly,
         inbox_listen: None,

@@ -7,7 +7,7 @@ use std::borrow::Cow;
 use hl7gw_runtime::config::{
     Acknowledgement, ByteSize, Duration, EnvName, Environment, FailurePolicies,
     FailurePolicy, EmsAccess, Limits, ReceiveConfig, RequestContentType, SendConfig,
-    SendHeader, SinkConfig,
+    SendHeader, SinkConfig, StoreConfig,
 };
 
 /// The `test` environment (MSH-11 `T`).
@@ -56,7 +56,7 @@ pub const TEST: Environment = Environment {
             receiving_facility: Cow::Borrowed("DEMO-TRUST"),
         },
     }),
-    store: Cow::Borrowed("var/demo-test.sqlite"),
+    store: StoreConfig::Sqlite(Cow::Borrowed("var/demo-test.sqlite")),
     retention_ms: 7776000000,
     sink: SinkConfig::Inbox,
     acknowledgement: Acknowledgement::Application,
@@ -118,7 +118,7 @@ pub const PROD: Environment = Environment {
             receiving_facility: Cow::Borrowed("DEMO-TRUST"),
         },
     }),
-    store: Cow::Borrowed("var/demo-prod.sqlite"),
+    store: StoreConfig::Sqlite(Cow::Borrowed("var/demo-prod.sqlite")),
     retention_ms: 7776000000,
     sink: SinkConfig::Inbox,
     acknowledgement: Acknowledgement::Application,

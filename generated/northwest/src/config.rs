@@ -7,7 +7,7 @@ use std::borrow::Cow;
 use hl7gw_runtime::config::{
     Acknowledgement, ByteSize, Duration, EnvName, Environment, FailurePolicies,
     FailurePolicy, EmsAccess, Limits, ReceiveConfig, RequestContentType, SendConfig,
-    SendHeader, SinkConfig,
+    SendHeader, SinkConfig, StoreConfig,
 };
 
 /// The `test` environment (MSH-11 `T`).
@@ -58,7 +58,7 @@ pub const TEST: Environment = Environment {
             receiving_facility: Cow::Borrowed("NWCH"),
         },
     }),
-    store: Cow::Borrowed("var/northwest-test.sqlite"),
+    store: StoreConfig::Sqlite(Cow::Borrowed("var/northwest-test.sqlite")),
     retention_ms: 7776000000,
     sink: SinkConfig::Webhook {
         url: Cow::Borrowed("http://127.0.0.1:8690/ems/northwest/test/patients"),
@@ -129,7 +129,7 @@ pub const PROD: Environment = Environment {
             receiving_facility: Cow::Borrowed("NWCH"),
         },
     }),
-    store: Cow::Borrowed("var/northwest-prod.sqlite"),
+    store: StoreConfig::Sqlite(Cow::Borrowed("var/northwest-prod.sqlite")),
     retention_ms: 7776000000,
     sink: SinkConfig::Inbox,
     acknowledgement: Acknowledgement::Application,

@@ -64,3 +64,10 @@ pub const MLLP_CONNECTIONS: u32 = 32;
 /// `limits.mllp_idle_timeout`: an intake MLLP connection that sends no byte for this long is
 /// closed.
 pub const MLLP_IDLE_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+/// `store.postgres.port`.
+pub const POSTGRES_PORT: u16 = 5432;
+/// `store.postgres.pool_size`: connections one replica opens at most.
+pub const POSTGRES_POOL_SIZE: u32 = 8;
+/// `store.postgres.lease`: how long a replica's lease on an outbound stream lasts without
+/// renewal (renewed every third of it): the longest a stream waits after its leader died.
+pub const STREAM_LEASE: Duration = Duration::from_secs(10);

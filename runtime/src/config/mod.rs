@@ -13,10 +13,12 @@ use serde::{Deserialize, Serialize};
 
 pub mod defaults;
 mod limits;
+mod store;
 mod units;
 mod vocab;
 
 pub use limits::{LimitProblem, Limits};
+pub use store::{PasswordSource, PostgresConfig, StoreConfig};
 pub use units::{ByteSize, Duration};
 pub use vocab::{
     Acknowledgement, Backoff, EnvName, FailurePolicy, MediaType, ProcessingId, RequestContentType,
@@ -66,8 +68,8 @@ pub struct Environment {
     pub receive: Option<ReceiveConfig>,
     /// The sending side, when the spec has outbound messages.
     pub send: Option<SendConfig>,
-    /// The SQLite store, relative to the spec's folder.
-    pub store: Text,
+    /// The store: an SQLite file relative to the spec's folder, or a PostgreSQL database.
+    pub store: StoreConfig,
     /// How long the store keeps inbound rows and finished (delivered, skipped) outbound
     /// messages, in milliseconds ([`defaults::RETENTION`] when the spec leaves it out).
     pub retention_ms: u64,

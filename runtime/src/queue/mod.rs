@@ -33,8 +33,10 @@
 //! ```
 //!
 //! The states and their transitions are pure functions in `state.rs` ([`State`], [`apply`]);
-//! the SQL is the store backend's (`store/sqlite/queue.rs` for SQLite), which reads a row,
-//! applies the transition and writes it back in one transaction. The sequencer reads the
+//! the SQL is the store backend's (`store/sqlite/queue.rs` for SQLite,
+//! `store/postgres/queue.rs` for PostgreSQL), which reads a row, applies the transition and
+//! writes it back in one transaction. With several replicas on PostgreSQL, only the
+//! replica holding the stream's lease delivers it ([`Sequencer`]). The sequencer reads the
 //! head's metadata only; the message bytes are loaded by the call that marks it in flight,
 //! so a held or backing-off head is never re-read whole while the stream waits.
 //!
@@ -90,7 +92,7 @@ pub use sequencer::{Backoff, Policies, Sequencer, SequencerEvent};
 pub use state::{Action, Event, Progress, Refusal, State, apply, failures_after_one_more};
 
 use crate::client::Outcome;
-use crate::store::{BlockingStore, Store, StoreError, timestamp};
+use crate::store::{BlockingStore, Fence, LeaseInfo, Store, StoreError, timestamp};
 use record::stream_status;
 
 /// A message's id in the queue; ids grow with enqueue order.
@@ -138,6 +140,18 @@ pub enum QueueError {
         /// The message the key queued.
         existing: QueueId,
     },
+    /// This replica no longer leads the stream: another one took its lease over (this one
+    /// was paused or cut off past the lease's expiry). Nothing was recorded.
+    #[error(
+        "the lease on stream {destination:?} (token {token}) was taken over by another replica; \
+         nothing was recorded"
+    )]
+    LeaseLost {
+        /// The stream.
+        destination: String,
+        /// The token this replica held.
+        token: i64,
+    },
     /// No message with this id.
     #[error("no queued message {0}")]
     NotFound(QueueId),
@@ -161,6 +175,7 @@ pub struct Queue {
     store: Store,
     wake: Arc<Notify>,
     stalls: Arc<std::sync::Mutex<std::collections::HashMap<String, Stall>>>,
+    leaders: Arc<std::sync::Mutex<std::collections::HashMap<String, LeaseInfo>>>,
 }
 
 impl Queue {
@@ -170,7 +185,25 @@ impl Queue {
             store,
             wake: Arc::new(Notify::new()),
             stalls: Arc::default(),
+            leaders: Arc::default(),
         }
+    }
+
+    /// A sequencer here took (`Some`, also on each renewal) or gave up (`None`) the lease
+    /// of `destination`'s stream.
+    pub(crate) fn set_leader(&self, destination: &str, lease: Option<LeaseInfo>) {
+        let mut leaders = self.leaders.lock().unwrap_or_else(|e| e.into_inner());
+        match lease {
+            Some(lease) => leaders.insert(destination.to_owned(), lease),
+            None => leaders.remove(destination),
+        };
+    }
+
+    /// The lease a sequencer in this process holds on `destination`'s stream: `Some` while
+    /// this replica leads it (the `hl7gw_queue_leader` metric).
+    pub fn leading(&self, destination: &str) -> Option<LeaseInfo> {
+        let leaders = self.leaders.lock().unwrap_or_else(|e| e.into_inner());
+        leaders.get(destination).cloned()
     }
 
     /// A sequencer cannot move `destination`'s stream on: `reason` shows in its status
@@ -283,6 +316,11 @@ impl Queue {
         let counts = self.store.queue_counts(destination.to_owned()).await?;
         let mut status = stream_status(destination, head, counts);
         status.stalled = self.stall(destination);
+        status.leader = match self.leading(destination) {
+            Some(lease) => Some(lease),
+            // A replica that does not lead reads who does from the store.
+            None => self.store.lease_holder(destination).await?,
+        };
         Ok(status)
     }
 
@@ -341,14 +379,26 @@ impl Queue {
 
     /// Puts the destination's in-flight messages (sent before a crash or restart, outcome
     /// unknown) back to `queued`; returns them.
-    pub(crate) async fn recover(&self, destination: &str) -> Result<Vec<MessageInfo>, QueueError> {
-        self.store.queue_recover(destination.to_owned()).await
+    pub(crate) async fn recover(
+        &self,
+        destination: &str,
+        fence: Option<Fence>,
+    ) -> Result<Vec<MessageInfo>, QueueError> {
+        self.store
+            .queue_recover(destination.to_owned(), fence)
+            .await
     }
 
     /// Marks a message in flight and loads its bytes, in one transaction; `None` when it is
     /// no longer sendable (an operator skipped or held it meanwhile).
-    pub(crate) async fn begin_attempt(&self, id: QueueId) -> Result<Option<Vec<u8>>, QueueError> {
-        self.store.queue_begin_attempt(id, timestamp::now()).await
+    pub(crate) async fn begin_attempt(
+        &self,
+        id: QueueId,
+        fence: Option<Fence>,
+    ) -> Result<Option<Vec<u8>>, QueueError> {
+        self.store
+            .queue_begin_attempt(id, timestamp::now(), fence)
+            .await
     }
 
     /// Records an accepting ACK. False when it was already delivered.
@@ -356,9 +406,10 @@ impl Queue {
         &self,
         id: QueueId,
         outcome: Outcome,
+        fence: Option<Fence>,
     ) -> Result<bool, QueueError> {
         self.store
-            .queue_record_delivered(id, outcome, timestamp::now())
+            .queue_record_delivered(id, outcome, timestamp::now(), fence)
             .await
     }
 
@@ -371,9 +422,10 @@ impl Queue {
         id: QueueId,
         outcome: Outcome,
         decide: impl FnOnce(u32) -> Action + Send + 'static,
+        fence: Option<Fence>,
     ) -> Result<Option<(u32, Action)>, QueueError> {
         self.store
-            .queue_record_failure(id, outcome, timestamp::now(), decide)
+            .queue_record_failure(id, outcome, timestamp::now(), decide, fence)
             .await
     }
 }
@@ -416,11 +468,14 @@ impl BlockingQueue<'_> {
         self.store.queue_destinations()
     }
 
-    /// See [`Queue::status`].
+    /// See [`Queue::status`]; the leader is read from the store's lease rows (a live lease
+    /// only; none with SQLite).
     pub fn status(&self, destination: &str) -> Result<StreamStatus, QueueError> {
         let head = self.store.queue_head(destination)?;
         let counts = self.store.queue_counts(destination)?;
-        Ok(stream_status(destination, head, counts))
+        let mut status = stream_status(destination, head, counts);
+        status.leader = self.store.lease_holder(destination)?;
+        Ok(status)
     }
 
     /// See [`Queue::status_all`].

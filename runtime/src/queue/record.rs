@@ -243,6 +243,11 @@ pub struct StreamStatus {
     /// writes); absent when nothing stops it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stalled: Option<Stall>,
+    /// The replica that holds the stream's lease and since when (`acquired_at`): a shared
+    /// (PostgreSQL) store's lease row, or this process's own lease. Absent when no replica
+    /// holds one, and with SQLite outside the gateway process (its one process leads).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub leader: Option<crate::store::LeaseInfo>,
 }
 
 /// Why a stream cannot progress, and since when.
@@ -422,6 +427,7 @@ pub(crate) fn stream_status(
         head,
         oldest_unacknowledged_at: oldest,
         oldest_unacknowledged_age_secs: age,
+        leader: None,
         delivered: counts.delivered,
         skipped: counts.skipped,
         last_delivered_at: counts.last_delivered_at,

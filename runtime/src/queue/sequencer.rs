@@ -10,10 +10,11 @@ use tokio::sync::futures::Notified;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::{Action, MessageInfo, MessageState, Queue, QueueId};
+use super::{Action, MessageInfo, MessageState, Queue, QueueError, QueueId};
 use crate::client::{FailureClass, Outgoing, Transport};
 use crate::config::{FailurePolicies, FailurePolicy, SendConfig};
 use crate::hl7::{AckCode, Message};
+use crate::store::Fence;
 
 /// Exponential backoff: `first`, doubling after each further failure, at most `max`, with
 /// "equal jitter": the delay after the n-th failure is drawn from `[b/2, b]` where
@@ -151,6 +152,17 @@ impl Decision {
 /// What a sequencer reports as it goes (for metrics, logs and tests).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SequencerEvent {
+    /// This replica took the stream's lease and delivers it now.
+    Leading {
+        /// The fencing token it holds.
+        token: i64,
+    },
+    /// Another replica took the lease over (this one was paused or cut off past its
+    /// expiry); this one stops delivering and waits for the lease again.
+    LeaseLost {
+        /// The token it held.
+        token: i64,
+    },
     /// A message found in flight at start (its ACK may have been lost) is sent again.
     Resumed {
         /// The message.
@@ -248,7 +260,13 @@ struct Wait {
 /// [poll interval](Sequencer::with_poll_interval), so operator commands from another
 /// process take effect within one interval.
 ///
-/// **One sequencer per destination and store**: two would each send the head.
+/// **One leader per stream**: a sequencer delivers only while it holds the stream's lease
+/// in the store ([`crate::store::Fence`]); it renews it every third of its duration, and
+/// every call that marks a message in flight or records an outcome carries the fencing
+/// token, checked in the same transaction. Sequencers of other replicas on the same
+/// PostgreSQL database wait for the lease and take over (resending the message that was in
+/// flight, same MSH-10) within one lease duration of the leader's death. With SQLite the one
+/// process holds every lease: still run one sequencer per destination and store file.
 pub struct Sequencer<T: Transport> {
     queue: Queue,
     destination: String,
@@ -257,6 +275,27 @@ pub struct Sequencer<T: Transport> {
     poll: Duration,
     events: Option<mpsc::UnboundedSender<SequencerEvent>>,
     jitter: Jitter,
+    lease: Duration,
+    holder: String,
+    /// While leading: the fence every recording call carries, and when to renew.
+    leading: Option<Leading>,
+}
+
+/// The lease this sequencer holds.
+struct Leading {
+    fence: Fence,
+    renew_at: Instant,
+    /// Until when the lease surely holds, by this process's clock: the lease's duration from
+    /// the moment the last successful renewal was asked for. A process paused past it (SIGSTOP,
+    /// a long GC-like stall of the host) finds it passed when it runs again.
+    valid_until: Instant,
+}
+
+/// Whether the lease still holds before a message goes out.
+enum Confirmed {
+    Yes,
+    Lost,
+    Unknown,
 }
 
 impl<T: Transport> std::fmt::Debug for Sequencer<T> {
@@ -265,6 +304,8 @@ impl<T: Transport> std::fmt::Debug for Sequencer<T> {
             .field("destination", &self.destination)
             .field("policies", &self.policies)
             .field("poll", &self.poll)
+            .field("lease", &self.lease)
+            .field("holder", &self.holder)
             .finish_non_exhaustive()
     }
 }
@@ -275,6 +316,12 @@ pub const DEFAULT_POLL: Duration = Duration::from_secs(1);
 enum Wake {
     Shutdown,
     Again,
+}
+
+/// How a spell of leadership ended.
+enum Led {
+    Shutdown,
+    Lost,
 }
 
 impl<T: Transport> Sequencer<T> {
@@ -293,7 +340,31 @@ impl<T: Transport> Sequencer<T> {
             poll: DEFAULT_POLL,
             events: None,
             jitter: Jitter::new(),
+            lease: crate::config::defaults::STREAM_LEASE.to_std(),
+            holder: crate::store::holder_id(),
+            leading: None,
         }
+    }
+
+    /// Hold the stream's lease for this long without renewal (default
+    /// [`STREAM_LEASE`](crate::config::defaults::STREAM_LEASE)); renewed every third of it.
+    pub fn with_lease(mut self, lease: Duration) -> Self {
+        self.lease = lease.max(Duration::from_millis(30));
+        self
+    }
+
+    /// Name this replica `holder` in the lease (default [`crate::store::holder_id`]).
+    pub fn with_holder(mut self, holder: impl Into<String>) -> Self {
+        self.holder = holder.into();
+        self
+    }
+
+    fn renew_every(&self) -> Duration {
+        self.lease / 3
+    }
+
+    fn fence(&self) -> Option<Fence> {
+        self.leading.as_ref().map(|l| l.fence.clone())
     }
 
     /// Re-read the store at least this often while waiting (default 1 s).
@@ -328,20 +399,157 @@ impl<T: Transport> Sequencer<T> {
         );
     }
 
-    /// Delivers the stream until `shutdown` completes. A message in flight at shutdown stays
-    /// `in_flight` and is sent again by the next sequencer (same bytes, same MSH-10); dropping
-    /// the future has the same effect. Store errors are logged and retried after the poll
-    /// interval; they never end the loop.
+    /// Delivers the stream until `shutdown` completes: takes the stream's lease (waiting
+    /// while another replica holds it), delivers while it holds it, and waits for it again
+    /// when it is taken over. A message in flight at shutdown stays `in_flight` and is sent
+    /// again by the next leader (same bytes, same MSH-10); dropping the future has the same
+    /// effect, except that the lease then lapses instead of being released. Store errors
+    /// are logged and retried after the poll interval; they never end the loop.
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
         let mut shutdown = pin!(shutdown);
+        loop {
+            if let Wake::Shutdown = self.acquire(shutdown.as_mut()).await {
+                return;
+            }
+            let ended = self.lead(shutdown.as_mut()).await;
+            let leading = self.leading.take();
+            self.queue.set_leader(&self.destination, None);
+            match (ended, leading) {
+                (Led::Shutdown, leading) => {
+                    // Hand over at once instead of after the lease lapses; bounded, so a
+                    // database that is gone does not hold the shutdown.
+                    if let Some(leading) = leading {
+                        let release = self.queue.store().lease_release(&leading.fence);
+                        if let Ok(Err(e)) = tokio::time::timeout(self.poll, release).await {
+                            tracing::warn!(destination = %self.destination, "queue: cannot release the stream's lease: {e}");
+                        }
+                    }
+                    return;
+                }
+                (Led::Lost, leading) => {
+                    let token = leading.map_or(0, |l| l.fence.token);
+                    tracing::warn!(
+                        destination = %self.destination, token,
+                        "queue: another replica took over the stream's lease; this one stops delivering it"
+                    );
+                    self.emit(SequencerEvent::LeaseLost { token });
+                }
+            }
+        }
+    }
+
+    /// Waits until this replica holds the stream's lease (or shutdown).
+    async fn acquire(&mut self, mut shutdown: Pin<&mut impl Future<Output = ()>>) -> Wake {
+        loop {
+            let store = self.queue.store();
+            let asked = Instant::now();
+            match store
+                .lease_acquire(&self.destination, &self.holder, self.lease)
+                .await
+            {
+                Ok(Some(lease)) => {
+                    tracing::info!(
+                        destination = %self.destination, holder = %self.holder, token = lease.token,
+                        "queue: this replica leads the stream"
+                    );
+                    self.emit(SequencerEvent::Leading { token: lease.token });
+                    self.leading = Some(Leading {
+                        fence: lease.fence(),
+                        renew_at: Instant::now() + self.renew_every(),
+                        valid_until: asked + self.lease,
+                    });
+                    self.queue.set_leader(&self.destination, Some(lease));
+                    return Wake::Again;
+                }
+                // Another replica leads: nothing here stops the stream.
+                Ok(None) => self.queue.clear_stall(&self.destination),
+                Err(e) => self.store_trouble("cannot take the stream's lease".to_owned(), &e),
+            }
+            let wait = self.poll.min(self.renew_every());
+            if let Wake::Shutdown = pause(None, shutdown.as_mut(), wait).await {
+                return Wake::Shutdown;
+            }
+        }
+    }
+
+    /// Renews the lease when due. `Err(())` when it was taken over; a store error is
+    /// reported and tried again (the fence keeps a stale leader from recording anyway).
+    async fn renew_if_due(&mut self) -> Result<(), ()> {
+        let Some(leading) = &self.leading else {
+            return Err(());
+        };
+        if Instant::now() < leading.renew_at {
+            return Ok(());
+        }
+        let fence = leading.fence.clone();
+        let asked = Instant::now();
+        match self.queue.store().lease_renew(&fence, self.lease).await {
+            Ok(Some(lease)) => {
+                self.queue.set_leader(&self.destination, Some(lease));
+                let next = Instant::now() + self.renew_every();
+                let valid_until = asked + self.lease;
+                if let Some(leading) = &mut self.leading {
+                    leading.renew_at = next;
+                    leading.valid_until = valid_until;
+                }
+                Ok(())
+            }
+            Ok(None) => Err(()),
+            Err(e) => {
+                self.store_trouble("cannot renew the stream's lease".to_owned(), &e);
+                Ok(())
+            }
+        }
+    }
+
+    /// Right before a message goes out: whether the lease surely still holds. Past the
+    /// moment it surely holds until (this process was paused, or renewals failed), it is
+    /// renewed first, so a replica that lost its lease does not send out of turn.
+    async fn confirm_lease(&mut self) -> Confirmed {
+        let Some(leading) = &mut self.leading else {
+            return Confirmed::Lost;
+        };
+        if Instant::now() < leading.valid_until {
+            return Confirmed::Yes;
+        }
+        leading.renew_at = Instant::now();
+        let before = leading.valid_until;
+        if self.renew_if_due().await.is_err() {
+            return Confirmed::Lost;
+        }
+        match &self.leading {
+            Some(leading) if leading.valid_until > before => Confirmed::Yes,
+            // The store did not answer: the lease cannot be confirmed now.
+            _ => Confirmed::Unknown,
+        }
+    }
+
+    /// How long a wait may last before the lease needs renewing.
+    fn until_renewal(&self, wanted: Duration) -> Duration {
+        match &self.leading {
+            Some(leading) => wanted.min(
+                leading
+                    .renew_at
+                    .saturating_duration_since(Instant::now())
+                    .max(Duration::from_millis(1)),
+            ),
+            None => wanted,
+        }
+    }
+
+    /// Delivers the stream while this replica holds the lease.
+    async fn lead(&mut self, mut shutdown: Pin<&mut impl Future<Output = ()>>) -> Led {
         let wake = self.queue.wake_handle();
         loop {
-            match self.queue.recover(&self.destination).await {
+            if self.renew_if_due().await.is_err() {
+                return Led::Lost;
+            }
+            match self.queue.recover(&self.destination, self.fence()).await {
                 Ok(resumed) => {
                     for m in resumed {
                         tracing::warn!(
                             destination = %self.destination, id = m.id, control_id = %m.control_id,
-                            "queue: message was in flight at the last stop; its ACK may be lost; sending it again with the same MSH-10"
+                            "queue: message was in flight at the last stop or takeover; its ACK may be lost; sending it again with the same MSH-10"
                         );
                         self.emit(SequencerEvent::Resumed {
                             id: m.id,
@@ -350,20 +558,26 @@ impl<T: Transport> Sequencer<T> {
                     }
                     break;
                 }
+                Err(QueueError::LeaseLost { .. }) => return Led::Lost,
                 Err(e) => {
                     self.store_trouble("cannot resume the stream".to_owned(), &e);
-                    if let Wake::Shutdown = pause(None, shutdown.as_mut(), self.poll).await {
-                        return;
+                    let wait = self.until_renewal(self.poll);
+                    if let Wake::Shutdown = pause(None, shutdown.as_mut(), wait).await {
+                        return Led::Shutdown;
                     }
                 }
             }
         }
         let mut backoff: Option<Wait> = None;
         loop {
+            if self.renew_if_due().await.is_err() {
+                return Led::Lost;
+            }
             // Registered before the store is read, so a change made meanwhile still wakes us.
             let notified = wake.notified();
             let mut notified = pin!(notified);
             notified.as_mut().enable();
+            let poll = self.until_renewal(self.poll);
             // The head's row only: a held or backing-off head's bytes are not read while
             // the stream waits; `begin_attempt` loads them when a send is due.
             let head = match self.queue.head_info(&self.destination).await {
@@ -371,9 +585,9 @@ impl<T: Transport> Sequencer<T> {
                 Err(e) => {
                     self.store_trouble("cannot read the head of the stream".to_owned(), &e);
                     if let Wake::Shutdown =
-                        pause(Some(notified.as_mut()), shutdown.as_mut(), self.poll).await
+                        pause(Some(notified.as_mut()), shutdown.as_mut(), poll).await
                     {
-                        return;
+                        return Led::Shutdown;
                     }
                     continue;
                 }
@@ -382,18 +596,18 @@ impl<T: Transport> Sequencer<T> {
                 // Nothing to send: nothing stops the stream.
                 self.queue.clear_stall(&self.destination);
                 if let Wake::Shutdown =
-                    pause(Some(notified.as_mut()), shutdown.as_mut(), self.poll).await
+                    pause(Some(notified.as_mut()), shutdown.as_mut(), poll).await
                 {
-                    return;
+                    return Led::Shutdown;
                 }
                 continue;
             };
             if head.state == MessageState::Held {
                 self.queue.clear_stall(&self.destination);
                 if let Wake::Shutdown =
-                    pause(Some(notified.as_mut()), shutdown.as_mut(), self.poll).await
+                    pause(Some(notified.as_mut()), shutdown.as_mut(), poll).await
                 {
-                    return;
+                    return Led::Shutdown;
                 }
                 continue;
             }
@@ -402,11 +616,11 @@ impl<T: Transport> Sequencer<T> {
                 if wait.id == head.id && wait.failures == head.failures {
                     let now = Instant::now();
                     if now < wait.until {
-                        let left = (wait.until - now).min(self.poll);
+                        let left = (wait.until - now).min(poll);
                         if let Wake::Shutdown =
                             pause(Some(notified.as_mut()), shutdown.as_mut(), left).await
                         {
-                            return;
+                            return Led::Shutdown;
                         }
                         continue;
                     }
@@ -414,19 +628,58 @@ impl<T: Transport> Sequencer<T> {
             }
             backoff = None;
             match self.attempt(head, shutdown.as_mut()).await {
-                Step::Shutdown => return,
+                Step::Shutdown => return Led::Shutdown,
+                Step::LeaseLost => return Led::Lost,
                 Step::Next => self.queue.clear_stall(&self.destination),
                 Step::Backoff(wait) => {
                     self.queue.clear_stall(&self.destination);
                     backoff = Some(wait);
                 }
                 Step::StoreTrouble => {
-                    if let Wake::Shutdown = pause(None, shutdown.as_mut(), self.poll).await {
-                        return;
+                    let wait = self.until_renewal(self.poll);
+                    if let Wake::Shutdown = pause(None, shutdown.as_mut(), wait).await {
+                        return Led::Shutdown;
                     }
                 }
             }
         }
+    }
+
+    /// Sends `outgoing` while keeping the lease renewed; `None` when the lease was taken
+    /// over meanwhile (the send is abandoned: its outcome could not be recorded).
+    async fn send_leading(&mut self, outgoing: &Outgoing<'_>) -> Option<crate::client::Outcome> {
+        let Some(leading) = &self.leading else {
+            return None;
+        };
+        let (store, mut fence, lease, every) = (
+            self.queue.store().clone(),
+            leading.fence.clone(),
+            self.lease,
+            self.renew_every(),
+        );
+        let mut renew_at = leading.renew_at;
+        let keep_renewed = async move {
+            loop {
+                tokio::time::sleep_until(renew_at).await;
+                match store.lease_renew(&fence, lease).await {
+                    Ok(Some(info)) => fence = info.fence(),
+                    Ok(None) => return,
+                    // The database is unreachable: the fence decides when the outcome is
+                    // recorded; keep trying.
+                    Err(_) => {}
+                }
+                renew_at = Instant::now() + every;
+            }
+        };
+        let outcome = tokio::select! {
+            outcome = self.transport.send(outgoing) => Some(outcome),
+            () = keep_renewed => None,
+        };
+        if let Some(leading) = &mut self.leading {
+            // Renewed during the send, or due now: the main loop renews when due.
+            leading.renew_at = leading.renew_at.min(Instant::now() + every);
+        }
+        outcome
     }
 
     async fn attempt(
@@ -434,10 +687,11 @@ impl<T: Transport> Sequencer<T> {
         info: MessageInfo,
         mut shutdown: Pin<&mut impl Future<Output = ()>>,
     ) -> Step {
-        let raw = match self.queue.begin_attempt(info.id).await {
+        let raw = match self.queue.begin_attempt(info.id, self.fence()).await {
             Ok(Some(raw)) => raw,
             // An operator skipped or held it between the read and now.
             Ok(None) => return Step::Next,
+            Err(QueueError::LeaseLost { .. }) => return Step::LeaseLost,
             Err(e) => {
                 self.store_trouble(format!("cannot mark message {} in flight", info.id), &e);
                 return Step::StoreTrouble;
@@ -457,14 +711,27 @@ impl<T: Transport> Sequencer<T> {
             control_id: &info.control_id,
             charset,
         };
+        match self.confirm_lease().await {
+            Confirmed::Yes => {}
+            // Still in flight in the store: the leader sends it (again, same MSH-10).
+            Confirmed::Lost => return Step::LeaseLost,
+            Confirmed::Unknown => return Step::StoreTrouble,
+        }
         let outcome = tokio::select! {
             biased;
             () = shutdown.as_mut() => return Step::Shutdown,
-            outcome = self.transport.send(&outgoing) => outcome,
+            outcome = self.send_leading(&outgoing) => match outcome {
+                Some(outcome) => outcome,
+                None => return Step::LeaseLost,
+            },
         };
         let Some(class) = outcome.failure else {
             let ack_code = outcome.ack_code;
-            return match self.queue.record_delivered(info.id, outcome).await {
+            return match self
+                .queue
+                .record_delivered(info.id, outcome, self.fence())
+                .await
+            {
                 Ok(_) => {
                     tracing::debug!(destination = %self.destination, id = info.id, control_id = %info.control_id, attempt, "queue: delivered");
                     self.emit(SequencerEvent::Delivered {
@@ -473,6 +740,7 @@ impl<T: Transport> Sequencer<T> {
                     });
                     Step::Next
                 }
+                Err(QueueError::LeaseLost { .. }) => Step::LeaseLost,
                 Err(e) => {
                     // Still in flight in the store: sent again, and answered as a duplicate.
                     self.store_trouble(format!("cannot record the ACK of message {}", info.id), &e);
@@ -490,9 +758,15 @@ impl<T: Transport> Sequencer<T> {
         let described = outcome.to_string();
         match self
             .queue
-            .record_failure(info.id, outcome, move |failures| decision.decide(failures))
+            .record_failure(
+                info.id,
+                outcome,
+                move |failures| decision.decide(failures),
+                self.fence(),
+            )
             .await
         {
+            Err(QueueError::LeaseLost { .. }) => Step::LeaseLost,
             Err(e) => {
                 self.store_trouble(
                     format!("cannot record the outcome of message {}", info.id),
@@ -550,6 +824,7 @@ impl<T: Transport> Sequencer<T> {
 
 enum Step {
     Shutdown,
+    LeaseLost,
     Next,
     Backoff(Wait),
     StoreTrouble,

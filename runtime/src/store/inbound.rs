@@ -78,6 +78,25 @@ pub struct InboundRecord {
     pub sink: SinkKind,
 }
 
+impl InboundRecord {
+    /// What every backend's commit writes beside the record's fields: its status and the
+    /// mapped record as JSON text. A committed record (AA/CA) with an empty MSH-10 is
+    /// refused: every later message without one would be answered with its ACK.
+    pub(crate) fn status_and_json(
+        &self,
+    ) -> Result<(InboundStatus, Option<String>), super::StoreError> {
+        let status = InboundStatus::of(self.ack_code);
+        if status == InboundStatus::Committed && self.key.control_id.is_empty() {
+            return Err(super::StoreError::MissingControlId);
+        }
+        let json = match &self.record {
+            Some(value) => Some(serde_json::to_string(value)?),
+            None => None,
+        };
+        Ok((status, json))
+    }
+}
+
 /// The ACK a committed message was answered with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredAck {

@@ -1,11 +1,15 @@
-//! The gateway's durable store: one SQLite file per gateway and environment.
+//! The gateway's durable store: one SQLite file per gateway and environment, or one
+//! PostgreSQL database its replicas share.
 //!
 //! # The boundary
 //!
 //! [`Store`] is the one interface the receiver (duplicates and commits), the inbox API, the
 //! outbound [queue](crate::queue) and retention use; none of them sees SQL. Behind it is a
-//! backend: today SQLite (`store/sqlite/`, which holds all of the SQL: schema, inbound and
-//! inbox rows, the queue), the embedded default. The records, rows, states and errors the
+//! backend: SQLite (`store/sqlite/`, which holds all of its SQL: schema, inbound and inbox
+//! rows, the queue), the embedded default, or PostgreSQL (`store/postgres/`, the same
+//! operations with the same rules for several replicas; [`Store::open_postgres`]; how it
+//! keeps them under concurrency is in its module docs). Stream leadership between replicas
+//! is [`lease`](Store::lease_acquire): see `store/lease.rs`. The records, rows, states and errors the
 //! callers see are backend-neutral and live outside it ([`InboundRecord`], [`InboxItem`],
 //! [`crate::queue::MessageInfo`], ...); instants are [`time::OffsetDateTime`] (or
 //! `SystemTime` on input), never text.
@@ -14,8 +18,8 @@
 //! that is what a server database (PostgreSQL, next) needs to do the same job well:
 //!
 //! - **Async.** Every operation is an `async` method on [`Store`]. SQLite's run on tokio's
-//!   blocking pool; a PostgreSQL backend (tokio-postgres or sqlx) awaits its driver
-//!   directly. [`BlockingStore`] offers the same operations to code outside the runtime.
+//!   blocking pool; PostgreSQL's (tokio-postgres) run on the backend's own runtime and are
+//!   awaited. [`BlockingStore`] offers the same operations to code outside the runtime.
 //! - **One call, one transaction.** Each operation is one transaction in the backend: an
 //!   inbound commit checks the duplicate key and inserts together; recording a delivery
 //!   reads the message's state, applies the pure [transition](crate::queue::apply) and
@@ -30,7 +34,7 @@
 //! Adding a backend is a new variant of the private `Backend` enum and a module beside
 //! `sqlite`; the callers do not change.
 //!
-//! # Durability
+//! # Durability (SQLite)
 //!
 //! Every connection runs in WAL mode with `synchronous=FULL`, so a transaction's commit has
 //! reached the disk (the WAL is fsynced) before the call that made it returns. That is what
@@ -105,7 +109,9 @@
 
 mod inbound;
 mod inbox;
-mod outbound;
+mod lease;
+pub(crate) mod outbound;
+mod postgres;
 mod sqlite;
 pub mod timestamp;
 
@@ -117,10 +123,15 @@ use time::OffsetDateTime;
 
 pub use inbound::{CommitResult, InboundRecord, InboundRow, InboundStatus, StoredAck};
 pub use inbox::{InboxEntry, InboxItem, MAX_LIST as INBOX_MAX_LIST};
+pub use lease::{Fence, LeaseInfo, holder_id};
+pub use postgres::import::Copied;
+pub use postgres::schema as postgres_schema;
+pub use postgres::{PostgresOptions, PostgresTls};
 pub use sqlite::schema;
 pub use timestamp::format_rfc3339;
 
 use crate::dedup::DedupKey;
+use postgres::Postgres;
 use sqlite::Sqlite;
 
 /// `PRAGMA application_id` of an hl7gw store: "hl7g" in ASCII.
@@ -196,6 +207,40 @@ pub enum StoreError {
     /// A query failed (SQLite backend).
     #[error("store: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// A query failed or the connection broke (PostgreSQL backend).
+    #[error("store: PostgreSQL: {}", postgres_error_text(.0))]
+    Postgres(#[from] tokio_postgres::Error),
+    /// No connection to PostgreSQL could be had in time (server down, pool exhausted).
+    #[error("store: PostgreSQL connection: {0}")]
+    Pool(String),
+    /// The PostgreSQL settings cannot be used (a TLS CA file that does not load, ...).
+    #[error("store {path}: {reason}")]
+    PostgresConfig {
+        /// The database, as `postgresql://user@host:port/dbname`.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The database holds something other than an hl7gw store.
+    #[error("store {path}: not an hl7gw store: {reason}")]
+    NotAStore {
+        /// The database.
+        path: PathBuf,
+        /// What was found.
+        reason: String,
+    },
+    /// `store migrate` cannot copy: the target is not an empty PostgreSQL store, or the
+    /// copy stopped.
+    #[error("store migrate: {0}")]
+    Migrate(String),
+    /// A stored value is not one the store writes (the database was edited by hand).
+    #[error("store: unexpected stored value {value:?} in column {column}")]
+    BadValue {
+        /// The column.
+        column: String,
+        /// The value found.
+        value: String,
+    },
     /// A stored record is not JSON (the file was edited by hand) or a record could not be
     /// written as JSON.
     #[error("store: record JSON: {0}")]
@@ -203,6 +248,27 @@ pub enum StoreError {
     /// The blocking task running a store call was cancelled or panicked.
     #[error("store: background task failed: {0}")]
     Task(String),
+}
+
+/// tokio-postgres's own text of a server error is only "db error": say what the server said
+/// (and its SQLSTATE), or what broke underneath.
+fn postgres_error_text(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return format!("{} (SQLSTATE {})", db.message(), db.code().code());
+    }
+    match std::error::Error::source(e) {
+        Some(source) => format!("{e}: {source}"),
+        None => e.to_string(),
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for StoreError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        match e {
+            deadpool_postgres::PoolError::Backend(e) => Self::Postgres(e),
+            other => Self::Pool(other.to_string()),
+        }
+    }
 }
 
 /// What one prune deleted.
@@ -273,6 +339,8 @@ pub struct BlockingStore {
 enum Backend {
     /// The embedded default.
     Sqlite(Sqlite),
+    /// A server shared by replicas.
+    Postgres(Postgres),
 }
 
 impl Store {
@@ -293,9 +361,38 @@ impl Store {
         })
     }
 
-    /// The database file.
+    /// Connects to the PostgreSQL database `options` names, checks it is an hl7gw store (or
+    /// empty) and applies pending migrations. Blocking: call it at startup, or inside
+    /// `spawn_blocking`.
+    pub fn open_postgres(options: &PostgresOptions) -> Result<Self, StoreError> {
+        let db = Postgres::open(options)?;
+        Ok(Self {
+            inner: Arc::new(BlockingStore {
+                backend: Backend::Postgres(db),
+            }),
+        })
+    }
+
+    /// The database file (SQLite), or `postgresql://user@host:port/dbname`.
     pub fn path(&self) -> &Path {
         self.inner.path()
+    }
+
+    /// Copies the SQLite store `source` into this PostgreSQL store, which must be empty
+    /// (`store migrate`): every inbound row and outbound message with its id, in one
+    /// transaction. Blocking; run it with every gateway of the environment stopped.
+    pub fn import_sqlite(&self, source: &Store) -> Result<Copied, StoreError> {
+        match (&self.inner.backend, &source.inner.backend) {
+            (Backend::Postgres(target), Backend::Sqlite(source)) => target.import_sqlite(source),
+            _ => Err(StoreError::Migrate(
+                "copies an SQLite store into a PostgreSQL store only".into(),
+            )),
+        }
+    }
+
+    /// Whether this store is shared by replicas (PostgreSQL): stream leases are real.
+    pub fn is_shared(&self) -> bool {
+        matches!(self.inner.backend, Backend::Postgres(_))
     }
 
     /// The blocking operations, for code outside the async runtime.
@@ -303,9 +400,9 @@ impl Store {
         &self.inner
     }
 
-    /// Runs one operation for an async caller. SQLite blocks, so its calls run on tokio's
-    /// blocking pool and an fsync never stalls the reactor; an async backend would await
-    /// its driver here instead.
+    /// Runs one operation of the SQLite backend for an async caller: SQLite blocks, so its
+    /// calls run on tokio's blocking pool and an fsync never stalls the reactor. (PostgreSQL
+    /// operations are awaited on the backend's own runtime instead: [`Postgres::run`].)
     pub(super) async fn run<T, E, F>(&self, f: F) -> Result<T, E>
     where
         T: Send + 'static,
@@ -313,28 +410,36 @@ impl Store {
         F: FnOnce(&BlockingStore) -> Result<T, E> + Send + 'static,
     {
         let inner = Arc::clone(&self.inner);
-        match &self.inner.backend {
-            Backend::Sqlite(_) => tokio::task::spawn_blocking(move || f(&inner))
-                .await
-                .map_err(|e| StoreError::Task(e.to_string()))?,
-        }
+        tokio::task::spawn_blocking(move || f(&inner))
+            .await
+            .map_err(|e| StoreError::Task(e.to_string()))?
     }
 
-    /// The pragmas in force.
+    /// The pragmas in force (SQLite; PostgreSQL has none, see [`BlockingStore::pragmas`]).
     pub async fn pragmas(&self) -> Result<Pragmas, StoreError> {
         self.run(|s| s.pragmas()).await
     }
 
     /// Writes one tiny row and commits it: `Ok` when the store takes writes now (the health
-    /// check's question; a full disk or a lock held elsewhere answers `Err`).
+    /// check's question; a full disk, a lock held elsewhere or an unreachable database
+    /// answers `Err`).
     pub async fn check_writable(&self) -> Result<(), StoreError> {
-        self.run(|s| s.check_writable()).await
+        match &self.inner.backend {
+            Backend::Sqlite(_) => self.run(|s| s.check_writable()).await,
+            Backend::Postgres(pg) => pg.run(postgres::check_writable(pg.pool())).await,
+        }
     }
 
     /// The stored ACK of the committed message with this key, if any.
     pub async fn find_duplicate(&self, key: &DedupKey) -> Result<Option<StoredAck>, StoreError> {
         let key = key.clone();
-        self.run(move |s| s.find_duplicate(&key)).await
+        match &self.inner.backend {
+            Backend::Sqlite(_) => self.run(move |s| s.find_duplicate(&key)).await,
+            Backend::Postgres(pg) => {
+                pg.run(postgres::inbound::find_duplicate(pg.pool(), key))
+                    .await
+            }
+        }
     }
 
     /// Writes one inbound message and its ACK in one transaction, durable (fsynced) before
@@ -351,18 +456,35 @@ impl Store {
         &self,
         record: InboundRecord,
     ) -> Result<(CommitResult, InboundRecord), StoreError> {
-        self.run(move |s| s.commit_inbound(&record).map(|result| (result, record)))
-            .await
+        match &self.inner.backend {
+            Backend::Sqlite(_) => {
+                self.run(move |s| s.commit_inbound(&record).map(|result| (result, record)))
+                    .await
+            }
+            Backend::Postgres(pg) => {
+                pg.run(postgres::inbound::commit_inbound(pg.pool(), record))
+                    .await
+            }
+        }
     }
 
     /// One row of the audit trail.
     pub async fn inbound(&self, id: i64) -> Result<Option<InboundRow>, StoreError> {
-        self.run(move |s| s.inbound(id)).await
+        match &self.inner.backend {
+            Backend::Sqlite(_) => self.run(move |s| s.inbound(id)).await,
+            Backend::Postgres(pg) => pg.run(postgres::inbound::inbound(pg.pool(), id)).await,
+        }
     }
 
     /// Prunes what is older than `older_than`; see [`BlockingStore::prune_before`].
     pub async fn prune(&self, older_than: Duration) -> Result<Pruned, StoreError> {
-        self.run(move |s| s.prune(older_than)).await
+        let cutoff = SystemTime::now()
+            .checked_sub(older_than)
+            .unwrap_or(UNIX_EPOCH);
+        match &self.inner.backend {
+            Backend::Sqlite(_) => self.run(move |s| s.prune_before(cutoff)).await,
+            Backend::Postgres(pg) => pg.run(postgres::prune_before(pg.pool(), cutoff)).await,
+        }
     }
 
     /// The retention task: prunes what is older than `retention` now and then every `every`,
@@ -400,39 +522,74 @@ impl Store {
         limit: u32,
         include_acknowledged: bool,
     ) -> Result<Vec<InboxItem>, StoreError> {
-        self.run(move |s| s.inbox_list(after, limit, include_acknowledged))
-            .await
+        match &self.inner.backend {
+            Backend::Sqlite(_) => {
+                self.run(move |s| s.inbox_list(after, limit, include_acknowledged))
+                    .await
+            }
+            Backend::Postgres(pg) => {
+                pg.run(postgres::inbox::inbox_list(
+                    pg.pool(),
+                    after,
+                    limit,
+                    include_acknowledged,
+                ))
+                .await
+            }
+        }
     }
 
     /// One inbox row with its raw message.
     pub async fn inbox_get(&self, id: i64) -> Result<Option<InboxEntry>, StoreError> {
-        self.run(move |s| s.inbox_get(id)).await
+        match &self.inner.backend {
+            Backend::Sqlite(_) => self.run(move |s| s.inbox_get(id)).await,
+            Backend::Postgres(pg) => pg.run(postgres::inbox::inbox_get(pg.pool(), id)).await,
+        }
     }
 
     /// Marks an inbox row as taken by EMS; idempotent. Returns when it was first
     /// acknowledged, or `None` when there is no such inbox row.
     pub async fn inbox_ack(&self, id: i64) -> Result<Option<OffsetDateTime>, StoreError> {
-        self.run(move |s| s.inbox_ack(id)).await
+        match &self.inner.backend {
+            Backend::Sqlite(_) => self.run(move |s| s.inbox_ack(id)).await,
+            Backend::Postgres(pg) => pg.run(postgres::inbox::inbox_ack(pg.pool(), id)).await,
+        }
     }
 
     /// How many committed inbox rows EMS has not acknowledged.
     pub async fn inbox_pending(&self) -> Result<u64, StoreError> {
-        self.run(|s| s.inbox_pending()).await
+        match &self.inner.backend {
+            Backend::Sqlite(_) => self.run(|s| s.inbox_pending()).await,
+            Backend::Postgres(pg) => pg.run(postgres::inbox::inbox_pending(pg.pool())).await,
+        }
     }
 }
 
 impl BlockingStore {
-    /// The database file.
+    /// The database file (SQLite), or `postgresql://user@host:port/dbname`.
     pub fn path(&self) -> &Path {
         match &self.backend {
             Backend::Sqlite(db) => db.path(),
+            Backend::Postgres(db) => db.path(),
         }
     }
 
-    /// The pragmas in force.
+    /// The pragmas in force. PostgreSQL has no pragmas: its durability is the server's
+    /// (`synchronous_commit`, replication), so this reports `journal_mode` `postgresql`, the
+    /// schema version, and zeros.
     pub fn pragmas(&self) -> Result<Pragmas, StoreError> {
         match &self.backend {
             Backend::Sqlite(db) => db.pragmas(),
+            Backend::Postgres(pg) => Ok(Pragmas {
+                journal_mode: "postgresql".to_owned(),
+                synchronous: 0,
+                busy_timeout_ms: 0,
+                foreign_keys: 0,
+                secure_delete: 0,
+                journal_size_limit: 0,
+                wal_autocheckpoint: 0,
+                schema_version: pg.block(postgres::schema::current_version(pg.pool()))?,
+            }),
         }
     }
 
@@ -440,6 +597,7 @@ impl BlockingStore {
     pub fn check_writable(&self) -> Result<(), StoreError> {
         match &self.backend {
             Backend::Sqlite(db) => db.check_writable(),
+            Backend::Postgres(pg) => pg.block(postgres::check_writable(pg.pool())),
         }
     }
 
@@ -447,6 +605,9 @@ impl BlockingStore {
     pub fn find_duplicate(&self, key: &DedupKey) -> Result<Option<StoredAck>, StoreError> {
         match &self.backend {
             Backend::Sqlite(db) => db.find_duplicate(key),
+            Backend::Postgres(pg) => {
+                pg.block(postgres::inbound::find_duplicate(pg.pool(), key.clone()))
+            }
         }
     }
 
@@ -459,6 +620,9 @@ impl BlockingStore {
     pub fn commit_inbound(&self, record: &InboundRecord) -> Result<CommitResult, StoreError> {
         match &self.backend {
             Backend::Sqlite(db) => db.commit_inbound(record),
+            Backend::Postgres(pg) => pg
+                .block(postgres::inbound::commit_inbound(pg.pool(), record.clone()))
+                .map(|(result, _)| result),
         }
     }
 
@@ -466,6 +630,7 @@ impl BlockingStore {
     pub fn inbound(&self, id: i64) -> Result<Option<InboundRow>, StoreError> {
         match &self.backend {
             Backend::Sqlite(db) => db.inbound(id),
+            Backend::Postgres(pg) => pg.block(postgres::inbound::inbound(pg.pool(), id)),
         }
     }
 
@@ -481,8 +646,8 @@ impl BlockingStore {
     /// not acknowledged, and outbound messages delivered or skipped before it, never pending
     /// ones (queued, in flight, held). Deletes in batches of 1000 rows, one transaction
     /// each, so a large prune never holds the write lock long enough to delay a commit.
-    /// Then checkpoints: deleted content is zeroed in the file (`secure_delete`) and the WAL
-    /// that still held it is truncated.
+    /// With SQLite it then checkpoints: deleted content is zeroed in the file
+    /// (`secure_delete`) and the WAL that still held it is truncated.
     pub fn prune_before(&self, cutoff: SystemTime) -> Result<Pruned, StoreError> {
         match &self.backend {
             Backend::Sqlite(db) => {
@@ -506,14 +671,17 @@ impl BlockingStore {
                 }
                 Ok(pruned)
             }
+            Backend::Postgres(pg) => pg.block(postgres::prune_before(pg.pool(), cutoff)),
         }
     }
 
     /// Copies the WAL into the database file and truncates it; false when a reader in
-    /// another process kept it from being reset entirely.
+    /// another process kept it from being reset entirely. PostgreSQL checkpoints on its
+    /// own: always true.
     pub fn checkpoint(&self) -> Result<bool, StoreError> {
         match &self.backend {
             Backend::Sqlite(db) => db.checkpoint(),
+            Backend::Postgres(_) => Ok(true),
         }
     }
 
@@ -528,6 +696,12 @@ impl BlockingStore {
     ) -> Result<Vec<InboxItem>, StoreError> {
         match &self.backend {
             Backend::Sqlite(db) => db.inbox_list(after, limit, include_acknowledged),
+            Backend::Postgres(pg) => pg.block(postgres::inbox::inbox_list(
+                pg.pool(),
+                after,
+                limit,
+                include_acknowledged,
+            )),
         }
     }
 
@@ -535,6 +709,7 @@ impl BlockingStore {
     pub fn inbox_get(&self, id: i64) -> Result<Option<InboxEntry>, StoreError> {
         match &self.backend {
             Backend::Sqlite(db) => db.inbox_get(id),
+            Backend::Postgres(pg) => pg.block(postgres::inbox::inbox_get(pg.pool(), id)),
         }
     }
 
@@ -543,6 +718,7 @@ impl BlockingStore {
     pub fn inbox_ack(&self, id: i64) -> Result<Option<OffsetDateTime>, StoreError> {
         match &self.backend {
             Backend::Sqlite(db) => db.inbox_ack(id),
+            Backend::Postgres(pg) => pg.block(postgres::inbox::inbox_ack(pg.pool(), id)),
         }
     }
 
@@ -550,6 +726,7 @@ impl BlockingStore {
     pub fn inbox_pending(&self) -> Result<u64, StoreError> {
         match &self.backend {
             Backend::Sqlite(db) => db.inbox_pending(),
+            Backend::Postgres(pg) => pg.block(postgres::inbox::inbox_pending(pg.pool())),
         }
     }
 }

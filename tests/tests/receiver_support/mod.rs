@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use hl7gw_runtime::config::{Acknowledgement, Environment, SinkConfig};
 use hl7gw_tests::child::{ChildProcess, ChildSpec, loopback_options, serve_test_gateway};
+use hl7gw_tests::postgres::ChildStore;
 use serde_json::{Value, json};
 
 /// Set in the child's environment: its [`GatewayConfig`] as JSON.
@@ -101,6 +102,8 @@ pub struct GatewayConfig {
     pub acknowledgement: Option<Acknowledgement>,
     /// Sets the receiver's `client_crl` (a file name, looked up in `cert_dir`).
     pub client_crl: Option<String>,
+    /// Replaces the SQLite store with this PostgreSQL database (replicas share one).
+    pub postgres: Option<ChildStore>,
 }
 
 impl GatewayConfig {
@@ -114,6 +117,7 @@ impl GatewayConfig {
             http2: None,
             acknowledgement: None,
             client_crl: None,
+            postgres: None,
         }
     }
 
@@ -127,6 +131,7 @@ impl GatewayConfig {
             "http2": self.http2,
             "acknowledgement": self.acknowledgement.map(Acknowledgement::as_str),
             "client_crl": self.client_crl,
+            "postgres": self.postgres.as_ref().map(ChildStore::to_json),
         })
         .to_string()
     }
@@ -186,7 +191,8 @@ fn run_child(config: &str) -> Result<(), String> {
     environment.send = None;
     let uses_inbox = matches!(environment.sink, SinkConfig::Inbox);
     let store = PathBuf::from(text("store").ok_or("no store")?);
-    let options = loopback_options(store, text("cert_dir").map(PathBuf::from));
+    let mut options = loopback_options(store, text("cert_dir").map(PathBuf::from));
+    hl7gw_tests::postgres::use_child_store(config.get("postgres"), environment, &mut options)?;
     serve_test_gateway(&spec, &options, READY, |resolved| {
         json!({
             "listen": resolved.listen.to_string(),

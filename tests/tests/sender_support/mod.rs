@@ -35,6 +35,7 @@ use hl7gw_runtime::GatewaySpec;
 use hl7gw_runtime::app::{QueueCommand, RunOptions};
 use hl7gw_runtime::config::{Duration as SpecDuration, Environment, SendConfig};
 use hl7gw_tests::child::{ChildProcess, ChildSpec, loopback_options, serve_test_gateway};
+use hl7gw_tests::postgres::ChildStore;
 use serde_json::{Value, json};
 
 /// Set in the child's environment: its [`SenderConfig`] as JSON.
@@ -62,6 +63,8 @@ pub struct SenderConfig {
     pub backoff_max_ms: u64,
     /// `limits.mllp_idle_timeout` in milliseconds; the spec's when `None`.
     pub mllp_idle_timeout_ms: Option<u64>,
+    /// Replaces the SQLite store with this PostgreSQL database (replicas share one).
+    pub postgres: Option<ChildStore>,
 }
 
 impl SenderConfig {
@@ -74,6 +77,7 @@ impl SenderConfig {
             backoff_first_ms: 20,
             backoff_max_ms: 100,
             mllp_idle_timeout_ms: None,
+            postgres: None,
         }
     }
 
@@ -85,6 +89,7 @@ impl SenderConfig {
             "backoff_first_ms": self.backoff_first_ms,
             "backoff_max_ms": self.backoff_max_ms,
             "mllp_idle_timeout_ms": self.mllp_idle_timeout_ms,
+            "postgres": self.postgres.as_ref().map(ChildStore::to_json),
         })
         .to_string()
     }
@@ -140,13 +145,16 @@ fn options(store: PathBuf) -> RunOptions {
 
 fn run_child(config: &str) -> Result<(), String> {
     let config: Value = serde_json::from_str(config).map_err(|e| e.to_string())?;
-    let spec = spec(environment(&config)?);
+    let mut environment = environment(&config)?;
     let store = config
         .get("store")
         .and_then(Value::as_str)
         .ok_or("no store")?;
     watch_sequencer_stop(stop_sequencer_file(Path::new(store)));
-    serve_test_gateway(&spec, &options(PathBuf::from(store)), READY, |resolved| {
+    let mut options = options(PathBuf::from(store));
+    hl7gw_tests::postgres::use_child_store(config.get("postgres"), &mut environment, &mut options)?;
+    let spec = spec(environment);
+    serve_test_gateway(&spec, &options, READY, |resolved| {
         json!({
             "listen": resolved.listen.to_string(),
             "ops": resolved.ops_listen.to_string(),
@@ -223,6 +231,14 @@ impl Sender {
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.process.pid()
+    }
+
+    /// The value of gauge `name` on the operations port (`/metrics`).
+    pub fn gauge(&self, name: &str) -> Option<i64> {
+        let (status, body) = http(self.ops, "GET", "/metrics", b"");
+        assert_eq!(status, 200, "{body}");
+        body.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
     }
 
     /// `kill -9`, and waits for the process to be gone.

@@ -58,15 +58,8 @@ impl Sqlite {
         &self,
         record: &InboundRecord,
     ) -> Result<CommitResult, StoreError> {
-        let status = InboundStatus::of(record.ack_code);
+        let (status, record_json) = record.status_and_json()?;
         let committed = status == InboundStatus::Committed;
-        if committed && record.key.control_id.is_empty() {
-            return Err(StoreError::MissingControlId);
-        }
-        let record_json = match &record.record {
-            Some(value) => Some(serde_json::to_string(value)?),
-            None => None,
-        };
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         if committed {

@@ -17,7 +17,7 @@ pub mod schema;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
 use time::OffsetDateTime;
 
 use super::{Pragmas, StoreError, StoreOptions, timestamp};
@@ -210,5 +210,48 @@ fn delete_in_batches(store: &Sqlite, sql: &str, cutoff: &str) -> Result<usize, r
         if deleted < 1000 {
             return Ok(total);
         }
+    }
+}
+
+impl Sqlite {
+    /// Up to `limit` rows of `table` with an id above `after`, in id order, each as the
+    /// values of `columns` (for `store migrate`, which copies a store into PostgreSQL).
+    pub(crate) fn export_rows(
+        &self,
+        table: &str,
+        columns: &[&str],
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<Vec<rusqlite::types::Value>>, StoreError> {
+        let conn = self.conn();
+        // The table and column names are the store's own constants, never input.
+        let sql = format!(
+            "SELECT {} FROM {table} WHERE id > ?1 ORDER BY id LIMIT ?2",
+            columns.join(", ")
+        );
+        let mut stmt = conn.prepare(&sql)?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = stmt.query_map(rusqlite::params![after, limit], |r| {
+            (0..columns.len())
+                .map(|i| r.get::<_, rusqlite::types::Value>(i))
+                .collect::<Result<Vec<_>, _>>()
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    /// The highest id `table` ever handed out (`AUTOINCREMENT` keeps it after a prune), so a
+    /// copy can go on from there and never reuse one.
+    pub(crate) fn last_id(&self, table: &str) -> Result<i64, StoreError> {
+        let conn = self.conn();
+        let seq: Option<i64> = conn
+            .query_row(
+                "SELECT seq FROM sqlite_sequence WHERE name = ?1",
+                [table],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let max: Option<i64> =
+            conn.query_row(&format!("SELECT MAX(id) FROM {table}"), [], |r| r.get(0))?;
+        Ok(seq.unwrap_or(0).max(max.unwrap_or(0)))
     }
 }

@@ -13,9 +13,9 @@ use crate::client::{FailureClass, Outcome};
 use crate::hl7::AckCode;
 use crate::queue::{
     Action, Enqueued, Event, LastResponse, ListFilter, MAX_LIST, MessageDetail, MessageInfo,
-    MessageState, NewMessage, Pending, Progress, QueueError, QueueId, Refusal, State, StreamCounts,
-    apply, failures_after_one_more,
+    MessageState, NewMessage, Pending, Progress, QueueError, QueueId, Refusal, StreamCounts, apply,
 };
+use crate::store::outbound::{SavedProgress, failure_decision};
 use crate::store::{StoreError, timestamp};
 
 impl From<rusqlite::Error> for QueueError {
@@ -24,11 +24,7 @@ impl From<rusqlite::Error> for QueueError {
     }
 }
 
-/// Every column but `raw`, in the order [`info`] reads them.
-const COLUMNS: &str = "id, destination, control_id, message_type, state, enqueued_at, attempts,
-    failures, first_attempt_at, last_attempt_at, failing_since, next_attempt_at, delivered_at,
-    held_at, held_reason, skipped_at, skip_reason, released_at, last_outcome, last_http_status,
-    last_ack_code, last_response, last_response_at";
+use crate::store::outbound::COLUMNS;
 
 /// The index of `raw` when it follows [`COLUMNS`].
 const RAW: usize = 23;
@@ -106,30 +102,9 @@ fn info_by_id(conn: &Connection, id: QueueId) -> Result<Option<MessageInfo>, Que
     Ok(stmt.query_row([id], info).optional()?)
 }
 
-fn text(at: Option<OffsetDateTime>) -> Option<String> {
-    at.map(timestamp::format)
-}
-
-/// Writes `p` to row `id`. The columns of the new state are set; `next_attempt_at` belongs
-/// to `queued` only; a queued or in-flight message has no hold; a delivered or skipped one
-/// keeps why it was held (and a delivered one when it was skipped), for the record.
+/// Writes `p` to row `id` ([`SavedProgress`] says which columns change).
 fn save(tx: &Connection, id: QueueId, p: &Progress) -> Result<(), QueueError> {
-    let none = || (false, None::<String>, None::<String>);
-    let (mut next, mut delivered, mut held, mut skipped) = (None, none(), none(), none());
-    match &p.state {
-        State::Queued { next_attempt_at } => {
-            next = text(*next_attempt_at);
-            held = (true, None, None);
-        }
-        State::InFlight { .. } => held = (true, None, None),
-        State::Delivered { at, .. } => delivered = (true, Some(timestamp::format(*at)), None),
-        State::Held { since, reason } => {
-            held = (true, Some(timestamp::format(*since)), Some(reason.clone()));
-        }
-        State::Skipped { at, reason } => {
-            skipped = (true, Some(timestamp::format(*at)), Some(reason.clone()));
-        }
-    }
+    let v = SavedProgress::of(p);
     tx.prepare_cached(
         "UPDATE outbound_messages SET
              state = ?2, attempts = ?3, failures = ?4, first_attempt_at = ?5,
@@ -143,22 +118,22 @@ fn save(tx: &Connection, id: QueueId, p: &Progress) -> Result<(), QueueError> {
     )?
     .execute(params![
         id,
-        p.state.kind().as_str(),
-        p.attempts,
-        p.failures,
-        text(p.first_attempt_at),
-        text(p.last_attempt_at),
-        text(p.failing_since),
-        text(p.released_at),
-        next,
-        delivered.0,
-        delivered.1,
-        held.0,
-        held.1,
-        held.2,
-        skipped.0,
-        skipped.1,
-        skipped.2,
+        v.state,
+        v.attempts,
+        v.failures,
+        v.first_attempt_at,
+        v.last_attempt_at,
+        v.failing_since,
+        v.released_at,
+        v.next_attempt_at,
+        v.delivered.0,
+        v.delivered.1,
+        v.held.0,
+        v.held.1,
+        v.held.2,
+        v.skipped.0,
+        v.skipped.1,
+        v.skipped.2,
     ])?;
     Ok(())
 }
@@ -221,13 +196,7 @@ fn insert(
             })
             .optional()?;
         if let Some((id, digest)) = earlier {
-            if digest.as_deref() == Some(idempotency.request_sha256.as_str()) {
-                return Ok(Enqueued { id, created: false });
-            }
-            return Err(QueueError::IdempotencyConflict {
-                key: idempotency.key.clone(),
-                existing: id,
-            });
+            return message.repeat_of_key(id, digest.as_deref());
         }
     }
     let existing: Option<(QueueId, Vec<u8>)> = tx
@@ -239,19 +208,9 @@ fn insert(
         })
         .optional()?;
     if let Some((id, stored)) = existing {
-        if stored == message.raw {
-            return Ok(Enqueued { id, created: false });
-        }
-        return Err(QueueError::DuplicateControlId {
-            destination: destination.to_owned(),
-            control_id: message.control_id.clone(),
-            existing: id,
-        });
+        return message.repeat_of_control_id(destination, id, &stored);
     }
-    let (key, digest) = match &message.idempotency {
-        Some(i) => (Some(&i.key), Some(&i.request_sha256)),
-        None => (None, None),
-    };
+    let (key, digest) = message.idempotency_columns();
     tx.prepare_cached(
         "INSERT INTO outbound_messages
              (destination, control_id, message_type, raw, state, enqueued_at, idempotency_key, request_sha256)
@@ -496,23 +455,12 @@ impl Sqlite {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         record_response(&tx, id, outcome, at)?;
         let row = info_by_id(&tx, id)?.ok_or(QueueError::NotFound(id))?;
-        let progress = row.progress();
-        let decided = if progress.state.kind() == MessageState::InFlight {
-            let failures = failures_after_one_more(&progress);
-            let action = decide(failures);
-            let event = Event::Failed {
-                at,
-                action: action.clone(),
-            };
-            match apply(&progress, event) {
-                Ok(next) => {
-                    save(&tx, id, &next)?;
-                    Some((failures, action))
-                }
-                Err(_) => None,
+        let decided = match failure_decision(&row, at, decide) {
+            Some((failures, action, next)) => {
+                save(&tx, id, &next)?;
+                Some((failures, action))
             }
-        } else {
-            None
+            None => None,
         };
         tx.commit()?;
         Ok(decided)

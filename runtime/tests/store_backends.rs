@@ -1,0 +1,1152 @@
+//! The store's behaviour that both backends share, run against each: SQLite (a file in a
+//! temporary folder) and PostgreSQL (a private server started by the test,
+//! `hl7gw_tests::postgres`; without PostgreSQL installed these say they skipped, unless
+//! `HL7GW_REQUIRE_POSTGRES=1`). Each test is written once as a function of a [`Db`] and
+//! instantiated per backend by `both!`. Then what only PostgreSQL has: migrations under
+//! concurrent opens, a newer or foreign schema refused, and stream leases with their fencing
+//! tokens between two replicas of one database.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::{Arc, Barrier, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use hl7gw_runtime::client::{Outcome, Outgoing, Transport};
+use hl7gw_runtime::dedup::DedupKey;
+use hl7gw_runtime::hl7::{AckCode, AckRequest, Message, build_ack};
+use hl7gw_runtime::queue::{
+    ListFilter, MessageState, Policies, Queue, QueueError, Sequencer, SequencerEvent,
+};
+use hl7gw_runtime::sink::SinkKind;
+use hl7gw_runtime::store::{
+    CommitResult, InboundRecord, InboundStatus, PostgresOptions, PostgresTls, Store, StoreError,
+};
+use hl7gw_tests::postgres::{self as pg, TestPostgres};
+use tokio::sync::mpsc;
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+/// Where a test's store lives; [`Db::open`] opens another connection (pool) to it, as
+/// another process or replica would.
+enum Db {
+    Sqlite(tempfile::TempDir),
+    Postgres(PostgresOptions),
+}
+
+impl Db {
+    fn sqlite() -> Option<Self> {
+        Some(Self::Sqlite(tempfile::tempdir().unwrap()))
+    }
+
+    fn postgres(test: &str) -> Option<Self> {
+        let server = TestPostgres::shared(test)?;
+        Some(Self::Postgres(options(
+            server,
+            &server.create_database(test),
+        )))
+    }
+
+    fn open(&self) -> Store {
+        match self {
+            Self::Sqlite(dir) => Store::open(dir.path().join("gateway-test.sqlite")).unwrap(),
+            Self::Postgres(options) => Store::open_postgres(options).unwrap(),
+        }
+    }
+}
+
+/// Two stores on one new database of the shared server, as two replicas have.
+fn two_replicas(test: &str) -> Option<(Store, Store)> {
+    let server = TestPostgres::shared(test)?;
+    let options = options(server, &server.create_database(test));
+    Some((
+        Store::open_postgres(&options).unwrap(),
+        Store::open_postgres(&options).unwrap(),
+    ))
+}
+
+fn options(server: &TestPostgres, dbname: &str) -> PostgresOptions {
+    let mut options = PostgresOptions::new(server.host(), dbname, pg::USER);
+    options.port = server.port();
+    options.password = Some(pg::PASSWORD.to_owned());
+    options.tls = PostgresTls::Disable;
+    options
+}
+
+/// Instantiates each test function once per backend.
+macro_rules! both {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[test] fn $name() { if let Some(db) = super::Db::sqlite() { super::$name(&db) } })*
+        }
+        mod postgres {
+            $(#[test] fn $name() {
+                if let Some(db) = super::Db::postgres(stringify!($name)) { super::$name(&db) }
+            })*
+        }
+    };
+}
+
+both!(
+    commit_then_find_duplicate_returns_the_original_ack,
+    error_and_reject_rows_are_audit_only,
+    a_committed_message_needs_a_control_id,
+    concurrent_commits_of_one_key_from_two_connections_commit_once,
+    concurrent_async_commits_of_one_key_commit_once,
+    prune_keeps_unacknowledged_inbox_rows_and_pending_messages,
+    the_inbox_lists_after_a_cursor_fetches_and_acknowledges_once,
+    the_queue_keeps_order_refuses_reused_control_ids_and_checks_idempotency_keys,
+    a_sequencer_delivers_the_stream_in_order,
+    the_store_reports_whether_it_takes_writes,
+);
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn raw_message(app: &str, control_id: &str) -> Vec<u8> {
+    format!(
+        "MSH|^~\\&|{app}|RX1|HL7GW|EMS|20240501120000||ADT^A28^ADT_A05|{control_id}|P|2.4\r\
+         PID|1||123456^^^RX1^MR~9434765919^^^NHS^NH||SMITH^JOHN||19700101|M\r"
+    )
+    .into_bytes()
+}
+
+fn ack_for(raw: &[u8], code: AckCode) -> Vec<u8> {
+    let message = Message::parse(raw).unwrap();
+    build_ack(
+        &message,
+        &AckRequest {
+            code,
+            control_id: "ACK0001",
+            timestamp: "20240501120001+0000",
+            errors: &[],
+        },
+    )
+    .unwrap()
+}
+
+fn record_at(
+    control_id: &str,
+    code: AckCode,
+    sink: SinkKind,
+    received_at: SystemTime,
+) -> InboundRecord {
+    let raw = raw_message("EPIC", control_id);
+    InboundRecord {
+        received_at,
+        peer_ip: Some(IpAddr::V4(Ipv4Addr::new(10, 1, 2, 3))),
+        peer_subject: Some("CN=rx1-test.example.nhs.uk,O=RX1".into()),
+        key: DedupKey::new("EPIC", "RX1", control_id),
+        message_type: "ADT^A28".into(),
+        ack: ack_for(&raw, code),
+        raw,
+        record: code
+            .is_accept()
+            .then(|| serde_json::json!({ "nhs_number": "9434765919", "family": "SMITH" })),
+        ack_code: code,
+        sink,
+    }
+}
+
+fn record(control_id: &str, code: AckCode, sink: SinkKind) -> InboundRecord {
+    record_at(control_id, code, sink, SystemTime::now())
+}
+
+fn committed(result: CommitResult) -> i64 {
+    match result {
+        CommitResult::Committed(id) => id,
+        other => panic!("expected a commit, got {other:?}"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Inbound rows, duplicates, the inbox, retention
+// ---------------------------------------------------------------------------------------
+
+fn commit_then_find_duplicate_returns_the_original_ack(db: &Db) {
+    let store = db.open();
+    let s = store.blocking();
+    let first = record("MSG0001", AckCode::ApplicationAccept, SinkKind::Inbox);
+    let id = committed(s.commit_inbound(&first).unwrap());
+    let found = s.find_duplicate(&first.key).unwrap().expect("found");
+    assert_eq!((found.id, &found.ack), (id, &first.ack));
+    assert_eq!(found.ack_code, AckCode::ApplicationAccept);
+    assert_eq!(
+        found.digest.as_deref(),
+        Some(hl7gw_runtime::dedup::digest(&first.raw).as_str())
+    );
+    // A retry with a freshly built ACK: nothing written, the original bytes answered.
+    let mut retry = first.clone();
+    retry.ack = b"MSH|^~\\&|other ack\rMSA|AA|MSG0001\r".to_vec();
+    match s.commit_inbound(&retry).unwrap() {
+        CommitResult::Duplicate(original) => {
+            assert_eq!((original.id, original.ack), (id, first.ack.clone()));
+        }
+        other => panic!("expected a duplicate, got {other:?}"),
+    }
+    for other in [
+        DedupKey::new("EPIC", "RX2", "MSG0001"),
+        DedupKey::new("CERNER", "RX1", "MSG0001"),
+        DedupKey::new("EPIC", "RX1", "MSG0002"),
+    ] {
+        assert!(s.find_duplicate(&other).unwrap().is_none(), "{other:?}");
+    }
+    let row = s.inbound(id).unwrap().expect("row");
+    assert_eq!((row.raw, row.ack), (first.raw.clone(), first.ack.clone()));
+    assert_eq!(row.status, InboundStatus::Committed);
+    assert_eq!(row.peer_ip.as_deref(), Some("10.1.2.3"));
+    assert_eq!(row.record, first.record);
+    assert_eq!(row.sink, "inbox");
+    assert_eq!(
+        row.received_at,
+        hl7gw_runtime::store::timestamp::from_system(first.received_at)
+    );
+    assert!(s.inbound(id + 1000).unwrap().is_none());
+    // Another connection (process, replica) sees the same.
+    let other = db.open();
+    assert_eq!(
+        other
+            .blocking()
+            .find_duplicate(&first.key)
+            .unwrap()
+            .unwrap()
+            .id,
+        id
+    );
+}
+
+fn error_and_reject_rows_are_audit_only(db: &Db) {
+    let store = db.open();
+    let s = store.blocking();
+    let ae = record("MSG7", AckCode::ApplicationError, SinkKind::Inbox);
+    let ar = record("MSG7", AckCode::ApplicationReject, SinkKind::Inbox);
+    let ae_id = committed(s.commit_inbound(&ae).unwrap());
+    let ar_id = committed(s.commit_inbound(&ar).unwrap());
+    assert_ne!(ae_id, ar_id);
+    assert!(s.find_duplicate(&ae.key).unwrap().is_none());
+    assert_eq!(
+        s.inbound(ae_id).unwrap().unwrap().status,
+        InboundStatus::Error
+    );
+    assert_eq!(
+        s.inbound(ar_id).unwrap().unwrap().status,
+        InboundStatus::Rejected
+    );
+    let fixed = record("MSG7", AckCode::ApplicationAccept, SinkKind::Inbox);
+    committed(s.commit_inbound(&fixed).unwrap());
+    let listed: Vec<i64> = s
+        .inbox_list(0, 100, true)
+        .unwrap()
+        .iter()
+        .map(|i| i.id)
+        .collect();
+    assert_eq!(listed.len(), 1);
+    assert!(!listed.contains(&ae_id) && !listed.contains(&ar_id));
+}
+
+fn a_committed_message_needs_a_control_id(db: &Db) {
+    let store = db.open();
+    let mut rec = record("", AckCode::ApplicationAccept, SinkKind::Inbox);
+    rec.key.control_id.clear();
+    assert!(matches!(
+        store.blocking().commit_inbound(&rec),
+        Err(StoreError::MissingControlId)
+    ));
+    let ar = record("", AckCode::ApplicationReject, SinkKind::Inbox);
+    assert!(store.blocking().commit_inbound(&ar).is_ok());
+}
+
+fn concurrent_commits_of_one_key_from_two_connections_commit_once(db: &Db) {
+    let stores = [db.open(), db.open()];
+    for round in 0..10 {
+        let barrier = Arc::new(Barrier::new(2));
+        let control_id = format!("RACE{round}");
+        let handles: Vec<_> = stores
+            .iter()
+            .map(|store| {
+                let store = store.clone();
+                let barrier = Arc::clone(&barrier);
+                let rec = record(&control_id, AckCode::ApplicationAccept, SinkKind::Inbox);
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    store.blocking().commit_inbound(&rec).unwrap()
+                })
+            })
+            .collect();
+        let results: Vec<CommitResult> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        let ids: Vec<i64> = results
+            .iter()
+            .filter_map(|r| match r {
+                CommitResult::Committed(id) => Some(*id),
+                CommitResult::Duplicate(_) => None,
+            })
+            .collect();
+        assert_eq!(ids.len(), 1, "round {round}: {results:?}");
+        let Some(CommitResult::Duplicate(original)) = results
+            .iter()
+            .find(|r| matches!(r, CommitResult::Duplicate(_)))
+        else {
+            panic!("round {round}: the other one is a duplicate: {results:?}");
+        };
+        // Both callers answer the same stored ACK.
+        assert_eq!(original.id, ids[0]);
+        let row = stores[0].blocking().inbound(ids[0]).unwrap().unwrap();
+        assert_eq!(original.ack, row.ack);
+    }
+}
+
+fn concurrent_async_commits_of_one_key_commit_once(db: &Db) {
+    let stores = [db.open(), db.open()];
+    runtime().block_on(async {
+        let tasks: Vec<_> = (0..8)
+            .map(|n| {
+                let store = stores[n % 2].clone();
+                tokio::spawn(async move {
+                    store
+                        .commit_inbound(record(
+                            "ASYNC1",
+                            AckCode::ApplicationAccept,
+                            SinkKind::Inbox,
+                        ))
+                        .await
+                        .unwrap()
+                })
+            })
+            .collect();
+        let (mut commits, mut duplicates) = (0, 0);
+        for task in tasks {
+            match tokio::time::timeout(LIMIT, task).await.unwrap().unwrap() {
+                CommitResult::Committed(_) => commits += 1,
+                CommitResult::Duplicate(_) => duplicates += 1,
+            }
+        }
+        assert_eq!((commits, duplicates), (1, 7));
+    });
+}
+
+fn prune_keeps_unacknowledged_inbox_rows_and_pending_messages(db: &Db) {
+    let store = db.open();
+    let s = store.blocking();
+    let old = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    let cutoff = old + Duration::from_secs(86_400);
+    let commit = |id: &str, code, sink, at| {
+        committed(s.commit_inbound(&record_at(id, code, sink, at)).unwrap())
+    };
+    let old_taken = commit("P1", AckCode::ApplicationAccept, SinkKind::Inbox, old);
+    let old_pending = commit("P2", AckCode::ApplicationAccept, SinkKind::Inbox, old);
+    let old_webhook = commit("P3", AckCode::ApplicationAccept, SinkKind::Webhook, old);
+    let old_error = commit("P4", AckCode::ApplicationError, SinkKind::Inbox, old);
+    let new_taken = commit(
+        "P5",
+        AckCode::ApplicationAccept,
+        SinkKind::Inbox,
+        SystemTime::now(),
+    );
+    assert!(s.inbox_ack(old_taken).unwrap().is_some());
+    assert!(s.inbox_ack(new_taken).unwrap().is_some());
+    assert_eq!(s.inbox_pending().unwrap(), 1);
+    // A queued message is never pruned, however old the cutoff.
+    let queue = Queue::new(store.clone());
+    queue
+        .blocking()
+        .enqueue("trust", &raw_message("EMS", "Q1"))
+        .unwrap();
+
+    let pruned = s.prune_before(cutoff).unwrap();
+    assert_eq!((pruned.inbound, pruned.outbound), (3, 0));
+    for gone in [old_taken, old_webhook, old_error] {
+        assert!(s.inbound(gone).unwrap().is_none(), "row {gone} pruned");
+    }
+    for kept in [old_pending, new_taken] {
+        assert!(s.inbound(kept).unwrap().is_some(), "row {kept} kept");
+    }
+    assert!(
+        s.find_duplicate(&DedupKey::new("EPIC", "RX1", "P1"))
+            .unwrap()
+            .is_none()
+    );
+    let pruned = s.prune(Duration::ZERO).unwrap();
+    assert_eq!(pruned.outbound, 0, "a pending message is never pruned");
+    assert_eq!(queue.blocking().status("trust").unwrap().depth, 1);
+    // Ids are never reused after a prune, so an inbox cursor cannot skip a row.
+    let next = commit(
+        "P6",
+        AckCode::ApplicationAccept,
+        SinkKind::Inbox,
+        SystemTime::now(),
+    );
+    assert!(next > new_taken);
+    // In batches: more than one batch of 1000 goes in one call.
+    for n in 0..1_100 {
+        commit(
+            &format!("B{n}"),
+            AckCode::ApplicationAccept,
+            SinkKind::Webhook,
+            old,
+        );
+    }
+    assert_eq!(s.prune_before(cutoff).unwrap().inbound, 1_100);
+}
+
+fn the_inbox_lists_after_a_cursor_fetches_and_acknowledges_once(db: &Db) {
+    let store = db.open();
+    runtime().block_on(async {
+        let mut ids = Vec::new();
+        for n in 1..=3 {
+            let rec = record(
+                &format!("IN{n}"),
+                AckCode::ApplicationAccept,
+                SinkKind::Inbox,
+            );
+            ids.push(committed(store.commit_inbound(rec).await.unwrap()));
+        }
+        let webhook = record("W1", AckCode::ApplicationAccept, SinkKind::Webhook);
+        let webhook_id = committed(store.commit_inbound(webhook).await.unwrap());
+        assert_eq!(store.inbox_pending().await.unwrap(), 3);
+        let listed = store.inbox_list(0, 2, false).await.unwrap();
+        assert_eq!(
+            listed.iter().map(|i| i.id).collect::<Vec<_>>(),
+            ids[..2].to_vec()
+        );
+        assert_eq!(listed[0].control_id, "IN1");
+        assert_eq!(
+            listed[0].record.as_ref().unwrap()["family"],
+            serde_json::json!("SMITH")
+        );
+        let after = store.inbox_list(listed[1].id, 10, false).await.unwrap();
+        assert_eq!(after.iter().map(|i| i.id).collect::<Vec<_>>(), vec![ids[2]]);
+        let entry = store.inbox_get(ids[0]).await.unwrap().unwrap();
+        assert_eq!(entry.raw, raw_message("EPIC", "IN1"));
+        assert!(store.inbox_get(webhook_id).await.unwrap().is_none());
+        let first = store
+            .inbox_ack(ids[0])
+            .await
+            .unwrap()
+            .expect("acknowledged");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        assert_eq!(store.inbox_ack(ids[0]).await.unwrap(), Some(first));
+        assert_eq!(store.inbox_ack(webhook_id).await.unwrap(), None);
+        assert_eq!(store.inbox_pending().await.unwrap(), 2);
+        let unacked = store.inbox_list(0, 10, false).await.unwrap();
+        assert_eq!(unacked.len(), 2);
+        let all = store.inbox_list(0, 10, true).await.unwrap();
+        assert_eq!(all[0].acknowledged_at, Some(first));
+    });
+}
+
+fn the_store_reports_whether_it_takes_writes(db: &Db) {
+    let store = db.open();
+    store.blocking().check_writable().unwrap();
+    runtime().block_on(async { store.check_writable().await.unwrap() });
+    // Reopening applies nothing and keeps the rows.
+    let id = committed(
+        store
+            .blocking()
+            .commit_inbound(&record("R1", AckCode::ApplicationAccept, SinkKind::Inbox))
+            .unwrap(),
+    );
+    drop(store);
+    assert!(db.open().blocking().inbound(id).unwrap().is_some());
+}
+
+// ---------------------------------------------------------------------------------------
+// The outbound queue
+// ---------------------------------------------------------------------------------------
+
+fn the_queue_keeps_order_refuses_reused_control_ids_and_checks_idempotency_keys(db: &Db) {
+    let store = db.open();
+    let queue = Queue::new(store.clone());
+    let q = queue.blocking();
+    let first = q.enqueue("trust", &raw_message("EMS", "O1")).unwrap();
+    let rest = q
+        .enqueue_all(
+            "trust",
+            &[raw_message("EMS", "O2"), raw_message("EMS", "O3")],
+        )
+        .unwrap();
+    assert!(first.created && rest.iter().all(|e| e.created));
+    assert!(first.id < rest[0].id && rest[0].id < rest[1].id);
+    // The same bytes again: the earlier entry; other bytes under the MSH-10: refused.
+    let again = q.enqueue("trust", &raw_message("EMS", "O1")).unwrap();
+    assert_eq!((again.id, again.created), (first.id, false));
+    assert!(matches!(
+        q.enqueue("trust", &raw_message("OTHER", "O1")),
+        Err(QueueError::DuplicateControlId { existing, .. }) if existing == first.id
+    ));
+    // Another stream may reuse it.
+    assert!(q.enqueue("lab", &raw_message("EMS", "O1")).unwrap().created);
+    assert_eq!(q.destinations().unwrap(), vec!["lab", "trust"]);
+
+    let head = q.head("trust").unwrap().unwrap();
+    assert_eq!(
+        (head.info.id, head.raw),
+        (first.id, raw_message("EMS", "O1"))
+    );
+    let status = q.status("trust").unwrap();
+    assert_eq!(status.depth, 3);
+    let listed = q
+        .list(&ListFilter {
+            destination: Some("trust".into()),
+            states: vec![MessageState::Queued],
+            ..ListFilter::default()
+        })
+        .unwrap();
+    assert_eq!(listed.len(), 3);
+    // Skip the head: kept, the next one is the head.
+    let skipped = q.skip(first.id, Some("wrong patient")).unwrap();
+    assert_eq!(skipped.state, MessageState::Skipped);
+    assert_eq!(
+        skipped.skip_reason.as_deref(),
+        Some("skipped by an operator: wrong patient")
+    );
+    assert_eq!(q.head("trust").unwrap().unwrap().info.id, rest[0].id);
+    assert!(matches!(
+        q.skip(first.id, None),
+        Err(QueueError::NotPending {
+            state: MessageState::Skipped,
+            ..
+        })
+    ));
+    assert!(matches!(q.retry(99_999), Err(QueueError::NotFound(99_999))));
+    let shown = q.show(first.id).unwrap().unwrap();
+    assert_eq!(shown.raw, raw_message("EMS", "O1"));
+
+    // Idempotency keys, from two connections at once: queued once.
+    let key = hl7gw_runtime::queue::IdempotencyKey {
+        key: "req-1".into(),
+        request_sha256: "ab".repeat(32),
+    };
+    let stores = [db.open(), db.open()];
+    let results = runtime().block_on(async {
+        let tasks: Vec<_> = stores
+            .iter()
+            .map(|store| {
+                let queue = Queue::new(store.clone());
+                let key = key.clone();
+                tokio::spawn(async move {
+                    queue
+                        .enqueue_idempotent("trust", raw_message("EMS", "I1"), key)
+                        .await
+                })
+            })
+            .collect();
+        let mut results = Vec::new();
+        for task in tasks {
+            results.push(task.await.unwrap().unwrap());
+        }
+        results
+    });
+    assert_eq!(results[0].id, results[1].id);
+    assert_eq!(results.iter().filter(|e| e.created).count(), 1);
+    let conflict = runtime().block_on(queue.enqueue_idempotent(
+        "trust",
+        raw_message("EMS", "I2"),
+        hl7gw_runtime::queue::IdempotencyKey {
+            key: "req-1".into(),
+            request_sha256: "cd".repeat(32),
+        },
+    ));
+    assert!(matches!(
+        conflict,
+        Err(QueueError::IdempotencyConflict { .. })
+    ));
+}
+
+/// A receiving peer in this process: records the MSH-10s it is sent and answers AA; never
+/// answers the message `hang_on` (a leader killed while it waits for that ACK).
+#[derive(Clone, Default)]
+struct Peer {
+    seen: Arc<Mutex<Vec<String>>>,
+    hang_on: Option<String>,
+}
+
+impl Transport for Peer {
+    fn send(&mut self, message: &Outgoing<'_>) -> impl Future<Output = Outcome> + Send {
+        let control_id = message.control_id.to_owned();
+        let peer = self.clone();
+        async move {
+            peer.seen.lock().unwrap().push(control_id.clone());
+            if peer.hang_on.as_deref() == Some(control_id.as_str()) {
+                std::future::pending::<()>().await;
+            }
+            Outcome::accepted(200, AckCode::ApplicationAccept, "")
+        }
+    }
+}
+
+/// A sequencer of stream `trust` in `queue` sending to `peer`, as replica `holder` with this
+/// lease, re-reading the store every 20 ms, on its own task. It stops cleanly (releasing its
+/// lease) when `stop` is sent or dropped; aborting `task` kills it (the lease lapses).
+struct Running {
+    task: tokio::task::JoinHandle<()>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    events: mpsc::UnboundedReceiver<SequencerEvent>,
+}
+
+fn run_sequencer(queue: &Queue, peer: Peer, holder: &str, lease: Duration) -> Running {
+    let (events, received) = mpsc::unbounded_channel();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let sequencer = Sequencer::new(queue.clone(), "trust", peer, Policies::default())
+        .with_poll_interval(Duration::from_millis(20))
+        .with_lease(lease)
+        .with_holder(holder)
+        .with_events(events);
+    let task = tokio::spawn(sequencer.run(async {
+        let _ = stopped.await;
+    }));
+    Running {
+        task,
+        stop,
+        events: received,
+    }
+}
+
+impl Running {
+    /// Waits (bounded) for `n` more deliveries; the other events on the way.
+    async fn delivered(&mut self, n: usize) -> Vec<SequencerEvent> {
+        let mut others = Vec::new();
+        let mut delivered = 0;
+        while delivered < n {
+            match tokio::time::timeout(LIMIT, self.events.recv())
+                .await
+                .unwrap()
+            {
+                Some(SequencerEvent::Delivered { .. }) => delivered += 1,
+                Some(event) => others.push(event),
+                None => panic!("the sequencer ended"),
+            }
+        }
+        others
+    }
+}
+
+fn a_sequencer_delivers_the_stream_in_order(db: &Db) {
+    let store = db.open();
+    let queue = Queue::new(store.clone());
+    let ids: Vec<String> = (1..=20).map(|n| format!("S{n:02}")).collect();
+    let raws: Vec<Vec<u8>> = ids.iter().map(|id| raw_message("EMS", id)).collect();
+    queue.blocking().enqueue_all("trust", &raws).unwrap();
+    runtime().block_on(async {
+        let peer = Peer::default();
+        let lease = hl7gw_runtime::config::defaults::STREAM_LEASE.to_std();
+        let mut running = run_sequencer(&queue, peer.clone(), "replica", lease);
+        running.delivered(ids.len()).await;
+        let _ = running.stop.send(());
+        tokio::time::timeout(LIMIT, running.task)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(*peer.seen.lock().unwrap(), ids);
+        let status = queue.status("trust").await.unwrap();
+        assert_eq!((status.depth, status.delivered), (0, 20));
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// PostgreSQL only: migrations, refusals, leases
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn replicas_opening_a_new_database_together_migrate_it_once() {
+    let Some(server) = TestPostgres::shared("replicas_opening_a_new_database_together") else {
+        return;
+    };
+    let options = options(server, &server.create_database("migrate_once"));
+    let barrier = Arc::new(Barrier::new(4));
+    let handles: Vec<_> = (0..4)
+        .map(|_| {
+            let (options, barrier) = (options.clone(), Arc::clone(&barrier));
+            std::thread::spawn(move || {
+                barrier.wait();
+                Store::open_postgres(&options).map(drop)
+            })
+        })
+        .collect();
+    for handle in handles {
+        handle.join().unwrap().unwrap();
+    }
+    let latest = hl7gw_runtime::store::postgres_schema::latest_version();
+    assert_eq!(
+        server.psql(
+            &options.dbname,
+            "SELECT COUNT(*), MAX(version) FROM schema_migrations"
+        ),
+        format!("{latest}|{latest}")
+    );
+    let store = Store::open_postgres(&options).unwrap();
+    assert_eq!(store.blocking().pragmas().unwrap().schema_version, latest);
+    assert_eq!(
+        store.path().display().to_string(),
+        format!(
+            "postgresql://{}@127.0.0.1:{}/{}",
+            pg::USER,
+            server.port(),
+            options.dbname
+        )
+    );
+}
+
+#[test]
+fn a_newer_schema_or_a_foreign_database_is_refused() {
+    let Some(server) = TestPostgres::shared("a_newer_schema_or_a_foreign_database") else {
+        return;
+    };
+    let newer = options(server, &server.create_database("newer"));
+    drop(Store::open_postgres(&newer).unwrap());
+    server.psql(
+        &newer.dbname,
+        "INSERT INTO schema_migrations (version, description, applied_at) VALUES (999, 'future', 'x')",
+    );
+    let err = Store::open_postgres(&newer).unwrap_err();
+    assert!(
+        matches!(err, StoreError::SchemaTooNew { found: 999, .. }),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("newer than this gateway knows"),
+        "{err}"
+    );
+
+    let foreign = options(server, &server.create_database("foreign"));
+    server.psql(
+        &foreign.dbname,
+        "CREATE TABLE patients (id INTEGER PRIMARY KEY)",
+    );
+    let err = Store::open_postgres(&foreign).unwrap_err();
+    assert!(matches!(err, StoreError::NotAStore { .. }), "{err}");
+    assert!(err.to_string().contains("patients"), "{err}");
+    // Nothing was created in it.
+    assert_eq!(
+        server.psql(
+            &foreign.dbname,
+            "SELECT to_regclass('schema_migrations') IS NULL"
+        ),
+        "t"
+    );
+}
+
+#[test]
+fn a_wrong_password_or_an_unreachable_server_fails_at_open_with_the_reason() {
+    let Some(server) = TestPostgres::shared("a_wrong_password_or_an_unreachable_server") else {
+        return;
+    };
+    let mut wrong = options(server, &server.create_database("wrong_password"));
+    wrong.password = Some("not-the-password".into());
+    let err = Store::open_postgres(&wrong).unwrap_err();
+    assert!(err.to_string().contains("password"), "{err}");
+    assert!(!err.to_string().contains("not-the-password"), "{err}");
+
+    let mut unreachable = options(server, "postgres");
+    unreachable.port = 1;
+    unreachable.connect_timeout = Duration::from_secs(2);
+    let started = std::time::Instant::now();
+    assert!(Store::open_postgres(&unreachable).is_err());
+    assert!(started.elapsed() < Duration::from_secs(10));
+
+    let mut tls = options(server, "postgres");
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, "not a certificate").unwrap();
+    tls.tls = PostgresTls::VerifyFull { ca };
+    let err = Store::open_postgres(&tls).unwrap_err();
+    assert!(err.to_string().contains("tls.ca"), "{err}");
+}
+
+#[test]
+fn a_lease_is_held_by_one_replica_renewed_and_taken_over_after_expiry() {
+    let Some((a, b)) = two_replicas("a_lease_is_held_by_one_replica") else {
+        return;
+    };
+    let short = Duration::from_millis(400);
+    // `holder`'s try for the lease: its holder and token when granted.
+    let take = |store: &Store, destination: &'static str, holder: &'static str| {
+        let store = store.clone();
+        async move {
+            let lease = store
+                .lease_acquire(destination, holder, short)
+                .await
+                .unwrap();
+            lease.map(|l| (l.holder, l.token))
+        }
+    };
+    let granted = |holder: &str, token: i64| Some((holder.to_owned(), token));
+    runtime().block_on(async {
+        let first = a
+            .lease_acquire("trust", "replica-a", short)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((first.holder.as_str(), first.token), ("replica-a", 1));
+        // Live: the other replica does not get it; another stream is free.
+        assert_eq!(take(&b, "trust", "replica-b").await, None);
+        assert_eq!(take(&b, "lab", "replica-b").await, granted("replica-b", 1));
+        // The holder renews, keeping its token and since when it leads.
+        let renewed = a.lease_renew(&first.fence(), short).await.unwrap().unwrap();
+        assert_eq!((renewed.token, renewed.acquired_at), (1, first.acquired_at));
+        assert!(renewed.expires_at >= first.expires_at);
+        assert_eq!(
+            take(&a, "trust", "replica-a").await,
+            granted("replica-a", 1)
+        );
+        // Expired: taken over with a new token; the old holder's renewal fails.
+        tokio::time::sleep(short + Duration::from_millis(200)).await;
+        let taken = b
+            .lease_acquire("trust", "replica-b", short)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((taken.holder.as_str(), taken.token), ("replica-b", 2));
+        assert!(
+            a.lease_renew(&first.fence(), short)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert_eq!(take(&a, "trust", "replica-a").await, None);
+        // Released: the next replica takes it at once.
+        b.lease_release(&taken.fence()).await.unwrap();
+        assert_eq!(
+            take(&a, "trust", "replica-a").await,
+            granted("replica-a", 3)
+        );
+    });
+    let leases = a.blocking().leases().unwrap();
+    assert_eq!(
+        leases
+            .iter()
+            .map(|l| (l.destination.as_str(), l.holder.as_str(), l.token))
+            .collect::<Vec<_>>(),
+        vec![("lab", "replica-b", 1), ("trust", "replica-a", 3)]
+    );
+}
+
+#[test]
+fn another_replica_takes_a_dead_leaders_stream_over_and_resends_only_the_message_in_flight() {
+    let Some((a, b)) = two_replicas("another_replica_takes_over") else {
+        return;
+    };
+    let (a, b) = (Queue::new(a), Queue::new(b));
+    let ids: Vec<String> = (1..=12).map(|n| format!("T{n:02}")).collect();
+    let raws: Vec<Vec<u8>> = ids.iter().map(|id| raw_message("EMS", id)).collect();
+    a.blocking().enqueue_all("trust", &raws).unwrap();
+    let lease = Duration::from_millis(600);
+    runtime().block_on(async {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let peer = |hang_on: Option<&str>| Peer {
+            seen: Arc::clone(&seen),
+            hang_on: hang_on.map(str::to_owned),
+        };
+        // A leads and dies waiting for T05's ACK (the task is aborted: no release).
+        let mut leader = run_sequencer(&a, peer(Some("T05")), "replica-a", lease);
+        match tokio::time::timeout(LIMIT, leader.events.recv())
+            .await
+            .unwrap()
+        {
+            Some(SequencerEvent::Leading { token: 1 }) => {}
+            other => panic!("A should lead first: {other:?}"),
+        }
+        let mut follower = run_sequencer(&b, peer(None), "replica-b", lease);
+        loop {
+            match tokio::time::timeout(LIMIT, leader.events.recv())
+                .await
+                .unwrap()
+            {
+                Some(SequencerEvent::Sending { control_id, .. }) if control_id == "T05" => break,
+                Some(_) => {}
+                None => panic!("A ended"),
+            }
+        }
+        assert_eq!(a.leading("trust").map(|l| l.token), Some(1));
+        let killed = std::time::Instant::now();
+        leader.task.abort();
+        // B takes over once the lease lapsed, resends T05 (same MSH-10) and delivers the rest.
+        let events = follower.delivered(8).await;
+        let took = killed.elapsed();
+        assert!(
+            took < lease * 4,
+            "takeover took {took:?} with a lease of {lease:?}"
+        );
+        assert!(
+            matches!(events[0], SequencerEvent::Leading { token: 2 }),
+            "{events:?}"
+        );
+        assert!(
+            events.iter().any(|e| matches!(
+                e,
+                SequencerEvent::Resumed { control_id, .. } if control_id == "T05"
+            )),
+            "{events:?}"
+        );
+        // `queue status` from another process reads who leads from the lease row.
+        let queue = b.clone();
+        let status = tokio::task::spawn_blocking(move || queue.blocking().status("trust"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((status.depth, status.delivered), (0, 12));
+        let leader = status.leader.expect("B's lease is live");
+        assert_eq!((leader.holder.as_str(), leader.token), ("replica-b", 2));
+        follower.task.abort();
+        let mut expected: Vec<String> = ids[..5].to_vec();
+        expected.extend(ids[4..].iter().cloned());
+        assert_eq!(*seen.lock().unwrap(), expected, "in order; only T05 twice");
+    });
+}
+
+#[test]
+fn store_migrate_copies_an_sqlite_store_into_an_empty_postgres_store_with_its_ids() {
+    let Some(server) = TestPostgres::shared("store_migrate_copies") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = Store::open(dir.path().join("one-box.sqlite")).unwrap();
+    let s = sqlite.blocking();
+    let old = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    let mut inbound = Vec::new();
+    for (n, (code, sink)) in [
+        (AckCode::ApplicationAccept, SinkKind::Inbox),
+        (AckCode::ApplicationAccept, SinkKind::Webhook),
+        (AckCode::ApplicationError, SinkKind::Inbox),
+        (AckCode::ApplicationAccept, SinkKind::Inbox),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        inbound.push(committed(
+            s.commit_inbound(&record(&format!("M{n}"), code, sink))
+                .unwrap(),
+        ));
+    }
+    s.inbox_ack(inbound[0]).unwrap();
+    // More than one batch of the copy (50 rows).
+    for n in 0..55 {
+        inbound.push(committed(
+            s.commit_inbound(&record(
+                &format!("W{n}"),
+                AckCode::ApplicationAccept,
+                SinkKind::Webhook,
+            ))
+            .unwrap(),
+        ));
+    }
+    // A pruned row: its id is never handed out again, in SQLite or after the copy.
+    let pruned = committed(
+        s.commit_inbound(&record_at(
+            "OLD",
+            AckCode::ApplicationAccept,
+            SinkKind::Webhook,
+            old,
+        ))
+        .unwrap(),
+    );
+    assert_eq!(
+        s.prune_before(old + Duration::from_secs(1))
+            .unwrap()
+            .inbound,
+        1
+    );
+    let queue = Queue::new(sqlite.clone());
+    let q = queue.blocking();
+    let queued = q
+        .enqueue_all(
+            "trust",
+            &[
+                raw_message("EMS", "O1"),
+                raw_message("EMS", "O2"),
+                raw_message("EMS", "O3"),
+            ],
+        )
+        .unwrap();
+    q.skip(queued[0].id, Some("duplicate order")).unwrap();
+    runtime()
+        .block_on(queue.enqueue_idempotent(
+            "trust",
+            raw_message("EMS", "O4"),
+            hl7gw_runtime::queue::IdempotencyKey {
+                key: "req-9".into(),
+                request_sha256: "ef".repeat(32),
+            },
+        ))
+        .unwrap();
+    let before_inbox = s.inbox_list(0, 100, true).unwrap();
+    let before_queue = q.list(&ListFilter::default()).unwrap();
+
+    let target_options = options(server, &server.create_database("migrate_target"));
+    let target = Store::open_postgres(&target_options).unwrap();
+    let copied = target.import_sqlite(&sqlite).unwrap();
+    assert_eq!((copied.inbound, copied.outbound), (59, 4));
+    let t = target.blocking();
+    for id in &inbound {
+        assert_eq!(t.inbound(*id).unwrap(), s.inbound(*id).unwrap(), "row {id}");
+    }
+    assert_eq!(t.inbox_list(0, 100, true).unwrap(), before_inbox);
+    assert_eq!(t.inbox_pending().unwrap(), s.inbox_pending().unwrap());
+    let original = record("M0", AckCode::ApplicationAccept, SinkKind::Inbox);
+    assert_eq!(
+        t.find_duplicate(&original.key).unwrap().unwrap().id,
+        inbound[0]
+    );
+    let target_queue = Queue::new(target.clone());
+    assert_eq!(
+        target_queue
+            .blocking()
+            .list(&ListFilter::default())
+            .unwrap(),
+        before_queue
+    );
+    assert_eq!(
+        target_queue
+            .blocking()
+            .show(queued[1].id)
+            .unwrap()
+            .unwrap()
+            .raw,
+        raw_message("EMS", "O2")
+    );
+    // The copied keys still rule: the same idempotency key and MSH-10 find their rows.
+    let again = runtime()
+        .block_on(target_queue.enqueue_idempotent(
+            "trust",
+            raw_message("EMS", "O4"),
+            hl7gw_runtime::queue::IdempotencyKey {
+                key: "req-9".into(),
+                request_sha256: "ef".repeat(32),
+            },
+        ))
+        .unwrap();
+    assert!(!again.created);
+    // New ids go on after the highest the SQLite store ever gave, the pruned one included.
+    let next = committed(
+        t.commit_inbound(&record("NEW", AckCode::ApplicationAccept, SinkKind::Inbox))
+            .unwrap(),
+    );
+    assert!(next > pruned, "{next} after {pruned}");
+    let next_out = target_queue
+        .blocking()
+        .enqueue("trust", &raw_message("EMS", "O5"))
+        .unwrap();
+    assert!(next_out.id > queued[2].id);
+
+    // A target that holds anything is refused, and nothing is added to it.
+    let err = target.import_sqlite(&sqlite).unwrap_err();
+    assert!(matches!(err, StoreError::Migrate(_)), "{err}");
+    assert!(err.to_string().contains("empty store only"), "{err}");
+    assert_eq!(
+        server.psql(
+            &target_options.dbname,
+            "SELECT COUNT(*) FROM inbound_messages"
+        ),
+        "60"
+    );
+    // Only SQLite into PostgreSQL.
+    assert!(matches!(
+        sqlite.import_sqlite(&target),
+        Err(StoreError::Migrate(_))
+    ));
+}
+
+#[test]
+fn the_database_going_away_fails_calls_promptly_and_the_same_store_resumes_when_it_returns() {
+    // A server of its own: this test stops it.
+    let Some(server) = TestPostgres::start("the_database_going_away") else {
+        return;
+    };
+    let mut options = options(&server, &server.create_database("going_away"));
+    options.connect_timeout = Duration::from_secs(2);
+    let store = Store::open_postgres(&options).unwrap();
+    let queue = Queue::new(store.clone());
+    queue
+        .blocking()
+        .enqueue_all(
+            "trust",
+            &[raw_message("EMS", "G1"), raw_message("EMS", "G2")],
+        )
+        .unwrap();
+    runtime().block_on(async {
+        let peer = Peer::default();
+        let mut running = run_sequencer(&queue, peer.clone(), "replica", Duration::from_secs(3));
+        running.delivered(2).await;
+        // The server goes away: calls fail within the connect timeout, nothing is committed.
+        tokio::task::block_in_place(|| server.stop());
+        let started = std::time::Instant::now();
+        let failed = store
+            .commit_inbound(record("DOWN1", AckCode::ApplicationAccept, SinkKind::Inbox))
+            .await;
+        assert!(
+            failed.is_err(),
+            "no commit without the database: {failed:?}"
+        );
+        assert!(store.check_writable().await.is_err());
+        assert!(
+            queue
+                .enqueue("trust", raw_message("EMS", "G9"))
+                .await
+                .is_err()
+        );
+        assert!(started.elapsed() < Duration::from_secs(15));
+        // Back: the same store (pool) commits again, and the stream goes on.
+        tokio::task::block_in_place(|| server.restart());
+        let back = tokio::time::timeout(LIMIT, async {
+            loop {
+                match store
+                    .commit_inbound(record("UP1", AckCode::ApplicationAccept, SinkKind::Inbox))
+                    .await
+                {
+                    Ok(result) => return result,
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+        })
+        .await
+        .unwrap();
+        committed(back);
+        queue
+            .enqueue("trust", raw_message("EMS", "G3"))
+            .await
+            .unwrap();
+        running.delivered(1).await;
+        running.task.abort();
+        assert_eq!(*peer.seen.lock().unwrap(), vec!["G1", "G2", "G3"]);
+    });
+}
+
+#[test]
+fn a_leader_stopping_cleanly_hands_its_stream_over_at_once() {
+    let Some((a, b)) = two_replicas("a_leader_stopping_cleanly") else {
+        return;
+    };
+    let (a, b) = (Queue::new(a), Queue::new(b));
+    a.blocking()
+        .enqueue("trust", &raw_message("EMS", "H1"))
+        .unwrap();
+    // A lease far longer than the test: only the release lets B in.
+    let lease = Duration::from_secs(120);
+    runtime().block_on(async {
+        let leader = {
+            let mut leader = run_sequencer(&a, Peer::default(), "replica-a", lease);
+            leader.delivered(1).await;
+            leader
+        };
+        let mut follower = run_sequencer(&b, Peer::default(), "replica-b", lease);
+        let _ = leader.stop.send(());
+        tokio::time::timeout(LIMIT, leader.task)
+            .await
+            .unwrap()
+            .unwrap();
+        let stopped = std::time::Instant::now();
+        match tokio::time::timeout(LIMIT, follower.events.recv())
+            .await
+            .unwrap()
+        {
+            Some(SequencerEvent::Leading { token: 2 }) => {}
+            other => panic!("B should lead next: {other:?}"),
+        }
+        assert!(stopped.elapsed() < Duration::from_secs(5));
+        follower.task.abort();
+    });
+}
