@@ -13,11 +13,11 @@
 //!   [`crate::tls::matching_subject`]); otherwise the connection is closed and logged. The
 //!   listeners may then bind any address. The certificate material is a
 //!   [`crate::reload::ServerTls`], so `gw reload` and SIGHUP rotate it with the receiver's.
-//!   The handshake and subject check are the receiver's own ([`crate::accept`]): bounded by
+//!   The handshake and subject check are the receiver's own (`crate::accept`): bounded by
 //!   [`HANDSHAKE_TIMEOUT`], dropped on shutdown, counted in
 //!   `hl7gw_tls_failures_total{listener}`.
 //!
-//! Either way each listener is guarded, before any byte is read, by an [`EmsDoor`]: the
+//! Either way each listener is guarded, before any byte is read, by an `EmsDoor`: the
 //! environment's `limits.connections`, `limits.connections_per_ip` and `limits.handshakes`
 //! (the receiver's numbers, counted per listener), so idle raw TCP connections from one
 //! address fill only that address's share of one door.
@@ -93,7 +93,7 @@ impl EmsAuth {
     }
 
     /// This rule with an environment's connection limits (each EMS-facing listener gets its
-    /// own counts on the receiver's numbers: see [`EmsDoor`]) and the registry its refusals
+    /// own counts on the receiver's numbers: see `EmsDoor`) and the registry its refusals
     /// are counted in. Without it: [`Limits::DEFAULT`] and a registry of its own.
     pub fn with_limits(mut self, limits: &Limits, metrics: Arc<Metrics>) -> Self {
         self.limits = *limits;

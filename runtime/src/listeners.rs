@@ -41,7 +41,7 @@ impl Role {
     }
 
     /// The listeners that accept connections from outside and so are guarded by an
-    /// admission and a TLS accept path ([`crate::accept`]).
+    /// admission and a TLS accept path (`crate::accept`).
     pub const GUARDED: [Role; 4] = [Self::Receive, Self::Inbox, Self::Intake, Self::IntakeMllp];
 
     /// Whether EMS is its client (the inbox API, the intake API and the intake MLLP

@@ -37,7 +37,7 @@
 //!
 //! The two connection counters carry the listener they concern: `receive` (the Trust's
 //! HTTPS), and the EMS-facing `inbox`, `intake` and `intake_mllp` ([`crate::ems`]), which go
-//! through the same admission and TLS accept path ([`crate::accept`]).
+//! through the same admission and TLS accept path (`crate::accept`).
 //!
 //! Nothing here ever holds message content: only types, codes, statuses and durations.
 

@@ -34,12 +34,14 @@ fn check_postgres(spec: &LoadedSpec, p: &PostgresSetting, base: &str, out: &mut 
         )
     };
     if p.password.is_some() {
-        out.push(error(
-            "env-store-password",
-            "a password does not go in the spec".into(),
-            "specs are kept in git and shown in the go-live report; name where each replica \
-             reads it at run time instead: `password_env: NAME` (an environment variable) or \
-             `password_file: PATH` (e.g. a mounted secret)",
+        // Placed at the key, not the value: the snippet under a diagnostic must not print
+        // the secret into a terminal or a CI log.
+        out.push(spec.at_key(
+            Diagnostic::error("env-store-password", "a password does not go in the spec").detail(
+                "specs are kept in git and shown in the go-live report; name where each \
+                     replica reads it at run time instead: `password_env: NAME` (an environment \
+                     variable) or `password_file: PATH` (e.g. a mounted secret)",
+            ),
             &format!("{base}/password"),
         ));
     }
@@ -62,7 +64,8 @@ fn check_postgres(spec: &LoadedSpec, p: &PostgresSetting, base: &str, out: &mut 
         if !valid {
             out.push(error(
                 "env-store-password",
-                format!("`password_env` {name:?} is not an environment variable name"),
+                // The value is not echoed: it may be the password pasted by mistake.
+                "`password_env` is not an environment variable name".into(),
                 "write the variable's name (capitals, digits and `_`, e.g. HL7GW_DB_PASSWORD), \
                  not its value",
                 &format!("{base}/password_env"),

@@ -17,7 +17,7 @@
 //! 2. **TLS handshake**, bounded by [`Settings::handshake_timeout`]: TLS 1.2 or 1.3, client
 //!    certificate required and verified against the client CA (see [`crate::tls`]). Failures
 //!    are counted by reason in `hl7gw_tls_failures_total{listener="receive"}`. Steps 2 and 3 are
-//!    the one TLS accept path the EMS-facing listeners share ([`crate::accept`]).
+//!    the one TLS accept path the EMS-facing listeners share (`crate::accept`).
 //! 3. **Subject check.** The client certificate's names (`CN=…`, `DNS:…`) must match one of
 //!    [`Settings::allowed_clients`]; otherwise the connection is closed (a TLS close_notify,
 //!    then FIN) and counted as `reason="subject"`. An empty list admits nobody.

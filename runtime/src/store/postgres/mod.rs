@@ -295,9 +295,15 @@ fn pool(options: &PostgresOptions, label: &Path) -> Result<Pool, StoreError> {
         .user(&options.user)
         .application_name("hl7gw")
         .connect_timeout(options.connect_timeout)
-        // A dead server or a cut network is noticed by the kernel within a minute, not hours.
+        // A dead server or a cut network is noticed by the kernel within a minute, not hours:
+        // keepalives while the connection is quiet, and a bound on unacknowledged data while
+        // a query is in flight (keepalives are not sent then), so a half-open connection
+        // fails the call instead of stalling a lease renewal or a commit for many minutes.
         .keepalives(true)
         .keepalives_idle(Duration::from_secs(30))
+        .keepalives_interval(Duration::from_secs(10))
+        .keepalives_retries(3)
+        .tcp_user_timeout(Duration::from_secs(30))
         .options(format!(
             "-c idle_in_transaction_session_timeout={}",
             options.idle_in_transaction_timeout.as_millis().max(1)
