@@ -247,7 +247,7 @@ fn three_replicas_keep_one_ordered_stream_through_kills_and_a_pause_past_the_lea
         || {
             replicas[i]
                 .log_text()
-                .contains("another replica took over the stream's lease")
+                .contains("the stream's lease was taken over")
         },
         || replicas[i].log_tail(20),
     );

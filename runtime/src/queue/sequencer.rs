@@ -430,7 +430,7 @@ impl<T: Transport> Sequencer<T> {
                     let token = leading.map_or(0, |l| l.fence.token);
                     tracing::warn!(
                         destination = %self.destination, token,
-                        "queue: another replica took over the stream's lease; this one stops delivering it"
+                        "queue: the stream's lease was taken over, or could not be renewed before it lapsed; this replica stops delivering it until it leads again"
                     );
                     self.emit(SequencerEvent::LeaseLost { token });
                 }
@@ -646,7 +646,8 @@ impl<T: Transport> Sequencer<T> {
     }
 
     /// Sends `outgoing` while keeping the lease renewed; `None` when the lease was taken
-    /// over meanwhile (the send is abandoned: its outcome could not be recorded).
+    /// over meanwhile, or could not be renewed before it lapsed (the send is abandoned: its
+    /// outcome could not be recorded, and finishing it might overtake the next leader).
     async fn send_leading(&mut self, outgoing: &Outgoing<'_>) -> Option<crate::client::Outcome> {
         let Some(leading) = &self.leading else {
             return None;
@@ -657,16 +658,24 @@ impl<T: Transport> Sequencer<T> {
             self.lease,
             self.renew_every(),
         );
-        let mut renew_at = leading.renew_at;
+        let (mut renew_at, mut valid_until) = (leading.renew_at, leading.valid_until);
         let keep_renewed = async move {
             loop {
-                tokio::time::sleep_until(renew_at).await;
-                match store.lease_renew(&fence, lease).await {
-                    Ok(Some(info)) => fence = info.fence(),
-                    Ok(None) => return,
-                    // The database is unreachable: the fence decides when the outcome is
-                    // recorded; keep trying.
-                    Err(_) => {}
+                tokio::time::sleep_until(renew_at.min(valid_until)).await;
+                let asked = Instant::now();
+                match tokio::time::timeout_at(valid_until, store.lease_renew(&fence, lease)).await {
+                    Ok(Ok(Some(info))) => {
+                        fence = info.fence();
+                        valid_until = asked + lease;
+                    }
+                    Ok(Ok(None)) => return,
+                    // The database did not answer in time. Up to `valid_until` the lease
+                    // surely holds; past it another replica may have taken the stream over
+                    // and sent the next message, so this send is abandoned rather than
+                    // finish out of turn (the message stays in flight and is resent, same
+                    // MSH-10, by whoever leads next).
+                    _ if Instant::now() >= valid_until => return,
+                    _ => {}
                 }
                 renew_at = Instant::now() + every;
             }
