@@ -234,12 +234,17 @@ async fn mllp_connections_are_capped_and_idle_ones_closed() {
     use hl7gw_runtime::mllp::Deframer;
     use tokio::net::TcpStream;
 
-    let running = start(true, ListenerLimits::new(2, Duration::from_millis(600))).await;
+    let running = start(true, ListenerLimits::new(2, Duration::from_millis(1500))).await;
     let (addr, queue) = (running.mllp.unwrap(), running.queue.clone());
 
-    // Two idle connections take both slots; a third is closed at once.
+    // Two idle connections take both slots; a third is closed at once. Each connection's
+    // slot is taken in its own task after admission, so tasks started together may take
+    // them in any order: each connection is given time to take its slot before the next.
+    let settle = Duration::from_millis(200);
     let mut first = TcpStream::connect(addr).await.unwrap();
+    tokio::time::sleep(settle).await;
     let mut second = TcpStream::connect(addr).await.unwrap();
+    tokio::time::sleep(settle).await;
     let mut third = TcpStream::connect(addr).await.unwrap();
     assert!(
         closed_within(&mut third, Duration::from_millis(400)).await,
