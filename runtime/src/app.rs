@@ -834,7 +834,9 @@ async fn record_send_latency(
     }
 }
 
-/// The queue's depth, oldest age and held flag into the metrics, every 5 s.
+/// The queue's depth, oldest age and held flag into the metrics, every 5 s. Whether the
+/// stream is stalled and whether this replica leads it are known without the store, so they
+/// stay current while the store is away (the depth and age keep their last values then).
 async fn update_queue_gauges(
     queue: crate::queue::Queue,
     gauges: Arc<Metrics>,
@@ -850,9 +852,9 @@ async fn update_queue_gauges(
                     .map(Duration::from_secs),
                 status.held,
             );
-            gauges.set_queue_stalled(status.stalled.is_some());
-            gauges.set_queue_leader(queue.leading(DESTINATION).is_some());
         }
+        gauges.set_queue_stalled(queue.stalled(DESTINATION).is_some());
+        gauges.set_queue_leader(queue.leading(DESTINATION).is_some());
         tokio::select! {
             () = tokio::time::sleep(Duration::from_secs(5)) => {}
             () = &mut stopping => return,

@@ -25,7 +25,7 @@ use hl7gw_runtime::store::{LeaseInfo, Store};
 use hl7gw_tests::messages::{ids, oru};
 use hl7gw_tests::postgres::{ChildStore, TestPostgres};
 use hl7gw_tests::trust::{self, Reply, Trust};
-use sender_support::{Sender, SenderConfig, child_main, wait_until};
+use sender_support::{Sender, SenderConfig, child_main, http, wait_until};
 
 /// The gateway child's entry point (see `sender_support`).
 #[test]
@@ -324,4 +324,96 @@ fn three_replicas_keep_one_ordered_stream_through_ten_kills_and_a_pause_past_the
         },
         || replicas[i].log_tail(20),
     );
+}
+
+#[test]
+fn while_the_database_is_away_the_stream_waits_stalled_and_resumes_in_order() {
+    // A server of its own: this test stops it.
+    let Some(server) = TestPostgres::start("while_the_database_is_away_the_stream_waits") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let database = ChildStore::create(&server, "away_out", dir.path(), LEASE_MS);
+    let store = database.open();
+    let trust = Trust::start(trust::dev_tls());
+    // Slow enough that the stream is still going when the database goes.
+    trust.set_default(Reply::Delay(Duration::from_millis(20)));
+    let control_ids = ids("AW", 1..=60);
+    let start = |name: &str| {
+        let mut config = SenderConfig::new(dir.path().join(format!("{name}.sqlite")), trust.url());
+        config.postgres = Some(database.clone());
+        Sender::start(config, &dir.path().join(format!("{name}.log")))
+    };
+    let replicas = [start("a"), start("b")];
+    let messages: Vec<Vec<u8>> = control_ids.iter().map(|id| oru(id)).collect();
+    Queue::new(store.clone())
+        .blocking()
+        .enqueue_all(DESTINATION, &messages[..50])
+        .unwrap();
+    wait_until(
+        "10 messages delivered",
+        || trust.committed().len() >= 10,
+        || summary(&trust),
+    );
+
+    server.stop();
+    let gone = Instant::now();
+    // What the operator sees on every replica: /healthz 503 naming the store, the stream
+    // stalled (its reason in `GET /outbound`), and intake refusing with 503 (nothing is
+    // said queued that is not committed).
+    for replica in &replicas {
+        let health = replica.wait_healthz(503);
+        assert!(
+            health.to_string().contains("\"store\""),
+            "the store named: {health}"
+        );
+        wait_until(
+            "hl7gw_queue_stalled 1",
+            || replica.gauge("hl7gw_queue_stalled") == Some(1),
+            || replica.log_tail(10),
+        );
+        let (status, body) = http(replica.intake, "GET", "/outbound", b"");
+        assert_eq!(status, 503, "{body}");
+        assert!(body.contains("the stream is stalled since"), "{body}");
+        let (status, refusal) = replica.post(&messages[50]);
+        assert_eq!(status, 503, "{refusal}");
+    }
+    let delivered_while_away = trust.committed().len();
+    // Away for a few seconds in all (past the lease: the leader loses it too).
+    std::thread::sleep(Duration::from_millis(3_000).saturating_sub(gone.elapsed()));
+    assert!(
+        trust.committed().len() <= delivered_while_away + 1,
+        "nothing recorded while the database is away but the send already on the wire: {}",
+        summary(&trust)
+    );
+    server.restart();
+
+    // Everything resumes: the rest is queued through the intake and delivered in order.
+    for message in &messages[50..] {
+        let (status, body) = replicas[1].post(message);
+        assert_eq!(status, 201, "{body}");
+    }
+    wait_until(
+        "the whole stream delivered",
+        || trust.committed().len() == control_ids.len(),
+        || summary(&trust),
+    );
+    assert!(
+        trust.committed() == control_ids,
+        "every message once, in order: {}",
+        summary(&trust)
+    );
+    assert!(
+        without_immediate_repeats(&trust.arrival_ids()) == control_ids,
+        "resends only of the message in flight: {}",
+        summary(&trust)
+    );
+    for replica in &replicas {
+        replica.wait_healthz(200);
+        wait_until(
+            "hl7gw_queue_stalled 0",
+            || replica.gauge("hl7gw_queue_stalled") == Some(0),
+            || replica.log_tail(10),
+        );
+    }
 }

@@ -225,7 +225,9 @@ impl Queue {
         }
     }
 
-    fn stall(&self, destination: &str) -> Option<Stall> {
+    /// Why a sequencer in this process cannot move `destination`'s stream on, if it
+    /// cannot: known without the store (the `hl7gw_queue_stalled` metric).
+    pub fn stalled(&self, destination: &str) -> Option<Stall> {
         let stalls = self.stalls.lock().unwrap_or_else(|e| e.into_inner());
         stalls.get(destination).cloned()
     }
@@ -315,7 +317,7 @@ impl Queue {
         let head = self.head_info(destination).await?;
         let counts = self.store.queue_counts(destination.to_owned()).await?;
         let mut status = stream_status(destination, head, counts);
-        status.stalled = self.stall(destination);
+        status.stalled = self.stalled(destination);
         status.leader = match self.leading(destination) {
             Some(lease) => Some(lease),
             // A replica that does not lead reads who does from the store.
