@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use hl7gw_runtime::config::{Acknowledgement, Environment, SinkConfig};
 use hl7gw_tests::child::{ChildProcess, ChildSpec, loopback_options, serve_test_gateway};
-use hl7gw_tests::postgres::ChildStore;
+use hl7gw_tests::postgres::{ChildStore, TestPostgres};
 use serde_json::{Value, json};
 
 /// Set in the child's environment: its [`GatewayConfig`] as JSON.
@@ -351,6 +351,43 @@ pub fn stored_rows(store: &Path) -> Vec<StoredRow> {
         .unwrap()
         .collect::<Result<Vec<_>, _>>()
         .unwrap()
+}
+
+/// [`stored_rows`] of a gateway on PostgreSQL: the same columns, read with `psql` (the
+/// bytes as hex, every row as one JSON object).
+pub fn stored_rows_postgres(server: &TestPostgres, dbname: &str) -> Vec<StoredRow> {
+    let json = server.psql(
+        dbname,
+        "SELECT COALESCE(json_agg(json_build_object(\
+           'id', id, 'control_id', control_id, 'message_type', message_type, \
+           'status', status, 'ack_code', ack_code, 'ack', encode(ack, 'hex'), \
+           'raw', encode(raw, 'hex'), 'record_json', record_json, 'peer_ip', peer_ip, \
+           'peer_subject', peer_subject, 'sink', sink) ORDER BY id), '[]') \
+         FROM inbound_messages",
+    );
+    let rows: Vec<Value> = serde_json::from_str(&json).unwrap();
+    let text = |row: &Value, key: &str| row[key].as_str().map(str::to_owned);
+    let bytes = |row: &Value, key: &str| -> Vec<u8> {
+        let hex = row[key].as_str().unwrap().as_bytes();
+        hex.chunks(2)
+            .map(|pair| u8::from_str_radix(std::str::from_utf8(pair).unwrap(), 16).unwrap())
+            .collect()
+    };
+    rows.iter()
+        .map(|row| StoredRow {
+            id: row["id"].as_i64().unwrap(),
+            control_id: text(row, "control_id").unwrap(),
+            message_type: text(row, "message_type").unwrap(),
+            status: text(row, "status").unwrap(),
+            ack_code: text(row, "ack_code").unwrap(),
+            ack: bytes(row, "ack"),
+            raw: bytes(row, "raw"),
+            record: text(row, "record_json").map(|json| serde_json::from_str(&json).unwrap()),
+            peer_ip: text(row, "peer_ip"),
+            peer_subject: text(row, "peer_subject"),
+            sink: text(row, "sink").unwrap(),
+        })
+        .collect()
 }
 
 /// The committed rows with this control id.

@@ -354,10 +354,14 @@ impl Sender {
 /// `gw-demo queue …` for the store of `config`, as the generated binary runs it: what it
 /// prints.
 pub fn queue_command(config: &SenderConfig, command: &QueueCommand) -> String {
-    let config = serde_json::from_str(&config.to_json()).unwrap();
-    let environment = environment(&config).unwrap();
+    let config: Value = serde_json::from_str(&config.to_json()).unwrap();
+    let mut environment = environment(&config).unwrap();
     let store = config["store"].as_str().unwrap();
-    hl7gw_runtime::app::queue_command(&environment, &options(PathBuf::from(store)), command)
+    let mut options = options(PathBuf::from(store));
+    // On the child's database, when it has one.
+    hl7gw_tests::postgres::use_child_store(config.get("postgres"), &mut environment, &mut options)
+        .unwrap();
+    hl7gw_runtime::app::queue_command(&environment, &options, command)
         .unwrap_or_else(|e| panic!("queue command {command:?} failed: {e}"))
 }
 
