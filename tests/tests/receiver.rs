@@ -25,10 +25,10 @@ mod receiver_support;
 
 use std::future::Future;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 use std::process::Command;
-use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -37,17 +37,16 @@ use hl7gw_tests::engines::{
     self, BizTalkOutcome, HapiOutcome, IrisAction, MirthStatus, RhapsodyOutcome,
 };
 use hl7gw_tests::messages::{self as samples, AckView};
+use hl7gw_tests::postgres::{ChildStore, TestPostgres};
 use hl7gw_tests::wire::{self, Http, RawResponse, client_config, connect};
 use receiver_support::pki::{self, Ca, CertDir, Validity};
-use hl7gw_tests::postgres::{ChildStore, TestPostgres};
 use receiver_support::{
-    Gateway, GatewayConfig, Spec, StoredRow, child_main, committed, stored_rows,
+    Gateway, GatewayConfig, Spec, StoredRow, Webhook, child_main, committed, stored_rows,
     stored_rows_postgres,
 };
 use rustls::ClientConfig;
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
+use tokio::io::AsyncWriteExt;
 
 /// Every test body runs inside this bound.
 const TEST_LIMIT: Duration = Duration::from_secs(90);
@@ -1045,91 +1044,7 @@ async fn as_requested_answers_a_commit_ack_to_enhanced_mode() {
 // ---------------------------------------------------------------------------------------
 // A webhook sink that fails (gw-northwest's TEST environment).
 
-/// A webhook on 127.0.0.1 answering `status` (0: close without answering) and recording
-/// the JSON bodies it received.
-struct Webhook {
-    addr: SocketAddr,
-    status: Arc<AtomicU16>,
-    received: Arc<Mutex<Vec<Value>>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Webhook {
-    async fn start(status: u16) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let status = Arc::new(AtomicU16::new(status));
-        let received = Arc::new(Mutex::new(Vec::new()));
-        let (s, r) = (status.clone(), received.clone());
-        let task = tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let (s, r) = (s.clone(), r.clone());
-                tokio::spawn(async move {
-                    let mut stream = stream;
-                    let Ok(request) = read_request(&mut stream).await else {
-                        return;
-                    };
-                    r.lock().unwrap().push(request);
-                    let code = s.load(Ordering::SeqCst);
-                    let answer = format!(
-                        "HTTP/1.1 {code} {}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-                        if code < 300 {
-                            "OK"
-                        } else {
-                            "Internal Server Error"
-                        }
-                    );
-                    let _ = stream.write_all(answer.as_bytes()).await;
-                    let _ = stream.shutdown().await;
-                });
-            }
-        });
-        Self {
-            addr,
-            status,
-            received,
-            task,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}/ems/northwest/test/patients", self.addr)
-    }
-
-    fn received(&self) -> Vec<Value> {
-        self.received.lock().unwrap().clone()
-    }
-}
-
-/// Reads one HTTP request's JSON body (Content-Length framing), bounded.
-async fn read_request(stream: &mut tokio::net::TcpStream) -> io::Result<Value> {
-    let mut raw = Vec::new();
-    loop {
-        let mut chunk = [0u8; 4096];
-        let n = tokio::time::timeout(wire::IO_LIMIT, stream.read(&mut chunk))
-            .await
-            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "webhook request"))??;
-        raw.extend_from_slice(&chunk[..n]);
-        if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
-            let len: usize = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length:"))
-                .and_then(|v| v.trim().parse().ok())
-                .unwrap_or(0);
-            if raw.len() >= end + 4 + len {
-                return serde_json::from_slice(&raw[end + 4..end + 4 + len])
-                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e));
-            }
-        }
-        if n == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "webhook request",
-            ));
-        }
-    }
-}
+// The webhook peer is `receiver_support::Webhook`.
 
 #[tokio::test]
 async fn a_failing_webhook_sink_is_a_503_and_nothing_is_committed() {

@@ -15,8 +15,8 @@ mod receiver_support;
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::io::Write;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -27,7 +27,7 @@ use hl7gw_tests::messages::{self as samples, AckView};
 use hl7gw_tests::postgres::ChildStore;
 use hl7gw_tests::postgres::TestPostgres;
 use hl7gw_tests::wire::{self, Http, RawResponse, client_config, connect};
-use receiver_support::{Gateway, GatewayConfig, Spec, child_main, pki};
+use receiver_support::{Gateway, GatewayConfig, Spec, Webhook, child_main, pki};
 
 const TEST_LIMIT: Duration = Duration::from_secs(90);
 
@@ -57,17 +57,40 @@ async fn post(gateway: SocketAddr, body: Arc<Vec<u8>>) -> RawResponse {
 /// One message on a fresh connection: the answer, or why there was none (a replica that
 /// was just killed refuses or drops the connection).
 async fn try_post(gateway: SocketAddr, body: Arc<Vec<u8>>) -> std::io::Result<RawResponse> {
-    let engine = client_config(&pki::demo_gateway_ca(), Some(&pki::demo_engine()), &[]);
+    post_as(Spec::Demo, gateway, body).await
+}
+
+/// [`try_post`] to a gateway of `spec`, as its Trust's engine.
+async fn post_as(
+    spec: Spec,
+    gateway: SocketAddr,
+    body: Arc<Vec<u8>>,
+) -> std::io::Result<RawResponse> {
+    // As each Trust's engine labels HL7 (see `tests/receiver.rs`).
+    let (engine, content_type) = match spec {
+        Spec::Northwest => (
+            client_config(
+                &pki::northwest_gateway_ca(),
+                Some(&pki::northwest_engine()),
+                &[],
+            ),
+            "text/plain; charset=UTF-8",
+        ),
+        _ => (
+            client_config(&pki::demo_gateway_ca(), Some(&pki::demo_engine()), &[]),
+            "application/hl7-v2",
+        ),
+    };
     let request = wire::post(
-        Spec::Demo.path(),
+        spec.path(),
         &[
-            format!("Host: {}:{}", Spec::Demo.hostname(), gateway.port()),
-            "Content-Type: application/hl7-v2".to_owned(),
+            format!("Host: {}:{}", spec.hostname(), gateway.port()),
+            format!("Content-Type: {content_type}"),
             format!("Content-Length: {}", body.len()),
         ],
         &body,
     );
-    let tls = connect(gateway, Spec::Demo.hostname(), engine).await?;
+    let tls = connect(gateway, spec.hostname(), engine).await?;
     let mut http = Http::new(tls);
     http.send(&request).await?;
     http.read_response().await
@@ -311,6 +334,68 @@ async fn sixteen_strict_senders_while_one_replica_is_killed_repeatedly_store_eac
              once each; {failed} tries refused, dropped or 503 and retried at the other replica"
         );
         drop(steady);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_message_at_two_replicas_at_once_reaches_the_webhook_once() {
+    let Some(server) = TestPostgres::shared("the_same_message_at_two_replicas_reaches") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let store = ChildStore::create(server, "claims", dir.path(), 10_000);
+    // A slow webhook: the first replica is still delivering when the second gets the copy.
+    let webhook = Webhook::start(200).await;
+    webhook.delay_ms.store(300, Ordering::SeqCst);
+    let replica = |name: &str| {
+        let mut config =
+            GatewayConfig::new(Spec::Northwest, dir.path().join(format!("{name}.sqlite")));
+        config.postgres = Some(store.clone());
+        config.webhook = Some(webhook.url());
+        Gateway::start(config, &dir.path().join(format!("{name}.log")))
+    };
+    let replicas = [replica("a"), replica("b")];
+    bounded(async {
+        let rounds = 6;
+        for round in 0..rounds {
+            let control_id = format!("CLAIM-{round}");
+            let (message, _) = samples::northwest_sample("ADT^A28", &control_id).unwrap();
+            let body = Arc::new(message);
+            let mut racers = tokio::task::JoinSet::new();
+            for n in 0..4 {
+                let addr = replicas[n % 2].listen;
+                racers.spawn(post_as(Spec::Northwest, addr, Arc::clone(&body)));
+            }
+            let answers: Vec<RawResponse> = racers
+                .join_all()
+                .await
+                .into_iter()
+                .map(Result::unwrap)
+                .collect();
+            for answer in &answers {
+                assert_eq!(answer.status, 200, "{}", answer.body_text());
+                let ack = AckView::read(&answer.body_text()).expect("an ACK");
+                assert_eq!(ack.code(), "AA");
+                assert_eq!(answer.body, answers[0].body, "round {round}: one ACK");
+            }
+        }
+        // Each message reached the webhook once, whichever replica delivered it.
+        let delivered: Vec<String> = webhook
+            .received()
+            .iter()
+            .map(|body| body["control_id"].as_str().unwrap().to_owned())
+            .collect();
+        let expected: Vec<String> = (0..rounds).map(|r| format!("CLAIM-{r}")).collect();
+        assert_eq!(delivered, expected, "each key delivered once");
+        let committed = tokio::task::block_in_place(|| {
+            server.psql(
+                &store.dbname,
+                "SELECT COUNT(*), COUNT(DISTINCT control_id) FROM inbound_messages \
+                 WHERE status = 'committed'",
+            )
+        });
+        assert_eq!(committed, format!("{rounds}|{rounds}"));
     })
     .await;
 }
