@@ -1069,11 +1069,13 @@ pub fn queue_command(
             None => return Err(crate::queue::QueueError::NotFound(*id).into()),
         },
         QueueCommand::Retry(id) => {
-            q.retry(*id).map_err(failed)?;
+            q.retry(*id, &crate::store::audit::Operator::cli(None))
+                .map_err(failed)?;
             format!("message {id} released: it is sent again next")
         }
         QueueCommand::Skip(id, note) => {
-            q.skip(*id, note.as_deref()).map_err(failed)?;
+            q.skip(*id, &crate::store::audit::Operator::cli(note.as_deref()))
+                .map_err(failed)?;
             format!("message {id} skipped (kept in the store); the stream moves on")
         }
     })
