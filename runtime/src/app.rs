@@ -133,6 +133,9 @@ pub enum AppError {
     /// A queue command failed.
     #[error("{0}")]
     Queue(#[from] crate::queue::QueueError),
+    /// The operations console could not be set up (no randomness for its CSRF token).
+    #[error("{0}")]
+    Console(#[from] crate::console::ConsoleError),
     /// The async runtime did not start.
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
@@ -160,6 +163,7 @@ impl AppError {
             | Self::Intake(crate::intake::IntakeError::Bind { .. })
             | Self::Queue(QueueError::Store(_))
             | Self::Runtime(_)
+            | Self::Console(_)
             | Self::TaskFailed(_) => true,
             Self::Reload(e) => e.is_io(),
             Self::NoEnvironment { .. }
@@ -602,6 +606,7 @@ pub async fn serve(
     })?;
     let board = TaskBoard::default();
     let health = HealthCheck::new(store.clone(), board.clone(), prepared.certificates);
+    let console_certificates = health.expiries();
     // After a reload, `/healthz` reads the new certificates' expiry dates.
     let reloader = {
         let (expiries, files) = (health.expiries(), resolved.clone());
@@ -683,6 +688,22 @@ pub async fn serve(
         }
         _ => None,
     };
+
+    // The console shows this customer × environment: the sending queue when it sends (an
+    // operator's retry wakes its sequencer), else a queue on the same store.
+    let console = crate::console::Console::new(vec![crate::console::ConsolePart {
+        customer_code: spec.customer_code.to_string(),
+        customer_name: spec.customer_name.to_string(),
+        env: environment.name.as_str().to_owned(),
+        store: store.clone(),
+        queue: sending.as_ref().map_or_else(
+            || crate::queue::Queue::new(store.clone()),
+            |(queue, ..)| queue.clone(),
+        ),
+        metrics: metrics.clone(),
+        certificates: console_certificates,
+    }])?;
+    let ops = ops.with_console(console);
 
     let (stop, stopped) = tokio::sync::watch::channel(false);
     tracing::info!(

@@ -199,7 +199,7 @@ mod tests {
         let now = timestamp::parse("2026-12-03T13:27:05.000000Z").unwrap();
         assert_eq!(
             timestamp::format(cutoff(now)),
-            "2026-12-03T12:40:00.000000Z"
+            "2026-12-03T12:30:00.000000Z"
         );
         let row = |k: &str, p: &str, c: &str, n: i64| (k.into(), p.into(), c.into(), n);
         let activity = from_rows(
@@ -207,11 +207,11 @@ mod tests {
             vec![
                 row("in", "2026-12-03T13:2", "AA", 3),
                 row("in", "2026-12-03T13:2", "CR", 1),
-                row("in", "2026-12-03T12:4", "AE", 2),
+                row("in", "2026-12-03T12:3", "AE", 2),
                 row("sent", "2026-12-03T13:0", "", 4),
                 row("resp", "2026-12-03T13:0", "AR", 1),
                 // Before the first bar: not counted.
-                row("in", "2026-12-03T12:3", "AA", 9),
+                row("in", "2026-12-03T12:2", "AA", 9),
             ],
         );
         assert_eq!(activity.slots.len(), SLOTS);
@@ -227,6 +227,6 @@ mod tests {
         assert_eq!(activity.responses.ar, 1);
         assert_eq!(activity.slots[5].received, 4);
         assert_eq!(activity.slots[0].received, 2);
-        assert_eq!(activity.slots[2].sent, 4);
+        assert_eq!(activity.slots[3].sent, 4);
     }
 }

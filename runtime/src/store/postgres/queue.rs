@@ -392,7 +392,8 @@ pub(crate) async fn list(pool: Pool, filter: ListFilter) -> Result<Vec<MessageIn
         .prepare_cached(&format!(
             "SELECT {COLUMNS} FROM outbound_messages
              WHERE id > $1 AND ($2::TEXT IS NULL OR destination = $2) AND state = ANY($3)
-             ORDER BY id LIMIT $4"
+             ORDER BY id {} LIMIT $4",
+            if filter.newest_first { "DESC" } else { "ASC" }
         ))
         .await?;
     let limit = i64::from(filter.limit.min(MAX_LIST));

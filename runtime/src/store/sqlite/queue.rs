@@ -333,10 +333,11 @@ impl Sqlite {
             .map(|s| format!("'{}'", s.as_str()))
             .collect::<Vec<_>>()
             .join(", ");
+        let order = if filter.newest_first { "DESC" } else { "ASC" };
         let sql = format!(
             "SELECT {COLUMNS} FROM outbound_messages
              WHERE id > ?1 AND (?2 IS NULL OR destination = ?2) AND state IN ({in_list})
-             ORDER BY id LIMIT ?3"
+             ORDER BY id {order} LIMIT ?3"
         );
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(&sql)?;
