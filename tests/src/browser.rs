@@ -5,6 +5,9 @@
 //! prints "skipped: chromium not installed" and passes, unless `HL7GW_REQUIRE_BROWSER` is set
 //! (CI sets it), in which case it fails. `HL7GW_CHROMIUM` names another binary.
 
+// Test support: a browser that cannot run fails the test that asked for it.
+#![allow(clippy::expect_used, clippy::panic)]
+
 use std::fs::File;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};

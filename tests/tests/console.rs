@@ -33,7 +33,7 @@ fn child_sender_process() {
 }
 
 const WIDTH: u32 = 1280;
-const HEIGHT: u32 = 800;
+const HEIGHT: u32 = 480;
 /// The held state's badge (`--held` in console.css).
 const HELD_RED: [u8; 3] = [0xc0, 0x39, 0x2b];
 /// The top bar (`#1b2430`).
