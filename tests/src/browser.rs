@@ -1,4 +1,5 @@
-//! Headless Chromium for the suites that check what a person sees (the operations console):
+//! Headless Chromium for the suites that check what a person sees (the go-live report, the
+//! operations console):
 //! find it or say the test skipped, run it on a URL with a bound, read its screenshot.
 //!
 //! Chromium comes from Debian (`apt-get install -y chromium`). Without it a browser test
@@ -147,14 +148,51 @@ impl Screenshot {
         }
     }
 
+    /// The pixel at (`x`, `y`).
+    pub fn pixel(&self, x: u32, y: u32) -> [u8; 3] {
+        self.pixels[y as usize * self.width as usize + x as usize]
+    }
+
     /// Pixels within `tolerance` of `colour`.
     pub fn count(&self, colour: [u8; 3], tolerance: u8) -> usize {
-        self.pixels
-            .iter()
-            .filter(|p| {
-                p.iter()
-                    .zip(colour)
-                    .all(|(a, b)| a.abs_diff(b) <= tolerance)
+        self.find(colour, tolerance).0
+    }
+
+    /// Pixels within `tolerance` of `colour`: how many and their bounding box
+    /// (x0, y0, x1, y1).
+    pub fn find(&self, colour: [u8; 3], tolerance: u8) -> (usize, (u32, u32, u32, u32)) {
+        let mut count = 0;
+        let mut bbox = (u32::MAX, u32::MAX, 0, 0);
+        for y in 0..self.height {
+            for x in 0..self.width {
+                if near(self.pixel(x, y), colour, tolerance) {
+                    count += 1;
+                    bbox = (bbox.0.min(x), bbox.1.min(y), bbox.2.max(x), bbox.3.max(y));
+                }
+            }
+        }
+        (count, bbox)
+    }
+
+    /// Rows holding at least `min` pixels within `tolerance` of `colour`.
+    pub fn wide_rows(&self, colour: [u8; 3], tolerance: u8, min: usize) -> Vec<u32> {
+        (0..self.height)
+            .filter(|&y| {
+                (0..self.width)
+                    .filter(|&x| near(self.pixel(x, y), colour, tolerance))
+                    .count()
+                    >= min
+            })
+            .collect()
+    }
+
+    /// Dark (text-like) pixels in rows `y0..y1`.
+    pub fn dark_pixels(&self, y0: u32, y1: u32) -> usize {
+        (y0..y1.min(self.height))
+            .flat_map(|y| (0..self.width).map(move |x| (x, y)))
+            .filter(|&(x, y)| {
+                let [r, g, b] = self.pixel(x, y);
+                u32::from(r) + u32::from(g) + u32::from(b) < 3 * 110
             })
             .count()
     }
@@ -166,4 +204,11 @@ impl Screenshot {
         seen.dedup();
         seen.len()
     }
+}
+
+/// Whether `p` is within `tolerance` of `colour` in every channel.
+fn near(p: [u8; 3], colour: [u8; 3], tolerance: u8) -> bool {
+    p.iter()
+        .zip(colour)
+        .all(|(a, b)| a.abs_diff(b) <= tolerance)
 }
