@@ -1038,9 +1038,10 @@ pub fn store_migrate(
             source,
         })?;
     Ok(format!(
-        "copied {} inbound rows and {} outbound messages from {} into {}",
+        "copied {} inbound rows and {} outbound messages (and {} rows of the operators' audit trail) from {} into {}",
         copied.inbound,
         copied.outbound,
+        copied.audit,
         from.display(),
         target.path().display()
     ))

@@ -1091,7 +1091,12 @@ fn store_migrate_copies_an_sqlite_store_into_an_empty_postgres_store_with_its_id
     let target_options = options(server, &server.create_database("migrate_target"));
     let target = Store::open_postgres(&target_options).unwrap();
     let copied = target.import_sqlite(&sqlite).unwrap();
-    assert_eq!((copied.inbound, copied.outbound), (59, 4));
+    assert_eq!((copied.inbound, copied.outbound, copied.audit), (59, 4, 1));
+    // The operators' audit trail comes along, and its ids go on.
+    assert_eq!(
+        target.blocking().audit_list(None, 10).unwrap(),
+        s.audit_list(None, 10).unwrap()
+    );
     let t = target.blocking();
     for id in &inbound {
         assert_eq!(t.inbound(*id).unwrap(), s.inbound(*id).unwrap(), "row {id}");
