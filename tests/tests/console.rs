@@ -2,10 +2,11 @@
 //! child process (as in `tests/sender.rs`) sending to the stand-in Trust, which answers one
 //! message AR so the gateway holds the stream. Headless Chromium loads the console from the
 //! gateway's operations port and shows the held stream with its reason; POSTs without the
-//! page's CSRF token, from a foreign `Origin`, marked cross-site or without a reason are
-//! refused and change nothing; a retry POSTed by curl with the token taken from the page
-//! releases the message, the Trust gets it and the stream page's audit trail names the
-//! operator. A screenshot at 1280 px is checked not to be blank.
+//! page's CSRF token, from a foreign `Origin`, marked cross-site, naming the console by a DNS
+//! name (rebinding) or without a reason are refused and change nothing; a retry POSTed by
+//! curl with the token taken from the page releases the message, the Trust gets it and the
+//! stream page's audit trail names the operator. A screenshot at 1280 px is checked not to
+//! be blank.
 //!
 //! Chromium and curl are skipped when missing unless `HL7GW_REQUIRE_BROWSER` /
 //! `HL7GW_REQUIRE_CURL` are set (CI). `HL7GW_CONSOLE_SCREENSHOT=path` also saves the
@@ -187,6 +188,16 @@ fn the_console_shows_a_held_stream_and_a_retry_from_it_releases_the_message() {
             403,
         ),
         (vec![json.clone(), "X-CSRF-Token: 00".into()], body, 403),
+        // A DNS name pointed at the console (rebinding): refused, token or not.
+        (
+            vec![
+                json.clone(),
+                with_token.clone(),
+                "Host: evil.example".into(),
+            ],
+            body,
+            403,
+        ),
         (
             vec![json.clone(), with_token.clone()],
             r#"{"operator":"Ann Operator","reason":" "}"#,

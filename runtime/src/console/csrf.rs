@@ -13,6 +13,11 @@
 //!
 //! Clients that are not browsers (curl) send neither header and need the token only. GET
 //! never changes state.
+//!
+//! Every console request, GET included, must also name the listener by address: its `Host`
+//! is an IP address or `localhost` ([`check_host`]). A site whose DNS name is made to
+//! resolve to the console's address (DNS rebinding) would otherwise be "same-origin" with
+//! it, read the token and act.
 
 use hyper::HeaderMap;
 use hyper::header;
@@ -40,6 +45,9 @@ pub enum CsrfRefusal {
     /// The browser says the request comes from another site.
     #[error("Sec-Fetch-Site {0:?}: cross-site requests are refused")]
     FetchSite(String),
+    /// The `Host` is a DNS name other than `localhost` (or missing).
+    #[error("Host {0:?}: reach the console by IP address or localhost")]
+    Host(String),
     /// The `Origin` is not this listener's.
     #[error("Origin {origin:?} is not this console's ({expected:?})")]
     Origin {
@@ -85,6 +93,27 @@ impl CsrfToken {
     }
 }
 
+/// Refuses a request whose `Host` is not an IP address or `localhost` (with or without a
+/// port): see the module docs.
+pub fn check_host(headers: &HeaderMap) -> Result<(), CsrfRefusal> {
+    let host = headers
+        .get(header::HOST)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .unwrap_or_default();
+    let name = match host.strip_prefix('[') {
+        // [v6]:port
+        Some(rest) => rest.split(']').next().unwrap_or(""),
+        None => host
+            .rsplit_once(':')
+            .map_or(host.as_str(), |(name, _)| name),
+    };
+    if name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok() {
+        Ok(())
+    } else {
+        Err(CsrfRefusal::Host(host))
+    }
+}
+
 /// Compares in time independent of where the first difference is.
 fn equal(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
@@ -101,6 +130,30 @@ mod tests {
             map.insert(*k, HeaderValue::from_str(v).unwrap());
         }
         map
+    }
+
+    #[test]
+    fn the_host_must_be_an_address_or_localhost() {
+        for ok in [
+            "127.0.0.1:9444",
+            "localhost:9444",
+            "[::1]:9444",
+            "10.1.2.3",
+            "LOCALHOST",
+        ] {
+            assert_eq!(check_host(&headers(&[("host", ok)])), Ok(()), "{ok}");
+        }
+        for refused in [
+            "evil.example:9444",
+            "evil.example",
+            "127.0.0.1.evil.example:80",
+        ] {
+            assert!(
+                check_host(&headers(&[("host", refused)])).is_err(),
+                "{refused}"
+            );
+        }
+        assert!(check_host(&HeaderMap::new()).is_err());
     }
 
     #[test]

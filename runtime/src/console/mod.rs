@@ -120,6 +120,10 @@ impl Console {
         request: Request<Incoming>,
         peer: SocketAddr,
     ) -> Response<Full<Bytes>> {
+        if let Err(refused) = csrf::check_host(request.headers()) {
+            tracing::warn!(peer = %peer, "console: refused a request: {refused}");
+            return page::error(StatusCode::FORBIDDEN, refused);
+        }
         let path = request.uri().path().to_owned();
         let rest = path
             .strip_prefix("/console")
