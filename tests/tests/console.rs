@@ -5,8 +5,8 @@
 //! page's CSRF token, from a foreign `Origin`, marked cross-site, naming the console by a DNS
 //! name (rebinding) or without a reason are refused and change nothing; a retry POSTed by
 //! curl with the token taken from the page releases the message, the Trust gets it and the
-//! stream page's audit trail names the operator. A screenshot at 1280 px is checked not to
-//! be blank.
+//! stream page's audit trail names the operator; opening the message shows its bytes and is
+//! recorded too. A screenshot at 1280 px is checked not to be blank.
 //!
 //! Chromium and curl are skipped when missing unless `HL7GW_REQUIRE_BROWSER` /
 //! `HL7GW_REQUIRE_CURL` are set (CI). `HL7GW_CONSOLE_SCREENSHOT=path` also saves the
@@ -258,6 +258,20 @@ fn the_console_shows_a_held_stream_and_a_retry_from_it_releases_the_message() {
     assert_eq!(idle["delivered"], 3, "{idle:#}");
     assert_eq!(trust.committed(), control_ids);
 
+    // Opening a message shows its bytes and is recorded; a delivered message is not retried.
+    let open_path = format!("/console/demo/test/messages/{}/open", queue_ids[1]);
+    let headers = [
+        "Content-Type: application/json".to_owned(),
+        format!("X-CSRF-Token: {token}"),
+    ];
+    let opened = r#"{"operator":"Bob Operator","reason":"Trust asked what was sent"}"#;
+    let (status, answer) = curl_post(ops, &open_path, &headers, opened);
+    assert_eq!(status, 200, "{answer}");
+    let answer: Value = serde_json::from_str(&answer).unwrap();
+    assert!(answer["raw"].as_str().unwrap().contains(&pid), "{answer:#}");
+    let (status, answer) = curl_post(ops, &retry_path, &headers, body);
+    assert_eq!(status, 409, "{answer}");
+
     // The audit trail on the stream page: who, from where, why.
     let page = browser::run(
         &chromium,
@@ -284,4 +298,10 @@ fn the_console_shows_a_held_stream_and_a_retry_from_it_releases_the_message() {
         1,
         "one retry recorded: {trail}"
     );
+    let (open_at, retry_at) = (trail.find("<td>open</td>"), trail.find("<td>retry</td>"));
+    assert!(
+        open_at.is_some() && trail.contains("Bob Operator"),
+        "{trail}"
+    );
+    assert!(open_at < retry_at, "newest first: {trail}");
 }

@@ -201,7 +201,7 @@ async fn answer(
     if path != "/healthz" && path != "/metrics" {
         return text(
             StatusCode::NOT_FOUND,
-            "not found: GET /healthz or /metrics\n",
+            "not found: GET /healthz, /metrics or /console\n",
         );
     }
     if request.method() != Method::GET && request.method() != Method::HEAD {
