@@ -387,6 +387,27 @@ mod tests {
             !stream.contains("9434765919"),
             "no patient data on the stream page"
         );
+        // A held head with more newer messages than the page lists is still on it.
+        let newer: Vec<Vec<u8>> = (0..=view::STREAM_PAGE_MESSAGES)
+            .map(|n| {
+                String::from_utf8_lossy(RAW)
+                    .replace("MSG<1>", &format!("NEWER{n}"))
+                    .into_bytes()
+            })
+            .collect();
+        console.parts[0]
+            .queue
+            .enqueue_all("engine", newer)
+            .await
+            .unwrap();
+        let crowded = body(console.stream_page("demo", "test", "engine").await).await;
+        assert!(
+            crowded.contains("NEWER200<") && !crowded.contains("NEWER0<"),
+            "{crowded}"
+        );
+        assert!(crowded.contains("MSG&lt;1&gt;"), "the held head is listed");
+        assert!(crowded.contains(&format!(r#"data-action="retry" data-id="{id}""#)));
+
         let missing = console.stream_page("demo", "test", "nowhere").await;
         assert_eq!(missing.status(), StatusCode::NOT_FOUND);
 

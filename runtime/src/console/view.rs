@@ -15,7 +15,8 @@ use crate::store::timestamp;
 /// The height of a chart's drawing area, in SVG units.
 const CHART_HEIGHT: u64 = 40;
 
-/// How many messages the stream page lists.
+/// How many messages the stream page lists (the newest; the stream's head is added when
+/// older).
 pub const STREAM_PAGE_MESSAGES: u32 = 200;
 
 /// How many audit rows the stream page lists.
@@ -422,7 +423,7 @@ impl ConsolePart {
             return Ok(None);
         }
         let status = self.queue.status(destination).await?;
-        let messages = self
+        let mut messages = self
             .queue
             .list(ListFilter {
                 destination: Some(destination.to_owned()),
@@ -431,6 +432,13 @@ impl ConsolePart {
                 ..ListFilter::default()
             })
             .await?;
+        // The head (the message holding or being sent) is always listed, at the end where
+        // it belongs, however many newer messages wait behind it.
+        if let Some(head) = &status.head {
+            if !messages.iter().any(|m| m.id == head.id) {
+                messages.push(head.clone());
+            }
+        }
         let audit = self
             .store
             .audit_list(Some(destination.to_owned()), STREAM_PAGE_AUDIT)
