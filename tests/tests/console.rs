@@ -104,16 +104,13 @@ fn the_console_shows_a_held_stream_and_a_retry_from_it_releases_the_message() {
     let held = sender.wait_status("a held stream", |s| s["state"] == "held");
     let ops = sender.ops;
     let work = dir.path();
+    // The DOM as Chromium parsed, laid out and scripted it.
+    let dump =
+        |name: &str, url: &str| browser::run(&chromium, work, name, &["--dump-dom".into()], url);
 
     // The overview, as Chromium renders it from the running gateway.
     let overview_url = format!("http://{ops}/console");
-    let dom = browser::run(
-        &chromium,
-        work,
-        "overview",
-        &["--dump-dom".into()],
-        &overview_url,
-    );
+    let dom = dump("overview", &overview_url);
     for needle in [
         "Demo NHS Foundation Trust",
         r#"data-part="demo/test""#,
@@ -138,13 +135,7 @@ fn the_console_shows_a_held_stream_and_a_retry_from_it_releases_the_message() {
 
     // The stream page: the messages' metadata, newest first, and no patient data.
     let stream_url = format!("http://{ops}/console/demo/test/engine");
-    let page = browser::run(
-        &chromium,
-        work,
-        "stream",
-        &["--dump-dom".into()],
-        &stream_url,
-    );
+    let page = dump("stream", &stream_url);
     let positions: Vec<usize> = c.iter().map(|id| page.find(id.as_str()).unwrap()).collect();
     assert!(
         positions[2] < positions[1] && positions[1] < positions[0],
@@ -273,13 +264,7 @@ fn the_console_shows_a_held_stream_and_a_retry_from_it_releases_the_message() {
     assert_eq!(status, 409, "{answer}");
 
     // The audit trail on the stream page: who, from where, why.
-    let page = browser::run(
-        &chromium,
-        work,
-        "audit",
-        &["--dump-dom".into()],
-        &stream_url,
-    );
+    let page = dump("audit", &stream_url);
     let trail = &page[page.find("Audit trail").expect("an audit section")..];
     for needle in [
         "retry",
