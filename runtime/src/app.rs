@@ -133,6 +133,9 @@ pub enum AppError {
     /// A queue command failed.
     #[error("{0}")]
     Queue(#[from] crate::queue::QueueError),
+    /// The operations console could not be set up (no randomness for its CSRF token).
+    #[error("{0}")]
+    Console(#[from] crate::console::ConsoleError),
     /// The async runtime did not start.
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
@@ -160,6 +163,7 @@ impl AppError {
             | Self::Intake(crate::intake::IntakeError::Bind { .. })
             | Self::Queue(QueueError::Store(_))
             | Self::Runtime(_)
+            | Self::Console(_)
             | Self::TaskFailed(_) => true,
             Self::Reload(e) => e.is_io(),
             Self::NoEnvironment { .. }
@@ -602,6 +606,7 @@ pub async fn serve(
     })?;
     let board = TaskBoard::default();
     let health = HealthCheck::new(store.clone(), board.clone(), prepared.certificates);
+    let console_certificates = health.expiries();
     // After a reload, `/healthz` reads the new certificates' expiry dates.
     let reloader = {
         let (expiries, files) = (health.expiries(), resolved.clone());
@@ -683,6 +688,22 @@ pub async fn serve(
         }
         _ => None,
     };
+
+    // The console shows this customer × environment: the sending queue when it sends (an
+    // operator's retry wakes its sequencer), else a queue on the same store.
+    let console = crate::console::Console::new(vec![crate::console::ConsolePart {
+        customer_code: spec.customer_code.to_string(),
+        customer_name: spec.customer_name.to_string(),
+        env: environment.name.as_str().to_owned(),
+        store: store.clone(),
+        queue: sending.as_ref().map_or_else(
+            || crate::queue::Queue::new(store.clone()),
+            |(queue, ..)| queue.clone(),
+        ),
+        metrics: metrics.clone(),
+        certificates: console_certificates,
+    }])?;
+    let ops = ops.with_console(console);
 
     let (stop, stopped) = tokio::sync::watch::channel(false);
     tracing::info!(
@@ -1019,9 +1040,10 @@ pub fn store_migrate(
             source,
         })?;
     Ok(format!(
-        "copied {} inbound rows and {} outbound messages from {} into {}",
+        "copied {} inbound rows and {} outbound messages (and {} rows of the operators' audit trail) from {} into {}",
         copied.inbound,
         copied.outbound,
+        copied.audit,
         from.display(),
         target.path().display()
     ))
@@ -1071,11 +1093,13 @@ pub fn queue_command(
             None => return Err(crate::queue::QueueError::NotFound(*id).into()),
         },
         QueueCommand::Retry(id) => {
-            q.retry(*id).map_err(failed)?;
+            q.retry(*id, &crate::store::audit::Operator::cli(None))
+                .map_err(failed)?;
             format!("message {id} released: it is sent again next")
         }
         QueueCommand::Skip(id, note) => {
-            q.skip(*id, note.as_deref()).map_err(failed)?;
+            q.skip(*id, &crate::store::audit::Operator::cli(note.as_deref()))
+                .map_err(failed)?;
             format!("message {id} skipped (kept in the store); the stream moves on")
         }
     })

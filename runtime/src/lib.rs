@@ -14,6 +14,7 @@ pub mod app;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod console;
 pub mod control;
 pub mod dedup;
 pub mod ems;

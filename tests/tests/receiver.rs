@@ -33,6 +33,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use hl7gw_runtime::config::Acknowledgement;
+use hl7gw_tests::curl_available;
 use hl7gw_tests::engines::{
     self, BizTalkOutcome, HapiOutcome, IrisAction, MirthStatus, RhapsodyOutcome,
 };
@@ -1287,20 +1288,6 @@ async fn kill_9_under_load_keeps_every_acknowledged_message() {
 
 // ---------------------------------------------------------------------------------------
 // curl.
-
-/// Whether curl can run; without it the curl tests say they skipped, unless
-/// `HL7GW_REQUIRE_CURL` is set (CI), which makes its absence a failure.
-fn curl_available() -> bool {
-    if Command::new("curl").arg("--version").output().is_ok() {
-        return true;
-    }
-    assert!(
-        std::env::var_os("HL7GW_REQUIRE_CURL").is_none(),
-        "HL7GW_REQUIRE_CURL is set but curl cannot be run"
-    );
-    println!("skipped: curl is not installed (set HL7GW_REQUIRE_CURL to make this fail)");
-    false
-}
 
 /// What curl reported for one POST of `body` to the case's gateway with the Trust's dev
 /// client certificate: its `-w` fields (`code|content type|HTTP version`), its stderr, and

@@ -107,6 +107,8 @@
 //!   503, the intake 503; nothing is acknowledged) and rolls back; once space returns the
 //!   next commit succeeds, with no restart.
 
+pub mod activity;
+pub mod audit;
 mod claim;
 mod inbound;
 mod inbox;

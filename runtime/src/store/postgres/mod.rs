@@ -38,6 +38,7 @@
 //! time order whatever the database's locale; a lease's times are the database's own clock
 //! (`timestamptz`), so replicas with skewed clocks agree on who leads.
 
+pub(crate) mod audit;
 pub(crate) mod claim;
 pub(crate) mod import;
 pub(crate) mod inbound;
