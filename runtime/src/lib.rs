@@ -22,6 +22,7 @@ pub mod endpoint;
 pub mod fault;
 pub mod gateway;
 pub mod health;
+pub mod host;
 pub mod hl7;
 pub mod inbound;
 pub mod intake;
