@@ -346,3 +346,83 @@ impl ResolvesServerCert for NoCertificate {
         None
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// The ClientHello a rustls client sends naming `name` (no name for an IP address).
+    fn client_hello(name: &str) -> Vec<u8> {
+        let config = rustls::ClientConfig::builder_with_provider(crate::tls::provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth();
+        let name = rustls::pki_types::ServerName::try_from(name.to_owned()).unwrap();
+        let mut client = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+        let mut hello = Vec::new();
+        while client.wants_write() {
+            client.write_tls(&mut hello).unwrap();
+        }
+        hello
+    }
+
+    /// Sends `pieces` 50 ms apart on a fresh loopback connection; the server side's peek,
+    /// then every byte the server can still read.
+    async fn peeked(pieces: Vec<Vec<u8>>) -> (Result<Option<String>, &'static str>, Vec<u8>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = tokio::spawn(async move {
+            let mut tcp = TcpStream::connect(addr).await.unwrap();
+            for piece in pieces {
+                tcp.write_all(&piece).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            tcp.shutdown().await.unwrap();
+        });
+        let (mut tcp, _) = listener.accept().await.unwrap();
+        let name = match tokio::time::timeout(Duration::from_secs(1), peek_server_name(&tcp)).await {
+            Err(_) => Err("timeout"),
+            Ok(Ok(name)) => Ok(name),
+            Ok(Err(Hello::Closed)) => Err("closed"),
+            Ok(Err(Hello::Malformed)) => Err("malformed"),
+        };
+        client.await.unwrap();
+        let mut rest = Vec::new();
+        tcp.read_to_end(&mut rest).await.unwrap();
+        (name, rest)
+    }
+
+    #[tokio::test]
+    async fn the_server_name_is_read_without_consuming_the_client_hello() {
+        let hello = client_hello("Demo-Test.api.example-ems.cloud");
+        let (first, second) = hello.split_at(hello.len() / 2);
+        let (name, rest) = peeked(vec![first.to_vec(), second.to_vec()]).await;
+        assert_eq!(name, Ok(Some("demo-test.api.example-ems.cloud".into())));
+        assert_eq!(rest, hello, "every byte is left for the customer's handshake");
+        let (name, _) = peeked(vec![client_hello("127.0.0.1")]).await;
+        assert_eq!(name, Ok(None), "an IP address sends no server name");
+    }
+
+    #[tokio::test]
+    async fn what_is_not_a_client_hello_is_malformed_and_half_of_one_waits_for_the_limit() {
+        let (name, _) = peeked(vec![b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec()]).await;
+        assert_eq!(name, Err("malformed"));
+        let (name, _) = peeked(vec![]).await;
+        assert_eq!(name, Err("closed"));
+        // The rest may still come: only the caller's ClientHello limit ends the wait.
+        let hello = client_hello("demo-test.api.example-ems.cloud");
+        let (name, _) = peeked(vec![hello[..10].to_vec()]).await;
+        assert_eq!(name, Err("timeout"));
+    }
+
+    #[test]
+    fn routes_ignore_case_and_a_trailing_dot() {
+        let (route, _keep) = mpsc::channel(1);
+        let mut routes = Routes::new();
+        routes.insert("Demo-Test.api.example-ems.cloud", "demo", route);
+        assert!(routes.get("demo-test.api.example-ems.cloud.").is_some());
+        assert!(routes.get("northwest-test.api.example-ems.cloud").is_none());
+    }
+}
