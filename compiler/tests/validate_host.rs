@@ -23,12 +23,8 @@ fn host_findings(files: &[&str]) -> Vec<(String, String, u64, String)> {
         .args(files)
         .output()
         .unwrap();
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "not JSON ({e}): {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
+    let report: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stderr)));
     let mut found: Vec<_> = report["diagnostics"]
         .as_array()
         .unwrap()

@@ -745,11 +745,20 @@ mod tests {
             "{text}"
         );
         assert_eq!(text.matches("# HELP hl7gw_messages_total ").count(), 1);
-        assert!(text.contains(
-            "hl7gw_messages_total{customer=\"demo\",type=\"ADT^A28\",ack=\"AA\"} 1\n"
-        ));
+        assert!(
+            text.contains(
+                "hl7gw_messages_total{customer=\"demo\",type=\"ADT^A28\",ack=\"AA\"} 1\n"
+            )
+        );
         assert!(text.contains("hl7gw_queue_depth{customer=\"demo\"} 0\nhl7gw_queue_depth{customer=\"northwest\"} 3\n"), "{text}");
-        assert!(text.contains("hl7gw_request_seconds_bucket{customer=\"northwest\",le=\"+Inf\"} 0\n"));
-        assert!(!text.lines().any(|l| !l.starts_with('#') && !l.contains("customer=")), "{text}");
+        assert!(
+            text.contains("hl7gw_request_seconds_bucket{customer=\"northwest\",le=\"+Inf\"} 0\n")
+        );
+        assert!(
+            !text
+                .lines()
+                .any(|l| !l.starts_with('#') && !l.contains("customer=")),
+            "{text}"
+        );
     }
 }

@@ -78,7 +78,12 @@ fn customer(spec: &GatewaySpec, url: &str, dir: &Path, inbox_sink: bool) -> Cust
 
 fn run_child(config: &str) -> Result<(), String> {
     let config: Value = serde_json::from_str(config).map_err(|e| e.to_string())?;
-    let text = |key: &str| config[key].as_str().map(str::to_owned).ok_or(key.to_owned());
+    let text = |key: &str| {
+        config[key]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or(key.to_owned())
+    };
     let dir = PathBuf::from(text("dir")?);
     let customers = vec![
         customer(&gw_demo::SPEC, &text("demo_url")?, &dir.join("demo"), false),
@@ -169,12 +174,7 @@ fn customer_pki(
         &[hostname],
         ExtendedKeyUsagePurpose::ServerAuth,
     );
-    let engine = leaf(
-        &issuer,
-        engine_cn,
-        &[],
-        ExtendedKeyUsagePurpose::ClientAuth,
-    );
+    let engine = leaf(&issuer, engine_cn, &[], ExtendedKeyUsagePurpose::ClientAuth);
     let trust_server = leaf(
         &issuer,
         "localhost",
@@ -413,8 +413,14 @@ fn one_port_routes_each_server_name_to_its_own_customer_and_keeps_them_apart() {
         ("AA", "HOST-DEMO-1"),
         "{ack:?}"
     );
-    assert_eq!((ack.field("MSH", 3), ack.field("MSH", 4)), ("EMS", "EMS-HOST"));
-    assert_eq!((ack.field("MSH", 5), ack.field("MSH", 6)), ("TIE", "DEMO-TRUST"));
+    assert_eq!(
+        (ack.field("MSH", 3), ack.field("MSH", 4)),
+        ("EMS", "EMS-HOST")
+    );
+    assert_eq!(
+        (ack.field("MSH", 5), ack.field("MSH", 6)),
+        ("TIE", "DEMO-TRUST")
+    );
     let got = runtime
         .block_on(exchange(
             listen,
@@ -428,9 +434,16 @@ fn one_port_routes_each_server_name_to_its_own_customer_and_keeps_them_apart() {
     assert_eq!(got.server_cert, der_of(&northwest.server.cert_pem));
     let ack = ack_of(&got.response);
     assert_eq!((ack.code(), ack.acknowledged()), ("AA", "HOST-NW-1"));
-    assert_eq!((ack.field("MSH", 3), ack.field("MSH", 4)), ("EMS", "NWCH-EMS"));
+    assert_eq!(
+        (ack.field("MSH", 3), ack.field("MSH", 4)),
+        ("EMS", "NWCH-EMS")
+    );
     assert_eq!((ack.field("MSH", 5), ack.field("MSH", 6)), ("PAS", "NWCH"));
-    assert_eq!(ack.field("MSH", 12), "2.3", "northwest's ACK in its own version");
+    assert_eq!(
+        ack.field("MSH", 12),
+        "2.3",
+        "northwest's ACK in its own version"
+    );
     // Each customer's own subject allowlist applies after the handshake: demo's engine
     // certificate is not one northwest allows (and is from another CA).
     let crossed = runtime.block_on(exchange(
@@ -475,7 +488,11 @@ fn one_port_routes_each_server_name_to_its_own_customer_and_keeps_them_apart() {
             &with_control_id(&demo_message, "HOST-DEMO-421"),
         ))
         .unwrap();
-    assert_eq!(misdirected.response.status, 421, "{:?}", misdirected.response);
+    assert_eq!(
+        misdirected.response.status, 421,
+        "{:?}",
+        misdirected.response
+    );
     let messages = |customer: &str| {
         host.series(&format!(
             "hl7gw_messages_total{{customer=\"{customer}\",type=\"ADT^A28\",ack=\"AA\"}}"
@@ -493,7 +510,13 @@ fn one_port_routes_each_server_name_to_its_own_customer_and_keeps_them_apart() {
     wait_until(
         "demo's held stream",
         || host.series("hl7gw_queue_held{customer=\"demo\"}") == Some(1),
-        || format!("{:?}\n{}", demo_trust.arrival_ids(), host.process.log_tail(20)),
+        || {
+            format!(
+                "{:?}\n{}",
+                demo_trust.arrival_ids(),
+                host.process.log_tail(20)
+            )
+        },
     );
     // ... while northwest answers promptly and delivers its own outbound message.
     let started = Instant::now();
@@ -529,10 +552,20 @@ fn one_port_routes_each_server_name_to_its_own_customer_and_keeps_them_apart() {
                 .committed()
                 .contains(&"HOST-OUT-NW1".to_owned())
         },
-        || format!("{:?}\n{}", northwest_trust.arrival_ids(), host.process.log_tail(20)),
+        || {
+            format!(
+                "{:?}\n{}",
+                northwest_trust.arrival_ids(),
+                host.process.log_tail(20)
+            )
+        },
     );
     assert_eq!(
-        demo_trust.arrival_ids().iter().filter(|id| *id == "HOST-OUT-D2").count(),
+        demo_trust
+            .arrival_ids()
+            .iter()
+            .filter(|id| *id == "HOST-OUT-D2")
+            .count(),
         0,
         "demo's stream stays held behind its first message"
     );

@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use quote::quote;
 use serde::Serialize;
 
-use super::scaffold::render;
 use super::names::ident;
+use super::scaffold::render;
 use super::tokens::{inner_doc, render_file};
 use super::{CodegenError, GeneratedCrate};
 
@@ -71,7 +71,10 @@ pub fn generate_host(members: &BTreeMap<String, String>) -> Result<GeneratedCrat
         "host main.rs",
     )?;
     let mut files = BTreeMap::new();
-    files.insert("Cargo.toml".to_string(), render("Cargo.toml", CARGO_TOML, &vars)?);
+    files.insert(
+        "Cargo.toml".to_string(),
+        render("Cargo.toml", CARGO_TOML, &vars)?,
+    );
     files.insert("src/main.rs".to_string(), main);
     Ok(GeneratedCrate {
         code: HOST_DIR.to_string(),

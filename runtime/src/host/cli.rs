@@ -22,11 +22,9 @@ use crate::server::Exposure;
 use crate::spec::GatewaySpec;
 
 /// The TEST receive address when `--listen` is not given.
-pub const DEFAULT_TEST_LISTEN: SocketAddr =
-    SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8400);
+pub const DEFAULT_TEST_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8400);
 /// The PROD receive address when `--listen` is not given.
-pub const DEFAULT_PROD_LISTEN: SocketAddr =
-    SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 443);
+pub const DEFAULT_PROD_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 443);
 
 #[derive(Debug, Parser)]
 struct HostCli {
@@ -120,7 +118,7 @@ pub fn run(
 pub fn customer_options(spec: &GatewaySpec, env: EnvName) -> Result<RunOptions, HostError> {
     let failed = |source| HostError::Customer {
         customer: spec.customer_code.to_string(),
-        source,
+        source: Box::new(source),
     };
     let mut options = RunOptions {
         base_dir: spec.spec_dir(),
@@ -166,9 +164,9 @@ fn serve(specs: &[GatewaySpec], args: &ServeArgs) -> Result<(), HostError> {
         EnvName::Test => DEFAULT_TEST_LISTEN,
         EnvName::Prod => DEFAULT_PROD_LISTEN,
     });
-    let ops_listen = args.ops_listen.unwrap_or_else(|| {
-        crate::listeners::derived(listen.port().checked_add(1).unwrap_or(0))
-    });
+    let ops_listen = args
+        .ops_listen
+        .unwrap_or_else(|| crate::listeners::derived(listen.port().checked_add(1).unwrap_or(0)));
     let host = HostOptions {
         env: args.env,
         listen,
@@ -190,7 +188,10 @@ fn serve(specs: &[GatewaySpec], args: &ServeArgs) -> Result<(), HostError> {
         &host,
         crate::app::termination(),
         |ready| {
-            println!("listening {} (HL7 over HTTPS, routed by server name)", ready.listen);
+            println!(
+                "listening {} (HL7 over HTTPS, routed by server name)",
+                ready.listen
+            );
             println!(
                 "listening {} (operations: /healthz, /metrics of every customer)",
                 ready.ops_listen

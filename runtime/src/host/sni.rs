@@ -382,7 +382,8 @@ mod tests {
             tcp.shutdown().await.unwrap();
         });
         let (mut tcp, _) = listener.accept().await.unwrap();
-        let name = match tokio::time::timeout(Duration::from_secs(1), peek_server_name(&tcp)).await {
+        let name = match tokio::time::timeout(Duration::from_secs(1), peek_server_name(&tcp)).await
+        {
             Err(_) => Err("timeout"),
             Ok(Ok(name)) => Ok(name),
             Ok(Err(Hello::Closed)) => Err("closed"),
@@ -400,7 +401,10 @@ mod tests {
         let (first, second) = hello.split_at(hello.len() / 2);
         let (name, rest) = peeked(vec![first.to_vec(), second.to_vec()]).await;
         assert_eq!(name, Ok(Some("demo-test.api.example-ems.cloud".into())));
-        assert_eq!(rest, hello, "every byte is left for the customer's handshake");
+        assert_eq!(
+            rest, hello,
+            "every byte is left for the customer's handshake"
+        );
         let (name, _) = peeked(vec![client_hello("127.0.0.1")]).await;
         assert_eq!(name, Ok(None), "an IP address sends no server name");
     }
