@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use hl7gw_runtime::GatewaySpec;
 use hl7gw_runtime::config::{EnvName, SendConfig, SinkConfig};
 use hl7gw_runtime::host::{Customer, FrontLimits, HostOptions};
-use hl7gw_tests::child::{ChildProcess, ChildSpec, loopback_options, on_stdin_closed};
+use hl7gw_tests::child::{ChildProcess, ChildSpec, loopback_options, on_stdin_closed, wait_until};
 use hl7gw_tests::messages::{AckView, demo_sample, northwest_sample, oru, with_control_id};
 use hl7gw_tests::pki::{Identity, ca, leaf};
 use hl7gw_tests::trust::{Reply, Trust};
@@ -35,7 +35,6 @@ use serde_json::{Value, json};
 const CHILD_ENV: &str = "HL7GW_E2E_HOST";
 const CHILD_TEST: &str = "child_host_process";
 const READY: &str = "HL7GW-E2E-HOST-READY ";
-const WAIT_LIMIT: Duration = Duration::from_secs(30);
 
 const DEMO_HOST: &str = "demo-test.api.example-ems.cloud";
 const NORTHWEST_HOST: &str = "northwest-test.api.example-ems.cloud";
@@ -332,18 +331,6 @@ fn ack_of(response: &RawResponse) -> AckView {
     assert_eq!(response.status, 200, "{}", response.body_text());
     AckView::read(&response.body_text())
         .unwrap_or_else(|| panic!("not an ACK: {:?}", response.body_text()))
-}
-
-fn wait_until(what: &str, done: impl Fn() -> bool, show: impl Fn() -> String) {
-    let deadline = Instant::now() + WAIT_LIMIT;
-    while !done() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}; {}",
-            show()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 #[test]

@@ -17,6 +17,7 @@ use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use super::{Customer, FrontLimits, HostError, HostOptions};
 use crate::app::RunOptions;
+use crate::cli::parse_env;
 use crate::config::EnvName;
 use crate::server::Exposure;
 use crate::spec::GatewaySpec;
@@ -60,14 +61,6 @@ struct ServeArgs {
     /// Let the operations port bind beyond loopback (no TLS, no authentication).
     #[arg(long)]
     ops_beyond_loopback: bool,
-}
-
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{0:?}: use test or prod")]
-struct UnknownEnv(String);
-
-fn parse_env(text: &str) -> Result<EnvName, UnknownEnv> {
-    EnvName::parse(text).ok_or_else(|| UnknownEnv(text.to_string()))
 }
 
 /// Runs the host's command line with the process's arguments.
