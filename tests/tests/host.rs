@@ -10,7 +10,8 @@
 //!
 //! Covered: each name is answered with its customer's certificate and its customer's ACK;
 //! an unknown name and no name are refused in the handshake (and counted); a `Host` that
-//! disagrees with the server name gets 421; and with demo's outbound stream held (its Trust
+//! disagrees with the server name gets 421; a flood of stalled handshakes at demo's name
+//! takes demo's connection slots only; and with demo's outbound stream held (its Trust
 //! answers AR), northwest still gets AA promptly and its outbound message delivered.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -487,6 +488,46 @@ fn one_port_routes_each_server_name_to_its_own_customer_and_keeps_them_apart() {
     };
     assert_eq!(messages("demo"), Some(1), "the 421 was not processed");
     assert_eq!(messages("northwest"), Some(1));
+
+    // A flood at demo's name (stalled handshakes from one address, past demo's per-address
+    // share) takes demo's slots only: northwest, reached from the same address, still
+    // answers promptly.
+    let per_ip = usize::try_from(gw_demo::config::TEST.limits.connections_per_ip).unwrap();
+    let flood: Vec<std::net::TcpStream> = (0..per_ip + 8)
+        .map(|_| {
+            let mut tcp = std::net::TcpStream::connect(listen).unwrap();
+            std::io::Write::write_all(&mut tcp, &wire::client_hello(DEMO_HOST)).unwrap();
+            tcp
+        })
+        .collect();
+    let demo_refused = "hl7gw_connections_rejected_total{customer=\"demo\",listener=\"receive\",reason=\"per_ip\"}";
+    wait_until(
+        "demo refusing the flood past its per-address share",
+        || host.series(demo_refused).unwrap_or(0) >= 8,
+        || host.metrics(),
+    );
+    let started = Instant::now();
+    let got = runtime
+        .block_on(exchange(
+            listen,
+            NORTHWEST_HOST,
+            northwest_engine.clone(),
+            NORTHWEST_HOST,
+            "/northwest/hl7/v2",
+            &with_control_id(&northwest_message, "HOST-NW-FLOOD"),
+        ))
+        .unwrap();
+    assert_eq!(ack_of(&got.response).code(), "AA");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "northwest's AA took {:?} during demo's flood",
+        started.elapsed()
+    );
+    assert_eq!(
+        host.series("hl7gw_connections_rejected_total{customer=\"northwest\",listener=\"receive\",reason=\"per_ip\"}"),
+        Some(0)
+    );
+    drop(flood);
 
     // Demo's outbound stream is held (its Trust answers AR, demo holds on AR) ...
     demo_trust.set_default(Reply::Ar("held by the host test"));

@@ -352,22 +352,6 @@ mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    /// The ClientHello a rustls client sends naming `name` (no name for an IP address).
-    fn client_hello(name: &str) -> Vec<u8> {
-        let config = rustls::ClientConfig::builder_with_provider(crate::tls::provider())
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(rustls::RootCertStore::empty())
-            .with_no_client_auth();
-        let name = rustls::pki_types::ServerName::try_from(name.to_owned()).unwrap();
-        let mut client = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
-        let mut hello = Vec::new();
-        while client.wants_write() {
-            client.write_tls(&mut hello).unwrap();
-        }
-        hello
-    }
-
     /// Sends `pieces` 50 ms apart on a fresh loopback connection; the server side's peek,
     /// then every byte the server can still read.
     async fn peeked(pieces: Vec<Vec<u8>>) -> (Result<Option<String>, &'static str>, Vec<u8>) {
@@ -397,7 +381,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_server_name_is_read_without_consuming_the_client_hello() {
-        let hello = client_hello("Demo-Test.api.example-ems.cloud");
+        let hello = hl7gw_tests::wire::client_hello("Demo-Test.api.example-ems.cloud");
         let (first, second) = hello.split_at(hello.len() / 2);
         let (name, rest) = peeked(vec![first.to_vec(), second.to_vec()]).await;
         assert_eq!(name, Ok(Some("demo-test.api.example-ems.cloud".into())));
@@ -405,7 +389,7 @@ mod tests {
             rest, hello,
             "every byte is left for the customer's handshake"
         );
-        let (name, _) = peeked(vec![client_hello("127.0.0.1")]).await;
+        let (name, _) = peeked(vec![hl7gw_tests::wire::client_hello("127.0.0.1")]).await;
         assert_eq!(name, Ok(None), "an IP address sends no server name");
     }
 
@@ -416,7 +400,7 @@ mod tests {
         let (name, _) = peeked(vec![]).await;
         assert_eq!(name, Err("closed"));
         // The rest may still come: only the caller's ClientHello limit ends the wait.
-        let hello = client_hello("demo-test.api.example-ems.cloud");
+        let hello = hl7gw_tests::wire::client_hello("demo-test.api.example-ems.cloud");
         let (name, _) = peeked(vec![hello[..10].to_vec()]).await;
         assert_eq!(name, Err("timeout"));
     }
