@@ -602,3 +602,25 @@ fn one_port_routes_each_server_name_to_its_own_customer_and_keeps_them_apart() {
         Some(0)
     );
 }
+
+/// `gw-host routes --env test`: each customer's host name and its EMS ports (derived from its
+/// own `receive.listen`); an unknown environment is a usage error.
+#[test]
+fn routes_names_each_host_name_and_its_customers_ems_ports() {
+    let specs = [gw_demo::SPEC, gw_northwest::SPEC];
+    let mut out = Vec::new();
+    let code =
+        hl7gw_runtime::host::cli::run(&specs, ["gw-host", "routes", "--env", "test"], &mut out);
+    assert_eq!(code, 0);
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        "demo-test.api.example-ems.cloud -> demo\n  \
+         demo: inbox 127.0.0.1:8445, intake 127.0.0.1:8446, intake MLLP 127.0.0.1:8447\n\
+         northwest-test.api.example-ems.cloud -> northwest\n  \
+         northwest: intake 127.0.0.1:8646, intake MLLP 127.0.0.1:8647\n"
+    );
+    let mut out = Vec::new();
+    let code =
+        hl7gw_runtime::host::cli::run(&specs, ["gw-host", "routes", "--env", "staging"], &mut out);
+    assert_eq!(code, 2);
+}
