@@ -560,6 +560,46 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
     ready: impl FnOnce(&Resolved) + Send,
 ) -> Result<(), AppError> {
+    serve_with(spec, env, options, ReceiveSide::Own, shutdown, ready).await
+}
+
+/// How an environment's gateway gets its receive connections and serves its operations
+/// port.
+pub(crate) enum ReceiveSide {
+    /// Its own receive socket and operations port: a `gw-<code>` gateway.
+    Own,
+    /// Inside the host ([`crate::host`]): no socket of its own; the host's listener routes
+    /// it the connections whose TLS server name is its `receive.hostname`, and the host's
+    /// operations port serves its metrics and health. The callback gets those parts once
+    /// the environment is built, before it serves.
+    Hosted(Box<dyn FnOnce(HostedParts) + Send>),
+}
+
+/// What the host needs of one customer's environment: where to route its connections and
+/// what to show on the shared operations port, its console included.
+#[derive(Clone)]
+pub struct HostedParts {
+    /// The TLS server name (and HTTP `Host`) routed to it: its `receive.hostname`.
+    pub hostname: String,
+    /// Routes a connection to this environment's receiver.
+    pub route: tokio::sync::mpsc::Sender<server::RoutedConnection>,
+    /// The environment's registry, rendered with a `customer` label.
+    pub metrics: Arc<Metrics>,
+    /// The environment's health check.
+    pub health: HealthCheck,
+    /// What the host's console shows of this customer × environment.
+    pub console: crate::console::ConsolePart,
+}
+
+/// [`serve`], with the receive side chosen by the caller.
+pub(crate) async fn serve_with(
+    spec: &GatewaySpec,
+    env: EnvName,
+    options: &RunOptions,
+    side: ReceiveSide,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    ready: impl FnOnce(&Resolved) + Send,
+) -> Result<(), AppError> {
     // SIGHUP means "reload" to this gateway, never "terminate": tokio's handler, once
     // installed, stays for the process, so one arriving while the gateway starts (before
     // the control task listens) is ignored instead of killing it; the files are read then.
@@ -591,13 +631,26 @@ pub async fn serve(
         prepared.sink,
         metrics.clone(),
     );
-    let receiver = Receiver::bind(
-        prepared.settings,
-        prepared.tls_config,
-        gateway,
-        metrics.clone(),
-    )
-    .await?;
+    let (receiver, hosted) = match side {
+        ReceiveSide::Own => (
+            Receiver::bind(
+                prepared.settings,
+                prepared.tls_config,
+                gateway,
+                metrics.clone(),
+            )
+            .await?,
+            None,
+        ),
+        ReceiveSide::Hosted(hand_over) => {
+            let hostname = receive(&environment)?.hostname.to_ascii_lowercase();
+            let mut settings = prepared.settings;
+            settings.expected_host = Some(hostname.clone());
+            let (receiver, route) =
+                Receiver::routed(settings, prepared.tls_config, gateway, metrics.clone());
+            (receiver, Some((hand_over, route, hostname)))
+        }
+    };
     resolved.listen = receiver.local_addr().map_err(|e| {
         AppError::Server(server::ServerError::Bind {
             addr: resolved.listen,
@@ -620,19 +673,28 @@ pub async fn serve(
             ),
         })
     };
-    let ops = server::OpsServer::bind_exposed(
-        resolved.ops_listen,
-        options.ops_exposure,
-        metrics.clone(),
-        health,
-    )
-    .await?;
-    resolved.ops_listen = ops.local_addr().map_err(|e| {
-        AppError::Server(server::ServerError::Bind {
-            addr: resolved.ops_listen,
-            source: e,
-        })
-    })?;
+    // Inside the host, the host's operations port serves this environment's metrics and
+    // health; a gateway of its own binds its own.
+    // (The host gets its parts once the console's part, which needs the queue, is built.)
+    let (ops, hosted) = match hosted {
+        Some((hand_over, route, hostname)) => (None, Some((hand_over, route, hostname, health))),
+        None => {
+            let ops = server::OpsServer::bind_exposed(
+                resolved.ops_listen,
+                options.ops_exposure,
+                metrics.clone(),
+                health,
+            )
+            .await?;
+            resolved.ops_listen = ops.local_addr().map_err(|e| {
+                AppError::Server(server::ServerError::Bind {
+                    addr: resolved.ops_listen,
+                    source: e,
+                })
+            })?;
+            (Some(ops), None)
+        }
+    };
     let inbox = if uses_inbox {
         let server = crate::sink::inbox::InboxServer::bind_with(
             resolved.inbox_listen,
@@ -691,7 +753,7 @@ pub async fn serve(
 
     // The console shows this customer × environment: the sending queue when it sends (an
     // operator's retry wakes its sequencer), else a queue on the same store.
-    let console = crate::console::Console::new(vec![crate::console::ConsolePart {
+    let console_part = crate::console::ConsolePart {
         customer_code: spec.customer_code.to_string(),
         customer_name: spec.customer_name.to_string(),
         env: environment.name.as_str().to_owned(),
@@ -702,8 +764,21 @@ pub async fn serve(
         ),
         metrics: metrics.clone(),
         certificates: console_certificates,
-    }])?;
-    let ops = ops.with_console(console);
+    };
+    let ops = match (ops, hosted) {
+        (Some(ops), _) => Some(ops.with_console(crate::console::Console::new(vec![console_part])?)),
+        (None, Some((hand_over, route, hostname, health))) => {
+            hand_over(HostedParts {
+                hostname,
+                route,
+                metrics: metrics.clone(),
+                health,
+                console: console_part,
+            });
+            None
+        }
+        (None, None) => None,
+    };
 
     let (stop, stopped) = tokio::sync::watch::channel(false);
     tracing::info!(
@@ -721,10 +796,12 @@ pub async fn serve(
     // Every background task runs supervised: restarted when it ends or panics, or (when it
     // owns a socket) stopping the process with an error. See crate::supervise.
     let mut tasks = Supervisor::new(stop.clone(), board);
-    tasks.essential(
-        "operations port",
-        log_end(ops.run(stopped_signal(&stopped))),
-    );
+    if let Some(ops) = ops {
+        tasks.essential(
+            "operations port",
+            log_end(ops.run(stopped_signal(&stopped))),
+        );
+    }
     tasks.essential(
         "control",
         crate::control::serve(reloader, resolved.store.clone(), stopped_signal(&stopped)),

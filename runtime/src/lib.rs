@@ -24,6 +24,7 @@ pub mod fault;
 pub mod gateway;
 pub mod health;
 pub mod hl7;
+pub mod host;
 pub mod inbound;
 pub mod intake;
 pub mod listeners;

@@ -67,10 +67,23 @@ impl Exposure {
     }
 }
 
+/// What `/metrics` renders: one gateway's [`Metrics`], or the host's view of every
+/// customer's ([`crate::host`]).
+pub trait MetricsSource: Send + Sync + 'static {
+    /// The Prometheus text.
+    fn render(&self) -> String;
+}
+
+impl MetricsSource for Metrics {
+    fn render(&self) -> String {
+        Metrics::render(self)
+    }
+}
+
 /// A bound operations server, ready to [`run`](Self::run).
-pub struct OpsServer<F> {
+pub struct OpsServer<F, M = Metrics> {
     listener: TcpListener,
-    metrics: Arc<Metrics>,
+    metrics: Arc<M>,
     health: Arc<F>,
     console: Option<Arc<Console>>,
 }
@@ -90,6 +103,19 @@ impl<F: HealthSource> OpsServer<F> {
         addr: SocketAddr,
         exposure: Exposure,
         metrics: Arc<Metrics>,
+        health: F,
+    ) -> Result<Self, ServerError> {
+        OpsServer::bind_source(addr, exposure, metrics, health).await
+    }
+}
+
+impl<F: HealthSource, M: MetricsSource> OpsServer<F, M> {
+    /// Binds the operations port where `exposure` allows it, serving `metrics` as
+    /// `/metrics`.
+    pub async fn bind_source(
+        addr: SocketAddr,
+        exposure: Exposure,
+        metrics: Arc<M>,
         health: F,
     ) -> Result<Self, ServerError> {
         exposure.check(addr)?;
@@ -146,7 +172,7 @@ impl<F: HealthSource> OpsServer<F> {
                                         Some(console) if Console::serves(request.uri().path()) => {
                                             console.answer(request, peer).await
                                         }
-                                        _ => answer(&request, &metrics, &*health).await,
+                                        _ => answer(&request, &*metrics, &*health).await,
                                     };
                                     Ok::<_, Infallible>(response)
                                 }
@@ -194,7 +220,7 @@ where
 
 async fn answer(
     request: &Request<Incoming>,
-    metrics: &Metrics,
+    metrics: &impl MetricsSource,
     health: &impl HealthSource,
 ) -> Response<Full<Bytes>> {
     let path = request.uri().path();

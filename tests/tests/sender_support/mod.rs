@@ -34,6 +34,8 @@ use std::time::{Duration, Instant};
 use hl7gw_runtime::GatewaySpec;
 use hl7gw_runtime::app::{QueueCommand, RunOptions};
 use hl7gw_runtime::config::{Duration as SpecDuration, Environment, SendConfig};
+/// Bounded waits, shared with the other cross-process suites.
+pub use hl7gw_tests::child::wait_until;
 use hl7gw_tests::child::{ChildProcess, ChildSpec, loopback_options, serve_test_gateway};
 use hl7gw_tests::postgres::ChildStore;
 use serde_json::{Value, json};
@@ -377,17 +379,4 @@ pub fn http(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> (u16, St
     )
     .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
     (response.status, response.body_text())
-}
-
-/// Waits (bounded) until `done()` holds, describing the state with `show()` on time-out.
-pub fn wait_until(what: &str, done: impl Fn() -> bool, show: impl Fn() -> String) {
-    let deadline = Instant::now() + WAIT_LIMIT;
-    while !done() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}; {}",
-            show()
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
