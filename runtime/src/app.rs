@@ -1162,7 +1162,11 @@ pub fn queue_command(
             };
             pretty(serde_json::to_value(q.list(&filter).map_err(failed)?).unwrap_or_default())
         }
-        QueueCommand::Show(id) => match q.show(*id).map_err(failed)? {
+        // The bytes hold patient data: opening them is recorded, as from the console.
+        QueueCommand::Show(id) => match q
+            .open(*id, &crate::store::audit::Operator::cli(Some("queue show")))
+            .map_err(failed)?
+        {
             Some(detail) => pretty(serde_json::json!({
                 "message": serde_json::to_value(&detail.info).unwrap_or_default(),
                 "raw": String::from_utf8_lossy(&detail.raw).replace('\r', "\n"),

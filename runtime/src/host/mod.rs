@@ -103,6 +103,18 @@ pub enum HostError {
         /// The other.
         second: String,
     },
+    /// Two customers would share one store: each other's dedup keys, inbox and streams.
+    #[error(
+        "customers {first} and {second} both use the store {store}: each customer needs its own"
+    )]
+    SameStore {
+        /// The store (file or database).
+        store: String,
+        /// One customer.
+        first: String,
+        /// The other.
+        second: String,
+    },
     /// The host serves nobody.
     #[error("the host has no customer with a {0} environment")]
     NoCustomer(&'static str),
@@ -154,6 +166,7 @@ pub async fn serve(
     if customers.is_empty() {
         return Err(HostError::NoCustomer(host.env.as_str()));
     }
+    refuse_shared_stores(&customers, host.env)?;
     let listener = TcpListener::bind(host.listen)
         .await
         .map_err(|source| ServerError::Bind {
@@ -295,6 +308,43 @@ pub async fn serve(
         }
     }
     failed.map_or(Ok(()), Err)
+}
+
+/// Refuses, before anything starts, two customers whose stores are one: the same SQLite
+/// file or the same PostgreSQL database. `hl7gw validate` checks this for the specs; this is
+/// the host's own guard, on the paths as the operator's options resolve them.
+fn refuse_shared_stores(customers: &[Customer], env: EnvName) -> Result<(), HostError> {
+    let mut seen: Vec<(String, String)> = Vec::new();
+    for customer in customers {
+        let code = customer.spec.customer_code.to_string();
+        let resolved = crate::app::environment(&customer.spec, env)
+            .and_then(|environment| crate::app::resolve(environment, &customer.options))
+            .map_err(|source| HostError::Customer {
+                customer: code.clone(),
+                source: Box::new(source),
+            })?;
+        let store = match &resolved.postgres {
+            Some(pg) => format!(
+                "postgresql://{}:{}/{}",
+                pg.host.to_ascii_lowercase(),
+                pg.port,
+                pg.dbname
+            ),
+            None => std::fs::canonicalize(&resolved.store)
+                .unwrap_or_else(|_| resolved.store.clone())
+                .display()
+                .to_string(),
+        };
+        if let Some((first, _)) = seen.iter().find(|(_, s)| *s == store) {
+            return Err(HostError::SameStore {
+                store,
+                first: first.clone(),
+                second: code,
+            });
+        }
+        seen.push((code, store));
+    }
+    Ok(())
 }
 
 /// The error of the customer gateway that ended first while the host started (`code`'s

@@ -9,9 +9,13 @@
 //!
 //! Before the name is known, the host bounds the connections still sending their
 //! ClientHello with an admission of its own (per address and in total) and a time limit;
-//! a connection gives that slot back as soon as it is routed. A flood at one customer's
-//! name therefore only takes the host's ClientHello slots for the moment it takes to read
-//! a ClientHello, then that customer's own slots; never another customer's.
+//! a connection gives that slot back as soon as it is routed (a refused one once its alert
+//! is sent). A flood of complete ClientHellos at one customer's name therefore only takes
+//! the host's ClientHello slots for the moment it takes to read one, then that customer's
+//! own slots, never another customer's. Connections that stall before their server name
+//! arrives share the host's pool (per address and in total, each for at most the time
+//! limit): an attacker with many addresses can fill it for every customer, as with any
+//! front end that must read the name before it knows the customer.
 //!
 //! A connection without a server name, with a name no customer serves, or with a
 //! ClientHello that does not parse is refused in the handshake: the host completes the
@@ -230,8 +234,9 @@ impl Front {
                         let (routes, counters, refusal) = (routes.clone(), counters.clone(), refusal.clone());
                         tasks.spawn(async move {
                             let routed = route(&routes, tcp, peer, ip, limits.hello_timeout).await;
-                            // Routed or refused: the ClientHello slot goes to the next one.
-                            drop(slots);
+                            // Routed: the ClientHello slot goes to the next one. Refused: it is
+                            // held until the alert is sent, so a flood of bad names stays
+                            // within the host's slots instead of growing tasks and sockets.
                             if let Err((why, tcp)) = routed {
                                 counters.refused(why);
                                 info!(peer_ip = %ip, reason = why.as_str(), "host: connection refused in the handshake");
@@ -239,6 +244,7 @@ impl Front {
                                     let _ = tokio::time::timeout(REFUSAL_TIME, refusal.accept(tcp)).await;
                                 }
                             }
+                            drop(slots);
                         });
                     }
                     Err(e) => {

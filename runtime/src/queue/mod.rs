@@ -497,6 +497,12 @@ impl BlockingQueue<'_> {
         self.store.queue_show(id)
     }
 
+    /// Message `id` with its bytes (patient data), recording in the audit trail that `by`
+    /// opened it, as the console's Open does.
+    pub fn open(&self, id: QueueId, by: &Operator) -> Result<Option<MessageDetail>, QueueError> {
+        self.store.audit_open(id, by, timestamp::now())
+    }
+
     /// See [`Queue::retry`].
     pub fn retry(&self, id: QueueId, by: &Operator) -> Result<MessageInfo, QueueError> {
         let event = Event::Release {

@@ -186,18 +186,28 @@ impl<H> Drop for CancelWatch<'_, H> {
     }
 }
 
-/// Whether the request's `Host` header (HTTP/1.1) or `:authority` (HTTP/2), without its
-/// port, is `expected`, case ignored. A request naming no host does not.
-fn names_host(request: &Request<Incoming>, expected: &str) -> bool {
-    let named = request.uri().host().map(str::to_owned).or_else(|| {
-        request
-            .headers()
-            .get(header::HOST)
-            .and_then(|v| v.to_str().ok())
+/// Whether the request names `expected` (without port, case ignored): the `:authority`
+/// (HTTP/2) or absolute URI, and the `Host` header, each where present, and at least one
+/// of them. A request naming no host, or naming two that disagree, does not.
+fn names_host<B>(request: &Request<B>, expected: &str) -> bool {
+    let is_expected = |host: &str| host.trim_end_matches('.').eq_ignore_ascii_case(expected);
+    let authority = request.uri().host();
+    let host_header = match request.headers().get(header::HOST) {
+        None => None,
+        Some(value) => match value
+            .to_str()
+            .ok()
             .and_then(|v| v.parse::<hyper::http::uri::Authority>().ok())
-            .map(|a| a.host().to_owned())
-    });
-    named.is_some_and(|host| host.trim_end_matches('.').eq_ignore_ascii_case(expected))
+        {
+            Some(parsed) => Some(parsed.host().to_owned()),
+            // A Host header that is not a host name names nobody we serve.
+            None => return false,
+        },
+    };
+    if authority.is_none() && host_header.is_none() {
+        return false;
+    }
+    authority.is_none_or(is_expected) && host_header.as_deref().is_none_or(is_expected)
 }
 
 async fn process<H: Handler>(
@@ -515,6 +525,53 @@ fn shorten(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The host's 421 rule: `:authority` (or an absolute URI) and `Host` must each name the
+    /// routed host where present; HTTP/2 requests carry `:authority` as the URI's.
+    #[test]
+    fn names_host_needs_every_name_to_agree() {
+        let request = |uri: &str, host: Option<&str>| {
+            let mut builder = Request::builder().uri(uri);
+            if let Some(host) = host {
+                builder = builder.header(header::HOST, host);
+            }
+            builder.body(()).unwrap()
+        };
+        let demo = "demo-test.api.example-ems.cloud";
+        assert!(names_host(
+            &request("/hl7", Some("demo-test.api.example-ems.cloud:443")),
+            demo
+        ));
+        assert!(names_host(
+            &request("/hl7", Some("DEMO-test.api.example-ems.cloud.")),
+            demo
+        ));
+        assert!(names_host(
+            &request("https://demo-test.api.example-ems.cloud/hl7", None),
+            demo
+        ));
+        assert!(!names_host(&request("/hl7", None), demo));
+        assert!(!names_host(
+            &request("/hl7", Some("northwest-test.api.example-ems.cloud")),
+            demo
+        ));
+        assert!(!names_host(&request("/hl7", Some("not a host")), demo));
+        // An HTTP/2 request for demo carrying another customer's Host header.
+        assert!(!names_host(
+            &request(
+                "https://demo-test.api.example-ems.cloud/hl7",
+                Some("northwest-test.api.example-ems.cloud")
+            ),
+            demo
+        ));
+        assert!(!names_host(
+            &request(
+                "https://northwest-test.api.example-ems.cloud/hl7",
+                Some(demo)
+            ),
+            demo
+        ));
+    }
 
     fn parse(text: &str) -> Result<(Declared, Option<Charset>), String> {
         content_type(Some(&HeaderValue::from_str(text).unwrap()))

@@ -18,7 +18,8 @@
 //! | `reason` | why, as given |
 //! | `message_id`, `destination`, `control_id` | the message: queue id, stream, MSH-10 |
 //!
-//! Retention does not prune the trail: it holds no patient data and stays small.
+//! Retention does not prune the trail: it holds metadata and the operators' reasons, not
+//! messages, and stays small.
 
 use serde::Serialize;
 use time::OffsetDateTime;
