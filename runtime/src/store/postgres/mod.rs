@@ -194,6 +194,8 @@ pub enum PostgresTls {
 /// An open PostgreSQL store: a connection pool and the runtime it runs on.
 pub(crate) struct Postgres {
     pool: Pool,
+    /// Inbound commits waiting to be written (group commit).
+    committer: Arc<inbound::Committer>,
     label: PathBuf,
     /// `Some` until dropped; see the `Drop` impl.
     runtime: Option<tokio::runtime::Runtime>,
@@ -232,6 +234,7 @@ impl Postgres {
         };
         let db = Self {
             pool,
+            committer: Arc::default(),
             label,
             runtime: Some(runtime),
             handle,
@@ -248,6 +251,16 @@ impl Postgres {
     /// The pool, for an operation to take into its future.
     pub(crate) fn pool(&self) -> Pool {
         self.pool.clone()
+    }
+
+    /// The inbound group committer, for a commit to take into its future.
+    pub(crate) fn committer(&self) -> Arc<inbound::Committer> {
+        Arc::clone(&self.committer)
+    }
+
+    /// How large the inbound commit groups were.
+    pub(crate) fn group_stats(&self) -> Arc<super::GroupStats> {
+        self.committer.stats()
     }
 
     /// Runs `operation` on the backend's runtime and awaits it from any runtime.
