@@ -976,6 +976,27 @@ fn a_sequencer_delivers_the_stream_in_order(db: &Db) {
         assert_eq!(*peer.seen.lock().unwrap(), ids);
         let status = queue.status("trust").await.unwrap();
         assert_eq!((status.depth, status.delivered), (0, 20));
+        // One commit per delivery: the commit that recorded a message's ACK also marked the
+        // next one in flight, so the next one's first attempt is that very instant.
+        let mut rows = queue
+            .list(ListFilter {
+                destination: Some("trust".into()),
+                ..ListFilter::default()
+            })
+            .await
+            .unwrap();
+        rows.sort_by_key(|m| m.id);
+        assert_eq!(rows.len(), 20);
+        for pair in rows.windows(2) {
+            assert_eq!(pair[0].state, MessageState::Delivered);
+            assert_eq!(pair[1].attempts, 1);
+            assert!(pair[0].delivered_at.is_some());
+            assert_eq!(
+                pair[1].first_attempt_at, pair[0].delivered_at,
+                "message {} began in the commit that delivered {}",
+                pair[1].id, pair[0].id
+            );
+        }
     });
 }
 
