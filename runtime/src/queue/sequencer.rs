@@ -642,7 +642,7 @@ impl<T: Transport> Sequencer<T> {
                 Step::Next => self.queue.clear_stall(&self.destination),
                 Step::Begun(next) => {
                     self.queue.clear_stall(&self.destination);
-                    begun = Some(next);
+                    begun = Some(*next);
                 }
                 Step::Backoff(wait) => {
                     self.queue.clear_stall(&self.destination);
@@ -771,7 +771,7 @@ impl<T: Transport> Sequencer<T> {
                         id: info.id,
                         ack_code,
                     });
-                    next.map_or(Step::Next, Step::Begun)
+                    next.map_or(Step::Next, |next| Step::Begun(Box::new(next)))
                 }
                 Err(QueueError::LeaseLost { .. }) => Step::LeaseLost,
                 Err(e) => {
@@ -861,7 +861,7 @@ enum Step {
     Next,
     /// Delivered, and the next message is already in flight: send it without reading the
     /// head again.
-    Begun(Pending),
+    Begun(Box<Pending>),
     Backoff(Wait),
     StoreTrouble,
 }
