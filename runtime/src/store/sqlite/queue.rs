@@ -179,6 +179,19 @@ fn transition(
     }
 }
 
+/// The lowest pending message of `destination`, with its bytes.
+fn head_with_raw(conn: &Connection, destination: &str) -> Result<Option<Pending>, QueueError> {
+    let mut stmt = conn.prepare_cached(&format!("SELECT {COLUMNS}, raw {HEAD}"))?;
+    Ok(stmt
+        .query_row([destination], |r| {
+            Ok(Pending {
+                info: info(r)?,
+                raw: r.get(RAW)?,
+            })
+        })
+        .optional()?)
+}
+
 /// Marks the head of `destination` in flight when it is queued (not held, not in flight
 /// already) and returns it with its bytes, as it was before.
 fn begin_head(
@@ -186,15 +199,7 @@ fn begin_head(
     destination: &str,
     at: OffsetDateTime,
 ) -> Result<Option<Pending>, QueueError> {
-    let head = tx
-        .prepare_cached(&format!("SELECT {COLUMNS}, raw {HEAD}"))?
-        .query_row([destination], |r| {
-            Ok(Pending {
-                info: info(r)?,
-                raw: r.get(RAW)?,
-            })
-        })
-        .optional()?;
+    let head = head_with_raw(tx, destination)?;
     let Some(head) = head.filter(|h| h.info.state == MessageState::Queued) else {
         return Ok(None);
     };
@@ -288,16 +293,7 @@ impl Sqlite {
         &self,
         destination: &str,
     ) -> Result<Option<Pending>, QueueError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(&format!("SELECT {COLUMNS}, raw {HEAD}"))?;
-        Ok(stmt
-            .query_row([destination], |r| {
-                Ok(Pending {
-                    info: info(r)?,
-                    raw: r.get(RAW)?,
-                })
-            })
-            .optional()?)
+        head_with_raw(&self.conn(), destination)
     }
 
     pub(crate) fn queue_counts(&self, destination: &str) -> Result<StreamCounts, QueueError> {
