@@ -222,3 +222,28 @@ fn the_generated_readmes_describe_todays_gateway() {
         );
     }
 }
+
+/// The host crate (`generated/host/`) links every gateway crate of the folder, whichever specs
+/// one run names: generating one spec leaves it as generating all of them writes it.
+#[test]
+fn the_host_crate_links_every_gateway_crate_even_when_one_spec_is_generated() {
+    let one = hl7gw(&["generate", "--check", "specs/demo.yaml"]);
+    assert!(
+        one.status.success(),
+        "{}{}",
+        text(&one.stdout),
+        text(&one.stderr)
+    );
+    let host = repo().join("generated/host");
+    let cargo = std::fs::read_to_string(host.join("Cargo.toml")).expect("host Cargo.toml");
+    let main = std::fs::read_to_string(host.join("src/main.rs")).expect("host main.rs");
+    assert!(cargo.contains("name = \"gw-host\""), "{cargo}");
+    for code in ["demo", "eastbay", "northwest", "riverside"] {
+        assert!(
+            cargo.contains(&format!("gw-{code} = {{ path = \"../{code}\" }}")),
+            "{code} not linked:\n{cargo}"
+        );
+        assert!(main.contains(&format!("gw_{code}::SPEC")), "{main}");
+    }
+    assert!(main.contains("hl7gw_runtime::host::cli::main"), "{main}");
+}

@@ -9,14 +9,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::fs::File;
-use std::io::BufReader;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
 
-/// Longest a Chromium run may take before it is killed.
-const BROWSER_TIMEOUT: Duration = Duration::from_secs(60);
+use hl7gw_tests::browser::{self, Screenshot};
+
 const WIDTH: u32 = 1280;
 const HEIGHT: u32 = 2000;
 /// The checklist heading's background (`--blue` in the report's CSS); nothing else on the
@@ -42,193 +39,6 @@ fn hl7gw(args: &[&str]) -> Output {
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// Chromium from `HL7GW_CHROMIUM`, or `chromium` / `chromium-browser` on the PATH.
-fn find_chromium() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("HL7GW_CHROMIUM") {
-        return Some(PathBuf::from(p));
-    }
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .flat_map(|dir| ["chromium", "chromium-browser"].map(|name| dir.join(name)))
-        .find(|p| p.is_file())
-}
-
-/// Runs Chromium headless on `url` with `extra` arguments, stdout to `stdout`, in its own
-/// process group, killed (group and all) after [`BROWSER_TIMEOUT`].
-fn run_chromium(
-    chromium: &Path,
-    work: &Path,
-    name: &str,
-    extra: &[String],
-    url: &str,
-) -> ExitStatus {
-    let profile = work.join(format!("profile-{name}"));
-    let stdout = work.join(format!("{name}.stdout"));
-    let stderr = work.join(format!("{name}.stderr"));
-    let mut cmd = Command::new(chromium);
-    cmd.args([
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--hide-scrollbars",
-    ])
-    .arg(format!("--user-data-dir={}", profile.display()))
-    .args(extra)
-    .arg(url)
-    .stdin(Stdio::null())
-    .stdout(File::create(&stdout).expect("stdout file"))
-    .stderr(File::create(&stderr).expect("stderr file"));
-    #[cfg(unix)]
-    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-    let mut child = cmd.spawn().expect("chromium starts");
-    let pid = child.id();
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("waiting for chromium") {
-            break Some(status);
-        }
-        if started.elapsed() > BROWSER_TIMEOUT {
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    // Chromium's helper processes share its process group: end them too, by group id.
-    kill_group(pid);
-    let Some(status) = status else {
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!(
-            "chromium ({name}) did not finish within {BROWSER_TIMEOUT:?}; stderr:\n{}",
-            std::fs::read_to_string(&stderr).unwrap_or_default()
-        );
-    };
-    assert!(
-        status.success(),
-        "chromium ({name}) failed with {status}; stderr:\n{}",
-        std::fs::read_to_string(&stderr).unwrap_or_default()
-    );
-    status
-}
-
-fn kill_group(pid: u32) {
-    #[cfg(unix)]
-    {
-        let _ = Command::new("kill")
-            .args(["-KILL", "--", &format!("-{pid}")])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-    }
-    #[cfg(not(unix))]
-    let _ = pid;
-}
-
-/// An RGB screenshot.
-struct Image {
-    width: u32,
-    height: u32,
-    /// 3 or 4 bytes a pixel.
-    channels: usize,
-    data: Vec<u8>,
-}
-
-impl Image {
-    fn read(path: &Path) -> Image {
-        let file = BufReader::new(File::open(path).expect("screenshot exists"));
-        let mut decoder = png::Decoder::new(file);
-        decoder.set_transformations(png::Transformations::normalize_to_color8());
-        let mut reader = decoder.read_info().expect("screenshot is a PNG");
-        let mut data = vec![0; reader.output_buffer_size().expect("buffer size")];
-        let info = reader.next_frame(&mut data).expect("PNG decodes");
-        let channels = match info.color_type {
-            png::ColorType::Rgb => 3,
-            png::ColorType::Rgba => 4,
-            other => panic!("unexpected PNG colour type {other:?}"),
-        };
-        data.truncate(info.buffer_size());
-        Image {
-            width: info.width,
-            height: info.height,
-            channels,
-            data,
-        }
-    }
-
-    fn pixel(&self, x: u32, y: u32) -> [u8; 3] {
-        let i = (y as usize * self.width as usize + x as usize) * self.channels;
-        [self.data[i], self.data[i + 1], self.data[i + 2]]
-    }
-
-    /// Pixels within `tolerance` of `colour`: how many and their bounding box
-    /// (x0, y0, x1, y1).
-    fn find(&self, colour: [u8; 3], tolerance: u8) -> (usize, (u32, u32, u32, u32)) {
-        let mut count = 0;
-        let mut bbox = (u32::MAX, u32::MAX, 0, 0);
-        for y in 0..self.height {
-            for x in 0..self.width {
-                let p = self.pixel(x, y);
-                if p.iter()
-                    .zip(colour)
-                    .all(|(a, b)| a.abs_diff(b) <= tolerance)
-                {
-                    count += 1;
-                    bbox = (bbox.0.min(x), bbox.1.min(y), bbox.2.max(x), bbox.3.max(y));
-                }
-            }
-        }
-        (count, bbox)
-    }
-
-    /// Rows holding at least `min` pixels within `tolerance` of `colour`.
-    fn wide_rows(&self, colour: [u8; 3], tolerance: u8, min: usize) -> Vec<u32> {
-        (0..self.height)
-            .filter(|&y| {
-                (0..self.width)
-                    .filter(|&x| {
-                        self.pixel(x, y)
-                            .iter()
-                            .zip(colour)
-                            .all(|(a, b)| a.abs_diff(b) <= tolerance)
-                    })
-                    .count()
-                    >= min
-            })
-            .collect()
-    }
-
-    /// Dark (text-like) pixels in rows `y0..y1`.
-    fn dark_pixels(&self, y0: u32, y1: u32) -> usize {
-        (y0..y1.min(self.height))
-            .flat_map(|y| (0..self.width).map(move |x| (x, y)))
-            .filter(|&(x, y)| {
-                let [r, g, b] = self.pixel(x, y);
-                u32::from(r) + u32::from(g) + u32::from(b) < 3 * 110
-            })
-            .count()
-    }
-}
-
-/// Chromium, or `None` after printing that the test is skipped (a failure instead when
-/// `HL7GW_REQUIRE_BROWSER` is set).
-fn chromium_or_skip() -> Option<PathBuf> {
-    let found = find_chromium();
-    if found.is_none() {
-        if std::env::var_os("HL7GW_REQUIRE_BROWSER").is_some() {
-            panic!(
-                "HL7GW_REQUIRE_BROWSER is set but chromium is not installed \
-                 (Debian: apt-get install -y chromium; or set HL7GW_CHROMIUM)"
-            );
-        }
-        println!("skipped: chromium not installed");
-    }
-    found
 }
 
 /// Writes the demo spec's TEST report into `dir` as `hl7gw validate --format html` does.
@@ -258,7 +68,7 @@ fn write_demo_report(dir: &Path) -> PathBuf {
 
 #[test]
 fn go_live_report_renders_in_chromium() {
-    let Some(chromium) = chromium_or_skip() else {
+    let Some(chromium) = browser::chromium_or_skip() else {
         return;
     };
     let work = tempfile::tempdir().expect("temp dir");
@@ -266,14 +76,13 @@ fn go_live_report_renders_in_chromium() {
     let url = format!("file://{}", report.display());
 
     // The DOM as Chromium parsed and laid it out.
-    run_chromium(
+    let dom = browser::run(
         &chromium,
         work.path(),
         "dom",
         &["--dump-dom".to_owned()],
         &url,
     );
-    let dom = std::fs::read_to_string(work.path().join("dom.stdout")).expect("DOM dump");
     for needle in [
         "id=\"checklist\"",
         "Sign-off checklist",
@@ -308,7 +117,7 @@ fn go_live_report_renders_in_chromium() {
 
     // The screenshot: the requested size, and the checklist visibly drawn.
     let shot = work.path().join("report.png");
-    run_chromium(
+    browser::run(
         &chromium,
         work.path(),
         "shot",
@@ -318,7 +127,7 @@ fn go_live_report_renders_in_chromium() {
         ],
         &url,
     );
-    let image = Image::read(&shot);
+    let image = Screenshot::read(&shot);
     assert_eq!(
         (image.width, image.height),
         (WIDTH, HEIGHT),
@@ -402,7 +211,7 @@ fn dom_attribute(dom: &str, name: &str) -> String {
 /// forbids it), so the probe runs in a copy with that meta tag taken out.
 #[test]
 fn no_word_of_the_report_is_split_across_lines() {
-    let Some(chromium) = chromium_or_skip() else {
+    let Some(chromium) = browser::chromium_or_skip() else {
         return;
     };
     let work = tempfile::tempdir().expect("temp dir");
@@ -419,7 +228,7 @@ fn no_word_of_the_report_is_split_across_lines() {
     let url = format!("file://{}", copy.display());
     for width in [1280, 700] {
         let name = format!("words-{width}");
-        run_chromium(
+        let dom = browser::run(
             &chromium,
             work.path(),
             &name,
@@ -429,8 +238,6 @@ fn no_word_of_the_report_is_split_across_lines() {
             ],
             &url,
         );
-        let dom =
-            std::fs::read_to_string(work.path().join(format!("{name}.stdout"))).expect("DOM dump");
         let words: usize = dom_attribute(&dom, "data-words-checked")
             .parse()
             .expect("a count");

@@ -938,9 +938,12 @@ fn unknown_key_anywhere_in_the_demo_is_reported_at_that_key() {
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     let mut failures = Vec::new();
     for (case, name) in cases.iter().zip(&names) {
+        // The copies of one spec, validated at once, also collide as one host's customers
+        // (`host-*`, tests/validate_host.rs): not what this test looks at.
         let found: Vec<&Value> = diagnostics(&report)
             .iter()
             .filter(|d| d["file"] == name.as_str())
+            .filter(|d| !d["code"].as_str().unwrap_or("").starts_with("host-"))
             .collect();
         let (code, line, column) = case.expect;
         let ok = found.len() == 1

@@ -133,6 +133,9 @@ pub enum AppError {
     /// A queue command failed.
     #[error("{0}")]
     Queue(#[from] crate::queue::QueueError),
+    /// The operations console could not be set up (no randomness for its CSRF token).
+    #[error("{0}")]
+    Console(#[from] crate::console::ConsoleError),
     /// The async runtime did not start.
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
@@ -160,6 +163,7 @@ impl AppError {
             | Self::Intake(crate::intake::IntakeError::Bind { .. })
             | Self::Queue(QueueError::Store(_))
             | Self::Runtime(_)
+            | Self::Console(_)
             | Self::TaskFailed(_) => true,
             Self::Reload(e) => e.is_io(),
             Self::NoEnvironment { .. }
@@ -556,6 +560,46 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
     ready: impl FnOnce(&Resolved) + Send,
 ) -> Result<(), AppError> {
+    serve_with(spec, env, options, ReceiveSide::Own, shutdown, ready).await
+}
+
+/// How an environment's gateway gets its receive connections and serves its operations
+/// port.
+pub(crate) enum ReceiveSide {
+    /// Its own receive socket and operations port: a `gw-<code>` gateway.
+    Own,
+    /// Inside the host ([`crate::host`]): no socket of its own; the host's listener routes
+    /// it the connections whose TLS server name is its `receive.hostname`, and the host's
+    /// operations port serves its metrics and health. The callback gets those parts once
+    /// the environment is built, before it serves.
+    Hosted(Box<dyn FnOnce(HostedParts) + Send>),
+}
+
+/// What the host needs of one customer's environment: where to route its connections and
+/// what to show on the shared operations port, its console included.
+#[derive(Clone)]
+pub struct HostedParts {
+    /// The TLS server name (and HTTP `Host`) routed to it: its `receive.hostname`.
+    pub hostname: String,
+    /// Routes a connection to this environment's receiver.
+    pub route: tokio::sync::mpsc::Sender<server::RoutedConnection>,
+    /// The environment's registry, rendered with a `customer` label.
+    pub metrics: Arc<Metrics>,
+    /// The environment's health check.
+    pub health: HealthCheck,
+    /// What the host's console shows of this customer × environment.
+    pub console: crate::console::ConsolePart,
+}
+
+/// [`serve`], with the receive side chosen by the caller.
+pub(crate) async fn serve_with(
+    spec: &GatewaySpec,
+    env: EnvName,
+    options: &RunOptions,
+    side: ReceiveSide,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    ready: impl FnOnce(&Resolved) + Send,
+) -> Result<(), AppError> {
     // SIGHUP means "reload" to this gateway, never "terminate": tokio's handler, once
     // installed, stays for the process, so one arriving while the gateway starts (before
     // the control task listens) is ignored instead of killing it; the files are read then.
@@ -588,13 +632,26 @@ pub async fn serve(
         prepared.sink,
         metrics.clone(),
     );
-    let receiver = Receiver::bind(
-        prepared.settings,
-        prepared.tls_config,
-        gateway,
-        metrics.clone(),
-    )
-    .await?;
+    let (receiver, hosted) = match side {
+        ReceiveSide::Own => (
+            Receiver::bind(
+                prepared.settings,
+                prepared.tls_config,
+                gateway,
+                metrics.clone(),
+            )
+            .await?,
+            None,
+        ),
+        ReceiveSide::Hosted(hand_over) => {
+            let hostname = receive(&environment)?.hostname.to_ascii_lowercase();
+            let mut settings = prepared.settings;
+            settings.expected_host = Some(hostname.clone());
+            let (receiver, route) =
+                Receiver::routed(settings, prepared.tls_config, gateway, metrics.clone());
+            (receiver, Some((hand_over, route, hostname)))
+        }
+    };
     resolved.listen = receiver.local_addr().map_err(|e| {
         AppError::Server(server::ServerError::Bind {
             addr: resolved.listen,
@@ -603,6 +660,7 @@ pub async fn serve(
     })?;
     let board = TaskBoard::default();
     let health = HealthCheck::new(store.clone(), board.clone(), prepared.certificates);
+    let console_certificates = health.expiries();
     // After a reload, `/healthz` reads the new certificates' expiry dates.
     let reloader = {
         let (expiries, files) = (health.expiries(), resolved.clone());
@@ -616,19 +674,28 @@ pub async fn serve(
             ),
         })
     };
-    let ops = server::OpsServer::bind_exposed(
-        resolved.ops_listen,
-        options.ops_exposure,
-        metrics.clone(),
-        health,
-    )
-    .await?;
-    resolved.ops_listen = ops.local_addr().map_err(|e| {
-        AppError::Server(server::ServerError::Bind {
-            addr: resolved.ops_listen,
-            source: e,
-        })
-    })?;
+    // Inside the host, the host's operations port serves this environment's metrics and
+    // health; a gateway of its own binds its own.
+    // (The host gets its parts once the console's part, which needs the queue, is built.)
+    let (ops, hosted) = match hosted {
+        Some((hand_over, route, hostname)) => (None, Some((hand_over, route, hostname, health))),
+        None => {
+            let ops = server::OpsServer::bind_exposed(
+                resolved.ops_listen,
+                options.ops_exposure,
+                metrics.clone(),
+                health,
+            )
+            .await?;
+            resolved.ops_listen = ops.local_addr().map_err(|e| {
+                AppError::Server(server::ServerError::Bind {
+                    addr: resolved.ops_listen,
+                    source: e,
+                })
+            })?;
+            (Some(ops), None)
+        }
+    };
     let inbox = if uses_inbox {
         let server = crate::sink::inbox::InboxServer::bind_with(
             resolved.inbox_listen,
@@ -685,6 +752,35 @@ pub async fn serve(
         _ => None,
     };
 
+    // The console shows this customer × environment: the sending queue when it sends (an
+    // operator's retry wakes its sequencer), else a queue on the same store.
+    let console_part = crate::console::ConsolePart {
+        customer_code: spec.customer_code.to_string(),
+        customer_name: spec.customer_name.to_string(),
+        env: environment.name.as_str().to_owned(),
+        store: store.clone(),
+        queue: sending.as_ref().map_or_else(
+            || crate::queue::Queue::new(store.clone()),
+            |(queue, ..)| queue.clone(),
+        ),
+        metrics: metrics.clone(),
+        certificates: console_certificates,
+    };
+    let ops = match (ops, hosted) {
+        (Some(ops), _) => Some(ops.with_console(crate::console::Console::new(vec![console_part])?)),
+        (None, Some((hand_over, route, hostname, health))) => {
+            hand_over(HostedParts {
+                hostname,
+                route,
+                metrics: metrics.clone(),
+                health,
+                console: console_part,
+            });
+            None
+        }
+        (None, None) => None,
+    };
+
     let (stop, stopped) = tokio::sync::watch::channel(false);
     tracing::info!(
         customer = &*spec.customer_code,
@@ -701,10 +797,12 @@ pub async fn serve(
     // Every background task runs supervised: restarted when it ends or panics, or (when it
     // owns a socket) stopping the process with an error. See crate::supervise.
     let mut tasks = Supervisor::new(stop.clone(), board);
-    tasks.essential(
-        "operations port",
-        log_end(ops.run(stopped_signal(&stopped))),
-    );
+    if let Some(ops) = ops {
+        tasks.essential(
+            "operations port",
+            log_end(ops.run(stopped_signal(&stopped))),
+        );
+    }
     tasks.essential(
         "control",
         crate::control::serve(reloader, resolved.store.clone(), stopped_signal(&stopped)),
@@ -835,7 +933,9 @@ async fn record_send_latency(
     }
 }
 
-/// The queue's depth, oldest age and held flag into the metrics, every 5 s.
+/// The queue's depth, oldest age and held flag into the metrics, every 5 s. Whether the
+/// stream is stalled and whether this replica leads it are known without the store, so they
+/// stay current while the store is away (the depth and age keep their last values then).
 async fn update_queue_gauges(
     queue: crate::queue::Queue,
     gauges: Arc<Metrics>,
@@ -851,9 +951,9 @@ async fn update_queue_gauges(
                     .map(Duration::from_secs),
                 status.held,
             );
-            gauges.set_queue_stalled(status.stalled.is_some());
-            gauges.set_queue_leader(queue.leading(DESTINATION).is_some());
         }
+        gauges.set_queue_stalled(queue.stalled(DESTINATION).is_some());
+        gauges.set_queue_leader(queue.leading(DESTINATION).is_some());
         tokio::select! {
             () = tokio::time::sleep(Duration::from_secs(5)) => {}
             () = &mut stopping => return,
@@ -1018,9 +1118,10 @@ pub fn store_migrate(
             source,
         })?;
     Ok(format!(
-        "copied {} inbound rows and {} outbound messages from {} into {}",
+        "copied {} inbound rows and {} outbound messages (and {} rows of the operators' audit trail) from {} into {}",
         copied.inbound,
         copied.outbound,
+        copied.audit,
         from.display(),
         target.path().display()
     ))
@@ -1070,11 +1171,13 @@ pub fn queue_command(
             None => return Err(crate::queue::QueueError::NotFound(*id).into()),
         },
         QueueCommand::Retry(id) => {
-            q.retry(*id).map_err(failed)?;
+            q.retry(*id, &crate::store::audit::Operator::cli(None))
+                .map_err(failed)?;
             format!("message {id} released: it is sent again next")
         }
         QueueCommand::Skip(id, note) => {
-            q.skip(*id, note.as_deref()).map_err(failed)?;
+            q.skip(*id, &crate::store::audit::Operator::cli(note.as_deref()))
+                .map_err(failed)?;
             format!("message {id} skipped (kept in the store); the stream moves on")
         }
     })

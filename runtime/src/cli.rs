@@ -177,9 +177,10 @@ struct RunArgs {
 /// An environment name on the command line that is neither `test` nor `prod`.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{0:?}: use test or prod")]
-struct UnknownEnv(String);
+pub(crate) struct UnknownEnv(String);
 
-fn parse_env(text: &str) -> Result<EnvName, UnknownEnv> {
+/// `--env`: test or prod (the host's command line reads it the same way).
+pub(crate) fn parse_env(text: &str) -> Result<EnvName, UnknownEnv> {
     EnvName::parse(text).ok_or_else(|| UnknownEnv(text.to_string()))
 }
 

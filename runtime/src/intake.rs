@@ -530,11 +530,23 @@ async fn handle(shared: &Shared, request: Request<Incoming>, rules: HttpRules) -
                     StatusCode::OK,
                     &serde_json::to_value(&status).unwrap_or_default(),
                 ),
-                Err(e) => refused(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "store_unavailable",
-                    &e.to_string(),
-                ),
+                // The store is away: what this replica's sequencer found still shows.
+                Err(e) => {
+                    let stall = shared.queue.stalled(&shared.config.destination);
+                    let detail = match stall {
+                        Some(stall) => format!(
+                            "{e}; the stream is stalled since {}: {}",
+                            crate::store::timestamp::format(stall.since),
+                            stall.reason
+                        ),
+                        None => e.to_string(),
+                    };
+                    refused(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "store_unavailable",
+                        &detail,
+                    )
+                }
             }
         }
         ["outbound"] if method == Method::POST => {

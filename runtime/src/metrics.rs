@@ -587,6 +587,70 @@ impl Metrics {
     }
 }
 
+/// Several registries in one Prometheus text, each series with a leading constant label
+/// (`customer="demo"`): the host's `/metrics` ([`crate::host`]). Each family keeps one
+/// `# HELP` and `# TYPE` and its series stay together, as the text format requires.
+pub fn render_labelled(label: &str, parts: &[(&str, &Metrics)]) -> String {
+    let mut families: Vec<(String, Vec<String>)> = Vec::new();
+    for (value, metrics) in parts {
+        let constant = format!("{label}=\"{}\"", escape_label(value));
+        let mut current: Option<usize> = None;
+        for line in metrics.render().lines() {
+            if let Some(rest) = line.strip_prefix("# HELP ") {
+                let name = rest.split(' ').next().unwrap_or(rest);
+                let found = families
+                    .iter()
+                    .position(|(header, _)| header_name(header) == Some(name));
+                current = Some(found.unwrap_or_else(|| {
+                    families.push((line.to_owned(), Vec::new()));
+                    families.len() - 1
+                }));
+                continue;
+            }
+            let Some(family) = current.and_then(|i| families.get_mut(i)) else {
+                continue;
+            };
+            if line.starts_with("# TYPE ") {
+                if family.1.is_empty() && !family.0.contains("\n# TYPE ") {
+                    family.0.push('\n');
+                    family.0.push_str(line);
+                }
+                continue;
+            }
+            family.1.push(with_constant_label(line, &constant));
+        }
+    }
+    let mut out = String::new();
+    for (header, lines) in families {
+        out.push_str(&header);
+        out.push('\n');
+        for line in lines {
+            out.push_str(&line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// The metric name of a family's `# HELP name …` header.
+fn header_name(header: &str) -> Option<&str> {
+    header.strip_prefix("# HELP ")?.split(' ').next()
+}
+
+/// `name{a="b"} 1` → `name{constant,a="b"} 1`; `name 1` → `name{constant} 1`.
+fn with_constant_label(line: &str, constant: &str) -> String {
+    match line.find(['{', ' ']) {
+        Some(i) if line[i..].starts_with("{}") => {
+            format!("{}{{{constant}}}{}", &line[..i], &line[i + 2..])
+        }
+        Some(i) if line[i..].starts_with('{') => {
+            format!("{}{{{constant},{}", &line[..i], &line[i + 1..])
+        }
+        Some(i) => format!("{}{{{constant}}}{}", &line[..i], &line[i..]),
+        None => line.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -699,5 +763,34 @@ mod tests {
             m.message(&format!("T{i}"), "AA");
         }
         assert!(m.messages_count("other", "other") >= 10);
+    }
+
+    #[test]
+    fn several_registries_render_with_a_customer_label_and_one_header_per_family() {
+        let (a, b) = (Metrics::new(), Metrics::new());
+        a.message("ADT^A28", "AA");
+        b.set_queue(3, None, true);
+        let text = render_labelled("customer", &[("demo", &a), ("northwest", &b)]);
+        assert_eq!(
+            text.matches("# TYPE hl7gw_queue_depth gauge\n").count(),
+            1,
+            "{text}"
+        );
+        assert_eq!(text.matches("# HELP hl7gw_messages_total ").count(), 1);
+        assert!(
+            text.contains(
+                "hl7gw_messages_total{customer=\"demo\",type=\"ADT^A28\",ack=\"AA\"} 1\n"
+            )
+        );
+        assert!(text.contains("hl7gw_queue_depth{customer=\"demo\"} 0\nhl7gw_queue_depth{customer=\"northwest\"} 3\n"), "{text}");
+        assert!(
+            text.contains("hl7gw_request_seconds_bucket{customer=\"northwest\",le=\"+Inf\"} 0\n")
+        );
+        assert!(
+            !text
+                .lines()
+                .any(|l| !l.starts_with('#') && !l.contains("customer=")),
+            "{text}"
+        );
     }
 }

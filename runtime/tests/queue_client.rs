@@ -18,6 +18,7 @@ use hl7gw_runtime::queue::{
     SequencerEvent, StreamState,
 };
 use hl7gw_runtime::store::Store;
+use hl7gw_runtime::store::audit::Operator;
 use hl7gw_tests::pki::{Identity, ca, leaf};
 use hl7gw_tests::trust::{Reply, Trust};
 use rcgen::ExtendedKeyUsagePurpose;
@@ -423,7 +424,11 @@ async fn ae_holds_the_stream_until_an_operator_retries() {
         assert_eq!(json["last_response"]["outcome"], "ae");
         assert_eq!(json["last_response"]["ack_code"], "AE");
 
-        let released = store.queue.retry(ids_[1]).await.unwrap();
+        let released = store
+            .queue
+            .retry(ids_[1], Operator::cli(None))
+            .await
+            .unwrap();
         assert_eq!(released.state, MessageState::Queued);
         assert!(released.released_at.is_some());
         wait_committed(&engine, 3).await;
@@ -464,7 +469,10 @@ async fn ar_holds_then_a_skip_from_another_process_releases_and_keeps_the_row() 
         let operator = Queue::new(Store::open(&store.path).unwrap());
         let skipped = operator
             .blocking()
-            .skip(ids_[1], Some("corrected and resent as MSG2B"))
+            .skip(
+                ids_[1],
+                &Operator::cli(Some("corrected and resent as MSG2B")),
+            )
             .unwrap();
         assert_eq!(skipped.state, MessageState::Skipped);
         wait_committed(&engine, 2).await;
@@ -493,21 +501,21 @@ async fn ar_holds_then_a_skip_from_another_process_releases_and_keeps_the_row() 
 
         // Done messages cannot be retried or skipped.
         assert!(matches!(
-            operator.blocking().retry(ids_[1]),
+            operator.blocking().retry(ids_[1], &Operator::cli(None)),
             Err(QueueError::NotPending {
                 state: MessageState::Skipped,
                 ..
             })
         ));
         assert!(matches!(
-            operator.blocking().skip(ids_[0], None),
+            operator.blocking().skip(ids_[0], &Operator::cli(None)),
             Err(QueueError::NotPending {
                 state: MessageState::Delivered,
                 ..
             })
         ));
         assert!(matches!(
-            operator.blocking().retry(9999),
+            operator.blocking().retry(9999, &Operator::cli(None)),
             Err(QueueError::NotFound(9999))
         ));
         // Pruning takes delivered and skipped messages once they are older than the
@@ -847,7 +855,7 @@ async fn a_held_stream_stays_held_across_a_restart() {
             !reason.contains("engine says no"),
             "4xx bodies are not kept: {reason}"
         );
-        reopened.retry(ids_[0]).await.unwrap();
+        reopened.retry(ids_[0], Operator::cli(None)).await.unwrap();
         wait_idle(&reopened).await;
         running.stop().await;
         assert_eq!(engine.committed(), ["MSG1", "MSG2"]);
@@ -911,7 +919,11 @@ async fn policies_from_the_send_config_are_honoured() {
         assert_eq!((m1.attempts, m1.failures), (4, 4));
 
         // The operator retries: a fresh count; the engine now accepts. AR → skip by policy.
-        store.queue.retry(ids_[0]).await.unwrap();
+        store
+            .queue
+            .retry(ids_[0], Operator::cli(None))
+            .await
+            .unwrap();
         running
             .wait_for("the skip", |e| matches!(e, SequencerEvent::Skipped { .. }))
             .await;

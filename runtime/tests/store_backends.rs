@@ -19,6 +19,7 @@ use hl7gw_runtime::queue::{
     ListFilter, MessageState, Policies, Queue, QueueError, Sequencer, SequencerEvent,
 };
 use hl7gw_runtime::sink::SinkKind;
+use hl7gw_runtime::store::audit::Operator;
 use hl7gw_runtime::store::{
     CommitResult, InboundRecord, InboundStatus, PostgresOptions, PostgresTls, Store, StoreError,
 };
@@ -191,6 +192,7 @@ both!(
     a_member_the_database_refuses_fails_alone,
     a_failed_group_fails_every_member_and_no_other_group,
     two_copies_of_one_key_in_one_group_commit_once,
+    operator_actions_are_audited_and_the_last_hour_counted,
 );
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -830,7 +832,9 @@ fn the_queue_keeps_order_refuses_reused_control_ids_and_checks_idempotency_keys(
         .unwrap();
     assert_eq!(listed.len(), 3);
     // Skip the head: kept, the next one is the head.
-    let skipped = q.skip(first.id, Some("wrong patient")).unwrap();
+    let skipped = q
+        .skip(first.id, &Operator::cli(Some("wrong patient")))
+        .unwrap();
     assert_eq!(skipped.state, MessageState::Skipped);
     assert_eq!(
         skipped.skip_reason.as_deref(),
@@ -838,13 +842,16 @@ fn the_queue_keeps_order_refuses_reused_control_ids_and_checks_idempotency_keys(
     );
     assert_eq!(q.head("trust").unwrap().unwrap().info.id, rest[0].id);
     assert!(matches!(
-        q.skip(first.id, None),
+        q.skip(first.id, &Operator::cli(None)),
         Err(QueueError::NotPending {
             state: MessageState::Skipped,
             ..
         })
     ));
-    assert!(matches!(q.retry(99_999), Err(QueueError::NotFound(99_999))));
+    assert!(matches!(
+        q.retry(99_999, &Operator::cli(None)),
+        Err(QueueError::NotFound(99_999))
+    ));
     let shown = q.show(first.id).unwrap().unwrap();
     assert_eq!(shown.raw, raw_message("EMS", "O1"));
 
@@ -997,7 +1004,111 @@ fn a_sequencer_delivers_the_stream_in_order(db: &Db) {
                 pair[1].id, pair[0].id
             );
         }
+        // The console's last hour counts the deliveries and the engine's ACKs.
+        let activity = store.activity().await.unwrap();
+        assert_eq!((activity.sent, activity.responses.aa), (20, 20));
+        assert_eq!(activity.slots.iter().map(|s| s.sent).sum::<u64>(), 20);
     });
+}
+
+/// A retry or skip is written to the audit trail with who, from where and why, in the
+/// transaction that changes the message; a refused one leaves no row. Opening a message is
+/// recorded too. The last hour counts inbound rows by the ACK they were answered.
+fn operator_actions_are_audited_and_the_last_hour_counted(db: &Db) {
+    let store = db.open();
+    let q = Queue::new(store.clone());
+    let first = q
+        .blocking()
+        .enqueue("trust", &raw_message("EMS", "A1"))
+        .unwrap();
+    q.blocking()
+        .enqueue("lab", &raw_message("EMS", "B1"))
+        .unwrap();
+    let ann = Operator::new("ann", "127.0.0.1:5000", "wrong ward", true).unwrap();
+    let skipped = q.blocking().skip(first.id, &ann).unwrap();
+    assert_eq!(
+        skipped.skip_reason.as_deref(),
+        Some("skipped by an operator: wrong ward")
+    );
+    // Refused (already skipped): nothing recorded.
+    let bob = Operator::new("bob", "127.0.0.1:5001", "again", true).unwrap();
+    assert!(q.blocking().retry(first.id, &bob).is_err());
+    let opened = store
+        .blocking()
+        .audit_open(first.id, &bob, hl7gw_runtime::store::timestamp::now())
+        .unwrap();
+    assert_eq!(opened.unwrap().raw, raw_message("EMS", "A1"));
+    assert!(
+        store
+            .blocking()
+            .audit_open(99_999, &bob, hl7gw_runtime::store::timestamp::now())
+            .unwrap()
+            .is_none()
+    );
+    // Another connection (another process or replica) reads the same trail.
+    let other = db.open();
+    let trail = other.blocking().audit_list(Some("trust"), 10).unwrap();
+    let seen: Vec<_> = trail
+        .iter()
+        .map(|e| {
+            (
+                e.action.as_str(),
+                e.operator.as_str(),
+                e.peer.as_str(),
+                e.reason.as_str(),
+                e.control_id.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            ("open", "bob", "127.0.0.1:5001", "again", "A1"),
+            ("skip", "ann", "127.0.0.1:5000", "wrong ward", "A1"),
+        ]
+    );
+    assert!(trail[0].id > trail[1].id && trail[0].at >= trail[1].at);
+    assert!(
+        other
+            .blocking()
+            .audit_list(Some("lab"), 10)
+            .unwrap()
+            .is_empty()
+    );
+
+    for (id, code) in [
+        ("I1", AckCode::ApplicationAccept),
+        ("I2", AckCode::ApplicationError),
+        ("I3", AckCode::ApplicationReject),
+    ] {
+        store
+            .blocking()
+            .commit_inbound(&record(id, code, SinkKind::Inbox))
+            .unwrap();
+    }
+    // Two hours ago: outside the last hour.
+    let old = SystemTime::now() - Duration::from_secs(7200);
+    store
+        .blocking()
+        .commit_inbound(&record_at(
+            "I0",
+            AckCode::ApplicationAccept,
+            SinkKind::Inbox,
+            old,
+        ))
+        .unwrap();
+    let activity = runtime().block_on(other.activity()).unwrap();
+    assert_eq!(activity.received, 3);
+    assert_eq!(
+        (
+            activity.answered.aa,
+            activity.answered.ae,
+            activity.answered.ar
+        ),
+        (1, 1, 1)
+    );
+    assert_eq!(activity.slots.last().unwrap().received, 3);
+    assert_eq!(activity.sent, 0);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1315,7 +1426,8 @@ fn store_migrate_copies_an_sqlite_store_into_an_empty_postgres_store_with_its_id
             ],
         )
         .unwrap();
-    q.skip(queued[0].id, Some("duplicate order")).unwrap();
+    q.skip(queued[0].id, &Operator::cli(Some("duplicate order")))
+        .unwrap();
     runtime()
         .block_on(queue.enqueue_idempotent(
             "trust",
@@ -1332,7 +1444,12 @@ fn store_migrate_copies_an_sqlite_store_into_an_empty_postgres_store_with_its_id
     let target_options = options(server, &server.create_database("migrate_target"));
     let target = Store::open_postgres(&target_options).unwrap();
     let copied = target.import_sqlite(&sqlite).unwrap();
-    assert_eq!((copied.inbound, copied.outbound), (59, 4));
+    assert_eq!((copied.inbound, copied.outbound, copied.audit), (59, 4, 1));
+    // The operators' audit trail comes along, and its ids go on.
+    assert_eq!(
+        target.blocking().audit_list(None, 10).unwrap(),
+        s.audit_list(None, 10).unwrap()
+    );
     let t = target.blocking();
     for id in &inbound {
         assert_eq!(t.inbound(*id).unwrap(), s.inbound(*id).unwrap(), "row {id}");

@@ -233,3 +233,20 @@ pub fn serve_until(
         ))
         .map_err(|e| e.to_string())
 }
+
+/// How long [`wait_until`] waits.
+pub const WAIT_LIMIT: Duration = Duration::from_secs(30);
+
+/// Waits (bounded by [`WAIT_LIMIT`]) until `done()` holds, describing the state with
+/// `show()` on time-out.
+pub fn wait_until(what: &str, done: impl Fn() -> bool, show: impl Fn() -> String) {
+    let deadline = std::time::Instant::now() + WAIT_LIMIT;
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}; {}",
+            show()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}

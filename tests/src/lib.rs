@@ -8,6 +8,7 @@
 use std::path::PathBuf;
 
 pub mod bench;
+pub mod browser;
 pub mod child;
 pub mod ems;
 pub mod engines;
@@ -19,6 +20,24 @@ pub mod roundtrip;
 pub mod tmpfs;
 pub mod trust;
 pub mod wire;
+
+/// Whether curl can run; without it a curl test says it skipped, unless
+/// `HL7GW_REQUIRE_CURL` is set (CI), which makes its absence a failure.
+pub fn curl_available() -> bool {
+    if std::process::Command::new("curl")
+        .arg("--version")
+        .output()
+        .is_ok()
+    {
+        return true;
+    }
+    assert!(
+        std::env::var_os("HL7GW_REQUIRE_CURL").is_none(),
+        "HL7GW_REQUIRE_CURL is set but curl cannot be run"
+    );
+    println!("skipped: curl is not installed (set HL7GW_REQUIRE_CURL to make this fail)");
+    false
+}
 
 /// The repository root.
 pub fn repo() -> PathBuf {

@@ -422,3 +422,20 @@ pub fn plain_request(
     stream.read_to_end(&mut raw)?;
     parse_complete(&raw)
 }
+
+/// The first flight of a TLS client naming `server_name` (no name for an IP address): the
+/// ClientHello a client that then stalls has sent, or what a router reads the name from.
+pub fn client_hello(server_name: &str) -> Vec<u8> {
+    let config = ClientConfig::builder_with_provider(hl7gw_runtime::tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(RootCertStore::empty())
+        .with_no_client_auth();
+    let name = ServerName::try_from(server_name.to_owned()).unwrap();
+    let mut client = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    let mut hello = Vec::new();
+    while client.wants_write() {
+        client.write_tls(&mut hello).unwrap();
+    }
+    hello
+}

@@ -14,6 +14,9 @@
 //! rotated without a restart (`gw-demo reload`, SIGHUP); the memory of large messages given
 //! back.
 //!
+//! The behaviour both store backends share (the happy path, duplicates, a reused key with
+//! other content, a failing webhook sink) runs again on PostgreSQL (`on_postgres_`).
+//!
 //! How the child process is run: see `receiver_support/mod.rs`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -22,27 +25,29 @@ mod receiver_support;
 
 use std::future::Future;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 use std::process::Command;
-use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use hl7gw_runtime::config::Acknowledgement;
+use hl7gw_tests::curl_available;
 use hl7gw_tests::engines::{
     self, BizTalkOutcome, HapiOutcome, IrisAction, MirthStatus, RhapsodyOutcome,
 };
 use hl7gw_tests::messages::{self as samples, AckView};
+use hl7gw_tests::postgres::{ChildStore, TestPostgres};
 use hl7gw_tests::wire::{self, Http, RawResponse, client_config, connect};
 use receiver_support::pki::{self, Ca, CertDir, Validity};
 use receiver_support::{
-    Gateway, GatewayConfig, Spec, StoredRow, child_main, committed, stored_rows,
+    Gateway, GatewayConfig, Spec, StoredRow, Webhook, child_main, committed, stored_rows,
+    stored_rows_postgres,
 };
 use rustls::ClientConfig;
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
+use tokio::io::AsyncWriteExt;
 
 /// Every test body runs inside this bound.
 const TEST_LIMIT: Duration = Duration::from_secs(90);
@@ -61,20 +66,49 @@ fn child_gateway_process() {
     child_main();
 }
 
+/// Where a case's gateway keeps its store: the behaviour both backends share runs on each
+/// (the `on_postgres_` tests; a private PostgreSQL server, skipped without one unless
+/// `HL7GW_REQUIRE_POSTGRES=1`).
+#[derive(Debug, Clone, Copy)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
 /// A gateway in its own temporary directory (store and log inside). The gateway is
 /// dropped (killed, its log shown if the test failed) before the directory.
 struct Case {
     gw: Gateway,
+    /// The database, when the store is PostgreSQL.
+    postgres: Option<&'static TestPostgres>,
     dir: tempfile::TempDir,
 }
 
 impl Case {
     fn start(spec: Spec, configure: impl FnOnce(&mut GatewayConfig, &Path)) -> Self {
+        Self::start_on(Backend::Sqlite, "", spec, configure).unwrap()
+    }
+
+    /// A case on `backend`; `None` when `test` skips (no PostgreSQL).
+    fn start_on(
+        backend: Backend,
+        test: &str,
+        spec: Spec,
+        configure: impl FnOnce(&mut GatewayConfig, &Path),
+    ) -> Option<Self> {
         let dir = tempfile::tempdir().unwrap();
         let mut config = GatewayConfig::new(spec, dir.path().join("store.sqlite"));
+        let postgres = match backend {
+            Backend::Sqlite => None,
+            Backend::Postgres => {
+                let server = TestPostgres::shared(test)?;
+                config.postgres = Some(ChildStore::create(server, "receiver", dir.path(), 10_000));
+                Some(server)
+            }
+        };
         configure(&mut config, dir.path());
         let gw = Gateway::start(config, &dir.path().join("gateway.log"));
-        Self { gw, dir }
+        Some(Self { gw, postgres, dir })
     }
 
     fn demo() -> Self {
@@ -82,7 +116,12 @@ impl Case {
     }
 
     fn rows(&self) -> Vec<StoredRow> {
-        stored_rows(&self.gw.config.store)
+        match (self.postgres, &self.gw.config.postgres) {
+            (Some(server), Some(database)) => {
+                tokio::task::block_in_place(|| stored_rows_postgres(server, &database.dbname))
+            }
+            _ => stored_rows(&self.gw.config.store),
+        }
     }
 
     fn spec(&self) -> Spec {
@@ -198,8 +237,19 @@ async fn refused(
 
 #[tokio::test]
 async fn every_declared_demo_type_is_acknowledged_stored_and_listed() {
+    every_declared_demo_type_on(Backend::Sqlite, "").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_every_declared_demo_type_is_acknowledged_stored_and_listed() {
+    every_declared_demo_type_on(Backend::Postgres, "on_postgres_every_declared_demo_type").await;
+}
+
+async fn every_declared_demo_type_on(backend: Backend, test: &str) {
     bounded(async {
-        let case = Case::demo();
+        let Some(case) = Case::start_on(backend, test, Spec::Demo, |_, _| {}) else {
+            return;
+        };
         let tls = connect(case.gw.listen, case.spec().hostname(), demo_engine())
             .await
             .unwrap();
@@ -680,8 +730,19 @@ async fn bad_data_is_an_error_with_err() {
 
 #[tokio::test]
 async fn a_duplicate_gets_the_same_ack_and_makes_one_record() {
+    a_duplicate_on(Backend::Sqlite, "").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_a_duplicate_gets_the_same_ack_and_makes_one_record() {
+    a_duplicate_on(Backend::Postgres, "on_postgres_a_duplicate").await;
+}
+
+async fn a_duplicate_on(backend: Backend, test: &str) {
     bounded(async {
-        let case = Case::demo();
+        let Some(case) = Case::start_on(backend, test, Spec::Demo, |_, _| {}) else {
+            return;
+        };
         let body = samples::demo_order("DUP-1", "COL", "SMITH", "T");
         let request = hl7_post(&case, "application/hl7-v2", body.as_bytes());
         let first = exchange(&case, demo_engine(), &request).await;
@@ -807,8 +868,19 @@ async fn eastbay_gets_application_acks_although_it_fills_msh_15_16() {
 /// row, the metric; the committed message and its ACK stay as they were.
 #[tokio::test]
 async fn the_same_key_with_other_content_gets_ar_205() {
+    the_same_key_with_other_content_on(Backend::Sqlite, "").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_the_same_key_with_other_content_gets_ar_205() {
+    the_same_key_with_other_content_on(Backend::Postgres, "on_postgres_the_same_key").await;
+}
+
+async fn the_same_key_with_other_content_on(backend: Backend, test: &str) {
     bounded(async {
-        let case = Case::start(Spec::Eastbay, |_, _| {});
+        let Some(case) = Case::start_on(backend, test, Spec::Eastbay, |_, _| {}) else {
+            return;
+        };
         let original = example("eastbay/adt_a28.hl7");
         let request = hl7_post(&case, "application/hl7-v2", &original);
         let first = exchange(&case, eastbay_engine(), &request).await;
@@ -973,99 +1045,26 @@ async fn as_requested_answers_a_commit_ack_to_enhanced_mode() {
 // ---------------------------------------------------------------------------------------
 // A webhook sink that fails (gw-northwest's TEST environment).
 
-/// A webhook on 127.0.0.1 answering `status` (0: close without answering) and recording
-/// the JSON bodies it received.
-struct Webhook {
-    addr: SocketAddr,
-    status: Arc<AtomicU16>,
-    received: Arc<Mutex<Vec<Value>>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Webhook {
-    async fn start(status: u16) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let status = Arc::new(AtomicU16::new(status));
-        let received = Arc::new(Mutex::new(Vec::new()));
-        let (s, r) = (status.clone(), received.clone());
-        let task = tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let (s, r) = (s.clone(), r.clone());
-                tokio::spawn(async move {
-                    let mut stream = stream;
-                    let Ok(request) = read_request(&mut stream).await else {
-                        return;
-                    };
-                    r.lock().unwrap().push(request);
-                    let code = s.load(Ordering::SeqCst);
-                    let answer = format!(
-                        "HTTP/1.1 {code} {}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-                        if code < 300 {
-                            "OK"
-                        } else {
-                            "Internal Server Error"
-                        }
-                    );
-                    let _ = stream.write_all(answer.as_bytes()).await;
-                    let _ = stream.shutdown().await;
-                });
-            }
-        });
-        Self {
-            addr,
-            status,
-            received,
-            task,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}/ems/northwest/test/patients", self.addr)
-    }
-
-    fn received(&self) -> Vec<Value> {
-        self.received.lock().unwrap().clone()
-    }
-}
-
-/// Reads one HTTP request's JSON body (Content-Length framing), bounded.
-async fn read_request(stream: &mut tokio::net::TcpStream) -> io::Result<Value> {
-    let mut raw = Vec::new();
-    loop {
-        let mut chunk = [0u8; 4096];
-        let n = tokio::time::timeout(wire::IO_LIMIT, stream.read(&mut chunk))
-            .await
-            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "webhook request"))??;
-        raw.extend_from_slice(&chunk[..n]);
-        if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
-            let len: usize = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length:"))
-                .and_then(|v| v.trim().parse().ok())
-                .unwrap_or(0);
-            if raw.len() >= end + 4 + len {
-                return serde_json::from_slice(&raw[end + 4..end + 4 + len])
-                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e));
-            }
-        }
-        if n == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "webhook request",
-            ));
-        }
-    }
-}
+// The webhook peer is `receiver_support::Webhook`.
 
 #[tokio::test]
 async fn a_failing_webhook_sink_is_a_503_and_nothing_is_committed() {
+    a_failing_webhook_sink_on(Backend::Sqlite, "").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_a_failing_webhook_sink_is_a_503_and_nothing_is_committed() {
+    a_failing_webhook_sink_on(Backend::Postgres, "on_postgres_a_failing_webhook_sink").await;
+}
+
+async fn a_failing_webhook_sink_on(backend: Backend, test: &str) {
     bounded(async {
         let webhook = Webhook::start(500).await;
-        let case = Case::start(Spec::Northwest, |config, _| {
+        let Some(case) = Case::start_on(backend, test, Spec::Northwest, |config, _| {
             config.webhook = Some(webhook.url());
-        });
+        }) else {
+            return;
+        };
         let send = |message_type: &'static str, id: &'static str| {
             let (message, expect) = samples::northwest_sample(message_type, id).unwrap();
             (
@@ -1289,20 +1288,6 @@ async fn kill_9_under_load_keeps_every_acknowledged_message() {
 
 // ---------------------------------------------------------------------------------------
 // curl.
-
-/// Whether curl can run; without it the curl tests say they skipped, unless
-/// `HL7GW_REQUIRE_CURL` is set (CI), which makes its absence a failure.
-fn curl_available() -> bool {
-    if Command::new("curl").arg("--version").output().is_ok() {
-        return true;
-    }
-    assert!(
-        std::env::var_os("HL7GW_REQUIRE_CURL").is_none(),
-        "HL7GW_REQUIRE_CURL is set but curl cannot be run"
-    );
-    println!("skipped: curl is not installed (set HL7GW_REQUIRE_CURL to make this fail)");
-    false
-}
 
 /// What curl reported for one POST of `body` to the case's gateway with the Trust's dev
 /// client certificate: its `-w` fields (`code|content type|HTTP version`), its stderr, and

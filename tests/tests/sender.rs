@@ -15,6 +15,9 @@
 //! in-process versions of these (and more failure classes) are in
 //! `runtime/tests/queue_client.rs`, `runtime/tests/health.rs` and `tests/tests/intake.rs`.
 //!
+//! The behaviour both store backends share (queue order with one in flight, 503 then 200,
+//! AE held until an operator's retry) runs again on PostgreSQL (`on_postgres_`).
+//!
 //! How the child process is run: see `sender_support/mod.rs`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -26,6 +29,7 @@ use std::time::Duration;
 use hl7gw_runtime::app::QueueCommand;
 use hl7gw_tests::messages::{ids, oru};
 use hl7gw_tests::pki::{ca, leaf};
+use hl7gw_tests::postgres::{ChildStore, TestPostgres};
 use hl7gw_tests::trust::{self, Reply, Trust};
 use rcgen::ExtendedKeyUsagePurpose;
 use sender_support::{Sender, SenderConfig, child_main, wait_until};
@@ -50,12 +54,30 @@ struct Case {
     _dir: tempfile::TempDir,
 }
 
+/// Where a case's gateway keeps its queue: the behaviour both backends share runs on each
+/// (the `on_postgres_` tests; a private PostgreSQL server, skipped without one unless
+/// `HL7GW_REQUIRE_POSTGRES=1`).
+#[derive(Debug, Clone, Copy)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
 impl Case {
     fn start(trust: &Trust) -> Self {
+        Self::start_on(Backend::Sqlite, "", trust).unwrap()
+    }
+
+    /// A case on `backend`; `None` when `test` skips (no PostgreSQL).
+    fn start_on(backend: Backend, test: &str, trust: &Trust) -> Option<Self> {
         let dir = tempfile::tempdir().unwrap();
-        let config = SenderConfig::new(dir.path().join("store.sqlite"), trust.url());
+        let mut config = SenderConfig::new(dir.path().join("store.sqlite"), trust.url());
+        if let Backend::Postgres = backend {
+            let server = TestPostgres::shared(test)?;
+            config.postgres = Some(ChildStore::create(server, "sender", dir.path(), 10_000));
+        }
         let sender = Sender::start(config, &dir.path().join("sender.log"));
-        Self { sender, _dir: dir }
+        Some(Self { sender, _dir: dir })
     }
 
     /// Queues ORU^R01 messages with these MSH-10s, in this order: their queue ids.
@@ -111,11 +133,22 @@ fn assert_all_delivered(list: &[Value], expected: &[String], attempts: &[(&str, 
 
 #[test]
 fn fifty_messages_queued_at_once_arrive_in_queue_order_one_at_a_time() {
+    fifty_messages_on(Backend::Sqlite, "");
+}
+
+#[test]
+fn on_postgres_fifty_messages_queued_at_once_arrive_in_queue_order_one_at_a_time() {
+    fifty_messages_on(Backend::Postgres, "on_postgres_fifty_messages");
+}
+
+fn fifty_messages_on(backend: Backend, test: &str) {
     let trust = Trust::start(trust::dev_tls());
     trust.set_default(Reply::Delay(Duration::from_millis(15)));
     // The first message waits at the Trust until all fifty are queued.
     trust.close_gate();
-    let case = Case::start(&trust);
+    let Some(case) = Case::start_on(backend, test, &trust) else {
+        return;
+    };
     let control_ids = ids("SLOW", 1..=50);
 
     // Five EMS clients post at once; the queue decides the order.
@@ -202,10 +235,21 @@ fn fifty_messages_queued_at_once_arrive_in_queue_order_one_at_a_time() {
 
 #[test]
 fn a_503_then_200_is_sent_again_without_gap_or_duplicate() {
+    a_503_then_200_on(Backend::Sqlite, "");
+}
+
+#[test]
+fn on_postgres_a_503_then_200_is_sent_again_without_gap_or_duplicate() {
+    a_503_then_200_on(Backend::Postgres, "on_postgres_a_503_then_200");
+}
+
+fn a_503_then_200_on(backend: Backend, test: &str) {
     let trust = Trust::start(trust::dev_tls());
     let control_ids = ids("BUSY", 1..=5);
     trust.script(&control_ids[1], &[Reply::Status(503), Reply::Status(503)]);
-    let case = Case::start(&trust);
+    let Some(case) = Case::start_on(backend, test, &trust) else {
+        return;
+    };
     case.queue_all(&control_ids);
     wait_committed(&trust, 5);
     case.sender
@@ -226,11 +270,22 @@ fn a_503_then_200_is_sent_again_without_gap_or_duplicate() {
 
 #[test]
 fn ae_holds_the_stream_until_an_operator_retries() {
+    ae_holds_on(Backend::Sqlite, "");
+}
+
+#[test]
+fn on_postgres_ae_holds_the_stream_until_an_operator_retries() {
+    ae_holds_on(Backend::Postgres, "on_postgres_ae_holds");
+}
+
+fn ae_holds_on(backend: Backend, test: &str) {
     let trust = Trust::start(trust::dev_tls());
     let control_ids = ids("AE", 1..=3);
     let c = &control_ids;
     trust.script(&c[1], &[Reply::Ae("unknown placer order PLC-1001")]);
-    let case = Case::start(&trust);
+    let Some(case) = Case::start_on(backend, test, &trust) else {
+        return;
+    };
     let queue_ids = case.queue_all(&control_ids);
 
     let status = case

@@ -6,6 +6,7 @@
 mod certs;
 mod env;
 mod hl7;
+mod host;
 mod limits;
 mod mapping;
 mod names;
@@ -14,6 +15,8 @@ mod samples;
 mod store;
 
 use time::Date;
+
+pub use host::check_host;
 
 use crate::diag::{Diagnostic, Severity};
 use crate::spec::{EnvName, LoadedSpec};

@@ -1,6 +1,7 @@
 //! `hl7gw generate SPEC|DIR... [--out DIR] [--check]`: one gateway crate per spec, written to
 //! `<out>/<code>/`; with `--check`, nothing is written and every stale file is named.
 
+use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
@@ -8,6 +9,7 @@ use clap::Args;
 
 use super::Failure;
 use super::specs::spec_files;
+use crate::codegen::host::{HOST_DIR, generate_host};
 use crate::codegen::{
     GeneratedCrate, SpecFailure, Staleness, compare, generate_file, generated_from, workspace_root,
     write,
@@ -84,6 +86,12 @@ pub fn run(args: &GenerateArgs, out: &mut dyn Write) -> Result<(), Failure> {
             )));
         }
     }
+    if let Some((file, _)) = crates.iter().find(|(_, g)| g.code == HOST_DIR) {
+        return Err(Failure::Input(format!(
+            "{}: customer code `{HOST_DIR}` is taken by the host crate (generated/{HOST_DIR}/): choose another",
+            file.display()
+        )));
+    }
     let out_dir = match (&args.out, files.first()) {
         (Some(dir), _) => dir.clone(),
         (None, Some(first)) => workspace_root(first)
@@ -91,8 +99,10 @@ pub fn run(args: &GenerateArgs, out: &mut dyn Write) -> Result<(), Failure> {
         (None, None) => PathBuf::from("generated"),
     };
     let io = |e: std::io::Error| Failure::Usage(format!("writing output: {e}"));
+    let host = generate_host(&host_members(&out_dir, &crates))
+        .map_err(|e| Failure::Input(format!("the host crate: {e}")))?;
     let mut stale: Vec<String> = Vec::new();
-    for (_, generated) in &crates {
+    for generated in crates.iter().map(|(_, g)| g).chain([&host]) {
         let dir = out_dir.join(&generated.code);
         let fail = |e: std::io::Error| Failure::Usage(format!("{}: {e}", shown(&dir)));
         if args.check {
@@ -136,6 +146,30 @@ pub fn run(args: &GenerateArgs, out: &mut dyn Write) -> Result<(), Failure> {
     Ok(())
 }
 
+/// The gateway crates the host links: those generated now and the others already in
+/// `out_dir` whose spec still exists (so generating one spec keeps the host whole), by code.
+fn host_members(out_dir: &Path, crates: &[(PathBuf, GeneratedCrate)]) -> BTreeMap<String, String> {
+    let mut members: BTreeMap<String, String> = crates
+        .iter()
+        .map(|(_, g)| (g.code.clone(), g.spec_path.clone()))
+        .collect();
+    let (Some(root), Ok(entries)) = (workspace_root(out_dir), std::fs::read_dir(out_dir)) else {
+        return members;
+    };
+    for dir in entries.filter_map(Result::ok).map(|e| e.path()) {
+        let Some(code) = dir.file_name().and_then(|n| n.to_str()).map(str::to_owned) else {
+            continue;
+        };
+        if code == HOST_DIR || members.contains_key(&code) {
+            continue;
+        }
+        if let Some(spec) = generated_from(&dir).filter(|spec| root.join(spec).exists()) {
+            members.insert(code, spec);
+        }
+    }
+    members
+}
+
 /// Crates in `out_dir` generated from a spec that no longer exists (only inside a workspace,
 /// where the headers' spec paths can be resolved).
 fn orphans(out_dir: &Path, crates: &[(PathBuf, GeneratedCrate)]) -> Vec<String> {
@@ -152,6 +186,7 @@ fn orphans(out_dir: &Path, crates: &[(PathBuf, GeneratedCrate)]) -> Vec<String> 
             !crates
                 .iter()
                 .any(|(_, g)| dir.file_name().is_some_and(|n| *n == *g.code))
+                && dir.file_name().is_none_or(|n| n != HOST_DIR)
         })
         .filter_map(|dir| {
             let spec = generated_from(&dir)?;

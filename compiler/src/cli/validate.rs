@@ -8,7 +8,7 @@ use time::Date;
 
 use super::Failure;
 use super::specs::spec_files;
-use crate::check::{CheckOptions, check_spec};
+use crate::check::{CheckOptions, check_host, check_spec};
 use crate::diag::{Diagnostic, Severity, render_human, render_json};
 use crate::spec::{EnvName, load_spec};
 
@@ -102,13 +102,19 @@ fn run_text(
         today,
     };
     let mut all: Vec<Diagnostic> = Vec::new();
+    let mut loaded_specs = Vec::new();
     for file in files {
         let display = file.to_string_lossy().into_owned();
         match load_spec(file, &display) {
             Err(diagnostics) => all.extend(diagnostics),
-            Ok(loaded) => all.extend(check_spec(&loaded, &options).diagnostics),
+            Ok(loaded) => {
+                all.extend(check_spec(&loaded, &options).diagnostics);
+                loaded_specs.push(loaded);
+            }
         }
     }
+    // The specs given together are one host's customers: nothing of theirs may collide.
+    all.extend(check_host(&loaded_specs));
     let text = if json {
         let mut t = render_json(&all).map_err(|e| Failure::Usage(format!("writing JSON: {e}")))?;
         t.push('\n');

@@ -9,6 +9,7 @@
 //! | `src/config.rs` | syn/quote/prettyplease | the environments as `const` runtime configuration |
 //! | `src/main.rs` | syn/quote/prettyplease | one call: the runtime's command line with `SPEC` |
 //! | `tests/spec_tests.rs` | syn/quote/prettyplease | one `#[test]` per spec test |
+//! | `../host/` | tera, syn/quote | the host crate `gw-host`: every gateway crate of the folder in one process ([`host`]) |
 //! | `tests/outbound.rs` | syn/quote/prettyplease | per outbound type, a representative record through JSON and HL7 and back (only when the spec sends) |
 //!
 //! The output depends on nothing but the spec's bytes and its path relative to the
@@ -26,6 +27,8 @@
 //! read relative to `CARGO_MANIFEST_DIR/../..`.
 
 mod config_rs;
+/// The host crate linking every gateway crate (`generated/host/`).
+pub mod host;
 mod lib_rs;
 /// Rust names for spec names; `check` calls them too, so `validate` judges names as `generate` makes them.
 pub(crate) mod names;

@@ -136,7 +136,12 @@ fn from_workspace_root(spec_path: &str, file: &str) -> Option<String> {
     Some(parts.join("/"))
 }
 
-fn render(name: &str, template: &str, vars: &Vars<'_>) -> Result<String, CodegenError> {
+/// Renders a tera `template` with `vars`.
+pub(crate) fn render<V: Serialize>(
+    name: &str,
+    template: &str,
+    vars: &V,
+) -> Result<String, CodegenError> {
     let fail = |e: tera::Error| CodegenError::new(format!("template {name}: {e}"));
     let mut tera = tera::Tera::new();
     tera.autoescape_on(Vec::<&str>::new());

@@ -92,6 +92,7 @@ pub use sequencer::{Backoff, Policies, Sequencer, SequencerEvent};
 pub use state::{Action, Event, Progress, Refusal, State, apply, failures_after_one_more};
 
 use crate::client::Outcome;
+use crate::store::audit::Operator;
 use crate::store::{BlockingStore, Fence, LeaseInfo, Store, StoreError, timestamp};
 use record::stream_status;
 
@@ -225,7 +226,9 @@ impl Queue {
         }
     }
 
-    fn stall(&self, destination: &str) -> Option<Stall> {
+    /// Why a sequencer in this process cannot move `destination`'s stream on, if it
+    /// cannot: known without the store (the `hl7gw_queue_stalled` metric).
+    pub fn stalled(&self, destination: &str) -> Option<Stall> {
         let stalls = self.stalls.lock().unwrap_or_else(|e| e.into_inner());
         stalls.get(destination).cloned()
     }
@@ -315,7 +318,7 @@ impl Queue {
         let head = self.head_info(destination).await?;
         let counts = self.store.queue_counts(destination.to_owned()).await?;
         let mut status = stream_status(destination, head, counts);
-        status.stalled = self.stall(destination);
+        status.stalled = self.stalled(destination);
         status.leader = match self.leading(destination) {
             Some(lease) => Some(lease),
             // A replica that does not lead reads who does from the store.
@@ -345,27 +348,25 @@ impl Queue {
 
     /// Releases a pending message: it is sent next (it is its stream's head, or will be),
     /// with a fresh failure count. On a held message this is the operator's "retry"; on a
-    /// retrying one it cuts the backoff short.
-    pub async fn retry(&self, id: QueueId) -> Result<MessageInfo, QueueError> {
-        let row = self
-            .store
-            .queue_operator(
-                id,
-                Event::Release {
-                    at: timestamp::now(),
-                },
-            )
-            .await?;
-        released(&row);
+    /// retrying one it cuts the backoff short. Recorded in the audit trail with `by`
+    /// ([`crate::store::audit`]) in the same transaction.
+    pub async fn retry(&self, id: QueueId, by: Operator) -> Result<MessageInfo, QueueError> {
+        let event = Event::Release {
+            at: timestamp::now(),
+        };
+        let row = self.store.queue_operator(id, event, by.clone()).await?;
+        released(&row, &by);
         self.wake.notify_waiters();
         Ok(row)
     }
 
-    /// Marks a pending message skipped (kept, never sent again) and releases its stream.
-    pub async fn skip(&self, id: QueueId, note: Option<String>) -> Result<MessageInfo, QueueError> {
-        let event = skip_event(note.as_deref());
-        let row = self.store.queue_operator(id, event).await?;
-        skipped(&row);
+    /// Marks a pending message skipped (kept, never sent again) and releases its stream;
+    /// `by`'s reason becomes the skip's note. Recorded in the audit trail like
+    /// [`retry`](Self::retry).
+    pub async fn skip(&self, id: QueueId, by: Operator) -> Result<MessageInfo, QueueError> {
+        let event = skip_event(Some(&by.reason));
+        let row = self.store.queue_operator(id, event, by.clone()).await?;
+        skipped(&row, &by);
         self.wake.notify_waiters();
         Ok(row)
     }
@@ -507,22 +508,22 @@ impl BlockingQueue<'_> {
     }
 
     /// See [`Queue::retry`].
-    pub fn retry(&self, id: QueueId) -> Result<MessageInfo, QueueError> {
-        let row = self.store.queue_operator(
-            id,
-            Event::Release {
-                at: timestamp::now(),
-            },
-        )?;
-        released(&row);
+    pub fn retry(&self, id: QueueId, by: &Operator) -> Result<MessageInfo, QueueError> {
+        let event = Event::Release {
+            at: timestamp::now(),
+        };
+        let row = self.store.queue_operator(id, event, by)?;
+        released(&row, by);
         self.wake.notify_waiters();
         Ok(row)
     }
 
     /// See [`Queue::skip`].
-    pub fn skip(&self, id: QueueId, note: Option<&str>) -> Result<MessageInfo, QueueError> {
-        let row = self.store.queue_operator(id, skip_event(note))?;
-        skipped(&row);
+    pub fn skip(&self, id: QueueId, by: &Operator) -> Result<MessageInfo, QueueError> {
+        let row = self
+            .store
+            .queue_operator(id, skip_event(Some(&by.reason)), by)?;
+        skipped(&row, by);
         self.wake.notify_waiters();
         Ok(row)
     }
@@ -552,10 +553,10 @@ fn skip_event(note: Option<&str>) -> Event {
     }
 }
 
-fn released(row: &MessageInfo) {
-    tracing::info!(id = row.id, control_id = %row.control_id, destination = %row.destination, "queue: operator released message");
+fn released(row: &MessageInfo, by: &Operator) {
+    tracing::info!(id = row.id, control_id = %row.control_id, destination = %row.destination, operator = %by.name, peer = %by.peer, reason = %by.reason, "queue: operator released message");
 }
 
-fn skipped(row: &MessageInfo) {
-    tracing::warn!(id = row.id, control_id = %row.control_id, destination = %row.destination, "queue: operator skipped message");
+fn skipped(row: &MessageInfo, by: &Operator) {
+    tracing::warn!(id = row.id, control_id = %row.control_id, destination = %row.destination, operator = %by.name, peer = %by.peer, reason = %by.reason, "queue: operator skipped message");
 }

@@ -284,6 +284,9 @@ pub struct ListFilter {
     pub after: QueueId,
     /// At most this many (capped at [`MAX_LIST`](super::MAX_LIST)).
     pub limit: u32,
+    /// Highest ids first (the console's stream page); the cursor still excludes ids at or
+    /// below `after`.
+    pub newest_first: bool,
 }
 
 impl Default for ListFilter {
@@ -293,6 +296,7 @@ impl Default for ListFilter {
             states: Vec::new(),
             after: 0,
             limit: 100,
+            newest_first: false,
         }
     }
 }

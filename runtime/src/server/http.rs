@@ -186,6 +186,20 @@ impl<H> Drop for CancelWatch<'_, H> {
     }
 }
 
+/// Whether the request's `Host` header (HTTP/1.1) or `:authority` (HTTP/2), without its
+/// port, is `expected`, case ignored. A request naming no host does not.
+fn names_host(request: &Request<Incoming>, expected: &str) -> bool {
+    let named = request.uri().host().map(str::to_owned).or_else(|| {
+        request
+            .headers()
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<hyper::http::uri::Authority>().ok())
+            .map(|a| a.host().to_owned())
+    });
+    named.is_some_and(|host| host.trim_end_matches('.').eq_ignore_ascii_case(expected))
+}
+
 async fn process<H: Handler>(
     shared: &Arc<Shared<H>>,
     conn: &ConnInfo,
@@ -193,6 +207,17 @@ async fn process<H: Handler>(
     request_id: &str,
 ) -> Reply {
     let settings = &shared.settings;
+    if let Some(expected) = &settings.expected_host
+        && !names_host(&request, expected)
+    {
+        return Reply::text(
+            StatusCode::MISDIRECTED_REQUEST,
+            format!(
+                "this connection is for {expected}: the request's Host must name it (the TLS server name chose the customer)"
+            ),
+        )
+        .closing();
+    }
     if request.uri().path() != settings.path {
         return Reply::text(
             StatusCode::NOT_FOUND,

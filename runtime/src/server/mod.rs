@@ -126,7 +126,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use ipnet::IpNet;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
@@ -135,7 +136,7 @@ use crate::hl7::Charset;
 use crate::listeners::Role;
 use crate::metrics::{Metrics, reject};
 
-pub use ops::{Exposure, OpsServer, serve_ops};
+pub use ops::{Exposure, MetricsSource, OpsServer, serve_ops};
 
 // The media types and the ACK's Content-Type are configuration vocabulary, defined once.
 pub use crate::config::{MediaType, RequestContentType, ResponseContentType};
@@ -180,6 +181,11 @@ pub struct Settings {
     pub request_content_type: RequestContentType,
     /// Offer HTTP/2 in ALPN. Off by default: see the module docs on `Expect: 100-continue`.
     pub http2: bool,
+    /// The host name requests must name (`Host`, or HTTP/2's `:authority`), port aside and
+    /// case ignored; another gets `421 Misdirected Request`. Set by the host
+    /// ([`crate::host`]) to the TLS server name it routed the connection by; `None` (a
+    /// single-customer gateway) checks nothing.
+    pub expected_host: Option<String>,
 }
 
 impl Settings {
@@ -211,6 +217,7 @@ impl Settings {
             response_content_type: crate::config::defaults::RESPONSE_CONTENT_TYPE,
             request_content_type: crate::config::defaults::REQUEST_CONTENT_TYPE,
             http2: crate::config::defaults::HTTP2,
+            expected_host: None,
         }
         .with_limits(&Limits::DEFAULT)
     }
@@ -376,9 +383,56 @@ impl<H> Shared<H> {
 
 /// A bound receiver, ready to [`run`](Self::run).
 pub struct Receiver<H> {
-    listener: TcpListener,
+    incoming: Incoming,
     shared: Arc<Shared<H>>,
 }
+
+/// Where a receiver's connections come from: its own socket, or the host's shared one
+/// ([`crate::host`]), which hands over each connection whose TLS server name is this
+/// customer's with its ClientHello still unread.
+enum Incoming {
+    Bound(TcpListener),
+    Routed {
+        connections: mpsc::Receiver<RoutedConnection>,
+        /// The host's receive address (what [`Receiver::local_addr`] reports).
+        addr: SocketAddr,
+    },
+}
+
+impl Incoming {
+    async fn accept(&mut self) -> std::io::Result<(TcpStream, SocketAddr)> {
+        match self {
+            Self::Bound(listener) => listener.accept().await,
+            Self::Routed { connections, .. } => match connections.recv().await {
+                Some(routed) => Ok((routed.tcp, routed.peer)),
+                // The host stopped routing: nothing more comes until shutdown.
+                None => std::future::pending().await,
+            },
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        match self {
+            Self::Bound(listener) => listener.local_addr(),
+            Self::Routed { addr, .. } => Ok(*addr),
+        }
+    }
+}
+
+/// A connection the host accepted and routed to one customer's receiver by its TLS server
+/// name. Nothing has been read from it (the host only peeked at the ClientHello), so the
+/// receiver runs its whole accept path on it: IP allowlist, admission, handshake with the
+/// customer's own TLS configuration, subject allowlist.
+#[derive(Debug)]
+pub struct RoutedConnection {
+    /// The connection.
+    pub tcp: TcpStream,
+    /// The peer's address.
+    pub peer: SocketAddr,
+}
+
+/// How many routed connections may wait for a receiver's accept loop.
+const ROUTED_BACKLOG: usize = 64;
 
 impl<H: Handler> Receiver<H> {
     /// Binds the listening socket. The TLS configuration's ALPN list is replaced by the one
@@ -396,6 +450,42 @@ impl<H: Handler> Receiver<H> {
                     addr: settings.listen,
                     source,
                 })?;
+        Ok(Self::with_incoming(
+            Incoming::Bound(listener),
+            settings,
+            tls,
+            handler,
+            metrics,
+        ))
+    }
+
+    /// A receiver that binds nothing: the host ([`crate::host`]) sends it the connections
+    /// whose TLS server name is this customer's through the returned sender.
+    /// [`Settings::listen`] is the host's receive address.
+    pub fn routed(
+        settings: Settings,
+        tls: Arc<rustls::ServerConfig>,
+        handler: H,
+        metrics: Arc<Metrics>,
+    ) -> (Self, mpsc::Sender<RoutedConnection>) {
+        let (route, connections) = mpsc::channel(ROUTED_BACKLOG);
+        let incoming = Incoming::Routed {
+            connections,
+            addr: settings.listen,
+        };
+        (
+            Self::with_incoming(incoming, settings, tls, handler, metrics),
+            route,
+        )
+    }
+
+    fn with_incoming(
+        incoming: Incoming,
+        settings: Settings,
+        tls: Arc<rustls::ServerConfig>,
+        handler: H,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let started = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
@@ -406,8 +496,8 @@ impl<H: Handler> Receiver<H> {
             settings.max_handshakes,
         );
         let body_memory = memory::BodyMemory::new(settings.body_memory);
-        Ok(Self {
-            listener,
+        Self {
+            incoming,
             shared: Arc::new(Shared {
                 settings,
                 tls,
@@ -418,18 +508,21 @@ impl<H: Handler> Receiver<H> {
                 id_prefix: format!("{started:x}"),
                 next_id: AtomicU64::new(1),
             }),
-        })
+        }
     }
 
-    /// The address actually bound.
+    /// The address actually bound (for a routed receiver, the host's).
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.listener.local_addr()
+        self.incoming.local_addr()
     }
 
     /// Serves until `shutdown` completes, then stops accepting, lets requests in progress
     /// finish (up to [`Settings::shutdown_timeout`]) and returns.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
-        let Self { listener, shared } = self;
+        let Self {
+            incoming: mut listener,
+            shared,
+        } = self;
         let settings = &shared.settings;
         if settings.allowed_ips.is_empty() {
             warn!("receiver: no allowed IPs; every connection will be refused");

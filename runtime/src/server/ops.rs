@@ -6,6 +6,8 @@
 //! - `GET /healthz`: 200 when the health check passes, 503 otherwise, with a JSON body
 //!   naming what is wrong ([`crate::health`]).
 //! - `GET /metrics`: the [`Metrics`] in the Prometheus text format.
+//! - `/` and `/console/...`: the operations [console](crate::console), when the gateway
+//!   gives it one ([`OpsServer::with_console`]).
 //!
 //! Anything else: 404, or 405 for another method on those paths.
 
@@ -26,6 +28,7 @@ use tokio::task::JoinSet;
 use tracing::{info, warn};
 
 use super::ServerError;
+use crate::console::Console;
 use crate::health::HealthSource;
 use crate::metrics::Metrics;
 
@@ -64,11 +67,25 @@ impl Exposure {
     }
 }
 
+/// What `/metrics` renders: one gateway's [`Metrics`], or the host's view of every
+/// customer's ([`crate::host`]).
+pub trait MetricsSource: Send + Sync + 'static {
+    /// The Prometheus text.
+    fn render(&self) -> String;
+}
+
+impl MetricsSource for Metrics {
+    fn render(&self) -> String {
+        Metrics::render(self)
+    }
+}
+
 /// A bound operations server, ready to [`run`](Self::run).
-pub struct OpsServer<F> {
+pub struct OpsServer<F, M = Metrics> {
     listener: TcpListener,
-    metrics: Arc<Metrics>,
+    metrics: Arc<M>,
     health: Arc<F>,
+    console: Option<Arc<Console>>,
 }
 
 impl<F: HealthSource> OpsServer<F> {
@@ -88,6 +105,19 @@ impl<F: HealthSource> OpsServer<F> {
         metrics: Arc<Metrics>,
         health: F,
     ) -> Result<Self, ServerError> {
+        OpsServer::bind_source(addr, exposure, metrics, health).await
+    }
+}
+
+impl<F: HealthSource, M: MetricsSource> OpsServer<F, M> {
+    /// Binds the operations port where `exposure` allows it, serving `metrics` as
+    /// `/metrics`.
+    pub async fn bind_source(
+        addr: SocketAddr,
+        exposure: Exposure,
+        metrics: Arc<M>,
+        health: F,
+    ) -> Result<Self, ServerError> {
         exposure.check(addr)?;
         let listener = TcpListener::bind(addr)
             .await
@@ -96,7 +126,14 @@ impl<F: HealthSource> OpsServer<F> {
             listener,
             metrics,
             health: Arc::new(health),
+            console: None,
         })
+    }
+
+    /// Serves `console` at `/` and `/console/...` too.
+    pub fn with_console(mut self, console: Console) -> Self {
+        self.console = Some(Arc::new(console));
+        self
     }
 
     /// The address actually bound.
@@ -110,6 +147,7 @@ impl<F: HealthSource> OpsServer<F> {
             listener,
             metrics,
             health,
+            console,
         } = self;
         info!(listen = %listener.local_addr().map_or_else(|_| "?".to_owned(), |a| a.to_string()), "operations port listening");
         let mut tasks = JoinSet::new();
@@ -120,15 +158,23 @@ impl<F: HealthSource> OpsServer<F> {
                 () = &mut shutdown => break,
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
                 accepted = listener.accept() => match accepted {
-                    Ok((tcp, _)) => {
+                    Ok((tcp, peer)) => {
                         let metrics = metrics.clone();
                         let health = health.clone();
+                        let console = console.clone();
                         tasks.spawn(async move {
-                            let service = hyper::service::service_fn(move |request| {
+                            let service = hyper::service::service_fn(move |request: Request<Incoming>| {
                                 let metrics = metrics.clone();
                                 let health = health.clone();
+                                let console = console.clone();
                                 async move {
-                                    Ok::<_, Infallible>(answer(&request, &metrics, &*health).await)
+                                    let response = match console {
+                                        Some(console) if Console::serves(request.uri().path()) => {
+                                            console.answer(request, peer).await
+                                        }
+                                        _ => answer(&request, &*metrics, &*health).await,
+                                    };
+                                    Ok::<_, Infallible>(response)
                                 }
                             });
                             let mut http = hyper::server::conn::http1::Builder::new();
@@ -174,14 +220,14 @@ where
 
 async fn answer(
     request: &Request<Incoming>,
-    metrics: &Metrics,
+    metrics: &impl MetricsSource,
     health: &impl HealthSource,
 ) -> Response<Full<Bytes>> {
     let path = request.uri().path();
     if path != "/healthz" && path != "/metrics" {
         return text(
             StatusCode::NOT_FOUND,
-            "not found: GET /healthz or /metrics\n",
+            "not found: GET /healthz, /metrics or /console\n",
         );
     }
     if request.method() != Method::GET && request.method() != Method::HEAD {

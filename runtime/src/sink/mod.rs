@@ -15,7 +15,9 @@
 //! judged. For an accepted message it:
 //!
 //! 1. holds the message's [key](DedupKey) in an [`InFlight`] set, so a retry racing the
-//!    original waits for it;
+//!    original waits for it; for a webhook or MLLP sink also across replicas on one
+//!    PostgreSQL store, by a [`DeliveryClaim`](crate::store::DeliveryClaim) released after
+//!    the commit, so the same key at two replicas at once is delivered once;
 //! 2. answers the stored ACK if the key is already committed (a duplicate is never
 //!    delivered again);
 //! 3. delivers to the sink; a failure is a [`DeliveryError`], which the receiver answers
@@ -360,6 +362,29 @@ pub async fn deliver_and_commit(
         return Err(DeliveryError::MissingControlId);
     }
     let _held = inflight.acquire(&inbound.item.key).await;
+    // Across replicas: another one delivering this key makes this one wait, then find it
+    // committed. The inbox's delivery is the commit itself, unique by its key already.
+    let claim = if accepted && sink.kind() != SinkKind::Inbox {
+        Some(store.claim_delivery(&inbound.item.key).await?)
+    } else {
+        None
+    };
+    let answer = deliver_and_commit_held(store, sink, inbound, gateway_ack, accepted).await;
+    if let Some(claim) = claim {
+        claim.release().await;
+    }
+    answer
+}
+
+/// [`deliver_and_commit`] once the key is held (in this process and, for a webhook or MLLP
+/// sink, across replicas).
+async fn deliver_and_commit_held(
+    store: &Store,
+    sink: &Sink,
+    inbound: Inbound,
+    gateway_ack: GatewayAck,
+    accepted: bool,
+) -> Result<Answer, DeliveryError> {
     if !inbound.item.key.control_id.is_empty() {
         if let Some(original) = store.find_duplicate(&inbound.item.key).await? {
             return answer_duplicate(store, sink, inbound, &gateway_ack.build, original).await;

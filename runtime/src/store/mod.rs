@@ -107,6 +107,9 @@
 //!   503, the intake 503; nothing is acknowledged) and rolls back; once space returns the
 //!   next commit succeeds, with no restart.
 
+pub mod activity;
+pub mod audit;
+mod claim;
 mod group;
 mod inbound;
 mod inbox;
@@ -122,6 +125,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use time::OffsetDateTime;
 
+pub use claim::DeliveryClaim;
 pub use group::{GROUP_SIZE_BUCKETS, GroupStats, MAX_GROUP};
 pub use inbound::{CommitResult, InboundRecord, InboundRow, InboundStatus, StoredAck};
 pub use inbox::{InboxEntry, InboxItem, MAX_LIST as INBOX_MAX_LIST};
@@ -259,6 +263,14 @@ pub enum StoreError {
     /// The blocking task running a store call was cancelled or panicked.
     #[error("store: background task failed: {0}")]
     Task(String),
+    /// Another replica is still delivering this key to the sink (see [`DeliveryClaim`]).
+    #[error("store: another replica is still delivering {key} (waited {waited:?})")]
+    ClaimTimeout {
+        /// The message's key.
+        key: String,
+        /// How long this replica waited.
+        waited: Duration,
+    },
 }
 
 /// tokio-postgres's own text of a server error is only "db error": say what the server said

@@ -9,6 +9,7 @@
 
 use time::OffsetDateTime;
 
+use super::audit::Operator;
 use super::{Backend, BlockingStore, Fence, Store, postgres};
 use crate::client::Outcome;
 use crate::queue::{
@@ -233,14 +234,17 @@ impl Store {
         }
     }
 
+    /// An operator's retry or skip, recorded in the audit trail with `by` in the same
+    /// transaction.
     pub(crate) async fn queue_operator(
         &self,
         id: QueueId,
         event: Event,
+        by: Operator,
     ) -> Result<MessageInfo, QueueError> {
         match &self.inner.backend {
-            Backend::Sqlite(_) => self.run(move |s| s.queue_operator(id, event)).await,
-            Backend::Postgres(pg) => pg.run(pg_queue::operator(pg.pool(), id, event)).await,
+            Backend::Sqlite(_) => self.run(move |s| s.queue_operator(id, event, &by)).await,
+            Backend::Postgres(pg) => pg.run(pg_queue::operator(pg.pool(), id, event, by)).await,
         }
     }
 
@@ -415,10 +419,11 @@ impl BlockingStore {
         &self,
         id: QueueId,
         event: Event,
+        by: &Operator,
     ) -> Result<MessageInfo, QueueError> {
         match &self.backend {
-            Backend::Sqlite(db) => db.queue_operator(id, event),
-            Backend::Postgres(pg) => pg.block(pg_queue::operator(pg.pool(), id, event)),
+            Backend::Sqlite(db) => db.queue_operator(id, event, by),
+            Backend::Postgres(pg) => pg.block(pg_queue::operator(pg.pool(), id, event, by.clone())),
         }
     }
 

@@ -22,14 +22,20 @@
 
 pub mod pki;
 
+use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hl7gw_runtime::config::{Acknowledgement, Environment, SinkConfig};
 use hl7gw_tests::child::{ChildProcess, ChildSpec, loopback_options, serve_test_gateway};
-use hl7gw_tests::postgres::ChildStore;
+use hl7gw_tests::postgres::{ChildStore, TestPostgres};
+use hl7gw_tests::wire;
 use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
 
 /// Set in the child's environment: its [`GatewayConfig`] as JSON.
 pub const CHILD_ENV: &str = "HL7GW_E2E_GATEWAY";
@@ -302,6 +308,105 @@ pub fn plain_get(addr: SocketAddr, path: &str) -> (u16, String) {
 }
 
 // ---------------------------------------------------------------------------------------
+// A webhook sink peer.
+
+/// A webhook on 127.0.0.1 answering `status` (0: close without answering), after
+/// `delay_ms`, and recording the JSON bodies it received.
+pub struct Webhook {
+    pub addr: SocketAddr,
+    /// The status it answers from now on.
+    pub status: Arc<AtomicU16>,
+    /// How long it waits before answering, in milliseconds (0 by default).
+    pub delay_ms: Arc<AtomicU64>,
+    received: Arc<Mutex<Vec<Value>>>,
+    /// The accepting task; abort it and the webhook is gone (connection refused).
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+impl Webhook {
+    pub async fn start(status: u16) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let status = Arc::new(AtomicU16::new(status));
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let delay_ms = Arc::new(AtomicU64::new(0));
+        let (s, d, r) = (status.clone(), delay_ms.clone(), received.clone());
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (s, d, r) = (s.clone(), d.clone(), r.clone());
+                tokio::spawn(async move {
+                    let mut stream = stream;
+                    let Ok(request) = read_request(&mut stream).await else {
+                        return;
+                    };
+                    r.lock().unwrap().push(request);
+                    let delay = d.load(Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(delay)).await;
+                    let code = s.load(Ordering::SeqCst);
+                    let answer = format!(
+                        "HTTP/1.1 {code} {}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                        if code < 300 {
+                            "OK"
+                        } else {
+                            "Internal Server Error"
+                        }
+                    );
+                    let _ = stream.write_all(answer.as_bytes()).await;
+                    let _ = stream.shutdown().await;
+                });
+            }
+        });
+        Self {
+            addr,
+            status,
+            delay_ms,
+            received,
+            task,
+        }
+    }
+
+    /// gw-northwest's webhook path on this peer.
+    pub fn url(&self) -> String {
+        format!("http://{}/ems/northwest/test/patients", self.addr)
+    }
+
+    /// The JSON bodies received, in arrival order.
+    pub fn received(&self) -> Vec<Value> {
+        self.received.lock().unwrap().clone()
+    }
+}
+
+/// Reads one HTTP request's JSON body (Content-Length framing), bounded.
+async fn read_request(stream: &mut tokio::net::TcpStream) -> io::Result<Value> {
+    let mut raw = Vec::new();
+    loop {
+        let mut chunk = [0u8; 4096];
+        let n = tokio::time::timeout(wire::IO_LIMIT, stream.read(&mut chunk))
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "webhook request"))??;
+        raw.extend_from_slice(&chunk[..n]);
+        if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            if raw.len() >= end + 4 + len {
+                return serde_json::from_slice(&raw[end + 4..end + 4 + len])
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e));
+            }
+        }
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "webhook request",
+            ));
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
 // The store, read directly.
 
 /// One row of `inbound_messages`.
@@ -351,6 +456,43 @@ pub fn stored_rows(store: &Path) -> Vec<StoredRow> {
         .unwrap()
         .collect::<Result<Vec<_>, _>>()
         .unwrap()
+}
+
+/// [`stored_rows`] of a gateway on PostgreSQL: the same columns, read with `psql` (the
+/// bytes as hex, every row as one JSON object).
+pub fn stored_rows_postgres(server: &TestPostgres, dbname: &str) -> Vec<StoredRow> {
+    let json = server.psql(
+        dbname,
+        "SELECT COALESCE(json_agg(json_build_object(\
+           'id', id, 'control_id', control_id, 'message_type', message_type, \
+           'status', status, 'ack_code', ack_code, 'ack', encode(ack, 'hex'), \
+           'raw', encode(raw, 'hex'), 'record_json', record_json, 'peer_ip', peer_ip, \
+           'peer_subject', peer_subject, 'sink', sink) ORDER BY id), '[]') \
+         FROM inbound_messages",
+    );
+    let rows: Vec<Value> = serde_json::from_str(&json).unwrap();
+    let text = |row: &Value, key: &str| row[key].as_str().map(str::to_owned);
+    let bytes = |row: &Value, key: &str| -> Vec<u8> {
+        let hex = row[key].as_str().unwrap().as_bytes();
+        hex.chunks(2)
+            .map(|pair| u8::from_str_radix(std::str::from_utf8(pair).unwrap(), 16).unwrap())
+            .collect()
+    };
+    rows.iter()
+        .map(|row| StoredRow {
+            id: row["id"].as_i64().unwrap(),
+            control_id: text(row, "control_id").unwrap(),
+            message_type: text(row, "message_type").unwrap(),
+            status: text(row, "status").unwrap(),
+            ack_code: text(row, "ack_code").unwrap(),
+            ack: bytes(row, "ack"),
+            raw: bytes(row, "raw"),
+            record: text(row, "record_json").map(|json| serde_json::from_str(&json).unwrap()),
+            peer_ip: text(row, "peer_ip"),
+            peer_subject: text(row, "peer_subject"),
+            sink: text(row, "sink").unwrap(),
+        })
+        .collect()
 }
 
 /// The committed rows with this control id.

@@ -34,6 +34,8 @@ use std::time::{Duration, Instant};
 use hl7gw_runtime::GatewaySpec;
 use hl7gw_runtime::app::{QueueCommand, RunOptions};
 use hl7gw_runtime::config::{Duration as SpecDuration, Environment, SendConfig};
+/// Bounded waits, shared with the other cross-process suites.
+pub use hl7gw_tests::child::wait_until;
 use hl7gw_tests::child::{ChildProcess, ChildSpec, loopback_options, serve_test_gateway};
 use hl7gw_tests::postgres::ChildStore;
 use serde_json::{Value, json};
@@ -354,10 +356,14 @@ impl Sender {
 /// `gw-demo queue …` for the store of `config`, as the generated binary runs it: what it
 /// prints.
 pub fn queue_command(config: &SenderConfig, command: &QueueCommand) -> String {
-    let config = serde_json::from_str(&config.to_json()).unwrap();
-    let environment = environment(&config).unwrap();
+    let config: Value = serde_json::from_str(&config.to_json()).unwrap();
+    let mut environment = environment(&config).unwrap();
     let store = config["store"].as_str().unwrap();
-    hl7gw_runtime::app::queue_command(&environment, &options(PathBuf::from(store)), command)
+    let mut options = options(PathBuf::from(store));
+    // On the child's database, when it has one.
+    hl7gw_tests::postgres::use_child_store(config.get("postgres"), &mut environment, &mut options)
+        .unwrap();
+    hl7gw_runtime::app::queue_command(&environment, &options, command)
         .unwrap_or_else(|e| panic!("queue command {command:?} failed: {e}"))
 }
 
@@ -373,17 +379,4 @@ pub fn http(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> (u16, St
     )
     .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
     (response.status, response.body_text())
-}
-
-/// Waits (bounded) until `done()` holds, describing the state with `show()` on time-out.
-pub fn wait_until(what: &str, done: impl Fn() -> bool, show: impl Fn() -> String) {
-    let deadline = Instant::now() + WAIT_LIMIT;
-    while !done() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}; {}",
-            show()
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }

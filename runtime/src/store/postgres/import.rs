@@ -1,6 +1,7 @@
 //! `store migrate`: copies an SQLite store into an empty PostgreSQL store, for a customer
-//! moving from one box to replicas. Every inbound row (audit trail, inbox, the duplicate keys)
-//! and every outbound message is copied with its id, state and times, in one transaction:
+//! moving from one box to replicas. Every inbound row (audit trail, inbox, the duplicate keys),
+//! every outbound message and the operators' audit trail is copied with its id, state and
+//! times, in one transaction:
 //! all or nothing. The ids go on from the highest the SQLite store ever handed out, so an EMS
 //! inbox cursor stays valid and no id is reused. Stream leases and the health row are not
 //! copied (they are made anew).
@@ -31,7 +32,7 @@ use Kind::{Blob, Int, Text};
 type TableColumns = (&'static str, &'static [(&'static str, Kind)]);
 
 /// The copied tables and their columns, `id` first.
-const TABLES: [TableColumns; 2] = [
+const TABLES: [TableColumns; 3] = [
     (
         "inbound_messages",
         &[
@@ -85,6 +86,20 @@ const TABLES: [TableColumns; 2] = [
             ("request_sha256", Text),
         ],
     ),
+    (
+        "operator_audit",
+        &[
+            ("id", Int),
+            ("at", Text),
+            ("action", Text),
+            ("operator", Text),
+            ("peer", Text),
+            ("reason", Text),
+            ("message_id", Int),
+            ("destination", Text),
+            ("control_id", Text),
+        ],
+    ),
 ];
 
 /// Rows read per round: bounded memory whatever the store's size (a row may hold a
@@ -98,6 +113,8 @@ pub struct Copied {
     pub inbound: u64,
     /// Outbound messages.
     pub outbound: u64,
+    /// Rows of the operators' audit trail.
+    pub audit: u64,
 }
 
 /// What the reader hands the writer.
@@ -176,12 +193,13 @@ async fn write(pool: Pool, mut batches: mpsc::Receiver<Batch>) -> Result<Copied,
     // The copy waits on the SQLite reads between batches: not an idle transaction to end.
     tx.batch_execute(
         "SET LOCAL idle_in_transaction_session_timeout = 0;
-         LOCK TABLE inbound_messages, outbound_messages IN EXCLUSIVE MODE",
+         LOCK TABLE inbound_messages, outbound_messages, operator_audit IN EXCLUSIVE MODE",
     )
     .await?;
     let held: i64 = tx
         .query_one(
-            "SELECT (SELECT COUNT(*) FROM inbound_messages) + (SELECT COUNT(*) FROM outbound_messages)",
+            "SELECT (SELECT COUNT(*) FROM inbound_messages) + (SELECT COUNT(*) FROM outbound_messages)
+                  + (SELECT COUNT(*) FROM operator_audit)",
             &[],
         )
         .await?
@@ -219,10 +237,10 @@ async fn write(pool: Pool, mut batches: mpsc::Receiver<Batch>) -> Result<Copied,
                     let refs: Vec<&(dyn ToSql + Sync)> =
                         values.iter().map(|v| &**v as &(dyn ToSql + Sync)).collect();
                     tx.execute(statement, &refs).await?;
-                    if table == 0 {
-                        copied.inbound += 1;
-                    } else {
-                        copied.outbound += 1;
+                    match table {
+                        0 => copied.inbound += 1,
+                        1 => copied.outbound += 1,
+                        _ => copied.audit += 1,
                     }
                 }
             }

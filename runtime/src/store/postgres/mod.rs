@@ -38,6 +38,8 @@
 //! time order whatever the database's locale; a lease's times are the database's own clock
 //! (`timestamptz`), so replicas with skewed clocks agree on who leads.
 
+pub(crate) mod audit;
+pub(crate) mod claim;
 pub(crate) mod import;
 pub(crate) mod inbound;
 pub(crate) mod inbox;
@@ -57,6 +59,7 @@ use time::OffsetDateTime;
 use tokio_postgres::Row;
 
 use super::{Pruned, StoreError, timestamp};
+use crate::dedup::DedupKey;
 
 /// How the backend reaches PostgreSQL. The password is resolved by the caller (from an
 /// environment variable or a file, never the spec) before it gets here.
@@ -196,6 +199,11 @@ pub(crate) struct Postgres {
     pool: Pool,
     /// Inbound commits waiting to be written (group commit).
     committer: Arc<inbound::Committer>,
+    /// Connections holding delivery claims ([`claim`]): a pool of their own, so claims never
+    /// take the connections their holders commit through.
+    claims: Pool,
+    /// How long a delivery claim waits for another replica's.
+    claim_wait: Duration,
     label: PathBuf,
     /// `Some` until dropped; see the `Drop` impl.
     runtime: Option<tokio::runtime::Runtime>,
@@ -228,13 +236,15 @@ impl Postgres {
                 source,
             })?;
         let handle = runtime.handle().clone();
-        let pool = {
+        let (pool, claims) = {
             let _entered = runtime.enter();
-            pool(options, &label)?
+            (pool(options, &label)?, pool(options, &label)?)
         };
         let db = Self {
             pool,
             committer: Arc::default(),
+            claims,
+            claim_wait: options.connect_timeout,
             label,
             runtime: Some(runtime),
             handle,
@@ -261,6 +271,18 @@ impl Postgres {
     /// How large the inbound commit groups were.
     pub(crate) fn group_stats(&self) -> Arc<super::GroupStats> {
         self.committer.stats()
+    }
+
+    /// Takes the delivery claim on `key` (see [`claim`]).
+    pub(crate) async fn claim(&self, key: DedupKey) -> Result<claim::Claim, StoreError> {
+        let handle = self.handle.clone();
+        self.run(claim::claim(
+            self.claims.clone(),
+            key,
+            self.claim_wait,
+            handle,
+        ))
+        .await
     }
 
     /// Runs `operation` on the backend's runtime and awaits it from any runtime.
@@ -431,6 +453,9 @@ mod locks {
     pub(super) const MIGRATE: i32 = 1;
     /// Inbound commits: ids become visible in id order.
     pub(super) const INBOUND: i32 = 2;
+    /// The first key of delivery claims, `(DELIVERY, hashtext(key))` (see [`super::claim`]):
+    /// "hl7d", apart from the `(APPLICATION_ID, n)` locks above.
+    pub(super) const DELIVERY: i32 = 0x686c_3764;
 }
 
 /// Rewrites the health row in its own transaction: an error means the database does not

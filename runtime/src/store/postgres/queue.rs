@@ -19,6 +19,7 @@ use crate::queue::{
     Action, Enqueued, Event, LastResponse, ListFilter, MAX_LIST, MessageDetail, MessageInfo,
     MessageState, NewMessage, Pending, Progress, QueueError, QueueId, Refusal, StreamCounts, apply,
 };
+use crate::store::audit::{AuditAction, Operator};
 use crate::store::outbound::{SavedProgress, failure_decision};
 use crate::store::{Fence, StoreError, timestamp};
 
@@ -391,7 +392,8 @@ pub(crate) async fn list(pool: Pool, filter: ListFilter) -> Result<Vec<MessageIn
         .prepare_cached(&format!(
             "SELECT {COLUMNS} FROM outbound_messages
              WHERE id > $1 AND ($2::TEXT IS NULL OR destination = $2) AND state = ANY($3)
-             ORDER BY id LIMIT $4"
+             ORDER BY id {} LIMIT $4",
+            if filter.newest_first { "DESC" } else { "ASC" }
         ))
         .await?;
     let limit = i64::from(filter.limit.min(MAX_LIST));
@@ -406,6 +408,14 @@ pub(crate) async fn list(pool: Pool, filter: ListFilter) -> Result<Vec<MessageIn
 
 pub(crate) async fn show(pool: Pool, id: QueueId) -> Result<Option<MessageDetail>, QueueError> {
     let client = pool.get().await?;
+    detail(&client, id).await
+}
+
+/// Message `id` with its bytes.
+pub(super) async fn detail(
+    client: &impl GenericClient,
+    id: QueueId,
+) -> Result<Option<MessageDetail>, QueueError> {
     let stmt = client
         .prepare_cached(&format!(
             "SELECT {COLUMNS}, raw FROM outbound_messages WHERE id = $1"
@@ -420,13 +430,16 @@ pub(crate) async fn show(pool: Pool, id: QueueId) -> Result<Option<MessageDetail
     }
 }
 
-/// An operator's retry or skip; the row after it. Operators act from any replica, without a
-/// lease: the row lock orders them with the leader's own transitions.
+/// An operator's retry or skip, recorded in the audit trail in the same transaction; the
+/// row after it. Operators act from any replica, without a lease: the row lock orders them
+/// with the leader's own transitions.
 pub(crate) async fn operator(
     pool: Pool,
     id: QueueId,
     event: Event,
+    by: Operator,
 ) -> Result<MessageInfo, QueueError> {
+    let action = AuditAction::of(&event);
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
     if let Err(refusal) = transition(&tx, id, event).await? {
@@ -438,6 +451,7 @@ pub(crate) async fn operator(
     let row = locked_info(&tx, id)
         .await?
         .ok_or(QueueError::NotFound(id))?;
+    super::audit::record(&tx, action, &by, &row, timestamp::now()).await?;
     tx.commit().await?;
     Ok(row)
 }

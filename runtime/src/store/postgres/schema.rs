@@ -106,6 +106,29 @@ CREATE TABLE stream_leases (
 );
 "#,
     },
+    Migration {
+        version: 3,
+        description: "operator_audit: who retried, skipped or opened a message, from where, when and why; indexes for the console's last hour (SQLite migration 6)",
+        sql: r#"
+CREATE TABLE operator_audit (
+    id          BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    at          TEXT COLLATE "C" NOT NULL,
+    action      TEXT NOT NULL CHECK (action IN ('retry', 'skip', 'open')),
+    operator    TEXT NOT NULL CHECK (operator <> ''),
+    peer        TEXT NOT NULL,
+    reason      TEXT NOT NULL,
+    message_id  BIGINT NOT NULL,
+    destination TEXT COLLATE "C" NOT NULL,
+    control_id  TEXT NOT NULL
+);
+CREATE INDEX operator_audit_message ON operator_audit (message_id, id);
+-- The console's last hour: deliveries and responses by time.
+CREATE INDEX outbound_messages_delivered_at ON outbound_messages (delivered_at)
+    WHERE delivered_at IS NOT NULL;
+CREATE INDEX outbound_messages_last_response_at ON outbound_messages (last_response_at)
+    WHERE last_response_at IS NOT NULL;
+"#,
+    },
 ];
 
 /// The newest version this build knows.

@@ -8,6 +8,7 @@
 //! SQLite allows one writer at a time anyway, so one connection costs nothing in write
 //! throughput; reads are short indexed lookups.
 
+mod audit;
 mod inbound;
 mod inbox;
 mod permissions;

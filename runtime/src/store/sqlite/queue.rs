@@ -15,6 +15,7 @@ use crate::queue::{
     Action, Enqueued, Event, LastResponse, ListFilter, MAX_LIST, MessageDetail, MessageInfo,
     MessageState, NewMessage, Pending, Progress, QueueError, QueueId, Refusal, StreamCounts, apply,
 };
+use crate::store::audit::{AuditAction, Operator};
 use crate::store::outbound::{SavedProgress, failure_decision};
 use crate::store::{StoreError, timestamp};
 
@@ -100,6 +101,21 @@ fn info_by_id(conn: &Connection, id: QueueId) -> Result<Option<MessageInfo>, Que
         "SELECT {COLUMNS} FROM outbound_messages WHERE id = ?1"
     ))?;
     Ok(stmt.query_row([id], info).optional()?)
+}
+
+/// Message `id` with its bytes.
+pub(super) fn detail(conn: &Connection, id: QueueId) -> Result<Option<MessageDetail>, QueueError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS}, raw FROM outbound_messages WHERE id = ?1"
+    ))?;
+    Ok(stmt
+        .query_row([id], |r| {
+            Ok(MessageDetail {
+                info: info(r)?,
+                raw: r.get(RAW)?,
+            })
+        })
+        .optional()?)
 }
 
 /// Writes `p` to row `id` ([`SavedProgress`] says which columns change).
@@ -338,10 +354,11 @@ impl Sqlite {
             .map(|s| format!("'{}'", s.as_str()))
             .collect::<Vec<_>>()
             .join(", ");
+        let order = if filter.newest_first { "DESC" } else { "ASC" };
         let sql = format!(
             "SELECT {COLUMNS} FROM outbound_messages
              WHERE id > ?1 AND (?2 IS NULL OR destination = ?2) AND state IN ({in_list})
-             ORDER BY id LIMIT ?3"
+             ORDER BY id {order} LIMIT ?3"
         );
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(&sql)?;
@@ -353,26 +370,18 @@ impl Sqlite {
     }
 
     pub(crate) fn queue_show(&self, id: QueueId) -> Result<Option<MessageDetail>, QueueError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {COLUMNS}, raw FROM outbound_messages WHERE id = ?1"
-        ))?;
-        Ok(stmt
-            .query_row([id], |r| {
-                Ok(MessageDetail {
-                    info: info(r)?,
-                    raw: r.get(RAW)?,
-                })
-            })
-            .optional()?)
+        detail(&self.conn(), id)
     }
 
-    /// An operator's retry or skip; the row after it.
+    /// An operator's retry or skip, recorded in the audit trail in the same transaction;
+    /// the row after it.
     pub(crate) fn queue_operator(
         &self,
         id: QueueId,
         event: Event,
+        by: &Operator,
     ) -> Result<MessageInfo, QueueError> {
+        let action = AuditAction::of(&event);
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         if let Err(refusal) = transition(&tx, id, event)? {
@@ -382,6 +391,7 @@ impl Sqlite {
             });
         }
         let row = info_by_id(&tx, id)?.ok_or(QueueError::NotFound(id))?;
+        super::audit::record(&tx, action, by, &row, timestamp::now())?;
         tx.commit()?;
         Ok(row)
     }
@@ -557,7 +567,8 @@ mod tests {
             at: now,
             reason: "skipped by an operator".into(),
         };
-        let row = db.queue_operator(id, skip.clone()).unwrap();
+        let by = Operator::cli(Some("test"));
+        let row = db.queue_operator(id, skip.clone(), &by).unwrap();
         assert_eq!(row.state, MessageState::Skipped);
         assert_eq!(row.held_reason.as_deref(), Some("held after 1"));
         assert_eq!(
@@ -565,7 +576,7 @@ mod tests {
             Some(FailureClass::Http4xx)
         );
         assert!(matches!(
-            db.queue_operator(id, skip),
+            db.queue_operator(id, skip, &by),
             Err(QueueError::NotPending {
                 state: MessageState::Skipped,
                 ..

@@ -119,6 +119,29 @@ CREATE UNIQUE INDEX outbound_messages_idempotency_key
         description: "health: the one row the health check rewrites to prove the store takes writes",
         sql: "CREATE TABLE health (id INTEGER PRIMARY KEY CHECK (id = 1), checked_at TEXT NOT NULL) STRICT;",
     },
+    Migration {
+        version: 6,
+        description: "operator_audit: who retried, skipped or opened a message, from where, when and why; indexes for the console's last hour",
+        sql: r#"
+CREATE TABLE operator_audit (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    at          TEXT NOT NULL,
+    action      TEXT NOT NULL CHECK (action IN ('retry', 'skip', 'open')),
+    operator    TEXT NOT NULL CHECK (operator <> ''),
+    peer        TEXT NOT NULL,
+    reason      TEXT NOT NULL,
+    message_id  INTEGER NOT NULL,
+    destination TEXT NOT NULL,
+    control_id  TEXT NOT NULL
+) STRICT;
+CREATE INDEX operator_audit_message ON operator_audit (message_id, id);
+-- The console's last hour: deliveries and responses by time.
+CREATE INDEX outbound_messages_delivered_at ON outbound_messages (delivered_at)
+    WHERE delivered_at IS NOT NULL;
+CREATE INDEX outbound_messages_last_response_at ON outbound_messages (last_response_at)
+    WHERE last_response_at IS NOT NULL;
+"#,
+    },
 ];
 
 /// The newest version this build knows.

@@ -1,0 +1,651 @@
+//! The host (issue 14): one process serving two customers (gw-demo and gw-northwest, TEST)
+//! on ONE receive port, each connection routed by its TLS server name.
+//!
+//! The host runs in a child process of this test binary (`hl7gw_runtime::host::serve`, as
+//! `gw-host serve --env test` runs it), with each customer's store in a temporary folder and
+//! certificates this test makes: for each customer its own CA, a server certificate for its
+//! host name (`demo-test.api.example-ems.cloud`, `northwest-test.api.example-ems.cloud`) and
+//! an engine's client certificate with the subject its spec allows. Each customer sends to
+//! its own stand-in Trust engine ([`hl7gw_tests::trust::Trust`]) in this process.
+//!
+//! Covered: each name is answered with its customer's certificate and its customer's ACK;
+//! an unknown name and no name are refused in the handshake (and counted); a `Host` that
+//! disagrees with the server name gets 421; a flood of stalled handshakes at demo's name
+//! takes demo's connection slots only; and with demo's outbound stream held (its Trust
+//! answers AR), northwest still gets AA promptly and its outbound message delivered.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hl7gw_runtime::GatewaySpec;
+use hl7gw_runtime::config::{EnvName, SendConfig, SinkConfig};
+use hl7gw_runtime::host::{Customer, FrontLimits, HostOptions};
+use hl7gw_tests::child::{ChildProcess, ChildSpec, loopback_options, on_stdin_closed, wait_until};
+use hl7gw_tests::messages::{AckView, demo_sample, northwest_sample, oru, with_control_id};
+use hl7gw_tests::pki::{Identity, ca, leaf};
+use hl7gw_tests::trust::{Reply, Trust};
+use hl7gw_tests::wire::{self, Http, RawResponse};
+use rcgen::ExtendedKeyUsagePurpose;
+use rustls::ClientConfig;
+use serde_json::{Value, json};
+
+const CHILD_ENV: &str = "HL7GW_E2E_HOST";
+const CHILD_TEST: &str = "child_host_process";
+const READY: &str = "HL7GW-E2E-HOST-READY ";
+
+const DEMO_HOST: &str = "demo-test.api.example-ems.cloud";
+const NORTHWEST_HOST: &str = "northwest-test.api.example-ems.cloud";
+
+/// The host child's entry point: ignored in normal runs, selected by the parent.
+#[test]
+#[ignore = "runs only as the host child process of the other tests"]
+fn child_host_process() {
+    hl7gw_tests::child::child_main(CHILD_ENV, "host", |config| {
+        hl7gw_runtime::app::init_logging();
+        run_child(config)
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// The child.
+
+/// A customer's TEST environment sending to `url` (quick backoff), its store and certificate
+/// folder under `dir`.
+fn customer(spec: &GatewaySpec, url: &str, dir: &Path, inbox_sink: bool) -> Customer {
+    let mut spec = spec.clone();
+    let environment = spec.environment_mut(EnvName::Test).as_mut().unwrap();
+    let send = environment.send.clone().unwrap();
+    environment.send = Some(SendConfig {
+        url: url.to_owned().into(),
+        timeout_ms: 10_000,
+        backoff_first_ms: 20,
+        backoff_max_ms: 100,
+        ..send
+    });
+    if inbox_sink {
+        // northwest's TEST sink is a webhook; the inbox keeps this test to one peer each.
+        environment.sink = SinkConfig::Inbox;
+    }
+    Customer {
+        spec,
+        options: loopback_options(dir.join("store.sqlite"), Some(dir.join("certs"))),
+    }
+}
+
+fn run_child(config: &str) -> Result<(), String> {
+    let config: Value = serde_json::from_str(config).map_err(|e| e.to_string())?;
+    let text = |key: &str| {
+        config[key]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or(key.to_owned())
+    };
+    let dir = PathBuf::from(text("dir")?);
+    let customers = vec![
+        customer(&gw_demo::SPEC, &text("demo_url")?, &dir.join("demo"), false),
+        customer(
+            &gw_northwest::SPEC,
+            &text("northwest_url")?,
+            &dir.join("northwest"),
+            true,
+        ),
+    ];
+    let local = SocketAddr::from(([127, 0, 0, 1], 0));
+    let host = HostOptions {
+        env: EnvName::Test,
+        listen: local,
+        ops_listen: local,
+        ops_exposure: hl7gw_runtime::server::Exposure::LoopbackOnly,
+        front: FrontLimits::DEFAULT,
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    on_stdin_closed(move || {
+        let _ = stop.send(());
+    });
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime
+        .block_on(hl7gw_runtime::host::serve(
+            customers,
+            &host,
+            async move {
+                let _ = stopped.await;
+            },
+            |ready| {
+                let intake = |code: &str| {
+                    ready
+                        .customers
+                        .iter()
+                        .find(|(c, _, _)| c == code)
+                        .and_then(|(_, _, r)| r.send.as_ref())
+                        .map(|s| s.intake_listen.to_string())
+                };
+                let line = json!({
+                    "listen": ready.listen.to_string(),
+                    "ops": ready.ops_listen.to_string(),
+                    "demo_intake": intake("demo"),
+                    "northwest_intake": intake("northwest"),
+                });
+                println!("{READY}{line}");
+            },
+        ))
+        .map_err(|e| e.to_string())
+}
+
+// ---------------------------------------------------------------------------------------
+// The parent.
+
+/// One customer's certificates as this test makes them.
+struct CustomerPki {
+    /// The customer's CA (PEM): it issued the gateway's server certificate, the engine's
+    /// client certificate and the Trust's server certificate.
+    ca_pem: String,
+    /// The gateway's server certificate for its host name.
+    server: Identity,
+    /// The Trust engine's client certificate.
+    engine: Identity,
+    /// The Trust's server TLS (its certificate for localhost from the customer's CA).
+    trust_tls: Arc<rustls::ServerConfig>,
+}
+
+/// Makes `code`'s certificates and writes the files its spec names into `dir/certs`:
+/// `files` = (server cert, server key, [CA files], gateway client cert, key) and the folder
+/// of the spec's development client certificate (issued by the EMS CA the Trust trusts).
+fn customer_pki(
+    dir: &Path,
+    code: &str,
+    hostname: &str,
+    engine_cn: &str,
+    names: (&str, &str, &[&str], &str, &str),
+    dev: &str,
+) -> CustomerPki {
+    let issuer = ca(&format!("{code} host test CA"));
+    let ca_pem = issuer.pem();
+    let server = leaf(
+        &issuer,
+        hostname,
+        &[hostname],
+        ExtendedKeyUsagePurpose::ServerAuth,
+    );
+    let engine = leaf(&issuer, engine_cn, &[], ExtendedKeyUsagePurpose::ClientAuth);
+    let trust_server = leaf(
+        &issuer,
+        "localhost",
+        &["localhost"],
+        ExtendedKeyUsagePurpose::ServerAuth,
+    );
+    let certs = dir.join("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    let (cert, key, cas, client_cert, client_key) = names;
+    std::fs::write(certs.join(cert), &server.cert_pem).unwrap();
+    std::fs::write(certs.join(key), &server.key_pem).unwrap();
+    for name in cas {
+        std::fs::write(certs.join(name), &ca_pem).unwrap();
+    }
+    let dev = hl7gw_tests::specs().join(dev);
+    for name in [client_cert, client_key] {
+        std::fs::copy(dev.join(name), certs.join(name)).unwrap();
+    }
+    let ems_ca = std::fs::read(dev.join("trust/ems-ca.crt")).unwrap();
+    let trust_tls = hl7gw_runtime::tls::server_config_from_pem(
+        trust_server.cert_pem.as_bytes(),
+        trust_server.key_pem.as_bytes(),
+        &ems_ca,
+    )
+    .unwrap();
+    CustomerPki {
+        ca_pem,
+        server,
+        engine,
+        trust_tls,
+    }
+}
+
+/// The host child and what it announced.
+struct Host {
+    process: ChildProcess,
+    listen: SocketAddr,
+    ops: SocketAddr,
+    demo_intake: SocketAddr,
+    northwest_intake: SocketAddr,
+}
+
+impl Host {
+    fn start(dir: &Path, demo_url: &str, northwest_url: &str) -> Self {
+        let config = json!({
+            "dir": dir,
+            "demo_url": demo_url,
+            "northwest_url": northwest_url,
+        });
+        let (process, ready) = ChildProcess::start(
+            ChildSpec {
+                what: "host",
+                test: CHILD_TEST,
+                config: (CHILD_ENV, config.to_string()),
+                env: &[("HL7GW_LOG", "debug")],
+                ready: READY,
+            },
+            &dir.join("host.log"),
+        );
+        let addr = |key: &str| -> SocketAddr {
+            ready[key]
+                .as_str()
+                .and_then(|a| a.parse().ok())
+                .unwrap_or_else(|| panic!("the host announced no {key}: {ready}"))
+        };
+        Self {
+            listen: addr("listen"),
+            ops: addr("ops"),
+            demo_intake: addr("demo_intake"),
+            northwest_intake: addr("northwest_intake"),
+            process,
+        }
+    }
+
+    /// `GET /metrics` on the host's operations port.
+    fn metrics(&self) -> String {
+        let response = wire::plain_request(self.ops, "GET", "/metrics", &[], b"").unwrap();
+        assert_eq!(response.status, 200, "{}", response.body_text());
+        response.body_text()
+    }
+
+    /// The value of the series `series` (name and labels, as rendered).
+    fn series(&self, series: &str) -> Option<i64> {
+        self.metrics()
+            .lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    }
+}
+
+/// `POST /outbound` with an HL7 body on a customer's intake: the status and the JSON answer.
+fn queue(intake: SocketAddr, message: &[u8]) -> (u16, Value) {
+    let response = wire::plain_request(
+        intake,
+        "POST",
+        "/outbound",
+        &["Content-Type: application/hl7-v2"],
+        message,
+    )
+    .unwrap();
+    let body = response.body_text();
+    (
+        response.status,
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("intake answered {body:?}: {e}")),
+    )
+}
+
+/// What one exchange with the host saw: the server certificate and the response.
+struct Exchange {
+    server_cert: Vec<u8>,
+    response: RawResponse,
+}
+
+/// Connects to the host naming `server_name`, then POSTs `body` to `path` with `Host:
+/// host_header`.
+async fn exchange(
+    addr: SocketAddr,
+    server_name: &str,
+    config: Arc<ClientConfig>,
+    host_header: &str,
+    path: &str,
+    body: &[u8],
+) -> std::io::Result<Exchange> {
+    let stream = wire::connect(addr, server_name, config).await?;
+    let server_cert = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .map(|c| c.as_ref().to_vec())
+        .unwrap_or_default();
+    let mut http = Http::new(stream);
+    http.send(&wire::post(
+        path,
+        &[
+            format!("Host: {host_header}"),
+            "Content-Type: application/hl7-v2".to_owned(),
+            format!("Content-Length: {}", body.len()),
+        ],
+        body,
+    ))
+    .await?;
+    Ok(Exchange {
+        server_cert,
+        response: http.read_response().await?,
+    })
+}
+
+fn der_of(pem: &str) -> Vec<u8> {
+    hl7gw_runtime::tls::certificates_from_pem("cert", pem.as_bytes()).unwrap()[0]
+        .as_ref()
+        .to_vec()
+}
+
+fn ack_of(response: &RawResponse) -> AckView {
+    assert_eq!(response.status, 200, "{}", response.body_text());
+    AckView::read(&response.body_text())
+        .unwrap_or_else(|| panic!("not an ACK: {:?}", response.body_text()))
+}
+
+#[test]
+fn one_port_routes_each_server_name_to_its_own_customer_and_keeps_them_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = customer_pki(
+        &dir.path().join("demo"),
+        "demo",
+        DEMO_HOST,
+        "tie-test.demo.nhs.uk",
+        (
+            "server.crt",
+            "server.key",
+            &["trust-ca.crt"],
+            "client.crt",
+            "client.key",
+        ),
+        "certs/test",
+    );
+    let northwest = customer_pki(
+        &dir.path().join("northwest"),
+        "northwest",
+        NORTHWEST_HOST,
+        "ensemble-test.nwch.nhs.uk",
+        (
+            "gateway-server.crt",
+            "gateway-server.key",
+            &["tie-client-ca.crt", "tie-server-ca.crt"],
+            "gateway-client.crt",
+            "gateway-client.key",
+        ),
+        "certs/northwest/test",
+    );
+    let demo_trust = Trust::start(demo.trust_tls.clone());
+    let northwest_trust = Trust::start(northwest.trust_tls.clone());
+    let host = Host::start(
+        dir.path(),
+        &demo_trust.url_for("localhost"),
+        &northwest_trust.url_for("localhost"),
+    );
+    let demo_engine = wire::client_config(&demo.ca_pem, Some(&demo.engine), &[b"http/1.1"]);
+    let northwest_engine =
+        wire::client_config(&northwest.ca_pem, Some(&northwest.engine), &[b"http/1.1"]);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let listen = host.listen;
+    let (demo_message, _) = demo_sample("ADT^A28", "HOST-DEMO-1").unwrap();
+    let (northwest_message, _) = northwest_sample("ADT^A28", "HOST-NW-1").unwrap();
+    // Northwest's engine posts its ADT^A28 with this MSH-10.
+    let northwest_posts = |control_id: &str| {
+        runtime
+            .block_on(exchange(
+                listen,
+                NORTHWEST_HOST,
+                northwest_engine.clone(),
+                NORTHWEST_HOST,
+                "/northwest/hl7/v2",
+                &with_control_id(&northwest_message, control_id),
+            ))
+            .unwrap()
+    };
+    // It answers AA within 5 s (`why` names what else is going on).
+    let northwest_answers_promptly = |control_id: &str, why: &str| {
+        let started = Instant::now();
+        let got = northwest_posts(control_id);
+        assert_eq!(ack_of(&got.response).code(), "AA");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "northwest's AA took {:?} {why}",
+            started.elapsed()
+        );
+    };
+
+    // Each name reaches its own customer: its certificate, its path, its ACK.
+    let got = runtime
+        .block_on(exchange(
+            listen,
+            DEMO_HOST,
+            demo_engine.clone(),
+            DEMO_HOST,
+            "/hl7",
+            &demo_message,
+        ))
+        .unwrap();
+    assert_eq!(got.server_cert, der_of(&demo.server.cert_pem));
+    let ack = ack_of(&got.response);
+    assert_eq!(
+        (ack.code(), ack.acknowledged()),
+        ("AA", "HOST-DEMO-1"),
+        "{ack:?}"
+    );
+    assert_eq!(
+        (ack.field("MSH", 3), ack.field("MSH", 4)),
+        ("EMS", "EMS-HOST")
+    );
+    assert_eq!(
+        (ack.field("MSH", 5), ack.field("MSH", 6)),
+        ("TIE", "DEMO-TRUST")
+    );
+    let got = northwest_posts("HOST-NW-1");
+    assert_eq!(got.server_cert, der_of(&northwest.server.cert_pem));
+    let ack = ack_of(&got.response);
+    assert_eq!((ack.code(), ack.acknowledged()), ("AA", "HOST-NW-1"));
+    assert_eq!(
+        (ack.field("MSH", 3), ack.field("MSH", 4)),
+        ("EMS", "NWCH-EMS")
+    );
+    assert_eq!((ack.field("MSH", 5), ack.field("MSH", 6)), ("PAS", "NWCH"));
+    assert_eq!(
+        ack.field("MSH", 12),
+        "2.3",
+        "northwest's ACK in its own version"
+    );
+    // Each customer's own subject allowlist applies after the handshake: demo's engine
+    // certificate is not one northwest allows (and is from another CA).
+    let crossed = runtime.block_on(exchange(
+        listen,
+        NORTHWEST_HOST,
+        wire::client_config(&northwest.ca_pem, Some(&demo.engine), &[b"http/1.1"]),
+        NORTHWEST_HOST,
+        "/northwest/hl7/v2",
+        &northwest_message,
+    ));
+    assert!(crossed.is_err(), "northwest served demo's engine");
+
+    // An unknown name and no name are refused in the handshake, with an alert.
+    for (name, what) in [
+        ("nobody-test.api.example-ems.cloud", "an unknown name"),
+        ("127.0.0.1", "no name (an IP address sends no SNI)"),
+    ] {
+        let refused = runtime.block_on(wire::connect(listen, name, demo_engine.clone()));
+        let error = refused.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(
+            error.contains("AccessDenied"),
+            "{what}: expected a handshake refused with access_denied, got {error:?}"
+        );
+    }
+    assert_eq!(
+        host.series("hl7gw_host_connections_refused_total{reason=\"unknown_name\"}"),
+        Some(1)
+    );
+    assert_eq!(
+        host.series("hl7gw_host_connections_refused_total{reason=\"missing_name\"}"),
+        Some(1)
+    );
+
+    // The HTTP Host must agree with the server name: 421, not processed.
+    let misdirected = runtime
+        .block_on(exchange(
+            listen,
+            DEMO_HOST,
+            demo_engine.clone(),
+            NORTHWEST_HOST,
+            "/hl7",
+            &with_control_id(&demo_message, "HOST-DEMO-421"),
+        ))
+        .unwrap();
+    assert_eq!(
+        misdirected.response.status, 421,
+        "{:?}",
+        misdirected.response
+    );
+    let messages = |customer: &str| {
+        host.series(&format!(
+            "hl7gw_messages_total{{customer=\"{customer}\",type=\"ADT^A28\",ack=\"AA\"}}"
+        ))
+    };
+    assert_eq!(messages("demo"), Some(1), "the 421 was not processed");
+    assert_eq!(messages("northwest"), Some(1));
+
+    // A flood at demo's name (stalled handshakes from one address, past demo's per-address
+    // share) takes demo's slots only: northwest, reached from the same address, still
+    // answers promptly.
+    let per_ip = usize::try_from(gw_demo::config::TEST.limits.connections_per_ip).unwrap();
+    let flood: Vec<std::net::TcpStream> = (0..per_ip + 8)
+        .map(|_| {
+            let mut tcp = std::net::TcpStream::connect(listen).unwrap();
+            std::io::Write::write_all(&mut tcp, &wire::client_hello(DEMO_HOST)).unwrap();
+            tcp
+        })
+        .collect();
+    let demo_refused = "hl7gw_connections_rejected_total{customer=\"demo\",listener=\"receive\",reason=\"per_ip\"}";
+    wait_until(
+        "demo refusing the flood past its per-address share",
+        || host.series(demo_refused).unwrap_or(0) >= 8,
+        || host.metrics(),
+    );
+    northwest_answers_promptly("HOST-NW-FLOOD", "during demo's flood");
+    assert_eq!(
+        host.series("hl7gw_connections_rejected_total{customer=\"northwest\",listener=\"receive\",reason=\"per_ip\"}"),
+        Some(0)
+    );
+    drop(flood);
+
+    // Demo's outbound stream is held (its Trust answers AR, demo holds on AR) ...
+    demo_trust.set_default(Reply::Ar("held by the host test"));
+    for id in ["HOST-OUT-D1", "HOST-OUT-D2"] {
+        let (status, answer) = queue(host.demo_intake, &oru(id));
+        assert_eq!(status, 201, "{answer}");
+    }
+    wait_until(
+        "demo's held stream",
+        || host.series("hl7gw_queue_held{customer=\"demo\"}") == Some(1),
+        || {
+            format!(
+                "{:?}\n{}",
+                demo_trust.arrival_ids(),
+                host.process.log_tail(20)
+            )
+        },
+    );
+    // ... while northwest answers promptly and delivers its own outbound message.
+    northwest_answers_promptly("HOST-NW-2", "while demo was held");
+    let report = std::fs::read_to_string(
+        hl7gw_tests::repo().join("examples/messages/northwest/oru_r01_pdf.hl7"),
+    )
+    .unwrap()
+    .replace("\r\n", "\r")
+    .replace('\n', "\r");
+    let report = with_control_id(report.as_bytes(), "HOST-OUT-NW1");
+    let (status, answer) = queue(host.northwest_intake, &report);
+    assert_eq!(status, 201, "{answer}");
+    wait_until(
+        "northwest's outbound delivery",
+        || {
+            northwest_trust
+                .committed()
+                .contains(&"HOST-OUT-NW1".to_owned())
+        },
+        || {
+            format!(
+                "{:?}\n{}",
+                northwest_trust.arrival_ids(),
+                host.process.log_tail(20)
+            )
+        },
+    );
+    assert_eq!(
+        demo_trust
+            .arrival_ids()
+            .iter()
+            .filter(|id| *id == "HOST-OUT-D2")
+            .count(),
+        0,
+        "demo's stream stays held behind its first message"
+    );
+    assert_eq!(
+        host.series("hl7gw_queue_held{customer=\"northwest\"}"),
+        Some(0)
+    );
+
+    // The host's console shows both customers on its one operations port: demo's stream
+    // held with its Trust's reason, northwest's not.
+    let response = wire::plain_request(host.ops, "GET", "/console/status.json", &[], b"").unwrap();
+    assert_eq!(response.status, 200, "{}", response.body_text());
+    let overview: Value = serde_json::from_str(&response.body_text()).unwrap();
+    let part = |key: &str| {
+        overview["parts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["key"] == key)
+            .unwrap_or_else(|| panic!("no {key} in the host console: {overview}"))
+            .clone()
+    };
+    let demo = part("demo/test");
+    let demo_streams = demo["streams"].as_array().unwrap();
+    assert!(
+        demo_streams.iter().any(|s| s["state"] == "held"
+            && s["reason"]
+                .as_str()
+                .unwrap()
+                .contains("held by the host test")),
+        "{demo}"
+    );
+    let northwest = part("northwest/test");
+    assert!(
+        northwest["streams"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["state"] != "held"),
+        "{northwest}"
+    );
+    assert!(northwest["sent"].as_u64().unwrap() >= 1, "{northwest}");
+    let page = wire::plain_request(host.ops, "GET", "/console", &[], b"").unwrap();
+    assert_eq!(page.status, 200);
+    let html = page.body_text();
+    assert!(
+        html.contains("demo/test") && html.contains("northwest/test"),
+        "{html}"
+    );
+}
+
+/// `gw-host routes --env test`: each customer's host name and its EMS ports (derived from its
+/// own `receive.listen`); an unknown environment is a usage error.
+#[test]
+fn routes_names_each_host_name_and_its_customers_ems_ports() {
+    let specs = [gw_demo::SPEC, gw_northwest::SPEC];
+    let mut out = Vec::new();
+    let code =
+        hl7gw_runtime::host::cli::run(&specs, ["gw-host", "routes", "--env", "test"], &mut out);
+    assert_eq!(code, 0);
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        "demo-test.api.example-ems.cloud -> demo\n  \
+         demo: inbox 127.0.0.1:8445, intake 127.0.0.1:8446, intake MLLP 127.0.0.1:8447\n\
+         northwest-test.api.example-ems.cloud -> northwest\n  \
+         northwest: intake 127.0.0.1:8646, intake MLLP 127.0.0.1:8647\n"
+    );
+    let mut out = Vec::new();
+    let code =
+        hl7gw_runtime::host::cli::run(&specs, ["gw-host", "routes", "--env", "staging"], &mut out);
+    assert_eq!(code, 2);
+}
