@@ -620,6 +620,7 @@ pub(crate) async fn serve_with(
         .with_ems(prepared.ems_tls);
     let store = resolved.open_store()?;
     let metrics = Arc::new(Metrics::new());
+    metrics.watch_commit_groups(store.commit_group_stats());
     // The EMS-facing listeners are bounded by the receiver's numbers, each with its own
     // counts, and count their refusals beside the receiver's.
     let ems_auth = ems_auth.with_limits(&environment.limits, metrics.clone());

@@ -20,6 +20,7 @@
 //! | `hl7gw_connections_accepted_total` | counter | |
 //! | `hl7gw_connections_open` | gauge | |
 //! | `hl7gw_store_errors_total` | counter | |
+//! | `hl7gw_store_commit_group_size` | histogram ([`GROUP_SIZE_BUCKETS`](crate::store::GROUP_SIZE_BUCKETS)) | messages per inbound commit transaction (group commit); `_count` is the number of transactions |
 //! | `hl7gw_duplicate_conflicts_total` | counter | |
 //!
 //! Sending side (present, at zero, also in a gateway that does not send):
@@ -260,6 +261,8 @@ pub struct Metrics {
     stream_leader: AtomicI64,
     /// Outbound: time from sending a message to its ACK.
     send_latency: Histogram,
+    /// The store's inbound commit groups, once the gateway attached its store.
+    commit_groups: std::sync::OnceLock<std::sync::Arc<crate::store::GroupStats>>,
 }
 
 impl Metrics {
@@ -428,6 +431,34 @@ impl Metrics {
         self.send_latency.observe(elapsed);
     }
 
+    /// Reports the store's inbound commit groups as `hl7gw_store_commit_group_size` (the
+    /// first store attached stays).
+    pub fn watch_commit_groups(&self, stats: std::sync::Arc<crate::store::GroupStats>) {
+        let _ = self.commit_groups.set(stats);
+    }
+
+    fn render_commit_groups(&self, out: &mut String) {
+        let name = "hl7gw_store_commit_group_size";
+        header(
+            out,
+            name,
+            "Inbound messages per commit transaction (group commit).",
+            "histogram",
+        );
+        let (buckets, groups, messages) = match self.commit_groups.get() {
+            Some(stats) => (stats.buckets(), stats.groups(), stats.messages()),
+            None => (Default::default(), 0, 0),
+        };
+        let mut cumulative = 0u64;
+        for (bound, count) in crate::store::GROUP_SIZE_BUCKETS.iter().zip(buckets) {
+            cumulative += count;
+            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+        }
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {groups}");
+        let _ = writeln!(out, "{name}_sum {messages}");
+        let _ = writeln!(out, "{name}_count {groups}");
+    }
+
     /// Everything, in the Prometheus text format.
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(4096);
@@ -540,6 +571,7 @@ impl Metrics {
             "hl7gw_store_errors_total {}",
             self.store_errors.load(Ordering::Relaxed)
         );
+        self.render_commit_groups(&mut out);
         header(
             &mut out,
             "hl7gw_duplicate_conflicts_total",

@@ -48,12 +48,101 @@ impl Db {
         )))
     }
 
+    /// Runs `sql` on a connection of its own (test set-up the store has no call for).
+    fn execute(&self, sqlite: &str, postgres: &str) {
+        match self {
+            Self::Sqlite(dir) => rusqlite::Connection::open(dir.path().join("gateway-test.sqlite"))
+                .unwrap()
+                .execute_batch(sqlite)
+                .unwrap(),
+            Self::Postgres(options) => {
+                let sql = postgres.to_owned();
+                let options = options.clone();
+                runtime().block_on(async move {
+                    let client = pg_connect(&options).await;
+                    client.batch_execute(&sql).await.unwrap();
+                });
+            }
+        }
+    }
+
+    /// Another connection takes the store's writer (SQLite: `BEGIN IMMEDIATE`; PostgreSQL: the
+    /// inbound table locked against inserts) and keeps it until the hold is released, so
+    /// the commits made meanwhile queue up.
+    fn hold_writer(&self) -> WriterHold {
+        let (taken_tx, taken) = std::sync::mpsc::channel();
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let thread = match self {
+            Self::Sqlite(dir) => {
+                let path = dir.path().join("gateway-test.sqlite");
+                std::thread::spawn(move || {
+                    let conn = rusqlite::Connection::open(path).unwrap();
+                    conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+                    taken_tx.send(()).unwrap();
+                    let _ = released.recv_timeout(LIMIT);
+                    conn.execute_batch("COMMIT").unwrap();
+                })
+            }
+            Self::Postgres(options) => {
+                let options = options.clone();
+                std::thread::spawn(move || {
+                    runtime().block_on(async move {
+                        let client = pg_connect(&options).await;
+                        client
+                            .batch_execute("BEGIN; LOCK TABLE inbound_messages IN EXCLUSIVE MODE")
+                            .await
+                            .unwrap();
+                        taken_tx.send(()).unwrap();
+                        tokio::task::spawn_blocking(move || released.recv_timeout(LIMIT))
+                            .await
+                            .unwrap()
+                            .ok();
+                        client.batch_execute("COMMIT").await.unwrap();
+                    });
+                })
+            }
+        };
+        taken.recv_timeout(LIMIT).unwrap();
+        WriterHold { release, thread }
+    }
+
     fn open(&self) -> Store {
         match self {
             Self::Sqlite(dir) => Store::open(dir.path().join("gateway-test.sqlite")).unwrap(),
             Self::Postgres(options) => Store::open_postgres(options).unwrap(),
         }
     }
+}
+
+/// The writer held by another connection; see [`Db::hold_writer`].
+struct WriterHold {
+    release: std::sync::mpsc::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl WriterHold {
+    fn release(self) {
+        self.release.send(()).unwrap();
+        self.thread.join().unwrap();
+    }
+}
+
+async fn pg_connect(options: &PostgresOptions) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(
+        &format!(
+            "host={} port={} user={} password={} dbname={}",
+            options.host,
+            options.port,
+            options.user,
+            options.password.as_deref().unwrap_or(""),
+            options.dbname
+        ),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .unwrap();
+    tokio::spawn(connection);
+    client
 }
 
 /// Two stores on one new database of the shared server, as two replicas have.
@@ -99,6 +188,10 @@ both!(
     the_queue_keeps_order_refuses_reused_control_ids_and_checks_idempotency_keys,
     a_sequencer_delivers_the_stream_in_order,
     the_store_reports_whether_it_takes_writes,
+    concurrent_commits_share_transactions_and_each_gets_its_own_ack,
+    a_member_the_database_refuses_fails_alone,
+    a_failed_group_fails_every_member_and_no_other_group,
+    two_copies_of_one_key_in_one_group_commit_once,
     operator_actions_are_audited_and_the_last_hour_counted,
 );
 
@@ -457,6 +550,245 @@ fn the_store_reports_whether_it_takes_writes(db: &Db) {
 }
 
 // ---------------------------------------------------------------------------------------
+// Group commit
+// ---------------------------------------------------------------------------------------
+
+/// How long the commits started while the writer is held get to reach the store's queue.
+const QUEUE_UP: Duration = Duration::from_millis(500);
+
+/// Commits `records` concurrently (async, as the receiver does) while another connection
+/// holds the writer: a first commit alone, which takes the writer's turn and waits, then the
+/// rest, which queue behind it and become the next group. Returns the results in the order
+/// of `records` (the first one's first).
+fn commit_queued(
+    db: &Db,
+    store: &Store,
+    records: Vec<InboundRecord>,
+) -> Vec<Result<CommitResult, StoreError>> {
+    let hold = db.hold_writer();
+    let rt = runtime();
+    let mut records = records.into_iter();
+    let first = records.next().unwrap();
+    let first = {
+        let store = store.clone();
+        rt.spawn(async move { store.commit_inbound(first).await })
+    };
+    std::thread::sleep(QUEUE_UP);
+    let rest: Vec<_> = records
+        .map(|record| {
+            let store = store.clone();
+            rt.spawn(async move { store.commit_inbound(record).await })
+        })
+        .collect();
+    std::thread::sleep(QUEUE_UP);
+    hold.release();
+    rt.block_on(async {
+        let mut results = vec![tokio::time::timeout(LIMIT, first).await.unwrap().unwrap()];
+        for task in rest {
+            results.push(tokio::time::timeout(LIMIT, task).await.unwrap().unwrap());
+        }
+        results
+    })
+}
+
+fn concurrent_commits_share_transactions_and_each_gets_its_own_ack(db: &Db) {
+    let store = db.open();
+    let stats = store.commit_group_stats();
+    let (groups, messages) = (stats.groups(), stats.messages());
+    let records: Vec<InboundRecord> = (0..32)
+        .map(|n| {
+            record(
+                &format!("GRP{n}"),
+                AckCode::ApplicationAccept,
+                SinkKind::Inbox,
+            )
+        })
+        .collect();
+    let results = commit_queued(db, &store, records.clone());
+    // The first alone, the 31 queued behind it in one transaction.
+    assert_eq!(stats.messages() - messages, 32);
+    assert_eq!(stats.groups() - groups, 2, "{:?}", stats.buckets());
+    // As an operator sees it.
+    let metrics = hl7gw_runtime::metrics::Metrics::new();
+    metrics.watch_commit_groups(store.commit_group_stats());
+    let text = metrics.render();
+    for line in [
+        "hl7gw_store_commit_group_size_bucket{le=\"1\"} 1\n",
+        "hl7gw_store_commit_group_size_bucket{le=\"16\"} 1\n",
+        "hl7gw_store_commit_group_size_bucket{le=\"32\"} 2\n",
+        "hl7gw_store_commit_group_size_bucket{le=\"+Inf\"} 2\n",
+        "hl7gw_store_commit_group_size_sum 32\n",
+        "hl7gw_store_commit_group_size_count 2\n",
+    ] {
+        assert!(text.contains(line), "{line} in\n{text}");
+    }
+    let mut ids = std::collections::BTreeSet::new();
+    for (rec, result) in records.iter().zip(results) {
+        let id = committed(result.unwrap());
+        assert!(ids.insert(id), "ids are distinct");
+        // Every caller's answer is its own row: its key and its ACK.
+        let row = store.blocking().inbound(id).unwrap().unwrap();
+        assert_eq!(row.key, rec.key);
+        assert_eq!(row.ack, rec.ack);
+        assert_eq!(row.raw, rec.raw);
+        let dup = store.blocking().find_duplicate(&rec.key).unwrap().unwrap();
+        assert_eq!(dup.id, id);
+    }
+    // Once more without a held writer: every commit answered, ids still distinct.
+    let more: Vec<CommitResult> = runtime().block_on(async {
+        let tasks: Vec<_> = (0..32)
+            .map(|n| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let rec = record(
+                        &format!("FREE{n}"),
+                        AckCode::ApplicationAccept,
+                        SinkKind::Inbox,
+                    );
+                    store.commit_inbound(rec).await.unwrap()
+                })
+            })
+            .collect();
+        let mut out = Vec::new();
+        for task in tasks {
+            out.push(tokio::time::timeout(LIMIT, task).await.unwrap().unwrap());
+        }
+        out
+    });
+    for result in more {
+        assert!(ids.insert(committed(result)));
+    }
+}
+
+/// A trigger that refuses one control ID row by row: the statement fails, the transaction
+/// goes on.
+const REFUSE_BAD: (&str, &str) = (
+    "CREATE TRIGGER refuse_bad BEFORE INSERT ON inbound_messages
+     WHEN NEW.control_id = 'BAD' BEGIN SELECT RAISE(ABORT, 'refused by the test'); END;",
+    "CREATE FUNCTION refuse_bad() RETURNS trigger LANGUAGE plpgsql AS $$
+     BEGIN
+       IF NEW.control_id = 'BAD' THEN RAISE EXCEPTION 'refused by the test'; END IF;
+       RETURN NEW;
+     END $$;
+     CREATE TRIGGER refuse_bad BEFORE INSERT ON inbound_messages
+       FOR EACH ROW EXECUTE FUNCTION refuse_bad();",
+);
+
+fn a_member_the_database_refuses_fails_alone(db: &Db) {
+    let store = db.open();
+    db.execute(REFUSE_BAD.0, REFUSE_BAD.1);
+    let records: Vec<InboundRecord> = ["FIRST", "OK1", "BAD", "OK2", "OK3"]
+        .iter()
+        .map(|id| record(id, AckCode::ApplicationAccept, SinkKind::Inbox))
+        .collect();
+    let results = commit_queued(db, &store, records.clone());
+    for (rec, result) in records.iter().zip(results) {
+        let found = store.blocking().find_duplicate(&rec.key).unwrap();
+        if rec.key.control_id == "BAD" {
+            let error = result.unwrap_err().to_string();
+            assert!(error.contains("refused by the test"), "{error}");
+            assert!(found.is_none());
+        } else {
+            let id = committed(result.unwrap());
+            assert_eq!(found.unwrap().id, id);
+        }
+    }
+}
+
+/// A trigger that dooms the whole transaction when one control ID is in it: SQLite rolls it
+/// back at once (`RAISE(ROLLBACK)`), PostgreSQL refuses its commit (a deferred constraint
+/// trigger).
+const DOOM: (&str, &str) = (
+    "CREATE TRIGGER doom BEFORE INSERT ON inbound_messages
+     WHEN NEW.control_id = 'DOOM' BEGIN SELECT RAISE(ROLLBACK, 'doomed by the test'); END;",
+    "CREATE FUNCTION doom() RETURNS trigger LANGUAGE plpgsql AS $$
+     BEGIN
+       IF NEW.control_id = 'DOOM' THEN RAISE EXCEPTION 'doomed by the test'; END IF;
+       RETURN NULL;
+     END $$;
+     CREATE CONSTRAINT TRIGGER doom AFTER INSERT ON inbound_messages
+       DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION doom();",
+);
+
+fn a_failed_group_fails_every_member_and_no_other_group(db: &Db) {
+    let store = db.open();
+    db.execute(DOOM.0, DOOM.1);
+    let stats = store.commit_group_stats();
+    let groups = stats.groups();
+    let records: Vec<InboundRecord> = ["BEFORE", "G1", "G2", "DOOM", "G3", "G4"]
+        .iter()
+        .map(|id| record(id, AckCode::ApplicationAccept, SinkKind::Inbox))
+        .collect();
+    let results = commit_queued(db, &store, records.clone());
+    assert_eq!(stats.groups() - groups, 2);
+    let mut results = results.into_iter();
+    // The group before it committed.
+    let before = committed(results.next().unwrap().unwrap());
+    assert!(store.blocking().inbound(before).unwrap().is_some());
+    // Every member of the doomed group failed, and none of them was written.
+    for (rec, result) in records.iter().skip(1).zip(results) {
+        match result {
+            Err(StoreError::GroupCommit { size, reason }) => {
+                assert_eq!(size, 5);
+                assert!(reason.contains("doomed by the test"), "{reason}");
+            }
+            other => panic!("{}: expected the group's failure, got {other:?}", rec.key),
+        }
+        assert!(store.blocking().find_duplicate(&rec.key).unwrap().is_none());
+    }
+    // The next group is not affected: the same messages, sent again without DOOM, commit.
+    let retried: Vec<InboundRecord> = records
+        .iter()
+        .skip(1)
+        .filter(|r| r.key.control_id != "DOOM")
+        .cloned()
+        .collect();
+    let results = commit_queued(db, &store, retried.clone());
+    for (rec, result) in retried.iter().zip(results) {
+        let id = committed(result.unwrap());
+        assert_eq!(store.blocking().inbound(id).unwrap().unwrap().key, rec.key);
+    }
+}
+
+fn two_copies_of_one_key_in_one_group_commit_once(db: &Db) {
+    let store = db.open();
+    let copy = record("TWICE", AckCode::ApplicationAccept, SinkKind::Inbox);
+    let mut other_content = copy.clone();
+    other_content.raw.extend_from_slice(b"NTE|1||changed\r");
+    let records = vec![
+        record("PILOT", AckCode::ApplicationAccept, SinkKind::Inbox),
+        copy.clone(),
+        record("ONCE", AckCode::ApplicationAccept, SinkKind::Inbox),
+        copy.clone(),
+        other_content,
+    ];
+    let results: Vec<CommitResult> = commit_queued(db, &store, records)
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let twice: Vec<&CommitResult> = [&results[1], &results[3], &results[4]].into();
+    let winners: Vec<i64> = twice
+        .iter()
+        .filter_map(|r| match r {
+            CommitResult::Committed(id) => Some(*id),
+            CommitResult::Duplicate(_) => None,
+        })
+        .collect();
+    assert_eq!(winners.len(), 1, "{twice:?}");
+    let row = store.blocking().inbound(winners[0]).unwrap().unwrap();
+    for result in twice {
+        if let CommitResult::Duplicate(original) = result {
+            // The others are answered the winner's stored ACK and digest: the receiver
+            // answers a same-content copy this ACK and the changed one AR.
+            assert_eq!(original.id, winners[0]);
+            assert_eq!(original.ack, row.ack);
+        }
+    }
+    committed(results[0].clone());
+    committed(results[2].clone());
+}
+
+// ---------------------------------------------------------------------------------------
 // The outbound queue
 // ---------------------------------------------------------------------------------------
 
@@ -651,6 +983,27 @@ fn a_sequencer_delivers_the_stream_in_order(db: &Db) {
         assert_eq!(*peer.seen.lock().unwrap(), ids);
         let status = queue.status("trust").await.unwrap();
         assert_eq!((status.depth, status.delivered), (0, 20));
+        // One commit per delivery: the commit that recorded a message's ACK also marked the
+        // next one in flight, so the next one's first attempt is that very instant.
+        let mut rows = queue
+            .list(ListFilter {
+                destination: Some("trust".into()),
+                ..ListFilter::default()
+            })
+            .await
+            .unwrap();
+        rows.sort_by_key(|m| m.id);
+        assert_eq!(rows.len(), 20);
+        for pair in rows.windows(2) {
+            assert_eq!(pair[0].state, MessageState::Delivered);
+            assert_eq!(pair[1].attempts, 1);
+            assert!(pair[0].delivered_at.is_some());
+            assert_eq!(
+                pair[1].first_attempt_at, pair[0].delivered_at,
+                "message {} began in the commit that delivered {}",
+                pair[1].id, pair[0].id
+            );
+        }
         // The console's last hour counts the deliveries and the engine's ACKs.
         let activity = store.activity().await.unwrap();
         assert_eq!((activity.sent, activity.responses.aa), (20, 20));

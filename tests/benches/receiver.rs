@@ -1,40 +1,47 @@
-//! The receiving gateway end to end, against a baseline measured in the same run.
+//! The receiving gateway end to end, against baselines measured in the same run.
 //!
 //! ```text
-//! cargo bench -p hl7gw-tests --bench receiver              # full run, about 70 s
+//! cargo bench -p hl7gw-tests --bench receiver              # full run, about 2 min 30 s
 //! cargo bench -p hl7gw-tests --bench receiver -- --quick   # short run (or HL7GW_BENCH_QUICK=1)
 //! ```
 //!
-//! One process starts two servers on 127.0.0.1, with the same TLS settings (rustls, ring
-//! provider, TLS 1.3/1.2, client certificate required from the same throwaway CA):
+//! One process starts these servers on 127.0.0.1, all with the same TLS settings (rustls,
+//! ring provider, TLS 1.3/1.2, client certificate required from the same throwaway CA):
 //!
+//! - **bare**: a minimal hyper 1 + tokio-rustls HTTP/1.1 server that reads the body and
+//!   answers 200 with a fixed ACK, without parsing or storing anything;
+//! - **fsync**: the same, but each request's body is appended to one journal file and
+//!   fsynced (`File::sync_all`, the call SQLite's bundled build makes) before the ACK, one
+//!   request at a time: what a server that pays one durable write per message can do;
 //! - **gateway**: gw-demo's TEST environment through `hl7gw_runtime::app::serve`, with a
 //!   temporary SQLite store (WAL, `synchronous=FULL`, as the store always sets it) and the
 //!   inbox sink. Each message is parsed, checked, mapped, acknowledged and committed durably
-//!   before its ACK leaves.
-//! - **baseline**: a minimal hyper 1 + tokio-rustls HTTP/1.1 server that reads the body and
-//!   answers 200 with a fixed ACK, without parsing or storing anything.
+//!   (group commit: messages arriving together share a transaction) before its ACK leaves;
+//! - where PostgreSQL is installed (`hl7gw_tests::postgres`, a private cluster with its
+//!   default `fsync` and `synchronous_commit`), **pg row**: the fixed-ACK server inserting
+//!   each body as one row in its own transaction, on a PostgreSQL connection per HTTP
+//!   connection; and **gateway pg**: the gateway on a database of the same cluster.
 //!
-//! Both are driven with the same requests: `examples/messages/orm_o01.hl7` with a unique
-//! MSH-10 per request (so the gateway commits each one instead of answering a duplicate),
-//! POSTed over TLS with the client certificate, HTTP/1.1 keep-alive. Two scenarios: one
-//! sequential client, and 32 concurrent clients (one connection each). Connections are set up
-//! before the clock starts; after a warm-up, every request's latency (send to the last byte
-//! of the response) is recorded. The run is split into rounds, and each round measures both
-//! servers one after the other, alternating which goes first, so that load from other
-//! processes drifting over the run hits both alike. The tables give messages/s, p50 and p99
-//! per server over all rounds, the CPU this process and every other process used meanwhile,
-//! and the ratios gateway/baseline (with the spread of the per-round throughput ratio).
+//! All are driven with the same requests: `examples/messages/orm_o01.hl7` with a unique
+//! MSH-10 per request (so a gateway commits each one instead of answering a duplicate),
+//! POSTed over TLS with the client certificate, HTTP/1.1 keep-alive, by 1, 8 and 32
+//! concurrent clients (one connection each). Connections are set up before the clock
+//! starts; after a warm-up, every request's latency (send to the last byte of the response)
+//! is recorded. The run is split into rounds; each round measures every server one after the
+//! other, rotating which goes first, so that load from other processes drifting over the run
+//! hits all alike. The tables give messages/s, the mean latency and the p50 and p99 (apart),
+//! the CPU this process and every other process used meanwhile, and the ratios (with the
+//! spread of the per-round throughput ratio), then how many messages each gateway's
+//! transactions held.
 //!
 //! Each round also times, one after the other and with nothing else running: 4 KiB writes
 //! followed by `fsync` on a file next to the store (overwriting, and appending);
 //! `Store::commit_inbound` alone; and `Gateway::process` called directly (parse, map, ACK,
-//! duplicate lookup, commit; no HTTP, no TLS). With one durable commit per message and one
-//! SQLite writer, the gateway cannot go faster than one message per commit.
+//! duplicate lookup, commit; no HTTP, no TLS).
 //!
-//! Without `--bench` (as `cargo test --all-targets` runs it) it does a smoke run of about a
-//! second. Any failed request, a non-AA ACK, or a store that does not hold one row per AA
-//! fails the run.
+//! Without `--bench` (as `cargo test --all-targets` runs it) it does a smoke run of a few
+//! seconds. Any failed request, a non-AA ACK, or a gateway store that does not hold one row
+//! per AA fails the run.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -50,6 +57,7 @@ use hl7gw_runtime::app::{AppError, RunOptions};
 use hl7gw_runtime::config::EnvName;
 use hl7gw_tests::bench::Mode;
 use hl7gw_tests::pki::{ca, leaf};
+use hl7gw_tests::postgres::{ChildStore, TestPostgres};
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::client::conn::http1::SendRequest;
@@ -72,14 +80,15 @@ const BASELINE_ACK: &[u8] = b"MSH|^~\\&|EMS|EMS-HOST|TIE|DEMO-TRUST|202601011205
 
 const CONTENT_TYPE_HL7: &str = "application/hl7-v2; charset=UTF-8";
 const CLIENT_CN: &str = "tie-test.demo.nhs.uk";
-const CONCURRENT_CLIENTS: usize = 32;
+/// The scenarios: this many keep-alive clients, each sending one request after the other.
+const CLIENTS: [usize; 3] = [1, 8, 32];
 
 /// Warm-up and measurement per scenario, server and round; the number of rounds.
 fn durations(mode: Mode) -> (Duration, Duration, usize) {
     match mode {
         Mode::Test => (Duration::ZERO, Duration::from_millis(150), 1),
         Mode::Quick => (Duration::from_millis(200), Duration::from_millis(700), 2),
-        Mode::Full => (Duration::from_millis(500), Duration::from_millis(2500), 4),
+        Mode::Full => (Duration::from_millis(500), Duration::from_millis(2000), 3),
     }
 }
 
@@ -171,12 +180,21 @@ impl Pki {
 
 struct Gateway {
     addr: SocketAddr,
+    /// The operations port (`/metrics`).
+    ops: SocketAddr,
     store: PathBuf,
     stop: oneshot::Sender<()>,
     task: tokio::task::JoinHandle<Result<(), AppError>>,
 }
 
-fn start_gateway(rt: &tokio::runtime::Runtime, pki: &Pki, data: &Path) -> Gateway {
+/// The gateway on a temporary SQLite store, or on `postgres` (a database of the private
+/// cluster) when given.
+fn start_gateway(
+    rt: &tokio::runtime::Runtime,
+    pki: &Pki,
+    data: &Path,
+    postgres: Option<&ChildStore>,
+) -> Gateway {
     let mut spec = gw_demo::SPEC;
     let environment = spec
         .environment_mut(EnvName::Test)
@@ -184,13 +202,16 @@ fn start_gateway(rt: &tokio::runtime::Runtime, pki: &Pki, data: &Path) -> Gatewa
         .expect("gw-demo has a TEST environment");
     // The receiving side only: no sender to the Trust in this benchmark.
     environment.send = None;
+    if let Some(db) = postgres {
+        environment.store = hl7gw_tests::postgres::store_config(&db.to_json()).unwrap();
+    }
     let local: SocketAddr = "127.0.0.1:0".parse().unwrap();
     let store = data.join("gateway.sqlite");
     let options = RunOptions {
         base_dir: data.to_owned(),
         listen: Some(local),
         cert_dir: Some(pki.dir.path().to_owned()),
-        store: Some(store.clone()),
+        store: postgres.is_none().then(|| store.clone()),
         control_dir: None,
         ops_listen: Some(local),
         ops_exposure: hl7gw_runtime::server::Exposure::LoopbackOnly,
@@ -199,7 +220,7 @@ fn start_gateway(rt: &tokio::runtime::Runtime, pki: &Pki, data: &Path) -> Gatewa
         mllp_listen: Some(local),
         retention: Some(Duration::from_secs(30 * 86_400)),
     };
-    let (ready_tx, ready_rx) = oneshot::channel::<SocketAddr>();
+    let (ready_tx, ready_rx) = oneshot::channel::<(SocketAddr, SocketAddr)>();
     let (stop, stopped) = oneshot::channel::<()>();
     let task = rt.spawn(async move {
         hl7gw_runtime::app::serve(
@@ -210,13 +231,13 @@ fn start_gateway(rt: &tokio::runtime::Runtime, pki: &Pki, data: &Path) -> Gatewa
                 let _ = stopped.await;
             },
             move |resolved| {
-                let _ = ready_tx.send(resolved.listen);
+                let _ = ready_tx.send((resolved.listen, resolved.ops_listen));
             },
         )
         .await
     });
-    let addr = match rt.block_on(ready_rx) {
-        Ok(addr) => addr,
+    let (addr, ops) = match rt.block_on(ready_rx) {
+        Ok(addrs) => addrs,
         Err(_) => panic!(
             "the gateway did not start: {:?}",
             rt.block_on(task).map(|r| r.map_err(|e| e.to_string()))
@@ -224,15 +245,33 @@ fn start_gateway(rt: &tokio::runtime::Runtime, pki: &Pki, data: &Path) -> Gatewa
     };
     Gateway {
         addr,
+        ops,
         store,
         stop,
         task,
     }
 }
 
-/// The baseline: HTTP/1.1 keep-alive over the same TLS configuration; reads the body and
-/// answers [`BASELINE_ACK`].
-fn start_baseline(rt: &tokio::runtime::Runtime, tls: Arc<rustls::ServerConfig>) -> SocketAddr {
+/// What a fixed-ACK server does with each request's body before it answers.
+#[derive(Clone)]
+enum Durable {
+    /// Nothing: the bare baseline.
+    Nothing,
+    /// Appends the body to one journal file and `fsync`s it (`File::sync_all`, what SQLite's
+    /// bundled build calls), one request at a time: one fsync per request.
+    Fsync(Arc<std::sync::Mutex<std::fs::File>>),
+    /// Inserts the body as one row, in its own transaction (autocommit), on the HTTP
+    /// connection's own PostgreSQL connection: one commit per request.
+    Postgres(Arc<ChildStore>),
+}
+
+/// A fixed-ACK server: HTTP/1.1 keep-alive over the same TLS configuration; reads the body,
+/// makes it durable as `durable` says, and answers [`BASELINE_ACK`] (500 if that failed).
+fn start_fixed(
+    rt: &tokio::runtime::Runtime,
+    tls: Arc<rustls::ServerConfig>,
+    durable: Durable,
+) -> SocketAddr {
     let listener = rt
         .block_on(TcpListener::bind("127.0.0.1:0"))
         .expect("bind the baseline");
@@ -244,19 +283,56 @@ fn start_baseline(rt: &tokio::runtime::Runtime, tls: Arc<rustls::ServerConfig>) 
                 continue;
             };
             let acceptor = acceptor.clone();
+            let durable = durable.clone();
             tokio::spawn(async move {
                 let _ = tcp.set_nodelay(true);
                 let Ok(tls) = acceptor.accept(tcp).await else {
                     return;
                 };
-                let service = hyper::service::service_fn(|request: Request<Incoming>| async move {
-                    // Read, never parsed.
-                    let _ = request.into_body().collect().await;
-                    let mut response = Response::new(Full::new(Bytes::from_static(BASELINE_ACK)));
-                    response
-                        .headers_mut()
-                        .insert(CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE_HL7));
-                    Ok::<_, Infallible>(response)
+                let client = match &durable {
+                    Durable::Postgres(db) => Some(Arc::new(pg_connect(db).await)),
+                    _ => None,
+                };
+                let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+                    let durable = durable.clone();
+                    let client = client.clone();
+                    async move {
+                        // Read, never parsed.
+                        let body = request
+                            .into_body()
+                            .collect()
+                            .await
+                            .map(|b| b.to_bytes())
+                            .unwrap_or_default();
+                        let stored = match durable {
+                            Durable::Nothing => true,
+                            Durable::Fsync(file) => tokio::task::spawn_blocking(move || {
+                                let mut file = file.lock().unwrap();
+                                file.write_all(&body).and_then(|()| file.sync_all()).is_ok()
+                            })
+                            .await
+                            .unwrap_or(false),
+                            Durable::Postgres(_) => match &client {
+                                Some(client) => client
+                                    .execute(
+                                        "INSERT INTO bench_rows (raw) VALUES ($1)",
+                                        &[&body.as_ref()],
+                                    )
+                                    .await
+                                    .is_ok(),
+                                None => false,
+                            },
+                        };
+                        let mut response =
+                            Response::new(Full::new(Bytes::from_static(BASELINE_ACK)));
+                        if !stored {
+                            *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+                        }
+                        response
+                            .headers_mut()
+                            .insert(CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE_HL7));
+                        Ok::<_, Infallible>(response)
+                    }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .keep_alive(true)
@@ -266,6 +342,45 @@ fn start_baseline(rt: &tokio::runtime::Runtime, tls: Arc<rustls::ServerConfig>) 
         }
     });
     addr
+}
+
+/// The gateway's commit group histogram from its `/metrics`: (messages, transactions).
+async fn commit_groups(ops: SocketAddr) -> (u64, u64) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = TcpStream::connect(ops).await.expect("connect to /metrics");
+    tcp.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut text = String::new();
+    tcp.read_to_string(&mut text).await.unwrap();
+    let value = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("{name} in /metrics"))
+    };
+    (
+        value("hl7gw_store_commit_group_size_sum"),
+        value("hl7gw_store_commit_group_size_count"),
+    )
+}
+
+/// A plain connection to the benchmark's PostgreSQL database.
+async fn pg_connect(db: &ChildStore) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(
+        &format!(
+            "host={} port={} user={} password={} dbname={}",
+            db.host,
+            db.port,
+            hl7gw_tests::postgres::USER,
+            hl7gw_tests::postgres::PASSWORD,
+            db.dbname
+        ),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .expect("connect to the benchmark's PostgreSQL");
+    tokio::spawn(connection);
+    client
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -525,6 +640,8 @@ async fn drive(
 struct Figures {
     messages: usize,
     per_second: f64,
+    /// Mean latency: kept apart from the percentiles, never mixed with them.
+    mean: Duration,
     p50: Duration,
     p99: Duration,
     /// This process's CPU per second of measurement, in cores (2.0: both cores busy).
@@ -549,6 +666,9 @@ impl Figures {
         Self {
             messages: latencies.len(),
             per_second: per(latencies.len() as f64),
+            mean: Duration::from_nanos(
+                latencies.iter().sum::<u64>() / (latencies.len().max(1) as u64),
+            ),
             p50: percentile(&latencies, 0.50),
             p99: percentile(&latencies, 0.99),
             cpu_cores: per(user + system),
@@ -804,51 +924,111 @@ fn main() {
         .build()
         .unwrap();
 
-    let gateway = start_gateway(&server_rt, &pki, data.path());
-    let baseline = start_baseline(&server_rt, pki.server_config());
+    // The servers, in the order of the tables. The PostgreSQL pair runs only where the
+    // private cluster can be started (it says so otherwise).
+    let gateway = start_gateway(&server_rt, &pki, data.path(), None);
+    let journal = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(data.path().join("fsync-server.journal"))
+        .unwrap();
+    let mut servers: Vec<(&str, SocketAddr)> = vec![
+        (
+            "bare",
+            start_fixed(&server_rt, pki.server_config(), Durable::Nothing),
+        ),
+        (
+            "fsync",
+            start_fixed(
+                &server_rt,
+                pki.server_config(),
+                Durable::Fsync(Arc::new(std::sync::Mutex::new(journal))),
+            ),
+        ),
+        ("gateway", gateway.addr),
+    ];
+    let postgres = TestPostgres::start("receiver benchmark, PostgreSQL column");
+    let pg_store = postgres.as_ref().map(|server| {
+        // The password file goes beside the certificates: with `--cert-dir`, the gateway
+        // looks up every file of its configuration there by name.
+        let db = ChildStore::create(server, "bench", pki.dir.path(), 10_000);
+        let pg_gateway = start_gateway(&server_rt, &pki, data.path(), Some(&db));
+        // The row server's table, in a database of its own on the same cluster.
+        let rows = ChildStore::create(server, "rows", pki.dir.path(), 10_000);
+        server.psql(
+            &rows.dbname,
+            "CREATE TABLE bench_rows (id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, raw BYTEA NOT NULL)",
+        );
+        let row_server = start_fixed(
+            &server_rt,
+            pki.server_config(),
+            Durable::Postgres(Arc::new(rows)),
+        );
+        servers.push(("pg row", row_server));
+        servers.push(("gateway pg", pg_gateway.addr));
+        (db, pg_gateway)
+    });
+    let gateways: Vec<usize> = servers
+        .iter()
+        .enumerate()
+        .filter(|(_, (name, _))| name.starts_with("gateway"))
+        .map(|(i, _)| i)
+        .collect();
     let client_config = pki.client_config();
     let ids = Arc::new(Ids(AtomicU64::new(1)));
-    println!(
-        "gateway {} (store {}), baseline {}",
-        gateway.addr,
-        gateway.store.display(),
-        baseline
-    );
+    for (name, addr) in &servers {
+        println!("server {name}: {addr}");
+    }
+    println!("gateway store {}", gateway.store.display());
 
-    // Checks before measuring: both answer AA; the gateway acknowledges this very message,
-    // and answers a repeat of it with the same ACK (a duplicate is not committed again).
-    let mut gateway_accepted = client_rt.block_on(async {
-        let mut sender = connect(gateway.addr, client_config.clone()).await;
-        let id = ids.next();
-        let (status, first) = post(&mut sender, request(message(&id))).await.unwrap();
-        assert!(is_aa(status, &first), "gateway: {status} {first:?}");
-        let msa = format!("\rMSA|AA|{id}");
-        assert!(
-            first.windows(msa.len()).any(|w| w == msa.as_bytes()),
-            "the gateway's ACK does not acknowledge {id}: {first:?}"
-        );
-        let (status, again) = post(&mut sender, request(message(&id))).await.unwrap();
-        assert_eq!((status, &again), (StatusCode::OK, &first), "duplicate");
-        let mut sender = connect(baseline, client_config.clone()).await;
-        let (status, body) = post(&mut sender, request(message(&ids.next())))
-            .await
-            .unwrap();
-        assert!(is_aa(status, &body), "baseline: {status} {body:?}");
-        println!(
-            "checked: both answer AA; gateway ACK {} bytes, baseline ACK {} bytes, request body {} bytes",
-            first.len(),
-            body.len(),
-            message(&id).len()
-        );
-        1_u64
+    // Checks before measuring: every server answers AA; each gateway acknowledges this very
+    // message, and answers a repeat of it with the same ACK (a duplicate is not committed
+    // again).
+    let mut accepted = vec![0_u64; servers.len()];
+    client_rt.block_on(async {
+        for (i, (name, addr)) in servers.iter().enumerate() {
+            let mut sender = connect(*addr, client_config.clone()).await;
+            let id = ids.next();
+            let (status, first) = post(&mut sender, request(message(&id))).await.unwrap();
+            assert!(is_aa(status, &first), "{name}: {status} {first:?}");
+            if gateways.contains(&i) {
+                accepted[i] += 1;
+                let msa = format!("\rMSA|AA|{id}");
+                assert!(
+                    first.windows(msa.len()).any(|w| w == msa.as_bytes()),
+                    "{name}: the ACK does not acknowledge {id}: {first:?}"
+                );
+                let (status, again) = post(&mut sender, request(message(&id))).await.unwrap();
+                assert_eq!(
+                    (status, &again),
+                    (StatusCode::OK, &first),
+                    "{name}: duplicate"
+                );
+            }
+            println!(
+                "checked {name}: AA, ACK {} bytes, request body {} bytes",
+                first.len(),
+                message(&id).len()
+            );
+        }
     });
 
-    let scenarios = [
-        ("sequential, 1 client", 1),
-        ("concurrent, 32 clients", CONCURRENT_CLIENTS),
-    ];
-    // slices[scenario][0 = baseline, 1 = gateway][round]
-    let mut slices: Vec<[Vec<Slice>; 2]> = scenarios.iter().map(|_| [vec![], vec![]]).collect();
+    let scenarios: Vec<(String, usize)> = CLIENTS
+        .iter()
+        .map(|&n| {
+            let name = if n == 1 {
+                "1 client".to_owned()
+            } else {
+                format!("{n} clients")
+            };
+            (name, n)
+        })
+        .collect();
+    // slices[scenario][server][round]
+    let mut slices: Vec<Vec<Vec<Slice>>> = scenarios
+        .iter()
+        .map(|_| servers.iter().map(|_| Vec::new()).collect())
+        .collect();
     let mut probes: [Vec<u64>; 6] = Default::default();
     let mut failed = false;
     for round in 0..rounds {
@@ -860,10 +1040,11 @@ fn main() {
         probes[4].extend(lookups);
         probes[5].extend(hops);
         for (scenario, (name, clients)) in scenarios.iter().enumerate() {
-            // Alternate which server goes first, so slow drifts in load hit both alike.
-            let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
-            for server in order {
-                let addr = [baseline, gateway.addr][server];
+            // Rotate which server goes first, so slow drifts in load hit all alike.
+            let n = servers.len();
+            for k in 0..n {
+                let server = (k + round) % n;
+                let (server_name, addr) = servers[server];
                 let slice = client_rt.block_on(drive(
                     addr,
                     client_config.clone(),
@@ -872,14 +1053,11 @@ fn main() {
                     warmup,
                     measure,
                 ));
-                if server == 1 {
-                    gateway_accepted += slice.accepted;
-                }
+                accepted[server] += slice.accepted;
                 if slice.errors > 0 || slice.latencies.is_empty() {
                     failed = true;
                     println!(
-                        "FAILED {name} {}: {} errors, {} measured; first: {}",
-                        ["baseline", "gateway"][server],
+                        "FAILED {name} {server_name}: {} errors, {} measured; first: {}",
                         slice.errors,
                         slice.latencies.len(),
                         slice.first_error.as_deref().unwrap_or("none")
@@ -890,6 +1068,10 @@ fn main() {
         }
     }
     let load_after = loadavg();
+    let mut groups = vec![client_rt.block_on(commit_groups(gateway.ops))];
+    if let Some((_, pg_gateway)) = &pg_store {
+        groups.push(client_rt.block_on(commit_groups(pg_gateway.ops)));
+    }
 
     let _ = gateway.stop.send(());
     let served = server_rt.block_on(gateway.task);
@@ -901,32 +1083,50 @@ fn main() {
     // Every AA is one committed row, durably stored.
     let store = hl7gw_runtime::store::Store::open(&gateway.store).unwrap();
     let pragmas = store.blocking().pragmas().unwrap();
-    let stored = store.blocking().inbox_pending().unwrap();
+    let mut stores = vec![(gateways[0], store)];
+    if let Some((db, pg_gateway)) = pg_store {
+        let _ = pg_gateway.stop.send(());
+        let served = server_rt.block_on(pg_gateway.task);
+        assert!(
+            matches!(served, Ok(Ok(()))),
+            "the PostgreSQL gateway stopped with {served:?}"
+        );
+        stores.push((gateways[1], db.open()));
+    }
     println!(
-        "store: journal_mode={}, synchronous={} (2 = FULL); {stored} committed rows for {gateway_accepted} AA answers",
+        "SQLite store: journal_mode={}, synchronous={} (2 = FULL)",
         pragmas.journal_mode, pragmas.synchronous
     );
-    if stored != gateway_accepted {
-        failed = true;
+    for (i, store) in &stores {
+        let stored = store.blocking().inbox_pending().unwrap();
         println!(
-            "FAILED: the store holds {stored} rows, the gateway answered AA {gateway_accepted} times"
+            "{}: {stored} committed rows for {} AA answers",
+            servers[*i].0, accepted[*i]
         );
+        if stored != accepted[*i] {
+            failed = true;
+            println!(
+                "FAILED: {} holds {stored} rows, it answered AA {} times",
+                servers[*i].0, accepted[*i]
+            );
+        }
     }
 
     println!();
     println!(
-        "| scenario | server | messages | messages/s | p50 | p99 | CPU, this process (cores) | of which kernel | CPU, rest of the machine (cores) |\n|---|---|---:|---:|---:|---:|---:|---:|---:|"
+        "| clients | server | messages | messages/s | mean | p50 | p99 | CPU, this process (cores) | of which kernel | CPU, rest of the machine (cores) |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
-    let figures: Vec<[Figures; 2]> = slices
+    let figures: Vec<Vec<Figures>> = slices
         .iter()
-        .map(|[b, g]| [Figures::from(b), Figures::from(g)])
+        .map(|per_server| per_server.iter().map(|s| Figures::from(s)).collect())
         .collect();
-    for ((name, _), pair) in scenarios.iter().zip(&figures) {
-        for (server, f) in ["baseline", "gateway"].iter().zip(pair) {
+    for ((name, _), per_server) in scenarios.iter().zip(&figures) {
+        for ((server, _), f) in servers.iter().zip(per_server) {
             println!(
-                "| {name} | {server} | {} | {:.0} | {} | {} | {:.2} | {:.0} % | {:.2} |",
+                "| {name} | {server} | {} | {:.0} | {} | {} | {} | {:.2} | {:.0} % | {:.2} |",
                 f.messages,
                 f.per_second,
+                show(f.mean),
                 show(f.p50),
                 show(f.p99),
                 f.cpu_cores,
@@ -936,14 +1136,23 @@ fn main() {
         }
     }
     println!();
-    println!(
-        "| scenario | messages/s, gateway/baseline | per round | p50, gateway/baseline | p99, gateway/baseline |\n|---|---:|---:|---:|---:|"
-    );
     let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { f64::NAN };
+    let index = |name: &str| servers.iter().position(|(n, _)| *n == name);
+    let pairs: Vec<(usize, usize)> = [
+        ("gateway", "bare"),
+        ("gateway", "fsync"),
+        ("fsync", "bare"),
+        ("gateway pg", "bare"),
+        ("gateway pg", "pg row"),
+    ]
+    .iter()
+    .filter_map(|(a, b)| Some((index(a)?, index(b)?)))
+    .collect();
+    println!(
+        "| clients | ratio | messages/s | per round (min to max) | mean latency | p50 latency | p99 latency |\n|---|---|---:|---:|---:|---:|---:|"
+    );
     let mut rounds_text = String::new();
-    for (((name, _), [base, gw]), [base_slices, gw_slices]) in
-        scenarios.iter().zip(&figures).zip(&slices)
-    {
+    for (scenario, (name, _)) in scenarios.iter().enumerate() {
         let list = |slices: &[Slice]| {
             slices
                 .iter()
@@ -951,24 +1160,40 @@ fn main() {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
-        rounds_text.push_str(&format!(
-            "{name}, messages/s per round: baseline {}; gateway {}\n",
-            list(base_slices),
-            list(gw_slices)
-        ));
-        let per_round: Vec<f64> = base_slices
+        let per_server: Vec<String> = servers
             .iter()
-            .zip(gw_slices)
-            .map(|(b, g)| ratio(g.per_second(), b.per_second()))
+            .zip(&slices[scenario])
+            .map(|((server, _), s)| format!("{server} {}", list(s)))
             .collect();
-        let low = per_round.iter().copied().fold(f64::INFINITY, f64::min);
-        let high = per_round.iter().copied().fold(0.0, f64::max);
+        rounds_text.push_str(&format!(
+            "{name}, messages/s per round: {}\n",
+            per_server.join("; ")
+        ));
+        for &(a, b) in &pairs {
+            let (fa, fb) = (&figures[scenario][a], &figures[scenario][b]);
+            let per_round: Vec<f64> = slices[scenario][a]
+                .iter()
+                .zip(&slices[scenario][b])
+                .map(|(x, y)| ratio(x.per_second(), y.per_second()))
+                .collect();
+            let low = per_round.iter().copied().fold(f64::INFINITY, f64::min);
+            let high = per_round.iter().copied().fold(0.0, f64::max);
+            println!(
+                "| {name} | {} / {} | {:.3} | {low:.3} to {high:.3} | {:.2}× | {:.2}× | {:.2}× |",
+                servers[a].0,
+                servers[b].0,
+                ratio(fa.per_second, fb.per_second),
+                ratio(fa.mean.as_secs_f64(), fb.mean.as_secs_f64()),
+                ratio(fa.p50.as_secs_f64(), fb.p50.as_secs_f64()),
+                ratio(fa.p99.as_secs_f64(), fb.p99.as_secs_f64())
+            );
+        }
+    }
+    for (&i, (messages, transactions)) in gateways.iter().zip(&groups) {
         println!(
-            "| {name} | {:.3} (1/{:.1}) | {low:.3} to {high:.3} | {:.1}× | {:.1}× |",
-            ratio(gw.per_second, base.per_second),
-            ratio(base.per_second, gw.per_second),
-            ratio(gw.p50.as_secs_f64(), base.p50.as_secs_f64()),
-            ratio(gw.p99.as_secs_f64(), base.p99.as_secs_f64())
+            "{} (its /metrics): {messages} inbound commits in {transactions} transactions ({:.1} per transaction)",
+            servers[i].0,
+            ratio(*messages as f64, *transactions as f64)
         );
     }
 
@@ -986,14 +1211,15 @@ fn main() {
     print_timings("Store::find_duplicate (async, finds nothing)", &lookup);
     print_timings("spawn_blocking of an empty closure, round trip", &hop);
     println!();
-    for ((name, _), [_, gw]) in scenarios.iter().zip(&figures) {
+    let sqlite_gateway = gateways[0];
+    for ((name, _), per_server) in scenarios.iter().zip(&figures) {
+        let gw = &per_server[sqlite_gateway];
         let per_message = 1.0 / gw.per_second;
         println!(
-            "gateway, {name}: {:.0} messages/s = {} per message = {:.1} to {:.1} fsyncs (p50, appending to overwriting) = {:.2} commits (mean) = {:.2} Gateway::process (mean)",
+            "gateway, {name}: {:.0} messages/s = {} per message = {:.2} appending fsyncs (p50) = {:.2} commits alone (mean) = {:.2} Gateway::process (mean)",
             gw.per_second,
             show(Duration::from_secs_f64(per_message)),
             per_message / append.p50.as_secs_f64(),
-            per_message / overwrite.p50.as_secs_f64(),
             per_message / commit.mean.as_secs_f64(),
             per_message / process.mean.as_secs_f64(),
         );

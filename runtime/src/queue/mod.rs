@@ -402,15 +402,25 @@ impl Queue {
             .await
     }
 
-    /// Records an accepting ACK. False when it was already delivered.
-    pub(crate) async fn record_delivered(
+    /// Records an accepting ACK and, in the same transaction, marks the stream's next
+    /// message in flight when one is queued (one commit per delivery; with PostgreSQL the
+    /// fence is checked in it). Whether it was recorded (false: delivered already), and the
+    /// next message with its bytes when it was taken.
+    pub(crate) async fn record_delivered_then_begin(
         &self,
         id: QueueId,
+        destination: &str,
         outcome: Outcome,
         fence: Option<Fence>,
-    ) -> Result<bool, QueueError> {
+    ) -> Result<(bool, Option<Pending>), QueueError> {
         self.store
-            .queue_record_delivered(id, outcome, timestamp::now(), fence)
+            .queue_record_delivered_then_begin(
+                id,
+                destination.to_owned(),
+                outcome,
+                timestamp::now(),
+                fence,
+            )
             .await
     }
 

@@ -10,7 +10,7 @@ use tokio::sync::futures::Notified;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::{Action, MessageInfo, MessageState, Queue, QueueError, QueueId};
+use super::{Action, MessageInfo, MessageState, Pending, Queue, QueueError, QueueId};
 use crate::client::{FailureClass, Outgoing, Transport};
 use crate::config::{FailurePolicies, FailurePolicy, SendConfig};
 use crate::hl7::{AckCode, Message};
@@ -569,21 +569,48 @@ impl<T: Transport> Sequencer<T> {
             }
         }
         let mut backoff: Option<Wait> = None;
+        // The next message, already marked in flight by the commit that recorded the
+        // previous one's delivery.
+        let mut begun: Option<Pending> = None;
         loop {
             if self.renew_if_due().await.is_err() {
                 return Led::Lost;
             }
-            // Registered before the store is read, so a change made meanwhile still wakes us.
-            let notified = wake.notified();
-            let mut notified = pin!(notified);
-            notified.as_mut().enable();
-            let poll = self.until_renewal(self.poll);
-            // The head's row only: a held or backing-off head's bytes are not read while
-            // the stream waits; `begin_attempt` loads them when a send is due.
-            let head = match self.queue.head_info(&self.destination).await {
-                Ok(head) => head,
-                Err(e) => {
-                    self.store_trouble("cannot read the head of the stream".to_owned(), &e);
+            let step = if let Some(next) = begun.take() {
+                self.send_begun(next.info, next.raw, shutdown.as_mut())
+                    .await
+            } else {
+                // Registered before the store is read, so a change made meanwhile still wakes us.
+                let notified = wake.notified();
+                let mut notified = pin!(notified);
+                notified.as_mut().enable();
+                let poll = self.until_renewal(self.poll);
+                // The head's row only: a held or backing-off head's bytes are not read while
+                // the stream waits; `begin_attempt` loads them when a send is due.
+                let head = match self.queue.head_info(&self.destination).await {
+                    Ok(head) => head,
+                    Err(e) => {
+                        self.store_trouble("cannot read the head of the stream".to_owned(), &e);
+                        if let Wake::Shutdown =
+                            pause(Some(notified.as_mut()), shutdown.as_mut(), poll).await
+                        {
+                            return Led::Shutdown;
+                        }
+                        continue;
+                    }
+                };
+                let Some(head) = head else {
+                    // Nothing to send: nothing stops the stream.
+                    self.queue.clear_stall(&self.destination);
+                    if let Wake::Shutdown =
+                        pause(Some(notified.as_mut()), shutdown.as_mut(), poll).await
+                    {
+                        return Led::Shutdown;
+                    }
+                    continue;
+                };
+                if head.state == MessageState::Held {
+                    self.queue.clear_stall(&self.destination);
                     if let Wake::Shutdown =
                         pause(Some(notified.as_mut()), shutdown.as_mut(), poll).await
                     {
@@ -591,46 +618,32 @@ impl<T: Transport> Sequencer<T> {
                     }
                     continue;
                 }
-            };
-            let Some(head) = head else {
-                // Nothing to send: nothing stops the stream.
-                self.queue.clear_stall(&self.destination);
-                if let Wake::Shutdown =
-                    pause(Some(notified.as_mut()), shutdown.as_mut(), poll).await
-                {
-                    return Led::Shutdown;
-                }
-                continue;
-            };
-            if head.state == MessageState::Held {
-                self.queue.clear_stall(&self.destination);
-                if let Wake::Shutdown =
-                    pause(Some(notified.as_mut()), shutdown.as_mut(), poll).await
-                {
-                    return Led::Shutdown;
-                }
-                continue;
-            }
-            if let Some(wait) = &backoff {
-                // Still the same message with the same failure count (no operator retry)?
-                if wait.id == head.id && wait.failures == head.failures {
-                    let now = Instant::now();
-                    if now < wait.until {
-                        let left = (wait.until - now).min(poll);
-                        if let Wake::Shutdown =
-                            pause(Some(notified.as_mut()), shutdown.as_mut(), left).await
-                        {
-                            return Led::Shutdown;
+                if let Some(wait) = &backoff {
+                    // Still the same message with the same failure count (no operator retry)?
+                    if wait.id == head.id && wait.failures == head.failures {
+                        let now = Instant::now();
+                        if now < wait.until {
+                            let left = (wait.until - now).min(poll);
+                            if let Wake::Shutdown =
+                                pause(Some(notified.as_mut()), shutdown.as_mut(), left).await
+                            {
+                                return Led::Shutdown;
+                            }
+                            continue;
                         }
-                        continue;
                     }
                 }
-            }
-            backoff = None;
-            match self.attempt(head, shutdown.as_mut()).await {
+                backoff = None;
+                self.attempt(head, shutdown.as_mut()).await
+            };
+            match step {
                 Step::Shutdown => return Led::Shutdown,
                 Step::LeaseLost => return Led::Lost,
                 Step::Next => self.queue.clear_stall(&self.destination),
+                Step::Begun(next) => {
+                    self.queue.clear_stall(&self.destination);
+                    begun = Some(*next);
+                }
                 Step::Backoff(wait) => {
                     self.queue.clear_stall(&self.destination);
                     backoff = Some(wait);
@@ -694,7 +707,7 @@ impl<T: Transport> Sequencer<T> {
     async fn attempt(
         &mut self,
         info: MessageInfo,
-        mut shutdown: Pin<&mut impl Future<Output = ()>>,
+        shutdown: Pin<&mut impl Future<Output = ()>>,
     ) -> Step {
         let raw = match self.queue.begin_attempt(info.id, self.fence()).await {
             Ok(Some(raw)) => raw,
@@ -706,6 +719,17 @@ impl<T: Transport> Sequencer<T> {
                 return Step::StoreTrouble;
             }
         };
+        self.send_begun(info, raw, shutdown).await
+    }
+
+    /// Sends a message already marked in flight and records its outcome; on an accepting
+    /// ACK the same commit marks the next queued message in flight ([`Step::Begun`]).
+    async fn send_begun(
+        &mut self,
+        info: MessageInfo,
+        raw: Vec<u8>,
+        mut shutdown: Pin<&mut impl Future<Output = ()>>,
+    ) -> Step {
         let attempt = info.attempts.saturating_add(1);
         self.emit(SequencerEvent::Sending {
             id: info.id,
@@ -738,16 +762,16 @@ impl<T: Transport> Sequencer<T> {
             let ack_code = outcome.ack_code;
             return match self
                 .queue
-                .record_delivered(info.id, outcome, self.fence())
+                .record_delivered_then_begin(info.id, &self.destination, outcome, self.fence())
                 .await
             {
-                Ok(_) => {
+                Ok((_, next)) => {
                     tracing::debug!(destination = %self.destination, id = info.id, control_id = %info.control_id, attempt, "queue: delivered");
                     self.emit(SequencerEvent::Delivered {
                         id: info.id,
                         ack_code,
                     });
-                    Step::Next
+                    next.map_or(Step::Next, |next| Step::Begun(Box::new(next)))
                 }
                 Err(QueueError::LeaseLost { .. }) => Step::LeaseLost,
                 Err(e) => {
@@ -835,6 +859,9 @@ enum Step {
     Shutdown,
     LeaseLost,
     Next,
+    /// Delivered, and the next message is already in flight: send it without reading the
+    /// head again.
+    Begun(Box<Pending>),
     Backoff(Wait),
     StoreTrouble,
 }

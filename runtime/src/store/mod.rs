@@ -110,6 +110,7 @@
 pub mod activity;
 pub mod audit;
 mod claim;
+mod group;
 mod inbound;
 mod inbox;
 mod lease;
@@ -125,6 +126,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use time::OffsetDateTime;
 
 pub use claim::DeliveryClaim;
+pub use group::{GROUP_SIZE_BUCKETS, GroupStats, MAX_GROUP};
 pub use inbound::{CommitResult, InboundRecord, InboundRow, InboundStatus, StoredAck};
 pub use inbox::{InboxEntry, InboxItem, MAX_LIST as INBOX_MAX_LIST};
 pub use lease::{Fence, LeaseInfo, holder_id};
@@ -208,6 +210,15 @@ pub enum StoreError {
     /// without one would be answered with this one's ACK.
     #[error("a committed message needs a non-empty MSH-10 (message control ID)")]
     MissingControlId,
+    /// The transaction that held this message and others arriving with it (group commit)
+    /// did not commit: nothing of it was written.
+    #[error("store: the commit of a group of {size} messages failed: {reason}")]
+    GroupCommit {
+        /// How many messages the group held.
+        size: usize,
+        /// Why the transaction failed.
+        reason: String,
+    },
     /// A query failed (SQLite backend).
     #[error("store: {0}")]
     Sqlite(#[from] rusqlite::Error),
@@ -469,15 +480,21 @@ impl Store {
         record: InboundRecord,
     ) -> Result<(CommitResult, InboundRecord), StoreError> {
         match &self.inner.backend {
-            Backend::Sqlite(_) => {
-                self.run(move |s| s.commit_inbound(&record).map(|result| (result, record)))
-                    .await
-            }
+            Backend::Sqlite(_) => self.run(move |s| s.commit_inbound_keeping(record)).await,
             Backend::Postgres(pg) => {
-                pg.run(postgres::inbound::commit_inbound(pg.pool(), record))
-                    .await
+                pg.run(postgres::inbound::commit_inbound(
+                    pg.pool(),
+                    pg.committer(),
+                    record,
+                ))
+                .await
             }
         }
+    }
+
+    /// How large the inbound commit groups were; see [`BlockingStore::commit_group_stats`].
+    pub fn commit_group_stats(&self) -> Arc<GroupStats> {
+        self.inner.commit_group_stats()
     }
 
     /// One row of the audit trail.
@@ -629,12 +646,36 @@ impl BlockingStore {
     /// A committed record (AA/CA) whose key is already committed writes nothing and returns
     /// [`CommitResult::Duplicate`] with the original ACK. Error and rejected records are
     /// always written, as audit rows. A committed record with an empty MSH-10 is refused.
+    ///
+    /// Commits that arrive together share one transaction (group commit): see
+    /// [`Store::commit_group_stats`].
     pub fn commit_inbound(&self, record: &InboundRecord) -> Result<CommitResult, StoreError> {
+        self.commit_inbound_keeping(record.clone())
+            .map(|(result, _)| result)
+    }
+
+    /// [`commit_inbound`](Self::commit_inbound), handing the record back.
+    pub fn commit_inbound_keeping(
+        &self,
+        record: InboundRecord,
+    ) -> Result<(CommitResult, InboundRecord), StoreError> {
         match &self.backend {
             Backend::Sqlite(db) => db.commit_inbound(record),
-            Backend::Postgres(pg) => pg
-                .block(postgres::inbound::commit_inbound(pg.pool(), record.clone()))
-                .map(|(result, _)| result),
+            Backend::Postgres(pg) => pg.block(postgres::inbound::commit_inbound(
+                pg.pool(),
+                pg.committer(),
+                record,
+            )),
+        }
+    }
+
+    /// How many transactions the inbound commits took so far and how many messages each
+    /// held (group commit), for every clone of this store: the
+    /// `hl7gw_store_commit_group_size` metric.
+    pub fn commit_group_stats(&self) -> Arc<GroupStats> {
+        match &self.backend {
+            Backend::Sqlite(db) => db.group_stats(),
+            Backend::Postgres(pg) => pg.group_stats(),
         }
     }
 

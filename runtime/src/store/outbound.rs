@@ -291,22 +291,26 @@ impl Store {
         }
     }
 
-    pub(crate) async fn queue_record_delivered(
+    pub(crate) async fn queue_record_delivered_then_begin(
         &self,
         id: QueueId,
+        destination: String,
         outcome: Outcome,
         at: OffsetDateTime,
         fence: Option<Fence>,
-    ) -> Result<bool, QueueError> {
+    ) -> Result<(bool, Option<Pending>), QueueError> {
         match &self.inner.backend {
             Backend::Sqlite(_) => {
-                self.run(move |s| s.queue_record_delivered(id, &outcome, at))
-                    .await
+                self.run(move |s| {
+                    s.queue_record_delivered_then_begin(id, &destination, &outcome, at)
+                })
+                .await
             }
             Backend::Postgres(pg) => {
-                pg.run(pg_queue::record_delivered(
+                pg.run(pg_queue::record_delivered_then_begin(
                     pg.pool(),
                     id,
+                    destination,
                     outcome,
                     at,
                     fence,
@@ -453,17 +457,21 @@ impl BlockingStore {
         }
     }
 
-    pub(crate) fn queue_record_delivered(
+    pub(crate) fn queue_record_delivered_then_begin(
         &self,
         id: QueueId,
+        destination: &str,
         outcome: &Outcome,
         at: OffsetDateTime,
-    ) -> Result<bool, QueueError> {
+    ) -> Result<(bool, Option<Pending>), QueueError> {
         match &self.backend {
-            Backend::Sqlite(db) => db.queue_record_delivered(id, outcome, at),
-            Backend::Postgres(pg) => pg.block(pg_queue::record_delivered(
+            Backend::Sqlite(db) => {
+                db.queue_record_delivered_then_begin(id, destination, outcome, at)
+            }
+            Backend::Postgres(pg) => pg.block(pg_queue::record_delivered_then_begin(
                 pg.pool(),
                 id,
+                destination.to_owned(),
                 outcome.clone(),
                 at,
                 None,

@@ -197,6 +197,8 @@ pub enum PostgresTls {
 /// An open PostgreSQL store: a connection pool and the runtime it runs on.
 pub(crate) struct Postgres {
     pool: Pool,
+    /// Inbound commits waiting to be written (group commit).
+    committer: Arc<inbound::Committer>,
     /// Connections holding delivery claims ([`claim`]): a pool of their own, so claims never
     /// take the connections their holders commit through.
     claims: Pool,
@@ -240,6 +242,7 @@ impl Postgres {
         };
         let db = Self {
             pool,
+            committer: Arc::default(),
             claims,
             claim_wait: options.connect_timeout,
             label,
@@ -258,6 +261,16 @@ impl Postgres {
     /// The pool, for an operation to take into its future.
     pub(crate) fn pool(&self) -> Pool {
         self.pool.clone()
+    }
+
+    /// The inbound group committer, for a commit to take into its future.
+    pub(crate) fn committer(&self) -> Arc<inbound::Committer> {
+        Arc::clone(&self.committer)
+    }
+
+    /// How large the inbound commit groups were.
+    pub(crate) fn group_stats(&self) -> Arc<super::GroupStats> {
+        self.committer.stats()
     }
 
     /// Takes the delivery claim on `key` (see [`claim`]).

@@ -526,14 +526,17 @@ pub(crate) async fn begin_attempt(
     Ok(Some(raw))
 }
 
-/// Records an accepting ACK; false when the message was delivered already.
-pub(crate) async fn record_delivered(
+/// Records an accepting ACK and, in the same transaction (the fencing token checked in it),
+/// marks the stream's next message in flight when it is queued: one commit per delivery.
+/// `(false, None)` when the message was delivered already.
+pub(crate) async fn record_delivered_then_begin(
     pool: Pool,
     id: QueueId,
+    destination: String,
     outcome: Outcome,
     at: OffsetDateTime,
     fence: Option<Fence>,
-) -> Result<bool, QueueError> {
+) -> Result<(bool, Option<Pending>), QueueError> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
     check_fence(&tx, fence.as_ref()).await?;
@@ -543,12 +546,39 @@ pub(crate) async fn record_delivered(
     };
     match transition(&tx, id, event).await {
         Ok(Ok(_)) => {}
-        Ok(Err(_)) | Err(QueueError::NotFound(_)) => return Ok(false),
+        Ok(Err(_)) | Err(QueueError::NotFound(_)) => return Ok((false, None)),
         Err(e) => return Err(e),
     }
     record_response(&tx, id, &outcome, at).await?;
+    let next = begin_head(&tx, &destination, at).await?;
     tx.commit().await?;
-    Ok(true)
+    Ok((true, next))
+}
+
+/// Marks the head of `destination` in flight when it is queued (not held, not in flight
+/// already) and returns it with its bytes, as it was before.
+async fn begin_head(
+    tx: &impl GenericClient,
+    destination: &str,
+    at: OffsetDateTime,
+) -> Result<Option<Pending>, QueueError> {
+    let stmt = tx
+        .prepare_cached(&format!("SELECT {COLUMNS}, raw {HEAD}"))
+        .await?;
+    let Some(r) = tx.query_opt(&stmt, &[&destination]).await? else {
+        return Ok(None);
+    };
+    let head = Pending {
+        info: info(&r)?,
+        raw: r.try_get("raw")?,
+    };
+    if head.info.state != MessageState::Queued {
+        return Ok(None);
+    }
+    match transition(tx, head.info.id, Event::Send { at }).await? {
+        Ok(_) => Ok(Some(head)),
+        Err(_) => Ok(None),
+    }
 }
 
 /// Records a failure and, when the message is still in flight, the policy's action.

@@ -116,7 +116,13 @@ fn a_stale_fencing_token_cannot_send_or_record() {
         // The old leader wakes up with the engine's ACK: it may not record it...
         let accepted = Outcome::accepted(200, AckCode::ApplicationAccept, "");
         let refused = a
-            .queue_record_delivered(id, accepted.clone(), now, Some(old.fence()))
+            .queue_record_delivered_then_begin(
+                id,
+                "trust".into(),
+                accepted.clone(),
+                now,
+                Some(old.fence()),
+            )
             .await;
         assert!(
             matches!(refused, Err(QueueError::LeaseLost { token, .. }) if token == old.token),
@@ -162,11 +168,12 @@ fn a_stale_fencing_token_cannot_send_or_record() {
             .await
             .unwrap();
         assert_eq!(resent.as_deref(), Some(RAW));
-        assert!(
-            b.queue_record_delivered(id, accepted, now, Some(new.fence()))
-                .await
-                .unwrap()
-        );
+        let (recorded, next) = b
+            .queue_record_delivered_then_begin(id, "trust".into(), accepted, now, Some(new.fence()))
+            .await
+            .unwrap();
+        assert!(recorded);
+        assert!(next.is_none(), "nothing else is queued");
         let row = a.queue_show(id).await.unwrap().unwrap().info;
         assert_eq!((row.state, row.attempts), (MessageState::Delivered, 2));
     });

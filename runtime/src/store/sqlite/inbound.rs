@@ -3,11 +3,12 @@
 
 use std::time::SystemTime;
 
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
 use super::{Sqlite, delete_in_batches, instant, instant_opt, parse_record, parsed};
 use crate::dedup::DedupKey;
 use crate::hl7::AckCode;
+use crate::store::group::{self, Outcome, Pending};
 use crate::store::{
     CommitResult, InboundRecord, InboundRow, InboundStatus, StoreError, StoredAck, timestamp,
 };
@@ -47,65 +48,108 @@ fn is_unique_violation(e: &rusqlite::Error) -> bool {
     )
 }
 
+/// One transaction for the whole group, one fsync at its commit. A member that fails alone
+/// (a constraint) is rolled back to its savepoint and the others go on; an error after which
+/// SQLite has rolled the whole transaction back (a full disk, an I/O error) or a failed
+/// commit fails every member.
+fn commit_group(conn: &mut Connection, members: Vec<Pending>) {
+    let mut tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+        Ok(tx) => tx,
+        Err(e) => return group::fail_all(members, e.into()),
+    };
+    let mut results = Vec::with_capacity(members.len());
+    for member in &members {
+        match write_one(&mut tx, &member.record) {
+            Ok(result) => results.push(Ok(Some(result))),
+            Err(e) if tx.is_autocommit() => {
+                // The transaction is gone, and with it every row written so far.
+                drop(tx);
+                return group::fail_all(members, e);
+            }
+            Err(e) => results.push(Err(e)),
+        }
+    }
+    let commit = tx.commit().map_err(StoreError::from);
+    group::finish(members, results, commit);
+}
+
+/// One member of a group inside its own savepoint: the duplicate check and the insert.
+fn write_one(tx: &mut Transaction<'_>, record: &InboundRecord) -> Result<CommitResult, StoreError> {
+    let (status, record_json) = record.status_and_json()?;
+    let committed = status == InboundStatus::Committed;
+    let sp = tx.savepoint()?;
+    if committed {
+        // Sees the rows of earlier members of this group too: a second copy of a key in one
+        // group is answered as a duplicate of the first.
+        if let Some(original) = find_committed(&sp, &record.key)? {
+            return Ok(CommitResult::Duplicate(original));
+        }
+    }
+    let inserted = sp.execute(
+        "INSERT INTO inbound_messages (
+             received_at, committed_at, peer_ip, peer_subject,
+             sending_application, sending_facility, control_id, message_type,
+             raw, record_json, ack, ack_code, status, sink, digest)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+        params![
+            timestamp::format_rfc3339(record.received_at),
+            timestamp::format(timestamp::now()),
+            record.peer_ip.map(|ip| ip.to_string()),
+            record.peer_subject,
+            record.key.sending_application,
+            record.key.sending_facility,
+            record.key.control_id,
+            record.message_type,
+            record.raw,
+            record_json,
+            record.ack,
+            record.ack_code.as_str(),
+            status.as_str(),
+            record.sink.as_str(),
+            crate::dedup::digest(&record.raw),
+        ],
+    );
+    match inserted {
+        Ok(_) => {}
+        // Unreachable while every writer takes the lock first, kept as the backstop: the
+        // failed statement wrote nothing, the savepoint is still usable.
+        Err(e) if committed && is_unique_violation(&e) => {
+            return match find_committed(&sp, &record.key)? {
+                Some(original) => Ok(CommitResult::Duplicate(original)),
+                None => Err(e.into()),
+            };
+        }
+        // Dropping the savepoint rolls this member back.
+        Err(e) => return Err(e.into()),
+    }
+    let id = sp.last_insert_rowid();
+    sp.commit()?;
+    Ok(CommitResult::Committed(id))
+}
+
 impl Sqlite {
     pub(crate) fn find_duplicate(&self, key: &DedupKey) -> Result<Option<StoredAck>, StoreError> {
         find_committed(&self.conn(), key)
     }
 
-    /// One `BEGIN IMMEDIATE` transaction; with WAL and `synchronous=FULL` the row is on disk
-    /// when this returns `Ok`.
-    pub(crate) fn commit_inbound(
-        &self,
-        record: &InboundRecord,
-    ) -> Result<CommitResult, StoreError> {
-        let (status, record_json) = record.status_and_json()?;
-        let committed = status == InboundStatus::Committed;
+    /// Commits `record` with whatever other commits are waiting (group commit, see
+    /// [`group`](crate::store::group)): one `BEGIN IMMEDIATE` transaction, one savepoint per
+    /// message; with WAL and `synchronous=FULL` the row is on disk when this returns `Ok`.
+    pub(crate) fn commit_inbound(&self, record: InboundRecord) -> Outcome {
+        let ticket = self.groups.enqueue(record);
         let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        if committed {
-            if let Some(original) = find_committed(&tx, &record.key)? {
-                return Ok(CommitResult::Duplicate(original));
+        // Whoever holds the connection took every commit queued before it: once we hold it,
+        // our commit is either answered or still queued.
+        loop {
+            if let Some(outcome) = ticket.take() {
+                return outcome;
             }
-        }
-        let inserted = tx.execute(
-            "INSERT INTO inbound_messages (
-                 received_at, committed_at, peer_ip, peer_subject,
-                 sending_application, sending_facility, control_id, message_type,
-                 raw, record_json, ack, ack_code, status, sink, digest)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
-            params![
-                timestamp::format_rfc3339(record.received_at),
-                timestamp::format(timestamp::now()),
-                record.peer_ip.map(|ip| ip.to_string()),
-                record.peer_subject,
-                record.key.sending_application,
-                record.key.sending_facility,
-                record.key.control_id,
-                record.message_type,
-                record.raw,
-                record_json,
-                record.ack,
-                record.ack_code.as_str(),
-                status.as_str(),
-                record.sink.as_str(),
-                crate::dedup::digest(&record.raw),
-            ],
-        );
-        match inserted {
-            Ok(_) => {}
-            // Unreachable while every writer takes the lock first, kept as the backstop.
-            Err(e) if committed && is_unique_violation(&e) => {
-                drop(tx);
-                return match find_committed(&conn, &record.key)? {
-                    Some(original) => Ok(CommitResult::Duplicate(original)),
-                    None => Err(e.into()),
-                };
+            let members = self.groups.take();
+            if members.is_empty() {
+                return Err(group::abandoned());
             }
-            Err(e) => return Err(e.into()),
+            commit_group(&mut conn, members);
         }
-        let id = tx.last_insert_rowid();
-        tx.commit()?;
-        Ok(CommitResult::Committed(id))
     }
 
     pub(crate) fn inbound(&self, id: i64) -> Result<Option<InboundRow>, StoreError> {

@@ -21,12 +21,15 @@ use std::sync::{Mutex, MutexGuard};
 use rusqlite::{Connection, OptionalExtension};
 use time::OffsetDateTime;
 
+use super::group::{GroupQueue, GroupStats};
 use super::{Pragmas, StoreError, StoreOptions, timestamp};
 
 /// An open SQLite store.
 pub(crate) struct Sqlite {
     path: PathBuf,
     conn: Mutex<Connection>,
+    /// Inbound commits waiting for the connection (group commit).
+    groups: GroupQueue,
 }
 
 impl Sqlite {
@@ -45,12 +48,18 @@ impl Sqlite {
         Ok(Self {
             path,
             conn: Mutex::new(conn),
+            groups: GroupQueue::default(),
         })
     }
 
     /// The database file.
     pub(crate) fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// How large the inbound commit groups were.
+    pub(crate) fn group_stats(&self) -> std::sync::Arc<GroupStats> {
+        self.groups.stats()
     }
 
     /// The connection. A poisoned mutex (a panic while it was held) still guards a usable

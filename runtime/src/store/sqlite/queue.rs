@@ -195,6 +195,36 @@ fn transition(
     }
 }
 
+/// The lowest pending message of `destination`, with its bytes.
+fn head_with_raw(conn: &Connection, destination: &str) -> Result<Option<Pending>, QueueError> {
+    let mut stmt = conn.prepare_cached(&format!("SELECT {COLUMNS}, raw {HEAD}"))?;
+    Ok(stmt
+        .query_row([destination], |r| {
+            Ok(Pending {
+                info: info(r)?,
+                raw: r.get(RAW)?,
+            })
+        })
+        .optional()?)
+}
+
+/// Marks the head of `destination` in flight when it is queued (not held, not in flight
+/// already) and returns it with its bytes, as it was before.
+fn begin_head(
+    tx: &Connection,
+    destination: &str,
+    at: OffsetDateTime,
+) -> Result<Option<Pending>, QueueError> {
+    let head = head_with_raw(tx, destination)?;
+    let Some(head) = head.filter(|h| h.info.state == MessageState::Queued) else {
+        return Ok(None);
+    };
+    match transition(tx, head.info.id, Event::Send { at })? {
+        Ok(_) => Ok(Some(head)),
+        Err(_) => Ok(None),
+    }
+}
+
 fn insert(
     tx: &Connection,
     destination: &str,
@@ -279,16 +309,7 @@ impl Sqlite {
         &self,
         destination: &str,
     ) -> Result<Option<Pending>, QueueError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(&format!("SELECT {COLUMNS}, raw {HEAD}"))?;
-        Ok(stmt
-            .query_row([destination], |r| {
-                Ok(Pending {
-                    info: info(r)?,
-                    raw: r.get(RAW)?,
-                })
-            })
-            .optional()?)
+        head_with_raw(&self.conn(), destination)
     }
 
     pub(crate) fn queue_counts(&self, destination: &str) -> Result<StreamCounts, QueueError> {
@@ -430,13 +451,16 @@ impl Sqlite {
         Ok(Some(raw))
     }
 
-    /// Records an accepting ACK; false when the message was delivered already.
-    pub(crate) fn queue_record_delivered(
+    /// Records an accepting ACK and, in the same transaction (one fsync), marks the
+    /// stream's next message in flight when it is queued: the delivery and the next send's
+    /// start share one commit. `(false, None)` when the message was delivered already.
+    pub(crate) fn queue_record_delivered_then_begin(
         &self,
         id: QueueId,
+        destination: &str,
         outcome: &Outcome,
         at: OffsetDateTime,
-    ) -> Result<bool, QueueError> {
+    ) -> Result<(bool, Option<Pending>), QueueError> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let event = Event::Accepted {
@@ -445,12 +469,13 @@ impl Sqlite {
         };
         match transition(&tx, id, event) {
             Ok(Ok(_)) => {}
-            Ok(Err(_)) | Err(QueueError::NotFound(_)) => return Ok(false),
+            Ok(Err(_)) | Err(QueueError::NotFound(_)) => return Ok((false, None)),
             Err(e) => return Err(e),
         }
         record_response(&tx, id, outcome, at)?;
+        let next = begin_head(&tx, destination, at)?;
         tx.commit()?;
-        Ok(true)
+        Ok((true, next))
     }
 
     /// Records a failure and, when the message is still in flight, the policy's action.
