@@ -76,6 +76,18 @@ fn customer(spec: &GatewaySpec, url: &str, dir: &Path, inbox_sink: bool) -> Cust
     }
 }
 
+/// The host's TEST environment on loopback, its ports chosen by the system.
+fn loopback_host() -> HostOptions {
+    let local = SocketAddr::from(([127, 0, 0, 1], 0));
+    HostOptions {
+        env: EnvName::Test,
+        listen: local,
+        ops_listen: local,
+        ops_exposure: hl7gw_runtime::server::Exposure::LoopbackOnly,
+        front: FrontLimits::DEFAULT,
+    }
+}
+
 fn run_child(config: &str) -> Result<(), String> {
     let config: Value = serde_json::from_str(config).map_err(|e| e.to_string())?;
     let text = |key: &str| {
@@ -94,14 +106,7 @@ fn run_child(config: &str) -> Result<(), String> {
             true,
         ),
     ];
-    let local = SocketAddr::from(([127, 0, 0, 1], 0));
-    let host = HostOptions {
-        env: EnvName::Test,
-        listen: local,
-        ops_listen: local,
-        ops_exposure: hl7gw_runtime::server::Exposure::LoopbackOnly,
-        front: FrontLimits::DEFAULT,
-    };
+    let host = loopback_host();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     on_stdin_closed(move || {
         let _ = stop.send(());
@@ -675,14 +680,7 @@ fn two_customers_on_one_store_are_refused_before_anything_starts() {
     );
     let demo = customer(&gw_demo::SPEC, "https://127.0.0.1:9/", dir.path(), false);
     northwest.options.store = demo.options.store.clone();
-    let local = SocketAddr::from(([127, 0, 0, 1], 0));
-    let host = HostOptions {
-        env: EnvName::Test,
-        listen: local,
-        ops_listen: local,
-        ops_exposure: hl7gw_runtime::server::Exposure::LoopbackOnly,
-        front: FrontLimits::DEFAULT,
-    };
+    let host = loopback_host();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
