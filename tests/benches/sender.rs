@@ -446,6 +446,51 @@ fn run_batch(
     Ok(batch)
 }
 
+/// `rounds` rounds of `probe(round)` (while neither gateway has traffic) then one batch of
+/// `n` messages, printed with `label`; stops at the first batch that fails, with its error.
+fn run_rounds(
+    rt: &tokio::runtime::Runtime,
+    queue: &Queue,
+    reader: &Reader,
+    (n, rounds): (usize, usize),
+    label: &str,
+    mut probe: impl FnMut(usize),
+) -> (Vec<Batch>, Option<String>) {
+    let mut batches = Vec::new();
+    for round in 0..rounds {
+        probe(round);
+        match run_batch(rt, queue, reader, round, n) {
+            Ok(batch) => {
+                println!(
+                    "{label}round {}: {} messages, {:.0} messages/s steady, {:.2} s from enqueue to the last delivery",
+                    round + 1,
+                    batch.messages,
+                    batch.steady_per_second,
+                    batch.wall.as_secs_f64()
+                );
+                batches.push(batch);
+            }
+            Err(e) => {
+                println!("FAILED {label}round {}: {e}", round + 1);
+                return (batches, Some(e));
+            }
+        }
+    }
+    (batches, None)
+}
+
+/// Stops both gateways; each must end cleanly.
+fn stop_both(rt: &tokio::runtime::Runtime, sender: Running, receiver: Running) {
+    for (name, gateway) in [("sender", sender), ("receiver", receiver)] {
+        let _ = gateway.stop.send(());
+        let ended = rt.block_on(gateway.task);
+        assert!(
+            matches!(ended, Ok(Ok(()))),
+            "the {name} stopped with {ended:?}"
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // The physical bound: fsync and a keep-alive TLS round trip.
 
@@ -732,47 +777,18 @@ fn postgres_column(
     let probe_queue = Queue::new(ChildStore::create(server, "probe", &dir, 10_000).open());
 
     let mut probes: [Vec<u64>; 4] = Default::default();
-    let mut batches = Vec::new();
-    let mut failed = None;
-    for round in 0..rounds {
+    let (batches, failed) = run_rounds(rt, &queue, &reader, (n, rounds), "PostgreSQL ", |round| {
         probes[0].extend(fsync_probe(&dir, budget, true));
         probes[1].extend(rtt_probe(rt, echo, client_config.clone(), budget));
         probes[2].extend(pg_commit_probe(rt, &rows_client, budget));
         probes[3].extend(commit_probe(rt, &probe_queue, round, budget));
-        match run_batch(rt, &queue, &reader, round, n) {
-            Ok(batch) => {
-                println!(
-                    "PostgreSQL round {}: {} messages, {:.0} messages/s steady, {:.2} s from enqueue to the last delivery",
-                    round + 1,
-                    batch.messages,
-                    batch.steady_per_second,
-                    batch.wall.as_secs_f64()
-                );
-                batches.push(batch);
-            }
-            Err(e) => {
-                println!("FAILED PostgreSQL round {}: {e}", round + 1);
-                failed = Some(e);
-                break;
-            }
-        }
-    }
+    });
     let load_after = loadavg();
-    let _ = sender.stop.send(());
-    let sent = rt.block_on(sender.task);
-    assert!(
-        matches!(sent, Ok(Ok(()))),
-        "the PostgreSQL sender stopped with {sent:?}"
-    );
-    let _ = receiver.stop.send(());
-    let received = rt.block_on(receiver.task);
-    assert!(
-        matches!(received, Ok(Ok(()))),
-        "the receiver stopped with {received:?}"
-    );
+    let receiver_store = receiver.store.clone();
+    stop_both(rt, sender, receiver);
     let delivered: usize = batches.iter().map(|b| b.messages).sum();
     let attempts: u64 = batches.iter().map(|b| b.attempts_total).sum();
-    let stored = Store::open(&receiver.store)
+    let stored = Store::open(&receiver_store)
         .unwrap()
         .blocking()
         .inbox_pending()
@@ -1043,55 +1059,25 @@ fn main() {
     let echo = start_echo(&rt, server_config);
 
     let mut probes: [Vec<u64>; 5] = Default::default();
-    let mut batches = Vec::new();
-    let mut failed = None;
-    for round in 0..rounds {
+    let (batches, mut failed) = run_rounds(&rt, &queue, &reader, (n, rounds), "", |round| {
         probes[0].extend(fsync_probe(data.path(), budget, false));
         probes[1].extend(fsync_probe(data.path(), budget, true));
         probes[2].extend(rtt_probe(&rt, echo, client_config.clone(), budget));
         probes[3].extend(client_probe(&rt, echo, client_config.clone(), budget));
         probes[4].extend(commit_probe(&rt, &probe_queue, round, budget));
-        match run_batch(&rt, &queue, &reader, round, n) {
-            Ok(batch) => {
-                println!(
-                    "round {}: {} messages, {:.0} messages/s steady, {:.2} s from enqueue to the last delivery",
-                    round + 1,
-                    batch.messages,
-                    batch.steady_per_second,
-                    batch.wall.as_secs_f64()
-                );
-                batches.push(batch);
-            }
-            Err(e) => {
-                println!("FAILED round {}: {e}", round + 1);
-                failed = Some(e);
-                break;
-            }
-        }
-    }
+    });
     let load_after = loadavg();
-
-    let _ = sender.stop.send(());
-    let sent = rt.block_on(sender.task);
-    assert!(
-        matches!(sent, Ok(Ok(()))),
-        "the sender stopped with {sent:?}"
-    );
-    let _ = receiver.stop.send(());
-    let received = rt.block_on(receiver.task);
-    assert!(
-        matches!(received, Ok(Ok(()))),
-        "the receiver stopped with {received:?}"
-    );
+    let (receiver_store, sender_store) = (receiver.store.clone(), sender.store.clone());
+    stop_both(&rt, sender, receiver);
 
     // Durable on both sides: the receiver's store holds one row per delivered message, the
     // sender's marks each delivered, both with synchronous=FULL.
     let delivered: usize = batches.iter().map(|b| b.messages).sum();
     let attempts: u64 = batches.iter().map(|b| b.attempts_total).sum();
-    let receiver_store = Store::open(&receiver.store).unwrap();
+    let receiver_store = Store::open(&receiver_store).unwrap();
     let stored = receiver_store.blocking().inbox_pending().unwrap();
     let rp = receiver_store.blocking().pragmas().unwrap();
-    let sp = Store::open(&sender.store)
+    let sp = Store::open(&sender_store)
         .unwrap()
         .blocking()
         .pragmas()
