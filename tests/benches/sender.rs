@@ -72,6 +72,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[path = "../src/bench_postgres.rs"]
+mod bench_postgres;
+
+use bench_postgres::{pg_connect, require_durable};
 use std::convert::Infallible;
 use std::io::{Seek, SeekFrom, Write};
 use std::net::SocketAddr;
@@ -675,25 +679,6 @@ fn commit_probe(
 // ---------------------------------------------------------------------------------------------
 // The PostgreSQL column.
 
-/// A plain connection to a database of the benchmark's cluster.
-async fn pg_connect(db: &ChildStore) -> tokio_postgres::Client {
-    let (client, connection) = tokio_postgres::connect(
-        &format!(
-            "host={} port={} user={} password={} dbname={}",
-            db.host,
-            db.port,
-            hl7gw_tests::postgres::USER,
-            hl7gw_tests::postgres::PASSWORD,
-            db.dbname
-        ),
-        tokio_postgres::NoTls,
-    )
-    .await
-    .expect("connect to the benchmark's PostgreSQL");
-    tokio::spawn(connection);
-    client
-}
-
 /// One small row (the message) inserted in its own transaction (autocommit, a prepared
 /// statement, as the store's pool uses them), again and again: one PostgreSQL commit round
 /// trip each, on the server the sender's store uses. Nanoseconds.
@@ -748,30 +733,19 @@ fn postgres_column(
         "CREATE TABLE bench_rows (id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, raw BYTEA NOT NULL)",
     );
     let rows_client = rt.block_on(pg_connect(&rows));
-    let settings = rt
-        .block_on(rows_client.query_one(
-            "SELECT current_setting('fsync'), current_setting('synchronous_commit'), current_setting('wal_sync_method'), version()",
-            &[],
-        ))
-        .map_err(|e| e.to_string())?;
-    let setting = |i: usize| settings.get::<_, String>(i);
+    let durability = rt.block_on(require_durable(&rows_client));
     println!();
     println!("## PostgreSQL column");
     println!(
-        "receiver {} (SQLite store {}); sender → {url} (store: database {} on {}:{}); fsync={}, synchronous_commit={}, wal_sync_method={}; {}",
+        "receiver {} (SQLite store {}); sender → {url} (store: database {} on {}:{}); {}",
         receiver.addr,
         receiver.store.display(),
         db.dbname,
         db.host,
         db.port,
-        setting(0),
-        setting(1),
-        setting(2),
-        setting(3)
+        durability.as_ref().unwrap_or_else(|e| e)
     );
-    if setting(0) != "on" || setting(1) != "on" {
-        return Err("the cluster does not commit durably (fsync or synchronous_commit off)".into());
-    }
+    durability?;
     let queue = Queue::new(db.open());
     let reader = Reader::Postgres(rt.block_on(pg_connect(&db)));
     let probe_queue = Queue::new(ChildStore::create(server, "probe", &dir, 10_000).open());
