@@ -45,6 +45,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[path = "../src/bench_postgres.rs"]
+mod bench_postgres;
+
+use bench_postgres::{pg_connect, require_durable};
 use std::convert::Infallible;
 use std::io::{Seek, SeekFrom, Write};
 use std::net::SocketAddr;
@@ -362,25 +366,6 @@ async fn commit_groups(ops: SocketAddr) -> (u64, u64) {
         value("hl7gw_store_commit_group_size_sum"),
         value("hl7gw_store_commit_group_size_count"),
     )
-}
-
-/// A plain connection to the benchmark's PostgreSQL database.
-async fn pg_connect(db: &ChildStore) -> tokio_postgres::Client {
-    let (client, connection) = tokio_postgres::connect(
-        &format!(
-            "host={} port={} user={} password={} dbname={}",
-            db.host,
-            db.port,
-            hl7gw_tests::postgres::USER,
-            hl7gw_tests::postgres::PASSWORD,
-            db.dbname
-        ),
-        tokio_postgres::NoTls,
-    )
-    .await
-    .expect("connect to the benchmark's PostgreSQL");
-    tokio::spawn(connection);
-    client
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -947,7 +932,7 @@ fn main() {
         ),
         ("gateway", gateway.addr),
     ];
-    let postgres = TestPostgres::start("receiver benchmark, PostgreSQL column");
+    let postgres = TestPostgres::start_durable("receiver benchmark, PostgreSQL column");
     let pg_store = postgres.as_ref().map(|server| {
         // The password file goes beside the certificates: with `--cert-dir`, the gateway
         // looks up every file of its configuration there by name.
@@ -959,6 +944,15 @@ fn main() {
             &rows.dbname,
             "CREATE TABLE bench_rows (id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, raw BYTEA NOT NULL)",
         );
+        // The figures must be durable commits: read the settings back rather than trust
+        // how the cluster was started.
+        match client_rt.block_on(async { require_durable(&pg_connect(&rows).await).await }) {
+            Ok(line) => println!("PostgreSQL cluster on {}:{}: {line}", rows.host, rows.port),
+            Err(e) => {
+                eprintln!("error: receiver benchmark, PostgreSQL column: {e}");
+                std::process::exit(1);
+            }
+        }
         let row_server = start_fixed(
             &server_rt,
             pki.server_config(),

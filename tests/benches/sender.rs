@@ -2,7 +2,7 @@
 //! measured in the same run.
 //!
 //! ```text
-//! cargo bench -p hl7gw-tests --bench sender              # full run, about 40 s on a quiet disk
+//! cargo bench -p hl7gw-tests --bench sender              # full run, about 80 s on a quiet disk
 //! cargo bench -p hl7gw-tests --bench sender -- --quick   # short run (or HL7GW_BENCH_QUICK=1)
 //! ```
 //!
@@ -54,12 +54,28 @@
 //! design's floor; the binary prints the ratio achieved / bound and the cycle's p99 against
 //! the bound's time per message.
 //!
+//! **PostgreSQL column**, where PostgreSQL is installed (`hl7gw_tests::postgres`, a private
+//! cluster on loopback, started with `fsync` and `synchronous_commit` on, PostgreSQL's
+//! defaults, which the run checks): the same rounds again after the SQLite ones, with the
+//! sender's store on a database of that cluster (the receiver stays on SQLite: it stands in
+//! for the Trust's engine). Its bound takes one PostgreSQL commit round trip instead of the
+//! sender's fsync: an `INSERT` of one small row (the message) in its own transaction, on a
+//! connection to the same server, timed in each round of this column beside the appending
+//! fsync and the RTT. Bound = 1 / (PostgreSQL commit + fsync + RTT), from means and from p50s,
+//! printed with the same ratios. For the breakdown only: `Queue::enqueue` on a PostgreSQL
+//! store. Without PostgreSQL the column is skipped with a printed reason
+//! (`HL7GW_REQUIRE_POSTGRES=1` makes that a failure).
+//!
 //! Without `--bench` (as `cargo test --all-targets` runs it) it does a smoke run of a few
 //! seconds. A message not delivered in time, a held stream, or a receiver store that does not
-//! hold one row per delivered message fails the run.
+//! hold one row per delivered message fails the run, in either column.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[path = "../src/bench_postgres.rs"]
+mod bench_postgres;
+
+use bench_postgres::{pg_connect, require_durable};
 use std::convert::Infallible;
 use std::io::{Seek, SeekFrom, Write};
 use std::net::SocketAddr;
@@ -74,6 +90,7 @@ use hl7gw_runtime::queue::Queue;
 use hl7gw_runtime::store::Store;
 use hl7gw_tests::bench::{Mode, unix_micros};
 use hl7gw_tests::messages::control_id_of;
+use hl7gw_tests::postgres::{ChildStore, TestPostgres};
 use hl7gw_tests::specs;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
@@ -122,7 +139,8 @@ fn start(rt: &tokio::runtime::Runtime, environment: Environment, options: RunOpt
         test: Some(environment),
         ..gw_demo::SPEC
     };
-    let store = options.store.clone().unwrap();
+    // A PostgreSQL sender has no file: its database is named where it is printed.
+    let store = options.store.clone().unwrap_or_default();
     let (ready_tx, ready_rx) = oneshot::channel::<SocketAddr>();
     let (stop, stopped) = oneshot::channel::<()>();
     let task = rt.spawn(async move {
@@ -222,13 +240,24 @@ fn sender_environment(url: &str) -> Environment {
     }
 }
 
-fn start_sender(rt: &tokio::runtime::Runtime, data: &Path, url: &str) -> Running {
+/// The sender on `data/sender.sqlite`, or on `postgres` (a database of the private cluster;
+/// its control socket then goes in `data`, not in the spec's folder) when given.
+fn start_sender(
+    rt: &tokio::runtime::Runtime,
+    data: &Path,
+    url: &str,
+    postgres: Option<&ChildStore>,
+) -> Running {
+    let mut environment = sender_environment(url);
+    if let Some(db) = postgres {
+        environment.store = hl7gw_tests::postgres::store_config(&db.to_json()).unwrap();
+    }
     let options = RunOptions {
         base_dir: specs(),
         listen: local(),
         cert_dir: None,
-        store: Some(data.join("sender.sqlite")),
-        control_dir: None,
+        store: postgres.is_none().then(|| data.join("sender.sqlite")),
+        control_dir: postgres.is_some().then(|| data.to_owned()),
         ops_listen: local(),
         ops_exposure: hl7gw_runtime::server::Exposure::LoopbackOnly,
         inbox_listen: local(),
@@ -236,7 +265,7 @@ fn start_sender(rt: &tokio::runtime::Runtime, data: &Path, url: &str) -> Running
         mllp_listen: local(),
         retention: Some(Duration::from_secs(30 * 86_400)),
     };
-    start(rt, sender_environment(url), options)
+    start(rt, environment, options)
 }
 
 /// The message with MSH-10 set to `control_id`.
@@ -274,10 +303,92 @@ struct Batch {
     attempts_total: u64,
 }
 
+/// The sender's store, read by the benchmark beside the gateway (the same table and columns
+/// on both backends; timestamps are RFC 3339 text on both).
+enum Reader {
+    Sqlite(rusqlite::Connection),
+    Postgres(tokio_postgres::Client),
+}
+
+impl Reader {
+    /// (delivered, held or skipped) among the queue ids `first..=last`.
+    fn counts(
+        &self,
+        rt: &tokio::runtime::Runtime,
+        first: i64,
+        last: i64,
+    ) -> Result<(i64, i64), String> {
+        match self {
+            Self::Sqlite(reader) => reader
+                .query_row(
+                    "SELECT count(*) FILTER (WHERE state = 'delivered'),
+                            count(*) FILTER (WHERE state IN ('held', 'skipped'))
+                     FROM outbound_messages WHERE id BETWEEN ?1 AND ?2",
+                    [first, last],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .map_err(|e| e.to_string()),
+            Self::Postgres(client) => {
+                let row = rt
+                    .block_on(client.query_one(
+                        "SELECT count(*) FILTER (WHERE state = 'delivered'),
+                                count(*) FILTER (WHERE state IN ('held', 'skipped'))
+                         FROM outbound_messages WHERE id BETWEEN $1 AND $2",
+                        &[&first, &last],
+                    ))
+                    .map_err(|e| e.to_string())?;
+                Ok((row.get(0), row.get(1)))
+            }
+        }
+    }
+
+    /// (first_attempt_at µs, delivered_at µs, attempts) of `first..=last`, in queue order.
+    fn rows(
+        &self,
+        rt: &tokio::runtime::Runtime,
+        first: i64,
+        last: i64,
+    ) -> Result<Vec<(i64, i64, i64)>, String> {
+        let micros = |text: &str| unix_micros(text).unwrap_or_default();
+        match self {
+            Self::Sqlite(reader) => {
+                let mut stmt = reader
+                    .prepare(
+                        "SELECT first_attempt_at, delivered_at, attempts FROM outbound_messages
+                         WHERE id BETWEEN ?1 AND ?2 ORDER BY id",
+                    )
+                    .map_err(|e| e.to_string())?;
+                stmt.query_map([first, last], |r| {
+                    let a: String = r.get(0)?;
+                    let d: String = r.get(1)?;
+                    Ok((micros(&a), micros(&d), r.get(2)?))
+                })
+                .map_err(|e| e.to_string())?
+                .collect::<Result<_, _>>()
+                .map_err(|e| e.to_string())
+            }
+            Self::Postgres(client) => Ok(rt
+                .block_on(client.query(
+                    "SELECT first_attempt_at, delivered_at, attempts FROM outbound_messages
+                     WHERE id BETWEEN $1 AND $2 ORDER BY id",
+                    &[&first, &last],
+                ))
+                .map_err(|e| e.to_string())?
+                .iter()
+                .map(|r| {
+                    let a: String = r.get(0);
+                    let d: String = r.get(1);
+                    (micros(&a), micros(&d), r.get(2))
+                })
+                .collect()),
+        }
+    }
+}
+
 fn run_batch(
     rt: &tokio::runtime::Runtime,
     queue: &Queue,
-    reader: &rusqlite::Connection,
+    reader: &Reader,
     round: usize,
     n: usize,
 ) -> Result<Batch, String> {
@@ -293,15 +404,7 @@ fn run_batch(
     // Bounded: 20 ms per message (about 20× the expected time) plus 30 s.
     let deadline = t0 + Duration::from_millis(20 * n as u64) + Duration::from_secs(30);
     let wall = loop {
-        let (delivered, held): (i64, i64) = reader
-            .query_row(
-                "SELECT count(*) FILTER (WHERE state = 'delivered'),
-                        count(*) FILTER (WHERE state IN ('held', 'skipped'))
-                 FROM outbound_messages WHERE id BETWEEN ?1 AND ?2",
-                [first, last],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .map_err(|e| e.to_string())?;
+        let (delivered, held) = reader.counts(rt, first, last)?;
         if held > 0 {
             return Err(format!("{held} messages held or skipped"));
         }
@@ -316,25 +419,10 @@ fn run_batch(
         }
         std::thread::sleep(Duration::from_millis(20));
     };
-    let mut stmt = reader
-        .prepare(
-            "SELECT first_attempt_at, delivered_at, attempts FROM outbound_messages
-             WHERE id BETWEEN ?1 AND ?2 ORDER BY id",
-        )
-        .map_err(|e| e.to_string())?;
-    let rows: Vec<(i64, i64, i64)> = stmt
-        .query_map([first, last], |r| {
-            let a: String = r.get(0)?;
-            let d: String = r.get(1)?;
-            Ok((
-                unix_micros(&a).unwrap_or_default(),
-                unix_micros(&d).unwrap_or_default(),
-                r.get(2)?,
-            ))
-        })
-        .map_err(|e| e.to_string())?
-        .collect::<Result<_, _>>()
-        .map_err(|e| e.to_string())?;
+    let rows = reader.rows(rt, first, last)?;
+    if rows.len() != n {
+        return Err(format!("{} delivered rows read back for {n}", rows.len()));
+    }
     let us = |d: i64| u64::try_from(d.max(0)).unwrap_or(0);
     let mut batch = Batch {
         messages: n,
@@ -360,6 +448,51 @@ fn run_batch(
         0.0
     };
     Ok(batch)
+}
+
+/// `rounds` rounds of `probe(round)` (while neither gateway has traffic) then one batch of
+/// `n` messages, printed with `label`; stops at the first batch that fails, with its error.
+fn run_rounds(
+    rt: &tokio::runtime::Runtime,
+    queue: &Queue,
+    reader: &Reader,
+    (n, rounds): (usize, usize),
+    label: &str,
+    mut probe: impl FnMut(usize),
+) -> (Vec<Batch>, Option<String>) {
+    let mut batches = Vec::new();
+    for round in 0..rounds {
+        probe(round);
+        match run_batch(rt, queue, reader, round, n) {
+            Ok(batch) => {
+                println!(
+                    "{label}round {}: {} messages, {:.0} messages/s steady, {:.2} s from enqueue to the last delivery",
+                    round + 1,
+                    batch.messages,
+                    batch.steady_per_second,
+                    batch.wall.as_secs_f64()
+                );
+                batches.push(batch);
+            }
+            Err(e) => {
+                println!("FAILED {label}round {}: {e}", round + 1);
+                return (batches, Some(e));
+            }
+        }
+    }
+    (batches, None)
+}
+
+/// Stops both gateways; each must end cleanly.
+fn stop_both(rt: &tokio::runtime::Runtime, sender: Running, receiver: Running) {
+    for (name, gateway) in [("sender", sender), ("receiver", receiver)] {
+        let _ = gateway.stop.send(());
+        let ended = rt.block_on(gateway.task);
+        assert!(
+            matches!(ended, Ok(Ok(()))),
+            "the {name} stopped with {ended:?}"
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -544,7 +677,236 @@ fn commit_probe(
 }
 
 // ---------------------------------------------------------------------------------------------
+// The PostgreSQL column.
+
+/// One small row (the message) inserted in its own transaction (autocommit, a prepared
+/// statement, as the store's pool uses them), again and again: one PostgreSQL commit round
+/// trip each, on the server the sender's store uses. Nanoseconds.
+fn pg_commit_probe(
+    rt: &tokio::runtime::Runtime,
+    client: &tokio_postgres::Client,
+    budget: Duration,
+) -> Vec<u64> {
+    rt.block_on(async {
+        let body = message("PG-PROBE");
+        let insert = client
+            .prepare("INSERT INTO bench_rows (raw) VALUES ($1)")
+            .await
+            .unwrap();
+        let mut times = Vec::new();
+        let until = Instant::now() + budget;
+        while Instant::now() < until || times.len() < 5 {
+            let t = Instant::now();
+            let inserted = client.execute(&insert, &[&body.as_slice()]).await.unwrap();
+            times.push(u64::try_from(t.elapsed().as_nanos()).unwrap_or(u64::MAX));
+            assert_eq!(inserted, 1);
+        }
+        times
+    })
+}
+
+/// The strict stream again with the sender's store on a database of the private cluster,
+/// started with `fsync` and `synchronous_commit` at PostgreSQL's defaults (on, unlike the
+/// test suites' clusters), so that each commit is durable. The receiver stays on
+/// SQLite: it stands in for the Trust's engine, whatever store the sender has. The bound
+/// takes one PostgreSQL commit round trip of a small row instead of the sender's fsync:
+/// 1 / (PostgreSQL commit + appending fsync + RTT), all measured in each round of this
+/// column while neither gateway has traffic.
+fn postgres_column(
+    rt: &tokio::runtime::Runtime,
+    server: &TestPostgres,
+    data: &Path,
+    (n, rounds, budget): (usize, usize, Duration),
+    client_config: &Arc<ClientConfig>,
+    echo: SocketAddr,
+) -> Result<(), String> {
+    let dir = data.join("postgres");
+    std::fs::create_dir_all(&dir).unwrap();
+    let receiver = start_receiver(rt, &dir);
+    let url = format!("https://localhost:{}{PATH}", receiver.addr.port());
+    let db = ChildStore::create(server, "sender", &dir, 10_000);
+    let sender = start_sender(rt, &dir, &url, Some(&db));
+    // The probe's table, and `Queue::enqueue`'s store, in databases of their own.
+    let rows = ChildStore::create(server, "rows", &dir, 10_000);
+    server.psql(
+        &rows.dbname,
+        "CREATE TABLE bench_rows (id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, raw BYTEA NOT NULL)",
+    );
+    let rows_client = rt.block_on(pg_connect(&rows));
+    let durability = rt.block_on(require_durable(&rows_client));
+    println!();
+    println!("## PostgreSQL column");
+    println!(
+        "receiver {} (SQLite store {}); sender → {url} (store: database {} on {}:{}); {}",
+        receiver.addr,
+        receiver.store.display(),
+        db.dbname,
+        db.host,
+        db.port,
+        durability.as_ref().unwrap_or_else(|e| e)
+    );
+    durability?;
+    let queue = Queue::new(db.open());
+    let reader = Reader::Postgres(rt.block_on(pg_connect(&db)));
+    let probe_queue = Queue::new(ChildStore::create(server, "probe", &dir, 10_000).open());
+
+    let mut probes: [Vec<u64>; 4] = Default::default();
+    let (batches, failed) = run_rounds(rt, &queue, &reader, (n, rounds), "PostgreSQL ", |round| {
+        probes[0].extend(fsync_probe(&dir, budget, true));
+        probes[1].extend(rtt_probe(rt, echo, client_config.clone(), budget));
+        probes[2].extend(pg_commit_probe(rt, &rows_client, budget));
+        probes[3].extend(commit_probe(rt, &probe_queue, round, budget));
+    });
+    let load_after = loadavg();
+    let receiver_store = receiver.store.clone();
+    stop_both(rt, sender, receiver);
+    let delivered: usize = batches.iter().map(|b| b.messages).sum();
+    let attempts: u64 = batches.iter().map(|b| b.attempts_total).sum();
+    let stored = Store::open(&receiver_store)
+        .unwrap()
+        .blocking()
+        .inbox_pending()
+        .unwrap();
+    println!(
+        "{delivered} messages delivered in {attempts} attempts; the receiver committed {stored} rows"
+    );
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    if stored != delivered as u64 {
+        return Err(format!(
+            "the receiver holds {stored} rows for {delivered} delivered messages"
+        ));
+    }
+    let stream = Stream::from(&batches);
+    let [append, rtt, pg_commit, commit] = probes.each_ref().map(|t| Timings::from(t, 1));
+    println!();
+    println!("| operation | count | mean | p50 | p99 |\n|---|---:|---:|---:|---:|");
+    print_timings("write 4 KiB + fsync, appending (the receiver's)", &append);
+    print_timings(
+        "keep-alive TLS round trip, hyper client → echo server",
+        &rtt,
+    );
+    print_timings(
+        "PostgreSQL: INSERT of one small row, own transaction (one commit round trip)",
+        &pg_commit,
+    );
+    print_timings(
+        "Queue::enqueue of one message on PostgreSQL (one commit)",
+        &commit,
+    );
+    stream.print_timings();
+
+    let secs = |d: Duration| d.as_secs_f64();
+    let bound_mean = 1.0 / (secs(pg_commit.mean) + secs(append.mean) + secs(rtt.mean));
+    let bound_p50 = 1.0 / (secs(pg_commit.p50) + secs(append.p50) + secs(rtt.p50));
+    println!();
+    println!("| figure | per message | messages/s |\n|---|---:|---:|");
+    stream.print_achieved(delivered);
+    rate_row(
+        "**bound, means** = 1 / (PostgreSQL commit round trip + appending fsync receiver + RTT)",
+        bound_mean,
+    );
+    rate_row("bound, p50s: the same with p50s", bound_p50);
+    println!();
+    println!(
+        "PostgreSQL ratio achieved / bound (means) = {:.3} (1/{:.2}): {} per message against {} = {} commit + {} fsync + {} RTT (means)",
+        stream.achieved / bound_mean,
+        bound_mean / stream.achieved,
+        show(Duration::from_secs_f64(1.0 / stream.achieved)),
+        show(Duration::from_secs_f64(1.0 / bound_mean)),
+        show(pg_commit.mean),
+        show(append.mean),
+        show(rtt.mean),
+    );
+    println!(
+        "PostgreSQL typical message / bound (p50s) = {:.3}; cycle p99 / the bound's time per message (p50s) = {:.2}×",
+        stream.typical / bound_p50,
+        secs(stream.cycle.p99) * bound_p50,
+    );
+    let per_round: Vec<String> = batches
+        .iter()
+        .map(|b| format!("{:.0}", b.steady_per_second))
+        .collect();
+    println!("PostgreSQL messages/s per round: {}", per_round.join(", "));
+    println!("load average after the PostgreSQL column: {load_after}");
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
 // Output.
+
+/// The strict stream's figures over a column's batches.
+struct Stream {
+    cycle: Timings,
+    attempt: Timings,
+    gap: Timings,
+    /// Steady rate: messages counted (N − 1 per batch) over their spans, a mean.
+    achieved: f64,
+    /// 1 / the cycle's p50.
+    typical: f64,
+    /// Seconds from the enqueues to the last deliveries, summed.
+    wall: f64,
+}
+
+impl Stream {
+    fn from(batches: &[Batch]) -> Self {
+        let cycles: Vec<u64> = batches.iter().flat_map(|b| b.cycles.clone()).collect();
+        let attempts: Vec<u64> = batches.iter().flat_map(|b| b.attempts.clone()).collect();
+        let gaps: Vec<u64> = batches.iter().flat_map(|b| b.gaps.clone()).collect();
+        let cycle = Timings::from(&cycles, 1000);
+        let span_s: f64 = batches
+            .iter()
+            .map(|b| (b.messages - 1) as f64 / b.steady_per_second)
+            .sum();
+        let counted: usize = batches.iter().map(|b| b.messages - 1).sum();
+        Self {
+            achieved: counted as f64 / span_s,
+            typical: 1.0 / cycle.p50.as_secs_f64(),
+            cycle,
+            attempt: Timings::from(&attempts, 1000),
+            gap: Timings::from(&gaps, 1000),
+            wall: batches.iter().map(|b| b.wall.as_secs_f64()).sum(),
+        }
+    }
+
+    fn print_timings(&self) {
+        print_timings(
+            "strict stream: one message, delivered_at to delivered_at",
+            &self.cycle,
+        );
+        print_timings(
+            "  of which first_attempt_at → delivered_at (send, receiver, ACK, the delivery commit)",
+            &self.attempt,
+        );
+        print_timings(
+            "  of which delivered_at → next first_attempt_at (0 when one commit delivers and begins the next)",
+            &self.gap,
+        );
+    }
+
+    fn print_achieved(&self, delivered: usize) {
+        rate_row(
+            "**achieved**: strict stream, steady (N − 1 over first to last delivered_at): a mean",
+            self.achieved,
+        );
+        rate_row(
+            "achieved, typical message (1 / p50 of the cycle)",
+            self.typical,
+        );
+        rate_row(
+            "achieved, wall clock from enqueue to the last delivery seen (incl. up to 1 s sequencer poll)",
+            delivered as f64 / self.wall,
+        );
+    }
+}
+
+fn rate_row(label: &str, per_second: f64) {
+    println!(
+        "| {label} | {} | {per_second:.0} |",
+        show(Duration::from_secs_f64(1.0 / per_second)),
+    );
+}
 
 fn percentile(sorted: &[u64], q: f64) -> u64 {
     if sorted.is_empty() {
@@ -638,7 +1000,7 @@ fn main() {
 
     let receiver = start_receiver(&rt, data.path());
     let url = format!("https://localhost:{}{PATH}", receiver.addr.port());
-    let sender = start_sender(&rt, data.path(), &url);
+    let sender = start_sender(&rt, data.path(), &url, None);
     println!(
         "receiver {} (store {}); sender → {url} (store {})",
         receiver.addr,
@@ -651,6 +1013,7 @@ fn main() {
     let queue = Queue::new(Store::open(&sender.store).unwrap());
     let reader = rusqlite::Connection::open(&sender.store).unwrap();
     reader.busy_timeout(Duration::from_secs(5)).unwrap();
+    let reader = Reader::Sqlite(reader);
     let probe_queue = Queue::new(Store::open(data.path().join("probe.sqlite")).unwrap());
 
     // The physical bound's round trip uses the same TLS as the two gateways.
@@ -670,55 +1033,25 @@ fn main() {
     let echo = start_echo(&rt, server_config);
 
     let mut probes: [Vec<u64>; 5] = Default::default();
-    let mut batches = Vec::new();
-    let mut failed = None;
-    for round in 0..rounds {
+    let (batches, mut failed) = run_rounds(&rt, &queue, &reader, (n, rounds), "", |round| {
         probes[0].extend(fsync_probe(data.path(), budget, false));
         probes[1].extend(fsync_probe(data.path(), budget, true));
         probes[2].extend(rtt_probe(&rt, echo, client_config.clone(), budget));
         probes[3].extend(client_probe(&rt, echo, client_config.clone(), budget));
         probes[4].extend(commit_probe(&rt, &probe_queue, round, budget));
-        match run_batch(&rt, &queue, &reader, round, n) {
-            Ok(batch) => {
-                println!(
-                    "round {}: {} messages, {:.0} messages/s steady, {:.2} s from enqueue to the last delivery",
-                    round + 1,
-                    batch.messages,
-                    batch.steady_per_second,
-                    batch.wall.as_secs_f64()
-                );
-                batches.push(batch);
-            }
-            Err(e) => {
-                println!("FAILED round {}: {e}", round + 1);
-                failed = Some(e);
-                break;
-            }
-        }
-    }
+    });
     let load_after = loadavg();
-
-    let _ = sender.stop.send(());
-    let sent = rt.block_on(sender.task);
-    assert!(
-        matches!(sent, Ok(Ok(()))),
-        "the sender stopped with {sent:?}"
-    );
-    let _ = receiver.stop.send(());
-    let received = rt.block_on(receiver.task);
-    assert!(
-        matches!(received, Ok(Ok(()))),
-        "the receiver stopped with {received:?}"
-    );
+    let (receiver_store, sender_store) = (receiver.store.clone(), sender.store.clone());
+    stop_both(&rt, sender, receiver);
 
     // Durable on both sides: the receiver's store holds one row per delivered message, the
     // sender's marks each delivered, both with synchronous=FULL.
     let delivered: usize = batches.iter().map(|b| b.messages).sum();
     let attempts: u64 = batches.iter().map(|b| b.attempts_total).sum();
-    let receiver_store = Store::open(&receiver.store).unwrap();
+    let receiver_store = Store::open(&receiver_store).unwrap();
     let stored = receiver_store.blocking().inbox_pending().unwrap();
     let rp = receiver_store.blocking().pragmas().unwrap();
-    let sp = Store::open(&sender.store)
+    let sp = Store::open(&sender_store)
         .unwrap()
         .blocking()
         .pragmas()
@@ -739,19 +1072,8 @@ fn main() {
     }
 
     let [overwrite, append, rtt, client, commit] = probes.each_ref().map(|t| Timings::from(t, 1));
-    let cycles: Vec<u64> = batches.iter().flat_map(|b| b.cycles.clone()).collect();
-    let attempts_us: Vec<u64> = batches.iter().flat_map(|b| b.attempts.clone()).collect();
-    let gaps: Vec<u64> = batches.iter().flat_map(|b| b.gaps.clone()).collect();
-    let cycle = Timings::from(&cycles, 1000);
-    let attempt = Timings::from(&attempts_us, 1000);
-    let gap = Timings::from(&gaps, 1000);
-    let span_s: f64 = batches
-        .iter()
-        .map(|b| (b.messages - 1) as f64 / b.steady_per_second)
-        .sum();
-    let counted: usize = batches.iter().map(|b| b.messages - 1).sum();
-    let achieved = counted as f64 / span_s;
-    let wall: f64 = batches.iter().map(|b| b.wall.as_secs_f64()).sum();
+    let stream = Stream::from(&batches);
+    let (achieved, typical, cycle) = (stream.achieved, stream.typical, &stream.cycle);
 
     println!();
     println!("| operation | count | mean | p50 | p99 |\n|---|---:|---:|---:|---:|");
@@ -766,18 +1088,7 @@ fn main() {
         &client,
     );
     print_timings("Queue::enqueue of one message (one commit)", &commit);
-    print_timings(
-        "strict stream: one message, delivered_at to delivered_at",
-        &cycle,
-    );
-    print_timings(
-        "  of which first_attempt_at → delivered_at (send, receiver, ACK, the delivery commit)",
-        &attempt,
-    );
-    print_timings(
-        "  of which delivered_at → next first_attempt_at (0 when one commit delivers and begins the next)",
-        &gap,
-    );
+    stream.print_timings();
 
     let secs = |d: Duration| d.as_secs_f64();
     // One fsync at each end and one round trip. The fsync is the appending one: a commit
@@ -787,30 +1098,15 @@ fn main() {
     let bound_mean = 1.0 / (2.0 * secs(append.mean) + secs(rtt.mean));
     let bound_p50 = 1.0 / (2.0 * secs(append.p50) + secs(rtt.p50));
     let receiver_only = 1.0 / (secs(append.mean) + secs(rtt.mean));
-    let typical = 1.0 / secs(cycle.p50);
     println!();
     println!("| figure | per message | messages/s |\n|---|---:|---:|");
-    let row = |label: &str, per_second: f64| {
-        println!(
-            "| {label} | {} | {per_second:.0} |",
-            show(Duration::from_secs_f64(1.0 / per_second)),
-        );
-    };
-    row(
-        "**achieved**: strict stream, steady (N − 1 over first to last delivered_at): a mean",
-        achieved,
-    );
-    row("achieved, typical message (1 / p50 of the cycle)", typical);
-    row(
-        "achieved, wall clock from enqueue to the last delivery seen (incl. up to 1 s sequencer poll)",
-        delivered as f64 / wall,
-    );
-    row(
+    stream.print_achieved(delivered);
+    rate_row(
         "**bound, means** = 1 / (appending fsync sender + appending fsync receiver + RTT)",
         bound_mean,
     );
-    row("bound, p50s: the same with p50s", bound_p50);
-    row(
+    rate_row("bound, p50s: the same with p50s", bound_p50);
+    rate_row(
         "receiver's fsync + RTT only (sender persists nothing per delivery), means",
         receiver_only,
     );
@@ -839,6 +1135,24 @@ fn main() {
         "load average after: {load_after}; directory {}",
         data.path().display()
     );
+
+    // The PostgreSQL column, after the SQLite one, on the same runtime, echo server and TLS.
+    match TestPostgres::start_durable("sender benchmark, PostgreSQL column") {
+        Some(server) => {
+            if let Err(e) = postgres_column(
+                &rt,
+                &server,
+                data.path(),
+                (n, rounds, budget),
+                &client_config,
+                echo,
+            ) && failed.is_none()
+            {
+                failed = Some(format!("PostgreSQL column: {e}"));
+            }
+        }
+        None => println!("PostgreSQL column: skipped (PostgreSQL is not installed)"),
+    }
 
     rt.shutdown_timeout(Duration::from_secs(2));
     if let Some(e) = failed {

@@ -42,6 +42,8 @@ pub struct TestPostgres {
     bin: PathBuf,
     port: u16,
     as_postgres: bool,
+    /// `fsync` as PostgreSQL's default (on), for benchmarks; off otherwise.
+    durable: bool,
 }
 
 impl TestPostgres {
@@ -49,6 +51,16 @@ impl TestPostgres {
     /// Panics instead when [`REQUIRE`] is `1`, or when PostgreSQL is installed but the
     /// cluster cannot be made or started (that is a real failure).
     pub fn start(test: &str) -> Option<Self> {
+        Self::start_with(test, false)
+    }
+
+    /// As [`TestPostgres::start`], but with `fsync` left on (PostgreSQL's default): for a
+    /// benchmark, whose commits must be as durable as a production server's.
+    pub fn start_durable(test: &str) -> Option<Self> {
+        Self::start_with(test, true)
+    }
+
+    fn start_with(test: &str, durable: bool) -> Option<Self> {
         let Some(bin) = find_bin() else {
             return skipped(test);
         };
@@ -65,6 +77,7 @@ impl TestPostgres {
             bin,
             port: 0,
             as_postgres,
+            durable,
         };
         let data = server.data();
         server.run_checked(
@@ -222,11 +235,11 @@ impl TestPostgres {
         let data = self.data();
         let socket_dir = self.dir.path().display().to_string();
         let log = self.dir.path().join("server.log").display().to_string();
-        // fsync off: a test cluster is thrown away; the gateway's own durability settings
-        // are not what these tests measure.
+        // fsync off (unless durable): a test cluster is thrown away; the gateway's own
+        // durability settings are not what these tests measure.
+        let fsync = if self.durable { "" } else { "-c fsync=off " };
         let options = format!(
-            "-p {} -k {socket_dir} -c listen_addresses=127.0.0.1 -c fsync=off \
-             -c max_connections=200",
+            "-p {} -k {socket_dir} -c listen_addresses=127.0.0.1 {fsync}-c max_connections=200",
             self.port
         );
         let waited = Instant::now();
