@@ -23,7 +23,6 @@
 
 mod receiver_support;
 
-use std::future::Future;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
@@ -42,21 +41,12 @@ use hl7gw_tests::postgres::{ChildStore, TestPostgres};
 use hl7gw_tests::wire::{self, Http, RawResponse, client_config, connect};
 use receiver_support::pki::{self, Ca, CertDir, Validity};
 use receiver_support::{
-    Gateway, GatewayConfig, Spec, StoredRow, Webhook, child_main, committed, stored_rows,
+    Gateway, GatewayConfig, Spec, StoredRow, Webhook, bounded, child_main, committed, stored_rows,
     stored_rows_postgres,
 };
 use rustls::ClientConfig;
 use serde_json::Value;
 use tokio::io::AsyncWriteExt;
-
-/// Every test body runs inside this bound.
-const TEST_LIMIT: Duration = Duration::from_secs(90);
-
-async fn bounded<F: Future>(body: F) -> F::Output {
-    tokio::time::timeout(TEST_LIMIT, body)
-        .await
-        .expect("test took too long")
-}
 
 /// The gateway child's entry point (see `receiver_support`): ignored in normal runs,
 /// selected with `--ignored --exact` by the parent, which sets the configuration.

@@ -14,7 +14,6 @@
 mod receiver_support;
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -27,15 +26,7 @@ use hl7gw_tests::messages::{self as samples, AckView};
 use hl7gw_tests::postgres::ChildStore;
 use hl7gw_tests::postgres::TestPostgres;
 use hl7gw_tests::wire::{self, Http, RawResponse, client_config, connect};
-use receiver_support::{Gateway, GatewayConfig, Spec, Webhook, child_main, pki};
-
-const TEST_LIMIT: Duration = Duration::from_secs(90);
-
-async fn bounded<F: Future>(body: F) -> F::Output {
-    tokio::time::timeout(TEST_LIMIT, body)
-        .await
-        .expect("test took too long")
-}
+use receiver_support::{Gateway, GatewayConfig, Spec, Webhook, bounded, child_main, pki};
 
 /// The gateway child's entry point (see `receiver_support`).
 #[test]

@@ -146,6 +146,16 @@ impl GatewayConfig {
 // ---------------------------------------------------------------------------------------
 // The child.
 
+/// How long one cross-process test body may take, receiver and replica suites alike.
+pub const TEST_LIMIT: Duration = Duration::from_secs(90);
+
+/// Runs a test body within [`TEST_LIMIT`], failing the test instead of hanging it.
+pub async fn bounded<F: std::future::Future>(body: F) -> F::Output {
+    tokio::time::timeout(TEST_LIMIT, body)
+        .await
+        .expect("test took too long")
+}
+
 /// Runs the gateway when [`CHILD_ENV`] is set, then exits the process; returns at once
 /// otherwise.
 pub fn child_main() {
