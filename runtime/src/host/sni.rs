@@ -310,7 +310,7 @@ async fn peek_server_name(tcp: &TcpStream) -> Result<Option<String>, Hello> {
         if n == 0 {
             return Err(Hello::Closed);
         }
-        if n > seen {
+        if n > seen && worth_parsing(buf.get(..n).unwrap_or_default()) {
             seen = n;
             let mut acceptor = Acceptor::default();
             let mut data = buf.get(..n).unwrap_or_default();
@@ -331,6 +331,25 @@ async fn peek_server_name(tcp: &TcpStream) -> Result<Option<String>, Hello> {
         }
         // More of the ClientHello is on its way; peek returns at once while bytes wait.
         tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Whether the peeked bytes are worth handing to rustls: the first TLS record is whole (a
+/// ClientHello nearly always fits one), or the bytes cannot be a handshake record at all
+/// (rustls then says malformed at once). A ClientHello trickling in is so parsed once per
+/// completed record, not once per peek.
+fn worth_parsing(data: &[u8]) -> bool {
+    /// TLS handshake record type.
+    const HANDSHAKE: u8 = 0x16;
+    /// The largest record body TLS allows (2^14 plus the ciphertext expansion).
+    const MAX_RECORD: usize = (1 << 14) + 2048;
+    match (data.first(), data.get(3..5)) {
+        (Some(&kind), _) if kind != HANDSHAKE => true,
+        (_, Some(&[high, low])) => {
+            let body = usize::from(u16::from_be_bytes([high, low]));
+            body > MAX_RECORD || data.len() >= 5 + body
+        }
+        _ => false,
     }
 }
 
@@ -409,6 +428,18 @@ mod tests {
         let hello = hl7gw_tests::wire::client_hello("demo-test.api.example-ems.cloud");
         let (name, _) = peeked(vec![hello[..10].to_vec()]).await;
         assert_eq!(name, Err("timeout"));
+    }
+
+    /// rustls sees the bytes once the first record is whole, or at once when they are not
+    /// a handshake record; a header claiming an impossible length is not waited for.
+    #[test]
+    fn a_client_hello_is_parsed_once_its_first_record_is_whole() {
+        let hello = hl7gw_tests::wire::client_hello("demo-test.api.example-ems.cloud");
+        assert!(!worth_parsing(&hello[..4]));
+        assert!(!worth_parsing(&hello[..hello.len() - 1]));
+        assert!(worth_parsing(&hello));
+        assert!(worth_parsing(b"GET / HTTP/1.1\r\n"));
+        assert!(worth_parsing(&[0x16, 3, 1, 0xff, 0xff]));
     }
 
     #[test]
