@@ -1,5 +1,6 @@
 //! `hl7gw validate` with several specs: they are one host's customers (`gw-host`), so their
-//! customer codes, host names, stores and EMS-facing ports must not collide. The fixtures in
+//! customer codes, host names, stores and intake MLLP receiving facilities must not collide,
+//! and their `ems` access must be the same (the host's EMS listeners are shared). The fixtures in
 //! `tests/specs/host/`: `one.yaml` (the base spec), `clash.yaml` (colliding with it in each
 //! way, on TEST) and `apart.yaml` (colliding in none). Only the `host-*` findings are looked
 //! at: the fixtures' certificates are not made here, which other findings report.
@@ -53,10 +54,11 @@ fn colliding_customers_are_named_with_both_files_and_places() {
     assert_eq!(
         got,
         [
-            ("host-port-collision", "clash.yaml", 17),
-            ("host-same-code", "clash.yaml", 7),
-            ("host-same-hostname", "clash.yaml", 19),
-            ("host-same-store", "clash.yaml", 32),
+            ("host-ems-differs", "clash.yaml", 36),
+            ("host-same-code", "clash.yaml", 8),
+            ("host-same-facility", "clash.yaml", 33),
+            ("host-same-hostname", "clash.yaml", 20),
+            ("host-same-store", "clash.yaml", 34),
         ],
         "{found:#?}"
     );
@@ -77,18 +79,23 @@ fn colliding_customers_are_named_with_both_files_and_places() {
     );
     assert!(
         summary("host-same-store").ends_with(
-            "var/demo-test.sqlite` is also one.yaml's (line 29, /environments/test/store)"
+            "var/demo-test.sqlite` is also one.yaml's (line 30, /environments/test/store)"
         ),
         "{}",
         summary("host-same-store")
     );
+    // Compared on its first component: `DEMO-TRUST^2.16…^ISO` routes as `DEMO-TRUST`.
     assert_eq!(
-        summary("host-port-collision"),
-        "TEST's inbox API port 127.0.0.1:8446 collides with one.yaml's TEST's intake API port 127.0.0.1:8446 (line 14, /environments/test/receive/listen)"
+        summary("host-same-facility"),
+        "receiving facility `DEMO-TRUST` is also one.yaml's (line 29, /environments/test/send/receiving_facility)"
+    );
+    assert_eq!(
+        summary("host-ems-differs"),
+        "TEST's `ems` differs from one.yaml's (line 31, /environments/test/ems)"
     );
     // The order the specs are given in decides which one the finding is placed in.
     let reversed = host_findings(&["clash.yaml", "one.yaml"]);
-    assert_eq!(reversed.len(), 4);
+    assert_eq!(reversed.len(), 5);
     assert!(reversed.iter().all(|f| f.1 == "one.yaml"), "{reversed:#?}");
 }
 

@@ -266,7 +266,7 @@ impl Resolved {
 }
 
 /// The EMS-facing listeners' TLS ([`crate::ems`]).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResolvedEms {
     /// Server certificate, key, EMS's client CA and its CRLs.
     pub files: crate::reload::TlsFiles,
@@ -589,6 +589,23 @@ pub struct HostedParts {
     pub health: HealthCheck,
     /// What the host's console shows of this customer × environment.
     pub console: crate::console::ConsolePart,
+    /// Its EMS-facing side, served on the host's shared EMS listeners.
+    pub ems: HostedEms,
+}
+
+/// One customer's EMS-facing side inside the host: the APIs without listeners of their
+/// own, and who may use them.
+#[derive(Debug, Clone)]
+pub struct HostedEms {
+    /// The inbox API, when the environment's sink is the inbox.
+    pub inbox: Option<crate::sink::inbox::InboxApi>,
+    /// The intake (HTTP and MLLP), when the environment sends.
+    pub intake: Option<crate::intake::IntakeApi>,
+    /// The environment's EMS access rule (mutual TLS material, or `None`: plain loopback);
+    /// the host's shared listeners need every customer's to be the same.
+    pub access: Option<ResolvedEms>,
+    /// That rule, built (its TLS material reloads with the customer's).
+    pub auth: crate::ems::EmsAuth,
 }
 
 /// [`serve`], with the receive side chosen by the caller.
@@ -696,7 +713,9 @@ pub(crate) async fn serve_with(
             (Some(ops), None)
         }
     };
-    let inbox = if uses_inbox {
+    // Inside the host the EMS-facing APIs are served on the host's shared listeners.
+    let shared_ems = hosted.is_some();
+    let inbox = if uses_inbox && !shared_ems {
         let server = crate::sink::inbox::InboxServer::bind_with(
             resolved.inbox_listen,
             store.clone(),
@@ -714,34 +733,44 @@ pub(crate) async fn serve_with(
     let sending = match (&environment.send, &mut resolved.send, prepared.client) {
         (Some(send), Some(files), Some(client)) => {
             let queue = crate::queue::Queue::new(store.clone());
-            let intake = crate::intake::Intake::bind_with(
-                files.intake_listen,
-                Some(files.mllp_listen),
-                queue.clone(),
-                crate::intake::IntakeConfig {
-                    destination: DESTINATION.into(),
-                    spec: spec.clone(),
-                    processing_id: environment.processing_id.to_string(),
-                    header: send.header.clone(),
-                    acknowledgement: environment.acknowledgement,
-                    versions: environment
-                        .accept_versions
-                        .iter()
-                        .map(|v| v.to_string())
-                        .collect(),
-                },
-                ems_auth.clone(),
-            )
-            .await?
-            .with_mllp_limits(crate::mllp::ListenerLimits::from_limits(
-                &environment.limits,
-            ));
-            if let Some(addr) = intake.http_addr() {
-                files.intake_listen = addr;
-            }
-            if let Some(addr) = intake.mllp_addr() {
-                files.mllp_listen = addr;
-            }
+            let config = crate::intake::IntakeConfig {
+                destination: DESTINATION.into(),
+                spec: spec.clone(),
+                processing_id: environment.processing_id.to_string(),
+                header: send.header.clone(),
+                acknowledgement: environment.acknowledgement,
+                versions: environment
+                    .accept_versions
+                    .iter()
+                    .map(|v| v.to_string())
+                    .collect(),
+            };
+            let intake = if shared_ems {
+                IntakeSide::Hosted(crate::intake::IntakeApi::new(
+                    queue.clone(),
+                    config,
+                    &ems_auth,
+                ))
+            } else {
+                let intake = crate::intake::Intake::bind_with(
+                    files.intake_listen,
+                    Some(files.mllp_listen),
+                    queue.clone(),
+                    config,
+                    ems_auth.clone(),
+                )
+                .await?
+                .with_mllp_limits(crate::mllp::ListenerLimits::from_limits(
+                    &environment.limits,
+                ));
+                if let Some(addr) = intake.http_addr() {
+                    files.intake_listen = addr;
+                }
+                if let Some(addr) = intake.mllp_addr() {
+                    files.mllp_listen = addr;
+                }
+                IntakeSide::Own(Box::new(intake))
+            };
             Some((
                 queue,
                 client,
@@ -769,12 +798,23 @@ pub(crate) async fn serve_with(
     let ops = match (ops, hosted) {
         (Some(ops), _) => Some(ops.with_console(crate::console::Console::new(vec![console_part])?)),
         (None, Some((hand_over, route, hostname, health))) => {
+            let intake = sending.as_ref().and_then(|(_, _, intake, _)| match intake {
+                IntakeSide::Hosted(api) => Some(api.clone()),
+                IntakeSide::Own(_) => None,
+            });
             hand_over(HostedParts {
                 hostname,
                 route,
                 metrics: metrics.clone(),
                 health,
                 console: console_part,
+                ems: HostedEms {
+                    inbox: uses_inbox
+                        .then(|| crate::sink::inbox::InboxApi::new(store.clone(), &ems_auth)),
+                    intake,
+                    access: resolved.ems.clone(),
+                    auth: ems_auth.clone(),
+                },
             });
             None
         }
@@ -823,7 +863,9 @@ pub(crate) async fn serve_with(
         }
     });
     if let (Some((queue, client, intake, policies)), Some(send)) = (sending, &environment.send) {
-        tasks.essential("intake", intake.serve(stopped_signal(&stopped)));
+        if let IntakeSide::Own(intake) = intake {
+            tasks.essential("intake", intake.serve(stopped_signal(&stopped)));
+        }
         let (events, received) = tokio::sync::mpsc::unbounded_channel();
         let mut first_client = Some(client);
         let (send, sequencer_queue) = (send.clone(), queue.clone());
@@ -878,6 +920,13 @@ pub(crate) async fn serve_with(
     let supervised = tasks.join().await;
     result?;
     supervised.map_err(AppError::TaskFailed)
+}
+
+/// An environment's intake: listening on its own ports, or handed to the host's shared
+/// listeners.
+enum IntakeSide {
+    Own(Box<crate::intake::Intake>),
+    Hosted(crate::intake::IntakeApi),
 }
 
 /// The sequencer's run as it is: only the test suites' builds (feature `fault-injection`)

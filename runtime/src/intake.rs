@@ -299,9 +299,73 @@ pub struct Intake {
     http: TcpListener,
     mllp: Option<TcpListener>,
     mllp_limits: crate::mllp::ListenerLimits,
-    shared: Arc<Shared>,
+    api: IntakeApi,
     auth: EmsAuth,
-    body_timeout: Duration,
+}
+
+/// One environment's intake without listeners of its own: [`Intake`] serves it on the
+/// environment's ports, and the host ([`crate::host`]) under `/<customer code>` on its
+/// shared HTTP port and, routed by MSH-6, on its shared MLLP port. Cheap to clone.
+#[derive(Clone)]
+pub struct IntakeApi {
+    shared: Arc<Shared>,
+    rules: HttpRules,
+}
+
+impl std::fmt::Debug for IntakeApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IntakeApi")
+            .field("destination", &self.shared.config.destination)
+            .field("rules", &self.rules)
+            .finish_non_exhaustive()
+    }
+}
+
+impl IntakeApi {
+    /// The intake of `queue` under `config`, for the clients `auth` admits.
+    pub fn new(queue: Queue, config: IntakeConfig, auth: &EmsAuth) -> Self {
+        let started = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0);
+        Self {
+            shared: Arc::new(Shared {
+                queue,
+                config,
+                next_id: AtomicU64::new(1),
+                started,
+            }),
+            rules: HttpRules {
+                local_host_only: !auth.is_mutual_tls(),
+                body_timeout: BODY_TIMEOUT,
+            },
+        }
+    }
+
+    /// Sets the time for a request's body (default [`BODY_TIMEOUT`]).
+    pub fn with_body_timeout(mut self, timeout: Duration) -> Self {
+        self.rules.body_timeout = timeout;
+        self
+    }
+
+    /// The answer to an HTTP `request` from `peer`, read as if its path were `path` (the
+    /// host strips the customer's segment first); refusals are logged.
+    pub async fn answer(&self, request: Request<Incoming>, path: &str, peer: SocketAddr) -> Reply {
+        let method = request.method().clone();
+        let reply = handle(&self.shared, request, path, self.rules).await;
+        logged(reply, peer, &method, path)
+    }
+
+    /// The commit ACK for one MLLP message from `peer` ([`mllp_answer`]).
+    pub async fn answer_mllp(&self, peer: SocketAddr, bytes: &[u8]) -> Option<Vec<u8>> {
+        mllp_answer(&self.shared, peer, bytes).await
+    }
+
+    /// MSH-6 as this environment writes it into messages built from JSON: the Trust the
+    /// messages are for (empty when the spec names none).
+    pub fn receiving_facility(&self) -> &str {
+        &self.shared.config.header.receiving_facility
+    }
 }
 
 impl Intake {
@@ -338,22 +402,12 @@ impl Intake {
             Some(addr) => Some(bind(addr).await?),
             None => None,
         };
-        let started = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map(|d| d.as_millis())
-            .unwrap_or(0);
         Ok(Self {
             http,
             mllp,
             mllp_limits: crate::mllp::ListenerLimits::default(),
+            api: IntakeApi::new(queue, config, &auth),
             auth,
-            body_timeout: BODY_TIMEOUT,
-            shared: Arc::new(Shared {
-                queue,
-                config,
-                next_id: AtomicU64::new(1),
-                started,
-            }),
         })
     }
 
@@ -365,7 +419,7 @@ impl Intake {
 
     /// Sets the time for a request's body (default [`BODY_TIMEOUT`]).
     pub fn with_body_timeout(mut self, timeout: Duration) -> Self {
-        self.body_timeout = timeout;
+        self.api = self.api.with_body_timeout(timeout);
         self
     }
 
@@ -385,21 +439,16 @@ impl Intake {
             http,
             mllp,
             mllp_limits,
-            shared,
+            api,
             auth,
-            body_timeout,
         } = self;
-        let rules = HttpRules {
-            local_host_only: !auth.is_mutual_tls(),
-            body_timeout,
-        };
         let mut shutdown = std::pin::pin!(shutdown);
         // Turns true on shutdown: the MLLP listener stops and TLS handshakes still under way
         // on either door are dropped.
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let mllp_task = mllp.map(|listener| {
             let door = auth.door(Role::IntakeMllp);
-            let shared = shared.clone();
+            let api = api.clone();
             let mut stop = stop_rx.clone();
             tokio::spawn(async move {
                 loop {
@@ -414,8 +463,8 @@ impl Intake {
                             let Some(admitted) = door.admit(peer) else {
                                 continue;
                             };
-                            let (door, shared, limits) =
-                                (door.clone(), shared.clone(), mllp_limits.clone());
+                            let (door, api, limits) =
+                                (door.clone(), api.clone(), mllp_limits.clone());
                             let mut stop = stop.clone();
                             tokio::spawn(async move {
                                 let Some((stream, _held)) =
@@ -428,7 +477,11 @@ impl Intake {
                                 let Some(_slot) = limits.admit(peer) else {
                                     return;
                                 };
-                                serve_mllp(stream, peer, &shared, limits.idle_timeout()).await;
+                                serve_mllp(stream, limits.idle_timeout(), |message| {
+                                    let api = api.clone();
+                                    async move { api.answer_mllp(peer, &message).await }
+                                })
+                                .await;
                             });
                         }
                         Err(e) => {
@@ -456,13 +509,12 @@ impl Intake {
                     let Some(admitted) = door.admit(peer) else {
                         continue;
                     };
-                    let shared = shared.clone();
-                    let service = service_fn(move |request| {
-                        let shared = shared.clone();
+                    let api = api.clone();
+                    let service = service_fn(move |request: Request<Incoming>| {
+                        let api = api.clone();
                         async move {
-                            let (method, path) = (request.method().clone(), request.uri().path().to_owned());
-                            let reply = handle(&shared, request, rules).await;
-                            Ok::<_, Infallible>(logged(reply, peer, &method, &path))
+                            let path = request.uri().path().to_owned();
+                            Ok::<_, Infallible>(api.answer(request, &path, peer).await)
                         }
                     });
                     let (door, mut stop) = (door.clone(), stop_rx.clone());
@@ -499,7 +551,12 @@ struct HttpRules {
     body_timeout: Duration,
 }
 
-async fn handle(shared: &Shared, request: Request<Incoming>, rules: HttpRules) -> Reply {
+async fn handle(
+    shared: &Shared,
+    request: Request<Incoming>,
+    path: &str,
+    rules: HttpRules,
+) -> Reply {
     if request.headers().contains_key(ORIGIN) {
         return refused(
             StatusCode::FORBIDDEN,
@@ -514,7 +571,7 @@ async fn handle(shared: &Shared, request: Request<Incoming>, rules: HttpRules) -
             "Host must be a loopback address",
         );
     }
-    let path = request.uri().path().replace("%5E", "^").replace("%5e", "^");
+    let path = path.replace("%5E", "^").replace("%5e", "^");
     let segments: Vec<String> = path
         .trim_end_matches('/')
         .split('/')
@@ -795,8 +852,13 @@ async fn from_json(
     }
 }
 
-/// One MLLP connection: each framed message is queued and answered with a commit ACK.
-async fn serve_mllp(mut stream: EmsStream, peer: SocketAddr, shared: &Shared, idle: Duration) {
+/// One MLLP connection: each framed message is answered by `answer` (queued and answered
+/// with a commit ACK), in order; `None` closes the connection.
+pub(crate) async fn serve_mllp<A, F>(mut stream: EmsStream, idle: Duration, answer: A)
+where
+    A: Fn(Vec<u8>) -> F,
+    F: Future<Output = Option<Vec<u8>>>,
+{
     let mut deframer = crate::mllp::Deframer::new(MAX_BODY);
     loop {
         let read = crate::mllp::read_message_within(&mut stream, &mut deframer, Some(idle));
@@ -808,7 +870,7 @@ async fn serve_mllp(mut stream: EmsStream, peer: SocketAddr, shared: &Shared, id
                 return;
             }
         };
-        let ack = mllp_answer(shared, peer, &message).await;
+        let ack = answer(message).await;
         let Some(ack) = ack else { return };
         // A peer that stops reading holds its slot no longer than an idle one.
         let write = crate::mllp::write_message(&mut stream, &ack);
@@ -876,6 +938,36 @@ async fn mllp_answer(shared: &Shared, peer: SocketAddr, bytes: &[u8]) -> Option<
             peer = %peer,
             "intake MLLP: no ACK could be built ({e}); the connection is closed without one"
         );
+    })
+    .ok()
+}
+
+/// The ACK the host answers for an MLLP message it cannot hand to any customer
+/// ([`crate::host`]): `code` (original mode) with one ERR of `error` and `text`; `None` when
+/// no ACK can be built (the connection is closed). Nothing is queued.
+pub(crate) fn host_refusal(
+    bytes: &[u8],
+    code: AckCode,
+    error: u16,
+    text: String,
+) -> Option<Vec<u8>> {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    let message = Message::parse_with(bytes, &ParseOptions::lenient()).ok()?;
+    let control_id = format!("HOST-{}", NEXT.fetch_add(1, Ordering::Relaxed));
+    let stamp = timestamp::format_utc(SystemTime::now());
+    build_ack(
+        &message,
+        &AckRequest {
+            code,
+            control_id: &control_id,
+            timestamp: &stamp,
+            errors: &[ack_error(error, text)],
+        },
+    )
+    .map_err(|e| {
+        tracing::error!(
+            "host intake MLLP: no ACK could be built ({e}); the connection is closed without one"
+        )
     })
     .ok()
 }

@@ -13,6 +13,11 @@
 //! disagrees with the server name gets 421; a flood of stalled handshakes at demo's name
 //! takes demo's connection slots only; and with demo's outbound stream held (its Trust
 //! answers AR), northwest still gets AA promptly and its outbound message delivered.
+//!
+//! The EMS-facing side is shared too: one inbox API and one intake API with the customer's
+//! code as the first path segment, and one intake MLLP listener routing each message by its
+//! MSH-6 to the customer whose receiving facility it is (an unknown one answered AR, queued
+//! nowhere).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -23,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use hl7gw_runtime::GatewaySpec;
 use hl7gw_runtime::config::{EnvName, SendConfig, SinkConfig};
-use hl7gw_runtime::host::{Customer, FrontLimits, HostOptions};
+use hl7gw_runtime::host::{Customer, EmsListen, FrontLimits, HostOptions};
 use hl7gw_tests::child::{ChildProcess, ChildSpec, loopback_options, on_stdin_closed, wait_until};
 use hl7gw_tests::messages::{AckView, demo_sample, northwest_sample, oru, with_control_id};
 use hl7gw_tests::pki::{Identity, ca, leaf};
@@ -85,6 +90,11 @@ fn loopback_host() -> HostOptions {
         ops_listen: local,
         ops_exposure: hl7gw_runtime::server::Exposure::LoopbackOnly,
         front: FrontLimits::DEFAULT,
+        ems: EmsListen {
+            inbox: Some(local),
+            intake: Some(local),
+            mllp: Some(local),
+        },
     }
 }
 
@@ -124,19 +134,12 @@ fn run_child(config: &str) -> Result<(), String> {
                 let _ = stopped.await;
             },
             |ready| {
-                let intake = |code: &str| {
-                    ready
-                        .customers
-                        .iter()
-                        .find(|(c, _, _)| c == code)
-                        .and_then(|(_, _, r)| r.send.as_ref())
-                        .map(|s| s.intake_listen.to_string())
-                };
                 let line = json!({
                     "listen": ready.listen.to_string(),
                     "ops": ready.ops_listen.to_string(),
-                    "demo_intake": intake("demo"),
-                    "northwest_intake": intake("northwest"),
+                    "inbox": ready.inbox_listen.to_string(),
+                    "intake": ready.intake_listen.to_string(),
+                    "mllp": ready.mllp_listen.to_string(),
                 });
                 println!("{READY}{line}");
             },
@@ -218,8 +221,12 @@ struct Host {
     process: ChildProcess,
     listen: SocketAddr,
     ops: SocketAddr,
-    demo_intake: SocketAddr,
-    northwest_intake: SocketAddr,
+    /// The shared inbox API (`/<code>/inbox…`).
+    inbox: SocketAddr,
+    /// The shared intake API (`/<code>/outbound…`).
+    intake: SocketAddr,
+    /// The shared intake MLLP listener.
+    mllp: SocketAddr,
 }
 
 impl Host {
@@ -248,8 +255,9 @@ impl Host {
         Self {
             listen: addr("listen"),
             ops: addr("ops"),
-            demo_intake: addr("demo_intake"),
-            northwest_intake: addr("northwest_intake"),
+            inbox: addr("inbox"),
+            intake: addr("intake"),
+            mllp: addr("mllp"),
             process,
         }
     }
@@ -269,21 +277,58 @@ impl Host {
     }
 }
 
-/// `POST /outbound` with an HL7 body on a customer's intake: the status and the JSON answer.
-fn queue(intake: SocketAddr, message: &[u8]) -> (u16, Value) {
+/// `method path` on one of the host's shared EMS APIs: the status and the JSON answer.
+fn ems_call(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> (u16, Value) {
     let response = wire::plain_request(
-        intake,
-        "POST",
-        "/outbound",
+        addr,
+        method,
+        path,
         &["Content-Type: application/hl7-v2"],
-        message,
+        body,
     )
     .unwrap();
-    let body = response.body_text();
+    let text = response.body_text();
     (
         response.status,
-        serde_json::from_str(&body).unwrap_or_else(|e| panic!("intake answered {body:?}: {e}")),
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path} answered {text:?}: {e}")),
     )
+}
+
+/// `POST /<code>/outbound` with an HL7 body on the host's intake: the status and the answer.
+fn queue(host: &Host, code: &str, message: &[u8]) -> (u16, Value) {
+    ems_call(host.intake, "POST", &format!("/{code}/outbound"), message)
+}
+
+/// The MSH-10s of a customer's inbox on the host (`/<code>/inbox`), oldest first, and the
+/// id of the first.
+fn inbox_of(host: &Host, code: &str) -> (Vec<String>, Option<i64>) {
+    let (status, answer) = ems_call(host.inbox, "GET", &format!("/{code}/inbox"), b"");
+    assert_eq!(status, 200, "{answer}");
+    let items = answer["items"].as_array().unwrap();
+    (
+        items
+            .iter()
+            .map(|i| i["control_id"].as_str().unwrap().to_owned())
+            .collect(),
+        items.first().and_then(|i| i["id"].as_i64()),
+    )
+}
+
+/// One message over plain MLLP to the host's shared intake: the ACK's text (segments on
+/// `\r`).
+fn mllp_ack(addr: SocketAddr, message: &[u8]) -> String {
+    use std::io::{Read, Write};
+    let mut tcp = std::net::TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(wire::IO_LIMIT)).unwrap();
+    tcp.write_all(&hl7gw_runtime::mllp::frame(message)).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !got.ends_with(b"\x1c\r") {
+        let n = tcp.read(&mut buf).unwrap();
+        assert!(n > 0, "closed without an ACK: {got:?}");
+        got.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(hl7gw_runtime::mllp::strip_http_body(&got)).into_owned()
 }
 
 /// What one exchange with the host saw: the server certificate and the response.
@@ -536,7 +581,7 @@ fn one_port_routes_each_server_name_to_its_own_customer_and_keeps_them_apart() {
     // Demo's outbound stream is held (its Trust answers AR, demo holds on AR) ...
     demo_trust.set_default(Reply::Ar("held by the host test"));
     for id in ["HOST-OUT-D1", "HOST-OUT-D2"] {
-        let (status, answer) = queue(host.demo_intake, &oru(id));
+        let (status, answer) = queue(&host, "demo", &oru(id));
         assert_eq!(status, 201, "{answer}");
     }
     wait_until(
@@ -558,9 +603,11 @@ fn one_port_routes_each_server_name_to_its_own_customer_and_keeps_them_apart() {
     .unwrap()
     .replace("\r\n", "\r")
     .replace('\n', "\r");
+    // Over MLLP: the host routes it to northwest by its MSH-6 (NWCH, northwest's
+    // `send.receiving_facility`).
     let report = with_control_id(report.as_bytes(), "HOST-OUT-NW1");
-    let (status, answer) = queue(host.northwest_intake, &report);
-    assert_eq!(status, 201, "{answer}");
+    let ack = mllp_ack(host.mllp, &report);
+    assert!(ack.contains("\rMSA|AA|HOST-OUT-NW1"), "{ack:?}");
     wait_until(
         "northwest's outbound delivery",
         || {
@@ -643,12 +690,68 @@ fn one_port_routes_each_server_name_to_its_own_customer_and_keeps_them_apart() {
         html.contains("demo/test") && html.contains("northwest/test"),
         "{html}"
     );
+
+    // The shared EMS side. Each customer's inbox under its code holds its own records only.
+    let (demo_inbox, demo_first) = inbox_of(&host, "demo");
+    assert_eq!(demo_inbox, ["HOST-DEMO-1"]);
+    let (northwest_inbox, _) = inbox_of(&host, "northwest");
+    assert_eq!(northwest_inbox, ["HOST-NW-1", "HOST-NW-FLOOD", "HOST-NW-2"]);
+    let demo_first = demo_first.unwrap();
+    let (status, answer) = ems_call(
+        host.inbox,
+        "POST",
+        &format!("/demo/inbox/{demo_first}/ack"),
+        b"",
+    );
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["id"], demo_first);
+    let (status, _) = ems_call(host.inbox, "GET", "/demo/inbox", b"");
+    assert_eq!(status, 200);
+    assert_eq!(
+        inbox_of(&host, "demo").0,
+        Vec::<String>::new(),
+        "acknowledged"
+    );
+    assert_eq!(inbox_of(&host, "northwest").0.len(), 3, "untouched");
+    // A code no customer has is 404, naming the customers; so is an API a customer lacks.
+    let (status, answer) = ems_call(host.inbox, "GET", "/nobody/inbox", b"");
+    assert_eq!(status, 404, "{answer}");
+    let error = answer["error"].as_str().unwrap();
+    assert!(error.contains("demo, northwest"), "{error}");
+    let (status, answer) = ems_call(host.inbox, "GET", "/inbox", b"");
+    assert_eq!(status, 404, "a path without a customer: {answer}");
+    // The intake's other routes, under the customer: demo's stream status shows it held.
+    let (status, answer) = ems_call(host.intake, "GET", "/demo/outbound", b"");
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["held"].as_bool(), Some(true), "{answer}");
+    // An MLLP message for a facility no customer receives as: AR, queued nowhere.
+    let depths = || {
+        ["demo", "northwest"].map(|code| {
+            let (status, answer) = ems_call(host.intake, "GET", &format!("/{code}/outbound"), b"");
+            assert_eq!(status, 200, "{answer}");
+            answer["depth"].as_u64().unwrap()
+        })
+    };
+    let before = depths();
+    assert_eq!(before, [2, 0], "demo's two held, northwest's delivered");
+    let stray = String::from_utf8(oru("HOST-OUT-STRAY")).unwrap().replacen(
+        "|DEMO-TRUST|",
+        "|NOBODY-TRUST|",
+        1,
+    );
+    let ack = mllp_ack(host.mllp, stray.as_bytes());
+    assert!(ack.contains("\rMSA|AR|HOST-OUT-STRAY"), "{ack:?}");
+    assert!(
+        ack.contains("NOBODY-TRUST"),
+        "the AR names the facility: {ack:?}"
+    );
+    assert_eq!(depths(), before, "the stray message was queued");
 }
 
-/// `gw-host routes --env test`: each customer's host name and its EMS ports (derived from its
-/// own `receive.listen`); an unknown environment is a usage error.
+/// `gw-host routes --env test`: each customer's host name, its paths on the shared EMS APIs
+/// and the MSH-6 that routes its MLLP messages; an unknown environment is a usage error.
 #[test]
-fn routes_names_each_host_name_and_its_customers_ems_ports() {
+fn routes_names_each_host_name_and_its_customers_ems_routes() {
     let specs = [gw_demo::SPEC, gw_northwest::SPEC];
     let mut out = Vec::new();
     let code =
@@ -657,9 +760,9 @@ fn routes_names_each_host_name_and_its_customers_ems_ports() {
     assert_eq!(
         String::from_utf8(out).unwrap(),
         "demo-test.api.example-ems.cloud -> demo\n  \
-         demo: inbox 127.0.0.1:8445, intake 127.0.0.1:8446, intake MLLP 127.0.0.1:8447\n\
+         demo: inbox /demo/inbox, intake /demo/outbound, intake MLLP by MSH-6 DEMO-TRUST\n\
          northwest-test.api.example-ems.cloud -> northwest\n  \
-         northwest: intake 127.0.0.1:8646, intake MLLP 127.0.0.1:8647\n"
+         northwest: intake /northwest/outbound, intake MLLP by MSH-6 NWCH\n"
     );
     let mut out = Vec::new();
     let code =
@@ -698,6 +801,85 @@ fn two_customers_on_one_store_are_refused_before_anything_starts() {
     );
     assert!(
         !dir.path().join("store.sqlite").exists(),
+        "nothing was opened: {error}"
+    );
+}
+
+/// The host's EMS listeners are shared, so customers that cannot share them are refused
+/// before anything starts: one `ems` by mutual TLS beside another's plain loopback, and two
+/// customers sending as one receiving facility (MSH-6 routes the shared MLLP intake).
+#[test]
+fn customers_that_cannot_share_the_ems_listeners_are_refused_before_anything_starts() {
+    use hl7gw_runtime::config::{EmsAccess, EmsTls};
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let refused = |demo: Customer, northwest: Customer| {
+        let result = runtime.block_on(hl7gw_runtime::host::serve(
+            vec![demo, northwest],
+            &loopback_host(),
+            std::future::pending(),
+            |_| panic!("the host must not start"),
+        ));
+        result.unwrap_err().to_string()
+    };
+    let demo = || {
+        customer(
+            &gw_demo::SPEC,
+            "https://127.0.0.1:9/",
+            &dir.path().join("demo"),
+            false,
+        )
+    };
+    let northwest = || {
+        customer(
+            &gw_northwest::SPEC,
+            "https://127.0.0.1:9/",
+            &dir.path().join("northwest"),
+            true,
+        )
+    };
+
+    let mut by_tls = northwest();
+    by_tls
+        .spec
+        .environment_mut(EnvName::Test)
+        .as_mut()
+        .unwrap()
+        .ems = EmsAccess::MutualTls(EmsTls {
+        address: "127.0.0.1".into(),
+        cert: "ems.crt".into(),
+        key: "ems.key".into(),
+        client_ca: "ems-ca.crt".into(),
+        client_crl: None,
+        allowed_clients: vec!["CN=ems-test.example-ems.cloud".into()].into(),
+    });
+    let error = refused(demo(), by_tls);
+    assert_eq!(
+        error,
+        "customers demo and northwest have different `ems` access (plain loopback and mutual TLS): \
+         the host serves EMS through one set of listeners, so every customer's `ems` must be the same"
+    );
+
+    let mut same_facility = northwest();
+    let environment = same_facility
+        .spec
+        .environment_mut(EnvName::Test)
+        .as_mut()
+        .unwrap();
+    let send = environment.send.as_mut().unwrap();
+    send.header.receiving_facility = "DEMO-TRUST^2.16.840.1.113883^ISO".into();
+    let error = refused(demo(), same_facility);
+    assert!(
+        error.starts_with(
+            "customers demo and northwest both send as receiving facility DEMO-TRUST "
+        ),
+        "{error}"
+    );
+    assert!(
+        !dir.path().join("demo/store.sqlite").exists(),
         "nothing was opened: {error}"
     );
 }

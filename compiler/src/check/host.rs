@@ -1,18 +1,16 @@
 //! The specs of one host checked together (`hl7gw validate` with several specs): the host
 //! (`gw-host`, `hl7gw_runtime::host`) runs every customer in one process, so no two specs may
 //! claim the same customer code, receive host name (the TLS server name that routes a
-//! connection), store (SQLite file, or PostgreSQL database), or EMS-facing port (inbox,
-//! intake, intake MLLP: each customer keeps its own; compared within one environment, as
-//! a host serves one). Each finding is placed at the second
-//! spec's value and names the first spec's file, line and key.
+//! connection), store (SQLite file, or PostgreSQL database), or intake MLLP receiving
+//! facility (MSH-6, which routes an MLLP message on the host's shared intake); and since the
+//! host's EMS-facing listeners are shared, every spec's `ems` access must be the same
+//! (compared within one environment, as a host serves one). Each finding is placed at the
+//! second spec's value and names the first spec's file, line and key.
 
-use std::net::SocketAddr;
 use std::path::{Component, Path, PathBuf};
 
-use hl7gw_runtime::listeners::{self, Sides};
-
 use crate::diag::Diagnostic;
-use crate::spec::{EnvName, LoadedSpec, SinkConfig, StoreSetting};
+use crate::spec::{EmsSide, EnvName, LoadedSpec, StoreSetting};
 
 /// One thing a spec claims on the host.
 struct Claim {
@@ -22,29 +20,32 @@ struct Claim {
     code: &'static str,
     /// The value compared.
     key: String,
+    /// The environment it holds in, when only within one (a host serves one environment).
+    env: Option<EnvName>,
     /// Where it is in the spec.
     pointer: String,
 }
 
-/// One EMS-facing socket a spec's environment binds.
-struct Port {
+/// One environment's EMS access, as the host compares it: `None` for plain loopback, else
+/// the files (resolved against the spec's folder), the allowed subjects (sorted) and the
+/// address.
+struct EmsAccess {
     env: EnvName,
-    what: String,
-    addr: SocketAddr,
+    key: Option<String>,
     pointer: String,
 }
 
 /// Findings for specs that cannot share one host (empty for fewer than two specs).
 pub fn check_host(specs: &[LoadedSpec]) -> Vec<Diagnostic> {
     let claims: Vec<Vec<Claim>> = specs.iter().map(claims).collect();
-    let ports: Vec<Vec<Port>> = specs.iter().map(ems_ports).collect();
+    let access: Vec<Vec<EmsAccess>> = specs.iter().map(ems_access).collect();
     let mut out = Vec::new();
     for (j, spec) in specs.iter().enumerate() {
         for (i, first) in specs.iter().enumerate().take(j) {
             for claim in &claims[j] {
                 if let Some(theirs) = claims[i]
                     .iter()
-                    .find(|c| c.code == claim.code && c.key == claim.key)
+                    .find(|c| c.code == claim.code && c.key == claim.key && c.env == claim.env)
                 {
                     out.push(spec.at_value(
                         Diagnostic::error(
@@ -58,40 +59,33 @@ pub fn check_host(specs: &[LoadedSpec]) -> Vec<Diagnostic> {
                             ),
                         )
                         .detail(
-                            "one host (gw-host) runs every spec given together: each needs its own customer code, host names, stores and EMS ports",
+                            "one host (gw-host) runs every spec given together: each needs its own customer code, host names and stores, and its own receiving facility (MSH-6 routes intake MLLP messages on the host's shared listener)",
                         ),
                         &claim.pointer,
                     ));
                 }
             }
-            // A host serves one environment: TEST ports against TEST ports, PROD against PROD;
-            // one finding per environment is enough to move a receive port.
+            // A host serves one environment: TEST against TEST, PROD against PROD.
             for env in [EnvName::Test, EnvName::Prod] {
-                let clash = ports[j].iter().filter(|p| p.env == env).find_map(|port| {
-                    ports[i]
-                        .iter()
-                        .filter(|p| p.env == env)
-                        .find(|p| listeners::collide(port.addr, p.addr))
-                        .map(|theirs| (port, theirs))
-                });
-                if let Some((port, theirs)) = clash {
+                let ours = access[j].iter().find(|a| a.env == env);
+                let theirs = access[i].iter().find(|a| a.env == env);
+                if let (Some(ours), Some(theirs)) = (ours, theirs)
+                    && ours.key != theirs.key
+                {
                     out.push(spec.at_value(
                         Diagnostic::error(
-                            "host-port-collision",
+                            "host-ems-differs",
                             format!(
-                                "{} port {} collides with {}'s {} port {} ({})",
-                                port.what,
-                                port.addr,
+                                "{}'s `ems` differs from {}'s ({})",
+                                env.as_str().to_uppercase(),
                                 first.source.file,
-                                theirs.what,
-                                theirs.addr,
                                 place(first, &theirs.pointer)
                             ),
                         )
                         .detail(
-                            "in the host each customer keeps its EMS-facing listeners (inbox, intake, intake MLLP) on receive port + 2 to + 4: give the customers' receive ports at least 5 apart",
+                            "the host serves EMS through one inbox API, one intake API and one intake MLLP listener, so every customer's `ems` must be the same: plain_loopback for all, or the same tls files, allowed_clients and address",
                         ),
-                        &port.pointer,
+                        &ours.pointer,
                     ));
                 }
             }
@@ -113,6 +107,7 @@ fn claims(spec: &LoadedSpec) -> Vec<Claim> {
         what: "customer code",
         code: "host-same-code",
         key: spec.spec.customer.code.to_ascii_lowercase(),
+        env: None,
         pointer: "/customer/code".into(),
     }];
     for (env, e) in spec.spec.environments.iter() {
@@ -122,7 +117,23 @@ fn claims(spec: &LoadedSpec) -> Vec<Claim> {
                 what: "host name",
                 code: "host-same-hostname",
                 key: r.hostname.trim_end_matches('.').to_ascii_lowercase(),
+                env: None,
                 pointer: format!("{base}/receive/hostname"),
+            });
+        }
+        if let Some(facility) = e
+            .send
+            .as_ref()
+            .and_then(|send| send.receiving_facility.as_deref())
+            .map(|f| f.split('^').next().unwrap_or_default())
+            .filter(|f| !f.is_empty())
+        {
+            out.push(Claim {
+                what: "receiving facility",
+                code: "host-same-facility",
+                key: facility.to_owned(),
+                env: Some(env),
+                pointer: format!("{base}/send/receiving_facility"),
             });
         }
         let key = match &e.store {
@@ -133,43 +144,44 @@ fn claims(spec: &LoadedSpec) -> Vec<Claim> {
             what: "store",
             code: "host-same-store",
             key,
+            env: None,
             pointer: format!("{base}/store"),
         });
     }
     out
 }
 
-fn ems_ports(spec: &LoadedSpec) -> Vec<Port> {
+fn ems_access(spec: &LoadedSpec) -> Vec<EmsAccess> {
     let mut out = Vec::new();
     for (env, e) in spec.spec.environments.iter() {
-        let Some(receive) = e
-            .receive
-            .as_ref()
-            .and_then(|r| r.listen.parse::<SocketAddr>().ok())
-        else {
-            continue; // env-listen says why
+        let Some(ems) = &e.ems else {
+            continue; // env-ems-missing says why, when it matters
         };
-        let sides = Sides {
-            inbox: matches!(e.sink, None | Some(SinkConfig::Inbox)),
-            send: e.send.is_some(),
-            ems_ip: e.ems.as_ref().and_then(crate::spec::EmsSide::tls_address),
-        };
-        let Ok(planned) = listeners::plan(receive, sides) else {
-            continue; // env-port-range says why
-        };
-        out.extend(
-            planned
-                .into_iter()
-                .filter(|l| l.role.faces_ems())
-                .map(|l| Port {
-                    env,
-                    what: format!("{}'s {}", env.as_str().to_uppercase(), l.role),
-                    addr: l.addr,
-                    pointer: format!("/environments/{}/receive/listen", env.as_str()),
-                }),
-        );
+        out.push(EmsAccess {
+            env,
+            key: ems_key(spec, ems),
+            pointer: format!("/environments/{}/ems", env.as_str()),
+        });
     }
     out
+}
+
+fn ems_key(spec: &LoadedSpec, ems: &EmsSide) -> Option<String> {
+    let tls = ems.tls.as_ref()?;
+    let file = |path: &str| lexical(&spec.resolve(path)).display().to_string();
+    let mut allowed = ems.allowed_clients.clone();
+    allowed.sort();
+    Some(format!(
+        "{}|{}|{}|{}|{}|{}",
+        file(&tls.cert),
+        file(&tls.key),
+        file(&tls.client_ca),
+        tls.client_crl.as_deref().map(file).unwrap_or_default(),
+        allowed.join(","),
+        ems.address
+            .as_deref()
+            .unwrap_or(crate::spec::EMS_DEFAULT_ADDRESS),
+    ))
 }
 
 /// `path` made absolute (against the current folder) with `.` and `..` removed lexically, so

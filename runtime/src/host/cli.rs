@@ -3,8 +3,9 @@
 //!
 //! The receive address defaults to 127.0.0.1:8400 for TEST and 0.0.0.0:443 for PROD
 //! (`--listen` moves it); the operations port to 127.0.0.1, receive port + 1
-//! (`--ops-listen`). Each customer's EMS-facing listeners keep the ports its spec derives
-//! from its own `receive.listen`, and its store, certificates and limits are its spec's.
+//! (`--ops-listen`); the shared EMS-facing listeners to receive port + 2 (inbox API), + 3
+//! (intake API) and + 4 (intake MLLP) (`--inbox-listen`, `--intake-listen`,
+//! `--mllp-listen`). Each customer's store, certificates and limits are its spec's.
 //!
 //! Exit codes as a gateway's ([`crate::cli`]): 0 ok, 1 the input has errors, 2 usage or I/O.
 
@@ -15,7 +16,7 @@ use std::process::ExitCode;
 
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
-use super::{Customer, FrontLimits, HostError, HostOptions};
+use super::{Customer, EmsListen, FrontLimits, HostError, HostOptions};
 use crate::app::RunOptions;
 use crate::cli::parse_env;
 use crate::config::EnvName;
@@ -38,7 +39,8 @@ enum HostCommand {
     /// Serve one environment of every customer until Ctrl-C or SIGTERM: one receive
     /// address, each connection routed by its TLS server name to its customer.
     Serve(ServeArgs),
-    /// Print which host name goes to which customer, and each customer's EMS ports.
+    /// Print which host name goes to which customer, and each customer's EMS paths and
+    /// MLLP receiving facility.
     Routes {
         /// test or prod.
         #[arg(long, value_parser = parse_env)]
@@ -61,6 +63,15 @@ struct ServeArgs {
     /// Let the operations port bind beyond loopback (no TLS, no authentication).
     #[arg(long)]
     ops_beyond_loopback: bool,
+    /// The shared inbox API, `/<code>/inbox…` (default: receive port + 2).
+    #[arg(long)]
+    inbox_listen: Option<SocketAddr>,
+    /// The shared intake API, `/<code>/outbound…` (default: receive port + 3).
+    #[arg(long)]
+    intake_listen: Option<SocketAddr>,
+    /// The shared intake MLLP listener, routed by MSH-6 (default: receive port + 4).
+    #[arg(long)]
+    mllp_listen: Option<SocketAddr>,
 }
 
 /// Runs the host's command line with the process's arguments.
@@ -106,14 +117,14 @@ pub fn run(
     }
 }
 
-/// A customer's options in the host: the spec's folder, store and certificates, and its
-/// EMS-facing ports where its spec puts them (derived from its own `receive.listen`).
+/// A customer's options in the host: the spec's folder, store and certificates (its
+/// EMS-facing APIs are served on the host's shared listeners).
 pub fn customer_options(spec: &GatewaySpec, env: EnvName) -> Result<RunOptions, HostError> {
     let failed = |source| HostError::Customer {
         customer: spec.customer_code.to_string(),
         source: Box::new(source),
     };
-    let mut options = RunOptions {
+    let options = RunOptions {
         base_dir: spec.spec_dir(),
         listen: None,
         cert_dir: None,
@@ -126,15 +137,9 @@ pub fn customer_options(spec: &GatewaySpec, env: EnvName) -> Result<RunOptions, 
         mllp_listen: None,
         retention: None,
     };
+    // Checked here, so that a spec the host cannot run is named before anything starts.
     let environment = crate::app::environment(spec, env).map_err(failed)?;
-    let resolved = crate::app::resolve(environment, &options).map_err(failed)?;
-    if matches!(environment.sink, crate::config::SinkConfig::Inbox) {
-        options.inbox_listen = Some(resolved.inbox_listen);
-    }
-    if let Some(send) = &resolved.send {
-        options.intake_listen = Some(send.intake_listen);
-        options.mllp_listen = Some(send.mllp_listen);
-    }
+    crate::app::resolve(environment, &options).map_err(failed)?;
     Ok(options)
 }
 
@@ -170,6 +175,11 @@ fn serve(specs: &[GatewaySpec], args: &ServeArgs) -> Result<(), HostError> {
             Exposure::LoopbackOnly
         },
         front: FrontLimits::DEFAULT,
+        ems: EmsListen {
+            inbox: args.inbox_listen,
+            intake: args.intake_listen,
+            mllp: args.mllp_listen,
+        },
     };
     let customers = customers(specs, args.env)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -189,13 +199,19 @@ fn serve(specs: &[GatewaySpec], args: &ServeArgs) -> Result<(), HostError> {
                 "listening {} (operations: /healthz, /metrics of every customer)",
                 ready.ops_listen
             );
-            for (code, hostname, resolved) in &ready.customers {
+            println!(
+                "listening {} (inbox API: /<code>/inbox), {} (intake API: /<code>/outbound), {} (intake MLLP, routed by MSH-6)",
+                ready.inbox_listen, ready.intake_listen, ready.mllp_listen
+            );
+            for (code, hostname, _) in &ready.customers {
                 println!("  {hostname} -> {code}");
-                if let Some(send) = &resolved.send {
-                    println!(
-                        "  {code}: intake API {} (MLLP {})",
-                        send.intake_listen, send.mllp_listen
-                    );
+            }
+            for (code, facility) in &ready.facilities {
+                match facility {
+                    Some(facility) => println!("  MLLP MSH-6 {facility} -> {code}"),
+                    None => println!(
+                        "  {code}: no send.receiving_facility, so its intake is reachable over HTTP only"
+                    ),
                 }
             }
         },
@@ -214,16 +230,30 @@ fn routes(specs: &[GatewaySpec], env: EnvName, out: &mut dyn Write) -> Result<()
             continue;
         };
         text.push_str(&format!("{} -> {code}\n", receive.hostname));
-        let o = &customer.options;
-        let ports: Vec<String> = [
-            ("inbox", o.inbox_listen),
-            ("intake", o.intake_listen),
-            ("intake MLLP", o.mllp_listen),
-        ]
-        .iter()
-        .filter_map(|(what, addr)| addr.map(|a| format!("{what} {a}")))
-        .collect();
-        text.push_str(&format!("  {code}: {}\n", ports.join(", ")));
+        let Some(environment) = customer.spec.environment(env) else {
+            continue;
+        };
+        let mut ems = Vec::new();
+        if matches!(environment.sink, crate::config::SinkConfig::Inbox) {
+            ems.push(format!("inbox /{code}/inbox"));
+        }
+        if let Some(send) = &environment.send {
+            ems.push(format!("intake /{code}/outbound"));
+            let facility = send
+                .header
+                .receiving_facility
+                .split('^')
+                .next()
+                .unwrap_or("");
+            ems.push(if facility.is_empty() {
+                "intake MLLP: none (no send.receiving_facility)".to_owned()
+            } else {
+                format!("intake MLLP by MSH-6 {facility}")
+            });
+        }
+        if !ems.is_empty() {
+            text.push_str(&format!("  {code}: {}\n", ems.join(", ")));
+        }
     }
     out.write_all(text.as_bytes()).map_err(HostError::Io)
 }

@@ -18,14 +18,17 @@
 //! - A customer whose gateway stops (an essential task failed) stops alone: the host logs
 //!   it, its `/healthz` names it, its connections are refused (`reason="backlog"`), and the
 //!   others go on.
-//! - The EMS-facing listeners (inbox API, intake API, intake MLLP) stay per customer, on the
-//!   ports its spec derives from its own `receive.listen` (docs/deploy.md).
+//! - The EMS-facing side is shared too (`host/ems.rs`): one inbox API, one intake API and one
+//!   intake MLLP listener, the customer named by the first path segment (HTTP) or by the
+//!   message's receiving facility, MSH-6 (MLLP); behind them each customer's own APIs,
+//!   store and queue. Every customer's `ems` access must be the same (EMS is one client).
 //!
 //! The host's operations port serves `/healthz` (every customer's checks, each problem
 //! naming its customer) and `/metrics` (every customer's series with a `customer` label,
 //! and the host's own `hl7gw_host_*` series) (`host/ops.rs`).
 
 pub mod cli;
+mod ems;
 mod ops;
 mod sni;
 
@@ -58,6 +61,21 @@ pub struct HostOptions {
     pub ops_exposure: Exposure,
     /// How connections are admitted before their server name is known.
     pub front: FrontLimits,
+    /// The shared EMS-facing listeners.
+    pub ems: EmsListen,
+}
+
+/// Where the host's shared EMS-facing listeners bind; `None`: on the receive port plus 2, 3
+/// and 4 (as a gateway's), on the address the customers' `ems` gives them (`ems.address`
+/// with mutual TLS, else 127.0.0.1).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EmsListen {
+    /// The inbox API (`/<code>/inbox…`).
+    pub inbox: Option<SocketAddr>,
+    /// The intake API (`/<code>/outbound…`).
+    pub intake: Option<SocketAddr>,
+    /// The intake MLLP listener (routed by MSH-6).
+    pub mllp: Option<SocketAddr>,
 }
 
 impl FrontLimits {
@@ -86,8 +104,18 @@ pub struct HostReady {
     pub listen: SocketAddr,
     /// The operations port.
     pub ops_listen: SocketAddr,
-    /// Each customer's code, the host name routed to it and its resolved run.
+    /// Each customer's code, the host name routed to it and its resolved run (its own EMS
+    /// ports in it are not bound: the host's are).
     pub customers: Vec<(String, String, Resolved)>,
+    /// The shared inbox API.
+    pub inbox_listen: SocketAddr,
+    /// The shared intake API.
+    pub intake_listen: SocketAddr,
+    /// The shared intake MLLP listener.
+    pub mllp_listen: SocketAddr,
+    /// The receiving facility (MSH-6.1) that routes MLLP messages to each customer that
+    /// sends (`None`: its spec names none, so it is reachable over HTTP only).
+    pub facilities: Vec<(String, Option<String>)>,
 }
 
 /// Why the host could not start.
@@ -130,6 +158,33 @@ pub enum HostError {
     /// The operations console (no randomness for its CSRF token).
     #[error("{0}")]
     Console(#[from] crate::console::ConsoleError),
+    /// Two customers' EMS access differs; the host's EMS listeners have one.
+    #[error(
+        "customers {first} and {second} have different `ems` access ({why}): the host serves EMS through one set of listeners, so every customer's `ems` must be the same"
+    )]
+    EmsDiffers {
+        /// One customer.
+        first: String,
+        /// The other.
+        second: String,
+        /// What differs.
+        why: &'static str,
+    },
+    /// Two customers name one receiving facility: an MLLP message could not be routed.
+    #[error(
+        "customers {first} and {second} both send as receiving facility {facility} (send.receiving_facility): the host routes intake MLLP messages by MSH-6, so each customer needs its own"
+    )]
+    SameFacility {
+        /// The facility (MSH-6.1).
+        facility: String,
+        /// One customer.
+        first: String,
+        /// The other.
+        second: String,
+    },
+    /// An EMS-facing listener asked to bind beyond loopback without mutual TLS.
+    #[error("{0}")]
+    NotLoopback(#[from] crate::ems::NotLoopback),
     /// One customer's gateway did not start (or stopped).
     #[error("customer {customer}: {source}")]
     Customer {
@@ -167,6 +222,7 @@ pub async fn serve(
         return Err(HostError::NoCustomer(host.env.as_str()));
     }
     refuse_shared_stores(&customers, host.env)?;
+    refuse_unshareable_ems(&customers, host.env)?;
     let listener = TcpListener::bind(host.listen)
         .await
         .map_err(|source| ServerError::Bind {
@@ -220,6 +276,8 @@ pub async fn serve(
     let mut routes = sni::Routes::new();
     let mut announced = Vec::new();
     let mut console_parts = Vec::new();
+    let mut ems_customers = Vec::new();
+    let mut ems_access: Option<crate::ems::EmsAuth> = None;
     for (code, parts_rx, ready_rx) in started {
         let (Ok(parts), Ok(resolved)) = (parts_rx.await, ready_rx.await) else {
             let _ = stop.send(true);
@@ -237,6 +295,15 @@ pub async fn serve(
                 second: code,
             });
         }
+        // Every customer's access is the same (checked before start): the first's serves.
+        if ems_access.is_none() {
+            ems_access = Some(parts.ems.auth.clone());
+        }
+        ems_customers.push(ems::EmsCustomer {
+            code: code.clone(),
+            inbox: parts.ems.inbox.clone(),
+            intake: parts.ems.intake.clone(),
+        });
         routes.insert(&hostname, &code, parts.route.clone());
         console_parts.push(parts.console.clone());
         view.add(HostedCustomer {
@@ -246,6 +313,35 @@ pub async fn serve(
         });
         announced.push((code, hostname, resolved));
     }
+    let ems_routes = Arc::new(ems::EmsRoutes::new(ems_customers, view.clone()));
+    let ems_front = match bind_ems(
+        host,
+        listen,
+        &announced,
+        ems_access,
+        ems_routes.clone(),
+        &view,
+    )
+    .await
+    {
+        Ok(front) => front,
+        Err(e) => {
+            let _ = stop.send(true);
+            return Err(e);
+        }
+    };
+    let (inbox_listen, intake_listen, mllp_listen) = ems_front.addrs()?;
+    let ems_front = tokio::spawn(ems_front.run(crate::supervise::stopped(stopped.clone())));
+    let facilities = announced
+        .iter()
+        .filter(|(_, _, resolved)| resolved.send.is_some())
+        .map(|(code, _, _)| {
+            (
+                code.clone(),
+                ems_routes.facility_of(code).map(str::to_owned),
+            )
+        })
+        .collect();
     let front = sni::Front {
         listener,
         routes: Arc::new(routes),
@@ -274,6 +370,10 @@ pub async fn serve(
         listen,
         ops_listen,
         customers: announced,
+        inbox_listen,
+        intake_listen,
+        mllp_listen,
+        facilities,
     });
 
     // Until shutdown; a customer whose gateway ends on its own stops alone.
@@ -297,6 +397,7 @@ pub async fn serve(
     }
     let _ = stop.send(true);
     let _ = front.await;
+    let _ = ems_front.await;
     let _ = ops.await;
     let mut failed = None;
     while let Some(ended) = gateways.join_next().await {
@@ -308,6 +409,133 @@ pub async fn serve(
         }
     }
     failed.map_or(Ok(()), Err)
+}
+
+/// Binds the host's shared EMS-facing listeners on the access rule every customer agreed
+/// on (the first customer's, re-limited to the host's own counts).
+async fn bind_ems(
+    host: &HostOptions,
+    listen: SocketAddr,
+    announced: &[(String, String, Resolved)],
+    access: Option<crate::ems::EmsAuth>,
+    routes: Arc<ems::EmsRoutes>,
+    view: &HostView,
+) -> Result<ems::EmsFront, HostError> {
+    let Some(auth) = access else {
+        return Err(HostError::NoCustomer(host.env.as_str()));
+    };
+    let auth = auth.with_limits(&crate::config::Limits::DEFAULT, view.ems_metrics());
+    // Each customer's resolved inbox address carries its `ems.address` (or loopback).
+    let ip = announced
+        .first()
+        .map_or(crate::listeners::derived(0).ip(), |(_, _, r)| {
+            r.inbox_listen.ip()
+        });
+    let derived = |offset: u16| SocketAddr::new(ip, listen.port().checked_add(offset).unwrap_or(0));
+    let bind = |what: &'static str, addr: SocketAddr| {
+        let auth = auth.clone();
+        async move {
+            auth.check_bind(what, addr)?;
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| HostError::Server(ServerError::Bind { addr, source }))
+        }
+    };
+    Ok(ems::EmsFront {
+        inbox: bind(
+            "the inbox API",
+            host.ems.inbox.unwrap_or_else(|| derived(2)),
+        )
+        .await?,
+        intake: bind(
+            "the intake API",
+            host.ems.intake.unwrap_or_else(|| derived(3)),
+        )
+        .await?,
+        mllp: bind(
+            "the intake MLLP listener",
+            host.ems.mllp.unwrap_or_else(|| derived(4)),
+        )
+        .await?,
+        routes,
+        auth,
+    })
+}
+
+/// Refuses, before anything starts, customers whose EMS side cannot share the host's
+/// listeners: a different `ems` access, or one receiving facility (MSH-6.1) named by two
+/// sending customers. `hl7gw validate` checks the specs the same way.
+fn refuse_unshareable_ems(customers: &[Customer], env: EnvName) -> Result<(), HostError> {
+    let mut access: Option<(String, Option<crate::app::ResolvedEms>)> = None;
+    let mut facilities: Vec<(String, String)> = Vec::new();
+    for customer in customers {
+        let code = customer.spec.customer_code.to_string();
+        let failed = |source| HostError::Customer {
+            customer: code.clone(),
+            source: Box::new(source),
+        };
+        let environment = crate::app::environment(&customer.spec, env).map_err(failed)?;
+        let resolved = crate::app::resolve(environment, &customer.options).map_err(failed)?;
+        match &access {
+            None => access = Some((code.clone(), resolved.ems.clone())),
+            Some((first, theirs)) => {
+                if let Some(why) = ems_difference(theirs.as_ref(), resolved.ems.as_ref()) {
+                    return Err(HostError::EmsDiffers {
+                        first: first.clone(),
+                        second: code,
+                        why,
+                    });
+                }
+            }
+        }
+        let Some(send) = &environment.send else {
+            continue;
+        };
+        let facility = ems::facility_key(&send.header.receiving_facility);
+        if facility.is_empty() {
+            continue;
+        }
+        if let Some((first, _)) = facilities.iter().find(|(_, f)| *f == facility) {
+            return Err(HostError::SameFacility {
+                facility,
+                first: first.clone(),
+                second: code,
+            });
+        }
+        facilities.push((code, facility));
+    }
+    Ok(())
+}
+
+/// What differs between two customers' EMS access, or `None` when they are the same (the
+/// files compared as the paths they resolve to).
+fn ems_difference(
+    a: Option<&crate::app::ResolvedEms>,
+    b: Option<&crate::app::ResolvedEms>,
+) -> Option<&'static str> {
+    let canonical = |p: &std::path::Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_owned());
+    match (a, b) {
+        (None, None) => None,
+        (Some(_), None) | (None, Some(_)) => Some("plain loopback and mutual TLS"),
+        (Some(a), Some(b)) => {
+            let (fa, fb) = (&a.files, &b.files);
+            let crl = |c: &Option<std::path::PathBuf>| c.as_deref().map(canonical);
+            if canonical(&fa.cert) != canonical(&fb.cert)
+                || canonical(&fa.key) != canonical(&fb.key)
+            {
+                Some("another certificate for EMS")
+            } else if canonical(&fa.peer_ca) != canonical(&fb.peer_ca)
+                || crl(&fa.peer_crl) != crl(&fb.peer_crl)
+            {
+                Some("another client CA or CRL")
+            } else {
+                let (mut la, mut lb) = (a.allowed_clients.clone(), b.allowed_clients.clone());
+                la.sort();
+                lb.sort();
+                (la != lb).then_some("other allowed clients")
+            }
+        }
+    }
 }
 
 /// Refuses, before anything starts, two customers whose stores are one: the same SQLite

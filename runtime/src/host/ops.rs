@@ -33,6 +33,8 @@ pub struct HostedCustomer {
 pub struct HostView {
     customers: RwLock<Vec<(HostedCustomer, Option<String>)>>,
     counters: Arc<HostCounters>,
+    /// The shared EMS-facing listeners' own registry (`customer="host"`).
+    ems_metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl HostView {
@@ -40,7 +42,13 @@ impl HostView {
         Self {
             customers: RwLock::new(Vec::new()),
             counters,
+            ems_metrics: Arc::new(crate::metrics::Metrics::new()),
         }
+    }
+
+    /// Where the shared EMS-facing listeners count their connections and refusals.
+    pub(super) fn ems_metrics(&self) -> Arc<crate::metrics::Metrics> {
+        self.ems_metrics.clone()
     }
 
     pub(super) fn add(&self, customer: HostedCustomer) {
@@ -54,6 +62,14 @@ impl HostView {
                 *stopped = Some(why.clone());
             }
         }
+    }
+
+    /// Why `code`'s gateway stopped, when it has.
+    pub(super) fn stopped_reason(&self, code: &str) -> Option<String> {
+        self.read()
+            .iter()
+            .find(|(customer, _)| customer.code == code)
+            .and_then(|(_, stopped)| stopped.clone())
     }
 
     /// Every customer the host runs, in the order of its specs: the per-customer parts the
@@ -79,10 +95,16 @@ impl HostView {
 impl MetricsSource for HostView {
     fn render(&self) -> String {
         let customers = self.read();
-        let parts: Vec<(&str, &crate::metrics::Metrics)> = customers
-            .iter()
-            .map(|(c, _)| (c.code.as_str(), &*c.parts.metrics))
-            .collect();
+        // The host's own EMS doors under `customer="host"` (no customer may be called
+        // that: `hl7gw validate` refuses the code).
+        let parts: Vec<(&str, &crate::metrics::Metrics)> =
+            std::iter::once(("host", &*self.ems_metrics))
+                .chain(
+                    customers
+                        .iter()
+                        .map(|(c, _)| (c.code.as_str(), &*c.parts.metrics)),
+                )
+                .collect();
         let mut text = crate::metrics::render_labelled("customer", &parts);
         text.push_str(&self.counters.render());
         text

@@ -132,11 +132,13 @@ impl InboxServer {
                     let Some(admitted) = door.admit(peer) else {
                         continue;
                     };
-                    let store = self.store.clone();
-                    let local_host_only = !self.auth.is_mutual_tls();
-                    let service = service_fn(move |request| {
-                        let store = store.clone();
-                        async move { Ok::<_, Infallible>(handle(&store, request, local_host_only).await) }
+                    let api = InboxApi::new(self.store.clone(), &self.auth);
+                    let service = service_fn(move |request: Request<Incoming>| {
+                        let api = api.clone();
+                        async move {
+                            let path = request.uri().path().to_owned();
+                            Ok::<_, Infallible>(api.answer(request, &path).await)
+                        }
                     });
                     let watcher = graceful.watcher();
                     let (door, mut stop) = (door.clone(), stop_rx.clone());
@@ -222,14 +224,44 @@ pub(crate) fn host_is_local(request: &Request<Incoming>) -> bool {
         || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
-async fn handle(store: &Store, request: Request<Incoming>, local_host_only: bool) -> Reply {
+/// One environment's inbox API without a listener of its own: [`InboxServer`] serves it on
+/// the environment's port, and the host ([`crate::host`]) under `/<customer code>` on its
+/// shared one. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct InboxApi {
+    store: Store,
+    /// Plain loopback: the `Host` must be a loopback address (DNS rebinding).
+    local_host_only: bool,
+}
+
+impl InboxApi {
+    /// The API on `store`, for the clients `auth` admits.
+    pub fn new(store: Store, auth: &EmsAuth) -> Self {
+        Self {
+            store,
+            local_host_only: !auth.is_mutual_tls(),
+        }
+    }
+
+    /// The answer to `request`, read as if its path were `path` (the host strips the
+    /// customer's segment first).
+    pub async fn answer(&self, request: Request<Incoming>, path: &str) -> Reply {
+        handle(&self.store, request, path, self.local_host_only).await
+    }
+}
+
+async fn handle(
+    store: &Store,
+    request: Request<Incoming>,
+    path: &str,
+    local_host_only: bool,
+) -> Reply {
     if request.headers().contains_key(ORIGIN) {
         return error(StatusCode::FORBIDDEN, "requests from web pages are refused");
     }
     if local_host_only && !host_is_local(&request) {
         return error(StatusCode::FORBIDDEN, "Host must be a loopback address");
     }
-    let path = request.uri().path().to_owned();
     let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
     let method = request.method().clone();
     match segments.as_slice() {

@@ -1,0 +1,365 @@
+//! The host's EMS-facing side: one inbox API, one intake API and one intake MLLP listener
+//! for every customer of the host, instead of three ports per customer.
+//!
+//! - **HTTP** (the inbox and intake APIs): the customer is the first segment of the path,
+//!   its code: `GET /demo/inbox?after=0` is demo's `GET /inbox?after=0`,
+//!   `POST /northwest/outbound` northwest's `POST /outbound`. The rest of the request is the
+//!   customer's own API, unchanged ([`crate::sink::inbox::InboxApi`],
+//!   [`crate::intake::IntakeApi`]). A code no customer has is `404`; a customer without
+//!   that API (no inbox sink, or no sending side) is `404` naming why; a customer whose
+//!   gateway stopped is `503`.
+//! - **MLLP** carries no path or name of its own, so each message is routed by its
+//!   receiving facility (MSH-6.1) to the one customer whose `send.receiving_facility` it
+//!   is, as integration engines route on MSH-6. A facility no customer names is answered
+//!   `AR` (error 103, table value not found) and queued nowhere; a customer that names none
+//!   is reachable over HTTP only. Each message of a connection is routed on its own and
+//!   answered before the next is read, so order within a connection is kept.
+//!
+//! Who may connect is one rule for the whole host: every customer's `ems` must be the same
+//! (plain loopback, or mutual TLS with the same certificate, key, client CA, CRLs and
+//! allowed subjects; [`super::serve`] refuses to start otherwise), because EMS is one
+//! application with one client certificate. The host's doors count their connections and
+//! refusals on their own (`customer="host"` in `/metrics`), on the default limits.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::{Request, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::ems::EmsAuth;
+use crate::hl7::{Message, ParseOptions};
+use crate::intake::IntakeApi;
+use crate::listeners::Role;
+use crate::sink::inbox::{InboxApi, Reply, error};
+
+use super::HostView;
+
+/// How long shutdown waits for HTTP requests in progress.
+const DRAIN: Duration = Duration::from_secs(5);
+
+/// One customer's EMS-facing APIs.
+#[derive(Debug, Clone)]
+pub(super) struct EmsCustomer {
+    /// Its code: the first path segment.
+    pub(super) code: String,
+    /// Its inbox API, when its sink is the inbox.
+    pub(super) inbox: Option<InboxApi>,
+    /// Its intake, when it sends.
+    pub(super) intake: Option<IntakeApi>,
+}
+
+/// Which customer a request or an MLLP message is for.
+pub(super) struct EmsRoutes {
+    customers: Vec<EmsCustomer>,
+    /// MSH-6.1 → index into `customers`.
+    facilities: Vec<(String, usize)>,
+    view: Arc<HostView>,
+}
+
+impl EmsRoutes {
+    /// The routes to `customers`; an MLLP message goes by the receiving facility its
+    /// customer's intake writes (the first component of `send.receiving_facility`). No two
+    /// customers name one: [`super::serve`] refuses that before anything starts.
+    pub(super) fn new(customers: Vec<EmsCustomer>, view: Arc<HostView>) -> Self {
+        let facilities = customers
+            .iter()
+            .enumerate()
+            .filter_map(|(index, customer)| {
+                let facility = facility_key(customer.intake.as_ref()?.receiving_facility());
+                (!facility.is_empty()).then_some((facility, index))
+            })
+            .collect();
+        Self {
+            customers,
+            facilities,
+            view,
+        }
+    }
+
+    /// The receiving facility routed to each customer (`None`: reachable over HTTP only).
+    pub(super) fn facility_of(&self, code: &str) -> Option<&str> {
+        let index = self.customers.iter().position(|c| c.code == code)?;
+        self.facilities
+            .iter()
+            .find(|(_, i)| *i == index)
+            .map(|(f, _)| f.as_str())
+    }
+
+    /// The answer to an HTTP request on the host's `role` listener (inbox or intake).
+    async fn answer(&self, role: Role, request: Request<Incoming>, peer: SocketAddr) -> Reply {
+        let path = request.uri().path().to_owned();
+        let (code, rest) = split_customer(&path);
+        let Some(customer) = self.customers.iter().find(|c| c.code == code) else {
+            tracing::info!(peer = %peer, path = %crate::inbound::shown(&path), listener = role.label(), "host EMS API: no such customer");
+            return error(
+                StatusCode::NOT_FOUND,
+                &format!(
+                    "no customer {:?} on this host: the path starts with the customer's code ({})",
+                    crate::inbound::shown(code),
+                    self.codes()
+                ),
+            );
+        };
+        if let Some(why) = self.view.stopped_reason(code) {
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!("customer {code}'s gateway has stopped: {why}"),
+            );
+        }
+        match role {
+            Role::Inbox => match &customer.inbox {
+                Some(api) => api.answer(request, rest).await,
+                None => error(
+                    StatusCode::NOT_FOUND,
+                    &format!("customer {code} has no inbox: its sink is not the inbox"),
+                ),
+            },
+            _ => match &customer.intake {
+                Some(api) => api.answer(request, rest, peer).await,
+                None => error(
+                    StatusCode::NOT_FOUND,
+                    &format!("customer {code} has no intake: its environment does not send"),
+                ),
+            },
+        }
+    }
+
+    /// The commit ACK for one MLLP message, from the customer whose receiving facility
+    /// its MSH-6.1 names; `None` when it is not HL7 (the connection is closed).
+    async fn answer_mllp(&self, peer: SocketAddr, bytes: Vec<u8>) -> Option<Vec<u8>> {
+        let facility = match Message::parse_with(&bytes, &ParseOptions::lenient()) {
+            Ok(message) => message.header_text(6, 1).into_owned(),
+            Err(_) => {
+                tracing::info!(peer = %peer, reason = "not_hl7", "host intake MLLP: message refused, not HL7; connection closed");
+                return None;
+            }
+        };
+        let found = self
+            .facilities
+            .iter()
+            .find(|(f, _)| *f == facility)
+            .and_then(|(_, i)| self.customers.get(*i));
+        let Some((customer, api)) = found.and_then(|c| c.intake.as_ref().map(|api| (c, api)))
+        else {
+            tracing::info!(peer = %peer, facility = %crate::inbound::shown(&facility), reason = "unknown_facility", "host intake MLLP: message refused, no customer receives as its MSH-6");
+            return crate::intake::host_refusal(
+                &bytes,
+                crate::hl7::AckCode::ApplicationReject,
+                crate::hl7::ack::error_code::TABLE_VALUE_NOT_FOUND,
+                format!(
+                    "MSH-6 {:?} is no customer's receiving facility on this host",
+                    crate::inbound::shown(&facility)
+                ),
+            );
+        };
+        if let Some(why) = self.view.stopped_reason(&customer.code) {
+            return crate::intake::host_refusal(
+                &bytes,
+                crate::hl7::AckCode::ApplicationError,
+                crate::hl7::ack::error_code::APPLICATION_INTERNAL_ERROR,
+                format!("customer {}'s gateway has stopped: {why}", customer.code),
+            );
+        }
+        api.answer_mllp(peer, &bytes).await
+    }
+
+    fn codes(&self) -> String {
+        let codes: Vec<&str> = self.customers.iter().map(|c| c.code.as_str()).collect();
+        codes.join(", ")
+    }
+}
+
+/// The first component of a receiving facility as the spec writes it (`NWCH^1.2^ISO` →
+/// `NWCH`): what routes an MLLP message on the host.
+pub(super) fn facility_key(facility: &str) -> String {
+    facility.split('^').next().unwrap_or_default().to_owned()
+}
+
+/// `/demo/inbox/5` → (`demo`, `/inbox/5`); `/demo` → (`demo`, ``).
+fn split_customer(path: &str) -> (&str, &str) {
+    let trimmed = path.strip_prefix('/').unwrap_or(path);
+    match trimmed.find('/') {
+        Some(slash) => (&trimmed[..slash], &trimmed[slash..]),
+        None => (trimmed, ""),
+    }
+}
+
+/// The host's three EMS-facing sockets, bound.
+pub(super) struct EmsFront {
+    pub(super) inbox: TcpListener,
+    pub(super) intake: TcpListener,
+    pub(super) mllp: TcpListener,
+    pub(super) routes: Arc<EmsRoutes>,
+    pub(super) auth: EmsAuth,
+}
+
+impl EmsFront {
+    /// The inbox, intake and MLLP addresses bound.
+    pub(super) fn addrs(&self) -> Result<(SocketAddr, SocketAddr, SocketAddr), super::HostError> {
+        let addr = |listener: &TcpListener| {
+            listener.local_addr().map_err(|source| {
+                super::HostError::Server(crate::server::ServerError::Bind {
+                    addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+                    source,
+                })
+            })
+        };
+        Ok((addr(&self.inbox)?, addr(&self.intake)?, addr(&self.mllp)?))
+    }
+
+    /// Serves the three listeners until `shutdown` completes.
+    pub(super) async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let relay = tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        });
+        let Self {
+            inbox,
+            intake,
+            mllp,
+            routes,
+            auth,
+        } = self;
+        tokio::join!(
+            serve_http(inbox, Role::Inbox, &auth, routes.clone(), stop_rx.clone()),
+            serve_http(intake, Role::Intake, &auth, routes.clone(), stop_rx.clone()),
+            serve_mllp(mllp, &auth, routes, stop_rx),
+        );
+        relay.abort();
+    }
+}
+
+/// One shared HTTP listener (the inbox or the intake API), behind the host's door.
+async fn serve_http(
+    listener: TcpListener,
+    role: Role,
+    auth: &EmsAuth,
+    routes: Arc<EmsRoutes>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let door = auth.door(role);
+    let graceful = GracefulShutdown::new();
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = stop.wait_for(|s| *s) => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(conn) => conn,
+            Err(e) => {
+                tracing::warn!("host {role}: accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Some(admitted) = door.admit(peer) else {
+            continue;
+        };
+        let routes = routes.clone();
+        let service = service_fn(move |request: Request<Incoming>| {
+            let routes = routes.clone();
+            async move { Ok::<_, Infallible>(routes.answer(role, request, peer).await) }
+        });
+        let watcher = graceful.watcher();
+        let (door, mut stop) = (door.clone(), stop.clone());
+        tokio::spawn(async move {
+            let Some((stream, _held)) = door.accept(stream, peer, admitted, &mut stop).await else {
+                return;
+            };
+            // With a timer, hyper bounds reading a request head (30 s by default); each
+            // customer's API bounds its bodies.
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .serve_connection(TokioIo::new(stream), service);
+            if let Err(e) = watcher.watch(connection).await {
+                tracing::debug!("host {role} connection from {peer}: {e}");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(DRAIN, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("host {role}: requests still running after {DRAIN:?}; closing");
+    }
+}
+
+/// The shared intake MLLP listener, behind the host's door.
+async fn serve_mllp(
+    listener: TcpListener,
+    auth: &EmsAuth,
+    routes: Arc<EmsRoutes>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let door = auth.door(Role::IntakeMllp);
+    let limits = crate::mllp::ListenerLimits::default();
+    loop {
+        // The select ends before anything is awaited: its output must not hold the watch
+        // guard across an await (not Send).
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = stop.wait_for(|s| *s) => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(conn) => conn,
+            Err(e) => {
+                tracing::warn!("host intake MLLP: accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Some(admitted) = door.admit(peer) else {
+            continue;
+        };
+        let (door, routes, limits, mut stop) =
+            (door.clone(), routes.clone(), limits.clone(), stop.clone());
+        tokio::spawn(async move {
+            let Some((stream, _held)) = door.accept(stream, peer, admitted, &mut stop).await else {
+                return;
+            };
+            // An MLLP slot only once the client is authenticated.
+            let Some(_slot) = limits.admit(peer) else {
+                return;
+            };
+            crate::intake::serve_mllp(stream, limits.idle_timeout(), |message| {
+                let routes = routes.clone();
+                async move { routes.answer_mllp(peer, message).await }
+            })
+            .await;
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_customer_is_the_first_path_segment() {
+        assert_eq!(
+            split_customer("/demo/inbox/5/ack"),
+            ("demo", "/inbox/5/ack")
+        );
+        assert_eq!(split_customer("/demo/inbox"), ("demo", "/inbox"));
+        assert_eq!(split_customer("/demo"), ("demo", ""));
+        assert_eq!(split_customer("/"), ("", ""));
+        assert_eq!(split_customer(""), ("", ""));
+    }
+
+    #[test]
+    fn a_facility_is_routed_on_its_first_component() {
+        assert_eq!(facility_key("NWCH^1.2.826^ISO"), "NWCH");
+        assert_eq!(facility_key("DEMO-TRUST"), "DEMO-TRUST");
+        assert_eq!(facility_key(""), "");
+    }
+}
