@@ -883,3 +883,136 @@ fn customers_that_cannot_share_the_ems_listeners_are_refused_before_anything_sta
         "nothing was opened: {error}"
     );
 }
+
+/// With `ems` by mutual TLS (the same for every customer, as EMS is one client), the host's
+/// shared EMS listeners take EMS's client certificate and refuse others, and route as over
+/// plain loopback: each customer's inbox under its code, MLLP over TLS by MSH-6.
+#[test]
+fn shared_ems_listeners_by_mutual_tls_admit_ems_only_and_route_each_customer() {
+    use hl7gw_tests::ems::{https, mllp_tls, mutual_tls, write_pki};
+    let dir = tempfile::tempdir().unwrap();
+    let pki = write_pki(dir.path());
+    let mut customers = Vec::new();
+    for (spec, code, hostname, engine_cn, names, dev, inbox) in [
+        (
+            &gw_demo::SPEC,
+            "demo",
+            DEMO_HOST,
+            "tie-test.demo.nhs.uk",
+            (
+                "server.crt",
+                "server.key",
+                &["trust-ca.crt"][..],
+                "client.crt",
+                "client.key",
+            ),
+            "certs/test",
+            false,
+        ),
+        (
+            &gw_northwest::SPEC,
+            "northwest",
+            NORTHWEST_HOST,
+            "ensemble-test.nwch.nhs.uk",
+            (
+                "gateway-server.crt",
+                "gateway-server.key",
+                &["tie-client-ca.crt", "tie-server-ca.crt"][..],
+                "gateway-client.crt",
+                "gateway-client.key",
+            ),
+            "certs/northwest/test",
+            true,
+        ),
+    ] {
+        let folder = dir.path().join(code);
+        customer_pki(&folder, code, hostname, engine_cn, names, dev);
+        // Each customer's certificate folder holds its copy of EMS's material.
+        for file in [
+            "ems-server.crt",
+            "ems-server.key",
+            "ems-ca.crt",
+            "ems-ca.crl",
+        ] {
+            std::fs::copy(dir.path().join(file), folder.join("certs").join(file)).unwrap();
+        }
+        let mut customer = customer(spec, "https://127.0.0.1:9/", &folder, inbox);
+        customer
+            .spec
+            .environment_mut(EnvName::Test)
+            .as_mut()
+            .unwrap()
+            .ems = mutual_tls(dir.path());
+        customers.push(customer);
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let host = runtime.spawn(async move {
+        hl7gw_runtime::host::serve(
+            customers,
+            &loopback_host(),
+            async move {
+                let _ = stopped.await;
+            },
+            move |ready| {
+                let _ = ready_tx.send((ready.inbox_listen, ready.mllp_listen));
+            },
+        )
+        .await
+    });
+    let Ok((inbox, mllp)) = ready_rx.recv_timeout(Duration::from_secs(30)) else {
+        panic!("the host did not start: {:?}", runtime.block_on(host));
+    };
+    let ems = wire::client_config(&pki.ca_pem, Some(&pki.ems), &[b"http/1.1"]);
+    let stranger = wire::client_config(&pki.ca_pem, Some(&pki.stranger), &[b"http/1.1"]);
+    let plain = wire::client_config(&pki.ca_pem, None, &[b"http/1.1"]);
+
+    // EMS's certificate reaches each customer's inbox under its code.
+    for code in ["demo", "northwest"] {
+        let response = runtime
+            .block_on(https(
+                inbox,
+                ems.clone(),
+                "GET",
+                &format!("/{code}/inbox"),
+                b"",
+            ))
+            .unwrap();
+        assert_eq!(response.status, 200, "{code}: {}", response.body_text());
+    }
+    // Another subject, or no certificate, gets no answer.
+    for (config, what) in [
+        (stranger, "a subject not allowed"),
+        (plain, "no certificate"),
+    ] {
+        let got = runtime.block_on(https(inbox, config, "GET", "/demo/inbox", b""));
+        assert!(
+            got.is_err(),
+            "{what} was served: {:?}",
+            got.map(|r| r.status)
+        );
+    }
+    // MLLP over TLS, routed by MSH-6 to northwest (NWCH), queued there.
+    let report = std::fs::read_to_string(
+        hl7gw_tests::repo().join("examples/messages/northwest/oru_r01_pdf.hl7"),
+    )
+    .unwrap()
+    .replace("\r\n", "\r")
+    .replace('\n', "\r");
+    let report = with_control_id(report.as_bytes(), "HOST-TLS-NW1");
+    let code = runtime
+        .block_on(mllp_tls(mllp, ems.clone(), &report))
+        .unwrap();
+    assert_eq!(code, hl7gw_runtime::hl7::AckCode::ApplicationAccept);
+
+    let _ = stop.send(());
+    let ended = runtime
+        .block_on(async { tokio::time::timeout(Duration::from_secs(30), host).await })
+        .expect("the host did not stop");
+    ended.unwrap().unwrap();
+}

@@ -27,8 +27,8 @@ struct Claim {
 }
 
 /// One environment's EMS access, as the host compares it: `None` for plain loopback, else
-/// the files (resolved against the spec's folder), the allowed subjects (sorted) and the
-/// address.
+/// the files (their content, or the path resolved against the spec's folder when
+/// unreadable), the allowed subjects (sorted) and the address.
 struct EmsAccess {
     env: EnvName,
     key: Option<String>,
@@ -168,7 +168,19 @@ fn ems_access(spec: &LoadedSpec) -> Vec<EmsAccess> {
 
 fn ems_key(spec: &LoadedSpec, ems: &EmsSide) -> Option<String> {
     let tls = ems.tls.as_ref()?;
-    let file = |path: &str| lexical(&spec.resolve(path)).display().to_string();
+    // By content when readable (customers may keep copies of EMS's material), else by path.
+    let file = |path: &str| {
+        let resolved = lexical(&spec.resolve(path));
+        match std::fs::read(&resolved) {
+            Ok(bytes) => {
+                use std::hash::{Hash, Hasher};
+                let mut hasher = std::collections::hash_map::DefaultHasher::new();
+                bytes.hash(&mut hasher);
+                format!("content {:016x}", hasher.finish())
+            }
+            Err(_) => resolved.display().to_string(),
+        }
+    };
     let mut allowed = ems.allowed_clients.clone();
     allowed.sort();
     Some(format!(

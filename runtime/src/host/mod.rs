@@ -507,32 +507,42 @@ fn refuse_unshareable_ems(customers: &[Customer], env: EnvName) -> Result<(), Ho
     Ok(())
 }
 
-/// What differs between two customers' EMS access, or `None` when they are the same (the
-/// files compared as the paths they resolve to).
+/// What differs between two customers' EMS access, or `None` when they are the same. Files
+/// are compared by content (two customers' certificate folders may hold copies of EMS's
+/// material), by path when one cannot be read (starting fails later and names it).
 fn ems_difference(
     a: Option<&crate::app::ResolvedEms>,
     b: Option<&crate::app::ResolvedEms>,
 ) -> Option<&'static str> {
-    let canonical = |p: &std::path::Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_owned());
+    let same = |x: &std::path::Path, y: &std::path::Path| match (std::fs::read(x), std::fs::read(y))
+    {
+        (Ok(x), Ok(y)) => x == y,
+        _ => {
+            std::fs::canonicalize(x).unwrap_or_else(|_| x.to_owned())
+                == std::fs::canonicalize(y).unwrap_or_else(|_| y.to_owned())
+        }
+    };
     match (a, b) {
         (None, None) => None,
         (Some(_), None) | (None, Some(_)) => Some("plain loopback and mutual TLS"),
         (Some(a), Some(b)) => {
             let (fa, fb) = (&a.files, &b.files);
-            let crl = |c: &Option<std::path::PathBuf>| c.as_deref().map(canonical);
-            if canonical(&fa.cert) != canonical(&fb.cert)
-                || canonical(&fa.key) != canonical(&fb.key)
-            {
+            let same_crl = match (&fa.peer_crl, &fb.peer_crl) {
+                (None, None) => true,
+                (Some(x), Some(y)) => same(x, y),
+                _ => false,
+            };
+            let (mut la, mut lb) = (a.allowed_clients.clone(), b.allowed_clients.clone());
+            la.sort();
+            lb.sort();
+            if !same(&fa.cert, &fb.cert) || !same(&fa.key, &fb.key) {
                 Some("another certificate for EMS")
-            } else if canonical(&fa.peer_ca) != canonical(&fb.peer_ca)
-                || crl(&fa.peer_crl) != crl(&fb.peer_crl)
-            {
+            } else if !same(&fa.peer_ca, &fb.peer_ca) || !same_crl {
                 Some("another client CA or CRL")
+            } else if la != lb {
+                Some("other allowed clients")
             } else {
-                let (mut la, mut lb) = (a.allowed_clients.clone(), b.allowed_clients.clone());
-                la.sort();
-                lb.sort();
-                (la != lb).then_some("other allowed clients")
+                None
             }
         }
     }
