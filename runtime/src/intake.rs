@@ -360,12 +360,6 @@ impl IntakeApi {
     pub async fn answer_mllp(&self, peer: SocketAddr, bytes: &[u8]) -> Option<Vec<u8>> {
         mllp_answer(&self.shared, peer, bytes).await
     }
-
-    /// MSH-6 as this environment writes it into messages built from JSON: the Trust the
-    /// messages are for (empty when the spec names none).
-    pub fn receiving_facility(&self) -> &str {
-        &self.shared.config.header.receiving_facility
-    }
 }
 
 impl Intake {

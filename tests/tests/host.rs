@@ -1016,3 +1016,124 @@ fn shared_ems_listeners_by_mutual_tls_admit_ems_only_and_route_each_customer() {
         .expect("the host did not stop");
     ended.unwrap().unwrap();
 }
+
+/// A customer whose gateway cannot start (here: its certificate files are missing) stops
+/// alone: the host serves the others, refuses the customer's name in the handshake
+/// (`reason="stopped"`), answers 503 on its EMS paths and AE to its MLLP messages, and
+/// `/healthz` names it.
+#[test]
+fn a_customer_that_cannot_start_stops_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let northwest_dir = dir.path().join("northwest");
+    let northwest = customer_pki(
+        &northwest_dir,
+        "northwest",
+        NORTHWEST_HOST,
+        "ensemble-test.nwch.nhs.uk",
+        (
+            "gateway-server.crt",
+            "gateway-server.key",
+            &["tie-client-ca.crt", "tie-server-ca.crt"],
+            "gateway-client.crt",
+            "gateway-client.key",
+        ),
+        "certs/northwest/test",
+    );
+    // Demo's certificate folder is empty.
+    let demo_dir = dir.path().join("demo");
+    std::fs::create_dir_all(demo_dir.join("certs")).unwrap();
+    let customers = vec![
+        customer(&gw_demo::SPEC, "https://127.0.0.1:9/", &demo_dir, false),
+        customer(
+            &gw_northwest::SPEC,
+            "https://127.0.0.1:9/",
+            &northwest_dir,
+            true,
+        ),
+    ];
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let host = runtime.spawn(async move {
+        hl7gw_runtime::host::serve(
+            customers,
+            &loopback_host(),
+            async move {
+                let _ = stopped.await;
+            },
+            move |ready| {
+                let _ = ready_tx.send((
+                    ready.listen,
+                    ready.ops_listen,
+                    ready.inbox_listen,
+                    ready.mllp_listen,
+                    ready.not_started.clone(),
+                ));
+            },
+        )
+        .await
+    });
+    let Ok((listen, ops, inbox, mllp, not_started)) =
+        ready_rx.recv_timeout(Duration::from_secs(30))
+    else {
+        panic!("the host did not start: {:?}", runtime.block_on(host));
+    };
+    assert_eq!(not_started.len(), 1, "{not_started:?}");
+    assert_eq!(not_started[0].0, "demo");
+    assert!(not_started[0].1.contains("server.crt"), "{not_started:?}");
+
+    // Northwest serves: its engine gets AA, its inbox answers.
+    let engine = wire::client_config(&northwest.ca_pem, Some(&northwest.engine), &[b"http/1.1"]);
+    let (message, _) = northwest_sample("ADT^A28", "HOST-ALONE-1").unwrap();
+    let got = runtime
+        .block_on(exchange(
+            listen,
+            NORTHWEST_HOST,
+            engine.clone(),
+            NORTHWEST_HOST,
+            "/northwest/hl7/v2",
+            &message,
+        ))
+        .unwrap();
+    assert_eq!(ack_of(&got.response).code(), "AA");
+    let (status, answer) = ems_call(inbox, "GET", "/northwest/inbox", b"");
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["items"].as_array().unwrap().len(), 1, "{answer}");
+
+    // Demo's name is refused in the handshake and counted as stopped.
+    let refused = runtime.block_on(wire::connect(listen, DEMO_HOST, engine));
+    let error = refused.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(error.contains("AccessDenied"), "{error:?}");
+    let metrics = wire::plain_request(ops, "GET", "/metrics", &[], b"")
+        .unwrap()
+        .body_text();
+    assert!(
+        metrics.contains("hl7gw_host_connections_refused_total{reason=\"stopped\"} 1"),
+        "{metrics}"
+    );
+    // Its EMS paths answer 503 with why; its MLLP messages AE, queued nowhere.
+    let (status, answer) = ems_call(inbox, "GET", "/demo/inbox", b"");
+    assert_eq!(status, 503, "{answer}");
+    let error = answer["error"].as_str().unwrap();
+    assert!(error.contains("did not start"), "{error}");
+    let ack = mllp_ack(mllp, &oru("HOST-ALONE-D1"));
+    assert!(ack.contains("\rMSA|AE|HOST-ALONE-D1"), "{ack:?}");
+    // /healthz names it.
+    let health = wire::plain_request(ops, "GET", "/healthz", &[], b"").unwrap();
+    assert_eq!(health.status, 503, "{}", health.body_text());
+    assert!(
+        health.body_text().contains("demo: gateway"),
+        "{}",
+        health.body_text()
+    );
+
+    let _ = stop.send(());
+    let ended = runtime
+        .block_on(async { tokio::time::timeout(Duration::from_secs(30), host).await })
+        .expect("the host did not stop");
+    ended.unwrap().unwrap();
+}

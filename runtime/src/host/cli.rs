@@ -206,6 +206,9 @@ fn serve(specs: &[GatewaySpec], args: &ServeArgs) -> Result<(), HostError> {
             for (code, hostname, _) in &ready.customers {
                 println!("  {hostname} -> {code}");
             }
+            for (code, why) in &ready.not_started {
+                println!("  {code}: DID NOT START ({why}); the others serve");
+            }
             for (code, facility) in &ready.facilities {
                 match facility {
                     Some(facility) => println!("  MLLP MSH-6 {facility} -> {code}"),

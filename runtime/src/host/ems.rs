@@ -50,6 +50,8 @@ const DRAIN: Duration = Duration::from_secs(5);
 pub(super) struct EmsCustomer {
     /// Its code: the first path segment.
     pub(super) code: String,
+    /// The receiving facility that routes MLLP messages to it (empty: none).
+    pub(super) facility: String,
     /// Its inbox API, when its sink is the inbox.
     pub(super) inbox: Option<InboxApi>,
     /// Its intake, when it sends.
@@ -72,10 +74,8 @@ impl EmsRoutes {
         let facilities = customers
             .iter()
             .enumerate()
-            .filter_map(|(index, customer)| {
-                let facility = facility_key(customer.intake.as_ref()?.receiving_facility());
-                (!facility.is_empty()).then_some((facility, index))
-            })
+            .filter(|(_, customer)| !customer.facility.is_empty())
+            .map(|(index, customer)| (customer.facility.clone(), index))
             .collect();
         Self {
             customers,
@@ -147,8 +147,7 @@ impl EmsRoutes {
             .iter()
             .find(|(f, _)| *f == facility)
             .and_then(|(_, i)| self.customers.get(*i));
-        let Some((customer, api)) = found.and_then(|c| c.intake.as_ref().map(|api| (c, api)))
-        else {
+        let Some(customer) = found else {
             tracing::info!(peer = %peer, facility = %crate::inbound::shown(&facility), reason = "unknown_facility", "host intake MLLP: message refused, no customer receives as its MSH-6");
             return crate::intake::host_refusal(
                 &bytes,
@@ -160,15 +159,21 @@ impl EmsRoutes {
                 ),
             );
         };
-        if let Some(why) = self.view.stopped_reason(&customer.code) {
-            return crate::intake::host_refusal(
+        let stopped = self.view.stopped_reason(&customer.code);
+        match (&customer.intake, stopped) {
+            (Some(api), None) => api.answer_mllp(peer, &bytes).await,
+            // A gateway that did not start has no intake: as stopped, AE (try again later).
+            (_, stopped) => crate::intake::host_refusal(
                 &bytes,
                 crate::hl7::AckCode::ApplicationError,
                 crate::hl7::ack::error_code::APPLICATION_INTERNAL_ERROR,
-                format!("customer {}'s gateway has stopped: {why}", customer.code),
-            );
+                format!(
+                    "customer {}'s gateway has stopped: {}",
+                    customer.code,
+                    stopped.as_deref().unwrap_or("it has no intake")
+                ),
+            ),
         }
-        api.answer_mllp(peer, &bytes).await
     }
 
     fn codes(&self) -> String {

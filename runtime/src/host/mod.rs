@@ -15,9 +15,10 @@
 //!   a ClientHello and hands the connection over.
 //! - Before a connection's name is known it holds one of the host's ClientHello slots
 //!   ([`FrontLimits`]), for at most the ClientHello time limit; after, only its customer's.
-//! - A customer whose gateway stops (an essential task failed) stops alone: the host logs
-//!   it, its `/healthz` names it, its connections are refused (`reason="backlog"`), and the
-//!   others go on.
+//! - A customer whose gateway stops (an essential task failed) or does not start (a bad
+//!   certificate, its store away) stops alone: the host logs it, its `/healthz` names it,
+//!   its connections are refused (`reason="stopped"`), its EMS routes answer 503 (HTTP) or
+//!   AE (MLLP), and the others go on. The host fails to start only when no customer does.
 //! - The EMS-facing side is shared too (`host/ems.rs`): one inbox API, one intake API and one
 //!   intake MLLP listener, the customer named by the first path segment (HTTP) or by the
 //!   message's receiving facility, MSH-6 (MLLP); behind them each customer's own APIs,
@@ -116,6 +117,31 @@ pub struct HostReady {
     /// The receiving facility (MSH-6.1) that routes MLLP messages to each customer that
     /// sends (`None`: its spec names none, so it is reachable over HTTP only).
     pub facilities: Vec<(String, Option<String>)>,
+    /// The customers whose gateway did not start, with why (the others serve).
+    pub not_started: Vec<(String, String)>,
+}
+
+/// What the host routes to one customer before its gateway is built: its receive host name
+/// (lower case) and the receiving facility that routes its MLLP messages (empty: none).
+struct CustomerNames {
+    hostname: String,
+    facility: String,
+}
+
+impl CustomerNames {
+    fn of(spec: &GatewaySpec, env: EnvName) -> Self {
+        let environment = spec.environment(env);
+        Self {
+            hostname: environment
+                .and_then(|e| e.receive.as_ref())
+                .map(|r| r.hostname.trim_end_matches('.').to_ascii_lowercase())
+                .unwrap_or_default(),
+            facility: environment
+                .and_then(|e| e.send.as_ref())
+                .map(|send| ems::facility_key(&send.header.receiving_facility))
+                .unwrap_or_default(),
+        }
+    }
 }
 
 /// Why the host could not start.
@@ -222,7 +248,7 @@ pub async fn serve(
         return Err(HostError::NoCustomer(host.env.as_str()));
     }
     refuse_shared_stores(&customers, host.env)?;
-    refuse_unshareable_ems(&customers, host.env)?;
+    refuse_unroutable(&customers, host.env)?;
     let listener = TcpListener::bind(host.listen)
         .await
         .map_err(|source| ServerError::Bind {
@@ -257,7 +283,9 @@ pub async fn serve(
         options.ops_listen = Some(ops_listen);
         let (parts_tx, parts_rx) = oneshot::channel::<HostedParts>();
         let (ready_tx, ready_rx) = oneshot::channel::<Resolved>();
+        let (failed_tx, failed_rx) = oneshot::channel::<String>();
         let stopping = crate::supervise::stopped(stopped.clone());
+        let names = CustomerNames::of(&customer.spec, host.env);
         let (env, spec, task_code) = (host.env, customer.spec, code.clone());
         gateways.spawn(async move {
             let side = ReceiveSide::Hosted(Box::new(move |parts| {
@@ -267,43 +295,53 @@ pub async fn serve(
                 let _ = ready_tx.send(r.clone());
             })
             .await;
+            if let Err(e) = &result {
+                let _ = failed_tx.send(e.to_string());
+            }
             (task_code, result)
         });
-        started.push((code, parts_rx, ready_rx));
+        started.push((code, names, parts_rx, ready_rx, failed_rx));
     }
 
-    // Every customer built and listening, or the first that is not stops the host.
+    // Every customer built and listening, or marked as not started: a customer whose
+    // gateway cannot start (a bad certificate, its store away) stops alone, as one that
+    // stops later does; the host fails only when none starts.
     let mut routes = sni::Routes::new();
     let mut announced = Vec::new();
+    let mut not_started = Vec::new();
     let mut console_parts = Vec::new();
     let mut ems_customers = Vec::new();
     let mut ems_access: Option<crate::ems::EmsAuth> = None;
-    for (code, parts_rx, ready_rx) in started {
+    for (code, names, parts_rx, ready_rx, failed_rx) in started {
         let (Ok(parts), Ok(resolved)) = (parts_rx.await, ready_rx.await) else {
-            let _ = stop.send(true);
-            return Err(first_failure(&mut gateways, &code).await);
-        };
-        let hostname = parts.hostname.clone();
-        if let Some((other, _, _)) = announced
-            .iter()
-            .find(|(_, h, _): &&(String, String, Resolved)| h.eq_ignore_ascii_case(&hostname))
-        {
-            let _ = stop.send(true);
-            return Err(HostError::SameHostname {
-                hostname,
-                first: other.clone(),
-                second: code,
+            let why = failed_rx
+                .await
+                .unwrap_or_else(|_| "it stopped before it was ready".to_owned());
+            tracing::error!(customer = %code, error = %why, "host: a customer's gateway did not start; the others go on");
+            view.not_started(&code, why.clone());
+            // Its name is refused (`reason="stopped"`), its EMS routes answer 503 or AE.
+            let (closed, _) = tokio::sync::mpsc::channel(1);
+            routes.insert(&names.hostname, &code, closed);
+            ems_customers.push(ems::EmsCustomer {
+                code: code.clone(),
+                facility: names.facility,
+                inbox: None,
+                intake: None,
             });
-        }
+            not_started.push((code, why));
+            continue;
+        };
         // Every customer's access is the same (checked before start): the first's serves.
         if ems_access.is_none() {
             ems_access = Some(parts.ems.auth.clone());
         }
         ems_customers.push(ems::EmsCustomer {
             code: code.clone(),
+            facility: names.facility,
             inbox: parts.ems.inbox.clone(),
             intake: parts.ems.intake.clone(),
         });
+        let hostname = parts.hostname.clone();
         routes.insert(&hostname, &code, parts.route.clone());
         console_parts.push(parts.console.clone());
         view.add(HostedCustomer {
@@ -312,6 +350,11 @@ pub async fn serve(
             parts,
         });
         announced.push((code, hostname, resolved));
+    }
+    if announced.is_empty() {
+        let _ = stop.send(true);
+        let code = not_started.first().map_or("", |(c, _)| c.as_str());
+        return Err(first_failure(&mut gateways, code).await);
     }
     let ems_routes = Arc::new(ems::EmsRoutes::new(ems_customers, view.clone()));
     let ems_front = match bind_ems(
@@ -342,6 +385,7 @@ pub async fn serve(
             )
         })
         .collect();
+
     let front = sni::Front {
         listener,
         routes: Arc::new(routes),
@@ -374,6 +418,7 @@ pub async fn serve(
         intake_listen,
         mllp_listen,
         facilities,
+        not_started,
     });
 
     // Until shutdown; a customer whose gateway ends on its own stops alone.
@@ -383,6 +428,8 @@ pub async fn serve(
             () = &mut shutdown => break,
             ended = gateways.join_next() => match ended {
                 None => break,
+                // One that did not start was reported when the host started.
+                Some(Ok((code, _))) if view.stopped_reason(&code).is_some() => {}
                 Some(Ok((code, result))) => {
                     let why = match result {
                         Ok(()) => "stopped".to_owned(),
@@ -462,14 +509,25 @@ async fn bind_ems(
     })
 }
 
-/// Refuses, before anything starts, customers whose EMS side cannot share the host's
-/// listeners: a different `ems` access, or one receiving facility (MSH-6.1) named by two
-/// sending customers. `hl7gw validate` checks the specs the same way.
-fn refuse_unshareable_ems(customers: &[Customer], env: EnvName) -> Result<(), HostError> {
+/// Refuses, before anything starts, customers the host could not route apart: one receive
+/// host name for two, a different `ems` access (the host's EMS listeners have one), or one
+/// receiving facility (MSH-6.1) named by two sending customers. `hl7gw validate` checks
+/// the specs the same way.
+fn refuse_unroutable(customers: &[Customer], env: EnvName) -> Result<(), HostError> {
     let mut access: Option<(String, Option<crate::app::ResolvedEms>)> = None;
     let mut facilities: Vec<(String, String)> = Vec::new();
+    let mut hostnames: Vec<(String, String)> = Vec::new();
     for customer in customers {
         let code = customer.spec.customer_code.to_string();
+        let names = CustomerNames::of(&customer.spec, env);
+        if let Some((first, _)) = hostnames.iter().find(|(_, h)| *h == names.hostname) {
+            return Err(HostError::SameHostname {
+                hostname: names.hostname,
+                first: first.clone(),
+                second: code,
+            });
+        }
+        hostnames.push((code.clone(), names.hostname));
         let failed = |source| HostError::Customer {
             customer: code.clone(),
             source: Box::new(source),
@@ -488,10 +546,7 @@ fn refuse_unshareable_ems(customers: &[Customer], env: EnvName) -> Result<(), Ho
                 }
             }
         }
-        let Some(send) = &environment.send else {
-            continue;
-        };
-        let facility = ems::facility_key(&send.header.receiving_facility);
+        let facility = names.facility;
         if facility.is_empty() {
             continue;
         }

@@ -32,6 +32,8 @@ pub struct HostedCustomer {
 /// Every customer the host runs, for its operations port.
 pub struct HostView {
     customers: RwLock<Vec<(HostedCustomer, Option<String>)>>,
+    /// Customers whose gateway did not start, with why.
+    unstarted: RwLock<Vec<(String, String)>>,
     counters: Arc<HostCounters>,
     /// The shared EMS-facing listeners' own registry (`customer="host"`).
     ems_metrics: Arc<crate::metrics::Metrics>,
@@ -41,6 +43,7 @@ impl HostView {
     pub(super) fn new(counters: Arc<HostCounters>) -> Self {
         Self {
             customers: RwLock::new(Vec::new()),
+            unstarted: RwLock::new(Vec::new()),
             counters,
             ems_metrics: Arc::new(crate::metrics::Metrics::new()),
         }
@@ -55,6 +58,14 @@ impl HostView {
         self.write().push((customer, None));
     }
 
+    /// Records that `code`'s gateway did not start, with why.
+    pub(super) fn not_started(&self, code: &str, why: String) {
+        self.unstarted
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((code.to_owned(), why));
+    }
+
     /// Marks `code`'s gateway stopped, with why.
     pub(super) fn stopped(&self, code: &str, why: String) {
         for (customer, stopped) in self.write().iter_mut() {
@@ -64,12 +75,27 @@ impl HostView {
         }
     }
 
-    /// Why `code`'s gateway stopped, when it has.
+    /// The customers whose gateway did not start, with why.
+    fn unstarted(&self) -> Vec<(String, String)> {
+        self.unstarted
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Why `code`'s gateway stopped (or did not start), when it has.
     pub(super) fn stopped_reason(&self, code: &str) -> Option<String> {
-        self.read()
+        let stopped = self
+            .read()
             .iter()
             .find(|(customer, _)| customer.code == code)
-            .and_then(|(_, stopped)| stopped.clone())
+            .and_then(|(_, stopped)| stopped.clone());
+        stopped.or_else(|| {
+            self.unstarted()
+                .into_iter()
+                .find(|(c, _)| c == code)
+                .map(|(_, why)| format!("it did not start: {why}"))
+        })
     }
 
     /// Every customer the host runs, in the order of its specs: the per-customer parts the
@@ -118,7 +144,16 @@ impl HealthSource for HostHealth {
     async fn report(&self) -> HealthReport {
         let customers: Vec<(HostedCustomer, Option<String>)> = self.0.read().clone();
         let mut checks = tokio::task::JoinSet::new();
-        let mut problems = Vec::new();
+        let mut problems: Vec<Problem> = self
+            .0
+            .unstarted()
+            .into_iter()
+            .map(|(code, why)| Problem {
+                check: "task",
+                subject: Some(format!("{code}: gateway")),
+                detail: format!("did not start: {why}"),
+            })
+            .collect();
         for (customer, stopped) in customers {
             if let Some(why) = stopped {
                 problems.push(Problem {

@@ -63,17 +63,20 @@ pub enum Refusal {
     Capacity,
     /// The customer's receiver has a backlog of routed connections it has not taken.
     Backlog,
+    /// The customer's gateway has stopped, or did not start.
+    Stopped,
 }
 
 impl Refusal {
     /// Every reason, in the order `/metrics` lists them.
-    pub const ALL: [Refusal; 6] = [
+    pub const ALL: [Refusal; 7] = [
         Self::MissingName,
         Self::UnknownName,
         Self::Malformed,
         Self::Timeout,
         Self::Capacity,
         Self::Backlog,
+        Self::Stopped,
     ];
 
     /// The metric's `reason` label.
@@ -85,6 +88,7 @@ impl Refusal {
             Self::Timeout => "timeout",
             Self::Capacity => "capacity",
             Self::Backlog => "backlog",
+            Self::Stopped => "stopped",
         }
     }
 }
@@ -286,9 +290,8 @@ async fn route(
             debug!(peer_ip = %ip, customer = %route.customer, "host: connection routed");
             Ok(())
         }
-        Err(TrySendError::Full(c) | TrySendError::Closed(c)) => {
-            Err((Refusal::Backlog, Some(c.tcp)))
-        }
+        Err(TrySendError::Full(c)) => Err((Refusal::Backlog, Some(c.tcp))),
+        Err(TrySendError::Closed(c)) => Err((Refusal::Stopped, Some(c.tcp))),
     }
 }
 
