@@ -105,3 +105,17 @@ fn customers_apart_share_a_host() {
     // One spec alone is never compared with itself.
     assert_eq!(host_findings(&["clash.yaml"]), []);
 }
+
+#[test]
+fn the_code_host_is_reserved_even_for_one_spec() {
+    let found = host_findings(&["reserved.yaml"]);
+    assert_eq!(
+        found,
+        [(
+            "host-reserved-code".to_owned(),
+            "reserved.yaml".to_owned(),
+            5,
+            "customer code `host` is reserved".to_owned()
+        )]
+    );
+}

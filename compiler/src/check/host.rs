@@ -35,11 +35,26 @@ struct EmsAccess {
     pointer: String,
 }
 
-/// Findings for specs that cannot share one host (empty for fewer than two specs).
+/// Findings for specs that cannot share one host: a reserved customer code (for any
+/// number of specs), then collisions between two specs.
 pub fn check_host(specs: &[LoadedSpec]) -> Vec<Diagnostic> {
     let claims: Vec<Vec<Claim>> = specs.iter().map(claims).collect();
     let access: Vec<Vec<EmsAccess>> = specs.iter().map(ems_access).collect();
     let mut out = Vec::new();
+    for spec in specs {
+        if spec.spec.customer.code.eq_ignore_ascii_case("host") {
+            out.push(spec.at_value(
+                Diagnostic::error(
+                    "host-reserved-code",
+                    "customer code `host` is reserved".to_owned(),
+                )
+                .detail(
+                    "`host` names the host crate (generated/host/, gw-host) and labels the host's own series in its /metrics (customer=\"host\"): choose another code",
+                ),
+                "/customer/code",
+            ));
+        }
+    }
     for (j, spec) in specs.iter().enumerate() {
         for (i, first) in specs.iter().enumerate().take(j) {
             for claim in &claims[j] {
