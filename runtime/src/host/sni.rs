@@ -306,34 +306,117 @@ enum Hello {
 /// The server name of the ClientHello waiting on `tcp`, without consuming a byte. A
 /// ClientHello that arrives in pieces is re-read until whole (the caller bounds the time).
 async fn peek_server_name(tcp: &TcpStream) -> Result<Option<String>, Hello> {
+    peek_counted(tcp, &mut 0).await
+}
+
+/// [`peek_server_name`], counting in `peeks` how often the socket was peeked (a test checks
+/// that a ClientHello trickling in is peeked once per arrival, not polled).
+async fn peek_counted(tcp: &TcpStream, peeks: &mut u32) -> Result<Option<String>, Hello> {
+    let probe = Probe::new(tcp).map_err(|_| Hello::Closed)?;
     let mut buf = vec![0u8; MAX_HELLO];
     let mut seen = 0;
     loop {
-        let n = tcp.peek(&mut buf).await.map_err(|_| Hello::Closed)?;
+        let n = probe
+            .more_than(tcp, &mut buf, seen)
+            .await
+            .map_err(|_| Hello::Closed)?;
+        *peeks += 1;
         if n == 0 {
             return Err(Hello::Closed);
         }
-        if n > seen && worth_parsing(buf.get(..n).unwrap_or_default()) {
-            seen = n;
-            let mut acceptor = Acceptor::default();
-            let mut data = buf.get(..n).unwrap_or_default();
-            while !data.is_empty() {
-                match acceptor.read_tls(&mut data) {
-                    Ok(0) => break,
-                    Ok(_) => {}
-                    Err(_) => return Err(Hello::Malformed),
-                }
-            }
-            match acceptor.accept() {
-                Ok(Some(accepted)) => {
-                    return Ok(accepted.client_hello().server_name().map(str::to_owned));
-                }
-                Ok(None) if n < MAX_HELLO => {}
-                Ok(None) | Err(_) => return Err(Hello::Malformed),
+        seen = n;
+        if !worth_parsing(buf.get(..n).unwrap_or_default()) {
+            continue;
+        }
+        let mut acceptor = Acceptor::default();
+        let mut data = buf.get(..n).unwrap_or_default();
+        while !data.is_empty() {
+            match acceptor.read_tls(&mut data) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(_) => return Err(Hello::Malformed),
             }
         }
-        // More of the ClientHello is on its way; peek returns at once while bytes wait.
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        match acceptor.accept() {
+            Ok(Some(accepted)) => {
+                return Ok(accepted.client_hello().server_name().map(str::to_owned));
+            }
+            Ok(None) if n < MAX_HELLO => {}
+            Ok(None) | Err(_) => return Err(Hello::Malformed),
+        }
+    }
+}
+
+/// Peeks at a connection's first bytes without consuming them, waking only when more
+/// arrive. A peek leaves the bytes in the socket, so it stays readable: a peek that finds
+/// nothing new clears the readiness it was taken under (`try_io`), and the next wait lasts
+/// until the next bytes (or the close) arrive. Readiness that arrives during the peek has a
+/// newer tick and is not cleared, so no arrival is missed.
+struct Probe {
+    /// The same socket through a second descriptor (non-blocking like the first), for a
+    /// synchronous peek inside `try_io`.
+    #[cfg(unix)]
+    peer: std::net::TcpStream,
+}
+
+impl Probe {
+    #[cfg(unix)]
+    fn new(tcp: &TcpStream) -> std::io::Result<Self> {
+        use std::os::fd::AsFd;
+        Ok(Self {
+            peer: std::net::TcpStream::from(tcp.as_fd().try_clone_to_owned()?),
+        })
+    }
+
+    /// Waits until the socket holds more than `seen` bytes: how many it holds, copied into
+    /// `buf`; 0 once the peer has closed with nothing more.
+    #[cfg(unix)]
+    async fn more_than(
+        &self,
+        tcp: &TcpStream,
+        buf: &mut [u8],
+        seen: usize,
+    ) -> std::io::Result<usize> {
+        use std::io::ErrorKind::WouldBlock;
+        use tokio::io::Interest;
+        loop {
+            let ready = tcp.ready(Interest::READABLE).await?;
+            let peeked = tcp.try_io(Interest::READABLE, || match self.peer.peek(&mut *buf)? {
+                n if n == seen && n != 0 => Err(WouldBlock.into()),
+                n => Ok(n),
+            });
+            match peeked {
+                // The peer has closed and nothing new came: nothing more ever will (the
+                // closed state stays ready, so waiting again would not wait).
+                Err(e) if e.kind() == WouldBlock && ready.is_read_closed() => return Ok(0),
+                Err(e) if e.kind() == WouldBlock => continue,
+                other => return other,
+            }
+        }
+    }
+
+    #[cfg(not(unix))]
+    fn new(_tcp: &TcpStream) -> std::io::Result<Self> {
+        Ok(Self {})
+    }
+
+    /// Elsewhere than Unix: peek, and poll every 5 ms while nothing new has come.
+    #[cfg(not(unix))]
+    async fn more_than(
+        &self,
+        tcp: &TcpStream,
+        buf: &mut [u8],
+        seen: usize,
+    ) -> std::io::Result<usize> {
+        loop {
+            let n = tcp.peek(buf).await?;
+            if n != seen || n == 0 {
+                return Ok(n);
+            }
+            // Without readiness to clear, a peer that closed after part of a ClientHello
+            // is only noticed by the caller's time limit.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 }
 
@@ -383,6 +466,14 @@ mod tests {
     /// Sends `pieces` 50 ms apart on a fresh loopback connection; the server side's peek,
     /// then every byte the server can still read.
     async fn peeked(pieces: Vec<Vec<u8>>) -> (Result<Option<String>, &'static str>, Vec<u8>) {
+        let (name, rest, _) = peeked_counted(pieces).await;
+        (name, rest)
+    }
+
+    /// [`peeked`], with how many peeks the server side made.
+    async fn peeked_counted(
+        pieces: Vec<Vec<u8>>,
+    ) -> (Result<Option<String>, &'static str>, Vec<u8>, u32) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let client = tokio::spawn(async move {
@@ -394,8 +485,9 @@ mod tests {
             tcp.shutdown().await.unwrap();
         });
         let (mut tcp, _) = listener.accept().await.unwrap();
-        let name = match tokio::time::timeout(Duration::from_secs(1), peek_server_name(&tcp)).await
-        {
+        let mut peeks = 0;
+        let peek = peek_counted(&tcp, &mut peeks);
+        let name = match tokio::time::timeout(Duration::from_secs(1), peek).await {
             Err(_) => Err("timeout"),
             Ok(Ok(name)) => Ok(name),
             Ok(Err(Hello::Closed)) => Err("closed"),
@@ -404,7 +496,7 @@ mod tests {
         client.await.unwrap();
         let mut rest = Vec::new();
         tcp.read_to_end(&mut rest).await.unwrap();
-        (name, rest)
+        (name, rest, peeks)
     }
 
     #[tokio::test]
@@ -421,16 +513,42 @@ mod tests {
         assert_eq!(name, Ok(None), "an IP address sends no server name");
     }
 
+    /// A ClientHello in five pieces 50 ms apart is peeked about once per piece, not polled
+    /// for the 200 ms it trickles in (every 5 ms would be about 40 peeks).
     #[tokio::test]
-    async fn what_is_not_a_client_hello_is_malformed_and_half_of_one_waits_for_the_limit() {
+    async fn a_trickling_client_hello_is_peeked_once_per_arrival() {
+        let hello = hl7gw_tests::wire::client_hello("demo-test.api.example-ems.cloud");
+        let pieces: Vec<Vec<u8>> = hello
+            .chunks(hello.len() / 5 + 1)
+            .map(<[u8]>::to_vec)
+            .collect();
+        assert_eq!(pieces.len(), 5);
+        let (name, rest, peeks) = peeked_counted(pieces).await;
+        assert_eq!(name, Ok(Some("demo-test.api.example-ems.cloud".into())));
+        assert_eq!(rest, hello);
+        assert!((5..=10).contains(&peeks), "{peeks} peeks");
+    }
+
+    #[tokio::test]
+    async fn what_is_not_a_client_hello_is_malformed_and_half_of_one_waits_for_the_rest() {
         let (name, _) = peeked(vec![b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec()]).await;
         assert_eq!(name, Err("malformed"));
         let (name, _) = peeked(vec![]).await;
         assert_eq!(name, Err("closed"));
-        // The rest may still come: only the caller's ClientHello limit ends the wait.
+        // Part of one, then the peer closes: nothing more can come.
         let hello = hl7gw_tests::wire::client_hello("demo-test.api.example-ems.cloud");
         let (name, _) = peeked(vec![hello[..10].to_vec()]).await;
-        assert_eq!(name, Err("timeout"));
+        assert_eq!(name, Err("closed"));
+        // Part of one on a connection kept open: the rest may still come, so only the
+        // caller's ClientHello limit ends the wait.
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        client.write_all(&hello[..10]).await.unwrap();
+        let (tcp, _) = listener.accept().await.unwrap();
+        let waited = tokio::time::timeout(Duration::from_millis(300), peek_server_name(&tcp)).await;
+        assert!(waited.is_err(), "it did not wait for the rest");
     }
 
     /// rustls sees the bytes once the first record is whole, or at once when they are not
