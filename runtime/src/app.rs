@@ -272,6 +272,8 @@ pub struct ResolvedEms {
     pub files: crate::reload::TlsFiles,
     /// EMS's client subjects allowed after the handshake.
     pub allowed_clients: Vec<String>,
+    /// The address the EMS-facing listeners bind (`ems.address`).
+    pub address: std::net::IpAddr,
 }
 
 /// The sending side's files and ports.
@@ -398,6 +400,7 @@ pub fn resolve(environment: &Environment, options: &RunOptions) -> Result<Resolv
                     peer_crl: tls.client_crl.as_deref().map(file),
                 },
                 allowed_clients: tls.allowed_clients.iter().map(|c| c.to_string()).collect(),
+                address: ems_ip.unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)),
             }),
         },
     })
@@ -604,8 +607,9 @@ pub struct HostedEms {
     /// The environment's EMS access rule (mutual TLS material, or `None`: plain loopback);
     /// the host's shared listeners need every customer's to be the same.
     pub access: Option<ResolvedEms>,
-    /// That rule, built (its TLS material reloads with the customer's).
-    pub auth: crate::ems::EmsAuth,
+    /// Turns true when this environment's gateway begins to stop: the host's EMS routes
+    /// refuse it from then on, not only once it has stopped.
+    pub stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 /// [`serve`], with the receive side chosen by the caller.
@@ -795,6 +799,7 @@ pub(crate) async fn serve_with(
         metrics: metrics.clone(),
         certificates: console_certificates,
     };
+    let (stop, stopped) = tokio::sync::watch::channel(false);
     let ops = match (ops, hosted) {
         (Some(ops), _) => Some(ops.with_console(crate::console::Console::new(vec![console_part])?)),
         (None, Some((hand_over, route, hostname, health))) => {
@@ -813,7 +818,7 @@ pub(crate) async fn serve_with(
                         .then(|| crate::sink::inbox::InboxApi::new(store.clone(), &ems_auth)),
                     intake,
                     access: resolved.ems.clone(),
-                    auth: ems_auth.clone(),
+                    stopping: stopped.clone(),
                 },
             });
             None
@@ -821,7 +826,6 @@ pub(crate) async fn serve_with(
         (None, None) => None,
     };
 
-    let (stop, stopped) = tokio::sync::watch::channel(false);
     tracing::info!(
         customer = &*spec.customer_code,
         env = environment.name.as_str(),

@@ -102,6 +102,9 @@ struct Shared {
     config: IntakeConfig,
     next_id: AtomicU64,
     started: u128,
+    /// In the host: the other customers' receiving facilities (MSH-6.1) with their codes.
+    /// A message naming one is refused here, not queued for the wrong Trust.
+    others: std::sync::OnceLock<Vec<(String, String)>>,
 }
 
 impl Shared {
@@ -121,6 +124,15 @@ impl Shared {
     ) -> Result<Queued, Refusal> {
         let message = Message::parse_with(bytes, &ParseOptions::lenient())
             .map_err(|e| Refusal::NotHl7(e.to_string()))?;
+        if let Some(others) = self.others.get() {
+            let facility = message.header_text(6, 1);
+            if let Some((_, code)) = others.iter().find(|(f, _)| **f == *facility) {
+                return Err(Refusal::Invalid(format!(
+                    "MSH-6 {:?} is customer {code}'s receiving facility on this host: send it to {code}'s intake",
+                    crate::inbound::shown(&facility)
+                )));
+            }
+        }
         let message_type = format!("{}^{}", message.message_code(), message.trigger_event());
         let declared = self.config.spec.outbound_types();
         if !declared.contains(&message_type.as_str()) {
@@ -334,6 +346,7 @@ impl IntakeApi {
                 config,
                 next_id: AtomicU64::new(1),
                 started,
+                others: std::sync::OnceLock::new(),
             }),
             rules: HttpRules {
                 local_host_only: !auth.is_mutual_tls(),
@@ -354,6 +367,13 @@ impl IntakeApi {
         let method = request.method().clone();
         let reply = handle(&self.shared, request, path, self.rules).await;
         logged(reply, peer, &method, path)
+    }
+
+    /// Refuses from now on any message whose MSH-6.1 is one of `others`' receiving
+    /// facilities (facility, customer code): the host sets the other customers' once, so a
+    /// message for another Trust posted under this customer's path is not queued here.
+    pub fn refuse_facilities_of(&self, others: Vec<(String, String)>) {
+        let _ = self.shared.others.set(others);
     }
 
     /// The commit ACK for one MLLP message from `peer` ([`mllp_answer`]).

@@ -169,7 +169,11 @@ fn claims(spec: &LoadedSpec) -> Vec<Claim> {
 fn ems_access(spec: &LoadedSpec) -> Vec<EmsAccess> {
     let mut out = Vec::new();
     for (env, e) in spec.spec.environments.iter() {
-        let Some(ems) = &e.ems else {
+        // Only an environment that runs an EMS-facing API (the inbox, or the intake when it
+        // sends) must agree, as the host compares them.
+        let faces_ems =
+            matches!(e.sink, None | Some(crate::spec::SinkConfig::Inbox)) || e.send.is_some();
+        let Some(ems) = e.ems.as_ref().filter(|_| faces_ems) else {
             continue; // env-ems-missing says why, when it matters
         };
         out.push(EmsAccess {

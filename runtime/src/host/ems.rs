@@ -56,6 +56,16 @@ pub(super) struct EmsCustomer {
     pub(super) inbox: Option<InboxApi>,
     /// Its intake, when it sends.
     pub(super) intake: Option<IntakeApi>,
+    /// Turns true when its gateway begins to stop (`None`: it did not start).
+    pub(super) stopping: Option<watch::Receiver<bool>>,
+}
+
+impl EmsCustomer {
+    /// Whether its gateway is not running: stopping, stopped, or never started.
+    fn down(&self, view: &HostView) -> bool {
+        self.stopping.as_ref().is_none_or(|s| *s.borrow())
+            || view.stopped_reason(&self.code).is_some()
+    }
 }
 
 /// Which customer a request or an MLLP message is for.
@@ -64,23 +74,44 @@ pub(super) struct EmsRoutes {
     /// MSH-6.1 → index into `customers`.
     facilities: Vec<(String, usize)>,
     view: Arc<HostView>,
+    /// Plain loopback: a request's `Host` must be a loopback address (DNS rebinding),
+    /// checked before anything about the customers is answered.
+    local_host_only: bool,
 }
 
 impl EmsRoutes {
     /// The routes to `customers`; an MLLP message goes by the receiving facility its
     /// customer's intake writes (the first component of `send.receiving_facility`). No two
     /// customers name one: [`super::serve`] refuses that before anything starts.
-    pub(super) fn new(customers: Vec<EmsCustomer>, view: Arc<HostView>) -> Self {
+    pub(super) fn new(
+        customers: Vec<EmsCustomer>,
+        view: Arc<HostView>,
+        local_host_only: bool,
+    ) -> Self {
         let facilities = customers
             .iter()
             .enumerate()
             .filter(|(_, customer)| !customer.facility.is_empty())
             .map(|(index, customer)| (customer.facility.clone(), index))
             .collect();
+        // Each customer's intake refuses a message naming another customer's facility, so
+        // one posted under the wrong path is not queued for the wrong Trust.
+        for customer in &customers {
+            if let Some(intake) = &customer.intake {
+                intake.refuse_facilities_of(
+                    customers
+                        .iter()
+                        .filter(|other| other.code != customer.code && !other.facility.is_empty())
+                        .map(|other| (other.facility.clone(), other.code.clone()))
+                        .collect(),
+                );
+            }
+        }
         Self {
             customers,
             facilities,
             view,
+            local_host_only,
         }
     }
 
@@ -95,6 +126,14 @@ impl EmsRoutes {
 
     /// The answer to an HTTP request on the host's `role` listener (inbox or intake).
     async fn answer(&self, role: Role, request: Request<Incoming>, peer: SocketAddr) -> Reply {
+        // A web page's request, or one by a name that is not loopback on plain loopback,
+        // learns nothing about the customers.
+        if request.headers().contains_key(hyper::header::ORIGIN) {
+            return error(StatusCode::FORBIDDEN, "requests from web pages are refused");
+        }
+        if self.local_host_only && !crate::sink::inbox::host_is_local(&request) {
+            return error(StatusCode::FORBIDDEN, "Host must be a loopback address");
+        }
         let path = request.uri().path().to_owned();
         let (code, rest) = split_customer(&path);
         let Some(customer) = self.customers.iter().find(|c| c.code == code) else {
@@ -108,10 +147,11 @@ impl EmsRoutes {
                 ),
             );
         };
-        if let Some(why) = self.view.stopped_reason(code) {
+        if customer.down(&self.view) {
+            // Why is in the host's log and /healthz, not for EMS.
             return error(
                 StatusCode::SERVICE_UNAVAILABLE,
-                &format!("customer {code}'s gateway has stopped: {why}"),
+                &format!("customer {code}'s gateway is not running"),
             );
         }
         match role {
@@ -159,19 +199,14 @@ impl EmsRoutes {
                 ),
             );
         };
-        let stopped = self.view.stopped_reason(&customer.code);
-        match (&customer.intake, stopped) {
-            (Some(api), None) => api.answer_mllp(peer, &bytes).await,
-            // A gateway that did not start has no intake: as stopped, AE (try again later).
-            (_, stopped) => crate::intake::host_refusal(
+        match &customer.intake {
+            Some(api) if !customer.down(&self.view) => api.answer_mllp(peer, &bytes).await,
+            // Not running (or never started, so no intake): AE, try again later.
+            _ => crate::intake::host_refusal(
                 &bytes,
                 crate::hl7::AckCode::ApplicationError,
                 crate::hl7::ack::error_code::APPLICATION_INTERNAL_ERROR,
-                format!(
-                    "customer {}'s gateway has stopped: {}",
-                    customer.code,
-                    stopped.as_deref().unwrap_or("it has no intake")
-                ),
+                format!("customer {}'s gateway is not running", customer.code),
             ),
         }
     }

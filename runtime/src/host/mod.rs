@@ -126,6 +126,9 @@ pub struct HostReady {
 struct CustomerNames {
     hostname: String,
     facility: String,
+    /// Whether it runs an EMS-facing API (the inbox, or the intake when it sends): only
+    /// those must agree on `ems`.
+    faces_ems: bool,
 }
 
 impl CustomerNames {
@@ -140,6 +143,9 @@ impl CustomerNames {
                 .and_then(|e| e.send.as_ref())
                 .map(|send| ems::facility_key(&send.header.receiving_facility))
                 .unwrap_or_default(),
+            faces_ems: environment.is_some_and(|e| {
+                matches!(e.sink, crate::config::SinkConfig::Inbox) || e.send.is_some()
+            }),
         }
     }
 }
@@ -208,6 +214,22 @@ pub enum HostError {
         /// The other.
         second: String,
     },
+    /// The host's EMS-facing TLS material could not be loaded.
+    #[error("the host's EMS listeners: {0}")]
+    EmsTls(String),
+    /// A derived EMS-facing port would be past 65535.
+    #[error("{what}: the receive port {port} + {offset} is past 65535; give its address")]
+    EmsPort {
+        /// Which listener, and its option.
+        what: &'static str,
+        /// The receive port.
+        port: u16,
+        /// The offset.
+        offset: u16,
+    },
+    /// Every customer's gateway has stopped.
+    #[error("every customer's gateway has stopped; the host stops")]
+    AllStopped,
     /// An EMS-facing listener asked to bind beyond loopback without mutual TLS.
     #[error("{0}")]
     NotLoopback(#[from] crate::ems::NotLoopback),
@@ -275,6 +297,8 @@ pub async fn serve(
 
     let (stop, stopped) = watch::channel(false);
     let mut gateways = JoinSet::new();
+    // Which customer each gateway task is, so a task that panics is named.
+    let mut task_codes = std::collections::HashMap::new();
     let mut started = Vec::new();
     for customer in customers {
         let code = customer.spec.customer_code.to_string();
@@ -287,7 +311,7 @@ pub async fn serve(
         let stopping = crate::supervise::stopped(stopped.clone());
         let names = CustomerNames::of(&customer.spec, host.env);
         let (env, spec, task_code) = (host.env, customer.spec, code.clone());
-        gateways.spawn(async move {
+        let task = gateways.spawn(async move {
             let side = ReceiveSide::Hosted(Box::new(move |parts| {
                 let _ = parts_tx.send(parts);
             }));
@@ -300,6 +324,7 @@ pub async fn serve(
             }
             (task_code, result)
         });
+        task_codes.insert(task.id(), code.clone());
         started.push((code, names, parts_rx, ready_rx, failed_rx));
     }
 
@@ -311,7 +336,8 @@ pub async fn serve(
     let mut not_started = Vec::new();
     let mut console_parts = Vec::new();
     let mut ems_customers = Vec::new();
-    let mut ems_access: Option<crate::ems::EmsAuth> = None;
+    // The EMS access every customer with an EMS-facing API agreed on (checked before start).
+    let mut ems_access: Option<Option<crate::app::ResolvedEms>> = None;
     for (code, names, parts_rx, ready_rx, failed_rx) in started {
         let (Ok(parts), Ok(resolved)) = (parts_rx.await, ready_rx.await) else {
             let why = failed_rx
@@ -327,19 +353,20 @@ pub async fn serve(
                 facility: names.facility,
                 inbox: None,
                 intake: None,
+                stopping: None,
             });
             not_started.push((code, why));
             continue;
         };
-        // Every customer's access is the same (checked before start): the first's serves.
-        if ems_access.is_none() {
-            ems_access = Some(parts.ems.auth.clone());
+        if ems_access.is_none() && names.faces_ems {
+            ems_access = Some(parts.ems.access.clone());
         }
         ems_customers.push(ems::EmsCustomer {
             code: code.clone(),
             facility: names.facility,
             inbox: parts.ems.inbox.clone(),
             intake: parts.ems.intake.clone(),
+            stopping: Some(parts.ems.stopping.clone()),
         });
         let hostname = parts.hostname.clone();
         routes.insert(&hostname, &code, parts.route.clone());
@@ -356,23 +383,29 @@ pub async fn serve(
         let code = not_started.first().map_or("", |(c, _)| c.as_str());
         return Err(first_failure(&mut gateways, code).await);
     }
-    let ems_routes = Arc::new(ems::EmsRoutes::new(ems_customers, view.clone()));
-    let ems_front = match bind_ems(
+    let plain_ems = !matches!(ems_access, Some(Some(_)));
+    let ems_routes = Arc::new(ems::EmsRoutes::new(ems_customers, view.clone(), plain_ems));
+    let (ems_front, ems_tls) = match bind_ems(
         host,
         listen,
-        &announced,
-        ems_access,
+        ems_access.flatten(),
         ems_routes.clone(),
         &view,
     )
     .await
     {
-        Ok(front) => front,
+        Ok(bound) => bound,
         Err(e) => {
             let _ = stop.send(true);
             return Err(e);
         }
     };
+    if let Some(tls) = ems_tls {
+        tokio::spawn(reload_on_hangup(
+            tls,
+            crate::supervise::stopped(stopped.clone()),
+        ));
+    }
     let (inbox_listen, intake_listen, mllp_listen) = ems_front.addrs()?;
     let ems_front = tokio::spawn(ems_front.run(crate::supervise::stopped(stopped.clone())));
     let facilities = announced
@@ -422,15 +455,21 @@ pub async fn serve(
     });
 
     // Until shutdown; a customer whose gateway ends on its own stops alone.
+    // When every gateway has ended the host stops too, with an error (so that a service
+    // manager restarts it).
     tokio::pin!(shutdown);
+    let mut all_ended = false;
     loop {
         tokio::select! {
             () = &mut shutdown => break,
-            ended = gateways.join_next() => match ended {
-                None => break,
+            ended = gateways.join_next_with_id() => match ended {
+                None => {
+                    all_ended = true;
+                    break;
+                }
                 // One that did not start was reported when the host started.
-                Some(Ok((code, _))) if view.stopped_reason(&code).is_some() => {}
-                Some(Ok((code, result))) => {
+                Some(Ok((_, (code, _)))) if view.stopped_reason(&code).is_some() => {}
+                Some(Ok((_, (code, result)))) => {
                     let why = match result {
                         Ok(()) => "stopped".to_owned(),
                         Err(e) => e.to_string(),
@@ -438,7 +477,12 @@ pub async fn serve(
                     tracing::error!(customer = %code, error = %why, "host: a customer's gateway stopped; the others go on");
                     view.stopped(&code, why);
                 }
-                Some(Err(e)) => tracing::error!(error = %e, "host: a customer's gateway task failed"),
+                Some(Err(e)) => {
+                    let code = task_codes.get(&e.id()).cloned().unwrap_or_default();
+                    let why = format!("its task failed: {e}");
+                    tracing::error!(customer = %code, error = %why, "host: a customer's gateway stopped; the others go on");
+                    view.stopped(&code, why);
+                }
             },
         }
     }
@@ -455,30 +499,50 @@ pub async fn serve(
             });
         }
     }
-    failed.map_or(Ok(()), Err)
+    match failed {
+        Some(failed) => Err(failed),
+        None if all_ended => Err(HostError::AllStopped),
+        None => Ok(()),
+    }
 }
 
-/// Binds the host's shared EMS-facing listeners on the access rule every customer agreed
-/// on (the first customer's, re-limited to the host's own counts).
+/// Binds the host's shared EMS-facing listeners on the access rule every customer with an
+/// EMS-facing API agreed on (`access`; `None`: plain loopback), with the host's own copy of
+/// the TLS material (reloaded on SIGHUP, [`reload_on_hangup`]) and its own counts.
 async fn bind_ems(
     host: &HostOptions,
     listen: SocketAddr,
-    announced: &[(String, String, Resolved)],
-    access: Option<crate::ems::EmsAuth>,
+    access: Option<crate::app::ResolvedEms>,
     routes: Arc<ems::EmsRoutes>,
     view: &HostView,
-) -> Result<ems::EmsFront, HostError> {
-    let Some(auth) = access else {
-        return Err(HostError::NoCustomer(host.env.as_str()));
+) -> Result<(ems::EmsFront, Option<Arc<crate::reload::ServerTls>>), HostError> {
+    let (auth, tls, ip) = match &access {
+        None => (
+            crate::ems::EmsAuth::plain_loopback(),
+            None,
+            std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+        ),
+        Some(ems) => {
+            let tls = crate::reload::ServerTls::load(ems.files.clone())
+                .map_err(|e| HostError::EmsTls(e.to_string()))?;
+            let auth = crate::ems::EmsAuth::mutual_tls(&tls, ems.allowed_clients.clone())
+                .map_err(|e| HostError::EmsTls(e.to_string()))?;
+            (auth, Some(tls), ems.address)
+        }
     };
     let auth = auth.with_limits(&crate::config::Limits::DEFAULT, view.ems_metrics());
-    // Each customer's resolved inbox address carries its `ems.address` (or loopback).
-    let ip = announced
-        .first()
-        .map_or(crate::listeners::derived(0).ip(), |(_, _, r)| {
-            r.inbox_listen.ip()
-        });
-    let derived = |offset: u16| SocketAddr::new(ip, listen.port().checked_add(offset).unwrap_or(0));
+    let derived = |given: Option<SocketAddr>, offset: u16, what: &'static str| match given {
+        Some(addr) => Ok(addr),
+        None => listen
+            .port()
+            .checked_add(offset)
+            .map(|port| SocketAddr::new(ip, port))
+            .ok_or(HostError::EmsPort {
+                what,
+                port: listen.port(),
+                offset,
+            }),
+    };
     let bind = |what: &'static str, addr: SocketAddr| {
         let auth = auth.clone();
         async move {
@@ -488,25 +552,59 @@ async fn bind_ems(
                 .map_err(|source| HostError::Server(ServerError::Bind { addr, source }))
         }
     };
-    Ok(ems::EmsFront {
-        inbox: bind(
-            "the inbox API",
-            host.ems.inbox.unwrap_or_else(|| derived(2)),
-        )
-        .await?,
-        intake: bind(
-            "the intake API",
-            host.ems.intake.unwrap_or_else(|| derived(3)),
-        )
-        .await?,
-        mllp: bind(
-            "the intake MLLP listener",
-            host.ems.mllp.unwrap_or_else(|| derived(4)),
-        )
-        .await?,
+    let inbox = derived(host.ems.inbox, 2, "the inbox API (--inbox-listen)")?;
+    let intake = derived(host.ems.intake, 3, "the intake API (--intake-listen)")?;
+    let mllp = derived(host.ems.mllp, 4, "the intake MLLP listener (--mllp-listen)")?;
+    let front = ems::EmsFront {
+        inbox: bind("the inbox API", inbox).await?,
+        intake: bind("the intake API", intake).await?,
+        mllp: bind("the intake MLLP listener", mllp).await?,
         routes,
         auth,
-    })
+    };
+    Ok((front, tls))
+}
+
+/// Reloads the host's EMS-facing TLS material on SIGHUP (each customer's gateway reloads its
+/// own on the same signal), until `shutdown` completes.
+#[cfg(unix)]
+async fn reload_on_hangup(
+    tls: Arc<crate::reload::ServerTls>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangup = match signal(SignalKind::hangup()) {
+        Ok(hangup) => hangup,
+        Err(e) => {
+            tracing::warn!(error = %e, "host: cannot listen for SIGHUP; the EMS listeners' certificates will not reload");
+            return;
+        }
+    };
+    let reloader = Arc::new(crate::reload::TlsReloader::new(None, None).with_ems(Some(tls)));
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => return,
+            got = hangup.recv() => {
+                if got.is_none() {
+                    return;
+                }
+                let reloader = reloader.clone();
+                let _ = tokio::task::spawn_blocking(move || {
+                    reloader.reload_logged("SIGHUP (the host's EMS listeners)")
+                })
+                .await;
+            }
+        }
+    }
+}
+
+/// Without Unix signals the host's EMS material is read once, at start.
+#[cfg(not(unix))]
+async fn reload_on_hangup(
+    _tls: Arc<crate::reload::ServerTls>,
+    _shutdown: impl Future<Output = ()> + Send + 'static,
+) {
 }
 
 /// Refuses, before anything starts, customers the host could not route apart: one receive
@@ -527,7 +625,7 @@ fn refuse_unroutable(customers: &[Customer], env: EnvName) -> Result<(), HostErr
                 second: code,
             });
         }
-        hostnames.push((code.clone(), names.hostname));
+        hostnames.push((code.clone(), names.hostname.clone()));
         let failed = |source| HostError::Customer {
             customer: code.clone(),
             source: Box::new(source),
@@ -535,6 +633,7 @@ fn refuse_unroutable(customers: &[Customer], env: EnvName) -> Result<(), HostErr
         let environment = crate::app::environment(&customer.spec, env).map_err(failed)?;
         let resolved = crate::app::resolve(environment, &customer.options).map_err(failed)?;
         match &access {
+            _ if !names.faces_ems => {}
             None => access = Some((code.clone(), resolved.ems.clone())),
             Some((first, theirs)) => {
                 if let Some(why) = ems_difference(theirs.as_ref(), resolved.ems.as_ref()) {
@@ -564,7 +663,8 @@ fn refuse_unroutable(customers: &[Customer], env: EnvName) -> Result<(), HostErr
 
 /// What differs between two customers' EMS access, or `None` when they are the same. Files
 /// are compared by content (two customers' certificate folders may hold copies of EMS's
-/// material), by path when one cannot be read (starting fails later and names it).
+/// material); one that cannot be read is not compared here: that customer fails to start
+/// on its own, naming the file, and the others go on.
 fn ems_difference(
     a: Option<&crate::app::ResolvedEms>,
     b: Option<&crate::app::ResolvedEms>,
@@ -572,10 +672,7 @@ fn ems_difference(
     let same = |x: &std::path::Path, y: &std::path::Path| match (std::fs::read(x), std::fs::read(y))
     {
         (Ok(x), Ok(y)) => x == y,
-        _ => {
-            std::fs::canonicalize(x).unwrap_or_else(|_| x.to_owned())
-                == std::fs::canonicalize(y).unwrap_or_else(|_| y.to_owned())
-        }
+        _ => true,
     };
     match (a, b) {
         (None, None) => None,
@@ -596,6 +693,8 @@ fn ems_difference(
                 Some("another client CA or CRL")
             } else if la != lb {
                 Some("other allowed clients")
+            } else if a.address != b.address {
+                Some("another ems.address")
             } else {
                 None
             }
