@@ -239,7 +239,7 @@ fn record_at(
         key: DedupKey::new("EPIC", "RX1", control_id),
         message_type: "ADT^A28".into(),
         ack: ack_for(&raw, code),
-        raw,
+        raw: raw.into(),
         record: code
             .is_accept()
             .then(|| serde_json::json!({ "nhs_number": "9434765919", "family": "SMITH" })),
@@ -292,7 +292,7 @@ fn commit_then_find_duplicate_returns_the_original_ack(db: &Db) {
         assert!(s.find_duplicate(&other).unwrap().is_none(), "{other:?}");
     }
     let row = s.inbound(id).unwrap().expect("row");
-    assert_eq!((row.raw, row.ack), (first.raw.clone(), first.ack.clone()));
+    assert_eq!((row.raw, row.ack), (first.raw.to_vec(), first.ack.clone()));
     assert_eq!(row.status, InboundStatus::Committed);
     assert_eq!(row.peer_ip.as_deref(), Some("10.1.2.3"));
     assert_eq!(row.record, first.record);
@@ -754,7 +754,7 @@ fn two_copies_of_one_key_in_one_group_commit_once(db: &Db) {
     let store = db.open();
     let copy = record("TWICE", AckCode::ApplicationAccept, SinkKind::Inbox);
     let mut other_content = copy.clone();
-    other_content.raw.extend_from_slice(b"NTE|1||changed\r");
+    other_content.raw = [&copy.raw[..], b"NTE|1||changed\r"].concat().into();
     let records = vec![
         record("PILOT", AckCode::ApplicationAccept, SinkKind::Inbox),
         copy.clone(),

@@ -220,7 +220,7 @@ async fn insert_group(
         .collect();
     let control_id: Vec<&str> = records.clone().map(|r| r.key.control_id.as_str()).collect();
     let message_type: Vec<&str> = records.clone().map(|r| r.message_type.as_str()).collect();
-    let raw: Vec<&[u8]> = records.clone().map(|r| r.raw.as_slice()).collect();
+    let raw: Vec<&[u8]> = records.clone().map(|r| &r.raw[..]).collect();
     let record_json: Vec<Option<&str>> = rows.iter().map(|r| r.record_json.as_deref()).collect();
     let ack: Vec<&[u8]> = records.clone().map(|r| r.ack.as_slice()).collect();
     let ack_code: Vec<&str> = records.clone().map(|r| r.ack_code.as_str()).collect();
@@ -358,7 +358,7 @@ async fn commit_one(
                 &record.key.sending_facility,
                 &record.key.control_id,
                 &record.message_type,
-                &record.raw,
+                &&record.raw[..],
                 &record_json,
                 &record.ack,
                 &record.ack_code.as_str(),

@@ -100,7 +100,7 @@ fn write_one(tx: &mut Transaction<'_>, record: &InboundRecord) -> Result<CommitR
             record.key.sending_facility,
             record.key.control_id,
             record.message_type,
-            record.raw,
+            &record.raw[..],
             record_json,
             record.ack,
             record.ack_code.as_str(),
