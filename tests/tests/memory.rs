@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use hl7gw_tests::messages::{self as samples, AckView};
 use hl7gw_tests::wire::{self, Http, RawResponse, client_config, connect};
-use receiver_support::{Gateway, GatewayConfig, Spec, bounded, child_main, committed, stored_rows};
+use receiver_support::{Gateway, GatewayConfig, Spec, bounded, child_main, stored_rows};
 use rustls::ClientConfig;
 
 /// The gateway child's entry point (see `receiver_support`).
@@ -31,11 +31,19 @@ fn child_gateway_process() {
 /// The size of the payload in OBX-5.5: 5 MiB of base64, as the parser's benchmark fixture.
 const PAYLOAD: usize = 5 << 20;
 
-/// How many large messages are sent one after the other.
-const MESSAGES: usize = 3;
-
 /// How long the process is left alone before its resident size is read again.
 const SETTLE: Duration = Duration::from_millis(500);
+
+/// What the peak may exceed twice the message by, in kB: the connection's TLS records and
+/// HTTP buffers and the allocator's rounding, which do not grow with the message. (SQLite's
+/// page cache, at most its default 2000 KiB, fills on the first large message; it fits in
+/// the twice without this.)
+const PEAK_ALLOWANCE_KB: u64 = 1024;
+
+/// How far above the idle size the process may stay once a message is answered, in kB:
+/// SQLite's page cache, filled once up to `PRAGMA cache_size` (2000 KiB by default) and
+/// kept, and allocator slack. Everything the message itself took is given back.
+const AFTER_ALLOWANCE_KB: u64 = 3 * 1024;
 
 fn demo_engine() -> Arc<ClientConfig> {
     client_config(
@@ -64,10 +72,11 @@ async fn post(gw: &Gateway, message: &[u8]) -> RawResponse {
     http.read_response().await.unwrap()
 }
 
-fn assert_aa(response: &RawResponse) {
+/// MSA-1 of a 200's ACK.
+fn ack_code(response: &RawResponse) -> String {
     assert_eq!(response.status, 200, "{}", response.body_text());
     let ack = AckView::read(&response.body_text()).expect("a 200 carries an ACK");
-    assert_eq!(ack.code(), "AA", "{}", response.body_text());
+    ack.code().to_owned()
 }
 
 /// One line of `/proc/<pid>/status`, in kB.
@@ -80,19 +89,77 @@ fn status_kb(pid: u32, field: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status:\n{status}"))
 }
 
-/// Resets the process's peak resident size (`VmHWM`) to its current one (Linux ≥ 4.0).
+/// Resets the process's peak resident size (`VmHWM`) to its current one (Linux 4.0 and
+/// later). Where that is refused the peak is the process's whole life's, which can only
+/// make the figure larger: said, and measured anyway.
 fn reset_peak(pid: u32) {
-    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").unwrap();
+    if let Err(e) = std::fs::write(format!("/proc/{pid}/clear_refs"), "5") {
+        println!("note: cannot reset the peak ({e}): VmHWM is the peak since the start");
+    }
 }
 
-/// The figures of one large message, in kB.
-#[derive(Debug, Clone, Copy)]
-struct Figures {
-    idle: u64,
-    peak: u64,
-    after: u64,
+/// One large message's figures.
+struct Measured {
+    what: &'static str,
+    control_id: String,
+    bytes: usize,
+    ack: String,
+    idle_kb: u64,
+    peak_kb: u64,
+    after_kb: u64,
 }
 
+impl Measured {
+    fn show(&self) -> String {
+        let kb = self.bytes as f64 / 1024.0;
+        format!(
+            "{} {} ({} bytes, {}): idle {} kB, peak {} kB, after {} kB; \
+             (peak - idle) / size = {:.2}, (after - idle) / size = {:.2}",
+            self.what,
+            self.control_id,
+            self.bytes,
+            self.ack,
+            self.idle_kb,
+            self.peak_kb,
+            self.after_kb,
+            (self.peak_kb as f64 - self.idle_kb as f64) / kb,
+            (self.after_kb as f64 - self.idle_kb as f64) / kb,
+        )
+    }
+}
+
+/// Sends one message and reads the resident sizes around it; checks it is stored once,
+/// byte for byte (committed, or kept as an audit row when refused).
+async fn measure(gw: &Gateway, what: &'static str, id: String, message: Vec<u8>) -> Measured {
+    tokio::time::sleep(SETTLE).await;
+    let pid = gw.pid();
+    let idle_kb = status_kb(pid, "VmRSS");
+    reset_peak(pid);
+    let ack = ack_code(&post(gw, &message).await);
+    let peak_kb = status_kb(pid, "VmHWM");
+    tokio::time::sleep(SETTLE).await;
+    let after_kb = status_kb(pid, "VmRSS");
+    let rows: Vec<_> = stored_rows(&gw.config.store)
+        .into_iter()
+        .filter(|row| row.control_id == id)
+        .collect();
+    assert_eq!(rows.len(), 1, "{id} is stored once");
+    assert!(rows[0].raw == message, "{id} is stored byte for byte");
+    Measured {
+        what,
+        control_id: id,
+        bytes: message.len(),
+        ack,
+        idle_kb,
+        peak_kb,
+        after_kb,
+    }
+}
+
+/// Three accepted 5 MiB orders, then a 5 MiB ORU^R01 with a PDF (the issue's message; not an
+/// inbound type of the demo, so refused AR and kept as an audit row, through the same store
+/// path). Each: peak − idle ≤ 2 × its size + [`PEAK_ALLOWANCE_KB`], and once answered the
+/// process is back within [`AFTER_ALLOWANCE_KB`] of the first idle size.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_large_message_costs_at_most_twice_its_size_and_is_given_back() {
     if !std::path::Path::new("/proc/self/status").exists() {
@@ -100,47 +167,44 @@ async fn one_large_message_costs_at_most_twice_its_size_and_is_given_back() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("gateway.sqlite");
     let gw = Gateway::start(
-        GatewayConfig::new(Spec::Demo, &store),
+        GatewayConfig::new(Spec::Demo, dir.path().join("gateway.sqlite")),
         &dir.path().join("gateway.log"),
     );
-    let pid = gw.pid();
-    let figures = bounded(async {
+    let measured = bounded(async {
         // The first message pays for what is made once (TLS and statement caches, the
         // metrics' series): idle is measured after it.
         let (small, _) = samples::demo_sample("ORM^O01", "MEM-WARM").unwrap();
-        assert_aa(&post(&gw, &small).await);
-        let mut figures = Vec::new();
-        for n in 1..=MESSAGES {
+        assert_eq!(ack_code(&post(&gw, &small).await), "AA");
+        let mut measured = Vec::new();
+        for n in 1..=3 {
             let id = format!("MEM-{n}");
             let message = samples::demo_order_with_attachment(&id, PAYLOAD);
-            tokio::time::sleep(SETTLE).await;
-            let idle = status_kb(pid, "VmRSS");
-            reset_peak(pid);
-            assert_aa(&post(&gw, &message).await);
-            let peak = status_kb(pid, "VmHWM");
-            tokio::time::sleep(SETTLE).await;
-            let after = status_kb(pid, "VmRSS");
-            let rows = committed(&stored_rows(&store), &id);
-            assert_eq!(rows.len(), 1, "{id} is committed once");
-            assert!(rows[0].raw == message, "{id} is stored byte for byte");
-            figures.push((message.len(), Figures { idle, peak, after }));
+            measured.push(measure(&gw, "ORM^O01 with a letter", id, message).await);
         }
-        figures
+        let id = "MEM-ORU".to_owned();
+        let message = samples::oru_with_pdf(&id, PAYLOAD);
+        measured.push(measure(&gw, "ORU^R01 with a PDF", id, message).await);
+        measured
     })
     .await;
-    for (n, (size, f)) in figures.iter().enumerate() {
-        let size_kb = *size as f64 / 1024.0;
-        println!(
-            "message {}: {size} bytes; idle {} kB, peak {} kB, after {} kB; \
-             (peak - idle) / size = {:.2}, (after - idle) / size = {:.2}",
-            n + 1,
-            f.idle,
-            f.peak,
-            f.after,
-            (f.peak as f64 - f.idle as f64) / size_kb,
-            (f.after as f64 - f.idle as f64) / size_kb,
+    for m in &measured {
+        println!("{}", m.show());
+    }
+    let first_idle = measured[0].idle_kb;
+    for m in &measured {
+        let expected = if m.what.starts_with("ORU") { "AR" } else { "AA" };
+        assert_eq!(m.ack, expected, "{}", m.show());
+        let size_kb = m.bytes as u64 / 1024;
+        assert!(
+            m.peak_kb.saturating_sub(m.idle_kb) <= 2 * size_kb + PEAK_ALLOWANCE_KB,
+            "the peak is over twice the message (+{PEAK_ALLOWANCE_KB} kB): {}",
+            m.show()
+        );
+        assert!(
+            m.after_kb <= first_idle + AFTER_ALLOWANCE_KB,
+            "not given back (first idle {first_idle} kB, allowed +{AFTER_ALLOWANCE_KB} kB): {}",
+            m.show()
         );
     }
 }
