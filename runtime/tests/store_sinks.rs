@@ -1423,7 +1423,9 @@ async fn a_row_stored_before_digests_answers_its_original_ack_to_any_repeat() {
         .unwrap();
     assert_eq!(version, hl7gw_runtime::store::schema::latest_version());
     let mut other = inbound("OLD1");
-    other.item.raw = [&other.item.raw[..], b"NTE|1||other content\r"].concat().into();
+    other.item.raw = [&other.item.raw[..], b"NTE|1||other content\r"]
+        .concat()
+        .into();
     let repeat = bounded(deliver_and_commit(
         &store,
         &Sink::Inbox,

@@ -208,8 +208,7 @@ async fn one_large_message_costs_at_most_twice_its_size_and_is_given_back() {
     let idle_kb = status_kb(pid, "VmRSS");
     reset_peak(pid);
     let response =
-        hl7gw_tests::wire::plain_request(inbox, "GET", &format!("/inbox/{id}"), &[], b"")
-            .unwrap();
+        hl7gw_tests::wire::plain_request(inbox, "GET", &format!("/inbox/{id}"), &[], b"").unwrap();
     let peak_kb = status_kb(pid, "VmHWM");
     std::thread::sleep(SETTLE);
     let after_kb = status_kb(pid, "VmRSS");
@@ -240,7 +239,11 @@ async fn one_large_message_costs_at_most_twice_its_size_and_is_given_back() {
     );
     let first_idle = measured[0].idle_kb;
     for m in &measured {
-        let expected = if m.what.starts_with("ORU") { "AR" } else { "AA" };
+        let expected = if m.what.starts_with("ORU") {
+            "AR"
+        } else {
+            "AA"
+        };
         assert_eq!(m.ack, expected, "{}", m.show());
         let size_kb = m.bytes as u64 / 1024;
         assert!(

@@ -4,9 +4,7 @@
 use std::time::SystemTime;
 
 use rusqlite::types::{ToSqlOutput, ValueRef};
-use rusqlite::{
-    Connection, MAIN_DB, OptionalExtension, Transaction, TransactionBehavior, params,
-};
+use rusqlite::{Connection, MAIN_DB, OptionalExtension, Transaction, TransactionBehavior, params};
 
 use super::{Sqlite, delete_in_batches, instant, instant_opt, parse_record, parsed};
 use crate::dedup::DedupKey;
