@@ -15,7 +15,6 @@
 
 mod receiver_support;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use hl7gw_runtime::queue::{ListFilter, Queue};
@@ -23,9 +22,10 @@ use hl7gw_runtime::store::{Store, StoreError};
 use hl7gw_tests::child::{loopback_options, serve_until};
 use hl7gw_tests::messages::{self as samples, AckView};
 use hl7gw_tests::tmpfs::Tmpfs;
-use hl7gw_tests::wire::{self, Http, RawResponse, client_config, connect};
-use receiver_support::{Gateway, GatewayConfig, Spec, child_main, committed, stored_rows};
-use rustls::ClientConfig;
+use hl7gw_tests::wire::{self, RawResponse};
+use receiver_support::{
+    Gateway, GatewayConfig, Spec, child_main, committed, post_to_demo, stored_rows,
+};
 
 /// Every test body runs inside this bound.
 const TEST_LIMIT: Duration = Duration::from_secs(120);
@@ -37,32 +37,10 @@ fn child_gateway_process() {
     child_main();
 }
 
-fn demo_engine() -> Arc<ClientConfig> {
-    client_config(
-        &receiver_support::pki::demo_gateway_ca(),
-        Some(&receiver_support::pki::demo_engine()),
-        &[],
-    )
-}
-
 /// Sends the demo's ADT^A28 with this MSH-10 on a new connection.
 async fn send(gw: &Gateway, control_id: &str) -> RawResponse {
     let (message, _) = samples::demo_sample("ADT^A28", control_id).unwrap();
-    let request = wire::post(
-        Spec::Demo.path(),
-        &[
-            format!("Host: {}:{}", Spec::Demo.hostname(), gw.listen.port()),
-            "Content-Type: application/hl7-v2".to_owned(),
-            format!("Content-Length: {}", message.len()),
-        ],
-        &message,
-    );
-    let tls = connect(gw.listen, Spec::Demo.hostname(), demo_engine())
-        .await
-        .unwrap();
-    let mut http = Http::new(tls);
-    http.send(&request).await.unwrap();
-    http.read_response().await.unwrap()
+    post_to_demo(gw, &message).await
 }
 
 /// The MSA-1 of a 200, or `None` for any other status (and then no ACK in the body).

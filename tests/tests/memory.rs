@@ -14,13 +14,13 @@
 
 mod receiver_support;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use hl7gw_tests::messages::{self as samples, AckView};
-use hl7gw_tests::wire::{self, Http, RawResponse, client_config, connect};
-use receiver_support::{Gateway, GatewayConfig, Spec, bounded, child_main, stored_rows};
-use rustls::ClientConfig;
+use hl7gw_tests::wire::{self, RawResponse};
+use receiver_support::{
+    Gateway, GatewayConfig, Spec, bounded, child_main, plain_get, post_to_demo, stored_rows,
+};
 
 /// The gateway child's entry point (see `receiver_support`).
 #[test]
@@ -45,33 +45,6 @@ const PEAK_ALLOWANCE_KB: u64 = 1024;
 /// SQLite's page cache, filled once up to `PRAGMA cache_size` (2000 KiB by default) and
 /// kept, and allocator slack. Everything the message itself took is given back.
 const AFTER_ALLOWANCE_KB: u64 = 3 * 1024;
-
-fn demo_engine() -> Arc<ClientConfig> {
-    client_config(
-        &receiver_support::pki::demo_gateway_ca(),
-        Some(&receiver_support::pki::demo_engine()),
-        &[],
-    )
-}
-
-/// POSTs `message` on a new connection and reads the response.
-async fn post(gw: &Gateway, message: &[u8]) -> RawResponse {
-    let request = wire::post(
-        Spec::Demo.path(),
-        &[
-            format!("Host: {}:{}", Spec::Demo.hostname(), gw.listen.port()),
-            "Content-Type: application/hl7-v2".to_owned(),
-            format!("Content-Length: {}", message.len()),
-        ],
-        message,
-    );
-    let tls = connect(gw.listen, Spec::Demo.hostname(), demo_engine())
-        .await
-        .unwrap();
-    let mut http = Http::new(tls);
-    http.send(&request).await.unwrap();
-    http.read_response().await.unwrap()
-}
 
 /// MSA-1 of a 200's ACK.
 fn ack_code(response: &RawResponse) -> String {
@@ -111,6 +84,22 @@ struct Measured {
 }
 
 impl Measured {
+    /// Peak − idle at most `times` × the message + [`PEAK_ALLOWANCE_KB`], and back within
+    /// [`AFTER_ALLOWANCE_KB`] of `first_idle` afterwards.
+    fn check(&self, times: u64, first_idle: u64) {
+        let size_kb = self.bytes as u64 / 1024;
+        assert!(
+            self.peak_kb.saturating_sub(self.idle_kb) <= times * size_kb + PEAK_ALLOWANCE_KB,
+            "the peak is over {times}× the message (+{PEAK_ALLOWANCE_KB} kB): {}",
+            self.show()
+        );
+        assert!(
+            self.after_kb <= first_idle + AFTER_ALLOWANCE_KB,
+            "not given back (first idle {first_idle} kB, allowed +{AFTER_ALLOWANCE_KB} kB): {}",
+            self.show()
+        );
+    }
+
     fn show(&self) -> String {
         let kb = self.bytes as f64 / 1024.0;
         format!(
@@ -136,7 +125,7 @@ async fn measure(gw: &Gateway, what: &'static str, id: String, message: Vec<u8>)
     let pid = gw.pid();
     let idle_kb = status_kb(pid, "VmRSS");
     reset_peak(pid);
-    let ack = ack_code(&post(gw, &message).await);
+    let ack = ack_code(&post_to_demo(gw, &message).await);
     let peak_kb = status_kb(pid, "VmHWM");
     tokio::time::sleep(SETTLE).await;
     let after_kb = status_kb(pid, "VmRSS");
@@ -176,7 +165,7 @@ async fn one_large_message_costs_at_most_twice_its_size_and_is_given_back() {
         // The first message pays for what is made once (TLS and statement caches, the
         // metrics' series): idle is measured after it.
         let (small, _) = samples::demo_sample("ORM^O01", "MEM-WARM").unwrap();
-        assert_eq!(ack_code(&post(&gw, &small).await), "AA");
+        assert_eq!(ack_code(&post_to_demo(&gw, &small).await), "AA");
         let mut measured = Vec::new();
         for n in 1..=3 {
             let id = format!("MEM-{n}");
@@ -192,9 +181,19 @@ async fn one_large_message_costs_at_most_twice_its_size_and_is_given_back() {
     for m in &measured {
         println!("{}", m.show());
     }
+    let first_idle = measured[0].idle_kb;
+    for m in &measured {
+        let expected = if m.what.starts_with("ORU") {
+            "AR"
+        } else {
+            "AA"
+        };
+        assert_eq!(m.ack, expected, "{}", m.show());
+        m.check(2, first_idle);
+    }
     // EMS reading the first one back from the inbox: the record with the message in base64.
     let inbox = gw.inbox.expect("the demo's inbox API");
-    let items = receiver_support::plain_get(inbox, "/inbox").1;
+    let items = plain_get(inbox, "/inbox").1;
     let items: serde_json::Value = serde_json::from_str(&items).unwrap();
     let id = items["items"]
         .as_array()
@@ -207,8 +206,7 @@ async fn one_large_message_costs_at_most_twice_its_size_and_is_given_back() {
     let pid = gw.pid();
     let idle_kb = status_kb(pid, "VmRSS");
     reset_peak(pid);
-    let response =
-        hl7gw_tests::wire::plain_request(inbox, "GET", &format!("/inbox/{id}"), &[], b"").unwrap();
+    let response = wire::plain_request(inbox, "GET", &format!("/inbox/{id}"), &[], b"").unwrap();
     let peak_kb = status_kb(pid, "VmHWM");
     std::thread::sleep(SETTLE);
     let after_kb = status_kb(pid, "VmRSS");
@@ -226,35 +224,5 @@ async fn one_large_message_costs_at_most_twice_its_size_and_is_given_back() {
     // Not the target: SQLite reads the row's bytes whole and the store hands them
     // over as a `Vec` (2× for a moment), then the base64 JSON is written beside them
     // (1.33×). Bounded so the base64 text is never held a second time (3.64× when it was).
-    let size_kb = fetched.bytes as u64 / 1024;
-    assert!(
-        fetched.peak_kb.saturating_sub(fetched.idle_kb) <= 3 * size_kb + PEAK_ALLOWANCE_KB,
-        "{}",
-        fetched.show()
-    );
-    assert!(
-        fetched.after_kb <= measured[0].idle_kb + AFTER_ALLOWANCE_KB,
-        "{}",
-        fetched.show()
-    );
-    let first_idle = measured[0].idle_kb;
-    for m in &measured {
-        let expected = if m.what.starts_with("ORU") {
-            "AR"
-        } else {
-            "AA"
-        };
-        assert_eq!(m.ack, expected, "{}", m.show());
-        let size_kb = m.bytes as u64 / 1024;
-        assert!(
-            m.peak_kb.saturating_sub(m.idle_kb) <= 2 * size_kb + PEAK_ALLOWANCE_KB,
-            "the peak is over twice the message (+{PEAK_ALLOWANCE_KB} kB): {}",
-            m.show()
-        );
-        assert!(
-            m.after_kb <= first_idle + AFTER_ALLOWANCE_KB,
-            "not given back (first idle {first_idle} kB, allowed +{AFTER_ALLOWANCE_KB} kB): {}",
-            m.show()
-        );
-    }
+    fetched.check(3, first_idle);
 }
