@@ -152,6 +152,9 @@ async fn commit_group(pool: &Pool, members: Vec<Pending>) {
     if kept.is_empty() {
         return;
     }
+    let large = kept
+        .iter()
+        .any(|m| m.record.raw.len() >= RETIRE_CONNECTION_FROM);
     let mut client = match pool.get().await {
         Ok(client) => client,
         Err(e) => return group::fail_all(kept, e.into()),
@@ -175,10 +178,21 @@ async fn commit_group(pool: &Pool, members: Vec<Pending>) {
         Err(GroupFailure::Failed(e)) => {
             // The connection's state is unknown: it does not go back to the pool.
             drop(deadpool_postgres::Object::take(client));
-            group::fail_all(kept, e);
+            return group::fail_all(kept, e);
         }
     }
+    if large {
+        // tokio-postgres keeps the buffers a large message grew (its encoding buffer and
+        // its connection's write buffer, each the size of the message) for the connection's
+        // life: closing it gives that memory back.
+        drop(deadpool_postgres::Object::take(client));
+    }
 }
+
+/// A connection that carried a message of this many bytes or more is closed after its
+/// commit instead of going back to the pool (see [`commit_group`]): the size from which
+/// the allocator maps a buffer on its own and gives it back when freed (`hl7gw-malloc`).
+const RETIRE_CONNECTION_FROM: usize = 1 << 20;
 
 /// How a group's transaction failed.
 enum GroupFailure {
