@@ -92,6 +92,10 @@ async fn a_full_disk_refuses_messages_and_the_gateway_recovers_when_space_return
         for _ in 0..3 {
             assert_eq!(ack_code(&send(&gw, &refused).await), None);
         }
+        // A large message, streamed into its row after the insert (store/sqlite/inbound.rs),
+        // is refused the same way.
+        let large = samples::demo_order_with_attachment("FULL-LARGE", 100 << 10);
+        assert_eq!(ack_code(&post_to_demo(&gw, &large).await), None);
         // Health tells the truth: the store does not take writes.
         let (status, body) = gw.ops_get("/healthz");
         assert_eq!(status, 503, "{body}");
@@ -101,6 +105,11 @@ async fn a_full_disk_refuses_messages_and_the_gateway_recovers_when_space_return
         std::fs::remove_file(volume.path().join("filler")).unwrap();
         assert_eq!(ack_code(&send(&gw, &refused).await).as_deref(), Some("AA"));
         acknowledged.push(refused.clone());
+        assert_eq!(
+            ack_code(&post_to_demo(&gw, &large).await).as_deref(),
+            Some("AA")
+        );
+        acknowledged.push("FULL-LARGE".to_owned());
         let (status, body) = gw.ops_get("/healthz");
         assert_eq!(status, 200, "healthy again once space returns: {body}");
         // Enough commits to pass several automatic checkpoints of the WAL.
@@ -120,6 +129,10 @@ async fn a_full_disk_refuses_messages_and_the_gateway_recovers_when_space_return
             assert_eq!(committed(&rows, id).len(), 1, "{id}");
         }
         assert_eq!(rows.len(), acknowledged.len(), "nothing else was written");
+        assert!(
+            committed(&rows, "FULL-LARGE")[0].raw == large,
+            "stored as sent"
+        );
         // The WAL stayed bounded and the volume has room again.
         let mut wal = store.as_os_str().to_owned();
         wal.push("-wal");
