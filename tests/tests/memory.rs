@@ -176,9 +176,9 @@ async fn one_large_message_costs_at_most_twice_its_size_and_is_given_back() {
     }
     // EMS reading the first one back from the inbox: the record with the message in base64.
     let fetched = inbox_fetch(&gw, &measured[0]);
-    // Not the target: SQLite reads the row's bytes whole and the store hands them
-    // over as a `Vec` (2× for a moment), then the base64 JSON is written beside them
-    // (1.33×). Bounded so the base64 text is never held a second time (3.64× when it was).
+    // Not the target: the store hands the message over as a `Vec` (1×) and the
+    // base64 JSON is written beside it (1.33×). Bounded so the base64 text is never held a
+    // second time (3.64× when it was).
     fetched.check(3, first_idle);
 }
 
