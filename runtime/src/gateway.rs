@@ -182,7 +182,7 @@ impl Gateway {
                 key,
                 message_type: message_type.clone(),
                 received_at,
-                raw: body.to_vec(),
+                raw: request.body.clone(),
                 record,
             },
             peer_ip: Some(request.peer_ip),

@@ -47,7 +47,7 @@ fn inbound(control_id: &str, received_at: SystemTime) -> InboundRecord {
         peer_subject: None,
         key: DedupKey::new("PAS", "RX1", control_id),
         message_type: "ADT^A28".into(),
-        raw,
+        raw: raw.into(),
         record: Some(serde_json::json!({ "family": format!("{MARKER}JSON") })),
         ack: format!(
             "MSH|^~\\&|HL7GW|EMS|PAS|RX1|20240501120001||ACK|A1|T|2.4\rMSA|AA|{control_id}\r"
@@ -231,10 +231,11 @@ fn pruned_patient_data_is_not_left_in_the_database_or_its_wal() {
     // A row that stays (another patient), so the file still has live data around the
     // freed space.
     let mut kept = inbound("KEPT", SystemTime::now());
-    kept.raw = String::from_utf8(kept.raw)
+    kept.raw = String::from_utf8(kept.raw.to_vec())
         .unwrap()
         .replace(MARKER, "JONES")
-        .into_bytes();
+        .into_bytes()
+        .into();
     kept.record = Some(serde_json::json!({ "family": "JONES" }));
     store.blocking().commit_inbound(&kept).unwrap();
     assert!(store.blocking().checkpoint().unwrap());

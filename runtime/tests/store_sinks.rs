@@ -96,7 +96,7 @@ fn record_at(
         key: DedupKey::new(app, "RX1", control_id),
         message_type: "ADT^A28".into(),
         ack: ack_for(&raw, code),
-        raw,
+        raw: raw.into(),
         record: code
             .is_accept()
             .then(|| serde_json::json!({ "nhs_number": "9434765919", "family": "SMITH" })),
@@ -698,7 +698,7 @@ fn item(control_id: &str) -> DeliveryItem {
         key: DedupKey::new("EPIC", "RX1", control_id),
         message_type: "ADT^A28".into(),
         received_at: UNIX_EPOCH + Duration::from_secs(1_714_564_800),
-        raw: raw_message("EPIC", control_id),
+        raw: raw_message("EPIC", control_id).into(),
         record: Some(serde_json::json!({ "nhs_number": "9434765919" })),
     }
 }
@@ -903,10 +903,11 @@ async fn mllp_hands_over_cr_segments_and_returns_the_engines_outcome_not_its_byt
         // The Trust sent CRLF line ends; the engine gets CR, as HL7 writes them.
         let mut it = item("ML1");
         let with_cr = it.raw.clone();
-        it.raw = String::from_utf8(with_cr.clone())
+        it.raw = String::from_utf8(with_cr.to_vec())
             .unwrap()
             .replace('\r', "\r\n")
-            .into_bytes();
+            .into_bytes()
+            .into();
         let outcome = bounded(sink.deliver(&it)).await.unwrap();
         let forwarded = bounded(received.recv()).await.unwrap();
         assert_eq!(forwarded, with_cr, "forwarded with CR segment ends");
@@ -984,7 +985,7 @@ async fn mllp_failures_are_errors() {
     assert!(matches!(err, SinkError::NoAck { .. }), "{err}");
 
     let mut bad = item("ML7");
-    bad.raw.push(0x1C);
+    bad.raw = [&bad.raw[..], &[0x1C]].concat().into();
     let err = bounded(MllpSink::new(addr.to_string(), Duration::from_secs(5)).deliver(&bad))
         .await
         .unwrap_err();
@@ -1318,10 +1319,11 @@ async fn a_key_reused_for_other_content_is_refused_205_and_nothing_is_overwritte
 
     // The same message re-sent with CRLF line ends is the same message: the original ACK.
     let mut crlf = inbound("K1");
-    crlf.item.raw = String::from_utf8(crlf.item.raw)
+    crlf.item.raw = String::from_utf8(crlf.item.raw.to_vec())
         .unwrap()
         .replace('\r', "\r\n")
-        .into_bytes();
+        .into_bytes()
+        .into();
     let retry = bounded(deliver_and_commit(
         &store,
         &sink,
@@ -1336,10 +1338,11 @@ async fn a_key_reused_for_other_content_is_refused_205_and_nothing_is_overwritte
 
     // Other content under the same key: AR 205 at MSH-10, kept as an audit row.
     let mut other = inbound("K1");
-    other.item.raw = String::from_utf8(other.item.raw)
+    other.item.raw = String::from_utf8(other.item.raw.to_vec())
         .unwrap()
         .replace("SMITH^JOHN", "JONES^MARY")
-        .into_bytes();
+        .into_bytes()
+        .into();
     let conflict = bounded(deliver_and_commit(
         &store,
         &sink,
@@ -1420,7 +1423,9 @@ async fn a_row_stored_before_digests_answers_its_original_ack_to_any_repeat() {
         .unwrap();
     assert_eq!(version, hl7gw_runtime::store::schema::latest_version());
     let mut other = inbound("OLD1");
-    other.item.raw.extend_from_slice(b"NTE|1||other content\r");
+    other.item.raw = [&other.item.raw[..], b"NTE|1||other content\r"]
+        .concat()
+        .into();
     let repeat = bounded(deliver_and_commit(
         &store,
         &Sink::Inbox,

@@ -791,7 +791,7 @@ fn probe_commit(data: &Path, ids: &Ids, budget: Duration) -> Vec<u64> {
             peer_subject: Some(format!("CN={CLIENT_CN}")),
             key: DedupKey::new("TIE", "DEMO-TRUST", id.as_str()),
             message_type: "ORM^O01".into(),
-            raw: message(&id).to_vec(),
+            raw: message(&id).to_vec().into(),
             record: Some(record.clone()),
             ack: BASELINE_ACK.to_vec(),
             ack_code: AckCode::ApplicationAccept,

@@ -200,3 +200,39 @@ impl AckView {
             .collect()
     }
 }
+
+/// `len` bytes of base64 text (rounded down to a multiple of 4, no padding): a fixed
+/// pseudo-random sequence of the alphabet, standing in for an encoded PDF.
+pub fn base64_text(len: usize) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut state: u32 = 0x9E37_79B9;
+    (0..len / 4 * 4)
+        .map(|_| {
+            // xorshift32: cheap, deterministic, not compressible by run length.
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            char::from(ALPHABET[(state >> 26) as usize])
+        })
+        .collect()
+}
+
+/// A demo ORM^O01 (accepted, mapped and stored by gw-demo TEST) carrying a referral letter
+/// as `payload_len` bytes of base64 in an OBX ED segment (OBX-5.5), like the 5 MiB PDF
+/// report of the parser's benchmark.
+pub fn demo_order_with_attachment(control_id: &str, payload_len: usize) -> Vec<u8> {
+    let mut message = demo_order(control_id, "COL", "SMITH", "T");
+    message.push_str(&format!(
+        "OBX|1|ED|LETTER^Referral letter^LOCAL||^application^pdf^Base64^{}||||||F\r",
+        base64_text(payload_len)
+    ));
+    message.into_bytes()
+}
+
+/// [`oru`] with its PDF (OBX-5.5) replaced by `payload_len` bytes of base64.
+pub fn oru_with_pdf(control_id: &str, payload_len: usize) -> Vec<u8> {
+    let text = String::from_utf8(oru(control_id)).unwrap();
+    let (head, rest) = text.split_once("^Base64^").unwrap();
+    let tail = &rest[rest.find('|').unwrap()..];
+    format!("{head}^Base64^{}{tail}", base64_text(payload_len)).into_bytes()
+}

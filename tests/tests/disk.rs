@@ -15,7 +15,6 @@
 
 mod receiver_support;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use hl7gw_runtime::queue::{ListFilter, Queue};
@@ -23,9 +22,10 @@ use hl7gw_runtime::store::{Store, StoreError};
 use hl7gw_tests::child::{loopback_options, serve_until};
 use hl7gw_tests::messages::{self as samples, AckView};
 use hl7gw_tests::tmpfs::Tmpfs;
-use hl7gw_tests::wire::{self, Http, RawResponse, client_config, connect};
-use receiver_support::{Gateway, GatewayConfig, Spec, child_main, committed, stored_rows};
-use rustls::ClientConfig;
+use hl7gw_tests::wire::{self, RawResponse};
+use receiver_support::{
+    Gateway, GatewayConfig, Spec, child_main, committed, post_to_demo, stored_rows,
+};
 
 /// Every test body runs inside this bound.
 const TEST_LIMIT: Duration = Duration::from_secs(120);
@@ -37,32 +37,10 @@ fn child_gateway_process() {
     child_main();
 }
 
-fn demo_engine() -> Arc<ClientConfig> {
-    client_config(
-        &receiver_support::pki::demo_gateway_ca(),
-        Some(&receiver_support::pki::demo_engine()),
-        &[],
-    )
-}
-
 /// Sends the demo's ADT^A28 with this MSH-10 on a new connection.
 async fn send(gw: &Gateway, control_id: &str) -> RawResponse {
     let (message, _) = samples::demo_sample("ADT^A28", control_id).unwrap();
-    let request = wire::post(
-        Spec::Demo.path(),
-        &[
-            format!("Host: {}:{}", Spec::Demo.hostname(), gw.listen.port()),
-            "Content-Type: application/hl7-v2".to_owned(),
-            format!("Content-Length: {}", message.len()),
-        ],
-        &message,
-    );
-    let tls = connect(gw.listen, Spec::Demo.hostname(), demo_engine())
-        .await
-        .unwrap();
-    let mut http = Http::new(tls);
-    http.send(&request).await.unwrap();
-    http.read_response().await.unwrap()
+    post_to_demo(gw, &message).await
 }
 
 /// The MSA-1 of a 200, or `None` for any other status (and then no ACK in the body).
@@ -114,6 +92,10 @@ async fn a_full_disk_refuses_messages_and_the_gateway_recovers_when_space_return
         for _ in 0..3 {
             assert_eq!(ack_code(&send(&gw, &refused).await), None);
         }
+        // A large message, streamed into its row after the insert (store/sqlite/inbound.rs),
+        // is refused the same way.
+        let large = samples::demo_order_with_attachment("FULL-LARGE", 100 << 10);
+        assert_eq!(ack_code(&post_to_demo(&gw, &large).await), None);
         // Health tells the truth: the store does not take writes.
         let (status, body) = gw.ops_get("/healthz");
         assert_eq!(status, 503, "{body}");
@@ -123,6 +105,11 @@ async fn a_full_disk_refuses_messages_and_the_gateway_recovers_when_space_return
         std::fs::remove_file(volume.path().join("filler")).unwrap();
         assert_eq!(ack_code(&send(&gw, &refused).await).as_deref(), Some("AA"));
         acknowledged.push(refused.clone());
+        assert_eq!(
+            ack_code(&post_to_demo(&gw, &large).await).as_deref(),
+            Some("AA")
+        );
+        acknowledged.push("FULL-LARGE".to_owned());
         let (status, body) = gw.ops_get("/healthz");
         assert_eq!(status, 200, "healthy again once space returns: {body}");
         // Enough commits to pass several automatic checkpoints of the WAL.
@@ -142,6 +129,10 @@ async fn a_full_disk_refuses_messages_and_the_gateway_recovers_when_space_return
             assert_eq!(committed(&rows, id).len(), 1, "{id}");
         }
         assert_eq!(rows.len(), acknowledged.len(), "nothing else was written");
+        assert!(
+            committed(&rows, "FULL-LARGE")[0].raw == large,
+            "stored as sent"
+        );
         // The WAL stayed bounded and the volume has room again.
         let mut wal = store.as_os_str().to_owned();
         wal.push("-wal");

@@ -54,6 +54,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use bytes::Bytes;
+
 use crate::dedup::{DedupKey, InFlight, digest};
 use crate::hl7::ack::error_code;
 use crate::hl7::{AckCode, AckError, Location, Severity};
@@ -99,8 +101,9 @@ pub struct DeliveryItem {
     pub message_type: String,
     /// When the request arrived.
     pub received_at: SystemTime,
-    /// The message as received (the MLLP sink forwards it with CR segment ends).
-    pub raw: Vec<u8>,
+    /// The message as received (the MLLP sink forwards it with CR segment ends): the
+    /// request body's own buffer, shared, never copied (a 5 MiB PDF is held once).
+    pub raw: Bytes,
     /// The mapped record (sent by the webhook sink).
     pub record: Option<serde_json::Value>,
 }

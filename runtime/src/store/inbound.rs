@@ -4,6 +4,7 @@
 use std::net::IpAddr;
 use std::time::SystemTime;
 
+use bytes::Bytes;
 use time::OffsetDateTime;
 
 use crate::dedup::DedupKey;
@@ -66,8 +67,9 @@ pub struct InboundRecord {
     pub key: DedupKey,
     /// MSH-9 as `ADT^A28`.
     pub message_type: String,
-    /// The exact bytes received.
-    pub raw: Vec<u8>,
+    /// The exact bytes received: the request body's buffer, shared with the receiver (never
+    /// copied on the way to the store).
+    pub raw: Bytes,
     /// The mapped record, when mapping succeeded.
     pub record: Option<serde_json::Value>,
     /// The ACK answered, byte for byte.

@@ -311,6 +311,27 @@ impl Gateway {
     }
 }
 
+/// POSTs `message` to a gw-demo child's receiver as the demo Trust's engine (its client
+/// certificate, trusting the demo gateway's CA) on a new connection, and reads the response.
+pub async fn post_to_demo(gw: &Gateway, message: &[u8]) -> wire::RawResponse {
+    let request = wire::post(
+        Spec::Demo.path(),
+        &[
+            format!("Host: {}:{}", Spec::Demo.hostname(), gw.listen.port()),
+            "Content-Type: application/hl7-v2".to_owned(),
+            format!("Content-Length: {}", message.len()),
+        ],
+        message,
+    );
+    let engine = wire::client_config(&pki::demo_gateway_ca(), Some(&pki::demo_engine()), &[]);
+    let tls = wire::connect(gw.listen, Spec::Demo.hostname(), engine)
+        .await
+        .unwrap();
+    let mut http = wire::Http::new(tls);
+    http.send(&request).await.unwrap();
+    http.read_response().await.unwrap()
+}
+
 /// A plain HTTP/1.1 GET on loopback, blocking and bounded: status and body.
 pub fn plain_get(addr: SocketAddr, path: &str) -> (u16, String) {
     let response = hl7gw_tests::wire::plain_request(addr, "GET", path, &[], b"").unwrap();

@@ -152,6 +152,9 @@ async fn commit_group(pool: &Pool, members: Vec<Pending>) {
     if kept.is_empty() {
         return;
     }
+    let large = kept
+        .iter()
+        .any(|m| m.record.raw.len() >= RETIRE_CONNECTION_FROM);
     let mut client = match pool.get().await {
         Ok(client) => client,
         Err(e) => return group::fail_all(kept, e.into()),
@@ -175,10 +178,21 @@ async fn commit_group(pool: &Pool, members: Vec<Pending>) {
         Err(GroupFailure::Failed(e)) => {
             // The connection's state is unknown: it does not go back to the pool.
             drop(deadpool_postgres::Object::take(client));
-            group::fail_all(kept, e);
+            return group::fail_all(kept, e);
         }
     }
+    if large {
+        // tokio-postgres keeps the buffers a large message grew (its encoding buffer and
+        // its connection's write buffer, each the size of the message) for the connection's
+        // life: closing it gives that memory back.
+        drop(deadpool_postgres::Object::take(client));
+    }
 }
+
+/// A connection that carried a message of this many bytes or more is closed after its
+/// commit instead of going back to the pool (see [`commit_group`]): the size from which
+/// the allocator maps a buffer on its own and gives it back when freed (`hl7gw-malloc`).
+const RETIRE_CONNECTION_FROM: usize = 1 << 20;
 
 /// How a group's transaction failed.
 enum GroupFailure {
@@ -220,7 +234,7 @@ async fn insert_group(
         .collect();
     let control_id: Vec<&str> = records.clone().map(|r| r.key.control_id.as_str()).collect();
     let message_type: Vec<&str> = records.clone().map(|r| r.message_type.as_str()).collect();
-    let raw: Vec<&[u8]> = records.clone().map(|r| r.raw.as_slice()).collect();
+    let raw: Vec<&[u8]> = records.clone().map(|r| &r.raw[..]).collect();
     let record_json: Vec<Option<&str>> = rows.iter().map(|r| r.record_json.as_deref()).collect();
     let ack: Vec<&[u8]> = records.clone().map(|r| r.ack.as_slice()).collect();
     let ack_code: Vec<&str> = records.clone().map(|r| r.ack_code.as_str()).collect();
@@ -358,7 +372,7 @@ async fn commit_one(
                 &record.key.sending_facility,
                 &record.key.control_id,
                 &record.message_type,
-                &record.raw,
+                &&record.raw[..],
                 &record_json,
                 &record.ack,
                 &record.ack_code.as_str(),

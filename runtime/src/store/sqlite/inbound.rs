@@ -3,7 +3,8 @@
 
 use std::time::SystemTime;
 
-use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use rusqlite::types::{ToSqlOutput, ValueRef};
+use rusqlite::{Connection, MAIN_DB, OptionalExtension, Transaction, TransactionBehavior, params};
 
 use super::{Sqlite, delete_in_batches, instant, instant_opt, parse_record, parsed};
 use crate::dedup::DedupKey;
@@ -85,11 +86,22 @@ fn write_one(tx: &mut Transaction<'_>, record: &InboundRecord) -> Result<CommitR
             return Ok(CommitResult::Duplicate(original));
         }
     }
+    // A large message goes in as a zeroblob and is streamed into its row afterwards: bound
+    // as a value, SQLite would copy it once for the binding and once more for the row.
+    let streamed = record.raw.len() >= STREAM_RAW_FROM;
+    let raw = if streamed {
+        // Beyond 2 GiB, over SQLite's own limit of 1 GB for a value: refused either way.
+        let length = i32::try_from(record.raw.len())
+            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+        ToSqlOutput::ZeroBlob(length)
+    } else {
+        ToSqlOutput::Borrowed(ValueRef::Blob(&record.raw))
+    };
     let inserted = sp.execute(
         "INSERT INTO inbound_messages (
              received_at, committed_at, peer_ip, peer_subject,
              sending_application, sending_facility, control_id, message_type,
-             raw, record_json, ack, ack_code, status, sink, digest)
+             record_json, ack, ack_code, status, sink, digest, raw)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
         params![
             timestamp::format_rfc3339(record.received_at),
@@ -100,13 +112,13 @@ fn write_one(tx: &mut Transaction<'_>, record: &InboundRecord) -> Result<CommitR
             record.key.sending_facility,
             record.key.control_id,
             record.message_type,
-            record.raw,
             record_json,
             record.ack,
             record.ack_code.as_str(),
             status.as_str(),
             record.sink.as_str(),
             crate::dedup::digest(&record.raw),
+            raw,
         ],
     );
     match inserted {
@@ -123,9 +135,19 @@ fn write_one(tx: &mut Transaction<'_>, record: &InboundRecord) -> Result<CommitR
         Err(e) => return Err(e.into()),
     }
     let id = sp.last_insert_rowid();
+    if streamed {
+        // Into the pages of the row just written, in this savepoint: no copy of the whole.
+        let mut blob = sp.blob_open(MAIN_DB, "inbound_messages", "raw", id, false)?;
+        blob.write_at(&record.raw, 0)?;
+        blob.close()?;
+    }
     sp.commit()?;
     Ok(CommitResult::Committed(id))
 }
+
+/// Messages of this many bytes and more are streamed into their row (see [`write_one`]);
+/// smaller ones are bound as a value, one call fewer on the commit's path.
+const STREAM_RAW_FROM: usize = 64 << 10;
 
 impl Sqlite {
     pub(crate) fn find_duplicate(&self, key: &DedupKey) -> Result<Option<StoredAck>, StoreError> {

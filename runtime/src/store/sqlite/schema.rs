@@ -142,6 +142,56 @@ CREATE INDEX outbound_messages_last_response_at ON outbound_messages (last_respo
     WHERE last_response_at IS NOT NULL;
 "#,
     },
+    Migration {
+        version: 7,
+        description: "inbound_messages: raw moved to the last column, so a large message is written into its row without a copy in memory",
+        sql: r#"
+-- SQLite builds a row in memory before writing it, blob included, unless the blob is a
+-- zeroblob() in the row's last column: then the row is written with zeros and the message
+-- is streamed into it (sqlite/inbound.rs, write_one). Same columns, same ids, same indexes.
+CREATE TABLE inbound_messages_v7 (
+    id                    INTEGER PRIMARY KEY AUTOINCREMENT,
+    received_at           TEXT NOT NULL,
+    committed_at          TEXT NOT NULL,
+    peer_ip               TEXT,
+    peer_subject          TEXT,
+    sending_application   TEXT NOT NULL,
+    sending_facility      TEXT NOT NULL,
+    control_id            TEXT NOT NULL,
+    message_type          TEXT NOT NULL,
+    record_json           TEXT,
+    ack                   BLOB NOT NULL,
+    ack_code              TEXT NOT NULL CHECK (ack_code IN ('AA', 'AE', 'AR', 'CA', 'CE', 'CR')),
+    status                TEXT NOT NULL CHECK (status IN ('committed', 'error', 'rejected')),
+    sink                  TEXT NOT NULL,
+    inbox_acknowledged_at TEXT,
+    digest                TEXT,
+    raw                   BLOB NOT NULL
+) STRICT;
+INSERT INTO inbound_messages_v7 (
+    id, received_at, committed_at, peer_ip, peer_subject, sending_application,
+    sending_facility, control_id, message_type, record_json, ack, ack_code, status, sink,
+    inbox_acknowledged_at, digest, raw)
+SELECT
+    id, received_at, committed_at, peer_ip, peer_subject, sending_application,
+    sending_facility, control_id, message_type, record_json, ack, ack_code, status, sink,
+    inbox_acknowledged_at, digest, raw
+FROM inbound_messages ORDER BY id;
+-- Ids are never reused (the inbox cursor relies on it), rows deleted by retention included.
+-- The old table's counter is at least its largest id, copied or not.
+DELETE FROM sqlite_sequence WHERE name = 'inbound_messages_v7';
+INSERT INTO sqlite_sequence (name, seq)
+    SELECT 'inbound_messages_v7', seq FROM sqlite_sequence WHERE name = 'inbound_messages';
+DROP TABLE inbound_messages;
+ALTER TABLE inbound_messages_v7 RENAME TO inbound_messages;
+CREATE UNIQUE INDEX inbound_messages_committed_key
+    ON inbound_messages (sending_application, sending_facility, control_id)
+    WHERE status = 'committed';
+CREATE INDEX inbound_messages_received_at ON inbound_messages (received_at);
+CREATE INDEX inbound_messages_inbox_pending ON inbound_messages (id)
+    WHERE status = 'committed' AND sink = 'inbox' AND inbox_acknowledged_at IS NULL;
+"#,
+    },
 ];
 
 /// The newest version this build knows.
@@ -230,5 +280,104 @@ mod tests {
         for (i, m) in MIGRATIONS.iter().enumerate() {
             assert_eq!(m.version, i as i64 + 1, "{}", m.description);
         }
+    }
+
+    /// Migration 7 rebuilds `inbound_messages` with `raw` last: every row and column kept,
+    /// the indexes back, and ids never reused, even one retention deleted.
+    #[test]
+    fn moving_raw_last_keeps_rows_indexes_and_ids() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(&format!("PRAGMA application_id = {APPLICATION_ID};"))
+            .unwrap();
+        conn.execute_batch(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, \
+             description TEXT NOT NULL, applied_at TEXT NOT NULL) STRICT;",
+        )
+        .unwrap();
+        for m in MIGRATIONS.iter().filter(|m| m.version <= 6) {
+            conn.execute_batch(m.sql).unwrap();
+            conn.execute(
+                "INSERT INTO schema_migrations VALUES (?1, ?2, 'then')",
+                (m.version, m.description),
+            )
+            .unwrap();
+        }
+        let insert = |conn: &Connection, control_id: &str, raw: &[u8]| {
+            conn.execute(
+                "INSERT INTO inbound_messages (received_at, committed_at, sending_application, \
+                 sending_facility, control_id, message_type, raw, record_json, ack, ack_code, \
+                 status, sink, digest) VALUES ('r', 'c', 'APP', 'FAC', ?1, 'ADT^A28', ?2, \
+                 '{}', x'41', 'AA', 'committed', 'inbox', 'd')",
+                (control_id, raw),
+            )
+            .unwrap();
+        };
+        insert(&conn, "A", b"MSH|A\r");
+        insert(&conn, "B", b"MSH|B\r");
+        insert(&conn, "C", b"MSH|C\r");
+        conn.execute("DELETE FROM inbound_messages WHERE control_id = 'C'", [])
+            .unwrap();
+
+        migrate(&mut conn, Path::new(":memory:")).unwrap();
+
+        let columns: Vec<String> = conn
+            .prepare("SELECT name FROM pragma_table_info('inbound_messages') ORDER BY cid")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(columns.len(), 17, "{columns:?}");
+        assert_eq!(columns.last().map(String::as_str), Some("raw"));
+        let rows: Vec<(i64, String, Vec<u8>, String)> = conn
+            .prepare("SELECT id, control_id, raw, digest FROM inbound_messages ORDER BY id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            rows,
+            vec![
+                (1, "A".to_owned(), b"MSH|A\r".to_vec(), "d".to_owned()),
+                (2, "B".to_owned(), b"MSH|B\r".to_vec(), "d".to_owned()),
+            ]
+        );
+        let indexes: Vec<String> = conn
+            .prepare(
+                "SELECT name FROM sqlite_schema WHERE type = 'index' \
+                 AND tbl_name = 'inbound_messages' AND sql IS NOT NULL ORDER BY name",
+            )
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            indexes,
+            [
+                "inbound_messages_committed_key",
+                "inbound_messages_inbox_pending",
+                "inbound_messages_received_at"
+            ]
+        );
+        // The unique key still holds, and the deleted id 3 is not handed out again.
+        let again = conn.execute(
+            "INSERT INTO inbound_messages (received_at, committed_at, sending_application, \
+             sending_facility, control_id, message_type, ack, ack_code, status, sink, raw) \
+             VALUES ('r', 'c', 'APP', 'FAC', 'A', 'ADT^A28', x'41', 'AA', 'committed', \
+             'inbox', x'00')",
+            [],
+        );
+        assert!(again.is_err(), "a second committed A");
+        insert(&conn, "D", b"MSH|D\r");
+        let id: i64 = conn
+            .query_row(
+                "SELECT id FROM inbound_messages WHERE control_id = 'D'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(id, 4);
     }
 }
