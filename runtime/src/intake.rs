@@ -376,7 +376,8 @@ impl IntakeApi {
         let _ = self.shared.others.set(others);
     }
 
-    /// The commit ACK for one MLLP message from `peer` ([`mllp_answer`]).
+    /// The commit ACK for one MLLP message from `peer`: AA (CA) once queued, AR or AE with
+    /// the reason otherwise; `None` when it is not HL7 (the connection is closed).
     pub async fn answer_mllp(&self, peer: SocketAddr, bytes: &[u8]) -> Option<Vec<u8>> {
         mllp_answer(&self.shared, peer, bytes).await
     }
