@@ -979,29 +979,12 @@ fn shared_ems_listeners_by_mutual_tls_admit_ems_only_and_route_each_customer() {
             .ems = mutual_tls(dir.path());
         customers.push(customer);
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let host = runtime.spawn(async move {
-        hl7gw_runtime::host::serve(
-            customers,
-            &loopback_host(),
-            async move {
-                let _ = stopped.await;
-            },
-            move |ready| {
-                let _ = ready_tx.send((ready.inbox_listen, ready.mllp_listen));
-            },
-        )
-        .await
-    });
-    let Ok((inbox, mllp)) = ready_rx.recv_timeout(Duration::from_secs(30)) else {
-        panic!("the host did not start: {:?}", runtime.block_on(host));
-    };
+    let host = InProcess::start(customers);
+    let (runtime, inbox, mllp) = (
+        &host.runtime,
+        host.ready.inbox_listen,
+        host.ready.mllp_listen,
+    );
     let ems = wire::client_config(&pki.ca_pem, Some(&pki.ems), &[b"http/1.1"]);
     let stranger = wire::client_config(&pki.ca_pem, Some(&pki.stranger), &[b"http/1.1"]);
     let plain = wire::client_config(&pki.ca_pem, None, &[b"http/1.1"]);
@@ -1043,12 +1026,7 @@ fn shared_ems_listeners_by_mutual_tls_admit_ems_only_and_route_each_customer() {
         .block_on(mllp_tls(mllp, ems.clone(), &report))
         .unwrap();
     assert_eq!(code, hl7gw_runtime::hl7::AckCode::ApplicationAccept);
-
-    let _ = stop.send(());
-    let ended = runtime
-        .block_on(async { tokio::time::timeout(Duration::from_secs(30), host).await })
-        .expect("the host did not stop");
-    ended.unwrap().unwrap();
+    host.stop();
 }
 
 /// A customer whose gateway cannot start (here: its certificate files are missing) stops
@@ -1085,37 +1063,16 @@ fn a_customer_that_cannot_start_stops_alone() {
             true,
         ),
     ];
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let host = runtime.spawn(async move {
-        hl7gw_runtime::host::serve(
-            customers,
-            &loopback_host(),
-            async move {
-                let _ = stopped.await;
-            },
-            move |ready| {
-                let _ = ready_tx.send((
-                    ready.listen,
-                    ready.ops_listen,
-                    ready.inbox_listen,
-                    ready.mllp_listen,
-                    ready.not_started.clone(),
-                ));
-            },
-        )
-        .await
-    });
-    let Ok((listen, ops, inbox, mllp, not_started)) =
-        ready_rx.recv_timeout(Duration::from_secs(30))
-    else {
-        panic!("the host did not start: {:?}", runtime.block_on(host));
-    };
+    let host = InProcess::start(customers);
+    let runtime = &host.runtime;
+    let ready = &host.ready;
+    let (listen, ops, inbox, mllp) = (
+        ready.listen,
+        ready.ops_listen,
+        ready.inbox_listen,
+        ready.mllp_listen,
+    );
+    let not_started = ready.not_started.clone();
     assert_eq!(not_started.len(), 1, "{not_started:?}");
     assert_eq!(not_started[0].0, "demo");
     assert!(not_started[0].1.contains("server.crt"), "{not_started:?}");
@@ -1164,10 +1121,60 @@ fn a_customer_that_cannot_start_stops_alone() {
         "{}",
         health.body_text()
     );
+    host.stop();
+}
 
-    let _ = stop.send(());
-    let ended = runtime
-        .block_on(async { tokio::time::timeout(Duration::from_secs(30), host).await })
-        .expect("the host did not stop");
-    ended.unwrap().unwrap();
+/// A host run in this test's process, for the tests that need no second process.
+struct InProcess {
+    runtime: tokio::runtime::Runtime,
+    ready: hl7gw_runtime::host::HostReady,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), hl7gw_runtime::host::HostError>>,
+}
+
+impl InProcess {
+    /// Starts the host's TEST environment of `customers` on loopback; panics with its error
+    /// when it does not become ready within 30 s.
+    fn start(customers: Vec<Customer>) -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let task = runtime.spawn(async move {
+            hl7gw_runtime::host::serve(
+                customers,
+                &loopback_host(),
+                async move {
+                    let _ = stopped.await;
+                },
+                move |ready| {
+                    let _ = ready_tx.send(ready.clone());
+                },
+            )
+            .await
+        });
+        let Ok(ready) = ready_rx.recv_timeout(Duration::from_secs(30)) else {
+            panic!("the host did not start: {:?}", runtime.block_on(task));
+        };
+        Self {
+            runtime,
+            ready,
+            stop,
+            task,
+        }
+    }
+
+    /// Stops the host and checks it ended without an error within 30 s.
+    fn stop(self) {
+        let _ = self.stop.send(());
+        let task = self.task;
+        let ended = self
+            .runtime
+            .block_on(async { tokio::time::timeout(Duration::from_secs(30), task).await })
+            .expect("the host did not stop");
+        ended.unwrap().unwrap();
+    }
 }
