@@ -1178,3 +1178,142 @@ impl InProcess {
         ended.unwrap().unwrap();
     }
 }
+
+/// The host with each customer's store in its own PostgreSQL database (one private
+/// server): each name's message is acknowledged and stored in its customer's database only,
+/// each inbox on the shared EMS side reads its own; two customers on one database are
+/// refused before anything starts.
+#[test]
+fn on_postgres_each_customer_keeps_its_own_database() {
+    use hl7gw_tests::postgres::{ChildStore, TestPostgres, store_config};
+    let Some(server) = TestPostgres::start("host on_postgres_each_customer_keeps_its_own_database")
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let demo_pki = customer_pki(
+        &dir.path().join("demo"),
+        "demo",
+        DEMO_HOST,
+        "tie-test.demo.nhs.uk",
+        (
+            "server.crt",
+            "server.key",
+            &["trust-ca.crt"],
+            "client.crt",
+            "client.key",
+        ),
+        "certs/test",
+    );
+    let northwest_pki = customer_pki(
+        &dir.path().join("northwest"),
+        "northwest",
+        NORTHWEST_HOST,
+        "ensemble-test.nwch.nhs.uk",
+        (
+            "gateway-server.crt",
+            "gateway-server.key",
+            &["tie-client-ca.crt", "tie-server-ca.crt"],
+            "gateway-client.crt",
+            "gateway-client.key",
+        ),
+        "certs/northwest/test",
+    );
+    let on_database = |spec: &GatewaySpec, code: &str, inbox: bool, store: &ChildStore| {
+        let folder = dir.path().join(code);
+        let mut customer = customer(spec, "https://127.0.0.1:9/", &folder, inbox);
+        customer
+            .spec
+            .environment_mut(EnvName::Test)
+            .as_mut()
+            .unwrap()
+            .store = store_config(&store.to_json()).unwrap();
+        customer.options.store = None;
+        customer.options.control_dir = Some(folder);
+        customer
+    };
+    // The password files beside each customer's certificates, where its options look.
+    let demo_db = ChildStore::create(&server, "host_demo", &dir.path().join("demo/certs"), 5_000);
+    let northwest_db = ChildStore::create(
+        &server,
+        "host_northwest",
+        &dir.path().join("northwest/certs"),
+        5_000,
+    );
+
+    // One database for both: refused before anything starts.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let refused = runtime.block_on(hl7gw_runtime::host::serve(
+        vec![
+            on_database(&gw_demo::SPEC, "demo", false, &demo_db),
+            on_database(&gw_northwest::SPEC, "northwest", true, &demo_db),
+        ],
+        &loopback_host(),
+        std::future::pending(),
+        |_| panic!("the host must not start"),
+    ));
+    let error = refused.unwrap_err().to_string();
+    assert!(error.contains(&demo_db.dbname), "{error}");
+    drop(runtime);
+
+    let host = InProcess::start(vec![
+        on_database(&gw_demo::SPEC, "demo", false, &demo_db),
+        on_database(&gw_northwest::SPEC, "northwest", true, &northwest_db),
+    ]);
+    let (demo_message, _) = demo_sample("ADT^A28", "HOST-PG-DEMO").unwrap();
+    let (northwest_message, _) = northwest_sample("ADT^A28", "HOST-PG-NW").unwrap();
+    for (name, pki, path, message) in [
+        (DEMO_HOST, &demo_pki, "/hl7", &demo_message),
+        (
+            NORTHWEST_HOST,
+            &northwest_pki,
+            "/northwest/hl7/v2",
+            &northwest_message,
+        ),
+    ] {
+        let engine = wire::client_config(&pki.ca_pem, Some(&pki.engine), &[b"http/1.1"]);
+        let got = host
+            .runtime
+            .block_on(exchange(
+                host.ready.listen,
+                name,
+                engine,
+                name,
+                path,
+                message,
+            ))
+            .unwrap();
+        assert_eq!(ack_of(&got.response).code(), "AA", "{name}");
+    }
+    let control_ids = |store: &ChildStore| {
+        server
+            .psql(
+                &store.dbname,
+                "SELECT string_agg(control_id, ',') FROM inbound_messages",
+            )
+            .trim()
+            .to_owned()
+    };
+    assert_eq!(control_ids(&demo_db), "HOST-PG-DEMO");
+    assert_eq!(control_ids(&northwest_db), "HOST-PG-NW");
+    for (code, id) in [("demo", "HOST-PG-DEMO"), ("northwest", "HOST-PG-NW")] {
+        let (status, answer) = ems_call(
+            host.ready.inbox_listen,
+            "GET",
+            &format!("/{code}/inbox"),
+            b"",
+        );
+        assert_eq!(status, 200, "{answer}");
+        let ids: Vec<&str> = answer["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["control_id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, [id], "{code}");
+    }
+    host.stop();
+}
