@@ -178,6 +178,11 @@ pub(crate) struct Held {
 }
 
 impl EmsDoor {
+    /// The listener it guards.
+    pub(crate) fn role(&self) -> Role {
+        self.role
+    }
+
     /// Slots for a connection just accepted from `peer`, or `None` when the listener is full,
     /// the address has its share, or too many handshakes are under way (logged and counted
     /// in `hl7gw_connections_rejected_total{listener}`): the caller closes the connection

@@ -25,7 +25,6 @@
 //! receiving side reports); the queue itself refuses a message without MSH-10 or a
 //! different message reusing one.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -35,9 +34,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::header::{CONNECTION, HeaderMap, HeaderValue, ORIGIN};
-use hyper::service::service_fn;
 use hyper::{Method, Request, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
 use crate::config::SendHeader;
@@ -457,103 +454,44 @@ impl Intake {
             api,
             auth,
         } = self;
-        let mut shutdown = std::pin::pin!(shutdown);
-        // Turns true on shutdown: the MLLP listener stops and TLS handshakes still under way
-        // on either door are dropped.
+        // Turns true on shutdown: both doors stop accepting and TLS handshakes still under
+        // way are dropped; HTTP requests in progress get up to 5 s.
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let mllp_task = mllp.map(|listener| {
+        let mllp = {
+            let (api, stop) = (api.clone(), stop_rx.clone());
             let door = auth.door(Role::IntakeMllp);
-            let api = api.clone();
-            let mut stop = stop_rx.clone();
-            tokio::spawn(async move {
-                loop {
-                    // The select ends before anything is awaited: its output must not hold
-                    // the watch guard across an await (not Send).
-                    let accepted = tokio::select! {
-                        accepted = listener.accept() => accepted,
-                        _ = stop.wait_for(|s| *s) => break,
-                    };
-                    match accepted {
-                        Ok((stream, peer)) => {
-                            let Some(admitted) = door.admit(peer) else {
-                                continue;
-                            };
-                            let (door, api, limits) =
-                                (door.clone(), api.clone(), mllp_limits.clone());
-                            let mut stop = stop.clone();
-                            tokio::spawn(async move {
-                                let Some((stream, _held)) =
-                                    door.accept(stream, peer, admitted, &mut stop).await
-                                else {
-                                    return;
-                                };
-                                // An MLLP slot only once the client is authenticated: a
-                                // flood without certificates never holds one.
-                                let Some(_slot) = limits.admit(peer) else {
-                                    return;
-                                };
-                                serve_mllp(stream, limits.idle_timeout(), |message| {
-                                    let api = api.clone();
-                                    async move { api.answer_mllp(peer, &message).await }
-                                })
-                                .await;
-                            });
-                        }
-                        Err(e) => {
-                            // Out of file descriptors and the like: wait without blocking
-                            // the runtime's thread.
-                            tracing::warn!("intake MLLP: accept failed: {e}");
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                        }
-                    }
+            async move {
+                if let Some(listener) = mllp {
+                    crate::ems_listener::serve_mllp(
+                        listener,
+                        door,
+                        mllp_limits,
+                        stop,
+                        move |message, peer| {
+                            let api = api.clone();
+                            async move { api.answer_mllp(peer, &message).await }
+                        },
+                    )
+                    .await;
                 }
-            })
-        });
-        let door = auth.door(Role::Intake);
-        loop {
-            tokio::select! {
-                accepted = http.accept() => {
-                    let (stream, peer) = match accepted {
-                        Ok(conn) => conn,
-                        Err(e) => {
-                            tracing::warn!("intake API: accept failed: {e}");
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                            continue;
-                        }
-                    };
-                    let Some(admitted) = door.admit(peer) else {
-                        continue;
-                    };
-                    let api = api.clone();
-                    let service = service_fn(move |request: Request<Incoming>| {
-                        let api = api.clone();
-                        async move {
-                            let path = request.uri().path().to_owned();
-                            Ok::<_, Infallible>(api.answer(request, &path, peer).await)
-                        }
-                    });
-                    let (door, mut stop) = (door.clone(), stop_rx.clone());
-                    tokio::spawn(async move {
-                        let Some((stream, _held)) = door.accept(stream, peer, admitted, &mut stop).await else {
-                            return;
-                        };
-                        // With a timer, hyper bounds reading a request head and the wait for
-                        // the next one (30 s); `rules.body_timeout` bounds the body.
-                        let connection = hyper::server::conn::http1::Builder::new()
-                            .timer(TokioTimer::new())
-                            .serve_connection(TokioIo::new(stream), service);
-                        if let Err(e) = connection.await {
-                            tracing::debug!("intake API connection: {e}");
-                        }
-                    });
-                }
-                () = &mut shutdown => break,
             }
-        }
-        let _ = stop_tx.send(true);
-        if let Some(task) = mllp_task {
-            let _ = task.await;
-        }
+        };
+        let http = crate::ems_listener::serve_http(
+            http,
+            auth.door(Role::Intake),
+            stop_rx,
+            move |request: Request<Incoming>, peer| {
+                let api = api.clone();
+                async move {
+                    let path = request.uri().path().to_owned();
+                    api.answer(request, &path, peer).await
+                }
+            },
+        );
+        tokio::join!(http, mllp, async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        });
     }
 }
 
@@ -999,6 +937,10 @@ fn ack_error(code: u16, message: String) -> AckError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::convert::Infallible;
+
+    use hyper::service::service_fn;
+    use hyper_util::rt::{TokioIo, TokioTimer};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     /// A body that stops arriving is cut with 408 and `Connection: close` once the body

@@ -18,6 +18,7 @@ pub mod console;
 pub mod control;
 pub mod dedup;
 pub mod ems;
+mod ems_listener;
 pub mod endpoint;
 #[cfg(feature = "fault-injection")]
 pub mod fault;

@@ -21,16 +21,11 @@
 //! application with one client certificate. The host's doors count their connections and
 //! refusals on their own (`customer="host"` in `/metrics`), on the default limits.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use hyper::body::Incoming;
-use hyper::service::service_fn;
 use hyper::{Request, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -41,9 +36,6 @@ use crate::listeners::Role;
 use crate::sink::inbox::{InboxApi, Reply, error};
 
 use super::HostView;
-
-/// How long shutdown waits for HTTP requests in progress.
-const DRAIN: Duration = Duration::from_secs(5);
 
 /// One customer's EMS-facing APIs.
 #[derive(Debug, Clone)]
@@ -269,114 +261,31 @@ impl EmsFront {
             routes,
             auth,
         } = self;
-        tokio::join!(
-            serve_http(inbox, Role::Inbox, &auth, routes.clone(), stop_rx.clone()),
-            serve_http(intake, Role::Intake, &auth, routes.clone(), stop_rx.clone()),
-            serve_mllp(mllp, &auth, routes, stop_rx),
-        );
-        relay.abort();
-    }
-}
-
-/// One shared HTTP listener (the inbox or the intake API), behind the host's door.
-async fn serve_http(
-    listener: TcpListener,
-    role: Role,
-    auth: &EmsAuth,
-    routes: Arc<EmsRoutes>,
-    mut stop: watch::Receiver<bool>,
-) {
-    let door = auth.door(role);
-    let graceful = GracefulShutdown::new();
-    loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            _ = stop.wait_for(|s| *s) => break,
-        };
-        let (stream, peer) = match accepted {
-            Ok(conn) => conn,
-            Err(e) => {
-                tracing::warn!("host {role}: accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let Some(admitted) = door.admit(peer) else {
-            continue;
-        };
-        let routes = routes.clone();
-        let service = service_fn(move |request: Request<Incoming>| {
+        let http = |listener, role: Role| {
             let routes = routes.clone();
-            async move { Ok::<_, Infallible>(routes.answer(role, request, peer).await) }
-        });
-        let watcher = graceful.watcher();
-        let (door, mut stop) = (door.clone(), stop.clone());
-        tokio::spawn(async move {
-            let Some((stream, _held)) = door.accept(stream, peer, admitted, &mut stop).await else {
-                return;
-            };
-            // With a timer, hyper bounds reading a request head (30 s by default); each
-            // customer's API bounds its bodies.
-            let connection = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .serve_connection(TokioIo::new(stream), service);
-            if let Err(e) = watcher.watch(connection).await {
-                tracing::debug!("host {role} connection from {peer}: {e}");
-            }
-        });
-    }
-    drop(listener);
-    if tokio::time::timeout(DRAIN, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("host {role}: requests still running after {DRAIN:?}; closing");
-    }
-}
-
-/// The shared intake MLLP listener, behind the host's door.
-async fn serve_mllp(
-    listener: TcpListener,
-    auth: &EmsAuth,
-    routes: Arc<EmsRoutes>,
-    mut stop: watch::Receiver<bool>,
-) {
-    let door = auth.door(Role::IntakeMllp);
-    let limits = crate::mllp::ListenerLimits::default();
-    loop {
-        // The select ends before anything is awaited: its output must not hold the watch
-        // guard across an await (not Send).
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            _ = stop.wait_for(|s| *s) => break,
+            crate::ems_listener::serve_http(
+                listener,
+                auth.door(role),
+                stop_rx.clone(),
+                move |request, peer| {
+                    let routes = routes.clone();
+                    async move { routes.answer(role, request, peer).await }
+                },
+            )
         };
-        let (stream, peer) = match accepted {
-            Ok(conn) => conn,
-            Err(e) => {
-                tracing::warn!("host intake MLLP: accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let Some(admitted) = door.admit(peer) else {
-            continue;
-        };
-        let (door, routes, limits, mut stop) =
-            (door.clone(), routes.clone(), limits.clone(), stop.clone());
-        tokio::spawn(async move {
-            let Some((stream, _held)) = door.accept(stream, peer, admitted, &mut stop).await else {
-                return;
-            };
-            // An MLLP slot only once the client is authenticated.
-            let Some(_slot) = limits.admit(peer) else {
-                return;
-            };
-            crate::intake::serve_mllp(stream, limits.idle_timeout(), |message| {
-                let routes = routes.clone();
+        let mllp_routes = routes.clone();
+        let mllp = crate::ems_listener::serve_mllp(
+            mllp,
+            auth.door(Role::IntakeMllp),
+            crate::mllp::ListenerLimits::default(),
+            stop_rx.clone(),
+            move |message, peer| {
+                let routes = mllp_routes.clone();
                 async move { routes.answer_mllp(peer, message).await }
-            })
-            .await;
-        });
+            },
+        );
+        tokio::join!(http(inbox, Role::Inbox), http(intake, Role::Intake), mllp);
+        relay.abort();
     }
 }
 

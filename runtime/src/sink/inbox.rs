@@ -23,10 +23,8 @@
 //! loopback address or `localhost` (DNS rebinding). Its connections are bounded as every
 //! EMS-facing listener's are ([`crate::ems::EmsAuth::with_limits`]).
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
-use std::time::Duration;
 
 use base64::display::Base64Display;
 use base64::engine::general_purpose::STANDARD;
@@ -34,10 +32,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{ALLOW, CONTENT_TYPE, HOST, HeaderValue, ORIGIN};
-use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use serde::{Serialize, Serializer};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -50,9 +45,6 @@ use crate::store::{InboxItem, Store, timestamp};
 pub const DEFAULT_LIMIT: u32 = 100;
 /// The largest `limit` accepted.
 pub const MAX_LIMIT: u32 = crate::store::INBOX_MAX_LIST;
-
-/// How long shutdown waits for requests in progress.
-const DRAIN: Duration = Duration::from_secs(5);
 
 /// Why the inbox API could not run.
 #[derive(Debug, thiserror::Error)]
@@ -115,59 +107,25 @@ impl InboxServer {
     /// Serves until `shutdown` completes, then stops accepting and waits up to 5 s for
     /// requests in progress.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) {
-        let graceful = GracefulShutdown::new();
-        let door = self.auth.door(Role::Inbox);
         // Turns true on shutdown: a TLS handshake still under way is dropped.
         let (stop_tx, stop_rx) = watch::channel(false);
-        let mut shutdown = std::pin::pin!(shutdown);
-        loop {
-            tokio::select! {
-                accepted = self.listener.accept() => {
-                    let (stream, peer) = match accepted {
-                        Ok(conn) => conn,
-                        Err(e) => {
-                            tracing::warn!("inbox API: accept failed: {e}");
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                            continue;
-                        }
-                    };
-                    let Some(admitted) = door.admit(peer) else {
-                        continue;
-                    };
-                    let api = InboxApi::new(self.store.clone(), &self.auth);
-                    let service = service_fn(move |request: Request<Incoming>| {
-                        let api = api.clone();
-                        async move {
-                            let path = request.uri().path().to_owned();
-                            Ok::<_, Infallible>(api.answer(request, &path).await)
-                        }
-                    });
-                    let watcher = graceful.watcher();
-                    let (door, mut stop) = (door.clone(), stop_rx.clone());
-                    tokio::spawn(async move {
-                        let Some((stream, _held)) = door.accept(stream, peer, admitted, &mut stop).await else {
-                            return;
-                        };
-                        // With a timer, hyper bounds reading a request head (30 s by default).
-                        let connection = hyper::server::conn::http1::Builder::new()
-                            .timer(TokioTimer::new())
-                            .serve_connection(TokioIo::new(stream), service);
-                        if let Err(e) = watcher.watch(connection).await {
-                            tracing::debug!("inbox API connection from {peer}: {e}");
-                        }
-                    });
+        let api = InboxApi::new(self.store, &self.auth);
+        let serving = crate::ems_listener::serve_http(
+            self.listener,
+            self.auth.door(Role::Inbox),
+            stop_rx,
+            move |request: Request<Incoming>, _peer| {
+                let api = api.clone();
+                async move {
+                    let path = request.uri().path().to_owned();
+                    api.answer(request, &path).await
                 }
-                () = &mut shutdown => break,
-            }
-        }
-        drop(self.listener);
-        let _ = stop_tx.send(true);
-        if tokio::time::timeout(DRAIN, graceful.shutdown())
-            .await
-            .is_err()
-        {
-            tracing::warn!("inbox API: requests still running after {DRAIN:?}; closing");
-        }
+            },
+        );
+        tokio::join!(serving, async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        });
     }
 }
 
