@@ -216,6 +216,42 @@ fn customer_pki(
     }
 }
 
+/// Demo's certificates in `dir/certs`, as its TEST spec names them.
+fn demo_pki(dir: &Path) -> CustomerPki {
+    customer_pki(
+        dir,
+        "demo",
+        DEMO_HOST,
+        "tie-test.demo.nhs.uk",
+        (
+            "server.crt",
+            "server.key",
+            &["trust-ca.crt"],
+            "client.crt",
+            "client.key",
+        ),
+        "certs/test",
+    )
+}
+
+/// Northwest's certificates in `dir/certs`, as its TEST spec names them.
+fn northwest_pki(dir: &Path) -> CustomerPki {
+    customer_pki(
+        dir,
+        "northwest",
+        NORTHWEST_HOST,
+        "ensemble-test.nwch.nhs.uk",
+        (
+            "gateway-server.crt",
+            "gateway-server.key",
+            &["tie-client-ca.crt", "tie-server-ca.crt"],
+            "gateway-client.crt",
+            "gateway-client.key",
+        ),
+        "certs/northwest/test",
+    )
+}
+
 /// The host child and what it announced.
 struct Host {
     process: ChildProcess,
@@ -387,34 +423,8 @@ fn ack_of(response: &RawResponse) -> AckView {
 #[test]
 fn one_port_routes_each_server_name_to_its_own_customer_and_keeps_them_apart() {
     let dir = tempfile::tempdir().unwrap();
-    let demo = customer_pki(
-        &dir.path().join("demo"),
-        "demo",
-        DEMO_HOST,
-        "tie-test.demo.nhs.uk",
-        (
-            "server.crt",
-            "server.key",
-            &["trust-ca.crt"],
-            "client.crt",
-            "client.key",
-        ),
-        "certs/test",
-    );
-    let northwest = customer_pki(
-        &dir.path().join("northwest"),
-        "northwest",
-        NORTHWEST_HOST,
-        "ensemble-test.nwch.nhs.uk",
-        (
-            "gateway-server.crt",
-            "gateway-server.key",
-            &["tie-client-ca.crt", "tie-server-ca.crt"],
-            "gateway-client.crt",
-            "gateway-client.key",
-        ),
-        "certs/northwest/test",
-    );
+    let demo = demo_pki(&dir.path().join("demo"));
+    let northwest = northwest_pki(&dir.path().join("northwest"));
     let demo_trust = Trust::start(demo.trust_tls.clone());
     let northwest_trust = Trust::start(northwest.trust_tls.clone());
     let host = Host::start(
@@ -927,40 +937,15 @@ fn shared_ems_listeners_by_mutual_tls_admit_ems_only_and_route_each_customer() {
     let dir = tempfile::tempdir().unwrap();
     let pki = write_pki(dir.path());
     let mut customers = Vec::new();
-    for (spec, code, hostname, engine_cn, names, dev, inbox) in [
-        (
-            &gw_demo::SPEC,
-            "demo",
-            DEMO_HOST,
-            "tie-test.demo.nhs.uk",
-            (
-                "server.crt",
-                "server.key",
-                &["trust-ca.crt"][..],
-                "client.crt",
-                "client.key",
-            ),
-            "certs/test",
-            false,
-        ),
-        (
-            &gw_northwest::SPEC,
-            "northwest",
-            NORTHWEST_HOST,
-            "ensemble-test.nwch.nhs.uk",
-            (
-                "gateway-server.crt",
-                "gateway-server.key",
-                &["tie-client-ca.crt", "tie-server-ca.crt"][..],
-                "gateway-client.crt",
-                "gateway-client.key",
-            ),
-            "certs/northwest/test",
-            true,
-        ),
-    ] {
+    /// Makes one customer's certificates in a folder.
+    type MakePki = fn(&Path) -> CustomerPki;
+    let pkis: [(&GatewaySpec, &str, MakePki, bool); 2] = [
+        (&gw_demo::SPEC, "demo", demo_pki, false),
+        (&gw_northwest::SPEC, "northwest", northwest_pki, true),
+    ];
+    for (spec, code, make_pki, inbox) in pkis {
         let folder = dir.path().join(code);
-        customer_pki(&folder, code, hostname, engine_cn, names, dev);
+        make_pki(&folder);
         // Each customer's certificate folder holds its copy of EMS's material.
         for file in [
             "ems-server.crt",
@@ -1037,20 +1022,7 @@ fn shared_ems_listeners_by_mutual_tls_admit_ems_only_and_route_each_customer() {
 fn a_customer_that_cannot_start_stops_alone() {
     let dir = tempfile::tempdir().unwrap();
     let northwest_dir = dir.path().join("northwest");
-    let northwest = customer_pki(
-        &northwest_dir,
-        "northwest",
-        NORTHWEST_HOST,
-        "ensemble-test.nwch.nhs.uk",
-        (
-            "gateway-server.crt",
-            "gateway-server.key",
-            &["tie-client-ca.crt", "tie-server-ca.crt"],
-            "gateway-client.crt",
-            "gateway-client.key",
-        ),
-        "certs/northwest/test",
-    );
+    let northwest = northwest_pki(&northwest_dir);
     // Demo's certificate folder is empty.
     let demo_dir = dir.path().join("demo");
     std::fs::create_dir_all(demo_dir.join("certs")).unwrap();
@@ -1191,34 +1163,8 @@ fn on_postgres_each_customer_keeps_its_own_database() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let demo_pki = customer_pki(
-        &dir.path().join("demo"),
-        "demo",
-        DEMO_HOST,
-        "tie-test.demo.nhs.uk",
-        (
-            "server.crt",
-            "server.key",
-            &["trust-ca.crt"],
-            "client.crt",
-            "client.key",
-        ),
-        "certs/test",
-    );
-    let northwest_pki = customer_pki(
-        &dir.path().join("northwest"),
-        "northwest",
-        NORTHWEST_HOST,
-        "ensemble-test.nwch.nhs.uk",
-        (
-            "gateway-server.crt",
-            "gateway-server.key",
-            &["tie-client-ca.crt", "tie-server-ca.crt"],
-            "gateway-client.crt",
-            "gateway-client.key",
-        ),
-        "certs/northwest/test",
-    );
+    let demo_pki = demo_pki(&dir.path().join("demo"));
+    let northwest_pki = northwest_pki(&dir.path().join("northwest"));
     let on_database = |spec: &GatewaySpec, code: &str, inbox: bool, store: &ChildStore| {
         let folder = dir.path().join(code);
         let mut customer = customer(spec, "https://127.0.0.1:9/", &folder, inbox);
