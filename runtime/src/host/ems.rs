@@ -7,7 +7,9 @@
 //!   customer's own API, unchanged ([`crate::sink::inbox::InboxApi`],
 //!   [`crate::intake::IntakeApi`]). A code no customer has is `404`; a customer without
 //!   that API (no inbox sink, or no sending side) is `404` naming why; a customer whose
-//!   gateway stopped is `503`.
+//!   gateway is stopping, stopped or did not start is `503`. A request with an `Origin`, or
+//!   on plain loopback with a `Host` that is not loopback, is `403` before any of these.
+//!   Each customer's intake refuses a message whose MSH-6.1 is another customer's facility.
 //! - **MLLP** carries no path or name of its own, so each message is routed by its
 //!   receiving facility (MSH-6.1) to the one customer whose `send.receiving_facility` it
 //!   is, as integration engines route on MSH-6. A facility no customer names is answered
@@ -15,11 +17,13 @@
 //!   is reachable over HTTP only. Each message of a connection is routed on its own and
 //!   answered before the next is read, so order within a connection is kept.
 //!
-//! Who may connect is one rule for the whole host: every customer's `ems` must be the same
-//! (plain loopback, or mutual TLS with the same certificate, key, client CA, CRLs and
-//! allowed subjects; [`super::serve`] refuses to start otherwise), because EMS is one
-//! application with one client certificate. The host's doors count their connections and
-//! refusals on their own (`customer="host"` in `/metrics`), on the default limits.
+//! Who may connect is one rule for the whole host: every customer that runs an EMS-facing
+//! API must have the same `ems` (plain loopback, or mutual TLS with the same certificate,
+//! key, client CA, CRLs, allowed subjects and address; [`super::serve`] refuses to start
+//! otherwise), because EMS is one application with one client certificate. The host loads
+//! that material for its doors itself (reloaded on SIGHUP). The doors count their
+//! connections and refusals on their own (`customer="host"` in `/metrics`), on the default
+//! limits; the accept loops are [`crate::ems_listener`]'s, as a gateway's own.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
