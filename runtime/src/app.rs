@@ -597,16 +597,13 @@ pub struct HostedParts {
 }
 
 /// One customer's EMS-facing side inside the host: the APIs without listeners of their
-/// own, and who may use them.
+/// own (who may use them is the host's one rule, agreed by every customer before start).
 #[derive(Debug, Clone)]
 pub struct HostedEms {
     /// The inbox API, when the environment's sink is the inbox.
     pub inbox: Option<crate::sink::inbox::InboxApi>,
     /// The intake (HTTP and MLLP), when the environment sends.
     pub intake: Option<crate::intake::IntakeApi>,
-    /// The environment's EMS access rule (mutual TLS material, or `None`: plain loopback);
-    /// the host's shared listeners need every customer's to be the same.
-    pub access: Option<ResolvedEms>,
     /// Turns true when this environment's gateway begins to stop: the host's EMS routes
     /// refuse it from then on, not only once it has stopped.
     pub stopping: tokio::sync::watch::Receiver<bool>,
@@ -817,7 +814,6 @@ pub(crate) async fn serve_with(
                     inbox: uses_inbox
                         .then(|| crate::sink::inbox::InboxApi::new(store.clone(), &ems_auth)),
                     intake,
-                    access: resolved.ems.clone(),
                     stopping: stopped.clone(),
                 },
             });

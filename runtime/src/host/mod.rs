@@ -270,7 +270,7 @@ pub async fn serve(
         return Err(HostError::NoCustomer(host.env.as_str()));
     }
     refuse_shared_stores(&customers, host.env)?;
-    refuse_unroutable(&customers, host.env)?;
+    let agreed_ems = refuse_unroutable(&customers, host.env)?;
     let listener = TcpListener::bind(host.listen)
         .await
         .map_err(|source| ServerError::Bind {
@@ -336,8 +336,6 @@ pub async fn serve(
     let mut not_started = Vec::new();
     let mut console_parts = Vec::new();
     let mut ems_customers = Vec::new();
-    // The EMS access every customer with an EMS-facing API agreed on (checked before start).
-    let mut ems_access: Option<Option<crate::app::ResolvedEms>> = None;
     for (code, names, parts_rx, ready_rx, failed_rx) in started {
         let (Ok(parts), Ok(resolved)) = (parts_rx.await, ready_rx.await) else {
             let why = failed_rx
@@ -358,9 +356,6 @@ pub async fn serve(
             not_started.push((code, why));
             continue;
         };
-        if ems_access.is_none() && names.faces_ems {
-            ems_access = Some(parts.ems.access.clone());
-        }
         ems_customers.push(ems::EmsCustomer {
             code: code.clone(),
             facility: names.facility,
@@ -383,23 +378,16 @@ pub async fn serve(
         let code = not_started.first().map_or("", |(c, _)| c.as_str());
         return Err(first_failure(&mut gateways, code).await);
     }
-    let plain_ems = !matches!(ems_access, Some(Some(_)));
+    let plain_ems = agreed_ems.is_none();
     let ems_routes = Arc::new(ems::EmsRoutes::new(ems_customers, view.clone(), plain_ems));
-    let (ems_front, ems_tls) = match bind_ems(
-        host,
-        listen,
-        ems_access.flatten(),
-        ems_routes.clone(),
-        &view,
-    )
-    .await
-    {
-        Ok(bound) => bound,
-        Err(e) => {
-            let _ = stop.send(true);
-            return Err(e);
-        }
-    };
+    let (ems_front, ems_tls) =
+        match bind_ems(host, listen, agreed_ems, ems_routes.clone(), &view).await {
+            Ok(bound) => bound,
+            Err(e) => {
+                let _ = stop.send(true);
+                return Err(e);
+            }
+        };
     if let Some(tls) = ems_tls {
         tokio::spawn(reload_on_hangup(
             tls,
@@ -443,6 +431,7 @@ pub async fn serve(
         env = host.env.as_str(),
         "host ready"
     );
+    let not_started_codes: Vec<String> = not_started.iter().map(|(c, _)| c.clone()).collect();
     ready(&HostReady {
         listen,
         ops_listen,
@@ -492,7 +481,10 @@ pub async fn serve(
     let _ = ops.await;
     let mut failed = None;
     while let Some(ended) = gateways.join_next().await {
-        if let Ok((customer, Err(source))) = ended {
+        // One that did not start was reported at start, not a failure of this shutdown.
+        if let Ok((customer, Err(source))) = ended
+            && !not_started_codes.contains(&customer)
+        {
             failed.get_or_insert(HostError::Customer {
                 customer,
                 source: Box::new(source),
@@ -611,7 +603,12 @@ async fn reload_on_hangup(
 /// host name for two, a different `ems` access (the host's EMS listeners have one), or one
 /// receiving facility (MSH-6.1) named by two sending customers. `hl7gw validate` checks
 /// the specs the same way.
-fn refuse_unroutable(customers: &[Customer], env: EnvName) -> Result<(), HostError> {
+/// Returns the EMS access they agree on (`None`: plain loopback, or no customer runs an
+/// EMS-facing API), the rule of the host's shared EMS listeners whichever customers start.
+fn refuse_unroutable(
+    customers: &[Customer],
+    env: EnvName,
+) -> Result<Option<crate::app::ResolvedEms>, HostError> {
     let mut access: Option<(String, Option<crate::app::ResolvedEms>)> = None;
     let mut facilities: Vec<(String, String)> = Vec::new();
     let mut hostnames: Vec<(String, String)> = Vec::new();
@@ -658,7 +655,7 @@ fn refuse_unroutable(customers: &[Customer], env: EnvName) -> Result<(), HostErr
         }
         facilities.push((code, facility));
     }
-    Ok(())
+    Ok(access.and_then(|(_, ems)| ems))
 }
 
 /// What differs between two customers' EMS access, or `None` when they are the same. Files

@@ -279,6 +279,7 @@ async fn route(
             return Ok(());
         }
         Ok(Err(Hello::Malformed)) => return Err((Refusal::Malformed, Some(tcp))),
+        Ok(Err(Hello::Unavailable)) => return Err((Refusal::Capacity, Some(tcp))),
         Ok(Ok(None)) => return Err((Refusal::MissingName, Some(tcp))),
         Ok(Ok(Some(name))) => name,
     };
@@ -301,6 +302,8 @@ enum Hello {
     Closed,
     /// The bytes are not a ClientHello.
     Malformed,
+    /// The socket could not be peeked (no second descriptor: the process is out of them).
+    Unavailable,
 }
 
 /// The server name of the ClientHello waiting on `tcp`, without consuming a byte. A
@@ -312,7 +315,10 @@ async fn peek_server_name(tcp: &TcpStream) -> Result<Option<String>, Hello> {
 /// [`peek_server_name`], counting in `peeks` how often the socket was peeked (a test checks
 /// that a ClientHello trickling in is peeked once per arrival, not polled).
 async fn peek_counted(tcp: &TcpStream, peeks: &mut u32) -> Result<Option<String>, Hello> {
-    let probe = Probe::new(tcp).map_err(|_| Hello::Closed)?;
+    let probe = Probe::new(tcp).map_err(|e| {
+        warn!(error = %e, "host: a connection cannot be peeked (out of file descriptors?); refused");
+        Hello::Unavailable
+    })?;
     let mut buf = vec![0u8; MAX_HELLO];
     let mut seen = 0;
     loop {
@@ -492,6 +498,7 @@ mod tests {
             Ok(Ok(name)) => Ok(name),
             Ok(Err(Hello::Closed)) => Err("closed"),
             Ok(Err(Hello::Malformed)) => Err("malformed"),
+            Ok(Err(Hello::Unavailable)) => Err("unavailable"),
         };
         client.await.unwrap();
         let mut rest = Vec::new();
