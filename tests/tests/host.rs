@@ -827,18 +827,7 @@ fn two_customers_on_one_store_are_refused_before_anything_starts() {
     );
     let demo = customer(&gw_demo::SPEC, "https://127.0.0.1:9/", dir.path(), false);
     northwest.options.store = demo.options.store.clone();
-    let host = loopback_host();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let result = runtime.block_on(hl7gw_runtime::host::serve(
-        vec![demo, northwest],
-        &host,
-        std::future::pending(),
-        |_| panic!("the host must not start"),
-    ));
-    let error = result.unwrap_err().to_string();
+    let error = refused_before_start(vec![demo, northwest]);
     assert!(
         error.contains("demo") && error.contains("northwest") && error.contains("store.sqlite"),
         "{error}"
@@ -856,19 +845,7 @@ fn two_customers_on_one_store_are_refused_before_anything_starts() {
 fn customers_that_cannot_share_the_ems_listeners_are_refused_before_anything_starts() {
     use hl7gw_runtime::config::{EmsAccess, EmsTls};
     let dir = tempfile::tempdir().unwrap();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let refused = |demo: Customer, northwest: Customer| {
-        let result = runtime.block_on(hl7gw_runtime::host::serve(
-            vec![demo, northwest],
-            &loopback_host(),
-            std::future::pending(),
-            |_| panic!("the host must not start"),
-        ));
-        result.unwrap_err().to_string()
-    };
+    let refused = |demo: Customer, northwest: Customer| refused_before_start(vec![demo, northwest]);
     let demo = || {
         customer(
             &gw_demo::SPEC,
@@ -1188,22 +1165,11 @@ fn on_postgres_each_customer_keeps_its_own_database() {
     );
 
     // One database for both: refused before anything starts.
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let refused = runtime.block_on(hl7gw_runtime::host::serve(
-        vec![
-            on_database(&gw_demo::SPEC, "demo", false, &demo_db),
-            on_database(&gw_northwest::SPEC, "northwest", true, &demo_db),
-        ],
-        &loopback_host(),
-        std::future::pending(),
-        |_| panic!("the host must not start"),
-    ));
-    let error = refused.unwrap_err().to_string();
+    let error = refused_before_start(vec![
+        on_database(&gw_demo::SPEC, "demo", false, &demo_db),
+        on_database(&gw_northwest::SPEC, "northwest", true, &demo_db),
+    ]);
     assert!(error.contains(&demo_db.dbname), "{error}");
-    drop(runtime);
 
     let host = InProcess::start(vec![
         on_database(&gw_demo::SPEC, "demo", false, &demo_db),
@@ -1262,4 +1228,20 @@ fn on_postgres_each_customer_keeps_its_own_database() {
         assert_eq!(ids, [id], "{code}");
     }
     host.stop();
+}
+
+/// The error of a host asked to serve `customers` that must refuse before it is ready (it
+/// panics if the host becomes ready).
+fn refused_before_start(customers: Vec<Customer>) -> String {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let result = runtime.block_on(hl7gw_runtime::host::serve(
+        customers,
+        &loopback_host(),
+        std::future::pending(),
+        |_| panic!("the host must not start"),
+    ));
+    result.unwrap_err().to_string()
 }

@@ -242,12 +242,7 @@ fn routes(specs: &[GatewaySpec], env: EnvName, out: &mut dyn Write) -> Result<()
         }
         if let Some(send) = &environment.send {
             ems.push(format!("intake /{code}/outbound"));
-            let facility = send
-                .header
-                .receiving_facility
-                .split('^')
-                .next()
-                .unwrap_or("");
+            let facility = super::ems::facility_key(&send.header.receiving_facility);
             ems.push(if facility.is_empty() {
                 "intake MLLP: none (no send.receiving_facility)".to_owned()
             } else {

@@ -91,8 +91,10 @@ impl HostView {
             .find(|(customer, _)| customer.code == code)
             .and_then(|(_, stopped)| stopped.clone());
         stopped.or_else(|| {
-            self.unstarted()
-                .into_iter()
+            self.unstarted
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
                 .find(|(c, _)| c == code)
                 .map(|(_, why)| format!("it did not start: {why}"))
         })
