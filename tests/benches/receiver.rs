@@ -876,6 +876,51 @@ fn print_timings(label: &str, t: &Timings) {
     );
 }
 
+/// `HL7GW_BENCH_PROFILE=<server>@<clients>` (e.g. `gateway@32`): drive that one server
+/// alone, for `perf record` or `strace -c` to see what it spends its time on.
+fn profile_target() -> Option<(String, usize)> {
+    let text = std::env::var("HL7GW_BENCH_PROFILE").ok()?;
+    let (server, clients) = text.rsplit_once('@')?;
+    Some((server.to_owned(), clients.parse().ok()?))
+}
+
+/// The profiling run of [`profile_target`]: 1 s warm-up, then 10 s measured, and its figures.
+fn profile(
+    servers: &[(&str, SocketAddr)],
+    wanted: &str,
+    clients: usize,
+    client_rt: &tokio::runtime::Runtime,
+    client_config: Arc<ClientConfig>,
+    ids: Arc<Ids>,
+) {
+    let Some((name, addr)) = servers.iter().find(|(name, _)| *name == wanted) else {
+        eprintln!("HL7GW_BENCH_PROFILE: no server named {wanted:?}");
+        std::process::exit(2);
+    };
+    println!(
+        "profiling {name} with {clients} clients for 10 s (pid {})",
+        std::process::id()
+    );
+    let slice = client_rt.block_on(drive(
+        *addr,
+        client_config,
+        ids,
+        clients,
+        Duration::from_secs(1),
+        Duration::from_secs(10),
+    ));
+    let f = Figures::from(std::slice::from_ref(&slice));
+    println!(
+        "{name}, {clients} clients: {:.0} messages/s, p50 {}, CPU {:.2} cores ({:.0} % kernel) = {:.0} µs per message; {} errors",
+        f.per_second,
+        show(f.p50),
+        f.cpu_cores,
+        f.cpu_system_share * 100.0,
+        f.cpu_cores / f.per_second * 1e6,
+        slice.errors
+    );
+}
+
 fn main() {
     let mode = Mode::from_args();
     let (warmup, measure, rounds) = durations(mode);
@@ -1006,6 +1051,13 @@ fn main() {
             );
         }
     });
+
+    if let Some((wanted, clients)) = profile_target() {
+        profile(&servers, &wanted, clients, &client_rt, client_config, ids);
+        drop(client_rt);
+        server_rt.shutdown_timeout(Duration::from_secs(2));
+        return;
+    }
 
     let scenarios: Vec<(String, usize)> = CLIENTS
         .iter()

@@ -388,7 +388,12 @@ async fn deliver_and_commit_held(
     gateway_ack: GatewayAck,
     accepted: bool,
 ) -> Result<Answer, DeliveryError> {
-    if !inbound.item.key.control_id.is_empty() {
+    // An accepted message for the inbox is checked inside its commit instead (the group's
+    // transaction looks the key up before the insert and answers a committed key as a
+    // duplicate, handled below): one store call per message rather than two. A sink that
+    // delivers before the commit must know before it delivers.
+    let checked_in_commit = accepted && sink.kind() == SinkKind::Inbox;
+    if !inbound.item.key.control_id.is_empty() && !checked_in_commit {
         if let Some(original) = store.find_duplicate(&inbound.item.key).await? {
             return answer_duplicate(store, sink, inbound, &gateway_ack.build, original).await;
         }

@@ -1,12 +1,19 @@
 //! Group commit of inbound messages: commits that arrive while another is being written wait
-//! in one queue, and the next writer takes them all (up to [`MAX_GROUP`]) into one
-//! transaction, so they share one fsync (SQLite) or one round trip (PostgreSQL).
+//! in one queue, and the writer takes them all (up to [`MAX_GROUP`]) into one transaction, so
+//! they share one fsync (SQLite) or one round trip (PostgreSQL).
 //!
-//! There is no committer thread: whoever gets the backend's writer (SQLite's connection, the
-//! PostgreSQL backend's commit lock) next leads. It takes what is waiting, oldest first,
-//! writes it, answers every member and lets go; a caller whose commit another leader already
-//! answered just returns that answer. Each answer is given only after the transaction holding
-//! its row committed, so an ACK still leaves only once its own row is durable.
+//! There is no committer thread. The caller whose commit finds nobody writing becomes the
+//! *leader* ([`Lead`]): it starts one writer (a blocking-pool thread for SQLite, a task for
+//! PostgreSQL) that takes what is waiting, oldest first, writes it, answers every member and
+//! takes the next group, until the queue is empty. Every other caller only waits for its
+//! answer ([`Ticket`]): no thread is parked per waiting message and nobody queues on the
+//! connection's lock, so a group of N costs one hand-over to the writer and N wake-ups, not
+//! N of each. Each answer is given only after the transaction holding its row committed, so
+//! an ACK still leaves only once its own row is durable.
+//!
+//! "Is anyone writing?" and the queue live under one lock, so a commit queued just as the
+//! writer found the queue empty is never stranded: either the writer sees it, or its caller
+//! sees nobody writing and leads.
 //!
 //! What a failure does, in both backends:
 //!
@@ -18,10 +25,15 @@
 //!   afresh.
 //! - Two copies of one key in one group: the first is committed, the second is answered as a
 //!   [`CommitResult::Duplicate`] of it, exactly as if it had arrived just after.
+//! - A writer that ends without answering (it panicked, or its task could not start) answers
+//!   every member it took and every commit still waiting with [`abandoned`]: whether a taken
+//!   member's transaction committed is unknown, and the sender's retry finds out.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+
+use tokio::sync::oneshot;
 
 use super::{CommitResult, InboundRecord, StoreError};
 
@@ -36,71 +48,76 @@ pub const GROUP_SIZE_BUCKETS: [u64; 8] = [1, 2, 4, 8, 16, 32, 64, 128];
 /// What a commit hands back: the result and the record, for the caller to keep.
 pub(crate) type Outcome = Result<(CommitResult, InboundRecord), StoreError>;
 
-/// Where a member's answer is left by the group's leader.
-type Slot = Mutex<Option<Outcome>>;
-
 /// One commit waiting to be taken into a group.
 pub(crate) struct Pending {
     /// The message.
     pub(crate) record: InboundRecord,
-    slot: Arc<Slot>,
+    answer: oneshot::Sender<Outcome>,
 }
 
 impl Pending {
-    /// Leaves the member's answer for it.
+    /// Gives the member its answer. A caller that stopped waiting (its request was
+    /// cancelled) is not an error: its row's fate is in the store either way.
     pub(crate) fn answer(self, result: Result<CommitResult, StoreError>) {
-        let outcome = result.map(|r| (r, self.record));
-        *lock(&self.slot) = Some(outcome);
+        let Self { record, answer } = self;
+        let _ = answer.send(result.map(|r| (r, record)));
     }
 }
 
-/// A caller's ticket: where its answer will be.
+/// A caller's ticket: where its answer will come.
 pub(crate) struct Ticket {
-    slot: Arc<Slot>,
+    answer: oneshot::Receiver<Outcome>,
 }
 
 impl Ticket {
-    /// The answer, once a leader left it.
-    pub(crate) fn take(&self) -> Option<Outcome> {
-        lock(&self.slot).take()
+    /// Waits for the answer in an async task.
+    pub(crate) async fn wait(self) -> Outcome {
+        self.answer.await.unwrap_or_else(|_| Err(abandoned()))
+    }
+
+    /// Waits for the answer on a thread that may block (never in an async task).
+    pub(crate) fn wait_blocking(self) -> Outcome {
+        self.answer
+            .blocking_recv()
+            .unwrap_or_else(|_| Err(abandoned()))
     }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Nothing here can be left half-updated by a panic: a push, a drain, a store.
+    // Nothing here can be left half-updated by a panic: a push, a drain, a flag.
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The waiting commits and whether a writer is taking them.
+#[derive(Default)]
+struct Waiting {
+    queue: VecDeque<Pending>,
+    writing: bool,
 }
 
 /// The commits waiting, and how large the groups were.
 #[derive(Default)]
 pub(crate) struct GroupQueue {
-    waiting: Mutex<VecDeque<Pending>>,
+    waiting: Arc<Mutex<Waiting>>,
     stats: Arc<GroupStats>,
 }
 
 impl GroupQueue {
-    /// Queues `record`; the caller then waits for the writer and [`take`](Self::take)s a
-    /// group unless its ticket was answered meanwhile.
-    pub(crate) fn enqueue(&self, record: InboundRecord) -> Ticket {
-        let slot = Arc::new(Slot::default());
-        lock(&self.waiting).push_back(Pending {
-            record,
-            slot: Arc::clone(&slot),
-        });
-        Ticket { slot }
-    }
-
-    /// The oldest waiting commits, at most [`MAX_GROUP`]. Call it only while holding the
-    /// writer, and answer every member before letting the writer go.
-    pub(crate) fn take(&self) -> Vec<Pending> {
+    /// Queues `record`. With a [`Lead`] the caller must start the writer (and give it the
+    /// lead); either way it then waits on the ticket.
+    pub(crate) fn enqueue(&self, record: InboundRecord) -> (Ticket, Option<Lead>) {
+        let (answer, receiver) = oneshot::channel();
         let mut waiting = lock(&self.waiting);
-        let n = waiting.len().min(MAX_GROUP);
-        let group: Vec<Pending> = waiting.drain(..n).collect();
-        drop(waiting);
-        if !group.is_empty() {
-            self.stats.observe(group.len());
-        }
-        group
+        waiting.queue.push_back(Pending { record, answer });
+        let lead = (!waiting.writing).then(|| {
+            waiting.writing = true;
+            Lead {
+                waiting: Arc::clone(&self.waiting),
+                stats: Arc::clone(&self.stats),
+                done: false,
+            }
+        });
+        (Ticket { answer: receiver }, lead)
     }
 
     /// The group sizes seen so far.
@@ -109,9 +126,53 @@ impl GroupQueue {
     }
 }
 
-/// The answer for a caller whose ticket is empty although no commit is waiting: the leader
-/// that took it ended without answering (its task was cancelled). Whether its transaction
-/// committed is unknown; the sender's retry finds out.
+/// The right, and the duty, to write every waiting commit: whoever holds it takes groups
+/// with [`next_group`](Self::next_group), writes and answers each, until it returns `None`.
+/// Dropped earlier (a panic, a writer that could not start), it answers everything still
+/// waiting with [`abandoned`] and lets the next caller lead.
+#[must_use = "the waiting commits are answered only by the writer holding the lead"]
+pub(crate) struct Lead {
+    waiting: Arc<Mutex<Waiting>>,
+    stats: Arc<GroupStats>,
+    done: bool,
+}
+
+impl Lead {
+    /// The oldest waiting commits, at most [`MAX_GROUP`]; `None` when none is waiting, which
+    /// ends the lead. Answer every member before asking for the next group.
+    pub(crate) fn next_group(&mut self) -> Option<Vec<Pending>> {
+        let mut waiting = lock(&self.waiting);
+        let n = waiting.queue.len().min(MAX_GROUP);
+        if n == 0 {
+            waiting.writing = false;
+            self.done = true;
+            return None;
+        }
+        let group: Vec<Pending> = waiting.queue.drain(..n).collect();
+        drop(waiting);
+        self.stats.observe(group.len());
+        Some(group)
+    }
+}
+
+impl Drop for Lead {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        let stranded: Vec<Pending> = {
+            let mut waiting = lock(&self.waiting);
+            waiting.writing = false;
+            waiting.queue.drain(..).collect()
+        };
+        for member in stranded {
+            member.answer(Err(abandoned()));
+        }
+    }
+}
+
+/// The answer for a commit whose writer ended without answering it (it panicked, or could
+/// not start). Whether its transaction committed is unknown; the sender's retry finds out.
 pub(crate) fn abandoned() -> StoreError {
     StoreError::Task("the group commit holding this message ended without an answer".into())
 }
@@ -197,5 +258,107 @@ impl GroupStats {
     /// last bound.
     pub fn buckets(&self) -> [u64; GROUP_SIZE_BUCKETS.len() + 1] {
         std::array::from_fn(|i| self.buckets.get(i).map_or(0, |b| b.load(Ordering::Relaxed)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dedup::DedupKey;
+    use crate::hl7::AckCode;
+    use crate::sink::SinkKind;
+
+    fn record(control_id: &str) -> InboundRecord {
+        InboundRecord {
+            received_at: std::time::SystemTime::UNIX_EPOCH,
+            peer_ip: None,
+            peer_subject: None,
+            key: DedupKey::new("APP", "FAC", control_id),
+            message_type: "ADT^A28".into(),
+            raw: bytes::Bytes::from_static(b"MSH|^~\\&|APP|FAC\r"),
+            record: None,
+            ack: Vec::new(),
+            ack_code: AckCode::ApplicationAccept,
+            sink: SinkKind::Inbox,
+        }
+    }
+
+    fn control_id(outcome: Outcome) -> String {
+        match outcome {
+            Ok((CommitResult::Committed(_), record)) => record.key.control_id,
+            other => panic!("expected a commit, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn one_lead_at_a_time_and_everything_queued_meanwhile_is_taken_in_order() {
+        let queue = GroupQueue::default();
+        let (first, lead) = queue.enqueue(record("1"));
+        let mut lead = lead.expect("nobody writes yet: the first caller leads");
+        let (second, none) = queue.enqueue(record("2"));
+        assert!(none.is_none(), "a writer holds the lead");
+        let (third, _) = queue.enqueue(record("3"));
+        let group = lead.next_group().expect("three waiting");
+        let ids: Vec<&str> = group
+            .iter()
+            .map(|p| p.record.key.control_id.as_str())
+            .collect();
+        assert_eq!(ids, ["1", "2", "3"]);
+        for (n, member) in group.into_iter().enumerate() {
+            member.answer(Ok(CommitResult::Committed(n as i64)));
+        }
+        assert!(
+            lead.next_group().is_none(),
+            "the queue is empty: the lead ends"
+        );
+        drop(lead);
+        for (ticket, id) in [(first, "1"), (second, "2"), (third, "3")] {
+            assert_eq!(control_id(ticket.wait_blocking()), id);
+        }
+        // The lead ended: the next caller leads again.
+        let (_, again) = queue.enqueue(record("4"));
+        assert!(again.is_some());
+        assert_eq!(queue.stats().groups(), 1);
+        assert_eq!(queue.stats().messages(), 3);
+    }
+
+    #[test]
+    fn a_group_is_at_most_max_group_and_the_rest_waits_for_the_next() {
+        let queue = GroupQueue::default();
+        let mut lead = None;
+        for n in 0..MAX_GROUP + 5 {
+            let (_, l) = queue.enqueue(record(&n.to_string()));
+            lead = lead.or(l);
+        }
+        let mut lead = lead.expect("the first caller leads");
+        assert_eq!(lead.next_group().map(|g| g.len()), Some(MAX_GROUP));
+        assert_eq!(lead.next_group().map(|g| g.len()), Some(5));
+        assert!(lead.next_group().is_none());
+    }
+
+    #[test]
+    fn a_writer_that_ends_without_answering_answers_every_waiting_commit_with_an_error() {
+        let queue = GroupQueue::default();
+        let (taken, lead) = queue.enqueue(record("taken"));
+        let mut lead = lead.expect("leads");
+        let (waiting, _) = queue.enqueue(record("waiting"));
+        let group = lead.next_group().expect("two waiting");
+        // The writer dies holding the group and the lead (a panic unwinds through both).
+        drop(group);
+        let (late, none) = queue.enqueue(record("late"));
+        assert!(none.is_none(), "the dead writer still holds the lead");
+        drop(lead);
+        for ticket in [taken, waiting, late] {
+            let error = ticket
+                .wait_blocking()
+                .expect_err("no answer is a failure, not a hang");
+            assert!(
+                error.to_string().contains("ended without an answer"),
+                "{error}"
+            );
+        }
+        // Nothing is left leading: the next caller writes.
+        let (_, lead) = queue.enqueue(record("next"));
+        assert!(lead.is_some());
     }
 }

@@ -480,7 +480,20 @@ impl Store {
         record: InboundRecord,
     ) -> Result<(CommitResult, InboundRecord), StoreError> {
         match &self.inner.backend {
-            Backend::Sqlite(_) => self.run(move |s| s.commit_inbound_keeping(record)).await,
+            Backend::Sqlite(db) => {
+                // Only the caller handed the lead starts a writer on the blocking pool; the
+                // others wait without holding a thread (see `group`).
+                let (ticket, lead) = db.enqueue_inbound(record);
+                if let Some(lead) = lead {
+                    let inner = Arc::clone(&self.inner);
+                    tokio::task::spawn_blocking(move || {
+                        if let Backend::Sqlite(db) = &inner.backend {
+                            db.write_groups(lead);
+                        }
+                    });
+                }
+                ticket.wait().await
+            }
             Backend::Postgres(pg) => {
                 pg.run(postgres::inbound::commit_inbound(
                     pg.pool(),

@@ -11,7 +11,7 @@ use deadpool_postgres::{GenericClient, Pool};
 use super::{delete_in_batches, instant, instant_opt, locks, parse_record, parsed};
 use crate::dedup::DedupKey;
 use crate::hl7::AckCode;
-use crate::store::group::{self, GroupQueue, GroupStats, Outcome, Pending};
+use crate::store::group::{self, GroupQueue, GroupStats, Lead, Outcome, Pending};
 use crate::store::{
     APPLICATION_ID, CommitResult, InboundRecord, InboundRow, InboundStatus, StoreError, StoredAck,
     timestamp,
@@ -58,13 +58,11 @@ pub(crate) async fn find_duplicate(
     find_committed(&client, &key).await
 }
 
-/// The inbound commits waiting for this process's writer, and who writes now: one group in
-/// flight at a time per process (the inbound advisory lock serialises the commits of every
-/// replica anyway).
+/// The inbound commits waiting for this process's writer: one group in flight at a time per
+/// process (the inbound advisory lock serialises the commits of every replica anyway).
 #[derive(Default)]
 pub(crate) struct Committer {
     queue: GroupQueue,
-    lead: tokio::sync::Mutex<()>,
 }
 
 impl Committer {
@@ -76,24 +74,25 @@ impl Committer {
 
 /// Commits `record` with whatever other commits are waiting (group commit, see
 /// [`group`](crate::store::group)): one transaction, committed (and, with the server's default
-/// `synchronous_commit`, flushed) before this returns `Ok`.
+/// `synchronous_commit`, flushed) before this returns `Ok`. Run it on the backend's runtime:
+/// the caller handed the lead spawns the writer there, a task of its own, so a caller that
+/// stops waiting never cuts a group short.
 pub(crate) async fn commit_inbound(
     pool: Pool,
     committer: Arc<Committer>,
     record: InboundRecord,
 ) -> Outcome {
-    let ticket = committer.queue.enqueue(record);
-    let _lead = committer.lead.lock().await;
-    // Whoever leads took every commit queued before it: once we lead, our commit is either
-    // answered or still queued.
-    loop {
-        if let Some(outcome) = ticket.take() {
-            return outcome;
-        }
-        let members = committer.queue.take();
-        if members.is_empty() {
-            return Err(group::abandoned());
-        }
+    let (ticket, lead) = committer.queue.enqueue(record);
+    if let Some(lead) = lead {
+        tokio::spawn(write_groups(pool, lead));
+    }
+    ticket.wait().await
+}
+
+/// The writer: takes the waiting commits group by group, one transaction each, until none
+/// is waiting.
+async fn write_groups(pool: Pool, mut lead: Lead) {
+    while let Some(members) = lead.next_group() {
         commit_group(&pool, members).await;
     }
 }

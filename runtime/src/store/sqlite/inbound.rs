@@ -9,7 +9,7 @@ use rusqlite::{Connection, MAIN_DB, OptionalExtension, Transaction, TransactionB
 use super::{Sqlite, delete_in_batches, instant, instant_opt, parse_record, parsed};
 use crate::dedup::DedupKey;
 use crate::hl7::AckCode;
-use crate::store::group::{self, Outcome, Pending};
+use crate::store::group::{self, Lead, Outcome, Pending, Ticket};
 use crate::store::{
     CommitResult, InboundRecord, InboundRow, InboundStatus, StoreError, StoredAck, timestamp,
 };
@@ -49,40 +49,93 @@ fn is_unique_violation(e: &rusqlite::Error) -> bool {
     )
 }
 
-/// One transaction for the whole group, one fsync at its commit. A member that fails alone
-/// (a constraint) is rolled back to its savepoint and the others go on; an error after which
-/// SQLite has rolled the whole transaction back (a full disk, an I/O error) or a failed
+/// One transaction for the whole group, one fsync at its commit. The members are written
+/// straight into the transaction; only when one of them fails is the transaction rolled back
+/// and the group written again with a savepoint per member, so that the one that fails
+/// fails alone and the others go on (a savepoint per member costs two statements and a copy
+/// of every page it touches, on every message, for a case that is rare). An error after
+/// which SQLite has rolled the whole transaction back (a full disk, an I/O error) or a failed
 /// commit fails every member.
 fn commit_group(conn: &mut Connection, members: Vec<Pending>) {
+    let written = match write_group(conn, &members, Savepoints::None) {
+        Attempt::MemberFailed => write_group(conn, &members, Savepoints::PerMember),
+        other => other,
+    };
+    match written {
+        Attempt::Written(results, commit) => group::finish(members, results, commit),
+        Attempt::Failed(e) => group::fail_all(members, e),
+        Attempt::MemberFailed => group::fail_all(
+            members,
+            StoreError::Task("a group member failed outside its savepoint".into()),
+        ),
+    }
+}
+
+/// Whether each member of a group gets a savepoint of its own.
+#[derive(Clone, Copy, PartialEq)]
+enum Savepoints {
+    None,
+    PerMember,
+}
+
+/// How one attempt at writing a group ended.
+enum Attempt {
+    /// Each member's result and how the transaction's commit ended.
+    Written(
+        Vec<Result<Option<CommitResult>, StoreError>>,
+        Result<(), StoreError>,
+    ),
+    /// A member failed without a savepoint: the transaction was rolled back, nothing written.
+    MemberFailed,
+    /// The transaction could not begin, or SQLite rolled it back: nothing written.
+    Failed(StoreError),
+}
+
+fn write_group(conn: &mut Connection, members: &[Pending], savepoints: Savepoints) -> Attempt {
     let mut tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
         Ok(tx) => tx,
-        Err(e) => return group::fail_all(members, e.into()),
+        Err(e) => return Attempt::Failed(e.into()),
     };
     let mut results = Vec::with_capacity(members.len());
-    for member in &members {
-        match write_one(&mut tx, &member.record) {
+    for member in members {
+        let written = match savepoints {
+            Savepoints::None => write_one(&tx, &member.record),
+            Savepoints::PerMember => in_savepoint(&mut tx, &member.record),
+        };
+        match written {
             Ok(result) => results.push(Ok(Some(result))),
-            Err(e) if tx.is_autocommit() => {
-                // The transaction is gone, and with it every row written so far.
-                drop(tx);
-                return group::fail_all(members, e);
-            }
+            // The transaction is gone, and with it every row written so far.
+            Err(e) if tx.is_autocommit() => return Attempt::Failed(e),
+            // Dropping the transaction rolls it back.
+            Err(_) if savepoints == Savepoints::None => return Attempt::MemberFailed,
             Err(e) => results.push(Err(e)),
         }
     }
     let commit = tx.commit().map_err(StoreError::from);
-    group::finish(members, results, commit);
+    Attempt::Written(results, commit)
 }
 
-/// One member of a group inside its own savepoint: the duplicate check and the insert.
-fn write_one(tx: &mut Transaction<'_>, record: &InboundRecord) -> Result<CommitResult, StoreError> {
+/// [`write_one`] inside a savepoint of its own: a failure rolls back this member only.
+fn in_savepoint(
+    tx: &mut Transaction<'_>,
+    record: &InboundRecord,
+) -> Result<CommitResult, StoreError> {
+    let sp = tx.savepoint()?;
+    let result = write_one(&sp, record)?;
+    sp.commit()?;
+    Ok(result)
+}
+
+/// One member of a group: the duplicate check and the insert (and, for a large message,
+/// the blob written into its row). On error it may have written part of the row: the
+/// caller rolls back.
+fn write_one(conn: &Connection, record: &InboundRecord) -> Result<CommitResult, StoreError> {
     let (status, record_json) = record.status_and_json()?;
     let committed = status == InboundStatus::Committed;
-    let sp = tx.savepoint()?;
     if committed {
         // Sees the rows of earlier members of this group too: a second copy of a key in one
         // group is answered as a duplicate of the first.
-        if let Some(original) = find_committed(&sp, &record.key)? {
+        if let Some(original) = find_committed(conn, &record.key)? {
             return Ok(CommitResult::Duplicate(original));
         }
     }
@@ -97,51 +150,50 @@ fn write_one(tx: &mut Transaction<'_>, record: &InboundRecord) -> Result<CommitR
     } else {
         ToSqlOutput::Borrowed(ValueRef::Blob(&record.raw))
     };
-    let inserted = sp.execute(
+    let mut insert = conn.prepare_cached(
         "INSERT INTO inbound_messages (
              received_at, committed_at, peer_ip, peer_subject,
              sending_application, sending_facility, control_id, message_type,
              record_json, ack, ack_code, status, sink, digest, raw)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
-        params![
-            timestamp::format_rfc3339(record.received_at),
-            timestamp::format(timestamp::now()),
-            record.peer_ip.map(|ip| ip.to_string()),
-            record.peer_subject,
-            record.key.sending_application,
-            record.key.sending_facility,
-            record.key.control_id,
-            record.message_type,
-            record_json,
-            record.ack,
-            record.ack_code.as_str(),
-            status.as_str(),
-            record.sink.as_str(),
-            crate::dedup::digest(&record.raw),
-            raw,
-        ],
-    );
+    )?;
+    let inserted = insert.execute(params![
+        timestamp::format_rfc3339(record.received_at),
+        timestamp::format(timestamp::now()),
+        record.peer_ip.map(|ip| ip.to_string()),
+        record.peer_subject,
+        record.key.sending_application,
+        record.key.sending_facility,
+        record.key.control_id,
+        record.message_type,
+        record_json,
+        record.ack,
+        record.ack_code.as_str(),
+        status.as_str(),
+        record.sink.as_str(),
+        crate::dedup::digest(&record.raw),
+        raw,
+    ]);
+    drop(insert);
     match inserted {
         Ok(_) => {}
         // Unreachable while every writer takes the lock first, kept as the backstop: the
-        // failed statement wrote nothing, the savepoint is still usable.
+        // failed statement wrote nothing, the transaction is still usable.
         Err(e) if committed && is_unique_violation(&e) => {
-            return match find_committed(&sp, &record.key)? {
+            return match find_committed(conn, &record.key)? {
                 Some(original) => Ok(CommitResult::Duplicate(original)),
                 None => Err(e.into()),
             };
         }
-        // Dropping the savepoint rolls this member back.
         Err(e) => return Err(e.into()),
     }
-    let id = sp.last_insert_rowid();
+    let id = conn.last_insert_rowid();
     if streamed {
-        // Into the pages of the row just written, in this savepoint: no copy of the whole.
-        let mut blob = sp.blob_open(MAIN_DB, "inbound_messages", "raw", id, false)?;
+        // Into the pages of the row just written, in this transaction: no copy of the whole.
+        let mut blob = conn.blob_open(MAIN_DB, "inbound_messages", "raw", id, false)?;
         blob.write_at(&record.raw, 0)?;
         blob.close()?;
     }
-    sp.commit()?;
     Ok(CommitResult::Committed(id))
 }
 
@@ -155,22 +207,30 @@ impl Sqlite {
     }
 
     /// Commits `record` with whatever other commits are waiting (group commit, see
-    /// [`group`](crate::store::group)): one `BEGIN IMMEDIATE` transaction, one savepoint per
-    /// message; with WAL and `synchronous=FULL` the row is on disk when this returns `Ok`.
+    /// [`group`](crate::store::group)) and blocks until it is durable: one `BEGIN IMMEDIATE`
+    /// transaction, one savepoint per message; with WAL and `synchronous=FULL` the row is on
+    /// disk when this returns `Ok`. When nobody is writing, this thread writes, and goes on
+    /// with the groups queued meanwhile until none is left. Never call it from an async task.
     pub(crate) fn commit_inbound(&self, record: InboundRecord) -> Outcome {
-        let ticket = self.groups.enqueue(record);
-        let mut conn = self.conn();
-        // Whoever holds the connection took every commit queued before it: once we hold it,
-        // our commit is either answered or still queued.
-        loop {
-            if let Some(outcome) = ticket.take() {
-                return outcome;
-            }
-            let members = self.groups.take();
-            if members.is_empty() {
-                return Err(group::abandoned());
-            }
-            commit_group(&mut conn, members);
+        let (ticket, lead) = self.groups.enqueue(record);
+        if let Some(lead) = lead {
+            self.write_groups(lead);
+        }
+        ticket.wait_blocking()
+    }
+
+    /// Queues `record` for the next group; the caller starts [`write_groups`](Self::write_groups)
+    /// on a thread that may block when it is handed the lead, then waits on the ticket.
+    pub(crate) fn enqueue_inbound(&self, record: InboundRecord) -> (Ticket, Option<Lead>) {
+        self.groups.enqueue(record)
+    }
+
+    /// The writer: takes the waiting commits group by group, each in one transaction under
+    /// the connection's lock (taken per group, so the store's other writers interleave),
+    /// until none is waiting.
+    pub(crate) fn write_groups(&self, mut lead: Lead) {
+        while let Some(members) = lead.next_group() {
+            commit_group(&mut self.conn(), members);
         }
     }
 
