@@ -1,6 +1,7 @@
 //! The fencing token against a real PostgreSQL server (`hl7gw_tests::postgres`): a replica
 //! whose lease was taken over can neither mark a message in flight nor record an outcome,
-//! and what it tried leaves the row as the new leader has it.
+//! and what it tried leaves the row as the new leader has it. And the pipelined delivery
+//! transaction keeps every answer of the sequential one it replaced.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -10,7 +11,8 @@ use hl7gw_tests::postgres::{self as pg, TestPostgres};
 
 use crate::client::{FailureClass, Outcome};
 use crate::hl7::AckCode;
-use crate::queue::{Action, MessageState, NewMessage, QueueError};
+use crate::queue::{Action, Event, MessageInfo, MessageState, NewMessage, QueueError, QueueId};
+use crate::store::audit::Operator;
 use crate::store::{Backend, PostgresOptions, Store, timestamp};
 
 const RAW: &[u8] = b"MSH|^~\\&|GW|EMS|TIE|TRUST|20260101120000||ORU^R01|MSG1|T|2.4\rPID|1\r";
@@ -176,5 +178,149 @@ fn a_stale_fencing_token_cannot_send_or_record() {
         assert!(next.is_none(), "nothing else is queued");
         let row = a.queue_show(id).await.unwrap().unwrap().info;
         assert_eq!((row.state, row.attempts), (MessageState::Delivered, 2));
+    });
+}
+
+fn message(control_id: &str) -> NewMessage {
+    NewMessage {
+        control_id: control_id.into(),
+        message_type: "ORU^R01".into(),
+        raw: RAW.to_vec(),
+        idempotency: None,
+    }
+}
+
+async fn row(store: &Store, id: QueueId) -> MessageInfo {
+    store.queue_show(id).await.unwrap().unwrap().info
+}
+
+/// Every answer of `record_delivered_then_begin`: the next head begun (also when it is a lower
+/// id than the delivered message), a held or in-flight head left as it is, a repeat or an
+/// unknown id refused with nothing written, and a lost lease refused with neither the
+/// message nor the next one touched.
+#[test]
+fn a_delivery_begins_only_a_queued_head_and_a_refused_one_writes_nothing() {
+    let Some((a, b)) = open_two("delivery_refusals") else {
+        return;
+    };
+    runtime().block_on(async {
+        let at =
+            |s: i64| timestamp::now().replace_nanosecond(0).unwrap() + time::Duration::seconds(s);
+        let t0 = at(0);
+        let messages = ["M1", "M2", "M3", "M4", "M5", "M6"].map(message).to_vec();
+        let ids: Vec<QueueId> = a
+            .queue_enqueue("trust".into(), messages, t0)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.id)
+            .collect();
+        let [m1, m2, m3, m4, m5, m6] = ids[..] else {
+            panic!("six ids: {ids:?}");
+        };
+        let lease = Duration::from_millis(300);
+        let old = a.lease_acquire("trust", "a", lease).await.unwrap().unwrap();
+        let fence = || Some(old.fence());
+        let deliver = |id: QueueId, detail: &'static str, at| {
+            let outcome = Outcome::accepted(200, AckCode::ApplicationAccept, detail);
+            a.queue_record_delivered_then_begin(id, "trust".into(), outcome, at, fence())
+        };
+
+        // M1 in flight, M2 held behind it: delivering M1 leaves the held head as it is.
+        a.queue_begin_attempt(m1, t0, fence())
+            .await
+            .unwrap()
+            .unwrap();
+        a.queue_begin_attempt(m2, t0, fence())
+            .await
+            .unwrap()
+            .unwrap();
+        let failed = Outcome::failed(FailureClass::Http5xx, "HTTP 503");
+        a.queue_record_failure(m2, failed, t0, |_| Action::Hold("x".into()), fence())
+            .await
+            .unwrap();
+        let (recorded, next) = deliver(m1, "first", at(1)).await.unwrap();
+        assert!(recorded);
+        assert!(next.is_none(), "the head is held: {next:?}");
+        let delivered = row(&a, m1).await;
+        assert_eq!(delivered.state, MessageState::Delivered);
+        assert_eq!(delivered.delivered_at, Some(at(1)));
+        assert_eq!(delivered.last_response.as_ref().unwrap().text, "first");
+        assert_eq!(row(&a, m2).await.state, MessageState::Held);
+        assert_eq!(
+            (row(&a, m3).await.state, row(&a, m3).await.attempts),
+            (MessageState::Queued, 0)
+        );
+
+        // Released, M2 is the queued head; a repeat of M1's delivery, or one of a message
+        // that is not there, records nothing and begins nothing.
+        let by = Operator {
+            name: "test".into(),
+            peer: "cli".into(),
+            reason: "released".into(),
+        };
+        a.queue_operator(m2, Event::Release { at: at(2) }, by)
+            .await
+            .unwrap();
+        assert_eq!(deliver(m1, "again", at(3)).await.unwrap(), (false, None));
+        assert_eq!(
+            deliver(QueueId::MAX, "nobody", at(3)).await.unwrap(),
+            (false, None)
+        );
+        let repeated = row(&a, m1).await;
+        assert_eq!(repeated.delivered_at, Some(at(1)));
+        assert_eq!(repeated.last_response.unwrap().text, "first");
+        let m2_row = row(&a, m2).await;
+        assert_eq!((m2_row.state, m2_row.attempts), (MessageState::Queued, 1));
+
+        // M4 delivered out of order: the next head is M2, below it, handed back as it was
+        // and now in flight from the delivery's instant.
+        a.queue_begin_attempt(m4, at(4), fence())
+            .await
+            .unwrap()
+            .unwrap();
+        let (recorded, next) = deliver(m4, "fourth", at(5)).await.unwrap();
+        assert!(recorded);
+        let next = next.expect("the queued head is begun");
+        assert_eq!((next.info.id, next.info.state), (m2, MessageState::Queued));
+        assert_eq!(next.info.attempts, 1);
+        assert_eq!(next.raw, RAW);
+        let begun = row(&a, m2).await;
+        assert_eq!((begun.state, begun.attempts), (MessageState::InFlight, 2));
+        assert_eq!(begun.last_attempt_at, Some(at(5)));
+        assert_eq!(row(&a, m4).await.state, MessageState::Delivered);
+
+        // M3 delivered while M2, the head, is in flight: M2 is left as it is.
+        a.queue_begin_attempt(m3, at(6), fence())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(deliver(m3, "third", at(7)).await.unwrap(), (true, None));
+        let in_flight = row(&a, m2).await;
+        assert_eq!(
+            (in_flight.state, in_flight.attempts),
+            (MessageState::InFlight, 2)
+        );
+
+        // M2 delivered: the head is M5, queued, begun.
+        let (recorded, next) = deliver(m2, "second", at(8)).await.unwrap();
+        assert!(recorded);
+        assert_eq!(next.map(|n| n.info.id), Some(m5));
+
+        // The lease taken over while M5 is in flight: its delivery is refused, and neither
+        // M5 nor M6, the next head, is touched.
+        tokio::time::sleep(lease + Duration::from_millis(200)).await;
+        let new = b.lease_acquire("trust", "b", lease).await.unwrap().unwrap();
+        assert_eq!(new.token, old.token + 1);
+        let refused = deliver(m5, "fifth", at(9)).await;
+        assert!(
+            matches!(refused, Err(QueueError::LeaseLost { token, .. }) if token == old.token),
+            "{refused:?}"
+        );
+        let m5_row = row(&b, m5).await;
+        assert_eq!((m5_row.state, m5_row.attempts), (MessageState::InFlight, 1));
+        assert!(m5_row.last_response.is_none());
+        let m6_row = row(&b, m6).await;
+        assert_eq!((m6_row.state, m6_row.attempts), (MessageState::Queued, 0));
     });
 }
