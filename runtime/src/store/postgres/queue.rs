@@ -13,8 +13,10 @@
 //! fence check and the row locks go out together (one round trip), Rust decides, the writes
 //! go out together (one round trip), then `COMMIT`, only once every write has answered. A
 //! batch's statements are prepared before it is sent ([`prepare`]; cached per connection, so
-//! no round trip after a connection's first use), so the batch reaches the server, and takes
-//! its locks, in the order written: lease row, then the message, then the next head.
+//! no round trip after a connection's first use) and its futures are polled in the order
+//! written (`biased`), each sending its statement when first polled, so the batch reaches
+//! the server, and takes its locks, in that order: lease row, then the message, then the
+//! next head.
 
 use deadpool_postgres::{GenericClient, Pool};
 use time::OffsetDateTime;
@@ -606,12 +608,14 @@ pub(crate) async fn begin_attempt(
     let tx = client.transaction().await?;
     let locked_sql = locked_sql(&format!("{COLUMNS}, raw"));
     let (fence_check, locked, save_stmt) = tokio::try_join!(
+        biased;
         prepare_fence(&tx, fence.as_ref()),
         prepare(&tx, &locked_sql),
         prepare(&tx, SAVE),
     )?;
     let params: [&(dyn ToSql + Sync); 1] = [&id];
     let ((), row) = tokio::try_join!(
+        biased;
         check_fence_with(&tx, fence_check.as_ref()),
         pending_with(&tx, &locked, &params),
     )?;
@@ -649,6 +653,7 @@ pub(crate) async fn record_delivered_then_begin(
         next_head_sql(&format!("{COLUMNS}, raw")),
     );
     let (fence_check, locked, next_head, save_stmt, response_stmt) = tokio::try_join!(
+        biased;
         prepare_fence(&tx, fence.as_ref()),
         prepare(&tx, &locked_sql),
         prepare(&tx, &next_head_sql),
@@ -659,6 +664,7 @@ pub(crate) async fn record_delivered_then_begin(
     // A lost lease returns at once, as its answer comes first; the transaction then rolls
     // back with nothing written.
     let ((), row, head) = tokio::try_join!(
+        biased;
         check_fence_with(&tx, fence_check.as_ref()),
         locked_info_with(&tx, &locked, id),
         pending_with(&tx, &next_head, &next_head_params),
@@ -683,6 +689,7 @@ pub(crate) async fn record_delivered_then_begin(
         }
     };
     tokio::try_join!(
+        biased;
         save_with(&tx, &save_stmt, id, &delivered),
         record_response_with(&tx, &response_stmt, id, &outcome, at),
         begin_head,
@@ -706,12 +713,14 @@ pub(crate) async fn record_failure(
     let tx = client.transaction().await?;
     let locked_sql = locked_sql(COLUMNS);
     let (fence_check, locked, save_stmt, response_stmt) = tokio::try_join!(
+        biased;
         prepare_fence(&tx, fence.as_ref()),
         prepare(&tx, &locked_sql),
         prepare(&tx, SAVE),
         prepare(&tx, RECORD_RESPONSE),
     )?;
     let ((), row) = tokio::try_join!(
+        biased;
         check_fence_with(&tx, fence_check.as_ref()),
         locked_info_with(&tx, &locked, id),
     )?;
@@ -724,6 +733,7 @@ pub(crate) async fn record_failure(
         }
     };
     tokio::try_join!(
+        biased;
         record_response_with(&tx, &response_stmt, id, &outcome, at),
         save_decided,
     )?;
