@@ -1,13 +1,14 @@
 //! The fencing token against a real PostgreSQL server (`hl7gw_tests::postgres`): a replica
 //! whose lease was taken over can neither mark a message in flight nor record an outcome,
 //! and what it tried leaves the row as the new leader has it. And the pipelined delivery
-//! transaction keeps every answer of the sequential one it replaced.
+//! transaction keeps every answer of the sequential one it replaced, in four round trips.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::time::Duration;
 
 use hl7gw_tests::postgres::{self as pg, TestPostgres};
+use hl7gw_tests::turns::TurnCounter;
 
 use crate::client::{FailureClass, Outcome};
 use crate::hl7::AckCode;
@@ -190,6 +191,15 @@ fn message(control_id: &str) -> NewMessage {
     }
 }
 
+/// Queues `messages` on stream `trust`; their ids.
+async fn enqueue(store: &Store, messages: Vec<NewMessage>) -> Vec<QueueId> {
+    let enqueued = store
+        .queue_enqueue("trust".into(), messages, timestamp::now())
+        .await
+        .unwrap();
+    enqueued.iter().map(|e| e.id).collect()
+}
+
 async fn row(store: &Store, id: QueueId) -> MessageInfo {
     store.queue_show(id).await.unwrap().unwrap().info
 }
@@ -204,17 +214,15 @@ fn a_delivery_begins_only_a_queued_head_and_a_refused_one_writes_nothing() {
         return;
     };
     runtime().block_on(async {
-        let at =
-            |s: i64| timestamp::now().replace_nanosecond(0).unwrap() + time::Duration::seconds(s);
+        // Whole seconds from one instant: each time written is read back equal.
+        let start = timestamp::now().replace_nanosecond(0).unwrap();
+        let at = |s: i64| start + time::Duration::seconds(s);
         let t0 = at(0);
-        let messages = ["M1", "M2", "M3", "M4", "M5", "M6"].map(message).to_vec();
-        let ids: Vec<QueueId> = a
-            .queue_enqueue("trust".into(), messages, t0)
-            .await
-            .unwrap()
-            .iter()
-            .map(|e| e.id)
-            .collect();
+        let ids = enqueue(
+            &a,
+            ["M1", "M2", "M3", "M4", "M5", "M6"].map(message).to_vec(),
+        )
+        .await;
         let [m1, m2, m3, m4, m5, m6] = ids[..] else {
             panic!("six ids: {ids:?}");
         };
@@ -322,5 +330,91 @@ fn a_delivery_begins_only_a_queued_head_and_a_refused_one_writes_nothing() {
         assert!(m5_row.last_response.is_none());
         let m6_row = row(&b, m6).await;
         assert_eq!((m6_row.state, m6_row.attempts), (MessageState::Queued, 0));
+    });
+}
+
+/// The sequencer's transactions' sequential round trips to the server, counted by a proxy
+/// in front of it: four each (`BEGIN`; the reads, pipelined; the writes, pipelined;
+/// `COMMIT`), where one per statement made nine for a delivery and six for a send or a
+/// failure. A pipelined batch counts twice when the server's answer to its first statement
+/// reached the proxy before the rest were sent (a loaded machine), hence the slack, far from
+/// one round trip per statement.
+#[test]
+fn the_sequencers_transactions_take_four_round_trips_each() {
+    let Some(server) = TestPostgres::shared("four_round_trips") else {
+        return;
+    };
+    let counter = TurnCounter::start(server.port());
+    let mut options = PostgresOptions::new(
+        server.host(),
+        &server.create_database("four_round_trips"),
+        pg::USER,
+    );
+    options.port = counter.port();
+    options.password = Some(pg::PASSWORD.to_owned());
+    let store = Store::open_postgres(&options).unwrap();
+    const N: u64 = 40;
+    runtime().block_on(async {
+        let now = timestamp::now();
+        let ids = enqueue(
+            &store,
+            (0..N + 4).map(|n| message(&format!("R{n}"))).collect(),
+        )
+        .await;
+        let lease = store
+            .lease_acquire("trust", "a", Duration::from_secs(60))
+            .await
+            .unwrap()
+            .unwrap();
+        let fence = || Some(lease.fence());
+        let deliver = |id: QueueId| {
+            let outcome = Outcome::accepted(200, AckCode::ApplicationAccept, "");
+            store.queue_record_delivered_then_begin(id, "trust".into(), outcome, now, fence())
+        };
+        let (sent, failed) = (ids[ids.len() - 1], ids[0]);
+        let retry = |_| Action::Retry(Duration::from_millis(1));
+        let fail = || Outcome::failed(FailureClass::Http5xx, "HTTP 503");
+        let send_and_fail = async || {
+            store
+                .queue_begin_attempt(sent, now, fence())
+                .await
+                .unwrap()
+                .unwrap();
+            store
+                .queue_record_failure(sent, fail(), now, retry, fence())
+                .await
+                .unwrap();
+        };
+        // Once first, so that every statement is prepared on the connection.
+        send_and_fail().await;
+        let before = counter.turns();
+        for _ in 0..N / 2 {
+            send_and_fail().await;
+        }
+        let turns = counter.turns() - before;
+        assert!(
+            (4 * N..=4 * N + N / 4).contains(&turns),
+            "{turns} round trips for {} sends and as many failures",
+            N / 2
+        );
+
+        store
+            .queue_begin_attempt(failed, now, fence())
+            .await
+            .unwrap()
+            .unwrap();
+        let (_, next) = deliver(failed).await.unwrap();
+        let mut current = next.unwrap().info.id;
+        let before = counter.turns();
+        for _ in 0..N {
+            let (recorded, next) = deliver(current).await.unwrap();
+            assert!(recorded);
+            current = next.expect("the next message begun").info.id;
+        }
+        let turns = counter.turns() - before;
+        assert!(
+            (4 * N..=4 * N + N / 4).contains(&turns),
+            "{turns} round trips for {N} deliveries"
+        );
     });
 }
