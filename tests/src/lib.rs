@@ -19,6 +19,7 @@ pub mod postgres;
 pub mod roundtrip;
 pub mod tmpfs;
 pub mod trust;
+pub mod turns;
 pub mod wire;
 
 /// Whether curl can run; without it a curl test says it skipped, unless

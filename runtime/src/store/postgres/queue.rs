@@ -7,10 +7,21 @@
 //! the stream's lease row in the same transaction, holding that row (`FOR SHARE`) until the
 //! commit: a replica whose lease was taken over cannot record, and a takeover waits for a
 //! recording in progress to commit.
+//!
+//! The sequencer's per-message transactions ([`begin_attempt`], [`record_delivered_then_begin`],
+//! [`record_failure`]) are on the path of every message, so they pipeline: after `BEGIN`, the
+//! fence check and the row locks go out together (one round trip), Rust decides, the writes
+//! go out together (one round trip), then `COMMIT`, only once every write has answered. A
+//! batch's statements are prepared before it is sent ([`prepare`]; cached per connection, so
+//! no round trip after a connection's first use) and its futures are polled in the order
+//! written (`biased`), each sending its statement when first polled, so the batch reaches
+//! the server, and takes its locks, in that order: lease row, then the message, then the
+//! next head.
 
 use deadpool_postgres::{GenericClient, Pool};
 use time::OffsetDateTime;
-use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Row, Statement};
 
 use super::{instant, instant_opt, parsed, parsed_opt};
 use crate::client::{FailureClass, Outcome};
@@ -37,10 +48,78 @@ impl From<deadpool_postgres::PoolError> for QueueError {
 
 use crate::store::outbound::COLUMNS;
 
-/// The head of stream `$1`: its lowest pending id.
-const HEAD: &str = "FROM outbound_messages
-     WHERE destination = $1 AND state IN ('queued', 'in_flight', 'held')
-     ORDER BY id LIMIT 1";
+/// The pending messages of stream `$1`.
+const PENDING: &str = "FROM outbound_messages
+     WHERE destination = $1 AND state IN ('queued', 'in_flight', 'held')";
+
+/// The head of stream `$1`: its lowest pending id ([`PENDING`]).
+fn head_sql(columns: &str) -> String {
+    format!("SELECT {columns} {PENDING} ORDER BY id LIMIT 1")
+}
+
+/// The head of stream `$1` once message `$2` is no longer pending, locked: what
+/// [`head_sql`] selects after `$2` became `delivered` in this transaction, read before that
+/// write so that the two can share a round trip. The write changes only row `$2`, and a
+/// delivered row is not pending, so the pending rows then are the pending rows now other
+/// than `$2` (if `$2` is of another stream, `id <> $2` excludes nothing). The row is locked
+/// as it is selected: a row that a concurrent transaction changed while this one waited for
+/// its lock is checked against the states again (READ COMMITTED), so one skipped meanwhile is
+/// passed over for the next pending one, never returned.
+fn next_head_sql(columns: &str) -> String {
+    format!("SELECT {columns} {PENDING} AND id <> $2 ORDER BY id LIMIT 1 FOR UPDATE")
+}
+
+/// Row `$1`, locked for the rest of the transaction.
+fn locked_sql(columns: &str) -> String {
+    format!("SELECT {columns} FROM outbound_messages WHERE id = $1 FOR UPDATE")
+}
+
+/// The stream's lease row when `holder` still holds it with `token`, held (`FOR SHARE`)
+/// until the transaction ends, so that a takeover waits for it.
+const FENCE: &str = "SELECT token FROM stream_leases
+     WHERE destination = $1 AND holder = $2 AND token = $3 FOR SHARE";
+
+/// Writes a [`Progress`] to row `$1` ([`SavedProgress`] says which columns change).
+const SAVE: &str = "UPDATE outbound_messages SET
+         state = $2, attempts = $3, failures = $4, first_attempt_at = $5,
+         last_attempt_at = $6, failing_since = $7, released_at = $8, next_attempt_at = $9,
+         delivered_at = CASE WHEN $10 THEN $11 ELSE delivered_at END,
+         held_at = CASE WHEN $12 THEN $13 ELSE held_at END,
+         held_reason = CASE WHEN $12 THEN $14 ELSE held_reason END,
+         skipped_at = CASE WHEN $15 THEN $16 ELSE skipped_at END,
+         skip_reason = CASE WHEN $15 THEN $17 ELSE skip_reason END
+     WHERE id = $1";
+
+/// Records the latest response of row `$1`.
+const RECORD_RESPONSE: &str = "UPDATE outbound_messages
+     SET last_outcome = $2, last_http_status = $3, last_ack_code = $4,
+         last_response = $5, last_response_at = $6
+     WHERE id = $1";
+
+/// `sql` prepared on this connection, from its cache when it was prepared before.
+async fn prepare(tx: &impl GenericClient, sql: &str) -> Result<Statement, QueueError> {
+    Ok(tx.prepare_cached(sql).await?)
+}
+
+/// A fence to check, with [`FENCE`] prepared.
+struct FenceCheck<'a> {
+    stmt: Statement,
+    fence: &'a Fence,
+}
+
+/// The check of `fence`, prepared; `None` when there is no fence to check.
+async fn prepare_fence<'a>(
+    tx: &impl GenericClient,
+    fence: Option<&'a Fence>,
+) -> Result<Option<FenceCheck<'a>>, QueueError> {
+    match fence {
+        Some(fence) => Ok(Some(FenceCheck {
+            stmt: prepare(tx, FENCE).await?,
+            fence,
+        })),
+        None => Ok(None),
+    }
+}
 
 fn count(r: &Row, column: &str) -> Result<u32, StoreError> {
     let n: i64 = r.try_get(column)?;
@@ -105,35 +184,53 @@ async fn locked_info(
     tx: &impl GenericClient,
     id: QueueId,
 ) -> Result<Option<MessageInfo>, QueueError> {
-    let stmt = tx
-        .prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM outbound_messages WHERE id = $1 FOR UPDATE"
-        ))
-        .await?;
-    match tx.query_opt(&stmt, &[&id]).await? {
+    let stmt = prepare(tx, &locked_sql(COLUMNS)).await?;
+    locked_info_with(tx, &stmt, id).await
+}
+
+/// [`locked_info`] with its statement prepared (`locked_sql(COLUMNS)`).
+async fn locked_info_with(
+    tx: &impl GenericClient,
+    stmt: &Statement,
+    id: QueueId,
+) -> Result<Option<MessageInfo>, QueueError> {
+    match tx.query_opt(stmt, &[&id]).await? {
         Some(r) => Ok(Some(info(&r)?)),
+        None => Ok(None),
+    }
+}
+
+/// A row selected with its bytes (`raw` after the columns), if any.
+async fn pending_with(
+    tx: &impl GenericClient,
+    stmt: &Statement,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<Option<Pending>, QueueError> {
+    match tx.query_opt(stmt, params).await? {
+        Some(r) => Ok(Some(Pending {
+            info: info(&r)?,
+            raw: r.try_get("raw")?,
+        })),
         None => Ok(None),
     }
 }
 
 /// Writes `p` to row `id` ([`SavedProgress`] says which columns change).
 async fn save(tx: &impl GenericClient, id: QueueId, p: &Progress) -> Result<(), QueueError> {
+    let stmt = prepare(tx, SAVE).await?;
+    save_with(tx, &stmt, id, p).await
+}
+
+/// [`save`] with its statement prepared ([`SAVE`]).
+async fn save_with(
+    tx: &impl GenericClient,
+    stmt: &Statement,
+    id: QueueId,
+    p: &Progress,
+) -> Result<(), QueueError> {
     let v = SavedProgress::of(p);
-    let stmt = tx
-        .prepare_cached(
-            "UPDATE outbound_messages SET
-                 state = $2, attempts = $3, failures = $4, first_attempt_at = $5,
-                 last_attempt_at = $6, failing_since = $7, released_at = $8, next_attempt_at = $9,
-                 delivered_at = CASE WHEN $10 THEN $11 ELSE delivered_at END,
-                 held_at = CASE WHEN $12 THEN $13 ELSE held_at END,
-                 held_reason = CASE WHEN $12 THEN $14 ELSE held_reason END,
-                 skipped_at = CASE WHEN $15 THEN $16 ELSE skipped_at END,
-                 skip_reason = CASE WHEN $15 THEN $17 ELSE skip_reason END
-             WHERE id = $1",
-        )
-        .await?;
     tx.execute(
-        &stmt,
+        stmt,
         &[
             &id,
             &v.state,
@@ -158,23 +255,17 @@ async fn save(tx: &impl GenericClient, id: QueueId, p: &Progress) -> Result<(), 
     Ok(())
 }
 
-/// Records the latest response (columns `last_outcome` … `last_response_at`).
-async fn record_response(
+/// Records the latest response (columns `last_outcome` … `last_response_at`), with its
+/// statement prepared ([`RECORD_RESPONSE`]).
+async fn record_response_with(
     tx: &impl GenericClient,
+    stmt: &Statement,
     id: QueueId,
     outcome: &Outcome,
     at: OffsetDateTime,
 ) -> Result<(), QueueError> {
-    let stmt = tx
-        .prepare_cached(
-            "UPDATE outbound_messages
-             SET last_outcome = $2, last_http_status = $3, last_ack_code = $4,
-                 last_response = $5, last_response_at = $6
-             WHERE id = $1",
-        )
-        .await?;
     tx.execute(
-        &stmt,
+        stmt,
         &[
             &id,
             &outcome.failure.map_or("accepted", FailureClass::as_str),
@@ -208,17 +299,20 @@ async fn transition(
 /// Refuses with [`QueueError::LeaseLost`] unless `fence` is still the stream's lease; holds
 /// the lease row until the transaction ends, so a takeover waits for this one.
 async fn check_fence(tx: &impl GenericClient, fence: Option<&Fence>) -> Result<(), QueueError> {
-    let Some(fence) = fence else {
+    let check = prepare_fence(tx, fence).await?;
+    check_fence_with(tx, check.as_ref()).await
+}
+
+/// [`check_fence`] with its statement prepared ([`prepare_fence`]).
+async fn check_fence_with(
+    tx: &impl GenericClient,
+    check: Option<&FenceCheck<'_>>,
+) -> Result<(), QueueError> {
+    let Some(FenceCheck { stmt, fence }) = check else {
         return Ok(());
     };
-    let stmt = tx
-        .prepare_cached(
-            "SELECT token FROM stream_leases
-             WHERE destination = $1 AND holder = $2 AND token = $3 FOR SHARE",
-        )
-        .await?;
     let held = tx
-        .query_opt(&stmt, &[&fence.destination, &fence.holder, &fence.token])
+        .query_opt(stmt, &[&fence.destination, &fence.holder, &fence.token])
         .await?;
     if held.is_none() {
         return Err(QueueError::LeaseLost {
@@ -322,9 +416,7 @@ pub(crate) async fn head(
     destination: String,
 ) -> Result<Option<MessageInfo>, QueueError> {
     let client = pool.get().await?;
-    let stmt = client
-        .prepare_cached(&format!("SELECT {COLUMNS} {HEAD}"))
-        .await?;
+    let stmt = client.prepare_cached(&head_sql(COLUMNS)).await?;
     match client.query_opt(&stmt, &[&destination]).await? {
         Some(r) => Ok(Some(info(&r)?)),
         None => Ok(None),
@@ -338,7 +430,7 @@ pub(crate) async fn head_with_raw(
 ) -> Result<Option<Pending>, QueueError> {
     let client = pool.get().await?;
     let stmt = client
-        .prepare_cached(&format!("SELECT {COLUMNS}, raw {HEAD}"))
+        .prepare_cached(&head_sql(&format!("{COLUMNS}, raw")))
         .await?;
     match client.query_opt(&stmt, &[&destination]).await? {
         Some(r) => Ok(Some(Pending {
@@ -504,6 +596,8 @@ pub(crate) async fn recover(
 }
 
 /// Marks the message in flight and returns its bytes; `None` when it is not sendable.
+/// Four round trips: `BEGIN`; the fence check and the row (locked, with its bytes),
+/// pipelined; the write; `COMMIT`.
 pub(crate) async fn begin_attempt(
     pool: Pool,
     id: QueueId,
@@ -512,23 +606,38 @@ pub(crate) async fn begin_attempt(
 ) -> Result<Option<Vec<u8>>, QueueError> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
-    check_fence(&tx, fence.as_ref()).await?;
-    match transition(&tx, id, Event::Send { at }).await {
-        Ok(Ok(_)) => {}
-        Ok(Err(_)) | Err(QueueError::NotFound(_)) => return Ok(None),
-        Err(e) => return Err(e),
-    }
-    let stmt = tx
-        .prepare_cached("SELECT raw FROM outbound_messages WHERE id = $1")
-        .await?;
-    let raw: Vec<u8> = tx.query_one(&stmt, &[&id]).await?.try_get("raw")?;
+    let locked_sql = locked_sql(&format!("{COLUMNS}, raw"));
+    let (fence_check, locked, save_stmt) = tokio::try_join!(
+        biased;
+        prepare_fence(&tx, fence.as_ref()),
+        prepare(&tx, &locked_sql),
+        prepare(&tx, SAVE),
+    )?;
+    let params: [&(dyn ToSql + Sync); 1] = [&id];
+    let ((), row) = tokio::try_join!(
+        biased;
+        check_fence_with(&tx, fence_check.as_ref()),
+        pending_with(&tx, &locked, &params),
+    )?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let Ok(next) = apply(&row.info.progress(), Event::Send { at }) else {
+        return Ok(None);
+    };
+    save_with(&tx, &save_stmt, id, &next).await?;
     tx.commit().await?;
-    Ok(Some(raw))
+    Ok(Some(row.raw))
 }
 
 /// Records an accepting ACK and, in the same transaction (the fencing token checked in it),
 /// marks the stream's next message in flight when it is queued: one commit per delivery.
-/// `(false, None)` when the message was delivered already.
+/// `(false, None)` when the message was delivered already or is not there, and nothing is
+/// written; `(true, None)` when the next head is held or in flight (left as it is) or there
+/// is none. Four sequential round trips: `BEGIN`; the fence check, the message and the next
+/// head (both locked), pipelined; the writes, pipelined; `COMMIT`, sent only once every
+/// write has answered (on an aborted transaction PostgreSQL answers `COMMIT` with a
+/// rollback, not an error).
 pub(crate) async fn record_delivered_then_begin(
     pool: Pool,
     id: QueueId,
@@ -539,49 +648,59 @@ pub(crate) async fn record_delivered_then_begin(
 ) -> Result<(bool, Option<Pending>), QueueError> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
-    check_fence(&tx, fence.as_ref()).await?;
+    let (locked_sql, next_head_sql) = (
+        locked_sql(COLUMNS),
+        next_head_sql(&format!("{COLUMNS}, raw")),
+    );
+    let (fence_check, locked, next_head, save_stmt, response_stmt) = tokio::try_join!(
+        biased;
+        prepare_fence(&tx, fence.as_ref()),
+        prepare(&tx, &locked_sql),
+        prepare(&tx, &next_head_sql),
+        prepare(&tx, SAVE),
+        prepare(&tx, RECORD_RESPONSE),
+    )?;
+    let next_head_params: [&(dyn ToSql + Sync); 2] = [&destination, &id];
+    // A lost lease returns at once, as its answer comes first; the transaction then rolls
+    // back with nothing written.
+    let ((), row, head) = tokio::try_join!(
+        biased;
+        check_fence_with(&tx, fence_check.as_ref()),
+        locked_info_with(&tx, &locked, id),
+        pending_with(&tx, &next_head, &next_head_params),
+    )?;
     let event = Event::Accepted {
         at,
         ack_code: outcome.ack_code,
     };
-    match transition(&tx, id, event).await {
-        Ok(Ok(_)) => {}
-        Ok(Err(_)) | Err(QueueError::NotFound(_)) => return Ok((false, None)),
-        Err(e) => return Err(e),
-    }
-    record_response(&tx, id, &outcome, at).await?;
-    let next = begin_head(&tx, &destination, at).await?;
+    let Some(delivered) = row.and_then(|row| apply(&row.progress(), event).ok()) else {
+        return Ok((false, None));
+    };
+    let begun = head
+        .filter(|head| head.info.state == MessageState::Queued)
+        .and_then(|head| {
+            let next = apply(&head.info.progress(), Event::Send { at }).ok()?;
+            Some((head, next))
+        });
+    let begin_head = async {
+        match &begun {
+            Some((head, next)) => save_with(&tx, &save_stmt, head.info.id, next).await,
+            None => Ok(()),
+        }
+    };
+    tokio::try_join!(
+        biased;
+        save_with(&tx, &save_stmt, id, &delivered),
+        record_response_with(&tx, &response_stmt, id, &outcome, at),
+        begin_head,
+    )?;
     tx.commit().await?;
-    Ok((true, next))
+    Ok((true, begun.map(|(head, _)| head)))
 }
 
-/// Marks the head of `destination` in flight when it is queued (not held, not in flight
-/// already) and returns it with its bytes, as it was before.
-async fn begin_head(
-    tx: &impl GenericClient,
-    destination: &str,
-    at: OffsetDateTime,
-) -> Result<Option<Pending>, QueueError> {
-    let stmt = tx
-        .prepare_cached(&format!("SELECT {COLUMNS}, raw {HEAD}"))
-        .await?;
-    let Some(r) = tx.query_opt(&stmt, &[&destination]).await? else {
-        return Ok(None);
-    };
-    let head = Pending {
-        info: info(&r)?,
-        raw: r.try_get("raw")?,
-    };
-    if head.info.state != MessageState::Queued {
-        return Ok(None);
-    }
-    match transition(tx, head.info.id, Event::Send { at }).await? {
-        Ok(_) => Ok(Some(head)),
-        Err(_) => Ok(None),
-    }
-}
-
-/// Records a failure and, when the message is still in flight, the policy's action.
+/// Records a failure and, when the message is still in flight, the policy's action. Four
+/// round trips: `BEGIN`; the fence check and the row (locked), pipelined; the response and
+/// the new progress, pipelined; `COMMIT`.
 pub(crate) async fn record_failure(
     pool: Pool,
     id: QueueId,
@@ -592,18 +711,32 @@ pub(crate) async fn record_failure(
 ) -> Result<Option<(u32, Action)>, QueueError> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
-    check_fence(&tx, fence.as_ref()).await?;
-    let row = locked_info(&tx, id)
-        .await?
-        .ok_or(QueueError::NotFound(id))?;
-    record_response(&tx, id, &outcome, at).await?;
-    let decided = match failure_decision(&row, at, decide) {
-        Some((failures, action, next)) => {
-            save(&tx, id, &next).await?;
-            Some((failures, action))
+    let locked_sql = locked_sql(COLUMNS);
+    let (fence_check, locked, save_stmt, response_stmt) = tokio::try_join!(
+        biased;
+        prepare_fence(&tx, fence.as_ref()),
+        prepare(&tx, &locked_sql),
+        prepare(&tx, SAVE),
+        prepare(&tx, RECORD_RESPONSE),
+    )?;
+    let ((), row) = tokio::try_join!(
+        biased;
+        check_fence_with(&tx, fence_check.as_ref()),
+        locked_info_with(&tx, &locked, id),
+    )?;
+    let row = row.ok_or(QueueError::NotFound(id))?;
+    let decided = failure_decision(&row, at, decide);
+    let save_decided = async {
+        match &decided {
+            Some((_, _, next)) => save_with(&tx, &save_stmt, id, next).await,
+            None => Ok(()),
         }
-        None => None,
     };
+    tokio::try_join!(
+        biased;
+        record_response_with(&tx, &response_stmt, id, &outcome, at),
+        save_decided,
+    )?;
     tx.commit().await?;
-    Ok(decided)
+    Ok(decided.map(|(failures, action, _)| (failures, action)))
 }
