@@ -301,6 +301,13 @@ struct Batch {
     gaps: Vec<u64>,
     /// Every message delivered exactly once.
     attempts_total: u64,
+    /// The attempt cut by the receiver's own timestamps (its row's `received_at` and
+    /// `committed_at`, stamped when the request arrived and when its row was inserted,
+    /// before the commit's fsync), µs: first_attempt_at → received_at (the sender's commit
+    /// of the previous delivery, then the request on its way), received_at → committed_at
+    /// (the receiver's work up to the insert), committed_at → delivered_at (the receiver's
+    /// fsync, the response on its way back, the sender reading it).
+    legs: [Vec<u64>; 3],
 }
 
 /// The sender's store, read by the benchmark beside the gateway (the same table and columns
@@ -385,10 +392,41 @@ impl Reader {
     }
 }
 
+/// (received_at µs, committed_at µs) of round `round`'s messages in the receiver's store, in
+/// message order (their control IDs sort in that order).
+fn receiver_stamps(path: &Path, round: usize, n: usize) -> Result<Vec<(i64, i64)>, String> {
+    let db =
+        rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(|e| e.to_string())?;
+    let mut stmt = db
+        .prepare(
+            "SELECT received_at, committed_at FROM inbound_messages
+             WHERE control_id LIKE ?1 AND status = 'committed' ORDER BY control_id",
+        )
+        .map_err(|e| e.to_string())?;
+    let micros = |text: &str| unix_micros(text).unwrap_or_default();
+    let stamps: Vec<(i64, i64)> = stmt
+        .query_map([format!("SEND-{round:02}-%")], |r| {
+            let received: String = r.get(0)?;
+            let committed: String = r.get(1)?;
+            Ok((micros(&received), micros(&committed)))
+        })
+        .map_err(|e| e.to_string())?
+        .collect::<Result<_, _>>()
+        .map_err(|e| e.to_string())?;
+    if stamps.len() != n {
+        return Err(format!(
+            "the receiver holds {} rows of round {round}, not {n}",
+            stamps.len()
+        ));
+    }
+    Ok(stamps)
+}
+
 fn run_batch(
     rt: &tokio::runtime::Runtime,
     queue: &Queue,
-    reader: &Reader,
+    (reader, receiver_db): (&Reader, &Path),
     round: usize,
     n: usize,
 ) -> Result<Batch, String> {
@@ -432,7 +470,14 @@ fn run_batch(
         attempts: Vec::new(),
         gaps: Vec::new(),
         attempts_total: rows.iter().map(|r| u64::try_from(r.2).unwrap_or(0)).sum(),
+        legs: Default::default(),
     };
+    let stamps = receiver_stamps(receiver_db, round, n)?;
+    for (row, (received, committed)) in rows.iter().zip(&stamps).skip(1) {
+        batch.legs[0].push(us(received - row.0));
+        batch.legs[1].push(us(committed - received));
+        batch.legs[2].push(us(row.1 - committed));
+    }
     for pair in rows.windows(2) {
         let (prev, this) = (pair[0], pair[1]);
         batch.cycles.push(us(this.1 - prev.1));
@@ -455,7 +500,7 @@ fn run_batch(
 fn run_rounds(
     rt: &tokio::runtime::Runtime,
     queue: &Queue,
-    reader: &Reader,
+    reader: (&Reader, &Path),
     (n, rounds): (usize, usize),
     label: &str,
     mut probe: impl FnMut(usize),
@@ -751,12 +796,20 @@ fn postgres_column(
     let probe_queue = Queue::new(ChildStore::create(server, "probe", &dir, 10_000).open());
 
     let mut probes: [Vec<u64>; 4] = Default::default();
-    let (batches, failed) = run_rounds(rt, &queue, &reader, (n, rounds), "PostgreSQL ", |round| {
-        probes[0].extend(fsync_probe(&dir, budget, true));
-        probes[1].extend(rtt_probe(rt, echo, client_config.clone(), budget));
-        probes[2].extend(pg_commit_probe(rt, &rows_client, budget));
-        probes[3].extend(commit_probe(rt, &probe_queue, round, budget));
-    });
+    let receiver_db = receiver.store.clone();
+    let (batches, failed) = run_rounds(
+        rt,
+        &queue,
+        (&reader, &receiver_db),
+        (n, rounds),
+        "PostgreSQL ",
+        |round| {
+            probes[0].extend(fsync_probe(&dir, budget, true));
+            probes[1].extend(rtt_probe(rt, echo, client_config.clone(), budget));
+            probes[2].extend(pg_commit_probe(rt, &rows_client, budget));
+            probes[3].extend(commit_probe(rt, &probe_queue, round, budget));
+        },
+    );
     let load_after = loadavg();
     let receiver_store = receiver.store.clone();
     stop_both(rt, sender, receiver);
@@ -841,6 +894,8 @@ struct Stream {
     cycle: Timings,
     attempt: Timings,
     gap: Timings,
+    /// See [`Batch::legs`].
+    legs: [Timings; 3],
     /// Steady rate: messages counted (N − 1 per batch) over their spans, a mean.
     achieved: f64,
     /// 1 / the cycle's p50.
@@ -866,6 +921,10 @@ impl Stream {
             cycle,
             attempt: Timings::from(&attempts, 1000),
             gap: Timings::from(&gaps, 1000),
+            legs: std::array::from_fn(|i| {
+                let leg: Vec<u64> = batches.iter().flat_map(|b| b.legs[i].clone()).collect();
+                Timings::from(&leg, 1000)
+            }),
             wall: batches.iter().map(|b| b.wall.as_secs_f64()).sum(),
         }
     }
@@ -879,6 +938,16 @@ impl Stream {
             "  of which first_attempt_at → delivered_at (send, receiver, ACK, the delivery commit)",
             &self.attempt,
         );
+        for (label, leg) in [
+            "    first_attempt_at → the receiver's received_at (the sender's commit of the previous delivery, then the request)",
+            "    received_at → the receiver's insert (parse, map, ACK, duplicate lookup, its writer taking the row)",
+            "    the receiver's insert → delivered_at (its commit's fsync, the response, the sender reading the ACK)",
+        ]
+        .iter()
+        .zip(&self.legs)
+        {
+            print_timings(label, leg);
+        }
         print_timings(
             "  of which delivered_at → next first_attempt_at (0 when one commit delivers and begins the next)",
             &self.gap,
@@ -1033,13 +1102,21 @@ fn main() {
     let echo = start_echo(&rt, server_config);
 
     let mut probes: [Vec<u64>; 5] = Default::default();
-    let (batches, mut failed) = run_rounds(&rt, &queue, &reader, (n, rounds), "", |round| {
-        probes[0].extend(fsync_probe(data.path(), budget, false));
-        probes[1].extend(fsync_probe(data.path(), budget, true));
-        probes[2].extend(rtt_probe(&rt, echo, client_config.clone(), budget));
-        probes[3].extend(client_probe(&rt, echo, client_config.clone(), budget));
-        probes[4].extend(commit_probe(&rt, &probe_queue, round, budget));
-    });
+    let receiver_db = receiver.store.clone();
+    let (batches, mut failed) = run_rounds(
+        &rt,
+        &queue,
+        (&reader, &receiver_db),
+        (n, rounds),
+        "",
+        |round| {
+            probes[0].extend(fsync_probe(data.path(), budget, false));
+            probes[1].extend(fsync_probe(data.path(), budget, true));
+            probes[2].extend(rtt_probe(&rt, echo, client_config.clone(), budget));
+            probes[3].extend(client_probe(&rt, echo, client_config.clone(), budget));
+            probes[4].extend(commit_probe(&rt, &probe_queue, round, budget));
+        },
+    );
     let load_after = loadavg();
     let (receiver_store, sender_store) = (receiver.store.clone(), sender.store.clone());
     stop_both(&rt, sender, receiver);
