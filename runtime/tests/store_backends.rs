@@ -188,6 +188,7 @@ both!(
     the_queue_keeps_order_refuses_reused_control_ids_and_checks_idempotency_keys,
     a_sequencer_delivers_the_stream_in_order,
     the_store_reports_whether_it_takes_writes,
+    the_stores_other_writers_get_their_turn_while_inbound_commits_stream_in,
     concurrent_commits_share_transactions_and_each_gets_its_own_ack,
     a_member_the_database_refuses_fails_alone,
     a_failed_group_fails_every_member_and_no_other_group,
@@ -548,6 +549,67 @@ fn the_store_reports_whether_it_takes_writes(db: &Db) {
     );
     drop(store);
     assert!(db.open().blocking().inbound(id).unwrap().is_some());
+}
+
+/// Under a steady stream of inbound commits the group writer never runs out of work; the
+/// store's other writers (the health check here; the inbox and the outbound queue share the
+/// same connection on SQLite) must still get their turn, within a group or two.
+fn the_stores_other_writers_get_their_turn_while_inbound_commits_stream_in(db: &Db) {
+    use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+    let store = db.open();
+    let rt = runtime();
+    let stop = Arc::new(AtomicBool::new(false));
+    let committed = Arc::new(AtomicU32::new(0));
+    let senders: Vec<_> = (0..16)
+        .map(|sender| {
+            let (store, stop, committed) = (store.clone(), stop.clone(), committed.clone());
+            rt.spawn(async move {
+                let mut n = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let key = format!("LOAD-{sender}-{n}");
+                    let rec = record(&key, AckCode::ApplicationAccept, SinkKind::Inbox);
+                    store.commit_inbound(rec).await.unwrap();
+                    committed.fetch_add(1, Ordering::Relaxed);
+                    n += 1;
+                }
+            })
+        })
+        .collect();
+    // The stream is flowing.
+    let started = std::time::Instant::now();
+    while committed.load(Ordering::Relaxed) < 200 {
+        assert!(started.elapsed() < LIMIT, "the commits did not start");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let (done, checks) = std::sync::mpsc::channel();
+    let checker = {
+        let store = store.clone();
+        std::thread::spawn(move || {
+            let mut slowest = Duration::ZERO;
+            for _ in 0..10 {
+                let t = std::time::Instant::now();
+                store.blocking().check_writable().unwrap();
+                slowest = slowest.max(t.elapsed());
+            }
+            let _ = done.send(());
+            slowest
+        })
+    };
+    // Bounded: a starved check finishes once the stream stops, and then shows how long it
+    // waited.
+    let _ = checks.recv_timeout(Duration::from_secs(4));
+    stop.store(true, Ordering::Relaxed);
+    let slowest = checker.join().unwrap();
+    rt.block_on(async {
+        for sender in senders {
+            tokio::time::timeout(LIMIT, sender).await.unwrap().unwrap();
+        }
+    });
+    assert!(
+        slowest < Duration::from_secs(1),
+        "a health check waited {slowest:?} behind the group writer ({} commits meanwhile)",
+        committed.load(Ordering::Relaxed)
+    );
 }
 
 // ---------------------------------------------------------------------------------------

@@ -880,8 +880,21 @@ fn print_timings(label: &str, t: &Timings) {
 /// alone, for `perf record` or `strace -c` to see what it spends its time on.
 fn profile_target() -> Option<(String, usize)> {
     let text = std::env::var("HL7GW_BENCH_PROFILE").ok()?;
-    let (server, clients) = text.rsplit_once('@')?;
-    Some((server.to_owned(), clients.parse().ok()?))
+    match text.rsplit_once('@') {
+        Some((server, clients)) => match clients.parse::<usize>() {
+            Ok(n) if n > 0 => Some((server.to_owned(), n)),
+            _ => {
+                eprintln!(
+                    "HL7GW_BENCH_PROFILE={text:?}: the client count must be a number above 0"
+                );
+                std::process::exit(2);
+            }
+        },
+        None => {
+            eprintln!("HL7GW_BENCH_PROFILE={text:?}: expected <server>@<clients>, e.g. gateway@32");
+            std::process::exit(2);
+        }
+    }
 }
 
 /// The profiling run of [`profile_target`]: 1 s warm-up, then 10 s measured, and its figures.

@@ -67,7 +67,8 @@ async fn a_full_disk_refuses_messages_and_the_gateway_recovers_when_space_return
     );
     tokio::time::timeout(TEST_LIMIT, async {
         let mut acknowledged = Vec::new();
-        assert_eq!(ack_code(&send(&gw, "FULL-0").await).as_deref(), Some("AA"));
+        let first = send(&gw, "FULL-0").await;
+        assert_eq!(ack_code(&first).as_deref(), Some("AA"));
         acknowledged.push("FULL-0".to_owned());
 
         // Something else fills the volume; the gateway keeps answering, but only once a
@@ -91,6 +92,33 @@ async fn a_full_disk_refuses_messages_and_the_gateway_recovers_when_space_return
         // Still full: still refused, again and again, never a false AA.
         for _ in 0..3 {
             assert_eq!(ack_code(&send(&gw, &refused).await), None);
+        }
+        // A retry of a message committed before is answered with its original ACK, byte for
+        // byte, although the store cannot write (its duplicate check is read, not written).
+        let retry = send(&gw, "FULL-0").await;
+        assert_eq!(retry.status, 200, "{}", retry.body_text());
+        assert_eq!(retry.body_text(), first.body_text(), "the original ACK");
+        // Also when it shares a group commit with new messages, whose transaction the full
+        // disk fails: the retry is answered from the store, the new ones are refused.
+        for round in 0..5 {
+            let id: Vec<String> = (0..6).map(|n| format!("FULL-NEW-{round}-{n}")).collect();
+            let (retry, a, b, c, d, e, f) = tokio::join!(
+                send(&gw, "FULL-0"),
+                send(&gw, &id[0]),
+                send(&gw, &id[1]),
+                send(&gw, &id[2]),
+                send(&gw, &id[3]),
+                send(&gw, &id[4]),
+                send(&gw, &id[5]),
+            );
+            assert_eq!(
+                retry.body_text(),
+                first.body_text(),
+                "round {round}: the original ACK"
+            );
+            for response in [a, b, c, d, e, f] {
+                assert_eq!(ack_code(&response), None, "round {round}: never a false AA");
+            }
         }
         // A large message, streamed into its row after the insert (store/sqlite/inbound.rs),
         // is refused the same way.

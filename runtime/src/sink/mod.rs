@@ -422,6 +422,9 @@ async fn deliver_and_commit_held(
         sink: sink.kind(),
     };
     let ack = record.ack.clone();
+    // The message's bytes (a reference, not a copy), for the duplicate check below should
+    // the commit fail.
+    let raw = record.raw.clone();
     match store.commit_inbound_keeping(record).await {
         Ok((CommitResult::Committed(id), _)) => Ok(Answer {
             ack,
@@ -446,6 +449,27 @@ async fn deliver_and_commit_held(
                 peer_subject: record.peer_subject,
             };
             answer_duplicate(store, sink, rejected, &build, original).await
+        }
+        Err(e) if checked_in_commit => {
+            // A retry of a message committed earlier is answered with its original ACK even
+            // while the store cannot write (a full disk): the lookup skipped before the
+            // commit is made now. Other content would need an AR 205 audit row, which
+            // cannot be written now either: the sender retries.
+            match store.find_duplicate(&key).await {
+                Ok(Some(original)) if original.same_content(&digest(&raw)) => {
+                    tracing::info!(
+                        key = %key,
+                        row = original.id,
+                        "duplicate message: answering the original ACK (the store cannot write now: {e})"
+                    );
+                    Ok(Answer {
+                        ack: original.ack,
+                        code: original.ack_code,
+                        disposition: Disposition::Duplicate(original.id),
+                    })
+                }
+                _ => Err(e.into()),
+            }
         }
         Err(e) => {
             if accepted && sink.kind() != SinkKind::Inbox {

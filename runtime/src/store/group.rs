@@ -165,6 +165,14 @@ impl Drop for Lead {
             waiting.writing = false;
             waiting.queue.drain(..).collect()
         };
+        // Only a panic in the writer, or a writer that could not start (the runtime shutting
+        // down), gets here: the senders see 503s, the log says why.
+        tracing::error!(
+            waiting = stranded.len(),
+            panicking = std::thread::panicking(),
+            "store: the inbound group commit writer ended without answering; its commits \
+             and those waiting are answered with an error (503) and will be retried"
+        );
         for member in stranded {
             member.answer(Err(abandoned()));
         }

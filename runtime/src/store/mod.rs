@@ -662,6 +662,10 @@ impl BlockingStore {
     ///
     /// Commits that arrive together share one transaction (group commit): see
     /// [`Store::commit_group_stats`].
+    ///
+    /// Blocking, like every call of [`BlockingStore`]: call it from a thread that may block
+    /// (a CLI command, `spawn_blocking`), never from a runtime's worker thread, where waiting
+    /// for the group's answer panics; async callers use [`Store::commit_inbound`].
     pub fn commit_inbound(&self, record: &InboundRecord) -> Result<CommitResult, StoreError> {
         self.commit_inbound_keeping(record.clone())
             .map(|(result, _)| result)

@@ -58,7 +58,11 @@ fn is_unique_violation(e: &rusqlite::Error) -> bool {
 /// commit fails every member.
 fn commit_group(conn: &mut Connection, members: Vec<Pending>) {
     let written = match write_group(conn, &members, Savepoints::None) {
-        Attempt::MemberFailed => write_group(conn, &members, Savepoints::PerMember),
+        // Written again only once the rollback has ended the transaction; should it not
+        // have, nothing of this group may commit with a later one.
+        Attempt::MemberFailed if conn.is_autocommit() => {
+            write_group(conn, &members, Savepoints::PerMember)
+        }
         other => other,
     };
     match written {
@@ -66,7 +70,11 @@ fn commit_group(conn: &mut Connection, members: Vec<Pending>) {
         Attempt::Failed(e) => group::fail_all(members, e),
         Attempt::MemberFailed => group::fail_all(
             members,
-            StoreError::Task("a group member failed outside its savepoint".into()),
+            StoreError::Task(
+                "a group member failed and the transaction could not be rolled back to write \
+                 the others again"
+                    .into(),
+            ),
         ),
     }
 }
@@ -208,9 +216,11 @@ impl Sqlite {
 
     /// Commits `record` with whatever other commits are waiting (group commit, see
     /// [`group`](crate::store::group)) and blocks until it is durable: one `BEGIN IMMEDIATE`
-    /// transaction, one savepoint per message; with WAL and `synchronous=FULL` the row is on
-    /// disk when this returns `Ok`. When nobody is writing, this thread writes, and goes on
-    /// with the groups queued meanwhile until none is left. Never call it from an async task.
+    /// transaction per group (a savepoint per message only when one of them failed, see
+    /// [`commit_group`]); with WAL and `synchronous=FULL` the row is on disk when this
+    /// returns `Ok`. When nobody is writing, this thread writes, and goes on with the groups
+    /// queued meanwhile until none is left. Never call it from an async task or a runtime's
+    /// worker thread: it waits with `blocking_recv`, which panics there.
     pub(crate) fn commit_inbound(&self, record: InboundRecord) -> Outcome {
         let (ticket, lead) = self.groups.enqueue(record);
         if let Some(lead) = lead {
@@ -230,7 +240,12 @@ impl Sqlite {
     /// until none is waiting.
     pub(crate) fn write_groups(&self, mut lead: Lead) {
         while let Some(members) = lead.next_group() {
-            commit_group(&mut self.conn(), members);
+            let mut conn = self.conn();
+            commit_group(&mut conn, members);
+            // Under steady load the queue never empties: taking the lock back at once, as an
+            // unfair unlock lets this thread do, would starve the health check, inbox reads
+            // and the outbound queue. Hand it to whoever waits first.
+            parking_lot::MutexGuard::unlock_fair(conn);
         }
     }
 

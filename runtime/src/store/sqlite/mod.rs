@@ -16,8 +16,8 @@ mod queue;
 pub mod schema;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
 
+use parking_lot::{Mutex, MutexGuard};
 use rusqlite::{Connection, OptionalExtension};
 use time::OffsetDateTime;
 
@@ -62,11 +62,12 @@ impl Sqlite {
         self.groups.stats()
     }
 
-    /// The connection. A poisoned mutex (a panic while it was held) still guards a usable
-    /// connection: every transaction here is a scoped `rusqlite::Transaction`, which rolls
-    /// back when dropped during the unwind, so recovering the guard is safe.
+    /// The connection. A panic while it is held leaves it usable (the lock does not poison):
+    /// every transaction here is a scoped `rusqlite::Transaction`, which rolls back when
+    /// dropped during the unwind. The lock is parking_lot's, so that the group writer can
+    /// hand it over fairly between groups (`inbound.rs`, `write_groups`).
     fn conn(&self) -> MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+        self.conn.lock()
     }
 
     /// The pragmas in force.
