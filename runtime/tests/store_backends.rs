@@ -553,7 +553,9 @@ fn the_store_reports_whether_it_takes_writes(db: &Db) {
 
 /// Under a steady stream of inbound commits the group writer never runs out of work; the
 /// store's other writers (the health check here; the inbox and the outbound queue share the
-/// same connection on SQLite) must still get their turn, within a group or two.
+/// same connection on SQLite) must still get their turn, within a group or two. On SQLite
+/// this holds because the writer lets go of the connection after every group: a writer
+/// keeping it from one group to the next makes this test fail (checks waiting 2–4 s).
 fn the_stores_other_writers_get_their_turn_while_inbound_commits_stream_in(db: &Db) {
     use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
     let store = db.open();
