@@ -397,11 +397,14 @@ pub(crate) async fn enqueue(
     let at = timestamp::format(at);
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
-    tx.execute(
-        "SELECT pg_advisory_xact_lock(hashtextextended('hl7gw.outbound.' || $1::TEXT, 0))",
-        &[&destination],
-    )
-    .await?;
+    // Prepared once per connection: as text it would be parsed in a round trip of its own
+    // every time.
+    let lock = tx
+        .prepare_cached(
+            "SELECT pg_advisory_xact_lock(hashtextextended('hl7gw.outbound.' || $1::TEXT, 0))",
+        )
+        .await?;
+    tx.execute(&lock, &[&destination]).await?;
     let mut done = Vec::with_capacity(messages.len());
     for message in &messages {
         done.push(insert(&tx, &destination, message, &at).await?);
